@@ -1,0 +1,147 @@
+"""The domain database: engine, sessions and the unit of work.
+
+SQLite (the default, a file under var/) runs with WAL, foreign keys on and
+`BEGIN IMMEDIATE` transactions, so concurrent writers queue on the lock
+instead of failing half-way. PostgreSQL is selected by TASKFORCE_DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy import JSON, BigInteger, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from taskforce.policy.loader import PROJECT_ROOT
+
+DATABASE_URL_ENV = "TASKFORCE_DATABASE_URL"
+DEFAULT_SQLITE_PATH = PROJECT_ROOT / "var" / "taskforce.db"
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use an aware (UTC) datetime")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+# JSON that is JSONB on PostgreSQL.
+JSONType = JSON().with_variant(postgresql.JSONB(), "postgresql")
+# Integer fen; BIGINT everywhere (SQLite's INTEGER is 64-bit already).
+Fen = BigInteger
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict: JSONType, list: JSONType}  # noqa: RUF012
+
+
+def database_url() -> str:
+    url = os.environ.get(DATABASE_URL_ENV)
+    if url:
+        return url
+    DEFAULT_SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{DEFAULT_SQLITE_PATH}"
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Let SQLAlchemy, not pysqlite, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        # Take the write lock up front: a deferred transaction that later
+        # writes can fail with "database is locked" instead of waiting.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str | None = None, **kwargs) -> Engine:
+    url = url or database_url()
+    if url.startswith("sqlite"):
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs
+        )
+        _sqlite_setup(engine)
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+_engines: dict[str, Engine] = {}
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """One engine per URL per process."""
+    url = url or database_url()
+    if url not in _engines:
+        _engines[url] = make_engine(url)
+    return _engines[url]
+
+
+def session_factory(engine: Engine | None = None) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine or get_engine(), expire_on_commit=False)
+
+
+@contextlib.contextmanager
+def unit_of_work(engine: Engine | None = None) -> Iterator[Session]:
+    """One transaction: commit on success, roll back everything on any error."""
+    session = session_factory(engine)()
+    try:
+        with session.begin():
+            yield session
+    finally:
+        session.close()
+
+
+__all__ = [
+    "Base",
+    "Fen",
+    "JSONType",
+    "UTCDateTime",
+    "database_url",
+    "get_engine",
+    "make_engine",
+    "session_factory",
+    "unit_of_work",
+]

@@ -1,0 +1,1 @@
+"""Emergencies and warnings (SPEC §5)."""

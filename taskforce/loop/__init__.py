@@ -1,0 +1,1 @@
+"""The closed loop: report → coordination → plan → execution feedback → evaluation (SPEC §2)."""

@@ -1,0 +1,1 @@
+"""Notifications: outbox rows written with the event, delivered through Apprise after commit."""

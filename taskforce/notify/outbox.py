@@ -1,0 +1,94 @@
+"""Write notifications to the outbox inside the event's own transaction.
+
+Delivery (through Apprise) happens after commit, from these rows; see
+taskforce/notify/delivery.py. A row's idempotency key makes a replayed event
+write nothing new.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from taskforce.notify.models import DeliveryStatus, OutboxMessage
+from taskforce.policy.schema import Classification, Notifications
+
+
+class RoutingError(LookupError):
+    pass
+
+
+def audiences_for(event_kind: str, routing: Notifications, context: dict[str, Any]) -> list[str]:
+    """Resolve an event kind's audiences; placeholders come from the event's context."""
+    if event_kind not in routing.routing:
+        raise RoutingError(
+            f"no routing for event kind {event_kind!r}: add it to notifications.routing in config/taskforce.yaml"
+        )
+    out: list[str] = []
+    for tag in routing.routing[event_kind]:
+        if tag.startswith("{") and tag.endswith("}"):
+            value = context.get(tag[1:-1])
+            if not value:
+                continue  # nothing concerned, e.g. an issue without a working group
+            tag = str(value)
+        if tag not in out:
+            out.append(tag)
+    return out
+
+
+def enqueue(
+    session: Session,
+    *,
+    event_kind: str,
+    key: str,
+    subject_type: str,
+    subject_id: str | int,
+    classification: Classification,
+    context: dict[str, Any],
+    at: dt.datetime,
+    routing: Notifications,
+    audiences: Iterable[str] | None = None,
+    is_drill: bool = False,
+    priority: int = 0,
+    trail_entry_id: int | None = None,
+) -> list[OutboxMessage]:
+    """One outbox row per audience; rows whose key exists already are not written again."""
+    targets = (
+        list(audiences) if audiences is not None else audiences_for(event_kind, routing, context)
+    )
+    keys = {f"{key}:{aud}": aud for aud in targets}
+    existing = (
+        set(
+            session.execute(
+                select(OutboxMessage.idempotency_key).where(OutboxMessage.idempotency_key.in_(keys))
+            ).scalars()
+        )
+        if keys
+        else set()
+    )
+    rows = [
+        OutboxMessage(
+            idempotency_key=k,
+            event_kind=event_kind,
+            audience=aud,
+            subject_type=subject_type,
+            subject_id=str(subject_id),
+            classification=classification,
+            context=context,
+            is_drill=is_drill,
+            priority=priority,
+            status=DeliveryStatus.pending,
+            attempts=0,
+            created_at=at,
+            next_attempt_at=at,
+            trail_entry_id=trail_entry_id,
+        )
+        for k, aud in keys.items()
+        if k not in existing
+    ]
+    session.add_all(rows)
+    return rows

@@ -1,0 +1,1 @@
+"""The organisation: units, groups, members (SPEC §1)."""

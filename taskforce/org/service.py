@@ -1,0 +1,108 @@
+"""Load config/org.yaml into the database and answer questions about the organisation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Integer, func, select
+from sqlalchemy.orm import Session
+
+from taskforce.org.models import Group, Member, Unit
+from taskforce.policy.schema import GroupKind, Organisation
+
+
+def sync_organisation(session: Session, org: Organisation) -> dict[str, int]:
+    """Upsert units, groups and members by code; members no longer listed become inactive."""
+    units = {u.code: u for u in session.scalars(select(Unit))}
+    for spec in org.units:
+        unit = units.get(spec.code) or Unit(code=spec.code)
+        unit.name, unit.name_en, unit.region = spec.name, spec.name_en, spec.region
+        session.add(unit)
+        units[spec.code] = unit
+    groups = {g.code: g for g in session.scalars(select(Group))}
+    for spec in org.groups:
+        group = groups.get(spec.code) or Group(code=spec.code)
+        group.kind, group.name, group.name_en, group.domain = (
+            spec.kind,
+            spec.name,
+            spec.name_en,
+            spec.domain,
+        )
+        session.add(group)
+        groups[spec.code] = group
+    session.flush()
+    members = {m.code: m for m in session.scalars(select(Member))}
+    listed = set()
+    for spec in org.members:
+        member = members.get(spec.code) or Member(code=spec.code)
+        member.name, member.role = spec.name, spec.role
+        member.group_id, member.unit_id = groups[spec.group].id, units[spec.unit].id
+        member.full_time, member.on_call, member.director = (
+            spec.full_time,
+            spec.on_call,
+            spec.director,
+        )
+        member.training_hours, member.clearance = spec.training_hours, spec.clearance
+        member.contacts, member.active = list(spec.contacts), True
+        session.add(member)
+        members[spec.code] = member
+        listed.add(spec.code)
+    session.flush()
+    for spec in org.members:
+        members[spec.code].backup_id = members[spec.backup].id if spec.backup else None
+    for code, member in members.items():
+        if code not in listed:
+            member.active = False
+    session.flush()
+    return {"units": len(org.units), "groups": len(org.groups), "members": len(listed)}
+
+
+def leadership_size(session: Session) -> int:
+    """All active leadership members: the denominator of every vote (SPEC §2.2)."""
+    return (
+        session.scalar(
+            select(func.count(Member.id))
+            .join(Group, Member.group_id == Group.id)
+            .where(Group.kind == GroupKind.leadership, Member.active.is_(True))
+        )
+        or 0
+    )
+
+
+def director(session: Session) -> Member:
+    return session.scalars(
+        select(Member).where(Member.director.is_(True), Member.active.is_(True))
+    ).one()
+
+
+def unit_by_code(session: Session, code: str) -> Unit | None:
+    return session.scalars(select(Unit).where(Unit.code == code)).one_or_none()
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    code: str
+    name: str
+    kind: str
+    members: int
+    full_time: int
+    on_call: int
+
+
+def group_summaries(session: Session) -> list[GroupSummary]:
+    rows = session.execute(
+        select(
+            Group.code,
+            Group.name,
+            Group.kind,
+            func.count(Member.id),
+            func.coalesce(func.sum(Member.full_time.cast(Integer)), 0),
+            func.coalesce(func.sum(Member.on_call.cast(Integer)), 0),
+        )
+        .outerjoin(Member, (Member.group_id == Group.id) & Member.active.is_(True))
+        .group_by(Group.id)
+        .order_by(Group.id)
+    ).all()
+    return [
+        GroupSummary(c, n, GroupKind(k).value, int(m), int(f), int(o)) for c, n, k, m, f, o in rows
+    ]

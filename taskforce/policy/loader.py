@@ -1,0 +1,94 @@
+"""Load and validate config files, with errors that name file, key and problem."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from taskforce.policy.schema import Organisation, Policy
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR_ENV = "TASKFORCE_CONFIG_DIR"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ConfigError(Exception):
+    """A config file is missing or invalid. The message is one line per problem."""
+
+
+def config_dir() -> Path:
+    """The config folder: $TASKFORCE_CONFIG_DIR, else the project's config/."""
+    return Path(os.environ.get(CONFIG_DIR_ENV) or PROJECT_ROOT / "config")
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _load(path: Path, model: type[M]) -> M:
+    shown = _display(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"{shown}: file not found (set {CONFIG_DIR_ENV} to another config folder)"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(
+            f"{shown}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}"
+        ) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{shown}: expected a mapping at the top level")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_describe(shown, err) for err in exc.errors())) from None
+
+
+def _describe(shown: str, err: dict) -> str:
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"{shown}: {key}: unknown key (check the spelling; see the file's comments for allowed keys)"
+    if err["type"] == "missing":
+        return f"{shown}: {key}: required key is missing"
+    got = err.get("input")
+    got_txt = "" if isinstance(got, dict | list) else f" (got {got!r})"
+    return f"{shown}: {key}: {err['msg']}{got_txt}"
+
+
+@functools.cache
+def _cached_policy(path: str, mtime: float) -> Policy:
+    return _load(Path(path), Policy)
+
+
+@functools.cache
+def _cached_org(path: str, mtime: float) -> Organisation:
+    return _load(Path(path), Organisation)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return -1.0
+
+
+def load_policy(directory: Path | None = None) -> Policy:
+    path = (directory or config_dir()) / "taskforce.yaml"
+    return _cached_policy(str(path), _mtime(path))
+
+
+def load_org(directory: Path | None = None) -> Organisation:
+    path = (directory or config_dir()) / "org.yaml"
+    return _cached_org(str(path), _mtime(path))

@@ -1,0 +1,299 @@
+"""Typed models of config/taskforce.yaml and config/org.yaml.
+
+Every model forbids unknown keys, so a typo in a config file is an error,
+not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=2)]
+Share = Annotated[Decimal, Field(ge=0, le=1)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GroupKind(StrEnum):
+    leadership = "leadership"
+    executive = "executive"
+    working_group = "working_group"
+    compliance = "compliance"
+    evaluator = "evaluator"
+    expert = "expert"
+
+
+class Classification(StrEnum):
+    """SPEC §7: every record has one. Ordered: public < internal < secret."""
+
+    public = "public"
+    internal = "internal"
+    secret = "secret"
+
+    @property
+    def rank(self) -> int:
+        return _CLASSIFICATION_RANK[self]
+
+    def readable_by(self, clearance: Classification) -> bool:
+        return clearance.rank >= self.rank
+
+
+_CLASSIFICATION_RANK = {
+    Classification.public: 0,
+    Classification.internal: 1,
+    Classification.secret: 2,
+}
+
+ChainStep = Literal["working_group", "executive", "leadership"]
+
+
+class Authority(Strict):
+    executive_approval_max: Money
+    leadership_cross_department_min: Money
+    escalation_chain: list[ChainStep] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Authority:
+        if self.leadership_cross_department_min < self.executive_approval_max:
+            raise ValueError("leadership_cross_department_min must be >= executive_approval_max")
+        return self
+
+
+class Vote(Strict):
+    pass_numerator: PositiveInt
+    pass_denominator: PositiveInt
+
+    @model_validator(mode="after")
+    def _fraction(self) -> Vote:
+        if self.pass_numerator > self.pass_denominator:
+            raise ValueError("pass_numerator must not exceed pass_denominator")
+        return self
+
+
+class Loop(Strict):
+    coordination_deadline_working_days: PositiveInt
+    plan_deadline_working_days: PositiveInt
+    evaluation_deadline_working_days: PositiveInt
+    returns_before_warning: PositiveInt
+    duplicate_title_similarity: Annotated[float, Field(gt=0, le=1)]
+
+
+class Progress(Strict):
+    yellow_due_within_days: NonNegativeInt
+    yellow_behind_expected_points: Annotated[int, Field(ge=0, le=100)]
+    red_escalation_days: NonNegativeInt
+
+
+class EmergencyLevelPolicy(Strict):
+    name_zh: str
+    leading_group: ChainStep
+    deadlines_hours: dict[str, PositiveInt]
+
+
+class EmergencyPolicy(Strict):
+    levels: dict[Literal["I", "II", "III"], EmergencyLevelPolicy]
+    acknowledge_within_minutes: PositiveInt
+    escalation_repeat_limit: PositiveInt
+    escalation_chain: list[ChainStep] = Field(min_length=1)
+
+    @field_validator("levels")
+    @classmethod
+    def _all_levels(cls, v: dict) -> dict:
+        missing = {"I", "II", "III"} - set(v)
+        if missing:
+            raise ValueError(f"missing levels: {', '.join(sorted(missing))}")
+        return v
+
+
+class WarningPolicy(Strict):
+    name_zh: str
+    handled_by: Literal["executive", "leadership", "command"]
+    deadline_hours: PositiveInt
+
+
+class Warnings(Strict):
+    yellow: WarningPolicy
+    orange: WarningPolicy
+    red: WarningPolicy
+
+
+class BudgetPolicy(Strict):
+    emergency_reserve_share: Share
+    reviews: list[Literal["compliance", "evaluator", "leadership"]] = Field(min_length=1)
+
+
+class RiskPolicy(Strict):
+    matrix_size: PositiveInt
+    warning_thresholds: dict[Literal["yellow", "orange", "red"], PositiveInt]
+
+    @model_validator(mode="after")
+    def _within_matrix(self) -> RiskPolicy:
+        top = self.matrix_size * self.matrix_size
+        for colour, score in self.warning_thresholds.items():
+            if score > top:
+                raise ValueError(f"warning_thresholds.{colour}={score} exceeds {top}")
+        return self
+
+
+class KpiTargets(Strict):
+    resolution_rate: Share
+    on_time_rate: Share
+    duration_ratio_baseline: Annotated[Decimal, Field(gt=0)]
+    satisfaction: Annotated[int, Field(ge=0, le=100)]
+    full_time_share_min: Share
+    training_hours_per_year_min: NonNegativeInt
+
+
+class Reviews(Strict):
+    weekly_dispatch: str
+    monthly_review: str
+    quarterly_review: str
+    semiannual_audit: str
+    quarterly_drill: str
+    weekly_budget_audit: str
+
+    @field_validator("*")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        if len(v.split()) != 5:
+            raise ValueError(f"{v!r} is not a 5-field cron expression")
+        return v
+
+
+class Phases(Strict):
+    startup: tuple[int, int]
+    push: tuple[int, int]
+    consolidation: tuple[int, int]
+
+
+class CalendarPolicy(Strict):
+    extra_holidays: list[dt.date] = []
+    extra_workdays: list[dt.date] = []
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> CalendarPolicy:
+        both = set(self.extra_holidays) & set(self.extra_workdays)
+        if both:
+            raise ValueError(f"dates both holiday and workday: {sorted(both)}")
+        return self
+
+
+class Notifications(Strict):
+    routing: dict[str, list[str]]
+    max_attempts: PositiveInt
+    backoff_base_seconds: PositiveInt
+    backoff_max_seconds: PositiveInt
+    body_max_chars: Annotated[int, Field(ge=70)]
+
+
+class Policy(Strict):
+    timezone: str
+    locale: Literal["zh-CN", "en"]
+    currency: Literal["CNY"]
+    authority: Authority
+    vote: Vote
+    loop: Loop
+    progress: Progress
+    emergency: EmergencyPolicy
+    warnings: Warnings
+    budget: BudgetPolicy
+    risk: RiskPolicy
+    kpi_targets: KpiTargets
+    reviews: Reviews
+    phases: Phases
+    calendar: CalendarPolicy = CalendarPolicy()
+    notifications: Notifications
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {v!r}") from exc
+        return v
+
+
+# --- config/org.yaml -------------------------------------------------------
+
+
+class UnitSpec(Strict):
+    code: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]
+    name: str
+    name_en: str
+    region: str
+
+
+class GroupSpec(Strict):
+    code: Annotated[
+        str, Field(pattern=r"^(leadership|executive|compliance|evaluator|expert|wg:[a-z0-9-]+)$")
+    ]
+    kind: GroupKind
+    name: str
+    name_en: str
+    domain: str | None = None
+
+
+class MemberSpec(Strict):
+    code: str
+    name: str
+    group: str
+    unit: str
+    role: str
+    full_time: bool = False
+    on_call: bool = False
+    director: bool = False
+    backup: str | None = None
+    training_hours: Annotated[int, Field(ge=0)] = 0
+    clearance: Classification = Classification.internal
+    contacts: list[str] = []
+
+
+class Organisation(Strict):
+    name: str
+    name_en: str
+    units: list[UnitSpec] = Field(min_length=1)
+    groups: list[GroupSpec] = Field(min_length=1)
+    members: list[MemberSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references(self) -> Organisation:
+        units = {u.code for u in self.units}
+        groups = {g.code for g in self.groups}
+        members = {m.code for m in self.members}
+        for label, codes in (
+            ("units", [u.code for u in self.units]),
+            ("groups", [g.code for g in self.groups]),
+            ("members", [m.code for m in self.members]),
+        ):
+            dupes = {c for c in codes if codes.count(c) > 1}
+            if dupes:
+                raise ValueError(f"{label}: duplicate codes {sorted(dupes)}")
+        for m in self.members:
+            if m.group not in groups:
+                raise ValueError(f"members.{m.code}.group: unknown group {m.group!r}")
+            if m.unit not in units:
+                raise ValueError(f"members.{m.code}.unit: unknown unit {m.unit!r}")
+            if m.backup is not None and m.backup not in members:
+                raise ValueError(f"members.{m.code}.backup: unknown member {m.backup!r}")
+        kinds = [g.kind for g in self.groups]
+        for required in (GroupKind.leadership, GroupKind.executive):
+            if kinds.count(required) != 1:
+                raise ValueError(f"groups: exactly one {required.value} group is required")
+        directors = [m for m in self.members if m.director]
+        if len(directors) != 1:
+            raise ValueError("members: exactly one member must be the executive director")
+        if not any(m.group == "leadership" for m in self.members):
+            raise ValueError("members: the leadership group has no members")
+        return self

@@ -1,0 +1,1 @@
+"""The registers the reviews read: risks, milestones, reviews, the case library."""

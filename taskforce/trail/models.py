@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, Boolean, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from taskforce.columns import classification_column
+from taskforce.db import Base
+from taskforce.policy.schema import Classification
+
+
+class TrailEntry(Base):
+    """One link of the hash chain. Never updated or deleted (a PostgreSQL trigger refuses both)."""
+
+    __tablename__ = "trail_entry"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # 1, 2, 3 …
+    at: Mapped[dt.datetime]
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    subject_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)  # canonical JSON
+    classification: Mapped[Classification] = classification_column()
+    calendar_fallback: Mapped[bool] = mapped_column(Boolean, default=False)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class TrailHead(Base):
+    """A single row: the last link, locked by every append so the chain never forks."""
+
+    __tablename__ = "trail_head"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,203 @@
+"""Append to and verify the decision trail.
+
+Each entry's hash is SHA-256 over the previous hash and the entry's canonical
+bytes (id, time, actor, action, subject, payload, classification, calendar
+fallback). Changing any byte of any entry, deleting one or reordering them
+breaks the chain at that point, and `verify` names it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from taskforce.policy.schema import Classification
+from taskforce.trail.models import TrailEntry, TrailHead
+
+GENESIS = "0" * 64
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime in a trail payload")
+        return value.astimezone(dt.UTC).isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, uuid.UUID | set | frozenset):
+        return str(value) if isinstance(value, uuid.UUID) else sorted(value)
+    raise TypeError(f"cannot put {type(value).__name__} on the trail")
+
+
+def canonical_json(payload: Any) -> str:
+    return json.dumps(
+        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default
+    )
+
+
+def _entry_bytes(
+    entry_id: int,
+    at: dt.datetime,
+    actor: str,
+    action: str,
+    subject_type: str,
+    subject_id: str,
+    payload: str,
+    classification: str,
+    calendar_fallback: bool,
+) -> bytes:
+    return canonical_json(
+        [
+            entry_id,
+            at.astimezone(dt.UTC).isoformat(),
+            actor,
+            action,
+            subject_type,
+            subject_id,
+            payload,
+            classification,
+            calendar_fallback,
+        ]
+    ).encode()
+
+
+def compute_hash(prev_hash: str, body: bytes) -> str:
+    return hashlib.sha256(prev_hash.encode() + b"\n" + body).hexdigest()
+
+
+def append(
+    session: Session,
+    *,
+    at: dt.datetime,
+    actor: str,
+    action: str,
+    subject_type: str,
+    subject_id: str | int,
+    payload: Any = None,
+    classification: Classification = Classification.internal,
+    calendar_fallback: bool = False,
+) -> TrailEntry:
+    """Add one entry inside the caller's transaction (ARCHITECTURE.md rule 1)."""
+    head = session.execute(
+        select(TrailHead).where(TrailHead.id == 1).with_for_update()
+    ).scalar_one_or_none()
+    if head is None:
+        raise RuntimeError("the trail has no head row: run `taskforce migrate` first")
+    at = at.astimezone(dt.UTC)
+    text = canonical_json(payload if payload is not None else {})
+    entry_id = head.last_id + 1
+    body = _entry_bytes(
+        entry_id,
+        at,
+        actor,
+        action,
+        subject_type,
+        str(subject_id),
+        text,
+        Classification(classification).value,
+        calendar_fallback,
+    )
+    digest = compute_hash(head.last_hash, body)
+    entry = TrailEntry(
+        id=entry_id,
+        at=at,
+        actor=actor,
+        action=action,
+        subject_type=subject_type,
+        subject_id=str(subject_id),
+        payload=text,
+        classification=Classification(classification),
+        calendar_fallback=calendar_fallback,
+        prev_hash=head.last_hash,
+        hash=digest,
+    )
+    session.add(entry)
+    head.last_id, head.last_hash = entry_id, digest
+    session.flush()
+    return entry
+
+
+@dataclass(frozen=True)
+class TrailBreak:
+    entry_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Verification:
+    entries: int
+    first_break: TrailBreak | None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_break is None
+
+
+def verify(session: Session, batch: int = 50_000) -> Verification:
+    """Walk the chain in id order; report the first broken link."""
+    prev, expected_id, count = GENESIS, 1, 0
+    cols = (
+        TrailEntry.id,
+        TrailEntry.at,
+        TrailEntry.actor,
+        TrailEntry.action,
+        TrailEntry.subject_type,
+        TrailEntry.subject_id,
+        TrailEntry.payload,
+        TrailEntry.classification,
+        TrailEntry.calendar_fallback,
+        TrailEntry.prev_hash,
+        TrailEntry.hash,
+    )
+    last_id = 0
+    while True:
+        rows = session.execute(
+            select(*cols).where(TrailEntry.id > last_id).order_by(TrailEntry.id).limit(batch)
+        ).all()
+        if not rows:
+            break
+        for eid, at, actor, action, stype, sid, payload, cls, fallback, prev_hash, digest in rows:
+            if eid != expected_id:
+                return Verification(
+                    count,
+                    TrailBreak(expected_id, f"entry {expected_id} is missing (next is {eid})"),
+                )
+            if prev_hash != prev:
+                return Verification(
+                    count, TrailBreak(eid, "prev_hash does not match the previous entry")
+                )
+            body = _entry_bytes(
+                eid,
+                at,
+                actor,
+                action,
+                stype,
+                sid,
+                payload,
+                Classification(cls).value,
+                bool(fallback),
+            )
+            if compute_hash(prev, body) != digest:
+                return Verification(count, TrailBreak(eid, "content does not match its hash"))
+            prev, expected_id, count = digest, eid + 1, count + 1
+        last_id = rows[-1][0]
+    head = session.get(TrailHead, 1)
+    if head is not None and (head.last_id != count or head.last_hash != prev):
+        return Verification(
+            count,
+            TrailBreak(count + 1, f"the chain ends at {count} but the head says {head.last_id}"),
+        )
+    return Verification(count, None)

@@ -1,0 +1,88 @@
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from taskforce.policy import ConfigError, load_org, load_policy
+from taskforce.policy.loader import PROJECT_ROOT
+
+CONFIG = PROJECT_ROOT / "config"
+
+
+@pytest.fixture
+def config_copy(tmp_path) -> Path:
+    shutil.copytree(CONFIG, tmp_path / "config")
+    return tmp_path / "config"
+
+
+def _edit(path: Path, mutate) -> None:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    mutate(data)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+
+
+def test_shipped_config_is_valid():
+    policy = load_policy(CONFIG)
+    assert policy.loop.plan_deadline_working_days == 5
+    assert len([m for m in load_org(CONFIG).members if m.group == "leadership"]) == 7
+
+
+def test_negative_deadline_names_file_and_key(config_copy):
+    _edit(config_copy / "taskforce.yaml", lambda d: d["loop"].update(plan_deadline_working_days=-1))
+    with pytest.raises(ConfigError) as err:
+        load_policy(config_copy)
+    message = str(err.value)
+    assert "taskforce.yaml" in message
+    assert "loop.plan_deadline_working_days" in message
+    assert "greater than 0" in message
+    assert len(message.splitlines()) == 1
+
+
+def test_unknown_key_is_refused(config_copy):
+    _edit(
+        config_copy / "taskforce.yaml", lambda d: d["authority"].update(executive_aproval_max="1")
+    )
+    with pytest.raises(ConfigError, match=r"authority\.executive_aproval_max: unknown key"):
+        load_policy(config_copy)
+
+
+def test_threshold_order_checked(config_copy):
+    _edit(
+        config_copy / "taskforce.yaml",
+        lambda d: d["authority"].update(leadership_cross_department_min="100.00"),
+    )
+    with pytest.raises(ConfigError, match="leadership_cross_department_min must be >="):
+        load_policy(config_copy)
+
+
+def test_bad_timezone(config_copy):
+    _edit(config_copy / "taskforce.yaml", lambda d: d.update(timezone="Mars/Olympus"))
+    with pytest.raises(ConfigError, match="timezone: .*unknown timezone"):
+        load_policy(config_copy)
+
+
+def test_invalid_yaml_names_the_line(config_copy):
+    (config_copy / "taskforce.yaml").write_text("a: [1, 2\nb: 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="taskforce.yaml: line"):
+        load_policy(config_copy)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_policy(tmp_path)
+
+
+def test_org_references_checked(config_copy):
+    def mutate(d):
+        d["members"][0]["unit"] = "nowhere"
+
+    _edit(config_copy / "org.yaml", mutate)
+    with pytest.raises(ConfigError, match="members.L1.unit: unknown unit 'nowhere'"):
+        load_org(config_copy)
+
+
+def test_env_points_to_another_folder(config_copy, monkeypatch):
+    _edit(config_copy / "taskforce.yaml", lambda d: d["loop"].update(plan_deadline_working_days=7))
+    monkeypatch.setenv("TASKFORCE_CONFIG_DIR", str(config_copy))
+    assert load_policy().loop.plan_deadline_working_days == 7
