@@ -1,0 +1,33 @@
+"""What every service needs besides its session: the policy, the clock, the calendar."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from taskforce.calendar import WorkCalendar
+from taskforce.clock import Clock, SystemClock, end_of_day, local_date
+from taskforce.policy import Policy, load_policy
+
+
+@dataclass(frozen=True)
+class Context:
+    policy: Policy
+    clock: Clock = field(default_factory=SystemClock)
+    calendar: WorkCalendar | None = None
+
+    def __post_init__(self) -> None:
+        if self.calendar is None:
+            object.__setattr__(self, "calendar", WorkCalendar(self.policy.calendar))
+
+    @classmethod
+    def default(cls, clock: Clock | None = None) -> Context:
+        return cls(policy=load_policy(), clock=clock or SystemClock())
+
+    def now(self):
+        return self.clock.now()
+
+    def today(self):
+        return local_date(self.clock.now(), self.policy.timezone)
+
+    def end_of(self, day):
+        return end_of_day(day, self.policy.timezone)

@@ -1,0 +1,23 @@
+"""Errors the core raises for bad input or an illegal step. Each names the field,
+what was wrong and what is allowed, so a form or an API can show it as is."""
+
+from __future__ import annotations
+
+
+class DomainError(ValueError):
+    def __init__(
+        self, message: str, *, field: str | None = None, allowed: str | None = None
+    ) -> None:
+        self.field, self.allowed = field, allowed
+        text = f"{field}: {message}" if field else message
+        if allowed:
+            text += f" (allowed: {allowed})"
+        super().__init__(text)
+
+
+class NotFound(DomainError):
+    pass
+
+
+class IllegalTransition(DomainError):
+    """The step is not possible in the subject's current state; nothing was changed."""
