@@ -7,11 +7,13 @@ bounds), and the services validate them again, because Prefect's
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from taskforce.loop.models import Ballot, Outcome
 from taskforce.policy.schema import Classification
 
 UnitCode = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
@@ -71,3 +73,118 @@ class ReportResult(BaseModel):
     duplicate: bool
     lead_unit: str
     stage: str
+
+
+class ResponsibleUnit(Form):
+    unit: UnitCode = Field(..., title="Unit 责任单位")
+    share_percent: int = Field(..., ge=1, le=100, title="Share % 责任比例")
+
+
+class CoordinateForm(Form):
+    """协调会商 — record the coordination meeting and its decision."""
+
+    participants: list[UnitCode] = Field(
+        ..., min_length=1, max_length=50, title="Participants 参会单位"
+    )
+    responsible: list[ResponsibleUnit] = Field(
+        ...,
+        min_length=1,
+        max_length=20,
+        title="Responsible units 责任分工",
+        description="Shares must add up to 100.",
+    )
+    solution: str = Field(..., min_length=2, max_length=20_000, title="Solution outline 解决方案")
+    deadline: dt.date = Field(
+        ..., title="Deadline 完成时限", description="The date the issue must be solved by."
+    )
+    budget: Yuan = Field(Decimal("0"), title="Budget (CNY) 经费")
+    flagged_major: bool = Field(
+        False,
+        title="Major matter 重大事项",
+        description="Flag as major (the executive director's call): goes to the leadership group.",
+    )
+
+    @field_validator("responsible")
+    @classmethod
+    def _shares(cls, v: list[ResponsibleUnit]) -> list[ResponsibleUnit]:
+        if sum(r.share_percent for r in v) != 100:
+            raise ValueError("shares must add up to 100")
+        if len({r.unit for r in v}) != len(v):
+            raise ValueError("each unit may appear once")
+        return v
+
+
+class ExpertOpinionInput(Form):
+    expert: str = Field(..., title="Expert 专家 (member code)", max_length=64)
+    supports: bool = Field(..., title="Supports 是否支持")
+    opinion: str = Field(..., min_length=2, max_length=5_000, title="Opinion 论证意见")
+
+
+class LeadershipVoteForm(Form):
+    """议题预审 → 专家论证 → 集体表决: record the leadership group's handling of a major matter."""
+
+    pre_review_passed: bool = Field(..., title="Agenda pre-review passed 议题预审通过")
+    pre_review_note: str = Field("", max_length=5_000, title="Pre-review note 预审意见")
+    expert_opinions: list[ExpertOpinionInput] = Field(
+        default_factory=list, max_length=20, title="Expert review 专家论证"
+    )
+    ballots: dict[str, Ballot] = Field(
+        default_factory=dict,
+        title="Ballots 表决",
+        description="Member code → yes / no / abstain. Absent members are left out.",
+    )
+
+
+class ActionItemInput(Form):
+    title: str = Field(..., min_length=2, max_length=300, title="Action item 行动项")
+    owner_unit: UnitCode = Field(..., title="Owner unit 责任单位")
+    start_date: dt.date | None = Field(
+        None, title="Start 开始日期", description="Defaults to the filing date."
+    )
+    due_date: dt.date = Field(
+        ..., title="Due 到期日", description="No later than the issue deadline."
+    )
+    deliverable: str = Field(
+        ..., min_length=2, max_length=2_000, title="Deliverable standard 交付标准"
+    )
+
+
+class SubProjectInput(Form):
+    title: str = Field(..., min_length=2, max_length=300, title="Sub-project 子项目")
+    action_items: list[ActionItemInput] = Field(
+        ..., min_length=1, max_length=100, title="Action items 行动项"
+    )
+
+
+class PlanForm(Form):
+    """方案制定 — the three-level task tree 总目标-子项目-行动项."""
+
+    goal: str = Field(..., min_length=2, max_length=300, title="Goal 总目标")
+    sub_projects: list[SubProjectInput] = Field(
+        ..., min_length=1, max_length=50, title="Sub-projects 子项目"
+    )
+
+
+class ProgressForm(Form):
+    """执行反馈 — progress on one action item."""
+
+    task_id: int = Field(..., ge=1, title="Action item id 行动项编号")
+    percent: int = Field(..., ge=0, le=100, title="Progress % 完成进度")
+    note: str = Field(
+        "", max_length=5_000, title="Note 进展说明", description="Why behind, if behind (偏差原因)."
+    )
+    reported_by: str = Field(..., min_length=1, max_length=100, title="Reported by 报告人")
+
+
+class EvaluateForm(Form):
+    """效果评估 — the executive group evaluates the effect."""
+
+    outcome: Outcome = Field(..., title="Outcome 评估结论")
+    satisfaction: int = Field(..., ge=0, le=100, title="Satisfaction 满意度 (0–100)")
+    lessons: str = Field("", max_length=20_000, title="Lessons 经验教训")
+
+
+class StepResult(BaseModel):
+    issue_number: str
+    stage: str
+    detail: dict = Field(default_factory=dict)

@@ -1,0 +1,360 @@
+"""Step 2, 协调会商, and the leadership path for major matters (议题预审-专家论证-集体表决)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from taskforce import events
+from taskforce.authority import is_major_matter, tally_vote
+from taskforce.context import Context
+from taskforce.errors import DomainError, IllegalTransition, NotFound
+from taskforce.idempotency import previous_result, remember
+from taskforce.loop.forms import CoordinateForm, LeadershipVoteForm, StepResult
+from taskforce.loop.models import (
+    Ballot,
+    Decision,
+    DecisionStatus,
+    ExpertOpinion,
+    Issue,
+    IssueUnit,
+    Meeting,
+    Stage,
+    Vote,
+)
+from taskforce.loop.states import load_issue, move, require_step
+from taskforce.money import to_fen
+from taskforce.org.models import Group, Member, Unit
+from taskforce.policy.schema import GroupKind
+
+
+def _open_decision(session: Session, issue: Issue) -> Decision | None:
+    return session.scalars(
+        select(Decision).where(
+            Decision.issue_id == issue.id,
+            Decision.round == issue.round,
+            Decision.status.in_(
+                [DecisionStatus.pre_review, DecisionStatus.expert_review, DecisionStatus.voting]
+            ),
+        )
+    ).one_or_none()
+
+
+def _working_group_of(session: Session, unit_ids: list[int]) -> str | None:
+    """The working group most of the responsible units' members belong to, for routing."""
+    row = session.execute(
+        select(Group.code)
+        .join(Member, Member.group_id == Group.id)
+        .where(Group.kind == GroupKind.working_group, Member.unit_id.in_(unit_ids))
+        .group_by(Group.code)
+        .order_by(Group.code)
+        .limit(1)
+    ).scalar_one_or_none()
+    return row
+
+
+def start_planning(session: Session, ctx: Context, issue: Issue, decided_on) -> None:
+    deadline = ctx.calendar.add_working_days(decided_on, ctx.policy.loop.plan_deadline_working_days)
+    move(issue, Stage.planning)
+    issue.stage_entered_at = ctx.now()
+    issue.stage_due_at = ctx.end_of(deadline.due)
+    return deadline
+
+
+def coordinate(
+    session: Session,
+    ctx: Context,
+    issue_number: str,
+    form: CoordinateForm,
+    *,
+    actor: str,
+    key: str | None = None,
+) -> StepResult:
+    form = CoordinateForm.model_validate(form.model_dump())
+    if (done := previous_result(session, key)) is not None:
+        return StepResult.model_validate(done)
+    issue = load_issue(session, issue_number)
+    require_step(issue, "coordinate")
+    if _open_decision(session, issue) is not None:
+        raise IllegalTransition(
+            f"{issue.number} awaits the leadership group's vote; record the vote first",
+            field="issue_number",
+        )
+    today = ctx.today()
+    if form.deadline <= today:
+        raise DomainError(
+            f"{form.deadline} is not after today ({today})",
+            field="deadline",
+            allowed="a future date",
+        )
+    codes = {*form.participants, *(r.unit for r in form.responsible)}
+    units = {u.code: u for u in session.scalars(select(Unit).where(Unit.code.in_(codes)))}
+    for field, wanted in (
+        ("participants", form.participants),
+        ("responsible", [r.unit for r in form.responsible]),
+    ):
+        for code in wanted:
+            if code not in units:
+                raise NotFound(
+                    f"unknown unit {code!r}",
+                    field=field,
+                    allowed="a unit code from config/org.yaml",
+                )
+    now = ctx.now()
+    if issue.stage == Stage.reported:
+        move(issue, Stage.coordinating)
+        issue.first_response_at = issue.first_response_at or now
+    issue.deadline = form.deadline
+    meeting = Meeting(
+        issue_id=issue.id,
+        round=issue.round,
+        kind="coordination",
+        held_at=now,
+        participants=sorted(form.participants),
+        solution=form.solution,
+        deadline=form.deadline,
+        budget_fen=to_fen(form.budget),
+        classification=issue.classification,
+    )
+    session.add(meeting)
+    for r in form.responsible:
+        session.add(
+            IssueUnit(
+                issue_id=issue.id,
+                unit_id=units[r.unit].id,
+                round=issue.round,
+                responsible=True,
+                share_percent=r.share_percent,
+            )
+        )
+    regions = {units[r.unit].region for r in form.responsible}
+    major, reasons = is_major_matter(
+        to_fen(form.budget), regions, ctx.policy.authority, flagged=form.flagged_major
+    )
+    session.flush()
+    decision = Decision(
+        issue_id=issue.id,
+        meeting_id=meeting.id,
+        round=issue.round,
+        major=major,
+        major_reasons=reasons,
+        opened_at=now,
+        summary=form.solution,
+        classification=issue.classification,
+        status=DecisionStatus.pre_review if major else DecisionStatus.decided,
+        decided_at=None if major else now,
+    )
+    session.add(decision)
+    issue.major = issue.major or major
+    session.flush()
+    wg = _working_group_of(session, [units[r.unit].id for r in form.responsible])
+    common = {"issue": issue.number, "title": issue.title, "working_group": wg}
+    events.record(
+        session,
+        ctx.policy,
+        at=now,
+        actor=actor,
+        action="meeting.recorded",
+        subject_type="issue",
+        subject_id=issue.number,
+        classification=issue.classification,
+        notify="meeting_recorded",
+        payload={
+            "meeting_id": meeting.id,
+            "round": issue.round,
+            "participants": sorted(form.participants),
+            "responsible": [r.model_dump() for r in form.responsible],
+            "solution": form.solution,
+            "deadline": form.deadline,
+            "budget": str(form.budget),
+        },
+        context=common,
+    )
+    if major:
+        events.record(
+            session,
+            ctx.policy,
+            at=now,
+            actor=actor,
+            action="decision.referred_to_leadership",
+            subject_type="issue",
+            subject_id=issue.number,
+            classification=issue.classification,
+            notify="vote_requested",
+            payload={"decision_id": decision.id, "reasons": reasons},
+            context={**common, "reasons": reasons},
+        )
+        detail = {"major": True, "reasons": reasons, "decision_id": decision.id}
+    else:
+        deadline = start_planning(session, ctx, issue, today)
+        events.record(
+            session,
+            ctx.policy,
+            at=now,
+            actor=actor,
+            action="decision.recorded",
+            subject_type="issue",
+            subject_id=issue.number,
+            classification=issue.classification,
+            notify="decision_recorded",
+            calendar_fallback=deadline.fallback_used,
+            payload={"decision_id": decision.id, "by": "executive", "plan_due": deadline.due},
+            context={**common, "plan_due": deadline.due.isoformat()},
+        )
+        detail = {"major": False, "plan_due": deadline.due.isoformat()}
+    result = StepResult(issue_number=issue.number, stage=issue.stage.value, detail=detail)
+    remember(session, key, "coordinate", result.model_dump(), now)
+    return result
+
+
+def leadership_vote(
+    session: Session,
+    ctx: Context,
+    issue_number: str,
+    form: LeadershipVoteForm,
+    *,
+    actor: str,
+    key: str | None = None,
+) -> StepResult:
+    form = LeadershipVoteForm.model_validate(form.model_dump())
+    if (done := previous_result(session, key)) is not None:
+        return StepResult.model_validate(done)
+    issue = load_issue(session, issue_number)
+    require_step(issue, "leadership_vote")
+    decision = _open_decision(session, issue)
+    if decision is None:
+        raise IllegalTransition(
+            f"{issue.number} has no major matter awaiting the leadership group",
+            field="issue_number",
+        )
+    members = {
+        m.code: m
+        for m in session.scalars(
+            select(Member).join(Group, Member.group_id == Group.id).where(Member.active.is_(True))
+        )
+    }
+    leaders = {c: m for c, m in members.items() if m.group.kind == GroupKind.leadership}
+    for code in form.ballots:
+        if code not in leaders:
+            raise DomainError(
+                f"{code!r} is not a member of the leadership group",
+                field="ballots",
+                allowed=", ".join(sorted(leaders)),
+            )
+    for op in form.expert_opinions:
+        if op.expert not in members or members[op.expert].group.kind != GroupKind.expert:
+            raise DomainError(f"{op.expert!r} is not in the expert pool", field="expert_opinions")
+    now = ctx.now()
+    common = {"issue": issue.number, "title": issue.title}
+    if not form.pre_review_passed:
+        decision.status, decision.decided_at = DecisionStatus.rejected, now
+        decision.outcome_reasons = form.pre_review_note or "agenda pre-review did not pass"
+        issue.round += 1  # back to coordination: the next meeting is a new round
+        events.record(
+            session,
+            ctx.policy,
+            at=now,
+            actor=actor,
+            action="decision.pre_review_failed",
+            subject_type="issue",
+            subject_id=issue.number,
+            classification=issue.classification,
+            notify="vote_closed",
+            payload={"decision_id": decision.id, "note": form.pre_review_note},
+            context={**common, "passed": False, "reasons": decision.outcome_reasons},
+        )
+        result = StepResult(
+            issue_number=issue.number,
+            stage=issue.stage.value,
+            detail={"passed": False, "reason": decision.outcome_reasons},
+        )
+        remember(session, key, "leadership_vote", result.model_dump(), now)
+        return result
+    events.record(
+        session,
+        ctx.policy,
+        at=now,
+        actor=actor,
+        action="decision.pre_review_passed",
+        subject_type="issue",
+        subject_id=issue.number,
+        classification=issue.classification,
+        payload={"decision_id": decision.id, "note": form.pre_review_note},
+    )
+    for op in form.expert_opinions:
+        session.add(
+            ExpertOpinion(
+                decision_id=decision.id,
+                member_id=members[op.expert].id,
+                supports=op.supports,
+                opinion=op.opinion,
+                at=now,
+            )
+        )
+    events.record(
+        session,
+        ctx.policy,
+        at=now,
+        actor=actor,
+        action="decision.expert_review",
+        subject_type="issue",
+        subject_id=issue.number,
+        classification=issue.classification,
+        payload={
+            "decision_id": decision.id,
+            "opinions": [o.model_dump() for o in form.expert_opinions],
+        },
+    )
+    for code, ballot in form.ballots.items():
+        session.add(
+            Vote(decision_id=decision.id, member_id=leaders[code].id, ballot=ballot, at=now)
+        )
+    counts = {b: sum(1 for v in form.ballots.values() if v == b) for b in Ballot}
+    tally = tally_vote(
+        counts[Ballot.yes], counts[Ballot.no], counts[Ballot.abstain], len(leaders), ctx.policy.vote
+    )
+    decision.decided_at = now
+    detail = {
+        "passed": tally.passed,
+        "yes": tally.yes,
+        "no": tally.no,
+        "abstain": tally.abstain,
+        "absent": tally.absent,
+        "required": tally.required,
+        "members": tally.members,
+    }
+    if tally.passed:
+        decision.status = DecisionStatus.passed
+        deadline = start_planning(session, ctx, issue, ctx.today())
+        detail["plan_due"] = deadline.due.isoformat()
+        fallback = deadline.fallback_used
+    else:
+        decision.status = DecisionStatus.rejected
+        decision.outcome_reasons = (
+            f"vote failed: {tally.yes} yes of {tally.members} members, {tally.required} required"
+        )
+        detail["reason"] = decision.outcome_reasons
+        issue.round += 1  # back to coordination: the next meeting is a new round
+        fallback = False
+    session.flush()
+    events.record(
+        session,
+        ctx.policy,
+        at=now,
+        actor=actor,
+        action="decision.vote_closed",
+        subject_type="issue",
+        subject_id=issue.number,
+        classification=issue.classification,
+        notify="vote_closed",
+        calendar_fallback=fallback,
+        payload={
+            "decision_id": decision.id,
+            "ballots": dict(sorted(form.ballots.items())),
+            **detail,
+        },
+        context={**common, **detail},
+    )
+    result = StepResult(issue_number=issue.number, stage=issue.stage.value, detail=detail)
+    remember(session, key, "leadership_vote", result.model_dump(), now)
+    return result

@@ -1,0 +1,131 @@
+"""Step 5, 效果评估: solved closes the issue (销号); otherwise it returns to coordination."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from taskforce import events
+from taskforce.context import Context
+from taskforce.emergency.warnings import raise_warning
+from taskforce.errors import IllegalTransition
+from taskforce.idempotency import previous_result, remember
+from taskforce.loop.feedback import open_action_items
+from taskforce.loop.forms import EvaluateForm, StepResult
+from taskforce.loop.models import Evaluation, Outcome, Stage
+from taskforce.loop.states import load_issue, move, require_step
+from taskforce.registers.models import CaseLesson
+
+
+def evaluate(
+    session: Session,
+    ctx: Context,
+    issue_number: str,
+    form: EvaluateForm,
+    *,
+    actor: str,
+    key: str | None = None,
+) -> StepResult:
+    form = EvaluateForm.model_validate(form.model_dump())
+    if (done := previous_result(session, key)) is not None:
+        return StepResult.model_validate(done)
+    issue = load_issue(session, issue_number)
+    require_step(issue, "evaluate")
+    if (left := open_action_items(session, issue.id)) > 0:
+        raise IllegalTransition(
+            f"{issue.number} has {left} open action items; evaluate when all are done",
+            field="issue_number",
+        )
+    now = ctx.now()
+    session.add(
+        Evaluation(
+            issue_id=issue.id,
+            round=issue.round,
+            outcome=form.outcome,
+            satisfaction=form.satisfaction,
+            lessons=form.lessons,
+            evaluated_at=now,
+        )
+    )
+    if form.lessons.strip():
+        session.add(
+            CaseLesson(
+                issue_id=issue.id,
+                source=f"evaluation:{issue.number}:{issue.round}",
+                title=issue.title,
+                lesson=form.lessons,
+                classification=issue.classification,
+                created_at=now,
+            )
+        )
+    payload = {
+        "round": issue.round,
+        "outcome": form.outcome.value,
+        "satisfaction": form.satisfaction,
+        "lessons": form.lessons,
+    }
+    context = {
+        "issue": issue.number,
+        "title": issue.title,
+        "outcome": form.outcome.value,
+        "satisfaction": form.satisfaction,
+    }
+    if form.outcome == Outcome.solved:
+        move(issue, Stage.closed)
+        issue.closed_at, issue.stage_entered_at, issue.stage_due_at = now, now, None
+        events.record(
+            session,
+            ctx.policy,
+            at=now,
+            actor=actor,
+            action="issue.closed",
+            subject_type="issue",
+            subject_id=issue.number,
+            classification=issue.classification,
+            notify="issue_closed",
+            payload=payload,
+            context=context,
+        )
+    else:
+        move(issue, Stage.coordinating)
+        issue.returns_count += 1
+        issue.round += 1
+        due = ctx.calendar.add_working_days(
+            ctx.today(), ctx.policy.loop.coordination_deadline_working_days
+        )
+        issue.stage_entered_at, issue.stage_due_at = now, ctx.end_of(due.due)
+        events.record(
+            session,
+            ctx.policy,
+            at=now,
+            actor=actor,
+            action="issue.returned",
+            subject_type="issue",
+            subject_id=issue.number,
+            classification=issue.classification,
+            notify="issue_returned",
+            calendar_fallback=due.fallback_used,
+            payload={**payload, "returns": issue.returns_count},
+            context=context,
+        )
+        limit = ctx.policy.loop.returns_before_warning
+        if issue.returns_count >= limit:
+            raise_warning(
+                session,
+                ctx,
+                colour="yellow",
+                source="loop",
+                subject_type="issue",
+                subject_id=issue.number,
+                classification=issue.classification,
+                title=f"{issue.number} returned to coordination {issue.returns_count} times",
+                dedup_key=f"issue:{issue.number}:returns:{limit}",
+                actor=actor,
+            )
+    session.flush()
+    result = StepResult(
+        issue_number=issue.number,
+        stage=issue.stage.value,
+        detail={"outcome": form.outcome.value, "returns": issue.returns_count},
+    )
+    remember(session, key, "evaluate", result.model_dump(), now)
+    return result

@@ -1,0 +1,169 @@
+"""Step 4, 执行反馈: progress on action items, their colours, and the red-item warning."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from taskforce import events
+from taskforce.context import Context
+from taskforce.errors import IllegalTransition, NotFound
+from taskforce.idempotency import previous_result, remember
+from taskforce.loop.colours import colour_of
+from taskforce.loop.forms import ProgressForm, StepResult
+from taskforce.loop.models import Colour, Issue, ProgressReport, Stage, TaskLevel, TaskNode
+from taskforce.loop.states import load_issue, move, require_step
+from taskforce.org.models import Unit
+
+
+def notify_turned_red(
+    session: Session,
+    ctx: Context,
+    issue: Issue,
+    item_id: int,
+    title: str,
+    owner_code: str | None,
+    working_group: str | None = None,
+    *,
+    actor: str = "system",
+) -> None:
+    """A red item warns the executive director, who interviews (约谈) the owner's unit."""
+    now = ctx.now()
+    common = {
+        "issue": issue.number,
+        "title": issue.title,
+        "item": title,
+        "item_id": item_id,
+        "owner": owner_code,
+        "working_group": working_group,
+    }
+    events.record(
+        session,
+        ctx.policy,
+        at=now,
+        actor=actor,
+        action="item.turned_red",
+        subject_type="task",
+        subject_id=item_id,
+        classification=issue.classification,
+        notify="item_turned_red",
+        payload={"issue": issue.number, "owner": owner_code},
+        context=common,
+    )
+    events.record(
+        session,
+        ctx.policy,
+        at=now,
+        actor=actor,
+        action="item.interview_requested",
+        subject_type="task",
+        subject_id=item_id,
+        classification=issue.classification,
+        notify="interview_requested",
+        payload={"issue": issue.number, "owner": owner_code},
+        context=common,
+    )
+
+
+def open_action_items(session: Session, issue_id: int) -> int:
+    return (
+        session.scalar(
+            select(func.count(TaskNode.id)).where(
+                TaskNode.issue_id == issue_id,
+                TaskNode.level == TaskLevel.action_item,
+                TaskNode.done.is_(False),
+            )
+        )
+        or 0
+    )
+
+
+def report_progress(
+    session: Session,
+    ctx: Context,
+    issue_number: str,
+    form: ProgressForm,
+    *,
+    actor: str,
+    key: str | None = None,
+) -> StepResult:
+    form = ProgressForm.model_validate(form.model_dump())
+    if (done := previous_result(session, key)) is not None:
+        return StepResult.model_validate(done)
+    issue = load_issue(session, issue_number)
+    require_step(issue, "progress")
+    item = session.get(TaskNode, form.task_id, with_for_update=True)
+    if item is None or item.issue_id != issue.id or item.level != TaskLevel.action_item:
+        raise NotFound(f"no action item {form.task_id} in {issue.number}", field="task_id")
+    if item.done:
+        raise IllegalTransition(f"action item {item.id} is already complete", field="task_id")
+    now, today = ctx.now(), ctx.today()
+    session.add(
+        ProgressReport(
+            task_id=item.id,
+            reported_at=now,
+            percent=form.percent,
+            note=form.note,
+            reported_by=form.reported_by,
+            idempotency_key=key,
+        )
+    )
+    before = item.colour
+    item.progress_percent = form.percent
+    if form.percent == 100:
+        item.done, item.completed_at = True, now
+    colour = colour_of(
+        percent=item.progress_percent,
+        done=item.done,
+        start=item.start_date or today,
+        due=item.due_date,
+        today=today,
+        rules=ctx.policy.progress,
+    )
+    if colour != before:
+        item.colour, item.colour_since = colour, now
+    session.flush()
+    events.record(
+        session,
+        ctx.policy,
+        at=now,
+        actor=actor,
+        action="progress.reported",
+        subject_type="task",
+        subject_id=item.id,
+        classification=issue.classification,
+        payload={
+            "issue": issue.number,
+            "percent": form.percent,
+            "note": form.note,
+            "colour": colour.value,
+            "was": before.value,
+        },
+    )
+    owner = session.get(Unit, item.owner_unit_id)
+    if colour == Colour.red and before != Colour.red and item.interview_requested_at is None:
+        item.interview_requested_at = now
+        notify_turned_red(
+            session, ctx, issue, item.id, item.title, owner.code if owner else None, actor=actor
+        )
+    detail = {"task_id": item.id, "percent": form.percent, "colour": colour.value}
+    if open_action_items(session, issue.id) == 0:
+        move(issue, Stage.evaluating)
+        due = ctx.calendar.add_working_days(today, ctx.policy.loop.evaluation_deadline_working_days)
+        issue.stage_entered_at, issue.stage_due_at = now, ctx.end_of(due.due)
+        events.record(
+            session,
+            ctx.policy,
+            at=now,
+            actor=actor,
+            action="issue.ready_for_evaluation",
+            subject_type="issue",
+            subject_id=issue.number,
+            classification=issue.classification,
+            calendar_fallback=due.fallback_used,
+            payload={"evaluation_due": due.due},
+        )
+        detail["evaluation_due"] = due.due.isoformat()
+    result = StepResult(issue_number=issue.number, stage=issue.stage.value, detail=detail)
+    remember(session, key, "progress", result.model_dump(), now)
+    return result

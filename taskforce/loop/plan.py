@@ -1,0 +1,176 @@
+"""Step 3, 方案制定: the three-level task tree, filed with the leadership group (备案)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from taskforce import events
+from taskforce.clock import local_date
+from taskforce.context import Context
+from taskforce.errors import DomainError, NotFound
+from taskforce.idempotency import previous_result, remember
+from taskforce.loop.colours import colour_of
+from taskforce.loop.forms import PlanForm, StepResult
+from taskforce.loop.models import Decision, DecisionStatus, Plan, Stage, TaskLevel, TaskNode
+from taskforce.loop.states import load_issue, move, require_step
+from taskforce.org.models import Unit
+
+
+def file_plan(
+    session: Session,
+    ctx: Context,
+    issue_number: str,
+    form: PlanForm,
+    *,
+    actor: str,
+    key: str | None = None,
+) -> StepResult:
+    form = PlanForm.model_validate(form.model_dump())
+    if (done := previous_result(session, key)) is not None:
+        return StepResult.model_validate(done)
+    issue = load_issue(session, issue_number)
+    require_step(issue, "plan")
+    today = ctx.today()
+    codes = {a.owner_unit for sp in form.sub_projects for a in sp.action_items}
+    units = {u.code: u for u in session.scalars(select(Unit).where(Unit.code.in_(codes)))}
+    for i, sp in enumerate(form.sub_projects):
+        for j, item in enumerate(sp.action_items):
+            where = f"sub_projects[{i}].action_items[{j}]"
+            if item.owner_unit not in units:
+                raise NotFound(
+                    f"unknown unit {item.owner_unit!r}",
+                    field=f"{where}.owner_unit",
+                    allowed="a unit code from config/org.yaml",
+                )
+            if item.due_date < today:
+                raise DomainError(
+                    f"due date {item.due_date} is in the past",
+                    field=f"{where}.due_date",
+                    allowed=f"{today} or later",
+                )
+            if issue.deadline and item.due_date > issue.deadline:
+                raise DomainError(
+                    f"due date {item.due_date} is after the issue deadline {issue.deadline}",
+                    field=f"{where}.due_date",
+                    allowed=f"{issue.deadline} or earlier",
+                )
+            start = item.start_date or today
+            if start > item.due_date:
+                raise DomainError(
+                    f"start {start} is after the due date {item.due_date}",
+                    field=f"{where}.start_date",
+                )
+    now = ctx.now()
+    decided = session.scalar(
+        select(Decision.decided_at)
+        .where(
+            Decision.issue_id == issue.id,
+            Decision.round == issue.round,
+            Decision.status.in_([DecisionStatus.decided, DecisionStatus.passed]),
+        )
+        .order_by(Decision.id.desc())
+        .limit(1)
+    )
+    decided_on = local_date(decided, ctx.policy.timezone) if decided else today
+    due = ctx.calendar.add_working_days(decided_on, ctx.policy.loop.plan_deadline_working_days)
+    plan = Plan(
+        issue_id=issue.id,
+        round=issue.round,
+        filed_at=now,
+        due_date=due.due,
+        on_time=today <= due.due,
+        filed_with_leadership=True,
+        calendar_fallback=due.fallback_used,
+    )
+    session.add(plan)
+    session.flush()
+    goal = TaskNode(
+        plan_id=plan.id,
+        issue_id=issue.id,
+        level=TaskLevel.goal,
+        title=form.goal,
+        due_date=issue.deadline,
+    )
+    session.add(goal)
+    session.flush()
+    items = 0
+    for sp in form.sub_projects:
+        node = TaskNode(
+            plan_id=plan.id,
+            issue_id=issue.id,
+            parent_id=goal.id,
+            level=TaskLevel.sub_project,
+            title=sp.title,
+            due_date=max(a.due_date for a in sp.action_items),
+        )
+        session.add(node)
+        session.flush()
+        for item in sp.action_items:
+            start = item.start_date or today
+            colour = colour_of(
+                percent=0,
+                done=False,
+                start=start,
+                due=item.due_date,
+                today=today,
+                rules=ctx.policy.progress,
+            )
+            session.add(
+                TaskNode(
+                    plan_id=plan.id,
+                    issue_id=issue.id,
+                    parent_id=node.id,
+                    level=TaskLevel.action_item,
+                    title=item.title,
+                    owner_unit_id=units[item.owner_unit].id,
+                    start_date=start,
+                    due_date=item.due_date,
+                    deliverable=item.deliverable,
+                    colour=colour,
+                    colour_since=now,
+                )
+            )
+            items += 1
+    move(issue, Stage.executing)
+    issue.stage_entered_at, issue.stage_due_at = now, None
+    session.flush()
+    events.record(
+        session,
+        ctx.policy,
+        at=now,
+        actor=actor,
+        action="plan.filed",
+        subject_type="issue",
+        subject_id=issue.number,
+        classification=issue.classification,
+        notify="plan_filed",
+        calendar_fallback=due.fallback_used,
+        payload={
+            "plan_id": plan.id,
+            "round": issue.round,
+            "goal": form.goal,
+            "due": due.due,
+            "on_time": plan.on_time,
+            "tree": form.model_dump(mode="json"),
+        },
+        context={
+            "issue": issue.number,
+            "title": issue.title,
+            "goal": form.goal,
+            "items": items,
+            "on_time": plan.on_time,
+        },
+    )
+    result = StepResult(
+        issue_number=issue.number,
+        stage=issue.stage.value,
+        detail={
+            "plan_id": plan.id,
+            "action_items": items,
+            "on_time": plan.on_time,
+            "due": due.due.isoformat(),
+        },
+    )
+    remember(session, key, "plan", result.model_dump(), now)
+    return result

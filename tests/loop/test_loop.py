@@ -1,0 +1,241 @@
+import datetime as dt
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import func, select
+
+from taskforce.context import Context
+from taskforce.db import unit_of_work
+from taskforce.emergency.models import EarlyWarning
+from taskforce.errors import DomainError, IllegalTransition, NotFound
+from taskforce.loop.models import Decision, DecisionStatus, Issue, IssueReport, Plan, Stage
+from taskforce.notify.models import OutboxMessage
+from taskforce.trail import verify
+from taskforce.trail.models import TrailEntry
+from tests.loop.helpers import Loop
+
+
+@pytest.fixture
+def loop(engine, policy, clock):
+    return Loop(engine, Context(policy=policy, clock=clock))
+
+
+def _count(engine, model, *where):
+    with unit_of_work(engine) as s:
+        return s.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def _issue(engine, number) -> Issue:
+    with unit_of_work(engine) as s:
+        return s.scalar(select(Issue).where(Issue.number == number))
+
+
+def test_full_loop_to_closed(loop, engine):
+    r = loop.report()
+    assert r.stage == "reported" and r.lead_unit == "market-reg"
+    assert loop.coordinate(r.issue_number).stage == "planning"
+    assert loop.plan(r.issue_number).stage == "executing"
+    loop.finish_all(r.issue_number)
+    assert _issue(engine, r.issue_number).stage == Stage.evaluating
+    assert loop.evaluate(r.issue_number).stage == "closed"
+    issue = _issue(engine, r.issue_number)
+    assert issue.closed_at is not None and issue.first_response_at is not None
+    with unit_of_work(engine) as s:
+        actions = list(s.scalars(select(TrailEntry.action).order_by(TrailEntry.id)))
+        assert verify(s).ok
+    assert actions[0] == "issue.reported" and actions[-1] == "issue.closed"
+    assert {"meeting.recorded", "decision.recorded", "plan.filed", "progress.reported"} <= set(
+        actions
+    )
+    kinds = {k for (k,) in _rows(engine, select(OutboxMessage.event_kind))}
+    assert {"issue_reported", "decision_recorded", "plan_filed", "issue_closed"} <= kinds
+
+
+def _rows(engine, query):
+    with unit_of_work(engine) as s:
+        return s.execute(query).all()
+
+
+def test_first_receiver_is_lead_unit(loop):
+    r = loop.report(unit="tax", received_by="commerce")
+    assert r.lead_unit == "commerce"
+
+
+def test_duplicate_title_links_to_open_issue(loop, engine):
+    first = loop.report(title="企业开办材料重复提交问题")
+    again = loop.report(title="企业开办材料重复提交问题。")
+    assert again.duplicate and again.issue_number == first.issue_number
+    assert _count(engine, Issue) == 1 and _count(engine, IssueReport) == 2
+    other_unit = loop.report(title="企业开办材料重复提交问题", unit="tax")
+    assert not other_unit.duplicate  # another lead unit: a different issue
+
+
+def test_explicit_duplicate_of(loop, engine):
+    first = loop.report(title="A 问题")
+    dup = loop.report(title="完全不同的标题", unit="tax", duplicate_of=first.issue_number)
+    assert dup.duplicate and dup.issue_number == first.issue_number
+    with pytest.raises(NotFound, match="duplicate_of"):
+        loop.report(title="x y", duplicate_of="TF-2026-09999")
+
+
+def test_closed_issue_is_not_a_duplicate_target(loop):
+    r = loop.report(title="已解决的问题")
+    loop.coordinate(r.issue_number)
+    loop.plan(r.issue_number, items=1)
+    loop.finish_all(r.issue_number)
+    loop.evaluate(r.issue_number)
+    again = loop.report(title="已解决的问题")
+    assert not again.duplicate and again.issue_number != r.issue_number
+
+
+def test_replay_with_same_key_returns_first_result(loop, engine):
+    a = loop.report(key="run-1")
+    b = loop.report(title="完全不同", key="run-1")
+    assert a == b and _count(engine, Issue) == 1
+    n_trail = _count(engine, TrailEntry)
+    loop.coordinate(a.issue_number, key="run-2")
+    loop.coordinate(a.issue_number, key="run-2")
+    assert _count(engine, TrailEntry) == n_trail + 2  # meeting + decision, once
+
+
+@pytest.mark.parametrize(("yes", "passed"), [(4, False), (5, True)])
+def test_major_matter_vote_4_of_7_fails_5_of_7_passes(loop, engine, yes, passed):
+    r = loop.report()
+    c = loop.coordinate(r.issue_number, budget="5000000.01")
+    assert c.detail["major"] and c.stage == "coordinating"
+    v = loop.vote(r.issue_number, yes=yes, no=7 - yes)
+    assert v.detail["passed"] is passed and v.detail["required"] == 5
+    assert v.stage == ("planning" if passed else "coordinating")
+    status = _rows(engine, select(Decision.status))[0][0]
+    assert status == (DecisionStatus.passed if passed else DecisionStatus.rejected)
+    if not passed:
+        assert "vote failed" in _rows(engine, select(Decision.outcome_reasons))[0][0]
+        # back in coordination: a new meeting may be held
+        assert loop.coordinate(r.issue_number, budget="100").stage == "planning"
+
+
+def test_exactly_executive_maximum_is_not_major(loop):
+    r = loop.report()
+    assert not loop.coordinate(r.issue_number, budget="5000000.00").detail["major"]
+
+
+def test_two_regions_or_flag_make_a_major_matter(loop):
+    r = loop.report()
+    assert loop.coordinate(r.issue_number, units=("market-reg", "housing")).detail["major"]
+    r2 = loop.report(title="另一个问题", unit="tax")
+    assert loop.coordinate(r2.issue_number, major=True).detail["major"]
+
+
+def test_abstentions_do_not_count_as_yes(loop):
+    r = loop.report()
+    loop.coordinate(r.issue_number, major=True)
+    assert not loop.vote(r.issue_number, yes=4, abstain=3).detail["passed"]
+
+
+def test_vote_on_non_major_issue_refused(loop):
+    r = loop.report()
+    with pytest.raises(IllegalTransition):
+        loop.vote(r.issue_number, yes=7)
+
+
+def test_coordinating_while_vote_pending_refused(loop):
+    r = loop.report()
+    loop.coordinate(r.issue_number, major=True)
+    with pytest.raises(IllegalTransition, match="vote"):
+        loop.coordinate(r.issue_number)
+
+
+def test_plan_due_five_working_days_after_decision(loop, engine):
+    # clock: Monday 2026-03-09 → due Monday 2026-03-16
+    r = loop.report()
+    c = loop.coordinate(r.issue_number)
+    assert c.detail["plan_due"] == "2026-03-16"
+    loop.plan(r.issue_number)
+    assert _rows(engine, select(Plan.due_date, Plan.on_time))[0] == (dt.date(2026, 3, 16), True)
+
+
+def test_plan_deadline_over_national_day(engine, policy):
+    from taskforce.clock import ManualClock
+
+    # 2026-09-30 (Wed) is the last working day before the holiday; 10-10 (Sat) is a make-up day.
+    loop = Loop(
+        engine,
+        Context(policy=policy, clock=ManualClock(dt.datetime(2026, 9, 30, 2, tzinfo=dt.UTC))),
+    )
+    r = loop.report()
+    assert loop.coordinate(r.issue_number).detail["plan_due"] == "2026-10-13"
+
+
+def test_illegal_transitions_change_nothing(loop, engine):
+    r = loop.report()
+    before = _count(engine, TrailEntry)
+    with pytest.raises(IllegalTransition, match="needs stage planning"):
+        loop.plan(r.issue_number)
+    loop.coordinate(r.issue_number)
+    loop.plan(r.issue_number, items=2)
+    first = loop.items(r.issue_number)[0]
+    loop.progress(r.issue_number, first, 100)
+    with pytest.raises(IllegalTransition):
+        loop.evaluate(r.issue_number)  # one item still open: stage is executing
+    assert _issue(engine, r.issue_number).stage == Stage.executing
+    loop.progress(r.issue_number, loop.items(r.issue_number)[1], 100)
+    loop.evaluate(r.issue_number)
+    with pytest.raises(IllegalTransition, match="closed"):
+        loop.coordinate(r.issue_number)
+    assert _count(engine, TrailEntry) > before
+
+
+def test_bad_plan_inputs_name_the_field(loop, engine):
+    r = loop.report()
+    loop.coordinate(r.issue_number, days=30)
+    with pytest.raises(
+        DomainError, match=r"action_items\[0\]\.due_date: .*after the issue deadline"
+    ):
+        loop.plan(r.issue_number, due_in=31)
+    with pytest.raises(DomainError, match="in the past"):
+        loop.plan(r.issue_number, due_in=-1)
+    assert _count(engine, Plan) == 0 and _issue(engine, r.issue_number).stage == Stage.planning
+
+
+def test_bad_form_inputs_rejected_with_field(loop, engine):
+    with pytest.raises(ValidationError, match="title"):
+        loop.report(title="  ")
+    with pytest.raises(NotFound, match="reporting_unit: unknown unit 'nowhere'"):
+        loop.report(unit="nowhere")
+    r = loop.report()
+    with pytest.raises(DomainError, match="deadline"):
+        loop.coordinate(r.issue_number, days=-1)
+    assert _count(engine, Issue) == 1
+
+
+def test_unsolved_returns_to_coordination_and_third_return_warns(loop, engine):
+    r = loop.report()
+    for n in range(1, 4):
+        loop.coordinate(r.issue_number)
+        loop.plan(r.issue_number, items=1)
+        loop.finish_all(r.issue_number)
+        out = loop.evaluate(r.issue_number, outcome="unsolved", satisfaction=40)
+        assert out.stage == "coordinating" and out.detail["returns"] == n
+        assert _count(engine, EarlyWarning) == (1 if n >= 3 else 0)
+    issue = _issue(engine, r.issue_number)
+    assert issue.round == 4 and issue.returns_count == 3
+
+
+def test_progress_to_red_requests_interview(loop, engine, clock):
+    r = loop.report()
+    loop.coordinate(r.issue_number)
+    loop.plan(r.issue_number, items=1, due_in=10)
+    task = loop.items(r.issue_number)[0]
+    clock.advance(days=11)  # past the due date
+    out = loop.progress(r.issue_number, task, 50, note="审批系统接口未开放")
+    assert out.detail["colour"] == "red"
+    kinds = [k for (k,) in _rows(engine, select(OutboxMessage.event_kind))]
+    assert "item_turned_red" in kinds and "interview_requested" in kinds
+    audiences = {
+        a
+        for (a,) in _rows(
+            engine,
+            select(OutboxMessage.audience).where(OutboxMessage.event_kind == "item_turned_red"),
+        )
+    }
+    assert audiences == {"director"}
