@@ -1,0 +1,168 @@
+import datetime as dt
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from taskforce.context import Context
+from taskforce.db import unit_of_work
+from taskforce.emergency.models import EarlyWarning
+from taskforce.loop.colours import colour_of, colours_frame
+from taskforce.loop.models import Colour
+from taskforce.loop.sweep import dispatch_sweep
+from taskforce.notify.models import OutboxMessage
+from taskforce.policy.schema import Progress
+from taskforce.trail.models import TrailEntry
+from tests.loop.helpers import Loop
+
+RULES = Progress(yellow_due_within_days=3, yellow_behind_expected_points=15, red_escalation_days=5)
+D = dt.date
+
+
+@pytest.mark.parametrize(
+    ("today", "percent", "colour"),
+    [
+        (D(2026, 3, 31), 50, Colour.yellow),  # due today: not overdue yet, within the window
+        (D(2026, 4, 1), 99, Colour.red),  # one day past due
+        (
+            D(2026, 3, 27),
+            100,
+            Colour.yellow,
+        ),  # 4 days left... but 100 % is done only with done=True
+        (D(2026, 3, 28), 90, Colour.yellow),  # exactly 3 days left: within the window
+        (D(2026, 3, 11), 0, Colour.green),  # 10/30 days = 33 % expected, 0 done → 33 points behind
+    ],
+)
+def test_colour_boundaries(today, percent, colour):
+    start, due = D(2026, 3, 1), D(2026, 3, 31)
+    got = colour_of(percent=percent, done=False, start=start, due=due, today=today, rules=RULES)
+    if today == D(2026, 3, 11):
+        assert got == Colour.yellow  # behind expected by more than 15 points
+    elif today == D(2026, 3, 27):
+        assert got == Colour.green  # 4 days left, 100 % reported, on track
+    else:
+        assert got == colour
+
+
+def test_behind_expected_boundary():
+    start, due = D(2026, 3, 1), D(2026, 4, 10)  # 40 days
+    today = D(2026, 3, 21)  # 50 % expected
+    assert (
+        colour_of(percent=35, done=False, start=start, due=due, today=today, rules=RULES)
+        == Colour.yellow
+    )
+    assert (
+        colour_of(percent=36, done=False, start=start, due=due, today=today, rules=RULES)
+        == Colour.green
+    )
+
+
+def test_done_is_green_even_when_late():
+    assert (
+        colour_of(
+            percent=100,
+            done=True,
+            start=D(2026, 1, 1),
+            due=D(2026, 1, 2),
+            today=D(2026, 5, 1),
+            rules=RULES,
+        )
+        == Colour.green
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    start=st.dates(D(2025, 1, 1), D(2027, 1, 1)),
+    span=st.integers(0, 400),
+    offset=st.integers(-50, 500),
+    percent=st.integers(0, 100),
+    done=st.booleans(),
+)
+def test_vectorised_colours_equal_the_scalar_rule(start, span, offset, percent, done):
+    due = start + dt.timedelta(days=span)
+    today = start + dt.timedelta(days=offset)
+    frame = pd.DataFrame(
+        {"percent": [percent], "done": [done], "start_date": [start], "due_date": [due]}
+    )
+    assert (
+        colours_frame(frame, today, RULES).iloc[0]
+        == colour_of(
+            percent=percent, done=done, start=start, due=due, today=today, rules=RULES
+        ).value
+    )
+
+
+@pytest.fixture
+def loop(engine, policy, clock):
+    return Loop(engine, Context(policy=policy, clock=clock))
+
+
+def _count(engine, model, *where):
+    with unit_of_work(engine) as s:
+        return s.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def _sweep(loop):
+    with unit_of_work(loop.engine) as s:
+        return dispatch_sweep(s, loop.ctx)
+
+
+def test_sweep_recolours_warns_once_and_escalates(loop, engine, clock):
+    r = loop.report()
+    loop.coordinate(r.issue_number)
+    loop.plan(r.issue_number, items=3, due_in=10)
+    first = _sweep(loop)
+    assert first.items == 3 and first.colours["green"] == 3 and first.recoloured == 0
+    clock.advance(days=12)  # past due
+    second = _sweep(loop)
+    assert second.colours["red"] == 3 and len(second.newly_red) == 3 and second.recoloured == 3
+    outbox = _count(engine, OutboxMessage)
+    trail = _count(engine, TrailEntry)
+    third = _sweep(loop)  # nothing changed: nothing sent, nothing written
+    assert third.recoloured == 0 and third.newly_red == [] and third.escalated == []
+    assert _count(engine, OutboxMessage) == outbox and _count(engine, TrailEntry) == trail
+    clock.advance(days=5)  # red for exactly the window: escalates (<=)
+    fourth = _sweep(loop)
+    assert len(fourth.escalated) == 3
+    assert _count(engine, EarlyWarning) == 3
+    fifth = _sweep(loop)
+    assert fifth.escalated == [] and _count(engine, OutboxMessage) == _count(engine, OutboxMessage)
+    assert _count(engine, EarlyWarning) == 3
+    assert set(fourth.cockpit["colour"]) == {"red"} and (fourth.cockpit["days_late"] > 0).all()
+
+
+def test_sweep_red_not_escalated_one_day_before_window(loop, clock):
+    r = loop.report()
+    loop.coordinate(r.issue_number)
+    loop.plan(r.issue_number, items=1, due_in=10)
+    clock.advance(days=11)
+    assert len(_sweep(loop).newly_red) == 1
+    clock.advance(days=4, hours=23)
+    assert _sweep(loop).escalated == []
+
+
+def test_overdue_stage_warned_once(loop, engine, clock):
+    r = loop.report()  # coordination due in 3 working days
+    assert _sweep(loop).new_overdue == 0
+    clock.advance(days=7)
+    first = _sweep(loop)
+    assert first.new_overdue == 1 and first.overdue_stages[0]["what"] == "coordination not held"
+    again = _sweep(loop)
+    assert again.new_overdue == 0 and len(again.overdue_stages) == 1
+    assert _count(engine, OutboxMessage, OutboxMessage.event_kind == "stage_overdue") == 1
+
+
+def test_deviation_analysis_uses_latest_progress_note(loop, clock):
+    r = loop.report()
+    loop.coordinate(r.issue_number)
+    loop.plan(r.issue_number, items=1, due_in=10)
+    task = loop.items(r.issue_number)[0]
+    loop.progress(r.issue_number, task, 10, note="第一次说明")
+    clock.advance(days=6)
+    loop.progress(r.issue_number, task, 20, note="接口未开放")
+    result = _sweep(loop)
+    assert list(result.deviation["reason"]) == ["接口未开放"]
+    assert result.deviation["deviation"].iloc[0] < 0
