@@ -56,9 +56,69 @@ def init() -> None:
 
 
 @app.command()
-def demo() -> None:
-    """The main job on the embedded defaults (until the closed loop lands: init and summary)."""
+def demo(
+    seed: int = typer.Option(7, help="Scenario seed: the same seed plays the same months."),
+    weeks: int = typer.Option(26, min=1, max=104, help="Weeks of simulated time."),
+    fresh: bool = typer.Option(True, help="Start from an empty default SQLite database."),
+) -> None:
+    """The main job: a realistic scenario driven through the real flows (SQLite, Prefect local mode)."""
+    import asyncio
+    import os
+
+    from taskforce.db import DATABASE_URL_ENV, DEFAULT_SQLITE_PATH
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    if fresh and not os.environ.get(DATABASE_URL_ENV):
+        for suffix in ("", "-wal", "-shm"):
+            DEFAULT_SQLITE_PATH.with_name(DEFAULT_SQLITE_PATH.name + suffix).unlink(missing_ok=True)
     init()
+    from flows.demo import run_demo
+
+    console.print(f"[bold]Simulating {weeks} weeks of the task force through the real flows…[/]")
+    scenario = asyncio.run(run_demo(seed=seed, weeks=weeks))
+    _demo_report(scenario)
+
+
+def _demo_report(scenario) -> None:
+    from sqlalchemy import func, select
+
+    from taskforce.emergency.models import EarlyWarning
+    from taskforce.loop.models import Colour, Issue, TaskLevel, TaskNode
+    from taskforce.notify.models import OutboxMessage
+    from taskforce.trail import verify
+
+    with unit_of_work() as s:
+        stages = dict(s.execute(select(Issue.stage, func.count()).group_by(Issue.stage)).all())
+        colours = dict(
+            s.execute(
+                select(TaskNode.colour, func.count())
+                .where(TaskNode.level == TaskLevel.action_item, TaskNode.done.is_(False))
+                .group_by(TaskNode.colour)
+            ).all()
+        )
+        outbox = s.scalar(select(func.count(OutboxMessage.id)))
+        warnings = s.scalar(select(func.count(EarlyWarning.id)))
+        check = verify(s)
+    table = Table(title="Demo result", show_header=False)
+    table.add_row("operator actions through flows", str(scenario.actions))
+    table.add_row(
+        "issues by stage", ", ".join(f"{k.value}: {v}" for k, v in sorted(stages.items()))
+    )
+    table.add_row("open action items", ", ".join(f"{c.value}: {colours.get(c, 0)}" for c in Colour))
+    table.add_row("warnings raised", str(warnings))
+    table.add_row("notifications in the outbox", str(outbox))
+    table.add_row(
+        "decision trail",
+        f"intact, {check.entries} entries"
+        if check.ok
+        else f"BROKEN at {check.first_break.entry_id}",
+    )
+    table.add_row("database", _redacted_url())
+    console.print(table)
+    if not check.ok:
+        raise typer.Exit(1)
 
 
 @app.command()

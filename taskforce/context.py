@@ -8,6 +8,15 @@ from taskforce.calendar import WorkCalendar
 from taskforce.clock import Clock, SystemClock, end_of_day, local_date
 from taskforce.policy import Policy, load_policy
 
+_process_clock: Clock = SystemClock()
+
+
+def use_clock(clock: Clock) -> None:
+    """Set the clock of this process's default Context: the demo replays months of simulated
+    time through the real flows (which run in-process in Prefect's local mode)."""
+    global _process_clock
+    _process_clock = clock
+
 
 @dataclass(frozen=True)
 class Context:
@@ -21,7 +30,7 @@ class Context:
 
     @classmethod
     def default(cls, clock: Clock | None = None) -> Context:
-        return cls(policy=load_policy(), clock=clock or SystemClock())
+        return cls(policy=load_policy(), clock=clock or _process_clock)
 
     def now(self):
         return self.clock.now()

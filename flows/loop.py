@@ -1,0 +1,128 @@
+"""The closed loop's steps as flows (问题上报 → 协调会商 → 方案制定 → 执行反馈 → 效果评估).
+
+Flows are async: Prefect 3 gives a synchronous flow about a second of fixed
+overhead (a heartbeat thread) and an async one about a tenth (measured with
+the demo's flows); the tasks inside stay synchronous.
+
+Each flow is one operator action: its parameters are the step's form, so the
+Prefect UI renders a form that explains itself. The flow run id is the step's
+idempotency key: a retried run returns the first result and changes nothing.
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.runtime import flow_run
+from pydantic import Field
+
+from taskforce.loop.forms import (
+    CoordinateForm,
+    EvaluateForm,
+    LeadershipVoteForm,
+    PlanForm,
+    ProgressForm,
+    ReportIssueForm,
+    ReportResult,
+    StepResult,
+)
+from tasks import loop as steps
+
+IssueNumber = Field(
+    ..., title="Issue number 问题编号", pattern=r"^TF-\d{4}-\d{5}$", examples=["TF-2026-00001"]
+)
+Operator = Field("executive-office", title="Operator 操作人", min_length=1, max_length=100)
+
+
+def _key(explicit: str | None) -> str:
+    return explicit or f"flow-run:{flow_run.get_id()}"
+
+
+async def _publish(result: StepResult | ReportResult, step: str) -> None:
+    number = result.issue_number
+    lines = [f"## {number}: {step}", "", f"- stage now: **{result.stage}**"]
+    for k, v in getattr(result, "detail", {}).items():
+        lines.append(f"- {k}: {v}")
+    if flow_run.get_id():
+        await acreate_markdown_artifact(
+            "\n".join(lines), key=f"issue-{number.lower()}", description=f"{number} state"
+        )
+
+
+@flow(name="report-issue", flow_run_name="report: {form.title}", log_prints=True)
+async def report_issue_flow(
+    form: ReportIssueForm, operator: str = Operator, idempotency_key: str | None = None
+) -> ReportResult:
+    """问题上报 — report an issue to the executive group (首接负责制; duplicates are linked)."""
+    result = steps.report_issue(form, operator, _key(idempotency_key))
+    await _publish(result, "reported (duplicate linked)" if result.duplicate else "reported")
+    return result
+
+
+@flow(name="coordinate-issue", flow_run_name="{issue_number}: coordinate", log_prints=True)
+async def coordinate_flow(
+    issue_number: str = IssueNumber,
+    form: CoordinateForm = ...,
+    operator: str = Operator,
+    idempotency_key: str | None = None,
+) -> StepResult:
+    """协调会商 — record the coordination meeting; major matters go to the leadership group."""
+    result = steps.coordinate_issue(issue_number, form, operator, _key(idempotency_key))
+    await _publish(result, "coordinated")
+    return result
+
+
+@flow(name="leadership-vote", flow_run_name="{issue_number}: leadership vote", log_prints=True)
+async def leadership_vote_flow(
+    issue_number: str = IssueNumber,
+    form: LeadershipVoteForm = ...,
+    operator: str = Operator,
+    idempotency_key: str | None = None,
+) -> StepResult:
+    """议题预审-专家论证-集体表决 — passes only with ≥ 2/3 of all leadership members voting yes."""
+    result = steps.leadership_vote(issue_number, form, operator, _key(idempotency_key))
+    await _publish(result, "leadership vote")
+    return result
+
+
+@flow(name="file-plan", flow_run_name="{issue_number}: plan", log_prints=True)
+async def file_plan_flow(
+    issue_number: str = IssueNumber,
+    form: PlanForm = ...,
+    operator: str = Operator,
+    idempotency_key: str | None = None,
+) -> StepResult:
+    """方案制定 — the task tree 总目标-子项目-行动项, filed with the leadership group (备案)."""
+    result = steps.file_plan(issue_number, form, operator, _key(idempotency_key))
+    await _publish(result, "plan filed")
+    return result
+
+
+@flow(
+    name="record-progress",
+    flow_run_name="{issue_number}: progress on item {form.task_id}",
+    log_prints=True,
+)
+async def record_progress_flow(
+    issue_number: str = IssueNumber,
+    form: ProgressForm = ...,
+    operator: str = Operator,
+    idempotency_key: str | None = None,
+) -> StepResult:
+    """执行反馈 — progress on an action item; red items warn the executive director."""
+    result = steps.record_progress(issue_number, form, operator, _key(idempotency_key))
+    await _publish(result, f"progress on item {form.task_id}")
+    return result
+
+
+@flow(name="evaluate-issue", flow_run_name="{issue_number}: evaluate", log_prints=True)
+async def evaluate_flow(
+    issue_number: str = IssueNumber,
+    form: EvaluateForm = ...,
+    operator: str = Operator,
+    idempotency_key: str | None = None,
+) -> StepResult:
+    """效果评估 — solved closes the issue; otherwise it returns to coordination."""
+    result = steps.evaluate_issue(issue_number, form, operator, _key(idempotency_key))
+    await _publish(result, "evaluated")
+    return result
