@@ -184,7 +184,9 @@ class Scenario:
                 )
                 info["awaiting_vote"] = False
             else:
-                units = [info["unit"], *(["housing"] if info["major"] else [])]
+                # A major matter spans two regions (SPEC §2.2): add a unit from another region.
+                other = "housing" if info["unit"] != "housing" else "ecology"
+                units = [info["unit"], *([other] if info["major"] else [])]
                 share = [100] if len(units) == 1 else [60, 40]
                 result = await coordinate_flow(
                     number,

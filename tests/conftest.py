@@ -25,7 +25,8 @@ _SESSION_TMP = Path(tempfile.mkdtemp(prefix="taskforce-tests-"))
 os.environ["PREFECT_HOME"] = str(_SESSION_TMP / "prefect-home")
 os.environ.pop("PREFECT_API_URL", None)  # never talk to a user's server
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # no telemetry: loopback only
+os.environ["DO_NOT_TRACK"] = "1"
 os.environ["TASKFORCE_OUTBOX_FILE"] = str(_SESSION_TMP / "outbox.jsonl")
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -159,8 +160,12 @@ def prefect_server():
     """One Prefect test server per session (local, isolated PREFECT_HOME)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with prefect_test_harness(server_startup_timeout=120):
+        # A synchronous flow joins its heartbeat thread on exit (about 1 s each); tests need no heartbeats.
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            yield
 
 
 def pytest_sessionfinish(session, exitstatus):

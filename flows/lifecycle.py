@@ -1,0 +1,154 @@
+"""`issue-lifecycle`: walk one issue round the loop, waiting for each human step's form.
+
+Written as "read the issue's state from the database, do the next step",
+because Prefect 3 re-runs a suspended flow from the top when it resumes:
+the domain database (not the flow's memory) knows which step is next, and
+each wait's key is derived from that state, so a resumed run finds its input
+at once and the step's idempotency key makes applying it again a no-op. A
+wait of weeks holds no process (`suspend_flow_run` needs a deployment).
+Deadlines are enforced by the dispatch sweep, never by a suspend timeout.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, suspend_flow_run, task
+from prefect.artifacts import acreate_markdown_artifact
+from pydantic import Field
+from sqlalchemy import func, select
+
+from taskforce.db import unit_of_work
+from taskforce.loop.forms import (
+    CoordinateForm,
+    EvaluateForm,
+    LeadershipVoteForm,
+    PlanForm,
+    ProgressForm,
+)
+from taskforce.loop.models import (
+    Decision,
+    DecisionStatus,
+    Issue,
+    ProgressReport,
+    Stage,
+    TaskLevel,
+    TaskNode,
+)
+from tasks import loop as steps
+
+FORMS = {
+    "coordinate": CoordinateForm,
+    "leadership_vote": LeadershipVoteForm,
+    "plan": PlanForm,
+    "progress": ProgressForm,
+    "evaluate": EvaluateForm,
+}
+TASKS = {
+    "coordinate": steps.coordinate_issue,
+    "leadership_vote": steps.leadership_vote,
+    "plan": steps.file_plan,
+    "progress": steps.record_progress,
+    "evaluate": steps.evaluate_issue,
+}
+
+
+@task(name="read-issue-state", cache_policy=None)
+def read_state(issue_number: str) -> dict:
+    """The issue's stage and the next step it waits for, from the database."""
+    with unit_of_work() as s:
+        issue = s.scalar(select(Issue).where(Issue.number == issue_number))
+        if issue is None:
+            raise ValueError(f"issue_number: no issue {issue_number!r}")
+        pending_vote = s.scalar(
+            select(func.count(Decision.id)).where(
+                Decision.issue_id == issue.id,
+                Decision.round == issue.round,
+                Decision.status.in_(
+                    [DecisionStatus.pre_review, DecisionStatus.expert_review, DecisionStatus.voting]
+                ),
+            )
+        )
+        reports = s.scalar(
+            select(func.count(ProgressReport.id))
+            .join(TaskNode, TaskNode.id == ProgressReport.task_id)
+            .where(TaskNode.issue_id == issue.id)
+        )
+        open_items = s.execute(
+            select(TaskNode.id, TaskNode.title, TaskNode.progress_percent, TaskNode.colour)
+            .where(
+                TaskNode.issue_id == issue.id,
+                TaskNode.level == TaskLevel.action_item,
+                TaskNode.done.is_(False),
+            )
+            .order_by(TaskNode.id)
+        ).all()
+        step = {
+            Stage.reported: "coordinate",
+            Stage.coordinating: "leadership_vote" if pending_vote else "coordinate",
+            Stage.planning: "plan",
+            Stage.executing: "progress",
+            Stage.evaluating: "evaluate",
+            Stage.closed: None,
+        }[issue.stage]
+        return {
+            "number": issue.number,
+            "title": issue.title,
+            "stage": issue.stage.value,
+            "round": issue.round,
+            "next_step": step,
+            "since": issue.stage_entered_at.isoformat(),
+            "due": issue.stage_due_at.isoformat() if issue.stage_due_at else None,
+            # changes with every step applied: the key of the next wait
+            "wait_key": f"{issue.stage.value}-{issue.round}-{pending_vote}-{reports}",
+            "open_items": [
+                {"id": i, "title": t, "percent": p, "colour": c.value} for i, t, p, c in open_items
+            ],
+        }
+
+
+def _state_markdown(state: dict) -> str:
+    lines = [
+        f"# {state['number']} {state['title']}",
+        "",
+        f"- stage 阶段: **{state['stage']}** (round {state['round']}) since {state['since'][:16]}",
+        f"- waits for 待办: **{state['next_step'] or 'nothing — closed 已销号'}**",
+    ]
+    if state["due"]:
+        lines.append(f"- due 时限: {state['due'][:16]}")
+    if state["open_items"]:
+        lines += ["", "| item | progress | colour |", "|---|---|---|"]
+        lines += [
+            f"| {i['id']} {i['title']} | {i['percent']} % | {i['colour']} |"
+            for i in state["open_items"]
+        ]
+    return "\n".join(lines)
+
+
+@flow(
+    name="issue-lifecycle",
+    flow_run_name="lifecycle: {issue_number}",
+    persist_result=True,
+    log_prints=True,
+)
+async def issue_lifecycle_flow(
+    issue_number: str = Field(..., title="Issue number 问题编号", pattern=r"^TF-\d{4}-\d{5}$"),
+    operator: str = Field("executive-office", title="Operator 操作人"),
+) -> dict:
+    """Walk an issue through coordination, vote, plan, progress and evaluation, one form at a time."""
+    while True:
+        state = read_state(issue_number)
+        await acreate_markdown_artifact(
+            _state_markdown(state),
+            key=f"lifecycle-{issue_number.lower()}",
+            description="Where this issue stands",
+        )
+        step = state["next_step"]
+        if step is None:
+            return state
+        form_type = FORMS[step]
+        form = await suspend_flow_run(
+            wait_for_input=form_type, key=f"{step}-{state['wait_key']}", timeout=None
+        )
+        form = form_type.model_validate(form.model_dump() if hasattr(form, "model_dump") else form)
+        TASKS[step](
+            issue_number, form, operator, f"lifecycle:{issue_number}:{step}:{state['wait_key']}"
+        )

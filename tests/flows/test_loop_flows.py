@@ -1,0 +1,163 @@
+"""The five steps as real Prefect flows (local test server), end to end."""
+
+import asyncio
+import datetime as dt
+
+from sqlalchemy import func, select
+
+from flows.dispatch import dispatch_sweep_flow
+from flows.loop import (
+    coordinate_flow,
+    evaluate_flow,
+    file_plan_flow,
+    leadership_vote_flow,
+    record_progress_flow,
+    report_issue_flow,
+)
+from taskforce.db import unit_of_work
+from taskforce.loop.forms import (
+    ActionItemInput,
+    CoordinateForm,
+    EvaluateForm,
+    LeadershipVoteForm,
+    PlanForm,
+    ProgressForm,
+    ReportIssueForm,
+    ResponsibleUnit,
+    SubProjectInput,
+)
+from taskforce.loop.models import Issue, Stage, TaskLevel, TaskNode
+from taskforce.trail import verify
+
+
+def _coordinate(budget="100000"):
+    today = dt.date.today()
+    return CoordinateForm(
+        participants=["market-reg"],
+        responsible=[ResponsibleUnit(unit="market-reg", share_percent=100)],
+        solution="统一材料清单",
+        deadline=today + dt.timedelta(days=60),
+        budget=budget,
+    )
+
+
+def _plan():
+    due = dt.date.today() + dt.timedelta(days=30)
+    return PlanForm(
+        goal="一次办结",
+        sub_projects=[
+            SubProjectInput(
+                title="清单",
+                action_items=[
+                    ActionItemInput(
+                        title="梳理", owner_unit="market-reg", due_date=due, deliverable="清单"
+                    )
+                ],
+            )
+        ],
+    )
+
+
+def _items(number):
+    with unit_of_work() as s:
+        return list(
+            s.scalars(
+                select(TaskNode.id)
+                .join(Issue, Issue.id == TaskNode.issue_id)
+                .where(
+                    Issue.number == number,
+                    TaskNode.level == TaskLevel.action_item,
+                    TaskNode.done.is_(False),
+                )
+            )
+        )
+
+
+async def _walk(number, *, vote_yes=None, outcome="solved"):
+    await coordinate_flow(number, _coordinate("8000000" if vote_yes is not None else "100000"))
+    if vote_yes is not None:
+        ballots = {f"L{i}": ("yes" if i <= vote_yes else "no") for i in range(1, 8)}
+        result = await leadership_vote_flow(
+            number, LeadershipVoteForm(pre_review_passed=True, ballots=ballots)
+        )
+        if not result.detail["passed"]:
+            return result
+    await file_plan_flow(number, _plan())
+    for task_id in _items(number):
+        await record_progress_flow(
+            number, ProgressForm(task_id=task_id, percent=100, reported_by="W1")
+        )
+    return await evaluate_flow(number, EvaluateForm(outcome=outcome, satisfaction=88))
+
+
+def test_five_steps_through_flows_and_trail_verifies(flow_db):
+    async def scenario():
+        r = await report_issue_flow(
+            ReportIssueForm(title="流程测试问题", reporting_unit="market-reg")
+        )
+        last = await _walk(r.issue_number)
+        dup = await report_issue_flow(ReportIssueForm(title="另一个问题", reporting_unit="tax"))
+        again = await report_issue_flow(ReportIssueForm(title="另一个问题", reporting_unit="tax"))
+        return r, last, dup, again
+
+    r, last, dup, again = asyncio.run(scenario())
+    assert last.stage == "closed"
+    assert again.duplicate and again.issue_number == dup.issue_number
+    with unit_of_work() as s:
+        assert verify(s).ok
+        assert s.scalar(select(func.count(Issue.id))) == 2
+
+
+def test_vote_path_through_flows(flow_db):
+    async def scenario():
+        fail = await report_issue_flow(
+            ReportIssueForm(title="重大事项甲", reporting_unit="finance")
+        )
+        ok = await report_issue_flow(ReportIssueForm(title="重大事项乙", reporting_unit="finance"))
+        return await _walk(fail.issue_number, vote_yes=4), await _walk(ok.issue_number, vote_yes=5)
+
+    failed, passed = asyncio.run(scenario())
+    assert failed.stage == "coordinating" and failed.detail["required"] == 5
+    assert passed.stage == "closed"
+
+
+def test_loop_back_through_flows(flow_db):
+    async def scenario():
+        r = await report_issue_flow(ReportIssueForm(title="回退问题", reporting_unit="industry"))
+        first = await _walk(r.issue_number, outcome="unsolved")
+        second = await _walk(r.issue_number)
+        return first, second
+
+    first, second = asyncio.run(scenario())
+    assert first.stage == "coordinating" and first.detail["returns"] == 1
+    assert second.stage == "closed"
+
+
+def test_flow_retry_with_same_key_changes_nothing(flow_db):
+    async def scenario():
+        a = await report_issue_flow(
+            ReportIssueForm(title="幂等问题", reporting_unit="tax"), idempotency_key="k-1"
+        )
+        b = await report_issue_flow(
+            ReportIssueForm(title="完全不同", reporting_unit="tax"), idempotency_key="k-1"
+        )
+        return a, b
+
+    a, b = asyncio.run(scenario())
+    assert a == b
+    with unit_of_work() as s:
+        assert s.scalar(select(func.count(Issue.id))) == 1
+        assert s.scalar(select(Issue.stage)) == Stage.reported
+
+
+def test_dispatch_sweep_flow_twice_sends_nothing_new(flow_db):
+    from taskforce.notify.models import OutboxMessage
+
+    asyncio.run(report_issue_flow(ReportIssueForm(title="扫描测试", reporting_unit="tax")))
+    first = dispatch_sweep_flow()
+    with unit_of_work() as s:
+        before = s.scalar(select(func.count(OutboxMessage.id)))
+    second = dispatch_sweep_flow()
+    with unit_of_work() as s:
+        assert s.scalar(select(func.count(OutboxMessage.id))) == before
+    assert first["items"] == second["items"] == 0 and second["new_overdue_warnings"] == 0
