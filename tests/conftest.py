@@ -158,14 +158,13 @@ def clock():
 @pytest.fixture(scope="session")
 def prefect_server():
     """One Prefect test server per session (local, isolated PREFECT_HOME)."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    with prefect_test_harness(server_startup_timeout=120):
-        # A synchronous flow joins its heartbeat thread on exit (about 1 s each); tests need no heartbeats.
-        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-            yield
+    # A synchronous flow joins its heartbeat thread on exit (about 1 s each); tests need no heartbeats.
+    no_heartbeat = temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+    with prefect_test_harness(server_startup_timeout=120), no_heartbeat:
+        yield
 
 
 def pytest_sessionfinish(session, exitstatus):

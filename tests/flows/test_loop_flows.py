@@ -100,7 +100,7 @@ def test_five_steps_through_flows_and_trail_verifies(flow_db):
         again = await report_issue_flow(ReportIssueForm(title="另一个问题", reporting_unit="tax"))
         return r, last, dup, again
 
-    r, last, dup, again = asyncio.run(scenario())
+    _, last, dup, again = asyncio.run(scenario())
     assert last.stage == "closed"
     assert again.duplicate and again.issue_number == dup.issue_number
     with unit_of_work() as s:

@@ -140,7 +140,7 @@ def test_sweep_red_not_escalated_one_day_before_window(loop, clock):
 
 
 def test_overdue_stage_warned_once(loop, engine, clock):
-    r = loop.report()  # coordination due in 3 working days
+    loop.report()  # coordination due in 3 working days
     assert _sweep(loop).new_overdue == 0
     clock.advance(days=7)
     first = _sweep(loop)
