@@ -1,0 +1,120 @@
+"""`issue-lifecycle` served as a real deployment: suspend at each human step, resume with the form."""
+
+import asyncio
+import datetime as dt
+import threading
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
+from prefect.flow_runs import resume_flow_run
+from prefect.runner import Runner
+from sqlalchemy import func, select
+
+from flows.lifecycle import issue_lifecycle_flow
+from taskforce.context import Context
+from taskforce.db import unit_of_work
+from taskforce.loop.forms import ReportIssueForm
+from taskforce.loop.models import Issue, Stage, TaskLevel, TaskNode
+from taskforce.loop.report import report_issue
+from taskforce.trail.models import TrailEntry
+
+pytestmark = pytest.mark.slow
+
+
+def _wait(predicate, timeout=90.0, what="condition"):
+    """Poll a real external process; Event.wait keeps the loop responsive."""
+    tick = threading.Event()
+    deadline = dt.datetime.now() + dt.timedelta(seconds=timeout)
+    while dt.datetime.now() < deadline:
+        value = predicate()
+        if value:
+            return value
+        tick.wait(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def served_lifecycle(flow_db):
+    runner = Runner(query_seconds=1, pause_on_shutdown=False)
+    runner.add_deployment(issue_lifecycle_flow.to_deployment("test-lifecycle"))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(runner.start(),), daemon=True)
+    thread.start()
+    yield
+    asyncio.run_coroutine_threadsafe(runner.astop(), loop).result(30)
+    thread.join(30)
+
+
+def _state(flow_run_id):
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id).state
+
+
+def _stage(number):
+    with unit_of_work() as s:
+        return s.scalar(select(Issue.stage).where(Issue.number == number))
+
+
+def test_lifecycle_walks_the_loop_with_forms(served_lifecycle):
+    with unit_of_work() as s:
+        number = report_issue(
+            s,
+            Context.default(),
+            ReportIssueForm(title="生命周期问题", reporting_unit="tax"),
+            actor="test",
+        ).issue_number
+    run = run_deployment(
+        "issue-lifecycle/test-lifecycle",
+        parameters={"issue_number": number},
+        timeout=0,
+        idempotency_key=f"lifecycle:{number}",
+    )
+    today = dt.date.today()
+
+    def resume(payload, then_stage):
+        _wait(lambda: _state(run.id).is_paused(), what="the run to wait for input")
+        resume_flow_run(run.id, run_input=payload)
+        _wait(lambda: _stage(number) == then_stage, what=f"stage {then_stage}")
+
+    resume(
+        {
+            "participants": ["tax"],
+            "responsible": [{"unit": "tax", "share_percent": 100}],
+            "solution": "统一口径",
+            "deadline": str(today + dt.timedelta(days=40)),
+            "budget": "1000",
+        },
+        Stage.planning,
+    )
+    resume(
+        {
+            "goal": "办结",
+            "sub_projects": [
+                {
+                    "title": "实施",
+                    "action_items": [
+                        {
+                            "title": "改造",
+                            "owner_unit": "tax",
+                            "due_date": str(today + dt.timedelta(days=20)),
+                            "deliverable": "上线",
+                        }
+                    ],
+                }
+            ],
+        },
+        Stage.executing,
+    )
+    with unit_of_work() as s:
+        task_id = s.scalar(select(TaskNode.id).where(TaskNode.level == TaskLevel.action_item))
+    resume({"task_id": task_id, "percent": 100, "reported_by": "W5"}, Stage.evaluating)
+    resume({"outcome": "solved", "satisfaction": 91}, Stage.closed)
+    final = _wait(lambda: (st := _state(run.id)).is_final() and st, what="the run to finish")
+    assert final.is_completed()
+    with unit_of_work() as s:
+        # each step applied once although the flow re-ran from the top after every resume
+        actions = list(s.scalars(select(TrailEntry.action)))
+        assert actions.count("meeting.recorded") == 1 and actions.count("plan.filed") == 1
+        assert actions.count("issue.closed") == 1
+        assert s.scalar(select(func.count(Issue.id))) == 1
