@@ -176,6 +176,37 @@ def _print_summary(policy) -> None:
     console.print(rules)
 
 
+@app.command("import-issues")
+def import_issues(path: str = typer.Argument(..., help="The ledger (台账), .csv or .xlsx")) -> None:
+    """Import an existing issue ledger: valid rows land, invalid rows are listed by row and field."""
+    from pathlib import Path
+
+    from rich.progress import Progress
+
+    from taskforce.context import Context
+    from taskforce.db import session_factory
+    from taskforce.loop.ledger_import import import_ledger
+
+    with Progress(console=console) as progress:
+        bar = progress.add_task("importing", total=None)
+        result = import_ledger(
+            session_factory(),
+            Context.default(),
+            Path(path),
+            actor="cli",
+            on_progress=lambda d, t: progress.update(bar, completed=d, total=t),
+        )
+    console.print(
+        f"{result.rows} rows: [green]{len(result.imported)} imported[/], "
+        f"{len(result.linked_duplicates)} linked as duplicates, {result.already_imported} already imported, "
+        f"[red]{len({e.row for e in result.errors})} invalid[/]"
+    )
+    for e in result.errors:
+        console.print(f"  row {e.row}, {e.field}: {e.message}")
+    if result.errors:
+        raise typer.Exit(1)
+
+
 @trail_app.command("verify")
 def trail_verify() -> None:
     """Walk the hash chain and report the first broken link."""

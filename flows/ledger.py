@@ -1,0 +1,62 @@
+"""Bulk import of an existing issue ledger (台账) for a task force moving onto the system."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
+from prefect.runtime import flow_run
+from pydantic import Field
+
+from taskforce.context import Context
+from taskforce.db import session_factory
+from taskforce.loop.ledger_import import ImportResult, error_report, import_ledger
+
+
+@task(name="import-ledger-rows")
+def import_rows(path: str, operator: str) -> ImportResult:
+    progress_id = (
+        create_progress_artifact(0.0, key="ledger-import-progress") if flow_run.get_id() else None
+    )
+
+    def on_progress(done: int, total: int) -> None:
+        if progress_id and (done == total or done % 25 == 0):
+            update_progress_artifact(progress_id, 100.0 * done / total)
+
+    return import_ledger(
+        session_factory(), Context.default(), Path(path), actor=operator, on_progress=on_progress
+    )
+
+
+@flow(name="import-issue-ledger", flow_run_name="import ledger {path}", log_prints=True)
+def import_issue_ledger_flow(
+    path: str = Field(
+        ..., title="Ledger file 台账文件", description="Path of a .csv or .xlsx on the worker."
+    ),
+    operator: str = Field("executive-office", title="Operator 操作人"),
+) -> dict:
+    """Validate every row, import the valid ones, report the invalid ones by row and field."""
+    result = import_rows(path, operator)
+    summary = {
+        "rows": result.rows,
+        "imported": len(result.imported),
+        "duplicates_linked": len(result.linked_duplicates),
+        "already_imported": result.already_imported,
+        "invalid_rows": len({e.row for e in result.errors}),
+    }
+    if flow_run.get_id():
+        md = ["# 台账导入 Ledger import", "", *(f"- {k}: **{v}**" for k, v in summary.items())]
+        errors = error_report(result)
+        if len(errors):
+            md += ["", "| row 行 | field 字段 | problem 问题 |", "|---|---|---|"]
+            md += [f"| {r.row} | {r.field} | {r.message} |" for r in errors.itertuples()]
+        create_markdown_artifact(
+            "\n".join(md), key="ledger-import", description="Ledger import result"
+        )
+    print(summary)
+    return summary

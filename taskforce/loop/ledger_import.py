@@ -1,0 +1,161 @@
+"""Bulk import of an existing issue ledger (台账) from CSV or XLSX.
+
+Every row is validated on its own: an invalid row is reported with its
+spreadsheet row number and field, valid rows are imported, and a re-import of
+the same file imports nothing twice (each row's key is its ledger number, or a
+hash of its content when the ledger has none).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from taskforce.context import Context
+from taskforce.errors import DomainError
+from taskforce.loop.forms import ReportIssueForm
+from taskforce.loop.models import IssueReport
+from taskforce.loop.report import report_issue
+
+COLUMNS = {  # ledger header (zh-CN or en) -> form field
+    "编号": "ledger_no",
+    "ledger_no": "ledger_no",
+    "标题": "title",
+    "title": "title",
+    "问题描述": "description",
+    "description": "description",
+    "上报单位": "reporting_unit",
+    "reporting_unit": "reporting_unit",
+    "首接单位": "received_by",
+    "received_by": "received_by",
+    "类别": "category",
+    "category": "category",
+    "相关单位": "related_units",
+    "related_units": "related_units",
+    "密级": "classification",
+    "classification": "classification",
+    "预估经费": "estimated_budget",
+    "estimated_budget": "estimated_budget",
+}
+REQUIRED = ("title", "reporting_unit")
+
+
+@dataclass
+class RowError:
+    row: int  # as the operator sees it in the spreadsheet (header is row 1)
+    field: str
+    message: str
+
+
+@dataclass
+class ImportResult:
+    rows: int = 0
+    imported: list[str] = field(default_factory=list)
+    linked_duplicates: list[str] = field(default_factory=list)
+    already_imported: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+
+def read_ledger(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    elif suffix in (".xlsx", ".xlsm"):
+        frame = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
+    else:
+        raise DomainError(
+            f"{path.name} is neither CSV nor XLSX", field="path", allowed=".csv, .xlsx"
+        )
+    unknown = [c for c in frame.columns if str(c).strip() not in COLUMNS]
+    if unknown:
+        raise DomainError(
+            f"unknown columns {unknown}", field="columns", allowed=", ".join(sorted(set(COLUMNS)))
+        )
+    frame = frame.rename(columns=lambda c: COLUMNS[str(c).strip()])
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise DomainError(f"missing columns {missing}", field="columns")
+    return frame
+
+
+def _row_key(row: dict) -> str:
+    if row.get("ledger_no"):
+        return f"ledger:{row['ledger_no'].strip()}"
+    content = "\x1f".join(
+        str(row.get(k, "")).strip() for k in ("title", "reporting_unit", "description")
+    )
+    return "ledger:sha256:" + hashlib.sha256(content.encode()).hexdigest()[:32]
+
+
+def _form(row: dict) -> ReportIssueForm:
+    data = {k: v for k, v in row.items() if k != "ledger_no" and str(v).strip() != ""}
+    if "related_units" in data:
+        data["related_units"] = [
+            u.strip()
+            for u in str(data["related_units"]).replace("，", ";").replace(",", ";").split(";")
+            if u.strip()
+        ]
+    return ReportIssueForm.model_validate(data)
+
+
+def import_ledger(
+    session_factory: Callable[[], object],
+    ctx: Context,
+    path: Path,
+    *,
+    actor: str,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ImportResult:
+    """Import a ledger; each valid row is its own transaction, so one bad row loses nothing else."""
+    frame = read_ledger(path)
+    rows = frame.to_dict(orient="records")
+    result = ImportResult(rows=len(rows))
+    keys = [_row_key(r) for r in rows]
+    with session_factory() as session:
+        done = set(
+            session.scalars(
+                select(IssueReport.idempotency_key).where(IssueReport.idempotency_key.in_(keys))
+            )
+        )
+    for index, (row, key) in enumerate(zip(rows, keys, strict=True)):
+        line = index + 2
+        if key in done:
+            result.already_imported += 1
+        else:
+            _import_row(session_factory, ctx, row, key, line, actor, result)
+            done.add(key)
+        if on_progress:
+            on_progress(index + 1, len(rows))
+    return result
+
+
+def _import_row(session_factory, ctx, row, key, line, actor, result: ImportResult) -> None:
+    try:
+        form = _form(row)
+    except ValidationError as exc:
+        for err in exc.errors():
+            result.errors.append(
+                RowError(line, ".".join(str(p) for p in err["loc"]) or "row", err["msg"])
+            )
+        return
+    try:
+        with session_factory() as session, session.begin():
+            outcome = report_issue(
+                session, ctx, form, actor=actor, key=key, origin="import", origin_ref=key
+            )
+    except DomainError as exc:
+        result.errors.append(RowError(line, exc.field or "row", str(exc).split(": ", 1)[-1]))
+        return
+    (result.linked_duplicates if outcome.duplicate else result.imported).append(
+        outcome.issue_number
+    )
+
+
+def error_report(result: ImportResult) -> pd.DataFrame:
+    return pd.DataFrame([e.__dict__ for e in result.errors], columns=["row", "field", "message"])
