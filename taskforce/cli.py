@@ -15,6 +15,10 @@ from taskforce.policy import ConfigError, config_dir, load_org, load_policy
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 trail_app = typer.Typer(help="The decision trail (决策留痕).", no_args_is_help=True)
 app.add_typer(trail_app, name="trail")
+deployments_app = typer.Typer(
+    help="Prefect deployments (flows/deployments.py).", no_args_is_help=True
+)
+app.add_typer(deployments_app, name="deployments")
 console = Console()
 
 
@@ -205,6 +209,26 @@ def import_issues(path: str = typer.Argument(..., help="The ledger (台账), .cs
         console.print(f"  row {e.row}, {e.field}: {e.message}")
     if result.errors:
         raise typer.Exit(1)
+
+
+@deployments_app.command("write")
+def deployments_write() -> None:
+    """Regenerate prefect.yaml from flows/deployments.py and config/taskforce.yaml."""
+    from flows.deployments import write_prefect_yaml
+
+    console.print(f"[green]wrote[/] {write_prefect_yaml()}")
+
+
+@app.command()
+def serve(
+    poll_seconds: int = typer.Option(
+        1, min=1, help="How often to look for new runs (emergencies!)."
+    ),
+) -> None:
+    """Run every deployment in this process (a small office; no worker needed)."""
+    from flows.deployments import serve_all
+
+    serve_all(poll_seconds)
 
 
 @trail_app.command("verify")

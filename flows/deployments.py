@@ -1,0 +1,181 @@
+"""Every deployment, in one place: `prefect.yaml` is generated from this list
+(`taskforce deployments write`), and `taskforce serve` runs them all in one
+process for a small office. A test keeps prefect.yaml equal to this list.
+
+Schedules come from config/taskforce.yaml (`reviews:`), in its timezone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from taskforce.policy import load_policy
+from taskforce.policy.loader import PROJECT_ROOT
+
+WORK_POOL = "taskforce"
+EMERGENCY_POOL = "taskforce-emergency"  # its own pool and worker, polled every second
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    entrypoint: str  # path:function, relative to the project root
+    description: str
+    tags: tuple[str, ...] = ()
+    schedule: str | None = None  # a key of policy.reviews, or "* * * * *"-style cron
+    parameters: dict = field(default_factory=dict)
+    concurrency: int | None = None
+    pool: str = WORK_POOL
+
+
+SPECS: list[Spec] = [
+    Spec(
+        "report-issue",
+        "flows/loop.py:report_issue_flow",
+        "问题上报 Report an issue to the executive group.",
+        ("loop", "operator"),
+    ),
+    Spec(
+        "coordinate-issue",
+        "flows/loop.py:coordinate_flow",
+        "协调会商 Record the coordination meeting.",
+        ("loop", "operator"),
+    ),
+    Spec(
+        "leadership-vote",
+        "flows/loop.py:leadership_vote_flow",
+        "议题预审-专家论证-集体表决 Record the vote.",
+        ("loop", "operator"),
+    ),
+    Spec(
+        "file-plan",
+        "flows/loop.py:file_plan_flow",
+        "方案制定 File the task tree.",
+        ("loop", "operator"),
+    ),
+    Spec(
+        "record-progress",
+        "flows/loop.py:record_progress_flow",
+        "执行反馈 Progress on an action item.",
+        ("loop", "operator"),
+    ),
+    Spec(
+        "evaluate-issue",
+        "flows/loop.py:evaluate_flow",
+        "效果评估 Evaluate the effect.",
+        ("loop", "operator"),
+    ),
+    Spec(
+        "issue-lifecycle",
+        "flows/lifecycle.py:issue_lifecycle_flow",
+        "Walk one issue round the loop, waiting for each step's form.",
+        ("loop", "operator"),
+    ),
+    Spec(
+        "import-issue-ledger",
+        "flows/ledger.py:import_issue_ledger_flow",
+        "台账导入 Import an issue ledger.",
+        ("loop", "operator"),
+    ),
+    Spec(
+        "issue-board",
+        "flows/dispatch.py:issue_board_flow",
+        "Which issues wait for which step.",
+        ("loop",),
+    ),
+    Spec(
+        "dispatch-sweep",
+        "flows/dispatch.py:dispatch_sweep_flow",
+        "周调度 Weekly dispatch: recolour, overdue stages, escalations, the task cockpit.",
+        ("review", "scheduled"),
+        schedule="weekly_dispatch",
+        concurrency=1,
+    ),
+]
+
+
+def resolve_cron(spec: Spec) -> str | None:
+    if spec.schedule is None:
+        return None
+    reviews = load_policy().reviews
+    return getattr(reviews, spec.schedule, spec.schedule)
+
+
+def prefect_yaml() -> dict:
+    policy = load_policy()
+    deployments = []
+    for spec in SPECS:
+        item: dict = {
+            "name": spec.name,
+            "entrypoint": spec.entrypoint,
+            "description": spec.description,
+            "tags": list(spec.tags),
+            "parameters": spec.parameters,
+            "work_pool": {"name": spec.pool},
+        }
+        if spec.concurrency:
+            item["concurrency_limit"] = {"limit": spec.concurrency, "collision_strategy": "ENQUEUE"}
+        if cron := resolve_cron(spec):
+            item["schedules"] = [{"cron": cron, "timezone": policy.timezone, "active": True}]
+        deployments.append(item)
+    return {
+        "name": "taskforce",
+        "prefect-version": "3.9.1",
+        "pull": [
+            {
+                "prefect.deployments.steps.set_working_directory": {
+                    "directory": "{{ $TASKFORCE_HOME }}"
+                }
+            }
+        ],
+        "deployments": deployments,
+    }
+
+
+HEADER = """\
+# Generated from flows/deployments.py by `taskforce deployments write` — edit that file, not this one.
+# Schedules come from config/taskforce.yaml (reviews:), timezone included.
+# Deploy: see README "Operator guide". TASKFORCE_HOME is the project folder on the worker.
+"""
+
+
+def render_prefect_yaml() -> str:
+    return HEADER + yaml.safe_dump(prefect_yaml(), allow_unicode=True, sort_keys=False, width=120)
+
+
+def write_prefect_yaml(path: Path = PROJECT_ROOT / "prefect.yaml") -> Path:
+    path.write_text(render_prefect_yaml(), encoding="utf-8")
+    return path
+
+
+def runner_deployments():
+    """Every deployment as a RunnerDeployment, for `serve` (no work pool needed)."""
+    import importlib
+
+    out = []
+    policy = load_policy()
+    for spec in SPECS:
+        module, func = spec.entrypoint.removesuffix(".py").replace("/", ".").split(":")
+        flow = getattr(importlib.import_module(module), func)
+        cron = resolve_cron(spec)
+        out.append(
+            flow.to_deployment(
+                spec.name,
+                description=spec.description,
+                tags=list(spec.tags),
+                parameters=spec.parameters,
+                concurrency_limit=spec.concurrency,
+                schedules=[{"cron": cron, "timezone": policy.timezone}] if cron else None,
+            )
+        )
+    return out
+
+
+def serve_all(poll_seconds: int = 1) -> None:
+    """Run every deployment in this process. Stopping it does not pause the schedules."""
+    from prefect import serve
+
+    serve(*runner_deployments(), pause_on_shutdown=False, query_seconds=poll_seconds)
