@@ -158,7 +158,8 @@ def runner_deployments():
     out = []
     policy = load_policy()
     for spec in SPECS:
-        module, func = spec.entrypoint.removesuffix(".py").replace("/", ".").split(":")
+        path, func = spec.entrypoint.split(":")
+        module = path.removesuffix(".py").replace("/", ".")
         flow = getattr(importlib.import_module(module), func)
         cron = resolve_cron(spec)
         out.append(

@@ -15,7 +15,8 @@ def test_every_entrypoint_exists_and_names_are_unique():
     names = [s.name for s in SPECS]
     assert len(names) == len(set(names))
     for spec in SPECS:
-        module, func = spec.entrypoint.removesuffix(".py").replace("/", ".").split(":")
+        path, func = spec.entrypoint.split(":")
+        module = path.removesuffix(".py").replace("/", ".")
         flow = getattr(importlib.import_module(module), func)
         assert flow.name  # a Prefect flow
 
