@@ -1,8 +1,9 @@
 """The embedded default target: ``tfoutbox://`` appends each message as one JSON line.
 
 So the demo and the tests need no outside service. The file is
-$TASKFORCE_OUTBOX_FILE (default var/outbox.jsonl), or the URL's path
-(``tfoutbox:///srv/outbox.jsonl``). Lines never interleave: one lock per file
+$TASKFORCE_OUTBOX_FILE (default var/outbox.jsonl) for ``tfoutbox://``, or an
+absolute path after the placeholder host ``_``: ``tfoutbox://_/srv/outbox.jsonl``
+(any other host is refused, so a typo never writes somewhere unexpected). Lines never interleave: one lock per file
 within the process, an advisory file lock across processes, and each line is a
 single append-mode write.
 
@@ -54,6 +55,10 @@ def outbox_path(url_path: str | None = None) -> Path:
     return Path(os.environ.get(OUTBOX_FILE_ENV) or DEFAULT_OUTBOX_FILE)
 
 
+class OutboxUrlError(ValueError):
+    pass
+
+
 def _lock_for(path: Path) -> threading.Lock:
     key = str(path.resolve())
     with _locks_guard:
@@ -84,8 +89,13 @@ def _send_to_local_outbox(body, title, notify_type, meta, *args, **kwargs) -> bo
     else:
         audience = ",".join(sorted(str(t) for t in meta.get("tag", ())))
         key, at = None, dt.datetime.now(dt.UTC)
+    host = meta.get("host")
+    if host not in (None, "", "_"):
+        raise OutboxUrlError(
+            f"{SCHEME}://{host}…: write {SCHEME}:// or {SCHEME}://_/absolute/path.jsonl"
+        )
     append_line(
-        outbox_path(meta.get("fullpath") or meta.get("path")),
+        outbox_path(meta.get("fullpath")),
         {
             "audience": audience,
             "key": key,
