@@ -23,6 +23,11 @@ class DeliverNotificationsParams(BaseModel):
         title="Only these messages",
         description="Outbox ids to send now (an emergency flow passes its pages); empty sends all due rows.",
     )
+    trail_entry_ids: list[int] | None = Field(
+        None,
+        title="Only what these steps caused",
+        description="Decision-trail entry ids: send the notifications those steps wrote, right after them.",
+    )
 
 
 @flow(name="deliver-notifications", log_prints=True)
@@ -30,7 +35,11 @@ def deliver_notifications(
     params: DeliverNotificationsParams = DeliverNotificationsParams(),
 ) -> dict:
     """Send due notifications; rows that fail wait for their backoff, delivered ones are never resent."""
-    return deliver_pending_notifications(limit=params.limit, message_ids=params.message_ids)
+    return deliver_pending_notifications(
+        limit=params.limit,
+        message_ids=params.message_ids,
+        trail_entry_ids=params.trail_entry_ids,
+    )
 
 
 if __name__ == "__main__":

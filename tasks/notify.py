@@ -10,7 +10,11 @@ from taskforce.notify.delivery import TargetResult, deliver_pending
 
 
 @task(name="deliver-pending-notifications", retries=0)
-def deliver_pending_notifications(limit: int = 100, message_ids: list[int] | None = None) -> dict:
+def deliver_pending_notifications(
+    limit: int = 100,
+    message_ids: list[int] | None = None,
+    trail_entry_ids: list[int] | None = None,
+) -> dict:
     """Send due outbox rows once; the domain database records every target's result.
 
     No Prefect retries: a failed target is retried by the outbox's own backoff,
@@ -27,6 +31,11 @@ def deliver_pending_notifications(limit: int = 100, message_ids: list[int] | Non
             )
 
     report = deliver_pending(
-        get_engine(), Context.default(), limit=limit, message_ids=message_ids, on_sent=log_target
+        get_engine(),
+        Context.default(),
+        limit=limit,
+        message_ids=message_ids,
+        trail_entry_ids=trail_entry_ids,
+        on_sent=log_target,
     )
     return report.as_dict()

@@ -13,13 +13,18 @@ console = Console()
 
 
 @app.command("status")
-def status() -> None:
+def status(
+    problems: bool = typer.Option(
+        False, "--problems", help="also list failing and dead rows with their last error"
+    ),
+) -> None:
     """Pending, delivered, failing and dead-lettered notifications per audience."""
     from taskforce.db import unit_of_work
-    from taskforce.notify.status import delivery_status
+    from taskforce.notify import status as notify_status
 
     with unit_of_work() as session:
-        rows = delivery_status(session)
+        rows = notify_status.delivery_status(session)
+        trouble = notify_status.problems(session) if problems else []
     table = Table(title="Notification delivery per audience")
     for column in ("audience", "pending", "delivered", "failing", "dead"):
         table.add_column(column, justify="left" if column == "audience" else "right")
@@ -34,6 +39,29 @@ def status() -> None:
     if not rows:
         table.add_row("(no notifications yet)", "", "", "", "")
     console.print(table)
+    if problems:
+        listing = Table(title="Failing and dead-lettered notifications")
+        for column in (
+            "id",
+            "kind",
+            "audience",
+            "status",
+            "attempts",
+            "next attempt",
+            "last error",
+        ):
+            listing.add_column(column)
+        for p in trouble:
+            listing.add_row(
+                str(p.message_id),
+                p.event_kind,
+                p.audience,
+                p.status,
+                str(p.attempts),
+                "—" if p.status == "dead" else str(p.next_attempt_at),
+                p.last_error or "",
+            )
+        console.print(listing)
 
 
 @app.command("check")

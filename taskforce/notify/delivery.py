@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apprise import Apprise
-from apprise.common import NotifyFormat
+from apprise.common import NotifyFormat, NotifyType
 from apprise.result import AppriseResultStatus
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -45,7 +45,7 @@ from taskforce.db import session_factory
 from taskforce.notify.channels import Channel, ChannelSet, load_channels
 from taskforce.notify.local_outbox import Sending, sending
 from taskforce.notify.models import DeliveryAttempt, DeliveryStatus, OutboxMessage
-from taskforce.notify.outbox import audiences_for, enqueue
+from taskforce.notify.outbox import audiences_for, enqueue, ids_for_trail_entries
 from taskforce.notify.render import cut, render_message
 from taskforce.org.models import Member
 from taskforce.policy.schema import Classification, Notifications
@@ -55,6 +55,17 @@ DEAD_LETTER = "dead_letter"
 DELIVERY_HEADER = "X-Taskforce-Delivery"  # lets a receiver drop a duplicate (README)
 ERROR_MAX_CHARS = 500
 ACTOR = "notify"
+# How urgent a kind looks on targets that show it (colour, icon); everything else is info.
+NOTIFY_TYPES = {
+    EMERGENCY_PAGE: NotifyType.FAILURE,
+    DEAD_LETTER: NotifyType.FAILURE,
+    "item_turned_red": NotifyType.WARNING,
+    "escalation": NotifyType.WARNING,
+    "warning_raised": NotifyType.WARNING,
+    "audit_finding_severe": NotifyType.WARNING,
+    "stage_overdue": NotifyType.WARNING,
+    "issue_closed": NotifyType.SUCCESS,
+}
 
 Sessions = Callable[[], Session]
 
@@ -156,14 +167,19 @@ def deliver_pending(
     limit: int = 100,
     channels: ChannelSet | None = None,
     message_ids: Iterable[int] | None = None,
+    trail_entry_ids: Iterable[int] | None = None,
     on_sent: Callable[[TargetResult], None] | None = None,
 ) -> DeliveryReport:
     """Send due outbox rows (at most `limit`), priority first; return what happened.
 
-    `message_ids` restricts the run to those rows (an emergency flow delivers
-    its pages at once this way); rows created during the run (backup pages,
-    dead-letter alerts) are delivered in the same run. `on_sent` is called
-    with each target's result after the send and before it is recorded.
+    `message_ids` / `trail_entry_ids` restrict the run to those rows, or to the
+    rows a state change wrote (an emergency flow delivers its pages at once
+    this way). Rows created during the run (backup pages, dead-letter alerts)
+    are delivered in the same run. `on_sent` is called with each target's
+    result after the send and before it is recorded.
+
+    Rows are claimed in rounds of at most `max_parallel_sends`, so a round
+    ends well inside the claim lease even when every target is slow.
     """
     if limit < 1:
         raise ValueError("limit: must be >= 1")
@@ -172,9 +188,14 @@ def deliver_pending(
     if channels is None:
         channels = load_channels(overflow=policy.overflow)
     wanted_ids = set(message_ids) if message_ids is not None else None
+    if trail_entry_ids is not None:
+        with _transaction(sessions) as session:
+            caused = set(ids_for_trail_entries(session, trail_entry_ids))
+        wanted_ids = caused | (wanted_ids or set())
     report = DeliveryReport()
     while report.claimed < limit:
-        claimed = _claim(sessions, ctx, limit - report.claimed, wanted_ids)
+        batch = min(limit - report.claimed, policy.max_parallel_sends)
+        claimed = _claim(sessions, ctx, batch, wanted_ids)
         if not claimed:
             break
         report.claimed += len(claimed)
@@ -320,6 +341,7 @@ def _send(job: SendJob, at: dt.datetime, timeout_seconds: int) -> TargetResult:
             body=job.body,
             title=job.title,
             body_format=NotifyFormat.TEXT,
+            notify_type=NOTIFY_TYPES.get(job.message.event_kind, NotifyType.INFO),
             timeout=timeout_seconds,
         ) as result:
             ok = result.status == AppriseResultStatus.SUCCESS

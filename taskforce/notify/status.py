@@ -33,3 +33,33 @@ def delivery_status(session: Session) -> list[AudienceStatus]:
     for audience, status, count in rows:
         counts.setdefault(audience, {})[DeliveryStatus(status).value] = int(count)
     return [AudienceStatus(audience, **by_status) for audience, by_status in counts.items()]
+
+
+@dataclass(frozen=True)
+class Problem:
+    message_id: int
+    event_kind: str
+    audience: str
+    status: str
+    attempts: int
+    next_attempt_at: object
+    last_error: str | None
+
+
+def problems(session: Session, limit: int = 20) -> list[Problem]:
+    """Failing and dead-lettered rows, dead first, newest first, with their last error."""
+    rows = session.execute(
+        select(
+            OutboxMessage.id,
+            OutboxMessage.event_kind,
+            OutboxMessage.audience,
+            OutboxMessage.status,
+            OutboxMessage.attempts,
+            OutboxMessage.next_attempt_at,
+            OutboxMessage.last_error,
+        )
+        .where(OutboxMessage.status.in_([DeliveryStatus.failing, DeliveryStatus.dead]))
+        .order_by(OutboxMessage.status, OutboxMessage.id.desc())
+        .limit(limit)
+    ).all()
+    return [Problem(r[0], r[1], r[2], DeliveryStatus(r[3]).value, r[4], r[5], r[6]) for r in rows]

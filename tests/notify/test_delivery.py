@@ -336,3 +336,51 @@ def test_priority_first_and_limit(engine, ctx, receiver, make_channels):
 
     assert report.claimed == 1 and report.targets[0].message_id == urgent
     assert deliver_pending(engine, ctx, channels=channels, limit=5).claimed == 1
+
+
+def test_a_step_delivers_just_the_notifications_it_wrote(engine, ctx, receiver, make_channels):
+    from taskforce import events
+
+    channels = make_channels(("pager", "secret", receiver.url("/pager"), ["oncall", "executive"]))
+    [other] = put(engine, ctx, key="routine", audiences=["executive"])
+    with unit_of_work(engine) as session:
+        entry = events.record(
+            session,
+            ctx.policy,
+            at=ctx.now(),
+            actor="monitoring",
+            action="emergency_opened",
+            subject_type="emergency",
+            subject_id=3,
+            classification=Classification.internal,
+            notify="emergency_page",
+            context={"level": "II", "title": "Portal down"},
+            is_drill=True,
+            priority=100,
+        )
+        session.flush()
+        entry_id = entry.id
+
+    report = deliver_pending(engine, ctx, channels=channels, trail_entry_ids=[entry_id])
+
+    assert report.delivered == 1
+    [page] = receiver.at("/pager")
+    assert page.payload["title"].startswith("[演练]")  # the sample policy's locale is zh-CN
+    assert page.payload["type"] == "failure"  # pages look urgent where targets show types
+    assert _rows(engine)[other].status == DeliveryStatus.pending  # not this step's
+
+
+def test_status_problems_lists_the_last_error(engine, ctx, receiver, make_channels):
+    from typer.testing import CliRunner
+
+    from taskforce.cli import app
+
+    channels = make_channels(("hook", "internal", receiver.url("/x"), ["executive"]))
+    receiver.failing.add("/x")
+    put(engine, ctx, key="k", audiences=["executive"])
+    deliver_pending(engine, ctx, channels=channels)
+
+    result = CliRunner().invoke(app, ["notify", "status", "--problems"])
+
+    assert result.exit_code == 0, result.output
+    assert "failing" in result.output and "error=500" in result.output
