@@ -384,3 +384,24 @@ def test_status_problems_lists_the_last_error(engine, ctx, receiver, make_channe
 
     assert result.exit_code == 0, result.output
     assert "failing" in result.output and "error=500" in result.output
+
+
+def test_a_send_past_its_timeout_counts_as_failed_and_may_arrive_twice_with_one_key(
+    engine, ctx, receiver, make_channels
+):
+    """The documented bound: Apprise stops waiting, the request may still land."""
+    ctx = with_notifications(ctx, send_timeout_seconds=1)
+    receiver.delays["/late"] = 2.0
+    channels = make_channels(("late", "internal", receiver.url("/late"), ["executive"]))
+    [message_id] = put(engine, ctx, key="k", audiences=["executive"])
+
+    first = deliver_pending(engine, ctx, channels=channels)
+
+    assert first.failing == 1
+    assert "TIMEOUT" in _rows(engine)[message_id].last_error
+    receiver.delays.clear()
+    ctx.clock.advance(seconds=retry_delay(1, ctx.policy.notifications).total_seconds())
+    assert deliver_pending(engine, ctx, channels=channels).delivered == 1
+    arrivals = receiver.at("/late")
+    assert len(arrivals) == 2  # at-least-once: the late one and the retry
+    assert len({a.headers[DELIVERY_HEADER] for a in arrivals}) == 1  # a receiver can drop one
