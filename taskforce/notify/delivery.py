@@ -273,7 +273,8 @@ def _deliver_round(
         return created
     at = ctx.now()
     workers = min(policy.max_parallel_sends, len(jobs))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tf-notify") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tf-notify")
+    try:
         futures = {pool.submit(_send, job, at, policy.send_timeout_seconds): job for job in jobs}
         for future in as_completed(futures):
             job = futures[future]
@@ -286,6 +287,12 @@ def _deliver_round(
             pending[job.message.id] -= 1
             if pending[job.message.id] == 0:
                 settle(job.message.id)
+    except BaseException:
+        # Recording failed: start no further sends whose results could not be
+        # recorded either (each would be one more duplicate after the lease).
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return created
 
 

@@ -405,3 +405,19 @@ def test_a_send_past_its_timeout_counts_as_failed_and_may_arrive_twice_with_one_
     arrivals = receiver.at("/late")
     assert len(arrivals) == 2  # at-least-once: the late one and the retry
     assert len({a.headers[DELIVERY_HEADER] for a in arrivals}) == 1  # a receiver can drop one
+
+
+def test_after_a_crash_no_further_sends_start(engine, ctx, receiver, make_channels):
+    ctx = with_notifications(ctx, max_parallel_sends=1)
+    channels = make_channels(
+        *[(f"c{i}", "internal", receiver.url(f"/c{i}"), ["executive"]) for i in range(4)]
+    )
+    put(engine, ctx, key="k", audiences=["executive"])
+
+    def crash(result: TargetResult) -> None:
+        raise Crash
+
+    with pytest.raises(Crash):
+        deliver_pending(engine, ctx, channels=channels, on_sent=crash)
+
+    assert len(receiver.arrivals) <= 2  # the one that crashed, at most one already started
