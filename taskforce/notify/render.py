@@ -88,14 +88,15 @@ def render_message(
         raise ValueError(f"locale {locale!r} has no templates (allowed: {', '.join(LOCALES)})")
     names = labels(locale)
     label = names.get(message.event_kind, message.event_kind)
-    ref = f"{message.subject_type} {message.subject_id}"
+    subject = names.get("_subjects", {}).get(message.subject_type, message.subject_type)
+    ref = f"{subject} {message.subject_id}"
     redacted = not message.classification.readable_by(clearance)
     if redacted:
         # Only these values: nothing of the record's title or context.
         variables: dict[str, Any] = {
             "label": label,
             "ref": ref,
-            "subject_type": message.subject_type,
+            "subject_type": subject,
             "subject_id": message.subject_id,
             "classification": message.classification.value,
             "classification_zh": _CLASSIFICATION_ZH[message.classification],
