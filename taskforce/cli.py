@@ -10,6 +10,7 @@ from rich.table import Table
 
 from taskforce.db import database_url, get_engine, unit_of_work
 from taskforce.money import format_yuan, to_fen
+from taskforce.notify.cli import app as notify_app
 from taskforce.policy import ConfigError, config_dir, load_org, load_policy
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -19,6 +20,7 @@ deployments_app = typer.Typer(
     help="Prefect deployments (flows/deployments.py).", no_args_is_help=True
 )
 app.add_typer(deployments_app, name="deployments")
+app.add_typer(notify_app, name="notify")
 console = Console()
 
 

@@ -92,3 +92,17 @@ def enqueue(
     ]
     session.add_all(rows)
     return rows
+
+
+def ids_for_trail_entries(session: Session, trail_entry_ids: Iterable[int]) -> list[int]:
+    """The outbox rows a state change wrote (events.record links them to its trail entry)."""
+    wanted = list(trail_entry_ids)
+    if not wanted:
+        return []
+    return list(
+        session.scalars(
+            select(OutboxMessage.id)
+            .where(OutboxMessage.trail_entry_id.in_(wanted))
+            .order_by(OutboxMessage.id)
+        )
+    )

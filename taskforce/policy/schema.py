@@ -193,6 +193,20 @@ class Notifications(Strict):
     backoff_base_seconds: PositiveInt
     backoff_max_seconds: PositiveInt
     body_max_chars: Annotated[int, Field(ge=70)]
+    # --- delivery mechanics (issue 4, taskforce/notify/delivery.py) ---
+    title_max_chars: Annotated[int, Field(ge=20)] = 100
+    overflow: Literal["truncate", "split"] = "truncate"
+    send_timeout_seconds: PositiveInt = 30
+    claim_lease_seconds: PositiveInt = 300
+    max_parallel_sends: PositiveInt = 16
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_send(self) -> Notifications:
+        if self.claim_lease_seconds <= self.send_timeout_seconds:
+            raise ValueError("claim_lease_seconds must exceed send_timeout_seconds")
+        if self.backoff_max_seconds < self.backoff_base_seconds:
+            raise ValueError("backoff_max_seconds must be >= backoff_base_seconds")
+        return self
 
 
 class Policy(Strict):

@@ -1,0 +1,575 @@
+"""Deliver outbox rows through Apprise: claim, render, send per target, record, retry.
+
+The cycle of one run (`deliver_pending`):
+
+1. **Claim** due rows (pending/failing, `next_attempt_at <= now`, priority
+   first) in one short transaction: `attempts += 1` and `next_attempt_at`
+   moves one lease ahead. Another run skips them until the lease expires
+   (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite serialises writers anyway).
+2. **Plan**: the channels tagged with the row's audience, minus the targets an
+   earlier attempt already delivered (DeliveryAttempt rows with ok=true).
+   Each channel gets the full message or, when not cleared for the row's
+   classification, a reference only.
+3. **Send** every target in its own thread: a slow target costs its own time only.
+4. **Record** each target's result the moment it returns, in its own
+   transaction, so a crash loses at most the results of sends in flight.
+5. **Settle** each row: delivered when every target has delivered; otherwise
+   failing with exponential backoff, or dead after `max_attempts` with a
+   `dead_letter` alert to the executive group through other channels. An
+   emergency page that reached none of the primary's channels pages the
+   primary's A/B backup (AB角) at once.
+
+Delivery is at-least-once per target: see README, "Notifications".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime as dt
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any
+
+from apprise import Apprise
+from apprise.common import NotifyFormat, NotifyType
+from apprise.result import AppriseResultStatus
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from taskforce import trail
+from taskforce.context import Context
+from taskforce.db import session_factory
+from taskforce.notify.channels import Channel, ChannelSet, load_channels
+from taskforce.notify.local_outbox import Sending, sending
+from taskforce.notify.models import DeliveryAttempt, DeliveryStatus, OutboxMessage
+from taskforce.notify.outbox import audiences_for, enqueue, ids_for_trail_entries
+from taskforce.notify.render import cut, render_message
+from taskforce.org.models import Member
+from taskforce.policy.schema import Classification, Notifications
+
+EMERGENCY_PAGE = "emergency_page"
+DEAD_LETTER = "dead_letter"
+DELIVERY_HEADER = "X-Taskforce-Delivery"  # lets a receiver drop a duplicate (README)
+ERROR_MAX_CHARS = 500
+ACTOR = "notify"
+# How urgent a kind looks on targets that show it (colour, icon); everything else is info.
+NOTIFY_TYPES = {
+    EMERGENCY_PAGE: NotifyType.FAILURE,
+    DEAD_LETTER: NotifyType.FAILURE,
+    "item_turned_red": NotifyType.WARNING,
+    "escalation": NotifyType.WARNING,
+    "warning_raised": NotifyType.WARNING,
+    "audit_finding_severe": NotifyType.WARNING,
+    "stage_overdue": NotifyType.WARNING,
+    "issue_closed": NotifyType.SUCCESS,
+}
+
+Sessions = Callable[[], Session]
+
+
+@dataclass(frozen=True)
+class MessageSnapshot:
+    """An outbox row as claimed: plain values, safe to use outside its session."""
+
+    id: int
+    key: str
+    event_kind: str
+    audience: str
+    subject_type: str
+    subject_id: str
+    classification: Classification
+    context: dict[str, Any]
+    is_drill: bool
+    priority: int
+    attempts: int
+    delivered_targets: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, row: OutboxMessage, delivered: Iterable[str] = ()) -> MessageSnapshot:
+        return cls(
+            id=row.id,
+            key=row.idempotency_key,
+            event_kind=row.event_kind,
+            audience=row.audience,
+            subject_type=row.subject_type,
+            subject_id=row.subject_id,
+            classification=Classification(row.classification),
+            context=dict(row.context or {}),
+            is_drill=bool(row.is_drill),
+            priority=row.priority,
+            attempts=row.attempts,
+            delivered_targets=frozenset(delivered),
+        )
+
+
+@dataclass(frozen=True)
+class SendJob:
+    message: MessageSnapshot
+    channel: Channel
+    title: str
+    body: str
+    redacted: bool
+
+    @property
+    def delivery_key(self) -> str:
+        return f"{self.message.key}@{self.channel.name}"
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    message_id: int
+    channel: str
+    ok: bool
+    error: str | None
+    elapsed_seconds: float
+    redacted: bool = False
+
+
+@dataclass
+class DeliveryReport:
+    claimed: int = 0
+    delivered: int = 0
+    failing: int = 0
+    dead: int = 0
+    targets: list[TargetResult] = field(default_factory=list)
+    backups_paged: list[str] = field(default_factory=list)
+    dead_letters: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "claimed": self.claimed,
+            "delivered": self.delivered,
+            "failing": self.failing,
+            "dead": self.dead,
+            "targets_ok": sum(t.ok for t in self.targets),
+            "targets_failed": sum(not t.ok for t in self.targets),
+            "backups_paged": list(self.backups_paged),
+            "dead_letters": list(self.dead_letters),
+        }
+
+
+def retry_delay(attempts: int, policy: Notifications) -> dt.timedelta:
+    """Wait after the `attempts`-th failed attempt: base · 2^(attempts-1), capped at the max."""
+    if attempts < 1:
+        raise ValueError("attempts: must be >= 1 (the delay follows a failed attempt)")
+    exponent = min(attempts - 1, 62)  # beyond this the cap applies anyway
+    seconds = min(policy.backoff_base_seconds * 2**exponent, policy.backoff_max_seconds)
+    return dt.timedelta(seconds=seconds)
+
+
+def deliver_pending(
+    db: Engine | sessionmaker | Sessions | None,
+    ctx: Context,
+    *,
+    limit: int = 100,
+    channels: ChannelSet | None = None,
+    message_ids: Iterable[int] | None = None,
+    trail_entry_ids: Iterable[int] | None = None,
+    on_sent: Callable[[TargetResult], None] | None = None,
+) -> DeliveryReport:
+    """Send due outbox rows (at most `limit`), priority first; return what happened.
+
+    `message_ids` / `trail_entry_ids` restrict the run to those rows, or to the
+    rows a state change wrote (an emergency flow delivers its pages at once
+    this way). Rows created during the run (backup pages, dead-letter alerts)
+    are delivered in the same run. `on_sent` is called with each target's
+    result after the send and before it is recorded.
+
+    Rows are claimed in rounds of at most `max_parallel_sends`, so a round
+    ends well inside the claim lease even when every target is slow.
+    """
+    if limit < 1:
+        raise ValueError("limit: must be >= 1")
+    sessions = _sessions(db)
+    policy = ctx.policy.notifications
+    if channels is None:
+        channels = load_channels(overflow=policy.overflow)
+    wanted_ids = set(message_ids) if message_ids is not None else None
+    if trail_entry_ids is not None:
+        with _transaction(sessions) as session:
+            caused = set(ids_for_trail_entries(session, trail_entry_ids))
+        wanted_ids = caused | (wanted_ids or set())
+    report = DeliveryReport()
+    while report.claimed < limit:
+        batch = min(limit - report.claimed, policy.max_parallel_sends)
+        claimed = _claim(sessions, ctx, batch, wanted_ids)
+        if not claimed:
+            break
+        report.claimed += len(claimed)
+        created = _deliver_round(sessions, ctx, channels, claimed, report, on_sent)
+        if wanted_ids is not None:
+            wanted_ids |= created
+    return report
+
+
+def plan_sends(
+    message: MessageSnapshot, channels: ChannelSet, *, locale: str, limits: Notifications
+) -> list[SendJob]:
+    """The sends one attempt makes for `message`: one per channel not yet delivered.
+
+    Pure: this is where redaction is decided, so the property test checks it here.
+    """
+    jobs = []
+    for channel in _targets(message, channels):
+        if channel.name in message.delivered_targets:
+            continue
+        rendered = render_message(
+            message, clearance=channel.clearance, locale=locale, limits=limits
+        )
+        jobs.append(SendJob(message, channel, rendered.title, rendered.body, rendered.redacted))
+    return jobs
+
+
+# --- the cycle ------------------------------------------------------------------
+
+
+def _deliver_round(
+    sessions: Sessions,
+    ctx: Context,
+    channels: ChannelSet,
+    claimed: list[MessageSnapshot],
+    report: DeliveryReport,
+    on_sent: Callable[[TargetResult], None] | None,
+) -> set[int]:
+    policy = ctx.policy.notifications
+    jobs: list[SendJob] = []
+    pending: dict[int, int] = {}
+    early: dict[int, list[TargetResult]] = {m.id: [] for m in claimed}
+    for message in claimed:
+        try:
+            planned = plan_sends(message, channels, locale=ctx.policy.locale, limits=policy)
+        except Exception as exc:  # a broken template fails this row, not the run
+            planned = []
+            early[message.id].append(
+                TargetResult(message.id, "(render)", False, _short(f"render: {exc}"), 0.0)
+            )
+        jobs.extend(planned)
+        pending[message.id] = len(planned)
+    by_id = {m.id: m for m in claimed}
+    results: dict[int, list[TargetResult]] = early
+    created: set[int] = set()
+
+    def settle(message_id: int) -> None:
+        outcome = _settle(sessions, ctx, channels, by_id[message_id], results[message_id])
+        if outcome.status == DeliveryStatus.delivered:
+            report.delivered += 1
+        elif outcome.status == DeliveryStatus.dead:
+            report.dead += 1
+        elif outcome.status == DeliveryStatus.failing:
+            report.failing += 1
+        if outcome.backup is not None:
+            report.backups_paged.append(outcome.backup[0])
+            created.add(outcome.backup[1])
+        report.dead_letters.extend(sorted(outcome.dead_letters))
+        created.update(outcome.dead_letters)
+
+    for message_id, count in pending.items():
+        if count == 0:
+            settle(message_id)
+    if not jobs:
+        return created
+    at = ctx.now()
+    workers = min(policy.max_parallel_sends, len(jobs))
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tf-notify")
+    try:
+        futures = {pool.submit(_send, job, at, policy.send_timeout_seconds): job for job in jobs}
+        for future in as_completed(futures):
+            job = futures[future]
+            result = future.result()
+            if on_sent is not None:
+                on_sent(result)
+            _record(sessions, ctx, result)
+            report.targets.append(result)
+            results[job.message.id].append(result)
+            pending[job.message.id] -= 1
+            if pending[job.message.id] == 0:
+                settle(job.message.id)
+    except BaseException:
+        # Recording failed: start no further sends whose results could not be
+        # recorded either (each would be one more duplicate after the lease).
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return created
+
+
+def _claim(
+    sessions: Sessions, ctx: Context, limit: int, wanted_ids: set[int] | None
+) -> list[MessageSnapshot]:
+    now = ctx.now()
+    lease = dt.timedelta(seconds=ctx.policy.notifications.claim_lease_seconds)
+    with _transaction(sessions) as session:
+        query = (
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.status.in_([DeliveryStatus.pending, DeliveryStatus.failing]),
+                OutboxMessage.next_attempt_at <= now,
+            )
+            .order_by(
+                OutboxMessage.priority.desc(),
+                OutboxMessage.next_attempt_at,
+                OutboxMessage.id,
+            )
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        if wanted_ids is not None:
+            if not wanted_ids:
+                return []
+            query = query.where(OutboxMessage.id.in_(wanted_ids))
+        rows = list(session.scalars(query))
+        if not rows:
+            return []
+        delivered: dict[int, set[str]] = {}
+        for message_id, target in session.execute(
+            select(DeliveryAttempt.message_id, DeliveryAttempt.target).where(
+                DeliveryAttempt.message_id.in_([r.id for r in rows]),
+                DeliveryAttempt.ok.is_(True),
+            )
+        ):
+            delivered.setdefault(message_id, set()).add(target)
+        for row in rows:
+            row.attempts += 1
+            row.next_attempt_at = now + lease
+        session.flush()
+        return [MessageSnapshot.of(r, delivered.get(r.id, ())) for r in rows]
+
+
+def _send(job: SendJob, at: dt.datetime, timeout_seconds: int) -> TargetResult:
+    token = sending.set(Sending(audience=job.message.audience, key=job.delivery_key, at=at))
+    started = time.monotonic()
+    try:
+        apprise = Apprise()
+        apprise.add(_for_this_send(job.channel, job.delivery_key))
+        with apprise.notify(
+            body=job.body,
+            title=job.title,
+            body_format=NotifyFormat.TEXT,
+            notify_type=NOTIFY_TYPES.get(job.message.event_kind, NotifyType.INFO),
+            timeout=timeout_seconds,
+        ) as result:
+            ok = result.status == AppriseResultStatus.SUCCESS
+            error = None if ok else _error_text(result)
+    except Exception as exc:  # one target's crash must not sink the others
+        ok, error = False, _short(f"{type(exc).__name__}: {exc}")
+    finally:
+        sending.reset(token)
+    return TargetResult(
+        job.message.id, job.channel.name, ok, error, time.monotonic() - started, job.redacted
+    )
+
+
+def _for_this_send(channel: Channel, delivery_key: str):
+    """The channel's service, with our delivery key as a header where the service has headers."""
+    service = channel.service
+    headers = getattr(service, "headers", None)
+    if not isinstance(headers, dict):
+        return service
+    per_send = copy.copy(service)  # never mutate the shared instance other threads use
+    per_send.headers = {**headers, DELIVERY_HEADER: delivery_key}
+    return per_send
+
+
+def _error_text(result) -> str:
+    lines = [f"{result.status.name}"]
+    for service_result in result:
+        for entry in service_result.logs():
+            message = getattr(entry, "message", None)
+            if message and message not in lines:
+                lines.append(str(message))
+    return _short(": ".join([lines[0], " ".join(lines[1:])]) if len(lines) > 1 else lines[0])
+
+
+def _record(sessions: Sessions, ctx: Context, result: TargetResult) -> None:
+    with _transaction(sessions) as session:
+        session.add(
+            DeliveryAttempt(
+                message_id=result.message_id,
+                target=result.channel,
+                ok=result.ok,
+                at=ctx.now(),
+                error=result.error,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class _Settled:
+    status: DeliveryStatus
+    backup: tuple[str, int] | None = None  # (member code, outbox id) of a backup page
+    dead_letters: frozenset[int] = frozenset()
+
+
+def _settle(
+    sessions: Sessions,
+    ctx: Context,
+    channels: ChannelSet,
+    message: MessageSnapshot,
+    results: list[TargetResult],
+) -> _Settled:
+    """Decide the row's state after this attempt; page a backup or dead-letter it."""
+    policy = ctx.policy.notifications
+    now = ctx.now()
+    backup: tuple[str, int] | None = None
+    with _transaction(sessions) as session:
+        row = session.get(OutboxMessage, message.id, with_for_update=True)
+        if row is None or row.status in (DeliveryStatus.delivered, DeliveryStatus.dead):
+            return _Settled(row.status if row else DeliveryStatus.dead)
+        delivered = set(
+            session.scalars(
+                select(DeliveryAttempt.target).where(
+                    DeliveryAttempt.message_id == row.id, DeliveryAttempt.ok.is_(True)
+                )
+            )
+        )
+        wanted = {c.name for c in _targets(message, channels)}
+        if wanted and wanted <= delivered:
+            row.status, row.delivered_at, row.last_error = DeliveryStatus.delivered, now, None
+            row.next_attempt_at = now
+            return _Settled(DeliveryStatus.delivered)
+        errors = [f"{r.channel}: {r.error}" for r in results if not r.ok]
+        if not wanted:
+            errors.append(
+                f"no channel carries audience {message.audience!r} (tag it in {channels.source})"
+            )
+        row.last_error = _short("; ".join(errors) or "not delivered")
+        if message.event_kind == EMERGENCY_PAGE and not delivered:
+            backup = _page_backup(session, ctx, row)
+        if row.attempts >= policy.max_attempts:
+            row.status = DeliveryStatus.dead
+            row.next_attempt_at = now
+            alerts: set[int] = set()
+            if message.event_kind != DEAD_LETTER:  # never alert about an alert
+                alerts = _dead_letter(
+                    session, ctx, row, failed={r.channel for r in results if not r.ok}
+                )
+            return _Settled(DeliveryStatus.dead, backup, frozenset(alerts))
+        row.status = DeliveryStatus.failing
+        row.next_attempt_at = now + retry_delay(row.attempts, policy)
+        return _Settled(DeliveryStatus.failing, backup)
+
+
+def _page_backup(session: Session, ctx: Context, row: OutboxMessage) -> tuple[str, int] | None:
+    """Page the A/B backup of the member an emergency page failed to reach (once per row)."""
+    context = dict(row.context or {})
+    code = context.get("member")
+    if not code:
+        return None
+    primary = session.scalars(select(Member).where(Member.code == str(code))).one_or_none()
+    backup = primary.backup if primary is not None else None
+    paged = [str(c) for c in context.get("paged", [code])]
+    if backup is None or not backup.active or backup.code in paged:
+        return None
+    new_context = {
+        **context,
+        "member": backup.code,
+        "backup_for": str(code),
+        "paged": [*paged, backup.code],
+    }
+    rows = enqueue(
+        session,
+        event_kind=EMERGENCY_PAGE,
+        key=f"backup:{row.id}:{backup.code}",
+        subject_type=row.subject_type,
+        subject_id=row.subject_id,
+        classification=Classification(row.classification),
+        context=new_context,
+        at=ctx.now(),
+        routing=ctx.policy.notifications,
+        audiences=list(backup.contacts or [f"member-{backup.code}"]),
+        is_drill=row.is_drill,
+        priority=row.priority,
+        trail_entry_id=row.trail_entry_id,
+    )
+    if not rows:
+        return None  # paged already by an earlier attempt
+    session.flush()
+    trail.append(
+        session,
+        at=ctx.now(),
+        actor=ACTOR,
+        action="emergency_backup_paged",
+        subject_type=row.subject_type,
+        subject_id=row.subject_id,
+        payload={"message": row.id, "primary": str(code), "backup": backup.code},
+        classification=Classification.internal,
+    )
+    return backup.code, rows[0].id
+
+
+def _dead_letter(
+    session: Session, ctx: Context, row: OutboxMessage, *, failed: set[str]
+) -> set[int]:
+    """Alert the executive group, through channels other than the ones that failed."""
+    context = {
+        "dead_message_id": row.id,
+        "dead_event_kind": row.event_kind,
+        "dead_audience": row.audience,
+        "attempts": row.attempts,
+        "last_error": cut(row.last_error or "", 200),
+        "avoid_channels": sorted(failed),
+    }
+    policy = ctx.policy.notifications
+    rows = enqueue(
+        session,
+        event_kind=DEAD_LETTER,
+        key=f"dead-letter:{row.id}",
+        subject_type="outbox_message",
+        subject_id=row.id,
+        classification=Classification.internal,  # ids and error text only, never content
+        context=context,
+        at=ctx.now(),
+        routing=policy,
+        audiences=audiences_for(DEAD_LETTER, policy, context),
+        is_drill=row.is_drill,
+        priority=row.priority,
+    )
+    if not rows:
+        return set()
+    session.flush()
+    trail.append(
+        session,
+        at=ctx.now(),
+        actor=ACTOR,
+        action="notification_dead_lettered",
+        subject_type="outbox_message",
+        subject_id=row.id,
+        payload={k: v for k, v in context.items() if k != "last_error"},
+        classification=Classification.internal,
+    )
+    return {r.id for r in rows}
+
+
+def _targets(message: MessageSnapshot, channels: ChannelSet) -> list[Channel]:
+    avoid = (
+        set(message.context.get("avoid_channels", ()))
+        if message.event_kind == DEAD_LETTER
+        else set()
+    )
+    return [c for c in channels.for_audience(message.audience) if c.name not in avoid]
+
+
+# --- plumbing --------------------------------------------------------------------
+
+
+def _sessions(db: Engine | sessionmaker | Sessions | None) -> Sessions:
+    if db is None or isinstance(db, Engine):
+        return session_factory(db)
+    return db
+
+
+@contextlib.contextmanager
+def _transaction(sessions: Sessions) -> Iterator[Session]:
+    session = sessions()
+    try:
+        with session.begin():
+            yield session
+    finally:
+        session.close()
+
+
+def _short(text: str) -> str:
+    return cut(text, ERROR_MAX_CHARS)

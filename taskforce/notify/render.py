@@ -1,0 +1,140 @@
+"""Messages from templates (jinja2, en and zh-CN), redacted by classification, cut to size.
+
+A template per event kind, `templates/<locale>/<event_kind>.j2`, with a
+`title` and a `body` block; `_default.j2` serves a kind without its own.
+A channel not cleared for a record's classification gets `_reference.j2`
+instead, rendered from the event kind and the subject reference ONLY: the
+record's title and context never reach that template, so they cannot leak.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import jinja2
+import yaml
+
+from taskforce.policy.schema import Classification, Notifications
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+LOCALES = ("en", "zh-CN")
+ELLIPSIS = "…"
+_CLASSIFICATION_ZH = {
+    Classification.public: "公开",
+    Classification.internal: "内部",
+    Classification.secret: "机密",
+}
+
+
+class MessageSource(Protocol):
+    """What rendering needs of an outbox row."""
+
+    event_kind: str
+    audience: str
+    subject_type: str
+    subject_id: str
+    classification: Classification
+    context: dict[str, Any]
+    is_drill: bool
+
+
+@dataclass(frozen=True)
+class Rendered:
+    title: str
+    body: str
+    redacted: bool
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        autoescape=False,  # plain text for chat, SMS and mail; nothing is HTML
+        undefined=jinja2.ChainableUndefined,  # a missing context value renders empty
+        keep_trailing_newline=False,
+    )
+
+
+@functools.cache
+def labels(locale: str) -> dict[str, str]:
+    return yaml.safe_load((TEMPLATES_DIR / locale / "labels.yaml").read_text(encoding="utf-8"))
+
+
+def _template(locale: str, name: str) -> jinja2.Template:
+    env = _environment()
+    try:
+        return env.get_template(f"{locale}/{name}.j2")
+    except jinja2.TemplateNotFound:
+        return env.get_template(f"{locale}/_default.j2")
+
+
+def _block(template: jinja2.Template, name: str, variables: dict[str, Any]) -> str:
+    return "".join(template.blocks[name](template.new_context(variables)))
+
+
+def render_message(
+    message: MessageSource,
+    *,
+    clearance: Classification,
+    locale: str,
+    limits: Notifications,
+) -> Rendered:
+    """The title and body one channel of `clearance` receives for `message`."""
+    if locale not in LOCALES:
+        raise ValueError(f"locale {locale!r} has no templates (allowed: {', '.join(LOCALES)})")
+    names = labels(locale)
+    label = names.get(message.event_kind, message.event_kind)
+    subject = names.get("_subjects", {}).get(message.subject_type, message.subject_type)
+    ref = f"{subject} {message.subject_id}"
+    redacted = not message.classification.readable_by(clearance)
+    if redacted:
+        # Only these values: nothing of the record's title or context.
+        variables: dict[str, Any] = {
+            "label": label,
+            "ref": ref,
+            "subject_type": subject,
+            "subject_id": message.subject_id,
+            "classification": message.classification.value,
+            "classification_zh": _CLASSIFICATION_ZH[message.classification],
+        }
+        template = _environment().get_template(f"{locale}/_reference.j2")
+    else:
+        variables = {
+            **{k: v for k, v in (message.context or {}).items() if isinstance(k, str)},
+            "label": label,
+            "ref": (message.context or {}).get("number") or ref,
+            "audience": message.audience,
+            "subject_type": message.subject_type,
+            "subject_id": message.subject_id,
+            "classification": message.classification.value,
+        }
+        template = _template(locale, message.event_kind)
+    title = _tidy_title(_block(template, "title", variables))
+    body = _tidy_body(_block(template, "body", variables))
+    if message.is_drill:
+        title = f"{names['_drill']} {title}"
+    return Rendered(
+        title=cut(title, limits.title_max_chars),
+        body=cut(body or title, limits.body_max_chars),
+        redacted=redacted,
+    )
+
+
+def cut(text: str, limit: int) -> str:
+    """At most `limit` characters; a cut text ends with an ellipsis so readers see it was cut."""
+    return text if len(text) <= limit else text[: limit - len(ELLIPSIS)].rstrip() + ELLIPSIS
+
+
+def _tidy_title(text: str) -> str:
+    text = " ".join(text.split())
+    return text.rstrip(":： ").strip()
+
+
+def _tidy_body(text: str) -> str:
+    lines = [" ".join(line.split()) for line in text.strip().splitlines()]
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()

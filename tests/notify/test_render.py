@@ -1,0 +1,156 @@
+"""Templates (en, zh-CN), drill markers, size limits, and redaction as a property."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from taskforce.notify.channels import Channel, ChannelSet
+from taskforce.notify.delivery import MessageSnapshot, plan_sends
+from taskforce.notify.render import LOCALES, TEMPLATES_DIR, labels, render_message
+from taskforce.policy import load_policy
+from taskforce.policy.schema import Classification
+
+CLASSIFICATIONS = list(Classification)
+
+
+def _message(**changes) -> MessageSnapshot:
+    base = MessageSnapshot(
+        id=1,
+        key="k",
+        event_kind="issue_reported",
+        audience="executive",
+        subject_type="issue",
+        subject_id="42",
+        classification=Classification.internal,
+        context={"title": "Permits take 40 days", "unit": "market-reg", "number": "2026-042"},
+        is_drill=False,
+        priority=0,
+        attempts=1,
+    )
+    return replace(base, **changes)
+
+
+def test_every_routed_event_kind_has_a_template_and_a_label_in_both_locales(policy):
+    for locale in LOCALES:
+        names = labels(locale)
+        for kind in policy.notifications.routing:
+            assert (TEMPLATES_DIR / locale / f"{kind}.j2").is_file(), (locale, kind)
+            assert kind in names, (locale, kind)
+            rendered = render_message(
+                _message(event_kind=kind),
+                clearance=Classification.secret,
+                locale=locale,
+                limits=policy.notifications,
+            )
+            assert rendered.title and rendered.body, (locale, kind)
+
+
+def test_drills_are_marked_in_the_title(policy):
+    for locale, mark in (("en", "[DRILL]"), ("zh-CN", "[演练]")):
+        drill = render_message(
+            _message(is_drill=True, event_kind="emergency_page"),
+            clearance=Classification.secret,
+            locale=locale,
+            limits=policy.notifications,
+        )
+        assert drill.title.startswith(mark)
+        real = render_message(
+            _message(event_kind="emergency_page"),
+            clearance=Classification.secret,
+            locale=locale,
+            limits=policy.notifications,
+        )
+        assert mark not in real.title
+
+
+def test_bodies_and_titles_are_cut_to_the_configured_size(policy):
+    limits = policy.notifications
+    long = _message(context={"title": "T" * 500, "summary": "x" * 5000})
+    rendered = render_message(long, clearance=Classification.secret, locale="en", limits=limits)
+    assert len(rendered.body) == limits.body_max_chars and rendered.body.endswith("…")
+    assert len(rendered.title) == limits.title_max_chars and rendered.title.endswith("…")
+    short = render_message(_message(), clearance=Classification.secret, locale="en", limits=limits)
+    assert "…" not in short.body
+
+
+def test_chinese_messages_read_in_chinese(policy):
+    rendered = render_message(
+        _message(classification=Classification.secret),
+        clearance=Classification.internal,
+        locale="zh-CN",
+        limits=policy.notifications,
+    )
+    assert rendered.redacted
+    assert "机密" in rendered.body and "请登录系统查阅" in rendered.body
+
+
+def test_the_clearance_boundary_is_inclusive(policy):
+    for level in CLASSIFICATIONS:
+        for clearance in CLASSIFICATIONS:
+            rendered = render_message(
+                _message(classification=level),
+                clearance=clearance,
+                locale="en",
+                limits=policy.notifications,
+            )
+            assert rendered.redacted == (clearance.rank < level.rank), (level, clearance)
+
+
+# A secret value: a marker no template contains, then free text (any script).
+secret_text = st.text(min_size=1, max_size=40).map(lambda s: f"§{s}§")
+context_values = st.dictionaries(
+    st.sampled_from(
+        ["title", "summary", "number", "unit", "owner", "decision", "reason", "item", "level"]
+    ),
+    secret_text,
+    min_size=1,
+)
+
+
+@st.composite
+def channel_sets(draw):
+    count = draw(st.integers(min_value=1, max_value=5))
+    clearances = draw(st.lists(st.sampled_from(CLASSIFICATIONS), min_size=count, max_size=count))
+    return ChannelSet(
+        tuple(
+            Channel(f"c{i}", clearance, frozenset({"leadership"}), service=None)
+            for i, clearance in enumerate(clearances)
+        )
+    )
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    kind=st.sampled_from(
+        ["issue_reported", "vote_requested", "emergency_page", "escalation", "review_published"]
+    ),
+    classification=st.sampled_from(CLASSIFICATIONS),
+    context=context_values,
+    channels=channel_sets(),
+    locale=st.sampled_from(LOCALES),
+    drill=st.booleans(),
+)
+def test_no_record_text_ever_reaches_a_channel_not_cleared_for_it(
+    kind, classification, context, channels, locale, drill
+):
+    policy = load_policy()  # the policy is read-only: one per example is fine
+    message = _message(
+        event_kind=kind,
+        classification=classification,
+        context=context,
+        audience="leadership",
+        is_drill=drill,
+    )
+    jobs = plan_sends(message, channels, locale=locale, limits=policy.notifications)
+
+    assert {j.channel.name for j in jobs} == {c.name for c in channels.channels}
+    for job in jobs:
+        payload = f"{job.title}\n{job.body}"
+        cleared = classification.readable_by(job.channel.clearance)
+        assert job.redacted == (not cleared)
+        if not cleared:
+            assert "§" not in payload, (job.channel.clearance, payload)
+            assert not any(value in payload for value in context.values())
