@@ -87,6 +87,14 @@ SPECS: list[Spec] = [
         ("loop",),
     ),
     Spec(
+        "deliver-notifications",
+        "flows/notifications.py:deliver_notifications",
+        "Send due outbox rows through Apprise; retries, dead-letter, A/B backup pages.",
+        ("notifications", "scheduled"),
+        schedule="* * * * *",
+        concurrency=1,
+    ),
+    Spec(
         "dispatch-sweep",
         "flows/dispatch.py:dispatch_sweep_flow",
         "周调度 Weekly dispatch: recolour, overdue stages, escalations, the task cockpit.",

@@ -7,6 +7,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from tasks import loop as steps
+from tasks.notify import deliver_pending_notifications
 
 COCKPIT_ROWS = 500  # the UI table shows the most urgent items first
 
@@ -16,6 +17,7 @@ def dispatch_sweep_flow() -> dict:
     """Recolour open action items, warn about overdue stages once, escalate long-red items."""
     result = steps.run_sweep()
     summary = result.summary()
+    deliver_pending_notifications(limit=1000)
     if flow_run.get_id():
         _artifacts(result, summary)
     print(f"dispatch sweep: {summary}")

@@ -27,6 +27,7 @@ from taskforce.loop.forms import (
     StepResult,
 )
 from tasks import loop as steps
+from tasks.notify import deliver_pending_notifications
 
 IssueNumber = Field(
     ..., title="Issue number 问题编号", pattern=r"^TF-\d{4}-\d{5}$", examples=["TF-2026-00001"]
@@ -39,6 +40,9 @@ def _key(explicit: str | None) -> str:
 
 
 async def _publish(result: StepResult | ReportResult, step: str) -> None:
+    """Send the step's notifications now (the every-minute delivery flow is the safety net)
+    and show where the issue stands."""
+    deliver_pending_notifications(limit=200)
     number = result.issue_number
     lines = [f"## {number}: {step}", "", f"- stage now: **{result.stage}**"]
     for k, v in getattr(result, "detail", {}).items():

@@ -77,8 +77,11 @@ def demo(
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     if fresh and not os.environ.get(DATABASE_URL_ENV):
+        from taskforce.notify.local_outbox import outbox_path
+
         for suffix in ("", "-wal", "-shm"):
             DEFAULT_SQLITE_PATH.with_name(DEFAULT_SQLITE_PATH.name + suffix).unlink(missing_ok=True)
+        outbox_path().unlink(missing_ok=True)
     init()
     from flows.demo import run_demo
 
@@ -92,6 +95,7 @@ def _demo_report(scenario) -> None:
 
     from taskforce.emergency.models import EarlyWarning
     from taskforce.loop.models import Colour, Issue, TaskLevel, TaskNode
+    from taskforce.notify.local_outbox import outbox_path
     from taskforce.notify.models import OutboxMessage
     from taskforce.trail import verify
 
@@ -104,7 +108,11 @@ def _demo_report(scenario) -> None:
                 .group_by(TaskNode.colour)
             ).all()
         )
-        outbox = s.scalar(select(func.count(OutboxMessage.id)))
+        outbox = dict(
+            s.execute(
+                select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+            ).all()
+        )
         warnings = s.scalar(select(func.count(EarlyWarning.id)))
         check = verify(s)
     table = Table(title="Demo result", show_header=False)
@@ -114,7 +122,8 @@ def _demo_report(scenario) -> None:
     )
     table.add_row("open action items", ", ".join(f"{c.value}: {colours.get(c, 0)}" for c in Colour))
     table.add_row("warnings raised", str(warnings))
-    table.add_row("notifications in the outbox", str(outbox))
+    table.add_row("notifications", ", ".join(f"{k.value}: {v}" for k, v in sorted(outbox.items())))
+    table.add_row("local notification outbox", str(outbox_path()))
     table.add_row(
         "decision trail",
         f"intact, {check.entries} entries"
