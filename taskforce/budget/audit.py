@@ -48,7 +48,7 @@ from taskforce.emergency.models import Emergency
 from taskforce.money import to_yuan
 from taskforce.notify.outbox import enqueue
 from taskforce.org.models import Unit
-from taskforce.policy.schema import GroupKind, Policy
+from taskforce.policy.schema import Classification, GroupKind, Policy
 
 CHECKS = (
     "unapproved_spending",
@@ -70,6 +70,7 @@ FINDING_COLUMNS = [
     "fiscal_year",
     "amount_fen",
     "summary",
+    "classification",
     "status",
     "first_seen_week",
     "last_seen_week",
@@ -87,6 +88,7 @@ class Finding:
     summary: str
     amount_fen: int = 0
     detail: dict[str, Any] = field(default_factory=dict)
+    classification: str = Classification.internal.value  # of the line concerned
 
     @property
     def key(self) -> str:
@@ -472,7 +474,7 @@ def check_approval_beyond_authority(state: _State, policy: Policy) -> list[Findi
                 f"{'adjustment ' + subject_id + ' of ' if adjustment else ''}{line['code']}: "
                 f"{_yuan(review.amount_fen)} CNY approved by {review.reviewer_group}; {rule}",
                 int(review.amount_fen),
-                {"review_id": int(review.review_id), "rule": rule},
+                {"review_id": int(review.review_id), "rule": rule, "line": line["code"]},
             )
         )
     return out
@@ -681,6 +683,13 @@ def run_audit(
     found: list[Finding] = []
     for name in CHECKS:
         found.extend(CHECK_FUNCTIONS[name](state, policy))
+    classification = dict(zip(state.lines["code"], state.lines["classification"], strict=True))
+    for f in found:
+        code = f.detail.get("line") or (
+            f.subject_id.split(":")[0] if f.subject_type == "budget_line" else None
+        )
+        if code in classification:
+            f.classification = Classification(classification[code]).value
     findings, new_keys = _reconcile(session, policy, week, period, found, data["existing"])
     severe = [
         k
@@ -752,6 +761,7 @@ def _reconcile(
             "fiscal_year": f.fiscal_year,
             "summary": f.summary,
             "amount_fen": f.amount_fen,
+            "classification": f.classification,
         }
         old = known.get(key)
         if old is None:
@@ -796,6 +806,7 @@ def _reconcile(
                 "fiscal_year": f.fiscal_year,
                 "amount_fen": f.amount_fen,
                 "summary": f.summary,
+                "classification": f.classification,
                 "status": status,
                 "first_seen_week": first,
                 "last_seen_week": last,
@@ -826,6 +837,7 @@ def _reconcile(
                 "fiscal_year": old.detail.get("fiscal_year"),
                 "amount_fen": int(old.detail.get("amount_fen", 0)),
                 "summary": old.detail.get("summary", ""),
+                "classification": old.detail.get("classification", Classification.internal.value),
                 "status": "resolved",
                 "first_seen_week": old.first_seen_week,
                 "last_seen_week": old.last_seen_week,
