@@ -143,4 +143,29 @@ def csv_text(
     return "\n".join([header, *rows]) + "\n"
 
 
-__all__ = ["YEAR", "Books", "csv_text", "dt", "select"]
+__all__ = ["YEAR", "Books", "add_emergency", "csv_text", "dt", "select"]
+
+
+def add_emergency(
+    books: Books, *, status: str = "acknowledged", drill: bool = False, opened=None
+) -> int:
+    """An emergency row as the emergency branch's gateway would persist it."""
+    import uuid
+
+    from taskforce.emergency.models import Emergency, EmergencyStatus, Level
+
+    with books.tx() as s:
+        em = Emergency(
+            public_id=str(uuid.uuid4()),
+            source="test",
+            dedup_key=uuid.uuid4().hex,
+            level=Level.II,
+            title="Flooded service hall",
+            status=EmergencyStatus(status),
+            is_drill=drill,
+            leading_group="executive",
+            opened_at=opened or books.clock.now(),
+        )
+        s.add(em)
+        s.flush()
+        return em.id
