@@ -21,7 +21,7 @@ import hashlib
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -214,7 +214,8 @@ def _parse_amount(value: Any) -> int:
         # i.e. what the clerk typed. Sub-fen noise is refused by to_fen below.
         value = repr(value)
     try:
-        fen = to_fen(Decimal(str(value).strip().replace("¥", "").replace("￥", "")))
+        # to_fen drops thousands separators; currency signs are dropped here.
+        fen = to_fen(str(value).strip().replace("¥", "").replace("￥", ""))
     except (InvalidOperation, MoneyError, ValueError) as exc:
         raise ValueError(
             f"{_text(value)!r} is not an amount in yuan with at most two decimals"
