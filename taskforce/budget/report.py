@@ -11,6 +11,7 @@ audience's clearance shows its check, severity and owner but not its text.
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,16 @@ from taskforce.policy.loader import PROJECT_ROOT
 from taskforce.policy.schema import Classification
 
 TEMPLATES = PROJECT_ROOT / "reports" / "templates"
-OUTPUT = PROJECT_ROOT / "reports" / "out" / "budget"
+REPORTS_DIR_ENV = "TASKFORCE_REPORTS_DIR"  # where generated reports go (default reports/out/)
 LOCALES = ("en", "zh-CN")
 REDACTED = {
     "en": "[withheld: above this report's clearance]",
     "zh-CN": "[密级高于本报告，不予显示]",
 }
+
+
+def output_dir() -> Path:
+    return Path(os.environ.get(REPORTS_DIR_ENV) or PROJECT_ROOT / "reports" / "out") / "budget"
 
 
 def _environment() -> Environment:
@@ -156,7 +161,7 @@ def write_audit_reports(
     *,
     clearance: Classification = Classification.internal,
 ) -> dict[str, Path]:
-    out_dir = Path(out_dir or OUTPUT)
+    out_dir = Path(out_dir or output_dir())
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"budget-audit-{result.week}"
     written: dict[str, Path] = {}
@@ -187,7 +192,7 @@ def write_performance_reports(
     *,
     clearance: Classification = Classification.internal,
 ) -> dict[str, Path]:
-    out_dir = Path(out_dir or OUTPUT)
+    out_dir = Path(out_dir or output_dir())
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"budget-performance-{result.half}"
     written: dict[str, Path] = {}
