@@ -359,17 +359,22 @@ def check_unapproved_spending(state: _State, policy: Policy) -> list[Finding]:
     spending = state.spending.merge(
         lines[["line_id", "approved_asof", "approval_day"]], on="line_id"
     )
-    for line in lines.itertuples():
-        mine = spending[spending["line_id"] == line.line_id]
-        if mine.empty:
-            continue
+    # Unapproved: the line was not approved by the cutoff, or the entry predates its approval.
+    early_mask = ~spending["approved_asof"].astype(bool) | (
+        spending["entry_date"] < spending["approval_day"].where(spending["approved_asof"], None)
+    ).fillna(False)
+    early = (
+        spending[early_mask]
+        .groupby("line_id")
+        .agg(amount=("amount_fen", "sum"), entries=("entries", "sum"), first=("entry_date", "min"))
+    )
+    for line in lines[lines["line_id"].isin(early.index)].itertuples():
+        hit = early.loc[line.line_id]
         if line.approved_asof:
-            early = mine[mine["entry_date"] < line.approval_day]
             why = f"spent before the line was approved on {line.approval_day}"
         else:
-            early = mine
             why = f"spent on a line that is {line.status}, not approved"
-        amount = int(early["amount_fen"].sum())
+        amount = int(hit["amount"])
         if amount > 0:
             out.append(
                 Finding(
@@ -380,10 +385,7 @@ def check_unapproved_spending(state: _State, policy: Policy) -> list[Finding]:
                     int(line.fiscal_year),
                     f"{line.code}: {_yuan(amount)} CNY {why}",
                     amount,
-                    {
-                        "entries": int(early["entries"].sum()),
-                        "first_date": str(early["entry_date"].min()),
-                    },
+                    {"entries": int(hit["entries"]), "first_date": str(hit["first"])},
                 )
             )
     no_line = state.entries[state.entries["line_id"].isna()]
