@@ -44,6 +44,8 @@ Actor = Annotated[
     ),
 ]
 ReviewTimeoutHours = Annotated[int, Field(ge=1, le=24 * 90)]
+PollSeconds = Annotated[int, Field(ge=1, le=300)]
+POLL = Field(10, title="Check for a review every (s) 轮询间隔（秒）")
 REVIEW_TIMEOUT = Field(
     168,
     title="Hours to wait for each review 每审等待时限（小时）",
@@ -78,6 +80,7 @@ def _collect_reviews(
     adjustment_id: int | None,
     stages: list[str],
     hours: int,
+    poll_seconds: int,
 ) -> dict:
     """Wait for each review in the UI; a refused review (wrong group, beyond authority) is
     logged with its rule and asked for again."""
@@ -93,6 +96,7 @@ def _collect_reviews(
                 description=f"The {wanted} review of {subject.value} {line_code or adjustment_id}"
             ),
             timeout=hours * 3600,
+            poll_interval=poll_seconds,
             key=f"review-{attempt}",
         )
         form = ReviewForm(
@@ -112,11 +116,20 @@ def _collect_reviews(
 
 @flow(name="budget-line-approval", log_prints=True)
 def line_approval(
-    form: ProposeLineForm, actor: Actor, review_timeout_hours: ReviewTimeoutHours = REVIEW_TIMEOUT
+    form: ProposeLineForm,
+    actor: Actor,
+    review_timeout_hours: ReviewTimeoutHours = REVIEW_TIMEOUT,
+    poll_seconds: PollSeconds = POLL,
 ) -> dict:
+    """零基预算 + 三审: propose the line, then take each review from the UI's resume form."""
     proposed = t.propose_line(form, actor, _run_key())
     return _collect_reviews(
-        SubjectKind.line, proposed["code"], None, proposed["stages"], review_timeout_hours
+        SubjectKind.line,
+        proposed["code"],
+        None,
+        proposed["stages"],
+        review_timeout_hours,
+        poll_seconds,
     )
 
 
@@ -125,7 +138,9 @@ def adjustment_approval(
     form: ProposeAdjustmentForm,
     actor: Actor,
     review_timeout_hours: ReviewTimeoutHours = REVIEW_TIMEOUT,
+    poll_seconds: PollSeconds = POLL,
 ) -> dict:
+    """预算调整: the same three reviews for a change of an approved line."""
     proposed = t.propose_adjustment(form, actor, _run_key())
     return _collect_reviews(
         SubjectKind.adjustment,
@@ -133,6 +148,7 @@ def adjustment_approval(
         proposed["adjustment_id"],
         proposed["stages"],
         review_timeout_hours,
+        poll_seconds,
     )
 
 

@@ -3,6 +3,11 @@ disk, markdown and table artifacts in the UI; a re-run adds no findings."""
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
+from decimal import Decimal
+
 import pytest
 from prefect.artifacts import Artifact
 from sqlalchemy import func, select
@@ -33,3 +38,73 @@ def test_budget_audit_flow(prefect_server, books, tmp_path, monkeypatch):
     again = budget_audit(week="2026-W11")
     assert again["new"] == []
     assert books.scalar(select(func.count(AuditFinding.id))) == 2
+
+
+def _paused_run(name: str, deadline: float):
+    """Busy-poll the server (no sleeping) until the named run is paused for input."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name]))
+            )
+            if runs and runs[0].state and runs[0].state.is_paused():
+                return runs[0]
+    raise AssertionError(f"{name} never paused")
+
+
+def _resume(name: str, run_input: dict, deadline: float) -> None:
+    from prefect.flow_runs import resume_flow_run
+
+    while time.monotonic() < deadline:
+        run = _paused_run(name, deadline)
+        try:
+            resume_flow_run(run.id, run_input=run_input)
+            return
+        except RuntimeError:
+            continue  # the run is paused but has not saved its input form yet
+    raise AssertionError(f"could not resume {name}")
+
+
+@pytest.mark.slow
+@pytest.mark.prefect
+def test_line_approval_flow_takes_reviews_from_the_ui(prefect_server, books):
+    from flows.budget import line_approval
+    from taskforce.budget.forms import ProposeLineForm
+    from taskforce.budget.models import BudgetLine, BudgetReview, LineStatus
+
+    books.set_year("100000000.00")
+    issue = books.issue()
+    name = f"approval-{uuid.uuid4().hex[:8]}"
+    form = ProposeLineForm(
+        code="F-1",
+        fiscal_year=2026,
+        issue_number=issue,
+        purpose="servers",
+        output_target="two racks",
+        benefit_target="data shared in 1 day",
+        amount=Decimal("5000000.00"),
+    )
+    outcome: dict = {}
+
+    def run() -> None:
+        outcome["result"] = line_approval.with_options(flow_run_name=name)(
+            form=form, actor="W3", poll_seconds=1
+        )
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 120
+    # Out of order first: refused with its rule, and the flow asks again.
+    for reviewer in ("V1", "C1", "V1", "E1"):
+        _resume(name, {"reviewer": reviewer, "approved": True, "comment": ""}, deadline)
+    thread.join(timeout=120)
+    assert outcome["result"]["status"] == "approved"
+    assert (
+        books.scalar(select(BudgetLine.status).where(BudgetLine.code == "F-1"))
+        == LineStatus.approved
+    )
+    stages = [s.value for s in books.scalars(select(BudgetReview.stage).order_by(BudgetReview.id))]
+    assert stages == ["compliance", "evaluator", "executive"]
