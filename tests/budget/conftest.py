@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -51,7 +52,7 @@ class Books:
                 s,
                 self.ctx,
                 ReportIssueForm(
-                    title=f"Issue number {self._issues} for budget", reporting_unit="finance"
+                    title=f"{self._issues}: {uuid.uuid4().hex}", reporting_unit="finance"
                 ),
                 actor="W5",
             ).issue_number

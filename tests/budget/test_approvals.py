@@ -277,3 +277,66 @@ def test_replayed_command_returns_the_first_result(books):
         )
     assert first == again
     assert books.scalars(select(TrailEntry.action)).count("budget.year_set") == 1
+
+
+def _action_item(books, issue_number: str, level: str = "action_item") -> int:
+    import datetime as dt
+
+    from taskforce.loop.models import Issue, Plan, TaskLevel, TaskNode
+
+    with books.tx() as s:
+        issue = s.scalar(select(Issue).where(Issue.number == issue_number))
+        plan = Plan(
+            issue_id=issue.id,
+            round=1,
+            filed_at=books.clock.now(),
+            due_date=dt.date(2026, 3, 16),
+            on_time=True,
+        )
+        s.add(plan)
+        s.flush()
+        node = TaskNode(
+            plan_id=plan.id,
+            issue_id=issue.id,
+            level=TaskLevel(level),
+            title="build the one-window system",
+            deliverable="live in 12 districts",
+        )
+        s.add(node)
+        s.flush()
+        return node.id
+
+
+def _line_form(**kwargs) -> ProposeLineForm:
+    base = {
+        "code": "T-1",
+        "fiscal_year": YEAR,
+        "purpose": "ppp",
+        "output_target": "ooo",
+        "benefit_target": "bbb",
+        "amount": Decimal("10"),
+    }
+    return ProposeLineForm(**{**base, **kwargs})
+
+
+def test_a_line_may_belong_to_an_action_item(books):
+    books.set_year()
+    issue = books.issue()
+    item = _action_item(books, issue)
+    with books.tx() as s:
+        service.propose_line(s, books.ctx, _line_form(action_item_id=item), actor="W3")
+    line = books.scalar(select(BudgetLine).where(BudgetLine.code == "T-1"))
+    assert line.task_id == item and line.issue_id is not None  # the item's issue, for the audits
+
+
+def test_a_line_may_not_belong_to_a_goal_or_another_issues_item(books):
+    books.set_year()
+    first, second = books.issue(), books.issue()
+    goal = _action_item(books, first, level="goal")
+    item = _action_item(books, second)
+    with books.tx() as s, pytest.raises(NotFound, match="action_item_id"):
+        service.propose_line(s, books.ctx, _line_form(action_item_id=goal), actor="W3")
+    with books.tx() as s, pytest.raises(DomainError, match="another issue"):
+        service.propose_line(
+            s, books.ctx, _line_form(action_item_id=item, issue_number=first), actor="W3"
+        )

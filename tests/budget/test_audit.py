@@ -299,3 +299,11 @@ def test_a_bad_week_is_refused_naming_the_field(books):
         books.audit("2026-W54")
     with pytest.raises(DomainError, match="week"):
         books.audit("2026-48")
+
+
+def test_a_week_without_any_budget_audits_to_nothing(books):
+    result = books.audit(
+        "2025-W01"
+    )  # spans 2024-12-30 .. 2025-01-05: two fiscal years, neither set
+    assert result.findings.empty and result.summary["budget_fen"] == 0
+    assert result.summary["fiscal_years"] == [2024, 2025]
