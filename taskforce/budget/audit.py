@@ -530,34 +530,32 @@ def check_adjustment_without_procedure(state: _State, policy: Policy) -> list[Fi
                 )
             )
     line_reviews = state.reviews[state.reviews["adjustment_id"].isna()]
-    years = state.years.set_index("year")
-    for line in state.lines[state.lines["approved_asof"]].itertuples():
-        if line.is_reserve:
-            if line.fiscal_year not in years.index:
-                continue
-            approved_amount = int(years.loc[line.fiscal_year, "reserve_fen"])
-        else:
-            mine = line_reviews[line_reviews["line_id"] == line.line_id]
-            gaps = _procedure_gaps(mine, line.approved_at, policy)
-            if gaps:
-                out.append(
-                    Finding(
-                        "adjustment_without_procedure",
-                        "budget_line",
-                        line.code,
-                        line.owner,
-                        int(line.fiscal_year),
-                        f"{line.code} approved with {'; '.join(gaps)}",
-                        int(line.amount_asof),
-                        {"gaps": gaps},
-                    )
+    # The reserve line is left out: its amount is set with the fiscal year (a reset
+    # replaces it), and a reserve short of its share is reserve_below_share's finding.
+    ordinary = state.lines[state.lines["approved_asof"] & ~state.lines["is_reserve"].astype(bool)]
+    for line in ordinary.itertuples():
+        mine = line_reviews[line_reviews["line_id"] == line.line_id]
+        gaps = _procedure_gaps(mine, line.approved_at, policy)
+        if gaps:
+            out.append(
+                Finding(
+                    "adjustment_without_procedure",
+                    "budget_line",
+                    line.code,
+                    line.owner,
+                    int(line.fiscal_year),
+                    f"{line.code} approved with {'; '.join(gaps)}",
+                    int(line.amount_asof),
+                    {"gaps": gaps},
                 )
-                continue
-            approvals = mine[
-                mine["approved"].astype(bool)
-                & mine["stage"].isin([ReviewStage.executive.value, ReviewStage.leadership.value])
-            ]
-            approved_amount = int(approvals.sort_values("at")["amount_fen"].iloc[-1])
+            )
+            continue
+        approvals = mine[
+            mine["approved"].astype(bool)
+            & mine["stage"].isin([ReviewStage.executive.value, ReviewStage.leadership.value])
+        ]
+        # What the approver approved, plus approved adjustments, must be the amount now.
+        approved_amount = int(approvals.sort_values("at")["amount_fen"].iloc[-1])
         expected = approved_amount + int(line.adjusted_fen)
         if int(line.amount_asof) != expected:
             out.append(
