@@ -28,9 +28,11 @@ def _fail(exc: DomainError) -> None:
 def set_year(
     year: int = typer.Argument(..., help="Fiscal year, e.g. 2026."),
     total: str = typer.Argument(..., help="Annual budget in yuan, e.g. 100000000.00."),
+    decided_by: str = typer.Option(..., help="The leadership member recording the decision."),
     actor: str = typer.Option(getpass.getuser(), help="Your member code."),
 ) -> None:
-    """Set the annual budget; its emergency reserve share is held back as the reserve line."""
+    """Set the annual budget (a leadership decision); its reserve share is held back as the
+    reserve line."""
     from taskforce.budget.forms import SetFiscalYearForm
     from taskforce.budget.service import set_fiscal_year
 
@@ -39,7 +41,7 @@ def set_year(
             result = set_fiscal_year(
                 session,
                 Context.default(),
-                SetFiscalYearForm(year=year, total=Decimal(total)),
+                SetFiscalYearForm(year=year, total=Decimal(total), decided_by=decided_by),
                 actor=actor,
             )
     except DomainError as exc:

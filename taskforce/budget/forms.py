@@ -43,6 +43,12 @@ class SetFiscalYearForm(Form):
         description="The whole year's budget in yuan; emergency_reserve_share of it is held "
         "as the emergency reserve (应急预留), drawable only by an emergency.",
     )
+    decided_by: MemberCode = Field(
+        ...,
+        title="Decided by 决定人",
+        description="The leadership member recording the leadership group's decision: the "
+        "annual budget and its adjustment are the leadership group's (SPEC §1).",
+    )
 
 
 class ScheduledDisbursement(Form):

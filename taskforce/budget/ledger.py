@@ -512,7 +512,9 @@ def _bulk_insert(session: Session, frame: pd.DataFrame, now: dt.datetime) -> Non
     marker = "?" if dialect.paramstyle == "qmark" else "%s"
     sql = (
         f"INSERT INTO {table.name} ({', '.join(columns)}) "
-        f"VALUES ({', '.join([marker] * len(columns))})"
+        f"VALUES ({', '.join([marker] * len(columns))}) "
+        # A concurrent import of the same rows: the first one wins, the other adds nothing.
+        "ON CONFLICT (external_ref) DO NOTHING"
     )
     rows = list(zip(*(data[c] for c in columns), strict=True))
     for chunk in _chunks(rows, _INSERT_CHUNK):

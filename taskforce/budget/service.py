@@ -114,6 +114,14 @@ def set_fiscal_year(
     form = SetFiscalYearForm.model_validate(form.model_dump())
     if (done := previous_result(session, key)) is not None:
         return FiscalYearResult.model_validate(done)
+    _member, group = _reviewer(session, form.decided_by, field="decided_by")
+    if group.kind != GroupKind.leadership:
+        raise DomainError(
+            f"{form.decided_by} is in {group.code}; the annual budget and its adjustment are "
+            "major decisions of the leadership group (SPEC §1)",
+            field="decided_by",
+            allowed="a member of the leadership group",
+        )
     total = to_fen(form.total)
     reserve = required_reserve_fen(total, ctx.policy)
     allocated = _allocated_fen(session, form.year)
@@ -161,7 +169,12 @@ def set_fiscal_year(
         action="budget.year_set",
         subject_type="fiscal_year",
         subject_id=form.year,
-        payload={"total_fen": total, "reserve_fen": reserve, "previous": previous},
+        payload={
+            "total_fen": total,
+            "reserve_fen": reserve,
+            "previous": previous,
+            "decided_by": form.decided_by,
+        },
         notify="budget_year_set",
         context={"year": form.year, "total": _yuan(total), "reserve": _yuan(reserve)},
     )
@@ -522,14 +535,14 @@ def _final_done(stage: ReviewStage, done: set[ReviewStage]) -> bool:
     return stage in approvals and bool(done & approvals)
 
 
-def _reviewer(session: Session, code: str) -> tuple[Member, Group]:
+def _reviewer(session: Session, code: str, *, field: str = "reviewer") -> tuple[Member, Group]:
     found = session.execute(
         select(Member, Group).join(Group, Member.group_id == Group.id).where(Member.code == code)
     ).one_or_none()
     if found is None or not found[0].active:
         raise NotFound(
             f"no active member {code!r}",
-            field="reviewer",
+            field=field,
             allowed="a member code of config/org.yaml",
         )
     return found[0], found[1]

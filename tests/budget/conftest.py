@@ -42,7 +42,10 @@ class Books:
     def set_year(self, total: str = "100000000.00", year: int = YEAR):
         with self.tx() as s:
             return service.set_fiscal_year(
-                s, self.ctx, SetFiscalYearForm(year=year, total=Decimal(total)), actor="L1"
+                s,
+                self.ctx,
+                SetFiscalYearForm(year=year, total=Decimal(total), decided_by="L1"),
+                actor="L1",
             )
 
     def issue(self) -> str:

@@ -263,7 +263,7 @@ def test_replayed_command_returns_the_first_result(books):
         first = service.set_fiscal_year(
             s,
             books.ctx,
-            SetFiscalYearForm(year=YEAR, total=Decimal("100")),
+            SetFiscalYearForm(year=YEAR, total=Decimal("100"), decided_by="L1"),
             actor="L1",
             key="run-1",
         )
@@ -271,7 +271,7 @@ def test_replayed_command_returns_the_first_result(books):
         again = service.set_fiscal_year(
             s,
             books.ctx,
-            SetFiscalYearForm(year=YEAR, total=Decimal("100")),
+            SetFiscalYearForm(year=YEAR, total=Decimal("100"), decided_by="L1"),
             actor="L1",
             key="run-1",
         )
@@ -340,3 +340,11 @@ def test_a_line_may_not_belong_to_a_goal_or_another_issues_item(books):
         service.propose_line(
             s, books.ctx, _line_form(action_item_id=item, issue_number=first), actor="W3"
         )
+
+
+@pytest.mark.parametrize(("member", "error"), [("E1", DomainError), ("NOBODY", NotFound)])
+def test_only_the_leadership_group_sets_the_annual_budget(books, member, error):
+    form = SetFiscalYearForm(year=YEAR, total=Decimal("100"), decided_by=member)
+    with books.tx() as s, pytest.raises(error, match="decided_by"):
+        service.set_fiscal_year(s, books.ctx, form, actor=member)
+    assert books.scalar(select(func.count(FiscalYear.year))) == 0
