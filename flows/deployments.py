@@ -102,6 +102,65 @@ SPECS: list[Spec] = [
         schedule="weekly_dispatch",
         concurrency=1,
     ),
+    # --- budget (flows/budget.py) ---
+    Spec(
+        "budget-audit",
+        "flows/budget.py:budget_audit",
+        "周合规检查 Weekly compliance audit of the budget ledger; any past week on demand.",
+        ("budget", "scheduled"),
+        schedule="weekly_budget_audit",
+        concurrency=1,
+    ),
+    Spec(
+        "budget-performance-audit",
+        "flows/budget.py:performance_audit",
+        "绩效审计 Semi-annual performance audit for the third-party evaluator.",
+        ("budget", "scheduled"),
+        schedule="semiannual_audit",
+        concurrency=1,
+    ),
+    Spec(
+        "budget-set-fiscal-year",
+        "flows/budget.py:set_fiscal_year",
+        "Set a fiscal year's budget and its emergency reserve.",
+        ("budget", "operator"),
+    ),
+    Spec(
+        "budget-line-approval",
+        "flows/budget.py:line_approval",
+        "Propose a zero-based budget line and take it through the three reviews.",
+        ("budget", "operator"),
+    ),
+    Spec(
+        "budget-adjustment-approval",
+        "flows/budget.py:adjustment_approval",
+        "Adjust a budget line through the approval procedure.",
+        ("budget", "operator"),
+    ),
+    Spec(
+        "budget-review",
+        "flows/budget.py:review",
+        "三审 Record one review of a line or adjustment.",
+        ("budget", "operator"),
+    ),
+    Spec(
+        "budget-ledger-entry",
+        "flows/budget.py:ledger_entry",
+        "Enter a disbursement.",
+        ("budget", "operator"),
+    ),
+    Spec(
+        "budget-ledger-import",
+        "flows/budget.py:ledger_import",
+        "Import a finance export (CSV/XLSX) into the ledger.",
+        ("budget", "operator"),
+    ),
+    Spec(
+        "budget-reserve-draw",
+        "flows/budget.py:reserve_draw",
+        "Draw on the emergency reserve for an emergency.",
+        ("budget", "emergency"),
+    ),
 ]
 
 

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from taskforce.budget.cli import app as budget_app
 from taskforce.db import database_url, get_engine, unit_of_work
 from taskforce.money import format_yuan, to_fen
 from taskforce.notify.cli import app as notify_app
@@ -21,6 +22,7 @@ deployments_app = typer.Typer(
 )
 app.add_typer(deployments_app, name="deployments")
 app.add_typer(notify_app, name="notify")
+app.add_typer(budget_app, name="budget")
 console = Console()
 
 

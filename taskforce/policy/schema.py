@@ -126,9 +126,33 @@ class Warnings(Strict):
     red: WarningPolicy
 
 
+AuditSeverity = Literal["low", "medium", "high", "critical"]
+AuditCheck = Literal[
+    "unapproved_spending",
+    "overspend",
+    "approval_beyond_authority",
+    "adjustment_without_procedure",
+    "behind_schedule",
+    "reserve_without_emergency",
+    "reserve_below_share",
+]
+
+
 class BudgetPolicy(Strict):
     emergency_reserve_share: Share
     reviews: list[Literal["compliance", "evaluator", "leadership"]] = Field(min_length=1)
+    # Weekly compliance audit (issue 7): severity of each check's findings, and the
+    # lowest severity that also notifies the leadership group.
+    audit_severity: dict[AuditCheck, AuditSeverity]
+    severe_from: AuditSeverity
+
+    @field_validator("audit_severity")
+    @classmethod
+    def _every_check(cls, v: dict) -> dict:
+        missing = set(AuditCheck.__args__) - set(v)
+        if missing:
+            raise ValueError(f"missing checks: {', '.join(sorted(missing))}")
+        return v
 
 
 class RiskPolicy(Strict):

@@ -1,0 +1,128 @@
+"""`taskforce budget …`: the budget from the command line (the same services as the flows)."""
+
+from __future__ import annotations
+
+import getpass
+from decimal import Decimal
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from taskforce.context import Context
+from taskforce.db import unit_of_work
+from taskforce.errors import DomainError
+from taskforce.money import format_yuan
+
+app = typer.Typer(help="Budget (预算): fiscal year, ledger import, audits.", no_args_is_help=True)
+console = Console()
+
+
+def _fail(exc: DomainError) -> None:
+    console.print(f"[red]refused[/]: {exc}")
+    raise typer.Exit(1)
+
+
+@app.command("set-year")
+def set_year(
+    year: int = typer.Argument(..., help="Fiscal year, e.g. 2026."),
+    total: str = typer.Argument(..., help="Annual budget in yuan, e.g. 100000000.00."),
+    decided_by: str = typer.Option(..., help="The leadership member recording the decision."),
+    actor: str = typer.Option(getpass.getuser(), help="Your member code."),
+) -> None:
+    """Set the annual budget (a leadership decision); its reserve share is held back as the
+    reserve line."""
+    from taskforce.budget.forms import SetFiscalYearForm
+    from taskforce.budget.service import set_fiscal_year
+
+    try:
+        with unit_of_work() as session:
+            result = set_fiscal_year(
+                session,
+                Context.default(),
+                SetFiscalYearForm(year=year, total=Decimal(total), decided_by=decided_by),
+                actor=actor,
+            )
+    except DomainError as exc:
+        _fail(exc)
+    console.print(
+        f"[green]{year}[/]: {format_yuan(result.total_fen)}, reserve {format_yuan(result.reserve_fen)} "
+        f"({result.reserve_line_code})"
+    )
+
+
+@app.command("import")
+def import_ledger(
+    path: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="A .csv or .xlsx finance export."
+    ),
+    actor: str = typer.Option(getpass.getuser(), help="Your member code."),
+) -> None:
+    """Import a finance export; bad rows are listed (row, field, what is allowed), good rows land."""
+    from taskforce.budget.ledger import import_file
+
+    try:
+        with unit_of_work() as session:
+            result = import_file(session, Context.default(), path, actor=actor)
+    except DomainError as exc:
+        _fail(exc)
+    console.print(
+        f"{result.rows} rows: [green]{result.imported} imported[/] ({format_yuan(result.imported_fen)}), "
+        f"{result.already_imported} already on the ledger, {len(result.duplicates_in_file)} repeated"
+    )
+    if result.errors:
+        table = Table(title="Rows not imported")
+        for col in ("row", "field", "problem", "allowed"):
+            table.add_column(col)
+        for e in result.errors:
+            table.add_row(str(e["row"]), e["field"], e["message"], e["allowed"])
+        console.print(table)
+        raise typer.Exit(1)
+
+
+@app.command("audit")
+def audit(
+    week: str = typer.Option(
+        None, help="ISO week, e.g. 2026-W48; default: the last complete week."
+    ),
+    out: Path = typer.Option(None, help="Directory for the HTML/Markdown/XLSX reports."),
+) -> None:
+    """Run the weekly compliance audit for a week and write its reports."""
+    from taskforce.budget.audit import run_audit
+    from taskforce.budget.periods import last_complete_week
+    from taskforce.budget.report import write_audit_reports
+
+    ctx = Context.default()
+    label = week or last_complete_week(ctx.today()).label
+    try:
+        with unit_of_work() as session:
+            result = run_audit(session, ctx, label, actor="cli")
+    except DomainError as exc:
+        _fail(exc)
+    paths = write_audit_reports(result, out)
+    s = result.summary
+    console.print(f"{label}: {s['open']} open findings ({s['new']} new, {s['resolved']} resolved)")
+    for name, path in paths.items():
+        console.print(f"  {name}: {path}")
+
+
+@app.command("performance")
+def performance(
+    half: str = typer.Option(None, help="Half-year, e.g. 2026-H1; default: the last complete one."),
+    out: Path = typer.Option(None, help="Directory for the reports."),
+) -> None:
+    """Run the semi-annual performance audit and write its reports."""
+    from taskforce.budget.performance import run_performance_audit
+    from taskforce.budget.periods import last_complete_half
+    from taskforce.budget.report import write_performance_reports
+
+    ctx = Context.default()
+    label = half or last_complete_half(ctx.today()).label
+    try:
+        with unit_of_work() as session:
+            result = run_performance_audit(session, ctx, label, actor="cli")
+    except DomainError as exc:
+        _fail(exc)
+    for name, path in write_performance_reports(result, out).items():
+        console.print(f"  {name}: {path}")

@@ -1,0 +1,186 @@
+"""The semi-annual performance audit (绩效审计) for the third-party evaluator.
+
+Input against output per budget line: what was budgeted and spent, what the
+line promised (output and benefit targets) and what its issue achieved (the
+latest evaluation: outcome and satisfaction) and how far its action item got.
+Set-based like the weekly audit: five queries, whatever the ledger's size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from taskforce import events
+from taskforce.budget.models import BudgetLine, DisbursementSchedule, LedgerEntry, LineStatus
+from taskforce.budget.periods import Period, half_year
+from taskforce.context import Context
+from taskforce.loop.models import Evaluation, Issue, TaskNode
+from taskforce.org.models import Unit
+from taskforce.policy.schema import Classification
+
+COLUMNS = [
+    "code",
+    "status",
+    "owner",
+    "classification",
+    "purpose",
+    "output_target",
+    "benefit_target",
+    "amount_fen",
+    "spent_in_half_fen",
+    "spent_to_date_fen",
+    "scheduled_to_date_fen",
+    "execution_bp",  # spent to date / amount, in basis points (exact integers)
+    "issue",
+    "issue_title",
+    "issue_stage",
+    "outcome",
+    "satisfaction",
+    "action_item",
+    "action_progress",
+    "assessment",
+]
+
+
+@dataclass
+class PerformanceResult:
+    half: str
+    period: Period
+    lines: pd.DataFrame  # COLUMNS
+    summary: dict[str, Any]
+
+
+def _assess(row: dict[str, Any]) -> str:
+    if row["amount_fen"] and row["spent_to_date_fen"] > row["amount_fen"]:
+        return "over budget"
+    if row["outcome"] == "solved":
+        return "target met"
+    if row["outcome"] in ("partly", "unsolved"):
+        return f"target not met ({row['outcome']})"
+    if row["spent_to_date_fen"] == 0:
+        return "not started"
+    return "in progress"
+
+
+def run_performance_audit(
+    session: Session, ctx: Context, half: str, *, actor: str = "budget-performance-audit"
+) -> PerformanceResult:
+    period = half_year(half)
+    year = period.start.year
+    lines = session.execute(
+        select(
+            BudgetLine.id,
+            BudgetLine.code,
+            BudgetLine.status,
+            Unit.code,
+            BudgetLine.classification,
+            BudgetLine.purpose,
+            BudgetLine.output_target,
+            BudgetLine.benefit_target,
+            BudgetLine.amount_fen,
+            BudgetLine.issue_id,
+            Issue.number,
+            Issue.title,
+            Issue.stage,
+            TaskNode.title,
+            TaskNode.progress_percent,
+        )
+        .outerjoin(Unit, Unit.id == BudgetLine.owner_unit_id)
+        .outerjoin(Issue, Issue.id == BudgetLine.issue_id)
+        .outerjoin(TaskNode, TaskNode.id == BudgetLine.task_id)
+        .where(BudgetLine.fiscal_year == year, BudgetLine.is_reserve.is_(False))
+        .order_by(BudgetLine.code)
+    ).all()
+    in_half = (LedgerEntry.entry_date >= period.start) & (LedgerEntry.entry_date <= period.end)
+    spending = {
+        line_id: (int(half_fen or 0), int(total_fen or 0))
+        for line_id, half_fen, total_fen in session.execute(
+            select(
+                LedgerEntry.line_id,
+                func.sum(case((in_half, LedgerEntry.amount_fen), else_=0)),
+                func.sum(LedgerEntry.amount_fen),
+            )
+            .where(LedgerEntry.fiscal_year == year, LedgerEntry.entry_date <= period.end)
+            .group_by(LedgerEntry.line_id)
+        )
+    }
+    scheduled = dict(
+        session.execute(
+            select(DisbursementSchedule.line_id, func.sum(DisbursementSchedule.amount_fen))
+            .join(BudgetLine, BudgetLine.id == DisbursementSchedule.line_id)
+            .where(BudgetLine.fiscal_year == year, DisbursementSchedule.due_date <= period.end)
+            .group_by(DisbursementSchedule.line_id)
+        ).all()
+    )
+    issue_ids = select(BudgetLine.issue_id).where(BudgetLine.fiscal_year == year).scalar_subquery()
+    latest: dict[int, tuple[int, str, int]] = {}
+    cutoff = ctx.end_of(period.end)
+    for issue_id, round_, outcome, satisfaction in session.execute(
+        select(
+            Evaluation.issue_id, Evaluation.round, Evaluation.outcome, Evaluation.satisfaction
+        ).where(Evaluation.issue_id.in_(issue_ids), Evaluation.evaluated_at <= cutoff)
+    ):
+        if issue_id not in latest or round_ > latest[issue_id][0]:
+            latest[issue_id] = (round_, str(getattr(outcome, "value", outcome)), int(satisfaction))
+    rows = []
+    for r in lines:
+        half_fen, total_fen = spending.get(r[0], (0, 0))
+        evaluation = latest.get(r[9])
+        row = {
+            "code": r[1],
+            "status": LineStatus(r[2]).value,
+            "owner": r[3] or "executive",
+            "classification": Classification(r[4]).value,
+            "purpose": r[5],
+            "output_target": r[6],
+            "benefit_target": r[7],
+            "amount_fen": int(r[8]),
+            "spent_in_half_fen": half_fen,
+            "spent_to_date_fen": total_fen,
+            "scheduled_to_date_fen": int(scheduled.get(r[0], 0) or 0),
+            "execution_bp": (total_fen * 10_000 // int(r[8])) if r[8] else 0,
+            "issue": r[10] or "",
+            "issue_title": r[11] or "",
+            "issue_stage": str(getattr(r[12], "value", r[12]) or ""),
+            "outcome": evaluation[1] if evaluation else "",
+            "satisfaction": evaluation[2] if evaluation else None,
+            "action_item": r[13] or "",
+            "action_progress": r[14],
+        }
+        row["assessment"] = _assess(row)
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    amount = int(frame["amount_fen"].sum()) if not frame.empty else 0
+    spent = int(frame["spent_to_date_fen"].sum()) if not frame.empty else 0
+    summary = {
+        "half": half,
+        "start": period.start.isoformat(),
+        "end": period.end.isoformat(),
+        "lines": len(frame),
+        "amount_fen": amount,
+        "spent_in_half_fen": int(frame["spent_in_half_fen"].sum()) if not frame.empty else 0,
+        "spent_to_date_fen": spent,
+        "execution_bp": spent * 10_000 // amount if amount else 0,
+        "by_assessment": frame["assessment"].value_counts().to_dict() if not frame.empty else {},
+    }
+    events.record(
+        session,
+        ctx.policy,
+        at=ctx.now(),
+        actor=actor,
+        action="budget.performance_audit",
+        subject_type="performance_audit",
+        subject_id=half,
+        payload={
+            k: summary[k]
+            for k in ("half", "lines", "amount_fen", "spent_to_date_fen", "execution_bp")
+        },
+        notify="performance_audit_published",
+        context={"half": half, "lines": len(frame)},
+    )
+    return PerformanceResult(half, period, frame, summary)

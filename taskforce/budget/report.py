@@ -1,0 +1,257 @@
+"""Reports of the budget audits: HTML (en, zh-CN), Markdown and XLSX.
+
+Thin on purpose: the audits produce DataFrames and a summary dict, this module
+only formats them (jinja2 templates in reports/templates/budget/, openpyxl for
+workbooks). `write_workbook(sheets, path)` has the signature of the shared
+reports machinery so the switch is one import.
+
+Classification (SPEC §7): a finding about a line classified above the
+audience's clearance shows its check, severity and owner but not its text.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from taskforce.budget.audit import AuditResult
+from taskforce.budget.performance import PerformanceResult
+from taskforce.money import to_yuan
+from taskforce.policy.loader import PROJECT_ROOT
+from taskforce.policy.schema import Classification
+
+TEMPLATES = PROJECT_ROOT / "reports" / "templates"
+REPORTS_DIR_ENV = "TASKFORCE_REPORTS_DIR"  # where generated reports go (default reports/out/)
+LOCALES = ("en", "zh-CN")
+REDACTED = {
+    "en": "[withheld: above this report's clearance]",
+    "zh-CN": "[密级高于本报告，不予显示]",
+}
+
+
+def output_dir() -> Path:
+    return Path(os.environ.get(REPORTS_DIR_ENV) or PROJECT_ROOT / "reports" / "out") / "budget"
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html", "html.j2"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["yuan"] = lambda fen: f"{to_yuan(int(fen or 0)):,}"
+    env.filters["percent_bp"] = lambda bp: f"{Decimal(int(bp or 0)) / 100:.2f} %"
+    env.filters["md"] = lambda text: str(text).replace("|", "\\|").replace("\n", " ")
+    return env
+
+
+def redact(findings: pd.DataFrame, clearance: Classification, locale: str) -> pd.DataFrame:
+    if findings.empty:
+        return findings
+    out = findings.copy()
+    hidden = ~out["classification"].map(lambda c: Classification(c).readable_by(clearance))
+    out.loc[hidden, "summary"] = REDACTED.get(locale, REDACTED["en"])
+    return out
+
+
+def render_audit(
+    result: AuditResult,
+    *,
+    fmt: str,
+    locale: str = "zh-CN",
+    clearance: Classification = Classification.internal,
+) -> str:
+    findings = redact(result.findings, clearance, locale)
+    name = f"budget/audit.{locale}.html.j2" if fmt == "html" else "budget/audit.md.j2"
+    return (
+        _environment()
+        .get_template(name)
+        .render(
+            summary=result.summary,
+            findings=findings.to_dict("records"),
+            lines=result.lines.to_dict("records"),
+            locale=locale,
+        )
+    )
+
+
+def render_performance(
+    result: PerformanceResult,
+    *,
+    fmt: str,
+    locale: str = "zh-CN",
+    clearance: Classification = Classification.internal,
+) -> str:
+    lines = _redact_lines(result.lines, clearance, locale)
+    name = f"budget/performance.{locale}.html.j2" if fmt == "html" else "budget/performance.md.j2"
+    return (
+        _environment()
+        .get_template(name)
+        .render(summary=result.summary, lines=lines.to_dict("records"), locale=locale)
+    )
+
+
+def _redact_lines(lines: pd.DataFrame, clearance: Classification, locale: str) -> pd.DataFrame:
+    if lines.empty:
+        return lines
+    out = lines.copy()
+    hidden = ~out["classification"].map(lambda c: Classification(c).readable_by(clearance))
+    for column in ("purpose", "output_target", "benefit_target", "issue_title", "action_item"):
+        out.loc[hidden, column] = REDACTED.get(locale, REDACTED["en"])
+    return out
+
+
+def _money_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """fen columns become exact Decimal yuan columns for spreadsheets."""
+    out = frame.copy()
+    for column in [c for c in out.columns if c.endswith("_fen")]:
+        out[column.removesuffix("_fen") + "_cny"] = out[column].map(lambda v: to_yuan(int(v or 0)))
+        out = out.drop(columns=column)
+    return out
+
+
+def write_workbook(sheets: dict[str, pd.DataFrame], path: Path) -> Path:
+    """One sheet per frame, bold frozen header; Decimal cells formatted as yuan."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    book = Workbook()
+    book.remove(book.active)
+    for title, frame in sheets.items():
+        sheet = book.create_sheet(title[:31])
+        sheet.append([str(c) for c in frame.columns])
+        for cell in sheet[1]:
+            cell.font = Font(bold=True)
+        sheet.freeze_panes = "A2"
+        for record in frame.itertuples(index=False):
+            sheet.append([_cell(v) for v in record])
+        for column_cells in sheet.iter_cols(min_row=2):
+            for cell in column_cells:
+                if isinstance(cell.value, Decimal):
+                    cell.number_format = "#,##0.00"
+    book.save(path)
+    return path
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, dict | list):
+        return str(value)
+    if not isinstance(value, str) and pd.isna(value):
+        return None
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return value
+
+
+def write_audit_reports(
+    result: AuditResult,
+    out_dir: Path | None = None,
+    *,
+    clearance: Classification = Classification.internal,
+) -> dict[str, Path]:
+    out_dir = Path(out_dir or output_dir())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"budget-audit-{result.week}"
+    written: dict[str, Path] = {}
+    for locale in LOCALES:
+        path = out_dir / f"{stem}.{locale}.html"
+        path.write_text(
+            render_audit(result, fmt="html", locale=locale, clearance=clearance), "utf-8"
+        )
+        written[f"html_{locale}"] = path
+    md = out_dir / f"{stem}.md"
+    md.write_text(render_audit(result, fmt="md", locale="en", clearance=clearance), "utf-8")
+    written["md"] = md
+    summary = pd.DataFrame(
+        [(k, v) for k, v in result.summary.items() if not isinstance(v, dict | list)],
+        columns=["item", "value"],
+    )
+    findings = _money_columns(redact(result.findings, clearance, "en"))
+    written["xlsx"] = write_workbook(
+        {"summary": summary, "findings": findings, "lines": _money_columns(result.lines)},
+        out_dir / f"{stem}.xlsx",
+    )
+    return written
+
+
+def write_performance_reports(
+    result: PerformanceResult,
+    out_dir: Path | None = None,
+    *,
+    clearance: Classification = Classification.internal,
+) -> dict[str, Path]:
+    out_dir = Path(out_dir or output_dir())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"budget-performance-{result.half}"
+    written: dict[str, Path] = {}
+    for locale in LOCALES:
+        path = out_dir / f"{stem}.{locale}.html"
+        path.write_text(
+            render_performance(result, fmt="html", locale=locale, clearance=clearance), "utf-8"
+        )
+        written[f"html_{locale}"] = path
+    md = out_dir / f"{stem}.md"
+    md.write_text(render_performance(result, fmt="md", locale="en", clearance=clearance), "utf-8")
+    written["md"] = md
+    summary = pd.DataFrame(
+        [(k, v) for k, v in result.summary.items() if not isinstance(v, dict | list)],
+        columns=["item", "value"],
+    )
+    written["xlsx"] = write_workbook(
+        {
+            "summary": summary,
+            "lines": _money_columns(_redact_lines(result.lines, clearance, "en")),
+        },
+        out_dir / f"{stem}.xlsx",
+    )
+    return written
+
+
+def audit_table(
+    result: AuditResult, clearance: Classification = Classification.internal
+) -> list[dict]:
+    """Rows for a Prefect table artifact: strings and yuan, nothing above clearance."""
+    frame = redact(result.findings, clearance, "en")
+    return [
+        {
+            "severity": r["severity"],
+            "check": r["check"],
+            "owner": r["owner"],
+            "subject": f"{r['subject_type']}:{r['subject_id']}",
+            "amount_cny": f"{to_yuan(int(r['amount_fen'])):,}",
+            "status": r["status"],
+            "first_seen": r["first_seen_week"],
+            "summary": r["summary"],
+        }
+        for r in frame.to_dict("records")
+    ]
+
+
+def performance_table(
+    result: PerformanceResult, clearance: Classification = Classification.internal
+) -> list[dict]:
+    frame = _redact_lines(result.lines, clearance, "en")
+    return [
+        {
+            "line": r["code"],
+            "amount_cny": f"{to_yuan(int(r['amount_fen'])):,}",
+            "spent_cny": f"{to_yuan(int(r['spent_to_date_fen'])):,}",
+            "execution": f"{Decimal(int(r['execution_bp'])) / 100:.2f} %",
+            "output_target": r["output_target"],
+            "outcome": r["outcome"] or "-",
+            "assessment": r["assessment"],
+        }
+        for r in frame.to_dict("records")
+    ]

@@ -1,0 +1,722 @@
+"""Budget services (SPEC §4): the fiscal year and its reserve, zero-based lines,
+the three reviews with the authority table, adjustments and reserve draws.
+
+Every state change here is one transaction in the caller's session: the new
+state, its decision-trail entry and its notifications (ARCHITECTURE.md rule 1).
+Every command takes an idempotency key; a replay returns the first result.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_CEILING, Decimal
+
+from pydantic import BaseModel
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from taskforce import events
+from taskforce.authority import Approver, may_approve, route_amount
+from taskforce.budget.forms import (
+    ProposeAdjustmentForm,
+    ProposeLineForm,
+    ReserveDrawForm,
+    ReviewForm,
+    SetFiscalYearForm,
+    SubjectKind,
+)
+from taskforce.budget.models import (
+    BudgetAdjustment,
+    BudgetLine,
+    BudgetReview,
+    DisbursementSchedule,
+    FiscalYear,
+    LedgerEntry,
+    LedgerKind,
+    LineStatus,
+    ReviewStage,
+)
+from taskforce.context import Context
+from taskforce.emergency.models import Emergency, EmergencyEvent, EmergencyStatus
+from taskforce.errors import DomainError, IllegalTransition, NotFound
+from taskforce.idempotency import previous_result, remember
+from taskforce.loop.models import Issue, TaskLevel, TaskNode
+from taskforce.money import format_yuan, to_fen
+from taskforce.org.models import Group, Member, Unit
+from taskforce.policy.schema import Classification, GroupKind, Policy
+
+OPEN_EMERGENCY = (
+    EmergencyStatus.pending_dispatch,
+    EmergencyStatus.dispatched,
+    EmergencyStatus.acknowledged,
+)
+
+
+class FiscalYearResult(BaseModel):
+    year: int
+    total_fen: int
+    reserve_fen: int
+    reserve_line_code: str
+
+
+class LineResult(BaseModel):
+    line_id: int
+    code: str
+    status: str
+    stages: list[str]  # the reviews this line needs, in order
+
+
+class AdjustmentResult(BaseModel):
+    adjustment_id: int
+    line_code: str
+    status: str
+    stages: list[str]
+
+
+class ReviewResult(BaseModel):
+    review_id: int
+    subject: str
+    stage: str
+    status: str  # of the line or adjustment after this review
+    next_stage: str | None
+
+
+class DrawResult(BaseModel):
+    entry_id: int
+    external_ref: str
+    reserve_left_fen: int
+
+
+def reserve_line_code(year: int) -> str:
+    return f"FY{year}-RESERVE"
+
+
+def required_reserve_fen(total_fen: int, policy: Policy) -> int:
+    """The reserve a year must hold: its share of the total, rounded up to the fen."""
+    share = Decimal(total_fen) * policy.budget.emergency_reserve_share
+    return int(share.to_integral_value(rounding=ROUND_CEILING))
+
+
+def required_stages(amount_fen: int, cross_department: bool, policy: Policy) -> list[ReviewStage]:
+    """三审 in policy order; the final approval is the executive group's when the amount is
+    within its authority (SPEC §1), otherwise the leadership group's."""
+    routing = route_amount(amount_fen, policy.authority, cross_department=cross_department)
+    reviews = [ReviewStage(s) for s in policy.budget.reviews if s != ReviewStage.leadership]
+    final = ReviewStage.executive if routing.group == Approver.executive else ReviewStage.leadership
+    return [*reviews, final]
+
+
+# --- the fiscal year ---------------------------------------------------------
+
+
+def set_fiscal_year(
+    session: Session, ctx: Context, form: SetFiscalYearForm, *, actor: str, key: str | None = None
+) -> FiscalYearResult:
+    form = SetFiscalYearForm.model_validate(form.model_dump())
+    if (done := previous_result(session, key)) is not None:
+        return FiscalYearResult.model_validate(done)
+    _member, group = _reviewer(session, form.decided_by, field="decided_by")
+    if group.kind != GroupKind.leadership:
+        raise DomainError(
+            f"{form.decided_by} is in {group.code}; the annual budget and its adjustment are "
+            "major decisions of the leadership group (SPEC §1)",
+            field="decided_by",
+            allowed="a member of the leadership group",
+        )
+    total = to_fen(form.total)
+    reserve = required_reserve_fen(total, ctx.policy)
+    allocated = _allocated_fen(session, form.year)
+    if allocated > total - reserve:
+        raise DomainError(
+            f"approved lines already allocate {format_yuan(allocated, 'en')}, more than the "
+            f"{format_yuan(total - reserve, 'en')} left after the emergency reserve",
+            field="total",
+            allowed=f"at least {_yuan(allocated + reserve)} CNY",
+        )
+    now = ctx.now()
+    year = session.get(FiscalYear, form.year)
+    previous = (
+        None if year is None else {"total_fen": year.total_fen, "reserve_fen": year.reserve_fen}
+    )
+    if year is None:
+        year = FiscalYear(year=form.year, total_fen=total, reserve_fen=reserve)
+        session.add(year)
+        session.flush()
+    year.total_fen, year.reserve_fen = total, reserve
+    code = reserve_line_code(form.year)
+    line = session.scalar(select(BudgetLine).where(BudgetLine.code == code))
+    if line is None:
+        line = BudgetLine(
+            code=code,
+            fiscal_year=form.year,
+            is_reserve=True,
+            purpose="应急预留 emergency reserve: drawable only by an emergency",
+            output_target="emergencies met without delay",
+            benefit_target="no emergency waits for money",
+            amount_fen=reserve,
+            status=LineStatus.approved,
+            approved_by=GroupKind.leadership.value,
+            approved_at=now,
+            created_at=now,
+        )
+        session.add(line)
+    line.amount_fen = reserve
+    session.flush()
+    events.record(
+        session,
+        ctx.policy,
+        at=now,
+        actor=actor,
+        action="budget.year_set",
+        subject_type="fiscal_year",
+        subject_id=form.year,
+        payload={
+            "total_fen": total,
+            "reserve_fen": reserve,
+            "previous": previous,
+            "decided_by": form.decided_by,
+        },
+        notify="budget_year_set",
+        context={"year": form.year, "total": _yuan(total), "reserve": _yuan(reserve)},
+    )
+    result = FiscalYearResult(
+        year=form.year, total_fen=total, reserve_fen=reserve, reserve_line_code=code
+    )
+    remember(session, key, "budget.set_fiscal_year", result.model_dump(), now)
+    return result
+
+
+def _allocated_fen(session: Session, year: int, *, excluding: int | None = None) -> int:
+    query = select(func.coalesce(func.sum(BudgetLine.amount_fen), 0)).where(
+        BudgetLine.fiscal_year == year,
+        BudgetLine.is_reserve.is_(False),
+        BudgetLine.status == LineStatus.approved,
+    )
+    if excluding is not None:
+        query = query.where(BudgetLine.id != excluding)
+    return int(session.scalar(query) or 0)
+
+
+def _yuan(fen: int) -> str:
+    from taskforce.money import to_yuan
+
+    return str(to_yuan(fen))
+
+
+# --- lines -------------------------------------------------------------------
+
+
+def propose_line(
+    session: Session, ctx: Context, form: ProposeLineForm, *, actor: str, key: str | None = None
+) -> LineResult:
+    """零基预算: a line exists only for an issue or an action item, with its targets."""
+    form = ProposeLineForm.model_validate(form.model_dump())
+    if (done := previous_result(session, key)) is not None:
+        return LineResult.model_validate(done)
+    if session.get(FiscalYear, form.fiscal_year) is None:
+        raise NotFound(
+            f"no budget is set for {form.fiscal_year}",
+            field="fiscal_year",
+            allowed="a year set with budget-set-fiscal-year",
+        )
+    if session.scalar(select(BudgetLine.id).where(BudgetLine.code == form.code)) is not None:
+        raise DomainError(f"line {form.code!r} exists already", field="code", allowed="a new code")
+    issue_id = task_id = None
+    if form.issue_number:
+        issue_id = session.scalar(select(Issue.id).where(Issue.number == form.issue_number))
+        if issue_id is None:
+            raise NotFound(
+                f"no issue {form.issue_number}", field="issue_number", allowed="an issue number"
+            )
+    if form.action_item_id:
+        task = session.get(TaskNode, form.action_item_id)
+        if task is None or task.level != TaskLevel.action_item:
+            raise NotFound(
+                f"no action item {form.action_item_id}",
+                field="action_item_id",
+                allowed="the id of an action item (行动项) of a filed plan",
+            )
+        if issue_id is not None and task.issue_id != issue_id:
+            raise DomainError(
+                f"action item {task.id} belongs to another issue",
+                field="action_item_id",
+                allowed=f"an action item of {form.issue_number}",
+            )
+        task_id, issue_id = task.id, issue_id or task.issue_id
+    owner_unit_id = None
+    if form.owner_unit:
+        owner_unit_id = session.scalar(select(Unit.id).where(Unit.code == form.owner_unit))
+        if owner_unit_id is None:
+            raise NotFound(
+                f"unknown unit {form.owner_unit!r}", field="owner_unit", allowed="a unit code"
+            )
+    for i, item in enumerate(form.schedule):
+        if item.due_date.year != form.fiscal_year:
+            raise DomainError(
+                f"{item.due_date} is outside fiscal year {form.fiscal_year}",
+                field=f"schedule[{i}].due_date",
+                allowed=f"a date in {form.fiscal_year}",
+            )
+    now = ctx.now()
+    amount = to_fen(form.amount)
+    line = BudgetLine(
+        code=form.code,
+        fiscal_year=form.fiscal_year,
+        issue_id=issue_id,
+        task_id=task_id,
+        is_reserve=False,
+        purpose=form.purpose,
+        output_target=form.output_target,
+        benefit_target=form.benefit_target,
+        amount_fen=amount,
+        cross_department=form.cross_department,
+        owner_unit_id=owner_unit_id,
+        status=LineStatus.proposed,
+        classification=form.classification,
+        created_at=now,
+    )
+    session.add(line)
+    session.flush()
+    session.add_all(
+        DisbursementSchedule(line_id=line.id, due_date=s.due_date, amount_fen=to_fen(s.amount))
+        for s in form.schedule
+    )
+    stages = required_stages(amount, form.cross_department, ctx.policy)
+    events.record(
+        session,
+        ctx.policy,
+        at=now,
+        actor=actor,
+        action="budget.line_proposed",
+        subject_type="budget_line",
+        subject_id=line.id,
+        payload={
+            "code": line.code,
+            "amount_fen": amount,
+            "issue_id": issue_id,
+            "task_id": task_id,
+            "stages": [s.value for s in stages],
+        },
+        classification=form.classification,
+        notify="budget_review_due",
+        context={"reviewer": stages[0].value, "line": line.code, "amount": _yuan(amount)},
+    )
+    result = LineResult(
+        line_id=line.id, code=line.code, status=line.status.value, stages=[s.value for s in stages]
+    )
+    remember(session, key, "budget.propose_line", result.model_dump(), now)
+    return result
+
+
+def propose_adjustment(
+    session: Session,
+    ctx: Context,
+    form: ProposeAdjustmentForm,
+    *,
+    actor: str,
+    key: str | None = None,
+) -> AdjustmentResult:
+    form = ProposeAdjustmentForm.model_validate(form.model_dump())
+    if (done := previous_result(session, key)) is not None:
+        return AdjustmentResult.model_validate(done)
+    line = _line(session, form.line_code)
+    if line.status != LineStatus.approved:
+        raise IllegalTransition(
+            f"line {line.code} is {line.status.value}",
+            field="line_code",
+            allowed="an approved line (a proposed line is changed by a new proposal)",
+        )
+    delta = to_fen(form.delta)
+    if line.amount_fen + delta < 0:
+        raise DomainError(
+            f"would leave line {line.code} at {_yuan(line.amount_fen + delta)} CNY",
+            field="delta",
+            allowed=f"at least -{_yuan(line.amount_fen)}",
+        )
+    now = ctx.now()
+    adjustment = BudgetAdjustment(
+        line_id=line.id,
+        delta_fen=delta,
+        reason=form.reason,
+        status=LineStatus.proposed,
+        requested_at=now,
+    )
+    session.add(adjustment)
+    session.flush()
+    stages = required_stages(
+        adjustment_authority_fen(line.amount_fen, delta), line.cross_department, ctx.policy
+    )
+    events.record(
+        session,
+        ctx.policy,
+        at=now,
+        actor=actor,
+        action="budget.adjustment_proposed",
+        subject_type="budget_adjustment",
+        subject_id=adjustment.id,
+        payload={"line": line.code, "delta_fen": delta, "stages": [s.value for s in stages]},
+        classification=line.classification,
+        notify="budget_review_due",
+        context={"reviewer": stages[0].value, "line": line.code, "amount": _yuan(delta)},
+    )
+    result = AdjustmentResult(
+        adjustment_id=adjustment.id,
+        line_code=line.code,
+        status=adjustment.status.value,
+        stages=[s.value for s in stages],
+    )
+    remember(session, key, "budget.propose_adjustment", result.model_dump(), now)
+    return result
+
+
+def adjustment_authority_fen(line_amount_fen: int, delta_fen: int) -> int:
+    """The amount an adjustment is approved at: the larger of the line before and after it,
+    so an increase cannot split a line past the approver's authority, and a cut of a
+    leadership line stays with the leadership group."""
+    return max(line_amount_fen, line_amount_fen + delta_fen)
+
+
+def _line(session: Session, code: str) -> BudgetLine:
+    line = session.scalar(select(BudgetLine).where(BudgetLine.code == code))
+    if line is None:
+        raise NotFound(
+            f"no budget line {code!r}", field="line_code", allowed="the code of a budget line"
+        )
+    return line
+
+
+# --- the three reviews -------------------------------------------------------
+
+
+def review(
+    session: Session, ctx: Context, form: ReviewForm, *, actor: str, key: str | None = None
+) -> ReviewResult:
+    """One review (三审) of a line or adjustment, in order; the last one is the approval and
+    must be within the approver's authority (SPEC §1 counting conventions)."""
+    form = ReviewForm.model_validate(form.model_dump())
+    if (done := previous_result(session, key)) is not None:
+        return ReviewResult.model_validate(done)
+    policy = ctx.policy
+    adjustment: BudgetAdjustment | None = None
+    if form.subject == SubjectKind.line:
+        line = _line(session, form.line_code or "")
+        subject, status = line, line.status
+        amount = line.amount_fen
+        if line.is_reserve:
+            raise IllegalTransition(
+                "the reserve line is set with the fiscal year",
+                field="line_code",
+                allowed="a proposed line",
+            )
+    else:
+        adjustment = session.get(BudgetAdjustment, form.adjustment_id)
+        if adjustment is None:
+            raise NotFound(
+                f"no adjustment {form.adjustment_id}",
+                field="adjustment_id",
+                allowed="an adjustment id",
+            )
+        line = session.get(BudgetLine, adjustment.line_id)
+        subject, status = adjustment, adjustment.status
+        amount = adjustment_authority_fen(line.amount_fen, adjustment.delta_fen)
+    if status not in (LineStatus.proposed, LineStatus.in_review):
+        raise IllegalTransition(
+            f"the {form.subject.value} is {status.value}; reviews are closed",
+            field=form.subject.value,
+            allowed="a proposed or in-review line or adjustment",
+        )
+    member, group = _reviewer(session, form.reviewer)
+    stages = required_stages(amount, line.cross_department, policy)
+    subject_filter = (
+        BudgetReview.line_id == line.id
+        if adjustment is None
+        else BudgetReview.adjustment_id == adjustment.id
+    )
+    if adjustment is None:
+        subject_filter = subject_filter & BudgetReview.adjustment_id.is_(None)
+    done_stages = set(
+        session.scalars(
+            select(BudgetReview.stage).where(subject_filter, BudgetReview.approved.is_(True))
+        )
+    )
+    next_stage = next(s for s in stages if s not in done_stages and not _final_done(s, done_stages))
+    is_final = next_stage == stages[-1]
+    if is_final:
+        check = may_approve(
+            group.kind, amount, policy.authority, cross_department=line.cross_department
+        )
+        if not check.allowed:
+            raise DomainError(
+                f"{group.code} may not approve {_yuan(amount)} CNY: {check.rule}",
+                field="reviewer",
+                allowed=f"a member of the {check.required.value} group",
+            )
+        stage = ReviewStage(group.kind.value)
+    else:
+        if group.kind.value != next_stage.value:
+            order = " → ".join(s.value for s in stages)
+            raise DomainError(
+                f"the next review is the {next_stage.value} review; {member.code} is in {group.code}",
+                field="reviewer",
+                allowed=f"a member of the {next_stage.value} group (order: {order})",
+            )
+        stage = next_stage
+    now = ctx.now()
+    row = BudgetReview(
+        line_id=line.id,
+        adjustment_id=adjustment.id if adjustment else None,
+        stage=stage,
+        reviewer_member_id=member.id,
+        reviewer_group=group.code,
+        approved=form.approved,
+        amount_fen=amount,
+        comment=form.comment,
+        at=now,
+    )
+    session.add(row)
+    if not form.approved:
+        new_status = LineStatus.rejected
+    elif is_final:
+        new_status = LineStatus.approved
+    else:
+        new_status = LineStatus.in_review
+    following = None if (not form.approved or is_final) else stages[stages.index(next_stage) + 1]
+    if new_status == LineStatus.approved:
+        _approve(session, ctx, line, adjustment, group.kind.value, now)
+    if adjustment is None:
+        line.status = new_status
+    else:
+        adjustment.status = new_status
+        if new_status in (LineStatus.approved, LineStatus.rejected):
+            adjustment.decided_at = now
+            adjustment.approved_by = group.kind.value if new_status == LineStatus.approved else None
+    session.flush()
+    subject_type = "budget_line" if adjustment is None else "budget_adjustment"
+    decided = new_status in (LineStatus.approved, LineStatus.rejected)
+    events.record(
+        session,
+        policy,
+        at=now,
+        actor=actor,
+        action=f"budget.review_{'approved' if form.approved else 'rejected'}",
+        subject_type=subject_type,
+        subject_id=subject.id,
+        payload={
+            "line": line.code,
+            "stage": stage.value,
+            "reviewer": member.code,
+            "amount_fen": amount,
+            "status": new_status.value,
+            "comment": form.comment,
+        },
+        classification=line.classification,
+        notify="budget_decided" if decided else "budget_review_due",
+        context={
+            "reviewer": following.value if following else "",
+            "line": line.code,
+            "status": new_status.value,
+            "amount": _yuan(amount),
+        },
+    )
+    result = ReviewResult(
+        review_id=row.id,
+        subject=f"{subject_type}:{subject.id}",
+        stage=stage.value,
+        status=new_status.value,
+        next_stage=following.value if following else None,
+    )
+    remember(session, key, "budget.review", result.model_dump(), now)
+    return result
+
+
+def _final_done(stage: ReviewStage, done: set[ReviewStage]) -> bool:
+    # The approval stage is done by whichever group approved it (leadership may approve
+    # what the executive could); the review stages only by themselves.
+    approvals = {ReviewStage.executive, ReviewStage.leadership}
+    return stage in approvals and bool(done & approvals)
+
+
+def _reviewer(session: Session, code: str, *, field: str = "reviewer") -> tuple[Member, Group]:
+    found = session.execute(
+        select(Member, Group).join(Group, Member.group_id == Group.id).where(Member.code == code)
+    ).one_or_none()
+    if found is None or not found[0].active:
+        raise NotFound(
+            f"no active member {code!r}",
+            field=field,
+            allowed="a member code of config/org.yaml",
+        )
+    return found[0], found[1]
+
+
+def _approve(
+    session: Session,
+    ctx: Context,
+    line: BudgetLine,
+    adjustment: BudgetAdjustment | None,
+    approver: str,
+    now,
+) -> None:
+    if line.is_reserve:
+        new_amount = line.amount_fen + (adjustment.delta_fen if adjustment else 0)
+        line.amount_fen = new_amount
+        return
+    year = session.get(FiscalYear, line.fiscal_year)
+    available = year.total_fen - year.reserve_fen
+    others = _allocated_fen(session, line.fiscal_year, excluding=line.id)
+    new_amount = line.amount_fen + (adjustment.delta_fen if adjustment else 0)
+    if adjustment is not None and adjustment.delta_fen <= 0:
+        pass  # a cut never over-allocates
+    elif others + new_amount > available:
+        raise DomainError(
+            f"approving would allocate {_yuan(others + new_amount)} CNY of the "
+            f"{_yuan(available)} CNY of {line.fiscal_year} left after the emergency reserve",
+            field="amount",
+            allowed=f"at most {_yuan(max(available - others, 0))} CNY for this line",
+        )
+    if adjustment is None:
+        line.approved_by, line.approved_at = approver, now
+    else:
+        line.amount_fen = new_amount
+
+
+# --- the emergency reserve ---------------------------------------------------
+
+
+def reserve_left_fen(session: Session, year: int) -> int:
+    line = session.scalar(
+        select(BudgetLine).where(
+            BudgetLine.code == reserve_line_code(year), BudgetLine.is_reserve.is_(True)
+        )
+    )
+    if line is None:
+        return 0
+    drawn = session.scalar(
+        select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0)).where(
+            LedgerEntry.line_id == line.id
+        )
+    )
+    return line.amount_fen - int(drawn or 0)
+
+
+def draw_reserve(
+    session: Session, ctx: Context, form: ReserveDrawForm, *, actor: str, key: str | None = None
+) -> DrawResult:
+    """应急预留: only an open emergency may draw on the reserve; every draw is on the trail."""
+    form = ReserveDrawForm.model_validate(form.model_dump())
+    if (done := previous_result(session, key)) is not None:
+        return DrawResult.model_validate(done)
+    emergency = find_emergency(session, form.emergency)
+    if emergency is None:
+        raise NotFound(
+            f"no emergency {form.emergency!r}",
+            field="emergency",
+            allowed="an emergency id or public id",
+        )
+    if emergency.status not in OPEN_EMERGENCY:
+        raise IllegalTransition(
+            f"emergency {emergency.id} is {emergency.status.value}",
+            field="emergency",
+            allowed="an open emergency (pending, dispatched or acknowledged)",
+        )
+    if emergency.is_drill:
+        raise DomainError(
+            f"emergency {emergency.id} is a drill",
+            field="emergency",
+            allowed="a real emergency; drills draw nothing",
+        )
+    if form.entry_date.year != form.fiscal_year:
+        raise DomainError(
+            f"{form.entry_date} is outside fiscal year {form.fiscal_year}",
+            field="entry_date",
+            allowed=f"a date in {form.fiscal_year}",
+        )
+    line = session.scalar(
+        select(BudgetLine).where(BudgetLine.code == reserve_line_code(form.fiscal_year))
+    )
+    if line is None:
+        raise NotFound(
+            f"no budget is set for {form.fiscal_year}",
+            field="fiscal_year",
+            allowed="a year with a budget",
+        )
+    amount = to_fen(form.amount)
+    external_ref = f"voucher:{form.voucher}"
+    existing = session.scalar(select(LedgerEntry).where(LedgerEntry.external_ref == external_ref))
+    if existing is not None:
+        raise DomainError(
+            f"voucher {form.voucher!r} is on the ledger already (entry {existing.id})",
+            field="voucher",
+            allowed="a voucher not yet entered",
+        )
+    left = reserve_left_fen(session, form.fiscal_year)
+    if amount > left:
+        raise DomainError(
+            f"the reserve of {form.fiscal_year} has {_yuan(left)} CNY left",
+            field="amount",
+            allowed=f"at most {_yuan(left)}",
+        )
+    now = ctx.now()
+    entry = LedgerEntry(
+        fiscal_year=form.fiscal_year,
+        line_id=line.id,
+        kind=LedgerKind.reserve_draw,
+        emergency_id=emergency.id,
+        entry_date=form.entry_date,
+        amount_fen=amount,
+        payee=form.payee,
+        description=form.description,
+        external_ref=external_ref,
+        created_at=now,
+    )
+    session.add(entry)
+    session.flush()
+    session.add(
+        EmergencyEvent(
+            emergency_id=emergency.id,
+            kind="reserve_draw",
+            at=now,
+            actor=actor,
+            detail={"entry_id": entry.id, "amount_fen": amount, "voucher": form.voucher},
+        )
+    )
+    classification = max(
+        (Classification(emergency.classification), Classification(line.classification)),
+        key=lambda c: c.rank,
+    )
+    events.record(
+        session,
+        ctx.policy,
+        at=now,
+        actor=actor,
+        action="budget.reserve_drawn",
+        subject_type="ledger_entry",
+        subject_id=entry.id,
+        payload={
+            "emergency_id": emergency.id,
+            "amount_fen": amount,
+            "fiscal_year": form.fiscal_year,
+            "reserve_left_fen": left - amount,
+            "voucher": form.voucher,
+        },
+        classification=classification,
+        notify="reserve_drawn",
+        context={
+            "emergency": emergency.title,
+            "amount": _yuan(amount),
+            "left": _yuan(left - amount),
+        },
+    )
+    result = DrawResult(
+        entry_id=entry.id, external_ref=external_ref, reserve_left_fen=left - amount
+    )
+    remember(session, key, "budget.draw_reserve", result.model_dump(), now)
+    return result
+
+
+def find_emergency(session: Session, ref: str) -> Emergency | None:
+    ref = ref.strip()
+    if ref.isdigit():
+        found = session.get(Emergency, int(ref))
+        if found is not None:
+            return found
+    return session.scalar(select(Emergency).where(Emergency.public_id == ref))

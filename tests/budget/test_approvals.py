@@ -1,0 +1,350 @@
+"""Fiscal year and reserve, zero-based lines, the three reviews and the authority table."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import func, select
+
+from taskforce.budget import service
+from taskforce.budget.forms import ProposeLineForm, ReserveDrawForm, SetFiscalYearForm
+from taskforce.budget.models import BudgetLine, BudgetReview, FiscalYear, LedgerEntry, LineStatus
+from taskforce.emergency.models import EmergencyEvent
+from taskforce.errors import DomainError, IllegalTransition, NotFound
+from taskforce.notify.models import OutboxMessage
+from taskforce.trail.models import TrailEntry
+from tests.budget.conftest import YEAR, add_emergency
+
+
+def test_fiscal_year_holds_the_reserve_share_as_a_reserve_line(books):
+    result = books.set_year("123456789.01")
+    assert result.total_fen == 12_345_678_901
+    # 10 % rounded up to the fen: the reserve is never below its share.
+    assert result.reserve_fen == 1_234_567_891
+    line = books.scalar(select(BudgetLine).where(BudgetLine.code == result.reserve_line_code))
+    assert line.is_reserve and line.amount_fen == result.reserve_fen
+    assert line.status == LineStatus.approved
+    actions = books.scalars(select(TrailEntry.action))
+    assert "budget.year_set" in actions
+
+
+def test_resetting_a_year_below_its_allocations_is_refused(books):
+    books.set_year("10000000.00")
+    books.line("A-1", "9000000.00", approver="L1")
+    with pytest.raises(DomainError, match="total"):
+        books.set_year("9500000.00")
+    assert books.scalar(select(FiscalYear.total_fen)) == 1_000_000_000
+
+
+def test_a_line_without_issue_or_action_item_is_refused_by_the_form():
+    with pytest.raises(ValidationError, match="issue_number or action_item_id"):
+        ProposeLineForm(
+            code="X-1",
+            fiscal_year=YEAR,
+            purpose="p" * 3,
+            output_target="o" * 3,
+            benefit_target="b" * 3,
+            amount=Decimal("1"),
+        )
+
+
+def test_a_line_for_an_unknown_issue_is_refused_naming_the_field(books):
+    books.set_year()
+    form = ProposeLineForm(
+        code="X-1",
+        fiscal_year=YEAR,
+        issue_number="TF-2026-99999",
+        purpose="ppp",
+        output_target="ooo",
+        benefit_target="bbb",
+        amount=Decimal("1"),
+    )
+    with books.tx() as s, pytest.raises(NotFound, match="issue_number"):
+        service.propose_line(s, books.ctx, form, actor="W3")
+    assert books.scalar(select(func.count(BudgetLine.id))) == 1  # only the reserve line
+
+
+def test_proposal_notifies_the_compliance_officer_in_the_same_transaction(books):
+    books.set_year()
+    books.propose("A-1", "100.00")
+    rows = books.scalars(
+        select(OutboxMessage).where(OutboxMessage.event_kind == "budget_review_due")
+    )
+    assert [r.audience for r in rows] == ["compliance"]
+
+
+@pytest.mark.parametrize(
+    ("amount", "executive_may"),
+    [
+        ("4999999.99", True),
+        ("5000000.00", True),  # 以下 includes 5,000,000 itself
+        ("5000000.01", False),
+        ("9999999.99", False),
+        ("10000000.00", False),
+    ],
+)
+def test_executive_authority_boundaries(books, amount, executive_may):
+    books.set_year("100000000.00")
+    proposed = books.propose("A-1", amount)
+    assert proposed.stages[-1] == ("executive" if executive_may else "leadership")
+    books.review("C1", code="A-1")
+    books.review("V1", code="A-1")
+    if executive_may:
+        result = books.review("E1", code="A-1")
+        assert result.status == "approved" and result.stage == "executive"
+        return
+    with pytest.raises(DomainError) as refused:
+        books.review("E1", code="A-1")
+    # The refusal names the rule of the authority table.
+    assert "exceed the executive group's authority" in str(refused.value)
+    assert (
+        books.scalar(select(BudgetLine.status).where(BudgetLine.code == "A-1"))
+        == LineStatus.in_review
+    )
+    result = books.review("L1", code="A-1")
+    assert result.status == "approved" and result.stage == "leadership"
+
+
+@pytest.mark.parametrize(
+    ("amount", "approver"), [("9999999.99", "leadership"), ("10000000.00", "leadership")]
+)
+def test_cross_department_allocation_of_ten_million_is_leadership(books, amount, approver):
+    books.set_year("100000000.00")
+    proposed = books.propose("A-1", amount, cross=True)
+    assert proposed.stages == ["compliance", "evaluator", approver]
+
+
+def test_leadership_may_give_the_approval_the_executive_could_give(books):
+    books.set_year()
+    books.line("A-1", "100.00", approver="L1")
+    line = books.scalar(select(BudgetLine).where(BudgetLine.code == "A-1"))
+    assert line.status == LineStatus.approved and line.approved_by == "leadership"
+
+
+def test_reviews_go_in_order(books):
+    books.set_year()
+    books.propose("A-1", "100.00")
+    with pytest.raises(DomainError, match="next review is the compliance review"):
+        books.review("V1", code="A-1")
+    books.review("C1", code="A-1")
+    with pytest.raises(DomainError, match="next review is the evaluator review"):
+        books.review("E1", code="A-1")
+    with pytest.raises(DomainError, match="next review is the evaluator review"):
+        books.review("C1", code="A-1")
+    books.review("V1", code="A-1")
+    with pytest.raises(DomainError, match="no approval authority"):
+        books.review("W1", code="A-1")
+    assert books.review("E1", code="A-1").status == "approved"
+    with pytest.raises(IllegalTransition):
+        books.review("E1", code="A-1")
+    stages = books.scalars(select(BudgetReview.stage).order_by(BudgetReview.id))
+    assert [s.value for s in stages] == ["compliance", "evaluator", "executive"]
+
+
+def test_a_rejection_ends_the_procedure(books):
+    books.set_year()
+    books.propose("A-1", "100.00")
+    assert books.review("C1", code="A-1", approved=False).status == "rejected"
+    with pytest.raises(IllegalTransition):
+        books.review("V1", code="A-1")
+
+
+def test_approval_may_not_allocate_the_reserve(books):
+    books.set_year("1000000.00")  # 900,000 allocatable
+    books.line("A-1", "900000.00")
+    books.propose("A-2", "0.01")
+    books.review("C1", code="A-2")
+    books.review("V1", code="A-2")
+    with pytest.raises(DomainError, match="after the emergency reserve"):
+        books.review("E1", code="A-2")
+
+
+def test_adjustment_follows_the_same_procedure_and_changes_the_line(books):
+    books.set_year()
+    books.line("A-1", "1000000.00")
+    adj = books.adjust("A-1", "250000.50", approver=None)
+    assert adj.stages == ["compliance", "evaluator", "executive"]
+    assert (
+        books.scalar(select(BudgetLine.amount_fen).where(BudgetLine.code == "A-1")) == 100_000_000
+    )
+    with pytest.raises(DomainError, match="next review is the compliance review"):
+        books.review("E1", adjustment=adj.adjustment_id)
+    for reviewer in ("C1", "V1", "E1"):
+        books.review(reviewer, adjustment=adj.adjustment_id)
+    assert (
+        books.scalar(select(BudgetLine.amount_fen).where(BudgetLine.code == "A-1")) == 125_000_050
+    )
+
+
+def test_an_adjustment_past_the_executive_maximum_needs_leadership(books):
+    books.set_year()
+    books.line("A-1", "4900000.00")
+    adj = books.adjust("A-1", "100000.01", approver=None)  # 5,000,000.01 after it
+    assert adj.stages[-1] == "leadership"
+    books.review("C1", adjustment=adj.adjustment_id)
+    books.review("V1", adjustment=adj.adjustment_id)
+    with pytest.raises(DomainError, match="exceed the executive group's authority"):
+        books.review("E1", adjustment=adj.adjustment_id)
+    books.review("L1", adjustment=adj.adjustment_id)
+    assert (
+        books.scalar(select(BudgetLine.amount_fen).where(BudgetLine.code == "A-1")) == 500_000_001
+    )
+
+
+def test_an_adjustment_landing_exactly_on_the_maximum_stays_with_the_executive(books):
+    books.set_year()
+    books.line("A-1", "4900000.00")
+    adj = books.adjust("A-1", "100000.00")
+    assert adj.stages[-1] == "executive"
+    assert (
+        books.scalar(select(BudgetLine.amount_fen).where(BudgetLine.code == "A-1")) == 500_000_000
+    )
+
+
+def _draw(books, emergency, amount="1000.00", voucher="R-1"):
+    form = ReserveDrawForm(
+        fiscal_year=YEAR,
+        emergency=str(emergency),
+        entry_date=books.ctx.today(),
+        amount=Decimal(amount),
+        payee="Pumps Ltd",
+        description="pumps for the flooded hall",
+        voucher=voucher,
+    )
+    with books.tx() as s:
+        return service.draw_reserve(s, books.ctx, form, actor="E1")
+
+
+def test_reserve_draw_for_an_open_emergency_is_on_the_trail(books):
+    books.set_year("1000000.00")
+    emergency = add_emergency(books)
+    result = _draw(books, emergency, "1000.00")
+    assert result.reserve_left_fen == 10_000_000 - 100_000
+    entry = books.scalar(select(LedgerEntry))
+    assert entry.emergency_id == emergency and entry.amount_fen == 100_000
+    assert books.scalar(select(EmergencyEvent.kind)) == "reserve_draw"
+    assert "budget.reserve_drawn" in books.scalars(select(TrailEntry.action))
+    audiences = set(
+        books.scalars(
+            select(OutboxMessage.audience).where(OutboxMessage.event_kind == "reserve_drawn")
+        )
+    )
+    assert audiences == {"leadership", "executive", "compliance"}
+
+
+@pytest.mark.parametrize(
+    ("status", "drill"), [("resolved", False), ("closed", False), ("acknowledged", True)]
+)
+def test_reserve_draw_refused_without_an_open_real_emergency(books, status, drill):
+    books.set_year("1000000.00")
+    emergency = add_emergency(books, status=status, drill=drill)
+    with pytest.raises(DomainError, match="emergency"):
+        _draw(books, emergency)
+    assert books.scalar(select(func.count(LedgerEntry.id))) == 0
+
+
+def test_reserve_draw_refused_for_an_unknown_emergency_and_beyond_the_reserve(books):
+    books.set_year("1000000.00")
+    with pytest.raises(NotFound, match="emergency"):
+        _draw(books, 999)
+    emergency = add_emergency(books)
+    _draw(books, emergency, "99999.99", voucher="R-1")
+    with pytest.raises(DomainError, match="amount"):
+        _draw(books, emergency, "0.02", voucher="R-2")
+    _draw(books, emergency, "0.01", voucher="R-3")  # exactly what is left
+    with books.tx() as s:
+        assert service.reserve_left_fen(s, YEAR) == 0
+
+
+def test_replayed_command_returns_the_first_result(books):
+    with books.tx() as s:
+        first = service.set_fiscal_year(
+            s,
+            books.ctx,
+            SetFiscalYearForm(year=YEAR, total=Decimal("100"), decided_by="L1"),
+            actor="L1",
+            key="run-1",
+        )
+    with books.tx() as s:
+        again = service.set_fiscal_year(
+            s,
+            books.ctx,
+            SetFiscalYearForm(year=YEAR, total=Decimal("100"), decided_by="L1"),
+            actor="L1",
+            key="run-1",
+        )
+    assert first == again
+    assert books.scalars(select(TrailEntry.action)).count("budget.year_set") == 1
+
+
+def _action_item(books, issue_number: str, level: str = "action_item") -> int:
+    import datetime as dt
+
+    from taskforce.loop.models import Issue, Plan, TaskLevel, TaskNode
+
+    with books.tx() as s:
+        issue = s.scalar(select(Issue).where(Issue.number == issue_number))
+        plan = Plan(
+            issue_id=issue.id,
+            round=1,
+            filed_at=books.clock.now(),
+            due_date=dt.date(2026, 3, 16),
+            on_time=True,
+        )
+        s.add(plan)
+        s.flush()
+        node = TaskNode(
+            plan_id=plan.id,
+            issue_id=issue.id,
+            level=TaskLevel(level),
+            title="build the one-window system",
+            deliverable="live in 12 districts",
+        )
+        s.add(node)
+        s.flush()
+        return node.id
+
+
+def _line_form(**kwargs) -> ProposeLineForm:
+    base = {
+        "code": "T-1",
+        "fiscal_year": YEAR,
+        "purpose": "ppp",
+        "output_target": "ooo",
+        "benefit_target": "bbb",
+        "amount": Decimal("10"),
+    }
+    return ProposeLineForm(**{**base, **kwargs})
+
+
+def test_a_line_may_belong_to_an_action_item(books):
+    books.set_year()
+    issue = books.issue()
+    item = _action_item(books, issue)
+    with books.tx() as s:
+        service.propose_line(s, books.ctx, _line_form(action_item_id=item), actor="W3")
+    line = books.scalar(select(BudgetLine).where(BudgetLine.code == "T-1"))
+    assert line.task_id == item and line.issue_id is not None  # the item's issue, for the audits
+
+
+def test_a_line_may_not_belong_to_a_goal_or_another_issues_item(books):
+    books.set_year()
+    first, second = books.issue(), books.issue()
+    goal = _action_item(books, first, level="goal")
+    item = _action_item(books, second)
+    with books.tx() as s, pytest.raises(NotFound, match="action_item_id"):
+        service.propose_line(s, books.ctx, _line_form(action_item_id=goal), actor="W3")
+    with books.tx() as s, pytest.raises(DomainError, match="another issue"):
+        service.propose_line(
+            s, books.ctx, _line_form(action_item_id=item, issue_number=first), actor="W3"
+        )
+
+
+@pytest.mark.parametrize(("member", "error"), [("E1", DomainError), ("NOBODY", NotFound)])
+def test_only_the_leadership_group_sets_the_annual_budget(books, member, error):
+    form = SetFiscalYearForm(year=YEAR, total=Decimal("100"), decided_by=member)
+    with books.tx() as s, pytest.raises(error, match="decided_by"):
+        service.set_fiscal_year(s, books.ctx, form, actor=member)
+    assert books.scalar(select(func.count(FiscalYear.year))) == 0

@@ -1,0 +1,309 @@
+"""The weekly compliance audit: each check on a ledger built to trigger it, a clean ledger
+that triggers none, and the lifecycle of findings (no duplicates, resolved, any past week)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from taskforce.budget import service
+from taskforce.budget.forms import ReserveDrawForm
+from taskforce.budget.models import (
+    AuditFinding,
+    BudgetAdjustment,
+    BudgetLine,
+    BudgetReview,
+    LineStatus,
+    ReviewStage,
+)
+from taskforce.errors import DomainError
+from taskforce.notify.models import OutboxMessage
+from tests.budget.conftest import YEAR, add_emergency, csv_text
+
+WEEK = "2026-W11"  # Monday 9 March to Sunday 15 March 2026; the clock starts on that Monday
+
+
+def keys(result) -> set[str]:
+    return set(result.findings.loc[result.findings["status"] != "resolved", "finding_key"])
+
+
+@pytest.fixture
+def clean(books):
+    """A compliant ledger: approved lines, spending within them and on schedule, a reserve
+    draw for an open emergency."""
+    books.set_year("100000000.00")
+    books.line("A-1", "1000000.00", schedule=[("2026-03-10", "300000"), ("2026-06-30", "700000")])
+    books.line("B-1", "6000000.00", approver="L1")
+    books.clock.advance(days=1)
+    books.import_csv(
+        csv_text(
+            "V1,2026-03-10,A-1,,299999.99,ACME,first instalment,",
+            "V2,2026-03-11,A-1,,0.01,ACME,rounding,",
+            "V3,2026-03-12,B-1,,6000000.00,BuildCo,the whole line,",
+        )
+    )
+    emergency = add_emergency(books)
+    with books.tx() as s:
+        service.draw_reserve(
+            s,
+            books.ctx,
+            ReserveDrawForm(
+                fiscal_year=YEAR,
+                emergency=str(emergency),
+                entry_date=dt.date(2026, 3, 10),
+                amount=Decimal("50000"),
+                description="pumps",
+                voucher="R1",
+            ),
+            actor="E1",
+        )
+    return books
+
+
+def test_a_clean_ledger_triggers_no_check(clean):
+    result = clean.audit(WEEK)
+    assert result.findings.empty, result.findings.to_string()
+    assert result.summary["open"] == 0
+    assert result.summary["spent_fen"] == 30_000_000 + 600_000_000
+    assert result.summary["reserve_drawn_fen"] == 5_000_000
+
+
+def test_unapproved_spending_on_a_proposed_line(clean):
+    clean.propose("P-1", "100.00")
+    clean.import_csv(csv_text("V9,2026-03-12,P-1,,10,ACME,,"))
+    result = clean.audit(WEEK)
+    assert keys(result) == {"unapproved_spending:budget_line:P-1"}
+    row = result.findings.iloc[0]
+    assert (row["severity"], row["owner"], row["amount_fen"]) == ("high", "data-bureau", 1000)
+
+
+def test_unapproved_spending_without_any_line(clean):
+    clean.import_csv(csv_text("V9,2026-03-12,,,10,ACME,,"))
+    result = clean.audit(WEEK)
+    (key,) = keys(result)
+    assert key.startswith("unapproved_spending:ledger_entry:")
+
+
+def test_unapproved_spending_before_the_line_was_approved(clean):
+    # A-1 was approved on 9 March; a payment dated the 6th preceded the approval.
+    clean.import_csv(csv_text("V9,2026-03-06,A-1,,10,ACME,,"))
+    result = clean.audit(WEEK)
+    assert keys(result) == {"unapproved_spending:budget_line:A-1"}
+    assert int(result.findings.iloc[0]["amount_fen"]) == 1000
+
+
+def test_overspend_by_one_fen(clean):
+    # B-1 is spent to the fen: compliant. One more fen is overspending.
+    assert clean.audit(WEEK).findings.empty
+    clean.import_csv(csv_text("V9,2026-03-13,B-1,,0.01,BuildCo,,"))
+    result = clean.audit(WEEK)
+    assert keys(result) == {"overspend:budget_line:B-1"}
+    assert int(result.findings.iloc[0]["amount_fen"]) == 1
+
+
+def _approve_directly(books, code: str, group: str):
+    """An approval recorded outside the service (e.g. a legacy import): no authority check."""
+    with books.tx() as s:
+        line = s.scalar(select(BudgetLine).where(BudgetLine.code == code))
+        s.add(
+            BudgetReview(
+                line_id=line.id,
+                stage=ReviewStage(group)
+                if group in ("executive", "leadership")
+                else ReviewStage.executive,
+                reviewer_group=group,
+                approved=True,
+                amount_fen=line.amount_fen,
+                at=books.clock.now(),
+            )
+        )
+        line.status, line.approved_by, line.approved_at = (
+            LineStatus.approved,
+            group,
+            books.clock.now(),
+        )
+
+
+@pytest.mark.parametrize(
+    ("amount", "finding"), [("5000000.00", False), ("5000000.01", True), ("10000000.00", True)]
+)
+def test_approval_beyond_authority(clean, amount, finding):
+    clean.propose("X-1", amount)
+    clean.review("C1", code="X-1")
+    clean.review("V1", code="X-1")
+    _approve_directly(clean, "X-1", "executive")
+    result = clean.audit(WEEK)
+    if not finding:
+        assert result.findings.empty
+        return
+    assert keys(result) == {"approval_beyond_authority:budget_line:X-1"}
+    row = result.findings.iloc[0]
+    assert row["severity"] == "critical" and row["owner"] == "executive"
+    assert "exceed the executive group's authority" in row["summary"]
+
+
+def test_adjustment_without_the_procedure(clean):
+    with clean.tx() as s:
+        line = s.scalar(select(BudgetLine).where(BudgetLine.code == "A-1"))
+        adjustment = BudgetAdjustment(
+            line_id=line.id,
+            delta_fen=100,
+            reason="nobody reviewed this",
+            status=LineStatus.approved,
+            approved_by="executive",
+            requested_at=clean.clock.now(),
+            decided_at=clean.clock.now(),
+        )
+        s.add(adjustment)
+        line.amount_fen += 100
+        s.flush()
+        adjustment_id = adjustment.id
+    result = clean.audit(WEEK)
+    assert keys(result) == {f"adjustment_without_procedure:budget_adjustment:{adjustment_id}"}
+    assert "no compliance review" in result.findings.iloc[0]["summary"]
+
+
+def test_line_amount_changed_without_an_adjustment(clean):
+    with clean.tx() as s:
+        line = s.scalar(select(BudgetLine).where(BudgetLine.code == "A-1"))
+        line.amount_fen += 1
+    result = clean.audit(WEEK)
+    assert keys(result) == {"adjustment_without_procedure:budget_line:A-1:amount"}
+
+
+def test_an_adjustment_through_the_procedure_is_not_a_finding(clean):
+    clean.adjust("A-1", "10.00")
+    assert clean.audit(WEEK).findings.empty
+
+
+def test_disbursement_behind_schedule(books):
+    books.set_year("100000000.00")
+    books.line("A-1", "1000.00", schedule=[("2026-03-10", "500.00"), ("2026-03-16", "500.00")])
+    books.import_csv(csv_text("V1,2026-03-10,A-1,,499.99,ACME,,"))
+    result = books.audit(WEEK)
+    assert keys(result) == {"behind_schedule:budget_line:A-1"}
+    row = result.findings.iloc[0]
+    # Only what is due by Sunday of the audited week counts: 500.00 due, 499.99 paid.
+    assert (row["severity"], int(row["amount_fen"])) == ("medium", 1)
+
+
+@pytest.mark.parametrize("case", ["no emergency", "drill", "opened later"])
+def test_reserve_drawn_without_an_emergency(clean, case):
+    if case == "no emergency":
+        ref = ""
+    elif case == "drill":
+        ref = str(add_emergency(clean, drill=True))
+    else:
+        ref = str(add_emergency(clean, opened=dt.datetime(2026, 3, 14, 2, tzinfo=dt.UTC)))
+    clean.import_csv(csv_text(f"R9,2026-03-12,,reserve_draw,10,ACME,,{ref}"))
+    result = clean.audit(WEEK)
+    (key,) = keys(result)
+    assert key.startswith("reserve_without_emergency:ledger_entry:")
+    assert result.findings.iloc[0]["severity"] == "critical"
+
+
+def test_reserve_below_its_required_share(books):
+    books.set_year("1000000.00")  # reserve 100,000.00
+    adj = books.adjust(service.reserve_line_code(YEAR), "-0.01", approver=None)
+    for reviewer in ("C1", "V1", "E1"):
+        books.review(reviewer, adjustment=adj.adjustment_id)
+    result = books.audit(WEEK)
+    assert keys(result) == {f"reserve_below_share:fiscal_year:{YEAR}"}
+    row = result.findings.iloc[0]
+    assert (row["owner"], int(row["amount_fen"])) == ("leadership", 1)
+
+
+def test_rerun_for_the_same_week_creates_no_duplicates_or_notifications(clean):
+    clean.import_csv(csv_text("V9,2026-03-12,,,10,ACME,,", "V10,2026-03-13,B-1,,0.01,BuildCo,,"))
+    first = clean.audit(WEEK)
+    outbox = clean.scalar(select(func.count(OutboxMessage.id)))
+    second = clean.audit(WEEK)
+    assert len(first.new_keys) == 2 and second.new_keys == []
+    assert keys(first) == keys(second)
+    assert set(second.findings["status"]) == {"open"}
+    assert clean.scalar(select(func.count(AuditFinding.id))) == 2
+    assert clean.scalar(select(func.count(OutboxMessage.id))) == outbox
+
+
+def test_findings_notify_compliance_and_severe_ones_leadership(clean):
+    clean.import_csv(csv_text("V9,2026-03-12,,,10,ACME,,"))
+    clean.audit(WEEK)
+    rows = clean.scalars(
+        select(OutboxMessage).where(OutboxMessage.event_kind.like("audit_finding%"))
+    )
+    assert {(r.event_kind, r.audience) for r in rows} == {
+        ("audit_finding", "compliance"),
+        ("audit_finding_severe", "compliance"),
+        ("audit_finding_severe", "leadership"),
+    }
+
+
+def test_a_medium_finding_does_not_notify_leadership(books):
+    books.set_year("100000000.00")
+    books.line("A-1", "1000.00", schedule=[("2026-03-10", "500.00")])
+    books.audit(WEEK)
+    kinds = set(
+        books.scalars(
+            select(OutboxMessage.event_kind).where(OutboxMessage.event_kind.like("audit%"))
+        )
+    )
+    assert kinds == {"audit_finding"}
+
+
+def test_a_finding_fixed_later_is_shown_resolved(clean):
+    clean.import_csv(csv_text("V9,2026-03-13,B-1,,0.01,BuildCo,,"))
+    assert keys(clean.audit(WEEK)) == {"overspend:budget_line:B-1"}
+    clean.clock.set(dt.datetime(2026, 3, 17, 2, tzinfo=dt.UTC))  # week 12: the line is raised
+    clean.adjust("B-1", "0.01", approver="L1")
+    later = clean.audit("2026-W12")
+    assert keys(later) == set()
+    row = later.findings.set_index("finding_key").loc["overspend:budget_line:B-1"]
+    assert (row["status"], row["resolved_week"], row["first_seen_week"]) == (
+        "resolved",
+        "2026-W12",
+        WEEK,
+    )
+    stored = clean.scalar(select(AuditFinding))
+    assert stored.resolved and stored.resolved_week == "2026-W12"
+    # Week 11 re-run later: the adjustment was not in force then, but the fix stands.
+    again = clean.audit(WEEK)
+    assert again.new_keys == []
+    assert clean.scalar(select(AuditFinding.resolved)) is True
+
+
+def test_a_resolved_finding_found_again_later_reopens(clean):
+    clean.import_csv(csv_text("V9,2026-03-13,B-1,,0.01,BuildCo,,"))
+    clean.audit(WEEK)
+    clean.clock.set(dt.datetime(2026, 3, 17, 2, tzinfo=dt.UTC))
+    clean.adjust("B-1", "0.01", approver="L1")
+    clean.audit("2026-W12")
+    clean.import_csv(csv_text("V10,2026-03-24,B-1,,5,BuildCo,,"))
+    result = clean.audit("2026-W13")
+    assert result.new_keys == ["overspend:budget_line:B-1"]
+    assert result.findings.iloc[0]["status"] == "reopened"
+    assert clean.scalar(select(func.count(AuditFinding.id))) == 1
+
+
+def test_any_past_week_sees_only_what_was_in_force(clean):
+    clean.import_csv(csv_text("V9,2026-03-13,,,10,ACME,,"))
+    before = clean.audit("2026-W10")  # the week before: no budget lines approved yet, no spending
+    assert before.findings.empty
+    assert keys(clean.audit(WEEK)) != set()
+
+
+def test_a_bad_week_is_refused_naming_the_field(books):
+    with pytest.raises(DomainError, match="week"):
+        books.audit("2026-W54")
+    with pytest.raises(DomainError, match="week"):
+        books.audit("2026-48")
+
+
+def test_a_week_without_any_budget_audits_to_nothing(books):
+    result = books.audit(
+        "2025-W01"
+    )  # spans 2024-12-30 .. 2025-01-05: two fiscal years, neither set
+    assert result.findings.empty and result.summary["budget_fen"] == 0
+    assert result.summary["fiscal_years"] == [2024, 2025]

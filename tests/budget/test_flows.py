@@ -1,0 +1,110 @@
+"""The budget-audit flow on a real Prefect server: findings in the database, reports on
+disk, markdown and table artifacts in the UI; a re-run adds no findings."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from decimal import Decimal
+
+import pytest
+from prefect.artifacts import Artifact
+from sqlalchemy import func, select
+
+from taskforce.budget.models import AuditFinding
+from tests.budget.conftest import csv_text
+
+
+@pytest.mark.slow
+@pytest.mark.prefect
+def test_budget_audit_flow(prefect_server, books, tmp_path, monkeypatch):
+    from flows.budget import budget_audit
+
+    monkeypatch.setenv("TASKFORCE_REPORTS_DIR", str(tmp_path))
+    books.set_year("100000000.00")
+    books.line("A-1", "100.00")
+    books.import_csv(csv_text("V1,2026-03-10,A-1,,100.01,ACME,,", "V2,2026-03-10,,,1,ACME,,"))
+
+    result = budget_audit(week="2026-W11")
+    assert result["summary"]["open"] == 2 and len(result["new"]) == 2
+    assert {p.rsplit(".", 1)[-1] for p in result["reports"].values()} == {"html", "md", "xlsx"}
+    assert (tmp_path / "budget" / "budget-audit-2026-W11.xlsx").exists()
+    markdown = Artifact.get("budget-audit-2026-w11")
+    assert markdown is not None and "overspend" in markdown.data
+    table = Artifact.get("budget-audit-2026-w11-findings")
+    assert table is not None and "unapproved_spending" in str(table.data)
+
+    again = budget_audit(week="2026-W11")
+    assert again["new"] == []
+    assert books.scalar(select(func.count(AuditFinding.id))) == 2
+
+
+def _paused_run(name: str, deadline: float):
+    """Busy-poll the server (no sleeping) until the named run is paused for input."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name]))
+            )
+            if runs and runs[0].state and runs[0].state.is_paused():
+                return runs[0]
+    raise AssertionError(f"{name} never paused")
+
+
+def _resume(name: str, run_input: dict, deadline: float) -> None:
+    from prefect.flow_runs import resume_flow_run
+
+    while time.monotonic() < deadline:
+        run = _paused_run(name, deadline)
+        try:
+            resume_flow_run(run.id, run_input=run_input)
+            return
+        except RuntimeError:
+            continue  # the run is paused but has not saved its input form yet
+    raise AssertionError(f"could not resume {name}")
+
+
+@pytest.mark.slow
+@pytest.mark.prefect
+def test_line_approval_flow_takes_reviews_from_the_ui(prefect_server, books):
+    from flows.budget import line_approval
+    from taskforce.budget.forms import ProposeLineForm
+    from taskforce.budget.models import BudgetLine, BudgetReview, LineStatus
+
+    books.set_year("100000000.00")
+    issue = books.issue()
+    name = f"approval-{uuid.uuid4().hex[:8]}"
+    form = ProposeLineForm(
+        code="F-1",
+        fiscal_year=2026,
+        issue_number=issue,
+        purpose="servers",
+        output_target="two racks",
+        benefit_target="data shared in 1 day",
+        amount=Decimal("5000000.00"),
+    )
+    outcome: dict = {}
+
+    def run() -> None:
+        outcome["result"] = line_approval.with_options(flow_run_name=name)(
+            form=form, actor="W3", poll_seconds=1
+        )
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 120
+    # Out of order first: refused with its rule, and the flow asks again.
+    for reviewer in ("V1", "C1", "V1", "E1"):
+        _resume(name, {"reviewer": reviewer, "approved": True, "comment": ""}, deadline)
+    thread.join(timeout=120)
+    assert outcome["result"]["status"] == "approved"
+    assert (
+        books.scalar(select(BudgetLine.status).where(BudgetLine.code == "F-1"))
+        == LineStatus.approved
+    )
+    stages = [s.value for s in books.scalars(select(BudgetReview.stage).order_by(BudgetReview.id))]
+    assert stages == ["compliance", "evaluator", "executive"]

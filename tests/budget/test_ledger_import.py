@@ -1,0 +1,146 @@
+"""The ledger: row-validated import of finance exports, entry by hand, nothing twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from decimal import Decimal
+
+import pytest
+from openpyxl import Workbook
+from sqlalchemy import func, select
+
+from taskforce.budget import ledger
+from taskforce.budget.forms import DisbursementForm
+from taskforce.budget.models import LedgerEntry, LedgerKind
+from taskforce.errors import DomainError
+from tests.budget.conftest import add_emergency, csv_text
+
+
+@pytest.fixture
+def ready(books):
+    books.set_year("100000000.00")
+    books.line("A-1", "1000000.00")
+    books.propose("P-1", "1000.00")  # proposed, never approved
+    return books
+
+
+def _entries(books):
+    return books.scalars(select(LedgerEntry).order_by(LedgerEntry.id))
+
+
+def test_bad_rows_are_reported_by_row_and_field_and_valid_rows_land(ready):
+    text = csv_text(
+        "V1,2026-03-10,A-1,,1200.50,ACME,ok,",  # row 2: valid
+        "V2,2026-13-01,A-1,,10,ACME,bad date,",  # row 3
+        "V3,2026-03-10,A-1,,12.345,ACME,sub-fen,",  # row 4
+        "V4,2026-03-10,A-1,,-5,ACME,negative,",  # row 5
+        "V5,2026-03-10,NOPE,,5,ACME,unknown line,",  # row 6
+        "V6,2026-03-10,A-1,gift,5,ACME,bad kind,",  # row 7
+        "V7,2026-03-10,,,5,ACME,unknown emergency,999",  # row 8
+        "V8,2031-03-10,,,5,ACME,no budget that year,",  # row 9
+        "V9,2026/03/11,P-1,,7,ACME,valid shape on an unapproved line,",  # row 10: valid
+        "V10,,A-1,,,ACME,missing both,",  # row 11
+    )
+    result = ready.import_csv(text)
+    found = {(e["row"], e["field"]) for e in result.errors}
+    assert found == {
+        (3, "date"),
+        (4, "amount"),
+        (5, "amount"),
+        (6, "line"),
+        (7, "kind"),
+        (8, "emergency"),
+        (9, "date"),
+        (11, "date"),
+        (11, "amount"),
+    }
+    by_row = {e["row"]: e for e in result.errors}
+    assert "two decimals" in by_row[4]["allowed"]
+    assert "2026" in by_row[9]["allowed"]
+    assert result.imported == 2 and result.imported_fen == 120_050 + 700
+    entries = _entries(ready)
+    assert [(e.external_ref, e.amount_fen) for e in entries] == [
+        ("voucher:V1", 120_050),
+        ("voucher:V9", 700),
+    ]
+    assert entries[1].entry_date == dt.date(2026, 3, 11)
+
+
+def test_a_file_of_only_bad_rows_writes_nothing(ready):
+    result = ready.import_csv(csv_text("V1,yesterday,A-1,,1,,,", "V2,2026-03-10,A-1,,abc,,,"))
+    assert result.imported == 0 and result.error_rows == [2, 3]
+    assert ready.scalar(select(func.count(LedgerEntry.id))) == 0
+
+
+def test_a_file_without_the_required_columns_is_refused(ready):
+    with pytest.raises(DomainError, match="header") as refused:
+        ready.import_csv("voucher,payee\nV1,ACME\n")
+    assert "amount" in str(refused.value) and "date" in str(refused.value)
+
+
+def test_reimport_adds_nothing_twice(ready):
+    text = csv_text("V1,2026-03-10,A-1,,100,ACME,,", ",2026-03-10,A-1,,200,ACME,no voucher,")
+    first = ready.import_csv(text)
+    again = ready.import_csv(text)
+    assert (first.imported, again.imported, again.already_imported) == (2, 0, 2)
+    # The same rows in another export (Chinese headers, other order, another file) add nothing either.
+    other = "金额,日期,预算行,凭证号,收款人,摘要\n200,2026-03-10,A-1,,ACME,no voucher\n100,2026-03-10,A-1,V1,ACME,\n"
+    third = ready.import_csv(other, name="财务导出.csv")
+    assert third.imported == 0 and third.already_imported == 2
+    assert ready.scalar(select(func.count(LedgerEntry.id))) == 2
+
+
+def test_repeated_rows_within_one_file_are_imported_once(ready):
+    result = ready.import_csv(csv_text("V1,2026-03-10,A-1,,100,,,", "V1,2026-03-10,A-1,,100,,,"))
+    assert result.imported == 1 and result.duplicates_in_file == [3]
+
+
+def test_reserve_draw_rows_land_on_the_reserve_line(ready):
+    emergency = add_emergency(ready)
+    result = ready.import_csv(csv_text(f"R1,2026-03-10,,reserve_draw,500,Pumps,,{emergency}"))
+    assert result.imported == 1
+    entry = _entries(ready)[0]
+    assert entry.kind == LedgerKind.reserve_draw and entry.emergency_id == emergency
+    assert entry.line_id is not None
+
+
+def test_xlsx_export_with_numeric_cells_is_exact(ready):
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["凭证号", "日期", "预算行", "金额", "收款人"])
+    sheet.append([1001, dt.datetime(2026, 3, 10), "A-1", 0.1, "ACME"])
+    sheet.append([1002, dt.date(2026, 3, 11), "A-1", 1234567.89, "ACME"])
+    sheet.append([1003, dt.date(2026, 3, 11), "A-1", 0.001, "ACME"])  # sub-fen: refused
+    buffer = io.BytesIO()
+    book.save(buffer)
+    with ready.tx() as s:
+        result = ledger.import_file(
+            s, ready.ctx, "export.xlsx", actor="C1", content=buffer.getvalue()
+        )
+    assert [(e["row"], e["field"]) for e in result.errors] == [(4, "amount")]
+    assert [(e.external_ref, e.amount_fen) for e in _entries(ready)] == [
+        ("voucher:1001", 10),
+        ("voucher:1002", 123_456_789),
+    ]
+
+
+def test_entry_by_hand_is_recorded_once_and_warns_on_an_unapproved_line(ready):
+    form = DisbursementForm(
+        line_code="P-1", entry_date=dt.date(2026, 3, 10), amount=Decimal("10.01"), voucher="H-1"
+    )
+    with ready.tx() as s:
+        first = ledger.record_disbursement(s, ready.ctx, form, actor="E3")
+    with ready.tx() as s:
+        again = ledger.record_disbursement(s, ready.ctx, form, actor="E3")
+    assert not first.duplicate and again.duplicate and again.entry_id == first.entry_id
+    assert first.warnings and "not approved" in first.warnings[0]
+    assert ready.scalar(select(func.sum(LedgerEntry.amount_fen))) == 1001
+
+
+def test_entry_by_hand_refuses_unknown_lines_naming_the_field(ready):
+    form = DisbursementForm(
+        line_code="NOPE", entry_date=dt.date(2026, 3, 10), amount=Decimal("1"), voucher="H-1"
+    )
+    with ready.tx() as s, pytest.raises(DomainError, match="line_code"):
+        ledger.record_disbursement(s, ready.ctx, form, actor="E3")

@@ -1,0 +1,85 @@
+"""The semi-annual performance audit and the reports of both audits."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from openpyxl import load_workbook
+from sqlalchemy import select
+
+from taskforce.budget.models import BudgetLine
+from taskforce.budget.performance import run_performance_audit
+from taskforce.budget.report import write_audit_reports, write_performance_reports
+from taskforce.loop.models import Evaluation, Outcome
+from taskforce.policy.schema import Classification
+from tests.budget.conftest import csv_text
+
+
+def _performance(books, half):
+    with books.tx() as s:
+        return run_performance_audit(s, books.ctx, half)
+
+
+def test_input_against_output_per_line(books):
+    books.set_year("100000000.00")
+    books.line("A-1", "1000.00")
+    books.line("A-2", "500.00")
+    books.import_csv(
+        csv_text(
+            "V1,2026-03-10,A-1,,400.00,,,",
+            "V2,2026-07-01,A-1,,200.00,,,",  # second half: not in H1
+            "V3,2026-03-10,A-2,,500.01,,,",
+        )
+    )
+    with books.tx() as s:
+        issue_id = s.scalar(select(BudgetLine.issue_id).where(BudgetLine.code == "A-1"))
+        s.add(
+            Evaluation(
+                issue_id=issue_id,
+                round=1,
+                outcome=Outcome.solved,
+                satisfaction=92,
+                lessons="",
+                evaluated_at=dt.datetime(2026, 5, 1, tzinfo=dt.UTC),
+            )
+        )
+    h1 = _performance(books, "2026-H1").lines.set_index("code")
+    assert h1.loc["A-1", "spent_in_half_fen"] == 40_000
+    assert h1.loc["A-1", "execution_bp"] == 4_000  # 40.00 %
+    assert (h1.loc["A-1", "outcome"], h1.loc["A-1", "satisfaction"]) == ("solved", 92)
+    assert h1.loc["A-1", "assessment"] == "target met"
+    assert h1.loc["A-1", "output_target"] == "system live in 12 districts"
+    assert h1.loc["A-2", "assessment"] == "over budget"
+    h2 = _performance(books, "2026-H2")
+    assert h2.lines.set_index("code").loc["A-1", "spent_to_date_fen"] == 60_000
+    assert h2.summary["spent_in_half_fen"] == 20_000
+
+
+def test_reports_in_three_formats_withhold_secret_lines(books, tmp_path):
+    books.set_year("100000000.00")
+    books.line("A-1", "1000.00", schedule=[("2026-03-10", "500.00")])
+    books.line("S-1", "1000.00", schedule=[("2026-03-10", "500.00")])
+    with books.tx() as s:
+        s.scalar(
+            select(BudgetLine).where(BudgetLine.code == "S-1")
+        ).classification = Classification.secret
+    audit = books.audit("2026-W11")
+    assert set(audit.findings["classification"]) == {"internal", "secret"}
+    paths = write_audit_reports(audit, tmp_path)
+    html = paths["html_zh-CN"].read_text("utf-8")
+    assert "支付进度滞后" in html and "A-1: 0.00 CNY disbursed" in html
+    assert "S-1: 0.00 CNY" not in html and "密级高于本报告" in html
+    md = paths["md"].read_text("utf-8")
+    assert "behind_schedule" in md and "S-1: 0.00" not in md
+    assert "Weekly budget compliance audit" in paths["html_en"].read_text("utf-8")
+    book = load_workbook(paths["xlsx"])
+    assert book.sheetnames == ["summary", "findings", "lines"]
+    header = [c.value for c in book["findings"][1]]
+    assert "amount_cny" in header
+    cleared = write_audit_reports(audit, tmp_path / "secret", clearance=Classification.secret)
+    assert "S-1: 0.00 CNY" in cleared["md"].read_text("utf-8")
+
+    perf = write_performance_reports(_performance(books, "2026-H1"), tmp_path)
+    assert "system live in 12 districts" in perf["md"].read_text("utf-8")
+    assert "产出目标" in perf["html_zh-CN"].read_text("utf-8")
+    assert load_workbook(perf["xlsx"]).sheetnames == ["summary", "lines"]
