@@ -61,7 +61,7 @@ class EmergencyState:
 @dataclass(frozen=True)
 class Escalation:
     public_id: str
-    action: str  # repage / step_up / exhausted
+    action: str  # first_page / repage / step_up / exhausted
     step: str
     page_number: int
     paged: list[str] = field(default_factory=list)
@@ -384,7 +384,8 @@ def page_if_unpaged(
 
 
 def escalate_due(session: Session, ctx: Context, *, only: str | None = None) -> list[Escalation]:
-    """Re-page or step up every unacknowledged page whose acknowledgement window has passed.
+    """Re-page or step up every unacknowledged page whose acknowledgement window has passed,
+    and page any emergency that nobody paged within `unpaged_grace_seconds`.
 
     One query finds the due emergencies; each is then moved one step in this
     transaction. Running it twice at the same instant does nothing the second time.
@@ -400,14 +401,32 @@ def escalate_due(session: Session, ctx: Context, *, only: str | None = None) -> 
         )
         .order_by(Emergency.next_escalation_at, Emergency.id)
     )
+    # The safety net: dispatched, but no flow run paged in time (no worker running?).
+    grace = dt.timedelta(seconds=ctx.policy.emergency.unpaged_grace_seconds)
+    unpaged = select(Emergency.id).where(
+        Emergency.status.in_(UNACKNOWLEDGED),
+        Emergency.pages_at_step == 0,
+        Emergency.opened_at <= now - grace,
+    )
     if only is not None:
         query = query.where(Emergency.public_id == str(only))
+        unpaged = unpaged.where(Emergency.public_id == str(only))
     due_ids = list(session.scalars(query))
-    if not due_ids:
-        return []
+    unpaged_ids = list(session.scalars(unpaged))
     chain = _chain(ctx)
-    limit = ctx.policy.emergency.escalation_repeat_limit
     results: list[Escalation] = []
+    for emergency in session.scalars(
+        select(Emergency)
+        .where(Emergency.id.in_(unpaged_ids))
+        .order_by(Emergency.id)
+        .with_for_update()
+    ):
+        paged = _page(session, ctx, emergency, actor="escalation", reason="not paged in time")
+        step = chain[emergency.escalation_step]
+        results.append(Escalation(emergency.public_id, "first_page", step, 1, paged))
+    if not due_ids:
+        return results
+    limit = ctx.policy.emergency.escalation_repeat_limit
     for emergency in session.scalars(
         select(Emergency).where(Emergency.id.in_(due_ids)).order_by(Emergency.id).with_for_update()
     ):

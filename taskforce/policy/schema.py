@@ -121,6 +121,7 @@ class EmergencyPolicy(Strict):
     acknowledge_within_minutes: PositiveInt
     escalation_repeat_limit: PositiveInt
     escalation_chain: list[ChainStep] = Field(min_length=1)
+    unpaged_grace_seconds: PositiveInt
     page_priority: int
     follow_up: FollowUpPolicy
     flow_poll_seconds: PositiveInt

@@ -287,9 +287,11 @@ def test_reserve_draw_needs_a_fiscal_year(engine, ctx):
 
 def test_close_opens_one_follow_up_issue(engine, ctx):
     e = _open(engine, ctx, level="I")
-    with unit_of_work(engine) as s:
-        with pytest.raises(IllegalTransition, match="resolve it before closing"):
-            service.close_with_follow_up(s, ctx, e.emergency_id, actor="E1")
+    with (
+        pytest.raises(IllegalTransition, match="resolve it before closing"),
+        unit_of_work(engine) as s,
+    ):
+        service.close_with_follow_up(s, ctx, e.emergency_id, actor="E1")
     with unit_of_work(engine) as s:
         service.resolve(s, ctx, e.emergency_id, actor="E1")
     with unit_of_work(engine) as s:
@@ -335,3 +337,17 @@ def test_dispatch_marks_or_pages_directly(engine, ctx):
         assert st.status == EmergencyStatus.dispatched and st.flow_run_id.startswith("run-")
         assert service.pending_dispatch(s) == []
     assert _audiences(engine, e.emergency_id) == LEADERSHIP
+
+
+def test_sweep_pages_an_emergency_no_flow_run_paged(engine, ctx, clock):
+    """Dispatched, but no worker ran the response: the sweep pages after the grace period."""
+    e = _open(engine, ctx, level="II")
+    with unit_of_work(engine) as s:
+        service.mark_dispatched(s, ctx, e.emergency_id, "run-1", actor="gateway")
+    clock.advance(seconds=ctx.policy.emergency.unpaged_grace_seconds - 1)
+    assert _escalate(engine, ctx) == []
+    clock.advance(seconds=1)
+    (first,) = _escalate(engine, ctx)
+    assert (first.action, first.paged) == ("first_page", ["E1", "E2"])
+    assert _escalate(engine, ctx) == []
+    assert _audiences(engine, e.emergency_id) == ["member-E1", "member-E2"]

@@ -14,7 +14,7 @@ from taskforce.db import unit_of_work
 from taskforce.emergency.models import Emergency, EmergencyEvent, EmergencyStatus
 from taskforce.notify.models import OutboxMessage
 from taskforce.trail.models import TrailEntry
-from tests.gateway.conftest import ROUTING_KEY, TOKEN
+from tests.gateway.server import ROUTING_KEY, TOKEN
 
 NATIVE = "/v1/emergencies/monitoring"
 TRIGGER = {"dedup_key": "disk-full-db1", "level": "II", "title": "数据库磁盘将满"}
