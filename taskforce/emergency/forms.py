@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from taskforce.emergency.models import Level
 from taskforce.policy.schema import Classification, GroupKind
@@ -26,6 +26,24 @@ WorkingGroupCode = Annotated[
 ]
 DedupKey = Annotated[str, Field(min_length=1, max_length=200)]
 Yuan = Annotated[Decimal, Field(gt=0, max_digits=15, decimal_places=2)]
+
+
+def nul_path(value: Any, path: str = "") -> str | None:
+    """The path of the first string (key or value) holding a NUL character, if any."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return here
+            if (found := nul_path(item, here)) is not None:
+                return found
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if (found := nul_path(item, f"{path}.{i}" if path else str(i))) is not None:
+                return found
+    return None
 
 
 class Form(BaseModel):
@@ -60,6 +78,13 @@ class EmergencyIntake(Form):
         if not v.strip():
             raise ValueError("title must not be empty")
         return v
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> EmergencyIntake:
+        # No database text column (PostgreSQL) can hold a NUL character.
+        if (where := nul_path(self.model_dump(mode="json"))) is not None:
+            raise ValueError(f"{where}: text must not contain NUL (\\u0000)")
+        return self
 
 
 class OpenResult(BaseModel):

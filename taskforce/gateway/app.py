@@ -29,7 +29,7 @@ from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.emergency import service
 from taskforce.emergency.dispatch import Dispatcher, dispatch, no_dispatcher
-from taskforce.emergency.forms import EmergencyIntake
+from taskforce.emergency.forms import EmergencyIntake, nul_path
 from taskforce.emergency.models import Level
 from taskforce.errors import DomainError, NotFound
 from taskforce.gateway import auth
@@ -468,11 +468,20 @@ def _too_large(limit: int) -> GatewayError:
 
 def _json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        raw = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise GatewayError(
             400, "malformed_json", f"the body is not valid JSON: {exc}", "body"
         ) from None
+    if (where := nul_path(raw)) is not None:
+        # Valid JSON, but no database text column (PostgreSQL) can hold a NUL character.
+        raise GatewayError(
+            422,
+            "invalid_body",
+            f"{where or 'body'}: must not contain NUL (\\u0000)",
+            where or "body",
+        )
+    return raw
 
 
 def _validate(raw: Any, model: type[M]) -> M:

@@ -109,6 +109,8 @@ def test_native_drill_is_marked(gateway, engine, ctx):
         ({"set": {"level": "IV"}}, 422, "invalid_body", "level"),
         ({"set": {"level": "III", "working_group": "wg:none"}}, 422, "invalid", "working_group"),
         ({"set": {"classification": "top-secret"}}, 422, "invalid_body", "classification"),
+        ({"set": {"title": "a\x00b"}}, 422, "invalid_body", "title"),  # found by schemathesis
+        ({"set": {"details": {"k": ["\x00"]}}}, 422, "invalid_body", "details.k.0"),
     ],
 )
 def test_native_bad_fields(gateway, engine, ctx, change, status, code, field):
