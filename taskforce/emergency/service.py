@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from taskforce import events
 from taskforce.authority import may_approve
-from taskforce.budget.models import FiscalYear, LedgerEntry, LedgerKind
+from taskforce.budget.models import BudgetLine, FiscalYear, LedgerEntry, LedgerKind
 from taskforce.context import Context
 from taskforce.emergency.forms import EmergencyIntake, OpenResult, ReserveDrawForm
 from taskforce.emergency.models import Emergency, EmergencyEvent, EmergencyStatus, Level
@@ -667,16 +667,23 @@ def request_reserve_draw(
 ) -> dict:
     """Draw on the emergency reserve (SPEC §4) for this emergency, within the authority rules.
 
-    The draw is refused, writing nothing, when the approving group lacks the
-    authority for the amount or the year's reserve would be overdrawn.
+    The draw is refused, writing nothing, when the emergency is no longer open
+    or is a drill, when the approving group lacks the authority for the amount,
+    or when the year's reserve would be overdrawn.
     """
     form = ReserveDrawForm.model_validate(form.model_dump())
     if (done := previous_result(session, key)) is not None:
         return done
     emergency = get_emergency(session, public_id, lock=True)
-    if emergency.status == EmergencyStatus.closed:
+    if emergency.status not in OPEN_STATUSES:
         raise IllegalTransition(
-            "the emergency is closed; draw before closing it", field="emergency_id"
+            f"the emergency is {emergency.status.value}",
+            field="emergency_id",
+            allowed="an open emergency (pending, dispatched or acknowledged)",
+        )
+    if emergency.is_drill:
+        raise DomainError(
+            "the emergency is a drill", field="emergency_id", allowed="a real emergency"
         )
     amount_fen = to_fen(form.amount)
     check = may_approve(
@@ -689,19 +696,7 @@ def request_reserve_draw(
             allowed=check.required.value,
         )
     year = ctx.today().year
-    reserve_fen = session.scalar(select(FiscalYear.reserve_fen).where(FiscalYear.year == year))
-    if reserve_fen is None:
-        raise NotFound(
-            f"no fiscal year {year} with an emergency reserve",
-            field="fiscal_year",
-            allowed="set the year's budget first",
-        )
-    drawn = session.scalar(
-        select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0)).where(
-            LedgerEntry.fiscal_year == year, LedgerEntry.kind == LedgerKind.reserve_draw
-        )
-    )
-    remaining = reserve_fen - int(drawn or 0)
+    line_id, remaining = _reserve_left(session, year)
     if amount_fen > remaining:
         raise DomainError(
             f"{format_yuan(amount_fen)} exceeds the reserve left for {year} ({format_yuan(remaining)})",
@@ -711,7 +706,7 @@ def request_reserve_draw(
     now = ctx.now()
     entry = LedgerEntry(
         fiscal_year=year,
-        line_id=None,
+        line_id=line_id,
         kind=LedgerKind.reserve_draw,
         emergency_id=emergency.id,
         entry_date=ctx.today(),
@@ -749,6 +744,34 @@ def request_reserve_draw(
     )
     remember(session, key, "reserve_draw", detail, now)
     return detail
+
+
+def _reserve_left(session: Session, year: int) -> tuple[int | None, int]:
+    """The year's reserve line (if the budget made one) and what is left of the reserve.
+
+    With a reserve budget line, draws are counted on it; without one, the
+    year's reserve as set on the fiscal year, less its reserve draws.
+    """
+    line = session.execute(
+        select(BudgetLine.id, BudgetLine.amount_fen).where(
+            BudgetLine.fiscal_year == year, BudgetLine.is_reserve.is_(True)
+        )
+    ).first()
+    drawn = select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0))
+    if line is not None:
+        used = session.scalar(drawn.where(LedgerEntry.line_id == line.id))
+        return line.id, line.amount_fen - int(used or 0)
+    reserve_fen = session.scalar(select(FiscalYear.reserve_fen).where(FiscalYear.year == year))
+    if reserve_fen is None:
+        raise NotFound(
+            f"no fiscal year {year} with an emergency reserve",
+            field="fiscal_year",
+            allowed="set the year's budget first",
+        )
+    used = session.scalar(
+        drawn.where(LedgerEntry.fiscal_year == year, LedgerEntry.kind == LedgerKind.reserve_draw)
+    )
+    return None, reserve_fen - int(used or 0)
 
 
 def close_with_follow_up(

@@ -278,6 +278,46 @@ def test_reserve_draw_within_authority(engine, ctx):
     assert len(actions) == 2
 
 
+def test_reserve_draw_counts_on_the_reserve_budget_line(engine, ctx):
+    from taskforce.budget.models import BudgetLine
+
+    _fiscal_year(engine)
+    with unit_of_work(engine) as s:
+        s.add(
+            BudgetLine(
+                code="reserve-2026",
+                fiscal_year=2026,
+                is_reserve=True,
+                purpose="应急预留",
+                output_target="-",
+                benefit_target="-",
+                amount_fen=300_000_00,
+                created_at=ctx.now(),
+            )
+        )
+    e = _open(engine, ctx, level="II")
+    assert _draw(engine, ctx, e.emergency_id, "300000.00")["remaining_fen"] == 0
+    with pytest.raises(DomainError, match="exceeds the reserve left"):
+        _draw(engine, ctx, e.emergency_id, "0.01", key="more")
+    with unit_of_work(engine) as s:
+        line_ids = s.scalars(select(LedgerEntry.line_id)).all()
+        reserve = s.scalar(select(BudgetLine.id).where(BudgetLine.is_reserve.is_(True)))
+    assert line_ids == [reserve]
+
+
+def test_reserve_draw_refused_for_drills_and_resolved_emergencies(engine, ctx):
+    _fiscal_year(engine)
+    drill = _open(engine, ctx, source="drill", is_drill=True)
+    with pytest.raises(DomainError, match="drill"):
+        _draw(engine, ctx, drill.emergency_id, "100")
+    e = _open(engine, ctx, key="other")
+    with unit_of_work(engine) as s:
+        service.resolve(s, ctx, e.emergency_id, actor="W3")
+    with pytest.raises(IllegalTransition, match="resolved"):
+        _draw(engine, ctx, e.emergency_id, "100", key="late")
+    assert _count(engine, LedgerEntry) == 0
+
+
 def test_reserve_draw_needs_a_fiscal_year(engine, ctx):
     e = _open(engine, ctx)
     with pytest.raises(DomainError, match="fiscal_year"):
