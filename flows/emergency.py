@@ -52,15 +52,26 @@ class PrefectDispatcher:
     """
 
     def __init__(
-        self, *, deployment: str, timeout_seconds: float, api_url: str | None = None
+        self,
+        *,
+        deployment: str,
+        timeout_seconds: float,
+        connect_retries: int | None = None,
+        api_url: str | None = None,
     ) -> None:
         self.deployment, self.timeout, self.api_url = deployment, timeout_seconds, api_url
+        self.connect_retries = connect_retries
 
     def _client(self):
+        import httpx
         from prefect.client.orchestration import SyncPrefectClient, get_client
         from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY
 
-        settings = {"timeout": self.timeout}
+        settings: dict = {"timeout": self.timeout}
+        if self.connect_retries is not None:
+            # Prefect's own default retries a refused connection with backoff (~1.5 s);
+            # an emergency pages directly instead, and the sweep tries again.
+            settings["transport"] = httpx.HTTPTransport(retries=self.connect_retries)
         if self.api_url is None:
             return get_client(httpx_settings=settings, sync_client=True)
         return SyncPrefectClient(
@@ -85,7 +96,9 @@ class PrefectDispatcher:
 def default_dispatcher() -> PrefectDispatcher:
     gateway = load_policy().gateway
     return PrefectDispatcher(
-        deployment=gateway.deployment, timeout_seconds=gateway.dispatch_timeout_seconds
+        deployment=gateway.deployment,
+        timeout_seconds=gateway.dispatch_timeout_seconds,
+        connect_retries=gateway.dispatch_connect_retries,
     )
 
 
@@ -148,8 +161,11 @@ def emergency_response(
         logger.warning("not acknowledged yet; the sweep keeps escalating")
         return {"emergency_id": emergency_id, "status": st.status.value}
     drawn = None
-    if options.reserve_draw is not None and st.status != EmergencyStatus.closed:
-        drawn = t.draw_reserve(emergency_id, options.reserve_draw, actor)
+    if options.reserve_draw is not None:
+        if st.status == EmergencyStatus.acknowledged:
+            drawn = t.draw_reserve(emergency_id, options.reserve_draw, actor)
+        else:
+            logger.warning("no reserve draw: the emergency is %s already", st.status.value)
     st = _wait(
         emergency_id,
         lambda s: s.status in (EmergencyStatus.resolved, EmergencyStatus.closed),

@@ -279,30 +279,35 @@ def create_app(
             annotations = {**hook.commonAnnotations, **alert.annotations}
             labels = {**hook.commonLabels, **alert.labels}
             try:
-                intakes.append(
-                    (
-                        alert.fingerprint,
-                        EmergencyIntake(
-                            level=Level(level),
-                            title=(
-                                annotations.get("summary")
-                                or labels.get("alertname")
-                                or f"alert {alert.fingerprint}"
-                            )[:300],
-                            description=annotations.get("description", "")[:20_000],
-                            working_group=labels.get(policy.working_group_label)
-                            or policy.default_working_group,
-                            details={
-                                "labels": labels,
-                                "generatorURL": alert.generatorURL,
-                                "startsAt": alert.startsAt,
-                                "receiver": hook.receiver,
-                            },
-                        ),
-                    )
+                intake = _intake(
+                    {
+                        "level": Level(level),
+                        "title": (
+                            annotations.get("summary")
+                            or labels.get("alertname")
+                            or f"alert {alert.fingerprint}"
+                        )[:300],
+                        "description": annotations.get("description", "")[:20_000],
+                        "working_group": labels.get(policy.working_group_label)
+                        or policy.default_working_group,
+                        "details": {
+                            "labels": labels,
+                            "generatorURL": alert.generatorURL,
+                            "startsAt": alert.startsAt,
+                            "receiver": hook.receiver,
+                        },
+                    },
+                    {
+                        "title": f"alerts.{i}.annotations.summary",
+                        "description": f"alerts.{i}.annotations.description",
+                        "working_group": f"alerts.{i}.labels.{policy.working_group_label}",
+                        "details": f"alerts.{i}",
+                    },
                 )
-            except ValidationError as exc:
-                problems += _invalid(exc.errors(), prefix=f"alerts.{i}").problems
+            except GatewayError as exc:
+                problems += exc.problems
+                continue
+            intakes.append((alert.fingerprint, intake))
         if problems:
             raise GatewayError(
                 422,
@@ -382,17 +387,20 @@ def create_app(
                 )
             dedup_key = event.dedup_key or str(uuid.uuid4())
             details = event.payload.custom_details
-            intake = EmergencyIntake(
-                level=Level(policy.levels[event.payload.severity]),
-                title=event.payload.summary[:300],
-                working_group=policy.default_working_group,
-                details={
-                    "source": event.payload.source,
-                    "severity": event.payload.severity,
-                    "component": event.payload.component,
-                    "group": event.payload.group,
-                    "custom_details": details,
+            intake = _intake(
+                {
+                    "level": Level(policy.levels[event.payload.severity]),
+                    "title": event.payload.summary[:300],
+                    "working_group": policy.default_working_group,
+                    "details": {
+                        "source": event.payload.source,
+                        "severity": event.payload.severity,
+                        "component": event.payload.component,
+                        "group": event.payload.group,
+                        "custom_details": details,
+                    },
                 },
+                {"title": "payload.summary", "details": "payload"},
             )
             accepted = await in_thread(
                 persist_trigger,
@@ -482,6 +490,22 @@ def _json(body: bytes) -> Any:
             where or "body",
         )
     return raw
+
+
+def _intake(values: dict, fields: dict[str, str]) -> EmergencyIntake:
+    """An intake built from a sender's payload; its problems are named by the sender's fields."""
+    try:
+        return EmergencyIntake.model_validate(values)
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ())]
+            if loc and loc[0] in fields:
+                loc = [fields[loc[0]], *loc[1:]]
+            elif not loc:
+                loc = [fields.get("details", "body")]
+            errors.append({**err, "loc": tuple(loc)})
+        raise _invalid(errors) from None
 
 
 def _validate(raw: Any, model: type[M]) -> M:

@@ -32,6 +32,7 @@ def serve(
         dispatcher = PrefectDispatcher(
             deployment=policy.gateway.deployment,
             timeout_seconds=policy.gateway.dispatch_timeout_seconds,
+            connect_retries=policy.gateway.dispatch_connect_retries,
         )
     uvicorn.run(
         create_app(dispatcher=dispatcher),
@@ -49,3 +50,34 @@ def openapi() -> None:
     from taskforce.gateway.app import create_app
 
     typer.echo(json.dumps(create_app().openapi(), indent=2, ensure_ascii=False))
+
+
+@app.command("sweep")
+def sweep() -> None:
+    """Dispatch pending emergencies and escalate pages and warnings once.
+
+    The `dispatch-pending-emergencies` deployment does this every minute; run
+    this from cron while the Prefect server itself is down.
+    """
+    from rich.console import Console
+
+    from flows.emergency import default_dispatcher
+    from taskforce.db import get_engine, unit_of_work
+    from taskforce.emergency.dispatch import dispatch_pending
+    from taskforce.emergency.service import escalate_due
+    from taskforce.emergency.warnings import escalate_overdue_warnings
+    from taskforce.gateway.app import default_context
+
+    ctx = default_context()
+    outcomes = dispatch_pending(get_engine(), ctx, default_dispatcher(), actor="cli-sweep")
+    with unit_of_work() as session:
+        escalations = escalate_due(session, ctx)
+        warnings = escalate_overdue_warnings(session, ctx)
+    console = Console()
+    for o in outcomes:
+        console.print(
+            f"{o.public_id}: {'dispatched' if o.dispatched else 'pending: ' + str(o.error)}"
+        )
+    for e in escalations:
+        console.print(f"{e.public_id}: {e.action} at {e.step} ({', '.join(e.paged) or '-'})")
+    console.print(f"warnings escalated: {len(warnings)}")

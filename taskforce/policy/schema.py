@@ -190,6 +190,7 @@ class GatewayPolicy(Strict):
     max_body_bytes: PositiveInt
     replay_window_seconds: PositiveInt
     dispatch_timeout_seconds: PositiveInt
+    dispatch_connect_retries: NonNegativeInt
     deployment: Annotated[str, Field(pattern=r"^[^/]+/[^/]+$")]
     native: NativeGatewayPolicy
     alertmanager: AlertmanagerPolicy

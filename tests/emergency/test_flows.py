@@ -60,7 +60,10 @@ def test_prefect_unreachable_then_back(engine, policy, deployment):
 
     ctx = Context(policy=policy)
     down = PrefectDispatcher(
-        deployment=deployment, timeout_seconds=5, api_url=f"http://127.0.0.1:{closed_port()}/api"
+        deployment=deployment,
+        timeout_seconds=5,
+        connect_retries=0,
+        api_url=f"http://127.0.0.1:{closed_port()}/api",
     )
     e = _open(engine, ctx)
     (outcome,) = dispatch_pending(engine, ctx, down)
@@ -112,10 +115,14 @@ def test_response_flow_runs_to_the_follow_up_issue(engine, policy, prefect_serve
     assert first["status"] == "pending_dispatch"
     with unit_of_work(engine) as s:
         service.acknowledge(s, ctx, e.emergency_id, actor="E1")
+    # Acknowledged: the run draws on the reserve, then waits for the resolution.
+    drawn = emergency_response(e.emergency_id, options)
+    assert drawn["status"] == "acknowledged"
+    assert drawn["reserve_draw"]["amount_fen"] == 20_000_000
+    with unit_of_work(engine) as s:
         service.resolve(s, ctx, e.emergency_id, actor="E1")
-    done = emergency_response(e.emergency_id, options)
+    done = emergency_response(e.emergency_id, options)  # the rerun draws nothing twice
     assert done["status"] == "closed" and done["follow_up_issue_id"]
-    assert done["reserve_draw"]["amount_fen"] == 20_000_000
     again = emergency_response(e.emergency_id, options)
     assert again["note"] == "already closed"
     with unit_of_work(engine) as s:

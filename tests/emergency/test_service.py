@@ -370,6 +370,8 @@ def test_dispatch_marks_or_pages_directly(engine, ctx):
         assert service.pending_dispatch(s) == [e.emergency_id]
     # A second failure pages nobody again.
     assert dispatch_pending(engine, ctx, unreachable)[0].paged == ()
+    failures = _count(engine, TrailEntry, TrailEntry.action == "emergency.dispatch_failed")
+    assert failures == 1  # only the failure that paged directly is on the trail
     done = dispatch_pending(engine, ctx, lambda public_id: f"run-{public_id}")
     assert [o.dispatched for o in done] == [True]
     with unit_of_work(engine) as s:

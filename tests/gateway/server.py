@@ -40,6 +40,7 @@ def unreachable_prefect():
     return PrefectDispatcher(
         deployment="emergency-response/emergency-response",
         timeout_seconds=5,
+        connect_retries=0,
         api_url=f"http://127.0.0.1:{closed_port()}/api",
     )
 

@@ -277,6 +277,9 @@ def test_alertmanager_bad_bodies(gateway, engine):
     assert "critical" in error["message"]  # the allowed values are named
     _error(_am(gateway, {**_hook(_alert()), "version": "3"}), 422, "invalid_body", "version")
     _error(_am(gateway, {**_hook(_alert()), "extra": 1}), 422, "invalid_body", "extra")
+    short = _alert()
+    short["annotations"]["summary"] = "x"
+    _error(_am(gateway, _hook(short)), 422, "invalid_body", "alerts.0.annotations.summary")
     no_fp = _alert()
     del no_fp["fingerprint"]
     _error(_am(gateway, _hook(no_fp)), 422, "invalid_body", "alerts.0.fingerprint")
@@ -335,6 +338,8 @@ def test_pagerduty_bad_requests(gateway, engine):
     _error(_pd(gateway, payload=None), 422, "invalid_body", "payload")
     _error(_pd(gateway, "acknowledge", dedup_key=None), 422, "invalid_body", "dedup_key")
     _error(_pd(gateway, severity="fatal"), 422, "invalid_body", "payload.severity")
+    short = {"summary": "x", "source": "s", "severity": "info"}  # found by schemathesis
+    _error(_pd(gateway, payload=short), 422, "invalid_body", "payload.summary")
     _error(_pd(gateway, event_action_extra=1), 422, "invalid_body", "event_action_extra")
     _error(_pd(gateway, "resolve", dedup_key="never-opened"), 404, "not_found", "dedup_key")
     _error(
