@@ -15,6 +15,8 @@ EXPECTED = {
     "resolve-emergency": "resolve-emergency",
     "dispatch-pending-emergencies": "dispatch-pending-emergencies",
     "quarterly-drill": "quarterly-drill",
+    "raise-warning": "raise-warning",
+    "handle-warning": "handle-warning",
 }
 
 

@@ -183,3 +183,16 @@ def test_drill_through_the_gateway(engine, policy, prefect_server, start_gateway
             select(TrailEntry.action).where(TrailEntry.subject_id == e.public_id)
         ).all()
     assert actions[0] == "emergency.opened" and actions[-1] == "emergency.closed"
+
+
+def test_warning_forms(engine, prefect_server):
+    from flows.warnings import HandleWarningForm, RaiseWarningForm, handle_warning, raise_warning
+
+    form = RaiseWarningForm(
+        colour="orange", title="跨区协调受阻", subject_id="TF-2026-00001", actor="E1", dedup_key="x"
+    )
+    first = raise_warning(form)
+    assert first["raised"] and raise_warning(form) == {"warning_id": None, "raised": False}
+    assert (
+        handle_warning(HandleWarningForm(warning_id=first["warning_id"], actor="L1")) == "handled"
+    )

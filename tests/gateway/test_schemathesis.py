@@ -9,6 +9,7 @@ fuzzing reaches validation and the database, not only the 401s.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 
 import pytest
@@ -17,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.gateway.server import ROUTING_KEY, TOKEN
 
-EXAMPLES_PER_OPERATION = 40
+EXAMPLES_PER_OPERATION = int(os.environ.get("TASKFORCE_FUZZ_EXAMPLES", "40"))  # more: set it
 
 
 def _send(gateway, ctx, case):
