@@ -342,6 +342,10 @@ def _page(
                 "page_number": page_number,
                 "deadlines": emergency.deadlines,
                 "is_drill": emergency.is_drill,
+                # read by the notification templates (emergency_page.j2)
+                "ack_within": f"{ctx.policy.emergency.acknowledge_within_minutes} min",
+                "summary": (emergency.description or "")[:200],
+                "paged": members,
             },
             at=now,
             routing=ctx.policy.notifications,
@@ -509,6 +513,8 @@ def _record_escalation(
             "to": to_step,
             "action": action,
             "is_drill": emergency.is_drill,
+            "reason": "page not acknowledged",
+            "summary": f"{action}: {from_step or '-'} → {to_step}",
         },
     )
 

@@ -167,6 +167,8 @@ def escalate_overdue_warnings(session: Session, ctx: Context) -> list[int]:
                 "title": r.title,
                 "handled_by": r.handled_by,
                 "deadline_at": r.deadline_at.isoformat(),
+                "summary": f"{rule.name_zh}: not handled by {r.handled_by} within "
+                f"{rule.deadline_hours} h",
             },
         )
     return ids
