@@ -239,13 +239,40 @@ def resolve_emergency(form: AnswerForm) -> str:
     return t.resolve(form.emergency_id, form.actor, form.note).status.value
 
 
+class DeadlineForm(BaseModel):
+    """记录时限节点 — e.g. the cross-department command was formed (level I, 24 h)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    emergency_id: EmergencyId
+    deadline: str = Field(
+        ...,
+        min_length=1,
+        max_length=64,
+        title="Deadline 时限",
+        description="A deadline of the emergency's level (config emergency.levels), "
+        "e.g. command_formed or solution.",
+    )
+    actor: str = Field(..., min_length=1, max_length=100, title="Who 记录人")
+    note: str = Field("", max_length=2_000, title="Note 备注")
+
+
+@flow(name="record-emergency-deadline")
+def record_emergency_deadline(form: DeadlineForm) -> bool:
+    """Record a level deadline as met; missed ones are escalated by the sweep."""
+    return t.record_deadline(form.emergency_id, form.deadline, form.actor, form.note)
+
+
 @flow(name="dispatch-pending-emergencies", log_prints=True)
 def dispatch_pending_emergencies() -> dict:
-    """The sweep: dispatch what the gateway could not, escalate pages and overdue warnings."""
+    """The sweep: dispatch what the gateway could not; escalate pages, missed level deadlines
+    and overdue warnings."""
     outcomes = t.dispatch_all_pending(default_dispatcher())
     escalations = t.escalate()
+    missed = t.escalate_missed_deadlines()
     warnings = t.escalate_warnings()
     return {
+        "deadlines_missed": [f"{public_id}:{name}" for public_id, name in missed],
         "dispatched": [o.public_id for o in outcomes if o.dispatched],
         "still_pending": [o.public_id for o in outcomes if not o.dispatched],
         "escalations": [f"{e.public_id}:{e.action}:{e.step}" for e in escalations],

@@ -106,6 +106,20 @@ def dispatch_all_pending(dispatcher: Dispatcher) -> list[DispatchOutcome]:
     return dispatch_pending(get_engine(), context(), dispatcher)
 
 
+@task(name="escalate-missed-deadlines", cache_policy=NO_CACHE)
+def escalate_missed_deadlines() -> list[tuple[str, str]]:
+    with unit_of_work() as session:
+        return service.escalate_missed_deadlines(session, context())
+
+
+@task(name="record-emergency-deadline", cache_policy=NO_CACHE)
+def record_deadline(public_id: str, name: str, actor: str, note: str = "") -> bool:
+    with unit_of_work() as session:
+        return service.record_deadline_met(
+            session, context(), public_id, name, actor=actor, note=note
+        )
+
+
 @task(name="escalate-overdue-warnings", cache_policy=NO_CACHE)
 def escalate_warnings() -> list[int]:
     with unit_of_work() as session:

@@ -54,12 +54,6 @@ class DrillReport:
         return self.acknowledged_at - self.first_page_at <= limit
 
 
-def _met(done_at: dt.datetime | None, due_at: dt.datetime, now: dt.datetime) -> bool | None:
-    if done_at is not None:
-        return done_at <= due_at
-    return False if now > due_at else None
-
-
 def _seconds(start: dt.datetime, end: dt.datetime | None) -> float | None:
     return None if end is None else round((end - start).total_seconds(), 3)
 
@@ -78,10 +72,16 @@ def drill_report(session: Session, ctx: Context, public_id: str, *, path: str) -
         if r.kind == "escalate"
     ]
     now = ctx.now()
+    met = {
+        r.detail.get("name"): bool(r.detail.get("in_time"))
+        for r in rows
+        if r.kind == "deadline_met"
+    }
     checks = []
     for name, due in sorted(emergency.deadlines.items()):
         due_at = dt.datetime.fromisoformat(due)
-        checks.append(DeadlineCheck(name, due_at, _met(emergency.resolved_at, due_at, now)))
+        verdict = met.get(name, False if now > due_at else None)
+        checks.append(DeadlineCheck(name, due_at, verdict))
     return DrillReport(
         emergency_id=emergency.public_id,
         level=emergency.level.value,

@@ -130,7 +130,7 @@ def escalate_overdue_warnings(session: Session, ctx: Context) -> list[int]:
             EarlyWarning.deadline_at,
             EarlyWarning.classification,
         )
-        .where(EarlyWarning.status == WarningStatus.open, EarlyWarning.deadline_at <= now)
+        .where(EarlyWarning.status == WarningStatus.open, EarlyWarning.deadline_at < now)
         .order_by(EarlyWarning.deadline_at, EarlyWarning.id)
         .with_for_update()
     ).all()

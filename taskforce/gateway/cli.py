@@ -54,7 +54,7 @@ def openapi() -> None:
 
 @app.command("sweep")
 def sweep() -> None:
-    """Dispatch pending emergencies and escalate pages and warnings once.
+    """Dispatch pending emergencies; escalate pages, missed deadlines and warnings once.
 
     The `dispatch-pending-emergencies` deployment does this every minute; run
     this from cron while the Prefect server itself is down.
@@ -64,7 +64,7 @@ def sweep() -> None:
     from flows.emergency import default_dispatcher
     from taskforce.db import get_engine, unit_of_work
     from taskforce.emergency.dispatch import dispatch_pending
-    from taskforce.emergency.service import escalate_due
+    from taskforce.emergency.service import escalate_due, escalate_missed_deadlines
     from taskforce.emergency.warnings import escalate_overdue_warnings
     from taskforce.gateway.app import default_context
 
@@ -72,6 +72,7 @@ def sweep() -> None:
     outcomes = dispatch_pending(get_engine(), ctx, default_dispatcher(), actor="cli-sweep")
     with unit_of_work() as session:
         escalations = escalate_due(session, ctx)
+        missed = escalate_missed_deadlines(session, ctx)
         warnings = escalate_overdue_warnings(session, ctx)
     console = Console()
     for o in outcomes:
@@ -80,4 +81,6 @@ def sweep() -> None:
         )
     for e in escalations:
         console.print(f"{e.public_id}: {e.action} at {e.step} ({', '.join(e.paged) or '-'})")
+    for public_id, name in missed:
+        console.print(f"{public_id}: deadline {name} missed, escalated")
     console.print(f"warnings escalated: {len(warnings)}")

@@ -121,6 +121,7 @@ class EmergencyPolicy(Strict):
     acknowledge_within_minutes: PositiveInt
     escalation_repeat_limit: PositiveInt
     escalation_chain: list[ChainStep] = Field(min_length=1)
+    deadlines_met_by_page: dict[str, ChainStep] = {}
     unpaged_grace_seconds: PositiveInt
     page_priority: int
     follow_up: FollowUpPolicy
@@ -135,6 +136,10 @@ class EmergencyPolicy(Strict):
                 raise ValueError(
                     f"levels.{level}.leading_group {rule.leading_group!r} is not on escalation_chain"
                 )
+        named = {name for rule in self.levels.values() for name in rule.deadlines_hours}
+        for name in self.deadlines_met_by_page:
+            if name not in named:
+                raise ValueError(f"deadlines_met_by_page.{name}: no level has this deadline")
         return self
 
     @field_validator("levels")

@@ -16,6 +16,7 @@ EXPECTED = {
     "dispatch-pending-emergencies": "dispatch-pending-emergencies",
     "quarterly-drill": "quarterly-drill",
     "raise-warning": "raise-warning",
+    "record-emergency-deadline": "record-emergency-deadline",
     "handle-warning": "handle-warning",
 }
 

@@ -34,7 +34,7 @@ def test_report_measures_page_ack_escalations_and_deadlines(engine, ctx, clock):
     with unit_of_work(engine) as s:
         service.page_if_unpaged(s, ctx, e.emergency_id, actor="flow", reason="test")
     for _ in range(limit):  # the executive's pages run out: up to leadership
-        clock.advance(minutes=window)
+        clock.advance(minutes=window, seconds=1)
         with unit_of_work(engine) as s:
             service.escalate_due(s, ctx)
     clock.advance(minutes=1)
@@ -44,7 +44,7 @@ def test_report_measures_page_ack_escalations_and_deadlines(engine, ctx, clock):
         report = drill_report(s, ctx, e.emergency_id, path="in process")
     assert report.is_drill
     assert report.seconds_to_first_page == 3
-    assert report.seconds_to_acknowledge == 3 + (limit * window + 1) * 60
+    assert report.seconds_to_acknowledge == 3 + limit * (window * 60 + 1) + 60
     assert report.acknowledged_in_time is False
     assert report.escalations == ["step_up: executive → leadership"]
     assert report.pages == limit + 1

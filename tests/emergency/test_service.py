@@ -151,8 +151,8 @@ def test_escalation_follows_the_clock_along_the_chain(engine, ctx, clock):
     e = _open(engine, ctx, level="III")
     _page(engine, ctx, e.emergency_id)
 
-    clock.advance(minutes=window, seconds=-1)
-    assert _escalate(engine, ctx) == []  # one second before the window closes
+    clock.advance(minutes=window)
+    assert _escalate(engine, ctx) == []  # the last instant of the window is still in time (以内)
     clock.advance(seconds=1)
     (first,) = _escalate(engine, ctx)
     assert (first.action, first.step, first.page_number, first.paged) == (
@@ -165,7 +165,7 @@ def test_escalation_follows_the_clock_along_the_chain(engine, ctx, clock):
 
     actions = []
     for _ in range(2 * limit + 2):
-        clock.advance(minutes=window)
+        clock.advance(minutes=window, seconds=1)
         actions += [(x.action, x.step, x.page_number) for x in _escalate(engine, ctx)]
     assert actions == [
         ("repage", "working_group", 3),
@@ -196,7 +196,7 @@ def test_level_one_starts_at_the_top_and_only_repeats(engine, ctx, clock):
     _page(engine, ctx, e.emergency_id)
     seen = []
     for _ in range(4):
-        clock.advance(minutes=ctx.policy.emergency.acknowledge_within_minutes)
+        clock.advance(minutes=ctx.policy.emergency.acknowledge_within_minutes, seconds=1)
         seen += [x.action for x in _escalate(engine, ctx)]
     assert seen == ["repage", "repage", "exhausted"]
 
@@ -386,10 +386,65 @@ def test_sweep_pages_an_emergency_no_flow_run_paged(engine, ctx, clock):
     e = _open(engine, ctx, level="II")
     with unit_of_work(engine) as s:
         service.mark_dispatched(s, ctx, e.emergency_id, "run-1", actor="gateway")
-    clock.advance(seconds=ctx.policy.emergency.unpaged_grace_seconds - 1)
+    clock.advance(seconds=ctx.policy.emergency.unpaged_grace_seconds)
     assert _escalate(engine, ctx) == []
     clock.advance(seconds=1)
     (first,) = _escalate(engine, ctx)
     assert (first.action, first.paged) == ("first_page", ["E1", "E2"])
     assert _escalate(engine, ctx) == []
     assert _audiences(engine, e.emergency_id) == ["member-E1", "member-E2"]
+
+
+def _missed(engine, ctx):
+    with unit_of_work(engine) as s:
+        return service.escalate_missed_deadlines(s, ctx)
+
+
+def test_level_one_deadlines(engine, ctx, clock):
+    """I: leadership reported within 2 h (met by paging it), command formed within 24 h."""
+    e = _open(engine, ctx, level="I", wg=None)
+    hours = ctx.policy.emergency.levels["I"].deadlines_hours
+    _page(engine, ctx, e.emergency_id)  # pages the leadership group: reported
+    clock.advance(hours=hours["command_formed"])
+    assert _missed(engine, ctx) == []  # 24 h 以内: the last instant is in time
+    clock.advance(seconds=1)
+    assert _missed(engine, ctx) == [(e.emergency_id, "command_formed")]
+    assert _missed(engine, ctx) == []  # escalated once
+    with unit_of_work(engine) as s:
+        # Recorded late: met, but not in time.
+        assert service.record_deadline_met(s, ctx, e.emergency_id, "command_formed", actor="L1")
+        assert not service.record_deadline_met(s, ctx, e.emergency_id, "command_formed", actor="L1")
+        with pytest.raises(DomainError, match="deadline: level I has no deadline 'solution'"):
+            service.record_deadline_met(s, ctx, e.emergency_id, "solution", actor="L1")
+        details = s.scalars(
+            select(EmergencyEvent.detail).where(EmergencyEvent.kind == "deadline_met")
+        ).all()
+    assert {d["name"]: d["in_time"] for d in details} == {
+        "report_to_leadership": True,
+        "command_formed": False,
+    }
+
+
+def test_level_two_solution_met_by_resolution(engine, ctx, clock):
+    e = _open(engine, ctx, level="II")
+    hours = ctx.policy.emergency.levels["II"].deadlines_hours["solution"]
+    _page(engine, ctx, e.emergency_id)
+    clock.advance(hours=hours)
+    with unit_of_work(engine) as s:
+        service.resolve(s, ctx, e.emergency_id, actor="E1")  # exactly at the deadline: in time
+    assert _missed(engine, ctx) == []
+    with unit_of_work(engine) as s:
+        (detail,) = s.scalars(
+            select(EmergencyEvent.detail).where(EmergencyEvent.kind == "deadline_met")
+        ).all()
+    assert detail["name"] == "solution" and detail["in_time"] is True
+
+
+def test_leadership_reached_by_escalation_meets_the_report_deadline_late(engine, ctx, clock):
+    """A level-II page escalated to leadership does not create a level-I deadline."""
+    e = _open(engine, ctx, level="II")
+    _page(engine, ctx, e.emergency_id)
+    for _ in range(ctx.policy.emergency.escalation_repeat_limit):
+        clock.advance(minutes=ctx.policy.emergency.acknowledge_within_minutes, seconds=1)
+        _escalate(engine, ctx)
+    assert _count(engine, EmergencyEvent, EmergencyEvent.kind == "deadline_met") == 0

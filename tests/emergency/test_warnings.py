@@ -46,9 +46,9 @@ def test_missed_deadline_escalates_once(engine, ctx, clock, colour):
     hours = getattr(ctx.policy.warnings, colour).deadline_hours
     wid = _raise(engine, ctx, colour, f"k-{colour}")
     assert _raise(engine, ctx, colour, f"k-{colour}") is None  # one warning per cause
-    clock.advance(hours=hours, seconds=-1)
+    clock.advance(hours=hours)
     with unit_of_work(engine) as s:
-        assert escalate_overdue_warnings(s, ctx) == []
+        assert escalate_overdue_warnings(s, ctx) == []  # the last instant is in time (以内)
     clock.advance(seconds=1)
     with unit_of_work(engine) as s:
         assert escalate_overdue_warnings(s, ctx) == [wid]
