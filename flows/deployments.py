@@ -161,6 +161,72 @@ SPECS: list[Spec] = [
         "Draw on the emergency reserve for an emergency.",
         ("budget", "emergency"),
     ),
+    # --- emergencies (flows/emergency.py, flows/warnings.py, flows/drill.py): their own pool, polled every second ---
+    Spec(
+        "emergency-response",
+        "flows/emergency.py:emergency_response",
+        "One run per emergency, started by the gateway (idempotency key = the emergency id).",
+        ("emergency",),
+        pool=EMERGENCY_POOL,
+    ),
+    Spec(
+        "open-emergency",
+        "flows/emergency.py:open_emergency",
+        "开启应急事项 An operator opens an emergency from the UI form.",
+        ("emergency", "operator"),
+        pool=EMERGENCY_POOL,
+    ),
+    Spec(
+        "acknowledge-emergency",
+        "flows/emergency.py:acknowledge_emergency",
+        "确认 Acknowledge a page; stops the escalation.",
+        ("emergency", "operator"),
+        pool=EMERGENCY_POOL,
+    ),
+    Spec(
+        "resolve-emergency",
+        "flows/emergency.py:resolve_emergency",
+        "解除 The emergency is over; its response run opens the follow-up issue.",
+        ("emergency", "operator"),
+        pool=EMERGENCY_POOL,
+    ),
+    Spec(
+        "record-emergency-deadline",
+        "flows/emergency.py:record_emergency_deadline",
+        "记录时限节点 Record a level deadline as met (e.g. command formed).",
+        ("emergency", "operator"),
+        pool=EMERGENCY_POOL,
+    ),
+    Spec(
+        "dispatch-pending-emergencies",
+        "flows/emergency.py:dispatch_pending_emergencies",
+        "Dispatch what the gateway could not; escalate unacknowledged pages and overdue warnings.",
+        ("emergency", "scheduled"),
+        schedule="* * * * *",
+        concurrency=1,
+        pool=EMERGENCY_POOL,
+    ),
+    Spec(
+        "raise-warning",
+        "flows/warnings.py:raise_warning",
+        "发布预警 Raise a yellow / orange / red warning.",
+        ("warning", "operator"),
+    ),
+    Spec(
+        "handle-warning",
+        "flows/warnings.py:handle_warning",
+        "处置预警 Mark a warning handled.",
+        ("warning", "operator"),
+    ),
+    Spec(
+        "quarterly-drill",
+        "flows/drill.py:quarterly_drill",
+        "季度演练 A drill emergency through the real path, and its report.",
+        ("emergency", "drill", "scheduled"),
+        schedule="quarterly_drill",
+        concurrency=1,
+        pool=EMERGENCY_POOL,
+    ),
 ]
 
 

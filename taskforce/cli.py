@@ -10,6 +10,7 @@ from rich.table import Table
 
 from taskforce.budget.cli import app as budget_app
 from taskforce.db import database_url, get_engine, unit_of_work
+from taskforce.gateway.cli import app as gateway_app
 from taskforce.money import format_yuan, to_fen
 from taskforce.notify.cli import app as notify_app
 from taskforce.policy import ConfigError, config_dir, load_org, load_policy
@@ -23,6 +24,7 @@ deployments_app = typer.Typer(
 app.add_typer(deployments_app, name="deployments")
 app.add_typer(notify_app, name="notify")
 app.add_typer(budget_app, name="budget")
+app.add_typer(gateway_app, name="gateway")
 console = Console()
 
 

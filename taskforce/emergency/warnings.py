@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from taskforce import events
 from taskforce.context import Context
 from taskforce.emergency.models import EarlyWarning, WarningColour, WarningStatus
+from taskforce.errors import NotFound
 from taskforce.policy.schema import Classification
 
 
@@ -81,3 +82,123 @@ def raise_warning(
         is_drill=is_drill,
     )
     return warning
+
+
+def handle_warning(
+    session: Session, ctx: Context, warning_id: int, *, actor: str, note: str = ""
+) -> EarlyWarning:
+    """The handling group has acted (plan made, resources coordinated, decision taken)."""
+    warning = session.scalars(
+        select(EarlyWarning).where(EarlyWarning.id == warning_id).with_for_update()
+    ).one_or_none()
+    if warning is None:
+        raise NotFound(f"no warning {warning_id}", field="warning_id")
+    if warning.status == WarningStatus.handled:
+        return warning
+    now = ctx.now()
+    late = now > warning.deadline_at
+    warning.status = WarningStatus.handled
+    warning.handled_at = now
+    events.record(
+        session,
+        ctx.policy,
+        at=now,
+        actor=actor,
+        action="warning.handled",
+        subject_type="warning",
+        subject_id=warning.id,
+        classification=warning.classification,
+        payload={"note": note, "late": late, "deadline_at": warning.deadline_at},
+    )
+    session.flush()
+    return warning
+
+
+def escalate_overdue_warnings(session: Session, ctx: Context) -> list[int]:
+    """Escalate every open warning past its deadline (48 h / 72 h / 24 h), once.
+
+    The due warnings are read in one query and marked escalated in one UPDATE;
+    each gets its trail entry and notification.
+    """
+    now = ctx.now()
+    rows = session.execute(
+        select(
+            EarlyWarning.id,
+            EarlyWarning.colour,
+            EarlyWarning.title,
+            EarlyWarning.handled_by,
+            EarlyWarning.deadline_at,
+            EarlyWarning.classification,
+        )
+        .where(EarlyWarning.status == WarningStatus.open, EarlyWarning.deadline_at < now)
+        .order_by(EarlyWarning.deadline_at, EarlyWarning.id)
+        .with_for_update()
+    ).all()
+    if not rows:
+        return []
+    ids = [r.id for r in rows]
+    session.execute(
+        update(EarlyWarning)
+        .where(EarlyWarning.id.in_(ids), EarlyWarning.status == WarningStatus.open)
+        .values(status=WarningStatus.escalated, escalated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    for r in rows:
+        rule = getattr(ctx.policy.warnings, WarningColour(r.colour).value)
+        events.record(
+            session,
+            ctx.policy,
+            at=now,
+            actor="system",
+            action="warning.escalated",
+            subject_type="warning",
+            subject_id=r.id,
+            classification=r.classification,
+            notify="warning_escalated",
+            payload={
+                "colour": WarningColour(r.colour).value,
+                "handled_by": r.handled_by,
+                "deadline_at": r.deadline_at,
+                "hours": rule.deadline_hours,
+            },
+            context={
+                "colour": WarningColour(r.colour).value,
+                "colour_zh": rule.name_zh,
+                "title": r.title,
+                "handled_by": r.handled_by,
+                "deadline_at": r.deadline_at.isoformat(),
+                "summary": f"{rule.name_zh}: not handled by {r.handled_by} within "
+                f"{rule.deadline_hours} h",
+            },
+        )
+    return ids
+
+
+def colour_for_risk_score(score: int, ctx: Context) -> WarningColour | None:
+    """The warning a risk score raises (SPEC §6): the highest threshold it reaches."""
+    reached = [
+        WarningColour(colour)
+        for colour, threshold in ctx.policy.risk.warning_thresholds.items()
+        if score >= threshold
+    ]
+    order = [WarningColour.yellow, WarningColour.orange, WarningColour.red]
+    return max(reached, key=order.index) if reached else None
+
+
+def raise_risk_warning(
+    session: Session, ctx: Context, *, risk_id: int | str, score: int, title: str
+) -> EarlyWarning | None:
+    """A risk crossing a threshold raises that colour once per risk and colour."""
+    colour = colour_for_risk_score(score, ctx)
+    if colour is None:
+        return None
+    return raise_warning(
+        session,
+        ctx,
+        colour=colour,
+        source="risk",
+        subject_type="risk",
+        subject_id=risk_id,
+        title=title,
+        dedup_key=f"risk:{risk_id}:{colour.value}",
+    )

@@ -99,11 +99,48 @@ class EmergencyLevelPolicy(Strict):
     deadlines_hours: dict[str, PositiveInt]
 
 
+LevelName = Literal["I", "II", "III"]
+WorkingGroupCode = Annotated[str, Field(pattern=r"^wg:[a-z0-9-]+$")]
+
+
+class FollowUpPolicy(Strict):
+    reporting_unit: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]
+    category: str = Field(min_length=1, max_length=64)
+
+
+class DrillPolicy(Strict):
+    source: str = Field(min_length=1, max_length=64)
+    level: LevelName
+    working_group: WorkingGroupCode
+    title: str = Field(min_length=2, max_length=300)
+    wait_minutes: NonNegativeInt
+
+
 class EmergencyPolicy(Strict):
-    levels: dict[Literal["I", "II", "III"], EmergencyLevelPolicy]
+    levels: dict[LevelName, EmergencyLevelPolicy]
     acknowledge_within_minutes: PositiveInt
     escalation_repeat_limit: PositiveInt
     escalation_chain: list[ChainStep] = Field(min_length=1)
+    deadlines_met_by_page: dict[str, ChainStep] = {}
+    unpaged_grace_seconds: PositiveInt
+    page_priority: int
+    follow_up: FollowUpPolicy
+    flow_poll_seconds: PositiveInt
+    flow_max_wait_minutes: PositiveInt
+    drill: DrillPolicy
+
+    @model_validator(mode="after")
+    def _leading_groups_on_chain(self) -> EmergencyPolicy:
+        for level, rule in self.levels.items():
+            if rule.leading_group not in self.escalation_chain:
+                raise ValueError(
+                    f"levels.{level}.leading_group {rule.leading_group!r} is not on escalation_chain"
+                )
+        named = {name for rule in self.levels.values() for name in rule.deadlines_hours}
+        for name in self.deadlines_met_by_page:
+            if name not in named:
+                raise ValueError(f"deadlines_met_by_page.{name}: no level has this deadline")
+        return self
 
     @field_validator("levels")
     @classmethod
@@ -112,6 +149,57 @@ class EmergencyPolicy(Strict):
         if missing:
             raise ValueError(f"missing levels: {', '.join(sorted(missing))}")
         return v
+
+
+# --- the webhook gateway (issue 5) ------------------------------------------
+
+SourceName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
+
+
+class NativeSourcePolicy(Strict):
+    default_working_group: WorkingGroupCode | None = None
+
+
+class NativeGatewayPolicy(Strict):
+    secret_env_prefix: str = Field(min_length=1)
+    sources: dict[SourceName, NativeSourcePolicy] = Field(min_length=1)
+
+
+class AlertmanagerPolicy(Strict):
+    token_env: str = Field(min_length=1)
+    source: SourceName
+    level_label: str = Field(min_length=1)
+    working_group_label: str = Field(min_length=1)
+    default_working_group: WorkingGroupCode | None = None
+    levels: dict[str, LevelName] = Field(min_length=1)
+
+
+class PagerDutyPolicy(Strict):
+    routing_key_env: str = Field(min_length=1)
+    source: SourceName
+    default_working_group: WorkingGroupCode | None = None
+    levels: dict[Literal["critical", "error", "warning", "info"], LevelName]
+
+    @field_validator("levels")
+    @classmethod
+    def _every_severity(cls, v: dict) -> dict:
+        missing = {"critical", "error", "warning", "info"} - set(v)
+        if missing:
+            raise ValueError(f"missing severities: {', '.join(sorted(missing))}")
+        return v
+
+
+class GatewayPolicy(Strict):
+    host: str = Field(min_length=1)
+    port: Annotated[int, Field(gt=0, lt=65536)]
+    max_body_bytes: PositiveInt
+    replay_window_seconds: PositiveInt
+    dispatch_timeout_seconds: PositiveInt
+    dispatch_connect_retries: NonNegativeInt
+    deployment: Annotated[str, Field(pattern=r"^[^/]+/[^/]+$")]
+    native: NativeGatewayPolicy
+    alertmanager: AlertmanagerPolicy
+    pagerduty: PagerDutyPolicy
 
 
 class WarningPolicy(Strict):
@@ -242,6 +330,7 @@ class Policy(Strict):
     loop: Loop
     progress: Progress
     emergency: EmergencyPolicy
+    gateway: GatewayPolicy
     warnings: Warnings
     budget: BudgetPolicy
     risk: RiskPolicy

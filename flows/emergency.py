@@ -1,0 +1,280 @@
+"""Emergency response (应急响应, SPEC §5) as Prefect flows.
+
+* `emergency-response` (one run per emergency, started by the gateway with the
+  emergency's id as idempotency key): page on-call → wait for acknowledgement,
+  escalating on the clock → reserve draw → wait for resolution → follow-up
+  issue. It reads the state from the database at every step, so a rerun
+  continues where the last run stopped and does nothing twice.
+* `open-emergency`: an operator opens an emergency from the UI form.
+* `acknowledge-emergency` / `resolve-emergency`: the operator's UI forms for
+  the two answers a page waits for (the webhook actions do the same).
+* `dispatch-pending-emergencies`: the sweep — starts runs for emergencies the
+  gateway could not dispatch, escalates unacknowledged pages and overdue
+  warnings.
+
+Acknowledgement is read from the database, not from a paused run's input: a
+Prefect pause that times out cannot be resumed, and an acknowledgement may
+come from a webhook as well as from the UI, so the flow polls the one place
+both write to.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from pydantic import BaseModel, ConfigDict, Field
+
+from taskforce.emergency.forms import EmergencyIntake, ReserveDrawForm
+from taskforce.emergency.models import EmergencyStatus
+from taskforce.emergency.service import UNACKNOWLEDGED, EmergencyState
+from taskforce.policy import load_policy
+from tasks import emergency as t
+
+EmergencyId = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+        title="Emergency id 应急事项编号",
+        description="The emergency's public id (a UUID), as the gateway returned it.",
+    ),
+]
+
+
+class PrefectDispatcher:
+    """Starts the `emergency-response` deployment for an emergency through the Prefect API.
+
+    The emergency's public id is the flow run's idempotency key, so a second
+    call for the same emergency returns the run the first one created.
+    """
+
+    def __init__(
+        self,
+        *,
+        deployment: str,
+        timeout_seconds: float,
+        connect_retries: int | None = None,
+        api_url: str | None = None,
+    ) -> None:
+        self.deployment, self.timeout, self.api_url = deployment, timeout_seconds, api_url
+        self.connect_retries = connect_retries
+
+    def _client(self):
+        import httpx
+        from prefect.client.orchestration import SyncPrefectClient, get_client
+        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY
+
+        settings: dict = {"timeout": self.timeout}
+        if self.connect_retries is not None:
+            # Prefect's own default retries a refused connection with backoff (~1.5 s);
+            # an emergency pages directly instead, and the sweep tries again.
+            settings["transport"] = httpx.HTTPTransport(retries=self.connect_retries)
+        if self.api_url is None:
+            return get_client(httpx_settings=settings, sync_client=True)
+        return SyncPrefectClient(
+            self.api_url,
+            api_key=PREFECT_API_KEY.value(),
+            auth_string=PREFECT_API_AUTH_STRING.value(),
+            httpx_settings=settings,
+        )
+
+    def __call__(self, public_id: str) -> str:
+        with self._client() as client:
+            deployment = client.read_deployment_by_name(self.deployment)
+            run = client.create_flow_run_from_deployment(
+                deployment.id,
+                parameters={"emergency_id": public_id},
+                idempotency_key=public_id,
+                tags=["emergency"],
+            )
+        return str(run.id)
+
+
+def default_dispatcher() -> PrefectDispatcher:
+    gateway = load_policy().gateway
+    return PrefectDispatcher(
+        deployment=gateway.deployment,
+        timeout_seconds=gateway.dispatch_timeout_seconds,
+        connect_retries=gateway.dispatch_connect_retries,
+    )
+
+
+def _wait(public_id: str, done, *, poll_seconds: int, max_wait_minutes: int) -> EmergencyState:
+    """Re-read the emergency until `done(state)`, escalating due pages at each look."""
+    deadline = time.monotonic() + max_wait_minutes * 60
+    while True:
+        st = t.read_emergency(public_id)
+        if done(st):
+            return st
+        t.escalate(public_id)
+        if time.monotonic() >= deadline:
+            return st
+        time.sleep(poll_seconds)
+
+
+class ResponseOptions(BaseModel):
+    """How long one run waits; the sweep carries an emergency on after that."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    poll_seconds: int | None = Field(
+        None, ge=1, le=3600, title="Poll every (s)", description="Default: config."
+    )
+    max_wait_minutes: int | None = Field(
+        None, ge=0, le=10_080, title="Wait at most (min)", description="Default: config."
+    )
+    reserve_draw: ReserveDrawForm | None = Field(
+        None,
+        title="Reserve draw 应急储备金",
+        description="Draw on the emergency reserve once the emergency is acknowledged.",
+    )
+
+
+@flow(name="emergency-response", log_prints=True)
+def emergency_response(
+    emergency_id: EmergencyId, options: ResponseOptions = ResponseOptions()
+) -> dict:
+    """Move one emergency to its end: page, wait for acknowledgement (escalating), draw, follow up."""
+    logger = get_run_logger()
+    policy = load_policy().emergency
+    poll = options.poll_seconds or policy.flow_poll_seconds
+    max_wait = (
+        options.max_wait_minutes
+        if options.max_wait_minutes is not None
+        else policy.flow_max_wait_minutes
+    )
+    actor = "flow:emergency-response"
+    st = t.read_emergency(emergency_id)
+    if st.status == EmergencyStatus.closed:
+        return {"emergency_id": emergency_id, "status": st.status.value, "note": "already closed"}
+    t.page_on_call(emergency_id, actor)
+    st = _wait(
+        emergency_id,
+        lambda s: s.status not in UNACKNOWLEDGED,
+        poll_seconds=poll,
+        max_wait_minutes=max_wait,
+    )
+    if st.status in UNACKNOWLEDGED:
+        logger.warning("not acknowledged yet; the sweep keeps escalating")
+        return {"emergency_id": emergency_id, "status": st.status.value}
+    drawn = None
+    if options.reserve_draw is not None:
+        if st.status == EmergencyStatus.acknowledged:
+            drawn = t.draw_reserve(emergency_id, options.reserve_draw, actor)
+        else:
+            logger.warning("no reserve draw: the emergency is %s already", st.status.value)
+    st = _wait(
+        emergency_id,
+        lambda s: s.status in (EmergencyStatus.resolved, EmergencyStatus.closed),
+        poll_seconds=poll,
+        max_wait_minutes=max_wait,
+    )
+    if st.status == EmergencyStatus.resolved:
+        st = t.close_with_follow_up(emergency_id, actor)
+    result = {
+        "emergency_id": emergency_id,
+        "status": st.status.value,
+        "follow_up_issue_id": st.follow_up_issue_id,
+        "reserve_draw": drawn,
+    }
+    create_markdown_artifact(
+        "\n".join(f"- **{k}**: {v}" for k, v in result.items()),
+        key=f"emergency-{emergency_id[:8]}",
+        description="Emergency response summary",
+    )
+    return result
+
+
+class OpenEmergencyForm(EmergencyIntake):
+    """开启应急事项 — open an emergency by hand; it pages on-call and runs the response."""
+
+    dedup_key: str | None = Field(
+        None,
+        max_length=200,
+        title="Dedup key 去重键",
+        description="Leave empty for a new emergency; repeat a key to attach to its open emergency.",
+    )
+
+
+@flow(name="open-emergency", log_prints=True)
+def open_emergency(form: OpenEmergencyForm) -> dict:
+    """Operators open an emergency from the Prefect UI; it goes the same way as a webhook's."""
+    intake = EmergencyIntake.model_validate(form.model_dump(exclude={"dedup_key"}))
+    result = t.open_emergency(
+        intake,
+        source="operator",
+        dedup_key=form.dedup_key or f"operator:{uuid.uuid4()}",
+        actor="operator",
+    )
+    outcome = None
+    if result.created:
+        outcome = t.dispatch_emergency(result.emergency_id, default_dispatcher(), "operator")
+    return {
+        "emergency_id": result.emergency_id,
+        "created": result.created,
+        "dispatched": bool(outcome and outcome.dispatched),
+    }
+
+
+class AnswerForm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    emergency_id: EmergencyId
+    actor: str = Field(..., min_length=1, max_length=100, title="Who 处置人")
+    note: str = Field("", max_length=2_000, title="Note 备注")
+
+
+@flow(name="acknowledge-emergency")
+def acknowledge_emergency(form: AnswerForm) -> str:
+    """确认 — acknowledge a page: stops the escalation."""
+    return t.acknowledge(form.emergency_id, form.actor, form.note).status.value
+
+
+@flow(name="resolve-emergency")
+def resolve_emergency(form: AnswerForm) -> str:
+    """解除 — the emergency is over; its response run then opens the follow-up issue."""
+    return t.resolve(form.emergency_id, form.actor, form.note).status.value
+
+
+class DeadlineForm(BaseModel):
+    """记录时限节点 — e.g. the cross-department command was formed (level I, 24 h)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    emergency_id: EmergencyId
+    deadline: str = Field(
+        ...,
+        min_length=1,
+        max_length=64,
+        title="Deadline 时限",
+        description="A deadline of the emergency's level (config emergency.levels), "
+        "e.g. command_formed or solution.",
+    )
+    actor: str = Field(..., min_length=1, max_length=100, title="Who 记录人")
+    note: str = Field("", max_length=2_000, title="Note 备注")
+
+
+@flow(name="record-emergency-deadline")
+def record_emergency_deadline(form: DeadlineForm) -> bool:
+    """Record a level deadline as met; missed ones are escalated by the sweep."""
+    return t.record_deadline(form.emergency_id, form.deadline, form.actor, form.note)
+
+
+@flow(name="dispatch-pending-emergencies", log_prints=True)
+def dispatch_pending_emergencies() -> dict:
+    """The sweep: dispatch what the gateway could not; escalate pages, missed level deadlines
+    and overdue warnings."""
+    outcomes = t.dispatch_all_pending(default_dispatcher())
+    escalations = t.escalate()
+    missed = t.escalate_missed_deadlines()
+    warnings = t.escalate_warnings()
+    return {
+        "deadlines_missed": [f"{public_id}:{name}" for public_id, name in missed],
+        "dispatched": [o.public_id for o in outcomes if o.dispatched],
+        "still_pending": [o.public_id for o in outcomes if not o.dispatched],
+        "escalations": [f"{e.public_id}:{e.action}:{e.step}" for e in escalations],
+        "warnings_escalated": warnings,
+    }

@@ -1,0 +1,94 @@
+"""Warnings by hand (预警, SPEC §5): operators raise and handle them from UI forms.
+
+The sweep (`dispatch-pending-emergencies`) escalates the ones whose deadline
+passes; the loop, the dispatch sweep and the risk register raise theirs in code
+through taskforce.emergency.warnings.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, ConfigDict, Field
+
+from taskforce.context import Context
+from taskforce.db import unit_of_work
+from taskforce.emergency import warnings
+from taskforce.emergency.models import WarningColour
+from taskforce.policy.schema import Classification
+
+
+class RaiseWarningForm(BaseModel):
+    """发布预警 — yellow 关注级 (executive, 48 h), orange 警示级 (leadership, 72 h), red 危急级 (command, 24 h)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    colour: WarningColour = Field(..., title="Colour 预警级别")
+    title: str = Field(..., min_length=2, max_length=300, title="Title 标题")
+    subject_type: str = Field(
+        "issue",
+        pattern=r"^[a-z_]{2,32}$",
+        title="Concerns 对象类型",
+        description="issue, risk, task…",
+    )
+    subject_id: str = Field(..., min_length=1, max_length=64, title="Subject id 对象编号")
+    classification: Classification = Field(Classification.internal, title="Classification 密级")
+    dedup_key: str | None = Field(
+        None,
+        max_length=200,
+        title="Dedup key 去重键",
+        description="One warning per cause: repeating a key raises nothing new. Empty: a new warning.",
+    )
+    actor: str = Field(..., min_length=1, max_length=100, title="Raised by 发布人")
+
+
+class HandleWarningForm(BaseModel):
+    """处置预警 — the handling group has acted."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    warning_id: int = Field(..., ge=1, title="Warning id 预警编号")
+    actor: str = Field(..., min_length=1, max_length=100, title="Handled by 处置人")
+    note: str = Field("", max_length=2_000, title="Note 处置说明")
+
+
+@task(name="raise-warning", cache_policy=NO_CACHE)
+def _raise(form: RaiseWarningForm) -> int | None:
+    with unit_of_work() as session:
+        warning = warnings.raise_warning(
+            session,
+            Context.default(),
+            colour=form.colour,
+            source="manual",
+            subject_type=form.subject_type,
+            subject_id=form.subject_id,
+            title=form.title,
+            dedup_key=form.dedup_key or f"manual:{uuid.uuid4()}",
+            actor=form.actor,
+            classification=form.classification,
+        )
+        return warning.id if warning else None
+
+
+@task(name="handle-warning", cache_policy=NO_CACHE)
+def _handle(form: HandleWarningForm) -> str:
+    with unit_of_work() as session:
+        warning = warnings.handle_warning(
+            session, Context.default(), form.warning_id, actor=form.actor, note=form.note
+        )
+        return warning.status.value
+
+
+@flow(name="raise-warning")
+def raise_warning(form: RaiseWarningForm) -> dict:
+    """Raise a warning by hand; its deadline follows its colour (config warnings.*)."""
+    warning_id = _raise(form)
+    return {"warning_id": warning_id, "raised": warning_id is not None}
+
+
+@flow(name="handle-warning")
+def handle_warning(form: HandleWarningForm) -> str:
+    """Mark a warning handled: it will not be escalated."""
+    return _handle(form)

@@ -1,0 +1,112 @@
+"""Inputs and results of the emergency service, as pydantic models.
+
+The same models are the operator's forms in the Prefect UI (titles,
+descriptions, enums, bounds) and the gateway's request bodies, so a field is
+named and bounded once.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from taskforce.emergency.models import Level
+from taskforce.policy.schema import Classification, GroupKind
+
+WorkingGroupCode = Annotated[
+    str,
+    Field(
+        pattern=r"^wg:[a-z0-9-]+$",
+        max_length=64,
+        title="Working group 专项工作组",
+        description="Code of a working group from config/org.yaml, e.g. wg:data.",
+    ),
+]
+DedupKey = Annotated[str, Field(min_length=1, max_length=200)]
+Yuan = Annotated[Decimal, Field(gt=0, max_digits=15, decimal_places=2)]
+
+
+def nul_path(value: Any, path: str = "") -> str | None:
+    """The path of the first string (key or value) holding a NUL character, if any."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return here
+            if (found := nul_path(item, here)) is not None:
+                return found
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if (found := nul_path(item, f"{path}.{i}" if path else str(i))) is not None:
+                return found
+    return None
+
+
+class Form(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class EmergencyIntake(Form):
+    """应急事项 — what is known when an emergency is opened."""
+
+    level: Level = Field(
+        ...,
+        title="Level 级别",
+        description="I 重大危机 (leadership leads), II 较大问题 (executive), III 一般事项 (working group).",
+    )
+    title: str = Field(..., title="Title 标题", min_length=2, max_length=300)
+    description: str = Field("", title="Description 描述", max_length=20_000)
+    working_group: WorkingGroupCode | None = Field(
+        None,
+        title="Working group 专项工作组",
+        description="The working group concerned; required for level III, which it leads.",
+    )
+    classification: Classification = Field(Classification.internal, title="Classification 密级")
+    details: dict[str, Any] = Field(
+        default_factory=dict,
+        title="Details",
+        description="Free-form context from the source (labels, links); kept with the emergency.",
+    )
+
+    @field_validator("title")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("title must not be empty")
+        return v
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> EmergencyIntake:
+        # No database text column (PostgreSQL) can hold a NUL character.
+        if (where := nul_path(self.model_dump(mode="json"))) is not None:
+            raise ValueError(f"{where}: text must not contain NUL (\\u0000)")
+        return self
+
+
+class OpenResult(BaseModel):
+    emergency_id: str = Field(..., description="The emergency's public id (a UUID).")
+    created: bool = Field(..., description="False when the request repeated an open emergency.")
+    status: str
+    level: Level
+    is_drill: bool = False
+
+
+class ReserveDrawForm(Form):
+    """应急储备金动用 — draw on the emergency reserve (SPEC §4: only an emergency may)."""
+
+    amount: Yuan = Field(..., title="Amount (CNY) 金额")
+    approved_by: GroupKind = Field(
+        GroupKind.executive,
+        title="Approved by 审批机构",
+        description="The group approving the draw; it must hold the authority for the amount "
+        "(executive up to the configured maximum, leadership above).",
+    )
+    cross_department: bool = Field(
+        False, title="Cross-department 跨部门", description="A cross-department allocation."
+    )
+    payee: str = Field("", title="Payee 收款方", max_length=200)
+    description: str = Field("", title="Purpose 用途", max_length=2_000)

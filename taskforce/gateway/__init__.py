@@ -1,0 +1,1 @@
+"""The webhook gateway (FastAPI): monitoring systems open emergencies over HTTP."""

@@ -1,0 +1,545 @@
+"""The webhook gateway: monitoring systems open emergencies over authenticated HTTP.
+
+Every request is checked in this order, and a failed check answers a 4xx
+JSON error and writes nothing: content type (415), size (413), the sender's
+credentials (401: signature and timestamp, bearer token or routing key), JSON
+syntax (400), the body's fields (422). Then the emergency is committed and
+only then acknowledged (202 with its id); the flow run that moves it is
+started after the commit (see taskforce/emergency/dispatch.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import Engine, text
+from starlette.concurrency import run_in_threadpool
+
+from taskforce.context import Context
+from taskforce.db import unit_of_work
+from taskforce.emergency import service
+from taskforce.emergency.dispatch import Dispatcher, dispatch, no_dispatcher
+from taskforce.emergency.forms import EmergencyIntake, nul_path
+from taskforce.emergency.models import Level
+from taskforce.errors import DomainError, NotFound
+from taskforce.gateway import auth
+from taskforce.gateway.errors import GatewayError
+from taskforce.gateway.schemas import (
+    Accepted,
+    ActionResult,
+    AlertmanagerAccepted,
+    AlertmanagerWebhook,
+    AlertResult,
+    ErrorBody,
+    NativeAction,
+    NativeTrigger,
+    PagerDutyAccepted,
+    PagerDutyEvent,
+)
+from taskforce.policy import load_policy
+
+M = TypeVar("M", bound=BaseModel)
+ERRORS = {
+    code: {"model": ErrorBody, "description": description}
+    for code, description in {
+        400: "Malformed JSON",
+        401: "Missing or bad signature, token or routing key; stale timestamp",
+        404: "Unknown source, or no open emergency for the dedup key",
+        413: "Body larger than gateway.max_body_bytes",
+        415: "Content type is not application/json",
+        422: "Missing, unknown or invalid fields (e.g. an unknown level)",
+    }.items()
+}
+
+
+@functools.cache
+def _default_policy():
+    return load_policy()
+
+
+def default_context() -> Context:
+    return Context(policy=_default_policy())
+
+
+def create_app(
+    ctx_factory: Callable[[], Context] = default_context,
+    dispatcher: Dispatcher = no_dispatcher,
+    *,
+    engine: Engine | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> FastAPI:
+    """The gateway app. `engine` defaults to TASKFORCE_DATABASE_URL's, `environ` to os.environ."""
+    env = environ if environ is not None else os.environ
+    app = FastAPI(
+        title="Task-force emergency gateway 应急网关",
+        version="1",
+        description=__doc__,
+    )
+
+    @app.exception_handler(GatewayError)
+    async def _gateway_error(_request: Request, exc: GatewayError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(_invalid(exc.errors()).body(), status_code=422)
+
+    async def read_json(request: Request, ctx: Context) -> bytes:
+        content_type = request.headers.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            raise GatewayError(
+                415,
+                "unsupported_media_type",
+                f"content type must be application/json, got {content_type or 'none'!r}",
+                "Content-Type",
+            )
+        limit = ctx.policy.gateway.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise _too_large(limit)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise _too_large(limit)
+        return bytes(body)
+
+    def persist_trigger(
+        ctx: Context, intake: EmergencyIntake, *, source: str, dedup_key: str, is_drill: bool
+    ) -> Accepted:
+        with unit_of_work(engine) as session:
+            result = service.open_emergency(
+                session,
+                ctx,
+                intake,
+                source=source,
+                dedup_key=dedup_key,
+                actor=f"gateway:{source}",
+                is_drill=is_drill,
+            )
+        dispatched = False
+        status = result.status
+        if result.created:
+            outcome = dispatch(
+                engine, ctx, result.emergency_id, dispatcher, actor=f"gateway:{source}"
+            )
+            dispatched = outcome.dispatched
+            status = "dispatched" if dispatched else status
+        return Accepted(
+            emergency_id=result.emergency_id,
+            created=result.created,
+            status=status,
+            level=result.level,
+            dispatched=dispatched,
+            is_drill=result.is_drill,
+        )
+
+    def persist_action(ctx: Context, *, source: str, dedup_key: str, action: str) -> ActionResult:
+        with unit_of_work(engine) as session:
+            st = service.act_on_dedup(
+                session,
+                ctx,
+                source=source,
+                dedup_key=dedup_key,
+                action=action,
+                actor=f"gateway:{source}",
+            )
+        return ActionResult(emergency_id=st.public_id, status=st.status.value)
+
+    async def in_thread(fn, *args, **kwargs):
+        try:
+            return await run_in_threadpool(fn, *args, **kwargs)
+        except NotFound as exc:
+            raise GatewayError(404, "not_found", str(exc), exc.field) from None
+        except DomainError as exc:
+            raise GatewayError(422, "invalid", str(exc), exc.field) from None
+
+    # --- native ---------------------------------------------------------
+
+    async def native_checked(request: Request, source: str) -> tuple[Context, bytes]:
+        ctx = ctx_factory()
+        native = ctx.policy.gateway.native
+        if source not in native.sources:
+            raise GatewayError(
+                404,
+                "unknown_source",
+                f"unknown source {source!r}",
+                "source",
+                [{"field": "source", "message": "allowed: " + ", ".join(sorted(native.sources))}],
+            )
+        body = await read_json(request, ctx)
+        auth.verify_signature(
+            secret=env.get(auth.secret_env_name(native.secret_env_prefix, source)),
+            timestamp=request.headers.get(auth.TIMESTAMP_HEADER),
+            signature=request.headers.get(auth.SIGNATURE_HEADER),
+            body=body,
+            now=ctx.now(),
+            window_seconds=ctx.policy.gateway.replay_window_seconds,
+        )
+        return ctx, body
+
+    @app.post(
+        "/v1/emergencies/{source}",
+        status_code=202,
+        response_model=Accepted,
+        responses=ERRORS,
+        openapi_extra=_request_body(NativeTrigger),
+        summary="Open an emergency (native, HMAC-signed)",
+        description="Headers: X-Taskforce-Timestamp (Unix seconds) and X-Taskforce-Signature "
+        "(sha256=<hex HMAC-SHA256 of '<timestamp>.<body>' with TASKFORCE_WEBHOOK_SECRET_<SOURCE>>).",
+    )
+    async def native_trigger(request: Request, source: str) -> Accepted:
+        ctx, body = await native_checked(request, source)
+        trigger = _parse(body, NativeTrigger)
+        default_wg = ctx.policy.gateway.native.sources[source].default_working_group
+        intake = EmergencyIntake.model_validate(
+            {
+                **trigger.model_dump(exclude={"dedup_key", "drill"}),
+                "working_group": trigger.working_group or default_wg,
+            }
+        )
+        return await in_thread(
+            persist_trigger,
+            ctx,
+            intake,
+            source=source,
+            dedup_key=trigger.dedup_key,
+            is_drill=trigger.drill,
+        )
+
+    def native_action_endpoint(action: str):
+        async def native_action(request: Request, source: str) -> ActionResult:
+            ctx, body = await native_checked(request, source)
+            parsed = _parse(body, NativeAction)
+            return await in_thread(
+                persist_action, ctx, source=source, dedup_key=parsed.dedup_key, action=action
+            )
+
+        return native_action
+
+    for action in ("acknowledge", "resolve"):
+        app.post(
+            f"/v1/emergencies/{{source}}/{action}",
+            status_code=200,
+            response_model=ActionResult,
+            responses=ERRORS,
+            openapi_extra=_request_body(NativeAction),
+            summary=f"{action.capitalize()} the open emergency of a dedup key (native, HMAC-signed)",
+            name=f"native_{action}",
+            operation_id=f"native_{action}",
+        )(native_action_endpoint(action))
+
+    # --- Alertmanager ---------------------------------------------------
+
+    @app.post(
+        "/v1/alertmanager",
+        status_code=202,
+        response_model=AlertmanagerAccepted,
+        responses=ERRORS,
+        openapi_extra=_request_body(AlertmanagerWebhook),
+        summary="Prometheus Alertmanager receiver (webhook payload version 4, bearer token)",
+    )
+    async def alertmanager(request: Request) -> AlertmanagerAccepted:
+        ctx = ctx_factory()
+        policy = ctx.policy.gateway.alertmanager
+        body = await read_json(request, ctx)
+        auth.verify_bearer(
+            request.headers.get("authorization"), env_name=policy.token_env, environ=env
+        )
+        hook = _parse(body, AlertmanagerWebhook)
+        intakes: list[tuple[str, EmergencyIntake | None]] = []
+        problems = []
+        for i, alert in enumerate(hook.alerts):
+            if alert.status == "resolved":
+                intakes.append((alert.fingerprint, None))
+                continue
+            value = alert.labels.get(policy.level_label) or hook.commonLabels.get(
+                policy.level_label
+            )
+            level = policy.levels.get(value or "")
+            if level is None:
+                problems.append(
+                    {
+                        "field": f"alerts.{i}.labels.{policy.level_label}",
+                        "message": f"unknown level {value!r}; allowed: "
+                        + ", ".join(sorted(policy.levels)),
+                    }
+                )
+                continue
+            annotations = {**hook.commonAnnotations, **alert.annotations}
+            labels = {**hook.commonLabels, **alert.labels}
+            try:
+                intake = _intake(
+                    {
+                        "level": Level(level),
+                        "title": (
+                            annotations.get("summary")
+                            or labels.get("alertname")
+                            or f"alert {alert.fingerprint}"
+                        )[:300],
+                        "description": annotations.get("description", "")[:20_000],
+                        "working_group": labels.get(policy.working_group_label)
+                        or policy.default_working_group,
+                        "details": {
+                            "labels": labels,
+                            "generatorURL": alert.generatorURL,
+                            "startsAt": alert.startsAt,
+                            "receiver": hook.receiver,
+                        },
+                    },
+                    {
+                        "title": f"alerts.{i}.annotations.summary",
+                        "description": f"alerts.{i}.annotations.description",
+                        "working_group": f"alerts.{i}.labels.{policy.working_group_label}",
+                        "details": f"alerts.{i}",
+                    },
+                )
+            except GatewayError as exc:
+                problems += exc.problems
+                continue
+            intakes.append((alert.fingerprint, intake))
+        if problems:
+            raise GatewayError(
+                422,
+                "invalid_body",
+                "; ".join(f"{p['field']}: {p['message']}" for p in problems),
+                problems[0]["field"],
+                problems,
+            )
+        results = await in_thread(_alertmanager_batch, ctx, policy.source, intakes)
+        return AlertmanagerAccepted(results=results)
+
+    def _alertmanager_batch(
+        ctx: Context, source: str, intakes: list[tuple[str, EmergencyIntake | None]]
+    ) -> list[AlertResult]:
+        out = []
+        for fingerprint, intake in intakes:
+            if intake is None:
+                with unit_of_work(engine) as session:
+                    open_one = service.find_open(session, source, fingerprint)
+                    if open_one is None:
+                        out.append(
+                            AlertResult(
+                                fingerprint=fingerprint, emergency_id=None, outcome="not_open"
+                            )
+                        )
+                        continue
+                    st = service.resolve(
+                        session, ctx, open_one.public_id, actor=f"gateway:{source}"
+                    )
+                out.append(
+                    AlertResult(
+                        fingerprint=fingerprint,
+                        emergency_id=st.public_id,
+                        outcome="resolved",
+                        status=st.status.value,
+                    )
+                )
+                continue
+            accepted = persist_trigger(
+                ctx, intake, source=source, dedup_key=fingerprint, is_drill=False
+            )
+            out.append(
+                AlertResult(
+                    fingerprint=fingerprint,
+                    emergency_id=accepted.emergency_id,
+                    outcome="opened" if accepted.created else "repeat",
+                    status=accepted.status,
+                )
+            )
+        return out
+
+    # --- PagerDuty ------------------------------------------------------
+
+    @app.post(
+        "/v2/enqueue",
+        status_code=202,
+        response_model=PagerDutyAccepted,
+        responses=ERRORS,
+        openapi_extra=_request_body(PagerDutyEvent),
+        summary="PagerDuty Events API v2-compatible endpoint (routing_key)",
+    )
+    async def pagerduty(request: Request) -> PagerDutyAccepted:
+        ctx = ctx_factory()
+        policy = ctx.policy.gateway.pagerduty
+        body = await read_json(request, ctx)
+        raw = _json(body)
+        # Authenticate before describing the body's problems to the sender.
+        routing_key = raw.get("routing_key") if isinstance(raw, dict) else None
+        if not isinstance(routing_key, str) or not routing_key:
+            raise GatewayError(401, "missing_routing_key", "routing_key is required", "routing_key")
+        auth.verify_routing_key(routing_key, env_name=policy.routing_key_env, environ=env)
+        event = _validate(raw, PagerDutyEvent)
+        if event.event_action == "trigger":
+            if event.payload is None:
+                raise GatewayError(
+                    422, "invalid_body", "payload is required for trigger", "payload"
+                )
+            dedup_key = event.dedup_key or str(uuid.uuid4())
+            details = event.payload.custom_details
+            intake = _intake(
+                {
+                    "level": Level(policy.levels[event.payload.severity]),
+                    "title": event.payload.summary[:300],
+                    "working_group": policy.default_working_group,
+                    "details": {
+                        "source": event.payload.source,
+                        "severity": event.payload.severity,
+                        "component": event.payload.component,
+                        "group": event.payload.group,
+                        "custom_details": details,
+                    },
+                },
+                {"title": "payload.summary", "details": "payload"},
+            )
+            accepted = await in_thread(
+                persist_trigger,
+                ctx,
+                intake,
+                source=policy.source,
+                dedup_key=dedup_key,
+                is_drill=False,
+            )
+            return PagerDutyAccepted(
+                message="Event processed", dedup_key=dedup_key, emergency_id=accepted.emergency_id
+            )
+        if not event.dedup_key:
+            raise GatewayError(
+                422, "invalid_body", f"dedup_key is required for {event.event_action}", "dedup_key"
+            )
+        result = await in_thread(
+            persist_action,
+            ctx,
+            source=policy.source,
+            dedup_key=event.dedup_key,
+            action=event.event_action,
+        )
+        return PagerDutyAccepted(
+            message="Event processed", dedup_key=event.dedup_key, emergency_id=result.emergency_id
+        )
+
+    @app.get("/healthz", summary="Liveness and database check")
+    async def healthz() -> dict[str, str]:
+        def ping() -> None:
+            with unit_of_work(engine) as session:
+                session.execute(text("SELECT 1"))
+
+        await run_in_threadpool(ping)
+        return {"status": "ok"}
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (NativeTrigger, NativeAction, AlertmanagerWebhook, PagerDutyEvent):
+            model_schema = model.model_json_schema(ref_template=REF_TEMPLATE)
+            components.update(model_schema.pop("$defs", {}))
+            components[model.__name__] = model_schema
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+
+
+def _request_body(model: type[BaseModel]) -> dict:
+    """Document a body that the endpoint reads raw (to verify signatures over the exact bytes)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": REF_TEMPLATE.format(model=model.__name__)}}
+            },
+        }
+    }
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(413, "body_too_large", f"the body exceeds {limit} bytes", "body")
+
+
+def _json(body: bytes) -> Any:
+    try:
+        raw = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GatewayError(
+            400, "malformed_json", f"the body is not valid JSON: {exc}", "body"
+        ) from None
+    if (where := nul_path(raw)) is not None:
+        # Valid JSON, but no database text column (PostgreSQL) can hold a NUL character.
+        raise GatewayError(
+            422,
+            "invalid_body",
+            f"{where or 'body'}: must not contain NUL (\\u0000)",
+            where or "body",
+        )
+    return raw
+
+
+def _intake(values: dict, fields: dict[str, str]) -> EmergencyIntake:
+    """An intake built from a sender's payload; its problems are named by the sender's fields."""
+    try:
+        return EmergencyIntake.model_validate(values)
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ())]
+            if loc and loc[0] in fields:
+                loc = [fields[loc[0]], *loc[1:]]
+            elif not loc:
+                loc = [fields.get("details", "body")]
+            errors.append({**err, "loc": tuple(loc)})
+        raise _invalid(errors) from None
+
+
+def _validate(raw: Any, model: type[M]) -> M:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise _invalid(exc.errors()) from None
+
+
+def _parse(body: bytes, model: type[M]) -> M:
+    return _validate(_json(body), model)
+
+
+def _invalid(errors, *, prefix: str | None = None) -> GatewayError:
+    problems = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        if prefix:
+            loc.insert(0, prefix)
+        field = ".".join(loc) or "body"
+        kind = err.get("type", "")
+        message = {
+            "missing": "field required",
+            "extra_forbidden": "unknown field",
+        }.get(kind, err.get("msg", "invalid"))
+        ctx = err.get("ctx") or {}
+        if "expected" in ctx:
+            message += f" (allowed: {ctx['expected']})"
+        problems.append({"field": field, "message": message})
+    summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+    return GatewayError(
+        422,
+        "invalid_body",
+        summary or "invalid body",
+        problems[0]["field"] if problems else None,
+        problems,
+    )

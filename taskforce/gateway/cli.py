@@ -1,0 +1,86 @@
+"""`taskforce gateway`: run the webhook gateway with uvicorn."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="The emergency webhook gateway (应急网关).", no_args_is_help=True)
+
+
+@app.command("serve")
+def serve(
+    host: str = typer.Option(None, help="Address to bind; default gateway.host (127.0.0.1)."),
+    port: int = typer.Option(None, help="Port; default gateway.port."),
+    dispatch: bool = typer.Option(
+        True,
+        help="Start an emergency-response flow run per emergency through the Prefect API "
+        "(PREFECT_API_URL). Without it, emergencies stay pending and on-call is paged directly.",
+    ),
+) -> None:
+    """Serve the gateway until stopped (Ctrl-C)."""
+    import uvicorn
+
+    from taskforce.emergency.dispatch import no_dispatcher
+    from taskforce.gateway.app import create_app, default_context
+
+    policy = default_context().policy
+    dispatcher = no_dispatcher
+    if dispatch:
+        # The Prefect client lives with the flows; the gateway only gets a callable.
+        from flows.emergency import PrefectDispatcher
+
+        dispatcher = PrefectDispatcher(
+            deployment=policy.gateway.deployment,
+            timeout_seconds=policy.gateway.dispatch_timeout_seconds,
+            connect_retries=policy.gateway.dispatch_connect_retries,
+        )
+    uvicorn.run(
+        create_app(dispatcher=dispatcher),
+        host=host or policy.gateway.host,
+        port=port or policy.gateway.port,
+        log_level="info",
+    )
+
+
+@app.command("openapi")
+def openapi() -> None:
+    """Print the gateway's OpenAPI schema (JSON)."""
+    import json
+
+    from taskforce.gateway.app import create_app
+
+    typer.echo(json.dumps(create_app().openapi(), indent=2, ensure_ascii=False))
+
+
+@app.command("sweep")
+def sweep() -> None:
+    """Dispatch pending emergencies; escalate pages, missed deadlines and warnings once.
+
+    The `dispatch-pending-emergencies` deployment does this every minute; run
+    this from cron while the Prefect server itself is down.
+    """
+    from rich.console import Console
+
+    from flows.emergency import default_dispatcher
+    from taskforce.db import get_engine, unit_of_work
+    from taskforce.emergency.dispatch import dispatch_pending
+    from taskforce.emergency.service import escalate_due, escalate_missed_deadlines
+    from taskforce.emergency.warnings import escalate_overdue_warnings
+    from taskforce.gateway.app import default_context
+
+    ctx = default_context()
+    outcomes = dispatch_pending(get_engine(), ctx, default_dispatcher(), actor="cli-sweep")
+    with unit_of_work() as session:
+        escalations = escalate_due(session, ctx)
+        missed = escalate_missed_deadlines(session, ctx)
+        warnings = escalate_overdue_warnings(session, ctx)
+    console = Console()
+    for o in outcomes:
+        console.print(
+            f"{o.public_id}: {'dispatched' if o.dispatched else 'pending: ' + str(o.error)}"
+        )
+    for e in escalations:
+        console.print(f"{e.public_id}: {e.action} at {e.step} ({', '.join(e.paged) or '-'})")
+    for public_id, name in missed:
+        console.print(f"{public_id}: deadline {name} missed, escalated")
+    console.print(f"warnings escalated: {len(warnings)}")

@@ -1,0 +1,132 @@
+"""Prefect tasks around emergencies: each opens one transaction and calls the core.
+
+No Prefect retries on state changes: every core step is idempotent, so a
+rerun of the flow finishes the job instead.
+"""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from taskforce.context import Context
+from taskforce.db import get_engine, unit_of_work
+from taskforce.emergency import service
+from taskforce.emergency.dispatch import Dispatcher, DispatchOutcome, dispatch, dispatch_pending
+from taskforce.emergency.drill import DrillReport, drill_report
+from taskforce.emergency.forms import EmergencyIntake, OpenResult, ReserveDrawForm
+from taskforce.emergency.service import EmergencyState, Escalation
+from taskforce.emergency.warnings import escalate_overdue_warnings
+
+
+def context() -> Context:
+    return Context.default()
+
+
+@task(name="read-emergency", cache_policy=NO_CACHE)
+def read_emergency(public_id: str) -> EmergencyState:
+    with unit_of_work() as session:
+        return service.state(session, public_id)
+
+
+@task(name="open-emergency", cache_policy=NO_CACHE)
+def open_emergency(
+    intake: EmergencyIntake, *, source: str, dedup_key: str, actor: str, is_drill: bool = False
+) -> OpenResult:
+    with unit_of_work() as session:
+        return service.open_emergency(
+            session,
+            context(),
+            intake,
+            source=source,
+            dedup_key=dedup_key,
+            actor=actor,
+            is_drill=is_drill,
+        )
+
+
+@task(name="dispatch-emergency", cache_policy=NO_CACHE)
+def dispatch_emergency(public_id: str, dispatcher: Dispatcher, actor: str) -> DispatchOutcome:
+    return dispatch(get_engine(), context(), public_id, dispatcher, actor=actor)
+
+
+@task(name="page-on-call", cache_policy=NO_CACHE)
+def page_on_call(public_id: str, actor: str) -> list[str]:
+    with unit_of_work() as session:
+        paged = service.page_if_unpaged(
+            session, context(), public_id, actor=actor, reason="emergency-response"
+        )
+    if paged:
+        get_run_logger().info("paged %s", ", ".join(paged))
+    return paged
+
+
+@task(name="escalate-unacknowledged", cache_policy=NO_CACHE)
+def escalate(public_id: str | None = None) -> list[Escalation]:
+    with unit_of_work() as session:
+        done = service.escalate_due(session, context(), only=public_id)
+    for e in done:
+        get_run_logger().warning("emergency %s: %s at %s", e.public_id, e.action, e.step)
+    return done
+
+
+@task(name="acknowledge-emergency", cache_policy=NO_CACHE)
+def acknowledge(public_id: str, actor: str, note: str = "") -> EmergencyState:
+    with unit_of_work() as session:
+        return service.acknowledge(session, context(), public_id, actor=actor, note=note)
+
+
+@task(name="resolve-emergency", cache_policy=NO_CACHE)
+def resolve(public_id: str, actor: str, note: str = "") -> EmergencyState:
+    with unit_of_work() as session:
+        return service.resolve(session, context(), public_id, actor=actor, note=note)
+
+
+@task(name="draw-emergency-reserve", cache_policy=NO_CACHE)
+def draw_reserve(public_id: str, form: ReserveDrawForm, actor: str) -> dict:
+    with unit_of_work() as session:
+        return service.request_reserve_draw(
+            session,
+            context(),
+            public_id,
+            form,
+            actor=actor,
+            key=f"emergency:{public_id}:reserve-draw",
+        )
+
+
+@task(name="close-with-follow-up", cache_policy=NO_CACHE)
+def close_with_follow_up(public_id: str, actor: str) -> EmergencyState:
+    with unit_of_work() as session:
+        return service.close_with_follow_up(session, context(), public_id, actor=actor)
+
+
+@task(name="dispatch-pending-emergencies", cache_policy=NO_CACHE)
+def dispatch_all_pending(dispatcher: Dispatcher) -> list[DispatchOutcome]:
+    return dispatch_pending(get_engine(), context(), dispatcher)
+
+
+@task(name="escalate-missed-deadlines", cache_policy=NO_CACHE)
+def escalate_missed_deadlines() -> list[tuple[str, str]]:
+    with unit_of_work() as session:
+        return service.escalate_missed_deadlines(session, context())
+
+
+@task(name="record-emergency-deadline", cache_policy=NO_CACHE)
+def record_deadline(public_id: str, name: str, actor: str, note: str = "") -> bool:
+    with unit_of_work() as session:
+        return service.record_deadline_met(
+            session, context(), public_id, name, actor=actor, note=note
+        )
+
+
+@task(name="escalate-overdue-warnings", cache_policy=NO_CACHE)
+def escalate_warnings() -> list[int]:
+    with unit_of_work() as session:
+        return escalate_overdue_warnings(session, context())
+
+
+@task(name="drill-report", cache_policy=NO_CACHE)
+def make_drill_report(public_id: str, path: str) -> DrillReport:
+    with unit_of_work() as session:
+        return drill_report(session, context(), public_id, path=path)

@@ -1,0 +1,54 @@
+"""The drill report reads what happened from the emergency's events."""
+
+from __future__ import annotations
+
+import pytest
+
+from taskforce.context import Context
+from taskforce.db import unit_of_work
+from taskforce.emergency import service
+from taskforce.emergency.drill import drill_report, render_markdown
+from taskforce.emergency.forms import EmergencyIntake
+from taskforce.emergency.models import Level
+
+
+@pytest.fixture
+def ctx(policy, clock):
+    return Context(policy=policy, clock=clock)
+
+
+def test_report_measures_page_ack_escalations_and_deadlines(engine, ctx, clock):
+    window = ctx.policy.emergency.acknowledge_within_minutes
+    limit = ctx.policy.emergency.escalation_repeat_limit
+    with unit_of_work(engine) as s:
+        e = service.open_emergency(
+            s,
+            ctx,
+            EmergencyIntake(level=Level.II, title="演练", working_group="wg:data"),
+            source="drill",
+            dedup_key="d1",
+            actor="drill",
+            is_drill=True,
+        )
+    clock.advance(seconds=3)
+    with unit_of_work(engine) as s:
+        service.page_if_unpaged(s, ctx, e.emergency_id, actor="flow", reason="test")
+    for _ in range(limit):  # the executive's pages run out: up to leadership
+        clock.advance(minutes=window, seconds=1)
+        with unit_of_work(engine) as s:
+            service.escalate_due(s, ctx)
+    clock.advance(minutes=1)
+    with unit_of_work(engine) as s:
+        service.acknowledge(s, ctx, e.emergency_id, actor="L1")
+        service.resolve(s, ctx, e.emergency_id, actor="L1")
+        report = drill_report(s, ctx, e.emergency_id, path="in process")
+    assert report.is_drill
+    assert report.seconds_to_first_page == 3
+    assert report.seconds_to_acknowledge == 3 + limit * (window * 60 + 1) + 60
+    assert report.acknowledged_in_time is False
+    assert report.escalations == ["step_up: executive → leadership"]
+    assert report.pages == limit + 1
+    (solution,) = report.deadlines
+    assert solution.name == "solution" and solution.met is True
+    text = render_markdown(report)
+    assert "time to first page | 3 s" in text and "❌ missed" in text and "✅ met" in text

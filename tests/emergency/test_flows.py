@@ -1,0 +1,198 @@
+"""The emergency flows on a real Prefect test server: dispatch when Prefect returns,
+the response flow to its follow-up issue, the operator's form, and the drill."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from taskforce.budget.models import FiscalYear, LedgerEntry
+from taskforce.context import Context
+from taskforce.db import unit_of_work
+from taskforce.emergency import service
+from taskforce.emergency.dispatch import dispatch_pending
+from taskforce.emergency.forms import EmergencyIntake, ReserveDrawForm
+from taskforce.emergency.models import Emergency, EmergencyStatus, Level
+from taskforce.loop.models import Issue
+from taskforce.notify.models import OutboxMessage
+from taskforce.trail.models import TrailEntry
+from tests.gateway.server import start_gateway
+
+__all__ = ["start_gateway"]  # the real gateway fixture, shared with tests/gateway
+
+pytestmark = [pytest.mark.prefect, pytest.mark.slow]
+
+
+@pytest.fixture
+def deployment(prefect_server):
+    """The emergency-response deployment, registered with the test server (no worker runs it)."""
+    from flows.emergency import emergency_response
+
+    emergency_response.to_deployment(name="emergency-response").apply()
+    return "emergency-response/emergency-response"
+
+
+def _api_url() -> str:
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
+
+
+def _open(engine, ctx, level="I", key="k"):
+    with unit_of_work(engine) as s:
+        return service.open_emergency(
+            s,
+            ctx,
+            EmergencyIntake(level=Level(level), title="全市政务平台中断", working_group="wg:data"),
+            source="monitoring",
+            dedup_key=key,
+            actor="test",
+        )
+
+
+def test_prefect_unreachable_then_back(engine, policy, deployment):
+    """Level I while Prefect is down: persisted, leadership paged; dispatched once it is back."""
+    from flows.emergency import PrefectDispatcher
+    from tests.gateway.server import closed_port
+
+    ctx = Context(policy=policy)
+    down = PrefectDispatcher(
+        deployment=deployment,
+        timeout_seconds=5,
+        connect_retries=0,
+        api_url=f"http://127.0.0.1:{closed_port()}/api",
+    )
+    e = _open(engine, ctx)
+    (outcome,) = dispatch_pending(engine, ctx, down)
+    assert not outcome.dispatched and "ConnectError" in outcome.error
+    assert len(outcome.paged) == 7
+    with unit_of_work(engine) as s:
+        assert service.state(s, e.emergency_id).status == EmergencyStatus.pending_dispatch
+        actions = s.scalars(select(TrailEntry.action)).all()
+    assert "emergency.dispatch_failed" in actions and "emergency.paged" in actions
+
+    up = PrefectDispatcher(deployment=deployment, timeout_seconds=30, api_url=_api_url())
+    (outcome,) = dispatch_pending(engine, ctx, up)
+    assert outcome.dispatched
+    # The emergency id is the idempotency key: asking again returns the same run.
+    assert up(e.emergency_id) == outcome.flow_run_id
+    with unit_of_work(engine) as s:
+        st = service.state(s, e.emergency_id)
+        assert st.status == EmergencyStatus.dispatched and st.flow_run_id == outcome.flow_run_id
+        pages = s.scalar(select(func.count()).where(OutboxMessage.event_kind == "emergency_page"))
+    assert pages == 7  # nobody paged twice
+    assert dispatch_pending(engine, ctx, up) == []
+
+
+def test_sweep_flow_dispatches_pending(engine, policy, deployment):
+    from flows.emergency import dispatch_pending_emergencies
+
+    e = _open(engine, Context(policy=policy), key="sweep")
+    result = dispatch_pending_emergencies()
+    assert result["dispatched"] == [e.emergency_id]
+    with unit_of_work(engine) as s:
+        assert service.state(s, e.emergency_id).flow_run_id
+
+
+def test_response_flow_runs_to_the_follow_up_issue(engine, policy, prefect_server):
+    from flows.emergency import ResponseOptions, emergency_response
+
+    ctx = Context(policy=policy)
+    with unit_of_work(engine) as s:
+        year = ctx.today().year
+        s.add(FiscalYear(year=year, total_fen=10_000_000_00, reserve_fen=1_000_000_00))
+    e = _open(engine, ctx, level="II")
+    options = ResponseOptions(
+        poll_seconds=1,
+        max_wait_minutes=0,
+        reserve_draw=ReserveDrawForm(amount=Decimal("200000.00")),
+    )
+    # Nobody answered yet: the run pages and leaves the rest to the sweep.
+    first = emergency_response(e.emergency_id, options)
+    assert first["status"] == "pending_dispatch"
+    with unit_of_work(engine) as s:
+        service.acknowledge(s, ctx, e.emergency_id, actor="E1")
+    # Acknowledged: the run draws on the reserve, then waits for the resolution.
+    drawn = emergency_response(e.emergency_id, options)
+    assert drawn["status"] == "acknowledged"
+    assert drawn["reserve_draw"]["amount_fen"] == 20_000_000
+    with unit_of_work(engine) as s:
+        service.resolve(s, ctx, e.emergency_id, actor="E1")
+    done = emergency_response(e.emergency_id, options)  # the rerun draws nothing twice
+    assert done["status"] == "closed" and done["follow_up_issue_id"]
+    again = emergency_response(e.emergency_id, options)
+    assert again["note"] == "already closed"
+    with unit_of_work(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Issue)) == 1
+        assert s.scalar(select(func.count()).select_from(LedgerEntry)) == 1
+        pages = s.scalars(
+            select(OutboxMessage.audience).where(OutboxMessage.event_kind == "emergency_page")
+        ).all()
+    assert sorted(pages) == ["member-E1", "member-E2"]
+
+
+def test_operator_form_opens_an_emergency(engine, prefect_server):
+    from flows.emergency import AnswerForm, OpenEmergencyForm, acknowledge_emergency, open_emergency
+
+    result = open_emergency(
+        OpenEmergencyForm(level=Level.III, title="审批系统故障", working_group="wg:approval")
+    )
+    assert result["created"]
+    with unit_of_work(engine) as s:
+        e = s.scalars(select(Emergency)).one()
+        assert e.source == "operator" and e.working_group == "wg:approval"
+    status = acknowledge_emergency(AnswerForm(emergency_id=result["emergency_id"], actor="W1"))
+    assert status == "acknowledged"
+
+
+def test_drill_in_process(engine, prefect_server, monkeypatch):
+    from flows.drill import DrillOptions, quarterly_drill
+    from tests.gateway.server import closed_port
+
+    monkeypatch.delenv("TASKFORCE_WEBHOOK_SECRET_DRILL", raising=False)
+    result = quarterly_drill(
+        DrillOptions(gateway_url=f"http://127.0.0.1:{closed_port()}", wait_minutes=0)
+    )
+    assert result["is_drill"] and result["path"].startswith("in process")
+    # Paged by the response run, which no worker runs here, or directly when dispatch failed:
+    # either way the report tells.
+    assert "time to first page" in result["report"]
+    with unit_of_work(engine) as s:
+        e = s.scalars(select(Emergency)).one()
+        assert e.is_drill and e.status == EmergencyStatus.closed and e.follow_up_issue_id is None
+        assert all(s.scalars(select(OutboxMessage.is_drill)))
+        assert s.scalar(select(func.count()).select_from(Issue)) == 0
+
+
+def test_drill_through_the_gateway(engine, policy, prefect_server, start_gateway, monkeypatch):
+    from flows.drill import DrillOptions, quarterly_drill
+    from tests.gateway.server import DRILL_SECRET
+
+    monkeypatch.setenv("TASKFORCE_WEBHOOK_SECRET_DRILL", DRILL_SECRET)
+    gateway = start_gateway(Context(policy=policy), environ=dict(os.environ))
+    result = quarterly_drill(DrillOptions(gateway_url=gateway.url, wait_minutes=0))
+    assert result["path"].startswith("signed request to the gateway")
+    assert result["seconds_to_first_page"] is not None  # the gateway could not dispatch: it paged
+    with unit_of_work(engine) as s:
+        e = s.scalars(select(Emergency)).one()
+        assert e.is_drill and e.source == policy.emergency.drill.source
+        actions = s.scalars(
+            select(TrailEntry.action).where(TrailEntry.subject_id == e.public_id)
+        ).all()
+    assert actions[0] == "emergency.opened" and actions[-1] == "emergency.closed"
+
+
+def test_warning_forms(engine, prefect_server):
+    from flows.warnings import HandleWarningForm, RaiseWarningForm, handle_warning, raise_warning
+
+    form = RaiseWarningForm(
+        colour="orange", title="跨区协调受阻", subject_id="TF-2026-00001", actor="E1", dedup_key="x"
+    )
+    first = raise_warning(form)
+    assert first["raised"] and raise_warning(form) == {"warning_id": None, "raised": False}
+    assert (
+        handle_warning(HandleWarningForm(warning_id=first["warning_id"], actor="L1")) == "handled"
+    )

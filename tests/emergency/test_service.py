@@ -1,0 +1,450 @@
+"""The emergency core without Prefect: intake, paging, escalation on the clock, answers,
+the reserve and the follow-up issue."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from taskforce import trail
+from taskforce.budget.models import FiscalYear, LedgerEntry, LedgerKind
+from taskforce.context import Context
+from taskforce.db import unit_of_work
+from taskforce.emergency import service
+from taskforce.emergency.forms import EmergencyIntake, ReserveDrawForm
+from taskforce.emergency.models import Emergency, EmergencyEvent, EmergencyStatus, Level
+from taskforce.errors import DomainError, IllegalTransition
+from taskforce.loop.models import Issue
+from taskforce.notify.models import OutboxMessage
+from taskforce.policy.schema import GroupKind
+from taskforce.trail.models import TrailEntry
+
+LEADERSHIP = [f"member-L{i}" for i in range(1, 8)]
+
+
+@pytest.fixture
+def ctx(policy, clock):
+    return Context(policy=policy, clock=clock)
+
+
+def _open(engine, ctx, level="III", key="k1", source="monitoring", wg="wg:data", **kw):
+    with unit_of_work(engine) as s:
+        return service.open_emergency(
+            s,
+            ctx,
+            EmergencyIntake(level=Level(level), title="数据平台中断", working_group=wg),
+            source=source,
+            dedup_key=key,
+            actor="test",
+            **kw,
+        )
+
+
+def _page(engine, ctx, public_id):
+    with unit_of_work(engine) as s:
+        return service.page_if_unpaged(s, ctx, public_id, actor="test", reason="test")
+
+
+def _escalate(engine, ctx):
+    with unit_of_work(engine) as s:
+        return service.escalate_due(s, ctx)
+
+
+def _audiences(engine, public_id) -> list[str]:
+    with unit_of_work(engine) as s:
+        return list(
+            s.scalars(
+                select(OutboxMessage.audience)
+                .where(OutboxMessage.subject_id == public_id)
+                .where(OutboxMessage.event_kind == "emergency_page")
+                .order_by(OutboxMessage.id)
+            )
+        )
+
+
+def _count(engine, model, *where) -> int:
+    with unit_of_work(engine) as s:
+        return s.scalar(select(func.count()).select_from(model).where(*where))
+
+
+@pytest.mark.parametrize(
+    ("level", "leading", "deadlines"),
+    [
+        ("I", "leadership", {"report_to_leadership": 2, "command_formed": 24}),
+        ("II", "executive", {"solution": 48}),
+        ("III", "working_group", {}),
+    ],
+)
+def test_level_decides_leading_group_and_deadlines(engine, ctx, level, leading, deadlines):
+    result = _open(engine, ctx, level=level)
+    assert result.created and result.status == "pending_dispatch"
+    with unit_of_work(engine) as s:
+        e = service.get_emergency(s, result.emergency_id)
+        assert e.leading_group == leading
+        assert e.escalation_step == ctx.policy.emergency.escalation_chain.index(leading)
+        assert {k: dt.datetime.fromisoformat(v) for k, v in e.deadlines.items()} == {
+            k: ctx.now() + dt.timedelta(hours=h) for k, h in deadlines.items()
+        }
+
+
+def test_first_page_goes_to_the_leading_groups_on_call(engine, ctx):
+    three = _open(engine, ctx, level="III", key="a")
+    two = _open(engine, ctx, level="II", key="b")
+    one = _open(engine, ctx, level="I", key="c")
+    assert _page(engine, ctx, three.emergency_id) == ["W3"]
+    assert _page(engine, ctx, two.emergency_id) == ["E1", "E2"]
+    # The leadership group has no on-call member: all of it is paged.
+    assert _page(engine, ctx, one.emergency_id) == [f"L{i}" for i in range(1, 8)]
+    assert _audiences(engine, one.emergency_id) == LEADERSHIP
+    with unit_of_work(engine) as s:
+        row = s.scalars(
+            select(OutboxMessage).where(OutboxMessage.subject_id == three.emergency_id)
+        ).one()
+        assert row.context["member"] == "W3"
+        assert row.priority == ctx.policy.emergency.page_priority
+    # Paging again pages nobody.
+    assert _page(engine, ctx, three.emergency_id) == []
+    assert _audiences(engine, three.emergency_id) == ["member-W3"]
+
+
+def test_repeat_attaches_and_pages_nobody(engine, ctx):
+    first = _open(engine, ctx)
+    _page(engine, ctx, first.emergency_id)
+    again = _open(engine, ctx)
+    assert not again.created and again.emergency_id == first.emergency_id
+    assert _count(engine, Emergency) == 1
+    with unit_of_work(engine) as s:
+        e = service.get_emergency(s, first.emergency_id)
+        assert e.repeats == 1
+    assert _count(engine, EmergencyEvent, EmergencyEvent.kind == "repeat") == 1
+    assert _audiences(engine, first.emergency_id) == ["member-W3"]
+    # The same key from another source is another emergency.
+    assert _open(engine, ctx, source="drill").created
+
+
+def test_resolution_frees_the_dedup_key(engine, ctx):
+    first = _open(engine, ctx)
+    with unit_of_work(engine) as s:
+        service.resolve(s, ctx, first.emergency_id, actor="W3")
+    second = _open(engine, ctx)
+    assert second.created and second.emergency_id != first.emergency_id
+
+
+@pytest.mark.parametrize(
+    ("wg", "message"),
+    [(None, "working_group: level III is led by a working group"), ("wg:nope", "unknown working")],
+)
+def test_bad_intake_is_refused_and_writes_nothing(engine, ctx, wg, message):
+    with pytest.raises(DomainError, match=message):
+        _open(engine, ctx, wg=wg)
+    assert _count(engine, Emergency) == 0
+    assert _count(engine, TrailEntry) == 0
+
+
+def test_escalation_follows_the_clock_along_the_chain(engine, ctx, clock):
+    """Repeat limit 3 and 15 minutes (config): W3 ×3, then executive ×3, then leadership ×3."""
+    window = ctx.policy.emergency.acknowledge_within_minutes
+    limit = ctx.policy.emergency.escalation_repeat_limit
+    e = _open(engine, ctx, level="III")
+    _page(engine, ctx, e.emergency_id)
+
+    clock.advance(minutes=window)
+    assert _escalate(engine, ctx) == []  # the last instant of the window is still in time (以内)
+    clock.advance(seconds=1)
+    (first,) = _escalate(engine, ctx)
+    assert (first.action, first.step, first.page_number, first.paged) == (
+        "repage",
+        "working_group",
+        2,
+        ["W3"],
+    )
+    assert _escalate(engine, ctx) == []  # same instant: nothing more
+
+    actions = []
+    for _ in range(2 * limit + 2):
+        clock.advance(minutes=window, seconds=1)
+        actions += [(x.action, x.step, x.page_number) for x in _escalate(engine, ctx)]
+    assert actions == [
+        ("repage", "working_group", 3),
+        ("step_up", "executive", 1),
+        ("repage", "executive", 2),
+        ("repage", "executive", 3),
+        ("step_up", "leadership", 1),
+        ("repage", "leadership", 2),
+        ("repage", "leadership", 3),
+        ("exhausted", "leadership", 3),
+    ]
+    clock.advance(hours=24)
+    assert _escalate(engine, ctx) == []
+    pages = _audiences(engine, e.emergency_id)
+    assert pages.count("member-W3") == limit
+    assert pages.count("member-E1") == limit
+    assert pages.count("member-L1") == limit
+    with unit_of_work(engine) as s:
+        assert trail.verify(s).ok
+        escalated = s.scalars(
+            select(OutboxMessage.audience).where(OutboxMessage.event_kind == "emergency_escalated")
+        ).all()
+    assert set(escalated) == {"leadership", "director"}
+
+
+def test_level_one_starts_at_the_top_and_only_repeats(engine, ctx, clock):
+    e = _open(engine, ctx, level="I", wg=None)
+    _page(engine, ctx, e.emergency_id)
+    seen = []
+    for _ in range(4):
+        clock.advance(minutes=ctx.policy.emergency.acknowledge_within_minutes, seconds=1)
+        seen += [x.action for x in _escalate(engine, ctx)]
+    assert seen == ["repage", "repage", "exhausted"]
+
+
+def test_acknowledgement_stops_escalation(engine, ctx, clock):
+    e = _open(engine, ctx, level="II")
+    _page(engine, ctx, e.emergency_id)
+    clock.advance(minutes=5)
+    with unit_of_work(engine) as s:
+        st = service.acknowledge(s, ctx, e.emergency_id, actor="E1")
+        again = service.acknowledge(s, ctx, e.emergency_id, actor="E2")
+    assert st.status == again.status == EmergencyStatus.acknowledged
+    clock.advance(hours=5)
+    assert _escalate(engine, ctx) == []
+    assert _count(engine, EmergencyEvent, EmergencyEvent.kind == "acknowledge") == 1
+
+
+def test_webhook_actions_act_on_the_open_dedup_key(engine, ctx):
+    e = _open(engine, ctx, key="fp-1")
+    with unit_of_work(engine) as s:
+        st = service.act_on_dedup(
+            s, ctx, source="monitoring", dedup_key="fp-1", action="acknowledge", actor="am"
+        )
+    assert st.public_id == e.emergency_id and st.status == EmergencyStatus.acknowledged
+    with unit_of_work(engine) as s:
+        service.act_on_dedup(
+            s, ctx, source="monitoring", dedup_key="fp-1", action="resolve", actor="am"
+        )
+    with (
+        pytest.raises(DomainError, match="dedup_key: no open emergency"),
+        unit_of_work(engine) as s,
+    ):
+        service.act_on_dedup(
+            s, ctx, source="monitoring", dedup_key="fp-1", action="resolve", actor="am"
+        )
+
+
+def _fiscal_year(engine, year=2026, total_yuan=100_000_000):
+    with unit_of_work(engine) as s:
+        total = total_yuan * 100
+        s.add(FiscalYear(year=year, total_fen=total, reserve_fen=total // 10))
+
+
+def _draw(engine, ctx, public_id, amount, by=GroupKind.executive, key="draw-1"):
+    with unit_of_work(engine) as s:
+        return service.request_reserve_draw(
+            s,
+            ctx,
+            public_id,
+            ReserveDrawForm(amount=Decimal(amount), approved_by=by),
+            actor="E1",
+            key=key,
+        )
+
+
+def test_reserve_draw_within_authority(engine, ctx):
+    _fiscal_year(engine)  # reserve 10,000,000.00
+    e = _open(engine, ctx, level="II")
+    exec_max = ctx.policy.authority.executive_approval_max
+    detail = _draw(engine, ctx, e.emergency_id, exec_max)  # exactly the maximum: executive may
+    assert detail["approved_by"] == "executive"
+    assert _draw(engine, ctx, e.emergency_id, exec_max) == detail  # replay: same result
+    with pytest.raises(DomainError, match="approved_by: executive may not approve"):
+        _draw(engine, ctx, e.emergency_id, exec_max + Decimal("0.01"), key="draw-2")
+    over = _draw(engine, ctx, e.emergency_id, "5000000.00", by=GroupKind.leadership, key="d3")
+    assert over["remaining_fen"] == 0
+    with pytest.raises(DomainError, match="amount: .* exceeds the reserve left"):
+        _draw(engine, ctx, e.emergency_id, "0.01", key="draw-4")
+    with unit_of_work(engine) as s:
+        rows = s.execute(
+            select(LedgerEntry.kind, LedgerEntry.emergency_id, LedgerEntry.amount_fen)
+        ).all()
+        em = service.get_emergency(s, e.emergency_id)
+        actions = s.scalars(
+            select(TrailEntry.action).where(TrailEntry.action == "emergency.reserve_drawn")
+        ).all()
+    assert [(k, i) for k, i, _ in rows] == [(LedgerKind.reserve_draw, em.id)] * 2
+    assert sum(a for *_, a in rows) == 1_000_000_000
+    assert len(actions) == 2
+
+
+def test_reserve_draw_counts_on_the_reserve_budget_line(engine, ctx):
+    from taskforce.budget.models import BudgetLine
+
+    _fiscal_year(engine)
+    with unit_of_work(engine) as s:
+        s.add(
+            BudgetLine(
+                code="reserve-2026",
+                fiscal_year=2026,
+                is_reserve=True,
+                purpose="应急预留",
+                output_target="-",
+                benefit_target="-",
+                amount_fen=300_000_00,
+                created_at=ctx.now(),
+            )
+        )
+    e = _open(engine, ctx, level="II")
+    assert _draw(engine, ctx, e.emergency_id, "300000.00")["remaining_fen"] == 0
+    with pytest.raises(DomainError, match="exceeds the reserve left"):
+        _draw(engine, ctx, e.emergency_id, "0.01", key="more")
+    with unit_of_work(engine) as s:
+        line_ids = s.scalars(select(LedgerEntry.line_id)).all()
+        reserve = s.scalar(select(BudgetLine.id).where(BudgetLine.is_reserve.is_(True)))
+    assert line_ids == [reserve]
+
+
+def test_reserve_draw_refused_for_drills_and_resolved_emergencies(engine, ctx):
+    _fiscal_year(engine)
+    drill = _open(engine, ctx, source="drill", is_drill=True)
+    with pytest.raises(DomainError, match="drill"):
+        _draw(engine, ctx, drill.emergency_id, "100")
+    e = _open(engine, ctx, key="other")
+    with unit_of_work(engine) as s:
+        service.resolve(s, ctx, e.emergency_id, actor="W3")
+    with pytest.raises(IllegalTransition, match="resolved"):
+        _draw(engine, ctx, e.emergency_id, "100", key="late")
+    assert _count(engine, LedgerEntry) == 0
+
+
+def test_reserve_draw_needs_a_fiscal_year(engine, ctx):
+    e = _open(engine, ctx)
+    with pytest.raises(DomainError, match="fiscal_year"):
+        _draw(engine, ctx, e.emergency_id, "100")
+    assert _count(engine, LedgerEntry) == 0
+
+
+def test_close_opens_one_follow_up_issue(engine, ctx):
+    e = _open(engine, ctx, level="I")
+    with (
+        pytest.raises(IllegalTransition, match="resolve it before closing"),
+        unit_of_work(engine) as s,
+    ):
+        service.close_with_follow_up(s, ctx, e.emergency_id, actor="E1")
+    with unit_of_work(engine) as s:
+        service.resolve(s, ctx, e.emergency_id, actor="E1")
+    with unit_of_work(engine) as s:
+        st = service.close_with_follow_up(s, ctx, e.emergency_id, actor="E1")
+        again = service.close_with_follow_up(s, ctx, e.emergency_id, actor="E1")
+    assert st.status == EmergencyStatus.closed and again.follow_up_issue_id == st.follow_up_issue_id
+    with unit_of_work(engine) as s:
+        issue = s.get(Issue, st.follow_up_issue_id)
+        assert (issue.origin, issue.origin_ref) == ("emergency", e.emergency_id)
+        assert issue.category == ctx.policy.emergency.follow_up.category
+        assert trail.verify(s).ok
+    assert _count(engine, Issue) == 1
+
+
+def test_a_drill_is_marked_everywhere_and_closes_without_an_issue(engine, ctx):
+    e = _open(engine, ctx, level="II", source="drill", is_drill=True)
+    _page(engine, ctx, e.emergency_id)
+    with unit_of_work(engine) as s:
+        service.resolve(s, ctx, e.emergency_id, actor="drill")
+        st = service.close_with_follow_up(s, ctx, e.emergency_id, actor="drill")
+        assert st.is_drill and st.follow_up_issue_id is None
+        assert all(s.scalars(select(OutboxMessage.is_drill)))
+    assert _count(engine, Issue) == 0
+
+
+def test_dispatch_marks_or_pages_directly(engine, ctx):
+    from taskforce.emergency.dispatch import dispatch, dispatch_pending
+
+    def unreachable(public_id: str) -> str:
+        raise ConnectionError("connection refused")
+
+    e = _open(engine, ctx, level="I", wg=None)
+    out = dispatch(engine, ctx, e.emergency_id, unreachable, actor="gateway")
+    assert not out.dispatched and len(out.paged) == 7
+    with unit_of_work(engine) as s:
+        assert service.pending_dispatch(s) == [e.emergency_id]
+    # A second failure pages nobody again.
+    assert dispatch_pending(engine, ctx, unreachable)[0].paged == ()
+    failures = _count(engine, TrailEntry, TrailEntry.action == "emergency.dispatch_failed")
+    assert failures == 1  # only the failure that paged directly is on the trail
+    done = dispatch_pending(engine, ctx, lambda public_id: f"run-{public_id}")
+    assert [o.dispatched for o in done] == [True]
+    with unit_of_work(engine) as s:
+        st = service.state(s, e.emergency_id)
+        assert st.status == EmergencyStatus.dispatched and st.flow_run_id.startswith("run-")
+        assert service.pending_dispatch(s) == []
+    assert _audiences(engine, e.emergency_id) == LEADERSHIP
+
+
+def test_sweep_pages_an_emergency_no_flow_run_paged(engine, ctx, clock):
+    """Dispatched, but no worker ran the response: the sweep pages after the grace period."""
+    e = _open(engine, ctx, level="II")
+    with unit_of_work(engine) as s:
+        service.mark_dispatched(s, ctx, e.emergency_id, "run-1", actor="gateway")
+    clock.advance(seconds=ctx.policy.emergency.unpaged_grace_seconds)
+    assert _escalate(engine, ctx) == []
+    clock.advance(seconds=1)
+    (first,) = _escalate(engine, ctx)
+    assert (first.action, first.paged) == ("first_page", ["E1", "E2"])
+    assert _escalate(engine, ctx) == []
+    assert _audiences(engine, e.emergency_id) == ["member-E1", "member-E2"]
+
+
+def _missed(engine, ctx):
+    with unit_of_work(engine) as s:
+        return service.escalate_missed_deadlines(s, ctx)
+
+
+def test_level_one_deadlines(engine, ctx, clock):
+    """I: leadership reported within 2 h (met by paging it), command formed within 24 h."""
+    e = _open(engine, ctx, level="I", wg=None)
+    hours = ctx.policy.emergency.levels["I"].deadlines_hours
+    _page(engine, ctx, e.emergency_id)  # pages the leadership group: reported
+    clock.advance(hours=hours["command_formed"])
+    assert _missed(engine, ctx) == []  # 24 h 以内: the last instant is in time
+    clock.advance(seconds=1)
+    assert _missed(engine, ctx) == [(e.emergency_id, "command_formed")]
+    assert _missed(engine, ctx) == []  # escalated once
+    with unit_of_work(engine) as s:
+        # Recorded late: met, but not in time.
+        assert service.record_deadline_met(s, ctx, e.emergency_id, "command_formed", actor="L1")
+        assert not service.record_deadline_met(s, ctx, e.emergency_id, "command_formed", actor="L1")
+        with pytest.raises(DomainError, match="deadline: level I has no deadline 'solution'"):
+            service.record_deadline_met(s, ctx, e.emergency_id, "solution", actor="L1")
+        details = s.scalars(
+            select(EmergencyEvent.detail).where(EmergencyEvent.kind == "deadline_met")
+        ).all()
+    assert {d["name"]: d["in_time"] for d in details} == {
+        "report_to_leadership": True,
+        "command_formed": False,
+    }
+
+
+def test_level_two_solution_met_by_resolution(engine, ctx, clock):
+    e = _open(engine, ctx, level="II")
+    hours = ctx.policy.emergency.levels["II"].deadlines_hours["solution"]
+    _page(engine, ctx, e.emergency_id)
+    clock.advance(hours=hours)
+    with unit_of_work(engine) as s:
+        service.resolve(s, ctx, e.emergency_id, actor="E1")  # exactly at the deadline: in time
+    assert _missed(engine, ctx) == []
+    with unit_of_work(engine) as s:
+        (detail,) = s.scalars(
+            select(EmergencyEvent.detail).where(EmergencyEvent.kind == "deadline_met")
+        ).all()
+    assert detail["name"] == "solution" and detail["in_time"] is True
+
+
+def test_leadership_reached_by_escalation_meets_the_report_deadline_late(engine, ctx, clock):
+    """A level-II page escalated to leadership does not create a level-I deadline."""
+    e = _open(engine, ctx, level="II")
+    _page(engine, ctx, e.emergency_id)
+    for _ in range(ctx.policy.emergency.escalation_repeat_limit):
+        clock.advance(minutes=ctx.policy.emergency.acknowledge_within_minutes, seconds=1)
+        _escalate(engine, ctx)
+    assert _count(engine, EmergencyEvent, EmergencyEvent.kind == "deadline_met") == 0

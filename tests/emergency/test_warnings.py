@@ -1,0 +1,97 @@
+"""Warnings: raised once per cause, handled, escalated when their deadline passes."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from taskforce.context import Context
+from taskforce.db import unit_of_work
+from taskforce.emergency.models import EarlyWarning, WarningColour, WarningStatus
+from taskforce.emergency.warnings import (
+    colour_for_risk_score,
+    escalate_overdue_warnings,
+    handle_warning,
+    raise_risk_warning,
+    raise_warning,
+)
+from taskforce.notify.models import OutboxMessage
+from taskforce.policy import load_policy
+
+
+@pytest.fixture
+def ctx(policy, clock):
+    return Context(policy=policy, clock=clock)
+
+
+def _raise(engine, ctx, colour, key):
+    with unit_of_work(engine) as s:
+        w = raise_warning(
+            s,
+            ctx,
+            colour=colour,
+            source="manual",
+            subject_type="issue",
+            subject_id="TF-2026-00001",
+            title=f"{colour} warning",
+            dedup_key=key,
+        )
+        return w.id if w else None
+
+
+@pytest.mark.parametrize("colour", ["yellow", "orange", "red"])
+def test_missed_deadline_escalates_once(engine, ctx, clock, colour):
+    hours = getattr(ctx.policy.warnings, colour).deadline_hours
+    wid = _raise(engine, ctx, colour, f"k-{colour}")
+    assert _raise(engine, ctx, colour, f"k-{colour}") is None  # one warning per cause
+    clock.advance(hours=hours)
+    with unit_of_work(engine) as s:
+        assert escalate_overdue_warnings(s, ctx) == []  # the last instant is in time (以内)
+    clock.advance(seconds=1)
+    with unit_of_work(engine) as s:
+        assert escalate_overdue_warnings(s, ctx) == [wid]
+    with unit_of_work(engine) as s:
+        assert escalate_overdue_warnings(s, ctx) == []
+        w = s.get(EarlyWarning, wid)
+        assert w.status == WarningStatus.escalated and w.escalated_at == clock.now()
+        kinds = s.scalars(select(OutboxMessage.event_kind)).all()
+    assert kinds.count("warning_escalated") == 2  # leadership and the director
+
+
+def test_handled_warning_is_not_escalated(engine, ctx, clock):
+    wid = _raise(engine, ctx, "yellow", "k")
+    clock.advance(hours=1)
+    with unit_of_work(engine) as s:
+        handle_warning(s, ctx, wid, actor="E1", note="plan drafted")
+    clock.advance(hours=100)
+    with unit_of_work(engine) as s:
+        assert escalate_overdue_warnings(s, ctx) == []
+        w = s.get(EarlyWarning, wid)
+        assert w.status == WarningStatus.handled
+
+
+def test_risk_score_raises_its_colour_once(engine, ctx):
+    thresholds = ctx.policy.risk.warning_thresholds
+    with unit_of_work(engine) as s:
+        assert (
+            raise_risk_warning(s, ctx, risk_id=1, score=thresholds["yellow"] - 1, title="r") is None
+        )
+        w = raise_risk_warning(s, ctx, risk_id=1, score=thresholds["orange"], title="r")
+        assert w.colour == WarningColour.orange
+        assert raise_risk_warning(s, ctx, risk_id=1, score=thresholds["orange"], title="r") is None
+
+
+@given(st.integers(min_value=0, max_value=25))
+def test_risk_colour_is_the_highest_threshold_reached(score):
+    policy = load_policy()
+    ctx = Context(policy=policy)
+    colour = colour_for_risk_score(score, ctx)
+    reached = [c for c, t in policy.risk.warning_thresholds.items() if score >= t]
+    if not reached:
+        assert colour is None
+    else:
+        assert policy.risk.warning_thresholds[colour.value] == max(
+            policy.risk.warning_thresholds[c] for c in reached
+        )
