@@ -283,6 +283,16 @@ def compute_kpis(
     basis["emergency_on_time_rate"] = int(em_in.decided.sum())
     details["emergencies_by_level"] = _response_table(em_in, "level", ["I", "II", "III"], limit_h)
 
+    # --- Do: what was done in the period ----------------------------------------
+    details["done"] = [
+        {"label": "issues_reported", "value": int(reported_in.sum())},
+        {"label": "issues_closed", "value": int(closed_in.sum())},
+        {"label": "items_completed", "value": int(done_in.sum())},
+        {"label": "evaluations", "value": int(ev_in.sum())},
+        {"label": "milestones_attained", "value": int(ms_due.attained.sum())},
+        {"label": "warnings_handled", "value": int(wa_in.handled_at.notna().sum())},
+    ]
+
     # --- snapshot KPIs: the organisation and the colours, as they are now ----------
     if snapshot:
         mem = frames.members
@@ -337,7 +347,12 @@ def _attainment(frame: pd.DataFrame, by: str) -> list[dict]:
         return []
     g = frame.groupby(by).agg(due=("attained", "size"), attained=("attained", "sum"))
     return [
-        {by: str(k), "due": int(r.due), "attained": int(r.attained), "rate": r.attained / r.due}
+        {
+            by: str(k),
+            "due": int(r.due),
+            "attained": int(r.attained),
+            "rate": float(r.attained / r.due),
+        }
         for k, r in g.iterrows()
     ]
 
