@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 PALETTE = {
     "green": "#2e7d32",
@@ -60,9 +61,11 @@ def styled(draw):
     return wrapper
 
 
-def new_figure(width: float = 6.4, height: float = 3.2) -> Figure:
+def new_figure(
+    width: float = 6.4, height: float = 3.2, *, layout: str | None = "constrained"
+) -> Figure:
     """A figure to draw on (inside chart_style()), then pass to svg_chart."""
-    return Figure(figsize=(width, height), layout="constrained")
+    return Figure(figsize=(width, height), layout=layout)
 
 
 def svg_chart(fig: Figure, *, chart_id: str, title: str) -> str:
@@ -154,8 +157,11 @@ def small_multiples(
 ) -> str:
     """One small line chart per series (name, values, target or None), sharing the x axis."""
     rows = max(1, -(-len(panels) // columns))
-    fig = new_figure(7.2, 1.9 * rows + 0.3)
-    axes = fig.subplots(rows, columns, squeeze=False)
+    # A fixed grid: constrained layout measures every tick label of every panel (slow).
+    fig = new_figure(7.2, 1.9 * rows + 0.3, layout=None)
+    fig.subplots_adjust(left=0.06, right=0.99, top=1 - 0.35 / (1.9 * rows + 0.3), bottom=0.08,
+                        wspace=0.35, hspace=0.9)  # fmt: skip
+    axes = fig.subplots(rows, columns, squeeze=False, sharex=True)
     for idx, ax in enumerate(axes.flat):
         if idx >= len(panels):
             ax.set_visible(False)
@@ -170,8 +176,9 @@ def small_multiples(
         if target is not None:
             ax.axhline(target, color=PALETTE["red"], linestyle="--", linewidth=1)
         ax.set_title(name, fontsize=8)
+        ax.yaxis.set_major_locator(MaxNLocator(3))
         ax.tick_params(axis="both", labelsize=6)
-        ax.tick_params(axis="x", labelrotation=45)
+        ax.tick_params(axis="x", labelrotation=45, labelbottom=idx >= len(panels) - columns)
     return svg_chart(fig, chart_id=chart_id, title=title)
 
 

@@ -318,3 +318,61 @@ def budget_ledger(conn, period: Period, audience: Classification) -> pd.DataFram
     frame["kind"] = frame["kind"].map(lambda v: None if v is None else str(v))
     frame["amount"] = frame.pop("amount_fen").map(lambda fen: to_yuan(int(fen)))
     return frame
+
+
+def warnings_in_period(conn, period: Period, policy: Policy, audience: Classification):
+    from taskforce.emergency.models import EarlyWarning
+
+    tz = policy.timezone
+    rows = _records(
+        conn,
+        select(
+            EarlyWarning.colour,
+            EarlyWarning.title,
+            EarlyWarning.status,
+            EarlyWarning.raised_at,
+            EarlyWarning.deadline_at,
+            EarlyWarning.handled_at,
+            EarlyWarning.classification,
+        )
+        .where(
+            EarlyWarning.raised_at >= period.starts_at(tz),
+            EarlyWarning.raised_at < period.ends_at(tz),
+            EarlyWarning.classification.in_(cleared_for(audience)),
+        )
+        .order_by(EarlyWarning.raised_at, EarlyWarning.id),
+    )
+    for r in rows:
+        r["on_time"] = r["handled_at"] is not None and r["handled_at"] <= r["deadline_at"]
+        for col in ("raised_at", "deadline_at", "handled_at"):
+            r[col] = _local(r[col], tz)
+    return rows
+
+
+def emergencies_in_period(conn, period: Period, policy: Policy, audience: Classification):
+    from taskforce.emergency.models import Emergency
+
+    tz = policy.timezone
+    rows = _records(
+        conn,
+        select(
+            Emergency.level,
+            Emergency.title,
+            Emergency.status,
+            Emergency.is_drill,
+            Emergency.opened_at,
+            Emergency.acknowledged_at,
+            Emergency.resolved_at,
+            Emergency.classification,
+        )
+        .where(
+            Emergency.opened_at >= period.starts_at(tz),
+            Emergency.opened_at < period.ends_at(tz),
+            Emergency.classification.in_(cleared_for(audience)),
+        )
+        .order_by(Emergency.opened_at, Emergency.id),
+    )
+    for r in rows:
+        for col in ("opened_at", "acknowledged_at", "resolved_at"):
+            r[col] = _local(r[col], tz)
+    return rows

@@ -140,6 +140,8 @@ def gather(engine: Engine, ctx: Context, period: Period, audience: Classificatio
             "milestones": content.milestones(conn, period, audience, ctx.today(), policy),
             "findings": content.open_findings(conn, period, audience),
             "risks": content.risks(conn, policy, audience),
+            "warnings": content.warnings_in_period(conn, period, policy, audience),
+            "emergencies": content.emergencies_in_period(conn, period, policy, audience),
             "cases": content.typical_cases(conn, period, policy, audience),
             "lessons": content.lessons(
                 conn,
@@ -288,6 +290,8 @@ def build_context(data: ReviewData, actions_rows: list[dict], ctx: Context, loca
         "warnings_by_colour": current.details["warnings_by_colour"],
         "emergencies_by_level": current.details["emergencies_by_level"],
         "drills": current.details["drills"],
+        "warning_rows": data.lists["warnings"],
+        "emergency_rows": data.lists["emergencies"],
         "org_health": {
             "members": current.kpis["full_time_share"].basis or 0,
             "full_time_share": values["full_time_share"],

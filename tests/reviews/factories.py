@@ -433,3 +433,65 @@ def november_dataset(session: Session) -> dict:
     emergency(session, level=Level.II, opened_at=utc(2026, 11, 15), is_drill=True)
     session.flush()
     return {"issues": {"A": a, "B": b, "C": c}}
+
+
+SECRET = "ZQX-SECRET-7731"
+INTERNAL = "ZQX-INTERNAL-5519"
+PUBLIC = "ZQX-PUBLIC-2204"
+
+
+def classified_dataset(session: Session) -> dict[str, list[str]]:
+    """Records of each classification whose every text is a unique marker string.
+
+    Every kind of record a report can list gets one of each: issues past their
+    stage deadline, their red action items, milestones, risks, lessons, closed
+    and evaluated issues (typical cases), budget lines and ledger entries,
+    warnings, emergencies. Returns the markers by classification.
+    """
+    markers: dict[str, list[str]] = {"secret": [], "internal": [], "public": []}
+    for level, tag in (
+        (Classification.secret, SECRET),
+        (Classification.internal, INTERNAL),
+        (Classification.public, PUBLIC),
+    ):
+
+        def m(what: str, tag: str = tag, level: Classification = level) -> str:
+            text = f"{tag}-{what}"
+            markers[level.value].append(text)
+            return text
+
+        late = issue(session, reported_at=utc(2026, 11, 2), stage=Stage.executing,
+                     stage_due_at=utc(2026, 11, 20), title=m("issue"), classification=level)  # fmt: skip
+        action_item(session, late, start=dt.date(2026, 11, 1), due=dt.date(2026, 11, 15),
+                    colour=Colour.red, title=m("task"))  # fmt: skip
+        done = issue(session, reported_at=utc(2026, 10, 2), closed_at=utc(2026, 11, 20),
+                     title=m("case"), classification=level)  # fmt: skip
+        session.add(
+            Evaluation(
+                issue_id=done.id,
+                round=1,
+                outcome=Outcome.solved,
+                satisfaction=99,
+                lessons=m("case-lesson"),
+                evaluated_at=utc(2026, 11, 20),
+            )
+        )
+        milestone(session, kind=MilestoneKind.progress, due=dt.date(2026, 11, 10),
+                  title=m("milestone"), classification=level)  # fmt: skip
+        risk(session, code=f"R-{level.value.upper()}-ZQX", probability=5, impact=5,
+             title=m("risk"), classification=level)  # fmt: skip
+        markers[level.value].append(f"R-{level.value.upper()}-ZQX")
+        lesson(session, title=m("lesson"), text=m("lesson-text"), at=utc(2026, 10, 1),
+               classification=level)  # fmt: skip
+        fiscal_year(session, 2026, 100_000_000)
+        line = budget_line(session, year=2026, amount_fen=10_000_000, purpose=m("purpose"),
+                           issue_id=late.id, classification=level)  # fmt: skip
+        ledger(
+            session, line, on=dt.date(2026, 11, 3), amount_fen=1_000_000, description=m("ledger")
+        )
+        warning(session, colour="yellow", raised_at=utc(2026, 11, 5), deadline_hours=48,
+                title=m("warning"), classification=level)  # fmt: skip
+        emergency(session, level=Level.II, opened_at=utc(2026, 11, 6), title=m("emergency"),
+                  classification=level)  # fmt: skip
+    session.flush()
+    return markers
