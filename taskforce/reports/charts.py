@@ -75,6 +75,7 @@ def svg_chart(fig: Figure, *, chart_id: str, title: str) -> str:
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     svg = buf.getvalue()
     svg = svg[svg.index("<svg") :]
+    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)  # RDF boilerplate
     svg = re.sub(r'\s(width|height)="[^"]*pt"', "", svg, count=2)
     label = _escape(title)
     svg = svg.replace(
