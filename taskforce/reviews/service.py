@@ -10,6 +10,7 @@ one per (source, title), the report files are overwritten in place.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -333,9 +334,15 @@ def _sheets(data: ReviewData, ctx: Context, locale: str) -> dict:
     return {t("sheet.kpis"): kpis, t("sheet.tasks"): tasks, t("sheet.budget"): budget}
 
 
+REPORTS_DIR_ENV = "TASKFORCE_REPORTS_DIR"
+
+
 def output_dir(ctx: Context, period: Period, out_root: Path | None = None) -> Path:
-    root = Path(out_root) if out_root else PROJECT_ROOT / ctx.policy.review.output_dir
-    return root / period.kind.value / period.label
+    """<root>/<kind>/<period>: root is out_root, else $TASKFORCE_REPORTS_DIR, else review.output_dir."""
+    root = (
+        out_root or os.environ.get(REPORTS_DIR_ENV) or PROJECT_ROOT / ctx.policy.review.output_dir
+    )
+    return Path(root) / period.kind.value / period.label
 
 
 def render(
