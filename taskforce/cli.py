@@ -11,10 +11,12 @@ from rich.table import Table
 from taskforce.db import database_url, get_engine, unit_of_work
 from taskforce.money import format_yuan, to_fen
 from taskforce.policy import ConfigError, config_dir, load_org, load_policy
+from taskforce.reviews.cli import app as review_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 trail_app = typer.Typer(help="The decision trail (决策留痕).", no_args_is_help=True)
 app.add_typer(trail_app, name="trail")
+app.add_typer(review_app, name="review")
 console = Console()
 
 

@@ -119,6 +119,40 @@ def upsert_risk(session: Session, ctx: Context, form: RiskForm, *, actor: str) -
     )
 
 
+def sweep_risks(session: Session, ctx: Context, *, actor: str = "review") -> list[str]:
+    """Raise the warning of every risk whose score reached a threshold above what it has raised.
+
+    The semi-annual risk audit runs this over the whole register (rows loaded
+    into the register without the form included); each cause still warns once.
+    """
+    lowest = min(ctx.policy.risk.warning_thresholds.values())
+    rows = session.scalars(
+        select(Risk).where(Risk.probability * Risk.impact >= lowest).order_by(Risk.code)
+    ).all()
+    raised = []
+    for risk in rows:
+        score = risk.probability * risk.impact
+        colour = risk_colour(score, ctx.policy)
+        if colour is None or _rank(colour) <= _rank(risk.warned_colour):
+            continue
+        warning = raise_warning(
+            session,
+            ctx,
+            colour=colour,
+            source="risk",
+            subject_type="risk",
+            subject_id=risk.code,
+            title=f"{risk.code} {risk.title} ({risk.probability}×{risk.impact}={score})",
+            dedup_key=f"risk:{risk.code}:{colour}",
+            actor=actor,
+            classification=risk.classification,
+        )
+        risk.warned_colour = colour
+        if warning is not None:
+            raised.append(f"{risk.code}:{colour}")
+    return raised
+
+
 def milestone_colour(
     *, achieved: bool, due_date: dt.date, today: dt.date, policy: Policy
 ) -> Colour:

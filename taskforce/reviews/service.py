@@ -33,7 +33,7 @@ from taskforce.org.service import director
 from taskforce.policy.loader import PROJECT_ROOT
 from taskforce.policy.schema import Classification
 from taskforce.registers.models import Review
-from taskforce.registers.service import prune_lessons, record_lesson
+from taskforce.registers.service import prune_lessons, record_lesson, sweep_risks
 from taskforce.reports import render_report, translator, write_workbook
 from taskforce.reports.i18n import LOCALES
 from taskforce.reports.render import fmt_kpi
@@ -169,6 +169,8 @@ def act(session: Session, ctx: Context, period: Period, current: KpiSet) -> list
     linked by the loop's duplicate rule rather than opened again.
     """
     policy = ctx.policy
+    if period.kind is ReviewKind.semiannual:
+        sweep_risks(session, ctx)  # §6: the risk register is reviewed semi-annually
     if period.kind.value not in policy.review.act_on:
         return []
     t = translator(policy.locale)

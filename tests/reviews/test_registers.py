@@ -129,3 +129,16 @@ def test_milestone_form_rejects_achieved_on_without_achieved():
             code="M-1X", title="x y", kind="risk", due_date=dt.date(2026, 1, 1),
             target="t t", achieved_on=dt.date(2026, 1, 1),
         )  # fmt: skip
+
+
+def test_semiannual_sweep_warns_for_risks_entered_without_the_form(engine, policy, clock):
+    from taskforce.registers.service import sweep_risks
+    from tests.reviews import factories as f
+
+    ctx = Context(policy=policy, clock=clock)
+    with Session(engine) as s, s.begin():
+        f.risk(s, code="R-A", probability=3, impact=3)  # 9: below yellow
+        f.risk(s, code="R-B", probability=2, impact=5)  # 10: yellow, exactly the threshold
+        f.risk(s, code="R-C", probability=4, impact=5)  # 20: red
+        assert sweep_risks(s, ctx) == ["R-B:yellow", "R-C:red"]
+        assert sweep_risks(s, ctx) == []  # once
