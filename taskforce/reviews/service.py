@@ -407,13 +407,25 @@ def store(
         subject_id=f"{period.kind.value}:{period.label}",
         payload={"files": files, "audience": data.audience.value},
         notify="review_published" if created else None,
-        context={
-            "kind": period.kind.value,
-            "period": period.label,
-            "files": ", ".join(files.values()),
-        },
+        # Keys of taskforce/notify/templates/<locale>/review_published.j2: title, summary, path.
+        context=_notice(ctx, data, files),
     )
     return review, created
+
+
+def _notice(ctx: Context, data: ReviewData, files: dict[str, str]) -> dict:
+    t = translator(ctx.policy.locale)
+    missed = [t(f"kpi.{k.code}") for k in data.current.kpis.values() if k.status == "missed"]
+    html = files.get(f"{ctx.policy.locale}.html") or next(
+        (p for name, p in files.items() if name.endswith(".html")), None
+    )
+    return {
+        "kind": data.period.kind.value,
+        "period": data.period.label,
+        "title": f"{t('review.' + data.period.kind.value)} {data.period.label}",
+        "summary": f"{t('status.missed')}: {', '.join(missed)}" if missed else t("act.none"),
+        "path": html,
+    }
 
 
 def run_review(

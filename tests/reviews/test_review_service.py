@@ -60,6 +60,13 @@ def test_monthly_review_acts_once_and_rerun_replaces(engine, ctx, tmp_path):
         assert len(lessons) == len(MISSED)
     published = _count(engine, OutboxMessage, OutboxMessage.event_kind == "review_published")
     assert published == len(ctx.policy.notifications.routing["review_published"])
+    with Session(engine) as s:
+        notice = s.scalars(
+            select(OutboxMessage.context).where(OutboxMessage.event_kind == "review_published")
+        ).first()
+        assert notice["title"] == "月度复盘 2026-11"  # the notification template's keys
+        assert notice["path"].endswith("monthly-2026-11.zh-CN.internal.html")
+        assert "问题解决率" in notice["summary"]
 
     ctx.clock.advance(hours=2)
     again = run_review(engine, ctx, "monthly", "2026-11", out_root=tmp_path)
