@@ -112,6 +112,8 @@ def bar_chart(
     else:
         bars = ax.bar(list(labels), list(values), color=colours)
     ax.bar_label(bars, fmt="%g", padding=2)
+    if all(float(v).is_integer() for v in values):  # counts: no 0.5 ticks
+        (ax.xaxis if horizontal else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
     if xlabel:
         (ax.set_xlabel if horizontal else ax.set_ylabel)(xlabel)
     return svg_chart(fig, chart_id=chart_id, title=title)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from taskforce.kpi.compute import BY_CODE, KpiSet
 from taskforce.kpi.frames import Frames
@@ -104,6 +105,7 @@ def funnel_chart(stages: list[dict], t: Translate) -> str:
     over = ax.barh(names, late, color=PALETTE["red"], label=t("overdue"))
     ax.bar_label(bars, padding=2)
     ax.bar_label(over, label_type="center", color="white")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(loc="lower right", frameon=False)
     return svg_chart(fig, chart_id="chart-funnel", title=t("section.funnel"))
 
