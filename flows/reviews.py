@@ -20,6 +20,7 @@ from prefect.artifacts import (
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from taskforce.policy import load_policy
 from taskforce.policy.schema import Classification
 from taskforce.reports.render import fmt_kpi
 from taskforce.reviews.periods import ReviewKind
@@ -28,10 +29,11 @@ from tasks import reviews as steps
 
 Locale = Literal["zh-CN", "en"]
 Audience = Annotated[
-    Classification,
+    Classification | None,
     Field(
         title="Audience 阅读范围",
-        description="public / internal / secret: the report shows only records cleared for it.",
+        description="public / internal / secret: the report shows only records cleared for it. "
+        "Empty: review.default_audience of config/taskforce.yaml.",
     ),
 ]
 Locales = Annotated[
@@ -59,8 +61,9 @@ HalfLabel = _period(r"^\d{4}-H[12]$", "2026-H2")
 
 
 def _run(
-    kind: ReviewKind, period: str | None, audience: Classification, locales: list[str]
+    kind: ReviewKind, period: str | None, audience: Classification | None, locales: list[str]
 ) -> dict:
+    audience = Classification(audience or load_policy().review.default_audience)
     in_prefect = flow_run.get_id() is not None
     progress = None
     if in_prefect:
@@ -140,7 +143,7 @@ def _publish(outcome: ReviewOutcome) -> None:
 @flow(name="weekly-dispatch-report", log_prints=True)
 def weekly_dispatch_report(
     period: WeekLabel = None,
-    audience: Audience = Classification.internal,
+    audience: Audience = None,
     locales: Locales = BOTH,
 ) -> dict:
     """周调度报告 Weekly dispatch: open issues, overdue stages, red/yellow items, ledger compliance."""
@@ -150,7 +153,7 @@ def weekly_dispatch_report(
 @flow(name="monthly-review", log_prints=True)
 def monthly_review(
     period: MonthLabel = None,
-    audience: Audience = Classification.internal,
+    audience: Audience = None,
     locales: Locales = BOTH,
 ) -> dict:
     """月度复盘 Monthly review: KPIs, milestone attainment, lagging tasks, reallocation."""
@@ -160,7 +163,7 @@ def monthly_review(
 @flow(name="quarterly-review", log_prints=True)
 def quarterly_review(
     period: QuarterLabel = None,
-    audience: Audience = Classification.internal,
+    audience: Audience = None,
     locales: Locales = BOTH,
 ) -> dict:
     """季度优化 Quarterly review and the operations white paper (运行白皮书)."""
@@ -170,7 +173,7 @@ def quarterly_review(
 @flow(name="semiannual-audit", log_prints=True)
 def semiannual_audit(
     period: HalfLabel = None,
-    audience: Audience = Classification.internal,
+    audience: Audience = None,
     locales: Locales = BOTH,
 ) -> dict:
     """半年度 Performance audit and risk assessment (the risk register and its 5×5 matrix)."""

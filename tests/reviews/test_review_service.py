@@ -140,3 +140,25 @@ def test_weekly_dispatch_does_not_act(engine, ctx, tmp_path):
     assert out.actions == []
     md = (tmp_path / "weekly" / "2026-W47" / "weekly-2026-W47.zh-CN.internal.md").read_text()
     assert "周调度报告" in md and "超出阶段时限的问题" in md and "台账与资金使用合规检查" in md
+
+
+def test_rerun_after_the_data_changed_drops_stale_lessons_not_issues(engine, ctx, tmp_path):
+    first = run_review(engine, ctx, "monthly", "2026-11", out_root=tmp_path, locales=["en"])
+    # Satisfaction is corrected to meet its target: 80 → 100 makes the mean (100 + 95) / 2 = 97.5.
+    with Session(engine) as s, s.begin():
+        from taskforce.loop.models import Evaluation
+
+        s.execute(
+            Evaluation.__table__.update()
+            .where(Evaluation.satisfaction == 80)
+            .values(satisfaction=100)
+        )
+    again = run_review(engine, ctx, "monthly", "2026-11", out_root=tmp_path, locales=["en"])
+    assert [a.code for a in again.actions] == [c for c in MISSED if c != "satisfaction"]
+    with Session(engine) as s:
+        titles = s.scalars(
+            select(CaseLesson.title).where(CaseLesson.source == "review:monthly:2026-11")
+        ).all()
+    assert not any("满意度" in t for t in titles) and len(titles) == len(MISSED) - 1
+    # The issue opened by the first run stays in the loop: issues are never deleted.
+    assert _count(engine, Issue, Issue.origin == "review") == len(first.actions)
