@@ -28,36 +28,29 @@ from taskforce.reviews.service import ReviewOutcome
 from tasks import reviews as steps
 
 Locale = Literal["zh-CN", "en"]
-Audience = Annotated[
-    Classification | None,
-    Field(
-        title="Audience 阅读范围",
-        description="public / internal / secret: the report shows only records cleared for it. "
-        "Empty: review.default_audience of config/taskforce.yaml.",
-    ),
-]
-Locales = Annotated[
-    list[Locale],
-    Field(title="Languages 语言", description="Reports are written in each.", min_length=1),
-]
-BOTH: list[Locale] = ["zh-CN", "en"]
+# Prefect titles a flow parameter with its name and takes the description from a
+# Field default; constraints (pattern, enum, bounds) come from the annotation.
+Audience = Classification | None
+Locales = Annotated[list[Locale], Field(min_length=1)]
+AUDIENCE = Field(
+    None,
+    description="阅读范围 public / internal / secret: the report shows only records cleared for it. "
+    "Empty: review.default_audience of config/taskforce.yaml.",
+)
+LOCALES_FIELD = Field(["zh-CN", "en"], description="语言 The report is written in each language.")
 
 
-def _period(pattern: str, example: str):
-    return Annotated[
-        str | None,
-        Field(
-            title="Period 周期",
-            description=f"e.g. {example}. Empty: the last complete period (what the schedule runs).",
-            pattern=pattern,
-        ),
-    ]
+WeekLabel = Annotated[str | None, Field(pattern=r"^\d{4}-W(0[1-9]|[1-4]\d|5[0-3])$")]
+MonthLabel = Annotated[str | None, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+QuarterLabel = Annotated[str | None, Field(pattern=r"^\d{4}-Q[1-4]$")]
+HalfLabel = Annotated[str | None, Field(pattern=r"^\d{4}-H[12]$")]
 
 
-WeekLabel = _period(r"^\d{4}-W(0[1-9]|[1-4]\d|5[0-3])$", "2026-W48")
-MonthLabel = _period(r"^\d{4}-(0[1-9]|1[0-2])$", "2026-11")
-QuarterLabel = _period(r"^\d{4}-Q[1-4]$", "2026-Q4")
-HalfLabel = _period(r"^\d{4}-H[12]$", "2026-H2")
+def _period_field(example: str):
+    return Field(
+        None,
+        description=f"周期 e.g. {example}. Empty: the last complete period (what the schedule runs).",
+    )
 
 
 def _run(
@@ -142,9 +135,9 @@ def _publish(outcome: ReviewOutcome) -> None:
 
 @flow(name="weekly-dispatch-report", log_prints=True)
 def weekly_dispatch_report(
-    period: WeekLabel = None,
-    audience: Audience = None,
-    locales: Locales = BOTH,
+    period: WeekLabel = _period_field("2026-W48"),
+    audience: Audience = AUDIENCE,
+    locales: Locales = LOCALES_FIELD,
 ) -> dict:
     """周调度报告 Weekly dispatch: open issues, overdue stages, red/yellow items, ledger compliance."""
     return _run(ReviewKind.weekly, period, audience, locales)
@@ -152,9 +145,9 @@ def weekly_dispatch_report(
 
 @flow(name="monthly-review", log_prints=True)
 def monthly_review(
-    period: MonthLabel = None,
-    audience: Audience = None,
-    locales: Locales = BOTH,
+    period: MonthLabel = _period_field("2026-11"),
+    audience: Audience = AUDIENCE,
+    locales: Locales = LOCALES_FIELD,
 ) -> dict:
     """月度复盘 Monthly review: KPIs, milestone attainment, lagging tasks, reallocation."""
     return _run(ReviewKind.monthly, period, audience, locales)
@@ -162,9 +155,9 @@ def monthly_review(
 
 @flow(name="quarterly-review", log_prints=True)
 def quarterly_review(
-    period: QuarterLabel = None,
-    audience: Audience = None,
-    locales: Locales = BOTH,
+    period: QuarterLabel = _period_field("2026-Q4"),
+    audience: Audience = AUDIENCE,
+    locales: Locales = LOCALES_FIELD,
 ) -> dict:
     """季度优化 Quarterly review and the operations white paper (运行白皮书)."""
     return _run(ReviewKind.quarterly, period, audience, locales)
@@ -172,9 +165,9 @@ def quarterly_review(
 
 @flow(name="semiannual-audit", log_prints=True)
 def semiannual_audit(
-    period: HalfLabel = None,
-    audience: Audience = None,
-    locales: Locales = BOTH,
+    period: HalfLabel = _period_field("2026-H2"),
+    audience: Audience = AUDIENCE,
+    locales: Locales = LOCALES_FIELD,
 ) -> dict:
     """半年度 Performance audit and risk assessment (the risk register and its 5×5 matrix)."""
     return _run(ReviewKind.semiannual, period, audience, locales)

@@ -72,3 +72,30 @@ def test_upsert_risk_flow_warns_once(prefect_server, engine):
     assert not second.changed and second.warning_raised is None
     with Session(engine) as s:
         assert s.scalar(select(func.count()).select_from(EarlyWarning)) == 1
+
+
+@pytest.mark.parametrize(
+    ("flow_fn", "good", "bad"),
+    [
+        ("weekly_dispatch_report", "2026-W48", "2026-W54"),
+        ("monthly_review", "2026-11", "2026-13"),
+        ("quarterly_review", "2026-Q4", "2026-Q5"),
+        ("semiannual_audit", "2026-H2", "2026-H3"),
+    ],
+)
+def test_ui_form_of_each_review(flow_fn, good, bad):
+    """The UI form: titled fields, the period's shape, the audiences; bad input refused before a run."""
+    import re
+
+    from prefect.utilities.callables import parameter_schema
+
+    import flows.reviews as module
+
+    schema = parameter_schema(getattr(module, flow_fn)).model_dump_for_openapi()
+    period = schema["properties"]["period"]
+    assert good[:4] in period["description"] and "last complete period" in period["description"]
+    pattern = next(p["pattern"] for p in period["anyOf"] if "pattern" in p)
+    assert re.match(pattern, good) and not re.match(pattern, bad)
+    assert "阅读范围" in schema["properties"]["audience"]["description"]
+    assert schema["properties"]["locales"]["items"]["enum"] == ["zh-CN", "en"]
+    assert "secret" in str(schema["definitions"]["Classification"]["enum"])
