@@ -227,6 +227,51 @@ SPECS: list[Spec] = [
         concurrency=1,
         pool=EMERGENCY_POOL,
     ),
+    # --- PDCA reviews (flows/reviews.py) and registers (flows/registers.py) ---
+    Spec(
+        "weekly-dispatch-report",
+        "flows/reviews.py:weekly_dispatch_report",
+        "周调度报告 Weekly dispatch report of the last ISO week (after the sweep).",
+        ("review", "scheduled"),
+        schedule="weekly_dispatch_report",
+        concurrency=1,
+    ),
+    Spec(
+        "monthly-review",
+        "flows/reviews.py:monthly_review",
+        "月度复盘 Monthly review; missed targets open improvement issues.",
+        ("review", "scheduled"),
+        schedule="monthly_review",
+        concurrency=1,
+    ),
+    Spec(
+        "quarterly-review",
+        "flows/reviews.py:quarterly_review",
+        "季度优化 Quarterly review and 运行白皮书.",
+        ("review", "scheduled"),
+        schedule="quarterly_review",
+        concurrency=1,
+    ),
+    Spec(
+        "semiannual-audit",
+        "flows/reviews.py:semiannual_audit",
+        "半年度 Performance and risk audit (5×5 risk matrix).",
+        ("review", "scheduled"),
+        schedule="semiannual_audit",
+        concurrency=1,
+    ),
+    Spec(
+        "upsert-risk",
+        "flows/registers.py:upsert_risk_flow",
+        "风险登记 Add or update a risk.",
+        ("register", "operator"),
+    ),
+    Spec(
+        "upsert-milestone",
+        "flows/registers.py:upsert_milestone_flow",
+        "里程碑 Add or update a milestone.",
+        ("register", "operator"),
+    ),
 ]
 
 

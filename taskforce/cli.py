@@ -14,6 +14,7 @@ from taskforce.gateway.cli import app as gateway_app
 from taskforce.money import format_yuan, to_fen
 from taskforce.notify.cli import app as notify_app
 from taskforce.policy import ConfigError, config_dir, load_org, load_policy
+from taskforce.reviews.cli import app as review_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 trail_app = typer.Typer(help="The decision trail (决策留痕).", no_args_is_help=True)
@@ -25,6 +26,7 @@ app.add_typer(deployments_app, name="deployments")
 app.add_typer(notify_app, name="notify")
 app.add_typer(budget_app, name="budget")
 app.add_typer(gateway_app, name="gateway")
+app.add_typer(review_app, name="review")
 console = Console()
 
 

@@ -267,6 +267,7 @@ class KpiTargets(Strict):
 
 class Reviews(Strict):
     weekly_dispatch: str
+    weekly_dispatch_report: str
     monthly_review: str
     quarterly_review: str
     semiannual_audit: str
@@ -321,6 +322,25 @@ class Notifications(Strict):
         return self
 
 
+# --- reviews and reports (issue 6) ------------------------------------------
+
+
+class ReviewPolicy(Strict):
+    """How the PDCA reviews (SPEC §3) build their reports and act on them."""
+
+    trend_periods: Annotated[int, Field(ge=2, le=24)] = 6
+    output_dir: str = "reports/out"
+    programme_start: dt.date = dt.date(2026, 1, 1)  # month 1 of the phases (§5.1)
+    act_on: list[Literal["weekly", "monthly", "quarterly", "semiannual"]] = [
+        "monthly",
+        "quarterly",
+        "semiannual",
+    ]
+    improvement_category: str = "improvement"
+    lessons_shown: Annotated[int, Field(ge=0, le=100)] = 10
+    default_audience: Classification = Classification.internal
+
+
 class Policy(Strict):
     timezone: str
     locale: Literal["zh-CN", "en"]
@@ -339,6 +359,7 @@ class Policy(Strict):
     phases: Phases
     calendar: CalendarPolicy = CalendarPolicy()
     notifications: Notifications
+    review: ReviewPolicy = ReviewPolicy()
 
     @field_validator("timezone")
     @classmethod

@@ -1,0 +1,251 @@
+"""The registers the reviews read: risks (SPEC §6), milestones (§3, §5.3), the case library.
+
+Upserts by code: submitting the same form twice changes nothing and writes no
+second trail entry. A risk whose score reaches a warning threshold raises that
+warning once (dedup key risk:<code>:<colour>).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from taskforce import events
+from taskforce.context import Context
+from taskforce.emergency.warnings import raise_warning
+from taskforce.errors import NotFound
+from taskforce.loop.models import Colour, Issue
+from taskforce.org.models import Unit
+from taskforce.policy.schema import Classification, Policy
+from taskforce.registers.forms import MilestoneForm, MilestoneResult, RiskForm, RiskResult
+from taskforce.registers.models import CaseLesson, Milestone, Risk
+
+WARNING_ORDER = ("yellow", "orange", "red")
+
+
+def risk_colour(score: int, policy: Policy) -> str | None:
+    """The highest warning whose threshold the score reaches (>=), or None."""
+    reached = [c for c in WARNING_ORDER if score >= policy.risk.warning_thresholds.get(c, 10**9)]
+    return reached[-1] if reached else None
+
+
+def _rank(colour: str | None) -> int:
+    return -1 if colour is None else WARNING_ORDER.index(colour)
+
+
+def _apply(row, values: dict) -> dict:
+    changes = {}
+    for name, value in values.items():
+        old = getattr(row, name)
+        if old != value:
+            changes[name] = {"from": _plain(old), "to": _plain(value)}
+            setattr(row, name, value)
+    return changes
+
+
+def _plain(value):
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+def upsert_risk(session: Session, ctx: Context, form: RiskForm, *, actor: str) -> RiskResult:
+    form = RiskForm.model_validate(form.model_dump())
+    unit = session.scalar(select(Unit).where(Unit.code == form.owner_unit))
+    if unit is None:
+        raise NotFound(
+            f"unknown unit {form.owner_unit!r}",
+            field="owner_unit",
+            allowed="a unit code from config/org.yaml",
+        )
+    now = ctx.now()
+    risk = session.scalar(select(Risk).where(Risk.code == form.code))
+    created = risk is None
+    if created:
+        risk = Risk(code=form.code, reviewed_at=now)
+        session.add(risk)
+    changes = _apply(
+        risk,
+        {
+            "title": form.title,
+            "category": form.category,
+            "probability": form.probability,
+            "impact": form.impact,
+            "strategy": form.strategy,
+            "owner_unit_id": unit.id,
+            "plan": form.plan,
+            "classification": form.classification,
+        },
+    )
+    score = form.probability * form.impact
+    colour = risk_colour(score, ctx.policy)
+    raised = None
+    if changes:
+        risk.reviewed_at = now
+        session.flush()
+        events.record(
+            session,
+            ctx.policy,
+            at=now,
+            actor=actor,
+            action="risk.created" if created else "risk.updated",
+            subject_type="risk",
+            subject_id=risk.code,
+            classification=risk.classification,
+            payload={"score": score, "changes": changes},
+        )
+    if colour is not None and _rank(colour) > _rank(risk.warned_colour):
+        warning = raise_warning(
+            session,
+            ctx,
+            colour=colour,
+            source="risk",
+            subject_type="risk",
+            subject_id=risk.code,
+            title=f"{risk.code} {risk.title} ({form.probability}×{form.impact}={score})",
+            dedup_key=f"risk:{risk.code}:{colour}",
+            actor=actor,
+            classification=risk.classification,
+        )
+        risk.warned_colour = colour
+        raised = colour if warning is not None else None
+    return RiskResult(
+        code=risk.code,
+        created=created,
+        changed=bool(changes),
+        score=score,
+        colour=colour,
+        warning_raised=raised,
+    )
+
+
+def sweep_risks(session: Session, ctx: Context, *, actor: str = "review") -> list[str]:
+    """Raise the warning of every risk whose score reached a threshold above what it has raised.
+
+    The semi-annual risk audit runs this over the whole register (rows loaded
+    into the register without the form included); each cause still warns once.
+    """
+    lowest = min(ctx.policy.risk.warning_thresholds.values())
+    rows = session.scalars(
+        select(Risk).where(Risk.probability * Risk.impact >= lowest).order_by(Risk.code)
+    ).all()
+    raised = []
+    for risk in rows:
+        score = risk.probability * risk.impact
+        colour = risk_colour(score, ctx.policy)
+        if colour is None or _rank(colour) <= _rank(risk.warned_colour):
+            continue
+        warning = raise_warning(
+            session,
+            ctx,
+            colour=colour,
+            source="risk",
+            subject_type="risk",
+            subject_id=risk.code,
+            title=f"{risk.code} {risk.title} ({risk.probability}×{risk.impact}={score})",
+            dedup_key=f"risk:{risk.code}:{colour}",
+            actor=actor,
+            classification=risk.classification,
+        )
+        risk.warned_colour = colour
+        if warning is not None:
+            raised.append(f"{risk.code}:{colour}")
+    return raised
+
+
+def milestone_colour(
+    *, achieved: bool, due_date: dt.date, today: dt.date, policy: Policy
+) -> Colour:
+    """Achieved: green. Otherwise red once overdue, yellow within the warning window."""
+    if achieved:
+        return Colour.green
+    if due_date < today:
+        return Colour.red
+    if (due_date - today).days <= policy.progress.yellow_due_within_days:
+        return Colour.yellow
+    return Colour.green
+
+
+def upsert_milestone(
+    session: Session, ctx: Context, form: MilestoneForm, *, actor: str
+) -> MilestoneResult:
+    form = MilestoneForm.model_validate(form.model_dump())
+    issue_id = None
+    if form.issue:
+        issue_id = session.scalar(select(Issue.id).where(Issue.number == form.issue))
+        if issue_id is None:
+            raise NotFound(
+                f"no issue {form.issue}", field="issue", allowed="an existing issue number"
+            )
+    now = ctx.now()
+    ms = session.scalar(select(Milestone).where(Milestone.code == form.code))
+    created = ms is None
+    if created:
+        ms = Milestone(code=form.code)
+        session.add(ms)
+    achieved_on = form.achieved_on or ((ms.achieved_on or ctx.today()) if form.achieved else None)
+    changes = _apply(
+        ms,
+        {
+            "title": form.title,
+            "kind": form.kind,
+            "due_date": form.due_date,
+            "target": form.target,
+            "achieved": form.achieved,
+            "achieved_on": achieved_on,
+            "issue_id": issue_id,
+            "classification": form.classification,
+        },
+    )
+    if changes:
+        session.flush()
+        events.record(
+            session,
+            ctx.policy,
+            at=now,
+            actor=actor,
+            action="milestone.created" if created else "milestone.updated",
+            subject_type="milestone",
+            subject_id=ms.code,
+            classification=ms.classification,
+            payload={"changes": changes},
+        )
+    colour = milestone_colour(
+        achieved=ms.achieved, due_date=ms.due_date, today=ctx.today(), policy=ctx.policy
+    )
+    return MilestoneResult(
+        code=ms.code, created=created, changed=bool(changes), colour=colour.value
+    )
+
+
+# --- the case library (案例库) ----------------------------------------------------
+
+
+def record_lesson(
+    session: Session,
+    ctx: Context,
+    *,
+    source: str,
+    title: str,
+    lesson: str,
+    classification: Classification = Classification.internal,
+    issue_id: int | None = None,
+) -> CaseLesson:
+    """One lesson per (source, title): a re-run updates its text, never adds a second."""
+    row = session.scalar(
+        select(CaseLesson).where(CaseLesson.source == source, CaseLesson.title == title)
+    )
+    if row is None:
+        row = CaseLesson(source=source, title=title, created_at=ctx.now())
+        session.add(row)
+    row.lesson, row.classification, row.issue_id = lesson, classification, issue_id
+    session.flush()
+    return row
+
+
+def prune_lessons(session: Session, *, source: str, keep_titles: set[str]) -> int:
+    """Drop a source's lessons that a re-run no longer draws (the data changed since)."""
+    stmt = delete(CaseLesson).where(CaseLesson.source == source)
+    if keep_titles:
+        stmt = stmt.where(CaseLesson.title.not_in(keep_titles))
+    return session.execute(stmt).rowcount or 0

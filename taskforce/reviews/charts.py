@@ -1,0 +1,125 @@
+"""The charts of a review, drawn from its KPIs (aggregates only: no record text)."""
+
+from __future__ import annotations
+
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+
+from taskforce.kpi.compute import BY_CODE, KpiSet
+from taskforce.kpi.frames import Frames
+from taskforce.policy.schema import Policy
+from taskforce.reports.charts import (
+    PALETTE,
+    bar_chart,
+    line_chart,
+    matrix_chart,
+    new_figure,
+    small_multiples,
+    styled,
+    svg_chart,
+)
+from taskforce.reports.i18n import Translate
+from taskforce.reviews.periods import Period
+
+
+def _display(value: float | None, unit: str) -> float | None:
+    if value is None:
+        return None
+    return value * 100 if unit == "ratio" else value
+
+
+def colour_chart(current: KpiSet, t: Translate) -> str:
+    colours = current.details.get("colours", {})
+    order = ["green", "yellow", "red"]
+    return bar_chart(
+        [t(f"colour.{c}") for c in order],
+        [colours.get(c, 0) for c in order],
+        chart_id="chart-colours",
+        title=t("section.colours"),
+        colours=[PALETTE[c] for c in order],
+    )
+
+
+def trend_chart(history: list[KpiSet], t: Translate) -> str:
+    labels = [h.period for h in history]
+    panels = []
+    for code, kpi in history[-1].kpis.items():
+        unit = BY_CODE[code].unit
+        name = t(f"kpi.{code}") + (" %" if unit == "ratio" else "")
+        values = [_display(h.kpis[code].value, unit) for h in history]
+        panels.append((name, values, _display(kpi.target, unit)))
+    return small_multiples(
+        labels, panels, chart_id="chart-trend", title=t("section.trend"), columns=4
+    )
+
+
+def burndown_rows(frames: Frames, period: Period, current: KpiSet) -> list[dict]:
+    """Remaining approved budget at the end of each month of the fiscal year up to the period."""
+    budget = current.details["budget"]
+    year, approved = budget["year"], budget["approved_fen"]
+    ledger = frames.ledger
+    spent = ledger[
+        (ledger.fiscal_year == year)
+        & (ledger.kind == "disbursement")
+        & (ledger.entry_date <= pd.Timestamp(period.last_day))
+    ]
+    by_month = spent.groupby(spent.entry_date.dt.month).amount_fen.sum()
+    rows, cumulative = [], 0
+    for month in range(1, period.last_day.month + 1):
+        cumulative += int(by_month.get(month, 0))
+        rows.append(
+            {
+                "month": f"{year}-{month:02d}",
+                "spent_fen": cumulative,
+                "remaining_fen": approved - cumulative,
+                "ideal_fen": approved - approved * month // 12,
+            }
+        )
+    return rows
+
+
+def burndown_chart(rows: list[dict], t: Translate) -> str:
+    to_10k = 1_000_000  # fen per 10,000 yuan (万元): the unit budget tables use
+    return line_chart(
+        [r["month"][5:] for r in rows],
+        {
+            t("remaining"): [r["remaining_fen"] / to_10k for r in rows],
+            t("ideal"): [r["ideal_fen"] / to_10k for r in rows],
+        },
+        chart_id="chart-burndown",
+        title=t("section.burndown"),
+        ylabel="万元" if t("lang") == "zh-CN" else "CNY 10k",
+        colours={t("remaining"): PALETTE["blue"], t("ideal"): PALETTE["grey"]},
+        dashed=[t("ideal")],
+    )
+
+
+@styled
+def funnel_chart(stages: list[dict], t: Translate) -> str:
+    fig = new_figure(6.4, 2.8)
+    ax = fig.add_subplot()
+    names = [t(f"stage.{s['stage']}") for s in stages][::-1]
+    opened = [s["open"] for s in stages][::-1]
+    late = [s["overdue"] for s in stages][::-1]
+    bars = ax.barh(names, opened, color=PALETTE["blue"], label=t("open"))
+    over = ax.barh(names, late, color=PALETTE["red"], label=t("overdue"))
+    ax.bar_label(bars, padding=2)
+    ax.bar_label(over, label_type="center", color="white")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(loc="lower right", frameon=False)
+    return svg_chart(fig, chart_id="chart-funnel", title=t("section.funnel"))
+
+
+def risk_matrix(risks: list[dict], policy: Policy, t: Translate) -> str:
+    cells: dict[tuple[int, int], list[str]] = {}
+    for r in risks:
+        cells.setdefault((r["probability"], r["impact"]), []).append(r["code"])
+    return matrix_chart(
+        policy.risk.matrix_size,
+        cells,
+        dict(policy.risk.warning_thresholds),
+        chart_id="chart-risk-matrix",
+        title=t("section.risk_matrix"),
+        xlabel=t("axis.impact"),
+        ylabel=t("axis.probability"),
+    )

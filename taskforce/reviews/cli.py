@@ -1,0 +1,50 @@
+"""`taskforce review …`: build a PDCA review without Prefect (the flows do the same steps)."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from taskforce.errors import DomainError
+from taskforce.policy.schema import Classification
+from taskforce.reports.i18n import LOCALES
+from taskforce.reviews.periods import ReviewKind
+
+app = typer.Typer(
+    help="PDCA reviews and their reports (周调度 / 月度复盘 / 季度 / 半年度).", no_args_is_help=True
+)
+console = Console()
+
+
+@app.command("run")
+def run(
+    kind: ReviewKind = typer.Argument(..., help="weekly / monthly / quarterly / semiannual"),
+    period: str = typer.Option(
+        None, help="e.g. 2026-W48, 2026-11, 2026-Q4, 2026-H2; default: the last complete one"
+    ),
+    audience: Classification = typer.Option(
+        None, help="public / internal / secret (default: config review.default_audience)"
+    ),
+    locale: list[str] = typer.Option(list(LOCALES), help="zh-CN and/or en"),
+) -> None:
+    """Build (or rebuild) a review's reports and print their paths."""
+    # Imported here: pandas and matplotlib are not needed by the CLI's other commands.
+    from taskforce.context import Context
+    from taskforce.db import get_engine
+    from taskforce.reviews.service import run_review
+
+    try:
+        outcome = run_review(
+            get_engine(), Context.default(), kind, period, audience=audience, locales=locale
+        )
+    except DomainError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    verb = "built" if outcome.created else "rebuilt"
+    console.print(f"[green]{outcome.kind} review {outcome.period} {verb}[/] ({outcome.audience})")
+    missed = [k["code"] for k in outcome.kpis if k["status"] == "missed"]
+    console.print(f"missed targets: {', '.join(missed) or 'none'}")
+    for action in outcome.actions:
+        console.print(f"improvement issue {action.issue_number} ({action.code})")
+    for path in outcome.files.values():
+        print(path)

@@ -1,0 +1,378 @@
+"""What a review shows besides its KPIs: the lists of records, read with SQL and cleared
+for the report's audience in the WHERE clause (a record the audience may not read is
+never loaded), plus the ledgers of the XLSX workbook."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+from sqlalchemy import Connection, and_, func, select
+from sqlalchemy.orm import aliased
+
+from taskforce.budget.models import AuditFinding, BudgetLine, LedgerEntry
+from taskforce.loop.models import Colour, Evaluation, Issue, Stage, TaskLevel, TaskNode
+from taskforce.money import to_yuan
+from taskforce.org.models import Unit
+from taskforce.policy.schema import Classification, Policy
+from taskforce.registers.models import CaseLesson, Milestone, Risk
+from taskforce.registers.service import risk_colour
+from taskforce.reports.audience import cleared_for
+from taskforce.reviews.periods import Period
+
+
+def _records(conn: Connection, stmt) -> list[dict]:
+    frame = pd.read_sql(stmt, conn)
+    return [
+        {k: (None if _na(v) else (str(v) if hasattr(v, "value") else v)) for k, v in row.items()}
+        for row in frame.to_dict(orient="records")
+    ]
+
+
+def _na(value) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _local(instant, timezone: str) -> str | None:
+    if instant is None:
+        return None
+    from zoneinfo import ZoneInfo
+
+    return pd.Timestamp(instant).tz_convert(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
+
+
+def _day(value) -> str | None:
+    return None if value is None else pd.Timestamp(value).date().isoformat()
+
+
+def overdue_issues(conn, policy: Policy, audience: Classification, now: dt.datetime) -> list[dict]:
+    rows = _records(
+        conn,
+        select(
+            Issue.number,
+            Issue.title,
+            Issue.stage,
+            Issue.stage_due_at,
+            Issue.classification,
+            Unit.name.label("unit_zh"),
+            Unit.name_en.label("unit_en"),
+        )
+        .join(Unit, Unit.id == Issue.lead_unit_id)
+        .where(
+            Issue.stage != Stage.closed,
+            Issue.stage_due_at < now,
+            Issue.classification.in_(cleared_for(audience)),
+        )
+        .order_by(Issue.stage_due_at, Issue.number),
+    )
+    for r in rows:
+        r["stage_due"] = _local(r.pop("stage_due_at"), policy.timezone)
+    return rows
+
+
+def lagging_items(conn, audience: Classification) -> list[dict]:
+    rows = _records(
+        conn,
+        select(
+            Issue.number,
+            Issue.classification,
+            TaskNode.title,
+            TaskNode.colour,
+            TaskNode.due_date,
+            TaskNode.progress_percent.label("progress"),
+            Unit.name.label("unit_zh"),
+            Unit.name_en.label("unit_en"),
+        )
+        .join(Issue, Issue.id == TaskNode.issue_id)
+        .outerjoin(Unit, Unit.id == TaskNode.owner_unit_id)
+        .where(
+            TaskNode.level == TaskLevel.action_item,
+            TaskNode.done.is_(False),
+            TaskNode.colour.in_([Colour.red, Colour.yellow]),
+            Issue.classification.in_(cleared_for(audience)),
+        )
+        .order_by(TaskNode.colour, TaskNode.due_date, TaskNode.id),
+    )
+    for r in rows:
+        r["due"] = _day(r.pop("due_date"))
+    # red before yellow ("red" < "yellow" alphabetically as well, but say it)
+    rows.sort(key=lambda r: (r["colour"] != "red", r["due"] or ""))
+    return rows
+
+
+def reallocation(lagging: list[dict]) -> list[dict]:
+    """Units with the most lagging items: where resources are short."""
+    counts: dict[tuple, dict] = {}
+    for r in lagging:
+        key = (r["unit_zh"], r["unit_en"])
+        entry = counts.setdefault(
+            key, {"unit_zh": key[0], "unit_en": key[1], "red": 0, "yellow": 0}
+        )
+        entry[r["colour"]] += 1
+    return sorted(counts.values(), key=lambda e: (-e["red"], -e["yellow"], e["unit_en"] or ""))
+
+
+def milestones(
+    conn, period: Period, audience: Classification, today: dt.date, policy
+) -> list[dict]:
+    """Milestones due in the period, and earlier ones still not achieved."""
+    from taskforce.registers.service import milestone_colour
+
+    rows = _records(
+        conn,
+        select(
+            Milestone.code,
+            Milestone.title,
+            Milestone.kind,
+            Milestone.due_date,
+            Milestone.achieved,
+            Milestone.achieved_on,
+            Milestone.classification,
+        )
+        .where(
+            Milestone.classification.in_(cleared_for(audience)),
+            Milestone.due_date <= period.last_day,
+            (Milestone.due_date >= period.first_day) | Milestone.achieved.is_(False),
+        )
+        .order_by(Milestone.due_date, Milestone.code),
+    )
+    for r in rows:
+        due = pd.Timestamp(r["due_date"]).date()
+        r["colour"] = milestone_colour(
+            achieved=bool(r["achieved"]), due_date=due, today=today, policy=policy
+        ).value
+        r["due_date"] = due.isoformat()
+        r["achieved_on"] = _day(r["achieved_on"])
+        r["state"] = r["achieved_on"] if r["achieved"] else None
+    return rows
+
+
+def open_findings(conn, period: Period, audience: Classification) -> list[dict]:
+    """Findings open at the period's end. Findings carry no classification: internal."""
+    if not Classification.internal.readable_by(audience):
+        return []
+    last_week = period.iso_weeks()[-1]
+    rows = _records(
+        conn,
+        select(
+            AuditFinding.check_name.label("check"),
+            AuditFinding.severity,
+            AuditFinding.owner,
+            AuditFinding.subject_type,
+            AuditFinding.subject_id,
+            AuditFinding.first_seen_week.label("first_seen"),
+        )
+        .where(
+            AuditFinding.first_seen_week <= last_week,
+            (AuditFinding.resolved.is_(False)) | (AuditFinding.resolved_week > last_week),
+        )
+        .order_by(AuditFinding.first_seen_week, AuditFinding.id),
+    )
+    for r in rows:
+        r["subject"] = f"{r.pop('subject_type')}:{r.pop('subject_id')}"
+    return rows
+
+
+def risks(conn, policy: Policy, audience: Classification) -> list[dict]:
+    rows = _records(
+        conn,
+        select(
+            Risk.code,
+            Risk.title,
+            Risk.category,
+            Risk.probability,
+            Risk.impact,
+            Risk.strategy,
+            Risk.plan,
+            Risk.classification,
+            Unit.name.label("unit_zh"),
+            Unit.name_en.label("unit_en"),
+        )
+        .join(Unit, Unit.id == Risk.owner_unit_id)
+        .where(Risk.classification.in_(cleared_for(audience)))
+        .order_by((Risk.probability * Risk.impact).desc(), Risk.code),
+    )
+    for r in rows:
+        r["probability"], r["impact"] = int(r["probability"]), int(r["impact"])
+        r["score"] = r["probability"] * r["impact"]
+        r["colour"] = risk_colour(r["score"], policy) or "green"
+    return rows
+
+
+def typical_cases(conn, period: Period, policy: Policy, audience: Classification, limit: int = 5):
+    """Issues closed in the period, best evaluated first (运行白皮书: typical cases)."""
+    latest = (
+        select(Evaluation.issue_id, func.max(Evaluation.round).label("round"))
+        .group_by(Evaluation.issue_id)
+        .subquery()
+    )
+    ev = aliased(Evaluation)
+    return _records(
+        conn,
+        select(Issue.number, Issue.title, Issue.classification, ev.satisfaction, ev.lessons)
+        .join(latest, latest.c.issue_id == Issue.id)
+        .join(ev, and_(ev.issue_id == latest.c.issue_id, ev.round == latest.c.round))
+        .where(
+            Issue.closed_at >= period.starts_at(policy.timezone),
+            Issue.closed_at < period.ends_at(policy.timezone),
+            Issue.classification.in_(cleared_for(audience)),
+        )
+        .order_by(ev.satisfaction.desc(), Issue.number)
+        .limit(limit),
+    )
+
+
+def lessons(
+    conn, audience: Classification, *, exclude_source: str, before: dt.datetime, limit: int
+):
+    """The case library as the review shows it: earlier lessons, newest first."""
+    return _records(
+        conn,
+        select(CaseLesson.title, CaseLesson.lesson, CaseLesson.source, CaseLesson.classification)
+        .where(
+            CaseLesson.classification.in_(cleared_for(audience)),
+            CaseLesson.source != exclude_source,
+            CaseLesson.created_at <= before,
+        )
+        .order_by(CaseLesson.created_at.desc(), CaseLesson.id.desc())
+        .limit(limit),
+    )
+
+
+def issues_by_number(conn, numbers: list[str], audience: Classification) -> list[dict]:
+    if not numbers:
+        return []
+    rows = _records(
+        conn,
+        select(Issue.number, Issue.title, Issue.classification).where(
+            Issue.number.in_(numbers), Issue.classification.in_(cleared_for(audience))
+        ),
+    )
+    order = {n: i for i, n in enumerate(numbers)}
+    return sorted(rows, key=lambda r: order[r["number"]])
+
+
+# --- the XLSX ledgers ------------------------------------------------------------------
+
+
+def task_ledger(conn, audience: Classification) -> pd.DataFrame:
+    """任务台账: every task node of the issues the audience may read."""
+    frame = pd.read_sql(
+        select(
+            Issue.number.label("issue"),
+            Issue.title.label("issue_title"),
+            TaskNode.level,
+            TaskNode.title.label("task"),
+            Unit.name.label("owner_zh"),
+            Unit.name_en.label("owner_en"),
+            TaskNode.start_date.label("start"),
+            TaskNode.due_date.label("due"),
+            TaskNode.progress_percent.label("progress"),
+            TaskNode.done,
+            TaskNode.completed_at.label("completed"),
+            TaskNode.colour,
+        )
+        .join(Issue, Issue.id == TaskNode.issue_id)
+        .outerjoin(Unit, Unit.id == TaskNode.owner_unit_id)
+        .where(Issue.classification.in_(cleared_for(audience)))
+        .order_by(Issue.number, TaskNode.id),
+        conn,
+    )
+    for col in ("level", "colour"):
+        frame[col] = frame[col].map(lambda v: None if v is None else str(v))
+    frame["completed"] = pd.to_datetime(frame["completed"], utc=True)
+    return frame
+
+
+def budget_ledger(conn, period: Period, audience: Classification) -> pd.DataFrame:
+    """资金台账: the fiscal year's ledger up to the period's end, for lines the audience may read.
+
+    Spending without a line carries no classification of its own: internal.
+    """
+    allowed = cleared_for(audience)
+    line_ok = BudgetLine.classification.in_(allowed)
+    if Classification.internal in allowed:
+        line_ok = line_ok | LedgerEntry.line_id.is_(None)
+    frame = pd.read_sql(
+        select(
+            LedgerEntry.entry_date.label("date"),
+            BudgetLine.code.label("line"),
+            BudgetLine.purpose,
+            LedgerEntry.kind,
+            LedgerEntry.amount_fen,
+            LedgerEntry.payee,
+            LedgerEntry.description,
+        )
+        .outerjoin(BudgetLine, BudgetLine.id == LedgerEntry.line_id)
+        .where(
+            LedgerEntry.fiscal_year == period.last_day.year,
+            LedgerEntry.entry_date <= period.last_day,
+            line_ok,
+        )
+        .order_by(LedgerEntry.entry_date, LedgerEntry.id),
+        conn,
+    )
+    frame["kind"] = frame["kind"].map(lambda v: None if v is None else str(v))
+    frame["amount"] = frame.pop("amount_fen").map(lambda fen: to_yuan(int(fen)))
+    return frame
+
+
+def warnings_in_period(conn, period: Period, policy: Policy, audience: Classification):
+    from taskforce.emergency.models import EarlyWarning
+
+    tz = policy.timezone
+    rows = _records(
+        conn,
+        select(
+            EarlyWarning.colour,
+            EarlyWarning.title,
+            EarlyWarning.status,
+            EarlyWarning.raised_at,
+            EarlyWarning.deadline_at,
+            EarlyWarning.handled_at,
+            EarlyWarning.classification,
+        )
+        .where(
+            EarlyWarning.raised_at >= period.starts_at(tz),
+            EarlyWarning.raised_at < period.ends_at(tz),
+            EarlyWarning.classification.in_(cleared_for(audience)),
+        )
+        .order_by(EarlyWarning.raised_at, EarlyWarning.id),
+    )
+    for r in rows:
+        r["on_time"] = r["handled_at"] is not None and r["handled_at"] <= r["deadline_at"]
+        for col in ("raised_at", "deadline_at", "handled_at"):
+            r[col] = _local(r[col], tz)
+    return rows
+
+
+def emergencies_in_period(conn, period: Period, policy: Policy, audience: Classification):
+    from taskforce.emergency.models import Emergency
+
+    tz = policy.timezone
+    rows = _records(
+        conn,
+        select(
+            Emergency.level,
+            Emergency.title,
+            Emergency.status,
+            Emergency.is_drill,
+            Emergency.opened_at,
+            Emergency.acknowledged_at,
+            Emergency.resolved_at,
+            Emergency.classification,
+        )
+        .where(
+            Emergency.opened_at >= period.starts_at(tz),
+            Emergency.opened_at < period.ends_at(tz),
+            Emergency.classification.in_(cleared_for(audience)),
+        )
+        .order_by(Emergency.opened_at, Emergency.id),
+    )
+    for r in rows:
+        for col in ("opened_at", "acknowledged_at", "resolved_at"):
+            r[col] = _local(r[col], tz)
+    return rows

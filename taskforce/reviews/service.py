@@ -1,0 +1,465 @@
+"""A PDCA review (SPEC §3): Plan (targets from config), Do and Check (KPIs against targets
+and the previous period), Act (improvement actions opened as issues of the closed loop,
+lessons added to the case library), then the report files and the stored Review row.
+
+Re-running a period replaces its files and its Review row and creates nothing twice:
+improvement issues carry the idempotency key review:<kind>:<period>:<kpi>, lessons are
+one per (source, title), the report files are overwritten in place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from taskforce import events
+from taskforce.context import Context
+from taskforce.db import unit_of_work
+from taskforce.kpi.compute import BY_CODE, KpiSet, compare, compute_kpis
+from taskforce.kpi.frames import Frames, load_frames
+from taskforce.loop.forms import ReportIssueForm
+from taskforce.loop.report import report_issue
+from taskforce.money import format_yuan
+from taskforce.org.models import Unit
+from taskforce.org.service import director
+from taskforce.policy.loader import PROJECT_ROOT
+from taskforce.policy.schema import Classification
+from taskforce.registers.models import Review
+from taskforce.registers.service import prune_lessons, record_lesson, sweep_risks
+from taskforce.reports import render_report, translator, write_workbook
+from taskforce.reports.i18n import LOCALES
+from taskforce.reports.render import fmt_kpi
+from taskforce.reviews import charts, content
+from taskforce.reviews.periods import Period, ReviewKind, last_complete_period, parse_period
+
+Progress = Callable[[float, str], None]
+
+SECTIONS: dict[ReviewKind, list[str]] = {
+    ReviewKind.weekly: ["overdue", "lagging", "compliance", "warnings"],
+    ReviewKind.monthly: ["milestones", "lagging", "reallocation", "warnings"],
+    ReviewKind.quarterly: ["milestones", "cases", "warnings", "org_health"],
+    ReviewKind.semiannual: ["org_health", "risks", "warnings", "milestones"],
+}
+
+
+@dataclass
+class ReviewData:
+    """Everything read for one review: KPIs of the period and its history, frames, lists."""
+
+    period: Period
+    audience: Classification
+    history: list[KpiSet]
+    frames: Frames
+    lists: dict = field(default_factory=dict)
+
+    @property
+    def current(self) -> KpiSet:
+        return self.history[-1]
+
+
+@dataclass
+class Action:
+    code: str
+    issue_number: str
+    duplicate: bool
+
+
+@dataclass
+class ReviewOutcome:
+    kind: str
+    period: str
+    audience: str
+    files: dict[str, str]
+    kpis: list[dict]
+    actions: list[Action]
+    created: bool
+
+    def summary_markdown(self, locale: str = "en") -> str:
+        t = translator(locale)
+        lines = [f"# {t('review.' + self.kind)} · {self.period}", ""]
+        missed = [k for k in self.kpis if k["status"] == "missed"]
+        lines.append(f"- {t('status.missed')}: {len(missed)} / {len(self.kpis)}")
+        for k in missed:
+            lines.append(f"  - {t('kpi.' + k['code'])}")
+        lines.append(
+            f"- {t('section.actions')}: " + (", ".join(a.issue_number for a in self.actions) or "—")
+        )
+        lines.append(f"- {t('files')}:")
+        lines.extend(f"  - `{path}`" for path in self.files.values())
+        return "\n".join(lines)
+
+
+def resolve_period(kind: ReviewKind | str, label: str | None, ctx: Context) -> Period:
+    """The named period, or for a scheduled run the last complete one."""
+    kind = ReviewKind(kind)
+    return parse_period(kind, label) if label else last_complete_period(kind, ctx.today())
+
+
+def _jsonable(value):
+    return json.loads(
+        json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v))
+    )
+
+
+def _stored_values(session_or_conn, kind: ReviewKind, labels: list[str]) -> dict[str, dict]:
+    rows = session_or_conn.execute(
+        select(Review.period, Review.kpis).where(
+            Review.kind == kind.value, Review.period.in_(labels)
+        )
+    ).all()
+    return {period: (kpis or {}).get("values", {}) for period, kpis in rows}
+
+
+def gather(engine: Engine, ctx: Context, period: Period, audience: Classification) -> ReviewData:
+    """Do/Check: read the frames once, compute the KPIs of the period and the ones before it."""
+    policy, now = ctx.policy, ctx.now()
+    with engine.connect() as conn:
+        frames = load_frames(conn)
+        periods = period.history(policy.review.trend_periods)
+        history = [compute_kpis(frames, p, policy, now, snapshot=p == period) for p in periods]
+        # Snapshot KPIs of earlier periods exist only as those periods' stored reviews.
+        stored = _stored_values(conn, period.kind, [p.label for p in periods[:-1]])
+        for kpiset in history[:-1]:
+            for code, value in stored.get(kpiset.period, {}).items():
+                if code in kpiset.kpis and BY_CODE[code].snapshot and value is not None:
+                    kpiset.kpis[code].value = value
+        previous = history[-2].values() if len(history) > 1 else {}
+        compare(history[-1], previous)
+        lagging = content.lagging_items(conn, audience)
+        lists = {
+            "overdue": content.overdue_issues(conn, policy, audience, now),
+            "lagging": lagging,
+            "reallocation": content.reallocation(lagging),
+            "milestones": content.milestones(conn, period, audience, ctx.today(), policy),
+            "findings": content.open_findings(conn, period, audience),
+            "risks": content.risks(conn, policy, audience),
+            "warnings": content.warnings_in_period(conn, period, policy, audience),
+            "emergencies": content.emergencies_in_period(conn, period, policy, audience),
+            "cases": content.typical_cases(conn, period, policy, audience),
+            "lessons": content.lessons(
+                conn,
+                audience,
+                exclude_source=lesson_source(period),
+                before=now,
+                limit=policy.review.lessons_shown,
+            ),
+            "task_ledger": content.task_ledger(conn, audience),
+            "budget_ledger": content.budget_ledger(conn, period, audience),
+        }
+    return ReviewData(period=period, audience=audience, history=history, frames=frames, lists=lists)
+
+
+def lesson_source(period: Period) -> str:
+    return f"review:{period.kind.value}:{period.label}"
+
+
+def act(session: Session, ctx: Context, period: Period, current: KpiSet) -> list[Action]:
+    """Act: one improvement issue per missed target, and its lesson in the case library.
+
+    The issue's idempotency key review:<kind>:<period>:<kpi> makes a re-run return the
+    issue opened the first time; a still-open improvement issue with the same title is
+    linked by the loop's duplicate rule rather than opened again.
+    """
+    policy = ctx.policy
+    if period.kind is ReviewKind.semiannual:
+        sweep_risks(session, ctx)  # §6: the risk register is reviewed semi-annually
+    if period.kind.value not in policy.review.act_on:
+        return []
+    t = translator(policy.locale)
+    reporter = director(session)
+    unit_code = session.scalar(select(Unit.code).where(Unit.id == reporter.unit_id))
+    source = lesson_source(period)
+    review_name = t(f"review.{period.kind.value}")
+    actions, kept = [], set()
+    for code, kpi in current.kpis.items():
+        if kpi.status != "missed":
+            continue
+        values = {
+            "kpi": t(f"kpi.{code}"),
+            "value": fmt_kpi(kpi.value, kpi.unit),
+            "target": fmt_kpi(kpi.target, kpi.unit),
+            "rule": t(f"target_rule.{kpi.target_rule}"),
+            "previous": fmt_kpi(kpi.previous, kpi.unit),
+            "period": period.label,
+            "review": review_name,
+        }
+        result = report_issue(
+            session,
+            ctx,
+            ReportIssueForm(
+                title=t("act.title", **values)[:300],
+                description=t("act.description", **values),
+                reporting_unit=unit_code,
+                category=policy.review.improvement_category,
+                classification=Classification.internal,
+            ),
+            actor="review",
+            key=f"review:{period.kind.value}:{period.label}:{code}",
+            origin="review",
+            origin_ref=f"{period.kind.value}:{period.label}:{code}",
+        )
+        title = f"{values['kpi']} · {period.label}"
+        record_lesson(
+            session,
+            ctx,
+            source=source,
+            title=title,
+            lesson=t("act.lesson", issue=result.issue_number, **values),
+            issue_id=result.issue_id,
+        )
+        kept.add(title)
+        actions.append(
+            Action(code=code, issue_number=result.issue_number, duplicate=result.duplicate)
+        )
+    prune_lessons(session, source=source, keep_titles=kept)
+    return actions
+
+
+def _unit_name(row: dict, locale: str) -> dict:
+    out = {k: v for k, v in row.items() if k not in ("unit_zh", "unit_en")}
+    if "unit_zh" in row:
+        out["unit"] = row["unit_zh"] if locale == "zh-CN" else row["unit_en"]
+    return out
+
+
+def build_context(data: ReviewData, actions_rows: list[dict], ctx: Context, locale: str) -> dict:
+    """The template context of one locale. Lists are already cleared for the audience."""
+    t = translator(locale)
+    policy, period, current = ctx.policy, data.period, data.current
+    kind = period.kind
+    stages = current.details["stages"]
+    risks = [_unit_name(r, locale) for r in data.lists["risks"]]
+    burndown = charts.burndown_rows(data.frames, period, current)
+    chart_svgs = {
+        "chart-colours": charts.colour_chart(current, t),
+        "chart-trend": charts.trend_chart(data.history, t),
+        "chart-burndown": charts.burndown_chart(burndown, t),
+        "chart-funnel": charts.funnel_chart(stages, t),
+    }
+    if "risks" in SECTIONS[kind]:
+        chart_svgs["chart-risk-matrix"] = charts.risk_matrix(risks, policy, t)
+    kpis = [k.as_dict() for k in current.kpis.values()]
+    values = current.values()
+    return {
+        "kind": kind.value,
+        "period": period.label,
+        "first_day": period.first_day.isoformat(),
+        "last_day": period.last_day.isoformat(),
+        "generated_at": ctx.now().astimezone(ZoneInfo(policy.timezone)).strftime("%Y-%m-%d %H:%M"),
+        "pdca": kind.value in policy.review.act_on,
+        "sections": SECTIONS[kind],
+        "kpis": kpis,
+        "done": current.details["done"],
+        "colour_rows": [
+            {"colour": c, "count": current.details["colours"].get(c, 0)}
+            for c in ("green", "yellow", "red")
+        ],
+        "trend": {
+            "periods": [h.period for h in data.history],
+            "rows": [
+                {
+                    "code": code,
+                    "unit": BY_CODE[code].unit,
+                    "values": [h.kpis[code].value for h in data.history],
+                }
+                for code in current.kpis
+            ],
+        },
+        "burndown_rows": [
+            {
+                "month": r["month"],
+                "spent": format_yuan(r["spent_fen"], locale),
+                "remaining": format_yuan(r["remaining_fen"], locale),
+            }
+            for r in burndown
+        ],
+        "stages": stages,
+        "overdue": [_unit_name(r, locale) for r in data.lists["overdue"]],
+        "lagging": [_unit_name(r, locale) for r in data.lists["lagging"]],
+        "reallocation": [_unit_name(r, locale) for r in data.lists["reallocation"]],
+        "milestones": data.lists["milestones"],
+        "milestones_by_kind": current.details["milestones_by_kind"],
+        "milestones_by_phase": current.details["milestones_by_phase"],
+        "findings": data.lists["findings"],
+        "budget": current.details["budget"],
+        "warnings_by_colour": current.details["warnings_by_colour"],
+        "emergencies_by_level": current.details["emergencies_by_level"],
+        "drills": current.details["drills"],
+        "warning_rows": data.lists["warnings"],
+        "emergency_rows": data.lists["emergencies"],
+        "org_health": {
+            "members": current.kpis["full_time_share"].basis or 0,
+            "full_time_share": values["full_time_share"],
+            "full_time_target": float(policy.kpi_targets.full_time_share_min),
+            "training": values["training_hours_per_member"],
+            "training_target": policy.kpi_targets.training_hours_per_year_min,
+            "below": current.details.get("members_below_training", 0),
+        },
+        "risks": risks,
+        "cases": data.lists["cases"],
+        "lessons": data.lists["lessons"],
+        "actions": actions_rows,
+        "charts": chart_svgs,
+    }
+
+
+def _sheets(data: ReviewData, ctx: Context, locale: str) -> dict:
+    t = translator(locale)
+    tasks = data.lists["task_ledger"].copy()
+    owner = tasks.pop("owner_zh"), tasks.pop("owner_en")
+    tasks.insert(4, "owner", owner[0] if locale == "zh-CN" else owner[1])
+    tasks = tasks.rename(columns={c: t(f"col.{c}") for c in tasks.columns})
+    budget = data.lists["budget_ledger"].copy()
+    budget = budget.rename(columns={c: t(f"col.{c}") for c in budget.columns})
+    kpis = pd.DataFrame(
+        [
+            {
+                t("kpi"): t(f"kpi.{k.code}"),
+                t("value"): k.value,
+                t("target"): k.target,
+                t("status"): t(f"status.{k.status}") if k.status else None,
+                t("previous"): k.previous,
+                t("change"): t(f"change.{k.change}") if k.change else None,
+                t("basis"): k.basis,
+            }
+            for k in data.current.kpis.values()
+        ]
+    )
+    return {t("sheet.kpis"): kpis, t("sheet.tasks"): tasks, t("sheet.budget"): budget}
+
+
+REPORTS_DIR_ENV = "TASKFORCE_REPORTS_DIR"
+
+
+def output_dir(ctx: Context, period: Period, out_root: Path | None = None) -> Path:
+    """<root>/<kind>/<period>: root is out_root, else $TASKFORCE_REPORTS_DIR, else review.output_dir."""
+    root = (
+        out_root or os.environ.get(REPORTS_DIR_ENV) or PROJECT_ROOT / ctx.policy.review.output_dir
+    )
+    return Path(root) / period.kind.value / period.label
+
+
+def render(
+    data: ReviewData,
+    actions: list[Action],
+    engine: Engine,
+    ctx: Context,
+    locales: list[str],
+    out_dir: Path,
+) -> dict[str, str]:
+    """The report files: HTML and Markdown (render_report) and the XLSX ledgers, per locale."""
+    with engine.connect() as conn:
+        actions_rows = content.issues_by_number(
+            conn, [a.issue_number for a in actions], data.audience
+        )
+    stem = f"{data.period.kind.value}-{data.period.label}"
+    files: dict[str, str] = {}
+    for locale in locales:
+        context = build_context(data, actions_rows, ctx, locale)
+        written = render_report("review", context, locale, data.audience, out_dir, stem=stem)
+        xlsx = out_dir / f"{stem}.{locale}.{data.audience.value}.xlsx"
+        written["xlsx"] = write_workbook(
+            _sheets(data, ctx, locale), xlsx, timezone=ctx.policy.timezone
+        )
+        for fmt, path in written.items():
+            files[f"{locale}.{fmt}"] = str(path)
+    return files
+
+
+def store(
+    session: Session, ctx: Context, data: ReviewData, files: dict[str, str]
+) -> tuple[Review, bool]:
+    """Insert or replace the period's Review row; the first publication notifies."""
+    period, now = data.period, ctx.now()
+    review = session.scalar(
+        select(Review).where(Review.kind == period.kind.value, Review.period == period.label)
+    )
+    created = review is None
+    if created:
+        review = Review(kind=period.kind.value, period=period.label, generated_at=now)
+        session.add(review)
+    review.generated_at = now
+    review.files = files
+    review.kpis = _jsonable(
+        {
+            "values": data.current.values(),
+            "kpis": [k.as_dict() for k in data.current.kpis.values()],
+            "details": data.current.details,
+            "audience": data.audience.value,
+        }
+    )
+    session.flush()
+    events.record(
+        session,
+        ctx.policy,
+        at=now,
+        actor="review",
+        action="review.published" if created else "review.rebuilt",
+        subject_type="review",
+        subject_id=f"{period.kind.value}:{period.label}",
+        payload={"files": files, "audience": data.audience.value},
+        notify="review_published" if created else None,
+        # Keys of taskforce/notify/templates/<locale>/review_published.j2: title, summary, path.
+        context=_notice(ctx, data, files),
+    )
+    return review, created
+
+
+def _notice(ctx: Context, data: ReviewData, files: dict[str, str]) -> dict:
+    t = translator(ctx.policy.locale)
+    missed = [t(f"kpi.{k.code}") for k in data.current.kpis.values() if k.status == "missed"]
+    html = files.get(f"{ctx.policy.locale}.html") or next(
+        (p for name, p in files.items() if name.endswith(".html")), None
+    )
+    return {
+        "kind": data.period.kind.value,
+        "period": data.period.label,
+        "title": f"{t('review.' + data.period.kind.value)} {data.period.label}",
+        "summary": f"{t('status.missed')}: {', '.join(missed)}" if missed else t("act.none"),
+        "path": html,
+    }
+
+
+def run_review(
+    engine: Engine,
+    ctx: Context,
+    kind: ReviewKind | str,
+    period: str | None = None,
+    *,
+    audience: Classification | str | None = None,
+    locales: list[str] | tuple[str, ...] = LOCALES,
+    out_root: Path | None = None,
+    on_progress: Progress | None = None,
+) -> ReviewOutcome:
+    """The whole review without Prefect (the CLI and tests call this; the flow calls the steps)."""
+    step = on_progress or (lambda _pct, _msg: None)
+    the_period = resolve_period(kind, period, ctx)
+    aud = Classification(audience or ctx.policy.review.default_audience)
+    step(10, "reading KPIs")
+    data = gather(engine, ctx, the_period, aud)
+    step(40, "acting on missed targets")
+    with unit_of_work(engine) as session:
+        actions = act(session, ctx, the_period, data.current)
+    step(60, "rendering reports")
+    files = render(data, actions, engine, ctx, list(locales), output_dir(ctx, the_period, out_root))
+    step(90, "storing the review")
+    with unit_of_work(engine) as session:
+        _, created = store(session, ctx, data, files)
+    step(100, "done")
+    return ReviewOutcome(
+        kind=the_period.kind.value,
+        period=the_period.label,
+        audience=aud.value,
+        files=files,
+        kpis=[k.as_dict() for k in data.current.kpis.values()],
+        actions=actions,
+        created=created,
+    )

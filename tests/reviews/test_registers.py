@@ -1,0 +1,144 @@
+import datetime as dt
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from taskforce.context import Context
+from taskforce.emergency.models import EarlyWarning
+from taskforce.errors import NotFound
+from taskforce.registers.forms import MilestoneForm, RiskForm
+from taskforce.registers.models import Risk
+from taskforce.registers.service import (
+    milestone_colour,
+    risk_colour,
+    upsert_milestone,
+    upsert_risk,
+)
+from taskforce.trail.models import TrailEntry
+
+
+def _risk(**over) -> RiskForm:
+    base = dict(
+        code="R-POL-01",
+        title="Policy change",
+        category="policy",
+        probability=2,
+        impact=4,
+        strategy="mitigate",
+        owner_unit="dev-reform",
+        plan="watch",
+    )
+    return RiskForm(**{**base, **over})
+
+
+@pytest.mark.parametrize(
+    ("score", "colour"),
+    [(9, None), (10, "yellow"), (14, "yellow"), (15, "orange"), (20, "red"), (25, "red")],
+)
+def test_risk_colour_thresholds_include_the_threshold(policy, score, colour):
+    # config: yellow 10, orange 15, red 20; a score reaching a threshold raises it (>=).
+    assert risk_colour(score, policy) == colour
+
+
+def test_risk_warning_is_raised_once_per_colour(engine, policy, clock):
+    ctx = Context(policy=policy, clock=clock)
+    with Session(engine) as s, s.begin():
+        first = upsert_risk(s, ctx, _risk(), actor="op")  # 2×4 = 8: no warning
+        assert (first.created, first.colour, first.warning_raised) == (True, None, None)
+        up = upsert_risk(s, ctx, _risk(probability=3), actor="op")  # 12: yellow
+        assert up.warning_raised == "yellow"
+        again = upsert_risk(s, ctx, _risk(probability=3, plan="act"), actor="op")
+        assert again.changed and again.warning_raised is None
+        down_up = upsert_risk(s, ctx, _risk(probability=2), actor="op")
+        assert down_up.warning_raised is None
+        back = upsert_risk(s, ctx, _risk(probability=3), actor="op")  # yellow again: not twice
+        assert back.warning_raised is None
+        red = upsert_risk(s, ctx, _risk(probability=5, impact=4), actor="op")  # 20: red
+        assert red.warning_raised == "red"
+    with Session(engine) as s:
+        keys = s.scalars(select(EarlyWarning.dedup_key).order_by(EarlyWarning.id)).all()
+        assert keys == ["risk:R-POL-01:yellow", "risk:R-POL-01:red"]
+        assert s.scalar(select(Risk.warned_colour)) == "red"
+
+
+def test_same_risk_form_twice_writes_one_trail_entry(engine, policy, clock):
+    ctx = Context(policy=policy, clock=clock)
+    with Session(engine) as s, s.begin():
+        upsert_risk(s, ctx, _risk(), actor="op")
+        result = upsert_risk(s, ctx, _risk(), actor="op")
+        assert not result.changed
+    with Session(engine) as s:
+        n = s.scalar(
+            select(func.count()).select_from(TrailEntry).where(TrailEntry.subject_type == "risk")
+        )
+        assert n == 1
+
+
+def test_unknown_owner_unit_writes_nothing(engine, policy, clock):
+    ctx = Context(policy=policy, clock=clock)
+    with pytest.raises(NotFound) as err, Session(engine) as s, s.begin():
+        upsert_risk(s, ctx, _risk(owner_unit="nowhere"), actor="op")
+    assert err.value.field == "owner_unit"
+    with Session(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Risk)) == 0
+
+
+@pytest.mark.parametrize("field", [{"probability": 0}, {"impact": 6}, {"category": "weather"}])
+def test_risk_form_bounds(field):
+    with pytest.raises(ValidationError):
+        _risk(**field)
+
+
+def test_milestone_colour_boundaries(policy):
+    today = dt.date(2026, 3, 9)
+    window = policy.progress.yellow_due_within_days  # 3
+    due = lambda days: today + dt.timedelta(days=days)  # noqa: E731
+    assert milestone_colour(achieved=False, due_date=due(-1), today=today, policy=policy) == "red"
+    assert milestone_colour(achieved=False, due_date=due(0), today=today, policy=policy) == "yellow"
+    assert (
+        milestone_colour(achieved=False, due_date=due(window), today=today, policy=policy)
+        == "yellow"
+    )
+    assert (
+        milestone_colour(achieved=False, due_date=due(window + 1), today=today, policy=policy)
+        == "green"
+    )
+    assert milestone_colour(achieved=True, due_date=due(-30), today=today, policy=policy) == "green"
+
+
+def test_upsert_milestone(engine, policy, clock):
+    ctx = Context(policy=policy, clock=clock)  # today: 2026-03-09
+    form = MilestoneForm(
+        code="M-ORG-01", title="Office set up", kind="organisational",
+        due_date=dt.date(2026, 3, 1), target="office staffed",
+    )  # fmt: skip
+    with Session(engine) as s, s.begin():
+        made = upsert_milestone(s, ctx, form, actor="op")
+        assert (made.created, made.colour) == (True, "red")
+        done = upsert_milestone(s, ctx, form.model_copy(update={"achieved": True}), actor="op")
+        assert (done.created, done.changed, done.colour) == (False, True, "green")
+        same = upsert_milestone(s, ctx, form.model_copy(update={"achieved": True}), actor="op")
+        assert not same.changed  # achieved_on kept from the first time
+
+
+def test_milestone_form_rejects_achieved_on_without_achieved():
+    with pytest.raises(ValidationError, match="achieved_on"):
+        MilestoneForm(
+            code="M-1X", title="x y", kind="risk", due_date=dt.date(2026, 1, 1),
+            target="t t", achieved_on=dt.date(2026, 1, 1),
+        )  # fmt: skip
+
+
+def test_semiannual_sweep_warns_for_risks_entered_without_the_form(engine, policy, clock):
+    from taskforce.registers.service import sweep_risks
+    from tests.reviews import factories as f
+
+    ctx = Context(policy=policy, clock=clock)
+    with Session(engine) as s, s.begin():
+        f.risk(s, code="R-A", probability=3, impact=3)  # 9: below yellow
+        f.risk(s, code="R-B", probability=2, impact=5)  # 10: yellow, exactly the threshold
+        f.risk(s, code="R-C", probability=4, impact=5)  # 20: red
+        assert sweep_risks(s, ctx) == ["R-B:yellow", "R-C:red"]
+        assert sweep_risks(s, ctx) == []  # once
