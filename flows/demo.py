@@ -115,6 +115,7 @@ class Scenario:
         self.issues: dict[str, dict] = {}
         self.topic = 0
         self.actions = 0
+        self.reviews: list[dict] = []
 
     async def run(self, progress: Progress | None = None) -> None:
         use_clock(self.clock)
@@ -130,6 +131,18 @@ class Scenario:
                 await self.advance(number, monday)
             if progress:
                 progress.advance(task)
+        await self.review()
+
+    async def review(self) -> None:
+        """The month's and the quarter's reviews of the last complete periods, through the review flows."""
+        from flows.reviews import monthly_review, quarterly_review
+        from taskforce.reviews.periods import last_complete_period
+
+        end = self.start + dt.timedelta(weeks=self.weeks)
+        self.clock.set(_at(end, 9))
+        for flow_fn, kind in ((monthly_review, "monthly"), (quarterly_review, "quarterly")):
+            period = last_complete_period(kind, end).label
+            self.reviews.append(await asyncio.to_thread(flow_fn, period=period))
 
     async def report(self, day: dt.date) -> None:
         title, category = TOPICS[self.topic % len(TOPICS)]

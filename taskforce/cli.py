@@ -138,6 +138,17 @@ def _demo_report(scenario) -> None:
     )
     table.add_row("database", _redacted_url())
     console.print(table)
+    for review in scenario.reviews:
+        console.print(
+            f"[bold]{review['kind']} review {review['period']}[/] "
+            f"({len(review['improvement_issues'])} improvement issues opened):"
+        )
+        from pathlib import Path
+
+        for name, path in sorted(review["files"].items()):
+            shown = Path(path).resolve()
+            shown = shown.relative_to(Path.cwd()) if shown.is_relative_to(Path.cwd()) else shown
+            console.print(f"  {name:<11} {shown}", overflow="ignore", crop=False)
     if not check.ok:
         raise typer.Exit(1)
 
