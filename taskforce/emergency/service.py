@@ -56,6 +56,7 @@ __all__ = [
     "Escalation",
     "acknowledge",
     "act_on_dedup",
+    "close_resolved",
     "close_with_follow_up",
     "escalate_due",
     "escalate_missed_deadlines",
@@ -425,3 +426,18 @@ def close_with_follow_up(
     )
     session.flush()
     return state(session, public_id)
+
+
+def close_resolved(session: Session, ctx: Context, *, actor: str = "sweep") -> list[str]:
+    """Close every resolved emergency with its follow-up issue (a response run that stopped
+    waiting before the resolution leaves this to the sweep)."""
+    resolved = list(
+        session.scalars(
+            select(Emergency.public_id)
+            .where(Emergency.status == EmergencyStatus.resolved)
+            .order_by(Emergency.resolved_at, Emergency.id)
+        )
+    )
+    for public_id in resolved:
+        close_with_follow_up(session, ctx, public_id, actor=actor)
+    return resolved
