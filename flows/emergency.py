@@ -266,12 +266,14 @@ def record_emergency_deadline(form: DeadlineForm) -> bool:
 @flow(name="dispatch-pending-emergencies", log_prints=True)
 def dispatch_pending_emergencies() -> dict:
     """The sweep: dispatch what the gateway could not; escalate pages, missed level deadlines
-    and overdue warnings."""
+    and overdue warnings; close resolved emergencies with their follow-up issue."""
     outcomes = t.dispatch_all_pending(default_dispatcher())
     escalations = t.escalate()
     missed = t.escalate_missed_deadlines()
     warnings = t.escalate_warnings()
+    closed = t.close_resolved()
     return {
+        "closed_with_follow_up": closed,
         "deadlines_missed": [f"{public_id}:{name}" for public_id, name in missed],
         "dispatched": [o.public_id for o in outcomes if o.dispatched],
         "still_pending": [o.public_id for o in outcomes if not o.dispatched],

@@ -106,6 +106,12 @@ def dispatch_all_pending(dispatcher: Dispatcher) -> list[DispatchOutcome]:
     return dispatch_pending(get_engine(), context(), dispatcher)
 
 
+@task(name="close-resolved-emergencies", cache_policy=NO_CACHE)
+def close_resolved() -> list[str]:
+    with unit_of_work() as session:
+        return service.close_resolved(session, context())
+
+
 @task(name="escalate-missed-deadlines", cache_policy=NO_CACHE)
 def escalate_missed_deadlines() -> list[tuple[str, str]]:
     with unit_of_work() as session:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from taskforce.context import Context
 from taskforce.emergency.models import EmergencyEvent
-from taskforce.emergency.service import get_emergency
+from taskforce.emergency.queries import get_emergency
 
 
 @dataclass(frozen=True)

@@ -1,147 +1,79 @@
-"""Emergencies (应急, SPEC §5): intake, paging, acknowledgement, escalation,
-reserve draws and the follow-up issue.
+"""Emergencies (应急, SPEC §5): the service the gateway, the flows and the CLI call.
 
-Plain Python over a session: the gateway, the flows and the tests call these
-functions; none of them imports Prefect. Each public function is one state
+Plain Python over a session, no Prefect. Each public function is one state
 change in the caller's transaction, with its trail entry and outbox rows.
+This module holds intake, the answers (acknowledge, resolve), dispatch marks
+and the close with its follow-up issue, and re-exports the rest of the
+service from the modules of their concepts:
 
-Escalation (SPEC §5, config `emergency`): a page that nobody acknowledges
-within `acknowledge_within_minutes` (以内: the last instant still counts as in
-time, so escalation starts just after it) is sent again, up to
-`escalation_repeat_limit` pages per step, then goes one step up
-`escalation_chain` (working group → executive → leadership). A level starts at
-its leading group's step.
+* queries.py — reading (by id, by open dedup key, state, who is on call)
+* paging.py — pages and the escalation chain
+* deadlines.py — the level deadlines (I 2 h / 24 h, II 48 h)
+* reserve.py — draws on the emergency reserve
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass, field
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from taskforce import events
-from taskforce.authority import may_approve
-from taskforce.budget.models import BudgetLine, FiscalYear, LedgerEntry, LedgerKind
 from taskforce.context import Context
-from taskforce.emergency.forms import EmergencyIntake, OpenResult, ReserveDrawForm
-from taskforce.emergency.models import Emergency, EmergencyEvent, EmergencyStatus, Level
+from taskforce.emergency.deadlines import (
+    escalate_missed_deadlines,
+    mark_deadline_met,
+    record_deadline_met,
+)
+from taskforce.emergency.forms import EmergencyIntake, OpenResult
+from taskforce.emergency.models import Emergency, EmergencyEvent, EmergencyStatus
+from taskforce.emergency.paging import Escalation, escalate_due, page, page_if_unpaged
+from taskforce.emergency.queries import (
+    OPEN_STATUSES,
+    UNACKNOWLEDGED,
+    EmergencyState,
+    chain,
+    find_open,
+    get_emergency,
+    minutes_between,
+    on_call_members,
+    pending_dispatch,
+    state,
+)
+from taskforce.emergency.reserve import request_reserve_draw
 from taskforce.errors import DomainError, IllegalTransition, NotFound
-from taskforce.idempotency import previous_result, remember
 from taskforce.loop.forms import ReportIssueForm
 from taskforce.loop.report import report_issue
-from taskforce.money import format_yuan, to_fen
-from taskforce.notify.outbox import enqueue
-from taskforce.org.models import Group, Member
+from taskforce.org.models import Group
 
-OPEN_STATUSES = (
-    EmergencyStatus.pending_dispatch,
-    EmergencyStatus.dispatched,
-    EmergencyStatus.acknowledged,
-)
-UNACKNOWLEDGED = (EmergencyStatus.pending_dispatch, EmergencyStatus.dispatched)
-
-
-@dataclass(frozen=True)
-class EmergencyState:
-    """What a flow needs to decide its next step, read in one query."""
-
-    public_id: str
-    status: EmergencyStatus
-    level: Level
-    is_drill: bool
-    paged: bool
-    flow_run_id: str | None
-    follow_up_issue_id: int | None
-    next_escalation_at: dt.datetime | None
-
-
-@dataclass(frozen=True)
-class Escalation:
-    public_id: str
-    action: str  # first_page / repage / step_up / exhausted
-    step: str
-    page_number: int
-    paged: list[str] = field(default_factory=list)
-
-
-# --- reading ---------------------------------------------------------------
-
-
-def get_emergency(session: Session, public_id: str, *, lock: bool = False) -> Emergency:
-    query = select(Emergency).where(Emergency.public_id == str(public_id))
-    if lock:
-        query = query.with_for_update()
-    emergency = session.scalars(query).one_or_none()
-    if emergency is None:
-        raise NotFound(f"no emergency {public_id!r}", field="emergency_id")
-    return emergency
-
-
-def find_open(session: Session, source: str, dedup_key: str) -> Emergency | None:
-    return session.scalars(
-        select(Emergency).where(
-            Emergency.source == source,
-            Emergency.dedup_key == dedup_key,
-            Emergency.status.in_(OPEN_STATUSES),
-        )
-    ).one_or_none()
-
-
-def state(session: Session, public_id: str) -> EmergencyState:
-    e = get_emergency(session, public_id)
-    return EmergencyState(
-        public_id=e.public_id,
-        status=e.status,
-        level=e.level,
-        is_drill=e.is_drill,
-        paged=e.pages_at_step > 0,
-        flow_run_id=e.flow_run_id,
-        follow_up_issue_id=e.follow_up_issue_id,
-        next_escalation_at=e.next_escalation_at,
-    )
-
-
-def pending_dispatch(session: Session) -> list[str]:
-    """Public ids of emergencies no flow run was created for yet, oldest first."""
-    return list(
-        session.scalars(
-            select(Emergency.public_id)
-            .where(Emergency.flow_run_id.is_(None), Emergency.status != EmergencyStatus.closed)
-            .order_by(Emergency.opened_at, Emergency.id)
-        )
-    )
-
-
-def on_call_members(session: Session, group_code: str) -> list[str]:
-    """Member codes to page for a group: its on-call members (§2.4 24-hour contacts).
-
-    A group without an on-call member is paged whole, so no step of the chain is silent.
-    """
-    rows = session.execute(
-        select(Member.code, Member.on_call)
-        .join(Group, Member.group_id == Group.id)
-        .where(Group.code == group_code, Member.active.is_(True))
-        .order_by(Member.code)
-    ).all()
-    on_call = [code for code, flag in rows if flag]
-    return on_call or [code for code, _ in rows]
-
-
-# --- intake ----------------------------------------------------------------
-
-
-def _chain(ctx: Context) -> list[str]:
-    return list(ctx.policy.emergency.escalation_chain)
-
-
-def _group_for_step(emergency: Emergency, step_name: str) -> str | None:
-    if step_name == "working_group":
-        return emergency.working_group
-    return step_name
+__all__ = [
+    "OPEN_STATUSES",
+    "UNACKNOWLEDGED",
+    "EmergencyState",
+    "Escalation",
+    "acknowledge",
+    "act_on_dedup",
+    "close_resolved",
+    "close_with_follow_up",
+    "escalate_due",
+    "escalate_missed_deadlines",
+    "find_open",
+    "get_emergency",
+    "mark_dispatched",
+    "on_call_members",
+    "open_emergency",
+    "page",
+    "page_if_unpaged",
+    "pending_dispatch",
+    "record_deadline_met",
+    "record_dispatch_failure",
+    "request_reserve_draw",
+    "resolve",
+    "state",
+]
 
 
 def _validate_intake(session: Session, ctx: Context, intake: EmergencyIntake) -> None:
@@ -211,7 +143,7 @@ def open_emergency(
         working_group=intake.working_group,
         opened_at=now,
         deadlines=deadlines,
-        escalation_step=_chain(ctx).index(rule.leading_group),
+        escalation_step=chain(ctx).index(rule.leading_group),
         pages_at_step=0,
         payload=intake.details,
         repeats=0,
@@ -294,238 +226,6 @@ def _attach_repeat(
     )
 
 
-# --- paging ----------------------------------------------------------------
-
-
-def _page(
-    session: Session, ctx: Context, emergency: Emergency, *, actor: str, reason: str
-) -> list[str]:
-    """Page the on-call members of the current step; one trail entry, one outbox row each."""
-    now = ctx.now()
-    step_name = _chain(ctx)[emergency.escalation_step]
-    group = _group_for_step(emergency, step_name)
-    members = on_call_members(session, group) if group else []
-    page_number = emergency.pages_at_step + 1
-    level_rule = ctx.policy.emergency.levels[emergency.level.value]
-    entry = events.record(
-        session,
-        ctx.policy,
-        at=now,
-        actor=actor,
-        action="emergency.paged",
-        subject_type="emergency",
-        subject_id=emergency.public_id,
-        classification=emergency.classification,
-        is_drill=emergency.is_drill,
-        payload={
-            "step": step_name,
-            "group": group,
-            "page_number": page_number,
-            "members": members,
-            "reason": reason,
-        },
-    )
-    for code in members:
-        enqueue(
-            session,
-            event_kind="emergency_page",
-            key=f"emergency:{emergency.public_id}:page:{emergency.escalation_step}:{page_number}",
-            subject_type="emergency",
-            subject_id=emergency.public_id,
-            classification=emergency.classification,
-            context={
-                "member": code,
-                "emergency": emergency.public_id,
-                "level": emergency.level.value,
-                "level_zh": level_rule.name_zh,
-                "title": emergency.title,
-                "group": group,
-                "page_number": page_number,
-                "deadlines": emergency.deadlines,
-                "is_drill": emergency.is_drill,
-                # read by the notification templates (emergency_page.j2)
-                "ack_within": f"{ctx.policy.emergency.acknowledge_within_minutes} min",
-                "summary": (emergency.description or "")[:200],
-                "paged": members,
-            },
-            at=now,
-            routing=ctx.policy.notifications,
-            audiences=[f"member-{code}"],
-            is_drill=emergency.is_drill,
-            priority=ctx.policy.emergency.page_priority,
-            trail_entry_id=entry.id,
-        )
-    session.add(
-        EmergencyEvent(
-            emergency_id=emergency.id,
-            kind="page",
-            at=now,
-            actor=actor,
-            detail={
-                "step": step_name,
-                "group": group,
-                "page_number": page_number,
-                "members": members,
-                "reason": reason,
-            },
-        )
-    )
-    for name, met_by in ctx.policy.emergency.deadlines_met_by_page.items():
-        if met_by == step_name and members:
-            _deadline_met(session, ctx, emergency, name, actor=actor, how=f"{group} paged")
-    emergency.pages_at_step = page_number
-    emergency.next_escalation_at = now + dt.timedelta(
-        minutes=ctx.policy.emergency.acknowledge_within_minutes
-    )
-    session.flush()
-    return members
-
-
-def page_if_unpaged(
-    session: Session, ctx: Context, public_id: str, *, actor: str, reason: str
-) -> list[str]:
-    """The first page of an emergency, once: a rerun or a second caller pages nobody."""
-    emergency = get_emergency(session, public_id, lock=True)
-    if emergency.pages_at_step > 0 or emergency.status not in UNACKNOWLEDGED:
-        return []
-    return _page(session, ctx, emergency, actor=actor, reason=reason)
-
-
-def escalate_due(session: Session, ctx: Context, *, only: str | None = None) -> list[Escalation]:
-    """Re-page or step up every unacknowledged page whose acknowledgement window has passed,
-    and page any emergency that nobody paged within `unpaged_grace_seconds`.
-
-    One query finds the due emergencies; each is then moved one step in this
-    transaction. Running it twice at the same instant does nothing the second time.
-    """
-    now = ctx.now()
-    query = (
-        select(Emergency.id)
-        .where(
-            Emergency.status.in_(UNACKNOWLEDGED),
-            Emergency.acknowledged_at.is_(None),
-            Emergency.next_escalation_at.is_not(None),
-            Emergency.next_escalation_at < now,
-        )
-        .order_by(Emergency.next_escalation_at, Emergency.id)
-    )
-    # The safety net: dispatched, but no flow run paged in time (no worker running?).
-    grace = dt.timedelta(seconds=ctx.policy.emergency.unpaged_grace_seconds)
-    unpaged = select(Emergency.id).where(
-        Emergency.status.in_(UNACKNOWLEDGED),
-        Emergency.pages_at_step == 0,
-        Emergency.opened_at < now - grace,
-    )
-    if only is not None:
-        query = query.where(Emergency.public_id == str(only))
-        unpaged = unpaged.where(Emergency.public_id == str(only))
-    due_ids = list(session.scalars(query))
-    unpaged_ids = list(session.scalars(unpaged))
-    chain = _chain(ctx)
-    results: list[Escalation] = []
-    for emergency in session.scalars(
-        select(Emergency)
-        .where(Emergency.id.in_(unpaged_ids))
-        .order_by(Emergency.id)
-        .with_for_update()
-    ):
-        paged = _page(session, ctx, emergency, actor="escalation", reason="not paged in time")
-        step = chain[emergency.escalation_step]
-        results.append(Escalation(emergency.public_id, "first_page", step, 1, paged))
-    if not due_ids:
-        return results
-    limit = ctx.policy.emergency.escalation_repeat_limit
-    for emergency in session.scalars(
-        select(Emergency).where(Emergency.id.in_(due_ids)).order_by(Emergency.id).with_for_update()
-    ):
-        if emergency.pages_at_step < limit:
-            paged = _page(session, ctx, emergency, actor="escalation", reason="unacknowledged")
-            results.append(
-                Escalation(
-                    emergency.public_id,
-                    "repage",
-                    chain[emergency.escalation_step],
-                    emergency.pages_at_step,
-                    paged,
-                )
-            )
-            continue
-        next_step = _next_step(emergency, chain)
-        if next_step is None:
-            emergency.next_escalation_at = None
-            _record_escalation(session, ctx, emergency, "exhausted", chain, now)
-            results.append(
-                Escalation(
-                    emergency.public_id,
-                    "exhausted",
-                    chain[emergency.escalation_step],
-                    emergency.pages_at_step,
-                )
-            )
-            continue
-        from_step = chain[emergency.escalation_step]
-        emergency.escalation_step = next_step
-        emergency.pages_at_step = 0
-        _record_escalation(session, ctx, emergency, "step_up", chain, now, from_step=from_step)
-        paged = _page(session, ctx, emergency, actor="escalation", reason="escalated")
-        results.append(Escalation(emergency.public_id, "step_up", chain[next_step], 1, paged))
-    return results
-
-
-def _next_step(emergency: Emergency, chain: list[str]) -> int | None:
-    for index in range(emergency.escalation_step + 1, len(chain)):
-        if _group_for_step(emergency, chain[index]):
-            return index
-    return None
-
-
-def _record_escalation(
-    session: Session,
-    ctx: Context,
-    emergency: Emergency,
-    action: str,
-    chain: list[str],
-    now: dt.datetime,
-    *,
-    from_step: str | None = None,
-) -> None:
-    to_step = chain[emergency.escalation_step]
-    detail = {"action": action, "from": from_step, "to": to_step}
-    session.add(
-        EmergencyEvent(
-            emergency_id=emergency.id, kind="escalate", at=now, actor="escalation", detail=detail
-        )
-    )
-    events.record(
-        session,
-        ctx.policy,
-        at=now,
-        actor="escalation",
-        action=f"emergency.escalation_{action}",
-        subject_type="emergency",
-        subject_id=emergency.public_id,
-        classification=emergency.classification,
-        is_drill=emergency.is_drill,
-        notify="emergency_escalated",
-        priority=ctx.policy.emergency.page_priority,
-        payload=detail,
-        context={
-            "emergency": emergency.public_id,
-            "level": emergency.level.value,
-            "title": emergency.title,
-            "from": from_step,
-            "to": to_step,
-            "action": action,
-            "is_drill": emergency.is_drill,
-            "reason": "page not acknowledged",
-            "summary": f"{action}: {from_step or '-'} → {to_step}",
-        },
-    )
-
-
-# --- acknowledgement and resolution ----------------------------------------
-
-
 def acknowledge(
     session: Session, ctx: Context, public_id: str, *, actor: str, note: str = ""
 ) -> EmergencyState:
@@ -556,7 +256,7 @@ def acknowledge(
         subject_id=emergency.public_id,
         classification=emergency.classification,
         is_drill=emergency.is_drill,
-        payload={"note": note, "minutes_to_ack": _minutes(emergency.opened_at, now)},
+        payload={"note": note, "minutes_to_ack": minutes_between(emergency.opened_at, now)},
     )
     session.flush()
     return state(session, public_id)
@@ -590,10 +290,10 @@ def resolve(
         subject_id=emergency.public_id,
         classification=emergency.classification,
         is_drill=emergency.is_drill,
-        payload={"note": note, "minutes_to_resolve": _minutes(emergency.opened_at, now)},
+        payload={"note": note, "minutes_to_resolve": minutes_between(emergency.opened_at, now)},
     )
     for name in emergency.deadlines:
-        _deadline_met(session, ctx, emergency, name, actor=actor, how="resolved")
+        mark_deadline_met(session, ctx, emergency, name, actor=actor, how="resolved")
     session.flush()
     return state(session, public_id)
 
@@ -614,138 +314,6 @@ def act_on_dedup(
     if action == "resolve":
         return resolve(session, ctx, emergency.public_id, actor=actor)
     raise DomainError(f"unknown action {action!r}", field="action", allowed="acknowledge, resolve")
-
-
-# --- level deadlines (SPEC §5: I 2 h / 24 h, II 48 h) -------------------------
-
-
-def _deadline_events(session: Session, emergency_ids: list[int]) -> dict[int, dict[str, str]]:
-    """Per emergency: deadline name -> 'met' or 'missed' (met wins), from its events."""
-    out: dict[int, dict[str, str]] = {}
-    if not emergency_ids:
-        return out
-    rows = session.execute(
-        select(EmergencyEvent.emergency_id, EmergencyEvent.kind, EmergencyEvent.detail).where(
-            EmergencyEvent.emergency_id.in_(emergency_ids),
-            EmergencyEvent.kind.in_(("deadline_met", "deadline_missed")),
-        )
-    ).all()
-    for emergency_id, kind, detail in rows:
-        marks = out.setdefault(emergency_id, {})
-        name = detail.get("name")
-        if kind == "deadline_met" or name not in marks:
-            marks[name] = "met" if kind == "deadline_met" else "missed"
-    return out
-
-
-def _deadline_met(
-    session: Session, ctx: Context, emergency: Emergency, name: str, *, actor: str, how: str
-) -> bool:
-    if name not in emergency.deadlines:
-        return False
-    session.flush()
-    if _deadline_events(session, [emergency.id]).get(emergency.id, {}).get(name) == "met":
-        return False
-    now = ctx.now()
-    due = dt.datetime.fromisoformat(emergency.deadlines[name])
-    detail = {"name": name, "how": how, "due_at": due.isoformat(), "in_time": now <= due}
-    session.add(
-        EmergencyEvent(
-            emergency_id=emergency.id, kind="deadline_met", at=now, actor=actor, detail=detail
-        )
-    )
-    events.record(
-        session,
-        ctx.policy,
-        at=now,
-        actor=actor,
-        action="emergency.deadline_met",
-        subject_type="emergency",
-        subject_id=emergency.public_id,
-        classification=emergency.classification,
-        is_drill=emergency.is_drill,
-        payload=detail,
-    )
-    return True
-
-
-def record_deadline_met(
-    session: Session, ctx: Context, public_id: str, name: str, *, actor: str, note: str = ""
-) -> bool:
-    """An operator records a level deadline as met (e.g. the cross-department command formed)."""
-    emergency = get_emergency(session, public_id, lock=True)
-    if name not in emergency.deadlines:
-        raise DomainError(
-            f"level {emergency.level.value} has no deadline {name!r}",
-            field="deadline",
-            allowed=", ".join(sorted(emergency.deadlines)) or "none for this level",
-        )
-    return _deadline_met(session, ctx, emergency, name, actor=actor, how=note or "recorded")
-
-
-def escalate_missed_deadlines(session: Session, ctx: Context) -> list[tuple[str, str]]:
-    """Escalate, once each, the level deadlines of open emergencies that passed unmet.
-
-    One query reads the open emergencies' deadlines, one their met/missed marks.
-    """
-    now = ctx.now()
-    rows = session.execute(
-        select(Emergency.id, Emergency.public_id, Emergency.deadlines).where(
-            Emergency.status.in_(OPEN_STATUSES)
-        )
-    ).all()
-    rows = [r for r in rows if r.deadlines]
-    marks = _deadline_events(session, [r.id for r in rows])
-    due = [
-        (r.id, r.public_id, name)
-        for r in rows
-        for name, at in sorted(r.deadlines.items())
-        if dt.datetime.fromisoformat(at) < now and name not in marks.get(r.id, {})
-    ]
-    if not due:
-        return []
-    emergencies = {
-        e.id: e
-        for e in session.scalars(select(Emergency).where(Emergency.id.in_({d[0] for d in due})))
-    }
-    for emergency_id, public_id, name in due:
-        emergency = emergencies[emergency_id]
-        detail = {"name": name, "due_at": emergency.deadlines[name]}
-        session.add(
-            EmergencyEvent(
-                emergency_id=emergency_id,
-                kind="deadline_missed",
-                at=now,
-                actor="system",
-                detail=detail,
-            )
-        )
-        events.record(
-            session,
-            ctx.policy,
-            at=now,
-            actor="system",
-            action="emergency.deadline_missed",
-            subject_type="emergency",
-            subject_id=public_id,
-            classification=emergency.classification,
-            is_drill=emergency.is_drill,
-            notify="emergency_escalated",
-            priority=ctx.policy.emergency.page_priority,
-            payload=detail,
-            context={
-                "emergency": public_id,
-                "level": emergency.level.value,
-                "title": emergency.title,
-                "reason": f"deadline {name} missed",
-                "summary": f"deadline {name} due {emergency.deadlines[name]} missed",
-                "is_drill": emergency.is_drill,
-            },
-        )
-    return [(public_id, name) for _, public_id, name in due]
-
-
-# --- dispatch --------------------------------------------------------------
 
 
 def mark_dispatched(
@@ -799,127 +367,6 @@ def record_dispatch_failure(
         payload={"error": error[:500], "direct_page": True},
     )
     return page_if_unpaged(session, ctx, public_id, actor=actor, reason="dispatch_unavailable")
-
-
-# --- the reserve and the follow-up -----------------------------------------
-
-
-def request_reserve_draw(
-    session: Session,
-    ctx: Context,
-    public_id: str,
-    form: ReserveDrawForm,
-    *,
-    actor: str,
-    key: str,
-) -> dict:
-    """Draw on the emergency reserve (SPEC §4) for this emergency, within the authority rules.
-
-    The draw is refused, writing nothing, when the emergency is no longer open
-    or is a drill, when the approving group lacks the authority for the amount,
-    or when the year's reserve would be overdrawn.
-    """
-    form = ReserveDrawForm.model_validate(form.model_dump())
-    if (done := previous_result(session, key)) is not None:
-        return done
-    emergency = get_emergency(session, public_id, lock=True)
-    if emergency.status not in OPEN_STATUSES:
-        raise IllegalTransition(
-            f"the emergency is {emergency.status.value}",
-            field="emergency_id",
-            allowed="an open emergency (pending, dispatched or acknowledged)",
-        )
-    if emergency.is_drill:
-        raise DomainError(
-            "the emergency is a drill", field="emergency_id", allowed="a real emergency"
-        )
-    amount_fen = to_fen(form.amount)
-    check = may_approve(
-        form.approved_by, amount_fen, ctx.policy.authority, cross_department=form.cross_department
-    )
-    if not check.allowed:
-        raise DomainError(
-            f"{form.approved_by.value} may not approve {format_yuan(amount_fen)}: {check.rule}",
-            field="approved_by",
-            allowed=check.required.value,
-        )
-    year = ctx.today().year
-    line_id, remaining = _reserve_left(session, year)
-    if amount_fen > remaining:
-        raise DomainError(
-            f"{format_yuan(amount_fen)} exceeds the reserve left for {year} ({format_yuan(remaining)})",
-            field="amount",
-            allowed=f"at most {format_yuan(remaining)}",
-        )
-    now = ctx.now()
-    entry = LedgerEntry(
-        fiscal_year=year,
-        line_id=line_id,
-        kind=LedgerKind.reserve_draw,
-        emergency_id=emergency.id,
-        entry_date=ctx.today(),
-        amount_fen=amount_fen,
-        payee=form.payee,
-        description=form.description or f"emergency {emergency.public_id}: {emergency.title}",
-        external_ref=key,
-        created_at=now,
-    )
-    session.add(entry)
-    session.flush()
-    detail = {
-        "ledger_entry_id": entry.id,
-        "amount_fen": amount_fen,
-        "approved_by": form.approved_by.value,
-        "rule": check.rule,
-        "remaining_fen": remaining - amount_fen,
-    }
-    session.add(
-        EmergencyEvent(
-            emergency_id=emergency.id, kind="reserve_draw", at=now, actor=actor, detail=detail
-        )
-    )
-    events.record(
-        session,
-        ctx.policy,
-        at=now,
-        actor=actor,
-        action="emergency.reserve_drawn",
-        subject_type="emergency",
-        subject_id=emergency.public_id,
-        classification=emergency.classification,
-        is_drill=emergency.is_drill,
-        payload=detail,
-    )
-    remember(session, key, "reserve_draw", detail, now)
-    return detail
-
-
-def _reserve_left(session: Session, year: int) -> tuple[int | None, int]:
-    """The year's reserve line (if the budget made one) and what is left of the reserve.
-
-    With a reserve budget line, draws are counted on it; without one, the
-    year's reserve as set on the fiscal year, less its reserve draws.
-    """
-    line = session.execute(
-        select(BudgetLine.id, BudgetLine.amount_fen).where(
-            BudgetLine.fiscal_year == year, BudgetLine.is_reserve.is_(True)
-        )
-    ).first()
-    drawn = select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0))
-    if line is not None:
-        used = session.scalar(drawn.where(LedgerEntry.line_id == line.id))
-        return line.id, line.amount_fen - int(used or 0)
-    reserve_fen = session.scalar(select(FiscalYear.reserve_fen).where(FiscalYear.year == year))
-    if reserve_fen is None:
-        raise NotFound(
-            f"no fiscal year {year} with an emergency reserve",
-            field="fiscal_year",
-            allowed="set the year's budget first",
-        )
-    used = session.scalar(
-        drawn.where(LedgerEntry.fiscal_year == year, LedgerEntry.kind == LedgerKind.reserve_draw)
-    )
-    return None, reserve_fen - int(used or 0)
 
 
 def close_with_follow_up(
@@ -981,5 +428,16 @@ def close_with_follow_up(
     return state(session, public_id)
 
 
-def _minutes(start: dt.datetime, end: dt.datetime) -> float:
-    return round((end - start).total_seconds() / 60, 2)
+def close_resolved(session: Session, ctx: Context, *, actor: str = "sweep") -> list[str]:
+    """Close every resolved emergency with its follow-up issue (a response run that stopped
+    waiting before the resolution leaves this to the sweep)."""
+    resolved = list(
+        session.scalars(
+            select(Emergency.public_id)
+            .where(Emergency.status == EmergencyStatus.resolved)
+            .order_by(Emergency.resolved_at, Emergency.id)
+        )
+    )
+    for public_id in resolved:
+        close_with_follow_up(session, ctx, public_id, actor=actor)
+    return resolved

@@ -533,7 +533,10 @@ def _invalid(errors, *, prefix: str | None = None) -> GatewayError:
         }.get(kind, err.get("msg", "invalid"))
         ctx = err.get("ctx") or {}
         if "expected" in ctx:
-            message += f" (allowed: {ctx['expected']})"
+            # Enums and literals: name the value sent and the values allowed.
+            sent = err.get("input")
+            shown = repr(sent) if isinstance(sent, str | int | float | bool) else "this value"
+            message = f"unknown value {shown[:80]} (allowed: {ctx['expected']})"
         problems.append({"field": field, "message": message})
     summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
     return GatewayError(

@@ -54,7 +54,8 @@ def openapi() -> None:
 
 @app.command("sweep")
 def sweep() -> None:
-    """Dispatch pending emergencies; escalate pages, missed deadlines and warnings once.
+    """Dispatch pending emergencies; escalate pages, missed deadlines and warnings; close
+    resolved emergencies with their follow-up issue. Once.
 
     The `dispatch-pending-emergencies` deployment does this every minute; run
     this from cron while the Prefect server itself is down.
@@ -64,7 +65,11 @@ def sweep() -> None:
     from flows.emergency import default_dispatcher
     from taskforce.db import get_engine, unit_of_work
     from taskforce.emergency.dispatch import dispatch_pending
-    from taskforce.emergency.service import escalate_due, escalate_missed_deadlines
+    from taskforce.emergency.service import (
+        close_resolved,
+        escalate_due,
+        escalate_missed_deadlines,
+    )
     from taskforce.emergency.warnings import escalate_overdue_warnings
     from taskforce.gateway.app import default_context
 
@@ -74,6 +79,7 @@ def sweep() -> None:
         escalations = escalate_due(session, ctx)
         missed = escalate_missed_deadlines(session, ctx)
         warnings = escalate_overdue_warnings(session, ctx)
+        closed = close_resolved(session, ctx, actor="cli-sweep")
     console = Console()
     for o in outcomes:
         console.print(
@@ -83,4 +89,4 @@ def sweep() -> None:
         console.print(f"{e.public_id}: {e.action} at {e.step} ({', '.join(e.paged) or '-'})")
     for public_id, name in missed:
         console.print(f"{public_id}: deadline {name} missed, escalated")
-    console.print(f"warnings escalated: {len(warnings)}")
+    console.print(f"warnings escalated: {len(warnings)}; closed with follow-up: {len(closed)}")

@@ -196,3 +196,12 @@ def test_warning_forms(engine, prefect_server):
     assert (
         handle_warning(HandleWarningForm(warning_id=first["warning_id"], actor="L1")) == "handled"
     )
+
+
+def test_deadline_form(engine, policy, prefect_server):
+    from flows.emergency import DeadlineForm, record_emergency_deadline
+
+    e = _open(engine, Context(policy=policy), level="I", key="deadline")
+    form = DeadlineForm(emergency_id=e.emergency_id, deadline="command_formed", actor="L1")
+    assert record_emergency_deadline(form) is True
+    assert record_emergency_deadline(form) is False  # recorded once

@@ -448,3 +448,16 @@ def test_leadership_reached_by_escalation_meets_the_report_deadline_late(engine,
         clock.advance(minutes=ctx.policy.emergency.acknowledge_within_minutes, seconds=1)
         _escalate(engine, ctx)
     assert _count(engine, EmergencyEvent, EmergencyEvent.kind == "deadline_met") == 0
+
+
+def test_sweep_closes_resolved_emergencies(engine, ctx):
+    a = _open(engine, ctx, key="a")
+    _open(engine, ctx, key="b")  # still open: left alone
+    with unit_of_work(engine) as s:
+        service.resolve(s, ctx, a.emergency_id, actor="W3")
+    with unit_of_work(engine) as s:
+        assert service.close_resolved(s, ctx) == [a.emergency_id]
+    with unit_of_work(engine) as s:
+        assert service.close_resolved(s, ctx) == []
+        assert service.state(s, a.emergency_id).follow_up_issue_id is not None
+    assert _count(engine, Issue) == 1

@@ -33,6 +33,9 @@ def _send(gateway, ctx, case):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings(
+    "ignore::hypothesis.errors.HypothesisDeprecationWarning"
+)  # inside schemathesis
 def test_no_input_makes_a_server_error(gateway, ctx):
     schema = schemathesis.openapi.from_url(f"{gateway.url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]

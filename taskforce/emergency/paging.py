@@ -1,0 +1,263 @@
+"""Paging and escalation (SPEC §5): an unacknowledged page is sent again, up to
+`escalation_repeat_limit` pages per step, then goes one step up
+`escalation_chain` (working group → executive → leadership).
+
+The acknowledgement window counts its last instant as in time (以内), so
+escalation starts just after it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from taskforce import events
+from taskforce.context import Context
+from taskforce.emergency.deadlines import mark_deadline_met
+from taskforce.emergency.models import Emergency, EmergencyEvent
+from taskforce.emergency.queries import (
+    UNACKNOWLEDGED,
+    chain,
+    get_emergency,
+    group_for_step,
+    on_call_members,
+)
+from taskforce.notify.outbox import enqueue
+
+
+@dataclass(frozen=True)
+class Escalation:
+    public_id: str
+    action: str  # first_page / repage / step_up / exhausted
+    step: str
+    page_number: int
+    paged: list[str] = field(default_factory=list)
+
+
+def page(
+    session: Session, ctx: Context, emergency: Emergency, *, actor: str, reason: str
+) -> list[str]:
+    """Page the on-call members of the current step; one trail entry, one outbox row each."""
+    now = ctx.now()
+    step_name = chain(ctx)[emergency.escalation_step]
+    group = group_for_step(emergency, step_name)
+    members = on_call_members(session, group) if group else []
+    page_number = emergency.pages_at_step + 1
+    level_rule = ctx.policy.emergency.levels[emergency.level.value]
+    entry = events.record(
+        session,
+        ctx.policy,
+        at=now,
+        actor=actor,
+        action="emergency.paged",
+        subject_type="emergency",
+        subject_id=emergency.public_id,
+        classification=emergency.classification,
+        is_drill=emergency.is_drill,
+        payload={
+            "step": step_name,
+            "group": group,
+            "page_number": page_number,
+            "members": members,
+            "reason": reason,
+        },
+    )
+    for code in members:
+        enqueue(
+            session,
+            event_kind="emergency_page",
+            key=f"emergency:{emergency.public_id}:page:{emergency.escalation_step}:{page_number}",
+            subject_type="emergency",
+            subject_id=emergency.public_id,
+            classification=emergency.classification,
+            context={
+                "member": code,
+                "emergency": emergency.public_id,
+                "level": emergency.level.value,
+                "level_zh": level_rule.name_zh,
+                "title": emergency.title,
+                "group": group,
+                "page_number": page_number,
+                "deadlines": emergency.deadlines,
+                "is_drill": emergency.is_drill,
+                # read by the notification templates (emergency_page.j2)
+                "ack_within": f"{ctx.policy.emergency.acknowledge_within_minutes} min",
+                "summary": (emergency.description or "")[:200],
+                "paged": members,
+            },
+            at=now,
+            routing=ctx.policy.notifications,
+            audiences=[f"member-{code}"],
+            is_drill=emergency.is_drill,
+            priority=ctx.policy.emergency.page_priority,
+            trail_entry_id=entry.id,
+        )
+    session.add(
+        EmergencyEvent(
+            emergency_id=emergency.id,
+            kind="page",
+            at=now,
+            actor=actor,
+            detail={
+                "step": step_name,
+                "group": group,
+                "page_number": page_number,
+                "members": members,
+                "reason": reason,
+            },
+        )
+    )
+    for name, met_by in ctx.policy.emergency.deadlines_met_by_page.items():
+        if met_by == step_name and members:
+            mark_deadline_met(session, ctx, emergency, name, actor=actor, how=f"{group} paged")
+    emergency.pages_at_step = page_number
+    emergency.next_escalation_at = now + dt.timedelta(
+        minutes=ctx.policy.emergency.acknowledge_within_minutes
+    )
+    session.flush()
+    return members
+
+
+def page_if_unpaged(
+    session: Session, ctx: Context, public_id: str, *, actor: str, reason: str
+) -> list[str]:
+    """The first page of an emergency, once: a rerun or a second caller pages nobody."""
+    emergency = get_emergency(session, public_id, lock=True)
+    if emergency.pages_at_step > 0 or emergency.status not in UNACKNOWLEDGED:
+        return []
+    return page(session, ctx, emergency, actor=actor, reason=reason)
+
+
+def escalate_due(session: Session, ctx: Context, *, only: str | None = None) -> list[Escalation]:
+    """Re-page or step up every unacknowledged page whose acknowledgement window has passed,
+    and page any emergency that nobody paged within `unpaged_grace_seconds`.
+
+    One query finds the due emergencies; each is then moved one step in this
+    transaction. Running it twice at the same instant does nothing the second time.
+    """
+    now = ctx.now()
+    query = (
+        select(Emergency.id)
+        .where(
+            Emergency.status.in_(UNACKNOWLEDGED),
+            Emergency.acknowledged_at.is_(None),
+            Emergency.next_escalation_at.is_not(None),
+            Emergency.next_escalation_at < now,
+        )
+        .order_by(Emergency.next_escalation_at, Emergency.id)
+    )
+    # The safety net: dispatched, but no flow run paged in time (no worker running?).
+    grace = dt.timedelta(seconds=ctx.policy.emergency.unpaged_grace_seconds)
+    unpaged = select(Emergency.id).where(
+        Emergency.status.in_(UNACKNOWLEDGED),
+        Emergency.pages_at_step == 0,
+        Emergency.opened_at < now - grace,
+    )
+    if only is not None:
+        query = query.where(Emergency.public_id == str(only))
+        unpaged = unpaged.where(Emergency.public_id == str(only))
+    due_ids = list(session.scalars(query))
+    unpaged_ids = list(session.scalars(unpaged))
+    steps = chain(ctx)
+    results: list[Escalation] = []
+    for emergency in session.scalars(
+        select(Emergency)
+        .where(Emergency.id.in_(unpaged_ids))
+        .order_by(Emergency.id)
+        .with_for_update()
+    ):
+        paged = page(session, ctx, emergency, actor="escalation", reason="not paged in time")
+        step = steps[emergency.escalation_step]
+        results.append(Escalation(emergency.public_id, "first_page", step, 1, paged))
+    if not due_ids:
+        return results
+    limit = ctx.policy.emergency.escalation_repeat_limit
+    for emergency in session.scalars(
+        select(Emergency).where(Emergency.id.in_(due_ids)).order_by(Emergency.id).with_for_update()
+    ):
+        if emergency.pages_at_step < limit:
+            paged = page(session, ctx, emergency, actor="escalation", reason="unacknowledged")
+            results.append(
+                Escalation(
+                    emergency.public_id,
+                    "repage",
+                    steps[emergency.escalation_step],
+                    emergency.pages_at_step,
+                    paged,
+                )
+            )
+            continue
+        next_step = _next_step(emergency, steps)
+        if next_step is None:
+            emergency.next_escalation_at = None
+            _record_escalation(session, ctx, emergency, "exhausted", steps, now)
+            results.append(
+                Escalation(
+                    emergency.public_id,
+                    "exhausted",
+                    steps[emergency.escalation_step],
+                    emergency.pages_at_step,
+                )
+            )
+            continue
+        from_step = steps[emergency.escalation_step]
+        emergency.escalation_step = next_step
+        emergency.pages_at_step = 0
+        _record_escalation(session, ctx, emergency, "step_up", steps, now, from_step=from_step)
+        paged = page(session, ctx, emergency, actor="escalation", reason="escalated")
+        results.append(Escalation(emergency.public_id, "step_up", steps[next_step], 1, paged))
+    return results
+
+
+def _next_step(emergency: Emergency, steps: list[str]) -> int | None:
+    for index in range(emergency.escalation_step + 1, len(steps)):
+        if group_for_step(emergency, steps[index]):
+            return index
+    return None
+
+
+def _record_escalation(
+    session: Session,
+    ctx: Context,
+    emergency: Emergency,
+    action: str,
+    steps: list[str],
+    now: dt.datetime,
+    *,
+    from_step: str | None = None,
+) -> None:
+    to_step = steps[emergency.escalation_step]
+    detail = {"action": action, "from": from_step, "to": to_step}
+    session.add(
+        EmergencyEvent(
+            emergency_id=emergency.id, kind="escalate", at=now, actor="escalation", detail=detail
+        )
+    )
+    events.record(
+        session,
+        ctx.policy,
+        at=now,
+        actor="escalation",
+        action=f"emergency.escalation_{action}",
+        subject_type="emergency",
+        subject_id=emergency.public_id,
+        classification=emergency.classification,
+        is_drill=emergency.is_drill,
+        notify="emergency_escalated",
+        priority=ctx.policy.emergency.page_priority,
+        payload=detail,
+        context={
+            "emergency": emergency.public_id,
+            "level": emergency.level.value,
+            "title": emergency.title,
+            "from": from_step,
+            "to": to_step,
+            "action": action,
+            "is_drill": emergency.is_drill,
+            "reason": "page not acknowledged",
+            "summary": f"{action}: {from_step or '-'} → {to_step}",
+        },
+    )

@@ -1,0 +1,109 @@
+"""Reading emergencies: by id, by open dedup key, the state a flow acts on, who is on call."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from taskforce.context import Context
+from taskforce.emergency.models import Emergency, EmergencyStatus, Level
+from taskforce.errors import NotFound
+from taskforce.org.models import Group, Member
+
+OPEN_STATUSES = (
+    EmergencyStatus.pending_dispatch,
+    EmergencyStatus.dispatched,
+    EmergencyStatus.acknowledged,
+)
+UNACKNOWLEDGED = (EmergencyStatus.pending_dispatch, EmergencyStatus.dispatched)
+
+
+@dataclass(frozen=True)
+class EmergencyState:
+    """What a flow needs to decide its next step, read in one query."""
+
+    public_id: str
+    status: EmergencyStatus
+    level: Level
+    is_drill: bool
+    paged: bool
+    flow_run_id: str | None
+    follow_up_issue_id: int | None
+    next_escalation_at: dt.datetime | None
+
+
+def get_emergency(session: Session, public_id: str, *, lock: bool = False) -> Emergency:
+    query = select(Emergency).where(Emergency.public_id == str(public_id))
+    if lock:
+        query = query.with_for_update()
+    emergency = session.scalars(query).one_or_none()
+    if emergency is None:
+        raise NotFound(f"no emergency {public_id!r}", field="emergency_id")
+    return emergency
+
+
+def find_open(session: Session, source: str, dedup_key: str) -> Emergency | None:
+    return session.scalars(
+        select(Emergency).where(
+            Emergency.source == source,
+            Emergency.dedup_key == dedup_key,
+            Emergency.status.in_(OPEN_STATUSES),
+        )
+    ).one_or_none()
+
+
+def state(session: Session, public_id: str) -> EmergencyState:
+    e = get_emergency(session, public_id)
+    return EmergencyState(
+        public_id=e.public_id,
+        status=e.status,
+        level=e.level,
+        is_drill=e.is_drill,
+        paged=e.pages_at_step > 0,
+        flow_run_id=e.flow_run_id,
+        follow_up_issue_id=e.follow_up_issue_id,
+        next_escalation_at=e.next_escalation_at,
+    )
+
+
+def pending_dispatch(session: Session) -> list[str]:
+    """Public ids of emergencies no flow run was created for yet, oldest first."""
+    return list(
+        session.scalars(
+            select(Emergency.public_id)
+            .where(Emergency.flow_run_id.is_(None), Emergency.status != EmergencyStatus.closed)
+            .order_by(Emergency.opened_at, Emergency.id)
+        )
+    )
+
+
+def on_call_members(session: Session, group_code: str) -> list[str]:
+    """Member codes to page for a group: its on-call members (§2.4 24-hour contacts).
+
+    A group without an on-call member is paged whole, so no step of the chain is silent.
+    """
+    rows = session.execute(
+        select(Member.code, Member.on_call)
+        .join(Group, Member.group_id == Group.id)
+        .where(Group.code == group_code, Member.active.is_(True))
+        .order_by(Member.code)
+    ).all()
+    on_call = [code for code, flag in rows if flag]
+    return on_call or [code for code, _ in rows]
+
+
+def chain(ctx: Context) -> list[str]:
+    return list(ctx.policy.emergency.escalation_chain)
+
+
+def group_for_step(emergency: Emergency, step_name: str) -> str | None:
+    if step_name == "working_group":
+        return emergency.working_group
+    return step_name
+
+
+def minutes_between(start: dt.datetime, end: dt.datetime) -> float:
+    return round((end - start).total_seconds() / 60, 2)
