@@ -14,7 +14,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from taskforce.policy.schema import Classification
+from taskforce.policy.schema import Classification, GroupKind
 
 Yuan = Annotated[Decimal, Field(ge=0, max_digits=15, decimal_places=2)]
 PositiveYuan = Annotated[Decimal, Field(gt=0, max_digits=15, decimal_places=2)]
@@ -197,6 +197,12 @@ class ReserveDrawForm(Form):
     payee: str = Field("", title="Payee 收款人", max_length=200)
     description: str = Field(..., title="Description 摘要", min_length=2, max_length=2000)
     voucher: str = Field(..., title="Voucher number 凭证号", min_length=1, max_length=150)
+    approved_by: GroupKind = Field(
+        GroupKind.executive,
+        title="Approved by 审批机构",
+        description="The group approving the draw; it must hold the authority for the amount.",
+    )
+    cross_department: bool = Field(False, title="Cross-department 跨部门")
 
 
 class AuditWeekForm(Form):

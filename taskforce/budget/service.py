@@ -31,24 +31,18 @@ from taskforce.budget.models import (
     DisbursementSchedule,
     FiscalYear,
     LedgerEntry,
-    LedgerKind,
     LineStatus,
     ReviewStage,
 )
+from taskforce.budget.reserve import draw_on_reserve, reserve_left
 from taskforce.context import Context
-from taskforce.emergency.models import Emergency, EmergencyEvent, EmergencyStatus
+from taskforce.emergency.models import Emergency
 from taskforce.errors import DomainError, IllegalTransition, NotFound
 from taskforce.idempotency import previous_result, remember
 from taskforce.loop.models import Issue, TaskLevel, TaskNode
 from taskforce.money import format_yuan, to_fen
 from taskforce.org.models import Group, Member, Unit
-from taskforce.policy.schema import Classification, GroupKind, Policy
-
-OPEN_EMERGENCY = (
-    EmergencyStatus.pending_dispatch,
-    EmergencyStatus.dispatched,
-    EmergencyStatus.acknowledged,
-)
+from taskforce.policy.schema import GroupKind, Policy
 
 
 class FiscalYearResult(BaseModel):
@@ -583,19 +577,11 @@ def _approve(
 
 
 def reserve_left_fen(session: Session, year: int) -> int:
-    line = session.scalar(
-        select(BudgetLine).where(
-            BudgetLine.code == reserve_line_code(year), BudgetLine.is_reserve.is_(True)
-        )
-    )
-    if line is None:
+    """What is left of the year's emergency reserve (0 when the year has no budget)."""
+    try:
+        return reserve_left(session, year)[1]
+    except NotFound:
         return 0
-    drawn = session.scalar(
-        select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0)).where(
-            LedgerEntry.line_id == line.id
-        )
-    )
-    return line.amount_fen - int(drawn or 0)
 
 
 def draw_reserve(
@@ -612,34 +598,12 @@ def draw_reserve(
             field="emergency",
             allowed="an emergency id or public id",
         )
-    if emergency.status not in OPEN_EMERGENCY:
-        raise IllegalTransition(
-            f"emergency {emergency.id} is {emergency.status.value}",
-            field="emergency",
-            allowed="an open emergency (pending, dispatched or acknowledged)",
-        )
-    if emergency.is_drill:
-        raise DomainError(
-            f"emergency {emergency.id} is a drill",
-            field="emergency",
-            allowed="a real emergency; drills draw nothing",
-        )
     if form.entry_date.year != form.fiscal_year:
         raise DomainError(
             f"{form.entry_date} is outside fiscal year {form.fiscal_year}",
             field="entry_date",
             allowed=f"a date in {form.fiscal_year}",
         )
-    line = session.scalar(
-        select(BudgetLine).where(BudgetLine.code == reserve_line_code(form.fiscal_year))
-    )
-    if line is None:
-        raise NotFound(
-            f"no budget is set for {form.fiscal_year}",
-            field="fiscal_year",
-            allowed="a year with a budget",
-        )
-    amount = to_fen(form.amount)
     external_ref = f"voucher:{form.voucher}"
     existing = session.scalar(select(LedgerEntry).where(LedgerEntry.external_ref == external_ref))
     if existing is not None:
@@ -648,68 +612,27 @@ def draw_reserve(
             field="voucher",
             allowed="a voucher not yet entered",
         )
-    left = reserve_left_fen(session, form.fiscal_year)
-    if amount > left:
-        raise DomainError(
-            f"the reserve of {form.fiscal_year} has {_yuan(left)} CNY left",
-            field="amount",
-            allowed=f"at most {_yuan(left)}",
-        )
-    now = ctx.now()
-    entry = LedgerEntry(
+    draw = draw_on_reserve(
+        session,
+        ctx,
+        emergency,
+        amount_fen=to_fen(form.amount),
+        approved_by=form.approved_by,
+        cross_department=form.cross_department,
         fiscal_year=form.fiscal_year,
-        line_id=line.id,
-        kind=LedgerKind.reserve_draw,
-        emergency_id=emergency.id,
         entry_date=form.entry_date,
-        amount_fen=amount,
         payee=form.payee,
         description=form.description,
         external_ref=external_ref,
-        created_at=now,
-    )
-    session.add(entry)
-    session.flush()
-    session.add(
-        EmergencyEvent(
-            emergency_id=emergency.id,
-            kind="reserve_draw",
-            at=now,
-            actor=actor,
-            detail={"entry_id": entry.id, "amount_fen": amount, "voucher": form.voucher},
-        )
-    )
-    classification = max(
-        (Classification(emergency.classification), Classification(line.classification)),
-        key=lambda c: c.rank,
-    )
-    events.record(
-        session,
-        ctx.policy,
-        at=now,
         actor=actor,
         action="budget.reserve_drawn",
-        subject_type="ledger_entry",
-        subject_id=entry.id,
-        payload={
-            "emergency_id": emergency.id,
-            "amount_fen": amount,
-            "fiscal_year": form.fiscal_year,
-            "reserve_left_fen": left - amount,
-            "voucher": form.voucher,
-        },
-        classification=classification,
-        notify="reserve_drawn",
-        context={
-            "emergency": emergency.title,
-            "amount": _yuan(amount),
-            "left": _yuan(left - amount),
-        },
     )
     result = DrawResult(
-        entry_id=entry.id, external_ref=external_ref, reserve_left_fen=left - amount
+        entry_id=draw.ledger_entry_id,
+        external_ref=external_ref,
+        reserve_left_fen=draw.remaining_fen,
     )
-    remember(session, key, "budget.draw_reserve", result.model_dump(), now)
+    remember(session, key, "budget.draw_reserve", result.model_dump(), ctx.now())
     return result
 
 

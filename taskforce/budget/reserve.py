@@ -1,0 +1,170 @@
+"""The emergency reserve (应急储备金, SPEC §4): one way to draw on it.
+
+Only an open, real (not drill) emergency may draw; the approving group must
+hold the authority for the amount (SPEC §1); the year's reserve may not be
+overdrawn; every draw is a ledger entry of kind `reserve_draw` linked to its
+emergency, an emergency event, a decision-trail entry and a notification.
+Both the budget's reserve-draw form and the emergency-response flow come here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from taskforce import events
+from taskforce.authority import may_approve
+from taskforce.budget.models import BudgetLine, FiscalYear, LedgerEntry, LedgerKind
+from taskforce.context import Context
+from taskforce.emergency.models import Emergency, EmergencyEvent, EmergencyStatus
+from taskforce.errors import DomainError, IllegalTransition, NotFound
+from taskforce.money import format_yuan
+from taskforce.policy.schema import Classification, GroupKind
+
+OPEN_EMERGENCY = (
+    EmergencyStatus.pending_dispatch,
+    EmergencyStatus.dispatched,
+    EmergencyStatus.acknowledged,
+)
+
+
+@dataclass(frozen=True)
+class ReserveDraw:
+    ledger_entry_id: int
+    amount_fen: int
+    approved_by: str
+    rule: str
+    remaining_fen: int
+
+
+def reserve_left(session: Session, year: int) -> tuple[int | None, int]:
+    """The year's reserve line (if the budget made one) and what is left of the reserve.
+
+    With a reserve budget line, draws are counted on it; without one, on the
+    year's reserve as set on the fiscal year.
+    """
+    line = session.execute(
+        select(BudgetLine.id, BudgetLine.amount_fen).where(
+            BudgetLine.fiscal_year == year, BudgetLine.is_reserve.is_(True)
+        )
+    ).first()
+    drawn = select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0))
+    if line is not None:
+        used = session.scalar(drawn.where(LedgerEntry.line_id == line.id))
+        return line.id, line.amount_fen - int(used or 0)
+    reserve_fen = session.scalar(select(FiscalYear.reserve_fen).where(FiscalYear.year == year))
+    if reserve_fen is None:
+        raise NotFound(
+            f"no fiscal year {year} with an emergency reserve",
+            field="fiscal_year",
+            allowed="a year whose budget has been set",
+        )
+    used = session.scalar(
+        drawn.where(LedgerEntry.fiscal_year == year, LedgerEntry.kind == LedgerKind.reserve_draw)
+    )
+    return None, reserve_fen - int(used or 0)
+
+
+def draw_on_reserve(
+    session: Session,
+    ctx: Context,
+    emergency: Emergency,
+    *,
+    amount_fen: int,
+    approved_by: GroupKind,
+    cross_department: bool,
+    fiscal_year: int,
+    entry_date: dt.date,
+    payee: str,
+    description: str,
+    external_ref: str,
+    actor: str,
+    action: str,
+    emergency_field: str = "emergency",
+) -> ReserveDraw:
+    """Check every rule, then write the draw; a refused draw writes nothing."""
+    if emergency.status not in OPEN_EMERGENCY:
+        raise IllegalTransition(
+            f"the emergency is {emergency.status.value}",
+            field=emergency_field,
+            allowed="an open emergency (pending, dispatched or acknowledged)",
+        )
+    if emergency.is_drill:
+        raise DomainError(
+            "the emergency is a drill",
+            field=emergency_field,
+            allowed="a real emergency; drills draw nothing",
+        )
+    check = may_approve(
+        approved_by, amount_fen, ctx.policy.authority, cross_department=cross_department
+    )
+    if not check.allowed:
+        raise DomainError(
+            f"{GroupKind(approved_by).value} may not approve {format_yuan(amount_fen)}: {check.rule}",
+            field="approved_by",
+            allowed=check.required.value,
+        )
+    line_id, remaining = reserve_left(session, fiscal_year)
+    if amount_fen > remaining:
+        raise DomainError(
+            f"{format_yuan(amount_fen)} exceeds the reserve left for {fiscal_year} ({format_yuan(remaining)})",
+            field="amount",
+            allowed=f"at most {format_yuan(remaining)}",
+        )
+    now = ctx.now()
+    entry = LedgerEntry(
+        fiscal_year=fiscal_year,
+        line_id=line_id,
+        kind=LedgerKind.reserve_draw,
+        emergency_id=emergency.id,
+        entry_date=entry_date,
+        amount_fen=amount_fen,
+        payee=payee,
+        description=description or f"emergency {emergency.public_id}: {emergency.title}",
+        external_ref=external_ref,
+        created_at=now,
+    )
+    session.add(entry)
+    session.flush()
+    draw = ReserveDraw(
+        entry.id, amount_fen, GroupKind(approved_by).value, check.rule, remaining - amount_fen
+    )
+    detail = {**draw.__dict__, "fiscal_year": fiscal_year, "external_ref": external_ref}
+    session.add(
+        EmergencyEvent(
+            emergency_id=emergency.id, kind="reserve_draw", at=now, actor=actor, detail=detail
+        )
+    )
+    line_class = (
+        session.scalar(select(BudgetLine.classification).where(BudgetLine.id == line_id))
+        if line_id
+        else None
+    )
+    classification = max(
+        (
+            Classification(emergency.classification),
+            Classification(line_class or Classification.public),
+        ),
+        key=lambda c: c.rank,
+    )
+    events.record(
+        session,
+        ctx.policy,
+        at=now,
+        actor=actor,
+        action=action,
+        subject_type="emergency",
+        subject_id=emergency.public_id,
+        classification=classification,
+        payload=detail,
+        notify="reserve_drawn",
+        context={
+            "emergency": emergency.title,
+            "amount": format_yuan(amount_fen, ctx.policy.locale),
+            "left": format_yuan(remaining - amount_fen, ctx.policy.locale),
+        },
+    )
+    return draw
