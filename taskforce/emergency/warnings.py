@@ -172,33 +172,3 @@ def escalate_overdue_warnings(session: Session, ctx: Context) -> list[int]:
             },
         )
     return ids
-
-
-def colour_for_risk_score(score: int, ctx: Context) -> WarningColour | None:
-    """The warning a risk score raises (SPEC §6): the highest threshold it reaches."""
-    reached = [
-        WarningColour(colour)
-        for colour, threshold in ctx.policy.risk.warning_thresholds.items()
-        if score >= threshold
-    ]
-    order = [WarningColour.yellow, WarningColour.orange, WarningColour.red]
-    return max(reached, key=order.index) if reached else None
-
-
-def raise_risk_warning(
-    session: Session, ctx: Context, *, risk_id: int | str, score: int, title: str
-) -> EarlyWarning | None:
-    """A risk crossing a threshold raises that colour once per risk and colour."""
-    colour = colour_for_risk_score(score, ctx)
-    if colour is None:
-        return None
-    return raise_warning(
-        session,
-        ctx,
-        colour=colour,
-        source="risk",
-        subject_type="risk",
-        subject_id=risk_id,
-        title=title,
-        dedup_key=f"risk:{risk_id}:{colour.value}",
-    )

@@ -79,7 +79,6 @@ def upsert_risk(session: Session, ctx: Context, form: RiskForm, *, actor: str) -
     )
     score = form.probability * form.impact
     colour = risk_colour(score, ctx.policy)
-    raised = None
     if changes:
         risk.reviewed_at = now
         session.flush()
@@ -94,21 +93,7 @@ def upsert_risk(session: Session, ctx: Context, form: RiskForm, *, actor: str) -
             classification=risk.classification,
             payload={"score": score, "changes": changes},
         )
-    if colour is not None and _rank(colour) > _rank(risk.warned_colour):
-        warning = raise_warning(
-            session,
-            ctx,
-            colour=colour,
-            source="risk",
-            subject_type="risk",
-            subject_id=risk.code,
-            title=f"{risk.code} {risk.title} ({form.probability}×{form.impact}={score})",
-            dedup_key=f"risk:{risk.code}:{colour}",
-            actor=actor,
-            classification=risk.classification,
-        )
-        risk.warned_colour = colour
-        raised = colour if warning is not None else None
+    raised = _warn_if_crossed(session, ctx, risk, score, actor)
     return RiskResult(
         code=risk.code,
         created=created,
@@ -117,6 +102,30 @@ def upsert_risk(session: Session, ctx: Context, form: RiskForm, *, actor: str) -
         colour=colour,
         warning_raised=raised,
     )
+
+
+def _warn_if_crossed(
+    session: Session, ctx: Context, risk: Risk, score: int, actor: str
+) -> str | None:
+    """Raise the warning of the highest threshold the score reaches, once per risk and colour
+    (SPEC §6: a risk whose score crosses a threshold raises a warning of §5)."""
+    colour = risk_colour(score, ctx.policy)
+    if colour is None or _rank(colour) <= _rank(risk.warned_colour):
+        return None
+    warning = raise_warning(
+        session,
+        ctx,
+        colour=colour,
+        source="risk",
+        subject_type="risk",
+        subject_id=risk.code,
+        title=f"{risk.code} {risk.title} ({risk.probability}×{risk.impact}={score})",
+        dedup_key=f"risk:{risk.code}:{colour}",
+        actor=actor,
+        classification=risk.classification,
+    )
+    risk.warned_colour = colour
+    return colour if warning is not None else None
 
 
 def sweep_risks(session: Session, ctx: Context, *, actor: str = "review") -> list[str]:
@@ -132,23 +141,7 @@ def sweep_risks(session: Session, ctx: Context, *, actor: str = "review") -> lis
     raised = []
     for risk in rows:
         score = risk.probability * risk.impact
-        colour = risk_colour(score, ctx.policy)
-        if colour is None or _rank(colour) <= _rank(risk.warned_colour):
-            continue
-        warning = raise_warning(
-            session,
-            ctx,
-            colour=colour,
-            source="risk",
-            subject_type="risk",
-            subject_id=risk.code,
-            title=f"{risk.code} {risk.title} ({risk.probability}×{risk.impact}={score})",
-            dedup_key=f"risk:{risk.code}:{colour}",
-            actor=actor,
-            classification=risk.classification,
-        )
-        risk.warned_colour = colour
-        if warning is not None:
+        if (colour := _warn_if_crossed(session, ctx, risk, score, actor)) is not None:
             raised.append(f"{risk.code}:{colour}")
     return raised
 

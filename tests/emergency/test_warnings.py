@@ -9,16 +9,15 @@ from sqlalchemy import select
 
 from taskforce.context import Context
 from taskforce.db import unit_of_work
-from taskforce.emergency.models import EarlyWarning, WarningColour, WarningStatus
+from taskforce.emergency.models import EarlyWarning, WarningStatus
 from taskforce.emergency.warnings import (
-    colour_for_risk_score,
     escalate_overdue_warnings,
     handle_warning,
-    raise_risk_warning,
     raise_warning,
 )
 from taskforce.notify.models import OutboxMessage
 from taskforce.policy import load_policy
+from taskforce.registers.service import risk_colour
 
 
 @pytest.fixture
@@ -72,26 +71,14 @@ def test_handled_warning_is_not_escalated(engine, ctx, clock):
         assert w.status == WarningStatus.handled
 
 
-def test_risk_score_raises_its_colour_once(engine, ctx):
-    thresholds = ctx.policy.risk.warning_thresholds
-    with unit_of_work(engine) as s:
-        assert (
-            raise_risk_warning(s, ctx, risk_id=1, score=thresholds["yellow"] - 1, title="r") is None
-        )
-        w = raise_risk_warning(s, ctx, risk_id=1, score=thresholds["orange"], title="r")
-        assert w.colour == WarningColour.orange
-        assert raise_risk_warning(s, ctx, risk_id=1, score=thresholds["orange"], title="r") is None
-
-
 @given(st.integers(min_value=0, max_value=25))
 def test_risk_colour_is_the_highest_threshold_reached(score):
     policy = load_policy()
-    ctx = Context(policy=policy)
-    colour = colour_for_risk_score(score, ctx)
+    colour = risk_colour(score, policy)
     reached = [c for c, t in policy.risk.warning_thresholds.items() if score >= t]
     if not reached:
         assert colour is None
     else:
-        assert policy.risk.warning_thresholds[colour.value] == max(
+        assert policy.risk.warning_thresholds[colour] == max(
             policy.risk.warning_thresholds[c] for c in reached
         )
