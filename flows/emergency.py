@@ -33,6 +33,7 @@ from taskforce.emergency.models import EmergencyStatus
 from taskforce.emergency.service import UNACKNOWLEDGED, EmergencyState
 from taskforce.policy import load_policy
 from tasks import emergency as t
+from tasks.notify import deliver_pending_notifications
 
 EmergencyId = Annotated[
     str,
@@ -109,7 +110,8 @@ def _wait(public_id: str, done, *, poll_seconds: int, max_wait_minutes: int) -> 
         st = t.read_emergency(public_id)
         if done(st):
             return st
-        t.escalate(public_id)
+        if t.escalate(public_id):
+            deliver_pending_notifications(limit=200)  # an escalation's pages go out now
         if time.monotonic() >= deadline:
             return st
         time.sleep(poll_seconds)
@@ -150,7 +152,9 @@ def emergency_response(
     st = t.read_emergency(emergency_id)
     if st.status == EmergencyStatus.closed:
         return {"emergency_id": emergency_id, "status": st.status.value, "note": "already closed"}
-    t.page_on_call(emergency_id, actor)
+    if t.page_on_call(emergency_id, actor):
+        # Pages must not wait for the every-minute delivery run.
+        deliver_pending_notifications(limit=200)
     st = _wait(
         emergency_id,
         lambda s: s.status not in UNACKNOWLEDGED,

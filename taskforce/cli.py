@@ -47,10 +47,15 @@ def migrate() -> None:
 
 @app.command("config-check")
 def config_check() -> None:
-    """Validate config/taskforce.yaml and config/org.yaml."""
-    load_policy()
+    """Validate config/taskforce.yaml, config/org.yaml and config/apprise.yml (secrets from the environment)."""
+    from taskforce.notify.channels import load_channels
+
+    policy = load_policy()
     load_org()
-    console.print(f"[green]config OK[/] ({config_dir()})")
+    channels = load_channels(overflow=policy.notifications.overflow)
+    console.print(
+        f"[green]config OK[/] ({config_dir()}; {len(channels.channels)} notification channels)"
+    )
 
 
 @app.command()

@@ -55,10 +55,22 @@ def dispatch(
         log.warning("dispatch of emergency %s failed: %s", public_id, error)
         with unit_of_work(engine) as session:
             paged = service.record_dispatch_failure(session, ctx, public_id, error, actor=actor)
+        if paged:
+            _deliver_now(engine, ctx)
         return DispatchOutcome(public_id, False, error=error, paged=tuple(paged))
     with unit_of_work(engine) as session:
         service.mark_dispatched(session, ctx, public_id, flow_run_id, actor=actor)
     return DispatchOutcome(public_id, True, flow_run_id=flow_run_id)
+
+
+def _deliver_now(engine: Engine | None, ctx: Context) -> None:
+    """Send the direct pages at once: with Prefect down, no delivery run will come for them."""
+    from taskforce.notify.delivery import deliver_pending
+
+    try:
+        deliver_pending(engine, ctx, limit=200)
+    except Exception as exc:  # the outbox keeps them; the next delivery run retries
+        log.warning("direct pages stay in the outbox: %s", exc)
 
 
 def dispatch_pending(
