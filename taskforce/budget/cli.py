@@ -27,7 +27,7 @@ def _fail(exc: DomainError) -> None:
 @app.command("set-year")
 def set_year(
     year: int = typer.Argument(..., help="Fiscal year, e.g. 2026."),
-    total: str = typer.Argument(..., help="Annual budget in yuan, e.g. 100000000.00."),
+    total: str = typer.Argument(..., help="Annual budget in yuan, e.g. 86000000.00."),
     decided_by: str = typer.Option(..., help="The leadership member recording the decision."),
     actor: str = typer.Option(getpass.getuser(), help="Your member code."),
 ) -> None:
