@@ -7,6 +7,7 @@ TEMPLATE` on PostgreSQL), because the figures write (the sweep recolours, import
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -76,9 +77,12 @@ def fresh_database(backend: str, name: str) -> tuple[str, Engine]:
 def mark_complete(backend: str, name: str, engine: Engine, counts: dict) -> None:
     """Record that generation finished, so an interrupted dataset is never reused."""
     if backend == "sqlite":
-        with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        import sqlite3
+
         engine.dispose()
+        # Fold the WAL into the file so a plain file copy is the whole dataset.
+        with contextlib.closing(sqlite3.connect(_sqlite_path(name))) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         Path(str(_sqlite_path(name)) + ".complete.json").write_text(json.dumps(counts))
     else:
         engine.dispose()
