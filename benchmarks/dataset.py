@@ -646,22 +646,43 @@ def rich_progress():
     return bars, factory
 
 
+def ensure(backend: str, scale: Scale, say=print) -> tuple[str, dict[str, int], float]:
+    """The pristine dataset for (backend, seed, scale): reused if complete, else generated.
+
+    Returns its name (see benchmarks.databases), its row counts and the seconds spent generating.
+    """
+    from benchmarks import databases
+
+    pristine = f"data-{scale.key}"
+    counts = databases.completed(backend, pristine)
+    if counts is not None:
+        say(f"reusing dataset {pristine} ({backend})")
+        return pristine, counts, 0.0
+    say(f"generating dataset {pristine} ({backend}) …")
+    started = time.perf_counter()
+    bars, factory = rich_progress()
+    with bars:
+        _url, engine = databases.fresh_database(backend, pristine)
+        counts = generate(engine, scale, factory)
+    databases.mark_complete(backend, pristine, engine, counts)
+    return pristine, counts, time.perf_counter() - started
+
+
 def main(argv: list[str] | None = None) -> None:
-    from benchmarks.databases import fresh_database
+    from benchmarks import databases
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"scale {QUICK_SCALE}")
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=9)
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--regenerate", action="store_true")
     args = parser.parse_args(argv)
     scale = Scale(QUICK_SCALE if args.quick else args.scale, args.seed)
-    bars, factory = rich_progress()
-    started = time.perf_counter()
-    with bars:
-        url, engine = fresh_database(args.db, f"gen-{scale.key}")
-        counts = generate(engine, scale, factory)
-    print(json.dumps({"url": url, "seconds": round(time.perf_counter() - started, 1), **counts}))
+    if args.regenerate:
+        databases.drop(args.db, f"data-{scale.key}")
+    name, counts, seconds = ensure(args.db, scale)
+    print(json.dumps({"dataset": name, "seconds": round(seconds, 1), **counts}))
 
 
 if __name__ == "__main__":

@@ -11,48 +11,21 @@ goal, met?, and the machine.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import shutil
+import sys
 import tempfile
+from pathlib import Path
 
-# Prefect reads PREFECT_HOME once, at import: isolate it before anything imports Prefect.
-_PREFECT_HOME = tempfile.mkdtemp(prefix="taskforce-bench-prefect-")
-os.environ["PREFECT_HOME"] = _PREFECT_HOME
-os.environ.pop("PREFECT_API_URL", None)
-os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # loopback only, no telemetry
-os.environ["DO_NOT_TRACK"] = "1"
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+from rich.console import Console
+from rich.table import Table
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import shutil  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from benchmarks import databases, figures  # noqa: E402
-from benchmarks.core import Bench, Result  # noqa: E402
-from benchmarks.dataset import NOW, QUICK_SCALE, Scale, generate, rich_progress  # noqa: E402
-from benchmarks.machine import describe  # noqa: E402
-
-
-def prepare(backend: str, scale: Scale, console: Console) -> tuple[str, dict, float]:
-    """The pristine dataset's name and row counts, generating it if needed; and seconds spent."""
-    pristine = f"data-{scale.key}"
-    counts = databases.completed(backend, pristine)
-    if counts is not None:
-        console.print(f"reusing dataset {pristine} ({backend})")
-        return pristine, counts, 0.0
-    console.print(f"generating dataset {pristine} ({backend}) …")
-    started = time.perf_counter()
-    bars, factory = rich_progress()
-    with bars:
-        _url, engine = databases.fresh_database(backend, pristine)
-        counts = generate(engine, scale, factory)
-    databases.mark_complete(backend, pristine, engine, counts)
-    return pristine, counts, time.perf_counter() - started
+from benchmarks import databases, figures
+from benchmarks.core import Bench, Result
+from benchmarks.dataset import NOW, QUICK_SCALE, Scale, ensure
+from benchmarks.machine import describe
 
 
 def _fmt(value: float | None, unit: str = "s") -> str:
@@ -95,7 +68,22 @@ def markdown(results: list[Result], machine: dict, header: str) -> str:
     return "\n".join(lines)
 
 
+def _isolate_prefect() -> None:
+    """Prefect reads PREFECT_HOME once, at import: point it at a scratch folder first.
+
+    (Under pytest, conftest.py has done this already and Prefect is imported.)
+    """
+    if "prefect" in sys.modules:
+        return
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="taskforce-bench-prefect-")
+    os.environ.pop("PREFECT_API_URL", None)
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # loopback only, no telemetry
+    os.environ["DO_NOT_TRACK"] = "1"
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
 def main(argv: list[str] | None = None) -> list[Result]:
+    _isolate_prefect()
     parser = argparse.ArgumentParser(description="The performance suite of issue 9.")
     parser.add_argument("--quick", action="store_true", help=f"scale {QUICK_SCALE} (seconds)")
     parser.add_argument("--scale", type=float, default=1.0, help="1.0 = the issue's full size")
@@ -116,11 +104,12 @@ def main(argv: list[str] | None = None) -> list[Result]:
     scale = Scale(QUICK_SCALE if args.quick else args.scale, args.seed)
     if args.regenerate:
         databases.drop(args.db, f"data-{scale.key}")
-    pristine, counts, generation = prepare(args.db, scale, console)
+    pristine, counts, generation = ensure(args.db, scale, console.print)
     url, engine = databases.working_copy(args.db, pristine, f"run-{scale.key}")
+    previous_url = os.environ.get("TASKFORCE_DATABASE_URL")
     os.environ["TASKFORCE_DATABASE_URL"] = url  # flows and their child processes use this copy
 
-    from taskforce.clock import ManualClock
+    from taskforce.clock import ManualClock, SystemClock
     from taskforce.context import Context, use_clock
     from taskforce.policy import load_policy
 
@@ -149,6 +138,11 @@ def main(argv: list[str] | None = None) -> list[Result]:
     finally:
         engine.dispose()
         shutil.rmtree(workdir, ignore_errors=True)
+        use_clock(SystemClock())
+        if previous_url is None:
+            os.environ.pop("TASKFORCE_DATABASE_URL", None)
+        else:
+            os.environ["TASKFORCE_DATABASE_URL"] = previous_url
     machine = describe(databases._admin() if args.db == "postgresql" else None)
     if args.db == "sqlite":
         machine |= {"postgresql": describe(databases._admin()).get("postgresql", "?")}
