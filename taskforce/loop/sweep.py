@@ -32,6 +32,16 @@ OVERDUE_STAGE_LABEL = {
 }
 
 
+# Ids per IN (...) list: SQLite refuses more than 32,766 bound parameters in its default
+# build, and a full-size sweep has hundreds of thousands of lagging items.
+IN_CHUNK = 30_000
+
+
+def _chunks(ids: list[int], size: int = IN_CHUNK):
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
 @dataclass
 class SweepResult:
     items: int = 0
@@ -133,14 +143,18 @@ def _handle_red(
     red = items[items["colour"] == Colour.red.value]
     if red.empty:
         return
+    window = pd.Timedelta(days=ctx.policy.progress.red_escalation_days)
+    fresh = red[red["interview_requested_at"].isna()]
+    overdue = red[red["escalated_at"].isna() & (red["colour_since"] <= pd.Timestamp(now) - window)]
+    # Only the issues of items that need a notification: loading every red item's issue as
+    # an ORM object cost seconds at 1,000,000 items (benchmarks/RESULTS.md).
+    wanted = pd.concat([fresh["issue_id"], overdue["issue_id"]]).unique().tolist()
     issues = {
         i.id: i
-        for i in session.scalars(
-            select(Issue).where(Issue.id.in_(red["issue_id"].unique().tolist()))
-        )
+        for chunk in _chunks(wanted)
+        for i in session.scalars(select(Issue).where(Issue.id.in_(chunk)))
     }
     owners = dict(session.execute(select(Unit.id, Unit.code)).all())
-    fresh = red[red["interview_requested_at"].isna()]
     if not fresh.empty:
         session.execute(
             update(TaskNode), [{"id": int(i), "interview_requested_at": now} for i in fresh["id"]]
@@ -156,8 +170,6 @@ def _handle_red(
                 actor=actor,
             )
         result.newly_red = [int(i) for i in fresh["id"]]
-    window = pd.Timedelta(days=ctx.policy.progress.red_escalation_days)
-    overdue = red[red["escalated_at"].isna() & (red["colour_since"] <= pd.Timestamp(now) - window)]
     if overdue.empty:
         return
     session.execute(update(TaskNode), [{"id": int(i), "escalated_at": now} for i in overdue["id"]])
@@ -279,9 +291,13 @@ def cockpit(
     if items.empty:
         return pd.DataFrame(columns=columns), pd.DataFrame(columns=[*columns, "reason"])
     issues = pd.DataFrame(
-        session.execute(
-            select(Issue.id, Issue.number).where(Issue.id.in_(items["issue_id"].unique().tolist()))
-        ).all(),
+        [
+            row
+            for chunk in _chunks(items["issue_id"].unique().tolist())
+            for row in session.execute(
+                select(Issue.id, Issue.number).where(Issue.id.in_(chunk))
+            ).all()
+        ],
         columns=["issue_id", "issue"],
     )
     units = pd.DataFrame(
@@ -308,20 +324,20 @@ def cockpit(
     lagging = table[table["colour"] != Colour.green.value]
     if lagging.empty:
         return table.reset_index(drop=True), pd.DataFrame(columns=[*columns, "reason"])
-    latest = (
-        select(ProgressReport.task_id, func.max(ProgressReport.id).label("pid"))
-        .where(ProgressReport.task_id.in_(lagging["item_id"].astype(int).tolist()))
-        .group_by(ProgressReport.task_id)
-        .subquery()
-    )
-    notes = pd.DataFrame(
-        session.execute(
+    rows = []
+    for chunk in _chunks(lagging["item_id"].astype(int).tolist()):
+        latest = (
+            select(ProgressReport.task_id, func.max(ProgressReport.id).label("pid"))
+            .where(ProgressReport.task_id.in_(chunk))
+            .group_by(ProgressReport.task_id)
+            .subquery()
+        )
+        rows += session.execute(
             select(latest.c.task_id, ProgressReport.note).join(
                 ProgressReport, ProgressReport.id == latest.c.pid
             )
-        ).all(),
-        columns=["item_id", "reason"],
-    )
+        ).all()
+    notes = pd.DataFrame(rows, columns=["item_id", "reason"])
     deviation = lagging.merge(notes, on="item_id", how="left")
     deviation["reason"] = deviation["reason"].fillna("").replace("", "(no progress report)")
     return table.reset_index(drop=True), deviation.reset_index(drop=True)

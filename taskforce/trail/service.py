@@ -17,7 +17,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import column, select, table
 from sqlalchemy.orm import Session
 
 from taskforce.policy.schema import Classification
@@ -148,31 +148,43 @@ class Verification:
         return self.first_break is None
 
 
+def _as_utc(value: dt.datetime | str) -> dt.datetime:
+    """A stored `at` read without SQLAlchemy's per-row type processing (text on SQLite)."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+# The trail's columns untyped: verify reads a million rows, and SQLAlchemy's result
+# processors (datetime parsing, enum lookup) were half of its time (benchmarks/RESULTS.md).
+_RAW_COLUMNS = [
+    column(name)
+    for name in (
+        "id",
+        "at",
+        "actor",
+        "action",
+        "subject_type",
+        "subject_id",
+        "payload",
+        "classification",
+        "calendar_fallback",
+        "prev_hash",
+        "hash",
+    )
+]
+_RAW_TRAIL = table(TrailEntry.__tablename__, *_RAW_COLUMNS)
+
+
 def verify(session: Session, batch: int = 50_000) -> Verification:
     """Walk the chain in id order; report the first broken link."""
     prev, expected_id, count = GENESIS, 1, 0
-    cols = (
-        TrailEntry.id,
-        TrailEntry.at,
-        TrailEntry.actor,
-        TrailEntry.action,
-        TrailEntry.subject_type,
-        TrailEntry.subject_id,
-        TrailEntry.payload,
-        TrailEntry.classification,
-        TrailEntry.calendar_fallback,
-        TrailEntry.prev_hash,
-        TrailEntry.hash,
-    )
     last_id = 0
+    ident = _RAW_TRAIL.c.id
     while True:
-        # Core, not ORM, execution: the rows are plain tuples either way, the ORM's loading
-        # machinery only added per-row cost.
         rows = (
             session.connection()
-            .execute(
-                select(*cols).where(TrailEntry.id > last_id).order_by(TrailEntry.id).limit(batch)
-            )
+            .execute(select(*_RAW_TRAIL.c).where(ident > last_id).order_by(ident).limit(batch))
             .all()
         )
         if not rows:
@@ -187,17 +199,12 @@ def verify(session: Session, batch: int = 50_000) -> Verification:
                 return Verification(
                     count, TrailBreak(eid, "prev_hash does not match the previous entry")
                 )
-            body = _entry_bytes(
-                eid,
-                at,
-                actor,
-                action,
-                stype,
-                sid,
-                payload,
-                Classification(cls).value,
-                bool(fallback),
-            )
+            try:
+                body = _entry_bytes(
+                    eid, _as_utc(at), actor, action, stype, sid, payload, cls, bool(fallback)
+                )
+            except (TypeError, ValueError):
+                return Verification(count, TrailBreak(eid, "content cannot be read"))
             if compute_hash(prev, body) != digest:
                 return Verification(count, TrailBreak(eid, "content does not match its hash"))
             prev, expected_id, count = digest, eid + 1, count + 1
