@@ -17,7 +17,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import column, select, table
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from taskforce.policy.schema import Classification
@@ -66,10 +66,34 @@ def _entry_bytes(
     classification: str,
     calendar_fallback: bool,
 ) -> bytes:
+    return _body(
+        entry_id,
+        at.astimezone(dt.UTC).isoformat(),
+        actor,
+        action,
+        subject_type,
+        subject_id,
+        payload,
+        classification,
+        calendar_fallback,
+    )
+
+
+def _body(
+    entry_id: int,
+    at_iso: str,
+    actor: str,
+    action: str,
+    subject_type: str,
+    subject_id: str,
+    payload: str,
+    classification: str,
+    calendar_fallback: bool,
+) -> bytes:
     # Byte for byte canonical_json([...]) of these nine fields (an int, seven strings and a
     # bool), written out because this runs once per entry when the whole trail is verified.
     return (
-        f"[{int(entry_id)},{_json_str(at.astimezone(dt.UTC).isoformat())},{_json_str(actor)},"
+        f"[{int(entry_id)},{_json_str(at_iso)},{_json_str(actor)},"
         f"{_json_str(action)},{_json_str(subject_type)},{_json_str(subject_id)},"
         f"{_json_str(payload)},{_json_str(classification)},"
         f"{'true' if calendar_fallback else 'false'}]"
@@ -148,45 +172,45 @@ class Verification:
         return self.first_break is None
 
 
-def _as_utc(value: dt.datetime | str) -> dt.datetime:
-    """A stored `at` read without SQLAlchemy's per-row type processing (text on SQLite)."""
+def _iso_utc(value: dt.datetime | str) -> str:
+    """`at.astimezone(UTC).isoformat()` of a stored time read without type processing.
+
+    SQLite stores SQLAlchemy's text 'YYYY-MM-DD HH:MM:SS.ffffff' (naive UTC): that is
+    rewritten as text, which is a third of the cost of parsing it; anything else is parsed.
+    """
     if isinstance(value, str):
+        if len(value) == 26 and value[10] == " " and value[19] == ".":
+            if value.endswith(".000000"):  # isoformat() drops a zero fraction
+                return f"{value[:10]}T{value[11:19]}+00:00"
+            return f"{value[:10]}T{value[11:]}+00:00"
         value = dt.datetime.fromisoformat(value)
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat()
 
 
-# The trail's columns untyped: verify reads a million rows, and SQLAlchemy's result
-# processors (datetime parsing, enum lookup) were half of its time (benchmarks/RESULTS.md).
-_RAW_COLUMNS = [
-    column(name)
-    for name in (
-        "id",
-        "at",
-        "actor",
-        "action",
-        "subject_type",
-        "subject_id",
-        "payload",
-        "classification",
-        "calendar_fallback",
-        "prev_hash",
-        "hash",
-    )
-]
-_RAW_TRAIL = table(TrailEntry.__tablename__, *_RAW_COLUMNS)
+_COLUMNS = (
+    "id, at, actor, action, subject_type, subject_id, payload, classification, "
+    "calendar_fallback, prev_hash, hash"
+)
 
 
 def verify(session: Session, batch: int = 50_000) -> Verification:
-    """Walk the chain in id order; report the first broken link."""
+    """Walk the chain in id order; report the first broken link.
+
+    Reads with a plain DBAPI cursor of the session's connection: a million rows through
+    SQLAlchemy's rows and type processors cost more than hashing them (benchmarks/RESULTS.md).
+    """
     prev, expected_id, count = GENESIS, 1, 0
     last_id = 0
-    ident = _RAW_TRAIL.c.id
+    cursor = session.connection().connection.cursor()
     while True:
-        rows = (
-            session.connection()
-            .execute(select(*_RAW_TRAIL.c).where(ident > last_id).order_by(ident).limit(batch))
-            .all()
+        # Integers formatted in, so the statement needs no driver-specific paramstyle.
+        cursor.execute(
+            f"SELECT {_COLUMNS} FROM {TrailEntry.__tablename__} "
+            f"WHERE id > {int(last_id)} ORDER BY id LIMIT {int(batch)}"
         )
+        rows = cursor.fetchall()
         if not rows:
             break
         for eid, at, actor, action, stype, sid, payload, cls, fallback, prev_hash, digest in rows:
@@ -200,15 +224,14 @@ def verify(session: Session, batch: int = 50_000) -> Verification:
                     count, TrailBreak(eid, "prev_hash does not match the previous entry")
                 )
             try:
-                body = _entry_bytes(
-                    eid, _as_utc(at), actor, action, stype, sid, payload, cls, bool(fallback)
-                )
+                body = _body(eid, _iso_utc(at), actor, action, stype, sid, payload, cls, fallback)
             except (TypeError, ValueError):
                 return Verification(count, TrailBreak(eid, "content cannot be read"))
             if compute_hash(prev, body) != digest:
                 return Verification(count, TrailBreak(eid, "content does not match its hash"))
             prev, expected_id, count = digest, eid + 1, count + 1
         last_id = rows[-1][0]
+    cursor.close()
     head = session.get(TrailHead, 1)
     if head is not None and (head.last_id != count or head.last_hash != prev):
         return Verification(
