@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 
 from taskforce import events
 from taskforce.context import Context
-from taskforce.emergency.warnings import raise_warning
+from taskforce.emergency.warnings import raise_warnings
 from taskforce.idempotency import CommandRecord
 from taskforce.loop.colours import colours_frame
-from taskforce.loop.feedback import notify_turned_red
+from taskforce.loop.feedback import turned_red_events
 from taskforce.loop.models import Colour, Issue, ProgressReport, Stage, TaskLevel, TaskNode
 from taskforce.org.models import Unit
 
@@ -155,13 +155,15 @@ def _handle_red(
         for i in session.scalars(select(Issue).where(Issue.id.in_(chunk)))
     }
     owners = dict(session.execute(select(Unit.id, Unit.code)).all())
+    # Every notification of the sweep is recorded set-based (events.record_many): one row at
+    # a time, tens of thousands of them took minutes at 1,000,000 items (benchmarks/RESULTS.md).
+    records: list[dict] = []
     if not fresh.empty:
         session.execute(
             update(TaskNode), [{"id": int(i), "interview_requested_at": now} for i in fresh["id"]]
         )
         for row in fresh.itertuples():
-            notify_turned_red(
-                session,
+            records += turned_red_events(
                 ctx,
                 issues[row.issue_id],
                 int(row.id),
@@ -171,41 +173,45 @@ def _handle_red(
             )
         result.newly_red = [int(i) for i in fresh["id"]]
     if overdue.empty:
+        events.record_many(session, ctx.policy, records)
         return
     session.execute(update(TaskNode), [{"id": int(i), "escalated_at": now} for i in overdue["id"]])
+    warnings = []
     for row in overdue.itertuples():
         issue = issues[row.issue_id]
-        events.record(
-            session,
-            ctx.policy,
-            at=now,
-            actor=actor,
-            action="item.escalated",
-            subject_type="task",
-            subject_id=int(row.id),
-            classification=issue.classification,
-            notify="escalation",
-            payload={"issue": issue.number, "red_since": row.colour_since.to_pydatetime()},
-            context={
-                "issue": issue.number,
-                "title": issue.title,
-                "item": row.title,
-                "red_days": ctx.policy.progress.red_escalation_days,
-            },
+        records.append(
+            {
+                "at": now,
+                "actor": actor,
+                "action": "item.escalated",
+                "subject_type": "task",
+                "subject_id": int(row.id),
+                "classification": issue.classification,
+                "notify": "escalation",
+                "payload": {"issue": issue.number, "red_since": row.colour_since.to_pydatetime()},
+                "context": {
+                    "issue": issue.number,
+                    "title": issue.title,
+                    "item": row.title,
+                    "red_days": ctx.policy.progress.red_escalation_days,
+                },
+            }
         )
-        raise_warning(
-            session,
-            ctx,
-            colour="orange",
-            source="sweep",
-            subject_type="task",
-            subject_id=int(row.id),
-            classification=issue.classification,
-            actor=actor,
-            title=f"{issue.number}: action item {row.id} red for more than "
-            f"{ctx.policy.progress.red_escalation_days} days",
-            dedup_key=f"task:{int(row.id)}:red-escalation",
+        warnings.append(
+            {
+                "colour": "orange",
+                "source": "sweep",
+                "subject_type": "task",
+                "subject_id": int(row.id),
+                "classification": issue.classification,
+                "actor": actor,
+                "title": f"{issue.number}: action item {row.id} red for more than "
+                f"{ctx.policy.progress.red_escalation_days} days",
+                "dedup_key": f"task:{int(row.id)}:red-escalation",
+            }
         )
+    events.record_many(session, ctx.policy, records)
+    raise_warnings(session, ctx, warnings)
     result.escalated = [int(i) for i in overdue["id"]]
 
 
@@ -223,11 +229,12 @@ def _overdue_stages(session: Session, ctx: Context, result: SweepResult, actor: 
         ).where(Issue.stage.in_(list(OVERDUE_STAGE_LABEL)), Issue.stage_due_at < now)
     ).all()
     keys = {f"overdue:{r.number}:{Stage(r.stage).value}:{r.round}": r for r in rows}
-    seen = (
-        set(session.scalars(select(CommandRecord.key).where(CommandRecord.key.in_(list(keys)))))
-        if keys
-        else set()
-    )
+    seen = {
+        k
+        for chunk in _chunks(list(keys))
+        for k in session.scalars(select(CommandRecord.key).where(CommandRecord.key.in_(chunk)))
+    }
+    records, commands = [], []
     for key, r in keys.items():
         stage = Stage(r.stage)
         late = now - r.stage_due_at
@@ -242,28 +249,30 @@ def _overdue_stages(session: Session, ctx: Context, result: SweepResult, actor: 
         )
         if key in seen:
             continue
-        session.add(
+        commands.append(
             CommandRecord(key=key, command="sweep.overdue", result={"stage": stage.value}, at=now)
         )
-        events.record(
-            session,
-            ctx.policy,
-            at=now,
-            actor=actor,
-            action="stage.overdue",
-            subject_type="issue",
-            subject_id=r.number,
-            classification=r.classification,
-            notify="stage_overdue",
-            payload={"stage": stage.value, "due": r.stage_due_at, "round": r.round},
-            context={
-                "issue": r.number,
-                "title": r.title,
-                "what": OVERDUE_STAGE_LABEL[stage],
-                "due": r.stage_due_at.isoformat(),
-            },
+        records.append(
+            {
+                "at": now,
+                "actor": actor,
+                "action": "stage.overdue",
+                "subject_type": "issue",
+                "subject_id": r.number,
+                "classification": r.classification,
+                "notify": "stage_overdue",
+                "payload": {"stage": stage.value, "due": r.stage_due_at, "round": r.round},
+                "context": {
+                    "issue": r.number,
+                    "title": r.title,
+                    "what": OVERDUE_STAGE_LABEL[stage],
+                    "due": r.stage_due_at.isoformat(),
+                },
+            }
         )
         result.new_overdue += 1
+    session.add_all(commands)
+    events.record_many(session, ctx.policy, records)
     session.flush()
 
 
