@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select, update
+from sqlalchemy import String, func, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from taskforce import events
@@ -78,9 +78,11 @@ def _open_items(session: Session) -> pd.DataFrame:
             TaskNode.progress_percent.label("percent"),
             TaskNode.done,
             TaskNode.colour,
-            TaskNode.colour_since,
-            TaskNode.interview_requested_at,
-            TaskNode.escalated_at,
+            # Raw values, parsed below by pandas in one vectorised pass: SQLAlchemy's
+            # per-value datetime processing was a third of reading 1,000,000 items.
+            type_coerce(TaskNode.colour_since, String).label("colour_since"),
+            type_coerce(TaskNode.interview_requested_at, String).label("interview_requested_at"),
+            type_coerce(TaskNode.escalated_at, String).label("escalated_at"),
         )
         .join(Issue, Issue.id == TaskNode.issue_id)
         .where(
@@ -92,7 +94,7 @@ def _open_items(session: Session) -> pd.DataFrame:
     frame = pd.read_sql(query, session.connection())
     frame["colour"] = frame["colour"].astype(str).str.replace("Colour.", "", regex=False)
     for col in ("colour_since", "interview_requested_at", "escalated_at"):
-        frame[col] = pd.to_datetime(frame[col], utc=True)
+        frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
     frame["start_date"] = frame["start_date"].fillna(frame["due_date"])
     return frame
 
