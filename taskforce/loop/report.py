@@ -46,12 +46,21 @@ def most_similar(title: str, rows, threshold: float) -> int | None:
     threshold or beat the best so far: with thousands of open issues per lead unit, the full
     ratio of every title was most of a report's time (benchmarks/RESULTS.md).
     """
+    query = title.casefold()
+    query_chars = set(query)
     matcher = difflib.SequenceMatcher(None)
-    matcher.set_seq1(title.casefold())
+    matcher.set_seq1(query)
     best_id, best_ratio = None, -1.0
     for row_id, row_title in rows:
-        matcher.set_seq2(row_title.casefold())
+        other = row_title.casefold()
+        total = len(query) + len(other)
         floor = max(threshold, best_ratio)
+        # Characters of the title that the other lacks can never match: a bound that costs
+        # one set difference in C (each lacking character occurs at least once).
+        unmatched = len(query_chars.difference(other))
+        if total and 2.0 * (len(query) - unmatched) / total < floor:
+            continue
+        matcher.set_seq2(other)
         if matcher.real_quick_ratio() < floor or matcher.quick_ratio() < floor:
             continue
         ratio = matcher.ratio()
