@@ -657,6 +657,7 @@ def ensure(backend: str, scale: Scale, say=print) -> tuple[str, dict[str, int], 
     counts = databases.completed(backend, pristine)
     if counts is not None:
         say(f"reusing dataset {pristine} ({backend})")
+        databases.migrate_pristine(backend, pristine)
         return pristine, counts, 0.0
     say(f"generating dataset {pristine} ({backend}) …")
     started = time.perf_counter()
