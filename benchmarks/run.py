@@ -95,6 +95,12 @@ def main(argv: list[str] | None = None) -> list[Result]:
     parser.add_argument(
         "--no-deployments", action="store_true", help="skip the served-deployment runs"
     )
+    parser.add_argument(
+        "--deployments",
+        action="store_true",
+        help="run the served-deployment runs even with --quick (which skips them to stay "
+        "under a minute)",
+    )
     parser.add_argument("--regenerate", action="store_true", help="generate the dataset again")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--markdown", type=Path, help="also write the table as markdown here")
@@ -132,7 +138,8 @@ def main(argv: list[str] | None = None) -> list[Result]:
         for name in wanted:
             module = figures.load(name)
             if name == "loop_step":
-                results += module.run(bench, deployments=not args.no_deployments)
+                deployments = args.deployments or not (args.no_deployments or args.quick)
+                results += module.run(bench, deployments=deployments)
             else:
                 results += module.run(bench)
     finally:
