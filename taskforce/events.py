@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from taskforce import trail
-from taskforce.notify.outbox import enqueue
+from taskforce.notify.outbox import enqueue, enqueue_many
 from taskforce.policy.schema import Classification, Policy
 from taskforce.trail.models import TrailEntry
 
@@ -60,3 +60,50 @@ def record(
             trail_entry_id=entry.id,
         )
     return entry
+
+
+_TRAIL_KEYS = (
+    "at",
+    "actor",
+    "action",
+    "subject_type",
+    "subject_id",
+    "payload",
+    "classification",
+    "calendar_fallback",
+)
+
+
+def record_many(session: Session, policy: Policy, records: list[dict[str, Any]]) -> list[int]:
+    """`record` for many state changes of one transaction, set-based: one head lock and one
+    bulk INSERT for the trail, one for the outbox. Each dict takes `record`'s keyword
+    arguments; the trail entries are appended in list order. Returns their ids."""
+    ids = trail.append_many(
+        session,
+        [
+            {k: r[k] for k in _TRAIL_KEYS if k in r} | {"payload": r.get("payload") or {}}
+            for r in records
+        ],
+    )
+    enqueue_many(
+        session,
+        [
+            {
+                "event_kind": r["notify"],
+                "key": f"trail:{entry_id}:{r['notify']}",
+                "subject_type": r["subject_type"],
+                "subject_id": r["subject_id"],
+                "classification": r.get("classification", Classification.internal),
+                "context": r.get("context") or {},
+                "at": r["at"],
+                "routing": policy.notifications,
+                "audiences": r.get("audiences"),
+                "is_drill": r.get("is_drill", False),
+                "priority": r.get("priority", 0),
+                "trail_entry_id": entry_id,
+            }
+            for r, entry_id in zip(records, ids, strict=True)
+            if r.get("notify")
+        ],
+    )
+    return ids

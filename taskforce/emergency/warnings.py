@@ -58,30 +58,97 @@ def raise_warning(
     events.record(
         session,
         ctx.policy,
-        at=now,
-        actor=actor,
-        action="warning.raised",
-        subject_type="warning",
-        subject_id=warning.id,
-        classification=classification,
-        notify="warning_raised",
-        payload={
+        **_raised_event(warning, rule, source, subject_type, subject_id, actor, is_drill),
+    )
+    return warning
+
+
+def _raised_event(
+    warning: EarlyWarning, rule, source, subject_type, subject_id, actor, is_drill
+) -> dict:
+    """The `warning.raised` event of a new warning, as `events.record` keyword arguments."""
+    colour = WarningColour(warning.colour)
+    return {
+        "at": warning.raised_at,
+        "actor": actor,
+        "action": "warning.raised",
+        "subject_type": "warning",
+        "subject_id": warning.id,
+        "classification": warning.classification,
+        "notify": "warning_raised",
+        "payload": {
             "colour": colour.value,
             "source": source,
             "subject": f"{subject_type}:{subject_id}",
-            "title": title,
+            "title": warning.title,
             "deadline_at": warning.deadline_at,
         },
-        context={
+        "context": {
             "colour": colour.value,
             "colour_zh": rule.name_zh,
-            "title": title,
+            "title": warning.title,
             "deadline_at": warning.deadline_at.isoformat(),
             "handled_by": rule.handled_by,
         },
-        is_drill=is_drill,
+        "is_drill": is_drill,
+    }
+
+
+def raise_warnings(session: Session, ctx: Context, requests: list[dict]) -> list[EarlyWarning]:
+    """`raise_warning` for many causes at once (the dispatch sweep's escalations): one
+    existence check, one flush of the new warnings, one `events.record_many`.
+    Each dict takes `raise_warning`'s keyword arguments."""
+    keys = [r["dedup_key"] for r in requests]
+    existing: set[str] = set()
+    for start in range(0, len(keys), 30_000):
+        existing.update(
+            session.scalars(
+                select(EarlyWarning.dedup_key).where(
+                    EarlyWarning.dedup_key.in_(keys[start : start + 30_000])
+                )
+            )
+        )
+    now = ctx.now()
+    made: list[tuple[EarlyWarning, dict, object]] = []
+    for r in requests:
+        if r["dedup_key"] in existing:
+            continue
+        existing.add(r["dedup_key"])
+        colour = WarningColour(r["colour"])
+        rule = getattr(ctx.policy.warnings, colour.value)
+        warning = EarlyWarning(
+            dedup_key=r["dedup_key"],
+            colour=colour,
+            source=r["source"],
+            subject_type=r["subject_type"],
+            subject_id=str(r["subject_id"]),
+            title=r["title"],
+            handled_by=rule.handled_by,
+            classification=r.get("classification", Classification.internal),
+            raised_at=now,
+            deadline_at=now + dt.timedelta(hours=rule.deadline_hours),
+            status=WarningStatus.open,
+        )
+        made.append((warning, r, rule))
+    session.add_all([w for w, _, _ in made])
+    session.flush()
+    events.record_many(
+        session,
+        ctx.policy,
+        [
+            _raised_event(
+                w,
+                rule,
+                r["source"],
+                r["subject_type"],
+                r["subject_id"],
+                r.get("actor", "system"),
+                r.get("is_drill", False),
+            )
+            for w, r, rule in made
+        ],
     )
-    return warning
+    return [w for w, _, _ in made]
 
 
 def handle_warning(

@@ -16,6 +16,44 @@ from taskforce.loop.states import load_issue, move, require_step
 from taskforce.org.models import Unit
 
 
+def turned_red_events(
+    ctx: Context,
+    issue: Issue,
+    item_id: int,
+    title: str,
+    owner_code: str | None,
+    working_group: str | None = None,
+    *,
+    actor: str = "system",
+) -> list[dict]:
+    """The two events of an item turning red, as `events.record` keyword arguments."""
+    common = {
+        "issue": issue.number,
+        "title": issue.title,
+        "item": title,
+        "item_id": item_id,
+        "owner": owner_code,
+        "working_group": working_group,
+    }
+    return [
+        {
+            "at": ctx.now(),
+            "actor": actor,
+            "action": action,
+            "subject_type": "task",
+            "subject_id": item_id,
+            "classification": issue.classification,
+            "notify": kind,
+            "payload": {"issue": issue.number, "owner": owner_code},
+            "context": common,
+        }
+        for action, kind in (
+            ("item.turned_red", "item_turned_red"),
+            ("item.interview_requested", "interview_requested"),
+        )
+    ]
+
+
 def notify_turned_red(
     session: Session,
     ctx: Context,
@@ -28,41 +66,10 @@ def notify_turned_red(
     actor: str = "system",
 ) -> None:
     """A red item warns the executive director, who interviews (约谈) the owner's unit."""
-    now = ctx.now()
-    common = {
-        "issue": issue.number,
-        "title": issue.title,
-        "item": title,
-        "item_id": item_id,
-        "owner": owner_code,
-        "working_group": working_group,
-    }
-    events.record(
-        session,
-        ctx.policy,
-        at=now,
-        actor=actor,
-        action="item.turned_red",
-        subject_type="task",
-        subject_id=item_id,
-        classification=issue.classification,
-        notify="item_turned_red",
-        payload={"issue": issue.number, "owner": owner_code},
-        context=common,
-    )
-    events.record(
-        session,
-        ctx.policy,
-        at=now,
-        actor=actor,
-        action="item.interview_requested",
-        subject_type="task",
-        subject_id=item_id,
-        classification=issue.classification,
-        notify="interview_requested",
-        payload={"issue": issue.number, "owner": owner_code},
-        context=common,
-    )
+    for event in turned_red_events(
+        ctx, issue, item_id, title, owner_code, working_group, actor=actor
+    ):
+        events.record(session, ctx.policy, **event)
 
 
 def open_action_items(session: Session, issue_id: int) -> int:

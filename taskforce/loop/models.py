@@ -71,7 +71,8 @@ class Issue(Base):
     category: Mapped[str] = mapped_column(String(64))
     classification: Mapped[Classification] = classification_column()
     reporting_unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"))
-    lead_unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"))  # 首接负责制
+    # Indexed: every report looks for duplicates among the lead unit's open issues.
+    lead_unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"), index=True)  # 首接负责制
     estimated_budget_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     stage: Mapped[Stage] = enum_column(Stage, default=Stage.reported, index=True)
     stage_entered_at: Mapped[dt.datetime]

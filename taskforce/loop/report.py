@@ -34,11 +34,39 @@ def find_duplicate(session: Session, ctx: Context, lead_unit_id: int, title: str
             Issue.lead_unit_id == lead_unit_id, Issue.stage != Stage.closed
         )
     ).all()
-    threshold = ctx.policy.loop.duplicate_title_similarity
-    best = max(rows, key=lambda r: _similar(title, r.title), default=None)
-    if best is not None and _similar(title, best.title) >= threshold:
-        return session.get(Issue, best.id)
-    return None
+    best = most_similar(title, rows, ctx.policy.loop.duplicate_title_similarity)
+    return session.get(Issue, best) if best is not None else None
+
+
+def most_similar(title: str, rows, threshold: float) -> int | None:
+    """The id of the (first) most similar title, if it reaches the threshold.
+
+    The same answer as max(rows, key=_similar) then the threshold, without the full ratio
+    for titles whose cheap upper bounds (real_quick_ratio, quick_ratio) cannot reach the
+    threshold or beat the best so far: with thousands of open issues per lead unit, the full
+    ratio of every title was most of a report's time (benchmarks/RESULTS.md).
+    """
+    query = title.casefold()
+    query_chars = set(query)
+    matcher = difflib.SequenceMatcher(None)
+    matcher.set_seq1(query)
+    best_id, best_ratio = None, -1.0
+    for row_id, row_title in rows:
+        other = row_title.casefold()
+        total = len(query) + len(other)
+        floor = max(threshold, best_ratio)
+        # Characters of the title that the other lacks can never match: a bound that costs
+        # one set difference in C (each lacking character occurs at least once).
+        unmatched = len(query_chars.difference(other))
+        if total and 2.0 * (len(query) - unmatched) / total < floor:
+            continue
+        matcher.set_seq2(other)
+        if matcher.real_quick_ratio() < floor or matcher.quick_ratio() < floor:
+            continue
+        ratio = matcher.ratio()
+        if ratio > best_ratio:
+            best_id, best_ratio = row_id, ratio
+    return best_id if best_ratio >= threshold else None
 
 
 def report_issue(

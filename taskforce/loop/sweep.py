@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select, update
+from sqlalchemy import String, func, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from taskforce import events
 from taskforce.context import Context
-from taskforce.emergency.warnings import raise_warning
+from taskforce.emergency.warnings import raise_warnings
 from taskforce.idempotency import CommandRecord
 from taskforce.loop.colours import colours_frame
-from taskforce.loop.feedback import notify_turned_red
+from taskforce.loop.feedback import turned_red_events
 from taskforce.loop.models import Colour, Issue, ProgressReport, Stage, TaskLevel, TaskNode
 from taskforce.org.models import Unit
 
@@ -30,6 +30,16 @@ OVERDUE_STAGE_LABEL = {
     Stage.planning: "plan not filed",
     Stage.evaluating: "evaluation pending",
 }
+
+
+# Ids per IN (...) list: SQLite refuses more than 32,766 bound parameters in its default
+# build, and a full-size sweep has hundreds of thousands of lagging items.
+IN_CHUNK = 30_000
+
+
+def _chunks(ids: list[int], size: int = IN_CHUNK):
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
 
 
 @dataclass
@@ -68,9 +78,11 @@ def _open_items(session: Session) -> pd.DataFrame:
             TaskNode.progress_percent.label("percent"),
             TaskNode.done,
             TaskNode.colour,
-            TaskNode.colour_since,
-            TaskNode.interview_requested_at,
-            TaskNode.escalated_at,
+            # Raw values, parsed below by pandas in one vectorised pass: SQLAlchemy's
+            # per-value datetime processing was a third of reading 1,000,000 items.
+            type_coerce(TaskNode.colour_since, String).label("colour_since"),
+            type_coerce(TaskNode.interview_requested_at, String).label("interview_requested_at"),
+            type_coerce(TaskNode.escalated_at, String).label("escalated_at"),
         )
         .join(Issue, Issue.id == TaskNode.issue_id)
         .where(
@@ -82,7 +94,7 @@ def _open_items(session: Session) -> pd.DataFrame:
     frame = pd.read_sql(query, session.connection())
     frame["colour"] = frame["colour"].astype(str).str.replace("Colour.", "", regex=False)
     for col in ("colour_since", "interview_requested_at", "escalated_at"):
-        frame[col] = pd.to_datetime(frame[col], utc=True)
+        frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
     frame["start_date"] = frame["start_date"].fillna(frame["due_date"])
     return frame
 
@@ -133,21 +145,27 @@ def _handle_red(
     red = items[items["colour"] == Colour.red.value]
     if red.empty:
         return
+    window = pd.Timedelta(days=ctx.policy.progress.red_escalation_days)
+    fresh = red[red["interview_requested_at"].isna()]
+    overdue = red[red["escalated_at"].isna() & (red["colour_since"] <= pd.Timestamp(now) - window)]
+    # Only the issues of items that need a notification: loading every red item's issue as
+    # an ORM object cost seconds at 1,000,000 items (benchmarks/RESULTS.md).
+    wanted = pd.concat([fresh["issue_id"], overdue["issue_id"]]).unique().tolist()
     issues = {
         i.id: i
-        for i in session.scalars(
-            select(Issue).where(Issue.id.in_(red["issue_id"].unique().tolist()))
-        )
+        for chunk in _chunks(wanted)
+        for i in session.scalars(select(Issue).where(Issue.id.in_(chunk)))
     }
     owners = dict(session.execute(select(Unit.id, Unit.code)).all())
-    fresh = red[red["interview_requested_at"].isna()]
+    # Every notification of the sweep is recorded set-based (events.record_many): one row at
+    # a time, tens of thousands of them took minutes at 1,000,000 items (benchmarks/RESULTS.md).
+    records: list[dict] = []
     if not fresh.empty:
         session.execute(
             update(TaskNode), [{"id": int(i), "interview_requested_at": now} for i in fresh["id"]]
         )
         for row in fresh.itertuples():
-            notify_turned_red(
-                session,
+            records += turned_red_events(
                 ctx,
                 issues[row.issue_id],
                 int(row.id),
@@ -156,44 +174,46 @@ def _handle_red(
                 actor=actor,
             )
         result.newly_red = [int(i) for i in fresh["id"]]
-    window = pd.Timedelta(days=ctx.policy.progress.red_escalation_days)
-    overdue = red[red["escalated_at"].isna() & (red["colour_since"] <= pd.Timestamp(now) - window)]
     if overdue.empty:
+        events.record_many(session, ctx.policy, records)
         return
     session.execute(update(TaskNode), [{"id": int(i), "escalated_at": now} for i in overdue["id"]])
+    warnings = []
     for row in overdue.itertuples():
         issue = issues[row.issue_id]
-        events.record(
-            session,
-            ctx.policy,
-            at=now,
-            actor=actor,
-            action="item.escalated",
-            subject_type="task",
-            subject_id=int(row.id),
-            classification=issue.classification,
-            notify="escalation",
-            payload={"issue": issue.number, "red_since": row.colour_since.to_pydatetime()},
-            context={
-                "issue": issue.number,
-                "title": issue.title,
-                "item": row.title,
-                "red_days": ctx.policy.progress.red_escalation_days,
-            },
+        records.append(
+            {
+                "at": now,
+                "actor": actor,
+                "action": "item.escalated",
+                "subject_type": "task",
+                "subject_id": int(row.id),
+                "classification": issue.classification,
+                "notify": "escalation",
+                "payload": {"issue": issue.number, "red_since": row.colour_since.to_pydatetime()},
+                "context": {
+                    "issue": issue.number,
+                    "title": issue.title,
+                    "item": row.title,
+                    "red_days": ctx.policy.progress.red_escalation_days,
+                },
+            }
         )
-        raise_warning(
-            session,
-            ctx,
-            colour="orange",
-            source="sweep",
-            subject_type="task",
-            subject_id=int(row.id),
-            classification=issue.classification,
-            actor=actor,
-            title=f"{issue.number}: action item {row.id} red for more than "
-            f"{ctx.policy.progress.red_escalation_days} days",
-            dedup_key=f"task:{int(row.id)}:red-escalation",
+        warnings.append(
+            {
+                "colour": "orange",
+                "source": "sweep",
+                "subject_type": "task",
+                "subject_id": int(row.id),
+                "classification": issue.classification,
+                "actor": actor,
+                "title": f"{issue.number}: action item {row.id} red for more than "
+                f"{ctx.policy.progress.red_escalation_days} days",
+                "dedup_key": f"task:{int(row.id)}:red-escalation",
+            }
         )
+    events.record_many(session, ctx.policy, records)
+    raise_warnings(session, ctx, warnings)
     result.escalated = [int(i) for i in overdue["id"]]
 
 
@@ -211,11 +231,12 @@ def _overdue_stages(session: Session, ctx: Context, result: SweepResult, actor: 
         ).where(Issue.stage.in_(list(OVERDUE_STAGE_LABEL)), Issue.stage_due_at < now)
     ).all()
     keys = {f"overdue:{r.number}:{Stage(r.stage).value}:{r.round}": r for r in rows}
-    seen = (
-        set(session.scalars(select(CommandRecord.key).where(CommandRecord.key.in_(list(keys)))))
-        if keys
-        else set()
-    )
+    seen = {
+        k
+        for chunk in _chunks(list(keys))
+        for k in session.scalars(select(CommandRecord.key).where(CommandRecord.key.in_(chunk)))
+    }
+    records, commands = [], []
     for key, r in keys.items():
         stage = Stage(r.stage)
         late = now - r.stage_due_at
@@ -230,28 +251,30 @@ def _overdue_stages(session: Session, ctx: Context, result: SweepResult, actor: 
         )
         if key in seen:
             continue
-        session.add(
+        commands.append(
             CommandRecord(key=key, command="sweep.overdue", result={"stage": stage.value}, at=now)
         )
-        events.record(
-            session,
-            ctx.policy,
-            at=now,
-            actor=actor,
-            action="stage.overdue",
-            subject_type="issue",
-            subject_id=r.number,
-            classification=r.classification,
-            notify="stage_overdue",
-            payload={"stage": stage.value, "due": r.stage_due_at, "round": r.round},
-            context={
-                "issue": r.number,
-                "title": r.title,
-                "what": OVERDUE_STAGE_LABEL[stage],
-                "due": r.stage_due_at.isoformat(),
-            },
+        records.append(
+            {
+                "at": now,
+                "actor": actor,
+                "action": "stage.overdue",
+                "subject_type": "issue",
+                "subject_id": r.number,
+                "classification": r.classification,
+                "notify": "stage_overdue",
+                "payload": {"stage": stage.value, "due": r.stage_due_at, "round": r.round},
+                "context": {
+                    "issue": r.number,
+                    "title": r.title,
+                    "what": OVERDUE_STAGE_LABEL[stage],
+                    "due": r.stage_due_at.isoformat(),
+                },
+            }
         )
         result.new_overdue += 1
+    session.add_all(commands)
+    events.record_many(session, ctx.policy, records)
     session.flush()
 
 
@@ -279,9 +302,13 @@ def cockpit(
     if items.empty:
         return pd.DataFrame(columns=columns), pd.DataFrame(columns=[*columns, "reason"])
     issues = pd.DataFrame(
-        session.execute(
-            select(Issue.id, Issue.number).where(Issue.id.in_(items["issue_id"].unique().tolist()))
-        ).all(),
+        [
+            row
+            for chunk in _chunks(items["issue_id"].unique().tolist())
+            for row in session.execute(
+                select(Issue.id, Issue.number).where(Issue.id.in_(chunk))
+            ).all()
+        ],
         columns=["issue_id", "issue"],
     )
     units = pd.DataFrame(
@@ -308,20 +335,20 @@ def cockpit(
     lagging = table[table["colour"] != Colour.green.value]
     if lagging.empty:
         return table.reset_index(drop=True), pd.DataFrame(columns=[*columns, "reason"])
-    latest = (
-        select(ProgressReport.task_id, func.max(ProgressReport.id).label("pid"))
-        .where(ProgressReport.task_id.in_(lagging["item_id"].astype(int).tolist()))
-        .group_by(ProgressReport.task_id)
-        .subquery()
-    )
-    notes = pd.DataFrame(
-        session.execute(
+    rows = []
+    for chunk in _chunks(lagging["item_id"].astype(int).tolist()):
+        latest = (
+            select(ProgressReport.task_id, func.max(ProgressReport.id).label("pid"))
+            .where(ProgressReport.task_id.in_(chunk))
+            .group_by(ProgressReport.task_id)
+            .subquery()
+        )
+        rows += session.execute(
             select(latest.c.task_id, ProgressReport.note).join(
                 ProgressReport, ProgressReport.id == latest.c.pid
             )
-        ).all(),
-        columns=["item_id", "reason"],
-    )
+        ).all()
+    notes = pd.DataFrame(rows, columns=["item_id", "reason"])
     deviation = lagging.merge(notes, on="item_id", how="left")
     deviation["reason"] = deviation["reason"].fillna("").replace("", "(no progress report)")
     return table.reset_index(drop=True), deviation.reset_index(drop=True)

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from taskforce.notify.models import DeliveryStatus, OutboxMessage
@@ -106,3 +106,57 @@ def ids_for_trail_entries(session: Session, trail_entry_ids: Iterable[int]) -> l
             .order_by(OutboxMessage.id)
         )
     )
+
+
+# Keys per IN (...) list (SQLite's default limit is 32,766 bound parameters).
+_KEY_CHUNK = 30_000
+
+
+def enqueue_many(session: Session, requests: list[dict[str, Any]]) -> int:
+    """`enqueue` for many events at once: one existence check, one bulk INSERT.
+
+    Each dict takes `enqueue`'s keyword arguments. Returns the number of rows written.
+    """
+    wanted: dict[str, dict[str, Any]] = {}
+    for r in requests:
+        audiences = r.get("audiences")
+        targets = (
+            list(audiences)
+            if audiences is not None
+            else audiences_for(r["event_kind"], r["routing"], r["context"])
+        )
+        for aud in targets:
+            key = f"{r['key']}:{aud}"
+            if key in wanted:
+                continue
+            wanted[key] = {
+                "idempotency_key": key,
+                "event_kind": r["event_kind"],
+                "audience": aud,
+                "subject_type": r["subject_type"],
+                "subject_id": str(r["subject_id"]),
+                "classification": r["classification"],
+                "context": r["context"],
+                "is_drill": r.get("is_drill", False),
+                "priority": r.get("priority", 0),
+                "status": DeliveryStatus.pending,
+                "attempts": 0,
+                "created_at": r["at"],
+                "next_attempt_at": r["at"],
+                "trail_entry_id": r.get("trail_entry_id"),
+            }
+    keys = list(wanted)
+    existing: set[str] = set()
+    for start in range(0, len(keys), _KEY_CHUNK):
+        chunk = keys[start : start + _KEY_CHUNK]
+        existing.update(
+            session.scalars(
+                select(OutboxMessage.idempotency_key).where(
+                    OutboxMessage.idempotency_key.in_(chunk)
+                )
+            )
+        )
+    rows = [row for key, row in wanted.items() if key not in existing]
+    if rows:
+        session.execute(insert(OutboxMessage), rows)
+    return len(rows)

@@ -17,7 +17,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from taskforce.policy.schema import Classification
@@ -42,10 +42,17 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot put {type(value).__name__} on the trail")
 
 
+# One encoder for the process: json.dumps with options builds a new encoder per call,
+# which was a third of the time of verifying a million entries (benchmarks/RESULTS.md).
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default
+)
+# json's own string escaper for ensure_ascii=False: entry bytes are built with it directly.
+_json_str = json.encoder.encode_basestring
+
+
 def canonical_json(payload: Any) -> str:
-    return json.dumps(
-        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default
-    )
+    return _ENCODER.encode(payload)
 
 
 def _entry_bytes(
@@ -59,18 +66,37 @@ def _entry_bytes(
     classification: str,
     calendar_fallback: bool,
 ) -> bytes:
-    return canonical_json(
-        [
-            entry_id,
-            at.astimezone(dt.UTC).isoformat(),
-            actor,
-            action,
-            subject_type,
-            subject_id,
-            payload,
-            classification,
-            calendar_fallback,
-        ]
+    return _body(
+        entry_id,
+        at.astimezone(dt.UTC).isoformat(),
+        actor,
+        action,
+        subject_type,
+        subject_id,
+        payload,
+        classification,
+        calendar_fallback,
+    )
+
+
+def _body(
+    entry_id: int,
+    at_iso: str,
+    actor: str,
+    action: str,
+    subject_type: str,
+    subject_id: str,
+    payload: str,
+    classification: str,
+    calendar_fallback: bool,
+) -> bytes:
+    # Byte for byte canonical_json([...]) of these nine fields (an int, seven strings and a
+    # bool), written out because this runs once per entry when the whole trail is verified.
+    return (
+        f"[{int(entry_id)},{_json_str(at_iso)},{_json_str(actor)},"
+        f"{_json_str(action)},{_json_str(subject_type)},{_json_str(subject_id)},"
+        f"{_json_str(payload)},{_json_str(classification)},"
+        f"{'true' if calendar_fallback else 'false'}]"
     ).encode()
 
 
@@ -130,6 +156,60 @@ def append(
     return entry
 
 
+def append_many(session: Session, entries: list[dict[str, Any]]) -> list[int]:
+    """Append many entries under one lock of the head, in one bulk INSERT (the sweep's hundreds
+    of thousands of per-row appends were most of its time). Each dict takes `append`'s keyword
+    arguments. Returns the new entries' ids, in order."""
+    if not entries:
+        return []
+    head = session.execute(
+        select(TrailHead).where(TrailHead.id == 1).with_for_update()
+    ).scalar_one_or_none()
+    if head is None:
+        raise RuntimeError("the trail has no head row: run `taskforce migrate` first")
+    prev, entry_id, rows = head.last_hash, head.last_id, []
+    for e in entries:
+        entry_id += 1
+        at = e["at"].astimezone(dt.UTC)
+        payload = e.get("payload")
+        text = canonical_json(payload if payload is not None else {})
+        classification = Classification(e.get("classification", Classification.internal))
+        fallback = bool(e.get("calendar_fallback", False))
+        subject_id = str(e["subject_id"])
+        body = _entry_bytes(
+            entry_id,
+            at,
+            e["actor"],
+            e["action"],
+            e["subject_type"],
+            subject_id,
+            text,
+            classification.value,
+            fallback,
+        )
+        digest = compute_hash(prev, body)
+        rows.append(
+            {
+                "id": entry_id,
+                "at": at,
+                "actor": e["actor"],
+                "action": e["action"],
+                "subject_type": e["subject_type"],
+                "subject_id": subject_id,
+                "payload": text,
+                "classification": classification,
+                "calendar_fallback": fallback,
+                "prev_hash": prev,
+                "hash": digest,
+            }
+        )
+        prev = digest
+    session.execute(insert(TrailEntry), rows)
+    head.last_id, head.last_hash = entry_id, prev
+    session.flush()
+    return [r["id"] for r in rows]
+
+
 @dataclass(frozen=True)
 class TrailBreak:
     entry_id: int
@@ -146,27 +226,45 @@ class Verification:
         return self.first_break is None
 
 
+def _iso_utc(value: dt.datetime | str) -> str:
+    """`at.astimezone(UTC).isoformat()` of a stored time read without type processing.
+
+    SQLite stores SQLAlchemy's text 'YYYY-MM-DD HH:MM:SS.ffffff' (naive UTC): that is
+    rewritten as text, which is a third of the cost of parsing it; anything else is parsed.
+    """
+    if isinstance(value, str):
+        if len(value) == 26 and value[10] == " " and value[19] == ".":
+            if value.endswith(".000000"):  # isoformat() drops a zero fraction
+                return f"{value[:10]}T{value[11:19]}+00:00"
+            return f"{value[:10]}T{value[11:]}+00:00"
+        value = dt.datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat()
+
+
+_COLUMNS = (
+    "id, at, actor, action, subject_type, subject_id, payload, classification, "
+    "calendar_fallback, prev_hash, hash"
+)
+
+
 def verify(session: Session, batch: int = 50_000) -> Verification:
-    """Walk the chain in id order; report the first broken link."""
+    """Walk the chain in id order; report the first broken link.
+
+    Reads with a plain DBAPI cursor of the session's connection: a million rows through
+    SQLAlchemy's rows and type processors cost more than hashing them (benchmarks/RESULTS.md).
+    """
     prev, expected_id, count = GENESIS, 1, 0
-    cols = (
-        TrailEntry.id,
-        TrailEntry.at,
-        TrailEntry.actor,
-        TrailEntry.action,
-        TrailEntry.subject_type,
-        TrailEntry.subject_id,
-        TrailEntry.payload,
-        TrailEntry.classification,
-        TrailEntry.calendar_fallback,
-        TrailEntry.prev_hash,
-        TrailEntry.hash,
-    )
     last_id = 0
+    cursor = session.connection().connection.cursor()
     while True:
-        rows = session.execute(
-            select(*cols).where(TrailEntry.id > last_id).order_by(TrailEntry.id).limit(batch)
-        ).all()
+        # Integers formatted in, so the statement needs no driver-specific paramstyle.
+        cursor.execute(
+            f"SELECT {_COLUMNS} FROM {TrailEntry.__tablename__} "
+            f"WHERE id > {int(last_id)} ORDER BY id LIMIT {int(batch)}"
+        )
+        rows = cursor.fetchall()
         if not rows:
             break
         for eid, at, actor, action, stype, sid, payload, cls, fallback, prev_hash, digest in rows:
@@ -179,21 +277,15 @@ def verify(session: Session, batch: int = 50_000) -> Verification:
                 return Verification(
                     count, TrailBreak(eid, "prev_hash does not match the previous entry")
                 )
-            body = _entry_bytes(
-                eid,
-                at,
-                actor,
-                action,
-                stype,
-                sid,
-                payload,
-                Classification(cls).value,
-                bool(fallback),
-            )
+            try:
+                body = _body(eid, _iso_utc(at), actor, action, stype, sid, payload, cls, fallback)
+            except (TypeError, ValueError):
+                return Verification(count, TrailBreak(eid, "content cannot be read"))
             if compute_hash(prev, body) != digest:
                 return Verification(count, TrailBreak(eid, "content does not match its hash"))
             prev, expected_id, count = digest, eid + 1, count + 1
         last_id = rows[-1][0]
+    cursor.close()
     head = session.get(TrailHead, 1)
     if head is not None and (head.last_id != count or head.last_hash != prev):
         return Verification(

@@ -1,0 +1,1 @@
+"""The performance suite of issue 9 (see benchmarks/README.md)."""

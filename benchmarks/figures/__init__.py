@@ -1,0 +1,21 @@
+"""One module per figure of issue 9. Each has `NAME` and `run(bench) -> list[Result]`.
+
+Figures whose code lands later (gateway intake, emergency path, quarterly review,
+budget-ledger import) plug in by adding a module here and its name to `FIGURES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+FIGURES = [
+    "sweep",  # dispatch sweep vs one SELECT into pandas; second run as % of the first
+    "trail",  # trail verification vs reading and hashing the same rows in a bare loop
+    "ledger_import",  # issue-ledger import from CSV and XLSX vs pandas read + to_sql
+    "loop_step",  # report-issue as a flow call / deployment run vs an empty one (needs Prefect)
+]
+
+
+def load(name: str) -> ModuleType:
+    return importlib.import_module(f"benchmarks.figures.{name}")

@@ -1,0 +1,91 @@
+"""Trail verification of every entry, against reading the same rows and hashing them in a bare loop.
+
+The baseline reads the stored columns with a plain DBAPI cursor and SHA-256s
+each row's bytes chained on the previous digest: the I/O and hashing any
+verification must do, without the canonical re-serialisation and the checks.
+A second baseline, hashing pre-built canonical bytes only, is in the notes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from benchmarks.core import Bench, Result, timed
+from taskforce.trail.service import GENESIS, verify
+
+NAME = "trail"
+GOAL_SECONDS_PER_MILLION = 5.0
+GOAL_RATIO = 1.5
+COLUMNS = (
+    "id, at, actor, action, subject_type, subject_id, payload, classification, "
+    "calendar_fallback, prev_hash, hash"
+)
+
+
+def _read_and_hash(bench: Bench) -> int:
+    raw = bench.engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute(f"SELECT {COLUMNS} FROM trail_entry ORDER BY id")
+        prev, count, sha = GENESIS, 0, hashlib.sha256
+        while rows := cur.fetchmany(50_000):
+            for row in rows:
+                body = "\x1f".join(map(str, row[:9])).encode()
+                prev = sha(prev.encode() + b"\n" + body).hexdigest()
+                count += 1
+        return count
+    finally:
+        raw.close()
+
+
+def _bodies(bench: Bench) -> list[bytes]:
+    raw = bench.engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute(f"SELECT {COLUMNS} FROM trail_entry ORDER BY id")
+        return ["\x1f".join(map(str, row[:9])).encode() for row in cur.fetchall()]
+    finally:
+        raw.close()
+
+
+def _hash_only(bodies: list[bytes]) -> str:
+    prev, sha = GENESIS, hashlib.sha256
+    for body in bodies:
+        prev = sha(prev.encode() + b"\n" + body).hexdigest()
+    return prev
+
+
+def _time_hash_only(bench: Bench) -> float:
+    bodies = _bodies(bench)
+    seconds, _ = timed(lambda: _hash_only(bodies))
+    return seconds
+
+
+def _verify(bench: Bench):
+    with bench.engine.connect() as conn:
+        from sqlalchemy.orm import Session
+
+        with Session(bind=conn) as session:
+            return verify(session)
+
+
+def run(bench: Bench) -> list[Result]:
+    bench.status("trail: baseline read + bare hash loop")
+    base, count = timed(lambda: _read_and_hash(bench))
+    hash_only = _time_hash_only(bench)
+    bench.status(f"trail: verify {count:,} entries")
+    ours, verification = timed(lambda: _verify(bench))
+    goal = GOAL_SECONDS_PER_MILLION * max(count, 1) / 1_000_000
+    ratio = ours / base
+    return [
+        Result(
+            "trail verification",
+            ours,
+            base,
+            goal=f"≤ {goal:.2f} s ({GOAL_SECONDS_PER_MILLION:g} s per 1M), ratio ≤ {GOAL_RATIO}",
+            met=verification.ok and ours <= goal and ratio <= GOAL_RATIO,
+            notes=f"{verification.entries:,} entries, ok={verification.ok}; "
+            f"hashing alone (bytes pre-built): {hash_only:.2f} s",
+            extra={"entries": verification.entries, "ok": verification.ok, "hash_only": hash_only},
+        )
+    ]
