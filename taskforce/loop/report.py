@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from taskforce import events
@@ -27,14 +27,30 @@ def _similar(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, a.casefold(), b.casefold()).ratio()
 
 
+def title_length_bounds(length: int, threshold: float) -> tuple[int, int]:
+    """Lengths a title must have to be `threshold`-similar to one of `length` characters.
+
+    Similarity 2·matches/(la+lb) cannot reach t unless lb lies within la·t/(2−t) … la·(2−t)/t,
+    so the database can drop the other titles before any comparison (one character of slack
+    for case folding that changes a length).
+    """
+    return int(length * threshold / (2 - threshold)) - 1, int(
+        length * (2 - threshold) / threshold
+    ) + 1
+
+
 def find_duplicate(session: Session, ctx: Context, lead_unit_id: int, title: str) -> Issue | None:
     """An open issue of the same lead unit whose title is near-identical."""
+    threshold = ctx.policy.loop.duplicate_title_similarity
+    shortest, longest = title_length_bounds(len(title), threshold)
     rows = session.execute(
         select(Issue.id, Issue.title).where(
-            Issue.lead_unit_id == lead_unit_id, Issue.stage != Stage.closed
+            Issue.lead_unit_id == lead_unit_id,
+            Issue.stage != Stage.closed,
+            func.length(Issue.title).between(shortest, longest),
         )
     ).all()
-    best = most_similar(title, rows, ctx.policy.loop.duplicate_title_similarity)
+    best = most_similar(title, rows, threshold)
     return session.get(Issue, best) if best is not None else None
 
 

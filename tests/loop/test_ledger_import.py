@@ -1,5 +1,7 @@
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from taskforce.context import Context
@@ -102,3 +104,19 @@ def test_unknown_column_refused_before_anything_is_written(engine, policy, clock
         )
     with session_factory(engine)() as s:
         assert s.scalar(select(func.count(Issue.id))) == 0
+
+
+@settings(max_examples=500)
+@given(
+    a=st.text(alphabet="ab问题材料审批", min_size=1, max_size=40),
+    b=st.text(alphabet="ab问题材料审批", min_size=1, max_size=40),
+    threshold=st.floats(0.5, 1.0),
+)
+def test_length_prefilter_never_drops_a_similar_title(a, b, threshold):
+    import difflib
+
+    from taskforce.loop.report import title_length_bounds
+
+    if difflib.SequenceMatcher(None, a, b).ratio() >= threshold:
+        low, high = title_length_bounds(len(a), threshold)
+        assert low <= len(b) <= high
