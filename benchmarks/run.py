@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
                 results += module.run(bench)
     finally:
         engine.dispose()
+        databases.drop(args.db, f"run-{scale.key}")  # the copy is as large as the dataset
         shutil.rmtree(workdir, ignore_errors=True)
         use_clock(SystemClock())
         if previous_url is None:
