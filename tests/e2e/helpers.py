@@ -43,11 +43,7 @@ def issue_by_title(stack: Stack, title: str) -> Issue | None:
 
 def deliver(stack: Stack) -> None:
     """One run of the deliver-notifications deployment, as its schedule would start it."""
-    import time
-
-    t0 = time.monotonic()
     run = stack.wait_final(stack.run_deployment(DELIVER))
-    print(f"deliver run {time.monotonic() - t0:.1f}s {run.state.name}", flush=True)
     assert run.state.is_completed(), run.state
 
 

@@ -193,7 +193,7 @@ class Stack:
     database_url: str  # the domain database
     prefect_database_url: str | None = None  # None: SQLite in the server's PREFECT_HOME
     auth_string: str | None = None  # PREFECT_SERVER_API_AUTH_STRING on the server
-    gateway_workers: int = 2
+    gateway_workers: int = 1
     procs: list[Proc] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -280,14 +280,28 @@ class Stack:
             str(self.port),
             **server_env,
         )
-        self.run("taskforce-init", "-m", "taskforce", "init")
+        self.run("taskforce-init", "-m", "taskforce", "init")  # while the server starts
         wait_for("the Prefect server", self._healthy, STARTUP_SECONDS, self.logs())
-        for pool in ("taskforce", "taskforce-emergency"):
-            self.run("cli", "-m", "prefect", "work-pool", "create", pool, "--type", "process")
-        self.run("cli", "-m", "prefect", "--no-prompt", "deploy", "--all", timeout=600)
+        pools = [
+            self.spawn(
+                f"pool-{pool}", "-m", "prefect", "work-pool", "create", pool, "--type", "process"
+            )
+            for pool in ("taskforce", "taskforce-emergency")
+        ]
+        for proc in pools:
+            assert proc.popen.wait(120) == 0, proc.tail()
+            self.procs.remove(proc)
+        # Workers and the gateway start while the deployments are applied.
         self.start_worker("taskforce")
         self.start_worker("taskforce-emergency")
         self.start_gateway()
+        self.run("cli", "-m", "prefect", "--no-prompt", "deploy", "--all", timeout=600)
+        wait_for(
+            "the gateway",
+            lambda: httpx.get(f"{self.gateway_url}/healthz", timeout=5).status_code == 200,
+            STARTUP_SECONDS,
+            self.logs(),
+        )
         return self
 
     def _healthy(self) -> bool:
@@ -317,26 +331,20 @@ class Stack:
         )
 
     def start_gateway(self) -> None:
-        port = self.gateway_url.rsplit(":", 1)[1]
+        # The operator guide's command; each uvicorn worker process builds its own app.
         self.gateway = self.spawn(
             "gateway",
             "-m",
-            "uvicorn",
-            "--factory",
-            "taskforce.gateway.asgi:create_production_app",
+            "taskforce",
+            "gateway",
+            "serve",
             "--host",
             "127.0.0.1",
             "--port",
-            port,
+            self.gateway_url.rsplit(":", 1)[1],
             "--workers",
             str(self.gateway_workers),
             TASKFORCE_WEBHOOK_SECRET_MONITORING=WEBHOOK_SECRET,
-        )
-        wait_for(
-            "the gateway",
-            lambda: httpx.get(f"{self.gateway_url}/healthz", timeout=5).status_code == 200,
-            STARTUP_SECONDS,
-            self.logs(),
         )
 
     def stop(self) -> None:
