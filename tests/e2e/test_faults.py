@@ -81,7 +81,12 @@ def test_receiver_down_everything_arrives_once_it_is_back(sqlite_stack):
     stack = sqlite_stack
     stack.receiver.stop()
     try:
-        titles = [f"接收端停机 Receiver down {uuid.uuid4().hex[:6]}" for _ in range(2)]
+        # Two unrelated reports (near-identical titles would be linked as duplicates).
+        tag = uuid.uuid4().hex[:6]
+        titles = [
+            f"电子证照互认缺失 Licences not recognised {tag}",
+            f"窗口排队过长 Queues at counters {tag}",
+        ]
         for title in titles:
             run = stack.wait_final(
                 stack.run_deployment(
