@@ -1,3 +1,4 @@
 from taskforce.cli import main
 
-main()
+if __name__ == "__main__":  # uvicorn/multiprocessing workers import this module again
+    main()

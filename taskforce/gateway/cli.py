@@ -16,30 +16,30 @@ def serve(
         help="Start an emergency-response flow run per emergency through the Prefect API "
         "(PREFECT_API_URL). Without it, emergencies stay pending and on-call is paged directly.",
     ),
+    workers: int = typer.Option(
+        1,
+        min=1,
+        help="uvicorn worker processes (each its own database engine and Prefect client).",
+    ),
 ) -> None:
     """Serve the gateway until stopped (Ctrl-C)."""
     import uvicorn
 
-    from taskforce.emergency.dispatch import no_dispatcher
-    from taskforce.gateway.app import create_app, default_context
+    from taskforce.gateway.app import default_context
 
-    policy = default_context().policy
-    dispatcher = no_dispatcher
+    gateway = default_context().policy.gateway
+    bind = {"host": host or gateway.host, "port": port or gateway.port, "log_level": "info"}
     if dispatch:
-        # The Prefect client lives with the flows; the gateway only gets a callable.
-        from flows.emergency import PrefectDispatcher
-
-        dispatcher = PrefectDispatcher(
-            deployment=policy.gateway.deployment,
-            timeout_seconds=policy.gateway.dispatch_timeout_seconds,
-            connect_retries=policy.gateway.dispatch_connect_retries,
+        # An import string, so uvicorn can start the app in each worker process.
+        uvicorn.run(
+            "taskforce.gateway.asgi:create_production_app", factory=True, workers=workers, **bind
         )
-    uvicorn.run(
-        create_app(dispatcher=dispatcher),
-        host=host or policy.gateway.host,
-        port=port or policy.gateway.port,
-        log_level="info",
-    )
+        return
+    from taskforce.gateway.app import create_app
+
+    if workers > 1:
+        raise typer.BadParameter("--workers needs --dispatch", param_hint="--workers")
+    uvicorn.run(create_app(), **bind)
 
 
 @app.command("openapi")

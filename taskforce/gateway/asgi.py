@@ -1,0 +1,32 @@
+"""The gateway as an ASGI factory, for uvicorn with several worker processes:
+
+    uvicorn --factory taskforce.gateway.asgi:create_production_app \
+        --host 127.0.0.1 --port 8765 --workers 4
+
+Each worker process builds its own app: its own database engine
+(TASKFORCE_DATABASE_URL) and its own Prefect client (PREFECT_API_URL,
+PREFECT_API_AUTH_STRING). They share no memory, so any number of them can run
+behind one socket or a load balancer: duplicates are caught by the database's
+unique dedup key and by the flow run's idempotency key, not by the process.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from taskforce.gateway.app import create_app, default_context
+
+
+def create_production_app() -> FastAPI:
+    """The app `taskforce gateway serve` runs: every emergency starts its flow run in Prefect."""
+    # The Prefect client lives with the flows; the gateway only gets a callable.
+    from flows.emergency import PrefectDispatcher
+
+    gateway = default_context().policy.gateway
+    return create_app(
+        dispatcher=PrefectDispatcher(
+            deployment=gateway.deployment,
+            timeout_seconds=gateway.dispatch_timeout_seconds,
+            connect_retries=gateway.dispatch_connect_retries,
+        )
+    )

@@ -1,0 +1,186 @@
+"""Faults the production path survives, each on the real stack:
+
+* the emergency worker SIGKILLed (with its flow run) in the middle of an
+  emergency: a rerun finishes it and nobody is paged twice;
+* the notification receiver down for a while: everything arrives once it is back;
+* the domain PostgreSQL restarted in the middle of a dispatch sweep's
+  transaction: nothing of it is left half-written, and the next sweep is right.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import psycopg
+import pytest
+from sqlalchemy import func, select
+
+from taskforce.context import Context
+from taskforce.db import get_engine, unit_of_work
+from taskforce.emergency.models import EmergencyStatus
+from taskforce.idempotency import CommandRecord
+from taskforce.notify.models import DeliveryStatus, OutboxMessage
+from taskforce.policy import load_policy
+from taskforce.trail.models import TrailEntry
+from tests.e2e.helpers import (
+    EMERGENCY_RESPONSE,
+    answer,
+    assert_delivered_once,
+    deliver,
+    deliver_until,
+    emergency,
+    issue_by_title,
+    open_emergency,
+    outbox,
+    wait_paged,
+)
+from tests.e2e.stack import wait_for
+from tests.loop.helpers import Loop
+
+pytestmark = pytest.mark.slow
+
+
+def test_emergency_worker_killed_mid_run_a_rerun_finishes_without_a_second_page(sqlite_stack):
+    stack = sqlite_stack
+    public_id, dedup_key = open_emergency(stack, "核心交换机宕机 Core switch down")
+    first_run = emergency(stack, public_id).flow_run_id
+    pages = wait_paged(stack, public_id)  # paged; the run now waits for the acknowledgement
+
+    with stack.client() as client:
+        assert client.read_flow_run(first_run).state.is_running()
+    worker = next(p for p in stack.procs if p.name == "worker-taskforce-emergency")
+    worker.kill_group()  # SIGKILL: the worker and the flow run's process, like a lost machine
+    worker.popen.wait(10)
+    stack.procs.remove(worker)
+
+    # The operator marks the dead run crashed and starts the response again on a new worker.
+    from prefect.states import Crashed
+
+    with stack.client() as client:
+        client.set_flow_run_state(first_run, Crashed(message="worker lost"), force=True)
+    stack.start_worker("taskforce-emergency")
+    rerun = stack.run_deployment(
+        EMERGENCY_RESPONSE, {"emergency_id": public_id}, f"{public_id}:rerun"
+    )
+    answer(stack, dedup_key, "acknowledge")
+    answer(stack, dedup_key, "resolve")
+    final = stack.wait_final(rerun)
+    assert final.state.is_completed(), final.state
+    assert emergency(stack, public_id).status == EmergencyStatus.closed
+
+    # The rerun found the page already written: no new page, and each page sent once.
+    after = outbox(stack, kind="emergency_page", subject_id=public_id)
+    assert sorted(r.id for r in after) == sorted(r.id for r in pages)
+    deliver_until(stack, pages)
+    deliver(stack)  # a further run sends nothing again
+    assert_delivered_once(stack, pages)
+
+
+def test_receiver_down_everything_arrives_once_it_is_back(sqlite_stack):
+    stack = sqlite_stack
+    stack.receiver.stop()
+    try:
+        # Two unrelated reports (near-identical titles would be linked as duplicates).
+        tag = uuid.uuid4().hex[:6]
+        titles = [
+            f"电子证照互认缺失 Licences not recognised {tag}",
+            f"窗口排队过长 Queues at counters {tag}",
+        ]
+        for title in titles:
+            run = stack.wait_final(
+                stack.run_deployment(
+                    "report-issue/report-issue",
+                    {"form": {"title": title, "reporting_unit": "tax"}, "operator": "e2e"},
+                )
+            )
+            assert run.state.is_completed(), run.state
+        rows = [
+            row
+            for title in titles
+            for row in outbox(
+                stack, kind="issue_reported", subject_id=issue_by_title(stack, title).number
+            )
+        ]
+        deliver(stack)  # every target refuses the connection
+        with unit_of_work(get_engine(stack.database_url)) as s:
+            waiting = s.execute(
+                select(OutboxMessage.status, OutboxMessage.attempts).where(
+                    OutboxMessage.id.in_([r.id for r in rows])
+                )
+            ).all()
+        assert all(st != DeliveryStatus.delivered and n >= 1 for st, n in waiting), waiting
+        assert not any(stack.receiver.deliveries(r.idempotency_key + "@") for r in rows)
+    finally:
+        stack.receiver.start()
+    deliver_until(stack, rows)  # the backoff (1 s in the e2e config) passes, delivery retries
+    deliver(stack)
+    assert_delivered_once(stack, rows)
+
+
+def _counts(engine) -> dict[str, int]:
+    with unit_of_work(engine) as s:
+        return {
+            "trail": s.scalar(select(func.count()).select_from(TrailEntry)),
+            "outbox": s.scalar(select(func.count()).select_from(OutboxMessage)),
+            "commands": s.scalar(select(func.count()).select_from(CommandRecord)),
+        }
+
+
+def test_postgres_restarted_during_a_dispatch_sweep(postgres_stack, domain_cluster):
+    stack = postgres_stack
+    engine = get_engine(stack.database_url)
+    # An issue reported 60 days ago whose coordination was never held: the sweep must warn once.
+    from taskforce.clock import ManualClock
+
+    past = Context(
+        policy=load_policy(), clock=ManualClock(dt.datetime.now(dt.UTC) - dt.timedelta(days=60))
+    )
+    number = (
+        Loop(engine, past).report(title=f"协调超期 Overdue {uuid.uuid4().hex[:6]}").issue_number
+    )
+    overdue_key = f"overdue:{number}:reported:"
+    before = _counts(engine)
+
+    # Hold the trail's table lock, so the sweep's transaction stops half-way (its command
+    # record already inserted) until the server goes down under it.
+    blocker = psycopg.connect(stack.database_url)
+    blocker.execute("LOCK TABLE trail_entry IN EXCLUSIVE MODE")
+    sweep = stack.run_deployment("dispatch-sweep/dispatch-sweep")
+
+    def sweep_blocked() -> bool:
+        with psycopg.connect(stack.database_url, autocommit=True) as probe:
+            return bool(
+                probe.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                ).fetchone()[0]
+            )
+
+    wait_for("the sweep to wait on the trail", sweep_blocked, 120, stack.logs())
+    domain_cluster.ctl("stop")  # fast shutdown: every open transaction is rolled back
+    domain_cluster.ctl("start")
+    blocker.close()
+    run = stack.wait_final(sweep)
+    assert not run.state.is_completed(), run.state  # the sweep lost its connection and failed
+
+    # Nothing of the interrupted sweep is left: no command record, trail entry or outbox row.
+    assert _counts(engine) == before
+    with unit_of_work(engine) as s:
+        assert not s.scalar(
+            select(func.count())
+            .select_from(CommandRecord)
+            .where(CommandRecord.key.startswith(overdue_key))
+        )
+
+    # The next sweep warns exactly once; the one after adds nothing.
+    for _ in range(2):
+        again = stack.wait_final(stack.run_deployment("dispatch-sweep/dispatch-sweep"))
+        assert again.state.is_completed(), again.state
+    after = _counts(engine)
+    assert after["commands"] == before["commands"] + 1
+    assert after["trail"] == before["trail"] + 1
+    warned = outbox(stack, kind="stage_overdue", subject_id=number)
+    assert {r.audience for r in warned} == {"executive"}
+    deliver_until(stack, warned)
+    assert_delivered_once(stack, warned)
