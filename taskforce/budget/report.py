@@ -2,8 +2,7 @@
 
 Thin on purpose: the audits produce DataFrames and a summary dict, this module
 only formats them (jinja2 templates in reports/templates/budget/, openpyxl for
-workbooks). `write_workbook(sheets, path)` has the signature of the shared
-reports machinery so the switch is one import.
+workbooks through the shared reports machinery, `taskforce.reports.write_workbook`).
 
 Classification (SPEC §7): a finding about a line classified above the
 audience's clearance shows its check, severity and owner but not its text.
@@ -14,7 +13,6 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -24,6 +22,7 @@ from taskforce.budget.performance import PerformanceResult
 from taskforce.money import to_yuan
 from taskforce.policy.loader import PROJECT_ROOT
 from taskforce.policy.schema import Classification
+from taskforce.reports import write_workbook
 
 TEMPLATES = PROJECT_ROOT / "reports" / "templates"
 REPORTS_DIR_ENV = "TASKFORCE_REPORTS_DIR"  # where generated reports go (default reports/out/)
@@ -116,43 +115,6 @@ def _money_columns(frame: pd.DataFrame) -> pd.DataFrame:
         out[column.removesuffix("_fen") + "_cny"] = out[column].map(lambda v: to_yuan(int(v or 0)))
         out = out.drop(columns=column)
     return out
-
-
-def write_workbook(sheets: dict[str, pd.DataFrame], path: Path) -> Path:
-    """One sheet per frame, bold frozen header; Decimal cells formatted as yuan."""
-    from openpyxl import Workbook
-    from openpyxl.styles import Font
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    book = Workbook()
-    book.remove(book.active)
-    for title, frame in sheets.items():
-        sheet = book.create_sheet(title[:31])
-        sheet.append([str(c) for c in frame.columns])
-        for cell in sheet[1]:
-            cell.font = Font(bold=True)
-        sheet.freeze_panes = "A2"
-        for record in frame.itertuples(index=False):
-            sheet.append([_cell(v) for v in record])
-        for column_cells in sheet.iter_cols(min_row=2):
-            for cell in column_cells:
-                if isinstance(cell.value, Decimal):
-                    cell.number_format = "#,##0.00"
-    book.save(path)
-    return path
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, dict | list):
-        return str(value)
-    if not isinstance(value, str) and pd.isna(value):
-        return None
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    return value
 
 
 def write_audit_reports(
