@@ -143,7 +143,8 @@ def test_postgres_restarted_during_a_dispatch_sweep(postgres_stack, domain_clust
     before = _counts(engine)
 
     # Hold the trail's table lock, so the sweep's transaction stops half-way (its command
-    # record already inserted) until the server goes down under it.
+    # record inserted, the trail head locked, the trail entry waiting) until the server
+    # goes down under it.
     blocker = psycopg.connect(stack.database_url)
     blocker.execute("LOCK TABLE trail_entry IN EXCLUSIVE MODE")
     sweep = stack.run_deployment("dispatch-sweep/dispatch-sweep")
@@ -153,7 +154,7 @@ def test_postgres_restarted_during_a_dispatch_sweep(postgres_stack, domain_clust
             return bool(
                 probe.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND datname = current_database()"
+                    "AND datname = current_database() AND query ILIKE 'INSERT INTO trail_entry%'"
                 ).fetchone()[0]
             )
 
