@@ -46,6 +46,7 @@ def test_emergency_worker_killed_mid_run_a_rerun_finishes_without_a_second_page(
     public_id, dedup_key = open_emergency(stack, "核心交换机宕机 Core switch down")
     first_run = emergency(stack, public_id).flow_run_id
     pages = wait_paged(stack, public_id)  # paged; the run now waits for the acknowledgement
+    deliver_until(stack, pages)  # the page has reached on-call before the worker dies
 
     with stack.client() as client:
         assert client.read_flow_run(first_run).state.is_running()
@@ -72,8 +73,7 @@ def test_emergency_worker_killed_mid_run_a_rerun_finishes_without_a_second_page(
     # The rerun found the page already written: no new page, and each page sent once.
     after = outbox(stack, kind="emergency_page", subject_id=public_id)
     assert sorted(r.id for r in after) == sorted(r.id for r in pages)
-    deliver_until(stack, pages)
-    deliver(stack)  # a further run sends nothing again
+    deliver(stack)  # delivery after the rerun sends nothing again
     assert_delivered_once(stack, pages)
 
 
@@ -143,7 +143,8 @@ def test_postgres_restarted_during_a_dispatch_sweep(postgres_stack, domain_clust
     before = _counts(engine)
 
     # Hold the trail's table lock, so the sweep's transaction stops half-way (its command
-    # record already inserted) until the server goes down under it.
+    # record inserted, the trail head locked, the trail entry waiting) until the server
+    # goes down under it.
     blocker = psycopg.connect(stack.database_url)
     blocker.execute("LOCK TABLE trail_entry IN EXCLUSIVE MODE")
     sweep = stack.run_deployment("dispatch-sweep/dispatch-sweep")
@@ -153,7 +154,7 @@ def test_postgres_restarted_during_a_dispatch_sweep(postgres_stack, domain_clust
             return bool(
                 probe.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND datname = current_database()"
+                    "AND datname = current_database() AND query ILIKE 'INSERT INTO trail_entry%'"
                 ).fetchone()[0]
             )
 
