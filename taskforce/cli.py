@@ -281,10 +281,15 @@ def trail_verify() -> None:
 
 
 def main() -> None:
+    from taskforce.errors import DomainError
+
     try:
         app()
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
+        sys.exit(2)
+    except DomainError as exc:  # bad input: say which field and what is allowed, no traceback
+        print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
 
 

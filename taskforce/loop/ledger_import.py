@@ -63,6 +63,10 @@ class ImportResult:
 
 
 def read_ledger(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DomainError(
+            f"no file {str(path)!r}", field="path", allowed="an existing .csv or .xlsx file"
+        )
     suffix = path.suffix.lower()
     if suffix == ".csv":
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")

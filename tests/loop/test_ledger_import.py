@@ -120,3 +120,15 @@ def test_length_prefilter_never_drops_a_similar_title(a, b, threshold):
     if difflib.SequenceMatcher(None, a, b).ratio() >= threshold:
         low, high = title_length_bounds(len(a), threshold)
         assert low <= len(b) <= high
+
+
+def test_missing_file_is_a_clear_error(engine, policy, clock, tmp_path):
+    with pytest.raises(
+        DomainError, match=r"path: no file .* \(allowed: an existing \.csv or \.xlsx file\)"
+    ):
+        import_ledger(
+            session_factory(engine),
+            Context(policy=policy, clock=clock),
+            tmp_path / "nope.csv",
+            actor="import",
+        )
