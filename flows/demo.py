@@ -143,6 +143,10 @@ class Scenario:
         for flow_fn, kind in ((monthly_review, "monthly"), (quarterly_review, "quarterly")):
             period = last_complete_period(kind, end).label
             self.reviews.append(await asyncio.to_thread(flow_fn, period=period))
+        # The reviews' improvement issues notify too; deliver them as the every-minute run would.
+        from flows.notifications import deliver_notifications
+
+        await asyncio.to_thread(deliver_notifications)
 
     async def report(self, day: dt.date) -> None:
         title, category = TOPICS[self.topic % len(TOPICS)]
