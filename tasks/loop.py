@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from prefect import task
 
 from taskforce.context import Context
@@ -18,63 +21,57 @@ from taskforce.loop.forms import (
     StepResult,
 )
 
+R = TypeVar("R")
+STEP = {"retries": 2, "retry_delay_seconds": 1}  # a retry replays the same key: applied once
 
-@task(name="report-issue", retries=2, retry_delay_seconds=1)
-def report_issue(form: ReportIssueForm, actor: str, key: str | None) -> ReportResult:
+
+def _in_transaction(service: Callable[..., R], *args, **kwargs) -> R:
+    """Run one core service in its own transaction with the process's default context."""
     with unit_of_work() as session:
-        return report.report_issue(session, Context.default(), form, actor=actor, key=key)
+        return service(session, Context.default(), *args, **kwargs)
 
 
-@task(name="coordinate", retries=2, retry_delay_seconds=1)
+@task(name="report-issue", **STEP)
+def report_issue(form: ReportIssueForm, actor: str, key: str | None) -> ReportResult:
+    return _in_transaction(report.report_issue, form, actor=actor, key=key)
+
+
+@task(name="coordinate", **STEP)
 def coordinate_issue(
     issue_number: str, form: CoordinateForm, actor: str, key: str | None
 ) -> StepResult:
-    with unit_of_work() as session:
-        return coordinate.coordinate(
-            session, Context.default(), issue_number, form, actor=actor, key=key
-        )
+    return _in_transaction(coordinate.coordinate, issue_number, form, actor=actor, key=key)
 
 
-@task(name="leadership-vote", retries=2, retry_delay_seconds=1)
+@task(name="leadership-vote", **STEP)
 def leadership_vote(
     issue_number: str, form: LeadershipVoteForm, actor: str, key: str | None
 ) -> StepResult:
-    with unit_of_work() as session:
-        return coordinate.leadership_vote(
-            session, Context.default(), issue_number, form, actor=actor, key=key
-        )
+    return _in_transaction(coordinate.leadership_vote, issue_number, form, actor=actor, key=key)
 
 
-@task(name="file-plan", retries=2, retry_delay_seconds=1)
+@task(name="file-plan", **STEP)
 def file_plan(issue_number: str, form: PlanForm, actor: str, key: str | None) -> StepResult:
-    with unit_of_work() as session:
-        return plan.file_plan(session, Context.default(), issue_number, form, actor=actor, key=key)
+    return _in_transaction(plan.file_plan, issue_number, form, actor=actor, key=key)
 
 
-@task(name="record-progress", retries=2, retry_delay_seconds=1)
+@task(name="record-progress", **STEP)
 def record_progress(
     issue_number: str, form: ProgressForm, actor: str, key: str | None
 ) -> StepResult:
-    with unit_of_work() as session:
-        return feedback.report_progress(
-            session, Context.default(), issue_number, form, actor=actor, key=key
-        )
+    return _in_transaction(feedback.report_progress, issue_number, form, actor=actor, key=key)
 
 
-@task(name="evaluate", retries=2, retry_delay_seconds=1)
+@task(name="evaluate", **STEP)
 def evaluate_issue(
     issue_number: str, form: EvaluateForm, actor: str, key: str | None
 ) -> StepResult:
-    with unit_of_work() as session:
-        return evaluate.evaluate(
-            session, Context.default(), issue_number, form, actor=actor, key=key
-        )
+    return _in_transaction(evaluate.evaluate, issue_number, form, actor=actor, key=key)
 
 
 @task(name="dispatch-sweep")
 def run_sweep() -> sweep.SweepResult:
-    with unit_of_work() as session:
-        return sweep.dispatch_sweep(session, Context.default())
+    return _in_transaction(sweep.dispatch_sweep)
 
 
 @task(name="issue-board")
