@@ -48,6 +48,9 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60, logs: str
     """Poll `check` until it returns something truthy; fail naming `what` (and the logs)."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
+    # Real processes (server, workers, receiver) run on the wall clock: this polls them.
+    # Domain time in these tests is never waited for; it comes from the injected clock.
+    tick = threading.Event()
     while time.monotonic() < deadline:
         try:
             value = check()
@@ -55,7 +58,7 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60, logs: str
             last_error, value = exc, None
         if value:
             return value
-        time.sleep(0.25)
+        tick.wait(0.25)
     raise AssertionError(
         f"timed out after {timeout} s waiting for {what} (last error: {last_error!r}){logs}"
     )
