@@ -47,16 +47,31 @@ def deliver(stack: Stack) -> None:
     assert run.state.is_completed(), run.state
 
 
-def deliver_until(stack: Stack, rows: list[OutboxMessage], timeout: float = 90) -> None:
-    """Run delivery until each row reached the receiver (a failed row waits for its backoff)."""
+def statuses(stack: Stack, rows: list[OutboxMessage]) -> set[DeliveryStatus]:
+    with unit_of_work(get_engine(stack.database_url)) as s:
+        return set(
+            s.scalars(
+                select(OutboxMessage.status).where(OutboxMessage.id.in_([r.id for r in rows]))
+            ).all()
+        )
 
-    def arrived() -> bool:
-        if all(stack.receiver.deliveries(r.idempotency_key + "@") for r in rows):
+
+def deliver_until(stack: Stack, rows: list[OutboxMessage], timeout: float = 90) -> None:
+    """Run delivery until each row reached the receiver and is recorded as delivered.
+
+    A row can reach the receiver a moment before its sender (the emergency flow
+    pages at once) commits the status, so arrival alone is not the end: then we
+    only wait, and start no delivery run that could race the sender.
+    """
+
+    def settled() -> bool:
+        if statuses(stack, rows) == {DeliveryStatus.delivered}:
             return True
-        deliver(stack)
+        if not all(stack.receiver.deliveries(r.idempotency_key + "@") for r in rows):
+            deliver(stack)  # a failed row waits for its backoff
         return False
 
-    wait_for("the notifications at the receiver", arrived, timeout, stack.logs())
+    wait_for("the notifications delivered", settled, timeout, stack.logs())
 
 
 def assert_delivered_once(stack: Stack, rows: list[OutboxMessage]) -> None:
@@ -64,11 +79,7 @@ def assert_delivered_once(stack: Stack, rows: list[OutboxMessage]) -> None:
     for row in rows:
         got = stack.receiver.deliveries(row.idempotency_key + "@")
         assert len(got) == 1, (row.idempotency_key, [m.delivery for m in got])
-    with unit_of_work(get_engine(stack.database_url)) as s:
-        statuses = s.scalars(
-            select(OutboxMessage.status).where(OutboxMessage.id.in_([r.id for r in rows]))
-        ).all()
-    assert set(statuses) == {DeliveryStatus.delivered}
+    assert statuses(stack, rows) == {DeliveryStatus.delivered}
 
 
 def open_emergency(stack: Stack, title: str, level: str = "I") -> tuple[str, str]:
