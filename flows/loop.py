@@ -7,14 +7,25 @@ the demo's flows); the tasks inside stay synchronous.
 Each flow is one operator action: its parameters are the step's form, so the
 Prefect UI renders a form that explains itself. The flow run id is the step's
 idempotency key: a retried run returns the first result and changes nothing.
+
+Why the step runs in the flow body, not as a task run: each task run costs
+about 0.085 s over an empty async flow (`python -m benchmarks.loop_step_parts`),
+two tasks (the step, the delivery) were most of report-issue's overhead over an
+empty deployment run, and issue 9 allows 0.3 s. The step is idempotent by key,
+so the flow retries what a task retry was for (a busy or lost database); the
+long-running lifecycle flow (flows/lifecycle.py) keeps the task runs.
 """
 
 from __future__ import annotations
 
-from prefect import flow
+import asyncio
+from typing import TypeVar
+
+from prefect import Task, flow
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.runtime import flow_run
 from pydantic import Field
+from sqlalchemy.exc import OperationalError
 
 from taskforce.loop.forms import (
     CoordinateForm,
@@ -29,6 +40,25 @@ from taskforce.loop.forms import (
 from tasks import loop as steps
 from tasks.notify import deliver_pending_notifications
 
+R = TypeVar("R")
+
+TRANSIENT_RETRIES = 2
+
+
+async def _step(step: Task, *args: object) -> R:
+    """Run a step's core function in this flow run; retry only a database that was busy or lost.
+
+    A domain error (bad input, a step out of order) fails at once with its message:
+    retrying it would only make the operator wait. A retry replays the same key.
+    """
+    for _ in range(TRANSIENT_RETRIES):
+        try:
+            return step.fn(*args)
+        except OperationalError:
+            await asyncio.sleep(1)
+    return step.fn(*args)
+
+
 IssueNumber = Field(
     ..., title="Issue number 问题编号", pattern=r"^TF-\d{4}-\d{5}$", examples=["TF-2026-00001"]
 )
@@ -42,7 +72,7 @@ def _key(explicit: str | None) -> str:
 async def _publish(result: StepResult | ReportResult, step: str) -> None:
     """Send the step's notifications now (the every-minute delivery flow is the safety net)
     and show where the issue stands."""
-    deliver_pending_notifications(limit=200)
+    deliver_pending_notifications.fn(limit=200)
     number = result.issue_number
     lines = [f"## {number}: {step}", "", f"- stage now: **{result.stage}**"]
     for k, v in getattr(result, "detail", {}).items():
@@ -58,7 +88,7 @@ async def report_issue_flow(
     form: ReportIssueForm, operator: str = Operator, idempotency_key: str | None = None
 ) -> ReportResult:
     """问题上报 — report an issue to the executive group (首接负责制; duplicates are linked)."""
-    result = steps.report_issue(form, operator, _key(idempotency_key))
+    result = await _step(steps.report_issue, form, operator, _key(idempotency_key))
     await _publish(result, "reported (duplicate linked)" if result.duplicate else "reported")
     return result
 
@@ -71,7 +101,9 @@ async def coordinate_flow(
     idempotency_key: str | None = None,
 ) -> StepResult:
     """协调会商 — record the coordination meeting; major matters go to the leadership group."""
-    result = steps.coordinate_issue(issue_number, form, operator, _key(idempotency_key))
+    result = await _step(
+        steps.coordinate_issue, issue_number, form, operator, _key(idempotency_key)
+    )
     await _publish(result, "coordinated")
     return result
 
@@ -84,7 +116,7 @@ async def leadership_vote_flow(
     idempotency_key: str | None = None,
 ) -> StepResult:
     """议题预审-专家论证-集体表决 — passes only with ≥ 2/3 of all leadership members voting yes."""
-    result = steps.leadership_vote(issue_number, form, operator, _key(idempotency_key))
+    result = await _step(steps.leadership_vote, issue_number, form, operator, _key(idempotency_key))
     await _publish(result, "leadership vote")
     return result
 
@@ -97,7 +129,7 @@ async def file_plan_flow(
     idempotency_key: str | None = None,
 ) -> StepResult:
     """方案制定 — the task tree 总目标-子项目-行动项, filed with the leadership group (备案)."""
-    result = steps.file_plan(issue_number, form, operator, _key(idempotency_key))
+    result = await _step(steps.file_plan, issue_number, form, operator, _key(idempotency_key))
     await _publish(result, "plan filed")
     return result
 
@@ -114,7 +146,7 @@ async def record_progress_flow(
     idempotency_key: str | None = None,
 ) -> StepResult:
     """执行反馈 — progress on an action item; red items warn the executive director."""
-    result = steps.record_progress(issue_number, form, operator, _key(idempotency_key))
+    result = await _step(steps.record_progress, issue_number, form, operator, _key(idempotency_key))
     await _publish(result, f"progress on item {form.task_id}")
     return result
 
@@ -127,6 +159,6 @@ async def evaluate_flow(
     idempotency_key: str | None = None,
 ) -> StepResult:
     """效果评估 — solved closes the issue; otherwise it returns to coordination."""
-    result = steps.evaluate_issue(issue_number, form, operator, _key(idempotency_key))
+    result = await _step(steps.evaluate_issue, issue_number, form, operator, _key(idempotency_key))
     await _publish(result, "evaluated")
     return result

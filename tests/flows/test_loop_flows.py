@@ -161,3 +161,31 @@ def test_dispatch_sweep_flow_twice_sends_nothing_new(flow_db):
     with unit_of_work() as s:
         assert s.scalar(select(func.count(OutboxMessage.id))) == before
     assert first["items"] == second["items"] == 0 and second["new_overdue_warnings"] == 0
+
+
+def test_a_step_out_of_order_fails_at_once_without_retrying(flow_db):
+    """A domain error is the operator's to fix: the run fails on its first attempt, and the
+    issue is left as it was (retries are only for a busy or lost database)."""
+    from prefect.client.orchestration import get_client
+
+    from taskforce.errors import IllegalTransition
+
+    async def scenario():
+        r = await report_issue_flow(ReportIssueForm(title="顺序错误", reporting_unit="tax"))
+        state = await file_plan_flow(r.issue_number, form=_plan(), return_state=True)
+        async with get_client() as client:
+            run = await client.read_flow_run(state.state_details.flow_run_id)
+        return r, state, run
+
+    reported, state, run = asyncio.run(scenario())
+    assert state.is_failed()
+    assert run.run_count == 1
+    try:
+        state.result()
+    except IllegalTransition as exc:
+        assert "plan" in str(exc) or exc.allowed
+    else:
+        raise AssertionError("filing a plan before coordination must fail")
+    with unit_of_work() as s:
+        assert s.scalar(select(Issue.stage)) == Stage.reported
+        assert s.scalar(select(func.count(TaskNode.id))) == 0
