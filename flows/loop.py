@@ -23,6 +23,7 @@ from typing import TypeVar
 
 from prefect import Task, flow
 from prefect.artifacts import acreate_markdown_artifact
+from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 from pydantic import Field
 from sqlalchemy.exc import OperationalError
@@ -65,6 +66,18 @@ IssueNumber = Field(
 Operator = Field("executive-office", title="Operator 操作人", min_length=1, max_length=100)
 
 
+async def _name_run(name: str) -> None:
+    """Name the run after what it does, with the run's own API client.
+
+    Not `flow_run_name=`: Prefect resolves a templated name through a second result-store
+    set-up with a new API client (TLS context, a request), which costs a deployment run's
+    fresh process about 0.1 s (issue 9: benchmarks/RESULTS.md, report-issue).
+    """
+    ctx = FlowRunContext.get()
+    if ctx is not None and ctx.flow_run is not None:
+        await ctx.client.set_flow_run_name(ctx.flow_run.id, name)
+
+
 def _key(explicit: str | None) -> str:
     return explicit or f"flow-run:{flow_run.get_id()}"
 
@@ -83,17 +96,18 @@ async def _publish(result: StepResult | ReportResult, step: str) -> None:
         )
 
 
-@flow(name="report-issue", flow_run_name="report: {form.title}", log_prints=True)
+@flow(name="report-issue", log_prints=True)
 async def report_issue_flow(
     form: ReportIssueForm, operator: str = Operator, idempotency_key: str | None = None
 ) -> ReportResult:
     """问题上报 — report an issue to the executive group (首接负责制; duplicates are linked)."""
+    await _name_run(f"report: {form.title}")
     result = await _step(steps.report_issue, form, operator, _key(idempotency_key))
     await _publish(result, "reported (duplicate linked)" if result.duplicate else "reported")
     return result
 
 
-@flow(name="coordinate-issue", flow_run_name="{issue_number}: coordinate", log_prints=True)
+@flow(name="coordinate-issue", log_prints=True)
 async def coordinate_flow(
     issue_number: str = IssueNumber,
     form: CoordinateForm = ...,
@@ -101,6 +115,7 @@ async def coordinate_flow(
     idempotency_key: str | None = None,
 ) -> StepResult:
     """协调会商 — record the coordination meeting; major matters go to the leadership group."""
+    await _name_run(f"{issue_number}: coordinate")
     result = await _step(
         steps.coordinate_issue, issue_number, form, operator, _key(idempotency_key)
     )
@@ -108,7 +123,7 @@ async def coordinate_flow(
     return result
 
 
-@flow(name="leadership-vote", flow_run_name="{issue_number}: leadership vote", log_prints=True)
+@flow(name="leadership-vote", log_prints=True)
 async def leadership_vote_flow(
     issue_number: str = IssueNumber,
     form: LeadershipVoteForm = ...,
@@ -116,12 +131,13 @@ async def leadership_vote_flow(
     idempotency_key: str | None = None,
 ) -> StepResult:
     """议题预审-专家论证-集体表决 — passes only with ≥ 2/3 of all leadership members voting yes."""
+    await _name_run(f"{issue_number}: leadership vote")
     result = await _step(steps.leadership_vote, issue_number, form, operator, _key(idempotency_key))
     await _publish(result, "leadership vote")
     return result
 
 
-@flow(name="file-plan", flow_run_name="{issue_number}: plan", log_prints=True)
+@flow(name="file-plan", log_prints=True)
 async def file_plan_flow(
     issue_number: str = IssueNumber,
     form: PlanForm = ...,
@@ -129,16 +145,13 @@ async def file_plan_flow(
     idempotency_key: str | None = None,
 ) -> StepResult:
     """方案制定 — the task tree 总目标-子项目-行动项, filed with the leadership group (备案)."""
+    await _name_run(f"{issue_number}: plan")
     result = await _step(steps.file_plan, issue_number, form, operator, _key(idempotency_key))
     await _publish(result, "plan filed")
     return result
 
 
-@flow(
-    name="record-progress",
-    flow_run_name="{issue_number}: progress on item {form.task_id}",
-    log_prints=True,
-)
+@flow(name="record-progress", log_prints=True)
 async def record_progress_flow(
     issue_number: str = IssueNumber,
     form: ProgressForm = ...,
@@ -146,12 +159,13 @@ async def record_progress_flow(
     idempotency_key: str | None = None,
 ) -> StepResult:
     """执行反馈 — progress on an action item; red items warn the executive director."""
+    await _name_run(f"{issue_number}: progress on item {form.task_id}")
     result = await _step(steps.record_progress, issue_number, form, operator, _key(idempotency_key))
     await _publish(result, f"progress on item {form.task_id}")
     return result
 
 
-@flow(name="evaluate-issue", flow_run_name="{issue_number}: evaluate", log_prints=True)
+@flow(name="evaluate-issue", log_prints=True)
 async def evaluate_flow(
     issue_number: str = IssueNumber,
     form: EvaluateForm = ...,
@@ -159,6 +173,7 @@ async def evaluate_flow(
     idempotency_key: str | None = None,
 ) -> StepResult:
     """效果评估 — solved closes the issue; otherwise it returns to coordination."""
+    await _name_run(f"{issue_number}: evaluate")
     result = await _step(steps.evaluate_issue, issue_number, form, operator, _key(idempotency_key))
     await _publish(result, "evaluated")
     return result

@@ -20,7 +20,7 @@ from benchmarks.core import Bench, Result
 
 NAME = "loop_step"
 CALLS = 5
-DEPLOYMENT_RUNS = 3
+DEPLOYMENT_RUNS = 7
 GOAL_ADDED_SECONDS = 0.3
 
 

@@ -34,7 +34,7 @@ from apprise.common import OverflowMode
 from apprise.plugins.base import NotifyBase
 
 from taskforce.notify import local_outbox  # noqa: F401  (registers the tfoutbox:// scheme)
-from taskforce.policy.loader import ConfigError, config_dir
+from taskforce.policy.loader import ConfigError, config_dir, parse_yaml
 from taskforce.policy.schema import Classification
 
 CHANNELS_FILE = "apprise.yml"
@@ -94,7 +94,7 @@ def load_channels(
     if not path.is_file():
         raise ChannelConfigError(f"{shown}: file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = parse_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ChannelConfigError(f"{shown}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict) or not isinstance(raw.get("urls"), list) or not raw["urls"]:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import jinja2
-import yaml
 
+from taskforce.policy.loader import parse_yaml
 from taskforce.policy.schema import Classification, Notifications
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -61,7 +61,7 @@ def _environment() -> jinja2.Environment:
 
 @functools.cache
 def labels(locale: str) -> dict[str, str]:
-    return yaml.safe_load((TEMPLATES_DIR / locale / "labels.yaml").read_text(encoding="utf-8"))
+    return parse_yaml((TEMPLATES_DIR / locale / "labels.yaml").read_text(encoding="utf-8"))
 
 
 def _template(locale: str, name: str) -> jinja2.Template:

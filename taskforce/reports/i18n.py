@@ -6,10 +6,8 @@ import functools
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
 from taskforce.errors import DomainError
-from taskforce.policy.loader import PROJECT_ROOT
+from taskforce.policy.loader import PROJECT_ROOT, parse_yaml
 
 TEMPLATES_DIR = PROJECT_ROOT / "reports" / "templates"
 LOCALES = ("zh-CN", "en")
@@ -22,7 +20,7 @@ def catalogue(locale: str, templates_dir: Path = TEMPLATES_DIR) -> dict[str, str
     if locale not in LOCALES:
         raise DomainError(f"unknown locale {locale!r}", field="locale", allowed=", ".join(LOCALES))
     path = templates_dir / "i18n" / f"{locale}.yaml"
-    return {str(k): str(v) for k, v in yaml.safe_load(path.read_text(encoding="utf-8")).items()}
+    return {str(k): str(v) for k, v in parse_yaml(path.read_text(encoding="utf-8")).items()}
 
 
 def translator(locale: str, templates_dir: Path = TEMPLATES_DIR) -> Translate:

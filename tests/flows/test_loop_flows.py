@@ -189,3 +189,23 @@ def test_a_step_out_of_order_fails_at_once_without_retrying(flow_db):
     with unit_of_work() as s:
         assert s.scalar(select(Issue.stage)) == Stage.reported
         assert s.scalar(select(func.count(TaskNode.id))) == 0
+
+
+def test_each_step_run_is_named_after_what_it_does(flow_db):
+    from prefect.client.orchestration import get_client
+
+    async def scenario():
+        reported = await report_issue_flow(
+            ReportIssueForm(title="命名测试", reporting_unit="tax"), return_state=True
+        )
+        number = (await reported.result()).issue_number
+        coordinated = await coordinate_flow(number, form=_coordinate(), return_state=True)
+        async with get_client() as client:
+            names = [
+                (await client.read_flow_run(s.state_details.flow_run_id)).name
+                for s in (reported, coordinated)
+            ]
+        return number, names
+
+    number, names = asyncio.run(scenario())
+    assert names == ["report: 命名测试", f"{number}: coordinate"]
