@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Shared set-up for the README's commands: a project virtualenv in .venv with
-# the project and its test extras installed. Re-installs only when
+# the project and its test and benchmark extras installed. Re-installs only when
 # pyproject.toml changed. Source it: `. scripts/setup.sh`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,7 +15,7 @@ WANT="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "installing dependencies into $VENV (first run takes a minute or two) …" >&2
   "$VENV/bin/python" -m pip install -q --upgrade pip >&2
-  "$VENV/bin/python" -m pip install -q -e "$ROOT[test]" >&2
+  "$VENV/bin/python" -m pip install -q -e "$ROOT[test,bench]" >&2
   echo "$WANT" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
