@@ -238,7 +238,7 @@ def verify_parallel(
     cursor.execute(f"SELECT count(*), min(id), max(id) FROM {_TABLE} WHERE id > 0")
     total, lowest, highest = cursor.fetchone()
     cursor.close()
-    if total < max(parallel_from, 2):
+    if total == 0 or total < parallel_from:
         return None
     ranges = bounds(int(lowest), int(highest), workers)
     dialect, address = target
