@@ -265,14 +265,24 @@ def serve(
 
 
 @trail_app.command("verify")
-def trail_verify() -> None:
+def trail_verify(
+    workers: int = typer.Option(
+        0,
+        min=0,
+        help="Processes that check id ranges in parallel on a long trail (0: one per core; "
+        "1: walk it in this process).",
+    ),
+) -> None:
     """Walk the hash chain and report the first broken link."""
     from taskforce.trail import verify
 
     with unit_of_work() as session:
-        result = verify(session)
+        result = verify(session, workers=workers or None)
     if result.ok:
-        console.print(f"[green]trail intact[/]: {result.entries} entries verified")
+        console.print(
+            f"[green]trail intact[/]: {result.entries} entries verified"
+            + (f" by {result.processes} processes" if result.processes > 1 else "")
+        )
     else:
         console.print(
             f"[red]trail broken[/] at entry {result.first_break.entry_id}: {result.first_break.reason}"

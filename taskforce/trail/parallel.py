@@ -17,6 +17,7 @@ or appends committed in between, fall back to the sequential walk.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import multiprocessing
 import os
@@ -248,6 +249,7 @@ def verify_parallel(
     if sum(c.rows for c in chunks) != total:
         return None  # the workers did not see what the session sees: walk it in the session
     count, last_hash, first_break = merge(chunks)
-    if first_break is not None:
-        return Verification(count, first_break)
-    return check_head(session, count, last_hash)
+    result = (
+        Verification(count, first_break) if first_break else check_head(session, count, last_hash)
+    )
+    return dataclasses.replace(result, processes=len(ranges))

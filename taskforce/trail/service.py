@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -220,6 +220,9 @@ class TrailBreak:
 class Verification:
     entries: int
     first_break: TrailBreak | None
+    # How many processes read the chain (1: the sequential walk). Not part of the answer:
+    # two verifications of the same chain are equal however they were run.
+    processes: int = field(default=1, compare=False)
 
     @property
     def ok(self) -> bool:
