@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from taskforce import trail
 from taskforce.db import make_engine
 from taskforce.trail import parallel
-from taskforce.trail.service import _body, _iso_utc, verify, verify_sequential
+from taskforce.trail.service import _body, _iso_utc, select_columns, verify, verify_sequential
 
 T0 = dt.datetime(2026, 3, 9, 1, 0, tzinfo=dt.UTC)
 KINDS = ["content", "prev_hash", "hash", "delete", "delete_run", "swap", "cut_tail", "garbage"]
@@ -231,3 +231,62 @@ def test_reasons_at_a_boundary(engine):
         boundary, f"entry {boundary} is missing (next is {boundary + 1})"
     )
     assert chunked.entries == boundary - 1 == sequential.entries
+
+
+# --- SQLite builds the entry bytes in SQL: equal to Python's for any stored text ---
+
+texts = st.text(max_size=40)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    at=st.one_of(
+        st.datetimes(min_value=dt.datetime(1000, 1, 1)).map(
+            lambda d: d.strftime("%Y-%m-%d %H:%M:%S.%f")
+        ),
+        st.datetimes(min_value=dt.datetime(1000, 1, 1)).map(
+            lambda d: d.replace(microsecond=0).strftime("%Y-%m-%d %H:%M:%S.%f")
+        ),
+        texts,
+        st.integers(-(2**63), 2**63 - 1),
+    ),
+    fields=st.tuples(texts, texts, texts, texts, texts, texts),
+    fallback=st.one_of(st.integers(-2, 2), st.booleans(), texts),
+    eid=st.integers(1, 2**62),
+)
+def test_sqlite_body_in_sql_equals_python_body(sqlite_chain, at, fields, fallback, eid):
+    import sqlite3
+
+    actor, action, stype, sid, payload, cls = fields
+    conn = sqlite3.connect(":memory:")
+    try:
+        # The same declared types (and so the same type affinities) as the migrated table.
+        conn.execute(
+            "CREATE TABLE trail_entry (id BIGINT PRIMARY KEY, at DATETIME, actor VARCHAR(100), "
+            "action VARCHAR(64), subject_type VARCHAR(32), subject_id VARCHAR(64), payload TEXT, "
+            "classification VARCHAR(32), calendar_fallback BOOLEAN, prev_hash VARCHAR(64), "
+            "hash VARCHAR(64))"
+        )
+        conn.execute(
+            "INSERT INTO trail_entry VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'p', 'h')",
+            (eid, at, actor, action, stype, sid, payload, cls, fallback),
+        )
+        row = conn.execute(f"SELECT {select_columns('sqlite')} FROM trail_entry").fetchone()
+        (in_sql,) = conn.execute(f"SELECT {parallel.SQLITE_BODY} FROM trail_entry").fetchone()
+    finally:
+        conn.close()
+    at_read, fallback_read = row[1], row[8]
+    as_written = (
+        isinstance(at_read, str)
+        and len(at_read) == 26
+        and at_read[10] == " "
+        and at_read[19] == "."
+        and all(isinstance(v, str) for v in row[2:8])
+        and type(fallback_read) is int
+    )
+    # Built in SQL exactly when the row is typed as `append` writes it, and then equal.
+    assert (in_sql is not None) == as_written
+    if as_written:
+        assert in_sql == parallel.python_body(row)
