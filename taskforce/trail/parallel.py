@@ -106,9 +106,12 @@ def check_rows(batches, body_of=None) -> tuple[int, Any, Any, Any, Any, TrailBre
     return verified, first_id, first_prev, last_id, last_hash, found
 
 
-def merge(chunks: list[ChunkCheck]) -> tuple[int, str, TrailBreak | None]:
+def merge(
+    chunks: list[ChunkCheck], start: tuple[int, str] | None = None
+) -> tuple[int, str, TrailBreak | None]:
     """Link the chunks in id order: (entries verified, last hash, first break)."""
-    prev, expected, count = GENESIS, 1, 0
+    start_id, prev = start or (0, GENESIS)
+    expected, count = start_id + 1, start_id
     for chunk in chunks:
         if chunk.first_id is None:
             continue
@@ -249,36 +252,42 @@ def _context():
     return multiprocessing.get_context("spawn")
 
 
-def bounds(lowest: int, highest: int, chunks: int) -> list[tuple[int, int | None]]:
-    """(lo, hi] ranges covering id > 0 in order: the first from 0, the last open-ended."""
+def bounds(lowest: int, highest: int, chunks: int, after: int = 0) -> list[tuple[int, int | None]]:
+    """(lo, hi] ranges covering id > after in order: the first from `after`, the last
+    open-ended."""
     span = highest - lowest + 1
     cuts = [lowest - 1 + span * k // chunks for k in range(1, chunks)]
     cuts = sorted({c for c in cuts if c >= lowest})
-    edges = [0, *cuts]
+    edges = [after, *cuts]
     return [(lo, hi) for lo, hi in zip(edges, [*cuts, None], strict=True)]
 
 
 def verify_parallel(
-    session: Session, workers: int, parallel_from: int, batch: int
+    session: Session,
+    workers: int,
+    parallel_from: int,
+    batch: int,
+    start: tuple[int, str] | None = None,
 ) -> Verification | None:
     """The parallel verification, or None when the sequential walk should do it."""
     target = _target(session)
     if target is None or workers < 2:
         return None
     cursor = session.connection().connection.cursor()
-    cursor.execute(f"SELECT count(*), min(id), max(id) FROM {_TABLE} WHERE id > 0")
+    after = start[0] if start else 0
+    cursor.execute(f"SELECT count(*), min(id), max(id) FROM {_TABLE} WHERE id > {int(after)}")
     total, lowest, highest = cursor.fetchone()
     cursor.close()
     if total == 0 or total < parallel_from:
         return None
-    ranges = bounds(int(lowest), int(highest), workers)
+    ranges = bounds(int(lowest), int(highest), workers, after)
     dialect, address = target
     with ProcessPoolExecutor(max_workers=len(ranges), mp_context=_context()) as pool:
         futures = [pool.submit(check_range, dialect, address, lo, hi, batch) for lo, hi in ranges]
         chunks = [f.result() for f in futures]
     if sum(c.rows for c in chunks) != total:
         return None  # the workers did not see what the session sees: walk it in the session
-    count, last_hash, first_break = merge(chunks)
+    count, last_hash, first_break = merge(chunks, start)
     result = (
         Verification(count, first_break) if first_break else check_head(session, count, last_hash)
     )

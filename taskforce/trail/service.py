@@ -282,31 +282,35 @@ def verify(
     *,
     workers: int | None = None,
     parallel_from: int = PARALLEL_FROM_ENTRIES,
+    start: tuple[int, str] | None = None,
 ) -> Verification:
     """Walk the chain in id order; report the first broken link.
 
     From `parallel_from` entries on, id ranges are checked by `workers` processes (default:
     one per core) and linked at the end (`taskforce.trail.parallel`); the result is the same
-    as the sequential walk's. `workers=1` forces the sequential walk.
+    as the sequential walk's. `workers=1` forces the sequential walk. `start` (id, hash) of an
+    entry already verified (a checkpoint) walks only the entries after it.
     """
     from taskforce.trail import parallel
 
     workers = parallel.default_workers() if workers is None else workers
     if workers > 1:
-        result = parallel.verify_parallel(session, workers, parallel_from, batch)
+        result = parallel.verify_parallel(session, workers, parallel_from, batch, start)
         if result is not None:
             return result
-    return verify_sequential(session, batch)
+    return verify_sequential(session, batch, start)
 
 
-def verify_sequential(session: Session, batch: int = 50_000) -> Verification:
+def verify_sequential(
+    session: Session, batch: int = 50_000, start: tuple[int, str] | None = None
+) -> Verification:
     """Walk the chain in id order in this process; report the first broken link.
 
     Reads with a plain DBAPI cursor of the session's connection: a million rows through
     SQLAlchemy's rows and type processors cost more than hashing them (benchmarks/RESULTS.md).
     """
-    prev, expected_id, count = GENESIS, 1, 0
-    last_id = 0
+    last_id, prev = start or (0, GENESIS)
+    expected_id, count = last_id + 1, last_id
     columns = select_columns(session.get_bind().dialect.name)
     cursor = session.connection().connection.cursor()
     while True:

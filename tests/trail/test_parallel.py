@@ -61,7 +61,7 @@ def _tamper(engine, kind: str, at: int, n: int) -> None:
     sql = {
         "content": [f"UPDATE trail_entry SET actor = 'forged' WHERE id = {at}"],
         "prev_hash": [f"UPDATE trail_entry SET prev_hash = '{'f' * 64}' WHERE id = {at}"],
-        "hash": [f"UPDATE trail_entry SET hash = '{'e' * 64}' WHERE id = {at}"],
+        "hash": [f"UPDATE trail_entry SET hash = '{'e' * 60}{at:04d}' WHERE id = {at}"],
         "delete": [f"DELETE FROM trail_entry WHERE id = {at}"],
         "delete_run": [f"DELETE FROM trail_entry WHERE id >= {at} AND id < {at + 5}"],
         "swap": [  # two adjacent entries trade places
@@ -290,3 +290,40 @@ def test_sqlite_body_in_sql_equals_python_body(sqlite_chain, at, fields, fallbac
     assert (in_sql is not None) == as_written
     if as_written:
         assert in_sql == parallel.python_body(row)
+
+
+# --- a walk from a verified point (what checkpoints use) equals the full walk's tail ---
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    kind=st.sampled_from(KINDS),
+    at=st.integers(1, 60),
+    start_id=st.integers(0, 59),
+    workers=st.integers(2, 5),
+)
+def test_walk_from_a_start_same_in_parallel(
+    sqlite_chain, tmp_path_factory, kind, at, start_id, workers
+):
+    path = tmp_path_factory.mktemp("start") / "t.db"
+    shutil.copy(sqlite_chain, path)
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            start_hash = conn.scalar(text(f"SELECT hash FROM trail_entry WHERE id = {start_id}"))
+        start = (start_id, start_hash) if start_id else None
+        _tamper(engine, kind, at, 60)
+        with Session(engine) as s:
+            sequential = verify_sequential(s, batch=7, start=start)
+        with Session(engine) as s:
+            chunked = parallel.verify_parallel(s, workers, 0, 7, start)
+        if chunked is None:  # nothing after the start is left
+            with engine.connect() as conn:
+                left = conn.scalar(text(f"SELECT count(*) FROM trail_entry WHERE id > {start_id}"))
+            assert left == 0
+        else:
+            assert chunked == sequential
+    finally:
+        engine.dispose()
