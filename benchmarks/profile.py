@@ -21,7 +21,15 @@ from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.loop.sweep import dispatch_sweep
 from taskforce.policy import load_policy
-from taskforce.trail.service import verify
+from taskforce.trail.parallel import check_range
+from taskforce.trail.service import verify_sequential
+
+
+def _worker_address(engine) -> str:
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        return url.database
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,6 +39,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=9)
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="trail: 1 profiles the sequential walk; otherwise one worker's chunk check",
+    )
     args = parser.parse_args(argv)
     scale = Scale(args.scale, args.seed)
     pristine, _counts, _ = ensure(args.db, scale)
@@ -41,8 +55,12 @@ def main(argv: list[str] | None = None) -> None:
         if args.what == "sweep":
             with unit_of_work(engine) as session:
                 return dispatch_sweep(session, ctx).summary()
-        with Session(engine) as session:
-            return verify(session)
+        if args.workers == 1:
+            with Session(engine) as session:
+                return verify_sequential(session)
+        # What each worker process of the parallel verification runs, here over the whole
+        # chain in this process, so the profile sees inside it.
+        return check_range(engine.dialect.name, _worker_address(engine), 0, None, 50_000)
 
     profiler = cProfile.Profile()
     started = time.perf_counter()
