@@ -327,3 +327,25 @@ def test_walk_from_a_start_same_in_parallel(
             assert chunked == sequential
     finally:
         engine.dispose()
+
+
+def test_workers_start_safely_beside_other_threads(sqlite_chain, tmp_path):
+    """With another thread running (a Prefect flow's, say), forking could copy a half-held
+    lock: the workers start from a fork server instead, and the answer is the same."""
+    import threading
+
+    path = tmp_path / "t.db"
+    shutil.copy(sqlite_chain, path)
+    engine = make_engine(f"sqlite:///{path}")
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert parallel._context().get_start_method() != "fork"
+        with Session(engine) as s:
+            chunked = parallel.verify_parallel(s, 3, 0, 7)
+            assert chunked == verify_sequential(s) and chunked.processes == 3
+    finally:
+        release.set()
+        other.join()
+        engine.dispose()
