@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import multiprocessing
 import os
 import threading
@@ -40,6 +41,7 @@ from taskforce.trail.service import (
 )
 
 _TABLE = TrailEntry.__tablename__
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -282,9 +284,18 @@ def verify_parallel(
         return None
     ranges = bounds(int(lowest), int(highest), workers, after)
     dialect, address = target
-    with ProcessPoolExecutor(max_workers=len(ranges), mp_context=_context()) as pool:
-        futures = [pool.submit(check_range, dialect, address, lo, hi, batch) for lo, hi in ranges]
-        chunks = [f.result() for f in futures]
+    try:
+        with ProcessPoolExecutor(max_workers=len(ranges), mp_context=_context()) as pool:
+            futures = [
+                pool.submit(check_range, dialect, address, lo, hi, batch) for lo, hi in ranges
+            ]
+            chunks = [f.result() for f in futures]
+    except Exception as exc:  # the workers are an optimisation, never the answer
+        # A worker that cannot start or open the database (a fork server re-running a main
+        # script that is not import-safe, a file only this process still has open, a URL the
+        # driver alone cannot use): the walk in the session gives the answer instead.
+        _log.warning("parallel trail verification failed (%s); walking it in one process", exc)
+        return None
     if sum(c.rows for c in chunks) != total:
         return None  # the workers did not see what the session sees: walk it in the session
     count, last_hash, first_break = merge(chunks, start)

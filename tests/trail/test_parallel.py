@@ -349,3 +349,24 @@ def test_workers_start_safely_beside_other_threads(sqlite_chain, tmp_path):
         release.set()
         other.join()
         engine.dispose()
+
+
+def test_workers_that_cannot_open_the_database_leave_it_to_the_walk(sqlite_chain, tmp_path):
+    """The file is gone for everyone but this process's open connection: the workers fail to
+    open it, and the walk in the session still gives the answer."""
+    import os
+
+    path = tmp_path / "t.db"
+    shutil.copy(sqlite_chain, path)
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with Session(engine) as s:
+            s.connection()  # this session's connection stays open on the file
+            expected = verify_sequential(s)
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(f"{path}{suffix}"):
+                    os.unlink(f"{path}{suffix}")
+            assert parallel.verify_parallel(s, 2, 0, 7) is None
+            assert verify(s, workers=2, parallel_from=0) == expected and expected.ok
+    finally:
+        engine.dispose()
