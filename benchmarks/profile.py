@@ -31,7 +31,14 @@ from taskforce.policy import load_policy
 WHAT = ("sweep", "trail", "report-issue")
 
 
-def _hot_path(what: str, engine, ctx: Context) -> Callable[[], object]:
+def _worker_address(engine) -> str:
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        return url.database
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _hot_path(what: str, engine, ctx: Context, workers: int = 0) -> Callable[[], object]:
     if what == "sweep":
         from taskforce.loop.sweep import dispatch_sweep
 
@@ -41,11 +48,16 @@ def _hot_path(what: str, engine, ctx: Context) -> Callable[[], object]:
 
         return sweep
     if what == "trail":
-        from taskforce.trail.service import verify
+        from taskforce.trail.parallel import check_range
+        from taskforce.trail.service import verify_sequential
 
         def trail():
-            with Session(engine) as session:
-                return verify(session)
+            if workers == 1:
+                with Session(engine) as session:
+                    return verify_sequential(session)
+            # What each worker process of the parallel verification runs, here over the
+            # whole chain in this process, so the profile sees inside it.
+            return check_range(engine.dialect.name, _worker_address(engine), 0, None, 50_000)
 
         return trail
 
@@ -102,6 +114,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--profiler", choices=["pyinstrument", "cprofile"])
     parser.add_argument("--top", type=int, default=25, help="rows of a cProfile listing")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="trail: 1 profiles the sequential walk; otherwise one worker's chunk check",
+    )
     args = parser.parse_args(argv)
     profiler = args.profiler or _default_profiler()
     scale = Scale(args.scale, args.seed)
@@ -111,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["TASKFORCE_DATABASE_URL"] = url  # the report-issue step opens its own engine
     ctx = Context(policy=load_policy(), clock=ManualClock(NOW))
     try:
-        fn = _hot_path(args.what, engine, ctx)
+        fn = _hot_path(args.what, engine, ctx, args.workers)
         took, outcome, listing = _profiled(fn, profiler, args.top)
         print(f"{args.what}: {took:.2f} s under {profiler} -> {outcome}")
         if args.what in ("sweep", "report-issue"):

@@ -265,14 +265,37 @@ def serve(
 
 
 @trail_app.command("verify")
-def trail_verify() -> None:
-    """Walk the hash chain and report the first broken link."""
-    from taskforce.trail import verify
+def trail_verify(
+    full: bool = typer.Option(
+        False,
+        "--full",
+        help="Walk every entry from the first, not only those appended since the last "
+        "verified checkpoint (run it regularly, e.g. weekly).",
+    ),
+    workers: int = typer.Option(
+        0,
+        min=0,
+        help="Processes that check id ranges in parallel on a long trail (0: one per core; "
+        "1: walk it in this process).",
+    ),
+) -> None:
+    """Walk the hash chain and report the first broken link; record a checkpoint when intact."""
+    from taskforce.clock import SystemClock
+    from taskforce.trail.checkpoint import verify_routine
 
     with unit_of_work() as session:
-        result = verify(session)
+        result, since = verify_routine(
+            session, at=SystemClock().now(), full=full, workers=workers or None
+        )
+    scope = (
+        f"entries {since.last_id + 1}..{result.entries} (1..{since.last_id} verified "
+        f"{since.verified_at:%Y-%m-%d %H:%M} UTC; --full walks all)"
+        if since is not None
+        else f"{result.entries} entries"
+    )
     if result.ok:
-        console.print(f"[green]trail intact[/]: {result.entries} entries verified")
+        by = f" by {result.processes} processes" if result.processes > 1 else ""
+        console.print(f"[green]trail intact[/]: {scope} verified{by}")
     else:
         console.print(
             f"[red]trail broken[/] at entry {result.first_break.entry_id}: {result.first_break.reason}"

@@ -30,7 +30,7 @@ from taskforce.loop.models import (
 from taskforce.notify.models import DeliveryAttempt, OutboxMessage
 from taskforce.org.models import Group, Member, Unit
 from taskforce.registers.models import CaseLesson, Milestone, Review, Risk
-from taskforce.trail.models import TrailEntry, TrailHead
+from taskforce.trail.models import TrailCheckpoint, TrailEntry, TrailHead
 
 __all__ = [
     "AuditFinding",
@@ -63,6 +63,7 @@ __all__ = [
     "Review",
     "Risk",
     "TaskNode",
+    "TrailCheckpoint",
     "TrailEntry",
     "TrailHead",
     "Unit",

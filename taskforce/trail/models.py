@@ -34,3 +34,20 @@ class TrailHead(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     last_id: Mapped[int] = mapped_column(BigInteger, default=0)
     last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class TrailCheckpoint(Base):
+    """A verified prefix of the chain: entries 1..last_id checked at `verified_at`.
+
+    Routine verification starts from the newest one (checking that its entry still carries
+    `last_hash`) and walks only the entries appended since; `taskforce trail verify --full`
+    walks everything. A checkpoint is only as trustworthy as the database it is stored in,
+    which is why a full verification still runs regularly.
+    """
+
+    __tablename__ = "trail_checkpoint"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    verified_at: Mapped[dt.datetime]
+    full: Mapped[bool] = mapped_column(Boolean)  # verified from the first entry

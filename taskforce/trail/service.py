@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -220,6 +220,9 @@ class TrailBreak:
 class Verification:
     entries: int
     first_break: TrailBreak | None
+    # How many processes read the chain (1: the sequential walk). Not part of the answer:
+    # two verifications of the same chain are equal however they were run.
+    processes: int = field(default=1, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -247,21 +250,73 @@ _COLUMNS = (
     "id, at, actor, action, subject_type, subject_id, payload, classification, "
     "calendar_fallback, prev_hash, hash"
 )
+# PostgreSQL hands `at` over as the text SQLite stores (UTC 'YYYY-MM-DD HH:MM:SS.ffffff'), which
+# `_iso_utc` rewrites without parsing: a million timezone-aware datetimes cost seconds.
+_PG_COLUMNS = _COLUMNS.replace(
+    "at,", "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'),", 1
+)
+
+# Verification splits into worker processes from this many entries on: below it, starting the
+# processes costs more than they save (measured: benchmarks/RESULTS.md, trail).
+PARALLEL_FROM_ENTRIES = 50_000
 
 
-def verify(session: Session, batch: int = 50_000) -> Verification:
+def select_columns(dialect: str) -> str:
+    return _PG_COLUMNS if dialect == "postgresql" else _COLUMNS
+
+
+def check_head(session: Session, count: int, last_hash: str) -> Verification:
+    """The chain read so far must end where the head row says it does."""
+    head = session.get(TrailHead, 1)
+    if head is not None and (head.last_id != count or head.last_hash != last_hash):
+        return Verification(
+            count,
+            TrailBreak(count + 1, f"the chain ends at {count} but the head says {head.last_id}"),
+        )
+    return Verification(count, None)
+
+
+def verify(
+    session: Session,
+    batch: int = 50_000,
+    *,
+    workers: int | None = None,
+    parallel_from: int = PARALLEL_FROM_ENTRIES,
+    start: tuple[int, str] | None = None,
+) -> Verification:
     """Walk the chain in id order; report the first broken link.
+
+    From `parallel_from` entries on, id ranges are checked by `workers` processes (default:
+    one per core) and linked at the end (`taskforce.trail.parallel`); the result is the same
+    as the sequential walk's. `workers=1` forces the sequential walk. `start` (id, hash) of an
+    entry already verified (a checkpoint) walks only the entries after it.
+    """
+    from taskforce.trail import parallel
+
+    workers = parallel.default_workers() if workers is None else workers
+    if workers > 1:
+        result = parallel.verify_parallel(session, workers, parallel_from, batch, start)
+        if result is not None:
+            return result
+    return verify_sequential(session, batch, start)
+
+
+def verify_sequential(
+    session: Session, batch: int = 50_000, start: tuple[int, str] | None = None
+) -> Verification:
+    """Walk the chain in id order in this process; report the first broken link.
 
     Reads with a plain DBAPI cursor of the session's connection: a million rows through
     SQLAlchemy's rows and type processors cost more than hashing them (benchmarks/RESULTS.md).
     """
-    prev, expected_id, count = GENESIS, 1, 0
-    last_id = 0
+    last_id, prev = start or (0, GENESIS)
+    expected_id, count = last_id + 1, last_id
+    columns = select_columns(session.get_bind().dialect.name)
     cursor = session.connection().connection.cursor()
     while True:
         # Integers formatted in, so the statement needs no driver-specific paramstyle.
         cursor.execute(
-            f"SELECT {_COLUMNS} FROM {TrailEntry.__tablename__} "
+            f"SELECT {columns} FROM {TrailEntry.__tablename__} "
             f"WHERE id > {int(last_id)} ORDER BY id LIMIT {int(batch)}"
         )
         rows = cursor.fetchall()
@@ -286,10 +341,4 @@ def verify(session: Session, batch: int = 50_000) -> Verification:
             prev, expected_id, count = digest, eid + 1, count + 1
         last_id = rows[-1][0]
     cursor.close()
-    head = session.get(TrailHead, 1)
-    if head is not None and (head.last_id != count or head.last_hash != prev):
-        return Verification(
-            count,
-            TrailBreak(count + 1, f"the chain ends at {count} but the head says {head.last_id}"),
-        )
-    return Verification(count, None)
+    return check_head(session, count, prev)
