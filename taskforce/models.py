@@ -22,6 +22,7 @@ from taskforce.loop.models import (
     Meeting,
     Plan,
     ProgressReport,
+    SweepState,
     TaskNode,
     Vote,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "OutboxMessage",
     "Plan",
     "ProgressReport",
+    "SweepState",
     "Review",
     "Risk",
     "TaskNode",

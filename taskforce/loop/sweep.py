@@ -1,28 +1,51 @@
 """The weekly dispatch sweep (周调度) and the task cockpit (任务驾驶舱).
 
-Set-based: one query reads every open action item's needed columns into
-pandas, colours are computed as vectors, changed rows are written in one bulk
-UPDATE. Warnings and notifications go out once per cause: a second run with
-nothing changed writes nothing.
+Incremental and set-based. A colour changes only on a day known in advance (the due
+window opens, the time-proportional line passes the reported progress, the due day passes:
+`colours.next_colour_change`) or when progress is reported or a plan is filed, and those
+steps store the new date. Red-item steps (interview, escalation) likewise store the day they
+fall due (`next_action_on`). So the sweep reads only the open action items whose colour may
+change by today, or whose step is due, through an index: a second run with nothing changed
+reads nothing. Colours are computed as vectors, changed rows are written in bulk, every
+notification goes out once per cause.
+
+A full recompute (every open item) runs when the stored dates cannot be trusted: the first
+sweep after the migration (no `sweep_state`), a changed colour policy (its fingerprint
+differs) or a clock earlier than the last run.
+
+The cockpit and the deviation analysis read every open item; they are a report, built by
+`cockpit()` (and by `dispatch_sweep(board=True)`, the default, for callers that want both in
+one call) — the flow builds them in a task of their own, off the sweep's hot path.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import String, func, select, type_coerce, update
+from sqlalchemy import String, bindparam, func, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from taskforce import events
 from taskforce.context import Context
 from taskforce.emergency.warnings import raise_warnings
 from taskforce.idempotency import CommandRecord
-from taskforce.loop.colours import colours_frame
+from taskforce.loop.colours import colours_frame, next_colour_change_frame
 from taskforce.loop.feedback import turned_red_events
-from taskforce.loop.models import Colour, Issue, ProgressReport, Stage, TaskLevel, TaskNode
+from taskforce.loop.models import (
+    Colour,
+    Issue,
+    ProgressReport,
+    Stage,
+    SweepState,
+    TaskLevel,
+    TaskNode,
+)
 from taskforce.org.models import Unit
+from taskforce.policy import Policy
 
 OVERDUE_STAGE_LABEL = {
     Stage.reported: "coordination not held",
@@ -35,11 +58,20 @@ OVERDUE_STAGE_LABEL = {
 # Ids per IN (...) list: SQLite refuses more than 32,766 bound parameters in its default
 # build, and a full-size sweep has hundreds of thousands of lagging items.
 IN_CHUNK = 30_000
+STATE_ID = 1
+NAT_DAY = np.datetime64("NaT", "D")
 
 
 def _chunks(ids: list[int], size: int = IN_CHUNK):
     for start in range(0, len(ids), size):
         yield ids[start : start + size]
+
+
+def policy_fingerprint(policy: Policy) -> str:
+    """What the stored next-change dates depend on: the colour rule's thresholds and the
+    timezone that decides "today". Another fingerprint means a full recompute."""
+    basis = {"progress": policy.progress.model_dump(mode="json"), "timezone": policy.timezone}
+    return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
@@ -53,6 +85,8 @@ class SweepResult:
     new_overdue: int = 0
     cockpit: pd.DataFrame | None = None
     deviation: pd.DataFrame | None = None
+    examined: int = 0  # open action items the sweep read (all of them on a full recompute)
+    full: bool = False  # a full recompute (no state yet, policy changed, clock went back)
 
     def summary(self) -> dict:
         return {
@@ -63,27 +97,43 @@ class SweepResult:
             "escalated": len(self.escalated),
             "overdue_stages": len(self.overdue_stages),
             "new_overdue_warnings": self.new_overdue,
+            "examined": self.examined,
+            "full_recompute": self.full,
         }
 
 
-def _open_items(session: Session) -> pd.DataFrame:
-    query = (
-        select(
-            TaskNode.id,
-            TaskNode.issue_id,
-            TaskNode.title,
-            TaskNode.owner_unit_id,
-            TaskNode.start_date,
-            TaskNode.due_date,
-            TaskNode.progress_percent.label("percent"),
-            TaskNode.done,
-            TaskNode.colour,
-            # Raw values, parsed below by pandas in one vectorised pass: SQLAlchemy's
-            # per-value datetime processing was a third of reading 1,000,000 items.
-            type_coerce(TaskNode.colour_since, String).label("colour_since"),
-            type_coerce(TaskNode.interview_requested_at, String).label("interview_requested_at"),
-            type_coerce(TaskNode.escalated_at, String).label("escalated_at"),
-        )
+def _days(values) -> np.ndarray:
+    """Dates as numpy days: date objects (PostgreSQL) or ISO text (SQLite); None → NaT.
+    numpy, not pandas: 9999-12-31 (colours.NEVER) is beyond pandas' nanosecond range."""
+    return np.array([None if v is None else str(v)[:10] for v in values], dtype="datetime64[D]")
+
+
+def _item_columns():
+    return (
+        TaskNode.id,
+        TaskNode.issue_id,
+        TaskNode.title,
+        TaskNode.owner_unit_id,
+        TaskNode.start_date,
+        TaskNode.due_date,
+        TaskNode.progress_percent.label("percent"),
+        TaskNode.done,
+        TaskNode.colour,
+        # Raw values, parsed below in one vectorised pass: SQLAlchemy's per-value datetime
+        # processing was a third of reading 1,000,000 items.
+        type_coerce(TaskNode.colour_since, String).label("colour_since"),
+        type_coerce(TaskNode.interview_requested_at, String).label("interview_requested_at"),
+        type_coerce(TaskNode.escalated_at, String).label("escalated_at"),
+        type_coerce(TaskNode.next_colour_change_on, String).label("next_colour_change_on"),
+        type_coerce(TaskNode.next_action_on, String).label("next_action_on"),
+    )
+
+
+def _open_items(session: Session, due_by=None) -> pd.DataFrame:
+    """Open action items of executing issues: all of them, or (`due_by` a day) only those
+    whose colour may change or whose red-item step falls due by that day."""
+    base = (
+        select(*_item_columns())
         .join(Issue, Issue.id == TaskNode.issue_id)
         .where(
             TaskNode.level == TaskLevel.action_item,
@@ -91,7 +141,23 @@ def _open_items(session: Session) -> pd.DataFrame:
             Issue.stage == Stage.executing,
         )
     )
-    frame = pd.read_sql(query, session.connection())
+    if due_by is None:
+        queries = [base]
+    else:
+        # Two range reads, one per index (ix_task_node_sweep_due, ix_task_node_next_action_on),
+        # rather than one OR that a planner may answer with a scan of every open item.
+        queries = [
+            base.where(
+                or_(
+                    TaskNode.next_colour_change_on <= due_by,
+                    TaskNode.next_colour_change_on.is_(None),
+                )
+            ),
+            base.where(TaskNode.next_action_on <= due_by),
+        ]
+    frames = [pd.read_sql(q, session.connection()) for q in queries]
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    frame = frame.drop_duplicates("id", ignore_index=True)
     frame["colour"] = frame["colour"].astype(str).str.replace("Colour.", "", regex=False)
     for col in ("colour_since", "interview_requested_at", "escalated_at"):
         frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
@@ -99,22 +165,46 @@ def _open_items(session: Session) -> pd.DataFrame:
     return frame
 
 
-def dispatch_sweep(session: Session, ctx: Context, *, actor: str = "dispatch-sweep") -> SweepResult:
+def _state(session: Session) -> SweepState | None:
+    return session.get(SweepState, STATE_ID, with_for_update=True)
+
+
+def dispatch_sweep(
+    session: Session,
+    ctx: Context,
+    *,
+    actor: str = "dispatch-sweep",
+    board: bool = True,
+    full: bool = False,
+) -> SweepResult:
+    """Recolour, interview and escalate red items, warn about overdue stages — incrementally.
+
+    `board=True` also builds the cockpit, the deviation analysis and the colour counts over
+    every open item (a report that reads them all); `full=True` forces a full recompute.
+    """
     now, today = ctx.now(), ctx.today()
     rules = ctx.policy.progress
     result = SweepResult()
-    items = _open_items(session)
-    result.items = len(items)
+    state = _state(session)
+    fingerprint = policy_fingerprint(ctx.policy)
+    result.full = (
+        full or state is None or state.policy_fingerprint != fingerprint or state.last_run_at > now
+    )
+    items = _open_items(session, due_by=None if result.full else today)
+    result.examined = len(items)
     if len(items):
         new = colours_frame(items, today, rules)
         changed = new != items["colour"]
         if changed.any():
             ids = items.loc[changed, "id"].to_numpy()
             colours = new[changed].to_numpy()
+            table = TaskNode.__table__
             session.execute(
-                update(TaskNode),
+                table.update()
+                .where(table.c.id == bindparam("b_id"))
+                .values(colour=bindparam("b_colour"), colour_since=bindparam("b_since")),
                 [
-                    {"id": int(i), "colour": Colour(c), "colour_since": now}
+                    {"b_id": int(i), "b_colour": Colour(c), "b_since": now}
                     for i, c in zip(ids, colours, strict=True)
                 ],
             )
@@ -131,11 +221,83 @@ def dispatch_sweep(session: Session, ctx: Context, *, actor: str = "dispatch-swe
             items.loc[changed, "colour_since"] = pd.Timestamp(now)
             result.recoloured = int(changed.sum())
         items["colour"] = new
-        result.colours = {c.value: int((new == c.value).sum()) for c in Colour}
         _handle_red(session, ctx, items, result, actor)
-    _overdue_stages(session, ctx, result, actor)
-    result.cockpit, result.deviation = cockpit(session, ctx, items)
+        _store_next_dates(session, ctx, items)
+    _overdue_stages(
+        session,
+        ctx,
+        result,
+        actor,
+        since=None if result.full or state is None else state.last_run_at,
+    )
+    if state is None:
+        session.add(SweepState(id=STATE_ID, policy_fingerprint=fingerprint, last_run_at=now))
+    else:
+        state.policy_fingerprint, state.last_run_at = fingerprint, now
+    session.flush()
+    if board:
+        result.cockpit, result.deviation = cockpit(session, ctx)
+        counts = result.cockpit["colour"].value_counts()
+        result.items = len(result.cockpit)
+        result.colours = {c.value: int(counts.get(c.value, 0)) for c in Colour}
     return result
+
+
+def next_red_step_days(items: pd.DataFrame, ctx: Context) -> np.ndarray:
+    """Vectorised colours.next_red_step_on over the sweep's frame (colours of today)."""
+    today = np.datetime64(ctx.today(), "D")
+    window = pd.Timedelta(days=ctx.policy.progress.red_escalation_days)
+    red = (items["colour"] == Colour.red.value).to_numpy()
+    no_interview = items["interview_requested_at"].isna().to_numpy()
+    since = items["colour_since"]
+    escalation_due = (
+        (since + window).dt.tz_convert(ctx.policy.timezone).dt.tz_localize(None)
+    ).to_numpy("datetime64[D]")
+    waiting = (
+        red & ~no_interview & items["escalated_at"].isna().to_numpy() & since.notna().to_numpy()
+    )
+    out = np.full(len(items), NAT_DAY)
+    out[waiting] = escalation_due[waiting]
+    out[red & no_interview] = today
+    return out
+
+
+def _store_next_dates(session: Session, ctx: Context, items: pd.DataFrame) -> None:
+    """Write each read item's next colour-change day and next red-step day, where they moved."""
+    change = next_colour_change_frame(items, ctx.today(), ctx.policy.progress, items["colour"])
+    change = change.to_numpy("datetime64[D]")
+    action = next_red_step_days(items, ctx)
+    stored_change = _days(items["next_colour_change_on"])
+    stored_action = _days(items["next_action_on"])
+    moved = ~((change == stored_change) | (np.isnat(change) & np.isnat(stored_change))) | ~(
+        (action == stored_action) | (np.isnat(action) & np.isnat(stored_action))
+    )
+    if not moved.any():
+        return
+    table = TaskNode.__table__
+    session.execute(
+        table.update()
+        .where(table.c.id == bindparam("b_id"))
+        .values(next_colour_change_on=bindparam("b_change"), next_action_on=bindparam("b_action")),
+        [
+            {"b_id": int(i), "b_change": c, "b_action": a}
+            for i, c, a in zip(
+                items["id"].to_numpy()[moved],
+                change[moved].astype(object),
+                action[moved].astype(object),
+                strict=True,
+            )
+        ],
+    )
+
+
+def _set_now(session: Session, column: str, ids: pd.Series, now) -> None:
+    """One executemany UPDATE of a timestamp column for many items."""
+    table = TaskNode.__table__
+    session.execute(
+        table.update().where(table.c.id == bindparam("b_id")).values({column: bindparam("b_at")}),
+        [{"b_id": int(i), "b_at": now} for i in ids],
+    )
 
 
 def _handle_red(
@@ -161,9 +323,8 @@ def _handle_red(
     # a time, tens of thousands of them took minutes at 1,000,000 items (benchmarks/RESULTS.md).
     records: list[dict] = []
     if not fresh.empty:
-        session.execute(
-            update(TaskNode), [{"id": int(i), "interview_requested_at": now} for i in fresh["id"]]
-        )
+        _set_now(session, "interview_requested_at", fresh["id"], now)
+        items.loc[fresh.index, "interview_requested_at"] = pd.Timestamp(now)
         for row in fresh.itertuples():
             records += turned_red_events(
                 ctx,
@@ -177,7 +338,8 @@ def _handle_red(
     if overdue.empty:
         events.record_many(session, ctx.policy, records)
         return
-    session.execute(update(TaskNode), [{"id": int(i), "escalated_at": now} for i in overdue["id"]])
+    _set_now(session, "escalated_at", overdue["id"], now)
+    items.loc[overdue.index, "escalated_at"] = pd.Timestamp(now)
     warnings = []
     for row in overdue.itertuples():
         issue = issues[row.issue_id]
@@ -217,7 +379,14 @@ def _handle_red(
     result.escalated = [int(i) for i in overdue["id"]]
 
 
-def _overdue_stages(session: Session, ctx: Context, result: SweepResult, actor: str) -> None:
+def _overdue_stages(
+    session: Session, ctx: Context, result: SweepResult, actor: str, *, since=None
+) -> None:
+    """List every overdue stage; warn once per (issue, stage, round).
+
+    `since` is the previous sweep's time: a stage entered before it and due before it was
+    overdue at that sweep, which warned it in its own transaction, so only stages entered or
+    fallen due since then are looked up among the warnings already given."""
     now = ctx.now()
     rows = session.execute(
         select(
@@ -226,16 +395,23 @@ def _overdue_stages(session: Session, ctx: Context, result: SweepResult, actor: 
             Issue.title,
             Issue.stage,
             Issue.round,
+            Issue.stage_entered_at,
             Issue.stage_due_at,
             Issue.classification,
         ).where(Issue.stage.in_(list(OVERDUE_STAGE_LABEL)), Issue.stage_due_at < now)
     ).all()
     keys = {f"overdue:{r.number}:{Stage(r.stage).value}:{r.round}": r for r in rows}
-    seen = {
+    fresh = [
         k
-        for chunk in _chunks(list(keys))
+        for k, r in keys.items()
+        if since is None or r.stage_due_at >= since or r.stage_entered_at >= since
+    ]
+    looked_up = {
+        k
+        for chunk in _chunks(fresh)
         for k in session.scalars(select(CommandRecord.key).where(CommandRecord.key.in_(chunk)))
     }
+    seen = looked_up | (keys.keys() - set(fresh))
     records, commands = [], []
     for key, r in keys.items():
         stage = Stage(r.stage)
