@@ -105,7 +105,10 @@ class SweepResult:
 def _days(values) -> np.ndarray:
     """Dates as numpy days: date objects (PostgreSQL) or ISO text (SQLite); None → NaT.
     numpy, not pandas: 9999-12-31 (colours.NEVER) is beyond pandas' nanosecond range."""
-    return np.array([None if v is None else str(v)[:10] for v in values], dtype="datetime64[D]")
+    return np.array(
+        [None if v is None or v is pd.NA or v != v else str(v)[:10] for v in values],
+        dtype="datetime64[D]",
+    )
 
 
 def _item_columns():
