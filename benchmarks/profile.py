@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     def hot_path():
         if args.what == "sweep":
             with unit_of_work(engine) as session:
-                return dispatch_sweep(session, ctx).summary()
+                return dispatch_sweep(session, ctx, board=False).summary()
         with Session(engine) as session:
             return verify(session)
 

@@ -201,7 +201,7 @@ class TaskNode(Base):
         # by today (or whose date is unknown, NULL) and red items with a step due: both ranges
         # come straight from these indexes, so a sweep with nothing due reads nothing.
         Index("ix_task_node_sweep_due", "level", "done", "next_colour_change_on"),
-        Index("ix_task_node_next_action_on", "next_action_on"),
+        Index("ix_task_node_action_due", "level", "done", "next_action_on"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     plan_id: Mapped[int] = mapped_column(ForeignKey("plan.id"), index=True)

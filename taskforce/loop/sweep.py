@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import String, bindparam, func, or_, select, type_coerce
+from sqlalchemy import String, bindparam, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from taskforce import events
@@ -147,15 +147,11 @@ def _open_items(session: Session, due_by=None) -> pd.DataFrame:
     if due_by is None:
         queries = [base]
     else:
-        # Two range reads, one per index (ix_task_node_sweep_due, ix_task_node_next_action_on),
-        # rather than one OR that a planner may answer with a scan of every open item.
+        # Three index range reads (ix_task_node_sweep_due twice, ix_task_node_action_due)
+        # rather than one OR, which SQLite answers by scanning every open item.
         queries = [
-            base.where(
-                or_(
-                    TaskNode.next_colour_change_on <= due_by,
-                    TaskNode.next_colour_change_on.is_(None),
-                )
-            ),
+            base.where(TaskNode.next_colour_change_on <= due_by),
+            base.where(TaskNode.next_colour_change_on.is_(None)),
             base.where(TaskNode.next_action_on <= due_by),
         ]
     frames = [pd.read_sql(q, session.connection()) for q in queries]

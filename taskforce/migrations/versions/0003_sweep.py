@@ -33,7 +33,9 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_task_node_sweep_due", ["level", "done", "next_colour_change_on"], unique=False
         )
-        batch_op.create_index("ix_task_node_next_action_on", ["next_action_on"], unique=False)
+        batch_op.create_index(
+            "ix_task_node_action_due", ["level", "done", "next_action_on"], unique=False
+        )
     with op.batch_alter_table("issue", schema=None) as batch_op:
         batch_op.create_index("ix_issue_stage_due", ["stage", "stage_due_at"], unique=False)
 
@@ -42,7 +44,7 @@ def downgrade() -> None:
     with op.batch_alter_table("issue", schema=None) as batch_op:
         batch_op.drop_index("ix_issue_stage_due")
     with op.batch_alter_table("task_node", schema=None) as batch_op:
-        batch_op.drop_index("ix_task_node_next_action_on")
+        batch_op.drop_index("ix_task_node_action_due")
         batch_op.drop_index("ix_task_node_sweep_due")
         batch_op.drop_column("next_action_on")
         batch_op.drop_column("next_colour_change_on")
