@@ -235,10 +235,17 @@ def dispatch_sweep(
         state.policy_fingerprint, state.last_run_at = fingerprint, now
     session.flush()
     if board:
-        result.cockpit, result.deviation = cockpit(session, ctx)
-        counts = result.cockpit["colour"].value_counts()
-        result.items = len(result.cockpit)
-        result.colours = {c.value: int(counts.get(c.value, 0)) for c in Colour}
+        fill_board(session, ctx, result)
+    return result
+
+
+def fill_board(session: Session, ctx: Context, result: SweepResult) -> SweepResult:
+    """The report part of the weekly dispatch, over every open item: the cockpit, the
+    deviation analysis and the colour counts (the stored colours are today's after a sweep)."""
+    result.cockpit, result.deviation = cockpit(session, ctx)
+    counts = result.cockpit["colour"].value_counts()
+    result.items = len(result.cockpit)
+    result.colours = {c.value: int(counts.get(c.value, 0)) for c in Colour}
     return result
 
 
