@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import String, bindparam, func, select, type_coerce
+from sqlalchemy import String, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from taskforce import events
@@ -197,16 +197,6 @@ def dispatch_sweep(
         if changed.any():
             ids = items.loc[changed, "id"].to_numpy()
             colours = new[changed].to_numpy()
-            table = TaskNode.__table__
-            session.execute(
-                table.update()
-                .where(table.c.id == bindparam("b_id"))
-                .values(colour=bindparam("b_colour"), colour_since=bindparam("b_since")),
-                [
-                    {"b_id": int(i), "b_colour": Colour(c), "b_since": now}
-                    for i, c in zip(ids, colours, strict=True)
-                ],
-            )
             events.record(
                 session,
                 ctx.policy,
@@ -220,8 +210,8 @@ def dispatch_sweep(
             items.loc[changed, "colour_since"] = pd.Timestamp(now)
             result.recoloured = int(changed.sum())
         items["colour"] = new
-        _handle_red(session, ctx, items, result, actor)
-        _store_next_dates(session, ctx, items)
+        stepped = _handle_red(session, ctx, items, result, actor)
+        _write_items(session, ctx, items, changed.to_numpy() | stepped)
     _overdue_stages(
         session,
         ctx,
@@ -268,8 +258,10 @@ def next_red_step_days(items: pd.DataFrame, ctx: Context) -> np.ndarray:
     return out
 
 
-def _store_next_dates(session: Session, ctx: Context, items: pd.DataFrame) -> None:
-    """Write each read item's next colour-change day and next red-step day, where they moved."""
+def _write_items(session: Session, ctx: Context, items: pd.DataFrame, dirty: np.ndarray) -> None:
+    """Write back every read item whose colour, red-item steps or next dates changed: one
+    executemany through the driver, values formatted as numpy vectors. (SQLAlchemy's
+    per-row parameter processing was most of the cost of four separate bulk UPDATEs.)"""
     change = next_colour_change_frame(items, ctx.today(), ctx.policy.progress, items["colour"])
     change = change.to_numpy("datetime64[D]")
     action = next_red_step_days(items, ctx)
@@ -278,41 +270,56 @@ def _store_next_dates(session: Session, ctx: Context, items: pd.DataFrame) -> No
     moved = ~((change == stored_change) | (np.isnat(change) & np.isnat(stored_change))) | ~(
         (action == stored_action) | (np.isnat(action) & np.isnat(stored_action))
     )
-    if not moved.any():
+    dirty = dirty | moved
+    if not dirty.any():
         return
-    table = TaskNode.__table__
-    session.execute(
-        table.update()
-        .where(table.c.id == bindparam("b_id"))
-        .values(next_colour_change_on=bindparam("b_change"), next_action_on=bindparam("b_action")),
-        [
-            {"b_id": int(i), "b_change": c, "b_action": a}
-            for i, c, a in zip(
-                items["id"].to_numpy()[moved],
-                change[moved].astype(object),
-                action[moved].astype(object),
-                strict=True,
-            )
-        ],
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    rows = items.loc[dirty]
+    columns = [
+        rows["colour"].to_numpy(object),
+        *(_driver_times(rows[c], sqlite) for c in _TIME_COLUMNS),
+        _driver_days(change[dirty]),
+        _driver_days(action[dirty]),
+        rows["id"].astype("int64").to_numpy(object),
+    ]
+    mark = "?" if sqlite else "%s"
+    sql = (
+        f"UPDATE task_node SET colour = {mark}, "
+        + "".join(f"{c} = {mark}, " for c in _TIME_COLUMNS)
+        + f"next_colour_change_on = {mark}, next_action_on = {mark} WHERE id = {mark}"
     )
+    session.connection().exec_driver_sql(sql, list(zip(*columns, strict=True)))
 
 
-def _set_now(session: Session, column: str, ids: pd.Series, now) -> None:
-    """One executemany UPDATE of a timestamp column for many items."""
-    table = TaskNode.__table__
-    session.execute(
-        table.update().where(table.c.id == bindparam("b_id")).values({column: bindparam("b_at")}),
-        [{"b_id": int(i), "b_at": now} for i in ids],
-    )
+_TIME_COLUMNS = ("colour_since", "interview_requested_at", "escalated_at")
+
+
+def _driver_times(values: pd.Series, sqlite: bool) -> list:
+    """Aware UTC times as the driver stores them for UTCDateTime: SQLAlchemy's naive-UTC text
+    on SQLite, ISO text with +00:00 on PostgreSQL (cast to timestamptz by the server)."""
+    arr = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]")
+    text = np.datetime_as_string(arr, unit="us").astype(object)
+    text = np.char.replace(text.astype(str), "T", " ").astype(object) if sqlite else text + "+00:00"
+    text[np.isnat(arr)] = None
+    return list(text)
+
+
+def _driver_days(values: np.ndarray) -> list:
+    text = np.datetime_as_string(values.astype("datetime64[D]")).astype(object)
+    text[np.isnat(values)] = None
+    return list(text)
 
 
 def _handle_red(
     session: Session, ctx: Context, items: pd.DataFrame, result: SweepResult, actor: str
-) -> None:
+) -> np.ndarray:
+    """Interview newly red items and escalate those red for the window; the frame's step
+    columns are updated here and written by `_write_items`. Returns which rows stepped."""
     now = ctx.now()
+    stepped = np.zeros(len(items), dtype=bool)
     red = items[items["colour"] == Colour.red.value]
     if red.empty:
-        return
+        return stepped
     window = pd.Timedelta(days=ctx.policy.progress.red_escalation_days)
     fresh = red[red["interview_requested_at"].isna()]
     overdue = red[red["escalated_at"].isna() & (red["colour_since"] <= pd.Timestamp(now) - window)]
@@ -329,8 +336,8 @@ def _handle_red(
     # a time, tens of thousands of them took minutes at 1,000,000 items (benchmarks/RESULTS.md).
     records: list[dict] = []
     if not fresh.empty:
-        _set_now(session, "interview_requested_at", fresh["id"], now)
         items.loc[fresh.index, "interview_requested_at"] = pd.Timestamp(now)
+        stepped[items.index.get_indexer(fresh.index)] = True
         for row in fresh.itertuples():
             records += turned_red_events(
                 ctx,
@@ -343,9 +350,9 @@ def _handle_red(
         result.newly_red = [int(i) for i in fresh["id"]]
     if overdue.empty:
         events.record_many(session, ctx.policy, records)
-        return
-    _set_now(session, "escalated_at", overdue["id"], now)
+        return stepped
     items.loc[overdue.index, "escalated_at"] = pd.Timestamp(now)
+    stepped[items.index.get_indexer(overdue.index)] = True
     warnings = []
     for row in overdue.itertuples():
         issue = issues[row.issue_id]
@@ -383,6 +390,7 @@ def _handle_red(
     events.record_many(session, ctx.policy, records)
     raise_warnings(session, ctx, warnings)
     result.escalated = [int(i) for i in overdue["id"]]
+    return stepped
 
 
 def _overdue_stages(
