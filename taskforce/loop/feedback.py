@@ -13,6 +13,7 @@ from taskforce.loop.colours import colour_of, next_colour_change, next_red_step_
 from taskforce.loop.forms import ProgressForm, StepResult
 from taskforce.loop.models import Colour, Issue, ProgressReport, Stage, TaskLevel, TaskNode
 from taskforce.loop.states import load_issue, move, require_step
+from taskforce.loop.sweep_state import dates_written
 from taskforce.org.models import Unit
 
 
@@ -162,6 +163,7 @@ def report_progress(
         notify_turned_red(
             session, ctx, issue, item.id, item.title, owner.code if owner else None, actor=actor
         )
+    dates_written(session, ctx.policy)
     item.next_action_on = next_red_step_on(
         colour=colour,
         colour_since=item.colour_since,

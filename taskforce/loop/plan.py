@@ -14,6 +14,7 @@ from taskforce.loop.colours import colour_of, next_colour_change, next_red_step_
 from taskforce.loop.forms import PlanForm, StepResult
 from taskforce.loop.models import Decision, DecisionStatus, Plan, Stage, TaskLevel, TaskNode
 from taskforce.loop.states import load_issue, move, require_step
+from taskforce.loop.sweep_state import dates_written
 from taskforce.org.models import Unit
 
 
@@ -145,6 +146,7 @@ def file_plan(
                 )
             )
             items += 1
+    dates_written(session, ctx.policy)
     move(issue, Stage.executing)
     issue.stage_entered_at, issue.stage_due_at = now, None
     session.flush()

@@ -20,8 +20,6 @@ one call) — the flow builds them in a task of their own, off the sweep's hot p
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,8 +42,8 @@ from taskforce.loop.models import (
     TaskLevel,
     TaskNode,
 )
+from taskforce.loop.sweep_state import STATE_ID, policy_fingerprint
 from taskforce.org.models import Unit
-from taskforce.policy import Policy
 
 OVERDUE_STAGE_LABEL = {
     Stage.reported: "coordination not held",
@@ -58,20 +56,12 @@ OVERDUE_STAGE_LABEL = {
 # Ids per IN (...) list: SQLite refuses more than 32,766 bound parameters in its default
 # build, and a full-size sweep has hundreds of thousands of lagging items.
 IN_CHUNK = 30_000
-STATE_ID = 1
 NAT_DAY = np.datetime64("NaT", "D")
 
 
 def _chunks(ids: list[int], size: int = IN_CHUNK):
     for start in range(0, len(ids), size):
         yield ids[start : start + size]
-
-
-def policy_fingerprint(policy: Policy) -> str:
-    """What the stored next-change dates depend on: the colour rule's thresholds and the
-    timezone that decides "today". Another fingerprint means a full recompute."""
-    basis = {"progress": policy.progress.model_dump(mode="json"), "timezone": policy.timezone}
-    return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass

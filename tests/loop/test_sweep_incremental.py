@@ -345,6 +345,27 @@ def test_changed_colour_policy_forces_a_full_recompute(loop, engine, clock, poli
     assert _sweep(loop, ctx, board=False).examined == 0  # and then incremental again
 
 
+def test_dates_stored_under_another_policy_force_a_recompute(loop, engine, clock, policy):
+    """Policy A → B (a progress report stores B's dates) → A: the sweep must not take B's
+    dates for A's, although A's fingerprint is the one it recorded."""
+    r = loop.report()
+    loop.coordinate(r.issue_number)
+    loop.plan(r.issue_number, items=1, due_in=10)
+    task = loop.items(r.issue_number)[0]
+    assert _sweep(loop, board=False).full
+    strict = policy.model_copy(
+        update={"progress": policy.progress.model_copy(update={"yellow_due_within_days": 0})}
+    )
+    loop_b = Loop(engine, Context(policy=strict, clock=clock))
+    loop_b.progress(r.issue_number, task, 90)  # B: window 0 → yellow first on the due day
+    with unit_of_work(engine) as s:
+        assert s.get(TaskNode, task).next_colour_change_on == loop.ctx.today() + dt.timedelta(10)
+    clock.advance(days=7)  # under A the window (3 days) opened today: yellow
+    back = _sweep(loop, board=False)
+    assert back.full and back.recoloured == 1
+    assert _snapshot(engine)[0][1] == Colour.yellow
+
+
 def test_board_is_the_same_report_as_before(loop, clock):
     """dispatch_sweep(board=True) gives the counts and the cockpit over every open item, as
     the sweep did when it read them all (tests/loop/test_sweep.py holds the older cases)."""
