@@ -316,10 +316,15 @@ def _handle_red(
     # Only the issues of items that need a notification: loading every red item's issue as
     # an ORM object cost seconds at 1,000,000 items (benchmarks/RESULTS.md).
     wanted = pd.concat([fresh["issue_id"], overdue["issue_id"]]).unique().tolist()
+    # Rows of the four columns the events use, not ORM objects (tens of thousands at full size).
     issues = {
         i.id: i
         for chunk in _chunks(wanted)
-        for i in session.scalars(select(Issue).where(Issue.id.in_(chunk)))
+        for i in session.execute(
+            select(Issue.id, Issue.number, Issue.title, Issue.classification).where(
+                Issue.id.in_(chunk)
+            )
+        )
     }
     owners = dict(session.execute(select(Unit.id, Unit.code)).all())
     # Every notification of the sweep is recorded set-based (events.record_many): one row at
