@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import String, func, select, type_coerce
+from sqlalchemy import String, cast, func, literal, select, type_coerce
 from sqlalchemy.orm import Session
 
 from taskforce import events
@@ -202,13 +202,7 @@ def dispatch_sweep(
         items["colour"] = new
         stepped = _handle_red(session, ctx, items, result, actor)
         _write_items(session, ctx, items, changed.to_numpy() | stepped)
-    _overdue_stages(
-        session,
-        ctx,
-        result,
-        actor,
-        since=None if result.full or state is None else state.last_run_at,
-    )
+    _overdue_stages(session, ctx, result, actor)
     if state is None:
         session.add(SweepState(id=STATE_ID, policy_fingerprint=fingerprint, last_run_at=now))
     else:
@@ -388,15 +382,22 @@ def _handle_red(
     return stepped
 
 
-def _overdue_stages(
-    session: Session, ctx: Context, result: SweepResult, actor: str, *, since=None
-) -> None:
+def _overdue_stages(session: Session, ctx: Context, result: SweepResult, actor: str) -> None:
     """List every overdue stage; warn once per (issue, stage, round).
 
-    `since` is the previous sweep's time: a stage entered before it and due before it was
-    overdue at that sweep, which warned it in its own transaction, so only stages entered or
-    fallen due since then are looked up among the warnings already given."""
+    One query over the (stage, stage_due_at) index, each row joined to its warning's command
+    record by primary key: no list of thousands of keys sent back to the database. (Not a
+    "since the last sweep" shortcut: an issue entered with earlier times after that sweep —
+    an import, a backdated report — must still be warned.)"""
     now = ctx.now()
+    key = (
+        literal("overdue:")
+        + Issue.number
+        + literal(":")
+        + type_coerce(Issue.stage, String)
+        + literal(":")
+        + cast(Issue.round, String)
+    )
     rows = session.execute(
         select(
             Issue.id,
@@ -404,23 +405,15 @@ def _overdue_stages(
             Issue.title,
             Issue.stage,
             Issue.round,
-            Issue.stage_entered_at,
             Issue.stage_due_at,
             Issue.classification,
-        ).where(Issue.stage.in_(list(OVERDUE_STAGE_LABEL)), Issue.stage_due_at < now)
+            CommandRecord.key.label("warned"),
+        )
+        .outerjoin(CommandRecord, CommandRecord.key == key)
+        .where(Issue.stage.in_(list(OVERDUE_STAGE_LABEL)), Issue.stage_due_at < now)
     ).all()
     keys = {f"overdue:{r.number}:{Stage(r.stage).value}:{r.round}": r for r in rows}
-    fresh = [
-        k
-        for k, r in keys.items()
-        if since is None or r.stage_due_at >= since or r.stage_entered_at >= since
-    ]
-    looked_up = {
-        k
-        for chunk in _chunks(fresh)
-        for k in session.scalars(select(CommandRecord.key).where(CommandRecord.key.in_(chunk)))
-    }
-    seen = looked_up | (keys.keys() - set(fresh))
+    seen = {k for k, r in keys.items() if r.warned is not None}
     records, commands = [], []
     for key, r in keys.items():
         stage = Stage(r.stage)

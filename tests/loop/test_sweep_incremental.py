@@ -377,3 +377,19 @@ def test_board_is_the_same_report_as_before(loop, clock):
     assert result.items == 3 and result.colours == {"green": 0, "yellow": 3, "red": 0}
     assert list(result.cockpit["colour"]) == ["yellow"] * 3
     assert len(result.deviation) == 3
+
+
+def test_stage_backdated_after_the_last_sweep_is_still_warned(loop, engine, clock, policy):
+    """An issue entered after the last sweep with earlier times (an import, a backdated
+    report) is overdue at once: the sweep warns it, once."""
+    from taskforce.clock import ManualClock
+
+    _sweep(loop, board=False)
+    past = Loop(
+        engine, Context(policy=policy, clock=ManualClock(clock.now() - dt.timedelta(days=60)))
+    )
+    past.report(title="六十天前上报的问题")
+    clock.advance(hours=1)
+    first = _sweep(loop, board=False)
+    assert first.new_overdue == 1 and len(first.overdue_stages) == 1
+    assert _sweep(loop, board=False).new_overdue == 0
