@@ -32,7 +32,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from taskforce.db import Base
-from taskforce.loop.colours import colours_frame
+from taskforce.loop.colours import colours_frame, next_colour_change_frame
 from taskforce.migrate import upgrade
 from taskforce.org.models import Group, Unit
 from taskforce.org.service import sync_organisation
@@ -116,7 +116,18 @@ class Scale:
 
     @property
     def key(self) -> str:
-        return f"s{self.seed}-x{self.factor:g}".replace(".", "_")
+        """Seed, scale and the schema's migration head: a dataset generated for another schema
+        (whose columns the generator filled differently) is never reused."""
+        return f"s{self.seed}-x{self.factor:g}-{schema_head()}".replace(".", "_")
+
+
+def schema_head() -> str:
+    """The newest Alembic revision of taskforce/migrations (e.g. 0004_sweep)."""
+    from alembic.script import ScriptDirectory
+
+    from taskforce.migrate import alembic_config
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 # ---------------------------------------------------------------- writing
@@ -325,6 +336,8 @@ class Generator:
             },
         )
         self.issue_stage = stage
+        self.issue_stage_due = due
+        self.issue_entered = entered
         self.issue_numbers = numbers
         self.issue_reported = reported
 
@@ -416,6 +429,20 @@ class Generator:
         window = _days(load_policy().progress.red_escalation_days)
         nat = np.datetime64("NaT", "us")
         escalated = red & (red_since <= _now64() - _days(7) - window)
+        # What last week's incremental sweep stored (taskforce/loop/sweep.py): the day each
+        # colour can next change, and for red items not yet escalated the local day the
+        # escalation falls due. So this week's sweep reads only what changed during the week.
+        next_change = next_colour_change_frame(
+            frame, today_last_week, load_policy().progress, pd.Series(colour)
+        ).to_numpy("datetime64[D]")
+        escalation_day = (
+            pd.Series(red_since + window)
+            .dt.tz_localize("UTC")
+            .dt.tz_convert(load_policy().timezone)
+            .dt.tz_localize(None)
+            .to_numpy("datetime64[D]")
+        )
+        next_action = np.where(red & ~escalated, escalation_day, np.datetime64("NaT", "D"))
         first = 3 * e + 1
         self._write(
             "task_node",
@@ -438,8 +465,47 @@ class Generator:
                 "escalated_at": np.where(escalated, red_since + window, nat).astype(
                     "datetime64[us]"
                 ),
+                "next_colour_change_on": next_change,
+                "next_action_on": next_action,
             },
         )
+        self.last_sweep()
+
+    def last_sweep(self) -> None:
+        """The state last week's sweep left: its time and colour policy, and the warnings it
+        gave for stages already overdue then (one command record per issue, stage and round)."""
+        from taskforce.loop.sweep import OVERDUE_STAGE_LABEL, policy_fingerprint
+
+        last = _now64() - _days(7)
+        self._write(
+            "sweep_state",
+            {
+                "id": [1],
+                "policy_fingerprint": [policy_fingerprint(load_policy())],
+                "last_run_at": np.array([last]),
+            },
+        )
+        stages = [s.value for s in OVERDUE_STAGE_LABEL]
+        warned = (
+            np.isin(self.issue_stage, stages)
+            & ~np.isnat(self.issue_stage_due)
+            & (self.issue_stage_due < last)
+            & (self.issue_entered < last)
+        )
+        idx = np.flatnonzero(warned)
+        if len(idx):
+            self._write(
+                "command_record",
+                {
+                    "key": [
+                        f"overdue:{self.issue_numbers[i]}:{self.issue_stage[i]}:1"
+                        for i in idx.tolist()
+                    ],
+                    "command": ["sweep.overdue"] * len(idx),
+                    "result": [json.dumps({"stage": str(self.issue_stage[i])}) for i in idx],
+                    "at": np.full(len(idx), last),
+                },
+            )
 
     # budget -------------------------------------------------------------
     def budget(self) -> None:

@@ -44,7 +44,7 @@ def _hot_path(what: str, engine, ctx: Context, workers: int = 0) -> Callable[[],
 
         def sweep():
             with unit_of_work(engine) as session:
-                return dispatch_sweep(session, ctx).summary()
+                return dispatch_sweep(session, ctx, board=False).summary()
 
         return sweep
     if what == "trail":

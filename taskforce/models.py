@@ -24,6 +24,7 @@ from taskforce.loop.models import (
     Meeting,
     Plan,
     ProgressReport,
+    SweepState,
     TaskNode,
     Vote,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "ProgressReport",
     "Review",
     "Risk",
+    "SweepState",
     "TaskNode",
     "TrailCheckpoint",
     "TrailEntry",

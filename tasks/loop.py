@@ -71,7 +71,14 @@ def evaluate_issue(
 
 @task(name="dispatch-sweep")
 def run_sweep() -> sweep.SweepResult:
-    return _in_transaction(sweep.dispatch_sweep)
+    """The incremental sweep alone: it reads only what may have changed."""
+    return _in_transaction(sweep.dispatch_sweep, board=False)
+
+
+@task(name="task-cockpit")
+def fill_board(result: sweep.SweepResult) -> sweep.SweepResult:
+    """The cockpit, deviation analysis and colour counts over every open item (a report)."""
+    return _in_transaction(sweep.fill_board, result)
 
 
 @task(name="issue-board")

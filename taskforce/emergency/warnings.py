@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from taskforce import events
@@ -109,29 +109,40 @@ def raise_warnings(session: Session, ctx: Context, requests: list[dict]) -> list
             )
         )
     now = ctx.now()
-    made: list[tuple[EarlyWarning, dict, object]] = []
+    wanted: list[tuple[dict, dict, object]] = []
     for r in requests:
         if r["dedup_key"] in existing:
             continue
         existing.add(r["dedup_key"])
         colour = WarningColour(r["colour"])
         rule = getattr(ctx.policy.warnings, colour.value)
-        warning = EarlyWarning(
-            dedup_key=r["dedup_key"],
-            colour=colour,
-            source=r["source"],
-            subject_type=r["subject_type"],
-            subject_id=str(r["subject_id"]),
-            title=r["title"],
-            handled_by=rule.handled_by,
-            classification=r.get("classification", Classification.internal),
-            raised_at=now,
-            deadline_at=now + dt.timedelta(hours=rule.deadline_hours),
-            status=WarningStatus.open,
+        row = {
+            "dedup_key": r["dedup_key"],
+            "colour": colour,
+            "source": r["source"],
+            "subject_type": r["subject_type"],
+            "subject_id": str(r["subject_id"]),
+            "title": r["title"],
+            "handled_by": rule.handled_by,
+            "classification": r.get("classification", Classification.internal),
+            "raised_at": now,
+            "deadline_at": now + dt.timedelta(hours=rule.deadline_hours),
+            "status": WarningStatus.open,
+        }
+        wanted.append((row, r, rule))
+    # One bulk INSERT … RETURNING (batched by SQLAlchemy) instead of a unit-of-work flush of
+    # one object per warning: the sweep raises thousands at once.
+    created = (
+        list(
+            session.scalars(
+                insert(EarlyWarning).returning(EarlyWarning, sort_by_parameter_order=True),
+                [row for row, _, _ in wanted],
+            )
         )
-        made.append((warning, r, rule))
-    session.add_all([w for w, _, _ in made])
-    session.flush()
+        if wanted
+        else []
+    )
+    made = [(w, r, rule) for w, (_, r, rule) in zip(created, wanted, strict=True)]
     events.record_many(
         session,
         ctx.policy,

@@ -9,10 +9,11 @@ from taskforce import events
 from taskforce.context import Context
 from taskforce.errors import IllegalTransition, NotFound
 from taskforce.idempotency import previous_result, remember
-from taskforce.loop.colours import colour_of
+from taskforce.loop.colours import colour_of, next_colour_change, next_red_step_on
 from taskforce.loop.forms import ProgressForm, StepResult
 from taskforce.loop.models import Colour, Issue, ProgressReport, Stage, TaskLevel, TaskNode
 from taskforce.loop.states import load_issue, move, require_step
+from taskforce.loop.sweep_state import dates_written
 from taskforce.org.models import Unit
 
 
@@ -129,6 +130,15 @@ def report_progress(
     )
     if colour != before:
         item.colour, item.colour_since = colour, now
+    # The incremental sweep reads this item again only on the day its colour can next change.
+    item.next_colour_change_on = next_colour_change(
+        percent=item.progress_percent,
+        done=item.done,
+        start=item.start_date or today,
+        due=item.due_date,
+        today=today,
+        rules=ctx.policy.progress,
+    )
     session.flush()
     events.record(
         session,
@@ -153,6 +163,16 @@ def report_progress(
         notify_turned_red(
             session, ctx, issue, item.id, item.title, owner.code if owner else None, actor=actor
         )
+    dates_written(session, ctx.policy)
+    item.next_action_on = next_red_step_on(
+        colour=colour,
+        colour_since=item.colour_since,
+        interview_requested_at=item.interview_requested_at,
+        escalated_at=item.escalated_at,
+        today=today,
+        rules=ctx.policy.progress,
+        timezone=ctx.policy.timezone,
+    )
     detail = {"task_id": item.id, "percent": form.percent, "colour": colour.value}
     if open_action_items(session, issue.id) == 0:
         move(issue, Stage.evaluating)

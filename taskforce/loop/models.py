@@ -8,6 +8,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -64,6 +65,8 @@ class Outcome(StrEnum):
 
 class Issue(Base):
     __tablename__ = "issue"
+    # The sweep lists overdue stages: stage IN (...) AND stage_due_at < now, read from the index.
+    __table_args__ = (Index("ix_issue_stage_due", "stage", "stage_due_at"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(32), unique=True)
     title: Mapped[str] = mapped_column(String(300))
@@ -193,6 +196,13 @@ class TaskNode(Base):
     """总目标 → 子项目 → 行动项. Only action items carry progress and colour."""
 
     __tablename__ = "task_node"
+    __table_args__ = (
+        # The incremental dispatch sweep reads only open action items whose colour may change
+        # by today (or whose date is unknown, NULL) and red items with a step due: both ranges
+        # come straight from these indexes, so a sweep with nothing due reads nothing.
+        Index("ix_task_node_sweep_due", "level", "done", "next_colour_change_on"),
+        Index("ix_task_node_action_due", "level", "done", "next_action_on"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     plan_id: Mapped[int] = mapped_column(ForeignKey("plan.id"), index=True)
     issue_id: Mapped[int] = mapped_column(ForeignKey("issue.id"), index=True)
@@ -210,6 +220,23 @@ class TaskNode(Base):
     colour_since: Mapped[dt.datetime | None]
     interview_requested_at: Mapped[dt.datetime | None]  # 约谈
     escalated_at: Mapped[dt.datetime | None]  # red past the window → leadership
+    # The first day on which the colour rule gives another colour (colours.next_colour_change);
+    # 9999-12-31 when only a progress report or a plan change can change it (red items);
+    # NULL when unknown (rows written before this column, or by code that does not set it):
+    # the next sweep recomputes it. Set wherever the colour is computed.
+    next_colour_change_on: Mapped[dt.date | None] = mapped_column(Date)
+    # The local day the next red-item step (约谈 interview, escalation) falls due; NULL if none.
+    next_action_on: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class SweepState(Base):
+    """What the incremental sweep relies on: the colour policy its stored dates were computed
+    with (a different fingerprint means a full recompute) and when it last ran."""
+
+    __tablename__ = "sweep_state"
+    id: Mapped[int] = mapped_column(primary_key=True)  # one row, id 1
+    policy_fingerprint: Mapped[str] = mapped_column(String(64))
+    last_run_at: Mapped[dt.datetime]
 
 
 class ProgressReport(Base):

@@ -10,10 +10,11 @@ from taskforce.clock import local_date
 from taskforce.context import Context
 from taskforce.errors import DomainError, NotFound
 from taskforce.idempotency import previous_result, remember
-from taskforce.loop.colours import colour_of
+from taskforce.loop.colours import colour_of, next_colour_change, next_red_step_on
 from taskforce.loop.forms import PlanForm, StepResult
 from taskforce.loop.models import Decision, DecisionStatus, Plan, Stage, TaskLevel, TaskNode
 from taskforce.loop.states import load_issue, move, require_step
+from taskforce.loop.sweep_state import dates_written
 from taskforce.org.models import Unit
 
 
@@ -108,14 +109,15 @@ def file_plan(
         session.flush()
         for item in sp.action_items:
             start = item.start_date or today
-            colour = colour_of(
-                percent=0,
-                done=False,
-                start=start,
-                due=item.due_date,
-                today=today,
-                rules=ctx.policy.progress,
-            )
+            rule = {
+                "percent": 0,
+                "done": False,
+                "start": start,
+                "due": item.due_date,
+                "today": today,
+                "rules": ctx.policy.progress,
+            }
+            colour = colour_of(**rule)
             session.add(
                 TaskNode(
                     plan_id=plan.id,
@@ -129,9 +131,22 @@ def file_plan(
                     deliverable=item.deliverable,
                     colour=colour,
                     colour_since=now,
+                    # Filed with today's colour; the sweep reads it again on the day the
+                    # colour can next change, or at once if it is red (its interview is due).
+                    next_colour_change_on=next_colour_change(**rule),
+                    next_action_on=next_red_step_on(
+                        colour=colour,
+                        colour_since=now,
+                        interview_requested_at=None,
+                        escalated_at=None,
+                        today=today,
+                        rules=ctx.policy.progress,
+                        timezone=ctx.policy.timezone,
+                    ),
                 )
             )
             items += 1
+    dates_written(session, ctx.policy)
     move(issue, Stage.executing)
     issue.stage_entered_at, issue.stage_due_at = now, None
     session.flush()

@@ -1,9 +1,21 @@
 """The weekly dispatch sweep (周调度) and the task cockpit (任务驾驶舱).
 
-Set-based: one query reads every open action item's needed columns into
-pandas, colours are computed as vectors, changed rows are written in one bulk
-UPDATE. Warnings and notifications go out once per cause: a second run with
-nothing changed writes nothing.
+Incremental and set-based. A colour changes only on a day known in advance (the due
+window opens, the time-proportional line passes the reported progress, the due day passes:
+`colours.next_colour_change`) or when progress is reported or a plan is filed, and those
+steps store the new date. Red-item steps (interview, escalation) likewise store the day they
+fall due (`next_action_on`). So the sweep reads only the open action items whose colour may
+change by today, or whose step is due, through an index: a second run with nothing changed
+reads nothing. Colours are computed as vectors, changed rows are written in bulk, every
+notification goes out once per cause.
+
+A full recompute (every open item) runs when the stored dates cannot be trusted: the first
+sweep after the migration (no `sweep_state`), a changed colour policy (its fingerprint
+differs) or a clock earlier than the last run.
+
+The cockpit and the deviation analysis read every open item; they are a report, built by
+`cockpit()` (and by `dispatch_sweep(board=True)`, the default, for callers that want both in
+one call) — the flow builds them in a task of their own, off the sweep's hot path.
 """
 
 from __future__ import annotations
@@ -12,16 +24,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import String, func, select, type_coerce, update
+from sqlalchemy import String, cast, func, literal, select, type_coerce
 from sqlalchemy.orm import Session
 
 from taskforce import events
 from taskforce.context import Context
 from taskforce.emergency.warnings import raise_warnings
 from taskforce.idempotency import CommandRecord
-from taskforce.loop.colours import colours_frame
+from taskforce.loop.colours import colours_frame, next_colour_change_frame
 from taskforce.loop.feedback import turned_red_events
-from taskforce.loop.models import Colour, Issue, ProgressReport, Stage, TaskLevel, TaskNode
+from taskforce.loop.models import (
+    Colour,
+    Issue,
+    ProgressReport,
+    Stage,
+    SweepState,
+    TaskLevel,
+    TaskNode,
+)
+from taskforce.loop.sweep_state import STATE_ID, policy_fingerprint
 from taskforce.org.models import Unit
 
 OVERDUE_STAGE_LABEL = {
@@ -35,6 +56,7 @@ OVERDUE_STAGE_LABEL = {
 # Ids per IN (...) list: SQLite refuses more than 32,766 bound parameters in its default
 # build, and a full-size sweep has hundreds of thousands of lagging items.
 IN_CHUNK = 30_000
+NAT_DAY = np.datetime64("NaT", "D")
 
 
 def _chunks(ids: list[int], size: int = IN_CHUNK):
@@ -53,6 +75,8 @@ class SweepResult:
     new_overdue: int = 0
     cockpit: pd.DataFrame | None = None
     deviation: pd.DataFrame | None = None
+    examined: int = 0  # open action items the sweep read (all of them on a full recompute)
+    full: bool = False  # a full recompute (no state yet, policy changed, clock went back)
 
     def summary(self) -> dict:
         return {
@@ -63,27 +87,46 @@ class SweepResult:
             "escalated": len(self.escalated),
             "overdue_stages": len(self.overdue_stages),
             "new_overdue_warnings": self.new_overdue,
+            "examined": self.examined,
+            "full_recompute": self.full,
         }
 
 
-def _open_items(session: Session) -> pd.DataFrame:
-    query = (
-        select(
-            TaskNode.id,
-            TaskNode.issue_id,
-            TaskNode.title,
-            TaskNode.owner_unit_id,
-            TaskNode.start_date,
-            TaskNode.due_date,
-            TaskNode.progress_percent.label("percent"),
-            TaskNode.done,
-            TaskNode.colour,
-            # Raw values, parsed below by pandas in one vectorised pass: SQLAlchemy's
-            # per-value datetime processing was a third of reading 1,000,000 items.
-            type_coerce(TaskNode.colour_since, String).label("colour_since"),
-            type_coerce(TaskNode.interview_requested_at, String).label("interview_requested_at"),
-            type_coerce(TaskNode.escalated_at, String).label("escalated_at"),
-        )
+def _days(values) -> np.ndarray:
+    """Dates as numpy days: date objects (PostgreSQL) or ISO text (SQLite); None → NaT.
+    numpy, not pandas: 9999-12-31 (colours.NEVER) is beyond pandas' nanosecond range."""
+    return np.array(
+        [None if v is None or v is pd.NA or v != v else str(v)[:10] for v in values],
+        dtype="datetime64[D]",
+    )
+
+
+def _item_columns():
+    return (
+        TaskNode.id,
+        TaskNode.issue_id,
+        TaskNode.title,
+        TaskNode.owner_unit_id,
+        TaskNode.start_date,
+        TaskNode.due_date,
+        TaskNode.progress_percent.label("percent"),
+        TaskNode.done,
+        TaskNode.colour,
+        # Raw values, parsed below in one vectorised pass: SQLAlchemy's per-value datetime
+        # processing was a third of reading 1,000,000 items.
+        type_coerce(TaskNode.colour_since, String).label("colour_since"),
+        type_coerce(TaskNode.interview_requested_at, String).label("interview_requested_at"),
+        type_coerce(TaskNode.escalated_at, String).label("escalated_at"),
+        type_coerce(TaskNode.next_colour_change_on, String).label("next_colour_change_on"),
+        type_coerce(TaskNode.next_action_on, String).label("next_action_on"),
+    )
+
+
+def _open_items(session: Session, due_by=None) -> pd.DataFrame:
+    """Open action items of executing issues: all of them, or (`due_by` a day) only those
+    whose colour may change or whose red-item step falls due by that day."""
+    base = (
+        select(*_item_columns())
         .join(Issue, Issue.id == TaskNode.issue_id)
         .where(
             TaskNode.level == TaskLevel.action_item,
@@ -91,7 +134,19 @@ def _open_items(session: Session) -> pd.DataFrame:
             Issue.stage == Stage.executing,
         )
     )
-    frame = pd.read_sql(query, session.connection())
+    if due_by is None:
+        queries = [base]
+    else:
+        # Three index range reads (ix_task_node_sweep_due twice, ix_task_node_action_due)
+        # rather than one OR, which SQLite answers by scanning every open item.
+        queries = [
+            base.where(TaskNode.next_colour_change_on <= due_by),
+            base.where(TaskNode.next_colour_change_on.is_(None)),
+            base.where(TaskNode.next_action_on <= due_by),
+        ]
+    frames = [pd.read_sql(q, session.connection()) for q in queries]
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    frame = frame.drop_duplicates("id", ignore_index=True)
     frame["colour"] = frame["colour"].astype(str).str.replace("Colour.", "", regex=False)
     for col in ("colour_since", "interview_requested_at", "escalated_at"):
         frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
@@ -99,25 +154,39 @@ def _open_items(session: Session) -> pd.DataFrame:
     return frame
 
 
-def dispatch_sweep(session: Session, ctx: Context, *, actor: str = "dispatch-sweep") -> SweepResult:
+def _state(session: Session) -> SweepState | None:
+    return session.get(SweepState, STATE_ID, with_for_update=True)
+
+
+def dispatch_sweep(
+    session: Session,
+    ctx: Context,
+    *,
+    actor: str = "dispatch-sweep",
+    board: bool = True,
+    full: bool = False,
+) -> SweepResult:
+    """Recolour, interview and escalate red items, warn about overdue stages — incrementally.
+
+    `board=True` also builds the cockpit, the deviation analysis and the colour counts over
+    every open item (a report that reads them all); `full=True` forces a full recompute.
+    """
     now, today = ctx.now(), ctx.today()
     rules = ctx.policy.progress
     result = SweepResult()
-    items = _open_items(session)
-    result.items = len(items)
+    state = _state(session)
+    fingerprint = policy_fingerprint(ctx.policy)
+    result.full = (
+        full or state is None or state.policy_fingerprint != fingerprint or state.last_run_at > now
+    )
+    items = _open_items(session, due_by=None if result.full else today)
+    result.examined = len(items)
     if len(items):
         new = colours_frame(items, today, rules)
         changed = new != items["colour"]
         if changed.any():
             ids = items.loc[changed, "id"].to_numpy()
             colours = new[changed].to_numpy()
-            session.execute(
-                update(TaskNode),
-                [
-                    {"id": int(i), "colour": Colour(c), "colour_since": now}
-                    for i, c in zip(ids, colours, strict=True)
-                ],
-            )
             events.record(
                 session,
                 ctx.policy,
@@ -131,39 +200,133 @@ def dispatch_sweep(session: Session, ctx: Context, *, actor: str = "dispatch-swe
             items.loc[changed, "colour_since"] = pd.Timestamp(now)
             result.recoloured = int(changed.sum())
         items["colour"] = new
-        result.colours = {c.value: int((new == c.value).sum()) for c in Colour}
-        _handle_red(session, ctx, items, result, actor)
+        stepped = _handle_red(session, ctx, items, result, actor)
+        _write_items(session, ctx, items, changed.to_numpy() | stepped)
     _overdue_stages(session, ctx, result, actor)
-    result.cockpit, result.deviation = cockpit(session, ctx, items)
+    if state is None:
+        session.add(SweepState(id=STATE_ID, policy_fingerprint=fingerprint, last_run_at=now))
+    else:
+        state.policy_fingerprint, state.last_run_at = fingerprint, now
+    session.flush()
+    if board:
+        fill_board(session, ctx, result)
     return result
+
+
+def fill_board(session: Session, ctx: Context, result: SweepResult) -> SweepResult:
+    """The report part of the weekly dispatch, over every open item: the cockpit, the
+    deviation analysis and the colour counts (the stored colours are today's after a sweep)."""
+    result.cockpit, result.deviation = cockpit(session, ctx)
+    counts = result.cockpit["colour"].value_counts()
+    result.items = len(result.cockpit)
+    result.colours = {c.value: int(counts.get(c.value, 0)) for c in Colour}
+    return result
+
+
+def next_red_step_days(items: pd.DataFrame, ctx: Context) -> np.ndarray:
+    """Vectorised colours.next_red_step_on over the sweep's frame (colours of today)."""
+    today = np.datetime64(ctx.today(), "D")
+    window = pd.Timedelta(days=ctx.policy.progress.red_escalation_days)
+    red = (items["colour"] == Colour.red.value).to_numpy()
+    no_interview = items["interview_requested_at"].isna().to_numpy()
+    since = items["colour_since"]
+    escalation_due = (
+        (since + window).dt.tz_convert(ctx.policy.timezone).dt.tz_localize(None)
+    ).to_numpy("datetime64[D]")
+    waiting = (
+        red & ~no_interview & items["escalated_at"].isna().to_numpy() & since.notna().to_numpy()
+    )
+    out = np.full(len(items), NAT_DAY)
+    out[waiting] = escalation_due[waiting]
+    out[red & no_interview] = today
+    return out
+
+
+def _write_items(session: Session, ctx: Context, items: pd.DataFrame, dirty: np.ndarray) -> None:
+    """Write back every read item whose colour, red-item steps or next dates changed: one
+    executemany through the driver, values formatted as numpy vectors. (SQLAlchemy's
+    per-row parameter processing was most of the cost of four separate bulk UPDATEs.)"""
+    change = next_colour_change_frame(items, ctx.today(), ctx.policy.progress, items["colour"])
+    change = change.to_numpy("datetime64[D]")
+    action = next_red_step_days(items, ctx)
+    stored_change = _days(items["next_colour_change_on"])
+    stored_action = _days(items["next_action_on"])
+    moved = ~((change == stored_change) | (np.isnat(change) & np.isnat(stored_change))) | ~(
+        (action == stored_action) | (np.isnat(action) & np.isnat(stored_action))
+    )
+    dirty = dirty | moved
+    if not dirty.any():
+        return
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    rows = items.loc[dirty]
+    columns = [
+        rows["colour"].to_numpy(object),
+        *(_driver_times(rows[c], sqlite) for c in _TIME_COLUMNS),
+        _driver_days(change[dirty]),
+        _driver_days(action[dirty]),
+        rows["id"].astype("int64").to_numpy(object),
+    ]
+    mark = "?" if sqlite else "%s"
+    sql = (
+        f"UPDATE task_node SET colour = {mark}, "
+        + "".join(f"{c} = {mark}, " for c in _TIME_COLUMNS)
+        + f"next_colour_change_on = {mark}, next_action_on = {mark} WHERE id = {mark}"
+    )
+    session.connection().exec_driver_sql(sql, list(zip(*columns, strict=True)))
+
+
+_TIME_COLUMNS = ("colour_since", "interview_requested_at", "escalated_at")
+
+
+def _driver_times(values: pd.Series, sqlite: bool) -> list:
+    """Aware UTC times as the driver stores them for UTCDateTime: SQLAlchemy's naive-UTC text
+    on SQLite, ISO text with +00:00 on PostgreSQL (cast to timestamptz by the server)."""
+    arr = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]")
+    text = np.datetime_as_string(arr, unit="us").astype(object)
+    text = np.char.replace(text.astype(str), "T", " ").astype(object) if sqlite else text + "+00:00"
+    text[np.isnat(arr)] = None
+    return list(text)
+
+
+def _driver_days(values: np.ndarray) -> list:
+    text = np.datetime_as_string(values.astype("datetime64[D]")).astype(object)
+    text[np.isnat(values)] = None
+    return list(text)
 
 
 def _handle_red(
     session: Session, ctx: Context, items: pd.DataFrame, result: SweepResult, actor: str
-) -> None:
+) -> np.ndarray:
+    """Interview newly red items and escalate those red for the window; the frame's step
+    columns are updated here and written by `_write_items`. Returns which rows stepped."""
     now = ctx.now()
+    stepped = np.zeros(len(items), dtype=bool)
     red = items[items["colour"] == Colour.red.value]
     if red.empty:
-        return
+        return stepped
     window = pd.Timedelta(days=ctx.policy.progress.red_escalation_days)
     fresh = red[red["interview_requested_at"].isna()]
     overdue = red[red["escalated_at"].isna() & (red["colour_since"] <= pd.Timestamp(now) - window)]
     # Only the issues of items that need a notification: loading every red item's issue as
     # an ORM object cost seconds at 1,000,000 items (benchmarks/RESULTS.md).
     wanted = pd.concat([fresh["issue_id"], overdue["issue_id"]]).unique().tolist()
+    # Rows of the four columns the events use, not ORM objects (tens of thousands at full size).
     issues = {
         i.id: i
         for chunk in _chunks(wanted)
-        for i in session.scalars(select(Issue).where(Issue.id.in_(chunk)))
+        for i in session.execute(
+            select(Issue.id, Issue.number, Issue.title, Issue.classification).where(
+                Issue.id.in_(chunk)
+            )
+        )
     }
     owners = dict(session.execute(select(Unit.id, Unit.code)).all())
     # Every notification of the sweep is recorded set-based (events.record_many): one row at
     # a time, tens of thousands of them took minutes at 1,000,000 items (benchmarks/RESULTS.md).
     records: list[dict] = []
     if not fresh.empty:
-        session.execute(
-            update(TaskNode), [{"id": int(i), "interview_requested_at": now} for i in fresh["id"]]
-        )
+        items.loc[fresh.index, "interview_requested_at"] = pd.Timestamp(now)
+        stepped[items.index.get_indexer(fresh.index)] = True
         for row in fresh.itertuples():
             records += turned_red_events(
                 ctx,
@@ -176,8 +339,9 @@ def _handle_red(
         result.newly_red = [int(i) for i in fresh["id"]]
     if overdue.empty:
         events.record_many(session, ctx.policy, records)
-        return
-    session.execute(update(TaskNode), [{"id": int(i), "escalated_at": now} for i in overdue["id"]])
+        return stepped
+    items.loc[overdue.index, "escalated_at"] = pd.Timestamp(now)
+    stepped[items.index.get_indexer(overdue.index)] = True
     warnings = []
     for row in overdue.itertuples():
         issue = issues[row.issue_id]
@@ -215,10 +379,25 @@ def _handle_red(
     events.record_many(session, ctx.policy, records)
     raise_warnings(session, ctx, warnings)
     result.escalated = [int(i) for i in overdue["id"]]
+    return stepped
 
 
 def _overdue_stages(session: Session, ctx: Context, result: SweepResult, actor: str) -> None:
+    """List every overdue stage; warn once per (issue, stage, round).
+
+    One query over the (stage, stage_due_at) index, each row joined to its warning's command
+    record by primary key: no list of thousands of keys sent back to the database. (Not a
+    "since the last sweep" shortcut: an issue entered with earlier times after that sweep —
+    an import, a backdated report — must still be warned.)"""
     now = ctx.now()
+    key = (
+        literal("overdue:")
+        + Issue.number
+        + literal(":")
+        + type_coerce(Issue.stage, String)
+        + literal(":")
+        + cast(Issue.round, String)
+    )
     rows = session.execute(
         select(
             Issue.id,
@@ -228,14 +407,13 @@ def _overdue_stages(session: Session, ctx: Context, result: SweepResult, actor: 
             Issue.round,
             Issue.stage_due_at,
             Issue.classification,
-        ).where(Issue.stage.in_(list(OVERDUE_STAGE_LABEL)), Issue.stage_due_at < now)
+            CommandRecord.key.label("warned"),
+        )
+        .outerjoin(CommandRecord, CommandRecord.key == key)
+        .where(Issue.stage.in_(list(OVERDUE_STAGE_LABEL)), Issue.stage_due_at < now)
     ).all()
     keys = {f"overdue:{r.number}:{Stage(r.stage).value}:{r.round}": r for r in rows}
-    seen = {
-        k
-        for chunk in _chunks(list(keys))
-        for k in session.scalars(select(CommandRecord.key).where(CommandRecord.key.in_(chunk)))
-    }
+    seen = {k for k, r in keys.items() if r.warned is not None}
     records, commands = [], []
     for key, r in keys.items():
         stage = Stage(r.stage)

@@ -158,5 +158,5 @@ def enqueue_many(session: Session, requests: list[dict[str, Any]]) -> int:
         )
     rows = [row for key, row in wanted.items() if key not in existing]
     if rows:
-        session.execute(insert(OutboxMessage), rows)
+        session.execute(insert(OutboxMessage.__table__), rows)  # Core executemany: see append_many
     return len(rows)

@@ -177,7 +177,7 @@ def test_a_step_out_of_order_fails_at_once_without_retrying(flow_db):
             run = await client.read_flow_run(state.state_details.flow_run_id)
         return r, state, run
 
-    reported, state, run = asyncio.run(scenario())
+    _reported, state, run = asyncio.run(scenario())
     assert state.is_failed()
     assert run.run_count == 1
     try:

@@ -1,0 +1,36 @@
+"""What the incremental dispatch sweep relies on: the colour policy the stored next-change
+dates were computed with.
+
+The sweep keeps a fingerprint of `progress.*` and `timezone` in `sweep_state` and recomputes
+every open item when the current policy's differs. A progress report or a plan filed under a
+policy other than the recorded one stores dates of that other policy; it clears the recorded
+fingerprint so that the next sweep recomputes whichever policy is then in force (without
+this, a change A → B → A would let B's dates pass as A's).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from sqlalchemy.orm import Session
+
+from taskforce.loop.models import SweepState
+from taskforce.policy import Policy
+
+STATE_ID = 1
+UNKNOWN = ""  # a fingerprint no policy has: the next sweep recomputes everything
+
+
+def policy_fingerprint(policy: Policy) -> str:
+    """What the stored next-change dates depend on: the colour rule's thresholds and the
+    timezone that decides "today". Another fingerprint means a full recompute."""
+    basis = {"progress": policy.progress.model_dump(mode="json"), "timezone": policy.timezone}
+    return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
+
+
+def dates_written(session: Session, policy: Policy) -> None:
+    """Call where next-change dates are stored outside the sweep (progress, plans)."""
+    state = session.get(SweepState, STATE_ID)
+    if state is not None and state.policy_fingerprint not in (policy_fingerprint(policy), UNKNOWN):
+        state.policy_fingerprint = UNKNOWN
