@@ -31,6 +31,7 @@ _ROWS_PER_WRITE = 20_000
 _ZIP_TIME = (2000, 1, 1, 0, 0, 0)  # fixed, so the same content gives the same file
 _EPOCH = dt.datetime(1899, 12, 30)  # Excel's day 0 (with its 1900 leap-year bug folded in)
 _ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # not allowed in XML 1.0
+_ILLEGAL_BUT_NUL = re.compile(r"[\x01-\x08\x0b\x0c\x0e-\x1f]")
 
 # Cell styles (index into cellXfs of styles.xml).
 _HEADER, _MONEY, _DATETIME, _DATE = 1, 2, 3, 4
@@ -72,91 +73,142 @@ def _serial(value: dt.datetime) -> str:
     return repr(delta.days + (delta.seconds * 1_000_000 + delta.microseconds) / 86_400_000_000)
 
 
+_EMPTY = "<c/>"  # keeps the place of a missing value: cells carry no reference of their own
+_TEXT_CELL = '<c t="inlineStr"><is><t xml:space="preserve">{}</t></is></c>'
+
+
+def _text_cells(items: list) -> tuple[list[str], int]:
+    """Cells of a column of texts (None for missing), escaped for the whole column at once."""
+    present = [v for v in items if v]
+    if not present:
+        return [_EMPTY] * len(items), 0
+    joined = "\x00".join(present)
+    if joined.count("\x00") != len(present) - 1:  # a text holds NUL itself: one at a time
+        escaped = [_text(v) for v in present]
+    else:
+        escaped = _xml_escape(_ILLEGAL_BUT_NUL.sub("", joined)).split("\x00")
+    it = iter(escaped)
+    cells = [_TEXT_CELL.format(next(it)) if v else _EMPTY for v in items]
+    return cells, _max_display_width(present)
+
+
+def _max_display_width(texts: list[str]) -> int:
+    """max(_display_width) without measuring every text: an ASCII text is as wide as it is
+    long, any other at most twice its length, so only the longest non-ASCII texts that could
+    still beat the widest found so far are measured character by character."""
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    ascii_ = np.fromiter(map(str.isascii, texts), dtype=bool, count=len(texts))
+    best = int(lengths[ascii_].max()) if ascii_.any() else 0
+    others = np.flatnonzero(~ascii_)
+    for i in others[np.argsort(-lengths[others], kind="stable")]:
+        if 2 * lengths[i] <= best:
+            break
+        best = max(best, _display_width(texts[i]))
+    return best
+
+
+def _serials(local: pd.Series) -> tuple[list[str], int]:
+    """Cells of naive datetimes as Excel serial days (what openpyxl wrote), NaT empty."""
+    values = local.to_numpy(dtype="datetime64[us]")
+    missing = np.isnat(values)
+    micros = (values - np.datetime64(_EPOCH, "us")).astype("int64")
+    days, rest = np.divmod(micros, 86_400_000_000)
+    serial = (days + rest / 86_400_000_000).tolist()
+    cells = [
+        _EMPTY if gone else f'<c s="{_DATETIME}"><v>{v!r}</v></c>'
+        for v, gone in zip(serial, missing.tolist(), strict=True)
+    ]
+    if missing.all():
+        return cells, 0
+    fraction = (micros[~missing] % 1_000_000 != 0).any()
+    return cells, 26 if fraction else 19  # len(str(datetime)), with or without microseconds
+
+
 class _Column:
-    """One column's cells as XML fragments (without the r attribute), and its width."""
+    """One column's cells as XML (`<c/>` for a missing value) and its fitted width."""
 
     def __init__(self, header: str, values: pd.Series, timezone: str | None) -> None:
         self.header = header
-        self.cells, self.width = self._convert(values, timezone)
-        self.width = max(self.width, _display_width(header))
+        self.cells, width = self._convert(values, timezone)
+        self.width = max(width, _display_width(header))
 
     @staticmethod
-    def _convert(values: pd.Series, timezone: str | None) -> tuple[list[str | None], int]:
+    def _convert(values: pd.Series, timezone: str | None) -> tuple[list[str], int]:
         dtype = values.dtype
-        if isinstance(dtype, pd.DatetimeTZDtype) or dtype.kind == "M":
-            if isinstance(dtype, pd.DatetimeTZDtype):
-                # Excel has no time zones: write the local wall-clock time of the task force.
-                values = values.dt.tz_convert(ZoneInfo(timezone or "UTC")).dt.tz_localize(None)
-            objects = values.astype(object).where(values.notna(), None)
-            return _Column._objects(objects.tolist())
+        if isinstance(dtype, pd.DatetimeTZDtype):
+            # Excel has no time zones: write the local wall-clock time of the task force.
+            return _serials(values.dt.tz_convert(ZoneInfo(timezone or "UTC")).dt.tz_localize(None))
+        if dtype.kind == "M":
+            return _serials(values)
         if dtype.kind == "b":
             items = values.tolist()
-            return [f' t="b"><v>{int(v)}</v>' for v in items], max(
-                (len(str(v)) for v in set(items)), default=0
-            )
+            cells = [f'<c t="b"><v>{int(v)}</v></c>' for v in items]
+            return cells, max((len(str(v)) for v in set(items)), default=0)
         if dtype.kind in "iu":
             items = values.tolist()
-            return [f"><v>{v}</v>" for v in items], max(
-                (len(str(v)) for v in (min(items, default=0), max(items, default=0))),
+            ends = (min(items), max(items)) if items else ()
+            return [f"<c><v>{v}</v></c>" for v in items], max(
+                (len(str(v)) for v in ends), default=0
             )
         if dtype.kind == "f":
             items = values.tolist()
-            cells = [None if v != v else f"><v>{v!r}</v>" for v in items]  # v != v: NaN
-            finite = [v for v in items if v == v]
-            width = max((len(str(v)) for v in set(finite)), default=0) if finite else 0
-            return cells, width
-        return _Column._objects(values.tolist())
+            cells = [_EMPTY if v != v else f"<c><v>{v!r}</v></c>" for v in items]  # v != v: NaN
+            return cells, max((len(str(v)) for v in set(items) if v == v), default=0)
+        items = values.tolist()
+        kind = pd.api.types.infer_dtype(values, skipna=True)
+        if kind in ("string", "empty") and all(v is None or type(v) is str for v in items):
+            return _text_cells(items)
+        if kind == "date" and all(v is None or type(v) is dt.date for v in items):
+            epoch = _EPOCH.date()
+            cells = [
+                _EMPTY if v is None else f'<c s="{_DATE}"><v>{(v - epoch).days}</v></c>'
+                for v in items
+            ]
+            return cells, 10 if any(v is not None for v in items) else 0
+        return _Column._objects(items)
 
     @staticmethod
-    def _objects(items: list) -> tuple[list[str | None], int]:
-        """Cells of a column of Python values (text, numbers, dates, Decimals, missing)."""
-        cells: list[str | None] = []
+    def _objects(items: list) -> tuple[list[str], int]:
+        """Cells of a column of mixed Python values (text, numbers, dates, Decimals, missing)."""
+        cells: list[str] = []
         append = cells.append
-        longest_text = ""
-        other_widths: set[int] = set()
+        widths: set[int] = {0}
         for v in items:
-            kind = type(v)
-            if kind is str:
-                if not v:  # an empty cell (an empty text has no value in SpreadsheetML)
-                    append(">")
-                    continue
-                append(f' t="inlineStr"><is><t xml:space="preserve">{_text(v)}</t></is>')
-                if len(v) > len(longest_text) // 2:
-                    longest_text = v if len(v) > len(longest_text) else longest_text
-                    other_widths.add(_display_width(v))
-                continue
-            if v is None or (kind is not Decimal and _is_missing(v)):
-                append(None)
+            if v is None or (not isinstance(v, str | Decimal) and _is_missing(v)):
+                append(_EMPTY)
                 continue
             if isinstance(v, pd.Timestamp):
                 v = v.to_pydatetime()
-                kind = type(v)
             if hasattr(v, "value") and not isinstance(v, int | float | Decimal):
                 v = v.value  # enum members
-                kind = type(v)
-                if kind is str:
-                    append(f' t="inlineStr"><is><t xml:space="preserve">{_text(v)}</t></is>')
-                    other_widths.add(_display_width(v))
-                    continue
-            if kind is bool or isinstance(v, np.bool_):
-                append(f' t="b"><v>{int(v)}</v>')
+            if isinstance(v, str):
+                append(_TEXT_CELL.format(_text(v)) if v else _EMPTY)
+                widths.add(_display_width(v))
+                continue
+            if isinstance(v, bool | np.bool_):
+                append(f'<c t="b"><v>{int(v)}</v></c>')
+                v = bool(v)
             elif isinstance(v, Decimal):
-                append(f' s="{_MONEY}"><v>{v}</v>')
+                append(f'<c s="{_MONEY}"><v>{v}</v></c>')
             elif isinstance(v, dt.datetime):
                 if v.tzinfo is not None:
                     v = v.astimezone(dt.UTC).replace(tzinfo=None)  # no zone known here: UTC
-                append(f' s="{_DATETIME}"><v>{_serial(v)}</v>')
+                append(f'<c s="{_DATETIME}"><v>{_serial(v)}</v></c>')
             elif isinstance(v, dt.date):
-                append(f' s="{_DATE}"><v>{(v - _EPOCH.date()).days}</v>')
-            elif isinstance(v, int | float | np.integer | np.floating):
-                append(f"><v>{v!r}</v>" if isinstance(v, float) else f"><v>{int(v)}</v>")
+                append(f'<c s="{_DATE}"><v>{(v - _EPOCH.date()).days}</v></c>')
+            elif isinstance(v, float | np.floating):
+                v = float(v)
+                append(f"<c><v>{v!r}</v></c>")
+            elif isinstance(v, int | np.integer):
+                v = int(v)
+                append(f"<c><v>{v}</v></c>")
             else:
                 text = str(v)
-                append(f' t="inlineStr"><is><t xml:space="preserve">{_text(text)}</t></is>')
-                other_widths.add(_display_width(text))
+                append(_TEXT_CELL.format(_text(text)))
+                widths.add(_display_width(text))
                 continue
-            other_widths.add(len(str(v)))
-        return cells, max(other_widths, default=0)
+            widths.add(len(str(v)))
+        return cells, max(widths)
 
 
 def _is_missing(value) -> bool:
@@ -176,10 +228,9 @@ def _local_naive(frame: pd.DataFrame, timezone: str | None) -> pd.DataFrame:
         sample = column.dropna()
         if sample.empty or not isinstance(sample.iloc[0], dt.datetime):
             continue
-        zone = ZoneInfo(timezone or "UTC")
         converted = column.map(
             lambda v: (
-                v.astimezone(zone).replace(tzinfo=None)
+                v.astimezone(ZoneInfo(timezone or "UTC")).replace(tzinfo=None)
                 if isinstance(v, dt.datetime) and v.tzinfo is not None
                 else v
             )
@@ -225,16 +276,10 @@ def _sheet_xml(columns: list[_Column], start: int, stop: int) -> Iterator[str]:
     )
     cells = [c.cells for c in columns]
     for chunk_start in range(start, stop, _ROWS_PER_WRITE):
-        parts = []
-        for i in range(chunk_start, min(stop, chunk_start + _ROWS_PER_WRITE)):
-            r = i - start + 2
-            parts.append(f'<row r="{r}">')
-            for letter, column in zip(letters, cells, strict=True):
-                cell = column[i]
-                if cell is not None:
-                    parts.append(f'<c r="{letter}{r}"{cell}</c>')
-            parts.append("</row>")
-        yield "".join(parts)
+        chunk_stop = min(stop, chunk_start + _ROWS_PER_WRITE)
+        # A row's cells are in column order, so rows are plain concatenations (no references).
+        rows = map("".join, zip(*(column[chunk_start:chunk_stop] for column in cells), strict=True))
+        yield "<row>" + "</row><row>".join(rows) + "</row>" if chunk_stop > chunk_start else ""
     yield "</sheetData>"
     if columns:
         yield f'<autoFilter ref="A1:{last}"/>'

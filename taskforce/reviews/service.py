@@ -133,28 +133,46 @@ def gather(engine: Engine, ctx: Context, period: Period, audience: Classificatio
                     kpiset.kpis[code].value = value
         previous = history[-2].values() if len(history) > 1 else {}
         compare(history[-1], previous)
-        lagging = content.lagging_items(conn, audience)
-        lists = {
-            "overdue": content.overdue_issues(conn, policy, audience, now),
-            "lagging": lagging,
-            "reallocation": content.reallocation(lagging),
-            "milestones": content.milestones(conn, period, audience, ctx.today(), policy),
-            "findings": content.open_findings(conn, period, audience),
-            "risks": content.risks(conn, policy, audience),
-            "warnings": content.warnings_in_period(conn, period, policy, audience),
-            "emergencies": content.emergencies_in_period(conn, period, policy, audience),
-            "cases": content.typical_cases(conn, period, policy, audience),
-            "lessons": content.lessons(
-                conn,
-                audience,
-                exclude_source=lesson_source(period),
-                before=now,
-                limit=policy.review.lessons_shown,
-            ),
-            "task_ledger": content.task_ledger(conn, audience),
-            "budget_ledger": content.budget_ledger(conn, period, audience),
-        }
+        lists = report_lists(conn, ctx, period, audience)
     return ReviewData(period=period, audience=audience, history=history, frames=frames, lists=lists)
+
+
+def report_lists(conn, ctx: Context, period: Period, audience: Classification) -> dict:
+    """The record lists the kind's report shows (SECTIONS), and the workbook's ledgers.
+
+    A list of a section the kind does not show stays empty: at scale the lagging items
+    alone are hundreds of thousands of rows that a quarterly report would read and drop.
+    """
+    policy, now, shown = ctx.policy, ctx.now(), set(SECTIONS[period.kind])
+    lagging = content.lagging_items(conn, audience) if shown & {"lagging", "reallocation"} else []
+    return {
+        "overdue": content.overdue_issues(conn, policy, audience, now)
+        if "overdue" in shown
+        else [],
+        "lagging": lagging,
+        "reallocation": content.reallocation(lagging),
+        "milestones": content.milestones(conn, period, audience, ctx.today(), policy)
+        if "milestones" in shown
+        else [],
+        "findings": content.open_findings(conn, period, audience) if "compliance" in shown else [],
+        "risks": content.risks(conn, policy, audience) if "risks" in shown else [],
+        "warnings": content.warnings_in_period(conn, period, policy, audience)
+        if "warnings" in shown
+        else [],
+        "emergencies": content.emergencies_in_period(conn, period, policy, audience)
+        if "warnings" in shown
+        else [],
+        "cases": content.typical_cases(conn, period, policy, audience) if "cases" in shown else [],
+        "lessons": content.lessons(
+            conn,
+            audience,
+            exclude_source=lesson_source(period),
+            before=now,
+            limit=policy.review.lessons_shown,
+        ),
+        "task_ledger": content.task_ledger(conn, audience),
+        "budget_ledger": content.budget_ledger(conn, period, audience),
+    }
 
 
 def lesson_source(period: Period) -> str:

@@ -4,6 +4,7 @@ header, frozen row, filter and widths (checked against the openpyxl writer it re
 from __future__ import annotations
 
 import datetime as dt
+import re
 import unicodedata
 from decimal import Decimal
 from pathlib import Path
@@ -75,18 +76,23 @@ def reference_workbook(sheets: dict[str, pd.DataFrame], path: Path, *, timezone=
 
 
 def read_back(path: Path) -> dict:
+    """What a reader sees. Trailing rows of nothing but empty cells are left out: openpyxl
+    wrote no row for them, the streaming writer writes empty ones (invisible either way)."""
     wb = load_workbook(path)
     out = {}
     for ws in wb.worksheets:
+        rows = [
+            [(c.value, c.number_format if c.value is not None else None) for c in row]
+            for row in ws.iter_rows()
+        ]
+        while len(rows) > 1 and all(value is None for value, _ in rows[-1]):
+            rows.pop()
         out[ws.title] = {
-            "rows": [
-                [(c.value, c.number_format if c.value is not None else None) for c in row]
-                for row in ws.iter_rows()
-            ],
+            "rows": rows,
             "header_bold": [c.font.b for c in ws[1]],
             "header_fill": [c.fill.fgColor.rgb[-6:] for c in ws[1]],
             "freeze": ws.freeze_panes,
-            "filter": ws.auto_filter.ref,
+            "filter": re.sub(r"\d+$", "", ws.auto_filter.ref or ""),  # the columns filtered
             "widths": [
                 ws.column_dimensions[get_column_letter(i)].width
                 for i in range(1, ws.max_column + 1)
