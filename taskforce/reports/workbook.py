@@ -77,31 +77,51 @@ _EMPTY = "<c/>"  # keeps the place of a missing value: cells carry no reference 
 _TEXT_CELL = '<c t="inlineStr"><is><t xml:space="preserve">{}</t></is></c>'
 
 
-def _text_cells(items: list) -> tuple[list[str], int]:
-    """Cells of a column of texts (None for missing), escaped for the whole column at once."""
-    present = [v for v in items if v]
+def _wrap(prefix: str, suffix: str, texts: list[str]) -> list[str]:
+    """[prefix + t + suffix for t in texts], built by one join and one split (C speed).
+    The texts hold no NUL: escaped text has it removed, numbers never have it."""
+    if not texts:
+        return []
+    return (prefix + (suffix + "\x00" + prefix).join(texts) + suffix).split("\x00")
+
+
+def _with_gaps(cells: list[str], missing: np.ndarray) -> list[str]:
+    if not missing.any():
+        return cells
+    out = np.array(cells, dtype=object)
+    out[missing] = _EMPTY
+    return out.tolist()
+
+
+def _text_cells(values: pd.Series) -> tuple[list[str], int]:
+    """Cells of a column of texts, escaped for the whole column at once. Missing values and
+    empty texts are empty cells (openpyxl wrote no value for an empty text either)."""
+    missing = (values.isna() | (values == "")).to_numpy(dtype=bool)
+    texts = values.where(~missing, "").tolist()
+    present = [t for t, gone in zip(texts, missing.tolist(), strict=True) if not gone]
     if not present:
-        return [_EMPTY] * len(items), 0
-    joined = "\x00".join(present)
-    if joined.count("\x00") != len(present) - 1:  # a text holds NUL itself: one at a time
-        escaped = [_text(v) for v in present]
+        return [_EMPTY] * len(texts), 0
+    joined = "\x00".join(texts)
+    if joined.count("\x00") != len(texts) - 1:  # a text holds NUL itself: one at a time
+        escaped = [_text(t) for t in texts]
     else:
         escaped = _xml_escape(_ILLEGAL_BUT_NUL.sub("", joined)).split("\x00")
-    it = iter(escaped)
-    cells = [_TEXT_CELL.format(next(it)) if v else _EMPTY for v in items]
-    return cells, _max_display_width(present)
+    cells = _wrap('<c t="inlineStr"><is><t xml:space="preserve">', "</t></is></c>", escaped)
+    return _with_gaps(cells, missing), _max_display_width(present)
 
 
 def _max_display_width(texts: list[str]) -> int:
-    """max(_display_width) without measuring every text: an ASCII text is as wide as it is
-    long, any other at most twice its length, so only the longest non-ASCII texts that could
-    still beat the widest found so far are measured character by character."""
+    """max(_display_width) without measuring every text: a wide character takes three bytes
+    in UTF-8, so len + (UTF-8 bytes - len) // 2 bounds a text's width (and is its width for
+    ASCII and CJK text); only texts whose bound beats the widest found so far are measured."""
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
-    ascii_ = np.fromiter(map(str.isascii, texts), dtype=bool, count=len(texts))
+    encoded = np.fromiter(map(len, map(str.encode, texts)), dtype=np.int64, count=len(texts))
+    bound = lengths + (encoded - lengths) // 2
+    ascii_ = encoded == lengths
     best = int(lengths[ascii_].max()) if ascii_.any() else 0
     others = np.flatnonzero(~ascii_)
-    for i in others[np.argsort(-lengths[others], kind="stable")]:
-        if 2 * lengths[i] <= best:
+    for i in others[np.argsort(-bound[others], kind="stable")]:
+        if bound[i] <= best:
             break
         best = max(best, _display_width(texts[i]))
     return best
@@ -111,17 +131,15 @@ def _serials(local: pd.Series) -> tuple[list[str], int]:
     """Cells of naive datetimes as Excel serial days (what openpyxl wrote), NaT empty."""
     values = local.to_numpy(dtype="datetime64[us]")
     missing = np.isnat(values)
+    if missing.all():
+        return [_EMPTY] * len(values), 0
     micros = (values - np.datetime64(_EPOCH, "us")).astype("int64")
     days, rest = np.divmod(micros, 86_400_000_000)
     serial = (days + rest / 86_400_000_000).tolist()
-    cells = [
-        _EMPTY if gone else f'<c s="{_DATETIME}"><v>{v!r}</v></c>'
-        for v, gone in zip(serial, missing.tolist(), strict=True)
-    ]
-    if missing.all():
-        return cells, 0
+    cells = _wrap(f'<c s="{_DATETIME}"><v>', "</v></c>", list(map(repr, serial)))
     fraction = (micros[~missing] % 1_000_000 != 0).any()
-    return cells, 26 if fraction else 19  # len(str(datetime)), with or without microseconds
+    # len(str(datetime)), with or without microseconds
+    return _with_gaps(cells, missing), 26 if fraction else 19
 
 
 class _Column:
@@ -142,29 +160,27 @@ class _Column:
             return _serials(values)
         if dtype.kind == "b":
             items = values.tolist()
-            cells = [f'<c t="b"><v>{int(v)}</v></c>' for v in items]
+            cells = _wrap('<c t="b"><v>', "</v></c>", ["1" if v else "0" for v in items])
             return cells, max((len(str(v)) for v in set(items)), default=0)
         if dtype.kind in "iu":
-            items = values.tolist()
-            ends = (min(items), max(items)) if items else ()
-            return [f"<c><v>{v}</v></c>" for v in items], max(
-                (len(str(v)) for v in ends), default=0
-            )
+            texts = list(map(str, values.tolist()))
+            return _wrap("<c><v>", "</v></c>", texts), max(map(len, texts), default=0)
         if dtype.kind == "f":
-            items = values.tolist()
-            cells = [_EMPTY if v != v else f"<c><v>{v!r}</v></c>" for v in items]  # v != v: NaN
-            return cells, max((len(str(v)) for v in set(items) if v == v), default=0)
-        items = values.tolist()
+            missing = values.isna().to_numpy()
+            texts = list(map(repr, values.fillna(0.0).tolist()))
+            cells = _with_gaps(_wrap("<c><v>", "</v></c>", texts), missing)
+            present = [t for t, gone in zip(texts, missing.tolist(), strict=True) if not gone]
+            return cells, max((len(str(float(t))) for t in set(present)), default=0)
         kind = pd.api.types.infer_dtype(values, skipna=True)
-        if kind in ("string", "empty") and all(v is None or type(v) is str for v in items):
-            return _text_cells(items)
+        if kind in ("string", "empty"):
+            return _text_cells(values)
+        items = values.tolist()
         if kind == "date" and all(v is None or type(v) is dt.date for v in items):
-            epoch = _EPOCH.date()
-            cells = [
-                _EMPTY if v is None else f'<c s="{_DATE}"><v>{(v - epoch).days}</v></c>'
-                for v in items
-            ]
-            return cells, 10 if any(v is not None for v in items) else 0
+            missing = np.array([v is None for v in items], dtype=bool)
+            days = np.array(items, dtype="datetime64[D]") - np.datetime64(_EPOCH.date(), "D")
+            texts = list(map(str, np.where(missing, 0, days.astype("int64")).tolist()))
+            cells = _with_gaps(_wrap(f'<c s="{_DATE}"><v>', "</v></c>", texts), missing)
+            return cells, 0 if missing.all() else 10
         return _Column._objects(items)
 
     @staticmethod
