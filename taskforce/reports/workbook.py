@@ -11,6 +11,7 @@ hold (Excel's 1,048,576 rows) continues on sheets named "<name> (2)", "<name> (3
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import re
 import unicodedata
@@ -146,9 +147,13 @@ class _Column:
     """One column's cells as XML (`<c/>` for a missing value) and its fitted width."""
 
     def __init__(self, header: str, values: pd.Series, timezone: str | None) -> None:
+        self.cells, self.value_width = self._convert(values, timezone)
+        self.titled(header)
+
+    def titled(self, header: str) -> _Column:
         self.header = header
-        self.cells, width = self._convert(values, timezone)
-        self.width = max(width, _display_width(header))
+        self.width = max(self.value_width, _display_width(header))
+        return self
 
     @staticmethod
     def _convert(values: pd.Series, timezone: str | None) -> tuple[list[str], int]:
@@ -225,6 +230,31 @@ class _Column:
                 continue
             widths.add(len(str(v)))
         return cells, max(widths)
+
+
+class PreparedSheet:
+    """A frame's cells converted once, for several workbooks that show the same rows under
+    other headers (a review writes one workbook per locale: only the headers differ)."""
+
+    def __init__(self, frame: pd.DataFrame, timezone: str | None = None) -> None:
+        local = _local_naive(frame, timezone)
+        self.columns = [
+            _Column(str(name), local.iloc[:, i], timezone) for i, name in enumerate(local.columns)
+        ]
+        self.rows = len(frame)
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def select(self, headers: dict[str, str]) -> PreparedSheet:
+        """These columns (by their frame name) in this order, titled with these headers."""
+        by_name = {}
+        for column in self.columns:
+            by_name.setdefault(column.header, column)
+        out = PreparedSheet.__new__(PreparedSheet)
+        out.rows = self.rows
+        out.columns = [copy.copy(by_name[name]).titled(header) for name, header in headers.items()]
+        return out
 
 
 def _is_missing(value) -> bool:
@@ -320,7 +350,7 @@ def _sheet_names(
 
 
 def write_workbook(
-    sheets: dict[str, pd.DataFrame],
+    sheets: dict[str, pd.DataFrame | PreparedSheet],
     path: Path,
     *,
     timezone: str | None = None,
@@ -330,17 +360,16 @@ def write_workbook(
 
     Decimal cells get a two-decimal number format (money in yuan); aware
     datetimes are written as local time in `timezone`. A frame of more than
-    `max_rows - 1` rows continues on further sheets.
+    `max_rows - 1` rows continues on further sheets. A sheet may be a PreparedSheet
+    (converted once for several workbooks; its timezone was given when preparing it).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     per_sheet = max(1, max_rows - 1)
-    columns = {}
-    for key, frame in sheets.items():
-        local = _local_naive(frame, timezone)
-        columns[key] = [
-            _Column(str(name), local.iloc[:, i], timezone) for i, name in enumerate(local.columns)
-        ]
+    columns = {
+        key: (frame if isinstance(frame, PreparedSheet) else PreparedSheet(frame, timezone)).columns
+        for key, frame in sheets.items()
+    }
     layout = _sheet_names(sheets, per_sheet)
     workbook_sheets = "".join(
         f'<sheet name="{_xml_escape(name, {chr(34): "&quot;"})}" sheetId="{i}" r:id="rId{i}"/>'

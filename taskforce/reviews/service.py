@@ -37,6 +37,7 @@ from taskforce.registers.service import prune_lessons, record_lesson, sweep_risk
 from taskforce.reports import render_report, translator, write_workbook
 from taskforce.reports.i18n import LOCALES
 from taskforce.reports.render import fmt_kpi
+from taskforce.reports.workbook import PreparedSheet
 from taskforce.reviews import charts, content
 from taskforce.reviews.periods import Period, ReviewKind, last_complete_period, parse_period
 
@@ -329,14 +330,27 @@ def build_context(data: ReviewData, actions_rows: list[dict], ctx: Context, loca
     }
 
 
-def _sheets(data: ReviewData, ctx: Context, locale: str) -> dict:
+def _ledgers(data: ReviewData, ctx: Context) -> dict[str, PreparedSheet]:
+    """The two ledgers' cells, converted once for the workbooks of every locale."""
+    tz = ctx.policy.timezone
+    return {
+        "tasks": PreparedSheet(data.lists["task_ledger"], tz),
+        "budget": PreparedSheet(data.lists["budget_ledger"], tz),
+    }
+
+
+def _sheets(data: ReviewData, ctx: Context, locale: str, ledgers: dict | None = None) -> dict:
     t = translator(locale)
-    tasks = data.lists["task_ledger"].copy()
-    owner = tasks.pop("owner_zh"), tasks.pop("owner_en")
-    tasks.insert(4, "owner", owner[0] if locale == "zh-CN" else owner[1])
-    tasks = tasks.rename(columns={c: t(f"col.{c}") for c in tasks.columns})
-    budget = data.lists["budget_ledger"].copy()
-    budget = budget.rename(columns={c: t(f"col.{c}") for c in budget.columns})
+    ledgers = ledgers or _ledgers(data, ctx)
+    names = [c for c in data.lists["task_ledger"].columns if c not in ("owner_zh", "owner_en")]
+    owner = "owner_zh" if locale == "zh-CN" else "owner_en"
+    names.insert(4, owner)
+    tasks = ledgers["tasks"].select(
+        {name: t("col.owner" if name == owner else f"col.{name}") for name in names}
+    )
+    budget = ledgers["budget"].select(
+        {name: t(f"col.{name}") for name in data.lists["budget_ledger"].columns}
+    )
     kpis = pd.DataFrame(
         [
             {
@@ -379,13 +393,14 @@ def render(
             conn, [a.issue_number for a in actions], data.audience
         )
     stem = f"{data.period.kind.value}-{data.period.label}"
+    ledgers = _ledgers(data, ctx)
     files: dict[str, str] = {}
     for locale in locales:
         context = build_context(data, actions_rows, ctx, locale)
         written = render_report("review", context, locale, data.audience, out_dir, stem=stem)
         xlsx = out_dir / f"{stem}.{locale}.{data.audience.value}.xlsx"
         written["xlsx"] = write_workbook(
-            _sheets(data, ctx, locale), xlsx, timezone=ctx.policy.timezone
+            _sheets(data, ctx, locale, ledgers), xlsx, timezone=ctx.policy.timezone
         )
         for fmt, path in written.items():
             files[f"{locale}.{fmt}"] = str(path)
