@@ -163,14 +163,15 @@ class _Column:
             return _serials(values.dt.tz_convert(ZoneInfo(timezone or "UTC")).dt.tz_localize(None))
         if dtype.kind == "M":
             return _serials(values)
-        if dtype.kind == "b":
+        numpy = isinstance(dtype, np.dtype)  # nullable extension types go cell by cell below
+        if numpy and dtype.kind == "b":
             items = values.tolist()
             cells = _wrap('<c t="b"><v>', "</v></c>", ["1" if v else "0" for v in items])
             return cells, max((len(str(v)) for v in set(items)), default=0)
-        if dtype.kind in "iu":
+        if numpy and dtype.kind in "iu":
             texts = list(map(str, values.tolist()))
             return _wrap("<c><v>", "</v></c>", texts), max(map(len, texts), default=0)
-        if dtype.kind == "f":
+        if numpy and dtype.kind == "f":
             missing = values.isna().to_numpy()
             texts = list(map(repr, values.fillna(0.0).tolist()))
             cells = _with_gaps(_wrap("<c><v>", "</v></c>", texts), missing)
