@@ -11,12 +11,11 @@ hold (Excel's 1,048,576 rows) continues on sheets named "<name> (2)", "<name> (3
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import re
 import unicodedata
 import zipfile
-from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from xml.sax.saxutils import escape as _xml_escape
@@ -108,7 +107,7 @@ def _text_cells(values: pd.Series) -> tuple[list[str], int]:
     else:
         escaped = _xml_escape(_ILLEGAL_BUT_NUL.sub("", joined)).split("\x00")
     cells = _wrap('<c t="inlineStr"><is><t xml:space="preserve">', "</t></is></c>", escaped)
-    return _with_gaps(cells, missing), _max_display_width(present)
+    return _with_gaps(cells, missing), 0  # widths: _width, over the whole column
 
 
 def _max_display_width(texts: list[str]) -> int:
@@ -143,51 +142,74 @@ def _serials(local: pd.Series) -> tuple[list[str], int]:
     return _with_gaps(cells, missing), 26 if fraction else 19
 
 
+def _local(values: pd.Series, timezone: str | None) -> pd.Series:
+    # Excel has no time zones: write the local wall-clock time of the task force.
+    return values.dt.tz_convert(ZoneInfo(timezone or "UTC")).dt.tz_localize(None)
+
+
+def _width(values: pd.Series, timezone: str | None) -> int:
+    """The widest cell of a whole column as displayed (what the column is fitted to),
+    computed without building its cells."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype) or dtype.kind == "M":
+        local = _local(values, timezone) if isinstance(dtype, pd.DatetimeTZDtype) else values
+        stamps = local.to_numpy(dtype="datetime64[us]")
+        stamps = stamps[~np.isnat(stamps)]
+        if not len(stamps):
+            return 0
+        micros = (stamps - np.datetime64(_EPOCH, "us")).astype("int64")
+        return 26 if (micros % 1_000_000 != 0).any() else 19
+    numpy = isinstance(dtype, np.dtype)
+    if numpy and dtype.kind == "b":
+        return max((len(str(v)) for v in set(values.tolist())), default=0)
+    if numpy and dtype.kind in "iu":
+        return (
+            max((len(str(v)) for v in (values.min(), values.max())), default=0)
+            if len(values)
+            else 0
+        )
+    if numpy and dtype.kind == "f":
+        return max((len(str(v)) for v in set(values.dropna().tolist())), default=0)
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind in ("string", "empty"):
+        present = values[values.notna() & (values != "")].tolist()
+        return _max_display_width(present) if present else 0
+    items = values.tolist()
+    if kind == "date" and all(v is None or type(v) is dt.date for v in items):
+        return 10 if any(v is not None for v in items) else 0
+    return _Column._objects(items)[1]
+
+
+def _cells(values: pd.Series, timezone: str | None) -> list[str]:
+    """The cells of (a slice of) a column as XML, `<c/>` for a missing value."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return _serials(_local(values, timezone))[0]
+    if dtype.kind == "M":
+        return _serials(values)[0]
+    numpy = isinstance(dtype, np.dtype)  # nullable extension types go cell by cell below
+    if numpy and dtype.kind == "b":
+        return _wrap('<c t="b"><v>', "</v></c>", ["1" if v else "0" for v in values.tolist()])
+    if numpy and dtype.kind in "iu":
+        return _wrap("<c><v>", "</v></c>", list(map(str, values.tolist())))
+    if numpy and dtype.kind == "f":
+        missing = values.isna().to_numpy()
+        texts = list(map(repr, values.fillna(0.0).tolist()))
+        return _with_gaps(_wrap("<c><v>", "</v></c>", texts), missing)
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind in ("string", "empty"):
+        return _text_cells(values)[0]
+    items = values.tolist()
+    if kind == "date" and all(v is None or type(v) is dt.date for v in items):
+        missing = np.array([v is None for v in items], dtype=bool)
+        days = np.array(items, dtype="datetime64[D]") - np.datetime64(_EPOCH.date(), "D")
+        texts = list(map(str, np.where(missing, 0, days.astype("int64")).tolist()))
+        return _with_gaps(_wrap(f'<c s="{_DATE}"><v>', "</v></c>", texts), missing)
+    return _Column._objects(items)[0]
+
+
 class _Column:
-    """One column's cells as XML (`<c/>` for a missing value) and its fitted width."""
-
-    def __init__(self, header: str, values: pd.Series, timezone: str | None) -> None:
-        self.cells, self.value_width = self._convert(values, timezone)
-        self.titled(header)
-
-    def titled(self, header: str) -> _Column:
-        self.header = header
-        self.width = max(self.value_width, _display_width(header))
-        return self
-
-    @staticmethod
-    def _convert(values: pd.Series, timezone: str | None) -> tuple[list[str], int]:
-        dtype = values.dtype
-        if isinstance(dtype, pd.DatetimeTZDtype):
-            # Excel has no time zones: write the local wall-clock time of the task force.
-            return _serials(values.dt.tz_convert(ZoneInfo(timezone or "UTC")).dt.tz_localize(None))
-        if dtype.kind == "M":
-            return _serials(values)
-        numpy = isinstance(dtype, np.dtype)  # nullable extension types go cell by cell below
-        if numpy and dtype.kind == "b":
-            items = values.tolist()
-            cells = _wrap('<c t="b"><v>', "</v></c>", ["1" if v else "0" for v in items])
-            return cells, max((len(str(v)) for v in set(items)), default=0)
-        if numpy and dtype.kind in "iu":
-            texts = list(map(str, values.tolist()))
-            return _wrap("<c><v>", "</v></c>", texts), max(map(len, texts), default=0)
-        if numpy and dtype.kind == "f":
-            missing = values.isna().to_numpy()
-            texts = list(map(repr, values.fillna(0.0).tolist()))
-            cells = _with_gaps(_wrap("<c><v>", "</v></c>", texts), missing)
-            present = [t for t, gone in zip(texts, missing.tolist(), strict=True) if not gone]
-            return cells, max((len(str(float(t))) for t in set(present)), default=0)
-        kind = pd.api.types.infer_dtype(values, skipna=True)
-        if kind in ("string", "empty"):
-            return _text_cells(values)
-        items = values.tolist()
-        if kind == "date" and all(v is None or type(v) is dt.date for v in items):
-            missing = np.array([v is None for v in items], dtype=bool)
-            days = np.array(items, dtype="datetime64[D]") - np.datetime64(_EPOCH.date(), "D")
-            texts = list(map(str, np.where(missing, 0, days.astype("int64")).tolist()))
-            cells = _with_gaps(_wrap(f'<c s="{_DATE}"><v>', "</v></c>", texts), missing)
-            return cells, 0 if missing.all() else 10
-        return _Column._objects(items)
+    """Cell conversion of values no fast path takes (mixed Python objects)."""
 
     @staticmethod
     def _objects(items: list) -> tuple[list[str], int]:
@@ -233,29 +255,24 @@ class _Column:
         return cells, max(widths)
 
 
-class PreparedSheet:
-    """A frame's cells converted once, for several workbooks that show the same rows under
-    other headers (a review writes one workbook per locale: only the headers differ)."""
+@dataclass(frozen=True)
+class SheetView:
+    """Some columns of a frame (by position), in this order, under these headers. Several
+    workbooks written together (a review's one per locale) share the conversion of a
+    frame they all show: only the headers differ."""
 
-    def __init__(self, frame: pd.DataFrame, timezone: str | None = None) -> None:
-        local = _local_naive(frame, timezone)
-        self.columns = [
-            _Column(str(name), local.iloc[:, i], timezone) for i, name in enumerate(local.columns)
-        ]
-        self.rows = len(frame)
+    frame: pd.DataFrame
+    columns: tuple[tuple[int, str], ...]  # (position in the frame, header)
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, headers: dict[str, str] | None = None) -> SheetView:
+        names = [str(c) for c in frame.columns]
+        if headers is None:
+            return cls(frame, tuple(enumerate(names)))
+        return cls(frame, tuple((names.index(name), h) for name, h in headers.items()))
 
     def __len__(self) -> int:
-        return self.rows
-
-    def select(self, headers: dict[str, str]) -> PreparedSheet:
-        """These columns (by their frame name) in this order, titled with these headers."""
-        by_name = {}
-        for column in self.columns:
-            by_name.setdefault(column.header, column)
-        out = PreparedSheet.__new__(PreparedSheet)
-        out.rows = self.rows
-        out.columns = [copy.copy(by_name[name]).titled(header) for name, header in headers.items()]
-        return out
+        return len(self.frame)
 
 
 def _is_missing(value) -> bool:
@@ -288,11 +305,10 @@ def _local_naive(frame: pd.DataFrame, timezone: str | None) -> pd.DataFrame:
     return out
 
 
-def _sheet_xml(columns: list[_Column], start: int, stop: int) -> Iterator[str]:
-    letters = [_column_letter(i) for i in range(1, len(columns) + 1)]
-    rows = stop - start + 1  # the header included
+def _sheet_head(headers: list[str], widths: list[int], rows: int) -> str:
+    letters = [_column_letter(i) for i in range(1, len(headers) + 1)]
     last = f"{letters[-1] if letters else 'A'}{rows}"
-    yield (
+    head = (
         f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
         f'<worksheet xmlns="{_MAIN_NS}" xmlns:r="{_REL_NS}">'
         f'<dimension ref="A1:{last}"/>'
@@ -302,35 +318,32 @@ def _sheet_xml(columns: list[_Column], start: int, stop: int) -> Iterator[str]:
         "</sheetView></sheetViews>"
         '<sheetFormatPr baseColWidth="8" defaultRowHeight="15"/>'
     )
-    if columns:
-        yield (
+    if headers:
+        head += (
             "<cols>"
             + "".join(
-                f'<col min="{i}" max="{i}" width="{min(MAX_WIDTH, c.width + 2)}" customWidth="1"/>'
-                for i, c in enumerate(columns, start=1)
+                f'<col min="{i}" max="{i}" width="{min(MAX_WIDTH, w + 2)}" customWidth="1"/>'
+                for i, w in enumerate(widths, start=1)
             )
             + "</cols>"
         )
-    yield "<sheetData>"
-    yield (
-        '<row r="1">'
+    return (
+        head
+        + '<sheetData><row r="1">'
         + "".join(
             f'<c r="{letter}1" s="{_HEADER}" t="inlineStr"><is><t xml:space="preserve">'
-            f"{_text(c.header)}</t></is></c>"
-            for letter, c in zip(letters, columns, strict=True)
+            f"{_text(h)}</t></is></c>"
+            for letter, h in zip(letters, headers, strict=True)
         )
         + "</row>"
     )
-    cells = [c.cells for c in columns]
-    for chunk_start in range(start, stop, _ROWS_PER_WRITE):
-        chunk_stop = min(stop, chunk_start + _ROWS_PER_WRITE)
-        # A row's cells are in column order, so rows are plain concatenations (no references).
-        rows = map("".join, zip(*(column[chunk_start:chunk_stop] for column in cells), strict=True))
-        yield "<row>" + "</row><row>".join(rows) + "</row>" if chunk_stop > chunk_start else ""
-    yield "</sheetData>"
+
+
+def _sheet_tail(columns: int, rows: int) -> str:
+    tail = "</sheetData>"
     if columns:
-        yield f'<autoFilter ref="A1:{last}"/>'
-    yield "</worksheet>"
+        tail += f'<autoFilter ref="A1:{_column_letter(columns)}{rows}"/>'
+    return tail + "</worksheet>"
 
 
 def _sheet_names(
@@ -351,7 +364,7 @@ def _sheet_names(
 
 
 def write_workbook(
-    sheets: dict[str, pd.DataFrame | PreparedSheet],
+    sheets: dict[str, pd.DataFrame | SheetView],
     path: Path,
     *,
     timezone: str | None = None,
@@ -361,25 +374,108 @@ def write_workbook(
 
     Decimal cells get a two-decimal number format (money in yuan); aware
     datetimes are written as local time in `timezone`. A frame of more than
-    `max_rows - 1` rows continues on further sheets. A sheet may be a PreparedSheet
-    (converted once for several workbooks; its timezone was given when preparing it).
+    `max_rows - 1` rows continues on further sheets.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_workbooks({Path(path): sheets}, timezone=timezone, max_rows=max_rows)[0]
+
+
+def write_workbooks(
+    books: dict[Path, dict[str, pd.DataFrame | SheetView]],
+    *,
+    timezone: str | None = None,
+    max_rows: int = EXCEL_MAX_ROWS,
+) -> list[Path]:
+    """Write several workbooks at once, a block of rows at a time: a frame that several
+    of them show (as SheetViews of the same frame object) is converted once, and only one
+    block of its cells is in memory at a time."""
     per_sheet = max(1, max_rows - 1)
-    columns = {
-        key: (frame if isinstance(frame, PreparedSheet) else PreparedSheet(frame, timezone)).columns
-        for key, frame in sheets.items()
+    views = {
+        path: {
+            name: sheet if isinstance(sheet, SheetView) else SheetView.of(sheet)
+            for name, sheet in sheets.items()
+        }
+        for path, sheets in books.items()
     }
-    layout = _sheet_names(sheets, per_sheet)
+    local: dict[int, pd.DataFrame] = {}  # id(frame) -> frame with local wall-clock datetimes
+    widths: dict[tuple[int, int], int] = {}
+    for sheets in views.values():
+        for view in sheets.values():
+            key = id(view.frame)
+            if key not in local:
+                local[key] = _local_naive(view.frame, timezone)
+            for position, _header in view.columns:
+                if (key, position) not in widths:
+                    widths[key, position] = _width(local[key].iloc[:, position], timezone)
+    layouts = {path: _sheet_names(sheets, per_sheet) for path, sheets in views.items()}
+    archives = {}
+    try:
+        for path, layout in layouts.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            archives[path] = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1)
+            _write_parts(archives[path], [name for name, *_ in layout])
+        for index in range(max((len(layout) for layout in layouts.values()), default=0)):
+            parts = []  # (stream, view, first row, end row) of this sheet index in each book
+            for path, layout in layouts.items():
+                if index >= len(layout):
+                    continue
+                _name, key, start, stop = layout[index]
+                view = views[path][key]
+                info = zipfile.ZipInfo(f"xl/worksheets/sheet{index + 1}.xml", _ZIP_TIME)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                stream = archives[path].open(info, "w", force_zip64=True)
+                headers = [h for _p, h in view.columns]
+                column_widths = [
+                    max(widths[id(view.frame), p], _display_width(h)) for p, h in view.columns
+                ]
+                rows = stop - start + 1
+                stream.write(_sheet_head(headers, column_widths, rows).encode())
+                parts.append((stream, view, start, stop, rows))
+            blocks = max(
+                (-(-(stop - start) // _ROWS_PER_WRITE) for _s, _v, start, stop, _r in parts),
+                default=0,
+            )
+            for block in range(blocks):
+                converted: dict[tuple[int, int, int], list[str]] = {}  # this block only
+                for stream, view, start, stop, _rows in parts:
+                    first = start + block * _ROWS_PER_WRITE
+                    last = min(stop, first + _ROWS_PER_WRITE)
+                    if first >= last:
+                        continue
+                    frame = local[id(view.frame)]
+                    cells = []
+                    for position, _header in view.columns:
+                        key = (id(view.frame), position, first)
+                        if key not in converted:
+                            converted[key] = _cells(frame.iloc[first:last, position], timezone)
+                        cells.append(converted[key])
+                    # A row's cells are in column order: rows are plain concatenations.
+                    rows_xml = (
+                        map("".join, zip(*cells, strict=True)) if cells else [""] * (last - first)
+                    )
+                    stream.write(("<row>" + "</row><row>".join(rows_xml) + "</row>").encode())
+            for stream, view, _start, _stop, rows in parts:
+                stream.write(_sheet_tail(len(view.columns), rows).encode())
+                stream.close()
+    finally:
+        for archive in archives.values():
+            archive.close()
+    return list(books)
+
+
+def _write_parts(archive: zipfile.ZipFile, sheet_names: list[str]) -> None:
+    """Everything of a workbook but its sheets' rows."""
+    count = len(sheet_names)
     workbook_sheets = "".join(
         f'<sheet name="{_xml_escape(name, {chr(34): "&quot;"})}" sheetId="{i}" r:id="rId{i}"/>'
-        for i, (name, *_rest) in enumerate(layout, start=1)
+        for i, name in enumerate(sheet_names, start=1)
     )
-    rels = "".join(
-        f'<Relationship Id="rId{i}" Type="{_REL_NS}/worksheet" Target="worksheets/sheet{i}.xml"/>'
-        for i in range(1, len(layout) + 1)
-    ) + (f'<Relationship Id="rId{len(layout) + 1}" Type="{_REL_NS}/styles" Target="styles.xml"/>')
+    rels = (
+        "".join(
+            f'<Relationship Id="rId{i}" Type="{_REL_NS}/worksheet" Target="worksheets/sheet{i}.xml"/>'
+            for i in range(1, count + 1)
+        )
+        + f'<Relationship Id="rId{count + 1}" Type="{_REL_NS}/styles" Target="styles.xml"/>'
+    )
     content_types = (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
         '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
@@ -389,39 +485,31 @@ def write_workbook(
         '<Override PartName="/xl/styles.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>'
         + "".join(
             f'<Override PartName="/xl/worksheets/sheet{i}.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
-            for i in range(1, len(layout) + 1)
+            for i in range(1, count + 1)
         )
         + "</Types>"
     )
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
 
-        def put(name: str, text: str) -> None:
-            zf.writestr(zipfile.ZipInfo(name, _ZIP_TIME), text, compress_type=zipfile.ZIP_DEFLATED)
+    def put(name: str, text: str) -> None:
+        archive.writestr(zipfile.ZipInfo(name, _ZIP_TIME), text, compress_type=zipfile.ZIP_DEFLATED)
 
-        put("[Content_Types].xml", content_types)
-        put(
-            "_rels/.rels",
-            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-            f'<Relationships xmlns="{_PKG_REL_NS}"><Relationship Id="rId1" '
-            f'Type="{_REL_NS}/officeDocument" Target="xl/workbook.xml"/></Relationships>',
-        )
-        put(
-            "xl/workbook.xml",
-            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-            f'<workbook xmlns="{_MAIN_NS}" xmlns:r="{_REL_NS}">'
-            f'<bookViews><workbookView activeTab="0"/></bookViews><sheets>{workbook_sheets}</sheets>'
-            "</workbook>",
-        )
-        put(
-            "xl/_rels/workbook.xml.rels",
-            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-            f'<Relationships xmlns="{_PKG_REL_NS}">{rels}</Relationships>',
-        )
-        put("xl/styles.xml", _STYLES)
-        for i, (_name, key, start, stop) in enumerate(layout, start=1):
-            info = zipfile.ZipInfo(f"xl/worksheets/sheet{i}.xml", _ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            with zf.open(info, "w", force_zip64=True) as out:
-                for text in _sheet_xml(columns[key], start, stop):
-                    out.write(text.encode("utf-8"))
-    return path
+    put("[Content_Types].xml", content_types)
+    put(
+        "_rels/.rels",
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        f'<Relationships xmlns="{_PKG_REL_NS}"><Relationship Id="rId1" '
+        f'Type="{_REL_NS}/officeDocument" Target="xl/workbook.xml"/></Relationships>',
+    )
+    put(
+        "xl/workbook.xml",
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        f'<workbook xmlns="{_MAIN_NS}" xmlns:r="{_REL_NS}">'
+        f'<bookViews><workbookView activeTab="0"/></bookViews><sheets>{workbook_sheets}</sheets>'
+        "</workbook>",
+    )
+    put(
+        "xl/_rels/workbook.xml.rels",
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        f'<Relationships xmlns="{_PKG_REL_NS}">{rels}</Relationships>',
+    )
+    put("xl/styles.xml", _STYLES)

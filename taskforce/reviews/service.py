@@ -34,10 +34,10 @@ from taskforce.policy.loader import PROJECT_ROOT
 from taskforce.policy.schema import Classification
 from taskforce.registers.models import Review
 from taskforce.registers.service import prune_lessons, record_lesson, sweep_risks
-from taskforce.reports import render_report, translator, write_workbook
+from taskforce.reports import render_report, translator
 from taskforce.reports.i18n import LOCALES
 from taskforce.reports.render import fmt_kpi
-from taskforce.reports.workbook import PreparedSheet
+from taskforce.reports.workbook import SheetView, write_workbooks
 from taskforce.reviews import charts, content
 from taskforce.reviews.periods import Period, ReviewKind, last_complete_period, parse_period
 
@@ -330,27 +330,19 @@ def build_context(data: ReviewData, actions_rows: list[dict], ctx: Context, loca
     }
 
 
-def _ledgers(data: ReviewData, ctx: Context) -> dict[str, PreparedSheet]:
-    """The two ledgers' cells, converted once for the workbooks of every locale."""
-    tz = ctx.policy.timezone
-    return {
-        "tasks": PreparedSheet(data.lists["task_ledger"], tz),
-        "budget": PreparedSheet(data.lists["budget_ledger"], tz),
-    }
-
-
-def _sheets(data: ReviewData, ctx: Context, locale: str, ledgers: dict | None = None) -> dict:
+def _sheets(data: ReviewData, ctx: Context, locale: str) -> dict:
+    """The workbook's sheets in one locale. The ledgers are views of the same frames in
+    every locale (only the headers and the owner's name column differ), so writing the
+    locales' workbooks together converts each ledger once."""
     t = translator(locale)
-    ledgers = ledgers or _ledgers(data, ctx)
-    names = [c for c in data.lists["task_ledger"].columns if c not in ("owner_zh", "owner_en")]
+    task_frame, budget_frame = data.lists["task_ledger"], data.lists["budget_ledger"]
+    names = [c for c in task_frame.columns if c not in ("owner_zh", "owner_en")]
     owner = "owner_zh" if locale == "zh-CN" else "owner_en"
     names.insert(4, owner)
-    tasks = ledgers["tasks"].select(
-        {name: t("col.owner" if name == owner else f"col.{name}") for name in names}
+    tasks = SheetView.of(
+        task_frame, {name: t("col.owner" if name == owner else f"col.{name}") for name in names}
     )
-    budget = ledgers["budget"].select(
-        {name: t(f"col.{name}") for name in data.lists["budget_ledger"].columns}
-    )
+    budget = SheetView.of(budget_frame, {name: t(f"col.{name}") for name in budget_frame.columns})
     kpis = pd.DataFrame(
         [
             {
@@ -393,16 +385,20 @@ def render(
             conn, [a.issue_number for a in actions], data.audience
         )
     stem = f"{data.period.kind.value}-{data.period.label}"
-    ledgers = _ledgers(data, ctx)
-    files: dict[str, str] = {}
+    written: dict[str, dict] = {}
+    books: dict[Path, dict] = {}
     for locale in locales:
         context = build_context(data, actions_rows, ctx, locale)
-        written = render_report("review", context, locale, data.audience, out_dir, stem=stem)
-        xlsx = out_dir / f"{stem}.{locale}.{data.audience.value}.xlsx"
-        written["xlsx"] = write_workbook(
-            _sheets(data, ctx, locale, ledgers), xlsx, timezone=ctx.policy.timezone
+        written[locale] = render_report(
+            "review", context, locale, data.audience, out_dir, stem=stem
         )
-        for fmt, path in written.items():
+        xlsx = out_dir / f"{stem}.{locale}.{data.audience.value}.xlsx"
+        books[xlsx] = _sheets(data, ctx, locale)
+        written[locale]["xlsx"] = xlsx
+    write_workbooks(books, timezone=ctx.policy.timezone)
+    files: dict[str, str] = {}
+    for locale in locales:
+        for fmt, path in written[locale].items():
             files[f"{locale}.{fmt}"] = str(path)
     return files
 
