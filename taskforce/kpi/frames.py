@@ -62,6 +62,9 @@ class Frames:
     members: pd.DataFrame
 
 
+_FETCH_ROWS = 50_000
+
+
 def raw_frame(conn: Connection, stmt) -> pd.DataFrame:
     """The rows of a select as the driver returns them: no per-value type processing.
 
@@ -75,16 +78,23 @@ def raw_frame(conn: Connection, stmt) -> pd.DataFrame:
     )
     result = conn.execute(plain)
     keys = list(result.keys())
-    # Straight from the DBAPI cursor: with nothing to process, Row objects are only overhead
-    # (and pandas probes each one for named-tuple fields).
-    rows = result.cursor.fetchall()
-    result.close()
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(keys)
+    columns: list[list] = [[] for _ in keys]
+    # One object per distinct value: the driver makes a new str for every cell, and a ledger
+    # repeats an issue's number, title and owner on each of its rows (hundreds of MB at scale).
+    # (Equal numbers of different types, 1 and 1.0, share one object too: numeric columns are
+    # converted as a whole by the caller.)
+    distinct: list[dict] = [{} for _ in keys]
+    cursor = result.cursor  # straight from the DBAPI: with nothing to process, Row objects
+    try:  # are only overhead (and pandas probes each one for named-tuple fields)
+        while rows := cursor.fetchmany(_FETCH_ROWS):
+            for column, seen, values in zip(
+                columns, distinct, zip(*rows, strict=True), strict=True
+            ):
+                column.extend(map(seen.setdefault, values, values))
+    finally:
+        result.close()
     return pd.DataFrame(
-        {
-            key: pd.Series(list(values), dtype=object)
-            for key, values in zip(keys, columns, strict=True)
-        },
+        {key: pd.Series(values, dtype=object) for key, values in zip(keys, columns, strict=True)},
         columns=keys,
     )
 
