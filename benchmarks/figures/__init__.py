@@ -13,6 +13,8 @@ FIGURES = [
     "sweep",  # dispatch sweep vs one SELECT into pandas; second run as % of the first
     "trail",  # trail verification vs reading and hashing the same rows in a bare loop
     "ledger_import",  # issue-ledger import from CSV and XLSX vs pandas read + to_sql
+    "budget_import",  # budget-ledger import of 100,000 rows, CSV and XLSX vs read_* + to_sql
+    "quarterly_review",  # KPIs + charts + HTML + XLSX vs the same KPIs in one pandas script
     "loop_step",  # report-issue as a flow call / deployment run vs an empty one (needs Prefect)
 ]
 

@@ -163,10 +163,92 @@ def _xlsx_table(data: bytes) -> tuple[list | None, list[tuple]]:
 
     book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     try:
-        rows = list(book.worksheets[0].iter_rows(values_only=True))
+        rows = _sheet_values(book)
     finally:
         book.close()
     return (list(rows[0]), rows[1:]) if rows else (None, [])
+
+
+_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_ROW, _CELL, _VALUE, _INLINE = f"{_MAIN}row", f"{_MAIN}c", f"{_MAIN}v", f"{_MAIN}is"
+_TEXT, _RUN = f"{_MAIN}t", f"{_MAIN}r"
+
+
+def _sheet_values(book) -> list[tuple]:
+    """The first sheet's cell values, as openpyxl's `iter_rows(values_only=True)` gives them
+    (a missing row is an empty tuple, so list positions stay sheet row numbers - 1).
+
+    openpyxl builds a descriptor object per cell (a rich-text object per inline string):
+    on a 100,000-row export that took longer than the whole rest of the import. This reads
+    the sheet XML with ElementTree's C parser and converts each value as openpyxl does,
+    using the workbook openpyxl opened for the shared strings, date styles and epoch.
+    """
+    from xml.etree.ElementTree import iterparse
+
+    from openpyxl.utils.cell import column_index_from_string
+    from openpyxl.utils.datetime import from_excel, from_ISO8601
+
+    sheet = book.worksheets[0]
+    shared, epoch = sheet._shared_strings, book.epoch
+    dates, durations = book._date_formats, book._timedelta_formats
+    rows: list[tuple] = []
+    row_number, column, cells = 0, 0, {}
+    with sheet._get_source() as source:
+        for event, element in iterparse(source, events=("start", "end")):
+            tag = element.tag
+            if event == "start":
+                if tag == _ROW:
+                    number = element.get("r")
+                    row_number = int(number) if number else row_number + 1
+                    column, cells = 0, {}
+                continue
+            if tag == _CELL:
+                ref = element.get("r")
+                if ref:
+                    column = column_index_from_string(ref.rstrip("0123456789"))
+                else:
+                    column += 1
+                kind = element.get("t", "n")
+                if kind == "inlineStr":
+                    node = element.find(_INLINE)
+                    value = None if node is None else _rich_text(node)
+                else:
+                    value = element.findtext(_VALUE, None) or None
+                    if value is not None:
+                        if kind == "n":
+                            value = (
+                                float(value)
+                                if ("." in value or "E" in value or "e" in value)
+                                else int(value)
+                            )
+                            style = int(element.get("s", 0) or 0)
+                            if style in dates:
+                                try:
+                                    value = from_excel(value, epoch, timedelta=style in durations)
+                                except (OverflowError, ValueError):
+                                    value = "#VALUE!"
+                        elif kind == "s":
+                            value = shared[int(value)]
+                        elif kind == "b":
+                            value = bool(int(value))
+                        elif kind == "d":
+                            value = from_ISO8601(value)
+                cells[column] = value
+                element.clear()
+            elif tag == _ROW:
+                while len(rows) < row_number - 1:
+                    rows.append(())
+                width = max(cells, default=0)
+                rows.append(tuple(cells.get(c) for c in range(1, width + 1)))
+                element.clear()
+    return rows
+
+
+def _rich_text(node) -> str:
+    """An inline string's text: its plain text and its runs' text (not phonetic hints)."""
+    parts = [node.findtext(_TEXT) or ""]
+    parts.extend(run.findtext(_TEXT) or "" for run in node.findall(_RUN))
+    return "".join(parts)
 
 
 def _map_header(header: list[Any]) -> dict[str, int]:

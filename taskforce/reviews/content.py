@@ -11,6 +11,7 @@ from sqlalchemy import Connection, and_, func, select
 from sqlalchemy.orm import aliased
 
 from taskforce.budget.models import AuditFinding, BudgetLine, LedgerEntry
+from taskforce.kpi.frames import days, flags, instants, raw_frame
 from taskforce.loop.models import Colour, Evaluation, Issue, Stage, TaskLevel, TaskNode
 from taskforce.money import to_yuan
 from taskforce.org.models import Unit
@@ -260,7 +261,8 @@ def issues_by_number(conn, numbers: list[str], audience: Classification) -> list
 
 def task_ledger(conn, audience: Classification) -> pd.DataFrame:
     """任务台账: every task node of the issues the audience may read."""
-    frame = pd.read_sql(
+    frame = raw_frame(
+        conn,
         select(
             Issue.number.label("issue"),
             Issue.title.label("issue_title"),
@@ -279,12 +281,23 @@ def task_ledger(conn, audience: Classification) -> pd.DataFrame:
         .outerjoin(Unit, Unit.id == TaskNode.owner_unit_id)
         .where(Issue.classification.in_(cleared_for(audience)))
         .order_by(Issue.number, TaskNode.id),
-        conn,
     )
-    for col in ("level", "colour"):
-        frame[col] = frame[col].map(lambda v: None if v is None else str(v))
-    frame["completed"] = pd.to_datetime(frame["completed"], utc=True)
+    for col in ("start", "due"):
+        frame[col] = _date_objects(frame[col])
+    frame["progress"] = pd.to_numeric(frame["progress"])
+    frame["done"] = flags(frame["done"])
+    frame["completed"] = instants(frame["completed"])
     return frame
+
+
+def _date_objects(column: pd.Series) -> pd.Series:
+    """Stored dates as datetime.date (what the workbook formats as a date), missing None."""
+    if column.empty:
+        return column
+    parsed = days(column)
+    out = parsed.dt.date.astype(object)
+    out[parsed.isna()] = None
+    return out
 
 
 def budget_ledger(conn, period: Period, audience: Classification) -> pd.DataFrame:
@@ -296,7 +309,8 @@ def budget_ledger(conn, period: Period, audience: Classification) -> pd.DataFram
     line_ok = BudgetLine.classification.in_(allowed)
     if Classification.internal in allowed:
         line_ok = line_ok | LedgerEntry.line_id.is_(None)
-    frame = pd.read_sql(
+    frame = raw_frame(
+        conn,
         select(
             LedgerEntry.entry_date.label("date"),
             BudgetLine.code.label("line"),
@@ -313,9 +327,8 @@ def budget_ledger(conn, period: Period, audience: Classification) -> pd.DataFram
             line_ok,
         )
         .order_by(LedgerEntry.entry_date, LedgerEntry.id),
-        conn,
     )
-    frame["kind"] = frame["kind"].map(lambda v: None if v is None else str(v))
+    frame["date"] = _date_objects(frame["date"])
     frame["amount"] = frame.pop("amount_fen").map(lambda fen: to_yuan(int(fen)))
     return frame
 

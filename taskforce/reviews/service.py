@@ -34,9 +34,10 @@ from taskforce.policy.loader import PROJECT_ROOT
 from taskforce.policy.schema import Classification
 from taskforce.registers.models import Review
 from taskforce.registers.service import prune_lessons, record_lesson, sweep_risks
-from taskforce.reports import render_report, translator, write_workbook
+from taskforce.reports import render_report, translator
 from taskforce.reports.i18n import LOCALES
 from taskforce.reports.render import fmt_kpi
+from taskforce.reports.workbook import SheetView, write_workbooks
 from taskforce.reviews import charts, content
 from taskforce.reviews.periods import Period, ReviewKind, last_complete_period, parse_period
 
@@ -133,28 +134,46 @@ def gather(engine: Engine, ctx: Context, period: Period, audience: Classificatio
                     kpiset.kpis[code].value = value
         previous = history[-2].values() if len(history) > 1 else {}
         compare(history[-1], previous)
-        lagging = content.lagging_items(conn, audience)
-        lists = {
-            "overdue": content.overdue_issues(conn, policy, audience, now),
-            "lagging": lagging,
-            "reallocation": content.reallocation(lagging),
-            "milestones": content.milestones(conn, period, audience, ctx.today(), policy),
-            "findings": content.open_findings(conn, period, audience),
-            "risks": content.risks(conn, policy, audience),
-            "warnings": content.warnings_in_period(conn, period, policy, audience),
-            "emergencies": content.emergencies_in_period(conn, period, policy, audience),
-            "cases": content.typical_cases(conn, period, policy, audience),
-            "lessons": content.lessons(
-                conn,
-                audience,
-                exclude_source=lesson_source(period),
-                before=now,
-                limit=policy.review.lessons_shown,
-            ),
-            "task_ledger": content.task_ledger(conn, audience),
-            "budget_ledger": content.budget_ledger(conn, period, audience),
-        }
+        lists = report_lists(conn, ctx, period, audience)
     return ReviewData(period=period, audience=audience, history=history, frames=frames, lists=lists)
+
+
+def report_lists(conn, ctx: Context, period: Period, audience: Classification) -> dict:
+    """The record lists the kind's report shows (SECTIONS), and the workbook's ledgers.
+
+    A list of a section the kind does not show stays empty: at scale the lagging items
+    alone are hundreds of thousands of rows that a quarterly report would read and drop.
+    """
+    policy, now, shown = ctx.policy, ctx.now(), set(SECTIONS[period.kind])
+    lagging = content.lagging_items(conn, audience) if shown & {"lagging", "reallocation"} else []
+    return {
+        "overdue": content.overdue_issues(conn, policy, audience, now)
+        if "overdue" in shown
+        else [],
+        "lagging": lagging,
+        "reallocation": content.reallocation(lagging),
+        "milestones": content.milestones(conn, period, audience, ctx.today(), policy)
+        if "milestones" in shown
+        else [],
+        "findings": content.open_findings(conn, period, audience) if "compliance" in shown else [],
+        "risks": content.risks(conn, policy, audience) if "risks" in shown else [],
+        "warnings": content.warnings_in_period(conn, period, policy, audience)
+        if "warnings" in shown
+        else [],
+        "emergencies": content.emergencies_in_period(conn, period, policy, audience)
+        if "warnings" in shown
+        else [],
+        "cases": content.typical_cases(conn, period, policy, audience) if "cases" in shown else [],
+        "lessons": content.lessons(
+            conn,
+            audience,
+            exclude_source=lesson_source(period),
+            before=now,
+            limit=policy.review.lessons_shown,
+        ),
+        "task_ledger": content.task_ledger(conn, audience),
+        "budget_ledger": content.budget_ledger(conn, period, audience),
+    }
 
 
 def lesson_source(period: Period) -> str:
@@ -312,13 +331,18 @@ def build_context(data: ReviewData, actions_rows: list[dict], ctx: Context, loca
 
 
 def _sheets(data: ReviewData, ctx: Context, locale: str) -> dict:
+    """The workbook's sheets in one locale. The ledgers are views of the same frames in
+    every locale (only the headers and the owner's name column differ), so writing the
+    locales' workbooks together converts each ledger once."""
     t = translator(locale)
-    tasks = data.lists["task_ledger"].copy()
-    owner = tasks.pop("owner_zh"), tasks.pop("owner_en")
-    tasks.insert(4, "owner", owner[0] if locale == "zh-CN" else owner[1])
-    tasks = tasks.rename(columns={c: t(f"col.{c}") for c in tasks.columns})
-    budget = data.lists["budget_ledger"].copy()
-    budget = budget.rename(columns={c: t(f"col.{c}") for c in budget.columns})
+    task_frame, budget_frame = data.lists["task_ledger"], data.lists["budget_ledger"]
+    names = [c for c in task_frame.columns if c not in ("owner_zh", "owner_en")]
+    owner = "owner_zh" if locale == "zh-CN" else "owner_en"
+    names.insert(4, owner)
+    tasks = SheetView.of(
+        task_frame, {name: t("col.owner" if name == owner else f"col.{name}") for name in names}
+    )
+    budget = SheetView.of(budget_frame, {name: t(f"col.{name}") for name in budget_frame.columns})
     kpis = pd.DataFrame(
         [
             {
@@ -361,15 +385,20 @@ def render(
             conn, [a.issue_number for a in actions], data.audience
         )
     stem = f"{data.period.kind.value}-{data.period.label}"
-    files: dict[str, str] = {}
+    written: dict[str, dict] = {}
+    books: dict[Path, dict] = {}
     for locale in locales:
         context = build_context(data, actions_rows, ctx, locale)
-        written = render_report("review", context, locale, data.audience, out_dir, stem=stem)
-        xlsx = out_dir / f"{stem}.{locale}.{data.audience.value}.xlsx"
-        written["xlsx"] = write_workbook(
-            _sheets(data, ctx, locale), xlsx, timezone=ctx.policy.timezone
+        written[locale] = render_report(
+            "review", context, locale, data.audience, out_dir, stem=stem
         )
-        for fmt, path in written.items():
+        xlsx = out_dir / f"{stem}.{locale}.{data.audience.value}.xlsx"
+        books[xlsx] = _sheets(data, ctx, locale)
+        written[locale]["xlsx"] = xlsx
+    write_workbooks(books, timezone=ctx.policy.timezone)
+    files: dict[str, str] = {}
+    for locale in locales:
+        for fmt, path in written[locale].items():
             files[f"{locale}.{fmt}"] = str(path)
     return files
 

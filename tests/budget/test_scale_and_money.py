@@ -144,7 +144,9 @@ def money_books(books):
 )
 @given(
     rows=st.lists(
-        st.tuples(st.integers(0, 2), st.integers(1, 10**11), STYLES, st.sampled_from(DAYS)),
+        # At most 40 × 10^10 fen on a line of 10^12 fen: never an overspend finding (with
+        # 10^11 per row, hypothesis found ledgers over the line, which the audit rightly flags).
+        st.tuples(st.integers(0, 2), st.integers(1, 10**10), STYLES, st.sampled_from(DAYS)),
         min_size=1,
         max_size=40,
     )

@@ -1,0 +1,214 @@
+"""The raw column reads (no per-value type processing) give the frames and ledgers the typed
+reads gave, and therefore the same KPIs — on SQLite and PostgreSQL (the `engine` fixture).
+
+The typed reads they replaced are kept here as the reference."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from sqlalchemy.orm import Session
+
+from taskforce.kpi.compute import compute_kpis
+from taskforce.kpi.frames import _DATES, _INSTANTS, Frames, load_frames
+from taskforce.policy.schema import Classification
+from taskforce.reviews import content
+from taskforce.reviews.periods import parse_period
+from tests.reviews import factories as f
+
+NOW = f.utc(2026, 12, 1, 1)
+
+
+def typed_frames(conn) -> Frames:
+    """load_frames as it was: pandas.read_sql through SQLAlchemy's result processing."""
+    queries = _queries()  # the queries of load_frames; only the read differs
+    frames = {}
+    for name, stmt in queries.items():
+        frame = pd.read_sql(stmt, conn)
+        for col in _INSTANTS.get(name, []):
+            frame[col] = pd.to_datetime(frame[col], utc=True)
+        for col in _DATES.get(name, []):
+            frame[col] = pd.to_datetime(frame[col])
+        for col in frame.columns:
+            if frame[col].dtype == object and col not in _DATES.get(name, []):
+                frame[col] = frame[col].map(lambda v: v if v is None else str(v))
+        frames[name] = frame
+    return Frames(**frames)
+
+
+def _queries():
+    from sqlalchemy import select
+
+    from taskforce.budget.models import AuditFinding, BudgetLine, LedgerEntry
+    from taskforce.emergency.models import EarlyWarning, Emergency
+    from taskforce.loop.models import Evaluation, Issue, TaskLevel, TaskNode
+    from taskforce.org.models import Member
+    from taskforce.registers.models import Milestone
+
+    return {
+        "issues": select(
+            Issue.id,
+            Issue.stage,
+            Issue.reported_at,
+            Issue.first_response_at,
+            Issue.closed_at,
+            Issue.stage_due_at,
+        ),
+        "tasks": select(
+            TaskNode.id,
+            TaskNode.issue_id,
+            TaskNode.start_date,
+            TaskNode.due_date,
+            TaskNode.done,
+            TaskNode.completed_at,
+            TaskNode.colour,
+        ).where(TaskNode.level == TaskLevel.action_item),
+        "evaluations": select(Evaluation.satisfaction, Evaluation.evaluated_at),
+        "milestones": select(
+            Milestone.kind, Milestone.due_date, Milestone.achieved, Milestone.achieved_on
+        ),
+        "lines": select(
+            BudgetLine.id,
+            BudgetLine.fiscal_year,
+            BudgetLine.amount_fen,
+            BudgetLine.status,
+            BudgetLine.is_reserve,
+        ),
+        "ledger": select(
+            LedgerEntry.fiscal_year,
+            LedgerEntry.line_id,
+            LedgerEntry.kind,
+            LedgerEntry.entry_date,
+            LedgerEntry.amount_fen,
+        ),
+        "findings": select(
+            AuditFinding.severity,
+            AuditFinding.first_seen_week,
+            AuditFinding.resolved,
+            AuditFinding.resolved_week,
+        ),
+        "warnings": select(
+            EarlyWarning.colour,
+            EarlyWarning.raised_at,
+            EarlyWarning.deadline_at,
+            EarlyWarning.handled_at,
+        ),
+        "emergencies": select(
+            Emergency.level,
+            Emergency.is_drill,
+            Emergency.opened_at,
+            Emergency.acknowledged_at,
+            Emergency.resolved_at,
+        ),
+        "members": select(Member.full_time, Member.training_hours).where(Member.active.is_(True)),
+    }
+
+
+def _same_values(new: pd.DataFrame, old: pd.DataFrame) -> None:
+    assert list(new.columns) == list(old.columns)
+    assert len(new) == len(old)
+    for col in new.columns:
+        a, b = new[col], old[col]
+        if pd.api.types.is_datetime64_any_dtype(b):
+            assert (a.isna() == b.isna()).all(), col
+            assert (a[a.notna()] == b[b.notna()]).all(), col
+        elif b.dtype == bool or a.dtype == bool:
+            assert a.astype(bool).tolist() == b.astype(bool).tolist(), col
+        else:
+            left = [None if pd.isna(v) else v for v in a.tolist()]
+            right = [None if pd.isna(v) else v for v in b.tolist()]
+            assert left == right, col
+
+
+@pytest.fixture
+def dataset(engine):
+    with Session(engine) as s, s.begin():
+        f.november_dataset(s)
+        f.classified_dataset(s)
+    return engine
+
+
+def test_raw_frames_equal_the_typed_frames(dataset, policy):
+    with dataset.connect() as conn:
+        new, old = load_frames(conn), typed_frames(conn)
+    for name in Frames.__dataclass_fields__:
+        _same_values(getattr(new, name), getattr(old, name))
+    for label in ("2026-10", "2026-11", "2026-12"):
+        period = parse_period("monthly", label)
+        ours, theirs = (
+            compute_kpis(new, period, policy, NOW),
+            compute_kpis(old, period, policy, NOW),
+        )
+        assert ours.values() == theirs.values()
+        assert ours.details == theirs.details
+
+
+def test_raw_ledgers_equal_the_typed_ledgers(dataset):
+    from sqlalchemy import select
+
+    from taskforce.budget.models import BudgetLine, LedgerEntry
+    from taskforce.loop.models import Issue, TaskNode
+    from taskforce.money import to_yuan
+    from taskforce.org.models import Unit
+    from taskforce.reports.audience import cleared_for
+
+    period = parse_period("monthly", "2026-11")
+    for audience in Classification:
+        with dataset.connect() as conn:
+            tasks = content.task_ledger(conn, audience)
+            budget = content.budget_ledger(conn, period, audience)
+            typed_tasks = pd.read_sql(
+                select(
+                    Issue.number.label("issue"),
+                    Issue.title.label("issue_title"),
+                    TaskNode.level,
+                    TaskNode.title.label("task"),
+                    Unit.name.label("owner_zh"),
+                    Unit.name_en.label("owner_en"),
+                    TaskNode.start_date.label("start"),
+                    TaskNode.due_date.label("due"),
+                    TaskNode.progress_percent.label("progress"),
+                    TaskNode.done,
+                    TaskNode.completed_at.label("completed"),
+                    TaskNode.colour,
+                )
+                .join(Issue, Issue.id == TaskNode.issue_id)
+                .outerjoin(Unit, Unit.id == TaskNode.owner_unit_id)
+                .where(Issue.classification.in_(cleared_for(audience)))
+                .order_by(Issue.number, TaskNode.id),
+                conn,
+            )
+            allowed = cleared_for(audience)
+            line_ok = BudgetLine.classification.in_(allowed)
+            if Classification.internal in allowed:
+                line_ok = line_ok | LedgerEntry.line_id.is_(None)
+            typed_budget = pd.read_sql(
+                select(
+                    LedgerEntry.entry_date.label("date"),
+                    BudgetLine.code.label("line"),
+                    BudgetLine.purpose,
+                    LedgerEntry.kind,
+                    LedgerEntry.amount_fen,
+                    LedgerEntry.payee,
+                    LedgerEntry.description,
+                )
+                .outerjoin(BudgetLine, BudgetLine.id == LedgerEntry.line_id)
+                .where(
+                    LedgerEntry.fiscal_year == period.last_day.year,
+                    LedgerEntry.entry_date <= period.last_day,
+                    line_ok,
+                )
+                .order_by(LedgerEntry.entry_date, LedgerEntry.id),
+                conn,
+            )
+        for col in ("level", "colour"):
+            typed_tasks[col] = typed_tasks[col].map(lambda v: None if v is None else str(v))
+        typed_tasks["completed"] = pd.to_datetime(typed_tasks["completed"], utc=True)
+        typed_budget["kind"] = typed_budget["kind"].map(lambda v: None if v is None else str(v))
+        typed_budget["amount"] = typed_budget.pop("amount_fen").map(lambda fen: to_yuan(int(fen)))
+        assert len(tasks) > 0 or audience is Classification.public
+        _same_values(tasks, typed_tasks)
+        _same_values(budget, typed_budget)
+        # The workbook formats dates by their Python type: still datetime.date.
+        assert all(type(v).__name__ == "date" for v in tasks["due"].dropna())
+        assert all(type(v).__name__ == "date" for v in budget["date"].dropna())
