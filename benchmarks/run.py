@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> list[Result]:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--markdown", type=Path, help="also write the table as markdown here")
     args = parser.parse_args(argv)
+    for out in (args.json, args.markdown):  # fail now, not after a long run
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
 
     console = Console(width=max(Console().width, 140))
     scale = Scale(QUICK_SCALE if args.quick else args.scale, args.seed)

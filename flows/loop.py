@@ -39,25 +39,29 @@ from taskforce.loop.forms import (
     StepResult,
 )
 from tasks import loop as steps
-from tasks.notify import deliver_pending_notifications
+from tasks.notify import deliver_pending_notifications, trail_position
 
 R = TypeVar("R")
 
 TRANSIENT_RETRIES = 2
+STEP_ENTRIES_MAX = 1_000
 
 
-async def _step(step: Task, *args: object) -> R:
+async def _step(step: Task, *args: object) -> tuple[R, range]:
     """Run a step's core function in this flow run; retry only a database that was busy or lost.
 
     A domain error (bad input, a step out of order) fails at once with its message:
     retrying it would only make the operator wait. A retry replays the same key.
+    Returns the result and the trail entries appended meanwhile (the step's own, and
+    whatever another process appended in the same moment).
     """
+    since = trail_position()
     for _ in range(TRANSIENT_RETRIES):
         try:
-            return step.fn(*args)
+            return step.fn(*args), range(since + 1, trail_position() + 1)
         except OperationalError:
             await asyncio.sleep(1)
-    return step.fn(*args)
+    return step.fn(*args), range(since + 1, trail_position() + 1)
 
 
 IssueNumber = Field(
@@ -82,10 +86,15 @@ def _key(explicit: str | None) -> str:
     return explicit or f"flow-run:{flow_run.get_id()}"
 
 
-async def _publish(result: StepResult | ReportResult, step: str) -> None:
-    """Send the step's notifications now (the every-minute delivery flow is the safety net)
-    and show where the issue stands."""
-    deliver_pending_notifications.fn(limit=200)
+async def _publish(result: StepResult | ReportResult, step: str, caused: range) -> None:
+    """Send the step's own notifications now and show where the issue stands.
+
+    Only the step's: a backlog (a weekly sweep's tens of thousands of rows) is the
+    every-minute delivery flow's, and must not make an operator's step wait on it.
+    """
+    # A step appends a handful of entries; a range far longer means another process wrote
+    # at the same moment, whose rows the delivery flow sends within the minute.
+    deliver_pending_notifications.fn(limit=200, trail_entry_ids=list(caused[:STEP_ENTRIES_MAX]))
     number = result.issue_number
     lines = [f"## {number}: {step}", "", f"- stage now: **{result.stage}**"]
     for k, v in getattr(result, "detail", {}).items():
@@ -102,8 +111,10 @@ async def report_issue_flow(
 ) -> ReportResult:
     """问题上报 — report an issue to the executive group (首接负责制; duplicates are linked)."""
     await _name_run(f"report: {form.title}")
-    result = await _step(steps.report_issue, form, operator, _key(idempotency_key))
-    await _publish(result, "reported (duplicate linked)" if result.duplicate else "reported")
+    result, caused = await _step(steps.report_issue, form, operator, _key(idempotency_key))
+    await _publish(
+        result, "reported (duplicate linked)" if result.duplicate else "reported", caused
+    )
     return result
 
 
@@ -116,10 +127,10 @@ async def coordinate_flow(
 ) -> StepResult:
     """协调会商 — record the coordination meeting; major matters go to the leadership group."""
     await _name_run(f"{issue_number}: coordinate")
-    result = await _step(
+    result, caused = await _step(
         steps.coordinate_issue, issue_number, form, operator, _key(idempotency_key)
     )
-    await _publish(result, "coordinated")
+    await _publish(result, "coordinated", caused)
     return result
 
 
@@ -132,8 +143,10 @@ async def leadership_vote_flow(
 ) -> StepResult:
     """议题预审-专家论证-集体表决 — passes only with ≥ 2/3 of all leadership members voting yes."""
     await _name_run(f"{issue_number}: leadership vote")
-    result = await _step(steps.leadership_vote, issue_number, form, operator, _key(idempotency_key))
-    await _publish(result, "leadership vote")
+    result, caused = await _step(
+        steps.leadership_vote, issue_number, form, operator, _key(idempotency_key)
+    )
+    await _publish(result, "leadership vote", caused)
     return result
 
 
@@ -146,8 +159,10 @@ async def file_plan_flow(
 ) -> StepResult:
     """方案制定 — the task tree 总目标-子项目-行动项, filed with the leadership group (备案)."""
     await _name_run(f"{issue_number}: plan")
-    result = await _step(steps.file_plan, issue_number, form, operator, _key(idempotency_key))
-    await _publish(result, "plan filed")
+    result, caused = await _step(
+        steps.file_plan, issue_number, form, operator, _key(idempotency_key)
+    )
+    await _publish(result, "plan filed", caused)
     return result
 
 
@@ -160,8 +175,10 @@ async def record_progress_flow(
 ) -> StepResult:
     """执行反馈 — progress on an action item; red items warn the executive director."""
     await _name_run(f"{issue_number}: progress on item {form.task_id}")
-    result = await _step(steps.record_progress, issue_number, form, operator, _key(idempotency_key))
-    await _publish(result, f"progress on item {form.task_id}")
+    result, caused = await _step(
+        steps.record_progress, issue_number, form, operator, _key(idempotency_key)
+    )
+    await _publish(result, f"progress on item {form.task_id}", caused)
     return result
 
 
@@ -174,6 +191,8 @@ async def evaluate_flow(
 ) -> StepResult:
     """效果评估 — solved closes the issue; otherwise it returns to coordination."""
     await _name_run(f"{issue_number}: evaluate")
-    result = await _step(steps.evaluate_issue, issue_number, form, operator, _key(idempotency_key))
-    await _publish(result, "evaluated")
+    result, caused = await _step(
+        steps.evaluate_issue, issue_number, form, operator, _key(idempotency_key)
+    )
+    await _publish(result, "evaluated", caused)
     return result

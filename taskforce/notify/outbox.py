@@ -97,15 +97,14 @@ def enqueue(
 def ids_for_trail_entries(session: Session, trail_entry_ids: Iterable[int]) -> list[int]:
     """The outbox rows a state change wrote (events.record links them to its trail entry)."""
     wanted = list(trail_entry_ids)
-    if not wanted:
-        return []
-    return list(
-        session.scalars(
-            select(OutboxMessage.id)
-            .where(OutboxMessage.trail_entry_id.in_(wanted))
-            .order_by(OutboxMessage.id)
+    found: list[int] = []
+    for start in range(0, len(wanted), _KEY_CHUNK):  # SQLite's bound-parameter limit
+        found += session.scalars(
+            select(OutboxMessage.id).where(
+                OutboxMessage.trail_entry_id.in_(wanted[start : start + _KEY_CHUNK])
+            )
         )
-    )
+    return sorted(found)
 
 
 # Keys per IN (...) list (SQLite's default limit is 32,766 bound parameters).

@@ -156,6 +156,11 @@ def append(
     return entry
 
 
+def last_id(session: Session) -> int:
+    """The id of the newest entry (0 for an empty trail): a position to deliver from."""
+    return session.scalar(select(TrailHead.last_id).where(TrailHead.id == 1)) or 0
+
+
 def append_many(session: Session, entries: list[dict[str, Any]]) -> list[int]:
     """Append many entries under one lock of the head, in one bulk INSERT (the sweep's hundreds
     of thousands of per-row appends were most of its time). Each dict takes `append`'s keyword

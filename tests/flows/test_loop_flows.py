@@ -209,3 +209,28 @@ def test_each_step_run_is_named_after_what_it_does(flow_db):
 
     number, names = asyncio.run(scenario())
     assert names == ["report: 命名测试", f"{number}: coordinate"]
+
+
+def test_a_step_sends_its_own_notifications_and_leaves_a_backlog_to_the_delivery_flow(flow_db):
+    """A weekly sweep can leave tens of thousands of rows pending: an operator's step sends
+    the rows its own state change wrote, not the backlog (the delivery flow's job)."""
+    from taskforce.context import Context
+    from taskforce.loop import report
+    from taskforce.notify.models import DeliveryStatus, OutboxMessage
+
+    with unit_of_work() as s:  # the backlog: reported outside any flow, nothing sent
+        backlog = report.report_issue(
+            s, Context.default(), ReportIssueForm(title="积压通知", reporting_unit="tax"), actor="t"
+        )
+    reported = asyncio.run(
+        report_issue_flow(ReportIssueForm(title="本步通知", reporting_unit="industry"))
+    )
+
+    def statuses(number: str) -> set[DeliveryStatus]:
+        with unit_of_work() as s:
+            return set(
+                s.scalars(select(OutboxMessage.status).where(OutboxMessage.subject_id == number))
+            )
+
+    assert statuses(backlog.issue_number) == {DeliveryStatus.pending}
+    assert statuses(reported.issue_number) == {DeliveryStatus.delivered}
