@@ -14,6 +14,8 @@ FIGURES = [
     "trail",  # trail verification vs reading and hashing the same rows in a bare loop
     "ledger_import",  # issue-ledger import from CSV and XLSX vs pandas read + to_sql
     "loop_step",  # report-issue as a flow call / deployment run vs an empty one (needs Prefect)
+    "gateway",  # webhooks/s and p99 to 202 under 32 clients vs an empty endpoint, same server
+    "emergency_path",  # webhook -> first page at a loopback receiver vs an empty flow run
 ]
 
 

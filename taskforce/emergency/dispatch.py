@@ -14,6 +14,8 @@ paged directly (outbox rows, on the trail), and the sweep
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -80,3 +82,51 @@ def dispatch_pending(
     with unit_of_work(engine) as session:
         pending = service.pending_dispatch(session)
     return [dispatch(engine, ctx, public_id, dispatcher, actor=actor) for public_id in pending]
+
+
+class BackgroundDispatch:
+    """Dispatch off the request path: the gateway commits the emergency, answers 202, and
+    hands its id to this queue; one thread per process starts the flow runs.
+
+    Why: starting a flow run is a few round trips to the Prefect API (tens of ms, seconds
+    when Prefect is slow or down), which would cap intake at Prefect's pace and let a slow
+    Prefect stall the monitoring systems' webhooks. The committed `pending_dispatch` row is
+    the outbox: if this process dies before the queue drains, the dispatch sweep
+    (`dispatch_pending`, every minute) starts what is left, so nothing accepted is lost.
+    """
+
+    def __init__(
+        self,
+        engine: Engine | None,
+        ctx_factory: Callable[[], Context],
+        dispatcher: Dispatcher,
+    ) -> None:
+        self.engine, self.ctx_factory, self.dispatcher = engine, ctx_factory, dispatcher
+        self._queue: queue.SimpleQueue[tuple[str, str] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, public_id: str, *, actor: str) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="emergency-dispatch", daemon=True
+                )
+                self._thread.start()
+        self._queue.put((public_id, actor))
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            public_id, actor = item
+            try:
+                dispatch(self.engine, self.ctx_factory(), public_id, self.dispatcher, actor=actor)
+            except Exception:  # the row stays pending_dispatch; the sweep retries it
+                log.exception("background dispatch of emergency %s failed", public_id)
+
+    def close(self, timeout: float = 30) -> None:
+        """Drain what was queued (shutdown), then stop the thread."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout)

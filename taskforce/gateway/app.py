@@ -5,16 +5,19 @@ JSON error and writes nothing: content type (415), size (413), the sender's
 credentials (401: signature and timestamp, bearer token or routing key), JSON
 syntax (400), the body's fields (422). Then the emergency is committed and
 only then acknowledged (202 with its id); the flow run that moves it is
-started after the commit (see taskforce/emergency/dispatch.py).
+started after the commit (see taskforce/emergency/dispatch.py): in the
+request (the default of `create_app`), or, in production, by a background
+thread after the 202, so intake never waits on the Prefect API.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
@@ -28,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.emergency import service
-from taskforce.emergency.dispatch import Dispatcher, dispatch, no_dispatcher
+from taskforce.emergency.dispatch import BackgroundDispatch, Dispatcher, dispatch, no_dispatcher
 from taskforce.emergency.forms import EmergencyIntake, nul_path
 from taskforce.emergency.models import Level
 from taskforce.errors import DomainError, NotFound
@@ -67,7 +70,9 @@ def _default_policy():
     return load_policy()
 
 
+@functools.cache
 def default_context() -> Context:
+    # One per process: the policy is read once and the system clock holds no state.
     return Context(policy=_default_policy())
 
 
@@ -77,13 +82,28 @@ def create_app(
     *,
     engine: Engine | None = None,
     environ: Mapping[str, str] | None = None,
+    background_dispatch: bool = False,
 ) -> FastAPI:
-    """The gateway app. `engine` defaults to TASKFORCE_DATABASE_URL's, `environ` to os.environ."""
+    """The gateway app. `engine` defaults to TASKFORCE_DATABASE_URL's, `environ` to os.environ.
+
+    With `background_dispatch`, a new emergency is answered 202 as `pending_dispatch` right
+    after its commit and its flow run is started by a background thread (see
+    `BackgroundDispatch`); without it, the request starts the run before answering.
+    """
     env = environ if environ is not None else os.environ
+    background = BackgroundDispatch(engine, ctx_factory, dispatcher) if background_dispatch else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if background is not None:
+            await run_in_threadpool(background.close)  # start what was queued before exiting
+
     app = FastAPI(
         title="Task-force emergency gateway 应急网关",
         version="1",
         description=__doc__,
+        lifespan=lifespan,
     )
 
     @app.exception_handler(GatewayError)
@@ -129,7 +149,9 @@ def create_app(
             )
         dispatched = False
         status = result.status
-        if result.created:
+        if result.created and background is not None:
+            background.submit(result.emergency_id, actor=f"gateway:{source}")
+        elif result.created:
             outcome = dispatch(
                 engine, ctx, result.emergency_id, dispatcher, actor=f"gateway:{source}"
             )
