@@ -54,14 +54,13 @@ async def drive(port: int, requests: list[bytes], concurrency: int) -> tuple[lis
 
 def main(argv: list[str]) -> None:
     source, target = argv
-    spec = json.loads(open(source, encoding="utf-8").read())
+    with open(source, encoding="utf-8") as f:
+        spec = json.load(f)
     requests = [r.encode("latin-1") for r in spec["requests"]]
     results, wall = asyncio.run(drive(spec["port"], requests, spec["concurrency"]))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     with open(target, "w", encoding="utf-8") as out:
-        json.dump(
-            {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "results": results}, out
-        )
+        json.dump({"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "results": results}, out)
 
 
 if __name__ == "__main__":

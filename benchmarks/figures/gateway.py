@@ -183,7 +183,11 @@ def _p99_ms(latencies: list[float]) -> float:
 
 def _account(bench: Bench, run_id: str, keys: list[str], results: list) -> tuple[bool, str, dict]:
     """Every 202 in the database, duplicates collapsed exactly."""
-    accepted = [(k, json.loads(body)) for k, (status, _t, body) in zip(keys, results) if status == 202]
+    accepted = [
+        (k, json.loads(body))
+        for k, (status, _t, body) in zip(keys, results, strict=True)
+        if status == 202
+    ]
     failed = len(keys) - len(accepted)
     distinct = {k for k, _ in accepted}
     with bench.engine.connect() as conn:
@@ -214,9 +218,12 @@ def _account(bench: Bench, run_id: str, keys: list[str], results: list) -> tuple
         f"{len(keys):,} requests, {len(accepted):,} answered 202, {failed} not; "
         f"{len(distinct):,} distinct dedup keys ({len(accepted) - len(distinct):,} duplicates) → "
         f"{len(rows):,} emergencies, repeats {repeats:,}; "
-        + ("accounting exact" if ok else "ACCOUNTING MISMATCH: " + ", ".join(
-            name for name, passed in checks.items() if not passed
-        ))
+        + (
+            "accounting exact"
+            if ok
+            else "ACCOUNTING MISMATCH: "
+            + ", ".join(name for name, passed in checks.items() if not passed)
+        )
     )
     return ok, detail, {"checks": checks, "statuses": statuses}
 
@@ -230,8 +237,12 @@ def run(bench: Bench) -> list[Result]:
     try:
         warm, _ = _requests(200, f"{run_id}w", server.port, seed=1)
         _drive(bench, warm, server.port, "warm")
-        _drive(bench, [r.replace(f"/v1/emergencies/{SOURCE}", "/bench/empty", 1) for r in warm],
-               server.port, "warm-empty")
+        _drive(
+            bench,
+            [r.replace(f"/v1/emergencies/{SOURCE}", "/bench/empty", 1) for r in warm],
+            server.port,
+            "warm-empty",
+        )
         requests, keys = _requests(count, run_id, server.port, seed=9)
         bench.status(f"gateway: {count:,} requests to the empty endpoint, {CONCURRENCY} clients")
         empty = _drive(

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,7 +30,12 @@ from taskforce.emergency.deadlines import (
     record_deadline_met,
 )
 from taskforce.emergency.forms import EmergencyIntake, OpenResult
-from taskforce.emergency.models import Emergency, EmergencyEvent, EmergencyStatus
+from taskforce.emergency.models import (
+    OPEN_DEDUP_WHERE,
+    Emergency,
+    EmergencyEvent,
+    EmergencyStatus,
+)
 from taskforce.emergency.paging import Escalation, escalate_due, page, page_if_unpaged
 from taskforce.emergency.queries import (
     OPEN_STATUSES,
@@ -54,6 +60,7 @@ __all__ = [
     "UNACKNOWLEDGED",
     "EmergencyState",
     "Escalation",
+    "IntakeRequest",
     "acknowledge",
     "act_on_dedup",
     "close_resolved",
@@ -64,6 +71,7 @@ __all__ = [
     "get_emergency",
     "mark_dispatched",
     "on_call_members",
+    "open_emergencies",
     "open_emergency",
     "page",
     "page_if_unpaged",
@@ -188,6 +196,214 @@ def open_emergency(
         level=emergency.level,
         is_drill=is_drill,
     )
+
+
+@dataclass(frozen=True)
+class IntakeRequest:
+    """One delivery for `open_emergencies`: `open_emergency`'s arguments."""
+
+    intake: EmergencyIntake
+    source: str
+    dedup_key: str
+    actor: str
+    is_drill: bool = False
+
+
+def open_emergencies(
+    session: Session, ctx: Context, requests: list[IntakeRequest]
+) -> list[OpenResult | DomainError]:
+    """`open_emergency` for many deliveries in one transaction, set-based (the gateway's
+    group commit): one SELECT of the open emergencies of all their keys, one of their
+    working groups, bulk INSERTs of the new emergencies, their repeat events and the trail
+    entries. The result is what calling `open_emergency` for each request in list order
+    would give (tests/emergency/test_open_many.py checks this): the first delivery of a new
+    key opens it, later ones attach as repeats; a request that `open_emergency` would refuse
+    gets its DomainError in its place and writes nothing.
+    """
+    results: list[OpenResult | DomainError | None] = [None] * len(requests)
+    intakes: list[EmergencyIntake | None] = [None] * len(requests)
+    for i, r in enumerate(requests):
+        intakes[i] = EmergencyIntake.model_validate(r.intake.model_dump())
+        if not r.dedup_key or len(r.dedup_key) > 200:
+            results[i] = DomainError("must be 1 to 200 characters", field="dedup_key")
+    pending = [i for i, result in enumerate(results) if result is None]
+    if not pending:
+        return results  # type: ignore[return-value]
+    keys = {(requests[i].source, requests[i].dedup_key) for i in pending}
+    open_rows: dict[tuple[str, str], Emergency] = {}
+    for chunk in _chunks(sorted(keys), 400):
+        for e in session.scalars(
+            select(Emergency).where(
+                Emergency.source.in_({s for s, _ in chunk}),
+                Emergency.dedup_key.in_({k for _, k in chunk}),
+                text(OPEN_DEDUP_WHERE),
+            )
+        ):
+            open_rows[(e.source, e.dedup_key)] = e
+    groups_named = {intakes[i].working_group for i in pending if intakes[i].working_group}
+    known_groups = set(
+        session.scalars(select(Group.code).where(Group.code.in_(groups_named)))
+        if groups_named
+        else ()
+    )
+
+    now = ctx.now()
+    chain_steps = chain(ctx)
+    new_rows: list[dict] = []
+    opened: dict[tuple[str, str], dict] = {}  # key -> its new row, for repeats in this batch
+    repeats: list[tuple[int, tuple[str, str]]] = []  # (request index, key) in order
+    for i in pending:
+        r, intake = requests[i], intakes[i]
+        key = (r.source, r.dedup_key)
+        if key in open_rows or key in opened:
+            repeats.append((i, key))
+            continue
+        rule = ctx.policy.emergency.levels[intake.level.value]
+        if (rule.leading_group == "working_group" and not intake.working_group) or (
+            intake.working_group and intake.working_group not in known_groups
+        ):
+            try:  # the one-by-one check names the problem exactly as open_emergency does
+                _validate_intake(session, ctx, intake)
+            except DomainError as exc:
+                results[i] = exc
+                continue
+        deadlines = {
+            name: (now + dt.timedelta(hours=hours)).isoformat()
+            for name, hours in rule.deadlines_hours.items()
+        }
+        row = {
+            "public_id": str(uuid.uuid4()),
+            "source": r.source,
+            "dedup_key": r.dedup_key,
+            "level": intake.level,
+            "title": intake.title,
+            "description": intake.description,
+            "classification": intake.classification,
+            "status": EmergencyStatus.pending_dispatch,
+            "is_drill": r.is_drill,
+            "leading_group": rule.leading_group,
+            "working_group": intake.working_group,
+            "opened_at": now,
+            "deadlines": deadlines,
+            "escalation_step": chain_steps.index(rule.leading_group),
+            "pages_at_step": 0,
+            "payload": intake.details,
+            "repeats": 0,
+            "_request": i,
+        }
+        opened[key] = row
+        new_rows.append(row)
+
+    if new_rows:
+        inserted = session.execute(
+            insert(Emergency).returning(Emergency.id, sort_by_parameter_order=True),
+            [{k: v for k, v in row.items() if k != "_request"} for row in new_rows],
+        ).scalars()
+        for row, new_id in zip(new_rows, inserted, strict=True):
+            row["id"] = new_id
+
+    # Repeats: their counts, events and answers (an existing row's status and level, or
+    # the new row's when the key was opened earlier in this batch).
+    added: dict[int, int] = {}
+    events_rows = []
+    for i, key in repeats:
+        target = open_rows.get(key)
+        emergency_id = target.id if target is not None else opened[key]["id"]
+        added[emergency_id] = added.get(emergency_id, 0) + 1
+        events_rows.append(
+            {
+                "emergency_id": emergency_id,
+                "kind": "repeat",
+                "at": now,
+                "actor": requests[i].actor,
+                "detail": {},
+            }
+        )
+    for emergency_id, count in added.items():
+        session.execute(
+            update(Emergency)
+            .where(Emergency.id == emergency_id)
+            .values(repeats=Emergency.repeats + count)
+            .execution_options(synchronize_session=False)
+        )
+    if events_rows:
+        session.execute(insert(EmergencyEvent), events_rows)
+
+    # The trail, in request order, as open_emergency / _attach_repeat write it.
+    records = []
+    repeat_of = dict(repeats)
+    for i in pending:
+        if isinstance(results[i], DomainError):
+            continue
+        r = requests[i]
+        key = (r.source, r.dedup_key)
+        if i in repeat_of:
+            target = open_rows.get(key)
+            if target is not None:
+                public_id, source, dedup_key = target.public_id, target.source, target.dedup_key
+                classification, is_drill = target.classification, target.is_drill
+                status, level = target.status.value, target.level
+            else:
+                row = opened[key]
+                public_id, source, dedup_key = row["public_id"], row["source"], row["dedup_key"]
+                classification, is_drill = row["classification"], row["is_drill"]
+                status, level = row["status"].value, row["level"]
+            records.append(
+                {
+                    "at": now,
+                    "actor": r.actor,
+                    "action": "emergency.repeat",
+                    "subject_type": "emergency",
+                    "subject_id": public_id,
+                    "classification": classification,
+                    "is_drill": is_drill,
+                    "payload": {"source": source, "dedup_key": dedup_key},
+                }
+            )
+            results[i] = OpenResult(
+                emergency_id=public_id,
+                created=False,
+                status=status,
+                level=level,
+                is_drill=is_drill,
+            )
+            continue
+        row = opened[key]
+        records.append(
+            {
+                "at": now,
+                "actor": r.actor,
+                "action": "emergency.opened",
+                "subject_type": "emergency",
+                "subject_id": row["public_id"],
+                "classification": row["classification"],
+                "is_drill": row["is_drill"],
+                "payload": {
+                    "source": row["source"],
+                    "dedup_key": row["dedup_key"],
+                    "level": row["level"].value,
+                    "title": row["title"],
+                    "leading_group": row["leading_group"],
+                    "working_group": row["working_group"],
+                    "deadlines": row["deadlines"],
+                    "is_drill": row["is_drill"],
+                },
+            }
+        )
+        results[i] = OpenResult(
+            emergency_id=row["public_id"],
+            created=True,
+            status=row["status"].value,
+            level=row["level"],
+            is_drill=row["is_drill"],
+        )
+    events.record_many(session, ctx.policy, records)
+    return results  # type: ignore[return-value]
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _attach_repeat(

@@ -37,6 +37,7 @@ from taskforce.emergency.models import Level
 from taskforce.errors import DomainError, NotFound
 from taskforce.gateway import auth
 from taskforce.gateway.errors import GatewayError
+from taskforce.gateway.group_commit import GroupCommit
 from taskforce.gateway.schemas import (
     Accepted,
     ActionResult,
@@ -91,7 +92,9 @@ def create_app(
     `BackgroundDispatch`); without it, the request starts the run before answering.
     """
     env = environ if environ is not None else os.environ
-    background = BackgroundDispatch(engine, ctx_factory, dispatcher) if background_dispatch else None
+    background = (
+        BackgroundDispatch(engine, ctx_factory, dispatcher) if background_dispatch else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -134,26 +137,24 @@ def create_app(
                 raise _too_large(limit)
         return bytes(body)
 
-    def persist_trigger(
+    writer = GroupCommit(engine)
+
+    async def accept_trigger(
         ctx: Context, intake: EmergencyIntake, *, source: str, dedup_key: str, is_drill: bool
     ) -> Accepted:
-        with unit_of_work(engine) as session:
-            result = service.open_emergency(
-                session,
-                ctx,
-                intake,
-                source=source,
-                dedup_key=dedup_key,
-                actor=f"gateway:{source}",
-                is_drill=is_drill,
-            )
+        """Commit the delivery (group commit, see group_commit.py), then dispatch a new one."""
+        request = service.IntakeRequest(intake, source, dedup_key, f"gateway:{source}", is_drill)
+        try:
+            result = await writer.open(ctx, request)
+        except DomainError as exc:
+            raise GatewayError(422, "invalid", str(exc), exc.field) from None
         dispatched = False
         status = result.status
         if result.created and background is not None:
             background.submit(result.emergency_id, actor=f"gateway:{source}")
         elif result.created:
-            outcome = dispatch(
-                engine, ctx, result.emergency_id, dispatcher, actor=f"gateway:{source}"
+            outcome = await run_in_threadpool(
+                dispatch, engine, ctx, result.emergency_id, dispatcher, actor=f"gateway:{source}"
             )
             dispatched = outcome.dispatched
             status = "dispatched" if dispatched else status
@@ -230,13 +231,8 @@ def create_app(
                 "working_group": trigger.working_group or default_wg,
             }
         )
-        return await in_thread(
-            persist_trigger,
-            ctx,
-            intake,
-            source=source,
-            dedup_key=trigger.dedup_key,
-            is_drill=trigger.drill,
+        return await accept_trigger(
+            ctx, intake, source=source, dedup_key=trigger.dedup_key, is_drill=trigger.drill
         )
 
     def native_action_endpoint(action: str):
@@ -338,37 +334,31 @@ def create_app(
                 problems[0]["field"],
                 problems,
             )
-        results = await in_thread(_alertmanager_batch, ctx, policy.source, intakes)
+        results = await _alertmanager_batch(ctx, policy.source, intakes)
         return AlertmanagerAccepted(results=results)
 
-    def _alertmanager_batch(
+    def resolve_alert(ctx: Context, source: str, fingerprint: str) -> AlertResult:
+        with unit_of_work(engine) as session:
+            open_one = service.find_open(session, source, fingerprint)
+            if open_one is None:
+                return AlertResult(fingerprint=fingerprint, emergency_id=None, outcome="not_open")
+            st = service.resolve(session, ctx, open_one.public_id, actor=f"gateway:{source}")
+        return AlertResult(
+            fingerprint=fingerprint,
+            emergency_id=st.public_id,
+            outcome="resolved",
+            status=st.status.value,
+        )
+
+    async def _alertmanager_batch(
         ctx: Context, source: str, intakes: list[tuple[str, EmergencyIntake | None]]
     ) -> list[AlertResult]:
         out = []
         for fingerprint, intake in intakes:
             if intake is None:
-                with unit_of_work(engine) as session:
-                    open_one = service.find_open(session, source, fingerprint)
-                    if open_one is None:
-                        out.append(
-                            AlertResult(
-                                fingerprint=fingerprint, emergency_id=None, outcome="not_open"
-                            )
-                        )
-                        continue
-                    st = service.resolve(
-                        session, ctx, open_one.public_id, actor=f"gateway:{source}"
-                    )
-                out.append(
-                    AlertResult(
-                        fingerprint=fingerprint,
-                        emergency_id=st.public_id,
-                        outcome="resolved",
-                        status=st.status.value,
-                    )
-                )
+                out.append(await in_thread(resolve_alert, ctx, source, fingerprint))
                 continue
-            accepted = persist_trigger(
+            accepted = await accept_trigger(
                 ctx, intake, source=source, dedup_key=fingerprint, is_drill=False
             )
             out.append(
@@ -424,13 +414,8 @@ def create_app(
                 },
                 {"title": "payload.summary", "details": "payload"},
             )
-            accepted = await in_thread(
-                persist_trigger,
-                ctx,
-                intake,
-                source=policy.source,
-                dedup_key=dedup_key,
-                is_drill=False,
+            accepted = await accept_trigger(
+                ctx, intake, source=policy.source, dedup_key=dedup_key, is_drill=False
             )
             return PagerDutyAccepted(
                 message="Event processed", dedup_key=dedup_key, emergency_id=accepted.emergency_id
