@@ -71,7 +71,11 @@ def fresh_database(backend: str, name: str) -> tuple[str, Engine]:
     else:
         _pg_exec(f'CREATE DATABASE "{_pg_name(name)}"')
         url = _pg_url(_pg_name(name))
-    return url, make_engine(url)
+    engine = make_engine(url)
+    from taskforce.migrate import upgrade
+
+    upgrade(engine)  # a dataset made before the newest migration gets it on the copy
+    return url, engine
 
 
 def mark_complete(backend: str, name: str, engine: Engine, counts: dict) -> None:
@@ -115,7 +119,11 @@ def working_copy(backend: str, pristine: str, name: str) -> tuple[str, Engine]:
     else:
         _pg_exec(f'CREATE DATABASE "{_pg_name(name)}" TEMPLATE "{_pg_name(pristine)}"')
         url = _pg_url(_pg_name(name))
-    return url, make_engine(url)
+    engine = make_engine(url)
+    from taskforce.migrate import upgrade
+
+    upgrade(engine)  # a dataset made before the newest migration gets it on the copy
+    return url, engine
 
 
 def migrate_pristine(backend: str, name: str) -> None:

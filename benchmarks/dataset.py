@@ -656,8 +656,9 @@ def ensure(backend: str, scale: Scale, say=print) -> tuple[str, dict[str, int], 
     pristine = f"data-{scale.key}"
     counts = databases.completed(backend, pristine)
     if counts is not None:
+        # The pristine copy stays at the schema it was made with: each run migrates its
+        # own working copy, so branches with different migrations can share one dataset.
         say(f"reusing dataset {pristine} ({backend})")
-        databases.migrate_pristine(backend, pristine)
         return pristine, counts, 0.0
     say(f"generating dataset {pristine} ({backend}) …")
     started = time.perf_counter()

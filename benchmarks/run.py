@@ -111,7 +111,10 @@ def main(argv: list[str] | None = None) -> list[Result]:
     if args.regenerate:
         databases.drop(args.db, f"data-{scale.key}")
     pristine, counts, generation = ensure(args.db, scale, console.print)
-    url, engine = databases.working_copy(args.db, pristine, f"run-{scale.key}")
+    # One copy per process: runs started at the same time (several sessions, one machine)
+    # must never write to, or drop, each other's copy.
+    copy_name = f"run-{scale.key}-{os.getpid()}"
+    url, engine = databases.working_copy(args.db, pristine, copy_name)
     previous_url = os.environ.get("TASKFORCE_DATABASE_URL")
     os.environ["TASKFORCE_DATABASE_URL"] = url  # flows and their child processes use this copy
 
@@ -144,7 +147,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
                 results += module.run(bench)
     finally:
         engine.dispose()
-        databases.drop(args.db, f"run-{scale.key}")  # the copy is as large as the dataset
+        databases.drop(args.db, copy_name)  # the copy is as large as the dataset
         shutil.rmtree(workdir, ignore_errors=True)
         use_clock(SystemClock())
         if previous_url is None:
