@@ -21,7 +21,10 @@ def instant_dispatcher(public_id: str) -> str:
 
 
 def app() -> FastAPI:
-    gateway = create_app(dispatcher=instant_dispatcher, background_dispatch=True)
+    import os
+
+    background = os.environ.get("TASKFORCE_BENCH_GATEWAY_DISPATCH", "on") == "on"
+    gateway = create_app(dispatcher=instant_dispatcher, background_dispatch=background)
 
     @gateway.post("/bench/empty", status_code=202, include_in_schema=False)
     async def empty() -> Response:

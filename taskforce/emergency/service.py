@@ -17,8 +17,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -70,6 +71,7 @@ __all__ = [
     "find_open",
     "get_emergency",
     "mark_dispatched",
+    "mark_dispatched_many",
     "on_call_members",
     "open_emergencies",
     "open_emergency",
@@ -223,17 +225,33 @@ def open_emergencies(
     results: list[OpenResult | DomainError | None] = [None] * len(requests)
     intakes: list[EmergencyIntake | None] = [None] * len(requests)
     for i, r in enumerate(requests):
-        intakes[i] = EmergencyIntake.model_validate(r.intake.model_dump())
+        # As open_emergency does for subclasses (a NativeTrigger, a flow's form); an
+        # EmergencyIntake is validated already (validation is idempotent on these models).
+        intakes[i] = (
+            r.intake
+            if type(r.intake) is EmergencyIntake
+            else EmergencyIntake.model_validate(r.intake.model_dump())
+        )
         if not r.dedup_key or len(r.dedup_key) > 200:
             results[i] = DomainError("must be 1 to 200 characters", field="dedup_key")
     pending = [i for i, result in enumerate(results) if result is None]
     if not pending:
         return results  # type: ignore[return-value]
     keys = {(requests[i].source, requests[i].dedup_key) for i in pending}
-    open_rows: dict[tuple[str, str], Emergency] = {}
+    open_rows: dict[tuple[str, str], Any] = {}  # plain rows: no ORM objects to build
+    columns = (
+        Emergency.id,
+        Emergency.public_id,
+        Emergency.source,
+        Emergency.dedup_key,
+        Emergency.classification,
+        Emergency.is_drill,
+        Emergency.status,
+        Emergency.level,
+    )
     for chunk in _chunks(sorted(keys), 400):
-        for e in session.scalars(
-            select(Emergency).where(
+        for e in session.execute(
+            select(*columns).where(
                 Emergency.source.in_({s for s, _ in chunk}),
                 Emergency.dedup_key.in_({k for _, k in chunk}),
                 text(OPEN_DEDUP_WHERE),
@@ -295,12 +313,18 @@ def open_emergencies(
         new_rows.append(row)
 
     if new_rows:
-        inserted = session.execute(
-            insert(Emergency).returning(Emergency.id, sort_by_parameter_order=True),
+        # A plain executemany, then the ids by public id: SQLite has no ordered multi-row
+        # RETURNING here, and SQLAlchemy would fall back to one INSERT per row.
+        session.execute(
+            insert(Emergency),
             [{k: v for k, v in row.items() if k != "_request"} for row in new_rows],
-        ).scalars()
-        for row, new_id in zip(new_rows, inserted, strict=True):
-            row["id"] = new_id
+        )
+        by_public_id = {row["public_id"]: row for row in new_rows}
+        for chunk in _chunks(list(by_public_id), 400):
+            for new_id, public_id in session.execute(
+                select(Emergency.id, Emergency.public_id).where(Emergency.public_id.in_(chunk))
+            ):
+                by_public_id[public_id]["id"] = new_id
 
     # Repeats: their counts, events and answers (an existing row's status and level, or
     # the new row's when the key was opened earlier in this batch).
@@ -319,12 +343,12 @@ def open_emergencies(
                 "detail": {},
             }
         )
-    for emergency_id, count in added.items():
-        session.execute(
-            update(Emergency)
-            .where(Emergency.id == emergency_id)
-            .values(repeats=Emergency.repeats + count)
-            .execution_options(synchronize_session=False)
+    if added:  # one executemany: an UPDATE … SET repeats = repeats + n per emergency
+        session.connection().execute(
+            update(Emergency.__table__)
+            .where(Emergency.__table__.c.id == bindparam("target"))
+            .values(repeats=Emergency.__table__.c.repeats + bindparam("added")),
+            [{"target": k, "added": v} for k, v in added.items()],
         )
     if events_rows:
         session.execute(insert(EmergencyEvent), events_rows)
@@ -556,6 +580,68 @@ def mark_dispatched(
     )
     session.flush()
     return True
+
+
+def mark_dispatched_many(
+    session: Session, ctx: Context, runs: list[tuple[str, str]], *, actor: str
+) -> list[bool]:
+    """`mark_dispatched` for many (public id, flow run id) pairs, set-based: one locking
+    SELECT, one executemany UPDATE, one bulk trail append. Gives what calling
+    `mark_dispatched` for each pair in order would (tests/emergency/test_open_many.py)."""
+    if not runs:
+        return []
+    found: dict[str, Any] = {}
+    columns = (
+        Emergency.id,
+        Emergency.public_id,
+        Emergency.flow_run_id,
+        Emergency.status,
+        Emergency.classification,
+        Emergency.is_drill,
+    )
+    for chunk in _chunks(sorted({str(public_id) for public_id, _ in runs}), 400):
+        for e in session.execute(
+            select(*columns).where(Emergency.public_id.in_(chunk)).with_for_update()
+        ):
+            found[e.public_id] = e
+    marked: list[bool] = []
+    updates, records, done = [], [], set()
+    now = ctx.now()
+    for public_id, flow_run_id in runs:
+        e = found.get(str(public_id))
+        if e is None:
+            raise NotFound(f"no emergency {public_id!r}", field="emergency_id")
+        if e.flow_run_id is not None or e.public_id in done:
+            marked.append(False)
+            continue
+        done.add(e.public_id)
+        status = (
+            EmergencyStatus.dispatched if e.status == EmergencyStatus.pending_dispatch else e.status
+        )
+        updates.append({"target": e.id, "run": str(flow_run_id), "new_status": status.value})
+        records.append(
+            {
+                "at": now,
+                "actor": actor,
+                "action": "emergency.dispatched",
+                "subject_type": "emergency",
+                "subject_id": e.public_id,
+                "classification": e.classification,
+                "is_drill": e.is_drill,
+                "payload": {"flow_run_id": str(flow_run_id)},
+            }
+        )
+        marked.append(True)
+    if updates:
+        table = Emergency.__table__
+        session.connection().execute(
+            update(table)
+            .where(table.c.id == bindparam("target"))
+            .values(flow_run_id=bindparam("run"), status=bindparam("new_status")),
+            updates,
+        )
+        events.record_many(session, ctx.policy, records)
+    return marked
 
 
 def record_dispatch_failure(

@@ -92,8 +92,11 @@ def create_app(
     `BackgroundDispatch`); without it, the request starts the run before answering.
     """
     env = environ if environ is not None else os.environ
+    writer = GroupCommit(engine)
     background = (
-        BackgroundDispatch(engine, ctx_factory, dispatcher) if background_dispatch else None
+        BackgroundDispatch(engine, ctx_factory, dispatcher, write_lock=writer.write_lock)
+        if background_dispatch
+        else None
     )
 
     @contextlib.asynccontextmanager
@@ -136,8 +139,6 @@ def create_app(
             if len(body) > limit:
                 raise _too_large(limit)
         return bytes(body)
-
-    writer = GroupCommit(engine)
 
     async def accept_trigger(
         ctx: Context, intake: EmergencyIntake, *, source: str, dedup_key: str, is_drill: bool

@@ -53,6 +53,10 @@ class GroupCommit:
         self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        # Held around every transaction of this writer; other writers of the process (the
+        # background dispatch) take it too, so they queue here instead of in SQLite's busy
+        # handler, which sleeps in steps of up to 100 ms.
+        self.write_lock = threading.Lock()
 
     async def open(self, ctx: Context, request: service.IntakeRequest) -> OpenResult:
         """Open (or repeat) an emergency; returns once it is committed. Raises DomainError."""
@@ -92,7 +96,7 @@ class GroupCommit:
 
     def _write(self, ctx: Context, batch: list[_Pending]) -> None:
         try:
-            with unit_of_work(self.engine) as session:
+            with self.write_lock, unit_of_work(self.engine) as session:
                 outcomes = service.open_emergencies(session, ctx, [p.request for p in batch])
         except Exception:
             log.warning("group commit of %d webhooks failed; writing one by one", len(batch))
@@ -102,7 +106,7 @@ class GroupCommit:
 
     def _write_one(self, ctx: Context, r: service.IntakeRequest) -> OpenResult | Exception:
         try:
-            with unit_of_work(self.engine) as session:
+            with self.write_lock, unit_of_work(self.engine) as session:
                 return service.open_emergency(
                     session,
                     ctx,
