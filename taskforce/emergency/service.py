@@ -239,30 +239,18 @@ def open_emergencies(
         return results  # type: ignore[return-value]
     keys = {(requests[i].source, requests[i].dedup_key) for i in pending}
     open_rows: dict[tuple[str, str], Any] = {}  # plain rows: no ORM objects to build
-    columns = (
-        Emergency.id,
-        Emergency.public_id,
-        Emergency.source,
-        Emergency.dedup_key,
-        Emergency.classification,
-        Emergency.is_drill,
-        Emergency.status,
-        Emergency.level,
-    )
     for chunk in _chunks(sorted(keys), 400):
         for e in session.execute(
-            select(*columns).where(
-                Emergency.source.in_({s for s, _ in chunk}),
-                Emergency.dedup_key.in_({k for _, k in chunk}),
-                text(OPEN_DEDUP_WHERE),
-            )
+            _OPEN_OF_KEYS,
+            {"sources": sorted({s for s, _ in chunk}), "keys": [k for _, k in chunk]},
         ):
-            open_rows[(e.source, e.dedup_key)] = e
+            if (e.source, e.dedup_key) in keys:
+                open_rows[(e.source, e.dedup_key)] = e
     groups_named = {intakes[i].working_group for i in pending if intakes[i].working_group}
-    known_groups = set(
-        session.scalars(select(Group.code).where(Group.code.in_(groups_named)))
+    known_groups = (
+        set(session.scalars(_GROUPS_NAMED, {"codes": sorted(groups_named)}))
         if groups_named
-        else ()
+        else set()
     )
 
     now = ctx.now()
@@ -321,9 +309,7 @@ def open_emergencies(
         )
         by_public_id = {row["public_id"]: row for row in new_rows}
         for chunk in _chunks(list(by_public_id), 400):
-            for new_id, public_id in session.execute(
-                select(Emergency.id, Emergency.public_id).where(Emergency.public_id.in_(chunk))
-            ):
+            for new_id, public_id in session.execute(_IDS_OF, {"public_ids": chunk}):
                 by_public_id[public_id]["id"] = new_id
 
     # Repeats: their counts, events and answers (an existing row's status and level, or
@@ -345,10 +331,7 @@ def open_emergencies(
         )
     if added:  # one executemany: an UPDATE … SET repeats = repeats + n per emergency
         session.connection().execute(
-            update(Emergency.__table__)
-            .where(Emergency.__table__.c.id == bindparam("target"))
-            .values(repeats=Emergency.__table__.c.repeats + bindparam("added")),
-            [{"target": k, "added": v} for k, v in added.items()],
+            _ADD_REPEATS, [{"target": k, "added": v} for k, v in added.items()]
         )
     if events_rows:
         session.execute(insert(EmergencyEvent), events_rows)
@@ -423,6 +406,51 @@ def open_emergencies(
         )
     events.record_many(session, ctx.policy, records)
     return results  # type: ignore[return-value]
+
+
+# The set-based paths' statements, built once (building a statement costs more than
+# running it on a small batch).
+_E = Emergency.__table__
+_OPEN_OF_KEYS = select(
+    _E.c.id,
+    _E.c.public_id,
+    _E.c.source,
+    _E.c.dedup_key,
+    Emergency.classification,
+    Emergency.is_drill,
+    Emergency.status,
+    Emergency.level,
+).where(
+    _E.c.source.in_(bindparam("sources", expanding=True)),
+    _E.c.dedup_key.in_(bindparam("keys", expanding=True)),
+    text(OPEN_DEDUP_WHERE),
+)
+_GROUPS_NAMED = select(Group.code).where(Group.code.in_(bindparam("codes", expanding=True)))
+_IDS_OF = select(_E.c.id, _E.c.public_id).where(
+    _E.c.public_id.in_(bindparam("public_ids", expanding=True))
+)
+_ADD_REPEATS = (
+    update(_E)
+    .where(_E.c.id == bindparam("target"))
+    .values(repeats=_E.c.repeats + bindparam("added"))
+)
+_DISPATCH_STATE_OF = (
+    select(
+        _E.c.id,
+        _E.c.public_id,
+        _E.c.flow_run_id,
+        Emergency.status,
+        Emergency.classification,
+        Emergency.is_drill,
+    )
+    .where(_E.c.public_id.in_(bindparam("public_ids", expanding=True)))
+    .with_for_update()
+)
+_MARK_DISPATCHED = (
+    update(_E)
+    .where(_E.c.id == bindparam("target"))
+    .values(flow_run_id=bindparam("run"), status=bindparam("new_status"))
+)
 
 
 def _chunks(items: list, size: int):
@@ -591,18 +619,8 @@ def mark_dispatched_many(
     if not runs:
         return []
     found: dict[str, Any] = {}
-    columns = (
-        Emergency.id,
-        Emergency.public_id,
-        Emergency.flow_run_id,
-        Emergency.status,
-        Emergency.classification,
-        Emergency.is_drill,
-    )
     for chunk in _chunks(sorted({str(public_id) for public_id, _ in runs}), 400):
-        for e in session.execute(
-            select(*columns).where(Emergency.public_id.in_(chunk)).with_for_update()
-        ):
+        for e in session.execute(_DISPATCH_STATE_OF, {"public_ids": chunk}):
             found[e.public_id] = e
     marked: list[bool] = []
     updates, records, done = [], [], set()
@@ -633,13 +651,7 @@ def mark_dispatched_many(
         )
         marked.append(True)
     if updates:
-        table = Emergency.__table__
-        session.connection().execute(
-            update(table)
-            .where(table.c.id == bindparam("target"))
-            .values(flow_run_id=bindparam("run"), status=bindparam("new_status")),
-            updates,
-        )
+        session.connection().execute(_MARK_DISPATCHED, updates)
         events.record_many(session, ctx.policy, records)
     return marked
 

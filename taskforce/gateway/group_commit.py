@@ -101,8 +101,12 @@ class GroupCommit:
         except Exception:
             log.warning("group commit of %d webhooks failed; writing one by one", len(batch))
             outcomes = [self._write_one(ctx, p.request) for p in batch]
+        # One wake-up per event loop, not one per request.
+        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
         for pending, outcome in zip(batch, outcomes, strict=True):
-            pending.loop.call_soon_threadsafe(_settle, pending.future, outcome)
+            by_loop.setdefault(pending.loop, []).append((pending.future, outcome))
+        for loop, settled in by_loop.items():
+            loop.call_soon_threadsafe(_settle_all, settled)
 
     def _write_one(self, ctx: Context, r: service.IntakeRequest) -> OpenResult | Exception:
         try:
@@ -120,10 +124,11 @@ class GroupCommit:
             return exc
 
 
-def _settle(future: asyncio.Future, outcome: OpenResult | Exception) -> None:
-    if future.cancelled():  # the client went away; the emergency is committed regardless
-        return
-    if isinstance(outcome, Exception):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
+def _settle_all(settled: list[tuple[asyncio.Future, OpenResult | Exception]]) -> None:
+    for future, outcome in settled:
+        if future.cancelled():  # the client went away; the emergency is committed regardless
+            continue
+        if isinstance(outcome, Exception):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
