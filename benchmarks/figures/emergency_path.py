@@ -245,7 +245,7 @@ def run(bench: Bench) -> list[Result]:
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    count = EMERGENCIES if bench.scale >= 0.05 else 3
+    count = EMERGENCIES if bench.scale >= 0.05 else 2
     if PREFECT_API_URL.value():  # a server is configured already (the test suite's)
         server = contextlib.nullcontext()
     else:
