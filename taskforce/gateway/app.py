@@ -226,15 +226,17 @@ def create_app(
         ctx, body = await native_checked(request, source)
         trigger = _parse(body, NativeTrigger)
         default_wg = ctx.policy.gateway.native.sources[source].default_working_group
-        intake = EmergencyIntake.model_validate(
-            {
-                **trigger.model_dump(exclude={"dedup_key", "drill"}),
-                "working_group": trigger.working_group or default_wg,
-            }
-        )
-        return await accept_trigger(
+        # The trigger is an EmergencyIntake validated with the same validators, and the
+        # default working group is validated as one when the policy loads: copy, don't
+        # validate a third time (a tenth of a millisecond per webhook).
+        intake = EmergencyIntake.model_construct(
+            **{name: getattr(trigger, name) for name in EmergencyIntake.model_fields},
+        ).model_copy(update={"working_group": trigger.working_group or default_wg})
+        accepted = await accept_trigger(
             ctx, intake, source=source, dedup_key=trigger.dedup_key, is_drill=trigger.drill
         )
+        # Already a valid Accepted: skip FastAPI's validation of the return value.
+        return JSONResponse(accepted.model_dump(mode="json"), status_code=202)  # type: ignore[return-value]
 
     def native_action_endpoint(action: str):
         async def native_action(request: Request, source: str) -> ActionResult:
