@@ -21,10 +21,7 @@ def instant_dispatcher(public_id: str) -> str:
 
 
 def app() -> FastAPI:
-    import os
-
-    background = os.environ.get("TASKFORCE_BENCH_GATEWAY_DISPATCH", "on") == "on"
-    gateway = create_app(dispatcher=instant_dispatcher, background_dispatch=background)
+    gateway = create_app(dispatcher=instant_dispatcher, background_dispatch=True)
 
     @gateway.post("/bench/empty", status_code=202, include_in_schema=False)
     async def empty() -> Response:
