@@ -34,9 +34,8 @@ from taskforce.emergency import service
 from taskforce.emergency.forms import OpenResult
 
 log = logging.getLogger(__name__)
-IDLE_SECONDS = (
-    5  # the writer thread ends after this long without work; the next request restarts it
-)
+# The writer thread ends after this long without work; the next request restarts it.
+IDLE_SECONDS = 5
 
 
 @dataclass
@@ -106,7 +105,10 @@ class GroupCommit:
         for pending, outcome in zip(batch, outcomes, strict=True):
             by_loop.setdefault(pending.loop, []).append((pending.future, outcome))
         for loop, settled in by_loop.items():
-            loop.call_soon_threadsafe(_settle_all, settled)
+            try:
+                loop.call_soon_threadsafe(_settle_all, settled)
+            except RuntimeError:  # that loop has closed: nobody is waiting for the answer
+                log.warning("%d webhooks committed after their server stopped", len(settled))
 
     def _write_one(self, ctx: Context, r: service.IntakeRequest) -> OpenResult | Exception:
         try:
