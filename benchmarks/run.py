@@ -143,9 +143,11 @@ def main(argv: list[str] | None = None) -> list[Result]:
     try:
         for name in wanted:
             module = figures.load(name)
+            deployments = args.deployments or not (args.no_deployments or args.quick)
             if name == "loop_step":
-                deployments = args.deployments or not (args.no_deployments or args.quick)
                 results += module.run(bench, deployments=deployments)
+            elif name == "emergency_path" and not deployments:
+                console.print("[yellow]emergency_path skipped: it runs deployments[/yellow]")
             else:
                 results += module.run(bench)
     finally:

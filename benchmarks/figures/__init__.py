@@ -16,6 +16,8 @@ FIGURES = [
     "budget_import",  # budget-ledger import of 100,000 rows, CSV and XLSX vs read_* + to_sql
     "quarterly_review",  # KPIs + charts + HTML + XLSX vs the same KPIs in one pandas script
     "loop_step",  # report-issue as a flow call / deployment run vs an empty one (needs Prefect)
+    "gateway",  # webhooks/s and p99 to 202 under 32 clients vs an empty endpoint, same server
+    "emergency_path",  # webhook -> first page at a loopback receiver vs an empty flow run
 ]
 
 

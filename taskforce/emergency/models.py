@@ -37,6 +37,11 @@ class WarningStatus(StrEnum):
     escalated = "escalated"
 
 
+# The "open" condition of the dedup index, as literal SQL: a query must repeat it verbatim
+# (no bound parameters) for SQLite to use the partial index.
+OPEN_DEDUP_WHERE = "status NOT IN ('resolved', 'closed')"
+
+
 class Emergency(Base):
     __tablename__ = "emergency"
     __table_args__ = (
@@ -46,8 +51,8 @@ class Emergency(Base):
             "source",
             "dedup_key",
             unique=True,
-            sqlite_where=text("status NOT IN ('resolved', 'closed')"),
-            postgresql_where=text("status NOT IN ('resolved', 'closed')"),
+            sqlite_where=text(OPEN_DEDUP_WHERE),
+            postgresql_where=text(OPEN_DEDUP_WHERE),
         ),
     )
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from taskforce.context import Context
-from taskforce.emergency.models import Emergency, EmergencyStatus, Level
+from taskforce.emergency.models import OPEN_DEDUP_WHERE, Emergency, EmergencyStatus, Level
 from taskforce.errors import NotFound
 from taskforce.org.models import Group, Member
 
@@ -46,11 +46,14 @@ def get_emergency(session: Session, public_id: str, *, lock: bool = False) -> Em
 
 
 def find_open(session: Session, source: str, dedup_key: str) -> Emergency | None:
+    # The dedup index's own condition (equal to `status IN OPEN_STATUSES` over the five
+    # statuses): with `IN` SQLite chose the status index and scanned every open emergency,
+    # milliseconds per webhook once thousands were open.
     return session.scalars(
         select(Emergency).where(
             Emergency.source == source,
             Emergency.dedup_key == dedup_key,
-            Emergency.status.in_(OPEN_STATUSES),
+            text(OPEN_DEDUP_WHERE),
         )
     ).one_or_none()
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,7 +31,12 @@ from taskforce.emergency.deadlines import (
     record_deadline_met,
 )
 from taskforce.emergency.forms import EmergencyIntake, OpenResult
-from taskforce.emergency.models import Emergency, EmergencyEvent, EmergencyStatus
+from taskforce.emergency.models import (
+    OPEN_DEDUP_WHERE,
+    Emergency,
+    EmergencyEvent,
+    EmergencyStatus,
+)
 from taskforce.emergency.paging import Escalation, escalate_due, page, page_if_unpaged
 from taskforce.emergency.queries import (
     OPEN_STATUSES,
@@ -54,6 +61,7 @@ __all__ = [
     "UNACKNOWLEDGED",
     "EmergencyState",
     "Escalation",
+    "IntakeRequest",
     "acknowledge",
     "act_on_dedup",
     "close_resolved",
@@ -63,7 +71,9 @@ __all__ = [
     "find_open",
     "get_emergency",
     "mark_dispatched",
+    "mark_dispatched_many",
     "on_call_members",
+    "open_emergencies",
     "open_emergency",
     "page",
     "page_if_unpaged",
@@ -188,6 +198,264 @@ def open_emergency(
         level=emergency.level,
         is_drill=is_drill,
     )
+
+
+@dataclass(frozen=True)
+class IntakeRequest:
+    """One delivery for `open_emergencies`: `open_emergency`'s arguments."""
+
+    intake: EmergencyIntake
+    source: str
+    dedup_key: str
+    actor: str
+    is_drill: bool = False
+
+
+def open_emergencies(
+    session: Session, ctx: Context, requests: list[IntakeRequest]
+) -> list[OpenResult | DomainError]:
+    """`open_emergency` for many deliveries in one transaction, set-based (the gateway's
+    group commit): one SELECT of the open emergencies of all their keys, one of their
+    working groups, bulk INSERTs of the new emergencies, their repeat events and the trail
+    entries. The result is what calling `open_emergency` for each request in list order
+    would give (tests/emergency/test_open_many.py checks this): the first delivery of a new
+    key opens it, later ones attach as repeats; a request that `open_emergency` would refuse
+    gets its DomainError in its place and writes nothing.
+    """
+    results: list[OpenResult | DomainError | None] = [None] * len(requests)
+    intakes: list[EmergencyIntake | None] = [None] * len(requests)
+    for i, r in enumerate(requests):
+        # As open_emergency does for subclasses (a NativeTrigger, a flow's form); an
+        # EmergencyIntake is validated already (validation is idempotent on these models).
+        intakes[i] = (
+            r.intake
+            if type(r.intake) is EmergencyIntake
+            else EmergencyIntake.model_validate(r.intake.model_dump())
+        )
+        if not r.dedup_key or len(r.dedup_key) > 200:
+            results[i] = DomainError("must be 1 to 200 characters", field="dedup_key")
+    pending = [i for i, result in enumerate(results) if result is None]
+    if not pending:
+        return results  # type: ignore[return-value]
+    keys = {(requests[i].source, requests[i].dedup_key) for i in pending}
+    open_rows: dict[tuple[str, str], Any] = {}  # plain rows: no ORM objects to build
+    for chunk in _chunks(sorted(keys), 400):
+        for e in session.execute(
+            _OPEN_OF_KEYS,
+            {"sources": sorted({s for s, _ in chunk}), "keys": [k for _, k in chunk]},
+        ):
+            if (e.source, e.dedup_key) in keys:
+                open_rows[(e.source, e.dedup_key)] = e
+    groups_named = {intakes[i].working_group for i in pending if intakes[i].working_group}
+    known_groups = (
+        set(session.scalars(_GROUPS_NAMED, {"codes": sorted(groups_named)}))
+        if groups_named
+        else set()
+    )
+
+    now = ctx.now()
+    chain_steps = chain(ctx)
+    new_rows: list[dict] = []
+    opened: dict[tuple[str, str], dict] = {}  # key -> its new row, for repeats in this batch
+    repeats: list[tuple[int, tuple[str, str]]] = []  # (request index, key) in order
+    for i in pending:
+        r, intake = requests[i], intakes[i]
+        key = (r.source, r.dedup_key)
+        if key in open_rows or key in opened:
+            repeats.append((i, key))
+            continue
+        rule = ctx.policy.emergency.levels[intake.level.value]
+        if (rule.leading_group == "working_group" and not intake.working_group) or (
+            intake.working_group and intake.working_group not in known_groups
+        ):
+            try:  # the one-by-one check names the problem exactly as open_emergency does
+                _validate_intake(session, ctx, intake)
+            except DomainError as exc:
+                results[i] = exc
+                continue
+        deadlines = {
+            name: (now + dt.timedelta(hours=hours)).isoformat()
+            for name, hours in rule.deadlines_hours.items()
+        }
+        row = {
+            "public_id": str(uuid.uuid4()),
+            "source": r.source,
+            "dedup_key": r.dedup_key,
+            "level": intake.level,
+            "title": intake.title,
+            "description": intake.description,
+            "classification": intake.classification,
+            "status": EmergencyStatus.pending_dispatch,
+            "is_drill": r.is_drill,
+            "leading_group": rule.leading_group,
+            "working_group": intake.working_group,
+            "opened_at": now,
+            "deadlines": deadlines,
+            "escalation_step": chain_steps.index(rule.leading_group),
+            "pages_at_step": 0,
+            "payload": intake.details,
+            "repeats": 0,
+            "_request": i,
+        }
+        opened[key] = row
+        new_rows.append(row)
+
+    if new_rows:
+        # A plain executemany, then the ids by public id: SQLite has no ordered multi-row
+        # RETURNING here, and SQLAlchemy would fall back to one INSERT per row.
+        session.execute(
+            insert(Emergency),
+            [{k: v for k, v in row.items() if k != "_request"} for row in new_rows],
+        )
+        by_public_id = {row["public_id"]: row for row in new_rows}
+        for chunk in _chunks(list(by_public_id), 400):
+            for new_id, public_id in session.execute(_IDS_OF, {"public_ids": chunk}):
+                by_public_id[public_id]["id"] = new_id
+
+    # Repeats: their counts, events and answers (an existing row's status and level, or
+    # the new row's when the key was opened earlier in this batch).
+    added: dict[int, int] = {}
+    events_rows = []
+    for i, key in repeats:
+        target = open_rows.get(key)
+        emergency_id = target.id if target is not None else opened[key]["id"]
+        added[emergency_id] = added.get(emergency_id, 0) + 1
+        events_rows.append(
+            {
+                "emergency_id": emergency_id,
+                "kind": "repeat",
+                "at": now,
+                "actor": requests[i].actor,
+                "detail": {},
+            }
+        )
+    if added:  # one executemany: an UPDATE … SET repeats = repeats + n per emergency
+        session.connection().execute(
+            _ADD_REPEATS, [{"target": k, "added": v} for k, v in added.items()]
+        )
+    if events_rows:
+        session.execute(insert(EmergencyEvent), events_rows)
+
+    # The trail, in request order, as open_emergency / _attach_repeat write it.
+    records = []
+    repeat_of = dict(repeats)
+    for i in pending:
+        if isinstance(results[i], DomainError):
+            continue
+        r = requests[i]
+        key = (r.source, r.dedup_key)
+        if i in repeat_of:
+            target = open_rows.get(key)
+            if target is not None:
+                public_id, source, dedup_key = target.public_id, target.source, target.dedup_key
+                classification, is_drill = target.classification, target.is_drill
+                status, level = target.status.value, target.level
+            else:
+                row = opened[key]
+                public_id, source, dedup_key = row["public_id"], row["source"], row["dedup_key"]
+                classification, is_drill = row["classification"], row["is_drill"]
+                status, level = row["status"].value, row["level"]
+            records.append(
+                {
+                    "at": now,
+                    "actor": r.actor,
+                    "action": "emergency.repeat",
+                    "subject_type": "emergency",
+                    "subject_id": public_id,
+                    "classification": classification,
+                    "is_drill": is_drill,
+                    "payload": {"source": source, "dedup_key": dedup_key},
+                }
+            )
+            results[i] = OpenResult(
+                emergency_id=public_id,
+                created=False,
+                status=status,
+                level=level,
+                is_drill=is_drill,
+            )
+            continue
+        row = opened[key]
+        records.append(
+            {
+                "at": now,
+                "actor": r.actor,
+                "action": "emergency.opened",
+                "subject_type": "emergency",
+                "subject_id": row["public_id"],
+                "classification": row["classification"],
+                "is_drill": row["is_drill"],
+                "payload": {
+                    "source": row["source"],
+                    "dedup_key": row["dedup_key"],
+                    "level": row["level"].value,
+                    "title": row["title"],
+                    "leading_group": row["leading_group"],
+                    "working_group": row["working_group"],
+                    "deadlines": row["deadlines"],
+                    "is_drill": row["is_drill"],
+                },
+            }
+        )
+        results[i] = OpenResult(
+            emergency_id=row["public_id"],
+            created=True,
+            status=row["status"].value,
+            level=row["level"],
+            is_drill=row["is_drill"],
+        )
+    events.record_many(session, ctx.policy, records)
+    return results  # type: ignore[return-value]
+
+
+# The set-based paths' statements, built once (building a statement costs more than
+# running it on a small batch).
+_E = Emergency.__table__
+_OPEN_OF_KEYS = select(
+    _E.c.id,
+    _E.c.public_id,
+    _E.c.source,
+    _E.c.dedup_key,
+    Emergency.classification,
+    Emergency.is_drill,
+    Emergency.status,
+    Emergency.level,
+).where(
+    _E.c.source.in_(bindparam("sources", expanding=True)),
+    _E.c.dedup_key.in_(bindparam("keys", expanding=True)),
+    text(OPEN_DEDUP_WHERE),
+)
+_GROUPS_NAMED = select(Group.code).where(Group.code.in_(bindparam("codes", expanding=True)))
+_IDS_OF = select(_E.c.id, _E.c.public_id).where(
+    _E.c.public_id.in_(bindparam("public_ids", expanding=True))
+)
+_ADD_REPEATS = (
+    update(_E)
+    .where(_E.c.id == bindparam("target"))
+    .values(repeats=_E.c.repeats + bindparam("added"))
+)
+_DISPATCH_STATE_OF = (
+    select(
+        _E.c.id,
+        _E.c.public_id,
+        _E.c.flow_run_id,
+        Emergency.status,
+        Emergency.classification,
+        Emergency.is_drill,
+    )
+    .where(_E.c.public_id.in_(bindparam("public_ids", expanding=True)))
+    .with_for_update()
+)
+_MARK_DISPATCHED = (
+    update(_E)
+    .where(_E.c.id == bindparam("target"))
+    .values(flow_run_id=bindparam("run"), status=bindparam("new_status"))
+)
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _attach_repeat(
@@ -340,6 +608,52 @@ def mark_dispatched(
     )
     session.flush()
     return True
+
+
+def mark_dispatched_many(
+    session: Session, ctx: Context, runs: list[tuple[str, str]], *, actor: str
+) -> list[bool]:
+    """`mark_dispatched` for many (public id, flow run id) pairs, set-based: one locking
+    SELECT, one executemany UPDATE, one bulk trail append. Gives what calling
+    `mark_dispatched` for each pair in order would (tests/emergency/test_open_many.py)."""
+    if not runs:
+        return []
+    found: dict[str, Any] = {}
+    for chunk in _chunks(sorted({str(public_id) for public_id, _ in runs}), 400):
+        for e in session.execute(_DISPATCH_STATE_OF, {"public_ids": chunk}):
+            found[e.public_id] = e
+    marked: list[bool] = []
+    updates, records, done = [], [], set()
+    now = ctx.now()
+    for public_id, flow_run_id in runs:
+        e = found.get(str(public_id))
+        if e is None:
+            raise NotFound(f"no emergency {public_id!r}", field="emergency_id")
+        if e.flow_run_id is not None or e.public_id in done:
+            marked.append(False)
+            continue
+        done.add(e.public_id)
+        status = (
+            EmergencyStatus.dispatched if e.status == EmergencyStatus.pending_dispatch else e.status
+        )
+        updates.append({"target": e.id, "run": str(flow_run_id), "new_status": status.value})
+        records.append(
+            {
+                "at": now,
+                "actor": actor,
+                "action": "emergency.dispatched",
+                "subject_type": "emergency",
+                "subject_id": e.public_id,
+                "classification": e.classification,
+                "is_drill": e.is_drill,
+                "payload": {"flow_run_id": str(flow_run_id)},
+            }
+        )
+        marked.append(True)
+    if updates:
+        session.connection().execute(_MARK_DISPATCHED, updates)
+        events.record_many(session, ctx.policy, records)
+    return marked
 
 
 def record_dispatch_failure(

@@ -18,7 +18,8 @@ from taskforce.gateway.app import create_app, default_context
 
 
 def create_production_app() -> FastAPI:
-    """The app `taskforce gateway serve` runs: every emergency starts its flow run in Prefect."""
+    """The app `taskforce gateway serve` runs: every emergency starts its flow run in Prefect,
+    from a background thread after the 202 (intake does not wait on the Prefect API)."""
     # The Prefect client lives with the flows; the gateway only gets a callable.
     from flows.emergency import PrefectDispatcher
 
@@ -28,5 +29,6 @@ def create_production_app() -> FastAPI:
             deployment=gateway.deployment,
             timeout_seconds=gateway.dispatch_timeout_seconds,
             connect_retries=gateway.dispatch_connect_retries,
-        )
+        ),
+        background_dispatch=True,
     )

@@ -90,7 +90,14 @@ def open_emergency(stack: Stack, title: str, level: str = "I") -> tuple[str, str
     )
     assert r.status_code == 202, r.text
     body = r.json()
-    assert body["created"] and body["dispatched"], body
+    # Committed and answered before its flow run starts: the gateway dispatches after the 202.
+    assert body["created"] and body["status"] == "pending_dispatch", body
+    wait_for(
+        f"the gateway to start the flow run of {body['emergency_id']}",
+        lambda: emergency(stack, body["emergency_id"]).flow_run_id,
+        60,
+        stack.logs(),
+    )
     return body["emergency_id"], dedup_key
 
 

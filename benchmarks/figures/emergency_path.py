@@ -1,0 +1,281 @@
+"""Emergency path: signed webhook → first page received by a loopback receiver.
+
+The production path on 127.0.0.1, one emergency at a time:
+
+* a Prefect server (`prefect_test_harness`, or the one already configured);
+* the `emergency-response` flow served by a `Runner` (`flow.serve`'s machinery) in a
+  thread of this process, polling every `POLL_SECONDS`; each flow run executes in a
+  child process the runner starts (that is how served and worker-run deployments run);
+* the gateway as `taskforce gateway serve` runs it (uvicorn, `create_production_app`:
+  commit, 202, then a background thread starts the flow run through the Prefect API);
+* a loopback HTTP receiver as the only Apprise target (json://), every audience.
+
+A run is timed from just before the webhook is sent to the arrival of its first page at
+the receiver (the flow pages on-call, then delivers the outbox rows at once). The
+baseline is an empty flow run started the same way: a run of a served deployment created
+through the Prefect API with the same dispatcher class the gateway uses, whose body only
+posts its id to the same receiver. Our overhead is ours − baseline.
+
+After its page, each emergency is acknowledged and resolved through the webhook, and the
+next one starts once its run has closed it (follow-up issue opened), so runs do not pile
+up; the emergency flow re-reads its emergency every second in this run's config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import httpx
+from prefect import flow
+
+from benchmarks.core import Bench, Result
+from benchmarks.loopback import ROOT, Receiver, free_port, make_config
+from taskforce.gateway.auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+
+NAME = "emergency_path"
+EMERGENCIES = 50
+POLL_SECONDS = 1  # the runner's poll of the Prefect API for scheduled runs
+GOAL_P95_SECONDS = 2.0
+GOAL_OVERHEAD_SECONDS = 0.5
+SECRET = "bench-emergency-secret"
+RECEIVER_ENV = "TASKFORCE_BENCH_RECEIVER_URL"
+EMPTY_DEPLOYMENT = "bench-empty-page/bench-empty-page"
+TIMEOUT_SECONDS = 120
+
+
+@flow(name="bench-empty-page")
+def empty_page(emergency_id: str) -> None:
+    """The baseline's flow body: tell the receiver it started, nothing else."""
+    httpx.post(
+        os.environ[RECEIVER_ENV] + "/empty",
+        json={"emergency_id": emergency_id},
+        headers={"X-Taskforce-Delivery": f"empty:{emergency_id}"},
+        timeout=10,
+    )
+
+
+def _serve(ready: threading.Event, handle: dict) -> None:
+    from prefect.runner import Runner
+
+    from flows.emergency import emergency_response
+
+    runner = Runner(query_seconds=POLL_SECONDS, pause_on_shutdown=False, limit=4)
+    runner.add_deployment(emergency_response.to_deployment("emergency-response"))
+    runner.add_deployment(empty_page.to_deployment("bench-empty-page"))
+    loop = asyncio.new_event_loop()
+    handle["runner"], handle["loop"] = runner, loop
+    ready.set()
+    loop.run_until_complete(runner.start())
+
+
+class _Gateway:
+    def __init__(self, bench: Bench, env: dict[str, str]) -> None:
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.log = bench.workdir / "emergency-gateway.log"
+        with self.log.open("ab") as out:
+            self.popen = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    "taskforce.gateway.asgi:create_production_app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    self.url.rsplit(":", 1)[1],
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"the gateway exited: {self.log.read_text()[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.2)  # a real process starting: polling the wall clock is the point
+        self.stop()
+        raise RuntimeError(f"the gateway did not start: {self.log.read_text()[-2000:]}")
+
+    def trigger(self, client: httpx.Client, dedup_key: str) -> str:
+        payload = {"dedup_key": dedup_key, "level": "I", "title": f"基准测试应急 {dedup_key}"}
+        return self.post(client, "", payload, 202).json()["emergency_id"]
+
+    def post(self, client: httpx.Client, action: str, payload: dict, expect: int):
+        body = json.dumps(payload).encode()
+        ts = str(int(time.time()))
+        r = client.post(
+            self.url + "/v1/emergencies/monitoring" + action,
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                TIMESTAMP_HEADER: ts,
+                SIGNATURE_HEADER: sign(SECRET, ts, body),
+            },
+        )
+        if r.status_code != expect:
+            raise RuntimeError(f"the gateway answered {r.status_code}: {r.text}")
+        return r
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(10)
+
+
+def _measure(bench: Bench, count: int) -> tuple[list[float], list[float]]:
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.emergency import PrefectDispatcher
+
+    receiver = Receiver()
+    config = make_config(
+        bench.workdir / "emergency-path",
+        receiver.url,
+        {"flow_poll_seconds": 1, "backoff_base_seconds": 1},
+    )
+    api_url = PREFECT_API_URL.value()
+    saved = {k: os.environ.get(k) for k in ("TASKFORCE_CONFIG_DIR", RECEIVER_ENV)}
+    # The runner's child processes inherit these (the domain database is the run's copy).
+    os.environ["TASKFORCE_CONFIG_DIR"] = str(config)
+    os.environ[RECEIVER_ENV] = receiver.url
+    gateway_env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PREFECT_API_URL": api_url,
+        "PREFECT_HOME": str(bench.workdir / "emergency-gateway-prefect-home"),
+        "TASKFORCE_DATABASE_URL": bench.url,
+        "TASKFORCE_WEBHOOK_SECRET_MONITORING": SECRET,
+    }
+    ready, handle = threading.Event(), {}
+    thread = threading.Thread(target=_serve, args=(ready, handle), daemon=True)
+    thread.start()
+    ready.wait(60)
+    gateway = _Gateway(bench, gateway_env)
+    empty_dispatch = PrefectDispatcher(deployment=EMPTY_DEPLOYMENT, timeout_seconds=30)
+    ours, empty = [], []
+    try:
+        with httpx.Client(timeout=60) as client:
+            for i in range(count + 1):  # the first of each is a warm-up, not counted
+                marker = str(uuid.uuid4())
+                started = time.perf_counter()
+                empty_dispatch(marker)
+                arrived = receiver.wait_first(
+                    lambda d, _p, _b, m=marker: d == f"empty:{m}", TIMEOUT_SECONDS
+                )
+                if arrived is None:
+                    raise RuntimeError(f"the empty run {marker} never reached the receiver")
+                if i:
+                    empty.append(arrived - started)
+
+                started = time.perf_counter()
+                public_id = gateway.trigger(client, f"bench-path-{marker}")
+                arrived = receiver.wait_first(
+                    lambda d, _p, _b, e=public_id: d.startswith(f"emergency:{e}:page"),
+                    TIMEOUT_SECONDS,
+                )
+                if arrived is None:
+                    raise RuntimeError(f"emergency {public_id}: no page reached the receiver")
+                if i:
+                    ours.append(arrived - started)
+                for action in ("/acknowledge", "/resolve"):
+                    gateway.post(client, action, {"dedup_key": f"bench-path-{marker}"}, 200)
+                _wait_closed(bench, public_id)
+                bench.status(
+                    f"emergency path: {i}/{count}: page {ours[-1] if i else arrived - started:.2f} s"
+                )
+    finally:
+        gateway.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(handle["runner"].astop(), handle["loop"]).result(60)
+        thread.join(60)
+        receiver.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return ours, empty
+
+
+def _wait_closed(bench: Bench, public_id: str) -> None:
+    """Until the run has closed the emergency (its follow-up issue opened): no pile-up."""
+    from sqlalchemy import text
+
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        with bench.engine.connect() as conn:
+            status = conn.execute(
+                text("SELECT status FROM emergency WHERE public_id = :p"), {"p": public_id}
+            ).scalar()
+        if status == "closed":
+            return
+        time.sleep(0.2)  # another process (the flow run) moves it: poll
+    raise RuntimeError(f"emergency {public_id} was not closed by its flow run")
+
+
+def _p95(values: list[float]) -> float:
+    if len(values) < 2:
+        return values[0]
+    return statistics.quantiles(values, n=20, method="inclusive")[18]
+
+
+def run(bench: Bench) -> list[Result]:
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    count = EMERGENCIES if bench.scale >= 0.05 else 2
+    if PREFECT_API_URL.value():  # a server is configured already (the test suite's)
+        server = contextlib.nullcontext()
+    else:
+        bench.status("emergency path: starting a local Prefect server")
+        server = prefect_test_harness(server_startup_timeout=120)
+    with server:
+        bench.status(f"emergency path: {count} emergencies and {count} empty runs, one at a time")
+        ours, empty = _measure(bench, count)
+    p50, p95 = statistics.median(ours), _p95(ours)
+    e50, e95 = statistics.median(empty), _p95(empty)
+    detail = (
+        f"served Runner (poll {POLL_SECONDS} s, a child process per flow run); "
+        f"{count} each, one at a time; empty run p50 {e50:.2f} s p95 {e95:.2f} s"
+    )
+    return [
+        Result(
+            "emergency path, webhook → first page, p50",
+            p50,
+            e50,
+            goal=f"overhead ≤ {GOAL_OVERHEAD_SECONDS} s",
+            met=p50 - e50 <= GOAL_OVERHEAD_SECONDS,
+            notes=f"overhead {p50 - e50:+.2f} s over the empty run; {detail}",
+            extra={"ours": ours, "empty": empty},
+        ),
+        Result(
+            "emergency path, webhook → first page, p95",
+            p95,
+            e95,
+            goal=f"≤ {GOAL_P95_SECONDS} s, overhead ≤ {GOAL_OVERHEAD_SECONDS} s",
+            met=p95 <= GOAL_P95_SECONDS and p95 - e95 <= GOAL_OVERHEAD_SECONDS,
+            notes=f"overhead {p95 - e95:+.2f} s; runs {[round(x, 2) for x in ours]}",
+        ),
+    ]

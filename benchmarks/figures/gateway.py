@@ -1,0 +1,293 @@
+"""Gateway intake: accepted webhooks per second with 32 concurrent clients, and p99 time to 202.
+
+The gateway runs as in production: uvicorn in its own process on a free 127.0.0.1 port,
+the production app (`benchmarks/gateway_server.py`), on the run's copy of the dataset. The
+baseline is `POST /bench/empty` of the same app in the same server process: a route that
+answers 202 and does nothing. The client (`benchmarks/gateway_load.py`) is a separate
+process sending pre-signed native webhooks over 32 keep-alive connections; the same
+client, the same bodies and the same headers drive both.
+
+What "accepted" covers: the request is authenticated (HMAC over timestamp and body),
+validated, and the emergency (or, for a repeat, its repeat count, event and trail entry) is
+committed before the 202. Starting the emergency-response flow run is not on the request
+path in production (a background thread does it after the 202; see
+`taskforce/emergency/dispatch.py: BackgroundDispatch`), and here that thread's dispatcher
+answers at once instead of calling Prefect: the emergency_path figure measures flow starts.
+
+Afterwards the database must account for every 202: one emergency per distinct dedup key
+sent, each 202's emergency id among them, and `repeats` summing to the duplicates sent.
+A mismatch fails the figure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from sqlalchemy import text
+
+from benchmarks.core import Bench, Result
+from taskforce.gateway.auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+
+NAME = "gateway"
+ROOT = Path(__file__).resolve().parents[2]
+CONCURRENCY = 32
+DUPLICATE_SHARE = 0.2  # of requests repeat a dedup key sent earlier in the run
+GOAL_PER_SECOND = 1000
+GOAL_P99_MS = 50
+GOAL_RATIO = 0.5
+SECRET = "bench-gateway-secret"
+SOURCE = "monitoring"
+WORKERS_ENV = "TASKFORCE_BENCH_GATEWAY_WORKERS"
+
+
+def _requests(count: int, run_id: str, port: int, seed: int) -> tuple[list[str], list[str]]:
+    """`count` signed native triggers (raw HTTP, latin-1 text) and the dedup key of each."""
+    rng = random.Random(seed)
+    now = str(int(time.time()))
+    keys: list[str] = []
+    raw: list[str] = []
+    for i in range(count):
+        if keys and rng.random() < DUPLICATE_SHARE:
+            key = rng.choice(keys)
+        else:
+            key = f"bench-gw-{run_id}-{i}"
+        level = rng.choice(["I", "II", "III"])
+        body = json.dumps(
+            {
+                "dedup_key": key,
+                "level": level,
+                "title": f"基准测试告警 {key}",
+                "description": "disk usage above 95 % on db-3",
+                "details": {"host": f"db-{i % 7}", "value": 95 + i % 5},
+            },
+            ensure_ascii=False,
+        ).encode()
+        head = (
+            f"POST /v1/emergencies/{SOURCE} HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{port}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            f"{TIMESTAMP_HEADER}: {now}\r\n"
+            f"{SIGNATURE_HEADER}: {sign(SECRET, now, body)}\r\n\r\n"
+        ).encode()
+        raw.append((head + body).decode("latin-1"))
+        keys.append(key)
+    return raw, keys
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _server_loop_and_http() -> str:
+    """What uvicorn's `auto` picks in this environment (uvloop/httptools only if installed)."""
+    import importlib.util
+
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"loop {loop}, http {http}"
+
+
+class _Server:
+    def __init__(self, bench: Bench, workers: int, log: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "TASKFORCE_DATABASE_URL": bench.url,
+            "TASKFORCE_WEBHOOK_SECRET_MONITORING": SECRET,
+            "PYTHONPATH": str(ROOT),
+        }
+        self.log = log
+        with log.open("ab") as out:
+            self.popen = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    "benchmarks.gateway_server:app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    str(workers),
+                    "--log-level",
+                    "warning",
+                    "--no-access-log",
+                    "--backlog",
+                    "2048",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"the gateway exited: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)  # a real process starting up: wall-clock polling is the point
+        self.stop()
+        raise RuntimeError(f"the gateway did not start: {log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)  # uvicorn drains the dispatch queue
+            try:
+                self.popen.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(10)
+
+
+def _drive(bench: Bench, requests: list[str], port: int, tag: str) -> dict:
+    spec = bench.workdir / f"gateway-{tag}-in.json"
+    out = bench.workdir / f"gateway-{tag}-out.json"
+    spec.write_text(
+        json.dumps({"port": port, "concurrency": CONCURRENCY, "requests": requests}),
+        encoding="utf-8",
+    )
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.gateway_load", str(spec), str(out)],
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+def _p99_ms(latencies: list[float]) -> float:
+    return statistics.quantiles(latencies, n=100, method="inclusive")[98] * 1000
+
+
+def _account(bench: Bench, run_id: str, keys: list[str], results: list) -> tuple[bool, str, dict]:
+    """Every 202 in the database, duplicates collapsed exactly."""
+    accepted = [
+        (k, json.loads(body))
+        for k, (status, _t, body) in zip(keys, results, strict=True)
+        if status == 202
+    ]
+    failed = len(keys) - len(accepted)
+    distinct = {k for k, _ in accepted}
+    with bench.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT public_id, dedup_key, repeats, status FROM emergency "
+                "WHERE source = :source AND dedup_key LIKE :prefix"
+            ),
+            {"source": SOURCE, "prefix": f"bench-gw-{run_id}-%"},
+        ).all()
+    in_db = {r.public_id for r in rows}
+    answered_ids = {body["emergency_id"] for _k, body in accepted}
+    created = sum(body["created"] for _k, body in accepted)
+    repeats = sum(r.repeats for r in rows)
+    per_key = {r.dedup_key for r in rows}
+    checks = {
+        "one emergency per distinct key": len(rows) == len(distinct) and per_key == distinct,
+        "every 202's emergency id is in the database": answered_ids == in_db,
+        "created answers = emergencies": created == len(rows),
+        "repeats = duplicates accepted": repeats == len(accepted) - len(distinct),
+        "no request refused": failed == 0,
+    }
+    statuses: dict[str, int] = {}
+    for r in rows:
+        statuses[r.status] = statuses.get(r.status, 0) + 1
+    ok = all(checks.values())
+    detail = (
+        f"{len(keys):,} requests, {len(accepted):,} answered 202, {failed} not; "
+        f"{len(distinct):,} distinct dedup keys ({len(accepted) - len(distinct):,} duplicates) → "
+        f"{len(rows):,} emergencies, repeats {repeats:,}; "
+        + (
+            "accounting exact"
+            if ok
+            else "ACCOUNTING MISMATCH: "
+            + ", ".join(name for name, passed in checks.items() if not passed)
+        )
+    )
+    return ok, detail, {"checks": checks, "statuses": statuses}
+
+
+def run(bench: Bench) -> list[Result]:
+    count = 6000 if bench.scale >= 0.5 else (2000 if bench.scale >= 0.05 else 300)
+    workers = int(os.environ.get(WORKERS_ENV, "1"))
+    run_id = uuid.uuid4().hex[:8]
+    bench.status(f"gateway: starting uvicorn ({workers} worker(s), {_server_loop_and_http()})")
+    server = _Server(bench, workers, bench.workdir / "gateway-server.log")
+    try:
+        warm, _ = _requests(200, f"{run_id}w", server.port, seed=1)
+        _drive(bench, warm, server.port, "warm")
+        _drive(
+            bench,
+            [r.replace(f"/v1/emergencies/{SOURCE}", "/bench/empty", 1) for r in warm],
+            server.port,
+            "warm-empty",
+        )
+        requests, keys = _requests(count, run_id, server.port, seed=9)
+        bench.status(f"gateway: {count:,} requests to the empty endpoint, {CONCURRENCY} clients")
+        empty = _drive(
+            bench,
+            [r.replace(f"/v1/emergencies/{SOURCE}", "/bench/empty", 1) for r in requests],
+            server.port,
+            "empty",
+        )
+        bench.status(f"gateway: {count:,} signed webhooks, {CONCURRENCY} clients")
+        ours = _drive(bench, requests, server.port, "ours")
+    finally:
+        server.stop()
+    ok, detail, extra = _account(bench, run_id, keys, ours["results"])
+    accepted = sum(1 for s, _t, _b in ours["results"] if s == 202)
+    rate = accepted / ours["wall"]
+    base_rate = sum(1 for s, _t, _b in empty["results"] if s == 202) / empty["wall"]
+    p99 = _p99_ms([t for _s, t, _b in ours["results"]])
+    base_p99 = _p99_ms([t for _s, t, _b in empty["results"]])
+    ratio = rate / base_rate
+    setup = (
+        f"uvicorn {workers} worker(s), {_server_loop_and_http()}, {CONCURRENCY} clients, "
+        f"client CPU {ours['cpu']:.1f} s over {ours['wall']:.1f} s wall"
+    )
+    return [
+        Result(
+            "gateway intake, accepted webhooks/s (32 clients)",
+            rate,
+            base_rate,
+            unit="/s",
+            goal=f"≥ {GOAL_PER_SECOND:,}/s, ratio ≥ {GOAL_RATIO}, every 202 in the database",
+            met=rate >= GOAL_PER_SECOND and ratio >= GOAL_RATIO and ok,
+            ratio=ratio,
+            notes=f"{detail}; {setup}; dispatch after the 202 in a background thread "
+            "(a dispatcher that answers at once; flow starts are the emergency_path figure)",
+            extra={"accounting_ok": ok, **extra, "workers": workers, "requests": count},
+        ),
+        Result(
+            "gateway intake, p99 time to 202",
+            p99,
+            base_p99,
+            unit="ms",
+            goal=f"≤ {GOAL_P99_MS} ms",
+            met=p99 <= GOAL_P99_MS,
+            notes=f"p50 {statistics.median(t for _s, t, _b in ours['results']) * 1000:.1f} ms "
+            f"(empty endpoint p50 "
+            f"{statistics.median(t for _s, t, _b in empty['results']) * 1000:.1f} ms)",
+        ),
+    ]

@@ -1,0 +1,207 @@
+"""The gateway's set-based writes give what the one-at-a-time service calls give.
+
+`open_emergencies` (the group commit's batch) against `open_emergency` called per request,
+and `mark_dispatched_many` against `mark_dispatched` per run, for any sequence: new keys,
+repeats within the batch and of emergencies already open, resolved keys reopened, unknown
+working groups, a level-III intake without one, over-long keys.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from taskforce.context import Context
+from taskforce.db import unit_of_work
+from taskforce.emergency import service
+from taskforce.emergency.forms import EmergencyIntake
+from taskforce.emergency.models import Emergency, EmergencyEvent, EmergencyStatus, Level
+from taskforce.errors import DomainError
+from taskforce.trail.models import TrailEntry
+
+_runs = itertools.count()
+
+delivery = st.fixed_dictionaries(
+    {
+        "key": st.sampled_from(["a", "b", "c", "open-before", "resolved-before", "x" * 201]),
+        "level": st.sampled_from(list(Level)),
+        "wg": st.sampled_from(["wg:data", None, "wg:nope"]),
+        "drill": st.booleans(),
+    }
+)
+
+
+def _request(d: dict, source: str) -> service.IntakeRequest:
+    intake = EmergencyIntake(level=d["level"], title=f"告警 {d['key'][:20]}", working_group=d["wg"])
+    return service.IntakeRequest(intake, source, d["key"], "gateway:test", d["drill"])
+
+
+def _seed(engine, ctx, source: str) -> None:
+    """One open emergency and one resolved one, before the deliveries."""
+    for key in ("open-before", "resolved-before"):
+        with unit_of_work(engine) as s:
+            opened = service.open_emergency(
+                s,
+                ctx,
+                EmergencyIntake(level=Level.II, title="之前的告警", working_group="wg:data"),
+                source=source,
+                dedup_key=key,
+                actor="seed",
+            )
+        if key == "resolved-before":
+            with unit_of_work(engine) as s:
+                service.resolve(s, ctx, opened.emergency_id, actor="seed")
+
+
+def _answers(results) -> list:
+    return [
+        ("error", str(r), r.field)
+        if isinstance(r, DomainError)
+        else ("ok", r.created, r.status, r.level, r.is_drill)
+        for r in results
+    ]
+
+
+def _state(engine, source: str, ids: dict[str, str]) -> tuple:
+    """Everything written for `source`, with public ids renamed in order of appearance."""
+    with unit_of_work(engine) as s:
+        rows = s.scalars(
+            select(Emergency).where(Emergency.source == source).order_by(Emergency.id)
+        ).all()
+        for e in rows:
+            ids.setdefault(e.public_id, f"E{len(ids)}")
+        emergencies = [
+            (
+                ids[e.public_id],
+                e.dedup_key,
+                e.level,
+                e.title,
+                e.status,
+                e.is_drill,
+                e.leading_group,
+                e.working_group,
+                e.deadlines,
+                e.escalation_step,
+                e.repeats,
+                e.flow_run_id and e.flow_run_id.replace(e.public_id, ids[e.public_id]),
+            )
+            for e in rows
+        ]
+        by_id = {e.id: ids[e.public_id] for e in rows}
+        events = [
+            (by_id[ev.emergency_id], ev.kind, ev.actor)
+            for ev in s.scalars(
+                select(EmergencyEvent)
+                .where(EmergencyEvent.emergency_id.in_(by_id))
+                .order_by(EmergencyEvent.id)
+            )
+        ]
+        entries = [
+            (t.action, ids[t.subject_id], t.actor, _renamed(t.payload, ids, source))
+            for t in s.scalars(
+                select(TrailEntry)
+                .where(TrailEntry.subject_id.in_(list(ids)))
+                .order_by(TrailEntry.id)
+            )
+        ]
+    return emergencies, events, entries
+
+
+def _renamed(payload: str, ids: dict[str, str], source: str) -> str:
+    payload = payload.replace(f'"{source}"', '"SOURCE"')
+    for public_id, name in ids.items():
+        payload = payload.replace(public_id, name)
+    return payload
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(deliveries=st.lists(delivery, min_size=1, max_size=12))
+def test_open_emergencies_equals_open_emergency_one_by_one(engine, policy, clock, deliveries):
+    ctx = Context(policy=policy, clock=clock)
+    run = next(_runs)
+    one, many = f"one-{run}", f"many-{run}"
+    _seed(engine, ctx, one)
+    _seed(engine, ctx, many)
+
+    expected = []
+    for d in deliveries:
+        try:
+            with unit_of_work(engine) as s:
+                r = _request(d, one)
+                expected.append(
+                    service.open_emergency(
+                        s,
+                        ctx,
+                        r.intake,
+                        source=r.source,
+                        dedup_key=r.dedup_key,
+                        actor=r.actor,
+                        is_drill=r.is_drill,
+                    )
+                )
+        except DomainError as exc:
+            expected.append(exc)
+    with unit_of_work(engine) as s:
+        got = service.open_emergencies(s, ctx, [_request(d, many) for d in deliveries])
+
+    assert _answers(got) == _answers(expected)
+    assert _state(engine, many, {}) == _state(engine, one, {})
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(picks=st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=8))
+def test_mark_dispatched_many_equals_mark_dispatched_one_by_one(engine, policy, clock, picks):
+    """Pick emergencies (some twice, one acknowledged already) and mark their runs."""
+    ctx = Context(policy=policy, clock=clock)
+    run = next(_runs)
+    sides = {}
+    for side in ("one", "many"):
+        source = f"{side}-d{run}"
+        with unit_of_work(engine) as s:
+            opened = service.open_emergencies(
+                s,
+                ctx,
+                [
+                    _request({"key": k, "level": Level.II, "wg": "wg:data", "drill": False}, source)
+                    for k in ("p", "q", "r", "s")
+                ],
+            )
+        ids = [o.emergency_id for o in opened]
+        with unit_of_work(engine) as s:
+            service.acknowledge(s, ctx, ids[3], actor="test")
+        sides[side] = (source, ids)
+
+    source, ids = sides["one"]
+    expected = []
+    for i in picks:
+        with unit_of_work(engine) as s:
+            expected.append(
+                service.mark_dispatched(s, ctx, ids[i], f"run-{ids[i]}", actor="dispatcher")
+            )
+    source_many, ids_many = sides["many"]
+    with unit_of_work(engine) as s:
+        got = service.mark_dispatched_many(
+            s, ctx, [(ids_many[i], f"run-{ids_many[i]}") for i in picks], actor="dispatcher"
+        )
+
+    assert got == expected
+    one_state = _state(engine, source, {})
+    many_state = _state(engine, source_many, {})
+    assert many_state == one_state
+    statuses = {e[4] for e in many_state[0]}
+    assert statuses <= {
+        EmergencyStatus.pending_dispatch,
+        EmergencyStatus.dispatched,
+        EmergencyStatus.acknowledged,
+    }
