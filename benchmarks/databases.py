@@ -124,18 +124,3 @@ def working_copy(backend: str, pristine: str, name: str) -> tuple[str, Engine]:
 
     upgrade(engine)  # a dataset made before the newest migration gets it on the copy
     return url, engine
-
-
-def migrate_pristine(backend: str, name: str) -> None:
-    """Bring a reused dataset's schema to the newest migration (main moves on)."""
-    from taskforce.migrate import upgrade
-
-    url = f"sqlite:///{_sqlite_path(name)}" if backend == "sqlite" else _pg_url(_pg_name(name))
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    if backend == "sqlite":
-        import sqlite3
-
-        with contextlib.closing(sqlite3.connect(_sqlite_path(name))) as conn:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

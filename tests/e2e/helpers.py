@@ -56,7 +56,7 @@ def statuses(stack: Stack, rows: list[OutboxMessage]) -> set[DeliveryStatus]:
         )
 
 
-def deliver_until(stack: Stack, rows: list[OutboxMessage], timeout: float = 90) -> None:
+def deliver_until(stack: Stack, rows: list[OutboxMessage], timeout: float = 180) -> None:
     """Run delivery until each row reached the receiver and is recorded as delivered.
 
     A row can reach the receiver a moment before its sender (the emergency flow
