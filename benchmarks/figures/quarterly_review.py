@@ -214,6 +214,18 @@ def _context():
 
 
 def _peak_mib() -> float:
+    """This process's own peak RSS.
+
+    VmHWM, not `ru_maxrss`: Linux carries `ru_maxrss` over an exec, so a spawned child
+    would report the benchmark parent's peak (both figures read 2,143 MiB once).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
