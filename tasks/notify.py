@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 
 from taskforce.context import Context
-from taskforce.db import get_engine, unit_of_work
+from taskforce.db import get_engine
 from taskforce.notify.delivery import TargetResult, deliver_pending
 from taskforce.trail.service import last_id
 
@@ -13,8 +13,8 @@ from taskforce.trail.service import last_id
 def trail_position() -> int:
     """Where the decision trail ends now: read before a step, the entries after it are the
     step's, and so are the notifications hanging off them."""
-    with unit_of_work() as session:
-        return last_id(session)
+    with get_engine().connect() as connection:  # a read: no session, nothing to commit
+        return last_id(connection)
 
 
 @task(name="deliver-pending-notifications", retries=0)

@@ -17,7 +17,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
@@ -157,9 +157,9 @@ def append(
     return entry
 
 
-def last_id(session: Session) -> int:
+def last_id(db: Session | Connection) -> int:
     """The id of the newest entry (0 for an empty trail): a position to deliver from."""
-    return session.scalar(select(TrailHead.last_id).where(TrailHead.id == 1)) or 0
+    return db.scalar(select(TrailHead.last_id).where(TrailHead.id == 1)) or 0
 
 
 def append_many(session: Session, entries: list[dict[str, Any]]) -> list[int]:
