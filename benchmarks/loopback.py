@@ -1,9 +1,9 @@
 """A loopback notification receiver and a config folder that sends every audience to it.
 
-The same approach as tests/e2e/stack.py (a threaded HTTP server recording Apprise's
-json:// posts; a copy of config/ whose apprise.yml has one URL carrying every audience
-tag), kept here so the benchmarks import nothing from the tests. Each post is recorded
-with its arrival time on this process's `time.perf_counter()` clock.
+A threaded HTTP server recording Apprise's json:// posts, and a copy of config/ whose
+apprise.yml has one URL carrying every audience tag. The emergency-path figure and the
+end-to-end tests (tests/e2e/stack.py) both use it. Each post is recorded with its arrival
+time on this process's `time.perf_counter()` clock.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import shutil
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -30,14 +31,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass
+class Received:
+    at: float  # arrival, on this process's time.perf_counter() clock
+    path: str
+    delivery: str  # X-Taskforce-Delivery: "<outbox key>@<channel>"
+    body: dict
+
+
 class Receiver:
-    """Records (arrival time, delivery key, path, body) of every POST; wakes waiters."""
+    """An HTTP server that records every JSON POST and wakes waiters; it can go down and
+    come back on its port (the e2e tests' receiver outage)."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.posts: list[tuple[float, str, str, dict]] = []
+        self.messages: list[Received] = []
         self._arrived = threading.Condition()
+        self._server: ThreadingHTTPServer | None = None
+        self.start()
+
+    def start(self) -> None:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,36 +60,42 @@ class Receiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with receiver._arrived:
-                    receiver.posts.append(
-                        (at, self.headers.get(DELIVERY_HEADER, ""), self.path, body)
+                    receiver.messages.append(
+                        Received(at, self.path, self.headers.get(DELIVERY_HEADER, ""), body)
                     )
                     receiver._arrived.notify_all()
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, *args) -> None:
+            def log_message(self, *args) -> None:  # keep the caller's output clean
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def deliveries(self, key_part: str) -> list[Received]:
+        with self._arrived:
+            return [m for m in self.messages if key_part in m.delivery]
 
     def wait_first(self, match, timeout: float) -> float | None:
         """Arrival time of the first post for which `match(delivery, path, body)` holds."""
         deadline = time.monotonic() + timeout
         with self._arrived:
             while True:
-                for at, delivery, path, body in self.posts:
-                    if match(delivery, path, body):
-                        return at
+                for m in self.messages:
+                    if match(m.delivery, m.path, m.body):
+                        return m.at
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
                 self._arrived.wait(left)
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def make_config(folder: Path, receiver_url: str, policy_overrides: dict[str, int]) -> Path:

@@ -12,36 +12,25 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
+from benchmarks.loopback import Receiver, free_port, make_config
 from taskforce.gateway.auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from taskforce.notify.delivery import DELIVERY_HEADER
 from tests.conftest import ROOT
 
 WEBHOOK_SECRET = "e2e-monitoring-secret"
 PY = sys.executable
 STARTUP_SECONDS = 120
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60, logs: str = "") -> Any:
@@ -62,100 +51,6 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60, logs: str
     raise AssertionError(
         f"timed out after {timeout} s waiting for {what} (last error: {last_error!r}){logs}"
     )
-
-
-# --- the notification receiver -------------------------------------------------------------
-
-
-@dataclass
-class Received:
-    path: str
-    delivery: str  # X-Taskforce-Delivery: "<outbox key>@<channel>"
-    body: dict
-
-
-class Receiver:
-    """An HTTP server that records every JSON POST; it can go down and come back on its port."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.messages: list[Received] = []
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self.start()
-
-    def start(self) -> None:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
-                with receiver._lock:
-                    receiver.messages.append(
-                        Received(self.path, self.headers.get(DELIVERY_HEADER, ""), body)
-                    )
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args) -> None:  # keep pytest's output clean
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def deliveries(self, key_part: str) -> list[Received]:
-        with self._lock:
-            return [m for m in self.messages if key_part in m.delivery]
-
-
-# --- configuration ----------------------------------------------------------------------------
-
-
-def make_config(folder: Path, receiver_url: str) -> Path:
-    """config/ with every audience sent to the receiver, short retry backoff and a 1 s poll.
-
-    The tags are the shipped file's, so every audience has exactly one channel.
-    """
-    config = folder / "config"
-    shutil.copytree(ROOT / "config", config)
-    shipped = yaml.safe_load((ROOT / "config" / "apprise.yml").read_text(encoding="utf-8"))
-    tags = [
-        t
-        for entry in shipped["urls"]
-        for spec in entry.values()
-        for t in spec["tag"]
-        if not t.startswith(("channel-", "clearance-"))
-    ]
-    apprise = {
-        "version": 1,
-        "urls": [
-            {
-                f"json://127.0.0.1:{receiver_url.rsplit(':', 1)[1]}/notify": {
-                    "tag": ["channel-receiver", "clearance-secret", *tags],
-                    "cto": 1,
-                    "rto": 5,
-                }
-            }
-        ],
-    }
-    (config / "apprise.yml").write_text(yaml.safe_dump(apprise), encoding="utf-8")
-    policy = (config / "taskforce.yaml").read_text(encoding="utf-8")
-    # A failed delivery is retried after 1 s instead of 30 s, and the emergency flow
-    # re-reads its emergency every second, so the tests never wait on production pacing.
-    for key, value in {"backoff_base_seconds": 1, "flow_poll_seconds": 1}.items():
-        policy, n = re.subn(rf"(?m)^(\s+{key}:)\s*\d+", rf"\g<1> {value}", policy)
-        assert n == 1, key
-    (config / "taskforce.yaml").write_text(policy, encoding="utf-8")
-    return config
 
 
 # --- processes ------------------------------------------------------------------------------
@@ -201,7 +96,13 @@ class Stack:
 
     def __post_init__(self) -> None:
         self.receiver = Receiver()
-        self.config_dir = make_config(self.folder, self.receiver.url)
+        # A failed delivery is retried after 1 s instead of 30 s, and the emergency flow
+        # re-reads its emergency every second, so the tests never wait on production pacing.
+        self.config_dir = make_config(
+            self.folder,
+            self.receiver.url,
+            {"backoff_base_seconds": 1, "flow_poll_seconds": 1},
+        )
         self.reports_dir = self.folder / "reports"
         self.port = free_port()
         self.ui_url = f"http://127.0.0.1:{self.port}"
