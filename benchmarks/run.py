@@ -105,6 +105,12 @@ def main(argv: list[str] | None = None) -> list[Result]:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--markdown", type=Path, help="also write the table as markdown here")
     args = parser.parse_args(argv)
+    wanted = [f for f in (args.only.split(",") if args.only else figures.FIGURES) if f]
+    unknown = sorted(set(wanted) - set(figures.FIGURES))
+    if unknown:
+        parser.error(
+            f"--only: unknown figure(s) {', '.join(unknown)}; allowed: {', '.join(figures.FIGURES)}"
+        )
     for out in (args.json, args.markdown):  # fail now, not after a long run
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +144,6 @@ def main(argv: list[str] | None = None) -> list[Result]:
         workdir=workdir,
         status=lambda line: console.print(f"[cyan]→[/cyan] {line}"),
     )
-    wanted = [f for f in (args.only.split(",") if args.only else figures.FIGURES) if f]
     results: list[Result] = []
     try:
         for name in wanted:

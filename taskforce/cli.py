@@ -304,6 +304,8 @@ def trail_verify(
 
 
 def main() -> None:
+    from sqlalchemy.exc import DBAPIError
+
     from taskforce.errors import DomainError
 
     try:
@@ -313,6 +315,22 @@ def main() -> None:
         sys.exit(2)
     except DomainError as exc:  # bad input: say which field and what is allowed, no traceback
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except DBAPIError:
+        # Code newer than the database (a table or column a migration adds is missing):
+        # say so and what to run, rather than a page of traceback.
+        from taskforce.db import get_engine
+        from taskforce.migrate import schema_behind
+
+        behind = schema_behind(get_engine())
+        if behind is None:
+            raise
+        current, head = behind
+        print(
+            f"error: the database is at schema revision {current or 'none'}, this code needs "
+            f"{head}: run `taskforce migrate` first",
+            file=sys.stderr,
+        )
         sys.exit(2)
 
 

@@ -27,6 +27,17 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+def schema_behind(engine: Engine) -> tuple[str | None, str] | None:
+    """(the database's revision, the code's head) when the database is not at the head."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    return None if current == head else (current, head)
+
+
 def autogenerate(engine: Engine, message: str) -> None:
     """Developer tool: write a new revision from the difference between models and database."""
     cfg = alembic_config()
