@@ -38,6 +38,7 @@ from taskforce.loop.forms import (
     ReportResult,
     StepResult,
 )
+from taskforce.process import freeze_startup_objects
 from tasks import loop as steps
 from tasks.notify import deliver_pending_notifications, trail_position
 
@@ -70,6 +71,12 @@ IssueNumber = Field(
 Operator = Field("executive-office", title="Operator 操作人", min_length=1, max_length=100)
 
 
+async def _begin_run(name: str) -> None:
+    """A step's first line: settle the process (see taskforce/process.py), name the run."""
+    freeze_startup_objects()
+    await _name_run(name)
+
+
 async def _name_run(name: str) -> None:
     """Name the run after what it does, with the run's own API client.
 
@@ -92,17 +99,27 @@ async def _publish(result: StepResult | ReportResult, step: str, caused: range) 
     Only the step's: a backlog (a weekly sweep's tens of thousands of rows) is the
     every-minute delivery flow's, and must not make an operator's step wait on it.
     """
-    # A step appends a handful of entries; a range far longer means another process wrote
-    # at the same moment, whose rows the delivery flow sends within the minute.
-    deliver_pending_notifications.fn(limit=200, trail_entry_ids=list(caused[:STEP_ENTRIES_MAX]))
     number = result.issue_number
     lines = [f"## {number}: {step}", "", f"- stage now: **{result.stage}**"]
     for k, v in getattr(result, "detail", {}).items():
         lines.append(f"- {k}: {v}")
-    if flow_run.get_id():
-        await acreate_markdown_artifact(
+    # A step appends a handful of entries; a range far longer means another process wrote
+    # at the same moment, whose rows the delivery flow sends within the minute.
+    delivery = asyncio.to_thread(
+        deliver_pending_notifications.fn,
+        limit=200,
+        trail_entry_ids=list(caused[:STEP_ENTRIES_MAX]),
+    )
+    if not flow_run.get_id():
+        await delivery
+        return
+    # The sends and the artifact's API call wait on different sockets: overlap them.
+    await asyncio.gather(
+        delivery,
+        acreate_markdown_artifact(
             "\n".join(lines), key=f"issue-{number.lower()}", description=f"{number} state"
-        )
+        ),
+    )
 
 
 @flow(name="report-issue", log_prints=True)
@@ -110,7 +127,7 @@ async def report_issue_flow(
     form: ReportIssueForm, operator: str = Operator, idempotency_key: str | None = None
 ) -> ReportResult:
     """问题上报 — report an issue to the executive group (首接负责制; duplicates are linked)."""
-    await _name_run(f"report: {form.title}")
+    await _begin_run(f"report: {form.title}")
     result, caused = await _step(steps.report_issue, form, operator, _key(idempotency_key))
     await _publish(
         result, "reported (duplicate linked)" if result.duplicate else "reported", caused
@@ -126,7 +143,7 @@ async def coordinate_flow(
     idempotency_key: str | None = None,
 ) -> StepResult:
     """协调会商 — record the coordination meeting; major matters go to the leadership group."""
-    await _name_run(f"{issue_number}: coordinate")
+    await _begin_run(f"{issue_number}: coordinate")
     result, caused = await _step(
         steps.coordinate_issue, issue_number, form, operator, _key(idempotency_key)
     )
@@ -142,7 +159,7 @@ async def leadership_vote_flow(
     idempotency_key: str | None = None,
 ) -> StepResult:
     """议题预审-专家论证-集体表决 — passes only with ≥ 2/3 of all leadership members voting yes."""
-    await _name_run(f"{issue_number}: leadership vote")
+    await _begin_run(f"{issue_number}: leadership vote")
     result, caused = await _step(
         steps.leadership_vote, issue_number, form, operator, _key(idempotency_key)
     )
@@ -158,7 +175,7 @@ async def file_plan_flow(
     idempotency_key: str | None = None,
 ) -> StepResult:
     """方案制定 — the task tree 总目标-子项目-行动项, filed with the leadership group (备案)."""
-    await _name_run(f"{issue_number}: plan")
+    await _begin_run(f"{issue_number}: plan")
     result, caused = await _step(
         steps.file_plan, issue_number, form, operator, _key(idempotency_key)
     )
@@ -174,7 +191,7 @@ async def record_progress_flow(
     idempotency_key: str | None = None,
 ) -> StepResult:
     """执行反馈 — progress on an action item; red items warn the executive director."""
-    await _name_run(f"{issue_number}: progress on item {form.task_id}")
+    await _begin_run(f"{issue_number}: progress on item {form.task_id}")
     result, caused = await _step(
         steps.record_progress, issue_number, form, operator, _key(idempotency_key)
     )
@@ -190,7 +207,7 @@ async def evaluate_flow(
     idempotency_key: str | None = None,
 ) -> StepResult:
     """效果评估 — solved closes the issue; otherwise it returns to coordination."""
-    await _name_run(f"{issue_number}: evaluate")
+    await _begin_run(f"{issue_number}: evaluate")
     result, caused = await _step(
         steps.evaluate_issue, issue_number, form, operator, _key(idempotency_key)
     )
