@@ -51,6 +51,7 @@ from taskforce.gateway.schemas import (
     PagerDutyEvent,
 )
 from taskforce.policy import load_policy
+from taskforce.process import freeze_startup_objects
 
 M = TypeVar("M", bound=BaseModel)
 ERRORS = {
@@ -101,6 +102,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # A full collection walking every start-up object stalls the event loop, and so
+        # every request in flight, for ~0.1 s: see taskforce/process.py.
+        freeze_startup_objects()
         yield
         if background is not None:
             await run_in_threadpool(background.close)  # start what was queued before exiting
