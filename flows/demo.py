@@ -14,11 +14,13 @@ import asyncio
 import datetime as dt
 import random
 from decimal import Decimal
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from rich.progress import Progress
 from sqlalchemy import select
 
+from flows.demo_budget import DEFAULT_EXPORTS, DemoBudget
 from flows.dispatch import dispatch_sweep_flow
 from flows.loop import (
     coordinate_flow,
@@ -109,21 +111,27 @@ def _stage(number: str) -> Stage:
 class Scenario:
     """Seeded: the same seed plays the same months."""
 
-    def __init__(self, seed: int, start: dt.date, weeks: int):
+    def __init__(
+        self, seed: int, start: dt.date, weeks: int, exports: Path = DEFAULT_EXPORTS
+    ) -> None:
         self.rng, self.start, self.weeks = random.Random(seed), start, weeks
         self.clock = ManualClock(_at(start))
         self.issues: dict[str, dict] = {}
         self.topic = 0
         self.actions = 0
         self.reviews: list[dict] = []
+        self.budget = DemoBudget(self.rng, start.year, exports)
 
     async def run(self, progress: Progress | None = None) -> None:
         use_clock(self.clock)
         task = progress.add_task("simulating weeks", total=self.weeks) if progress else None
+        await self.budget.fund_year()
         for week in range(self.weeks):
             monday = self.start + dt.timedelta(weeks=week)
             self.clock.set(_at(monday, 9))
             await asyncio.to_thread(dispatch_sweep_flow)
+            if week and monday.day <= 7:  # the month's first Monday: last month's payments
+                await self.budget.import_month(monday.replace(day=1))
             for _ in range(self.rng.choice([1, 1, 2])):
                 await self.report(monday)
             self.clock.set(_at(monday + dt.timedelta(days=1)))
@@ -132,6 +140,10 @@ class Scenario:
             if progress:
                 progress.advance(task)
         await self.review()
+
+    @property
+    def total_actions(self) -> int:
+        return self.actions + self.budget.actions
 
     async def review(self) -> None:
         """The month's and the quarter's reviews of the last complete periods, through the review flows."""
@@ -205,6 +217,9 @@ class Scenario:
                 other = "housing" if info["unit"] != "housing" else "ecology"
                 units = [info["unit"], *([other] if info["major"] else [])]
                 share = [100] if len(units) == 1 else [60, 40]
+                budget = Decimal(
+                    8_000_000 if info["major"] else self.rng.choice([0, 200_000, 900_000])
+                )
                 result = await coordinate_flow(
                     number,
                     CoordinateForm(
@@ -215,12 +230,11 @@ class Scenario:
                             for u, p in zip(units, share, strict=True)
                         ],
                         deadline=today + dt.timedelta(weeks=10),
-                        budget=Decimal(
-                            8_000_000 if info["major"] else self.rng.choice([0, 200_000, 900_000])
-                        ),
+                        budget=budget,
                     ),
                 )
                 info["awaiting_vote"] = result.detail.get("major", False)
+                info["budget"], info["units"] = budget, units
             self.actions += 1
         elif stage == Stage.planning and self.rng.random() < 0.85:
             items = [
@@ -250,6 +264,10 @@ class Scenario:
                 ),
             )
             self.actions += 1
+            if info.get("budget") and not info.get("funded"):  # 零基预算: a line per plan
+                units = info["units"]
+                await self.budget.fund_plan(number, info["budget"], units[0], len(units) > 1)
+                info["funded"] = True
         elif stage == Stage.executing and not info["stuck"]:
             for task_id, percent in _open_items(number):
                 if self.rng.random() < 0.75:
@@ -276,9 +294,12 @@ class Scenario:
 
 
 async def run_demo(
-    seed: int = 7, weeks: int = 26, start: dt.date = dt.date(2026, 5, 4)
+    seed: int = 7,
+    weeks: int = 26,
+    start: dt.date = dt.date(2026, 5, 4),
+    exports: Path = DEFAULT_EXPORTS,
 ) -> Scenario:
-    scenario = Scenario(seed, start, weeks)
+    scenario = Scenario(seed, start, weeks, exports)
     with Progress() as progress:
         await scenario.run(progress)
     return scenario

@@ -104,8 +104,10 @@ def demo(
 def _demo_report(scenario) -> None:
     from sqlalchemy import func, select
 
+    from taskforce.budget.models import BudgetLine, LedgerEntry, LineStatus
     from taskforce.emergency.models import EarlyWarning
     from taskforce.loop.models import Colour, Issue, TaskLevel, TaskNode
+    from taskforce.money import format_yuan
     from taskforce.notify.local_outbox import outbox_path
     from taskforce.notify.models import OutboxMessage
     from taskforce.trail import verify
@@ -125,14 +127,26 @@ def _demo_report(scenario) -> None:
             ).all()
         )
         warnings = s.scalar(select(func.count(EarlyWarning.id)))
+        lines = s.scalar(
+            select(func.count(BudgetLine.id)).where(
+                BudgetLine.status == LineStatus.approved, BudgetLine.is_reserve.is_(False)
+            )
+        )
+        entries, spent = s.execute(
+            select(func.count(LedgerEntry.id), func.coalesce(func.sum(LedgerEntry.amount_fen), 0))
+        ).one()
         check = verify(s)
     table = Table(title="Demo result", show_header=False)
-    table.add_row("operator actions through flows", str(scenario.actions))
+    table.add_row("operator actions through flows", str(scenario.total_actions))
     table.add_row(
         "issues by stage", ", ".join(f"{k.value}: {v}" for k, v in sorted(stages.items()))
     )
     table.add_row("open action items", ", ".join(f"{c.value}: {colours.get(c, 0)}" for c in Colour))
     table.add_row("warnings raised", str(warnings))
+    table.add_row(
+        "budget 资金",
+        f"{lines} approved lines, {entries} ledger entries, {format_yuan(spent)} spent",
+    )
     table.add_row("notifications", ", ".join(f"{k.value}: {v}" for k, v in sorted(outbox.items())))
     table.add_row("local notification outbox", str(outbox_path()))
     table.add_row(

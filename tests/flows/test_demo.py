@@ -1,0 +1,49 @@
+"""The README's main job, shortened: the scenario through the real flows, money included."""
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from flows.demo import run_demo
+from taskforce.budget.models import BudgetLine, LedgerEntry, LineStatus
+from taskforce.db import unit_of_work
+from taskforce.loop.models import Issue
+from taskforce.trail import verify
+
+
+@pytest.mark.slow
+def test_a_short_demo_funds_plans_pays_them_and_reviews_the_periods(flow_db, tmp_path, monkeypatch):
+    monkeypatch.setenv("TASKFORCE_REPORTS_DIR", str(tmp_path / "reports"))
+    exports = tmp_path / "exports"
+    # Ten weeks from Monday 4 May: two month-ends (May, June), June's review and Q2's.
+    scenario = asyncio.run(run_demo(seed=7, weeks=10, start=dt.date(2026, 5, 4), exports=exports))
+
+    with unit_of_work() as s:
+        issues = s.scalar(select(func.count(Issue.id)))
+        approved = s.scalars(
+            select(BudgetLine.code).where(
+                BudgetLine.status == LineStatus.approved, BudgetLine.is_reserve.is_(False)
+            )
+        ).all()
+        paid = s.execute(
+            select(BudgetLine.code, func.sum(LedgerEntry.amount_fen), BudgetLine.amount_fen)
+            .join(BudgetLine, BudgetLine.id == LedgerEntry.line_id)
+            .group_by(BudgetLine.code, BudgetLine.amount_fen)
+        ).all()
+        assert verify(s).ok
+    assert issues >= 5
+    assert approved, "no plan was funded"
+    assert paid, "no finance export reached the ledger"
+    assert all(spent <= amount for _, spent, amount in paid)  # never beyond the line
+    assert {code for code, _, _ in paid} <= set(approved)
+    # Each imported export is kept for the operator to look at: one per month with payments.
+    names = {p.name for p in exports.iterdir()}
+    assert names and names <= {"finance-export-2026-05.csv", "finance-export-2026-06.csv"}
+    assert scenario.total_actions > scenario.actions  # the budget's actions are counted
+    kinds = {(r["kind"], r["period"]) for r in scenario.reviews}
+    assert kinds == {("monthly", "2026-06"), ("quarterly", "2026-Q2")}
+    for review in scenario.reviews:
+        assert all(Path(p).exists() for p in review["files"].values())
