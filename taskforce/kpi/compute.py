@@ -227,7 +227,7 @@ def compute_kpis(
     )
     spent_fen = int(ledger.amount_fen[spent_rows].sum())
     values["budget_execution_rate"] = _ratio(spent_fen, approved_fen)
-    basis["budget_execution_rate"] = int(spent_rows.sum())
+    basis["budget_execution_rate"] = int(ledger.entries[spent_rows].sum())  # entries, not days
     details["budget"] = {"year": year, "approved_fen": approved_fen, "spent_fen": spent_fen}
 
     # --- audit findings (weekly compliance audit) -----------------------------

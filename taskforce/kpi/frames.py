@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
-from sqlalchemy import Connection, select, type_coerce
+from sqlalchemy import BigInteger, Connection, cast, func, select, type_coerce
 from sqlalchemy.types import NullType
 
 from taskforce.budget.models import AuditFinding, BudgetLine, LedgerEntry
@@ -35,10 +35,9 @@ _FLAGS = {
 }
 _NUMBERS = {
     "issues": ["id"],
-    "tasks": ["id", "issue_id"],
     "evaluations": ["satisfaction"],
     "lines": ["id", "fiscal_year", "amount_fen"],
-    "ledger": ["fiscal_year", "line_id", "amount_fen"],
+    "ledger": ["fiscal_year", "amount_fen", "entries"],
     "members": ["training_hours"],
 }
 _DATES = {
@@ -55,6 +54,9 @@ class Frames:
     evaluations: pd.DataFrame
     milestones: pd.DataFrame
     lines: pd.DataFrame
+    # Daily totals: one row per (fiscal year, kind, entry date) with the sum of its entries'
+    # amounts and their number (`entries`). Every KPI and chart sums money by year, kind
+    # and date range; summing a million entries in SQL reads 1,400 rows instead of 1M.
     ledger: pd.DataFrame
     findings: pd.DataFrame
     warnings: pd.DataFrame
@@ -114,6 +116,18 @@ def flags(column: pd.Series) -> pd.Series:
     return column.fillna(False).astype(bool)
 
 
+def ledger_totals():
+    """The ledger as daily totals per fiscal year and kind (Frames.ledger). Integer fen: the
+    sum is exact (cast: PostgreSQL sums bigint as numeric)."""
+    return select(
+        LedgerEntry.fiscal_year,
+        LedgerEntry.kind,
+        LedgerEntry.entry_date,
+        cast(func.sum(LedgerEntry.amount_fen), BigInteger).label("amount_fen"),
+        func.count().label("entries"),
+    ).group_by(LedgerEntry.fiscal_year, LedgerEntry.kind, LedgerEntry.entry_date)
+
+
 def load_frames(conn: Connection) -> Frames:
     """One query per table, only the columns some KPI reads."""
     queries = {
@@ -126,8 +140,6 @@ def load_frames(conn: Connection) -> Frames:
             Issue.stage_due_at,
         ),
         "tasks": select(
-            TaskNode.id,
-            TaskNode.issue_id,
             TaskNode.start_date,
             TaskNode.due_date,
             TaskNode.done,
@@ -145,13 +157,7 @@ def load_frames(conn: Connection) -> Frames:
             BudgetLine.status,
             BudgetLine.is_reserve,
         ),
-        "ledger": select(
-            LedgerEntry.fiscal_year,
-            LedgerEntry.line_id,
-            LedgerEntry.kind,
-            LedgerEntry.entry_date,
-            LedgerEntry.amount_fen,
-        ),
+        "ledger": ledger_totals(),
         "findings": select(
             AuditFinding.severity,
             AuditFinding.first_seen_week,

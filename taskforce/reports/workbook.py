@@ -7,6 +7,8 @@ and serialiser took minutes and gigabytes. The workbook looks the same as openpy
 it (bold shaded header, frozen first row, filters, fitted widths, money / date / time
 formats; tests/reports compare the two cell by cell). A frame longer than a sheet can
 hold (Excel's 1,048,576 rows) continues on sheets named "<name> (2)", "<name> (3)", …
+A SheetView may carry a note (what the sheet holds, e.g. a review's rule for its ledger):
+it is the first row of each of the sheet's parts, above the header.
 """
 
 from __future__ import annotations
@@ -263,13 +265,21 @@ class SheetView:
 
     frame: pd.DataFrame
     columns: tuple[tuple[int, str], ...]  # (position in the frame, header)
+    note: str | None = None  # a row above the header, e.g. which records the sheet lists
 
     @classmethod
-    def of(cls, frame: pd.DataFrame, headers: dict[str, str] | None = None) -> SheetView:
+    def of(
+        cls, frame: pd.DataFrame, headers: dict[str, str] | None = None, note: str | None = None
+    ) -> SheetView:
         names = [str(c) for c in frame.columns]
         if headers is None:
-            return cls(frame, tuple(enumerate(names)))
-        return cls(frame, tuple((names.index(name), h) for name, h in headers.items()))
+            return cls(frame, tuple(enumerate(names)), note)
+        return cls(frame, tuple((names.index(name), h) for name, h in headers.items()), note)
+
+    @property
+    def top_rows(self) -> int:
+        """Rows above the data: the header, and the note if there is one."""
+        return 2 if self.note else 1
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -305,16 +315,19 @@ def _local_naive(frame: pd.DataFrame, timezone: str | None) -> pd.DataFrame:
     return out
 
 
-def _sheet_head(headers: list[str], widths: list[int], rows: int) -> str:
+def _sheet_head(headers: list[str], widths: list[int], rows: int, note: str | None = None) -> str:
     letters = [_column_letter(i) for i in range(1, len(headers) + 1)]
     last = f"{letters[-1] if letters else 'A'}{rows}"
+    header_row = 2 if note else 1  # the header stays frozen at the top, under the note
+    first_data = f"A{header_row + 1}"
     head = (
         f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
         f'<worksheet xmlns="{_MAIN_NS}" xmlns:r="{_REL_NS}">'
         f'<dimension ref="A1:{last}"/>'
         '<sheetViews><sheetView workbookViewId="0">'
-        '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/>'
-        '<selection pane="bottomLeft" activeCell="A2" sqref="A2"/>'
+        f'<pane ySplit="{header_row}" topLeftCell="{first_data}" activePane="bottomLeft" '
+        'state="frozen"/>'
+        f'<selection pane="bottomLeft" activeCell="{first_data}" sqref="{first_data}"/>'
         "</sheetView></sheetViews>"
         '<sheetFormatPr baseColWidth="8" defaultRowHeight="15"/>'
     )
@@ -327,39 +340,46 @@ def _sheet_head(headers: list[str], widths: list[int], rows: int) -> str:
             )
             + "</cols>"
         )
+    note_row = (
+        '<row r="1"><c r="A1" t="inlineStr"><is><t xml:space="preserve">'
+        f"{_text(note)}</t></is></c></row>"
+        if note
+        else ""
+    )
     return (
         head
-        + '<sheetData><row r="1">'
+        + "<sheetData>"
+        + note_row
+        + f'<row r="{header_row}">'
         + "".join(
-            f'<c r="{letter}1" s="{_HEADER}" t="inlineStr"><is><t xml:space="preserve">'
-            f"{_text(h)}</t></is></c>"
+            f'<c r="{letter}{header_row}" s="{_HEADER}" t="inlineStr"><is>'
+            f'<t xml:space="preserve">{_text(h)}</t></is></c>'
             for letter, h in zip(letters, headers, strict=True)
         )
         + "</row>"
     )
 
 
-def _sheet_tail(columns: int, rows: int) -> str:
+def _sheet_tail(columns: int, rows: int, header_row: int = 1) -> str:
     tail = "</sheetData>"
     if columns:
-        tail += f'<autoFilter ref="A1:{_column_letter(columns)}{rows}"/>'
+        tail += f'<autoFilter ref="A{header_row}:{_column_letter(columns)}{rows}"/>'
     return tail + "</worksheet>"
 
 
-def _sheet_names(
-    sheets: dict[str, pd.DataFrame], per_sheet: int
-) -> list[tuple[str, str, int, int]]:
+def _sheet_names(sheets: dict[str, SheetView], max_rows: int) -> list[tuple[str, str, int, int]]:
     """(sheet name, frame key, first row, end row) — long frames continue on numbered sheets."""
     out, used = [], set()
-    for key, frame in sheets.items():
-        parts = max(1, -(-len(frame) // per_sheet))
+    for key, view in sheets.items():
+        per_sheet = max(1, max_rows - view.top_rows)
+        parts = max(1, -(-len(view) // per_sheet))
         for k in range(parts):
             base = str(key)
             name = base[:31] if k == 0 else f"{base[:25]} ({k + 1})"
             while name in used:
                 name = name[:28] + f"~{len(used)}"
             used.add(name)
-            out.append((name, key, k * per_sheet, min(len(frame), (k + 1) * per_sheet)))
+            out.append((name, key, k * per_sheet, min(len(view), (k + 1) * per_sheet)))
     return out
 
 
@@ -388,7 +408,6 @@ def write_workbooks(
     """Write several workbooks at once, a block of rows at a time: a frame that several
     of them show (as SheetViews of the same frame object) is converted once, and only one
     block of its cells is in memory at a time."""
-    per_sheet = max(1, max_rows - 1)
     views = {
         path: {
             name: sheet if isinstance(sheet, SheetView) else SheetView.of(sheet)
@@ -406,7 +425,7 @@ def write_workbooks(
             for position, _header in view.columns:
                 if (key, position) not in widths:
                     widths[key, position] = _width(local[key].iloc[:, position], timezone)
-    layouts = {path: _sheet_names(sheets, per_sheet) for path, sheets in views.items()}
+    layouts = {path: _sheet_names(sheets, max_rows) for path, sheets in views.items()}
     archives = {}
     try:
         for path, layout in layouts.items():
@@ -427,8 +446,8 @@ def write_workbooks(
                 column_widths = [
                     max(widths[id(view.frame), p], _display_width(h)) for p, h in view.columns
                 ]
-                rows = stop - start + 1
-                stream.write(_sheet_head(headers, column_widths, rows).encode())
+                rows = stop - start + view.top_rows
+                stream.write(_sheet_head(headers, column_widths, rows, view.note).encode())
                 parts.append((stream, view, start, stop, rows))
             blocks = max(
                 (-(-(stop - start) // _ROWS_PER_WRITE) for _s, _v, start, stop, _r in parts),
@@ -454,7 +473,7 @@ def write_workbooks(
                     )
                     stream.write(("<row>" + "</row><row>".join(rows_xml) + "</row>").encode())
             for stream, view, _start, _stop, rows in parts:
-                stream.write(_sheet_tail(len(view.columns), rows).encode())
+                stream.write(_sheet_tail(len(view.columns), rows, view.top_rows).encode())
                 stream.close()
     finally:
         for archive in archives.values():

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from taskforce import events
 from taskforce.context import Context
 from taskforce.db import unit_of_work
+from taskforce.errors import DomainError
 from taskforce.kpi.compute import BY_CODE, KpiSet, compare, compute_kpis
 from taskforce.kpi.frames import Frames, load_frames
 from taskforce.loop.forms import ReportIssueForm
@@ -171,7 +172,9 @@ def report_lists(conn, ctx: Context, period: Period, audience: Classification) -
             before=now,
             limit=policy.review.lessons_shown,
         ),
-        "task_ledger": content.task_ledger(conn, audience),
+        # The workbook is a meeting document: the period's items and entries only. The
+        # whole ledgers are an export of their own (`taskforce review export-ledger`).
+        "task_ledger": content.task_ledger(conn, audience, period, timezone=policy.timezone),
         "budget_ledger": content.budget_ledger(conn, period, audience),
     }
 
@@ -330,19 +333,65 @@ def build_context(data: ReviewData, actions_rows: list[dict], ctx: Context, loca
     }
 
 
+def task_sheet(frame: pd.DataFrame, locale: str, note: str | None = None) -> SheetView:
+    """The task ledger (content.task_ledger) under the locale's headers and owner names."""
+    t = translator(locale)
+    names = [c for c in frame.columns if c not in ("owner_zh", "owner_en")]
+    owner = "owner_zh" if locale == "zh-CN" else "owner_en"
+    names.insert(4, owner)
+    return SheetView.of(
+        frame, {name: t("col.owner" if name == owner else f"col.{name}") for name in names}, note
+    )
+
+
+def budget_sheet(frame: pd.DataFrame, locale: str, note: str | None = None) -> SheetView:
+    """The budget ledger (content.budget_ledger) under the locale's headers."""
+    t = translator(locale)
+    return SheetView.of(frame, {name: t(f"col.{name}") for name in frame.columns}, note)
+
+
+def export_ledger(
+    engine: Engine,
+    ctx: Context,
+    out: Path,
+    *,
+    ledger: str = "tasks",
+    audience: Classification | str | None = None,
+    locale: str | None = None,
+) -> int:
+    """The whole task (or budget) ledger, every record the audience may read, as one XLSX
+    workbook: what a review's workbook held before it listed only its period's items. A
+    ledger longer than a sheet continues on "<name> (2)", … Returns the number of rows."""
+    if ledger not in ("tasks", "budget"):
+        raise DomainError(f"unknown ledger {ledger!r}", field="ledger", allowed="tasks, budget")
+    aud = Classification(audience or ctx.policy.review.default_audience)
+    locale = locale or ctx.policy.locale
+    t = translator(locale)
+    with engine.connect() as conn:
+        if ledger == "tasks":
+            frame = content.task_ledger(conn, aud)
+            sheet = task_sheet(frame, locale)
+        else:
+            frame = content.budget_ledger(conn, None, aud)
+            sheet = budget_sheet(frame, locale)
+    write_workbooks({Path(out): {t(f"sheet.{ledger}"): sheet}}, timezone=ctx.policy.timezone)
+    return len(frame)
+
+
 def _sheets(data: ReviewData, ctx: Context, locale: str) -> dict:
     """The workbook's sheets in one locale. The ledgers are views of the same frames in
     every locale (only the headers and the owner's name column differ), so writing the
     locales' workbooks together converts each ledger once."""
     t = translator(locale)
-    task_frame, budget_frame = data.lists["task_ledger"], data.lists["budget_ledger"]
-    names = [c for c in task_frame.columns if c not in ("owner_zh", "owner_en")]
-    owner = "owner_zh" if locale == "zh-CN" else "owner_en"
-    names.insert(4, owner)
-    tasks = SheetView.of(
-        task_frame, {name: t("col.owner" if name == owner else f"col.{name}") for name in names}
-    )
-    budget = SheetView.of(budget_frame, {name: t(f"col.{name}") for name in budget_frame.columns})
+    period = data.period
+    span = {
+        "period": period.label,
+        "first": period.first_day.isoformat(),
+        "last": period.last_day.isoformat(),
+        "timezone": ctx.policy.timezone,
+    }
+    tasks = task_sheet(data.lists["task_ledger"], locale, note=t("sheet.tasks_note", **span))
+    budget = budget_sheet(data.lists["budget_ledger"], locale, note=t("sheet.budget_note", **span))
     kpis = pd.DataFrame(
         [
             {
