@@ -64,6 +64,7 @@ class Frames:
     members: pd.DataFrame
 
 
+FRAME_NAMES = tuple(Frames.__dataclass_fields__)
 _FETCH_ROWS = 50_000
 
 
@@ -130,7 +131,18 @@ def ledger_totals():
 
 def load_frames(conn: Connection) -> Frames:
     """One query per table, only the columns some KPI reads."""
-    queries = {
+    return Frames(**read_frames(conn, FRAME_NAMES))
+
+
+def read_frames(conn: Connection, names) -> dict[str, pd.DataFrame]:
+    """Some of the frames (by Frames field name): load_frames in parts, so that a caller can
+    read the big ones on connections of their own at the same time."""
+    queries = _queries()
+    return {name: _converted(name, raw_frame(conn, queries[name])) for name in names}
+
+
+def _queries() -> dict:
+    return {
         "issues": select(
             Issue.id,
             Issue.stage,
@@ -179,20 +191,20 @@ def load_frames(conn: Connection) -> Frames:
         ),
         "members": select(Member.full_time, Member.training_hours).where(Member.active.is_(True)),
     }
-    frames = {}
-    for name, stmt in queries.items():
-        frame = raw_frame(conn, stmt)
-        for col in _INSTANTS.get(name, []):
-            frame[col] = instants(frame[col])
-        for col in _DATES.get(name, []):
-            frame[col] = days(frame[col])
-        for col in _FLAGS.get(name, []):
-            frame[col] = flags(frame[col])
-        for col in _NUMBERS.get(name, []):
-            frame[col] = pd.to_numeric(frame[col])
-        for col in frame.columns:
-            if frame[col].dtype == object:
-                # Text columns (enum values) as plain strings, missing as None.
-                frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
-        frames[name] = frame
-    return Frames(**frames)
+
+
+def _converted(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """Whole-column conversion of a raw frame to the types the KPIs compute with."""
+    for col in _INSTANTS.get(name, []):
+        frame[col] = instants(frame[col])
+    for col in _DATES.get(name, []):
+        frame[col] = days(frame[col])
+    for col in _FLAGS.get(name, []):
+        frame[col] = flags(frame[col])
+    for col in _NUMBERS.get(name, []):
+        frame[col] = pd.to_numeric(frame[col])
+    for col in frame.columns:
+        if frame[col].dtype == object:
+            # Text columns (enum values) as plain strings, missing as None.
+            frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
+    return frame

@@ -87,6 +87,14 @@ def svg_chart(fig: Figure, *, chart_id: str, title: str) -> str:
     return svg[:head_end] + f"<title>{label}</title>" + svg[head_end:]
 
 
+def relabelled(svg: str, labels: dict[str, str]) -> str:
+    """A chart drawn with placeholder texts, with each placeholder replaced by its text
+    (escaped for XML). Only for texts whose length moves nothing: centred titles on a fixed
+    layout (svg.fonttype "none" writes a text as a text element anchored at its middle)."""
+    pattern = re.compile("|".join(re.escape(k) for k in sorted(labels, key=len, reverse=True)))
+    return pattern.sub(lambda m: _escape(labels[m.group(0)]), svg)
+
+
 def _escape(text: str) -> str:
     return (
         text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")

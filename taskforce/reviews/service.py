@@ -9,15 +9,18 @@ one per (source, title), the report files are overwritten in place.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.orm import Session
 
 from taskforce import events
@@ -25,7 +28,7 @@ from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.errors import DomainError
 from taskforce.kpi.compute import BY_CODE, KpiSet, compare, compute_kpis
-from taskforce.kpi.frames import Frames, load_frames
+from taskforce.kpi.frames import FRAME_NAMES, Frames, read_frames
 from taskforce.loop.forms import ReportIssueForm
 from taskforce.loop.report import report_issue
 from taskforce.money import format_yuan
@@ -120,11 +123,92 @@ def _stored_values(session_or_conn, kind: ReviewKind, labels: list[str]) -> dict
     return {period: (kpis or {}).get("values", {}) for period, kpis in rows}
 
 
+# The reads that take seconds at scale, each on a connection of its own, at the same time:
+# the database does its part (a scan, a sort) with the GIL released, so on two cores one
+# read's database work overlaps another's conversion to Python objects.
+_BIG_FRAMES = (("tasks",), ("ledger",))
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """No cyclic garbage collection while millions of cells are read: every read tuple is
+    tracked, and the collector's full passes over them cost about a second at scale and
+    find nothing (cells hold no cycles)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@contextlib.contextmanager
+def _readers(engine: Engine) -> Iterator[Engine]:
+    """An engine for reads that run side by side.
+
+    Our SQLite engines begin every transaction IMMEDIATE (the write lock, taken up front so
+    a writer waits instead of failing), which would run parallel reads one after another
+    and hold off writers meanwhile. Reads need no lock: in WAL mode each SELECT of an
+    autocommit connection sees one consistent snapshot. PostgreSQL: the engine itself.
+    """
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        yield engine
+        return
+    readers = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(readers, "connect")
+    def _read_only(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # autocommit: no BEGIN, no lock
+        dbapi_connection.execute("PRAGMA query_only=ON")
+
+    try:
+        yield readers
+    finally:
+        readers.dispose()
+
+
+def _read_all(
+    engine: Engine, ctx: Context, period: Period, audience: Classification
+) -> tuple[Frames, dict]:
+    """The KPI frames and the report lists, the big reads in parallel threads."""
+
+    def on_connection(fn, *args, **kwargs):
+        def read():
+            with readers.connect() as conn:
+                return fn(conn, *args, **kwargs)
+
+        return pool.submit(read)
+
+    tz = ctx.policy.timezone
+    # The workbook is a meeting document: the period's items and entries only. The whole
+    # ledgers are an export of their own (`taskforce review export-ledger`).
+    with (
+        _readers(engine) as readers,
+        _collector_paused(),
+        ThreadPoolExecutor(4, thread_name_prefix="review-read") as pool,
+    ):
+        big = [on_connection(read_frames, names) for names in _BIG_FRAMES]
+        ledgers = {
+            "task_ledger": on_connection(content.task_ledger, audience, period, timezone=tz),
+            "budget_ledger": on_connection(content.budget_ledger, period, audience),
+        }
+        rest = [n for n in FRAME_NAMES if not any(n in names for names in _BIG_FRAMES)]
+        with readers.connect() as conn:
+            parts = read_frames(conn, rest)
+            lists = report_lists(conn, ctx, period, audience)
+        for future in big:
+            parts.update(future.result())
+        lists.update({name: future.result() for name, future in ledgers.items()})
+    return Frames(**{name: parts[name] for name in FRAME_NAMES}), lists
+
+
 def gather(engine: Engine, ctx: Context, period: Period, audience: Classification) -> ReviewData:
     """Do/Check: read the frames once, compute the KPIs of the period and the ones before it."""
     policy, now = ctx.policy, ctx.now()
+    frames, lists = _read_all(engine, ctx, period, audience)
     with engine.connect() as conn:
-        frames = load_frames(conn)
         periods = period.history(policy.review.trend_periods)
         history = [compute_kpis(frames, p, policy, now, snapshot=p == period) for p in periods]
         # Snapshot KPIs of earlier periods exist only as those periods' stored reviews.
@@ -135,12 +219,12 @@ def gather(engine: Engine, ctx: Context, period: Period, audience: Classificatio
                     kpiset.kpis[code].value = value
         previous = history[-2].values() if len(history) > 1 else {}
         compare(history[-1], previous)
-        lists = report_lists(conn, ctx, period, audience)
     return ReviewData(period=period, audience=audience, history=history, frames=frames, lists=lists)
 
 
 def report_lists(conn, ctx: Context, period: Period, audience: Classification) -> dict:
-    """The record lists the kind's report shows (SECTIONS), and the workbook's ledgers.
+    """The record lists the kind's report shows (SECTIONS); the workbook's ledgers are read
+    beside them (_read_all).
 
     A list of a section the kind does not show stays empty: at scale the lagging items
     alone are hundreds of thousands of rows that a quarterly report would read and drop.
@@ -172,10 +256,6 @@ def report_lists(conn, ctx: Context, period: Period, audience: Classification) -
             before=now,
             limit=policy.review.lessons_shown,
         ),
-        # The workbook is a meeting document: the period's items and entries only. The
-        # whole ledgers are an export of their own (`taskforce review export-ledger`).
-        "task_ledger": content.task_ledger(conn, audience, period, timezone=policy.timezone),
-        "budget_ledger": content.budget_ledger(conn, period, audience),
     }
 
 
@@ -252,8 +332,16 @@ def _unit_name(row: dict, locale: str) -> dict:
     return out
 
 
-def build_context(data: ReviewData, actions_rows: list[dict], ctx: Context, locale: str) -> dict:
-    """The template context of one locale. Lists are already cleared for the audience."""
+def build_context(
+    data: ReviewData,
+    actions_rows: list[dict],
+    ctx: Context,
+    locale: str,
+    *,
+    trend_svg: str | None = None,
+) -> dict:
+    """The template context of one locale. Lists are already cleared for the audience.
+    `trend_svg`: the locale's trend chart if already drawn (charts.trend_charts)."""
     t = translator(locale)
     policy, period, current = ctx.policy, data.period, data.current
     kind = period.kind
@@ -262,7 +350,7 @@ def build_context(data: ReviewData, actions_rows: list[dict], ctx: Context, loca
     burndown = charts.burndown_rows(data.frames, period, current)
     chart_svgs = {
         "chart-colours": charts.colour_chart(current, t),
-        "chart-trend": charts.trend_chart(data.history, t),
+        "chart-trend": trend_svg or charts.trend_chart(data.history, t),
         "chart-burndown": charts.burndown_chart(burndown, t),
         "chart-funnel": charts.funnel_chart(stages, t),
     }
@@ -436,8 +524,10 @@ def render(
     stem = f"{data.period.kind.value}-{data.period.label}"
     written: dict[str, dict] = {}
     books: dict[Path, dict] = {}
+    # One drawing of the trend chart for all locales (the most expensive chart).
+    trends = charts.trend_charts(data.history, {locale: translator(locale) for locale in locales})
     for locale in locales:
-        context = build_context(data, actions_rows, ctx, locale)
+        context = build_context(data, actions_rows, ctx, locale, trend_svg=trends[locale])
         written[locale] = render_report(
             "review", context, locale, data.audience, out_dir, stem=stem
         )
