@@ -19,6 +19,7 @@ import re
 import threading
 import unicodedata
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -412,8 +413,24 @@ def write_workbook(
     return write_workbooks({Path(path): sheets}, timezone=timezone, max_rows=max_rows)[0]
 
 
+@dataclass(frozen=True)
+class LaterSheet:
+    """A small sheet whose content is known only later (`get` may wait for it): written
+    after every other sheet of its workbook, in its place in the workbook's order. It must
+    fit one sheet."""
+
+    get: Callable[[], pd.DataFrame | SheetView]
+
+    def __len__(self) -> int:
+        return 1
+
+    @property
+    def top_rows(self) -> int:
+        return 1
+
+
 def write_workbooks(
-    books: dict[Path, dict[str, pd.DataFrame | SheetView]],
+    books: dict[Path, dict[str, pd.DataFrame | SheetView | LaterSheet]],
     *,
     timezone: str | None = None,
     max_rows: int = EXCEL_MAX_ROWS,
@@ -423,22 +440,34 @@ def write_workbooks(
     block of its cells is in memory at a time."""
     views = {
         path: {
-            name: sheet if isinstance(sheet, SheetView) else SheetView.of(sheet)
+            name: sheet if isinstance(sheet, SheetView | LaterSheet) else SheetView.of(sheet)
             for name, sheet in sheets.items()
         }
         for path, sheets in books.items()
     }
     local: dict[int, pd.DataFrame] = {}  # id(frame) -> frame with local wall-clock datetimes
     widths: dict[tuple[int, int], int] = {}
+
+    def prepare(view: SheetView) -> None:
+        key = id(view.frame)
+        if key not in local:
+            local[key] = _local_naive(view.frame, timezone)
+        for position, _header in view.columns:
+            if (key, position) not in widths:
+                widths[key, position] = _width(local[key].iloc[:, position], timezone)
+
     for sheets in views.values():
         for view in sheets.values():
-            key = id(view.frame)
-            if key not in local:
-                local[key] = _local_naive(view.frame, timezone)
-            for position, _header in view.columns:
-                if (key, position) not in widths:
-                    widths[key, position] = _width(local[key].iloc[:, position], timezone)
+            if isinstance(view, SheetView):
+                prepare(view)
     layouts = {path: _sheet_names(sheets, max_rows) for path, sheets in views.items()}
+    later = {  # sheet positions holding a LaterSheet in some book: written last
+        index
+        for path, layout in layouts.items()
+        for index, (_name, key, *_rows) in enumerate(layout)
+        if isinstance(views[path][key], LaterSheet)
+    }
+    longest = max((len(layout) for layout in layouts.values()), default=0)
     archives = {}
     streams: list[_Background] = []
     try:
@@ -446,13 +475,20 @@ def write_workbooks(
             path.parent.mkdir(parents=True, exist_ok=True)
             archives[path] = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1)
             _write_parts(archives[path], [name for name, *_ in layout])
-        for index in range(max((len(layout) for layout in layouts.values()), default=0)):
+        for index in sorted(range(longest), key=lambda i: i in later):
             parts = []  # (stream, view, first row, end row) of this sheet index in each book
             for path, layout in layouts.items():
                 if index >= len(layout):
                     continue
                 _name, key, start, stop = layout[index]
                 view = views[path][key]
+                if isinstance(view, LaterSheet):
+                    got = view.get()
+                    view = got if isinstance(got, SheetView) else SheetView.of(got)
+                    if len(view) > max_rows - view.top_rows:
+                        raise ValueError(f"sheet {key!r}: {len(view)} rows do not fit one sheet")
+                    prepare(view)
+                    start, stop = 0, len(view)
                 info = zipfile.ZipInfo(f"xl/worksheets/sheet{index + 1}.xml", _ZIP_TIME)
                 info.compress_type = zipfile.ZIP_DEFLATED
                 stream = _Background(archives[path].open(info, "w", force_zip64=True))

@@ -74,7 +74,7 @@ def export_ledger(
     """
     from taskforce.context import Context
     from taskforce.db import get_engine
-    from taskforce.reviews.service import export_ledger as export
+    from taskforce.reviews.ledgers import export_ledger as export
 
     try:
         rows = export(

@@ -13,23 +13,22 @@ import contextlib
 import gc
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pandas as pd
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from taskforce import events
 from taskforce.context import Context
 from taskforce.db import unit_of_work
-from taskforce.errors import DomainError
 from taskforce.kpi.compute import BY_CODE, KpiSet, compare, compute_kpis
 from taskforce.kpi.frames import FRAME_NAMES, Frames, read_frames
 from taskforce.loop.forms import ReportIssueForm
+from taskforce.loop.models import TaskNode
 from taskforce.loop.report import report_issue
 from taskforce.money import format_yuan
 from taskforce.org.models import Unit
@@ -41,8 +40,9 @@ from taskforce.registers.service import prune_lessons, record_lesson, sweep_risk
 from taskforce.reports import render_report, translator
 from taskforce.reports.i18n import LOCALES
 from taskforce.reports.render import fmt_kpi
-from taskforce.reports.workbook import SheetView, write_workbooks
+from taskforce.reports.workbook import write_workbooks
 from taskforce.reviews import charts, content
+from taskforce.reviews import ledgers as ledgers_module
 from taskforce.reviews.periods import Period, ReviewKind, last_complete_period, parse_period
 
 Progress = Callable[[float, str], None]
@@ -143,36 +143,11 @@ def _collector_paused():
             gc.enable()
 
 
-@contextlib.contextmanager
-def _readers(engine: Engine) -> Iterator[Engine]:
-    """An engine for reads that run side by side.
-
-    Our SQLite engines begin every transaction IMMEDIATE (the write lock, taken up front so
-    a writer waits instead of failing), which would run parallel reads one after another
-    and hold off writers meanwhile. Reads need no lock: in WAL mode each SELECT of an
-    autocommit connection sees one consistent snapshot. PostgreSQL: the engine itself.
-    """
-    url = engine.url
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        yield engine
-        return
-    readers = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-    @event.listens_for(readers, "connect")
-    def _read_only(dbapi_connection, _record):
-        dbapi_connection.isolation_level = None  # autocommit: no BEGIN, no lock
-        dbapi_connection.execute("PRAGMA query_only=ON")
-
-    try:
-        yield readers
-    finally:
-        readers.dispose()
-
-
 def _read_all(
-    engine: Engine, ctx: Context, period: Period, audience: Classification
+    engine: Engine, ctx: Context, period: Period, audience: Classification, ledgers: bool
 ) -> tuple[Frames, dict]:
-    """The KPI frames and the report lists, the big reads in parallel threads."""
+    """The KPI frames and the report lists (and the period's ledgers if `ledgers`), the big
+    reads in threads of their own."""
 
     def on_connection(fn, *args, **kwargs):
         def read():
@@ -185,29 +160,41 @@ def _read_all(
     # The workbook is a meeting document: the period's items and entries only. The whole
     # ledgers are an export of their own (`taskforce review export-ledger`).
     with (
-        _readers(engine) as readers,
+        ledgers_module.readers(engine) as readers,
         _collector_paused(),
         ThreadPoolExecutor(4, thread_name_prefix="review-read") as pool,
     ):
         big = [on_connection(read_frames, names) for names in _BIG_FRAMES]
-        ledgers = {
-            "task_ledger": on_connection(content.task_ledger, audience, period, timezone=tz),
-            "budget_ledger": on_connection(content.budget_ledger, period, audience),
-        }
+        pending = (
+            {
+                "task_ledger": on_connection(content.task_ledger, audience, period, timezone=tz),
+                "budget_ledger": on_connection(content.budget_ledger, period, audience),
+            }
+            if ledgers
+            else {}
+        )
         rest = [n for n in FRAME_NAMES if not any(n in names for names in _BIG_FRAMES)]
         with readers.connect() as conn:
             parts = read_frames(conn, rest)
             lists = report_lists(conn, ctx, period, audience)
         for future in big:
             parts.update(future.result())
-        lists.update({name: future.result() for name, future in ledgers.items()})
+        lists.update({name: future.result() for name, future in pending.items()})
     return Frames(**{name: parts[name] for name in FRAME_NAMES}), lists
 
 
-def gather(engine: Engine, ctx: Context, period: Period, audience: Classification) -> ReviewData:
-    """Do/Check: read the frames once, compute the KPIs of the period and the ones before it."""
+def gather(
+    engine: Engine,
+    ctx: Context,
+    period: Period,
+    audience: Classification,
+    *,
+    ledgers: bool = True,
+) -> ReviewData:
+    """Do/Check: read the frames once, compute the KPIs of the period and the ones before it.
+    `ledgers=False`: the workbook's ledgers are read elsewhere (a WorkbookJob)."""
     policy, now = ctx.policy, ctx.now()
-    frames, lists = _read_all(engine, ctx, period, audience)
+    frames, lists = _read_all(engine, ctx, period, audience, ledgers)
     with engine.connect() as conn:
         periods = period.history(policy.review.trend_periods)
         history = [compute_kpis(frames, p, policy, now, snapshot=p == period) for p in periods]
@@ -421,82 +408,6 @@ def build_context(
     }
 
 
-def task_sheet(frame: pd.DataFrame, locale: str, note: str | None = None) -> SheetView:
-    """The task ledger (content.task_ledger) under the locale's headers and owner names."""
-    t = translator(locale)
-    names = [c for c in frame.columns if c not in ("owner_zh", "owner_en")]
-    owner = "owner_zh" if locale == "zh-CN" else "owner_en"
-    names.insert(4, owner)
-    return SheetView.of(
-        frame, {name: t("col.owner" if name == owner else f"col.{name}") for name in names}, note
-    )
-
-
-def budget_sheet(frame: pd.DataFrame, locale: str, note: str | None = None) -> SheetView:
-    """The budget ledger (content.budget_ledger) under the locale's headers."""
-    t = translator(locale)
-    return SheetView.of(frame, {name: t(f"col.{name}") for name in frame.columns}, note)
-
-
-def export_ledger(
-    engine: Engine,
-    ctx: Context,
-    out: Path,
-    *,
-    ledger: str = "tasks",
-    audience: Classification | str | None = None,
-    locale: str | None = None,
-) -> int:
-    """The whole task (or budget) ledger, every record the audience may read, as one XLSX
-    workbook: what a review's workbook held before it listed only its period's items. A
-    ledger longer than a sheet continues on "<name> (2)", … Returns the number of rows."""
-    if ledger not in ("tasks", "budget"):
-        raise DomainError(f"unknown ledger {ledger!r}", field="ledger", allowed="tasks, budget")
-    aud = Classification(audience or ctx.policy.review.default_audience)
-    locale = locale or ctx.policy.locale
-    t = translator(locale)
-    with engine.connect() as conn:
-        if ledger == "tasks":
-            frame = content.task_ledger(conn, aud)
-            sheet = task_sheet(frame, locale)
-        else:
-            frame = content.budget_ledger(conn, None, aud)
-            sheet = budget_sheet(frame, locale)
-    write_workbooks({Path(out): {t(f"sheet.{ledger}"): sheet}}, timezone=ctx.policy.timezone)
-    return len(frame)
-
-
-def _sheets(data: ReviewData, ctx: Context, locale: str) -> dict:
-    """The workbook's sheets in one locale. The ledgers are views of the same frames in
-    every locale (only the headers and the owner's name column differ), so writing the
-    locales' workbooks together converts each ledger once."""
-    t = translator(locale)
-    period = data.period
-    span = {
-        "period": period.label,
-        "first": period.first_day.isoformat(),
-        "last": period.last_day.isoformat(),
-        "timezone": ctx.policy.timezone,
-    }
-    tasks = task_sheet(data.lists["task_ledger"], locale, note=t("sheet.tasks_note", **span))
-    budget = budget_sheet(data.lists["budget_ledger"], locale, note=t("sheet.budget_note", **span))
-    kpis = pd.DataFrame(
-        [
-            {
-                t("kpi"): t(f"kpi.{k.code}"),
-                t("value"): k.value,
-                t("target"): k.target,
-                t("status"): t(f"status.{k.status}") if k.status else None,
-                t("previous"): k.previous,
-                t("change"): t(f"change.{k.change}") if k.change else None,
-                t("basis"): k.basis,
-            }
-            for k in data.current.kpis.values()
-        ]
-    )
-    return {t("sheet.kpis"): kpis, t("sheet.tasks"): tasks, t("sheet.budget"): budget}
-
-
 REPORTS_DIR_ENV = "TASKFORCE_REPORTS_DIR"
 
 
@@ -508,6 +419,13 @@ def output_dir(ctx: Context, period: Period, out_root: Path | None = None) -> Pa
     return Path(root) / period.kind.value / period.label
 
 
+def workbook_paths(period: Period, audience: Classification, locales, out_dir: Path) -> dict:
+    stem = f"{period.kind.value}-{period.label}"
+    return {
+        locale: ledgers_module.workbook_path(out_dir, stem, locale, audience) for locale in locales
+    }
+
+
 def render(
     data: ReviewData,
     actions: list[Action],
@@ -515,26 +433,42 @@ def render(
     ctx: Context,
     locales: list[str],
     out_dir: Path,
+    *,
+    workbooks: ledgers_module.WorkbookJob | None = None,
 ) -> dict[str, str]:
-    """The report files: HTML and Markdown (render_report) and the XLSX ledgers, per locale."""
+    """The report files: HTML and Markdown (render_report) and the XLSX ledgers, per locale.
+    `workbooks`: the job writing the XLSX files (then `data` holds no ledgers); it gets the
+    KPI sheets first and is waited for after the HTML."""
     with engine.connect() as conn:
         actions_rows = content.issues_by_number(
             conn, [a.issue_number for a in actions], data.audience
         )
-    stem = f"{data.period.kind.value}-{data.period.label}"
-    written: dict[str, dict] = {}
-    books: dict[Path, dict] = {}
+    period, tz = data.period, ctx.policy.timezone
+    stem = f"{period.kind.value}-{period.label}"
+    xlsx = workbook_paths(period, data.audience, locales, out_dir)
+    kpi_sheets = {locale: ledgers_module.kpi_frame(data.current, locale) for locale in locales}
+    if workbooks is not None:
+        workbooks.send(kpi_sheets)  # it writes them while the charts are drawn
     # One drawing of the trend chart for all locales (the most expensive chart).
     trends = charts.trend_charts(data.history, {locale: translator(locale) for locale in locales})
+    written: dict[str, dict] = {}
     for locale in locales:
         context = build_context(data, actions_rows, ctx, locale, trend_svg=trends[locale])
         written[locale] = render_report(
             "review", context, locale, data.audience, out_dir, stem=stem
         )
-        xlsx = out_dir / f"{stem}.{locale}.{data.audience.value}.xlsx"
-        books[xlsx] = _sheets(data, ctx, locale)
-        written[locale]["xlsx"] = xlsx
-    write_workbooks(books, timezone=ctx.policy.timezone)
+        written[locale]["xlsx"] = xlsx[locale]
+    if workbooks is not None:
+        workbooks.finish()
+    else:
+        tasks, budget = data.lists["task_ledger"], data.lists["budget_ledger"]
+        books = {
+            xlsx[locale]: ledgers_module.review_sheets(
+                tasks, budget, kpi_sheets[locale], period, tz, locale
+            )
+            for locale in locales
+        }
+        write_workbooks(books, timezone=tz)
     files: dict[str, str] = {}
     for locale in locales:
         for fmt, path in written[locale].items():
@@ -596,6 +530,17 @@ def _notice(ctx: Context, data: ReviewData, files: dict[str, str]) -> dict:
     }
 
 
+# From this many task nodes a review's workbooks are written by a process of their own: at
+# the scale of issue 9 (1.2M nodes) that saves seconds; on a small database the start of a
+# process (about a second) would cost more than the workbooks.
+WORKBOOK_PROCESS_FROM_NODES = 200_000
+
+
+def _task_nodes(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(TaskNode))
+
+
 def run_review(
     engine: Engine,
     ctx: Context,
@@ -606,18 +551,44 @@ def run_review(
     locales: list[str] | tuple[str, ...] = LOCALES,
     out_root: Path | None = None,
     on_progress: Progress | None = None,
+    workbook_process: bool | None = None,
 ) -> ReviewOutcome:
-    """The whole review without Prefect (the CLI and tests call this; the flow calls the steps)."""
+    """The whole review without Prefect (the CLI and tests call this; the flow calls the steps).
+
+    `workbook_process`: write the XLSX workbooks in a process of their own, beside the KPI
+    reads, charts and HTML (the same files; None: when the task ledger is large enough to
+    pay for starting a process, WORKBOOK_PROCESS_FROM_NODES task nodes).
+    """
     step = on_progress or (lambda _pct, _msg: None)
     the_period = resolve_period(kind, period, ctx)
     aud = Classification(audience or ctx.policy.review.default_audience)
-    step(10, "reading KPIs")
-    data = gather(engine, ctx, the_period, aud)
-    step(40, "acting on missed targets")
-    with unit_of_work(engine) as session:
-        actions = act(session, ctx, the_period, data.current)
-    step(60, "rendering reports")
-    files = render(data, actions, engine, ctx, list(locales), output_dir(ctx, the_period, out_root))
+    locales = [translator(locale) and locale for locale in locales]  # unknown: an error now
+    out_dir = output_dir(ctx, the_period, out_root)
+    if workbook_process is None:
+        workbook_process = _task_nodes(engine) >= WORKBOOK_PROCESS_FROM_NODES
+    job = (
+        ledgers_module.WorkbookJob.start(
+            engine,
+            the_period,
+            aud,
+            ctx.policy.timezone,
+            workbook_paths(the_period, aud, locales, out_dir),
+        )
+        if workbook_process and locales
+        else None
+    )
+    try:
+        step(10, "reading KPIs")
+        data = gather(engine, ctx, the_period, aud, ledgers=job is None)
+        step(40, "acting on missed targets")
+        with unit_of_work(engine) as session:
+            actions = act(session, ctx, the_period, data.current)
+        step(60, "rendering reports")
+        files = render(data, actions, engine, ctx, locales, out_dir, workbooks=job)
+    except BaseException:
+        if job is not None:
+            job.cancel()
+        raise
     step(90, "storing the review")
     with unit_of_work(engine) as session:
         _, created = store(session, ctx, data, files)

@@ -11,6 +11,7 @@ November 2026 in Shanghai is [2026-10-31 16:00 UTC, 2026-11-30 16:00 UTC).
 from __future__ import annotations
 
 import datetime as dt
+import zipfile
 
 import pytest
 from openpyxl import load_workbook
@@ -20,8 +21,9 @@ from typer.testing import CliRunner
 from taskforce.context import Context
 from taskforce.policy.schema import Classification
 from taskforce.reviews import content
+from taskforce.reviews.ledgers import export_ledger
 from taskforce.reviews.periods import parse_period
-from taskforce.reviews.service import export_ledger, run_review
+from taskforce.reviews.service import run_review
 from tests.reviews import factories as f
 
 NOVEMBER = parse_period("monthly", "2026-11")
@@ -147,3 +149,45 @@ def test_the_export_command(engine, ctx, tmp_path):
     bad = CliRunner().invoke(app, ["review", "export-ledger", "--out", str(path), "--locale", "fr"])
     assert bad.exit_code == 2
     assert "locale" in bad.output and "zh-CN" in bad.output
+
+
+def test_the_workbook_process_writes_the_files_written_in_process(engine, ctx, tmp_path):
+    """run_review writes its workbooks in a child process at scale: the same bytes."""
+    inline = run_review(
+        engine, ctx, "monthly", "2026-11", out_root=tmp_path / "a", workbook_process=False
+    )
+    child = run_review(
+        engine, ctx, "monthly", "2026-11", out_root=tmp_path / "b", workbook_process=True
+    )
+    for locale in ("zh-CN", "en"):
+        # The same parts, byte for byte (the KPI sheet, known last, is stored last).
+        with (
+            zipfile.ZipFile(child.files[f"{locale}.xlsx"]) as ours,
+            zipfile.ZipFile(inline.files[f"{locale}.xlsx"]) as theirs,
+        ):
+            assert sorted(ours.namelist()) == sorted(theirs.namelist())
+            for name in theirs.namelist():
+                assert ours.read(name) == theirs.read(name), name
+    assert not list((tmp_path / "b").rglob("*.partial"))
+
+
+def test_a_failed_review_leaves_no_workbook(engine, ctx, tmp_path, monkeypatch):
+    from taskforce.reviews import service
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("the KPIs could not be read")
+
+    monkeypatch.setattr(service, "compute_kpis", broken)
+    with pytest.raises(RuntimeError, match="could not be read"):
+        run_review(
+            engine, ctx, "monthly", "2026-11", out_root=tmp_path / "out", workbook_process=True
+        )
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+
+
+def test_an_unknown_locale_is_refused_before_anything_starts(engine, ctx, tmp_path):
+    from taskforce.errors import DomainError
+
+    with pytest.raises(DomainError, match="locale"):
+        run_review(engine, ctx, "monthly", "2026-11", out_root=tmp_path / "out", locales=["fr"])
+    assert not (tmp_path / "out").exists()
