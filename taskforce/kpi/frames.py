@@ -6,7 +6,7 @@ frame without titles cannot leak a secret title into a report.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 from sqlalchemy import BigInteger, Connection, cast, func, select, type_coerce
@@ -62,9 +62,11 @@ class Frames:
     warnings: pd.DataFrame
     emergencies: pd.DataFrame
     members: pd.DataFrame
+    # Columns derived from the frames once for all periods (taskforce.kpi.compute).
+    derived: dict = field(default_factory=dict, repr=False, compare=False)
 
 
-FRAME_NAMES = tuple(Frames.__dataclass_fields__)
+FRAME_NAMES = tuple(name for name in Frames.__dataclass_fields__ if name != "derived")
 _FETCH_ROWS = 50_000
 
 
