@@ -5,6 +5,7 @@ never loaded), plus the ledgers of the XLSX workbook."""
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy import Connection, and_, func, select
@@ -22,8 +23,15 @@ from taskforce.reports.audience import cleared_for
 from taskforce.reviews.periods import Period
 
 
-def _records(conn: Connection, stmt) -> list[dict]:
+def _records(
+    conn: Connection, stmt, *, local: tuple[str, ...] = (), timezone: str = "UTC"
+) -> list[dict]:
+    """The rows of a select as dicts; the `local` instant columns as local "YYYY-MM-DD HH:MM"
+    texts (a whole column at a time: a quarter has thousands of emergencies)."""
     frame = pd.read_sql(stmt, conn)
+    for col in local:
+        stamps = pd.to_datetime(frame[col], utc=True).dt.tz_convert(ZoneInfo(timezone))
+        frame[col] = stamps.dt.strftime("%Y-%m-%d %H:%M").astype(object).where(stamps.notna())
     return [
         {k: (None if _na(v) else (str(v) if hasattr(v, "value") else v)) for k, v in row.items()}
         for row in frame.to_dict(orient="records")
@@ -40,8 +48,6 @@ def _na(value) -> bool:
 def _local(instant, timezone: str) -> str | None:
     if instant is None:
         return None
-    from zoneinfo import ZoneInfo
-
     return pd.Timestamp(instant).tz_convert(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
 
 
@@ -402,8 +408,7 @@ def emergencies_in_period(conn, period: Period, policy: Policy, audience: Classi
             Emergency.classification.in_(cleared_for(audience)),
         )
         .order_by(Emergency.opened_at, Emergency.id),
+        local=("opened_at", "acknowledged_at", "resolved_at"),
+        timezone=tz,
     )
-    for r in rows:
-        for col in ("opened_at", "acknowledged_at", "resolved_at"):
-            r[col] = _local(r[col], tz)
     return rows
