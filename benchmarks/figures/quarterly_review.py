@@ -248,6 +248,8 @@ def _child_ours(url: str, label: str, out_root: str) -> dict:
         "files": sizes,
         "rss_mib": _peak_mib(),
         "rss_at_start_mib": rss_before,
+        # The workbooks are written by a process of their own at this scale: its own peak.
+        "workbook_rss_mib": outcome.workbook_process.get("rss_mib") or 0.0,
     }
 
 
@@ -277,7 +279,8 @@ def run(bench: Bench) -> list[Result]:
     wrong = same_values(ours["values"], base["values"])
     if wrong:
         raise AssertionError("quarterly review KPIs differ from the baseline: " + "; ".join(wrong))
-    seconds, rss = ours["seconds"], ours["rss_mib"]
+    seconds, main_rss, book_rss = ours["seconds"], ours["rss_mib"], ours["workbook_rss_mib"]
+    rss = main_rss + book_rss  # both at their peaks at once: an upper bound
     ratio = seconds / base["seconds"]
     files_mib = sum(ours["files"].values()) / 2**20
     return [
@@ -288,12 +291,15 @@ def run(bench: Bench) -> list[Result]:
             goal=f"≤ {GOAL_SECONDS:g} s, peak RSS ≤ {GOAL_RSS_MIB / 1024:g} GiB, "
             f"ratio ≤ {GOAL_RATIO:g}",
             met=seconds <= GOAL_SECONDS and rss <= GOAL_RSS_MIB and ratio <= GOAL_RATIO,
-            notes=f"peak RSS {rss:,.0f} MiB (baseline's process {base['rss_mib']:,.0f} MiB); "
+            notes=f"peak RSS {rss:,.0f} MiB = review {main_rss:,.0f} + workbook process "
+            f"{book_rss:,.0f} (baseline's process {base['rss_mib']:,.0f} MiB); "
             f"{len(ours['values'])} KPIs equal to the baseline's; "
             f"missed {len(ours['missed'])}, improvement issues {ours['actions']}; "
             f"{len(ours['files'])} files, {files_mib:,.1f} MiB",
             extra={
                 "rss_mib": rss,
+                "review_rss_mib": main_rss,
+                "workbook_rss_mib": book_rss,
                 "baseline_rss_mib": base["rss_mib"],
                 "values": ours["values"],
                 "files": ours["files"],

@@ -190,6 +190,7 @@ class WorkbookJob:
         self._process.start()
         child_end.close()
         self.paths = order.paths
+        self.report: dict = {}
 
     @classmethod
     def start(
@@ -224,6 +225,7 @@ class WorkbookJob:
             self._pipe.close()
         if "error" in report:
             raise RuntimeError(f"writing the review's workbooks failed:\n{report['error']}")
+        self.report = report
         return report
 
     def cancel(self) -> None:

@@ -86,6 +86,9 @@ class ReviewOutcome:
     kpis: list[dict]
     actions: list[Action]
     created: bool
+    # What the workbook process reported (its peak RSS in MiB, the ledgers' rows); empty
+    # when the workbooks were written in this process.
+    workbook_process: dict = field(default_factory=dict)
 
     def summary_markdown(self, locale: str = "en") -> str:
         t = translator(locale)
@@ -601,4 +604,5 @@ def run_review(
         kpis=[k.as_dict() for k in data.current.kpis.values()],
         actions=actions,
         created=created,
+        workbook_process=job.report if job is not None else {},
     )
