@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import resource
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -275,7 +276,15 @@ def _child(order: _Order, pipe) -> None:
         write_workbooks(books, timezone=order.timezone)
         for locale, path in order.paths.items():
             os.replace(partial[locale], path)
-        pipe.send({"rss_mib": _peak_rss_mib(), "tasks": len(tasks), "budget": len(budget)})
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        pipe.send(
+            {
+                "rss_mib": _peak_rss_mib(),
+                "cpu_seconds": usage.ru_utime + usage.ru_stime,
+                "tasks": len(tasks),
+                "budget": len(budget),
+            }
+        )
     except _Cancelled:
         _remove(partial.values())
     except BaseException:
