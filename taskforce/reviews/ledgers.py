@@ -16,6 +16,7 @@ import contextlib
 import multiprocessing
 import os
 import resource
+import threading
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -183,9 +184,9 @@ class WorkbookJob:
     """
 
     def __init__(self, order: _Order) -> None:
-        spawn = multiprocessing.get_context("spawn")  # no fork of a threaded parent
-        self._pipe, child_end = spawn.Pipe()
-        self._process = spawn.Process(
+        start = multiprocessing.get_context(_start_method())
+        self._pipe, child_end = start.Pipe()
+        self._process = start.Process(
             target=_child, args=(order, child_end), name="review-workbooks", daemon=True
         )
         self._process.start()
@@ -235,6 +236,16 @@ class WorkbookJob:
         self._process.join()
         self._pipe.close()
         _remove(_partial(path) for path in self.paths.values())
+
+
+def _start_method() -> str:
+    """fork where it is safe, spawn elsewhere. A forked child starts at once with every module
+    already imported (a spawned one imports pandas, SQLAlchemy and ours again: seconds of
+    CPU); but a fork copies the locks other threads may hold, so only a process running one
+    thread forks."""
+    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
 
 
 class _Cancelled(Exception):

@@ -151,8 +151,15 @@ def test_the_export_command(engine, ctx, tmp_path):
     assert "locale" in bad.output and "zh-CN" in bad.output
 
 
-def test_the_workbook_process_writes_the_files_written_in_process(engine, ctx, tmp_path):
-    """run_review writes its workbooks in a child process at scale: the same bytes."""
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_the_workbook_process_writes_the_files_written_in_process(
+    engine, ctx, tmp_path, monkeypatch, start
+):
+    """run_review writes its workbooks in a child process at scale: the same bytes, whether
+    the child is forked (a process with one thread) or spawned."""
+    from taskforce.reviews import ledgers
+
+    monkeypatch.setattr(ledgers, "_start_method", lambda: start)
     inline = run_review(
         engine, ctx, "monthly", "2026-11", out_root=tmp_path / "a", workbook_process=False
     )
