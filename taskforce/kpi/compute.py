@@ -174,18 +174,17 @@ def compute_kpis(
     basis["first_response_hours"] = int(response.notna().sum())
 
     tasks = frames.tasks
-    completed_day = _local_dates(tasks.completed_at, tz)
+    item = _item_columns(frames, tz)
     due_in = (tasks.due_date >= first) & (tasks.due_date <= last)
-    on_time = tasks.done.astype(bool) & completed_day.notna() & (completed_day <= tasks.due_date)
-    values["on_time_rate"] = _ratio((due_in & on_time).sum(), due_in.sum())
+    values["on_time_rate"] = _ratio((due_in & item["on_time"]).sum(), due_in.sum())
     basis["on_time_rate"] = int(due_in.sum())
 
     done_in = (
         tasks.completed_at.notna() & (tasks.completed_at >= start) & (tasks.completed_at < end)
     )
-    dated = done_in & tasks.start_date.notna() & tasks.due_date.notna()
-    actual = (completed_day - tasks.start_date).dt.days[dated].clip(lower=0)
-    planned = (tasks.due_date - tasks.start_date).dt.days[dated].clip(lower=1)
+    dated = done_in & item["dated"]
+    actual = item["actual_days"][dated].clip(lower=0)
+    planned = item["planned_days"][dated].clip(lower=1)
     values["duration_ratio"] = _ratio(actual.sum(), planned.sum()) if len(planned) else None
     basis["duration_ratio"] = int(dated.sum())
 
@@ -227,7 +226,7 @@ def compute_kpis(
     )
     spent_fen = int(ledger.amount_fen[spent_rows].sum())
     values["budget_execution_rate"] = _ratio(spent_fen, approved_fen)
-    basis["budget_execution_rate"] = int(spent_rows.sum())
+    basis["budget_execution_rate"] = int(ledger.entries[spent_rows].sum())  # entries, not days
     details["budget"] = {"year": year, "approved_fen": approved_fen, "spent_fen": spent_fen}
 
     # --- audit findings (weekly compliance audit) -----------------------------
@@ -325,6 +324,25 @@ def compute_kpis(
             basis=basis.get(d.code),
         )
     return KpiSet(period=period.label, kpis=kpis, details=details)
+
+
+def _item_columns(frames: Frames, timezone: str) -> dict[str, pd.Series]:
+    """What every period's KPIs derive from each action item the same way (its local
+    completion day, on time or not, actual and planned days): computed once per frames and
+    time zone, not once per period of the trend (a million items at scale)."""
+    key = ("items", timezone)
+    if key not in frames.derived:
+        tasks = frames.tasks
+        completed_day = _local_dates(tasks.completed_at, timezone)
+        frames.derived[key] = {
+            "on_time": tasks.done.astype(bool)
+            & completed_day.notna()
+            & (completed_day <= tasks.due_date),
+            "dated": tasks.start_date.notna() & tasks.due_date.notna(),
+            "actual_days": (completed_day - tasks.start_date).dt.days,
+            "planned_days": (tasks.due_date - tasks.start_date).dt.days,
+        }
+    return frames.derived[key]
 
 
 STAGES = ("reported", "coordinating", "planning", "executing", "evaluating")

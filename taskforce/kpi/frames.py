@@ -6,10 +6,10 @@ frame without titles cannot leak a secret title into a report.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
-from sqlalchemy import Connection, select, type_coerce
+from sqlalchemy import BigInteger, Connection, cast, func, select, type_coerce
 from sqlalchemy.types import NullType
 
 from taskforce.budget.models import AuditFinding, BudgetLine, LedgerEntry
@@ -35,10 +35,9 @@ _FLAGS = {
 }
 _NUMBERS = {
     "issues": ["id"],
-    "tasks": ["id", "issue_id"],
     "evaluations": ["satisfaction"],
     "lines": ["id", "fiscal_year", "amount_fen"],
-    "ledger": ["fiscal_year", "line_id", "amount_fen"],
+    "ledger": ["fiscal_year", "amount_fen", "entries"],
     "members": ["training_hours"],
 }
 _DATES = {
@@ -55,13 +54,19 @@ class Frames:
     evaluations: pd.DataFrame
     milestones: pd.DataFrame
     lines: pd.DataFrame
+    # Daily totals: one row per (fiscal year, kind, entry date) with the sum of its entries'
+    # amounts and their number (`entries`). Every KPI and chart sums money by year, kind
+    # and date range; summing a million entries in SQL reads 1,400 rows instead of 1M.
     ledger: pd.DataFrame
     findings: pd.DataFrame
     warnings: pd.DataFrame
     emergencies: pd.DataFrame
     members: pd.DataFrame
+    # Columns derived from the frames once for all periods (taskforce.kpi.compute).
+    derived: dict = field(default_factory=dict, repr=False, compare=False)
 
 
+FRAME_NAMES = tuple(name for name in Frames.__dataclass_fields__ if name != "derived")
 _FETCH_ROWS = 50_000
 
 
@@ -114,9 +119,38 @@ def flags(column: pd.Series) -> pd.Series:
     return column.fillna(False).astype(bool)
 
 
+def ledger_totals():
+    """The ledger as daily totals per fiscal year and kind (Frames.ledger). Integer fen: the
+    sum is exact (cast: PostgreSQL sums bigint as numeric)."""
+    return select(
+        LedgerEntry.fiscal_year,
+        LedgerEntry.kind,
+        LedgerEntry.entry_date,
+        cast(func.sum(LedgerEntry.amount_fen), BigInteger).label("amount_fen"),
+        func.count().label("entries"),
+    ).group_by(
+        # entry_date first: SQLite then walks its entry_date index, a third less CPU than
+        # the fiscal_year index it picks otherwise (both group in a temporary B-tree).
+        LedgerEntry.entry_date,
+        LedgerEntry.fiscal_year,
+        LedgerEntry.kind,
+    )
+
+
 def load_frames(conn: Connection) -> Frames:
     """One query per table, only the columns some KPI reads."""
-    queries = {
+    return Frames(**read_frames(conn, FRAME_NAMES))
+
+
+def read_frames(conn: Connection, names) -> dict[str, pd.DataFrame]:
+    """Some of the frames (by Frames field name): load_frames in parts, so that a caller can
+    read the big ones on connections of their own at the same time."""
+    queries = _queries()
+    return {name: _converted(name, raw_frame(conn, queries[name])) for name in names}
+
+
+def _queries() -> dict:
+    return {
         "issues": select(
             Issue.id,
             Issue.stage,
@@ -126,8 +160,6 @@ def load_frames(conn: Connection) -> Frames:
             Issue.stage_due_at,
         ),
         "tasks": select(
-            TaskNode.id,
-            TaskNode.issue_id,
             TaskNode.start_date,
             TaskNode.due_date,
             TaskNode.done,
@@ -145,13 +177,7 @@ def load_frames(conn: Connection) -> Frames:
             BudgetLine.status,
             BudgetLine.is_reserve,
         ),
-        "ledger": select(
-            LedgerEntry.fiscal_year,
-            LedgerEntry.line_id,
-            LedgerEntry.kind,
-            LedgerEntry.entry_date,
-            LedgerEntry.amount_fen,
-        ),
+        "ledger": ledger_totals(),
         "findings": select(
             AuditFinding.severity,
             AuditFinding.first_seen_week,
@@ -173,20 +199,20 @@ def load_frames(conn: Connection) -> Frames:
         ),
         "members": select(Member.full_time, Member.training_hours).where(Member.active.is_(True)),
     }
-    frames = {}
-    for name, stmt in queries.items():
-        frame = raw_frame(conn, stmt)
-        for col in _INSTANTS.get(name, []):
-            frame[col] = instants(frame[col])
-        for col in _DATES.get(name, []):
-            frame[col] = days(frame[col])
-        for col in _FLAGS.get(name, []):
-            frame[col] = flags(frame[col])
-        for col in _NUMBERS.get(name, []):
-            frame[col] = pd.to_numeric(frame[col])
-        for col in frame.columns:
-            if frame[col].dtype == object:
-                # Text columns (enum values) as plain strings, missing as None.
-                frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
-        frames[name] = frame
-    return Frames(**frames)
+
+
+def _converted(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """Whole-column conversion of a raw frame to the types the KPIs compute with."""
+    for col in _INSTANTS.get(name, []):
+        frame[col] = instants(frame[col])
+    for col in _DATES.get(name, []):
+        frame[col] = days(frame[col])
+    for col in _FLAGS.get(name, []):
+        frame[col] = flags(frame[col])
+    for col in _NUMBERS.get(name, []):
+        frame[col] = pd.to_numeric(frame[col])
+    for col in frame.columns:
+        if frame[col].dtype == object:
+            # Text columns (enum values) as plain strings, missing as None.
+            frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
+    return frame

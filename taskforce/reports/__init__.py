@@ -7,21 +7,39 @@
 * translator(locale) -> t(key, **values); cleared_for / visible / assert_cleared for audiences
 """
 
-from taskforce.reports.audience import NotCleared, assert_cleared, cleared_for, visible
-from taskforce.reports.charts import (
-    PALETTE,
-    bar_chart,
-    chart_style,
-    line_chart,
-    matrix_chart,
-    new_figure,
-    small_multiples,
-    styled,
-    svg_chart,
-)
-from taskforce.reports.i18n import LOCALES, TEMPLATES_DIR, translator
-from taskforce.reports.render import render_report
-from taskforce.reports.workbook import write_workbook
+import importlib
+
+# Where each name lives. Loaded on first use (PEP 562): a process that only writes
+# workbooks (a review's workbook process) need not import matplotlib and jinja2.
+_HOMES = {
+    "NotCleared": "audience",
+    "assert_cleared": "audience",
+    "cleared_for": "audience",
+    "visible": "audience",
+    "PALETTE": "charts",
+    "bar_chart": "charts",
+    "chart_style": "charts",
+    "line_chart": "charts",
+    "matrix_chart": "charts",
+    "new_figure": "charts",
+    "small_multiples": "charts",
+    "styled": "charts",
+    "svg_chart": "charts",
+    "LOCALES": "i18n",
+    "TEMPLATES_DIR": "i18n",
+    "translator": "i18n",
+    "render_report": "render",
+    "write_workbook": "workbook",
+}
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "LOCALES",

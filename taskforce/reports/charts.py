@@ -87,6 +87,14 @@ def svg_chart(fig: Figure, *, chart_id: str, title: str) -> str:
     return svg[:head_end] + f"<title>{label}</title>" + svg[head_end:]
 
 
+def relabelled(svg: str, labels: dict[str, str]) -> str:
+    """A chart drawn with placeholder texts, with each placeholder replaced by its text
+    (escaped for XML). Only for texts whose length moves nothing: centred titles on a fixed
+    layout (svg.fonttype "none" writes a text as a text element anchored at its middle)."""
+    pattern = re.compile("|".join(re.escape(k) for k in sorted(labels, key=len, reverse=True)))
+    return pattern.sub(lambda m: _escape(labels[m.group(0)]), svg)
+
+
 def _escape(text: str) -> str:
     return (
         text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
@@ -164,24 +172,27 @@ def small_multiples(
     fig = new_figure(7.2, 1.9 * rows + 0.3, layout=None)
     fig.subplots_adjust(left=0.06, right=0.99, top=1 - 0.35 / (1.9 * rows + 0.3), bottom=0.08,
                         wspace=0.35, hspace=0.9)  # fmt: skip
-    axes = fig.subplots(rows, columns, squeeze=False, sharex=True)
-    for idx, ax in enumerate(axes.flat):
-        if idx >= len(panels):
-            ax.set_visible(False)
-            continue
-        name, ys, target = panels[idx]
+    # Fewer artists, the same chart: the periods are read off the bottom row, so the other
+    # panels carry no x ticks at all (matplotlib builds four artists per tick), and a title
+    # placed at the top needs no search of its axes for room (y given).
+    positions = list(range(len(x_labels)))
+    for idx, (name, ys, target) in enumerate(panels):
+        ax = fig.add_subplot(rows, columns, idx + 1)
         ax.plot(
-            list(x_labels),
+            positions,
             [float("nan") if y is None else y for y in ys],
             marker="o",
             color=PALETTE["blue"],
         )
         if target is not None:
             ax.axhline(target, color=PALETTE["red"], linestyle="--", linewidth=1)
-        ax.set_title(name, fontsize=8)
+        ax.set_title(name, fontsize=8, y=1.0)
         ax.yaxis.set_major_locator(MaxNLocator(3))
-        ax.tick_params(axis="both", labelsize=6)
-        ax.tick_params(axis="x", labelrotation=45, labelbottom=idx >= len(panels) - columns)
+        ax.tick_params(axis="y", labelsize=6)
+        if idx >= len(panels) - columns:
+            ax.set_xticks(positions, list(x_labels), fontsize=6, rotation=45)
+        else:
+            ax.set_xticks([])
     return svg_chart(fig, chart_id=chart_id, title=title)
 
 

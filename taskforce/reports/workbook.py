@@ -7,14 +7,19 @@ and serialiser took minutes and gigabytes. The workbook looks the same as openpy
 it (bold shaded header, frozen first row, filters, fitted widths, money / date / time
 formats; tests/reports compare the two cell by cell). A frame longer than a sheet can
 hold (Excel's 1,048,576 rows) continues on sheets named "<name> (2)", "<name> (3)", …
+A SheetView may carry a note (what the sheet holds, e.g. a review's rule for its ledger):
+it is the first row of each of the sheet's parts, above the header.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import queue
 import re
+import threading
 import unicodedata
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -177,7 +182,13 @@ def _width(values: pd.Series, timezone: str | None) -> int:
     items = values.tolist()
     if kind == "date" and all(v is None or type(v) is dt.date for v in items):
         return 10 if any(v is not None for v in items) else 0
+    if kind == "decimal" and _all_decimal(items):
+        return max((len(str(v)) for v in items if v is not None), default=0)
     return _Column._objects(items)[1]
+
+
+def _all_decimal(items: list) -> bool:
+    return all(v is None or type(v) is Decimal for v in items)
 
 
 def _cells(values: pd.Series, timezone: str | None) -> list[str]:
@@ -201,10 +212,15 @@ def _cells(values: pd.Series, timezone: str | None) -> list[str]:
         return _text_cells(values)[0]
     items = values.tolist()
     if kind == "date" and all(v is None or type(v) is dt.date for v in items):
+        # Day numbers from ordinals: numpy's conversion of date objects is ten times slower.
+        day_zero = _EPOCH.date().toordinal()
         missing = np.array([v is None for v in items], dtype=bool)
-        days = np.array(items, dtype="datetime64[D]") - np.datetime64(_EPOCH.date(), "D")
-        texts = list(map(str, np.where(missing, 0, days.astype("int64")).tolist()))
+        texts = [str(v.toordinal() - day_zero) if v is not None else "0" for v in items]
         return _with_gaps(_wrap(f'<c s="{_DATE}"><v>', "</v></c>", texts), missing)
+    if kind == "decimal" and _all_decimal(items):  # money in yuan
+        missing = np.array([v is None for v in items], dtype=bool)
+        texts = [str(v) if v is not None else "0" for v in items]
+        return _with_gaps(_wrap(f'<c s="{_MONEY}"><v>', "</v></c>", texts), missing)
     return _Column._objects(items)[0]
 
 
@@ -263,13 +279,21 @@ class SheetView:
 
     frame: pd.DataFrame
     columns: tuple[tuple[int, str], ...]  # (position in the frame, header)
+    note: str | None = None  # a row above the header, e.g. which records the sheet lists
 
     @classmethod
-    def of(cls, frame: pd.DataFrame, headers: dict[str, str] | None = None) -> SheetView:
+    def of(
+        cls, frame: pd.DataFrame, headers: dict[str, str] | None = None, note: str | None = None
+    ) -> SheetView:
         names = [str(c) for c in frame.columns]
         if headers is None:
-            return cls(frame, tuple(enumerate(names)))
-        return cls(frame, tuple((names.index(name), h) for name, h in headers.items()))
+            return cls(frame, tuple(enumerate(names)), note)
+        return cls(frame, tuple((names.index(name), h) for name, h in headers.items()), note)
+
+    @property
+    def top_rows(self) -> int:
+        """Rows above the data: the header, and the note if there is one."""
+        return 2 if self.note else 1
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -305,16 +329,19 @@ def _local_naive(frame: pd.DataFrame, timezone: str | None) -> pd.DataFrame:
     return out
 
 
-def _sheet_head(headers: list[str], widths: list[int], rows: int) -> str:
+def _sheet_head(headers: list[str], widths: list[int], rows: int, note: str | None = None) -> str:
     letters = [_column_letter(i) for i in range(1, len(headers) + 1)]
     last = f"{letters[-1] if letters else 'A'}{rows}"
+    header_row = 2 if note else 1  # the header stays frozen at the top, under the note
+    first_data = f"A{header_row + 1}"
     head = (
         f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
         f'<worksheet xmlns="{_MAIN_NS}" xmlns:r="{_REL_NS}">'
         f'<dimension ref="A1:{last}"/>'
         '<sheetViews><sheetView workbookViewId="0">'
-        '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/>'
-        '<selection pane="bottomLeft" activeCell="A2" sqref="A2"/>'
+        f'<pane ySplit="{header_row}" topLeftCell="{first_data}" activePane="bottomLeft" '
+        'state="frozen"/>'
+        f'<selection pane="bottomLeft" activeCell="{first_data}" sqref="{first_data}"/>'
         "</sheetView></sheetViews>"
         '<sheetFormatPr baseColWidth="8" defaultRowHeight="15"/>'
     )
@@ -327,39 +354,46 @@ def _sheet_head(headers: list[str], widths: list[int], rows: int) -> str:
             )
             + "</cols>"
         )
+    note_row = (
+        '<row r="1"><c r="A1" t="inlineStr"><is><t xml:space="preserve">'
+        f"{_text(note)}</t></is></c></row>"
+        if note
+        else ""
+    )
     return (
         head
-        + '<sheetData><row r="1">'
+        + "<sheetData>"
+        + note_row
+        + f'<row r="{header_row}">'
         + "".join(
-            f'<c r="{letter}1" s="{_HEADER}" t="inlineStr"><is><t xml:space="preserve">'
-            f"{_text(h)}</t></is></c>"
+            f'<c r="{letter}{header_row}" s="{_HEADER}" t="inlineStr"><is>'
+            f'<t xml:space="preserve">{_text(h)}</t></is></c>'
             for letter, h in zip(letters, headers, strict=True)
         )
         + "</row>"
     )
 
 
-def _sheet_tail(columns: int, rows: int) -> str:
+def _sheet_tail(columns: int, rows: int, header_row: int = 1) -> str:
     tail = "</sheetData>"
     if columns:
-        tail += f'<autoFilter ref="A1:{_column_letter(columns)}{rows}"/>'
+        tail += f'<autoFilter ref="A{header_row}:{_column_letter(columns)}{rows}"/>'
     return tail + "</worksheet>"
 
 
-def _sheet_names(
-    sheets: dict[str, pd.DataFrame], per_sheet: int
-) -> list[tuple[str, str, int, int]]:
+def _sheet_names(sheets: dict[str, SheetView], max_rows: int) -> list[tuple[str, str, int, int]]:
     """(sheet name, frame key, first row, end row) — long frames continue on numbered sheets."""
     out, used = [], set()
-    for key, frame in sheets.items():
-        parts = max(1, -(-len(frame) // per_sheet))
+    for key, view in sheets.items():
+        per_sheet = max(1, max_rows - view.top_rows)
+        parts = max(1, -(-len(view) // per_sheet))
         for k in range(parts):
             base = str(key)
             name = base[:31] if k == 0 else f"{base[:25]} ({k + 1})"
             while name in used:
                 name = name[:28] + f"~{len(used)}"
             used.add(name)
-            out.append((name, key, k * per_sheet, min(len(frame), (k + 1) * per_sheet)))
+            out.append((name, key, k * per_sheet, min(len(view), (k + 1) * per_sheet)))
     return out
 
 
@@ -379,8 +413,24 @@ def write_workbook(
     return write_workbooks({Path(path): sheets}, timezone=timezone, max_rows=max_rows)[0]
 
 
+@dataclass(frozen=True)
+class LaterSheet:
+    """A small sheet whose content is known only later (`get` may wait for it): written
+    after every other sheet of its workbook, in its place in the workbook's order. It must
+    fit one sheet."""
+
+    get: Callable[[], pd.DataFrame | SheetView]
+
+    def __len__(self) -> int:
+        return 1
+
+    @property
+    def top_rows(self) -> int:
+        return 1
+
+
 def write_workbooks(
-    books: dict[Path, dict[str, pd.DataFrame | SheetView]],
+    books: dict[Path, dict[str, pd.DataFrame | SheetView | LaterSheet]],
     *,
     timezone: str | None = None,
     max_rows: int = EXCEL_MAX_ROWS,
@@ -388,47 +438,67 @@ def write_workbooks(
     """Write several workbooks at once, a block of rows at a time: a frame that several
     of them show (as SheetViews of the same frame object) is converted once, and only one
     block of its cells is in memory at a time."""
-    per_sheet = max(1, max_rows - 1)
     views = {
         path: {
-            name: sheet if isinstance(sheet, SheetView) else SheetView.of(sheet)
+            name: sheet if isinstance(sheet, SheetView | LaterSheet) else SheetView.of(sheet)
             for name, sheet in sheets.items()
         }
         for path, sheets in books.items()
     }
     local: dict[int, pd.DataFrame] = {}  # id(frame) -> frame with local wall-clock datetimes
     widths: dict[tuple[int, int], int] = {}
+
+    def prepare(view: SheetView) -> None:
+        key = id(view.frame)
+        if key not in local:
+            local[key] = _local_naive(view.frame, timezone)
+        for position, _header in view.columns:
+            if (key, position) not in widths:
+                widths[key, position] = _width(local[key].iloc[:, position], timezone)
+
     for sheets in views.values():
         for view in sheets.values():
-            key = id(view.frame)
-            if key not in local:
-                local[key] = _local_naive(view.frame, timezone)
-            for position, _header in view.columns:
-                if (key, position) not in widths:
-                    widths[key, position] = _width(local[key].iloc[:, position], timezone)
-    layouts = {path: _sheet_names(sheets, per_sheet) for path, sheets in views.items()}
+            if isinstance(view, SheetView):
+                prepare(view)
+    layouts = {path: _sheet_names(sheets, max_rows) for path, sheets in views.items()}
+    later = {  # sheet positions holding a LaterSheet in some book: written last
+        index
+        for path, layout in layouts.items()
+        for index, (_name, key, *_rows) in enumerate(layout)
+        if isinstance(views[path][key], LaterSheet)
+    }
+    longest = max((len(layout) for layout in layouts.values()), default=0)
     archives = {}
+    streams: list[_Background] = []
     try:
         for path, layout in layouts.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             archives[path] = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1)
             _write_parts(archives[path], [name for name, *_ in layout])
-        for index in range(max((len(layout) for layout in layouts.values()), default=0)):
+        for index in sorted(range(longest), key=lambda i: i in later):
             parts = []  # (stream, view, first row, end row) of this sheet index in each book
             for path, layout in layouts.items():
                 if index >= len(layout):
                     continue
                 _name, key, start, stop = layout[index]
                 view = views[path][key]
+                if isinstance(view, LaterSheet):
+                    got = view.get()
+                    view = got if isinstance(got, SheetView) else SheetView.of(got)
+                    if len(view) > max_rows - view.top_rows:
+                        raise ValueError(f"sheet {key!r}: {len(view)} rows do not fit one sheet")
+                    prepare(view)
+                    start, stop = 0, len(view)
                 info = zipfile.ZipInfo(f"xl/worksheets/sheet{index + 1}.xml", _ZIP_TIME)
                 info.compress_type = zipfile.ZIP_DEFLATED
-                stream = archives[path].open(info, "w", force_zip64=True)
+                stream = _Background(archives[path].open(info, "w", force_zip64=True))
+                streams.append(stream)
                 headers = [h for _p, h in view.columns]
                 column_widths = [
                     max(widths[id(view.frame), p], _display_width(h)) for p, h in view.columns
                 ]
-                rows = stop - start + 1
-                stream.write(_sheet_head(headers, column_widths, rows).encode())
+                rows = stop - start + view.top_rows
+                stream.write(_sheet_head(headers, column_widths, rows, view.note).encode())
                 parts.append((stream, view, start, stop, rows))
             blocks = max(
                 (-(-(stop - start) // _ROWS_PER_WRITE) for _s, _v, start, stop, _r in parts),
@@ -454,12 +524,51 @@ def write_workbooks(
                     )
                     stream.write(("<row>" + "</row><row>".join(rows_xml) + "</row>").encode())
             for stream, view, _start, _stop, rows in parts:
-                stream.write(_sheet_tail(len(view.columns), rows).encode())
+                stream.write(_sheet_tail(len(view.columns), rows, view.top_rows).encode())
                 stream.close()
     finally:
+        for stream in streams:
+            stream.stop()  # after an error: no thread left writing into a closing archive
         for archive in archives.values():
             archive.close()
     return list(books)
+
+
+class _Background:
+    """A zip entry written (compressed: zlib releases the GIL) in a thread of its own, so
+    that the deflating of one block overlaps the building of the next. A bounded queue
+    keeps at most a few blocks in memory; an error in the thread is raised in the caller."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self._blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="xlsx-deflate", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (block := self._blocks.get()) is not None:
+            if self._error is None:
+                try:
+                    self._stream.write(block)
+                except BaseException as exc:  # handed to the caller's next write or close
+                    self._error = exc
+
+    def write(self, block: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._blocks.put(block)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._blocks.put(None)
+            self._thread.join()
+
+    def close(self) -> None:
+        self.stop()
+        if self._error is not None:
+            raise self._error
+        self._stream.close()
 
 
 def _write_parts(archive: zipfile.ZipFile, sheet_names: list[str]) -> None:

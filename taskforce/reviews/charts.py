@@ -14,6 +14,7 @@ from taskforce.reports.charts import (
     line_chart,
     matrix_chart,
     new_figure,
+    relabelled,
     small_multiples,
     styled,
     svg_chart,
@@ -41,16 +42,39 @@ def colour_chart(current: KpiSet, t: Translate) -> str:
 
 
 def trend_chart(history: list[KpiSet], t: Translate) -> str:
+    return trend_charts(history, {"": t})[""]
+
+
+def trend_charts(history: list[KpiSet], translators: dict[str, Translate]) -> dict[str, str]:
+    """The trend chart (a panel per KPI) of each locale, drawn once.
+
+    The locales' charts differ only in the panels' titles: the grid is fixed and a title is
+    centred on its panel whatever its length, so the chart is drawn with placeholder titles
+    and each locale's titles are put in their place (the same SVG as drawing it per locale;
+    tests/reports compare the two). The 20 panels are the most expensive chart of a review.
+    """
     labels = [h.period for h in history]
+    codes = list(history[-1].kpis)
     panels = []
-    for code, kpi in history[-1].kpis.items():
+    for i, (code, kpi) in enumerate(history[-1].kpis.items()):
         unit = BY_CODE[code].unit
-        name = t(f"kpi.{code}") + (" %" if unit == "ratio" else "")
         values = [_display(h.kpis[code].value, unit) for h in history]
-        panels.append((name, values, _display(kpi.target, unit)))
-    return small_multiples(
-        labels, panels, chart_id="chart-trend", title=t("section.trend"), columns=4
-    )
+        panels.append((_placeholder(i), values, _display(kpi.target, unit)))
+    title = _placeholder(len(panels))
+    svg = small_multiples(labels, panels, chart_id="chart-trend", title=title, columns=4)
+    out = {}
+    for locale, t in translators.items():
+        names = [
+            t(f"kpi.{code}") + (" %" if BY_CODE[code].unit == "ratio" else "") for code in codes
+        ]
+        out[locale] = relabelled(
+            svg, {_placeholder(i): name for i, name in enumerate([*names, t("section.trend")])}
+        )
+    return out
+
+
+def _placeholder(index: int) -> str:
+    return f"TFLABEL{index:03d}X"  # plain ASCII: written into the SVG as it is
 
 
 def burndown_rows(frames: Frames, period: Period, current: KpiSet) -> list[dict]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+from pathlib import Path
+
 import typer
 from rich.console import Console
 
@@ -48,3 +51,38 @@ def run(
         console.print(f"improvement issue {action.issue_number} ({action.code})")
     for path in outcome.files.values():
         print(path)
+
+
+class Ledger(StrEnum):
+    tasks = "tasks"  # 任务台账
+    budget = "budget"  # 资金台账
+
+
+@app.command("export-ledger")
+def export_ledger(
+    out: Path = typer.Option(..., "--out", help="the XLSX file to write (replaced if it exists)"),
+    ledger: Ledger = typer.Option(Ledger.tasks, help="tasks (任务台账) or budget (资金台账)"),
+    audience: Classification = typer.Option(
+        None, help="public / internal / secret (default: config review.default_audience)"
+    ),
+    locale: str = typer.Option(None, help="zh-CN or en (default: config locale)"),
+) -> None:
+    """Export the WHOLE task or budget ledger (every record the audience may read).
+
+    A review's workbook lists only its period's items; this is the full ledger, on demand.
+    Past Excel's 1,048,576 rows a sheet continues on "<name> (2)".
+    """
+    from taskforce.context import Context
+    from taskforce.db import get_engine
+    from taskforce.reviews.ledgers import export_ledger as export
+
+    try:
+        rows = export(
+            get_engine(), Context.default(), out, ledger=ledger.value, audience=audience,
+            locale=locale,
+        )  # fmt: skip
+    except DomainError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    console.print(f"[green]{ledger.value} ledger exported[/]: {rows:,} rows")
+    print(out)

@@ -5,6 +5,7 @@ never loaded), plus the ledgers of the XLSX workbook."""
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy import Connection, and_, func, select
@@ -22,8 +23,15 @@ from taskforce.reports.audience import cleared_for
 from taskforce.reviews.periods import Period
 
 
-def _records(conn: Connection, stmt) -> list[dict]:
+def _records(
+    conn: Connection, stmt, *, local: tuple[str, ...] = (), timezone: str = "UTC"
+) -> list[dict]:
+    """The rows of a select as dicts; the `local` instant columns as local "YYYY-MM-DD HH:MM"
+    texts (a whole column at a time: a quarter has thousands of emergencies)."""
     frame = pd.read_sql(stmt, conn)
+    for col in local:
+        stamps = pd.to_datetime(frame[col], utc=True).dt.tz_convert(ZoneInfo(timezone))
+        frame[col] = stamps.dt.strftime("%Y-%m-%d %H:%M").astype(object).where(stamps.notna())
     return [
         {k: (None if _na(v) else (str(v) if hasattr(v, "value") else v)) for k, v in row.items()}
         for row in frame.to_dict(orient="records")
@@ -40,8 +48,6 @@ def _na(value) -> bool:
 def _local(instant, timezone: str) -> str | None:
     if instant is None:
         return None
-    from zoneinfo import ZoneInfo
-
     return pd.Timestamp(instant).tz_convert(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
 
 
@@ -259,8 +265,25 @@ def issues_by_number(conn, numbers: list[str], audience: Classification) -> list
 # --- the XLSX ledgers ------------------------------------------------------------------
 
 
-def task_ledger(conn, audience: Classification) -> pd.DataFrame:
-    """任务台账: every task node of the issues the audience may read."""
+def task_ledger(
+    conn, audience: Classification, period: Period | None = None, *, timezone: str = "UTC"
+) -> pd.DataFrame:
+    """任务台账: the task nodes of the issues the audience may read.
+
+    With a period, only the period's items (the review's ledger, a meeting document): nodes
+    due in the period (first_day <= due_date <= last_day) or completed in it (completed_at
+    in [local midnight of first_day, local midnight after last_day), local = `timezone`).
+    Without one, every node (the on-demand export, `taskforce review export-ledger`).
+    """
+    where = [Issue.classification.in_(cleared_for(audience))]
+    if period is not None:
+        where.append(
+            TaskNode.due_date.between(period.first_day, period.last_day)
+            | (
+                (TaskNode.completed_at >= period.starts_at(timezone))
+                & (TaskNode.completed_at < period.ends_at(timezone))
+            )
+        )
     frame = raw_frame(
         conn,
         select(
@@ -279,7 +302,7 @@ def task_ledger(conn, audience: Classification) -> pd.DataFrame:
         )
         .join(Issue, Issue.id == TaskNode.issue_id)
         .outerjoin(Unit, Unit.id == TaskNode.owner_unit_id)
-        .where(Issue.classification.in_(cleared_for(audience)))
+        .where(*where)
         .order_by(Issue.number, TaskNode.id),
     )
     for col in ("start", "due"):
@@ -300,15 +323,20 @@ def _date_objects(column: pd.Series) -> pd.Series:
     return out
 
 
-def budget_ledger(conn, period: Period, audience: Classification) -> pd.DataFrame:
-    """资金台账: the fiscal year's ledger up to the period's end, for lines the audience may read.
+def budget_ledger(conn, period: Period | None, audience: Classification) -> pd.DataFrame:
+    """资金台账: ledger entries of lines the audience may read.
 
+    With a period, only the entries dated in it (first_day <= entry_date <= last_day; an
+    entry's date is already a local calendar date); without one, every entry (the export).
     Spending without a line carries no classification of its own: internal.
     """
     allowed = cleared_for(audience)
     line_ok = BudgetLine.classification.in_(allowed)
     if Classification.internal in allowed:
         line_ok = line_ok | LedgerEntry.line_id.is_(None)
+    where = [line_ok]
+    if period is not None:
+        where.append(LedgerEntry.entry_date.between(period.first_day, period.last_day))
     frame = raw_frame(
         conn,
         select(
@@ -321,11 +349,7 @@ def budget_ledger(conn, period: Period, audience: Classification) -> pd.DataFram
             LedgerEntry.description,
         )
         .outerjoin(BudgetLine, BudgetLine.id == LedgerEntry.line_id)
-        .where(
-            LedgerEntry.fiscal_year == period.last_day.year,
-            LedgerEntry.entry_date <= period.last_day,
-            line_ok,
-        )
+        .where(*where)
         .order_by(LedgerEntry.entry_date, LedgerEntry.id),
     )
     frame["date"] = _date_objects(frame["date"])
@@ -384,8 +408,7 @@ def emergencies_in_period(conn, period: Period, policy: Policy, audience: Classi
             Emergency.classification.in_(cleared_for(audience)),
         )
         .order_by(Emergency.opened_at, Emergency.id),
+        local=("opened_at", "acknowledged_at", "resolved_at"),
+        timezone=tz,
     )
-    for r in rows:
-        for col in ("opened_at", "acknowledged_at", "resolved_at"):
-            r[col] = _local(r[col], tz)
     return rows

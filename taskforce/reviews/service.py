@@ -9,23 +9,26 @@ one per (source, title), the report files are overwritten in place.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pandas as pd
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from taskforce import events
 from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.kpi.compute import BY_CODE, KpiSet, compare, compute_kpis
-from taskforce.kpi.frames import Frames, load_frames
+from taskforce.kpi.frames import FRAME_NAMES, Frames, read_frames
 from taskforce.loop.forms import ReportIssueForm
+from taskforce.loop.models import TaskNode
 from taskforce.loop.report import report_issue
 from taskforce.money import format_yuan
 from taskforce.org.models import Unit
@@ -37,8 +40,9 @@ from taskforce.registers.service import prune_lessons, record_lesson, sweep_risk
 from taskforce.reports import render_report, translator
 from taskforce.reports.i18n import LOCALES
 from taskforce.reports.render import fmt_kpi
-from taskforce.reports.workbook import SheetView, write_workbooks
+from taskforce.reports.workbook import write_workbooks
 from taskforce.reviews import charts, content
+from taskforce.reviews import ledgers as ledgers_module
 from taskforce.reviews.periods import Period, ReviewKind, last_complete_period, parse_period
 
 Progress = Callable[[float, str], None]
@@ -82,6 +86,9 @@ class ReviewOutcome:
     kpis: list[dict]
     actions: list[Action]
     created: bool
+    # What the workbook process reported (its peak RSS in MiB, the ledgers' rows); empty
+    # when the workbooks were written in this process.
+    workbook_process: dict = field(default_factory=dict)
 
     def summary_markdown(self, locale: str = "en") -> str:
         t = translator(locale)
@@ -119,11 +126,79 @@ def _stored_values(session_or_conn, kind: ReviewKind, labels: list[str]) -> dict
     return {period: (kpis or {}).get("values", {}) for period, kpis in rows}
 
 
-def gather(engine: Engine, ctx: Context, period: Period, audience: Classification) -> ReviewData:
-    """Do/Check: read the frames once, compute the KPIs of the period and the ones before it."""
+# The reads that take seconds at scale, each on a connection of its own, at the same time:
+# the database does its part (a scan, a sort) with the GIL released, so on two cores one
+# read's database work overlaps another's conversion to Python objects.
+_BIG_FRAMES = (("tasks",), ("ledger",))
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """No cyclic garbage collection while millions of cells are read: every read tuple is
+    tracked, and the collector's full passes over them cost about a second at scale and
+    find nothing (cells hold no cycles)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _read_all(
+    engine: Engine, ctx: Context, period: Period, audience: Classification, ledgers: bool
+) -> tuple[Frames, dict]:
+    """The KPI frames and the report lists (and the period's ledgers if `ledgers`), the big
+    reads in threads of their own."""
+
+    def on_connection(fn, *args, **kwargs):
+        def read():
+            with readers.connect() as conn:
+                return fn(conn, *args, **kwargs)
+
+        return pool.submit(read)
+
+    tz = ctx.policy.timezone
+    # The workbook is a meeting document: the period's items and entries only. The whole
+    # ledgers are an export of their own (`taskforce review export-ledger`).
+    with (
+        ledgers_module.readers(engine) as readers,
+        _collector_paused(),
+        ThreadPoolExecutor(4, thread_name_prefix="review-read") as pool,
+    ):
+        big = [on_connection(read_frames, names) for names in _BIG_FRAMES]
+        pending = (
+            {
+                "task_ledger": on_connection(content.task_ledger, audience, period, timezone=tz),
+                "budget_ledger": on_connection(content.budget_ledger, period, audience),
+            }
+            if ledgers
+            else {}
+        )
+        rest = [n for n in FRAME_NAMES if not any(n in names for names in _BIG_FRAMES)]
+        with readers.connect() as conn:
+            parts = read_frames(conn, rest)
+            lists = report_lists(conn, ctx, period, audience)
+        for future in big:
+            parts.update(future.result())
+        lists.update({name: future.result() for name, future in pending.items()})
+    return Frames(**{name: parts[name] for name in FRAME_NAMES}), lists
+
+
+def gather(
+    engine: Engine,
+    ctx: Context,
+    period: Period,
+    audience: Classification,
+    *,
+    ledgers: bool = True,
+) -> ReviewData:
+    """Do/Check: read the frames once, compute the KPIs of the period and the ones before it.
+    `ledgers=False`: the workbook's ledgers are read elsewhere (a WorkbookJob)."""
     policy, now = ctx.policy, ctx.now()
+    frames, lists = _read_all(engine, ctx, period, audience, ledgers)
     with engine.connect() as conn:
-        frames = load_frames(conn)
         periods = period.history(policy.review.trend_periods)
         history = [compute_kpis(frames, p, policy, now, snapshot=p == period) for p in periods]
         # Snapshot KPIs of earlier periods exist only as those periods' stored reviews.
@@ -134,12 +209,12 @@ def gather(engine: Engine, ctx: Context, period: Period, audience: Classificatio
                     kpiset.kpis[code].value = value
         previous = history[-2].values() if len(history) > 1 else {}
         compare(history[-1], previous)
-        lists = report_lists(conn, ctx, period, audience)
     return ReviewData(period=period, audience=audience, history=history, frames=frames, lists=lists)
 
 
 def report_lists(conn, ctx: Context, period: Period, audience: Classification) -> dict:
-    """The record lists the kind's report shows (SECTIONS), and the workbook's ledgers.
+    """The record lists the kind's report shows (SECTIONS); the workbook's ledgers are read
+    beside them (_read_all).
 
     A list of a section the kind does not show stays empty: at scale the lagging items
     alone are hundreds of thousands of rows that a quarterly report would read and drop.
@@ -171,8 +246,6 @@ def report_lists(conn, ctx: Context, period: Period, audience: Classification) -
             before=now,
             limit=policy.review.lessons_shown,
         ),
-        "task_ledger": content.task_ledger(conn, audience),
-        "budget_ledger": content.budget_ledger(conn, period, audience),
     }
 
 
@@ -249,8 +322,16 @@ def _unit_name(row: dict, locale: str) -> dict:
     return out
 
 
-def build_context(data: ReviewData, actions_rows: list[dict], ctx: Context, locale: str) -> dict:
-    """The template context of one locale. Lists are already cleared for the audience."""
+def build_context(
+    data: ReviewData,
+    actions_rows: list[dict],
+    ctx: Context,
+    locale: str,
+    *,
+    trend_svg: str | None = None,
+) -> dict:
+    """The template context of one locale. Lists are already cleared for the audience.
+    `trend_svg`: the locale's trend chart if already drawn (charts.trend_charts)."""
     t = translator(locale)
     policy, period, current = ctx.policy, data.period, data.current
     kind = period.kind
@@ -259,7 +340,7 @@ def build_context(data: ReviewData, actions_rows: list[dict], ctx: Context, loca
     burndown = charts.burndown_rows(data.frames, period, current)
     chart_svgs = {
         "chart-colours": charts.colour_chart(current, t),
-        "chart-trend": charts.trend_chart(data.history, t),
+        "chart-trend": trend_svg or charts.trend_chart(data.history, t),
         "chart-burndown": charts.burndown_chart(burndown, t),
         "chart-funnel": charts.funnel_chart(stages, t),
     }
@@ -330,36 +411,6 @@ def build_context(data: ReviewData, actions_rows: list[dict], ctx: Context, loca
     }
 
 
-def _sheets(data: ReviewData, ctx: Context, locale: str) -> dict:
-    """The workbook's sheets in one locale. The ledgers are views of the same frames in
-    every locale (only the headers and the owner's name column differ), so writing the
-    locales' workbooks together converts each ledger once."""
-    t = translator(locale)
-    task_frame, budget_frame = data.lists["task_ledger"], data.lists["budget_ledger"]
-    names = [c for c in task_frame.columns if c not in ("owner_zh", "owner_en")]
-    owner = "owner_zh" if locale == "zh-CN" else "owner_en"
-    names.insert(4, owner)
-    tasks = SheetView.of(
-        task_frame, {name: t("col.owner" if name == owner else f"col.{name}") for name in names}
-    )
-    budget = SheetView.of(budget_frame, {name: t(f"col.{name}") for name in budget_frame.columns})
-    kpis = pd.DataFrame(
-        [
-            {
-                t("kpi"): t(f"kpi.{k.code}"),
-                t("value"): k.value,
-                t("target"): k.target,
-                t("status"): t(f"status.{k.status}") if k.status else None,
-                t("previous"): k.previous,
-                t("change"): t(f"change.{k.change}") if k.change else None,
-                t("basis"): k.basis,
-            }
-            for k in data.current.kpis.values()
-        ]
-    )
-    return {t("sheet.kpis"): kpis, t("sheet.tasks"): tasks, t("sheet.budget"): budget}
-
-
 REPORTS_DIR_ENV = "TASKFORCE_REPORTS_DIR"
 
 
@@ -371,6 +422,13 @@ def output_dir(ctx: Context, period: Period, out_root: Path | None = None) -> Pa
     return Path(root) / period.kind.value / period.label
 
 
+def workbook_paths(period: Period, audience: Classification, locales, out_dir: Path) -> dict:
+    stem = f"{period.kind.value}-{period.label}"
+    return {
+        locale: ledgers_module.workbook_path(out_dir, stem, locale, audience) for locale in locales
+    }
+
+
 def render(
     data: ReviewData,
     actions: list[Action],
@@ -378,24 +436,42 @@ def render(
     ctx: Context,
     locales: list[str],
     out_dir: Path,
+    *,
+    workbooks: ledgers_module.WorkbookJob | None = None,
 ) -> dict[str, str]:
-    """The report files: HTML and Markdown (render_report) and the XLSX ledgers, per locale."""
+    """The report files: HTML and Markdown (render_report) and the XLSX ledgers, per locale.
+    `workbooks`: the job writing the XLSX files (then `data` holds no ledgers); it gets the
+    KPI sheets first and is waited for after the HTML."""
     with engine.connect() as conn:
         actions_rows = content.issues_by_number(
             conn, [a.issue_number for a in actions], data.audience
         )
-    stem = f"{data.period.kind.value}-{data.period.label}"
+    period, tz = data.period, ctx.policy.timezone
+    stem = f"{period.kind.value}-{period.label}"
+    xlsx = workbook_paths(period, data.audience, locales, out_dir)
+    kpi_sheets = {locale: ledgers_module.kpi_frame(data.current, locale) for locale in locales}
+    if workbooks is not None:
+        workbooks.send(kpi_sheets)  # it writes them while the charts are drawn
+    # One drawing of the trend chart for all locales (the most expensive chart).
+    trends = charts.trend_charts(data.history, {locale: translator(locale) for locale in locales})
     written: dict[str, dict] = {}
-    books: dict[Path, dict] = {}
     for locale in locales:
-        context = build_context(data, actions_rows, ctx, locale)
+        context = build_context(data, actions_rows, ctx, locale, trend_svg=trends[locale])
         written[locale] = render_report(
             "review", context, locale, data.audience, out_dir, stem=stem
         )
-        xlsx = out_dir / f"{stem}.{locale}.{data.audience.value}.xlsx"
-        books[xlsx] = _sheets(data, ctx, locale)
-        written[locale]["xlsx"] = xlsx
-    write_workbooks(books, timezone=ctx.policy.timezone)
+        written[locale]["xlsx"] = xlsx[locale]
+    if workbooks is not None:
+        workbooks.finish()
+    else:
+        tasks, budget = data.lists["task_ledger"], data.lists["budget_ledger"]
+        books = {
+            xlsx[locale]: ledgers_module.review_sheets(
+                tasks, budget, kpi_sheets[locale], period, tz, locale
+            )
+            for locale in locales
+        }
+        write_workbooks(books, timezone=tz)
     files: dict[str, str] = {}
     for locale in locales:
         for fmt, path in written[locale].items():
@@ -457,6 +533,17 @@ def _notice(ctx: Context, data: ReviewData, files: dict[str, str]) -> dict:
     }
 
 
+# From this many task nodes a review's workbooks are written by a process of their own: at
+# the scale of issue 9 (1.2M nodes) that saves seconds; on a small database the start of a
+# process (about a second) would cost more than the workbooks.
+WORKBOOK_PROCESS_FROM_NODES = 200_000
+
+
+def _task_nodes(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(TaskNode))
+
+
 def run_review(
     engine: Engine,
     ctx: Context,
@@ -467,18 +554,44 @@ def run_review(
     locales: list[str] | tuple[str, ...] = LOCALES,
     out_root: Path | None = None,
     on_progress: Progress | None = None,
+    workbook_process: bool | None = None,
 ) -> ReviewOutcome:
-    """The whole review without Prefect (the CLI and tests call this; the flow calls the steps)."""
+    """The whole review without Prefect (the CLI and tests call this; the flow calls the steps).
+
+    `workbook_process`: write the XLSX workbooks in a process of their own, beside the KPI
+    reads, charts and HTML (the same files; None: when the task ledger is large enough to
+    pay for starting a process, WORKBOOK_PROCESS_FROM_NODES task nodes).
+    """
     step = on_progress or (lambda _pct, _msg: None)
     the_period = resolve_period(kind, period, ctx)
     aud = Classification(audience or ctx.policy.review.default_audience)
-    step(10, "reading KPIs")
-    data = gather(engine, ctx, the_period, aud)
-    step(40, "acting on missed targets")
-    with unit_of_work(engine) as session:
-        actions = act(session, ctx, the_period, data.current)
-    step(60, "rendering reports")
-    files = render(data, actions, engine, ctx, list(locales), output_dir(ctx, the_period, out_root))
+    locales = [translator(locale) and locale for locale in locales]  # unknown: an error now
+    out_dir = output_dir(ctx, the_period, out_root)
+    if workbook_process is None:
+        workbook_process = _task_nodes(engine) >= WORKBOOK_PROCESS_FROM_NODES
+    job = (
+        ledgers_module.WorkbookJob.start(
+            engine,
+            the_period,
+            aud,
+            ctx.policy.timezone,
+            workbook_paths(the_period, aud, locales, out_dir),
+        )
+        if workbook_process and locales
+        else None
+    )
+    try:
+        step(10, "reading KPIs")
+        data = gather(engine, ctx, the_period, aud, ledgers=job is None)
+        step(40, "acting on missed targets")
+        with unit_of_work(engine) as session:
+            actions = act(session, ctx, the_period, data.current)
+        step(60, "rendering reports")
+        files = render(data, actions, engine, ctx, locales, out_dir, workbooks=job)
+    except BaseException:
+        if job is not None:
+            job.cancel()
+        raise
     step(90, "storing the review")
     with unit_of_work(engine) as session:
         _, created = store(session, ctx, data, files)
@@ -491,4 +604,5 @@ def run_review(
         kpis=[k.as_dict() for k in data.current.kpis.values()],
         actions=actions,
         created=created,
+        workbook_process=job.report if job is not None else {},
     )

@@ -59,8 +59,6 @@ def _frames(issues: list[dict], items: list[dict]) -> Frames:
     )
     tasks = pd.DataFrame(
         {
-            "id": range(len(items)),
-            "issue_id": [0] * len(items),
             "start_date": pd.to_datetime([r["start_date"] for r in items]),
             "due_date": pd.to_datetime([r["due_date"] for r in items]),
             "done": [r["completed_at"] is not None for r in items],
@@ -75,7 +73,7 @@ def _frames(issues: list[dict], items: list[dict]) -> Frames:
         evaluations=empty(satisfaction="int64", evaluated_at=utc),
         milestones=empty(kind=object, due_date="datetime64[ns]", achieved=bool, achieved_on="datetime64[ns]"),
         lines=empty(id="int64", fiscal_year="int64", amount_fen="int64", status=object, is_reserve=bool),
-        ledger=empty(fiscal_year="int64", line_id="int64", kind=object, entry_date="datetime64[ns]", amount_fen="int64"),
+        ledger=empty(fiscal_year="int64", kind=object, entry_date="datetime64[ns]", amount_fen="int64", entries="int64"),
         findings=empty(severity=object, first_seen_week=object, resolved=bool, resolved_week=object),
         warnings=empty(colour=object, raised_at=utc, deadline_at=utc, handled_at=utc),
         emergencies=empty(level=object, is_drill=bool, opened_at=utc, acknowledged_at=utc, resolved_at=utc),

@@ -10,7 +10,14 @@ import pytest
 from sqlalchemy.orm import Session
 
 from taskforce.kpi.compute import compute_kpis
-from taskforce.kpi.frames import _DATES, _INSTANTS, Frames, load_frames
+from taskforce.kpi.frames import (
+    _DATES,
+    _INSTANTS,
+    FRAME_NAMES,
+    Frames,
+    ledger_totals,
+    load_frames,
+)
 from taskforce.policy.schema import Classification
 from taskforce.reviews import content
 from taskforce.reviews.periods import parse_period
@@ -39,7 +46,7 @@ def typed_frames(conn) -> Frames:
 def _queries():
     from sqlalchemy import select
 
-    from taskforce.budget.models import AuditFinding, BudgetLine, LedgerEntry
+    from taskforce.budget.models import AuditFinding, BudgetLine
     from taskforce.emergency.models import EarlyWarning, Emergency
     from taskforce.loop.models import Evaluation, Issue, TaskLevel, TaskNode
     from taskforce.org.models import Member
@@ -55,8 +62,6 @@ def _queries():
             Issue.stage_due_at,
         ),
         "tasks": select(
-            TaskNode.id,
-            TaskNode.issue_id,
             TaskNode.start_date,
             TaskNode.due_date,
             TaskNode.done,
@@ -74,13 +79,7 @@ def _queries():
             BudgetLine.status,
             BudgetLine.is_reserve,
         ),
-        "ledger": select(
-            LedgerEntry.fiscal_year,
-            LedgerEntry.line_id,
-            LedgerEntry.kind,
-            LedgerEntry.entry_date,
-            LedgerEntry.amount_fen,
-        ),
+        "ledger": ledger_totals(),
         "findings": select(
             AuditFinding.severity,
             AuditFinding.first_seen_week,
@@ -131,7 +130,7 @@ def dataset(engine):
 def test_raw_frames_equal_the_typed_frames(dataset, policy):
     with dataset.connect() as conn:
         new, old = load_frames(conn), typed_frames(conn)
-    for name in Frames.__dataclass_fields__:
+    for name in FRAME_NAMES:
         _same_values(getattr(new, name), getattr(old, name))
     for label in ("2026-10", "2026-11", "2026-12"):
         period = parse_period("monthly", label)
@@ -194,7 +193,7 @@ def test_raw_ledgers_equal_the_typed_ledgers(dataset):
                 )
                 .outerjoin(BudgetLine, BudgetLine.id == LedgerEntry.line_id)
                 .where(
-                    LedgerEntry.fiscal_year == period.last_day.year,
+                    LedgerEntry.entry_date >= period.first_day,
                     LedgerEntry.entry_date <= period.last_day,
                     line_ok,
                 )
@@ -212,3 +211,51 @@ def test_raw_ledgers_equal_the_typed_ledgers(dataset):
         # The workbook formats dates by their Python type: still datetime.date.
         assert all(type(v).__name__ == "date" for v in tasks["due"].dropna())
         assert all(type(v).__name__ == "date" for v in budget["date"].dropna())
+
+
+def test_daily_ledger_totals_give_the_kpis_of_the_entries(dataset, policy):
+    """Frames.ledger holds daily totals per (fiscal year, kind, date); the KPIs and the
+    burn-down over them equal those over the individual entries (the frame it replaced)."""
+    from sqlalchemy import select
+
+    from taskforce.budget.models import LedgerEntry
+    from taskforce.reviews.charts import burndown_rows
+
+    with dataset.connect() as conn:
+        ours = load_frames(conn)
+        entries = pd.read_sql(
+            select(
+                LedgerEntry.fiscal_year,
+                LedgerEntry.kind,
+                LedgerEntry.entry_date,
+                LedgerEntry.amount_fen,
+            ),
+            conn,
+        )
+    entries["kind"] = entries["kind"].map(str)
+    entries["entry_date"] = pd.to_datetime(entries["entry_date"])
+    entries["entries"] = 1
+    assert len(entries) > len(ours.ledger) > 0  # two entries share a day in the dataset
+    theirs = Frames(**{**ours.__dict__, "ledger": entries, "derived": {}})
+    for kind, label in (("monthly", "2026-11"), ("monthly", "2026-03"), ("quarterly", "2026-Q4")):
+        period = parse_period(kind, label)
+        a, b = compute_kpis(ours, period, policy, NOW), compute_kpis(theirs, period, policy, NOW)
+        assert a.values() == b.values()
+        assert a.kpis["budget_execution_rate"].basis == b.kpis["budget_execution_rate"].basis
+        assert a.details == b.details
+        assert burndown_rows(ours, period, a) == burndown_rows(theirs, period, b)
+
+
+def test_item_columns_derived_once_give_each_period_its_own_kpis(dataset, policy):
+    """compute_kpis derives the items' columns once per frames (for all periods of a trend):
+    the KPIs of each period equal those computed on freshly read frames."""
+    with dataset.connect() as conn:
+        shared = load_frames(conn)
+        labels = ("2026-09", "2026-10", "2026-11", "2026-12")
+        fresh = {label: load_frames(conn) for label in labels}
+    for label in labels:
+        period = parse_period("monthly", label)
+        a = compute_kpis(shared, period, policy, NOW)
+        b = compute_kpis(fresh[label], period, policy, NOW)
+        assert a.values() == b.values() and a.details == b.details
+    assert len(shared.derived) == 1  # derived once, used four times

@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl import Workbook, load_workbook
@@ -163,3 +164,33 @@ def test_same_content_gives_the_same_bytes(tmp_path):
     one = write_workbook({"s": frame}, tmp_path / "1.xlsx").read_bytes()
     two = write_workbook({"s": frame}, tmp_path / "2.xlsx").read_bytes()
     assert one == two
+
+
+def test_a_note_sits_above_the_header_of_every_part(tmp_path):
+    from taskforce.reports.workbook import SheetView
+
+    frame = pd.DataFrame({"任务": [f"行动项{i}" for i in range(5)], "n": range(5)})
+    note = "本表列出 2026-11 的任务节点 <&>"
+    path = write_workbook(
+        {"任务台账": SheetView.of(frame, note=note)}, tmp_path / "x.xlsx", max_rows=4
+    )
+    wb = load_workbook(path)
+    # Four rows a sheet: the note, the header and two rows of data.
+    assert wb.sheetnames == ["任务台账", "任务台账 (2)", "任务台账 (3)"]
+    rows = [list(ws.iter_rows(values_only=True)) for ws in wb.worksheets]
+    assert all(part[0][0] == note and part[1] == ("任务", "n") for part in rows)
+    assert [v for part in rows for v in part[2:]] == list(frame.itertuples(index=False, name=None))
+    assert all(ws.freeze_panes == "A3" and ws.auto_filter.ref.startswith("A2:") for ws in wb)
+
+
+def test_an_error_while_writing_stops_the_deflating_thread(tmp_path):
+    import threading
+
+    class Unwritable:
+        def __str__(self):
+            raise RuntimeError("no text")
+
+    frame = pd.DataFrame({"a": [Unwritable()]})
+    with pytest.raises(RuntimeError, match="no text"):
+        write_workbook({"s": frame}, tmp_path / "x.xlsx")
+    assert not [t for t in threading.enumerate() if t.name == "xlsx-deflate"]

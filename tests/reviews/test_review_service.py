@@ -109,17 +109,25 @@ def test_files_in_both_locales_and_the_ledgers(engine, ctx, tmp_path):
     wb = load_workbook(folder / "monthly-2026-11.zh-CN.internal.xlsx")
     assert wb.sheetnames == ["指标", "任务台账", "资金台账"]
     tasks = list(wb["任务台账"].iter_rows(values_only=True))
-    assert tasks[0][:4] == ("问题编号", "问题名称", "层级", "任务")
-    assert len(tasks) == 1 + 6  # six action items in the dataset
-    ledger = list(wb["资金台账"].iter_rows(values_only=True))
-    # 2026 entries up to 30 November: 3 Mar, 10 Nov (reserve draw), 30 Nov; not 1 Dec.
-    assert [row[0].date().isoformat() for row in ledger[1:]] == [
-        "2026-03-01",
+    # The first row says which items the sheet lists (the period's), the header follows.
+    assert tasks[0][0].startswith("本表列出 2026-11（2026-11-01 至 2026-11-30，Asia/Shanghai")
+    assert tasks[1][:4] == ("问题编号", "问题名称", "层级", "任务")
+    # Four of the six action items: due 10, 10, 20 November, and the one due 31 October but
+    # completed 3 November; not the two due in December.
+    assert sorted(row[6].date().isoformat() for row in tasks[2:]) == [
+        "2026-10-31",
         "2026-11-10",
-        "2026-11-30",
+        "2026-11-10",
+        "2026-11-20",
     ]
-    amounts = [row[-1] for row in ledger[1:]]
-    assert amounts == [300000, 50000, 150000]
+    ledger = list(wb["资金台账"].iter_rows(values_only=True))
+    assert "2026-11" in ledger[0][0] and ledger[1][0] == "日期"
+    # Entries dated in November: 10 Nov (reserve draw), 30 Nov; not 3 March, not 1 Dec.
+    assert [row[0].date().isoformat() for row in ledger[2:]] == ["2026-11-10", "2026-11-30"]
+    amounts = [row[-1] for row in ledger[2:]]
+    assert amounts == [50000, 150000]
+    en_wb = load_workbook(folder / "monthly-2026-11.en.internal.xlsx")
+    assert en_wb["Task ledger"]["A1"].value.startswith("Task nodes of 2026-11 (2026-11-01 to")
     assert out.kpis[0]["code"] == "resolution_rate"
 
 

@@ -1,0 +1,328 @@
+"""A review's XLSX workbook — its KPIs, and the period's task and budget ledgers (任务台账,
+资金台账) — and the export of the whole ledgers.
+
+The review's workbook is a meeting document: its ledgers list the period's records only
+(content.task_ledger / budget_ledger with the period; the rule is written in each sheet's
+first row). `export_ledger` writes a whole ledger, every record, on demand.
+
+`WorkbookJob` writes a review's workbooks in a process of its own, started before the KPIs
+are read: reading and writing the ledgers (seconds at scale) then runs beside the KPI reads,
+the charts and the HTML on a second core, and the KPI sheet, known last, is written last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import resource
+import threading
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import Engine, create_engine, event
+
+from taskforce.errors import DomainError
+from taskforce.kpi.compute import KpiSet
+from taskforce.policy.schema import Classification
+from taskforce.reports.i18n import translator
+from taskforce.reports.workbook import LaterSheet, SheetView, write_workbooks
+from taskforce.reviews import content
+from taskforce.reviews.periods import Period
+
+
+@contextlib.contextmanager
+def readers(engine: Engine) -> Iterator[Engine]:
+    """An engine for reads that may run beside other reads.
+
+    Our SQLite engines begin every transaction IMMEDIATE (the write lock, taken up front so
+    a writer waits instead of failing), which would run parallel reads one after another
+    and hold writers off meanwhile. Reads need no lock: in WAL mode each SELECT of an
+    autocommit connection sees one consistent snapshot. PostgreSQL: the engine itself.
+    """
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        yield engine
+        return
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _read_only(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # autocommit: no BEGIN, no lock
+        dbapi_connection.execute("PRAGMA query_only=ON")
+
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def task_sheet(frame: pd.DataFrame, locale: str, note: str | None = None) -> SheetView:
+    """The task ledger (content.task_ledger) under the locale's headers and owner names."""
+    t = translator(locale)
+    names = [c for c in frame.columns if c not in ("owner_zh", "owner_en")]
+    owner = "owner_zh" if locale == "zh-CN" else "owner_en"
+    names.insert(4, owner)
+    return SheetView.of(
+        frame, {name: t("col.owner" if name == owner else f"col.{name}") for name in names}, note
+    )
+
+
+def budget_sheet(frame: pd.DataFrame, locale: str, note: str | None = None) -> SheetView:
+    """The budget ledger (content.budget_ledger) under the locale's headers."""
+    t = translator(locale)
+    return SheetView.of(frame, {name: t(f"col.{name}") for name in frame.columns}, note)
+
+
+def kpi_frame(current: KpiSet, locale: str) -> pd.DataFrame:
+    """The workbook's KPI sheet: each KPI with its target, status, previous value, change."""
+    t = translator(locale)
+    return pd.DataFrame(
+        [
+            {
+                t("kpi"): t(f"kpi.{k.code}"),
+                t("value"): k.value,
+                t("target"): k.target,
+                t("status"): t(f"status.{k.status}") if k.status else None,
+                t("previous"): k.previous,
+                t("change"): t(f"change.{k.change}") if k.change else None,
+                t("basis"): k.basis,
+            }
+            for k in current.kpis.values()
+        ]
+    )
+
+
+def read_period_ledgers(
+    conn, period: Period, audience: Classification, timezone: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The period's task nodes (due or completed in it) and ledger entries (dated in it)."""
+    return (
+        content.task_ledger(conn, audience, period, timezone=timezone),
+        content.budget_ledger(conn, period, audience),
+    )
+
+
+def review_sheets(
+    tasks: pd.DataFrame,
+    budget: pd.DataFrame,
+    kpis: pd.DataFrame | LaterSheet,
+    period: Period,
+    timezone: str,
+    locale: str,
+) -> dict:
+    """The sheets of a review's workbook in one locale. The ledgers are views of the same
+    frames in every locale (only the headers and the owner's name column differ), so
+    writing the locales' workbooks together converts each ledger once."""
+    t = translator(locale)
+    span = {
+        "period": period.label,
+        "first": period.first_day.isoformat(),
+        "last": period.last_day.isoformat(),
+        "timezone": timezone,
+    }
+    return {
+        t("sheet.kpis"): kpis,
+        t("sheet.tasks"): task_sheet(tasks, locale, note=t("sheet.tasks_note", **span)),
+        t("sheet.budget"): budget_sheet(budget, locale, note=t("sheet.budget_note", **span)),
+    }
+
+
+def workbook_path(out_dir: Path, stem: str, locale: str, audience: Classification) -> Path:
+    return Path(out_dir) / f"{stem}.{locale}.{audience.value}.xlsx"
+
+
+def export_ledger(
+    engine: Engine,
+    ctx,
+    out: Path,
+    *,
+    ledger: str = "tasks",
+    audience: Classification | str | None = None,
+    locale: str | None = None,
+) -> int:
+    """The whole task (or budget) ledger, every record the audience may read, as one XLSX
+    workbook: what a review's workbook held before it listed only its period's items. A
+    ledger longer than a sheet continues on "<name> (2)", … Returns the number of rows."""
+    if ledger not in ("tasks", "budget"):
+        raise DomainError(f"unknown ledger {ledger!r}", field="ledger", allowed="tasks, budget")
+    aud = Classification(audience or ctx.policy.review.default_audience)
+    locale = locale or ctx.policy.locale
+    t = translator(locale)
+    with readers(engine) as reader, reader.connect() as conn:
+        if ledger == "tasks":
+            frame = content.task_ledger(conn, aud)
+            sheet = task_sheet(frame, locale)
+        else:
+            frame = content.budget_ledger(conn, None, aud)
+            sheet = budget_sheet(frame, locale)
+    write_workbooks({Path(out): {t(f"sheet.{ledger}"): sheet}}, timezone=ctx.policy.timezone)
+    return len(frame)
+
+
+# --- the workbooks in a process of their own ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Order:
+    url: str
+    period: Period
+    audience: Classification
+    timezone: str
+    paths: dict[str, Path]  # locale -> workbook
+
+
+class WorkbookJob:
+    """A review's workbooks, written by a child process while the parent reads the KPIs.
+
+    The child reads the period's ledgers and writes every sheet but the KPIs', then waits
+    for the KPI sheets (`finish`). Each workbook is written beside its place and renamed
+    into it when whole, so a failed or cancelled review leaves no half-written file.
+    """
+
+    def __init__(self, order: _Order) -> None:
+        start = multiprocessing.get_context(_start_method())
+        self._pipe, child_end = start.Pipe()
+        self._process = start.Process(
+            target=_child, args=(order, child_end), name="review-workbooks", daemon=True
+        )
+        self._process.start()
+        child_end.close()
+        self.paths = order.paths
+        self.report: dict = {}
+
+    @classmethod
+    def start(
+        cls,
+        engine: Engine,
+        period: Period,
+        audience: Classification,
+        timezone: str,
+        paths: dict[str, Path],
+    ) -> WorkbookJob | None:
+        """The job, or None where a child cannot open the database (in-memory SQLite)."""
+        url = engine.url
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            return None
+        address = url.render_as_string(hide_password=False)
+        return cls(_Order(address, period, audience, timezone, paths))
+
+    def send(self, kpis: dict[str, pd.DataFrame]) -> None:
+        """Hand over the KPI sheets (by locale): the child completes the workbooks."""
+        with contextlib.suppress(BrokenPipeError, EOFError, OSError):
+            self._pipe.send(kpis)  # else the child is gone: finish() reports why
+
+    def finish(self) -> dict:
+        """Wait for the workbooks; the child's report (its peak RSS, the ledgers' rows).
+        A failure in the child is raised here with its traceback."""
+        try:
+            report = self._pipe.recv()
+        except EOFError:
+            report = {"error": "the workbook process ended without a report"}
+        finally:
+            self._process.join()
+            self._pipe.close()
+        if "error" in report:
+            raise RuntimeError(f"writing the review's workbooks failed:\n{report['error']}")
+        self.report = report
+        return report
+
+    def cancel(self) -> None:
+        """Stop the child, leaving no workbook (the review failed before its KPIs)."""
+        self._process.terminate()
+        self._process.join()
+        self._pipe.close()
+        _remove(_partial(path) for path in self.paths.values())
+
+
+def _start_method() -> str:
+    """fork where it is safe, spawn elsewhere. A forked child starts at once with every module
+    already imported (a spawned one imports pandas, SQLAlchemy and ours again: seconds of
+    CPU); but a fork copies the locks other threads may hold, so only a process running one
+    thread forks."""
+    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def _child(order: _Order, pipe) -> None:
+    from taskforce.db import make_engine
+
+    partial = {locale: _partial(path) for locale, path in order.paths.items()}
+    try:
+        engine = make_engine(order.url)
+        try:
+            with readers(engine) as reader, reader.connect() as conn:
+                tasks, budget = read_period_ledgers(
+                    conn, order.period, order.audience, order.timezone
+                )
+        finally:
+            engine.dispose()
+        received: dict = {}
+
+        def kpis_of(locale: str):
+            def get() -> pd.DataFrame:
+                if not received:
+                    message = pipe.recv()
+                    if message is None:
+                        raise _Cancelled
+                    received.update(message)
+                return received[locale]
+
+            return LaterSheet(get)
+
+        books = {
+            partial[locale]: review_sheets(
+                tasks, budget, kpis_of(locale), order.period, order.timezone, locale
+            )
+            for locale in order.paths
+        }
+        write_workbooks(books, timezone=order.timezone)
+        for locale, path in order.paths.items():
+            os.replace(partial[locale], path)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        pipe.send(
+            {
+                "rss_mib": _peak_rss_mib(),
+                "cpu_seconds": usage.ru_utime + usage.ru_stime,
+                "tasks": len(tasks),
+                "budget": len(budget),
+            }
+        )
+    except _Cancelled:
+        _remove(partial.values())
+    except BaseException:
+        _remove(partial.values())
+        with contextlib.suppress(BrokenPipeError, OSError):
+            pipe.send({"error": traceback.format_exc()})
+    finally:
+        pipe.close()
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(path.name + ".partial")
+
+
+def _peak_rss_mib() -> float | None:
+    """This process's peak RSS (VmHWM), for the benchmark's account of memory."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _remove(paths) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)

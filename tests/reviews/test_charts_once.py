@@ -1,0 +1,67 @@
+"""Charts drawn once for every locale are the charts drawn per locale, byte for byte."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from taskforce.kpi.compute import BY_CODE, CATALOGUE, Kpi, KpiSet
+from taskforce.reports.charts import small_multiples
+from taskforce.reports.i18n import LOCALES, translator
+from taskforce.reviews import charts
+
+
+def _history(seed: int, periods: int) -> list[KpiSet]:
+    rng = random.Random(seed)
+    return [
+        KpiSet(
+            period=f"2026-{i + 1:02d}",
+            kpis={
+                d.code: Kpi(
+                    d.code,
+                    d.unit,
+                    d.better.value,
+                    None if rng.random() < 0.2 else rng.random() * 100,
+                    target=rng.choice([None, 0.8, 60.0]),
+                )
+                for d in CATALOGUE
+            },
+        )
+        for i in range(periods)
+    ]
+
+
+def _drawn_per_locale(history: list[KpiSet], t) -> str:
+    """The trend chart as it was drawn before: once per locale, with the locale's titles."""
+    panels = []
+    for code, kpi in history[-1].kpis.items():
+        unit = BY_CODE[code].unit
+        name = t(f"kpi.{code}") + (" %" if unit == "ratio" else "")
+        values = [charts._display(h.kpis[code].value, unit) for h in history]
+        panels.append((name, values, charts._display(kpi.target, unit)))
+    return small_multiples(
+        [h.period for h in history],
+        panels,
+        chart_id="chart-trend",
+        title=t("section.trend"),
+        columns=4,
+    )
+
+
+@pytest.mark.parametrize(("seed", "periods"), [(1, 6), (2, 1), (3, 4)])
+def test_the_trend_chart_drawn_once_is_the_chart_of_each_locale(seed, periods):
+    history = _history(seed, periods)
+    once = charts.trend_charts(history, {loc: translator(loc) for loc in LOCALES})
+    for locale in LOCALES:
+        assert once[locale] == _drawn_per_locale(history, translator(locale))
+    assert "TFLABEL" not in once["zh-CN"] + once["en"]
+    assert "问题解决率" in once["zh-CN"] and "Problem-resolution rate" in once["en"]
+
+
+def test_relabelling_escapes_the_text():
+    from taskforce.reports.charts import relabelled
+
+    assert relabelled("<text>TFLABEL000X</text>", {"TFLABEL000X": "a < b & c"}) == (
+        "<text>a &lt; b &amp; c</text>"
+    )
