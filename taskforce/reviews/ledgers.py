@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, create_engine, event
 
@@ -63,6 +64,9 @@ def readers(engine: Engine) -> Iterator[Engine]:
 def task_sheet(frame: pd.DataFrame, locale: str, note: str | None = None) -> SheetView:
     """The task ledger (content.task_ledger) under the locale's headers and owner names."""
     t = translator(locale)
+    frame = _coded_values_in_words(
+        frame, t, {"level": "task_level", "colour": "colour", "done": "bool"}
+    )
     names = [c for c in frame.columns if c not in ("owner_zh", "owner_en")]
     owner = "owner_zh" if locale == "zh-CN" else "owner_en"
     names.insert(4, owner)
@@ -74,7 +78,28 @@ def task_sheet(frame: pd.DataFrame, locale: str, note: str | None = None) -> She
 def budget_sheet(frame: pd.DataFrame, locale: str, note: str | None = None) -> SheetView:
     """The budget ledger (content.budget_ledger) under the locale's headers."""
     t = translator(locale)
+    frame = _coded_values_in_words(frame, t, {"kind": "ledger_kind"})
     return SheetView.of(frame, {name: t(f"col.{name}") for name in frame.columns}, note)
+
+
+def _coded_values_in_words(frame: pd.DataFrame, t, columns: dict[str, str]) -> pd.DataFrame:
+    """Codes (goal, green, disbursement, True) as the locale's words (目标, 绿, 支出, 是):
+    the workbook is read in a meeting, not by a program. A few distinct values per column,
+    so one lookup each and a vectorised map; the caller's frame (shared by both locales)
+    is left as it is."""
+    words = {}
+    for column, prefix in columns.items():
+        if column in frame.columns:
+            codes = frame[column]
+            names = {v: t(f"{prefix}.{_code(v)}") for v in codes.dropna().unique()}
+            words[column] = codes.map(names)
+    return frame.assign(**words) if words else frame
+
+
+def _code(value) -> str:
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    return str(getattr(value, "value", value))
 
 
 def kpi_frame(current: KpiSet, locale: str) -> pd.DataFrame:
