@@ -36,5 +36,39 @@ def test_startup_objects_are_frozen_once_and_later_garbage_is_still_collected():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ok ")
-    _, tracked, frozen = done.stdout.split()
+    _, tracked, _frozen = done.stdout.split()
     assert int(tracked) > 50_000  # Prefect and the project: why freezing is worth it
+
+
+def test_the_collector_is_paused_for_a_bulk_job_and_resumed_after_it_even_on_error():
+    import gc
+
+    from taskforce.process import collector_paused
+
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+        with collector_paused():  # nested: still paused inside, not resumed by the inner exit
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    try:
+        with collector_paused():
+            raise ValueError("the job failed")
+    except ValueError:
+        pass
+    assert gc.isenabled()
+
+
+def test_a_collector_disabled_before_the_job_stays_disabled_after_it():
+    import gc
+
+    from taskforce.process import collector_paused
+
+    gc.disable()
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
