@@ -1,0 +1,98 @@
+"""Bulk writes through the DBAPI cursor of a session's connection, in its transaction.
+
+SQLAlchemy's executemany processes every parameter of every row in Python (bind processors,
+a dict per row, the compiled statement's parameter map): for the tens of thousands of trail,
+outbox and warning rows of a dispatch sweep that was most of the time of writing them
+(benchmarks/RESULTS.md). Here the values are converted once, exactly as the column types
+would store them, and handed to the driver's `executemany` as tuples.
+
+What the SQLAlchemy types store, and so what these helpers produce:
+
+- `UTCDateTime` (taskforce/db.py): on SQLite the naive UTC text of SQLite's DATETIME
+  ('YYYY-MM-DD HH:MM:SS.ffffff', always six fraction digits); on PostgreSQL the aware UTC
+  datetime itself (psycopg binds it as timestamptz).
+- `enum_column` (VARCHAR + CHECK, values stored): the member's value.
+- `JSONType`: on SQLite `json.dumps(value)` (SQLAlchemy's default serializer); on PostgreSQL
+  the same text cast to jsonb by the server (JSONB keeps the value, not the text).
+- Boolean: Python bools (sqlite3 stores 1/0 as SQLAlchemy does; psycopg binds booleans).
+
+Tests compare rows written here with rows written through SQLAlchemy, column by column, on
+both backends (tests/loop/test_bulk_writes.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+UTC = dt.UTC
+
+
+def is_sqlite(session: Session) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
+
+
+def stored_time(value: dt.datetime | None, sqlite: bool) -> Any:
+    """An aware datetime as `UTCDateTime` hands it to the driver."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the database; use an aware (UTC) datetime")
+    value = value.astimezone(UTC)
+    if not sqlite:
+        return value
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+class TimeCache:
+    """`stored_time` memoised per datetime: a bulk write's rows mostly share one instant
+    (the sweep's `now`), and converting it once per row was a visible share of the write."""
+
+    def __init__(self, sqlite: bool) -> None:
+        self.sqlite = sqlite
+        self._seen: dict[dt.datetime, Any] = {}
+
+    def __call__(self, value: dt.datetime | None) -> Any:
+        if value is None:
+            return None
+        try:
+            return self._seen[value]
+        except KeyError:
+            out = self._seen[value] = stored_time(value, self.sqlite)
+            return out
+
+
+def stored_json(value: Any) -> str:
+    """A JSON column's value as SQLAlchemy's default serializer writes it."""
+    return json.dumps(value)
+
+
+def insert_many(
+    session: Session,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    json_columns: Iterable[str] = (),
+) -> None:
+    """INSERT the rows (tuples in `columns` order) with the driver's executemany, in the
+    session's transaction. `json_columns` take JSON text (cast to jsonb on PostgreSQL)."""
+    rows = rows if isinstance(rows, list) else list(rows)
+    if not rows:
+        return
+    sqlite = is_sqlite(session)
+    as_json = set(json_columns)
+    if sqlite:
+        marks = ", ".join("?" for _ in columns)
+    else:
+        marks = ", ".join("%s::jsonb" if c in as_json else "%s" for c in columns)
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+    cursor = session.connection().connection.driver_connection.cursor()
+    try:
+        cursor.executemany(sql, rows)
+    finally:
+        cursor.close()
