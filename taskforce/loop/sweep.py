@@ -20,6 +20,8 @@ one call) — the flow builds them in a task of their own, off the sweep's hot p
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -101,53 +103,78 @@ def _days(values) -> np.ndarray:
     )
 
 
-def _item_columns():
-    return (
-        TaskNode.id,
-        TaskNode.issue_id,
-        TaskNode.title,
-        TaskNode.owner_unit_id,
-        TaskNode.start_date,
-        TaskNode.due_date,
-        TaskNode.progress_percent.label("percent"),
-        TaskNode.done,
-        TaskNode.colour,
-        # Raw values, parsed below in one vectorised pass: SQLAlchemy's per-value datetime
-        # processing was a third of reading 1,000,000 items.
-        type_coerce(TaskNode.colour_since, String).label("colour_since"),
-        type_coerce(TaskNode.interview_requested_at, String).label("interview_requested_at"),
-        type_coerce(TaskNode.escalated_at, String).label("escalated_at"),
-        type_coerce(TaskNode.next_colour_change_on, String).label("next_colour_change_on"),
-        type_coerce(TaskNode.next_action_on, String).label("next_action_on"),
-    )
+# The columns the sweep and the cockpit read, in frame order (`percent` is progress_percent).
+ITEM_COLUMNS = (
+    "id",
+    "issue_id",
+    "title",
+    "owner_unit_id",
+    "start_date",
+    "due_date",
+    "percent",
+    "done",
+    "colour",
+    "colour_since",
+    "interview_requested_at",
+    "escalated_at",
+    "next_colour_change_on",
+    "next_action_on",
+)
+_ITEM_SELECT = (
+    "SELECT t.id, t.issue_id, t.title, t.owner_unit_id, t.start_date, t.due_date, "
+    "t.progress_percent, t.done, t.colour, t.colour_since, t.interview_requested_at, "
+    "t.escalated_at, t.next_colour_change_on, t.next_action_on "
+    f"FROM {TaskNode.__tablename__} t JOIN {Issue.__tablename__} i ON i.id = t.issue_id "
+    "WHERE t.level = {mark} AND t.done = {mark} AND i.stage = {mark}"
+)
+# Three index range reads (ix_task_node_sweep_due twice, ix_task_node_action_due) rather
+# than one OR, which SQLite answers by scanning every open item.
+_DUE_BY = (
+    " AND t.next_colour_change_on <= {mark}",
+    " AND t.next_colour_change_on IS NULL",
+    " AND t.next_action_on <= {mark}",
+)
+
+
+def _as_date(value):
+    """A DATE column's value as SQLAlchemy's Date returns it (SQLite stores ISO text).
+    (next_colour_change_on and next_action_on stay raw: `_days` reads either form.)"""
+    return dt.date.fromisoformat(value) if isinstance(value, str) else value
 
 
 def _open_items(session: Session, due_by=None) -> pd.DataFrame:
     """Open action items of executing issues: all of them, or (`due_by` a day) only those
-    whose colour may change or whose red-item step falls due by that day."""
-    base = (
-        select(*_item_columns())
-        .join(Issue, Issue.id == TaskNode.issue_id)
-        .where(
-            TaskNode.level == TaskLevel.action_item,
-            TaskNode.done.is_(False),
-            Issue.stage == Stage.executing,
-        )
-    )
+    whose colour may change or whose red-item step falls due by that day.
+
+    Read with the DBAPI cursor, each column converted once as a whole: SQLAlchemy's rows
+    and per-value processing were half the cost of the sweep's read (the three datetime
+    columns stay raw text or driver datetimes and are parsed by pandas in one pass)."""
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    mark = "?" if sqlite else "%s"
+    base = _ITEM_SELECT.format(mark=mark)
+    params = (TaskLevel.action_item.value, False, Stage.executing.value)
     if due_by is None:
-        queries = [base]
+        queries = [(base, params)]
     else:
-        # Three index range reads (ix_task_node_sweep_due twice, ix_task_node_action_due)
-        # rather than one OR, which SQLite answers by scanning every open item.
+        day = due_by.isoformat()
         queries = [
-            base.where(TaskNode.next_colour_change_on <= due_by),
-            base.where(TaskNode.next_colour_change_on.is_(None)),
-            base.where(TaskNode.next_action_on <= due_by),
+            (base + extra.format(mark=mark), params + ((day,) if "{mark}" in extra else ()))
+            for extra in _DUE_BY
         ]
-    frames = [pd.read_sql(q, session.connection()) for q in queries]
-    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    cursor = session.connection().connection.driver_connection.cursor()
+    rows: list = []
+    try:
+        for sql, values in queries:
+            cursor.execute(sql, values)
+            rows += cursor.fetchall()
+    finally:
+        cursor.close()
+    frame = pd.DataFrame.from_records(rows, columns=list(ITEM_COLUMNS))
     frame = frame.drop_duplicates("id", ignore_index=True)
-    frame["colour"] = frame["colour"].astype(str).str.replace("Colour.", "", regex=False)
+    for col in ("start_date", "due_date"):
+        frame[col] = frame[col].map(_as_date, na_action="ignore").astype(object)
+    frame["done"] = frame["done"].astype(bool)
+    frame["colour"] = frame["colour"].astype(str)
     for col in ("colour_since", "interview_requested_at", "escalated_at"):
         frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
     frame["start_date"] = frame["start_date"].fillna(frame["due_date"])
@@ -171,15 +198,56 @@ def dispatch_sweep(
     `board=True` also builds the cockpit, the deviation analysis and the colour counts over
     every open item (a report that reads them all); `full=True` forces a full recompute.
     """
-    now, today = ctx.now(), ctx.today()
-    rules = ctx.policy.progress
+    now = ctx.now()
     result = SweepResult()
     state = _state(session)
     fingerprint = policy_fingerprint(ctx.policy)
     result.full = (
         full or state is None or state.policy_fingerprint != fingerprint or state.last_run_at > now
     )
-    items = _open_items(session, due_by=None if result.full else today)
+    with _roomy_page_cache(session):
+        _sweep_items(session, ctx, result, actor, full=result.full)
+        _overdue_stages(session, ctx, result, actor)
+    if state is None:
+        session.add(SweepState(id=STATE_ID, policy_fingerprint=fingerprint, last_run_at=now))
+    else:
+        state.policy_fingerprint, state.last_run_at = fingerprint, now
+    session.flush()
+    if board:
+        fill_board(session, ctx, result)
+    return result
+
+
+# SQLite's page cache for the sweep's transaction, in KiB (the default is 2 MiB). A full-size
+# first sweep touches tens of thousands of table and index pages: with the default cache they
+# were read, evicted and spilled to the WAL mid-transaction, then read again by the write-back
+# (measured: benchmarks/RESULTS.md). Only memory: durability settings are untouched.
+SWEEP_PAGE_CACHE_KIB = 256 * 1024
+
+
+@contextlib.contextmanager
+def _roomy_page_cache(session: Session):
+    """A larger SQLite page cache for the sweep's statements; the connection's own size is
+    restored afterwards (pages already dirty stay in memory until the commit writes them)."""
+    if session.get_bind().dialect.name != "sqlite":
+        yield
+        return
+    raw = session.connection().connection.driver_connection
+    (before,) = raw.execute("PRAGMA cache_size").fetchone()
+    raw.execute(f"PRAGMA cache_size = {-int(SWEEP_PAGE_CACHE_KIB)}")
+    try:
+        yield
+    finally:
+        raw.execute(f"PRAGMA cache_size = {int(before)}")
+
+
+def _sweep_items(
+    session: Session, ctx: Context, result: SweepResult, actor: str, *, full: bool
+) -> None:
+    """Recolour the items that may change by today, take their red-item steps, write back."""
+    now, today = ctx.now(), ctx.today()
+    rules = ctx.policy.progress
+    items = _open_items(session, due_by=None if full else today)
     result.examined = len(items)
     if len(items):
         new = colours_frame(items, today, rules)
@@ -202,15 +270,6 @@ def dispatch_sweep(
         items["colour"] = new
         stepped = _handle_red(session, ctx, items, result, actor)
         _write_items(session, ctx, items, changed.to_numpy() | stepped)
-    _overdue_stages(session, ctx, result, actor)
-    if state is None:
-        session.add(SweepState(id=STATE_ID, policy_fingerprint=fingerprint, last_run_at=now))
-    else:
-        state.policy_fingerprint, state.last_run_at = fingerprint, now
-    session.flush()
-    if board:
-        fill_board(session, ctx, result)
-    return result
 
 
 def fill_board(session: Session, ctx: Context, result: SweepResult) -> SweepResult:
@@ -258,12 +317,16 @@ def _write_items(session: Session, ctx: Context, items: pd.DataFrame, dirty: np.
     if not dirty.any():
         return
     sqlite = session.get_bind().dialect.name == "sqlite"
-    rows = items.loc[dirty]
+    # In id order: consecutive updates then share table pages, which the database has
+    # just read (the due items are spread over the whole table).
+    chosen = np.flatnonzero(dirty)
+    chosen = chosen[np.argsort(items["id"].to_numpy()[chosen], kind="stable")]
+    rows = items.iloc[chosen]
     columns = [
         rows["colour"].to_numpy(object),
         *(_driver_times(rows[c], sqlite) for c in _TIME_COLUMNS),
-        _driver_days(change[dirty]),
-        _driver_days(action[dirty]),
+        _driver_days(change[chosen]),
+        _driver_days(action[chosen]),
         rows["id"].astype("int64").to_numpy(object),
     ]
     mark = "?" if sqlite else "%s"
