@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,7 @@ from taskforce.loop.models import (
 )
 from taskforce.loop.sweep_state import STATE_ID, policy_fingerprint
 from taskforce.org.models import Unit
+from taskforce.policy.schema import Classification
 
 OVERDUE_STAGE_LABEL = {
     Stage.reported: "coordination not held",
@@ -97,6 +99,11 @@ class SweepResult:
 def _days(values) -> np.ndarray:
     """Dates as numpy days: date objects (PostgreSQL) or ISO text (SQLite); None → NaT.
     numpy, not pandas: 9999-12-31 (colours.NEVER) is beyond pandas' nanosecond range."""
+    values = list(values)
+    try:  # numpy parses ISO days and date objects itself, None as NaT
+        return np.array(values, dtype="datetime64[D]")
+    except (TypeError, ValueError):
+        pass
     return np.array(
         [None if v is None or v is pd.NA or v != v else str(v)[:10] for v in values],
         dtype="datetime64[D]",
@@ -136,10 +143,18 @@ _DUE_BY = (
 )
 
 
-def _as_date(value):
-    """A DATE column's value as SQLAlchemy's Date returns it (SQLite stores ISO text).
+def _as_dates(values: pd.Series) -> pd.Series:
+    """A DATE column's values as SQLAlchemy's Date returns them: date objects (SQLite stores
+    ISO text), None for NULL. Each distinct day converted once: there are few of them.
     (next_colour_change_on and next_action_on stay raw: `_days` reads either form.)"""
-    return dt.date.fromisoformat(value) if isinstance(value, str) else value
+    known = {
+        v: dt.date.fromisoformat(v) if isinstance(v, str) else v for v in values.dropna().unique()
+    }
+    return pd.Series(
+        [None if v is None else known.get(v, v) for v in values.tolist()],
+        index=values.index,
+        dtype=object,
+    )
 
 
 def _open_items(session: Session, due_by=None) -> pd.DataFrame:
@@ -172,7 +187,7 @@ def _open_items(session: Session, due_by=None) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(rows, columns=list(ITEM_COLUMNS))
     frame = frame.drop_duplicates("id", ignore_index=True)
     for col in ("start_date", "due_date"):
-        frame[col] = frame[col].map(_as_date, na_action="ignore").astype(object)
+        frame[col] = _as_dates(frame[col])
     frame["done"] = frame["done"].astype(bool)
     frame["colour"] = frame["colour"].astype(str)
     for col in ("colour_since", "interview_requested_at", "escalated_at"):
@@ -357,6 +372,36 @@ def _driver_days(values: np.ndarray) -> list:
     return list(text)
 
 
+class IssueRow(NamedTuple):
+    id: int
+    number: str
+    title: str
+    classification: Classification
+
+
+def _issue_rows(session: Session, ids: list[int]) -> dict[int, IssueRow]:
+    """The four columns the events use of these issues, by id: DBAPI rows, not ORM objects
+    nor SQLAlchemy rows (tens of thousands at full size; SQLAlchemy's expanding IN and row
+    processing were most of this read)."""
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    mark = "?" if sqlite else "%s"
+    levels = {c.value: c for c in Classification}
+    out: dict[int, IssueRow] = {}
+    cursor = session.connection().connection.driver_connection.cursor()
+    try:
+        for chunk in _chunks([int(i) for i in ids]):
+            cursor.execute(
+                f"SELECT id, number, title, classification FROM {Issue.__tablename__} "
+                f"WHERE id IN ({', '.join([mark] * len(chunk))})",
+                chunk,
+            )
+            for issue_id, number, title, classification in cursor.fetchall():
+                out[issue_id] = IssueRow(issue_id, number, title, levels[classification])
+    finally:
+        cursor.close()
+    return out
+
+
 def _handle_red(
     session: Session, ctx: Context, items: pd.DataFrame, result: SweepResult, actor: str
 ) -> np.ndarray:
@@ -373,16 +418,7 @@ def _handle_red(
     # Only the issues of items that need a notification: loading every red item's issue as
     # an ORM object cost seconds at 1,000,000 items (benchmarks/RESULTS.md).
     wanted = pd.concat([fresh["issue_id"], overdue["issue_id"]]).unique().tolist()
-    # Rows of the four columns the events use, not ORM objects (tens of thousands at full size).
-    issues = {
-        i.id: i
-        for chunk in _chunks(wanted)
-        for i in session.execute(
-            select(Issue.id, Issue.number, Issue.title, Issue.classification).where(
-                Issue.id.in_(chunk)
-            )
-        )
-    }
+    issues = _issue_rows(session, wanted)
     owners = dict(session.execute(select(Unit.id, Unit.code)).all())
     # Every notification of the sweep is recorded set-based (events.record_many): one row at
     # a time, tens of thousands of them took minutes at 1,000,000 items (benchmarks/RESULTS.md).
