@@ -315,3 +315,47 @@ def test_open_items_reads_what_the_typed_select_read(engine, policy, clock):
         assert list(new.columns) == list(ref.columns)
         assert len(new) == len(ref)
         assert _normalised(new) == _normalised(ref)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=payload_values | st.dictionaries(texts, payload_values))
+def test_one_shot_canonical_json_equals_canonical_json(value):
+    from taskforce.trail.service import _canonical_many, canonical_json
+
+    assert _canonical_many(value) == canonical_json(value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    value=st.recursive(
+        json_values | st.floats(),  # NaN and infinities too: json.dumps writes them
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(texts | st.integers() | st.booleans() | st.none(), inner, max_size=3)
+        ),
+        max_leaves=10,
+    )
+)
+def test_stored_json_equals_json_dumps(value):
+    import json
+
+    from taskforce.bulk import stored_json
+
+    assert stored_json(value) == json.dumps(value)
+
+
+def test_the_fast_encoders_refuse_what_the_slow_ones_refuse():
+    import json
+
+    from taskforce.bulk import stored_json
+    from taskforce.trail.service import _canonical_many, canonical_json
+
+    for bad in ({"t": dt.datetime(2026, 1, 1)}, {"x": object()}, [1, {2, 3}]):
+        for fast, slow in ((_canonical_many, canonical_json), (stored_json, json.dumps)):
+            try:
+                expected = slow(bad)
+            except (TypeError, ValueError) as exc:
+                with pytest.raises(type(exc)):
+                    fast(bad)
+            else:
+                assert fast(bad) == expected
