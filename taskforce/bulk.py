@@ -121,23 +121,27 @@ def insert_many(
     table: str,
     columns: Sequence[str],
     rows: Iterable[Sequence[Any]],
-    *,
-    json_columns: Iterable[str] = (),
 ) -> None:
-    """INSERT the rows (tuples in `columns` order) with the driver's executemany, in the
-    session's transaction. `json_columns` take JSON text (cast to jsonb on PostgreSQL)."""
+    """INSERT the rows (tuples in `columns` order) in the session's transaction: the driver's
+    executemany on SQLite, COPY on PostgreSQL. JSON columns take their text (`stored_json`)."""
     rows = rows if isinstance(rows, list) else list(rows)
     if not rows:
         return
-    sqlite = is_sqlite(session)
-    as_json = set(json_columns)
-    if sqlite:
-        marks = ", ".join("?" for _ in columns)
-    else:
-        marks = ", ".join("%s::jsonb" if c in as_json else "%s" for c in columns)
-    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
     cursor = session.connection().connection.driver_connection.cursor()
     try:
-        cursor.executemany(sql, rows)
+        if is_sqlite(session):
+            marks = ", ".join("?" for _ in columns)
+            cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+        else:
+            copy_rows(cursor, table, columns, rows)
     finally:
         cursor.close()
+
+
+def copy_rows(cursor, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """PostgreSQL: the rows through COPY … FROM STDIN (psycopg), a stream rather than a
+    statement per row; constraints and defaults apply as for INSERT. JSON columns take their
+    text, which the server parses as jsonb."""
+    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)

@@ -30,7 +30,7 @@ import pandas as pd
 from sqlalchemy import String, cast, func, literal, select, type_coerce
 from sqlalchemy.orm import Session
 
-from taskforce import events
+from taskforce import bulk, events
 from taskforce.context import Context
 from taskforce.emergency.warnings import raise_warnings
 from taskforce.idempotency import CommandRecord
@@ -317,18 +317,17 @@ def next_red_step_days(items: pd.DataFrame, ctx: Context) -> np.ndarray:
 
 
 def _write_items(session: Session, ctx: Context, items: pd.DataFrame, dirty: np.ndarray) -> None:
-    """Write back every read item whose colour, red-item steps or next dates changed: one
-    executemany through the driver, values formatted as numpy vectors. (SQLAlchemy's
-    per-row parameter processing was most of the cost of four separate bulk UPDATEs.)"""
+    """Write back every read item whose colour, red-item steps or next dates changed, with
+    the driver's executemany, values formatted as numpy vectors. (SQLAlchemy's per-row
+    parameter processing was most of the cost of four separate bulk UPDATEs.)"""
     change = next_colour_change_frame(items, ctx.today(), ctx.policy.progress, items["colour"])
     change = change.to_numpy("datetime64[D]")
     action = next_red_step_days(items, ctx)
     stored_change = _days(items["next_colour_change_on"])
     stored_action = _days(items["next_action_on"])
-    moved = ~((change == stored_change) | (np.isnat(change) & np.isnat(stored_change))) | ~(
-        (action == stored_action) | (np.isnat(action) & np.isnat(stored_action))
-    )
-    dirty = dirty | moved
+    change_moved = ~((change == stored_change) | (np.isnat(change) & np.isnat(stored_change)))
+    action_moved = ~((action == stored_action) | (np.isnat(action) & np.isnat(stored_action)))
+    dirty = dirty | change_moved | action_moved
     if not dirty.any():
         return
     sqlite = session.get_bind().dialect.name == "sqlite"
@@ -337,20 +336,68 @@ def _write_items(session: Session, ctx: Context, items: pd.DataFrame, dirty: np.
     chosen = np.flatnonzero(dirty)
     chosen = chosen[np.argsort(items["id"].to_numpy()[chosen], kind="stable")]
     rows = items.iloc[chosen]
-    columns = [
-        rows["colour"].to_numpy(object),
-        *(_driver_times(rows[c], sqlite) for c in _TIME_COLUMNS),
-        _driver_days(change[chosen]),
-        _driver_days(action[chosen]),
-        rows["id"].astype("int64").to_numpy(object),
-    ]
-    mark = "?" if sqlite else "%s"
-    sql = (
-        f"UPDATE task_node SET colour = {mark}, "
-        + "".join(f"{c} = {mark}, " for c in _TIME_COLUMNS)
-        + f"next_colour_change_on = {mark}, next_action_on = {mark} WHERE id = {mark}"
+    values = {
+        "colour": rows["colour"].to_numpy(object),
+        **{c: np.array(_driver_times(rows[c], sqlite), dtype=object) for c in _TIME_COLUMNS},
+        "next_colour_change_on": np.array(_driver_days(change[chosen]), dtype=object),
+        "next_action_on": np.array(_driver_days(action[chosen]), dtype=object),
+    }
+    ids = rows["id"].astype("int64").to_numpy(object)
+    cursor = session.connection().connection.driver_connection.cursor()
+    try:
+        if not sqlite:
+            _write_items_postgresql(cursor, values, ids)
+            return
+        # A next date is set only on the rows where it moved: the database then leaves that
+        # date's index alone for the other rows (an UPDATE rewrites the entries of every
+        # index whose columns it sets, changed or not).
+        for with_change in (True, False):
+            for with_action in (True, False):
+                group = (change_moved[chosen] == with_change) & (
+                    action_moved[chosen] == with_action
+                )
+                if not group.any():
+                    continue
+                names = ["colour", *_TIME_COLUMNS]
+                names += ["next_colour_change_on"] * with_change
+                names += ["next_action_on"] * with_action
+                sql = (
+                    f"UPDATE {TaskNode.__tablename__} SET "
+                    + ", ".join(f"{n} = ?" for n in names)
+                    + " WHERE id = ?"
+                )
+                cursor.executemany(
+                    sql,
+                    list(zip(*(values[n][group] for n in names), ids[group], strict=True)),
+                )
+    finally:
+        cursor.close()
+
+
+def _write_items_postgresql(cursor, values: dict[str, np.ndarray], ids: np.ndarray) -> None:
+    """PostgreSQL: the new values through COPY into a temporary table, then one UPDATE … FROM
+    (an executemany is a statement per row, even pipelined)."""
+    names = list(values)
+    cursor.execute(
+        "CREATE TEMPORARY TABLE sweep_item_write (id bigint PRIMARY KEY, colour varchar(32), "
+        "colour_since timestamptz, interview_requested_at timestamptz, "
+        "escalated_at timestamptz, next_colour_change_on date, next_action_on date) "
+        "ON COMMIT DROP"
     )
-    session.connection().exec_driver_sql(sql, list(zip(*columns, strict=True)))
+    bulk.copy_rows(
+        cursor,
+        "sweep_item_write",
+        ["id", *names],
+        zip(ids, *(values[n] for n in names), strict=True),
+    )
+    cursor.execute(
+        f"UPDATE {TaskNode.__tablename__} AS t SET "
+        + ", ".join(f"{n} = w.{n}" for n in names)
+        + " FROM sweep_item_write AS w WHERE t.id = w.id"
+    )
+    # Dropped at once (not only at commit): a second sweep in the same transaction makes it
+    # again. After an error the transaction is void and the table goes with it.
+    cursor.execute("DROP TABLE sweep_item_write")
 
 
 _TIME_COLUMNS = ("colour_since", "interview_requested_at", "escalated_at")

@@ -175,9 +175,7 @@ def enqueue_many(
         if key not in existing
     ]
     # The driver's executemany, values as the column types store them (taskforce/bulk.py).
-    insert_many(
-        session, OutboxMessage.__tablename__, _INSERT_COLUMNS, rows, json_columns={"context"}
-    )
+    insert_many(session, OutboxMessage.__tablename__, _INSERT_COLUMNS, rows)
     return len(rows)
 
 
