@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import String, insert, select, type_coerce
 from sqlalchemy.orm import Session
@@ -14,7 +15,15 @@ from sqlalchemy.orm import Session
 from taskforce.context import Context
 from taskforce.emergency.models import EarlyWarning, WarningColour, WarningStatus
 from taskforce.emergency.warnings import _raised_event
+from taskforce.loop.colours import next_colour_change_frame
 from taskforce.loop.models import Issue, Stage, TaskLevel, TaskNode
+from taskforce.loop.sweep import (
+    _TIME_COLUMNS,
+    _days,
+    _driver_days,
+    _driver_times,
+    next_red_step_days,
+)
 from taskforce.notify.models import DeliveryStatus, OutboxMessage
 from taskforce.notify.outbox import audiences_for
 from taskforce.policy.schema import Classification
@@ -262,3 +271,36 @@ def open_items(session: Session, due_by=None) -> pd.DataFrame:
         frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
     frame["start_date"] = frame["start_date"].fillna(frame["due_date"])
     return frame
+
+
+def write_items(session: Session, ctx: Context, items: pd.DataFrame, dirty: np.ndarray) -> None:
+    """Write back every read item whose colour, red-item steps or next dates changed: one
+    executemany through the driver, values formatted as numpy vectors. (SQLAlchemy's
+    per-row parameter processing was most of the cost of four separate bulk UPDATEs.)"""
+    change = next_colour_change_frame(items, ctx.today(), ctx.policy.progress, items["colour"])
+    change = change.to_numpy("datetime64[D]")
+    action = next_red_step_days(items, ctx)
+    stored_change = _days(items["next_colour_change_on"])
+    stored_action = _days(items["next_action_on"])
+    moved = ~((change == stored_change) | (np.isnat(change) & np.isnat(stored_change))) | ~(
+        (action == stored_action) | (np.isnat(action) & np.isnat(stored_action))
+    )
+    dirty = dirty | moved
+    if not dirty.any():
+        return
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    rows = items.loc[dirty]
+    columns = [
+        rows["colour"].to_numpy(object),
+        *(_driver_times(rows[c], sqlite) for c in _TIME_COLUMNS),
+        _driver_days(change[dirty]),
+        _driver_days(action[dirty]),
+        rows["id"].astype("int64").to_numpy(object),
+    ]
+    mark = "?" if sqlite else "%s"
+    sql = (
+        f"UPDATE task_node SET colour = {mark}, "
+        + "".join(f"{c} = {mark}, " for c in _TIME_COLUMNS)
+        + f"next_colour_change_on = {mark}, next_action_on = {mark} WHERE id = {mark}"
+    )
+    session.connection().exec_driver_sql(sql, list(zip(*columns, strict=True)))

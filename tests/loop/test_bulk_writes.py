@@ -14,6 +14,7 @@ import random
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,6 +26,7 @@ from taskforce.context import Context
 from taskforce.db import session_factory, unit_of_work
 from taskforce.emergency.models import EarlyWarning
 from taskforce.emergency.warnings import raise_warnings
+from taskforce.loop.models import TaskNode
 from taskforce.loop.sweep import _open_items
 from taskforce.notify.models import OutboxMessage
 from taskforce.notify.outbox import enqueue_many
@@ -359,3 +361,71 @@ def test_the_fast_encoders_refuse_what_the_slow_ones_refuse():
                     fast(bad)
             else:
                 assert fast(bad) == expected
+
+
+def _item_rows(session) -> dict[str, list[tuple]]:
+    columns = (
+        "id, colour, colour_since, interview_requested_at, escalated_at, "
+        "next_colour_change_on, next_action_on"
+    )
+    raw = [
+        tuple(r)
+        for r in session.connection().exec_driver_sql(
+            f"SELECT {columns} FROM task_node ORDER BY id"
+        )
+    ]
+    typed = [
+        tuple(r)
+        for r in session.execute(
+            select(
+                TaskNode.id,
+                TaskNode.colour,
+                TaskNode.colour_since,
+                TaskNode.interview_requested_at,
+                TaskNode.escalated_at,
+                TaskNode.next_colour_change_on,
+                TaskNode.next_action_on,
+            ).order_by(TaskNode.id)
+        )
+    ]
+    return {"raw": raw, "typed": typed}
+
+
+@pytest.mark.slow
+def test_item_write_back_stores_what_the_single_update_stored(engine, policy, clock):
+    """The grouped (SQLite) and COPY + UPDATE … FROM (PostgreSQL) write-back leaves every item
+    row as the single executemany did, for varied days, colours, steps and dirty rows."""
+    from taskforce.clock import ManualClock
+    from taskforce.loop.colours import colours_frame
+    from taskforce.loop.sweep import _write_items
+
+    loop = Loop(engine, Context(policy=policy, clock=clock))
+    _scene(loop, random.Random(8), issues=2, items=6)
+    with unit_of_work(engine) as s:  # some stored dates unknown, some red-item steps taken
+        s.connection().exec_driver_sql(
+            "UPDATE task_node SET next_colour_change_on = NULL WHERE MOD(id, 4) = 0"
+        )
+    for days in (0, 3, 17, 40, 75):
+        ctx = Context(policy=policy, clock=ManualClock(clock.now() + dt.timedelta(days=days)))
+        now = pd.Timestamp(ctx.now())
+        outcomes = []
+        for write in (_write_items, old.write_items):
+            session = session_factory(engine)()
+            session.begin()
+            try:
+                items = _open_items(session)
+                new = colours_frame(items, ctx.today(), policy.progress)
+                changed = (new != items["colour"]).to_numpy()
+                items.loc[changed, "colour_since"] = now
+                items["colour"] = new
+                picks = random.Random(days)  # the same steps for both writers
+                for col in ("interview_requested_at", "escalated_at"):
+                    step = [picks.random() < 0.3 for _ in range(len(items))]
+                    items.loc[step, col] = now
+                dirty = changed | np.array([picks.random() < 0.2 for _ in range(len(items))])
+                write(session, ctx, items, dirty)
+                outcomes.append(_item_rows(session))
+            finally:
+                session.rollback()
+                session.close()
+        assert outcomes[0] == outcomes[1]
