@@ -145,7 +145,7 @@ def enqueue_many(
             r["event_kind"],
             str(r["subject_id"]),
             r["subject_type"],
-            Classification(r["classification"]).value,
+            _LEVELS.get(r["classification"]) or Classification(r["classification"]).value,
             text,
             bool(r.get("is_drill", False)),
             r.get("priority", 0),
@@ -178,6 +178,9 @@ def enqueue_many(
     insert_many(session, OutboxMessage.__tablename__, _INSERT_COLUMNS, rows)
     return len(rows)
 
+
+# Classification values by member or value: a dict lookup per event, not an Enum call.
+_LEVELS = {c.value: c.value for c in Classification}
 
 _INSERT_COLUMNS = (
     "idempotency_key",

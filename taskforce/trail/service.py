@@ -196,7 +196,8 @@ def append_many(session: Session, entries: list[dict[str, Any]]) -> list[int]:
         at_iso, at_stored = known
         payload = e.get("payload")
         text = _canonical_many(payload if payload is not None else {})
-        classification = Classification(e.get("classification", Classification.internal)).value
+        classification = e.get("classification", Classification.internal)
+        classification = _LEVELS.get(classification) or Classification(classification).value
         fallback = bool(e.get("calendar_fallback", False))
         subject_id = str(e["subject_id"])
         actor, action, subject_type = e["actor"], e["action"], e["subject_type"]
@@ -239,6 +240,10 @@ def append_many(session: Session, entries: list[dict[str, Any]]) -> list[int]:
         session.expire(loaded)
     return list(range(first, entry_id + 1))
 
+
+# Classification values by member or value (a StrEnum member hashes as its value): a dict
+# lookup per entry rather than an Enum call; anything else still goes through Classification.
+_LEVELS = {c.value: c.value for c in Classification}
 
 _INSERT_COLUMNS = (
     "id",
