@@ -186,8 +186,9 @@ def _open_items(session: Session, due_by=None) -> pd.DataFrame:
         cursor.close()
     frame = pd.DataFrame.from_records(rows, columns=list(ITEM_COLUMNS))
     frame = frame.drop_duplicates("id", ignore_index=True)
-    for col in ("start_date", "due_date"):
-        frame[col] = _as_dates(frame[col])
+    if sqlite:  # psycopg returns date objects already
+        for col in ("start_date", "due_date"):
+            frame[col] = _as_dates(frame[col])
     frame["done"] = frame["done"].astype(bool)
     frame["colour"] = frame["colour"].astype(str)
     for col in ("colour_since", "interview_requested_at", "escalated_at"):
