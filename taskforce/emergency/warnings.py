@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from taskforce import events
+from taskforce import bulk, events
 from taskforce.context import Context
 from taskforce.emergency.models import EarlyWarning, WarningColour, WarningStatus
 from taskforce.errors import NotFound
@@ -67,88 +67,155 @@ def _raised_event(
     warning: EarlyWarning, rule, source, subject_type, subject_id, actor, is_drill
 ) -> dict:
     """The `warning.raised` event of a new warning, as `events.record` keyword arguments."""
-    colour = WarningColour(warning.colour)
+    return _raised_event_of(
+        warning.id,
+        WarningColour(warning.colour),
+        warning.title,
+        warning.classification,
+        warning.raised_at,
+        warning.deadline_at,
+        rule,
+        source,
+        subject_type,
+        subject_id,
+        actor,
+        is_drill,
+    )
+
+
+def _raised_event_of(
+    warning_id: int,
+    colour: WarningColour,
+    title: str,
+    classification,
+    raised_at: dt.datetime,
+    deadline_at: dt.datetime,
+    rule,
+    source,
+    subject_type,
+    subject_id,
+    actor,
+    is_drill,
+) -> dict:
     return {
-        "at": warning.raised_at,
+        "at": raised_at,
         "actor": actor,
         "action": "warning.raised",
         "subject_type": "warning",
-        "subject_id": warning.id,
-        "classification": warning.classification,
+        "subject_id": warning_id,
+        "classification": classification,
         "notify": "warning_raised",
         "payload": {
             "colour": colour.value,
             "source": source,
             "subject": f"{subject_type}:{subject_id}",
-            "title": warning.title,
-            "deadline_at": warning.deadline_at,
+            "title": title,
+            "deadline_at": deadline_at,
         },
         "context": {
             "colour": colour.value,
             "colour_zh": rule.name_zh,
-            "title": warning.title,
-            "deadline_at": warning.deadline_at.isoformat(),
+            "title": title,
+            "deadline_at": deadline_at.isoformat(),
             "handled_by": rule.handled_by,
         },
         "is_drill": is_drill,
     }
 
 
-def raise_warnings(session: Session, ctx: Context, requests: list[dict]) -> list[EarlyWarning]:
+_KEY_CHUNK = 30_000  # keys per IN (...) list: SQLite's bound-parameter limit is 32,766
+
+_INSERT_COLUMNS = (
+    "dedup_key",
+    "colour",
+    "source",
+    "subject_type",
+    "subject_id",
+    "title",
+    "handled_by",
+    "classification",
+    "raised_at",
+    "deadline_at",
+    "status",
+)
+
+
+def raise_warnings(session: Session, ctx: Context, requests: list[dict]) -> list[int]:
     """`raise_warning` for many causes at once (the dispatch sweep's escalations): one
-    existence check, one flush of the new warnings, one `events.record_many`.
-    Each dict takes `raise_warning`'s keyword arguments."""
+    existence check, one bulk INSERT of the new warnings, one `events.record_many`.
+    Each dict takes `raise_warning`'s keyword arguments. Returns the new warnings' ids, in
+    request order (ids, not ORM objects: building thousands of them was a visible share of
+    a sweep; load the objects with `session.get` where they are needed)."""
     keys = [r["dedup_key"] for r in requests]
     existing: set[str] = set()
-    for start in range(0, len(keys), 30_000):
+    for start in range(0, len(keys), _KEY_CHUNK):
         existing.update(
             session.scalars(
                 select(EarlyWarning.dedup_key).where(
-                    EarlyWarning.dedup_key.in_(keys[start : start + 30_000])
+                    EarlyWarning.dedup_key.in_(keys[start : start + _KEY_CHUNK])
                 )
             )
         )
     now = ctx.now()
-    wanted: list[tuple[dict, dict, object]] = []
+    sqlite = bulk.is_sqlite(session)
+    raised_at = bulk.stored_time(now, sqlite)
+    deadlines: dict[WarningColour, tuple[dt.datetime, object]] = {}
+    wanted: list[tuple[tuple, dict, object, WarningColour, str, dt.datetime]] = []
     for r in requests:
         if r["dedup_key"] in existing:
             continue
         existing.add(r["dedup_key"])
         colour = WarningColour(r["colour"])
         rule = getattr(ctx.policy.warnings, colour.value)
-        row = {
-            "dedup_key": r["dedup_key"],
-            "colour": colour,
-            "source": r["source"],
-            "subject_type": r["subject_type"],
-            "subject_id": str(r["subject_id"]),
-            "title": r["title"],
-            "handled_by": rule.handled_by,
-            "classification": r.get("classification", Classification.internal),
-            "raised_at": now,
-            "deadline_at": now + dt.timedelta(hours=rule.deadline_hours),
-            "status": WarningStatus.open,
-        }
-        wanted.append((row, r, rule))
-    # One bulk INSERT … RETURNING (batched by SQLAlchemy) instead of a unit-of-work flush of
-    # one object per warning: the sweep raises thousands at once.
-    created = (
-        list(
-            session.scalars(
-                insert(EarlyWarning).returning(EarlyWarning, sort_by_parameter_order=True),
-                [row for row, _, _ in wanted],
+        if colour not in deadlines:
+            # In UTC, as the old path read it back from the database (the event's context
+            # carries its ISO text).
+            deadline = (now + dt.timedelta(hours=rule.deadline_hours)).astimezone(dt.UTC)
+            deadlines[colour] = (deadline, bulk.stored_time(deadline, sqlite))
+        deadline, stored_deadline = deadlines[colour]
+        classification = Classification(r.get("classification", Classification.internal))
+        row = (
+            r["dedup_key"],
+            colour.value,
+            r["source"],
+            r["subject_type"],
+            str(r["subject_id"]),
+            r["title"],
+            rule.handled_by,
+            classification.value,
+            raised_at,
+            stored_deadline,
+            WarningStatus.open.value,
+        )
+        wanted.append((row, r, rule, colour, classification, deadline))
+    if not wanted:
+        return []
+    # The driver's executemany (taskforce/bulk.py), then the new ids by their unique dedup
+    # keys: an INSERT … RETURNING of ORM objects cost more than the rest of the warnings.
+    bulk.insert_many(session, EarlyWarning.__tablename__, _INSERT_COLUMNS, [w[0] for w in wanted])
+    new_keys = [row[0] for row, *_ in wanted]
+    ids: dict[str, int] = {}
+    for start in range(0, len(new_keys), _KEY_CHUNK):
+        ids.update(
+            (key, warning_id)
+            for key, warning_id in session.execute(
+                select(EarlyWarning.dedup_key, EarlyWarning.id).where(
+                    EarlyWarning.dedup_key.in_(new_keys[start : start + _KEY_CHUNK])
+                )
             )
         )
-        if wanted
-        else []
-    )
-    made = [(w, r, rule) for w, (_, r, rule) in zip(created, wanted, strict=True)]
+    made = [ids[row[0]] for row, *_ in wanted]
     events.record_many(
         session,
         ctx.policy,
         [
-            _raised_event(
-                w,
+            _raised_event_of(
+                warning_id,
+                colour,
+                r["title"],
+                classification,
+                now,
+                deadline,
                 rule,
                 r["source"],
                 r["subject_type"],
@@ -156,10 +223,12 @@ def raise_warnings(session: Session, ctx: Context, requests: list[dict]) -> list
                 r.get("actor", "system"),
                 r.get("is_drill", False),
             )
-            for w, r, rule in made
+            for warning_id, (_, r, rule, colour, classification, deadline) in zip(
+                made, wanted, strict=True
+            )
         ],
     )
-    return [w for w, _, _ in made]
+    return made
 
 
 def handle_warning(

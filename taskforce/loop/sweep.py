@@ -20,14 +20,17 @@ one call) — the flow builds them in a task of their own, off the sweep's hot p
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import String, cast, func, literal, select, type_coerce
 from sqlalchemy.orm import Session
 
-from taskforce import events
+from taskforce import bulk, events
 from taskforce.context import Context
 from taskforce.emergency.warnings import raise_warnings
 from taskforce.idempotency import CommandRecord
@@ -44,6 +47,7 @@ from taskforce.loop.models import (
 )
 from taskforce.loop.sweep_state import STATE_ID, policy_fingerprint
 from taskforce.org.models import Unit
+from taskforce.policy.schema import Classification
 
 OVERDUE_STAGE_LABEL = {
     Stage.reported: "coordination not held",
@@ -95,59 +99,98 @@ class SweepResult:
 def _days(values) -> np.ndarray:
     """Dates as numpy days: date objects (PostgreSQL) or ISO text (SQLite); None → NaT.
     numpy, not pandas: 9999-12-31 (colours.NEVER) is beyond pandas' nanosecond range."""
+    values = pd.Series(values).to_numpy(dtype=object, na_value=None)
+    try:  # numpy parses ISO days and date objects itself, None as NaT
+        return np.array(values, dtype="datetime64[D]")
+    except (TypeError, ValueError):
+        pass
     return np.array(
         [None if v is None or v is pd.NA or v != v else str(v)[:10] for v in values],
         dtype="datetime64[D]",
     )
 
 
-def _item_columns():
-    return (
-        TaskNode.id,
-        TaskNode.issue_id,
-        TaskNode.title,
-        TaskNode.owner_unit_id,
-        TaskNode.start_date,
-        TaskNode.due_date,
-        TaskNode.progress_percent.label("percent"),
-        TaskNode.done,
-        TaskNode.colour,
-        # Raw values, parsed below in one vectorised pass: SQLAlchemy's per-value datetime
-        # processing was a third of reading 1,000,000 items.
-        type_coerce(TaskNode.colour_since, String).label("colour_since"),
-        type_coerce(TaskNode.interview_requested_at, String).label("interview_requested_at"),
-        type_coerce(TaskNode.escalated_at, String).label("escalated_at"),
-        type_coerce(TaskNode.next_colour_change_on, String).label("next_colour_change_on"),
-        type_coerce(TaskNode.next_action_on, String).label("next_action_on"),
+# The columns the sweep and the cockpit read, in frame order (`percent` is progress_percent).
+ITEM_COLUMNS = (
+    "id",
+    "issue_id",
+    "title",
+    "owner_unit_id",
+    "start_date",
+    "due_date",
+    "percent",
+    "done",
+    "colour",
+    "colour_since",
+    "interview_requested_at",
+    "escalated_at",
+    "next_colour_change_on",
+    "next_action_on",
+)
+_ITEM_SELECT = (
+    "SELECT t.id, t.issue_id, t.title, t.owner_unit_id, t.start_date, t.due_date, "
+    "t.progress_percent, t.done, t.colour, t.colour_since, t.interview_requested_at, "
+    "t.escalated_at, t.next_colour_change_on, t.next_action_on "
+    f"FROM {TaskNode.__tablename__} t JOIN {Issue.__tablename__} i ON i.id = t.issue_id "
+    "WHERE t.level = {mark} AND t.done = {mark} AND i.stage = {mark}"
+)
+# Three index range reads (ix_task_node_sweep_due twice, ix_task_node_action_due) rather
+# than one OR, which SQLite answers by scanning every open item.
+_DUE_BY = (
+    " AND t.next_colour_change_on <= {mark}",
+    " AND t.next_colour_change_on IS NULL",
+    " AND t.next_action_on <= {mark}",
+)
+
+
+def _as_dates(values: pd.Series) -> pd.Series:
+    """A DATE column's values as SQLAlchemy's Date returns them: date objects (SQLite stores
+    ISO text), None for NULL. Each distinct day converted once: there are few of them.
+    (next_colour_change_on and next_action_on stay raw: `_days` reads either form.)"""
+    known = {
+        v: dt.date.fromisoformat(v) if isinstance(v, str) else v for v in values.dropna().unique()
+    }
+    return pd.Series(
+        [None if v is None else known.get(v, v) for v in values.tolist()],
+        index=values.index,
+        dtype=object,
     )
 
 
 def _open_items(session: Session, due_by=None) -> pd.DataFrame:
     """Open action items of executing issues: all of them, or (`due_by` a day) only those
-    whose colour may change or whose red-item step falls due by that day."""
-    base = (
-        select(*_item_columns())
-        .join(Issue, Issue.id == TaskNode.issue_id)
-        .where(
-            TaskNode.level == TaskLevel.action_item,
-            TaskNode.done.is_(False),
-            Issue.stage == Stage.executing,
-        )
-    )
+    whose colour may change or whose red-item step falls due by that day.
+
+    Read with the DBAPI cursor, each column converted once as a whole: SQLAlchemy's rows
+    and per-value processing were half the cost of the sweep's read (the three datetime
+    columns stay raw text or driver datetimes and are parsed by pandas in one pass)."""
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    mark = "?" if sqlite else "%s"
+    base = _ITEM_SELECT.format(mark=mark)
+    params = (TaskLevel.action_item.value, False, Stage.executing.value)
     if due_by is None:
-        queries = [base]
+        queries = [(base, params)]
     else:
-        # Three index range reads (ix_task_node_sweep_due twice, ix_task_node_action_due)
-        # rather than one OR, which SQLite answers by scanning every open item.
+        day = due_by.isoformat()
         queries = [
-            base.where(TaskNode.next_colour_change_on <= due_by),
-            base.where(TaskNode.next_colour_change_on.is_(None)),
-            base.where(TaskNode.next_action_on <= due_by),
+            (base + extra.format(mark=mark), params + ((day,) if "{mark}" in extra else ()))
+            for extra in _DUE_BY
         ]
-    frames = [pd.read_sql(q, session.connection()) for q in queries]
-    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    cursor = session.connection().connection.driver_connection.cursor()
+    rows: list = []
+    try:
+        for sql, values in queries:
+            cursor.execute(sql, values)
+            rows += cursor.fetchall()
+    finally:
+        cursor.close()
+    frame = pd.DataFrame.from_records(rows, columns=list(ITEM_COLUMNS))
     frame = frame.drop_duplicates("id", ignore_index=True)
-    frame["colour"] = frame["colour"].astype(str).str.replace("Colour.", "", regex=False)
+    if sqlite:  # psycopg returns date objects already
+        for col in ("start_date", "due_date"):
+            frame[col] = _as_dates(frame[col])
+    frame["done"] = frame["done"].astype(bool)
+    frame["colour"] = frame["colour"].astype(str)
     for col in ("colour_since", "interview_requested_at", "escalated_at"):
         frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
     frame["start_date"] = frame["start_date"].fillna(frame["due_date"])
@@ -171,15 +214,56 @@ def dispatch_sweep(
     `board=True` also builds the cockpit, the deviation analysis and the colour counts over
     every open item (a report that reads them all); `full=True` forces a full recompute.
     """
-    now, today = ctx.now(), ctx.today()
-    rules = ctx.policy.progress
+    now = ctx.now()
     result = SweepResult()
     state = _state(session)
     fingerprint = policy_fingerprint(ctx.policy)
     result.full = (
         full or state is None or state.policy_fingerprint != fingerprint or state.last_run_at > now
     )
-    items = _open_items(session, due_by=None if result.full else today)
+    with _roomy_page_cache(session):
+        _sweep_items(session, ctx, result, actor, full=result.full)
+        _overdue_stages(session, ctx, result, actor)
+    if state is None:
+        session.add(SweepState(id=STATE_ID, policy_fingerprint=fingerprint, last_run_at=now))
+    else:
+        state.policy_fingerprint, state.last_run_at = fingerprint, now
+    session.flush()
+    if board:
+        fill_board(session, ctx, result)
+    return result
+
+
+# SQLite's page cache for the sweep's transaction, in KiB (the default is 2 MiB). A full-size
+# first sweep touches tens of thousands of table and index pages: with the default cache they
+# were read, evicted and spilled to the WAL mid-transaction, then read again by the write-back
+# (measured: benchmarks/RESULTS.md). Only memory: durability settings are untouched.
+SWEEP_PAGE_CACHE_KIB = 256 * 1024
+
+
+@contextlib.contextmanager
+def _roomy_page_cache(session: Session):
+    """A larger SQLite page cache for the sweep's statements; the connection's own size is
+    restored afterwards (pages already dirty stay in memory until the commit writes them)."""
+    if session.get_bind().dialect.name != "sqlite":
+        yield
+        return
+    raw = session.connection().connection.driver_connection
+    (before,) = raw.execute("PRAGMA cache_size").fetchone()
+    raw.execute(f"PRAGMA cache_size = {-int(SWEEP_PAGE_CACHE_KIB)}")
+    try:
+        yield
+    finally:
+        raw.execute(f"PRAGMA cache_size = {int(before)}")
+
+
+def _sweep_items(
+    session: Session, ctx: Context, result: SweepResult, actor: str, *, full: bool
+) -> None:
+    """Recolour the items that may change by today, take their red-item steps, write back."""
+    now, today = ctx.now(), ctx.today()
+    rules = ctx.policy.progress
+    items = _open_items(session, due_by=None if full else today)
     result.examined = len(items)
     if len(items):
         new = colours_frame(items, today, rules)
@@ -202,15 +286,6 @@ def dispatch_sweep(
         items["colour"] = new
         stepped = _handle_red(session, ctx, items, result, actor)
         _write_items(session, ctx, items, changed.to_numpy() | stepped)
-    _overdue_stages(session, ctx, result, actor)
-    if state is None:
-        session.add(SweepState(id=STATE_ID, policy_fingerprint=fingerprint, last_run_at=now))
-    else:
-        state.policy_fingerprint, state.last_run_at = fingerprint, now
-    session.flush()
-    if board:
-        fill_board(session, ctx, result)
-    return result
 
 
 def fill_board(session: Session, ctx: Context, result: SweepResult) -> SweepResult:
@@ -243,36 +318,87 @@ def next_red_step_days(items: pd.DataFrame, ctx: Context) -> np.ndarray:
 
 
 def _write_items(session: Session, ctx: Context, items: pd.DataFrame, dirty: np.ndarray) -> None:
-    """Write back every read item whose colour, red-item steps or next dates changed: one
-    executemany through the driver, values formatted as numpy vectors. (SQLAlchemy's
-    per-row parameter processing was most of the cost of four separate bulk UPDATEs.)"""
+    """Write back every read item whose colour, red-item steps or next dates changed, with
+    the driver's executemany, values formatted as numpy vectors. (SQLAlchemy's per-row
+    parameter processing was most of the cost of four separate bulk UPDATEs.)"""
     change = next_colour_change_frame(items, ctx.today(), ctx.policy.progress, items["colour"])
     change = change.to_numpy("datetime64[D]")
     action = next_red_step_days(items, ctx)
     stored_change = _days(items["next_colour_change_on"])
     stored_action = _days(items["next_action_on"])
-    moved = ~((change == stored_change) | (np.isnat(change) & np.isnat(stored_change))) | ~(
-        (action == stored_action) | (np.isnat(action) & np.isnat(stored_action))
-    )
-    dirty = dirty | moved
+    change_moved = ~((change == stored_change) | (np.isnat(change) & np.isnat(stored_change)))
+    action_moved = ~((action == stored_action) | (np.isnat(action) & np.isnat(stored_action)))
+    dirty = dirty | change_moved | action_moved
     if not dirty.any():
         return
     sqlite = session.get_bind().dialect.name == "sqlite"
-    rows = items.loc[dirty]
-    columns = [
-        rows["colour"].to_numpy(object),
-        *(_driver_times(rows[c], sqlite) for c in _TIME_COLUMNS),
-        _driver_days(change[dirty]),
-        _driver_days(action[dirty]),
-        rows["id"].astype("int64").to_numpy(object),
-    ]
-    mark = "?" if sqlite else "%s"
-    sql = (
-        f"UPDATE task_node SET colour = {mark}, "
-        + "".join(f"{c} = {mark}, " for c in _TIME_COLUMNS)
-        + f"next_colour_change_on = {mark}, next_action_on = {mark} WHERE id = {mark}"
+    # In id order: consecutive updates then share table pages, which the database has
+    # just read (the due items are spread over the whole table).
+    chosen = np.flatnonzero(dirty)
+    chosen = chosen[np.argsort(items["id"].to_numpy()[chosen], kind="stable")]
+    rows = items.iloc[chosen]
+    values = {
+        "colour": rows["colour"].to_numpy(object),
+        **{c: np.array(_driver_times(rows[c], sqlite), dtype=object) for c in _TIME_COLUMNS},
+        "next_colour_change_on": np.array(_driver_days(change[chosen]), dtype=object),
+        "next_action_on": np.array(_driver_days(action[chosen]), dtype=object),
+    }
+    ids = rows["id"].astype("int64").to_numpy(object)
+    cursor = session.connection().connection.driver_connection.cursor()
+    try:
+        if not sqlite:
+            _write_items_postgresql(cursor, values, ids)
+            return
+        # A next date is set only on the rows where it moved: the database then leaves that
+        # date's index alone for the other rows (an UPDATE rewrites the entries of every
+        # index whose columns it sets, changed or not).
+        for with_change in (True, False):
+            for with_action in (True, False):
+                group = (change_moved[chosen] == with_change) & (
+                    action_moved[chosen] == with_action
+                )
+                if not group.any():
+                    continue
+                names = ["colour", *_TIME_COLUMNS]
+                names += ["next_colour_change_on"] * with_change
+                names += ["next_action_on"] * with_action
+                sql = (
+                    f"UPDATE {TaskNode.__tablename__} SET "
+                    + ", ".join(f"{n} = ?" for n in names)
+                    + " WHERE id = ?"
+                )
+                cursor.executemany(
+                    sql,
+                    list(zip(*(values[n][group] for n in names), ids[group], strict=True)),
+                )
+    finally:
+        cursor.close()
+
+
+def _write_items_postgresql(cursor, values: dict[str, np.ndarray], ids: np.ndarray) -> None:
+    """PostgreSQL: the new values through COPY into a temporary table, then one UPDATE … FROM
+    (an executemany is a statement per row, even pipelined)."""
+    names = list(values)
+    cursor.execute(
+        "CREATE TEMPORARY TABLE sweep_item_write (id bigint PRIMARY KEY, colour varchar(32), "
+        "colour_since timestamptz, interview_requested_at timestamptz, "
+        "escalated_at timestamptz, next_colour_change_on date, next_action_on date) "
+        "ON COMMIT DROP"
     )
-    session.connection().exec_driver_sql(sql, list(zip(*columns, strict=True)))
+    bulk.copy_rows(
+        cursor,
+        "sweep_item_write",
+        ["id", *names],
+        zip(ids, *(values[n] for n in names), strict=True),
+    )
+    cursor.execute(
+        f"UPDATE {TaskNode.__tablename__} AS t SET "
+        + ", ".join(f"{n} = w.{n}" for n in names)
+        + " FROM sweep_item_write AS w WHERE t.id = w.id"
+    )
+    # Dropped at once (not only at commit): a second sweep in the same transaction makes it
+    # again. After an error the transaction is void and the table goes with it.
+    cursor.execute("DROP TABLE sweep_item_write")
 
 
 _TIME_COLUMNS = ("colour_since", "interview_requested_at", "escalated_at")
@@ -294,6 +420,36 @@ def _driver_days(values: np.ndarray) -> list:
     return list(text)
 
 
+class IssueRow(NamedTuple):
+    id: int
+    number: str
+    title: str
+    classification: Classification
+
+
+def _issue_rows(session: Session, ids: list[int]) -> dict[int, IssueRow]:
+    """The four columns the events use of these issues, by id: DBAPI rows, not ORM objects
+    nor SQLAlchemy rows (tens of thousands at full size; SQLAlchemy's expanding IN and row
+    processing were most of this read)."""
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    mark = "?" if sqlite else "%s"
+    levels = {c.value: c for c in Classification}
+    out: dict[int, IssueRow] = {}
+    cursor = session.connection().connection.driver_connection.cursor()
+    try:
+        for chunk in _chunks([int(i) for i in ids]):
+            cursor.execute(
+                f"SELECT id, number, title, classification FROM {Issue.__tablename__} "
+                f"WHERE id IN ({', '.join([mark] * len(chunk))})",
+                chunk,
+            )
+            for issue_id, number, title, classification in cursor.fetchall():
+                out[issue_id] = IssueRow(issue_id, number, title, levels[classification])
+    finally:
+        cursor.close()
+    return out
+
+
 def _handle_red(
     session: Session, ctx: Context, items: pd.DataFrame, result: SweepResult, actor: str
 ) -> np.ndarray:
@@ -310,16 +466,7 @@ def _handle_red(
     # Only the issues of items that need a notification: loading every red item's issue as
     # an ORM object cost seconds at 1,000,000 items (benchmarks/RESULTS.md).
     wanted = pd.concat([fresh["issue_id"], overdue["issue_id"]]).unique().tolist()
-    # Rows of the four columns the events use, not ORM objects (tens of thousands at full size).
-    issues = {
-        i.id: i
-        for chunk in _chunks(wanted)
-        for i in session.execute(
-            select(Issue.id, Issue.number, Issue.title, Issue.classification).where(
-                Issue.id.in_(chunk)
-            )
-        )
-    }
+    issues = _issue_rows(session, wanted)
     owners = dict(session.execute(select(Unit.id, Unit.code)).all())
     # Every notification of the sweep is recorded set-based (events.record_many): one row at
     # a time, tens of thousands of them took minutes at 1,000,000 items (benchmarks/RESULTS.md).
@@ -327,14 +474,14 @@ def _handle_red(
     if not fresh.empty:
         items.loc[fresh.index, "interview_requested_at"] = pd.Timestamp(now)
         stepped[items.index.get_indexer(fresh.index)] = True
-        for row in fresh.itertuples():
+        # Columns as lists, not itertuples: iterating pandas' string columns row by row was a
+        # visible share of the sweep at full size.
+        for item_id, issue_id, title, owner in zip(
+            *(fresh[c].tolist() for c in ("id", "issue_id", "title", "owner_unit_id")),
+            strict=True,
+        ):
             records += turned_red_events(
-                ctx,
-                issues[row.issue_id],
-                int(row.id),
-                row.title,
-                owners.get(row.owner_unit_id),
-                actor=actor,
+                ctx, issues[issue_id], int(item_id), title, owners.get(owner), actor=actor
             )
         result.newly_red = [int(i) for i in fresh["id"]]
     if overdue.empty:
@@ -343,23 +490,26 @@ def _handle_red(
     items.loc[overdue.index, "escalated_at"] = pd.Timestamp(now)
     stepped[items.index.get_indexer(overdue.index)] = True
     warnings = []
-    for row in overdue.itertuples():
-        issue = issues[row.issue_id]
+    red_days = ctx.policy.progress.red_escalation_days
+    for item_id, issue_id, title, since in zip(
+        *(overdue[c].tolist() for c in ("id", "issue_id", "title", "colour_since")), strict=True
+    ):
+        issue, item_id = issues[issue_id], int(item_id)
         records.append(
             {
                 "at": now,
                 "actor": actor,
                 "action": "item.escalated",
                 "subject_type": "task",
-                "subject_id": int(row.id),
+                "subject_id": item_id,
                 "classification": issue.classification,
                 "notify": "escalation",
-                "payload": {"issue": issue.number, "red_since": row.colour_since.to_pydatetime()},
+                "payload": {"issue": issue.number, "red_since": since.to_pydatetime()},
                 "context": {
                     "issue": issue.number,
                     "title": issue.title,
-                    "item": row.title,
-                    "red_days": ctx.policy.progress.red_escalation_days,
+                    "item": title,
+                    "red_days": red_days,
                 },
             }
         )
@@ -368,12 +518,11 @@ def _handle_red(
                 "colour": "orange",
                 "source": "sweep",
                 "subject_type": "task",
-                "subject_id": int(row.id),
+                "subject_id": item_id,
                 "classification": issue.classification,
                 "actor": actor,
-                "title": f"{issue.number}: action item {row.id} red for more than "
-                f"{ctx.policy.progress.red_escalation_days} days",
-                "dedup_key": f"task:{int(row.id)}:red-escalation",
+                "title": f"{issue.number}: action item {item_id} red for more than {red_days} days",
+                "dedup_key": f"task:{item_id}:red-escalation",
             }
         )
     events.record_many(session, ctx.policy, records)

@@ -11,9 +11,10 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from taskforce.bulk import TimeCache, insert_many, is_sqlite, stored_json
 from taskforce.notify.models import DeliveryStatus, OutboxMessage
 from taskforce.policy.schema import Classification, Notifications
 
@@ -111,51 +112,89 @@ def ids_for_trail_entries(session: Session, trail_entry_ids: Iterable[int]) -> l
 _KEY_CHUNK = 30_000
 
 
-def enqueue_many(session: Session, requests: list[dict[str, Any]]) -> int:
+def enqueue_many(
+    session: Session, requests: list[dict[str, Any]], *, keys_are_new: bool = False
+) -> int:
     """`enqueue` for many events at once: one existence check, one bulk INSERT.
 
     Each dict takes `enqueue`'s keyword arguments. Returns the number of rows written.
+    `keys_are_new`: the caller vouches that no stored row can have any of these keys (each key
+    derives from a trail entry appended in this same transaction, as `events.record_many`'s
+    do), so the existence check is skipped: it could find nothing.
     """
-    wanted: dict[str, dict[str, Any]] = {}
+    sqlite = is_sqlite(session)
+    stored = TimeCache(sqlite)
+    # A context's JSON once per dict: every audience of an event (and events sharing one
+    # context dict, like an item's turned-red pair) store the same text.
+    texts: dict[int, str] = {}
+    wanted: dict[str, tuple] = {}
     for r in requests:
         audiences = r.get("audiences")
+        context = r["context"]
         targets = (
             list(audiences)
             if audiences is not None
-            else audiences_for(r["event_kind"], r["routing"], r["context"])
+            else audiences_for(r["event_kind"], r["routing"], context)
+        )
+        if not targets:
+            continue
+        if (text := texts.get(id(context))) is None:
+            text = texts[id(context)] = stored_json(context)
+        at = stored(r["at"])
+        common = (
+            r["event_kind"],
+            str(r["subject_id"]),
+            r["subject_type"],
+            _LEVELS.get(r["classification"]) or Classification(r["classification"]).value,
+            text,
+            bool(r.get("is_drill", False)),
+            r.get("priority", 0),
+            at,
+            r.get("trail_entry_id"),
         )
         for aud in targets:
             key = f"{r['key']}:{aud}"
-            if key in wanted:
-                continue
-            wanted[key] = {
-                "idempotency_key": key,
-                "event_kind": r["event_kind"],
-                "audience": aud,
-                "subject_type": r["subject_type"],
-                "subject_id": str(r["subject_id"]),
-                "classification": r["classification"],
-                "context": r["context"],
-                "is_drill": r.get("is_drill", False),
-                "priority": r.get("priority", 0),
-                "status": DeliveryStatus.pending,
-                "attempts": 0,
-                "created_at": r["at"],
-                "next_attempt_at": r["at"],
-                "trail_entry_id": r.get("trail_entry_id"),
-            }
-    keys = list(wanted)
+            if key not in wanted:
+                wanted[key] = (key, aud, *common)
     existing: set[str] = set()
-    for start in range(0, len(keys), _KEY_CHUNK):
-        chunk = keys[start : start + _KEY_CHUNK]
-        existing.update(
-            session.scalars(
-                select(OutboxMessage.idempotency_key).where(
-                    OutboxMessage.idempotency_key.in_(chunk)
+    if not keys_are_new:
+        keys = list(wanted)
+        for start in range(0, len(keys), _KEY_CHUNK):
+            chunk = keys[start : start + _KEY_CHUNK]
+            existing.update(
+                session.scalars(
+                    select(OutboxMessage.idempotency_key).where(
+                        OutboxMessage.idempotency_key.in_(chunk)
+                    )
                 )
             )
-        )
-    rows = [row for key, row in wanted.items() if key not in existing]
-    if rows:
-        session.execute(insert(OutboxMessage.__table__), rows)  # Core executemany: see append_many
+    pending = DeliveryStatus.pending.value
+    rows = [
+        (key, kind, aud, stype, sid, cls, text, drill, prio, pending, 0, at, at, trail_id)
+        for key, aud, kind, sid, stype, cls, text, drill, prio, at, trail_id in wanted.values()
+        if key not in existing
+    ]
+    # The driver's executemany, values as the column types store them (taskforce/bulk.py).
+    insert_many(session, OutboxMessage.__tablename__, _INSERT_COLUMNS, rows)
     return len(rows)
+
+
+# Classification values by member or value: a dict lookup per event, not an Enum call.
+_LEVELS = {c.value: c.value for c in Classification}
+
+_INSERT_COLUMNS = (
+    "idempotency_key",
+    "event_kind",
+    "audience",
+    "subject_type",
+    "subject_id",
+    "classification",
+    "context",
+    "is_drill",
+    "priority",
+    "status",
+    "attempts",
+    "created_at",
+    "next_attempt_at",
+    "trail_entry_id",
+)

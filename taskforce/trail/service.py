@@ -17,10 +17,11 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
+from taskforce import bulk
 from taskforce.policy.schema import Classification
 from taskforce.trail.models import TrailEntry, TrailHead
 
@@ -54,6 +55,13 @@ _json_str = json.encoder.encode_basestring
 
 def canonical_json(payload: Any) -> str:
     return _ENCODER.encode(payload)
+
+
+# canonical_json with the C encoder built once (taskforce/bulk.py): for append_many's tens of
+# thousands of small payloads. Equal to canonical_json for every value (tested).
+_canonical_many = bulk.one_shot_encoder(
+    _default, ensure_ascii=False, sort_keys=True, separators=(",", ":")
+)
 
 
 def _entry_bytes(
@@ -173,53 +181,83 @@ def append_many(session: Session, entries: list[dict[str, Any]]) -> list[int]:
     head = session.execute(_HEAD_FOR_UPDATE).one_or_none()
     if head is None:
         raise RuntimeError("the trail has no head row: run `taskforce migrate` first")
+    sqlite = bulk.is_sqlite(session)
+    # Each distinct instant's hashed ISO text and stored value, once: a sweep's entries share
+    # one `at`. (astimezone first, as `append` does: a naive time is taken as local time.)
+    times: dict[dt.datetime, tuple[str, Any]] = {}
+    first = head.last_id + 1
     prev, entry_id, rows = head.last_hash, head.last_id, []
     for e in entries:
         entry_id += 1
-        at = e["at"].astimezone(dt.UTC)
+        at = e["at"]
+        if (known := times.get(at)) is None:
+            utc = at.astimezone(dt.UTC)
+            known = times[at] = (utc.isoformat(), bulk.stored_time(utc, sqlite))
+        at_iso, at_stored = known
         payload = e.get("payload")
-        text = canonical_json(payload if payload is not None else {})
-        classification = Classification(e.get("classification", Classification.internal))
+        text = _canonical_many(payload if payload is not None else {})
+        classification = e.get("classification", Classification.internal)
+        classification = _LEVELS.get(classification) or Classification(classification).value
         fallback = bool(e.get("calendar_fallback", False))
         subject_id = str(e["subject_id"])
-        body = _entry_bytes(
-            entry_id,
-            at,
-            e["actor"],
-            e["action"],
-            e["subject_type"],
-            subject_id,
-            text,
-            classification.value,
-            fallback,
+        actor, action, subject_type = e["actor"], e["action"], e["subject_type"]
+        digest = compute_hash(
+            prev,
+            _body(
+                entry_id,
+                at_iso,
+                actor,
+                action,
+                subject_type,
+                subject_id,
+                text,
+                classification,
+                fallback,
+            ),
         )
-        digest = compute_hash(prev, body)
         rows.append(
-            {
-                "id": entry_id,
-                "at": at,
-                "actor": e["actor"],
-                "action": e["action"],
-                "subject_type": e["subject_type"],
-                "subject_id": subject_id,
-                "payload": text,
-                "classification": classification,
-                "calendar_fallback": fallback,
-                "prev_hash": prev,
-                "hash": digest,
-            }
+            (
+                entry_id,
+                at_stored,
+                actor,
+                action,
+                subject_type,
+                subject_id,
+                text,
+                classification,
+                fallback,
+                prev,
+                digest,
+            )
         )
         prev = digest
-    # Core executemany, not the ORM's bulk insert: the ORM collected each row's parameters
-    # in Python again, a third of recording tens of thousands of sweep events.
-    session.execute(insert(TrailEntry.__table__), rows)
+    # The driver's executemany, values as the column types store them (taskforce/bulk.py):
+    # SQLAlchemy's per-row parameter processing was most of the cost of a sweep's entries.
+    bulk.insert_many(session, TrailEntry.__tablename__, _INSERT_COLUMNS, rows)
     session.execute(_HEAD_UPDATE, {"last_id": entry_id, "last_hash": prev})
     loaded = session.identity_map.get(identity_key(TrailHead, 1))
     if loaded is not None:  # an ORM copy of the head in this session (from `append`) is stale
         session.expire(loaded)
-    return [r["id"] for r in rows]
+    return list(range(first, entry_id + 1))
 
 
+# Classification values by member or value (a StrEnum member hashes as its value): a dict
+# lookup per entry rather than an Enum call; anything else still goes through Classification.
+_LEVELS = {c.value: c.value for c in Classification}
+
+_INSERT_COLUMNS = (
+    "id",
+    "at",
+    "actor",
+    "action",
+    "subject_type",
+    "subject_id",
+    "payload",
+    "classification",
+    "calendar_fallback",
+    "prev_hash",
+    "hash",
+)
 _HEAD_FOR_UPDATE = (
     select(TrailHead.last_id, TrailHead.last_hash).where(TrailHead.id == 1).with_for_update()
 )

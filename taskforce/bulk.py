@@ -1,0 +1,147 @@
+"""Bulk writes through the DBAPI cursor of a session's connection, in its transaction.
+
+SQLAlchemy's executemany processes every parameter of every row in Python (bind processors,
+a dict per row, the compiled statement's parameter map): for the tens of thousands of trail,
+outbox and warning rows of a dispatch sweep that was most of the time of writing them
+(benchmarks/RESULTS.md). Here the values are converted once, exactly as the column types
+would store them, and handed to the driver's `executemany` as tuples.
+
+What the SQLAlchemy types store, and so what these helpers produce:
+
+- `UTCDateTime` (taskforce/db.py): on SQLite the naive UTC text of SQLite's DATETIME
+  ('YYYY-MM-DD HH:MM:SS.ffffff', always six fraction digits); on PostgreSQL the aware UTC
+  datetime itself (psycopg binds it as timestamptz).
+- `enum_column` (VARCHAR + CHECK, values stored): the member's value.
+- `JSONType`: on SQLite `json.dumps(value)` (SQLAlchemy's default serializer); on PostgreSQL
+  the same text cast to jsonb by the server (JSONB keeps the value, not the text).
+- Boolean: Python bools (sqlite3 stores 1/0 as SQLAlchemy does; psycopg binds booleans).
+
+Tests compare rows written here with rows written through SQLAlchemy, column by column, on
+both backends (tests/loop/test_bulk_writes.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable, Sequence
+from json.encoder import (  # type: ignore[attr-defined]
+    c_make_encoder,
+    encode_basestring,
+    encode_basestring_ascii,
+)
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+UTC = dt.UTC
+
+
+def is_sqlite(session: Session) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
+
+
+def stored_time(value: dt.datetime | None, sqlite: bool) -> Any:
+    """An aware datetime as `UTCDateTime` hands it to the driver."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the database; use an aware (UTC) datetime")
+    value = value.astimezone(UTC)
+    if not sqlite:
+        return value
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+class TimeCache:
+    """`stored_time` memoised per datetime: a bulk write's rows mostly share one instant
+    (the sweep's `now`), and converting it once per row was a visible share of the write."""
+
+    def __init__(self, sqlite: bool) -> None:
+        self.sqlite = sqlite
+        self._seen: dict[dt.datetime, Any] = {}
+
+    def __call__(self, value: dt.datetime | None) -> Any:
+        if value is None:
+            return None
+        try:
+            return self._seen[value]
+        except KeyError:
+            out = self._seen[value] = stored_time(value, self.sqlite)
+            return out
+
+
+def one_shot_encoder(
+    default: Callable[[Any], Any],
+    *,
+    ensure_ascii: bool,
+    sort_keys: bool,
+    separators: tuple[str, str],
+) -> Callable[[Any], str]:
+    """`json.JSONEncoder(...).encode` with the C encoder built once, not once per call
+    (`JSONEncoder.iterencode` builds it, and a dict of markers, for every value: a visible
+    share of encoding tens of thousands of small payloads). The output is the encoder's, byte
+    for byte (tests/loop/test_bulk_writes.py); only a circular structure differs, failing
+    with RecursionError instead of ValueError."""
+    item_separator, key_separator = separators
+    encoder = json.JSONEncoder(
+        ensure_ascii=ensure_ascii,
+        sort_keys=sort_keys,
+        separators=separators,
+        default=default,
+    )
+    if c_make_encoder is None:  # a Python without the C accelerator
+        return encoder.encode
+    encode = c_make_encoder(
+        None,
+        default,
+        encode_basestring_ascii if ensure_ascii else encode_basestring,
+        None,
+        key_separator,
+        item_separator,
+        sort_keys,
+        False,
+        True,
+    )
+
+    def run(value: Any) -> str:
+        return "".join(encode(value, 0))
+
+    return run
+
+
+# json.dumps(value) with its default options: what SQLAlchemy's JSON type stores.
+stored_json = one_shot_encoder(
+    json.JSONEncoder().default, ensure_ascii=True, sort_keys=False, separators=(", ", ": ")
+)
+
+
+def insert_many(
+    session: Session,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+) -> None:
+    """INSERT the rows (tuples in `columns` order) in the session's transaction: the driver's
+    executemany on SQLite, COPY on PostgreSQL. JSON columns take their text (`stored_json`)."""
+    rows = rows if isinstance(rows, list) else list(rows)
+    if not rows:
+        return
+    cursor = session.connection().connection.driver_connection.cursor()
+    try:
+        if is_sqlite(session):
+            marks = ", ".join("?" for _ in columns)
+            cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+        else:
+            copy_rows(cursor, table, columns, rows)
+    finally:
+        cursor.close()
+
+
+def copy_rows(cursor, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """PostgreSQL: the rows through COPY … FROM STDIN (psycopg), a stream rather than a
+    statement per row; constraints and defaults apply as for INSERT. JSON columns take their
+    text, which the server parses as jsonb."""
+    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
