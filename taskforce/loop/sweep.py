@@ -48,6 +48,7 @@ from taskforce.loop.models import (
 from taskforce.loop.sweep_state import STATE_ID, policy_fingerprint
 from taskforce.org.models import Unit
 from taskforce.policy.schema import Classification
+from taskforce.process import collector_paused
 
 OVERDUE_STAGE_LABEL = {
     Stage.reported: "coordination not held",
@@ -221,7 +222,8 @@ def dispatch_sweep(
     result.full = (
         full or state is None or state.policy_fingerprint != fingerprint or state.last_run_at > now
     )
-    with _roomy_page_cache(session):
+    # Hundreds of thousands of rows built and dropped: see taskforce/process.py.
+    with _roomy_page_cache(session), collector_paused():
         _sweep_items(session, ctx, result, actor, full=result.full)
         _overdue_stages(session, ctx, result, actor)
     if state is None:

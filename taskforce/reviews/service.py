@@ -9,8 +9,6 @@ one per (source, title), the report files are overwritten in place.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import os
 from collections.abc import Callable
@@ -35,6 +33,7 @@ from taskforce.org.models import Unit
 from taskforce.org.service import director
 from taskforce.policy.loader import PROJECT_ROOT
 from taskforce.policy.schema import Classification
+from taskforce.process import collector_paused
 from taskforce.registers.models import Review
 from taskforce.registers.service import prune_lessons, record_lesson, sweep_risks
 from taskforce.reports import render_report, translator
@@ -132,20 +131,6 @@ def _stored_values(session_or_conn, kind: ReviewKind, labels: list[str]) -> dict
 _BIG_FRAMES = (("tasks",), ("ledger",))
 
 
-@contextlib.contextmanager
-def _collector_paused():
-    """No cyclic garbage collection while millions of cells are read: every read tuple is
-    tracked, and the collector's full passes over them cost about a second at scale and
-    find nothing (cells hold no cycles)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def _read_all(
     engine: Engine, ctx: Context, period: Period, audience: Classification, ledgers: bool
 ) -> tuple[Frames, dict]:
@@ -164,7 +149,7 @@ def _read_all(
     # ledgers are an export of their own (`taskforce review export-ledger`).
     with (
         ledgers_module.readers(engine) as readers,
-        _collector_paused(),
+        collector_paused(),  # millions of read cells, no cycles among them
         ThreadPoolExecutor(4, thread_name_prefix="review-read") as pool,
     ):
         big = [on_connection(read_frames, names) for names in _BIG_FRAMES]
