@@ -37,10 +37,26 @@ class Escalation:
     paged: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class FirstPage:
+    """What a first page wrote: whom it paged, and the trail entry its outbox rows hang on
+    (`deliver_pending(trail_entry_ids=...)` sends exactly these rows)."""
+
+    public_id: str
+    members: list[str]
+    trail_entry_id: int
+
+
 def page(
     session: Session, ctx: Context, emergency: Emergency, *, actor: str, reason: str
 ) -> list[str]:
     """Page the on-call members of the current step; one trail entry, one outbox row each."""
+    return _page(session, ctx, emergency, actor=actor, reason=reason)[0]
+
+
+def _page(
+    session: Session, ctx: Context, emergency: Emergency, *, actor: str, reason: str
+) -> tuple[list[str], int]:
     now = ctx.now()
     step_name = chain(ctx)[emergency.escalation_step]
     group = group_for_step(emergency, step_name)
@@ -118,17 +134,34 @@ def page(
         minutes=ctx.policy.emergency.acknowledge_within_minutes
     )
     session.flush()
-    return members
+    return members, entry.id
 
 
 def page_if_unpaged(
     session: Session, ctx: Context, public_id: str, *, actor: str, reason: str
 ) -> list[str]:
     """The first page of an emergency, once: a rerun or a second caller pages nobody."""
+    first = first_page(session, ctx, public_id, actor=actor, reason=reason)
+    return first.members if first is not None else []
+
+
+def first_page(
+    session: Session, ctx: Context, public_id: str, *, actor: str, reason: str
+) -> FirstPage | None:
+    """`page_if_unpaged`, telling the caller which trail entry to deliver; None when the
+    emergency was paged already (by the gateway's dispatch thread, a flow run or the sweep)
+    or is no longer waiting for an answer.
+
+    Once, whoever calls first: the emergency row is locked (PostgreSQL `FOR UPDATE`;
+    SQLite transactions begin IMMEDIATE) before `pages_at_step` is read, so a second caller
+    waits for the first one's commit and then sees the page; and the outbox rows' unique
+    idempotency key (`emergency:<id>:page:<step>:<n>`) would refuse a second first page.
+    """
     emergency = get_emergency(session, public_id, lock=True)
     if emergency.pages_at_step > 0 or emergency.status not in UNACKNOWLEDGED:
-        return []
-    return page(session, ctx, emergency, actor=actor, reason=reason)
+        return None
+    members, entry_id = _page(session, ctx, emergency, actor=actor, reason=reason)
+    return FirstPage(emergency.public_id, members, entry_id)
 
 
 def escalate_due(session: Session, ctx: Context, *, only: str | None = None) -> list[Escalation]:
