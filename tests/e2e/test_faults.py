@@ -46,7 +46,8 @@ def test_emergency_worker_killed_mid_run_a_rerun_finishes_without_a_second_page(
     public_id, dedup_key = open_emergency(stack, "核心交换机宕机 Core switch down")
     first_run = emergency(stack, public_id).flow_run_id
     pages = wait_paged(stack, public_id)  # paged; the run now waits for the acknowledgement
-    # The flow delivers its pages itself, at once; deliver_until returns once they reached
+    # The gateway's dispatch thread paged before it started the run and delivered the
+    # pages itself, at once; deliver_until returns once they reached
     # on-call *and* are recorded. Killing between a send and its record would be the outbox's
     # documented at-least-once window (README, Notifications), not what this test is about.
     deliver_until(stack, pages)
