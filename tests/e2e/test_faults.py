@@ -52,8 +52,11 @@ def test_emergency_worker_killed_mid_run_a_rerun_finishes_without_a_second_page(
     # documented at-least-once window (README, Notifications), not what this test is about.
     deliver_until(stack, pages)
 
-    with stack.client() as client:
-        assert client.read_flow_run(first_run).state.is_running()
+    def running() -> bool:  # the page went out before the run started; kill it running
+        with stack.client() as client:
+            return client.read_flow_run(first_run).state.is_running()
+
+    wait_for(f"flow run {first_run} to run", running, 120, stack.logs())
     worker = next(p for p in stack.procs if p.name == "worker-taskforce-emergency")
     worker.kill_group()  # SIGKILL: the worker and the flow run's process, like a lost machine
     worker.popen.wait(10)
