@@ -44,7 +44,7 @@ from taskforce import events
 from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.emergency import service
-from taskforce.emergency.paging import FirstPage, first_page
+from taskforce.emergency.paging import FirstPage, first_pages
 from taskforce.emergency.queries import get_emergency
 from taskforce.trail.models import TrailEntry
 
@@ -158,13 +158,8 @@ def _page_first(
     wanted = list(dict.fromkeys(public_ids))
 
     def page_all(ids: list[str]) -> dict[str, FirstPage]:
-        done: dict[str, FirstPage] = {}
         with write_lock, unit_of_work(engine) as session:
-            for public_id in ids:
-                first = first_page(session, ctx, public_id, actor=actor, reason=FIRST_PAGE_REASON)
-                if first is not None:
-                    done[public_id] = first
-        return done
+            return first_pages(session, ctx, ids, actor=actor, reason=FIRST_PAGE_REASON)
 
     try:
         return page_all(wanted)

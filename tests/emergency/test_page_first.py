@@ -6,6 +6,7 @@ it reaches a receiver while the flow run has not started."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from benchmarks.loopback import Receiver, make_config
@@ -30,7 +33,7 @@ from taskforce.emergency.dispatch import (
 )
 from taskforce.emergency.forms import EmergencyIntake
 from taskforce.emergency.models import Emergency, EmergencyEvent, EmergencyStatus, Level
-from taskforce.emergency.paging import first_page
+from taskforce.emergency.paging import first_page, first_pages
 from taskforce.notify.channels import load_channels
 from taskforce.notify.delivery import deliver_pending
 from taskforce.notify.models import DeliveryStatus, OutboxMessage
@@ -377,3 +380,145 @@ def test_the_page_reaches_the_receiver_before_the_flow_run_starts(
 async def _shut_down(app) -> None:
     async with app.router.lifespan_context(app):
         pass
+
+
+# --- the gateway thread's set-based first pages give what one-by-one first pages give ---
+
+_runs = itertools.count()
+scene = st.lists(
+    st.fixed_dictionaries(
+        {
+            "level": st.sampled_from(list(Level)),
+            "classification": st.sampled_from(list(Classification)),
+            "drill": st.booleans(),
+            "before": st.sampled_from(
+                ["fresh", "fresh", "paged", "acknowledged", "resolved", "deadline_recorded"]
+            ),
+            "repeat": st.booleans(),  # the id twice in the batch
+        }
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+def _stage(engine, ctx, run: str, items: list[dict]) -> list[str]:
+    ids = []
+    for n, item in enumerate(items):
+        public_id = _open(
+            engine,
+            ctx,
+            key=f"{run}-{n}",
+            level=item["level"].value,
+            title=f"告警 {n}",
+            description=f"描述 {n} " * 40,
+            classification=item["classification"],
+            is_drill=item["drill"],
+        )
+        with unit_of_work(engine) as s:
+            before = item["before"]
+            if before == "paged":
+                service.page_if_unpaged(s, ctx, public_id, actor="earlier", reason="earlier")
+            elif before == "acknowledged":
+                service.acknowledge(s, ctx, public_id, actor="L1")
+            elif before == "resolved":
+                service.resolve(s, ctx, public_id, actor="L1")
+            elif before == "deadline_recorded" and item["level"] == Level.I:
+                service.record_deadline_met(
+                    s, ctx, public_id, "report_to_leadership", actor="op", note="phoned"
+                )
+        ids.append(public_id)
+    return ids
+
+
+def _written(engine, ids: list[str], run: str) -> list:
+    """Everything the pages wrote, per emergency, with its id and the run's dedup-key
+    prefix replaced."""
+    names = {public_id: f"E{n}" for n, public_id in enumerate(ids)} | {f"{run}-": "RUN-"}
+
+    def renamed(value) -> str:
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        for public_id, name in names.items():
+            text = text.replace(public_id, name)
+        return text
+
+    out = []
+    with unit_of_work(engine) as s:
+        for public_id in ids:
+            e = s.scalar(select(Emergency).where(Emergency.public_id == public_id))
+            rows = s.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.subject_id == public_id)
+                .order_by(OutboxMessage.idempotency_key)
+            ).all()
+            trail = s.scalars(
+                select(TrailEntry).where(TrailEntry.subject_id == public_id).order_by(TrailEntry.id)
+            ).all()
+            events = s.scalars(
+                select(EmergencyEvent)
+                .where(EmergencyEvent.emergency_id == e.id)
+                .order_by(EmergencyEvent.id)
+            ).all()
+            out.append(
+                (
+                    e.status,
+                    e.pages_at_step,
+                    e.next_escalation_at,
+                    [
+                        (
+                            renamed(r.idempotency_key),
+                            r.event_kind,
+                            r.audience,
+                            r.classification,
+                            renamed(r.context),
+                            r.is_drill,
+                            r.priority,
+                            r.status,
+                            r.trail_entry_id is not None,
+                        )
+                        for r in rows
+                    ],
+                    [
+                        (
+                            t.action,
+                            t.actor,
+                            renamed(t.payload),
+                            t.classification,
+                            t.calendar_fallback,
+                        )
+                        for t in trail
+                    ],
+                    [(v.kind, v.actor, renamed(v.detail)) for v in events],
+                )
+            )
+        assert verify(s).ok
+    return out
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(items=scene)
+def test_first_pages_equals_first_page_one_by_one(engine, ctx, items):
+    run = next(_runs)
+    one = _stage(engine, ctx, f"one-{run}", items)
+    many = _stage(engine, ctx, f"many-{run}", items)
+    batch = [p for p, item in zip(many, items, strict=True) for _ in range(1 + item["repeat"])]
+
+    expected = {}
+    for public_id in one:
+        with unit_of_work(engine) as s:
+            first = first_page(s, ctx, public_id, actor="gateway:monitoring", reason="opened")
+        if first is not None:
+            expected[one.index(public_id)] = first.members
+    with unit_of_work(engine) as s:
+        got = first_pages(s, ctx, batch, actor="gateway:monitoring", reason="opened")
+
+    assert {many.index(p): f.members for p, f in got.items()} == expected
+    written_many = _written(engine, many, f"many-{run}")
+    written_one = _written(engine, one, f"one-{run}")
+    for n, (got_e, want_e) in enumerate(zip(written_many, written_one, strict=True)):
+        for part, (got_part, want_part) in enumerate(zip(got_e, want_e, strict=True)):
+            assert got_part == want_part, (n, part)
