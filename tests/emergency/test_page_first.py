@@ -522,3 +522,41 @@ def test_first_pages_equals_first_page_one_by_one(engine, ctx, items):
     for n, (got_e, want_e) in enumerate(zip(written_many, written_one, strict=True)):
         for part, (got_part, want_part) in enumerate(zip(got_e, want_e, strict=True)):
             assert got_part == want_part, (n, part)
+
+
+@pytest.mark.slow
+def test_without_background_dispatch_the_request_pages_then_starts_the_run(
+    engine, ctx, tmp_path, monkeypatch
+):
+    """`create_app(background_dispatch=False)` (tests, in-process use): the request itself
+    pages, sends the page, starts the run, and answers what it did."""
+    from taskforce.gateway.app import create_app
+    from tests.gateway.server import ENV, Gateway
+
+    receiver = Receiver()
+    monkeypatch.setenv("TASKFORCE_CONFIG_DIR", str(make_config(tmp_path, receiver.url, {})))
+    seen = {}
+
+    def dispatcher(public_id: str) -> str:
+        seen["pages"] = _pages(engine, public_id)
+        return f"run-{public_id}"
+
+    app = create_app(ctx_factory=lambda: ctx, dispatcher=dispatcher, engine=engine, environ=ENV)
+    gateway = Gateway(app)
+    try:
+        reply = gateway.signed(
+            "/v1/emergencies/monitoring",
+            {"dedup_key": "in-request", "level": "II", "title": "审批系统故障"},
+            timestamp=int(ctx.now().timestamp()),
+        )
+        answered = time.perf_counter()
+        assert reply.status_code == 202, reply.text
+        body = reply.json()
+        public_id = body["emergency_id"]
+        assert body["status"] == "dispatched" and body["dispatched"]
+        assert seen["pages"] == (1, ["member-E1", "member-E2"], 1)
+        pages = receiver.deliveries(f"emergency:{public_id}:page")
+        assert len(pages) == 2 and all(p.at < answered for p in pages)
+    finally:
+        gateway.stop()
+        receiver.stop()
