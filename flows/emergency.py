@@ -1,9 +1,9 @@
 """Emergency response (应急响应, SPEC §5) as Prefect flows.
 
 * `emergency-response` (one run per emergency, started by the gateway with the
-  emergency's id as idempotency key): page on-call → wait for acknowledgement,
-  escalating on the clock → reserve draw → wait for resolution → follow-up
-  issue. It reads the state from the database at every step, so a rerun
+  emergency's id as idempotency key, after the gateway paged on-call itself):
+  page on-call if nobody has → wait for acknowledgement, escalating on the clock →
+  reserve draw → wait for resolution → follow-up issue. It reads the state from the database at every step, so a rerun
   continues where the last run stopped and does nothing twice.
 * `open-emergency`: an operator opens an emergency from the UI form.
 * `acknowledge-emergency` / `resolve-emergency`: the operator's UI forms for
@@ -152,9 +152,13 @@ def emergency_response(
     st = t.read_emergency(emergency_id)
     if st.status == EmergencyStatus.closed:
         return {"emergency_id": emergency_id, "status": st.status.value, "note": "already closed"}
-    if t.page_on_call(emergency_id, actor):
-        # Pages must not wait for the every-minute delivery run.
-        deliver_pending_notifications(limit=200)
+    # Normally paged already: the dispatcher pages before it starts this run (a flow-run
+    # process takes seconds to start). This step pages only an emergency it did not page,
+    # e.g. one whose dispatcher died between the intake commit and the page.
+    first = t.page_on_call(emergency_id, actor)
+    if first is not None:
+        # Pages must not wait for the every-minute delivery run; only this page's rows.
+        deliver_pending_notifications(trail_entry_ids=[first.trail_entry_id])
     st = _wait(
         emergency_id,
         lambda s: s.status not in UNACKNOWLEDGED,

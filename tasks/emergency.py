@@ -15,6 +15,7 @@ from taskforce.emergency import service
 from taskforce.emergency.dispatch import Dispatcher, DispatchOutcome, dispatch, dispatch_pending
 from taskforce.emergency.drill import DrillReport, drill_report
 from taskforce.emergency.forms import EmergencyIntake, OpenResult, ReserveDrawForm
+from taskforce.emergency.paging import FirstPage, first_page
 from taskforce.emergency.service import EmergencyState, Escalation
 from taskforce.emergency.warnings import escalate_overdue_warnings
 
@@ -51,14 +52,16 @@ def dispatch_emergency(public_id: str, dispatcher: Dispatcher, actor: str) -> Di
 
 
 @task(name="page-on-call", cache_policy=NO_CACHE)
-def page_on_call(public_id: str, actor: str) -> list[str]:
+def page_on_call(public_id: str, actor: str) -> FirstPage | None:
+    """The first page, unless the dispatcher (the gateway's thread, the sweep) sent it
+    already, as it normally has: then None, and nobody is paged twice."""
     with unit_of_work() as session:
-        paged = service.page_if_unpaged(
-            session, context(), public_id, actor=actor, reason="emergency-response"
-        )
-    if paged:
-        get_run_logger().info("paged %s", ", ".join(paged))
-    return paged
+        first = first_page(session, context(), public_id, actor=actor, reason="emergency-response")
+    if first is not None:
+        get_run_logger().info("paged %s", ", ".join(first.members))
+    else:
+        get_run_logger().info("already paged before this run started")
+    return first
 
 
 @task(name="escalate-unacknowledged", cache_policy=NO_CACHE)

@@ -70,6 +70,50 @@ def mark_deadline_met(
     return True
 
 
+def mark_deadlines_met(
+    session: Session,
+    ctx: Context,
+    marks: list[tuple[Emergency, str, str]],
+    *,
+    actor: str,
+) -> list[bool]:
+    """`mark_deadline_met` for many (emergency, name, how), set-based: one read of their
+    marks, one bulk trail append (the first pages of a batch meet their deadlines here)."""
+    session.flush()
+    known = _deadline_events(session, [e.id for e, _name, _how in marks])
+    now = ctx.now()
+    done: list[bool] = []
+    records = []
+    for emergency, name, how in marks:
+        if name not in emergency.deadlines or known.get(emergency.id, {}).get(name) == "met":
+            done.append(False)
+            continue
+        known.setdefault(emergency.id, {})[name] = "met"
+        due = dt.datetime.fromisoformat(emergency.deadlines[name])
+        detail = {"name": name, "how": how, "due_at": due.isoformat(), "in_time": now <= due}
+        session.add(
+            EmergencyEvent(
+                emergency_id=emergency.id, kind="deadline_met", at=now, actor=actor, detail=detail
+            )
+        )
+        records.append(
+            {
+                "at": now,
+                "actor": actor,
+                "action": "emergency.deadline_met",
+                "subject_type": "emergency",
+                "subject_id": emergency.public_id,
+                "classification": emergency.classification,
+                "is_drill": emergency.is_drill,
+                "payload": detail,
+            }
+        )
+        done.append(True)
+    if records:
+        events.record_many(session, ctx.policy, records)
+    return done
+
+
 def record_deadline_met(
     session: Session, ctx: Context, public_id: str, name: str, *, actor: str, note: str = ""
 ) -> bool:

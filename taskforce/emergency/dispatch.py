@@ -1,14 +1,30 @@
-"""Hand an emergency to the engine that moves it, or page directly when it is away.
+"""Page first, then hand the emergency to the engine that moves it.
+
+Notify first, orchestrate after (as incident-management systems do): the on-call
+contacts are paged by whoever dispatches the emergency — the gateway's
+`BackgroundDispatch` thread right after the intake commit, the gateway request itself
+(`create_app(background_dispatch=False)`), the operator's form or the dispatch sweep —
+and only then is its flow run started. The page never waits for a flow-run process to
+start (Prefect spawns a new Python process per run: seconds). The flow run then waits
+for the acknowledgement and escalates; its own paging step finds the emergency paged
+and pages nobody (`paging.first_page`: once, whoever comes first).
 
 A dispatcher is any callable `dispatcher(public_id) -> flow_run_id` that
 raises when it cannot start the run. The Prefect one lives in
 flows/emergency.py (the core never imports Prefect); it passes the public id
 as the flow run's idempotency key, so dispatching twice starts one run.
 
-The emergency is committed before the dispatcher is called: an engine that
-is down loses nothing. It stays `pending_dispatch`, its on-call contacts are
-paged directly (outbox rows, on the trail), and the sweep
-(`dispatch_pending`) tries again later.
+The emergency is committed before anything here runs, and each step is its own
+transaction, so a process that dies between two steps loses nothing:
+* before the page commits: the row is `pending_dispatch` with no page; the dispatch
+  sweep (`dispatch_pending`) pages it and starts its run, and a run started otherwise
+  pages it in its first step;
+* after the page commits, before it is sent: its outbox rows are sent by the next
+  delivery run;
+* before the flow run is recorded: the sweep starts it (the idempotency key returns
+  the run already created, if any) and pages nobody again.
+An engine that is down leaves the emergency `pending_dispatch` (paged all the same);
+its first failure goes on the trail and the sweep tries again later.
 """
 
 from __future__ import annotations
@@ -17,18 +33,24 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
+from taskforce import events
 from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.emergency import service
+from taskforce.emergency.paging import FirstPage, first_pages
+from taskforce.emergency.queries import get_emergency
+from taskforce.trail.models import TrailEntry
 
 Dispatcher = Callable[[str], str]
 log = logging.getLogger(__name__)
+FIRST_PAGE_REASON = "opened"  # the trail's reason for the page sent before the flow run starts
 
 
 class DispatchUnavailable(RuntimeError):
@@ -45,14 +67,21 @@ class DispatchOutcome:
     dispatched: bool
     flow_run_id: str | None = None
     error: str | None = None
-    paged: tuple[str, ...] = ()
+    paged: tuple[str, ...] = ()  # the members this call paged (empty: paged before)
 
 
 def dispatch(
-    engine: Engine | None, ctx: Context, public_id: str, dispatcher: Dispatcher, *, actor: str
+    engine: Engine | None,
+    ctx: Context,
+    public_id: str,
+    dispatcher: Dispatcher,
+    *,
+    actor: str,
+    channels=None,
 ) -> DispatchOutcome:
-    """Start the emergency's flow run; on failure, page its on-call directly. Never raises."""
-    return dispatch_many(engine, ctx, [public_id], dispatcher, actor=actor)[0]
+    """Page the emergency's on-call (unless paged already), then start its flow run.
+    Never raises."""
+    return dispatch_many(engine, ctx, [public_id], dispatcher, actor=actor, channels=channels)[0]
 
 
 def dispatch_many(
@@ -63,39 +92,142 @@ def dispatch_many(
     *,
     actor: str,
     write_lock: AbstractContextManager | None = None,
+    channels=None,
 ) -> list[DispatchOutcome]:
-    """`dispatch` for several emergencies: the started runs are recorded in one transaction
-    (a transaction per emergency queued on the database's write lock behind the intake's).
-    Outcomes are in the order of `public_ids`. Never raises."""
-    outcomes: dict[str, DispatchOutcome] = {}
+    """`dispatch` for several emergencies: their first pages in one transaction and sent at
+    once, then each flow run started, then the started runs and first failures recorded in
+    one transaction (each transaction queued on `write_lock` behind the intake's).
+
+    `channels`: the Apprise channels to send through (default: config/apprise.yml, read
+    per call). Outcomes are in the order of `public_ids`. Never raises."""
+    lock = write_lock or contextlib.nullcontext()
+    paged = _page_first(engine, ctx, public_ids, actor=actor, write_lock=lock)
+    if paged:
+        _deliver_now(engine, ctx, [p.trail_entry_id for p in paged.values()], channels)
     started: list[tuple[str, str]] = []
+    failed: dict[str, str] = {}
     for public_id in public_ids:
         try:
             started.append((public_id, str(dispatcher(public_id))))
-        except Exception as exc:  # any failure of the engine must end in a direct page
-            error = f"{type(exc).__name__}: {exc}"
-            log.warning("dispatch of emergency %s failed: %s", public_id, error)
-            with unit_of_work(engine) as session:
-                paged = service.record_dispatch_failure(session, ctx, public_id, error, actor=actor)
-            if paged:
-                _deliver_now(engine, ctx)
-            outcomes[public_id] = DispatchOutcome(public_id, False, error=error, paged=tuple(paged))
-    if started:
-        with write_lock or contextlib.nullcontext(), unit_of_work(engine) as session:
-            service.mark_dispatched_many(session, ctx, started, actor=actor)
-        for public_id, flow_run_id in started:
-            outcomes[public_id] = DispatchOutcome(public_id, True, flow_run_id=flow_run_id)
-    return [outcomes[public_id] for public_id in public_ids]
+        except Exception as exc:  # the engine is away: the sweep tries again
+            failed[public_id] = f"{type(exc).__name__}: {exc}"
+            log.warning("dispatch of emergency %s failed: %s", public_id, failed[public_id])
+    if started or failed:
+        try:
+            with lock, unit_of_work(engine) as session:
+                for public_id, error in failed.items():
+                    _record_first_failure(session, ctx, public_id, error, actor=actor)
+                service.mark_dispatched_many(session, ctx, started, actor=actor)
+        except Exception:  # still pending_dispatch: the sweep records the run it finds
+            log.exception("recording the dispatch of %d emergencies failed", len(public_ids))
+            failed.update({p: "not recorded" for p, _ in started})
+            started = []
+    outcomes = {
+        public_id: DispatchOutcome(public_id, True, flow_run_id=flow_run_id)
+        for public_id, flow_run_id in started
+    }
+    outcomes.update(
+        {public_id: DispatchOutcome(public_id, False, error=e) for public_id, e in failed.items()}
+    )
+    return [_with_pages(outcomes[public_id], paged.get(public_id)) for public_id in public_ids]
 
 
-def _deliver_now(engine: Engine | None, ctx: Context) -> None:
-    """Send the direct pages at once: with Prefect down, no delivery run will come for them."""
+def _with_pages(outcome: DispatchOutcome, paged: FirstPage | None) -> DispatchOutcome:
+    if paged is None:
+        return outcome
+    return DispatchOutcome(
+        outcome.public_id,
+        outcome.dispatched,
+        outcome.flow_run_id,
+        outcome.error,
+        tuple(paged.members),
+    )
+
+
+def _page_first(
+    engine: Engine | None,
+    ctx: Context,
+    public_ids: Iterable[str],
+    *,
+    actor: str,
+    write_lock: AbstractContextManager,
+) -> dict[str, FirstPage]:
+    """The first pages of those not paged yet, in one transaction; if that fails, one
+    transaction each, so one bad emergency does not hold back the others' pages.
+    An emergency whose page cannot be written is paged by its flow run or the sweep."""
+    wanted = list(dict.fromkeys(public_ids))
+
+    def page_all(ids: list[str]) -> dict[str, FirstPage]:
+        with write_lock, unit_of_work(engine) as session:
+            return first_pages(session, ctx, ids, actor=actor, reason=FIRST_PAGE_REASON)
+
+    try:
+        return page_all(wanted)
+    except Exception:
+        if len(wanted) == 1:
+            log.exception("first page of emergency %s failed", wanted[0])
+            return {}
+    paged: dict[str, FirstPage] = {}
+    for public_id in wanted:
+        try:
+            paged.update(page_all([public_id]))
+        except Exception:
+            log.exception("first page of emergency %s failed", public_id)
+    return paged
+
+
+def _record_first_failure(
+    session: Session, ctx: Context, public_id: str, error: str, *, actor: str
+) -> None:
+    """The emergency's first failed dispatch goes on the trail; the sweep's retries during
+    an outage are only logged, so the trail does not fill with one entry per emergency
+    per minute."""
+    emergency = get_emergency(session, public_id, lock=True)
+    if emergency.flow_run_id is not None:
+        return
+    recorded = session.scalar(
+        select(TrailEntry.id)
+        .where(
+            TrailEntry.action == "emergency.dispatch_failed",
+            TrailEntry.subject_type == "emergency",
+            TrailEntry.subject_id == emergency.public_id,
+        )
+        .limit(1)
+    )
+    if recorded is not None:
+        return
+    events.record(
+        session,
+        ctx.policy,
+        at=ctx.now(),
+        actor=actor,
+        action="emergency.dispatch_failed",
+        subject_type="emergency",
+        subject_id=emergency.public_id,
+        classification=emergency.classification,
+        is_drill=emergency.is_drill,
+        payload={"error": error[:500], "paged": emergency.pages_at_step > 0},
+    )
+
+
+def _deliver_now(
+    engine: Engine | None, ctx: Context, trail_entry_ids: list[int], channels=None
+) -> None:
+    """Send these pages at once, from this thread: the page must not wait for the delivery
+    run or for a flow-run process to start. Only these rows: a backlog in the outbox is
+    the delivery run's, and sending it here would delay the page and the flow run."""
     from taskforce.notify.delivery import deliver_pending
 
     try:
-        deliver_pending(engine, ctx, limit=200)
+        deliver_pending(
+            engine,
+            ctx,
+            limit=max(200, 50 * len(trail_entry_ids)),
+            trail_entry_ids=trail_entry_ids,
+            channels=channels,
+        )
     except Exception as exc:  # the outbox keeps them; the next delivery run retries
-        log.warning("direct pages stay in the outbox: %s", exc)
+        log.warning("first pages stay in the outbox: %s", exc)
 
 
 def dispatch_pending(
@@ -104,18 +236,24 @@ def dispatch_pending(
     """The sweep: every emergency without a flow run gets another try."""
     with unit_of_work(engine) as session:
         pending = service.pending_dispatch(session)
-    return [dispatch(engine, ctx, public_id, dispatcher, actor=actor) for public_id in pending]
+    return dispatch_many(engine, ctx, pending, dispatcher, actor=actor) if pending else []
 
 
 class BackgroundDispatch:
-    """Dispatch off the request path: the gateway commits the emergency, answers 202, and
-    hands its id to this queue; one thread per process starts the flow runs.
+    """Page and dispatch off the request path: the gateway commits the emergency, answers
+    202, and hands its id to this queue; one thread per process pages the on-call contacts
+    (written in one transaction, sent at once through Apprise) and then starts the flow runs.
 
     Why: starting a flow run is a few round trips to the Prefect API (tens of ms, seconds
     when Prefect is slow or down), which would cap intake at Prefect's pace and let a slow
-    Prefect stall the monitoring systems' webhooks. The committed `pending_dispatch` row is
-    the outbox: if this process dies before the queue drains, the dispatch sweep
-    (`dispatch_pending`, every minute) starts what is left, so nothing accepted is lost.
+    Prefect stall the monitoring systems' webhooks; and the page must not wait for the flow
+    run's process to start. The committed `pending_dispatch` row is the outbox: if this
+    process dies before the queue drains, the dispatch sweep (`dispatch_pending`, every
+    minute) pages and starts what is left, so nothing accepted is lost.
+
+    The thread starts with the object and first loads the Apprise channels (importing
+    Apprise takes about a second), so the first emergency after a start does not wait
+    for that.
     """
 
     def __init__(
@@ -126,26 +264,47 @@ class BackgroundDispatch:
         *,
         max_batch: int = 256,
         write_lock: AbstractContextManager | None = None,
+        channels=None,
     ) -> None:
         """`write_lock`: held around this thread's transactions, to queue them in-process
         behind the other writers of this process (SQLite's own busy wait sleeps for
-        milliseconds at a time; a lock hands over at once)."""
+        milliseconds at a time; a lock hands over at once). `channels`: the Apprise
+        channels (default: config/apprise.yml, loaded once by the thread)."""
         self.engine, self.ctx_factory, self.dispatcher = engine, ctx_factory, dispatcher
         self.max_batch, self.write_lock = max_batch, write_lock
+        self.channels = channels
         self._queue: queue.SimpleQueue[tuple[str, str] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._start()
 
-    def submit(self, public_id: str, *, actor: str) -> None:
+    def _start(self) -> None:
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="emergency-dispatch", daemon=True
                 )
                 self._thread.start()
+
+    def submit(self, public_id: str, *, actor: str) -> None:
+        self._start()
         self._queue.put((public_id, actor))
 
+    def _load_channels(self):
+        """The channels, loaded once; None (each delivery loads and reports the problem)
+        while config/apprise.yml cannot be loaded."""
+        if self.channels is None:
+            from taskforce.notify.channels import load_channels
+
+            try:
+                policy = self.ctx_factory().policy.notifications
+                self.channels = load_channels(overflow=policy.overflow)
+            except Exception as exc:  # deliveries load it again and keep the rows if it fails
+                log.warning("notification channels not loaded: %s", exc)
+        return self.channels
+
     def _run(self) -> None:
+        self._load_channels()
         stop = False
         while not stop:
             batch = [self._queue.get()]
@@ -168,6 +327,7 @@ class BackgroundDispatch:
                         self.dispatcher,
                         actor=actor,
                         write_lock=self.write_lock,
+                        channels=self._load_channels(),
                     )
                 except Exception:  # the rows stay pending_dispatch; the sweep retries them
                     log.exception("background dispatch of %d emergencies failed", len(public_ids))

@@ -47,6 +47,13 @@ def test_emergency_path_figure_pages_through_the_served_flow(bench_dir, prefect_
         "emergency path, webhook → first page, p95",
     ]
     assert len(results[0].extra["ours"]) == len(results[0].extra["empty"]) == 2
+    assert len(results[0].extra["run_starts"]) == 2  # our flow runs did start, after the page
+    assert all(
+        page < start
+        for page, start in zip(
+            results[0].extra["ours"], results[0].extra["run_starts"], strict=True
+        )
+    )
     for r in results:
         assert math.isfinite(r.ours) and r.ours > 0, r
         assert r.baseline is not None and math.isfinite(r.baseline) and r.baseline > 0, r

@@ -13,8 +13,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from taskforce.db import get_engine, unit_of_work
 from taskforce.emergency.models import EmergencyStatus
+from taskforce.trail.models import TrailEntry
 from tests.conftest import ROOT
 from tests.e2e.helpers import (
     answer,
@@ -46,7 +49,16 @@ def test_signed_webhook_opens_a_level_one_emergency_and_pages_on_call(stack):
         assert run.idempotency_key == public_id
         assert client.read_deployment(run.deployment_id).name == "emergency-response"
 
-    pages = wait_paged(stack, public_id)  # the run's first step, on the emergency worker
+    # Paged by the gateway's dispatch thread before it started the run (not by the run's
+    # process on the emergency worker, which takes seconds to start).
+    pages = wait_paged(stack, public_id)
+    with unit_of_work(get_engine(stack.database_url)) as s:
+        paged_by = s.scalars(
+            select(TrailEntry.actor).where(
+                TrailEntry.subject_id == public_id, TrailEntry.action == "emergency.paged"
+            )
+        ).all()
+    assert paged_by == ["gateway:monitoring"]
     deliver_until(stack, pages)
     assert_delivered_once(stack, pages)
     page = stack.receiver.deliveries(pages[0].idempotency_key + "@")[0]

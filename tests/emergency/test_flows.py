@@ -134,6 +134,37 @@ def test_response_flow_runs_to_the_follow_up_issue(engine, policy, prefect_serve
     assert sorted(pages) == ["member-E1", "member-E2"]
 
 
+def test_the_response_flow_pages_nobody_after_the_dispatcher_paged(engine, policy, prefect_server):
+    """The real flow runs as soon as it is dispatched (inside the dispatcher) and again
+    (a rerun): the page the dispatcher sent before starting it is the only one, and the
+    flow still waits and escalates on its own."""
+    from flows.emergency import ResponseOptions, emergency_response
+    from taskforce.emergency.dispatch import dispatch
+
+    ctx = Context(policy=policy)
+    e = _open(engine, ctx, level="II", key="flow-after-page")
+    options = ResponseOptions(poll_seconds=1, max_wait_minutes=0)
+    runs = []
+
+    def run_at_once(public_id: str) -> str:
+        runs.append(emergency_response(public_id, options))
+        return "in-process-run"
+
+    outcome = dispatch(engine, ctx, e.emergency_id, run_at_once, actor="gateway:monitoring")
+    runs.append(emergency_response(e.emergency_id, options))
+
+    assert outcome.dispatched and outcome.paged == ("E1", "E2")
+    assert [r["status"] for r in runs] == ["pending_dispatch", "dispatched"]
+    with unit_of_work(engine) as s:
+        pages = s.scalars(
+            select(OutboxMessage.audience).where(OutboxMessage.event_kind == "emergency_page")
+        ).all()
+        paged_by = s.scalars(
+            select(TrailEntry.actor).where(TrailEntry.action == "emergency.paged")
+        ).all()
+    assert sorted(pages) == ["member-E1", "member-E2"] and paged_by == ["gateway:monitoring"]
+
+
 def test_operator_form_opens_an_emergency(engine, prefect_server):
     from flows.emergency import AnswerForm, OpenEmergencyForm, acknowledge_emergency, open_emergency
 
@@ -157,8 +188,8 @@ def test_drill_in_process(engine, prefect_server, monkeypatch):
         DrillOptions(gateway_url=f"http://127.0.0.1:{closed_port()}", wait_minutes=0)
     )
     assert result["is_drill"] and result["path"].startswith("in process")
-    # Paged by the response run, which no worker runs here, or directly when dispatch failed:
-    # either way the report tells.
+    # Paged by the dispatcher before it started the response run (which no worker runs
+    # here), or when dispatch failed: either way the report tells.
     assert "time to first page" in result["report"]
     with unit_of_work(engine) as s:
         e = s.scalars(select(Emergency)).one()
