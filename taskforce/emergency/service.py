@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,8 +31,8 @@ from taskforce.emergency.deadlines import (
     record_deadline_met,
 )
 from taskforce.emergency.forms import EmergencyIntake, OpenResult
+from taskforce.emergency.intake_sql import IntakeWriter
 from taskforce.emergency.models import (
-    OPEN_DEDUP_WHERE,
     Emergency,
     EmergencyEvent,
     EmergencyStatus,
@@ -237,21 +237,27 @@ def open_emergencies(
     pending = [i for i, result in enumerate(results) if result is None]
     if not pending:
         return results  # type: ignore[return-value]
+    writer = IntakeWriter(session)
+    try:
+        return _open_pending(session, ctx, requests, intakes, results, pending, writer)
+    finally:
+        writer.close()
+
+
+def _open_pending(
+    session: Session,
+    ctx: Context,
+    requests: list[IntakeRequest],
+    intakes: list[EmergencyIntake | None],
+    results: list[OpenResult | DomainError | None],
+    pending: list[int],
+    writer: IntakeWriter,
+) -> list[OpenResult | DomainError]:
     keys = {(requests[i].source, requests[i].dedup_key) for i in pending}
-    open_rows: dict[tuple[str, str], Any] = {}  # plain rows: no ORM objects to build
-    for chunk in _chunks(sorted(keys), 400):
-        for e in session.execute(
-            _OPEN_OF_KEYS,
-            {"sources": sorted({s for s, _ in chunk}), "keys": [k for _, k in chunk]},
-        ):
-            if (e.source, e.dedup_key) in keys:
-                open_rows[(e.source, e.dedup_key)] = e
+    # One SELECT of the open emergencies of all keys (plain rows: no ORM objects to build).
+    open_rows = writer.open_of_keys(keys)
     groups_named = {intakes[i].working_group for i in pending if intakes[i].working_group}
-    known_groups = (
-        set(session.scalars(_GROUPS_NAMED, {"codes": sorted(groups_named)}))
-        if groups_named
-        else set()
-    )
+    known_groups = writer.known_groups(groups_named)
 
     now = ctx.now()
     chain_steps = chain(ctx)
@@ -295,22 +301,14 @@ def open_emergencies(
             "pages_at_step": 0,
             "payload": intake.details,
             "repeats": 0,
-            "_request": i,
         }
         opened[key] = row
         new_rows.append(row)
 
     if new_rows:
-        # A plain executemany, then the ids by public id: SQLite has no ordered multi-row
-        # RETURNING here, and SQLAlchemy would fall back to one INSERT per row.
-        session.execute(
-            insert(Emergency),
-            [{k: v for k, v in row.items() if k != "_request"} for row in new_rows],
-        )
-        by_public_id = {row["public_id"]: row for row in new_rows}
-        for chunk in _chunks(list(by_public_id), 400):
-            for new_id, public_id in session.execute(_IDS_OF, {"public_ids": chunk}):
-                by_public_id[public_id]["id"] = new_id
+        ids = writer.insert_emergencies(new_rows)
+        for row in new_rows:
+            row["id"] = ids[row["public_id"]]
 
     # Repeats: their counts, events and answers (an existing row's status and level, or
     # the new row's when the key was opened earlier in this batch).
@@ -329,12 +327,8 @@ def open_emergencies(
                 "detail": {},
             }
         )
-    if added:  # one executemany: an UPDATE … SET repeats = repeats + n per emergency
-        session.connection().execute(
-            _ADD_REPEATS, [{"target": k, "added": v} for k, v in added.items()]
-        )
-    if events_rows:
-        session.execute(insert(EmergencyEvent), events_rows)
+    writer.add_repeats(added)  # one executemany: UPDATE … SET repeats = repeats + n
+    writer.insert_events(events_rows)
 
     # The trail, in request order, as open_emergency / _attach_repeat write it.
     records = []
@@ -411,29 +405,6 @@ def open_emergencies(
 # The set-based paths' statements, built once (building a statement costs more than
 # running it on a small batch).
 _E = Emergency.__table__
-_OPEN_OF_KEYS = select(
-    _E.c.id,
-    _E.c.public_id,
-    _E.c.source,
-    _E.c.dedup_key,
-    Emergency.classification,
-    Emergency.is_drill,
-    Emergency.status,
-    Emergency.level,
-).where(
-    _E.c.source.in_(bindparam("sources", expanding=True)),
-    _E.c.dedup_key.in_(bindparam("keys", expanding=True)),
-    text(OPEN_DEDUP_WHERE),
-)
-_GROUPS_NAMED = select(Group.code).where(Group.code.in_(bindparam("codes", expanding=True)))
-_IDS_OF = select(_E.c.id, _E.c.public_id).where(
-    _E.c.public_id.in_(bindparam("public_ids", expanding=True))
-)
-_ADD_REPEATS = (
-    update(_E)
-    .where(_E.c.id == bindparam("target"))
-    .values(repeats=_E.c.repeats + bindparam("added"))
-)
 _DISPATCH_STATE_OF = (
     select(
         _E.c.id,
