@@ -36,6 +36,20 @@ def instant_dispatcher(public_id: str) -> str:
     return f"bench-run-{public_id}"
 
 
+def thread_cpu() -> list[tuple[str, int, float]]:
+    """(name, native id, CPU seconds so far) of each live thread of this process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = []
+    for thread in threading.enumerate():
+        try:
+            stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+        except OSError:
+            continue  # it ended meanwhile
+        fields = stat.rsplit(")", 1)[1].split()
+        out.append((thread.name, thread.native_id, (int(fields[11]) + int(fields[12])) / tick))
+    return out
+
+
 def _profile_every_thread(directory: Path) -> Callable[[], None]:
     """cProfile in this thread now and in every thread started later; returns the dump."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -91,6 +105,10 @@ def app() -> FastAPI | ASGIApp:
     @gateway.post("/bench/empty", status_code=202, include_in_schema=False)
     async def empty() -> Response:
         return Response(status_code=202)
+
+    @gateway.get("/bench/threads", include_in_schema=False)
+    async def threads() -> list[tuple[str, int, float]]:
+        return thread_cpu()
 
     return gateway if dump is None else _dump_after_shutdown(gateway, dump)
 

@@ -165,6 +165,14 @@ class _Server:
                 total += int(fields[11]) + int(fields[12])  # utime, stime
         return total / tick
 
+    def threads(self) -> dict[tuple[str, int], float]:
+        """CPU seconds so far per (thread name, native id) of the server (one worker only)."""
+        try:
+            listed = httpx.get(self.url + "/bench/threads", timeout=10).json()
+        except (httpx.HTTPError, ValueError):
+            return {}
+        return {(name, tid): cpu for name, tid, cpu in listed}
+
     def stop(self) -> None:
         if self.popen.poll() is None:
             os.killpg(self.popen.pid, signal.SIGTERM)  # uvicorn drains the dispatch queue
@@ -272,10 +280,15 @@ def run(bench: Bench) -> list[Result]:
         )
         cpu_empty = server.cpu_seconds() - cpu_before
         bench.status(f"gateway: {count:,} signed webhooks, {CONCURRENCY} clients")
-        cpu_before = server.cpu_seconds()
+        cpu_before, threads_before = server.cpu_seconds(), server.threads()
         ours = _drive(bench, requests, server.port, "ours")
         # Taken before the stop: the background dispatch of the last requests is not intake.
         cpu_ours = server.cpu_seconds() - cpu_before
+        per_thread: dict[str, float] = {}
+        for (name, tid), cpu in server.threads().items():
+            # A thread that started during the run counts from zero.
+            key = "anyio workers" if name.startswith("AnyIO") else name
+            per_thread[key] = per_thread.get(key, 0) + cpu - threads_before.get((name, tid), 0)
     finally:
         server.stop()
     ok, detail, extra = _account(bench, run_id, keys, ours["results"])
@@ -289,7 +302,12 @@ def run(bench: Bench) -> list[Result]:
         f"uvicorn {workers} worker(s), {_server_loop_and_http()}, {CONCURRENCY} clients, "
         f"client CPU {ours['cpu']:.1f} s over {ours['wall']:.1f} s wall; "
         f"server CPU per request {cpu_ours / count * 1000:.2f} ms "
-        f"(empty endpoint {cpu_empty / count * 1000:.2f} ms)"
+        f"(empty endpoint {cpu_empty / count * 1000:.2f} ms); by thread: "
+        + ", ".join(
+            f"{name} {cpu / count * 1000:.2f} ms"
+            for name, cpu in sorted(per_thread.items(), key=lambda kv: -kv[1])
+            if cpu > 0
+        )
     )
     return [
         Result(
@@ -309,6 +327,9 @@ def run(bench: Bench) -> list[Result]:
                 "requests": count,
                 "server_cpu_ms_per_request": cpu_ours / count * 1000,
                 "empty_server_cpu_ms_per_request": cpu_empty / count * 1000,
+                "server_cpu_ms_per_request_by_thread": {
+                    name: cpu / count * 1000 for name, cpu in per_thread.items()
+                },
             },
         ),
         Result(

@@ -13,6 +13,9 @@ from taskforce.gateway.errors import GatewayError
 TIMESTAMP_HEADER = "X-Taskforce-Timestamp"
 SIGNATURE_HEADER = "X-Taskforce-Signature"
 SIGNATURE_PREFIX = "sha256="
+# As ASGI servers hand header names over: lower case.
+TIMESTAMP_HEADER_KEY = TIMESTAMP_HEADER.lower()
+SIGNATURE_HEADER_KEY = SIGNATURE_HEADER.lower()
 
 
 def secret_env_name(prefix: str, source: str) -> str:
