@@ -109,7 +109,11 @@ class _Server:
             **os.environ,
             "TASKFORCE_DATABASE_URL": bench.url,
             "TASKFORCE_WEBHOOK_SECRET_MONITORING": SECRET,
-            "PYTHONPATH": str(ROOT),
+            # The project first; anything already on the path stays (e.g. a directory
+            # with uvloop/httptools, to compare server stacks without installing them).
+            "PYTHONPATH": os.pathsep.join(
+                [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
         }
         self.log = log
         with log.open("ab") as out:

@@ -73,6 +73,18 @@ class OpenRow:
 
 
 @dataclass(frozen=True)
+class DispatchRow:
+    """An emergency as `mark_dispatched_many` needs it."""
+
+    id: int
+    public_id: str
+    flow_run_id: str | None
+    status: EmergencyStatus
+    classification: Classification
+    is_drill: bool
+
+
+@dataclass(frozen=True)
 class _Statements:
     dialect: Dialect
     mark: str  # the DBAPI's positional placeholder
@@ -82,6 +94,9 @@ class _Statements:
     insert_emergency_one: str  # one row's placeholders
     insert_event: str
     add_repeats: str
+    mark_dispatched: str
+    status_processor: Callable[[Any], Any] | None
+    for_update: str  # " FOR UPDATE" where the database has row locks
 
 
 def _processors(dialect: Dialect, table: Table, columns: Sequence[str]) -> tuple:
@@ -114,6 +129,12 @@ def _statements(dialect: Dialect) -> _Statements:
             f"VALUES ({', '.join([mark] * len(EVENT_COLUMNS))})"
         ),
         add_repeats=f"UPDATE {q(e.name)} SET repeats = repeats + {mark} WHERE id = {mark}",
+        mark_dispatched=(
+            f"UPDATE {q(e.name)} SET flow_run_id = {mark}, status = {mark} WHERE id = {mark}"
+        ),
+        status_processor=_processors(dialect, e, ("status",))[0],
+        # SQLAlchemy renders with_for_update() as nothing on SQLite (one writer at a time).
+        for_update="" if dialect.name == "sqlite" else " FOR UPDATE",
     )
 
 
@@ -216,6 +237,34 @@ class IntakeWriter:
                 self.sql.insert_event,
                 [_convert(processors, (row[name] for name in EVENT_COLUMNS)) for row in rows],
             )
+
+    def dispatch_state(self, public_ids: Sequence[str]) -> dict[str, DispatchRow]:
+        """The emergencies of these public ids, locked for update, by public id."""
+        found: dict[str, DispatchRow] = {}
+        for start in range(0, len(public_ids), MAX_PARAMETERS):
+            chunk = list(public_ids[start : start + MAX_PARAMETERS])
+            self.cursor.execute(
+                "SELECT id, public_id, flow_run_id, status, classification, is_drill "
+                f"FROM emergency WHERE public_id IN {self._in(len(chunk))}{self.sql.for_update}",
+                chunk,
+            )
+            for row in self.cursor.fetchall():
+                found[row[1]] = DispatchRow(
+                    id=row[0],
+                    public_id=row[1],
+                    flow_run_id=row[2],
+                    status=EmergencyStatus(row[3]),
+                    classification=Classification(row[4]),
+                    is_drill=bool(row[5]),
+                )
+        return found
+
+    def mark_dispatched(self, marks: list[tuple[int, str, EmergencyStatus]]) -> None:
+        """(emergency id, flow run id, new status) each: one executemany."""
+        status = self.sql.status_processor or (lambda v: v)
+        self.cursor.executemany(
+            self.sql.mark_dispatched, [(run, status(st), i) for i, run, st in marks]
+        )
 
     def close(self) -> None:
         self.cursor.close()

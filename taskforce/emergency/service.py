@@ -17,9 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -405,28 +404,6 @@ def _open_pending(
 # The set-based paths' statements, built once (building a statement costs more than
 # running it on a small batch).
 _E = Emergency.__table__
-_DISPATCH_STATE_OF = (
-    select(
-        _E.c.id,
-        _E.c.public_id,
-        _E.c.flow_run_id,
-        Emergency.status,
-        Emergency.classification,
-        Emergency.is_drill,
-    )
-    .where(_E.c.public_id.in_(bindparam("public_ids", expanding=True)))
-    .with_for_update()
-)
-_MARK_DISPATCHED = (
-    update(_E)
-    .where(_E.c.id == bindparam("target"))
-    .values(flow_run_id=bindparam("run"), status=bindparam("new_status"))
-)
-
-
-def _chunks(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _attach_repeat(
@@ -585,44 +562,49 @@ def mark_dispatched_many(
     session: Session, ctx: Context, runs: list[tuple[str, str]], *, actor: str
 ) -> list[bool]:
     """`mark_dispatched` for many (public id, flow run id) pairs, set-based: one locking
-    SELECT, one executemany UPDATE, one bulk trail append. Gives what calling
-    `mark_dispatched` for each pair in order would (tests/emergency/test_open_many.py)."""
+    SELECT, one executemany UPDATE (plain DBAPI, see intake_sql.py), one bulk trail append.
+    Gives what calling `mark_dispatched` for each pair in order would
+    (tests/emergency/test_open_many.py, test_intake_rows.py)."""
     if not runs:
         return []
-    found: dict[str, Any] = {}
-    for chunk in _chunks(sorted({str(public_id) for public_id, _ in runs}), 400):
-        for e in session.execute(_DISPATCH_STATE_OF, {"public_ids": chunk}):
-            found[e.public_id] = e
-    marked: list[bool] = []
-    updates, records, done = [], [], set()
-    now = ctx.now()
-    for public_id, flow_run_id in runs:
-        e = found.get(str(public_id))
-        if e is None:
-            raise NotFound(f"no emergency {public_id!r}", field="emergency_id")
-        if e.flow_run_id is not None or e.public_id in done:
-            marked.append(False)
-            continue
-        done.add(e.public_id)
-        status = (
-            EmergencyStatus.dispatched if e.status == EmergencyStatus.pending_dispatch else e.status
-        )
-        updates.append({"target": e.id, "run": str(flow_run_id), "new_status": status.value})
-        records.append(
-            {
-                "at": now,
-                "actor": actor,
-                "action": "emergency.dispatched",
-                "subject_type": "emergency",
-                "subject_id": e.public_id,
-                "classification": e.classification,
-                "is_drill": e.is_drill,
-                "payload": {"flow_run_id": str(flow_run_id)},
-            }
-        )
-        marked.append(True)
+    writer = IntakeWriter(session)
+    try:
+        found = writer.dispatch_state(sorted({str(public_id) for public_id, _ in runs}))
+        marked: list[bool] = []
+        updates, records, done = [], [], set()
+        now = ctx.now()
+        for public_id, flow_run_id in runs:
+            e = found.get(str(public_id))
+            if e is None:
+                raise NotFound(f"no emergency {public_id!r}", field="emergency_id")
+            if e.flow_run_id is not None or e.public_id in done:
+                marked.append(False)
+                continue
+            done.add(e.public_id)
+            status = (
+                EmergencyStatus.dispatched
+                if e.status == EmergencyStatus.pending_dispatch
+                else e.status
+            )
+            updates.append((e.id, str(flow_run_id), status))
+            records.append(
+                {
+                    "at": now,
+                    "actor": actor,
+                    "action": "emergency.dispatched",
+                    "subject_type": "emergency",
+                    "subject_id": e.public_id,
+                    "classification": e.classification,
+                    "is_drill": e.is_drill,
+                    "payload": {"flow_run_id": str(flow_run_id)},
+                }
+            )
+            marked.append(True)
+        if updates:
+            writer.mark_dispatched(updates)
+    finally:
+        writer.close()
     if updates:
-        session.connection().execute(_MARK_DISPATCHED, updates)
         events.record_many(session, ctx.policy, records)
     return marked
 

@@ -115,3 +115,36 @@ def test_batch_rows_equal_the_orm_rows(engine, policy, clock, deliveries):
         service.open_emergencies(s, ctx, [_request(d, many) for d in deliveries])
 
     assert _stored(engine, many) == _stored(engine, one)
+
+
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    deliveries=st.lists(delivery, min_size=1, max_size=5),
+    picks=st.lists(st.integers(min_value=0, max_value=4), min_size=1, max_size=6),
+)
+def test_dispatch_marks_equal_the_orm_rows(engine, policy, clock, deliveries, picks):
+    """`mark_dispatched_many` (plain DBAPI) against `mark_dispatched` per run (the ORM)."""
+    ctx = Context(policy=policy, clock=clock)
+    run = next(_runs)
+    sides = {}
+    for side in ("orm", "raw"):
+        source = f"{side}-d{run}"
+        with unit_of_work(engine) as s:
+            opened = service.open_emergencies(s, ctx, [_request(d, source) for d in deliveries])
+        ids = [o.emergency_id for o in opened]
+        with unit_of_work(engine) as s:
+            service.acknowledge(s, ctx, ids[0], actor="test")  # not pending any more
+        sides[side] = (source, [ids[i % len(ids)] for i in picks])
+    source, chosen = sides["orm"]
+    for n, public_id in enumerate(chosen):
+        with unit_of_work(engine) as s:
+            service.mark_dispatched(s, ctx, public_id, f"run-{n}", actor="dispatcher")
+    source_raw, chosen_raw = sides["raw"]
+    with unit_of_work(engine) as s:
+        service.mark_dispatched_many(
+            s, ctx, [(p, f"run-{n}") for n, p in enumerate(chosen_raw)], actor="dispatcher"
+        )
+
+    assert _stored(engine, source_raw) == _stored(engine, source)
