@@ -138,10 +138,21 @@ def _statements(dialect: Dialect) -> _Statements:
     )
 
 
-def _convert(processors: tuple, values: Iterable[Any]) -> tuple:
-    return tuple(
-        v if p is None or v is None else p(v) for p, v in zip(processors, values, strict=True)
-    )
+def _convert(processors: tuple, values: Iterable[Any], memo: dict) -> tuple:
+    """Each value through its column's bind processor. A batch repeats the same times, enum
+    members and flags row after row: those are converted once per batch (`memo`)."""
+    out = []
+    for p, v in zip(processors, values, strict=True):
+        if p is None or v is None:
+            out.append(v)
+        elif isinstance(v, dict | list):
+            out.append(p(v))
+        else:
+            key = (p, type(v), v)
+            if key not in memo:
+                memo[key] = p(v)
+            out.append(memo[key])
+    return tuple(out)
 
 
 class IntakeWriter:
@@ -200,12 +211,12 @@ class IntakeWriter:
         """Insert the new emergencies; returns their ids by public id."""
         ids: dict[str, int] = {}
         per_statement = MAX_PARAMETERS // len(EMERGENCY_COLUMNS)
-        processors = self.sql.emergency_processors
+        processors, memo = self.sql.emergency_processors, {}
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
             params: list[Any] = []
             for row in chunk:
-                params += _convert(processors, (row[name] for name in EMERGENCY_COLUMNS))
+                params += _convert(processors, (row[name] for name in EMERGENCY_COLUMNS), memo)
             values = ", ".join([self.sql.insert_emergency_one] * len(chunk))
             if self.sql.dialect.insert_returning:
                 # One round trip for the rows and their ids (matched by public id, so the
@@ -232,10 +243,10 @@ class IntakeWriter:
 
     def insert_events(self, rows: list[dict[str, Any]]) -> None:
         if rows:
-            processors = self.sql.event_processors
+            processors, memo = self.sql.event_processors, {}
             self.cursor.executemany(
                 self.sql.insert_event,
-                [_convert(processors, (row[name] for name in EVENT_COLUMNS)) for row in rows],
+                [_convert(processors, (row[name] for name in EVENT_COLUMNS), memo) for row in rows],
             )
 
     def dispatch_state(self, public_ids: Sequence[str]) -> dict[str, DispatchRow]:

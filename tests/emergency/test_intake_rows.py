@@ -148,3 +148,14 @@ def test_dispatch_marks_equal_the_orm_rows(engine, policy, clock, deliveries, pi
         )
 
     assert _stored(engine, source_raw) == _stored(engine, source)
+
+
+def test_new_public_ids_are_uuid4_text():
+    import uuid
+
+    ids = {service.new_public_id() for _ in range(5000)}
+    assert len(ids) == 5000
+    for public_id in ids:
+        parsed = uuid.UUID(public_id)
+        assert str(parsed) == public_id
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
