@@ -7,7 +7,9 @@ thread after the 202 either way, so it is not on the measured path), and one mor
 with the same server settings. Settings come from the environment (uvicorn imports this
 in each worker process): TASKFORCE_DATABASE_URL and TASKFORCE_WEBHOOK_SECRET_MONITORING.
 
-With TASKFORCE_BENCH_GATEWAY_PROFILE=<directory>, every thread of the server process runs
+With TASKFORCE_BENCH_GATEWAY_GC_LOG=<file>, each garbage collection's generation, pause
+and time is written there as JSON when the process exits. With
+TASKFORCE_BENCH_GATEWAY_PROFILE=<directory>, every thread of the server process runs
 under cProfile and writes `<thread name>-<pid>.prof` there when the process exits (read
 them with `python -m pstats` or `python -m benchmarks.gateway_server --report <directory>`):
 the event loop (HTTP, HMAC, JSON, validation) and the group-commit writer separately.
@@ -16,19 +18,23 @@ the event loop (HTTP, HMAC, JSON, validation) and the group-commit writer separa
 from __future__ import annotations
 
 import cProfile
+import gc
+import json
 import os
 import pstats
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Response
 from starlette.types import ASGIApp
 
-from taskforce.gateway.app import create_app
+from taskforce.gateway.app import create_app, freeze_startup_objects
 
 PROFILE_ENV = "TASKFORCE_BENCH_GATEWAY_PROFILE"
+GC_LOG_ENV = "TASKFORCE_BENCH_GATEWAY_GC_LOG"
 
 
 def instant_dispatcher(public_id: str) -> str:
@@ -96,10 +102,33 @@ def _dump_after_shutdown(app: ASGIApp, dump: Callable[[], None]) -> ASGIApp:
     return wrapped
 
 
+def _log_gc_pauses(path: Path) -> Callable[[], None]:
+    """Record each garbage collection's generation and pause; returns the writer of the log."""
+    # (generation, pause, when, objects frozen at the time)
+    pauses: list[tuple[int, float, float, int]] = []
+    started: list[float] = []
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            started.append(time.perf_counter())
+        elif started:
+            now = time.perf_counter()
+            pauses.append((info["generation"], now - started.pop(), now, gc.get_freeze_count()))
+
+    gc.callbacks.append(on_gc)
+
+    def dump() -> None:
+        path.write_text(json.dumps(pauses))
+
+    return dump
+
+
 def app() -> FastAPI | ASGIApp:
-    dump = None
+    dumps: list[Callable[[], None]] = []
     if os.environ.get(PROFILE_ENV):
-        dump = _profile_every_thread(Path(os.environ[PROFILE_ENV]))
+        dumps.append(_profile_every_thread(Path(os.environ[PROFILE_ENV])))
+    if os.environ.get(GC_LOG_ENV):
+        dumps.append(_log_gc_pauses(Path(os.environ[GC_LOG_ENV])))
     gateway = create_app(dispatcher=instant_dispatcher, background_dispatch=True)
 
     @gateway.post("/bench/empty", status_code=202, include_in_schema=False)
@@ -110,7 +139,10 @@ def app() -> FastAPI | ASGIApp:
     async def threads() -> list[tuple[str, int, float]]:
         return thread_cpu()
 
-    return gateway if dump is None else _dump_after_shutdown(gateway, dump)
+    freeze_startup_objects()  # as create_production_app does
+    if not dumps:
+        return gateway
+    return _dump_after_shutdown(gateway, lambda: [dump() for dump in dumps])
 
 
 def report(directory: Path, top: int = 25) -> None:
