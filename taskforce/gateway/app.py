@@ -517,10 +517,21 @@ class _NativeFastPath:
             return
         try:
             body = await self.intake(path[len(NATIVE_PREFIX) :], _headers(scope), receive)
-            response = _json_response(body, 202)
         except GatewayError as exc:
-            response = JSONResponse(exc.body(), status_code=exc.status)
-        await response(scope, receive, send)
+            await JSONResponse(exc.body(), status_code=exc.status)(scope, receive, send)
+            return
+        # What `_json_response(body, 202)` sends, without building a Response (tested).
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 202,
+                "headers": [
+                    (b"content-length", str(len(body)).encode()),
+                    (b"content-type", b"application/json"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
 
 class _Accepted(NamedTuple):

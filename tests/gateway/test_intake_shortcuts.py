@@ -116,3 +116,14 @@ def test_native_trigger_in_the_gateways_context_validates_as_in_full(raw):
     if nul_path(raw) is not None:
         return  # `_json` answers these before validation
     assert _validated(raw, context=NUL_CHECKED) == _validated(raw)
+
+
+@given(secret=_text.filter(bool), timestamp=st.integers(0, 2**40), body=st.binary(max_size=200))
+def test_signature_is_hmac_sha256_of_timestamp_dot_body(secret, timestamp, body):
+    import hashlib
+    import hmac
+
+    from taskforce.gateway.auth import sign
+
+    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    assert sign(secret, timestamp, body) == "sha256=" + expected.hexdigest()
