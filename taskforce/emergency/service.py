@@ -36,6 +36,7 @@ from taskforce.emergency.models import (
     Emergency,
     EmergencyEvent,
     EmergencyStatus,
+    Level,
 )
 from taskforce.emergency.paging import Escalation, escalate_due, page, page_if_unpaged
 from taskforce.emergency.queries import (
@@ -271,6 +272,7 @@ def _open_pending(
 
     now = ctx.now()
     chain_steps = chain(ctx)
+    deadlines_of: dict[Level, dict[str, str]] = {}
     new_rows: list[dict] = []
     opened: dict[tuple[str, str], dict] = {}  # key -> its new row, for repeats in this batch
     repeats: list[tuple[int, tuple[str, str]]] = []  # (request index, key) in order
@@ -289,10 +291,12 @@ def _open_pending(
             except DomainError as exc:
                 results[i] = exc
                 continue
-        deadlines = {
-            name: (now + dt.timedelta(hours=hours)).isoformat()
-            for name, hours in rule.deadlines_hours.items()
-        }
+        if intake.level not in deadlines_of:  # the batch shares `now`: once per level
+            deadlines_of[intake.level] = {
+                name: (now + dt.timedelta(hours=hours)).isoformat()
+                for name, hours in rule.deadlines_hours.items()
+            }
+        deadlines = dict(deadlines_of[intake.level])
         row = {
             "public_id": new_public_id(),
             "source": r.source,
@@ -371,7 +375,7 @@ def _open_pending(
                     "payload": {"source": source, "dedup_key": dedup_key},
                 }
             )
-            results[i] = OpenResult(
+            results[i] = OpenResult.model_construct(
                 emergency_id=public_id,
                 created=False,
                 status=status,
@@ -401,7 +405,7 @@ def _open_pending(
                 },
             }
         )
-        results[i] = OpenResult(
+        results[i] = OpenResult.model_construct(
             emergency_id=row["public_id"],
             created=True,
             status=row["status"].value,
