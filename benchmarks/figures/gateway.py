@@ -49,6 +49,9 @@ GOAL_RATIO = 0.5
 SECRET = "bench-gateway-secret"
 SOURCE = "monitoring"
 WORKERS_ENV = "TASKFORCE_BENCH_GATEWAY_WORKERS"
+# uvicorn's --loop and --http (default `auto`: uvloop and httptools when installed), e.g.
+# asyncio and h11 to compare the server stacks in one environment.
+LOOP_ENV, HTTP_ENV = "TASKFORCE_BENCH_GATEWAY_LOOP", "TASKFORCE_BENCH_GATEWAY_HTTP"
 
 
 def _requests(count: int, run_id: str, port: int, seed: int) -> tuple[list[str], list[str]]:
@@ -93,11 +96,16 @@ def _free_port() -> int:
 
 
 def _server_loop_and_http() -> str:
-    """What uvicorn's `auto` picks in this environment (uvloop/httptools only if installed)."""
+    """The server's stack: as set, or what uvicorn's `auto` picks here (uvloop/httptools
+    when installed)."""
     import importlib.util
 
-    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = os.environ.get(LOOP_ENV, "auto")
+    http = os.environ.get(HTTP_ENV, "auto")
+    if loop == "auto":
+        loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    if http == "auto":
+        http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     return f"loop {loop}, http {http}"
 
 
@@ -135,6 +143,10 @@ class _Server:
                     "--no-access-log",
                     "--backlog",
                     "2048",
+                    "--loop",
+                    os.environ.get(LOOP_ENV, "auto"),
+                    "--http",
+                    os.environ.get(HTTP_ENV, "auto"),
                 ],
                 cwd=ROOT,
                 env=env,
