@@ -131,7 +131,9 @@ class _Pending:
 class GroupCommit:
     def __init__(self, engine: Engine | None, *, max_batch: int = 256) -> None:
         self.engine, self.max_batch = engine, max_batch
-        self.checkpointer = WalCheckpointer(engine or get_engine())
+        # Made with the first batch: an app that never writes (e.g. `taskforce gateway
+        # openapi`) opens no database.
+        self.checkpointer: WalCheckpointer | None = None
         self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -177,6 +179,8 @@ class GroupCommit:
                 self._write(ctx, same)
 
     def _write(self, ctx: Context, batch: list[_Pending]) -> None:
+        if self.checkpointer is None:
+            self.checkpointer = WalCheckpointer(self.engine or get_engine())
         try:
             with self.write_lock, unit_of_work(self.engine) as session:
                 outcomes = service.open_emergencies(session, ctx, [p.request for p in batch])

@@ -10,8 +10,11 @@ from taskforce.db import unit_of_work
 from taskforce.emergency import service
 from taskforce.emergency.forms import EmergencyIntake
 from taskforce.emergency.models import Level
-from taskforce.gateway.app import create_app
+from taskforce.gateway.auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from taskforce.gateway.group_commit import WalCheckpointer
+from tests.gateway.server import SECRET
+
+NATIVE = "/v1/emergencies/monitoring"
 
 
 def _autocheckpoint(engine) -> int:
@@ -19,8 +22,15 @@ def _autocheckpoint(engine) -> int:
         return conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
 
 
-def test_gateway_connections_leave_checkpoints_to_the_checkpointer(engine, ctx):
-    create_app(ctx_factory=lambda: ctx, engine=engine, environ={})
+def test_gateway_connections_leave_checkpoints_to_the_checkpointer(gateway, engine, ctx):
+    body = b'{"dedup_key": "wal-first", "level": "II", "title": "first write"}'
+    now = int(ctx.now().timestamp())
+    headers = {
+        "Content-Type": "application/json",
+        TIMESTAMP_HEADER: str(now),
+        SIGNATURE_HEADER: sign(SECRET, now, body),
+    }
+    assert gateway.client.post(NATIVE, content=body, headers=headers).status_code == 202
     checkpointer = WalCheckpointer(engine)  # a second one on the same engine adds nothing
     if engine.dialect.name != "sqlite":
         assert not checkpointer.enabled
