@@ -6,13 +6,35 @@ thread after the 202 either way, so it is not on the measured path), and one mor
 `POST /bench/empty`, answers 202 with no work: the baseline, served by the same process
 with the same server settings. Settings come from the environment (uvicorn imports this
 in each worker process): TASKFORCE_DATABASE_URL and TASKFORCE_WEBHOOK_SECRET_MONITORING.
+
+With TASKFORCE_BENCH_GATEWAY_GC_LOG=<file>, each garbage collection's generation, pause
+and time is written there as JSON when the process exits. With
+TASKFORCE_BENCH_GATEWAY_PROFILE=<directory>, every thread of the server process runs
+under cProfile and writes `<thread name>-<pid>.prof` there when the process exits (read
+them with `python -m pstats` or `python -m benchmarks.gateway_server --report <directory>`):
+the event loop (HTTP, HMAC, JSON, validation) and the group-commit writer separately.
 """
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Response
+import cProfile
+import gc
+import json
+import os
+import pstats
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
 
-from taskforce.gateway.app import create_app
+from fastapi import FastAPI, Response
+from starlette.types import ASGIApp
+
+from taskforce.gateway.app import create_app, freeze_startup_objects
+
+PROFILE_ENV = "TASKFORCE_BENCH_GATEWAY_PROFILE"
+GC_LOG_ENV = "TASKFORCE_BENCH_GATEWAY_GC_LOG"
 
 
 def instant_dispatcher(public_id: str) -> str:
@@ -20,11 +42,120 @@ def instant_dispatcher(public_id: str) -> str:
     return f"bench-run-{public_id}"
 
 
-def app() -> FastAPI:
+def thread_cpu() -> list[tuple[str, int, float]]:
+    """(name, native id, CPU seconds so far) of each live thread of this process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = []
+    for thread in threading.enumerate():
+        try:
+            stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+        except OSError:
+            continue  # it ended meanwhile
+        fields = stat.rsplit(")", 1)[1].split()
+        out.append((thread.name, thread.native_id, (int(fields[11]) + int(fields[12])) / tick))
+    return out
+
+
+def _profile_every_thread(directory: Path) -> Callable[[], None]:
+    """cProfile in this thread now and in every thread started later; returns the dump."""
+    directory.mkdir(parents=True, exist_ok=True)
+    profiles: list[tuple[str, cProfile.Profile]] = []
+    lock = threading.Lock()
+
+    def start(name: str) -> None:
+        profile = cProfile.Profile()
+        with lock:
+            profiles.append((name, profile))
+        profile.enable()
+
+    def in_new_thread(_frame, _event, _arg):
+        # threading.setprofile's hook runs once in each new thread: swap in cProfile there.
+        sys.setprofile(None)
+        start(threading.current_thread().name)
+
+    def dump() -> None:
+        with lock:
+            for n, (name, profile) in enumerate(profiles):
+                profile.disable()
+                profile.dump_stats(directory / f"{name}-{os.getpid()}-{n}.prof")
+
+    threading.setprofile(in_new_thread)
+    start("event-loop")
+    return dump
+
+
+def _dump_after_shutdown(app: ASGIApp, dump: Callable[[], None]) -> ASGIApp:
+    """The app, dumping the profiles once its lifespan has shut down (uvicorn re-raises the
+    SIGTERM it caught after shutdown, so atexit handlers never run)."""
+
+    async def wrapped(scope, receive, send) -> None:
+        if scope["type"] != "lifespan":
+            return await app(scope, receive, send)
+
+        async def send_then_dump(message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                dump()
+            await send(message)
+
+        return await app(scope, receive, send_then_dump)
+
+    return wrapped
+
+
+def _log_gc_pauses(path: Path) -> Callable[[], None]:
+    """Record each garbage collection's generation and pause; returns the writer of the log."""
+    # (generation, pause, when, objects frozen at the time)
+    pauses: list[tuple[int, float, float, int]] = []
+    started: list[float] = []
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            started.append(time.perf_counter())
+        elif started:
+            now = time.perf_counter()
+            pauses.append((info["generation"], now - started.pop(), now, gc.get_freeze_count()))
+
+    gc.callbacks.append(on_gc)
+
+    def dump() -> None:
+        path.write_text(json.dumps(pauses))
+
+    return dump
+
+
+def app() -> FastAPI | ASGIApp:
+    dumps: list[Callable[[], None]] = []
+    if os.environ.get(PROFILE_ENV):
+        dumps.append(_profile_every_thread(Path(os.environ[PROFILE_ENV])))
+    if os.environ.get(GC_LOG_ENV):
+        dumps.append(_log_gc_pauses(Path(os.environ[GC_LOG_ENV])))
     gateway = create_app(dispatcher=instant_dispatcher, background_dispatch=True)
 
     @gateway.post("/bench/empty", status_code=202, include_in_schema=False)
     async def empty() -> Response:
         return Response(status_code=202)
 
-    return gateway
+    @gateway.get("/bench/threads", include_in_schema=False)
+    async def threads() -> list[tuple[str, int, float]]:
+        return thread_cpu()
+
+    freeze_startup_objects()  # as create_production_app does
+    if not dumps:
+        return gateway
+    return _dump_after_shutdown(gateway, lambda: [dump() for dump in dumps])
+
+
+def report(directory: Path, top: int = 25) -> None:
+    """The profiles of one run, summed per thread kind, by own time."""
+    kinds: dict[str, list[Path]] = {}
+    for path in sorted(directory.glob("*.prof")):
+        kinds.setdefault(path.name.rsplit("-", 2)[0], []).append(path)
+    for kind, paths in kinds.items():
+        stats = pstats.Stats(*map(str, paths))
+        print(f"===== {kind}: {stats.total_tt:.2f} s in {len(paths)} profile(s)")
+        stats.sort_stats("tottime").print_stats(top)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--report"]:
+        report(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 25)

@@ -49,6 +49,9 @@ GOAL_RATIO = 0.5
 SECRET = "bench-gateway-secret"
 SOURCE = "monitoring"
 WORKERS_ENV = "TASKFORCE_BENCH_GATEWAY_WORKERS"
+# uvicorn's --loop and --http (default `auto`: uvloop and httptools when installed), e.g.
+# asyncio and h11 to compare the server stacks in one environment.
+LOOP_ENV, HTTP_ENV = "TASKFORCE_BENCH_GATEWAY_LOOP", "TASKFORCE_BENCH_GATEWAY_HTTP"
 
 
 def _requests(count: int, run_id: str, port: int, seed: int) -> tuple[list[str], list[str]]:
@@ -93,11 +96,16 @@ def _free_port() -> int:
 
 
 def _server_loop_and_http() -> str:
-    """What uvicorn's `auto` picks in this environment (uvloop/httptools only if installed)."""
+    """The server's stack: as set, or what uvicorn's `auto` picks here (uvloop/httptools
+    when installed)."""
     import importlib.util
 
-    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = os.environ.get(LOOP_ENV, "auto")
+    http = os.environ.get(HTTP_ENV, "auto")
+    if loop == "auto":
+        loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    if http == "auto":
+        http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     return f"loop {loop}, http {http}"
 
 
@@ -109,7 +117,11 @@ class _Server:
             **os.environ,
             "TASKFORCE_DATABASE_URL": bench.url,
             "TASKFORCE_WEBHOOK_SECRET_MONITORING": SECRET,
-            "PYTHONPATH": str(ROOT),
+            # The project first; anything already on the path stays (e.g. a directory
+            # with uvloop/httptools, to compare server stacks without installing them).
+            "PYTHONPATH": os.pathsep.join(
+                [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
         }
         self.log = log
         with log.open("ab") as out:
@@ -131,6 +143,10 @@ class _Server:
                     "--no-access-log",
                     "--backlog",
                     "2048",
+                    "--loop",
+                    os.environ.get(LOOP_ENV, "auto"),
+                    "--http",
+                    os.environ.get(HTTP_ENV, "auto"),
                 ],
                 cwd=ROOT,
                 env=env,
@@ -150,6 +166,28 @@ class _Server:
             time.sleep(0.2)  # a real process starting up: wall-clock polling is the point
         self.stop()
         raise RuntimeError(f"the gateway did not start: {log.read_text()[-2000:]}")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server's processes so far (uvicorn and its workers)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # the process ended while we looked
+            pid, ppid = int(stat.parent.name), int(fields[1])
+            if pid == self.popen.pid or ppid == self.popen.pid:
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / tick
+
+    def threads(self) -> dict[tuple[str, int], float]:
+        """CPU seconds so far per (thread name, native id) of the server (one worker only)."""
+        try:
+            listed = httpx.get(self.url + "/bench/threads", timeout=10).json()
+        except (httpx.HTTPError, ValueError):
+            return {}
+        return {(name, tid): cpu for name, tid, cpu in listed}
 
     def stop(self) -> None:
         if self.popen.poll() is None:
@@ -177,8 +215,12 @@ def _drive(bench: Bench, requests: list[str], port: int, tag: str) -> dict:
     return json.loads(out.read_text(encoding="utf-8"))
 
 
+def _percentile_ms(latencies: list[float], pct: int) -> float:
+    return statistics.quantiles(latencies, n=100, method="inclusive")[pct - 1] * 1000
+
+
 def _p99_ms(latencies: list[float]) -> float:
-    return statistics.quantiles(latencies, n=100, method="inclusive")[98] * 1000
+    return _percentile_ms(latencies, 99)
 
 
 def _account(bench: Bench, run_id: str, keys: list[str], results: list) -> tuple[bool, str, dict]:
@@ -245,14 +287,24 @@ def run(bench: Bench) -> list[Result]:
         )
         requests, keys = _requests(count, run_id, server.port, seed=9)
         bench.status(f"gateway: {count:,} requests to the empty endpoint, {CONCURRENCY} clients")
+        cpu_before = server.cpu_seconds()
         empty = _drive(
             bench,
             [r.replace(f"/v1/emergencies/{SOURCE}", "/bench/empty", 1) for r in requests],
             server.port,
             "empty",
         )
+        cpu_empty = server.cpu_seconds() - cpu_before
         bench.status(f"gateway: {count:,} signed webhooks, {CONCURRENCY} clients")
+        cpu_before, threads_before = server.cpu_seconds(), server.threads()
         ours = _drive(bench, requests, server.port, "ours")
+        # Taken before the stop: the background dispatch of the last requests is not intake.
+        cpu_ours = server.cpu_seconds() - cpu_before
+        per_thread: dict[str, float] = {}
+        for (name, tid), cpu in server.threads().items():
+            # A thread that started during the run counts from zero.
+            key = "anyio workers" if name.startswith("AnyIO") else name
+            per_thread[key] = per_thread.get(key, 0) + cpu - threads_before.get((name, tid), 0)
     finally:
         server.stop()
     ok, detail, extra = _account(bench, run_id, keys, ours["results"])
@@ -264,7 +316,14 @@ def run(bench: Bench) -> list[Result]:
     ratio = rate / base_rate
     setup = (
         f"uvicorn {workers} worker(s), {_server_loop_and_http()}, {CONCURRENCY} clients, "
-        f"client CPU {ours['cpu']:.1f} s over {ours['wall']:.1f} s wall"
+        f"client CPU {ours['cpu']:.1f} s over {ours['wall']:.1f} s wall; "
+        f"server CPU per request {cpu_ours / count * 1000:.2f} ms "
+        f"(empty endpoint {cpu_empty / count * 1000:.2f} ms); by thread: "
+        + ", ".join(
+            f"{name} {cpu / count * 1000:.2f} ms"
+            for name, cpu in sorted(per_thread.items(), key=lambda kv: -kv[1])
+            if cpu > 0
+        )
     )
     return [
         Result(
@@ -277,7 +336,17 @@ def run(bench: Bench) -> list[Result]:
             ratio=ratio,
             notes=f"{detail}; {setup}; dispatch after the 202 in a background thread "
             "(a dispatcher that answers at once; flow starts are the emergency_path figure)",
-            extra={"accounting_ok": ok, **extra, "workers": workers, "requests": count},
+            extra={
+                "accounting_ok": ok,
+                **extra,
+                "workers": workers,
+                "requests": count,
+                "server_cpu_ms_per_request": cpu_ours / count * 1000,
+                "empty_server_cpu_ms_per_request": cpu_empty / count * 1000,
+                "server_cpu_ms_per_request_by_thread": {
+                    name: cpu / count * 1000 for name, cpu in per_thread.items()
+                },
+            },
         ),
         Result(
             "gateway intake, p99 time to 202",
@@ -286,7 +355,8 @@ def run(bench: Bench) -> list[Result]:
             unit="ms",
             goal=f"≤ {GOAL_P99_MS} ms",
             met=p99 <= GOAL_P99_MS,
-            notes=f"p50 {statistics.median(t for _s, t, _b in ours['results']) * 1000:.1f} ms "
+            notes=f"p50 {statistics.median(t for _s, t, _b in ours['results']) * 1000:.1f} ms, "
+            f"p90 {_percentile_ms([t for _s, t, _b in ours['results']], 90):.1f} ms "
             f"(empty endpoint p50 "
             f"{statistics.median(t for _s, t, _b in empty['results']) * 1000:.1f} ms)",
         ),

@@ -15,11 +15,11 @@ service from the modules of their concepts:
 from __future__ import annotations
 
 import datetime as dt
+import os
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,11 +31,12 @@ from taskforce.emergency.deadlines import (
     record_deadline_met,
 )
 from taskforce.emergency.forms import EmergencyIntake, OpenResult
+from taskforce.emergency.intake_sql import IntakeWriter
 from taskforce.emergency.models import (
-    OPEN_DEDUP_WHERE,
     Emergency,
     EmergencyEvent,
     EmergencyStatus,
+    Level,
 )
 from taskforce.emergency.paging import Escalation, escalate_due, page, page_if_unpaged
 from taskforce.emergency.queries import (
@@ -84,6 +85,16 @@ __all__ = [
     "resolve",
     "state",
 ]
+
+
+def new_public_id() -> str:
+    """`str(uuid.uuid4())` at a third of its cost (uuid.UUID's constructor checks and converts
+    what is known here): 122 random bits with the version 4 and RFC 4122 variant bits."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _validate_intake(session: Session, ctx: Context, intake: EmergencyIntake) -> None:
@@ -237,24 +248,31 @@ def open_emergencies(
     pending = [i for i, result in enumerate(results) if result is None]
     if not pending:
         return results  # type: ignore[return-value]
+    writer = IntakeWriter(session)
+    try:
+        return _open_pending(session, ctx, requests, intakes, results, pending, writer)
+    finally:
+        writer.close()
+
+
+def _open_pending(
+    session: Session,
+    ctx: Context,
+    requests: list[IntakeRequest],
+    intakes: list[EmergencyIntake | None],
+    results: list[OpenResult | DomainError | None],
+    pending: list[int],
+    writer: IntakeWriter,
+) -> list[OpenResult | DomainError]:
     keys = {(requests[i].source, requests[i].dedup_key) for i in pending}
-    open_rows: dict[tuple[str, str], Any] = {}  # plain rows: no ORM objects to build
-    for chunk in _chunks(sorted(keys), 400):
-        for e in session.execute(
-            _OPEN_OF_KEYS,
-            {"sources": sorted({s for s, _ in chunk}), "keys": [k for _, k in chunk]},
-        ):
-            if (e.source, e.dedup_key) in keys:
-                open_rows[(e.source, e.dedup_key)] = e
+    # One SELECT of the open emergencies of all keys (plain rows: no ORM objects to build).
+    open_rows = writer.open_of_keys(keys)
     groups_named = {intakes[i].working_group for i in pending if intakes[i].working_group}
-    known_groups = (
-        set(session.scalars(_GROUPS_NAMED, {"codes": sorted(groups_named)}))
-        if groups_named
-        else set()
-    )
+    known_groups = writer.known_groups(groups_named)
 
     now = ctx.now()
     chain_steps = chain(ctx)
+    deadlines_of: dict[Level, dict[str, str]] = {}
     new_rows: list[dict] = []
     opened: dict[tuple[str, str], dict] = {}  # key -> its new row, for repeats in this batch
     repeats: list[tuple[int, tuple[str, str]]] = []  # (request index, key) in order
@@ -273,12 +291,14 @@ def open_emergencies(
             except DomainError as exc:
                 results[i] = exc
                 continue
-        deadlines = {
-            name: (now + dt.timedelta(hours=hours)).isoformat()
-            for name, hours in rule.deadlines_hours.items()
-        }
+        if intake.level not in deadlines_of:  # the batch shares `now`: once per level
+            deadlines_of[intake.level] = {
+                name: (now + dt.timedelta(hours=hours)).isoformat()
+                for name, hours in rule.deadlines_hours.items()
+            }
+        deadlines = dict(deadlines_of[intake.level])
         row = {
-            "public_id": str(uuid.uuid4()),
+            "public_id": new_public_id(),
             "source": r.source,
             "dedup_key": r.dedup_key,
             "level": intake.level,
@@ -295,22 +315,14 @@ def open_emergencies(
             "pages_at_step": 0,
             "payload": intake.details,
             "repeats": 0,
-            "_request": i,
         }
         opened[key] = row
         new_rows.append(row)
 
     if new_rows:
-        # A plain executemany, then the ids by public id: SQLite has no ordered multi-row
-        # RETURNING here, and SQLAlchemy would fall back to one INSERT per row.
-        session.execute(
-            insert(Emergency),
-            [{k: v for k, v in row.items() if k != "_request"} for row in new_rows],
-        )
-        by_public_id = {row["public_id"]: row for row in new_rows}
-        for chunk in _chunks(list(by_public_id), 400):
-            for new_id, public_id in session.execute(_IDS_OF, {"public_ids": chunk}):
-                by_public_id[public_id]["id"] = new_id
+        ids = writer.insert_emergencies(new_rows)
+        for row in new_rows:
+            row["id"] = ids[row["public_id"]]
 
     # Repeats: their counts, events and answers (an existing row's status and level, or
     # the new row's when the key was opened earlier in this batch).
@@ -329,12 +341,8 @@ def open_emergencies(
                 "detail": {},
             }
         )
-    if added:  # one executemany: an UPDATE … SET repeats = repeats + n per emergency
-        session.connection().execute(
-            _ADD_REPEATS, [{"target": k, "added": v} for k, v in added.items()]
-        )
-    if events_rows:
-        session.execute(insert(EmergencyEvent), events_rows)
+    writer.add_repeats(added)  # one executemany: UPDATE … SET repeats = repeats + n
+    writer.insert_events(events_rows)
 
     # The trail, in request order, as open_emergency / _attach_repeat write it.
     records = []
@@ -367,7 +375,7 @@ def open_emergencies(
                     "payload": {"source": source, "dedup_key": dedup_key},
                 }
             )
-            results[i] = OpenResult(
+            results[i] = OpenResult.model_construct(
                 emergency_id=public_id,
                 created=False,
                 status=status,
@@ -397,7 +405,7 @@ def open_emergencies(
                 },
             }
         )
-        results[i] = OpenResult(
+        results[i] = OpenResult.model_construct(
             emergency_id=row["public_id"],
             created=True,
             status=row["status"].value,
@@ -411,51 +419,6 @@ def open_emergencies(
 # The set-based paths' statements, built once (building a statement costs more than
 # running it on a small batch).
 _E = Emergency.__table__
-_OPEN_OF_KEYS = select(
-    _E.c.id,
-    _E.c.public_id,
-    _E.c.source,
-    _E.c.dedup_key,
-    Emergency.classification,
-    Emergency.is_drill,
-    Emergency.status,
-    Emergency.level,
-).where(
-    _E.c.source.in_(bindparam("sources", expanding=True)),
-    _E.c.dedup_key.in_(bindparam("keys", expanding=True)),
-    text(OPEN_DEDUP_WHERE),
-)
-_GROUPS_NAMED = select(Group.code).where(Group.code.in_(bindparam("codes", expanding=True)))
-_IDS_OF = select(_E.c.id, _E.c.public_id).where(
-    _E.c.public_id.in_(bindparam("public_ids", expanding=True))
-)
-_ADD_REPEATS = (
-    update(_E)
-    .where(_E.c.id == bindparam("target"))
-    .values(repeats=_E.c.repeats + bindparam("added"))
-)
-_DISPATCH_STATE_OF = (
-    select(
-        _E.c.id,
-        _E.c.public_id,
-        _E.c.flow_run_id,
-        Emergency.status,
-        Emergency.classification,
-        Emergency.is_drill,
-    )
-    .where(_E.c.public_id.in_(bindparam("public_ids", expanding=True)))
-    .with_for_update()
-)
-_MARK_DISPATCHED = (
-    update(_E)
-    .where(_E.c.id == bindparam("target"))
-    .values(flow_run_id=bindparam("run"), status=bindparam("new_status"))
-)
-
-
-def _chunks(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _attach_repeat(
@@ -614,44 +577,49 @@ def mark_dispatched_many(
     session: Session, ctx: Context, runs: list[tuple[str, str]], *, actor: str
 ) -> list[bool]:
     """`mark_dispatched` for many (public id, flow run id) pairs, set-based: one locking
-    SELECT, one executemany UPDATE, one bulk trail append. Gives what calling
-    `mark_dispatched` for each pair in order would (tests/emergency/test_open_many.py)."""
+    SELECT, one executemany UPDATE (plain DBAPI, see intake_sql.py), one bulk trail append.
+    Gives what calling `mark_dispatched` for each pair in order would
+    (tests/emergency/test_open_many.py, test_intake_rows.py)."""
     if not runs:
         return []
-    found: dict[str, Any] = {}
-    for chunk in _chunks(sorted({str(public_id) for public_id, _ in runs}), 400):
-        for e in session.execute(_DISPATCH_STATE_OF, {"public_ids": chunk}):
-            found[e.public_id] = e
-    marked: list[bool] = []
-    updates, records, done = [], [], set()
-    now = ctx.now()
-    for public_id, flow_run_id in runs:
-        e = found.get(str(public_id))
-        if e is None:
-            raise NotFound(f"no emergency {public_id!r}", field="emergency_id")
-        if e.flow_run_id is not None or e.public_id in done:
-            marked.append(False)
-            continue
-        done.add(e.public_id)
-        status = (
-            EmergencyStatus.dispatched if e.status == EmergencyStatus.pending_dispatch else e.status
-        )
-        updates.append({"target": e.id, "run": str(flow_run_id), "new_status": status.value})
-        records.append(
-            {
-                "at": now,
-                "actor": actor,
-                "action": "emergency.dispatched",
-                "subject_type": "emergency",
-                "subject_id": e.public_id,
-                "classification": e.classification,
-                "is_drill": e.is_drill,
-                "payload": {"flow_run_id": str(flow_run_id)},
-            }
-        )
-        marked.append(True)
+    writer = IntakeWriter(session)
+    try:
+        found = writer.dispatch_state(sorted({str(public_id) for public_id, _ in runs}))
+        marked: list[bool] = []
+        updates, records, done = [], [], set()
+        now = ctx.now()
+        for public_id, flow_run_id in runs:
+            e = found.get(str(public_id))
+            if e is None:
+                raise NotFound(f"no emergency {public_id!r}", field="emergency_id")
+            if e.flow_run_id is not None or e.public_id in done:
+                marked.append(False)
+                continue
+            done.add(e.public_id)
+            status = (
+                EmergencyStatus.dispatched
+                if e.status == EmergencyStatus.pending_dispatch
+                else e.status
+            )
+            updates.append((e.id, str(flow_run_id), status))
+            records.append(
+                {
+                    "at": now,
+                    "actor": actor,
+                    "action": "emergency.dispatched",
+                    "subject_type": "emergency",
+                    "subject_id": e.public_id,
+                    "classification": e.classification,
+                    "is_drill": e.is_drill,
+                    "payload": {"flow_run_id": str(flow_run_id)},
+                }
+            )
+            marked.append(True)
+        if updates:
+            writer.mark_dispatched(updates)
+    finally:
+        writer.close()
     if updates:
-        session.connection().execute(_MARK_DISPATCHED, updates)
         events.record_many(session, ctx.policy, records)
     return marked
 

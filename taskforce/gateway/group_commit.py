@@ -13,6 +13,12 @@ on the lock (sleeping in SQLite's busy handler) and a transaction of a few small
 INSERTs costs far more than the rows. One writer and one transaction per batch turns
 that into set-based work (benchmarks/figures/gateway.py measures it).
 
+On SQLite the gateway's connections do not checkpoint the write-ahead log themselves: the
+commit that crosses SQLite's 1,000-page mark copies the log into the database file and
+syncs it, a stall of 20-600 ms on a large database under load (benchmarks/figures/gateway.py,
+p99), taken while the write lock is held and the batch waits for its answers. A thread of
+the gateway checkpoints instead (`WalCheckpointer`, PASSIVE: it never blocks a writer).
+
 If a batch fails as a whole (e.g. a unique-index race with another gateway process on
 PostgreSQL), its requests are written again one by one with `open_emergency`, each in
 its own transaction, so one bad request never fails the others.
@@ -24,18 +30,94 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from taskforce.context import Context
-from taskforce.db import unit_of_work
+from taskforce.db import get_engine, unit_of_work
 from taskforce.emergency import service
 from taskforce.emergency.forms import OpenResult
 
 log = logging.getLogger(__name__)
 # The writer thread ends after this long without work; the next request restarts it.
 IDLE_SECONDS = 5
+# How often the checkpointer copies the write-ahead log into the database (SQLite). A
+# second of intake at full speed is a few MB of log, about SQLite's own 1,000-page mark.
+CHECKPOINT_SECONDS = 1.0
+
+
+class WalCheckpointer:
+    """Checkpoint an SQLite database's write-ahead log off the request path.
+
+    Installs a pool listener on `engine` that turns SQLite's automatic checkpoint off for
+    every connection the engine hands out (the group commit's and the background
+    dispatch's alike), and runs `PRAGMA wal_checkpoint(PASSIVE)` every CHECKPOINT_SECONDS
+    in a daemon thread, on a connection of its own, while the process writes. Other
+    processes keep their automatic checkpoints; closing the last connection checkpoints
+    too. Does nothing for other databases.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.enabled = engine.dialect.name == "sqlite" and engine.url.database not in (
+            None,
+            "",
+            ":memory:",
+        )
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._last_write = 0.0
+        if self.enabled and not event.contains(engine, "checkout", _no_autocheckpoint):
+            event.listen(engine, "checkout", _no_autocheckpoint)
+
+    def wrote(self) -> None:
+        """A transaction of this process committed: checkpoint within CHECKPOINT_SECONDS."""
+        if not self.enabled:
+            return
+        self._last_write = time.monotonic()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="gateway-wal-checkpoint", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        checkpointed = 0.0
+        while True:
+            time.sleep(CHECKPOINT_SECONDS)  # a background thread of the server, not a test
+            if self._last_write <= checkpointed:
+                if time.monotonic() - self._last_write > IDLE_SECONDS:
+                    with self._lock:
+                        if self._last_write <= checkpointed:
+                            self._thread = None
+                            return
+                continue
+            checkpointed = time.monotonic()
+            try:
+                self.checkpoint()
+            except Exception as exc:  # the next checkpoint (or SQLite at close) catches up
+                log.warning("WAL checkpoint failed: %s", exc)
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """One PASSIVE checkpoint: (busy, log pages, pages checkpointed)."""
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            busy, pages, done = cursor.fetchone()
+            cursor.close()
+            return busy, pages, done
+        finally:
+            raw.close()
+
+
+def _no_autocheckpoint(dbapi_connection, _record, _proxy) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
+    cursor.close()
 
 
 @dataclass
@@ -49,6 +131,9 @@ class _Pending:
 class GroupCommit:
     def __init__(self, engine: Engine | None, *, max_batch: int = 256) -> None:
         self.engine, self.max_batch = engine, max_batch
+        # Made with the first batch: an app that never writes (e.g. `taskforce gateway
+        # openapi`) opens no database.
+        self.checkpointer: WalCheckpointer | None = None
         self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -94,9 +179,12 @@ class GroupCommit:
                 self._write(ctx, same)
 
     def _write(self, ctx: Context, batch: list[_Pending]) -> None:
+        if self.checkpointer is None:
+            self.checkpointer = WalCheckpointer(self.engine or get_engine())
         try:
             with self.write_lock, unit_of_work(self.engine) as session:
                 outcomes = service.open_emergencies(session, ctx, [p.request for p in batch])
+            self.checkpointer.wrote()
         except Exception:
             log.warning("group commit of %d webhooks failed; writing one by one", len(batch))
             outcomes = [self._write_one(ctx, p.request) for p in batch]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from taskforce.emergency.forms import DedupKey, EmergencyIntake
 from taskforce.emergency.models import Level
@@ -17,8 +17,21 @@ class Strict(BaseModel):
 # --- native ----------------------------------------------------------------
 
 
+# Validation context: the raw JSON was searched for NUL characters (with the sender's field
+# path in the error) before the model saw it.
+NUL_CHECKED = {"nul_checked": True}
+
+
 class NativeTrigger(EmergencyIntake):
     """Open an emergency (or repeat an open one with the same dedup key)."""
+
+    @model_validator(mode="after")
+    def _no_nul(self, info: ValidationInfo) -> NativeTrigger:
+        # Searching a JSON dump of the model again cost more than the rest of its validation;
+        # without the gateway's context (any other caller) the full check runs.
+        if info.context and info.context.get("nul_checked"):
+            return self
+        return EmergencyIntake._no_nul(self)
 
     dedup_key: DedupKey = Field(
         ..., description="The sender's identity of the incident; repeats attach while it is open."

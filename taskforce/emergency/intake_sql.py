@@ -1,0 +1,281 @@
+"""The gateway's batch writes as plain DBAPI statements (`open_emergencies`' storage).
+
+Why: a batch of a dozen webhooks is a few small statements, and SQLAlchemy's execution
+path (compile cache lookup, parameter processing, result set-up) cost more than SQLite
+took to run them (benchmarks/figures/gateway.py). Here each statement is a string built
+once per dialect and run on the session's own DBAPI connection, inside its transaction.
+
+Values are converted with the bind processors of the columns' own SQLAlchemy types (the
+functions SQLAlchemy itself applies: UTCDateTime, the enums, JSON/JSONB, booleans), so
+the stored bytes are the ORM's (tests/emergency/test_open_many.py compares the rows).
+Rows read back come without type processing and are converted here the way the types
+would (`OpenRow`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Dialect, Table
+from sqlalchemy.orm import Session
+
+from taskforce.emergency.models import (
+    OPEN_DEDUP_WHERE,
+    Emergency,
+    EmergencyEvent,
+    EmergencyStatus,
+    Level,
+)
+from taskforce.org.models import Group
+from taskforce.policy.schema import Classification
+
+# Columns `open_emergencies` gives a new emergency (the others stay NULL, as with the ORM).
+EMERGENCY_COLUMNS = (
+    "public_id",
+    "source",
+    "dedup_key",
+    "level",
+    "title",
+    "description",
+    "classification",
+    "status",
+    "is_drill",
+    "leading_group",
+    "working_group",
+    "opened_at",
+    "deadlines",
+    "escalation_step",
+    "pages_at_step",
+    "payload",
+    "repeats",
+)
+EVENT_COLUMNS = ("emergency_id", "kind", "at", "actor", "detail")
+# Statement size bound: SQLite allows 32,766 parameters; this keeps an IN list or a
+# multi-row VALUES far below it.
+MAX_PARAMETERS = 8000
+
+
+@dataclass(frozen=True)
+class OpenRow:
+    """An open emergency of a dedup key, as `open_emergencies` needs it."""
+
+    id: int
+    public_id: str
+    source: str
+    dedup_key: str
+    classification: Classification
+    is_drill: bool
+    status: EmergencyStatus
+    level: Level
+
+
+@dataclass(frozen=True)
+class DispatchRow:
+    """An emergency as `mark_dispatched_many` needs it."""
+
+    id: int
+    public_id: str
+    flow_run_id: str | None
+    status: EmergencyStatus
+    classification: Classification
+    is_drill: bool
+
+
+@dataclass(frozen=True)
+class _Statements:
+    dialect: Dialect
+    mark: str  # the DBAPI's positional placeholder
+    emergency_processors: tuple[Callable[[Any], Any] | None, ...]
+    event_processors: tuple[Callable[[Any], Any] | None, ...]
+    insert_emergency_head: str  # INSERT … VALUES, rows appended per batch
+    insert_emergency_one: str  # one row's placeholders
+    insert_event: str
+    add_repeats: str
+    mark_dispatched: str
+    status_processor: Callable[[Any], Any] | None
+    for_update: str  # " FOR UPDATE" where the database has row locks
+
+
+def _processors(dialect: Dialect, table: Table, columns: Sequence[str]) -> tuple:
+    return tuple(
+        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
+    )
+
+
+@functools.cache
+def _statements(dialect: Dialect) -> _Statements:
+    if dialect.paramstyle == "qmark":
+        mark = "?"
+    elif dialect.paramstyle in ("format", "pyformat"):
+        mark = "%s"
+    else:  # pragma: no cover - the project runs on SQLite and psycopg
+        raise RuntimeError(f"unsupported DBAPI parameter style {dialect.paramstyle}")
+    q = dialect.identifier_preparer.quote
+    e, ev = Emergency.__table__, EmergencyEvent.__table__
+    return _Statements(
+        dialect=dialect,
+        mark=mark,
+        emergency_processors=_processors(dialect, e, EMERGENCY_COLUMNS),
+        event_processors=_processors(dialect, ev, EVENT_COLUMNS),
+        insert_emergency_head=(
+            f"INSERT INTO {q(e.name)} ({', '.join(map(q, EMERGENCY_COLUMNS))}) VALUES "
+        ),
+        insert_emergency_one="(" + ", ".join([mark] * len(EMERGENCY_COLUMNS)) + ")",
+        insert_event=(
+            f"INSERT INTO {q(ev.name)} ({', '.join(map(q, EVENT_COLUMNS))}) "
+            f"VALUES ({', '.join([mark] * len(EVENT_COLUMNS))})"
+        ),
+        add_repeats=f"UPDATE {q(e.name)} SET repeats = repeats + {mark} WHERE id = {mark}",
+        mark_dispatched=(
+            f"UPDATE {q(e.name)} SET flow_run_id = {mark}, status = {mark} WHERE id = {mark}"
+        ),
+        status_processor=_processors(dialect, e, ("status",))[0],
+        # SQLAlchemy renders with_for_update() as nothing on SQLite (one writer at a time).
+        for_update="" if dialect.name == "sqlite" else " FOR UPDATE",
+    )
+
+
+def _convert(processors: tuple, values: Iterable[Any], memo: dict) -> tuple:
+    """Each value through its column's bind processor. A batch repeats the same times, enum
+    members and flags row after row: those are converted once per batch (`memo`)."""
+    out = []
+    for p, v in zip(processors, values, strict=True):
+        if p is None or v is None:
+            out.append(v)
+        elif isinstance(v, dict | list):
+            out.append(p(v))
+        else:
+            key = (p, type(v), v)
+            if key not in memo:
+                memo[key] = p(v)
+            out.append(memo[key])
+    return tuple(out)
+
+
+class IntakeWriter:
+    """The statements of one `open_emergencies` call, on its session's DBAPI connection."""
+
+    def __init__(self, session: Session) -> None:
+        # Anything the ORM holds pending goes first, as an ORM query would autoflush it.
+        session.flush()
+        connection = session.connection()  # begins the transaction (BEGIN IMMEDIATE)
+        self.sql = _statements(connection.dialect)
+        self.cursor = connection.connection.driver_connection.cursor()
+
+    def _in(self, count: int) -> str:
+        return "(" + ", ".join([self.sql.mark] * count) + ")"
+
+    def open_of_keys(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], OpenRow]:
+        """The open emergencies of these (source, dedup key) pairs: one SELECT per chunk."""
+        found: dict[tuple[str, str], OpenRow] = {}
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), MAX_PARAMETERS // 2):
+            chunk = ordered[start : start + MAX_PARAMETERS // 2]
+            sources = sorted({s for s, _ in chunk})
+            dedup_keys = [k for _, k in chunk]
+            self.cursor.execute(
+                "SELECT id, public_id, source, dedup_key, classification, is_drill, status, "
+                f"level FROM emergency WHERE source IN {self._in(len(sources))} "
+                f"AND dedup_key IN {self._in(len(dedup_keys))} AND {OPEN_DEDUP_WHERE}",
+                (*sources, *dedup_keys),
+            )
+            for row in self.cursor.fetchall():
+                key = (row[2], row[3])
+                if key in keys:
+                    found[key] = OpenRow(
+                        id=row[0],
+                        public_id=row[1],
+                        source=row[2],
+                        dedup_key=row[3],
+                        classification=Classification(row[4]),
+                        is_drill=bool(row[5]),
+                        status=EmergencyStatus(row[6]),
+                        level=Level(row[7]),
+                    )
+        return found
+
+    def known_groups(self, codes: set[str]) -> set[str]:
+        if not codes:
+            return set()
+        q = self.sql.dialect.identifier_preparer.quote
+        self.cursor.execute(
+            f"SELECT code FROM {q(Group.__table__.name)} WHERE code IN {self._in(len(codes))}",
+            tuple(sorted(codes)),
+        )
+        return {row[0] for row in self.cursor.fetchall()}
+
+    def insert_emergencies(self, rows: list[dict[str, Any]]) -> dict[str, int]:
+        """Insert the new emergencies; returns their ids by public id."""
+        ids: dict[str, int] = {}
+        per_statement = MAX_PARAMETERS // len(EMERGENCY_COLUMNS)
+        processors, memo = self.sql.emergency_processors, {}
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            params: list[Any] = []
+            for row in chunk:
+                params += _convert(processors, (row[name] for name in EMERGENCY_COLUMNS), memo)
+            values = ", ".join([self.sql.insert_emergency_one] * len(chunk))
+            if self.sql.dialect.insert_returning:
+                # One round trip for the rows and their ids (matched by public id, so the
+                # order RETURNING gives them in does not matter).
+                self.cursor.execute(
+                    f"{self.sql.insert_emergency_head}{values} RETURNING id, public_id", params
+                )
+                ids.update((public_id, new_id) for new_id, public_id in self.cursor.fetchall())
+            else:  # pragma: no cover - SQLite before 3.35
+                self.cursor.execute(f"{self.sql.insert_emergency_head}{values}", params)
+                public_ids = [row["public_id"] for row in chunk]
+                self.cursor.execute(
+                    f"SELECT id, public_id FROM emergency WHERE public_id IN "
+                    f"{self._in(len(public_ids))}",
+                    public_ids,
+                )
+                ids.update((public_id, new_id) for new_id, public_id in self.cursor.fetchall())
+        return ids
+
+    def add_repeats(self, added: dict[int, int]) -> None:
+        """repeats = repeats + n per emergency (never a lost count under concurrency)."""
+        if added:
+            self.cursor.executemany(self.sql.add_repeats, [(n, i) for i, n in added.items()])
+
+    def insert_events(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            processors, memo = self.sql.event_processors, {}
+            self.cursor.executemany(
+                self.sql.insert_event,
+                [_convert(processors, (row[name] for name in EVENT_COLUMNS), memo) for row in rows],
+            )
+
+    def dispatch_state(self, public_ids: Sequence[str]) -> dict[str, DispatchRow]:
+        """The emergencies of these public ids, locked for update, by public id."""
+        found: dict[str, DispatchRow] = {}
+        for start in range(0, len(public_ids), MAX_PARAMETERS):
+            chunk = list(public_ids[start : start + MAX_PARAMETERS])
+            self.cursor.execute(
+                "SELECT id, public_id, flow_run_id, status, classification, is_drill "
+                f"FROM emergency WHERE public_id IN {self._in(len(chunk))}{self.sql.for_update}",
+                chunk,
+            )
+            for row in self.cursor.fetchall():
+                found[row[1]] = DispatchRow(
+                    id=row[0],
+                    public_id=row[1],
+                    flow_run_id=row[2],
+                    status=EmergencyStatus(row[3]),
+                    classification=Classification(row[4]),
+                    is_drill=bool(row[5]),
+                )
+        return found
+
+    def mark_dispatched(self, marks: list[tuple[int, str, EmergencyStatus]]) -> None:
+        """(emergency id, flow run id, new status) each: one executemany."""
+        status = self.sql.status_processor or (lambda v: v)
+        self.cursor.executemany(
+            self.sql.mark_dispatched, [(run, status(st), i) for i, run, st in marks]
+        )
+
+    def close(self) -> None:
+        self.cursor.close()

@@ -1,0 +1,161 @@
+"""`open_emergencies` writes with plain DBAPI statements (taskforce/emergency/intake_sql.py):
+the stored bytes must be the ORM's. Each delivery is written both ways — the ORM path
+(`open_emergency`, one transaction each) and the batch — and the rows are compared as the
+database holds them (read without type processing): every column of the emergency and
+its events, and the trail entries, on SQLite and PostgreSQL (the `engine` fixture).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from taskforce.context import Context
+from taskforce.db import unit_of_work
+from taskforce.emergency import service
+from taskforce.emergency.forms import EmergencyIntake
+from taskforce.emergency.models import Level
+from taskforce.policy.schema import Classification
+
+_runs = itertools.count()
+
+# JSON values as a webhook sends them: text (any plane, no NUL), numbers, nesting.
+_text = st.text(
+    st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=12
+)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | _text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
+    max_leaves=8,
+)
+delivery = st.fixed_dictionaries(
+    {
+        "key": st.sampled_from(["a", "b", "c", "键-ü"]),
+        "level": st.sampled_from(list(Level)),
+        "wg": st.sampled_from(["wg:data", None]),
+        "drill": st.booleans(),
+        "classification": st.sampled_from(list(Classification)),
+        "title": _text.filter(lambda t: len(t.strip()) >= 2),
+        "description": _text,
+        "details": st.dictionaries(_text, _json, max_size=4),
+    }
+)
+
+
+def _request(d: dict, source: str) -> service.IntakeRequest:
+    intake = EmergencyIntake(
+        level=d["level"],
+        title=d["title"],
+        description=d["description"],
+        working_group=d["wg"] or ("wg:data" if d["level"] == Level.III else None),
+        classification=d["classification"],
+        details=d["details"],
+    )
+    return service.IntakeRequest(intake, source, d["key"], "gateway:test", d["drill"])
+
+
+def _stored(engine, source: str) -> tuple:
+    """The rows of `source` as stored, ids and public ids renamed in order of appearance."""
+    with engine.connect() as conn:
+        emergencies = [
+            dict(r._mapping)
+            for r in conn.execute(
+                text("SELECT * FROM emergency WHERE source = :source ORDER BY id"),
+                {"source": source},
+            )
+        ]
+        names = {e["public_id"]: f"E{n}" for n, e in enumerate(emergencies)}
+        ids = {e["id"]: names[e["public_id"]] for e in emergencies}
+        events = [
+            {**dict(r._mapping), "id": None, "emergency_id": ids[r.emergency_id]}
+            for r in conn.execute(text("SELECT * FROM emergency_event ORDER BY id"))
+            if r.emergency_id in ids
+        ]
+        trail = []
+        for r in conn.execute(
+            text(
+                "SELECT at, actor, action, subject_type, subject_id, payload, classification, "
+                "calendar_fallback FROM trail_entry ORDER BY id"
+            )
+        ):
+            if r.subject_id in names:
+                row = dict(r._mapping)
+                row["subject_id"] = names[r.subject_id]
+                row["payload"] = row["payload"].replace(f'"{source}"', '"SOURCE"')
+                trail.append(row)
+    for e in emergencies:
+        e.update(id=None, public_id=names[e["public_id"]], source="SOURCE")
+    return emergencies, events, trail
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(deliveries=st.lists(delivery, min_size=1, max_size=8))
+def test_batch_rows_equal_the_orm_rows(engine, policy, clock, deliveries):
+    ctx = Context(policy=policy, clock=clock)
+    run = next(_runs)
+    one, many = f"orm-{run}", f"raw-{run}"
+    for d in deliveries:
+        r = _request(d, one)
+        with unit_of_work(engine) as s:
+            service.open_emergency(
+                s,
+                ctx,
+                r.intake,
+                source=r.source,
+                dedup_key=r.dedup_key,
+                actor=r.actor,
+                is_drill=r.is_drill,
+            )
+    with unit_of_work(engine) as s:
+        service.open_emergencies(s, ctx, [_request(d, many) for d in deliveries])
+
+    assert _stored(engine, many) == _stored(engine, one)
+
+
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    deliveries=st.lists(delivery, min_size=1, max_size=5),
+    picks=st.lists(st.integers(min_value=0, max_value=4), min_size=1, max_size=6),
+)
+def test_dispatch_marks_equal_the_orm_rows(engine, policy, clock, deliveries, picks):
+    """`mark_dispatched_many` (plain DBAPI) against `mark_dispatched` per run (the ORM)."""
+    ctx = Context(policy=policy, clock=clock)
+    run = next(_runs)
+    sides = {}
+    for side in ("orm", "raw"):
+        source = f"{side}-d{run}"
+        with unit_of_work(engine) as s:
+            opened = service.open_emergencies(s, ctx, [_request(d, source) for d in deliveries])
+        ids = [o.emergency_id for o in opened]
+        with unit_of_work(engine) as s:
+            service.acknowledge(s, ctx, ids[0], actor="test")  # not pending any more
+        sides[side] = (source, [ids[i % len(ids)] for i in picks])
+    source, chosen = sides["orm"]
+    for n, public_id in enumerate(chosen):
+        with unit_of_work(engine) as s:
+            service.mark_dispatched(s, ctx, public_id, f"run-{n}", actor="dispatcher")
+    source_raw, chosen_raw = sides["raw"]
+    with unit_of_work(engine) as s:
+        service.mark_dispatched_many(
+            s, ctx, [(p, f"run-{n}") for n, p in enumerate(chosen_raw)], actor="dispatcher"
+        )
+
+    assert _stored(engine, source_raw) == _stored(engine, source)
+
+
+def test_new_public_ids_are_uuid4_text():
+    import uuid
+
+    ids = {service.new_public_id() for _ in range(5000)}
+    assert len(ids) == 5000
+    for public_id in ids:
+        parsed = uuid.UUID(public_id)
+        assert str(parsed) == public_id
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
