@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import json
 import os
 import uuid
@@ -82,15 +81,6 @@ def default_context() -> Context:
     return Context(policy=_default_policy())
 
 
-def freeze_startup_objects() -> None:
-    """Exempt everything built so far (modules, the ORM's and pydantic's machinery, the app)
-    from the collector: a full collection walked all of it, a 130 ms pause under load that
-    every request in flight waited out (benchmarks/figures/gateway.py, p99). For a server
-    process, once its app is built; objects made later are collected as usual."""
-    gc.collect()
-    gc.freeze()
-
-
 def create_app(
     ctx_factory: Callable[[], Context] = default_context,
     dispatcher: Dispatcher = no_dispatcher,
@@ -115,9 +105,10 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # A full collection walking every start-up object stalls the event loop, and so
-        # every request in flight, for ~0.1 s: see taskforce/process.py.
-        freeze_startup_objects()
+        # A full collection walked every start-up object (modules, the ORM's and pydantic's
+        # machinery, the app): a 100-130 ms pause that every request in flight waited out
+        # (benchmarks/figures/gateway.py, p99). A server can afford one collection first.
+        freeze_startup_objects(collect_first=True)
         yield
         if background is not None:
             await run_in_threadpool(background.close)  # start what was queued before exiting

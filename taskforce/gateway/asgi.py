@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from taskforce.gateway.app import create_app, default_context, freeze_startup_objects
+from taskforce.gateway.app import create_app, default_context
 
 
 def create_production_app() -> FastAPI:
@@ -24,7 +24,7 @@ def create_production_app() -> FastAPI:
     from flows.emergency import PrefectDispatcher
 
     gateway = default_context().policy.gateway
-    app = create_app(
+    return create_app(
         dispatcher=PrefectDispatcher(
             deployment=gateway.deployment,
             timeout_seconds=gateway.dispatch_timeout_seconds,
@@ -32,5 +32,3 @@ def create_production_app() -> FastAPI:
         ),
         background_dispatch=True,
     )
-    freeze_startup_objects()
-    return app
