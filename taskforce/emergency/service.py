@@ -80,7 +80,6 @@ __all__ = [
     "page_if_unpaged",
     "pending_dispatch",
     "record_deadline_met",
-    "record_dispatch_failure",
     "request_reserve_draw",
     "resolve",
     "state",
@@ -622,33 +621,6 @@ def mark_dispatched_many(
     if updates:
         events.record_many(session, ctx.policy, records)
     return marked
-
-
-def record_dispatch_failure(
-    session: Session, ctx: Context, public_id: str, error: str, *, actor: str
-) -> list[str]:
-    """Prefect could not be reached: keep the emergency pending and page its on-call directly.
-
-    Only the failure that leads to the direct page goes on the trail; the
-    sweep's later retries during an outage are logged by the caller, so the
-    trail does not fill with one entry per emergency per minute.
-    """
-    emergency = get_emergency(session, public_id, lock=True)
-    if emergency.pages_at_step > 0 or emergency.status not in UNACKNOWLEDGED:
-        return []
-    events.record(
-        session,
-        ctx.policy,
-        at=ctx.now(),
-        actor=actor,
-        action="emergency.dispatch_failed",
-        subject_type="emergency",
-        subject_id=emergency.public_id,
-        classification=emergency.classification,
-        is_drill=emergency.is_drill,
-        payload={"error": error[:500], "direct_page": True},
-    )
-    return page_if_unpaged(session, ctx, public_id, actor=actor, reason="dispatch_unavailable")
 
 
 def close_with_follow_up(
