@@ -123,7 +123,13 @@ class Scenario:
         self.budget = DemoBudget(self.rng, start.year, exports)
 
     async def run(self, progress: Progress | None = None) -> None:
-        use_clock(self.clock)
+        previous = use_clock(self.clock)
+        try:
+            await self._play(progress)
+        finally:  # the process's own time again (a test suite runs on after the demo)
+            use_clock(previous)
+
+    async def _play(self, progress: Progress | None) -> None:
         task = progress.add_task("simulating weeks", total=self.weeks) if progress else None
         await self.budget.fund_year()
         for week in range(self.weeks):

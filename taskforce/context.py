@@ -11,11 +11,13 @@ from taskforce.policy import Policy, load_policy
 _process_clock: Clock = SystemClock()
 
 
-def use_clock(clock: Clock) -> None:
+def use_clock(clock: Clock) -> Clock:
     """Set the clock of this process's default Context: the demo replays months of simulated
-    time through the real flows (which run in-process in Prefect's local mode)."""
+    time through the real flows (which run in-process in Prefect's local mode). Returns the
+    clock it replaces, for the caller to put back."""
     global _process_clock
-    _process_clock = clock
+    previous, _process_clock = _process_clock, clock
+    return previous
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from sqlalchemy import func, select
 
 from flows.demo import run_demo
 from taskforce.budget.models import BudgetLine, LedgerEntry, LineStatus
+from taskforce.clock import SystemClock
+from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.loop.models import Issue
 from taskforce.trail import verify
@@ -21,6 +23,8 @@ def test_a_short_demo_funds_plans_pays_them_and_reviews_the_periods(flow_db, tmp
     # Ten weeks from Monday 4 May: two month-ends (May, June), June's review and Q2's.
     scenario = asyncio.run(run_demo(seed=7, weeks=10, start=dt.date(2026, 5, 4), exports=exports))
 
+    # The process's own time again: the suite (or anything else in the process) runs on.
+    assert isinstance(Context.default().clock, SystemClock)
     with unit_of_work() as s:
         issues = s.scalar(select(func.count(Issue.id)))
         approved = s.scalars(
