@@ -153,22 +153,28 @@ def test_postgres_restarted_during_a_dispatch_sweep(postgres_stack, domain_clust
     # record inserted, the trail head locked, the trail entry waiting) until the server
     # goes down under it.
     blocker = psycopg.connect(stack.database_url)
-    blocker.execute("LOCK TABLE trail_entry IN EXCLUSIVE MODE")
-    sweep = stack.run_deployment("dispatch-sweep/dispatch-sweep")
+    try:
+        blocker.execute("LOCK TABLE trail_entry IN EXCLUSIVE MODE")
+        sweep = stack.run_deployment("dispatch-sweep/dispatch-sweep")
 
-    def sweep_blocked() -> bool:
-        with psycopg.connect(stack.database_url, autocommit=True) as probe:
-            return bool(
-                probe.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND datname = current_database() AND query ILIKE 'INSERT INTO trail_entry%'"
-                ).fetchone()[0]
-            )
+        def sweep_blocked() -> bool:
+            # The sweep's bulk rows go through COPY on PostgreSQL (taskforce/bulk.py), a
+            # single entry through INSERT: either waits on the lock.
+            with psycopg.connect(stack.database_url, autocommit=True) as probe:
+                return bool(
+                    probe.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database() AND (query ILIKE "
+                        "'INSERT INTO trail_entry%' OR query ILIKE 'COPY trail_entry%')"
+                    ).fetchone()[0]
+                )
 
-    wait_for("the sweep to wait on the trail", sweep_blocked, 120, stack.logs())
-    domain_cluster.ctl("stop")  # fast shutdown: every open transaction is rolled back
-    domain_cluster.ctl("start")
-    blocker.close()
+        wait_for("the sweep to wait on the trail", sweep_blocked, 120, stack.logs())
+        domain_cluster.ctl("stop")  # fast shutdown: every open transaction is rolled back
+        domain_cluster.ctl("start")
+    finally:
+        # Never leave the lock behind: the stack is shared by the tests that follow.
+        blocker.close()
     run = stack.wait_final(sweep)
     assert not run.state.is_completed(), run.state  # the sweep lost its connection and failed
 
