@@ -38,6 +38,7 @@ from sqlalchemy import text
 
 from benchmarks.core import Bench, Result
 from taskforce.gateway.auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from taskforce.policy import load_policy
 
 NAME = "gateway"
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,6 +144,8 @@ class _Server:
                     "--no-access-log",
                     "--backlog",
                     "2048",
+                    "--timeout-keep-alive",
+                    str(load_policy().gateway.keep_alive_seconds),
                     "--loop",
                     os.environ.get(LOOP_ENV, "auto"),
                     "--http",

@@ -2,8 +2,9 @@
 
 Notify first, orchestrate after (as incident-management systems do): the on-call
 contacts are paged by whoever dispatches the emergency — the gateway's
-`BackgroundDispatch` thread right after the intake commit, the gateway request itself
-(`create_app(background_dispatch=False)`), the operator's form or the dispatch sweep —
+`BackgroundDispatch` thread right after the intake commit (with
+`create_app(background_dispatch=False)` the request waits for it), the operator's form
+or the dispatch sweep —
 and only then is its flow run started. The page never waits for a flow-run process to
 start (Prefect spawns a new Python process per run: seconds). The flow run then waits
 for the acknowledgement and escalates; its own paging step finds the emergency paged
@@ -34,6 +35,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -103,7 +105,7 @@ def dispatch_many(
     lock = write_lock or contextlib.nullcontext()
     paged = _page_first(engine, ctx, public_ids, actor=actor, write_lock=lock)
     if paged:
-        _deliver_now(engine, ctx, [p.trail_entry_id for p in paged.values()], channels)
+        _deliver_now(engine, ctx, [p.trail_entry_id for p in paged.values()], channels, lock)
     started: list[tuple[str, str]] = []
     failed: dict[str, str] = {}
     for public_id in public_ids:
@@ -211,7 +213,11 @@ def _record_first_failure(
 
 
 def _deliver_now(
-    engine: Engine | None, ctx: Context, trail_entry_ids: list[int], channels=None
+    engine: Engine | None,
+    ctx: Context,
+    trail_entry_ids: list[int],
+    channels=None,
+    write_lock: AbstractContextManager | None = None,
 ) -> None:
     """Send these pages at once, from this thread: the page must not wait for the delivery
     run or for a flow-run process to start. Only these rows: a backlog in the outbox is
@@ -225,6 +231,7 @@ def _deliver_now(
             limit=max(200, 50 * len(trail_entry_ids)),
             trail_entry_ids=trail_entry_ids,
             channels=channels,
+            write_lock=write_lock,
         )
     except Exception as exc:  # the outbox keeps them; the next delivery run retries
         log.warning("first pages stay in the outbox: %s", exc)
@@ -237,6 +244,10 @@ def dispatch_pending(
     with unit_of_work(engine) as session:
         pending = service.pending_dispatch(session)
     return dispatch_many(engine, ctx, pending, dispatcher, actor=actor) if pending else []
+
+
+# What the dispatch thread's queue holds: (public id, actor, the caller's future).
+_Queued = tuple[str, str, "Future[DispatchOutcome]"]
 
 
 class BackgroundDispatch:
@@ -254,6 +265,11 @@ class BackgroundDispatch:
     The thread starts with the object and first loads the Apprise channels (importing
     Apprise takes about a second), so the first emergency after a start does not wait
     for that.
+
+    A caller that must answer with the outcome (the gateway without background dispatch)
+    waits on the future `submit` returns: a burst of new emergencies is still paged and
+    dispatched in batches by this one thread, not by one request thread each (80 at once
+    took 30 s that way, each loading Apprise and waiting on the others' locks).
     """
 
     def __init__(
@@ -273,7 +289,7 @@ class BackgroundDispatch:
         self.engine, self.ctx_factory, self.dispatcher = engine, ctx_factory, dispatcher
         self.max_batch, self.write_lock = max_batch, write_lock
         self.channels = channels
-        self._queue: queue.SimpleQueue[tuple[str, str] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._start()
@@ -286,9 +302,13 @@ class BackgroundDispatch:
                 )
                 self._thread.start()
 
-    def submit(self, public_id: str, *, actor: str) -> None:
+    def submit(self, public_id: str, *, actor: str) -> Future[DispatchOutcome]:
+        """Queue the emergency; the future holds its outcome once its batch is done (it
+        never holds an exception: a failed batch is a failed outcome, left to the sweep)."""
         self._start()
-        self._queue.put((public_id, actor))
+        done: Future[DispatchOutcome] = Future()
+        self._queue.put((public_id, actor, done))
+        return done
 
     def _load_channels(self):
         """The channels, loaded once; None (each delivery loads and reports the problem)
@@ -314,23 +334,31 @@ class BackgroundDispatch:
                 except queue.Empty:
                     break
             stop = None in batch
-            by_actor: dict[str, list[str]] = {}
+            by_actor: dict[str, list[_Queued]] = {}
             for item in batch:
                 if item is not None:
-                    by_actor.setdefault(item[1], []).append(item[0])
-            for actor, public_ids in by_actor.items():
-                try:
-                    dispatch_many(
-                        self.engine,
-                        self.ctx_factory(),
-                        public_ids,
-                        self.dispatcher,
-                        actor=actor,
-                        write_lock=self.write_lock,
-                        channels=self._load_channels(),
-                    )
-                except Exception:  # the rows stay pending_dispatch; the sweep retries them
-                    log.exception("background dispatch of %d emergencies failed", len(public_ids))
+                    by_actor.setdefault(item[1], []).append(item)
+            for actor, items in by_actor.items():
+                self._dispatch(actor, items)
+
+    def _dispatch(self, actor: str, items: list[_Queued]) -> None:
+        public_ids = [public_id for public_id, _, _ in items]
+        try:
+            outcomes = dispatch_many(
+                self.engine,
+                self.ctx_factory(),
+                public_ids,
+                self.dispatcher,
+                actor=actor,
+                write_lock=self.write_lock,
+                channels=self._load_channels(),
+            )
+        except Exception as exc:  # the rows stay pending_dispatch; the sweep retries them
+            log.exception("background dispatch of %d emergencies failed", len(public_ids))
+            error = f"{type(exc).__name__}: {exc}"
+            outcomes = [DispatchOutcome(public_id, False, error=error) for public_id in public_ids]
+        for (_, _, done), outcome in zip(items, outcomes, strict=True):
+            done.set_result(outcome)
 
     def close(self, timeout: float = 30) -> None:
         """Drain what was queued (shutdown), then stop the thread."""

@@ -5,13 +5,14 @@ JSON error and writes nothing: content type (415), size (413), the sender's
 credentials (401: signature and timestamp, bearer token or routing key), JSON
 syntax (400), the body's fields (422). Then the emergency is committed and
 only then acknowledged (202 with its id); the flow run that moves it is
-started after the commit (see taskforce/emergency/dispatch.py): in the
-request (the default of `create_app`), or, in production, by a background
-thread after the 202, so intake never waits on the Prefect API.
+started after the commit (see taskforce/emergency/dispatch.py) by the dispatch
+thread: before the 202 (the default of `create_app`: the request waits for it), or,
+in production, after the 202, so intake never waits on the Prefect API.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -33,7 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.emergency import service
-from taskforce.emergency.dispatch import BackgroundDispatch, Dispatcher, dispatch, no_dispatcher
+from taskforce.emergency.dispatch import BackgroundDispatch, Dispatcher, no_dispatcher
 from taskforce.emergency.forms import EmergencyIntake, nul_path
 from taskforce.emergency.models import Level
 from taskforce.errors import DomainError, NotFound
@@ -97,10 +98,10 @@ def create_app(
     """
     env = environ if environ is not None else os.environ
     writer = GroupCommit(engine)
-    background = (
-        BackgroundDispatch(engine, ctx_factory, dispatcher, write_lock=writer.write_lock)
-        if background_dispatch
-        else None
+    # One dispatch thread either way: without background dispatch the request waits for
+    # its emergency's outcome, and a burst is still paged and dispatched in batches.
+    dispatch_queue = BackgroundDispatch(
+        engine, ctx_factory, dispatcher, write_lock=writer.write_lock
     )
 
     @contextlib.asynccontextmanager
@@ -110,8 +111,7 @@ def create_app(
         # (benchmarks/figures/gateway.py, p99). A server can afford one collection first.
         freeze_startup_objects(collect_first=True)
         yield
-        if background is not None:
-            await run_in_threadpool(background.close)  # start what was queued before exiting
+        await run_in_threadpool(dispatch_queue.close)  # start what was queued before exiting
 
     app = FastAPI(
         title="Task-force emergency gateway 应急网关",
@@ -119,6 +119,7 @@ def create_app(
         description=__doc__,
         lifespan=lifespan,
     )
+    app.state.dispatch_queue = dispatch_queue  # closed by the lifespan (or a test's server)
 
     @app.exception_handler(GatewayError)
     async def _gateway_error(_request: Request, exc: GatewayError) -> JSONResponse:
@@ -155,13 +156,11 @@ def create_app(
             raise GatewayError(422, "invalid", str(exc), exc.field) from None
         dispatched = False
         status = result.status
-        if result.created and background is not None:
-            background.submit(result.emergency_id, actor=f"gateway:{source}")
-        elif result.created:
-            outcome = await run_in_threadpool(
-                dispatch, engine, ctx, result.emergency_id, dispatcher, actor=f"gateway:{source}"
-            )
-            dispatched = outcome.dispatched
+        if result.created:
+            done = dispatch_queue.submit(result.emergency_id, actor=f"gateway:{source}")
+            if not background_dispatch:
+                outcome = await asyncio.wrap_future(done)
+                dispatched = outcome.dispatched
             status = "dispatched" if dispatched else status
         return _Accepted(
             result.emergency_id, result.created, status, result.level, dispatched, result.is_drill

@@ -28,7 +28,12 @@ def serve(
     from taskforce.gateway.app import default_context
 
     gateway = default_context().policy.gateway
-    bind = {"host": host or gateway.host, "port": port or gateway.port, "log_level": "info"}
+    bind = {
+        "host": host or gateway.host,
+        "port": port or gateway.port,
+        "log_level": "info",
+        "timeout_keep_alive": gateway.keep_alive_seconds,
+    }
     if dispatch:
         # An import string, so uvicorn can start the app in each worker process.
         uvicorn.run(

@@ -30,6 +30,7 @@ import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,6 +170,7 @@ def deliver_pending(
     message_ids: Iterable[int] | None = None,
     trail_entry_ids: Iterable[int] | None = None,
     on_sent: Callable[[TargetResult], None] | None = None,
+    write_lock: AbstractContextManager | None = None,
 ) -> DeliveryReport:
     """Send due outbox rows (at most `limit`), priority first; return what happened.
 
@@ -180,10 +182,16 @@ def deliver_pending(
 
     Rows are claimed in rounds of at most `max_parallel_sends`, so a round
     ends well inside the claim lease even when every target is slow.
+
+    `write_lock`: held around each transaction (never around a send), to queue them
+    in-process behind the other writers of this process (the gateway's dispatch thread:
+    SQLite's busy handler sleeps while the intake writer holds the database).
     """
     if limit < 1:
         raise ValueError("limit: must be >= 1")
     sessions = _sessions(db)
+    if write_lock is not None:
+        sessions = _LockedSessions(sessions, write_lock)
     policy = ctx.policy.notifications
     if channels is None:
         channels = load_channels(overflow=policy.overflow)
@@ -561,14 +569,27 @@ def _sessions(db: Engine | sessionmaker | Sessions | None) -> Sessions:
     return db
 
 
+@dataclass(frozen=True)
+class _LockedSessions:
+    """Sessions whose transactions `_transaction` runs under `lock` (see deliver_pending)."""
+
+    sessions: Sessions
+    lock: AbstractContextManager
+
+    def __call__(self) -> Session:
+        return self.sessions()
+
+
 @contextlib.contextmanager
 def _transaction(sessions: Sessions) -> Iterator[Session]:
-    session = sessions()
-    try:
-        with session.begin():
-            yield session
-    finally:
-        session.close()
+    lock = sessions.lock if isinstance(sessions, _LockedSessions) else contextlib.nullcontext()
+    with lock:
+        session = sessions()
+        try:
+            with session.begin():
+                yield session
+        finally:
+            session.close()
 
 
 def _short(text: str) -> str:

@@ -193,6 +193,7 @@ class GatewayPolicy(Strict):
     host: str = Field(min_length=1)
     port: Annotated[int, Field(gt=0, lt=65536)]
     max_body_bytes: PositiveInt
+    keep_alive_seconds: PositiveInt
     replay_window_seconds: PositiveInt
     dispatch_timeout_seconds: PositiveInt
     dispatch_connect_retries: NonNegativeInt

@@ -236,3 +236,20 @@ def test_deadline_form(engine, policy, prefect_server):
     form = DeadlineForm(emergency_id=e.emergency_id, deadline="command_formed", actor="L1")
     assert record_emergency_deadline(form) is True
     assert record_emergency_deadline(form) is False  # recorded once
+
+
+def test_the_dispatchers_tls_context_is_built_once_as_prefect_settings_say():
+    """One CA bundle load per dispatcher, not two per emergency; verified unless Prefect's
+    own setting says otherwise (the connect-retry transport used httpx's defaults)."""
+    import ssl
+
+    from prefect.settings import PREFECT_API_TLS_INSECURE_SKIP_VERIFY, temporary_settings
+
+    from flows.emergency import PrefectDispatcher
+
+    verified = PrefectDispatcher(deployment="a/b", timeout_seconds=1, connect_retries=0)
+    assert verified._tls_context() is verified._tls_context()
+    assert verified._tls_context().verify_mode == ssl.CERT_REQUIRED
+    with temporary_settings({PREFECT_API_TLS_INSECURE_SKIP_VERIFY: True}):
+        insecure = PrefectDispatcher(deployment="a/b", timeout_seconds=1, connect_retries=0)
+        assert insecure._tls_context().verify_mode == ssl.CERT_NONE

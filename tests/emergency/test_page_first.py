@@ -560,3 +560,96 @@ def test_without_background_dispatch_the_request_pages_then_starts_the_run(
     finally:
         gateway.stop()
         receiver.stop()
+
+
+def test_the_dispatch_queue_answers_each_emergencys_outcome(engine, ctx, tmp_path):
+    """`submit` returns a future with the emergency's own outcome: started, or the error
+    of its failed start (the sweep retries it); never an exception."""
+    ok, refused = _open(engine, ctx, key="ok", level="II"), _open(engine, ctx, key="no", level="II")
+
+    def dispatcher(public_id: str) -> str:
+        if public_id == refused:
+            raise ConnectionError("Prefect is down")
+        return f"run-{public_id}"
+
+    queue = BackgroundDispatch(engine, lambda: ctx, dispatcher, channels=load_channels())
+    try:
+        started, failed = (
+            queue.submit(ok, actor="t").result(60),
+            queue.submit(refused, actor="t").result(60),
+        )
+    finally:
+        queue.close()
+    assert (started.public_id, started.dispatched, started.flow_run_id) == (ok, True, f"run-{ok}")
+    assert (failed.public_id, failed.dispatched) == (refused, False)
+    assert failed.error == "ConnectionError: Prefect is down"
+    assert _state(engine, ctx, ok).status == EmergencyStatus.dispatched
+    assert _state(engine, ctx, refused).status == EmergencyStatus.pending_dispatch
+
+
+def test_a_dispatch_batch_that_fails_answers_failed_outcomes(engine, ctx):
+    """A batch that cannot run at all (here: no context) fails its futures' outcomes, not
+    their callers: the rows stay pending_dispatch for the sweep."""
+    public_id = _open(engine, ctx, key="k", level="II")
+
+    def no_context() -> Context:
+        raise RuntimeError("config/ unreadable")
+
+    queue = BackgroundDispatch(
+        engine, no_context, lambda pid: f"run-{pid}", channels=load_channels()
+    )
+    try:
+        outcome = queue.submit(public_id, actor="t").result(60)
+    finally:
+        queue.close()
+    assert not outcome.dispatched and outcome.error == "RuntimeError: config/ unreadable"
+    assert _state(engine, ctx, public_id).status == EmergencyStatus.pending_dispatch
+
+
+@pytest.mark.slow
+def test_without_background_dispatch_a_burst_is_dispatched_by_one_thread(engine, ctx):
+    """Twenty new emergencies at once, answered with their own runs: every page and start
+    happens on the one dispatch thread (one request thread each took 30 s for 80)."""
+    from taskforce.gateway.app import create_app
+    from taskforce.gateway.auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+    from tests.gateway.server import ENV, SECRET, Gateway
+
+    threads: set[str] = set()
+
+    def dispatcher(public_id: str) -> str:
+        threads.add(threading.current_thread().name)
+        return f"run-{public_id}"
+
+    app = create_app(ctx_factory=lambda: ctx, dispatcher=dispatcher, engine=engine, environ=ENV)
+    gateway = Gateway(app)
+    now = str(int(ctx.now().timestamp()))
+
+    async def fire():
+        import httpx
+
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=120) as client:
+
+            async def one(n: int):
+                body = json.dumps({"dedup_key": f"burst-{n}", "level": "II", "title": "中断"})
+                headers = {
+                    "Content-Type": "application/json",
+                    TIMESTAMP_HEADER: now,
+                    SIGNATURE_HEADER: sign(SECRET, now, body.encode()),
+                }
+                return await client.post(
+                    "/v1/emergencies/monitoring", content=body, headers=headers
+                )
+
+            return await asyncio.gather(*(one(n) for n in range(20)))
+
+    try:
+        replies = asyncio.run(fire())
+    finally:
+        gateway.stop()
+    bodies = [r.json() for r in replies]
+    assert [r.status_code for r in replies] == [202] * 20
+    assert all(b["created"] and b["dispatched"] and b["status"] == "dispatched" for b in bodies)
+    assert len({b["emergency_id"] for b in bodies}) == 20
+    assert threads == {"emergency-dispatch"}
+    for b in bodies:
+        assert _state(engine, ctx, b["emergency_id"]).flow_run_id == f"run-{b['emergency_id']}"

@@ -46,15 +46,22 @@ def unreachable_prefect():
 
 
 class Gateway:
-    def __init__(self, app) -> None:
+    def __init__(self, app, keep_alive_seconds: int = 75) -> None:
         # Listening before the server thread starts: requests wait in the backlog,
         # so no test has to sleep until uvicorn is up.
+        self.app = app
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(512)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", lifespan="off", backlog=512)
+            uvicorn.Config(
+                app,
+                log_level="warning",
+                lifespan="off",
+                backlog=512,
+                timeout_keep_alive=keep_alive_seconds,
+            )
         )
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
@@ -67,6 +74,8 @@ class Gateway:
         self.server.should_exit = True
         self.thread.join(timeout=30)
         self.sock.close()
+        # What the lifespan (off here: it would freeze the test process's objects) does.
+        self.app.state.dispatch_queue.close()
 
     def signed(
         self,
@@ -98,7 +107,7 @@ def start_gateway(engine) -> Iterator:
             engine=engine,
             environ=ENV if environ is None else environ,
         )
-        gateway = Gateway(app)
+        gateway = Gateway(app, ctx.policy.gateway.keep_alive_seconds)
         started.append(gateway)
         return gateway
 

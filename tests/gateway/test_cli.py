@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -65,8 +66,25 @@ def test_taskforce_gateway_serve(engine, db_url):
             },
         )
         assert r.status_code == 202, r.text
+        assert _answers_after_idle(port, seconds=6), "an idle connection was closed within 6 s"
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     with unit_of_work(engine) as s:
         assert s.scalar(select(func.count()).select_from(Emergency)) == 1
+
+
+def _answers_after_idle(port: int, *, seconds: float) -> bool:
+    """Whether a connection idle for `seconds` still serves a request (gateway.keep_alive_
+    seconds; uvicorn's own default, 5 s, is httpx's: a client could send on a connection
+    the server was closing, and a monitoring system would see its webhook fail)."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(request)
+        assert b" 200 " in conn.recv(65536).split(b"\r\n")[0]
+        time.sleep(seconds)
+        try:
+            conn.sendall(request)
+            return b" 200 " in conn.recv(65536).split(b"\r\n")[0]
+        except OSError:
+            return False
