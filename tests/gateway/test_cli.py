@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -78,13 +78,19 @@ def _answers_after_idle(port: int, *, seconds: float) -> bool:
     """Whether a connection idle for `seconds` still serves a request (gateway.keep_alive_
     seconds; uvicorn's own default, 5 s, is httpx's: a client could send on a connection
     the server was closing, and a monitoring system would see its webhook fail)."""
-    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
-        conn.sendall(request)
-        assert b" 200 " in conn.recv(65536).split(b"\r\n")[0]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", "/healthz")
+        first = conn.getresponse()
+        assert first.status == 200 and not first.will_close
+        first.read()
+        sock = conn.sock  # http.client opens a new one only when this is None
         time.sleep(seconds)
         try:
-            conn.sendall(request)
-            return b" 200 " in conn.recv(65536).split(b"\r\n")[0]
-        except OSError:
+            conn.request("GET", "/healthz")
+            again = conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionError):
             return False
+        return again.status == 200 and conn.sock is sock
+    finally:
+        conn.close()
