@@ -69,11 +69,17 @@ def _run(
             update_progress_artifact(progress, pct)
 
     the_period = steps.resolve_period(kind, period)
-    data = steps.gather(the_period, Classification(audience))
-    step(40)
-    actions = steps.act(data)
-    step(60)
-    files = steps.render(data, actions, list(locales))
+    workbooks = steps.start_workbooks(the_period, audience, list(locales))
+    try:
+        data = steps.gather(the_period, audience, ledgers=workbooks is None)
+        step(40)
+        actions = steps.act(data)
+        step(60)
+        files = steps.render(data, actions, list(locales), workbooks=workbooks)
+    except BaseException:
+        if workbooks is not None:
+            workbooks.cancel()  # no half-written workbook is left
+        raise
     step(90)
     created = steps.store(data, files)
     step(100)

@@ -11,6 +11,7 @@ from taskforce.context import Context
 from taskforce.db import get_engine, unit_of_work
 from taskforce.policy.schema import Classification
 from taskforce.reviews import service
+from taskforce.reviews.ledgers import WorkbookJob
 from taskforce.reviews.periods import Period, ReviewKind
 
 
@@ -20,10 +21,21 @@ def resolve_period(kind: ReviewKind, period: str | None) -> Period:
 
 
 # Frames and contexts are not worth hashing: no cache, results stay in memory.
+def start_workbooks(
+    period: Period, audience: Classification, locales: list[str]
+) -> WorkbookJob | None:
+    """The process writing the XLSX workbooks at scale (see service.start_workbooks), started
+    before the KPIs are read. Not a task: it returns a running process, not a result."""
+    ctx = Context.default()
+    out = service.output_dir(ctx, period)
+    return service.start_workbooks(get_engine(), ctx, period, audience, locales, Path(out))
+
+
 @task(name="gather-kpis", cache_policy=NO_CACHE)
-def gather(period: Period, audience: Classification) -> service.ReviewData:
-    """Do/Check: KPIs of the period and its history, and the lists cleared for the audience."""
-    return service.gather(get_engine(), Context.default(), period, audience)
+def gather(period: Period, audience: Classification, ledgers: bool = True) -> service.ReviewData:
+    """Do/Check: KPIs of the period and its history, and the lists cleared for the audience
+    (and the workbook's ledgers, unless a workbook process reads them)."""
+    return service.gather(get_engine(), Context.default(), period, audience, ledgers=ledgers)
 
 
 @task(name="act", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
@@ -35,11 +47,14 @@ def act(data: service.ReviewData) -> list[service.Action]:
 
 @task(name="render-reports", cache_policy=NO_CACHE)
 def render(
-    data: service.ReviewData, actions: list[service.Action], locales: list[str]
+    data: service.ReviewData,
+    actions: list[service.Action],
+    locales: list[str],
+    workbooks: WorkbookJob | None = None,
 ) -> dict[str, str]:
     ctx = Context.default()
     out = service.output_dir(ctx, data.period)
-    return service.render(data, actions, get_engine(), ctx, locales, Path(out))
+    return service.render(data, actions, get_engine(), ctx, locales, Path(out), workbooks=workbooks)
 
 
 @task(name="store-review", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)

@@ -339,6 +339,9 @@ class ReviewPolicy(Strict):
     ]
     improvement_category: str = "improvement"
     lessons_shown: Annotated[int, Field(ge=0, le=100)] = 10
+    # From this many task nodes the workbooks are written by a process of their own,
+    # beside the KPI reads and charts (below it, starting a process costs more than it saves).
+    workbook_process_from_nodes: NonNegativeInt = 200_000
     default_audience: Classification = Classification.internal
 
 

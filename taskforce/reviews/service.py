@@ -521,12 +521,31 @@ def _notice(ctx: Context, data: ReviewData, files: dict[str, str]) -> dict:
 # From this many task nodes a review's workbooks are written by a process of their own: at
 # the scale of issue 9 (1.2M nodes) that saves seconds; on a small database the start of a
 # process (about a second) would cost more than the workbooks.
-WORKBOOK_PROCESS_FROM_NODES = 200_000
-
-
 def _task_nodes(engine: Engine) -> int:
     with engine.connect() as conn:
         return conn.scalar(select(func.count()).select_from(TaskNode))
+
+
+def start_workbooks(
+    engine: Engine,
+    ctx: Context,
+    period: Period,
+    audience: Classification,
+    locales: list[str],
+    out_dir: Path,
+    *,
+    workbook_process: bool | None = None,
+) -> ledgers_module.WorkbookJob | None:
+    """The job writing the review's XLSX workbooks in a process of their own, started now so
+    that it reads the ledgers while this process reads the KPIs; None: `render` writes them.
+    `workbook_process` None: from review.workbook_process_from_nodes task nodes."""
+    if workbook_process is None:
+        threshold = ctx.policy.review.workbook_process_from_nodes
+        workbook_process = _task_nodes(engine) >= threshold
+    if not (workbook_process and locales):
+        return None
+    paths = workbook_paths(period, audience, locales, out_dir)
+    return ledgers_module.WorkbookJob.start(engine, period, audience, ctx.policy.timezone, paths)
 
 
 def run_review(
@@ -545,25 +564,15 @@ def run_review(
 
     `workbook_process`: write the XLSX workbooks in a process of their own, beside the KPI
     reads, charts and HTML (the same files; None: when the task ledger is large enough to
-    pay for starting a process, WORKBOOK_PROCESS_FROM_NODES task nodes).
+    pay for starting a process: review.workbook_process_from_nodes task nodes).
     """
     step = on_progress or (lambda _pct, _msg: None)
     the_period = resolve_period(kind, period, ctx)
     aud = Classification(audience or ctx.policy.review.default_audience)
     locales = [translator(locale) and locale for locale in locales]  # unknown: an error now
     out_dir = output_dir(ctx, the_period, out_root)
-    if workbook_process is None:
-        workbook_process = _task_nodes(engine) >= WORKBOOK_PROCESS_FROM_NODES
-    job = (
-        ledgers_module.WorkbookJob.start(
-            engine,
-            the_period,
-            aud,
-            ctx.policy.timezone,
-            workbook_paths(the_period, aud, locales, out_dir),
-        )
-        if workbook_process and locales
-        else None
+    job = start_workbooks(
+        engine, ctx, the_period, aud, locales, out_dir, workbook_process=workbook_process
     )
     try:
         step(10, "reading KPIs")

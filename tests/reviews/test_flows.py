@@ -3,6 +3,10 @@ And the register forms as flows."""
 
 from __future__ import annotations
 
+import re
+import shutil
+import zipfile
+
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
@@ -15,6 +19,7 @@ from taskforce.emergency.models import EarlyWarning
 from taskforce.loop.models import Issue
 from taskforce.registers.forms import RiskForm
 from taskforce.registers.models import Review
+from tests.conftest import ROOT
 from tests.reviews import factories as f
 
 
@@ -99,3 +104,50 @@ def test_ui_form_of_each_review(flow_fn, good, bad):
     assert "阅读范围" in schema["properties"]["audience"]["description"]
     assert schema["properties"]["locales"]["items"]["enum"] == ["zh-CN", "en"]
     assert "secret" in str(schema["definitions"]["Classification"]["enum"])
+
+
+@pytest.mark.prefect
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_review_flow_writes_its_workbooks_in_a_process_of_their_own_at_scale(
+    prefect_server, engine, tmp_path, monkeypatch
+):
+    """From review.workbook_process_from_nodes task nodes the flow, like run_review, hands
+    the workbooks to a second process: the same workbook, byte for byte, as in-process."""
+    from taskforce.reviews import ledgers
+
+    with Session(engine) as s, s.begin():
+        f.november_dataset(s)
+    finished: list[dict] = []
+    finish = ledgers.WorkbookJob.finish
+
+    def observed(job):
+        finished.append(finish(job))
+        return finished[-1]
+
+    monkeypatch.setattr(ledgers.WorkbookJob, "finish", observed)
+    files = {}
+    for threshold in (10**9, 0):  # in-process, then in a process of their own
+        config = tmp_path / f"config-{threshold}"
+        shutil.copytree(ROOT / "config", config)
+        policy = (config / "taskforce.yaml").read_text(encoding="utf-8")
+        policy, replaced = re.subn(
+            r"(?m)^(\s+workbook_process_from_nodes:)\s*\d+", rf"\g<1> {threshold}", policy
+        )
+        assert replaced == 1
+        (config / "taskforce.yaml").write_text(policy, encoding="utf-8")
+        monkeypatch.setenv("TASKFORCE_CONFIG_DIR", str(config))
+        monkeypatch.setenv("TASKFORCE_REPORTS_DIR", str(tmp_path / f"out-{threshold}"))
+        files[threshold] = monthly_review(period="2026-11", locales=["zh-CN"])["files"]
+    assert len(finished) == 1 and finished[0]["tasks"] > 0  # the second run only
+    with (
+        zipfile.ZipFile(files[0]["zh-CN.xlsx"]) as ours,
+        zipfile.ZipFile(files[10**9]["zh-CN.xlsx"]) as theirs,
+    ):
+        assert sorted(ours.namelist()) == sorted(theirs.namelist())
+        # The KPI sheet (sheet1) differs: the first run's Act step opened improvement
+        # issues, which the second run counts (run_review's test compares it too).
+        for name in set(theirs.namelist()) - {"xl/worksheets/sheet1.xml"}:
+            assert ours.read(name) == theirs.read(name), name
+        ledger_sheet = ours.read("xl/worksheets/sheet2.xml")
+    assert ledger_sheet.count(b"<row>") > 1  # the period's task ledger, not only its header
+    assert not list(tmp_path.rglob("*.partial"))
