@@ -27,7 +27,7 @@ import pandas as pd
 from sqlalchemy import Engine, create_engine, event
 
 from taskforce.errors import DomainError
-from taskforce.kpi.compute import KpiSet
+from taskforce.kpi.compute import BY_CODE, KpiSet
 from taskforce.policy.schema import Classification
 from taskforce.reports.i18n import translator
 from taskforce.reports.workbook import LaterSheet, SheetView, write_workbooks
@@ -103,22 +103,32 @@ def _code(value) -> str:
 
 
 def kpi_frame(current: KpiSet, locale: str) -> pd.DataFrame:
-    """The workbook's KPI sheet: each KPI with its target, status, previous value, change."""
+    """The workbook's KPI sheet: each KPI with its target, status, previous value, change.
+
+    As the report shows them, still numbers: a rate in percent ("问题解决率 %": 44.4, not
+    0.444), other values to two decimals; the other units are in the KPIs' names."""
     t = translator(locale)
-    return pd.DataFrame(
-        [
+    rows = []
+    for k in current.kpis.values():
+        percent = BY_CODE[k.code].unit == "ratio"
+        rows.append(
             {
-                t("kpi"): t(f"kpi.{k.code}"),
-                t("value"): k.value,
-                t("target"): k.target,
+                t("kpi"): t(f"kpi.{k.code}") + (" %" if percent else ""),
+                t("value"): _shown(k.value, percent),
+                t("target"): _shown(k.target, percent),
                 t("status"): t(f"status.{k.status}") if k.status else None,
-                t("previous"): k.previous,
+                t("previous"): _shown(k.previous, percent),
                 t("change"): t(f"change.{k.change}") if k.change else None,
                 t("basis"): k.basis,
             }
-            for k in current.kpis.values()
-        ]
-    )
+        )
+    return pd.DataFrame(rows)
+
+
+def _shown(value: float | None, percent: bool) -> float | None:
+    if value is None or value != value:  # missing (None or NaN)
+        return None
+    return round(value * 100, 1) if percent else round(value, 2)
 
 
 def read_period_ledgers(

@@ -108,6 +108,15 @@ def test_files_in_both_locales_and_the_ledgers(engine, ctx, tmp_path):
 
     wb = load_workbook(folder / "monthly-2026-11.zh-CN.internal.xlsx")
     assert wb.sheetnames == ["指标", "任务台账", "资金台账"]
+    kpis = {row[0]: row for row in wb["指标"].iter_rows(values_only=True)}
+    # As the report shows it: a rate in percent, named so (50.0%, target ≥ 80.0%).
+    assert kpis["问题解决率 %"][1:4] == (50.0, 80.0, "未达标")
+    assert all(
+        v is None or v == round(v, 2)
+        for row in list(kpis.values())[1:]
+        for v in row[1:3]
+        if not isinstance(v, str)
+    )
     tasks = list(wb["任务台账"].iter_rows(values_only=True))
     # The first row says which items the sheet lists (the period's), the header follows.
     assert tasks[0][0].startswith("本表列出 2026-11（2026-11-01 至 2026-11-30，Asia/Shanghai")
