@@ -35,7 +35,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -358,7 +358,10 @@ class BackgroundDispatch:
             error = f"{type(exc).__name__}: {exc}"
             outcomes = [DispatchOutcome(public_id, False, error=error) for public_id in public_ids]
         for (_, _, done), outcome in zip(items, outcomes, strict=True):
-            done.set_result(outcome)
+            # A caller that stopped waiting (its request cancelled at shutdown) cancelled its
+            # future; the emergency was dispatched all the same, and this thread lives on.
+            with contextlib.suppress(InvalidStateError):
+                done.set_result(outcome)
 
     def close(self, timeout: float = 30) -> None:
         """Drain what was queued (shutdown), then stop the thread."""

@@ -653,3 +653,25 @@ def test_without_background_dispatch_a_burst_is_dispatched_by_one_thread(engine,
     assert threads == {"emergency-dispatch"}
     for b in bodies:
         assert _state(engine, ctx, b["emergency_id"]).flow_run_id == f"run-{b['emergency_id']}"
+
+
+def test_a_caller_that_stops_waiting_neither_stops_its_dispatch_nor_the_thread(engine, ctx):
+    """A cancelled future (its request cancelled) still has its emergency dispatched, and the
+    dispatch thread goes on answering the others."""
+    first, second = _open(engine, ctx, key="a", level="II"), _open(engine, ctx, key="b", level="II")
+    release = threading.Event()
+
+    def dispatcher(public_id: str) -> str:
+        release.wait(30)
+        return f"run-{public_id}"
+
+    queue = BackgroundDispatch(engine, lambda: ctx, dispatcher, channels=load_channels())
+    try:
+        abandoned = queue.submit(first, actor="t")
+        assert abandoned.cancel()
+        release.set()
+        answered = queue.submit(second, actor="t").result(60)
+    finally:
+        queue.close()
+    assert answered.dispatched and answered.flow_run_id == f"run-{second}"
+    assert _state(engine, ctx, first).flow_run_id == f"run-{first}"
