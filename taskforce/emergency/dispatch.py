@@ -268,8 +268,8 @@ class BackgroundDispatch:
 
     A caller that must answer with the outcome (the gateway without background dispatch)
     waits on the future `submit` returns: a burst of new emergencies is still paged and
-    dispatched in batches by this one thread, not by one request thread each (80 at once
-    took 30 s that way, each loading Apprise and waiting on the others' locks).
+    dispatched in batches by this one thread, not by one request thread each (each of those
+    loaded the Apprise channels again and waited in SQLite's busy handler for the others).
     """
 
     def __init__(
