@@ -122,7 +122,8 @@ def kpi_frame(current: KpiSet, locale: str) -> pd.DataFrame:
                 t("basis"): k.basis,
             }
         )
-    return pd.DataFrame(rows)
+    # Counts stay whole numbers beside a missing one (a float column would show 27.0).
+    return pd.DataFrame(rows).astype({t("basis"): "Int64"})
 
 
 def _shown(value: float | None, percent: bool) -> float | None:

@@ -111,6 +111,7 @@ def test_files_in_both_locales_and_the_ledgers(engine, ctx, tmp_path):
     kpis = {row[0]: row for row in wb["指标"].iter_rows(values_only=True)}
     # As the report shows it: a rate in percent, named so (50.0%, target ≥ 80.0%).
     assert kpis["问题解决率 %"][1:4] == (50.0, 80.0, "未达标")
+    assert all(type(row[6]) is int for row in list(kpis.values())[1:] if row[6] is not None)
     assert all(
         v is None or v == round(v, 2)
         for row in list(kpis.values())[1:]
