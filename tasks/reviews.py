@@ -20,7 +20,6 @@ def resolve_period(kind: ReviewKind, period: str | None) -> Period:
     return service.resolve_period(kind, period, Context.default())
 
 
-# Frames and contexts are not worth hashing: no cache, results stay in memory.
 def start_workbooks(
     period: Period, audience: Classification, locales: list[str]
 ) -> WorkbookJob | None:
@@ -31,6 +30,7 @@ def start_workbooks(
     return service.start_workbooks(get_engine(), ctx, period, audience, locales, Path(out))
 
 
+# Frames and contexts are not worth hashing: no cache, results stay in memory.
 @task(name="gather-kpis", cache_policy=NO_CACHE)
 def gather(period: Period, audience: Classification, ledgers: bool = True) -> service.ReviewData:
     """Do/Check: KPIs of the period and its history, and the lists cleared for the audience

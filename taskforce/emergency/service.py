@@ -220,6 +220,18 @@ class IntakeRequest:
     actor: str
     is_drill: bool = False
 
+    def open_alone(self, session: Session, ctx: Context) -> OpenResult:
+        """`open_emergency` of this delivery alone (what `open_emergencies` must equal)."""
+        return open_emergency(
+            session,
+            ctx,
+            self.intake,
+            source=self.source,
+            dedup_key=self.dedup_key,
+            actor=self.actor,
+            is_drill=self.is_drill,
+        )
+
 
 def open_emergencies(
     session: Session, ctx: Context, requests: list[IntakeRequest]

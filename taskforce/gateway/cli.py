@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
+
+if TYPE_CHECKING:
+    from taskforce.policy.schema import GatewayPolicy
 
 app = typer.Typer(help="The emergency webhook gateway (应急网关).", no_args_is_help=True)
 
@@ -27,13 +32,7 @@ def serve(
 
     from taskforce.gateway.app import default_context
 
-    gateway = default_context().policy.gateway
-    bind = {
-        "host": host or gateway.host,
-        "port": port or gateway.port,
-        "log_level": "info",
-        "timeout_keep_alive": gateway.keep_alive_seconds,
-    }
+    bind = server_settings(default_context().policy.gateway, host=host, port=port)
     if dispatch:
         # An import string, so uvicorn can start the app in each worker process.
         uvicorn.run(
@@ -45,6 +44,20 @@ def serve(
     if workers > 1:
         raise typer.BadParameter("--workers needs --dispatch", param_hint="--workers")
     uvicorn.run(create_app(), **bind)
+
+
+def server_settings(
+    gateway: GatewayPolicy, *, host: str | None = None, port: int | None = None
+) -> dict:
+    """uvicorn's settings for the gateway: the address (the options, else config) and how
+    long an idle connection stays open (gateway.keep_alive_seconds; uvicorn's own 5 s is
+    what HTTP clients keep theirs, so a client could send on a connection being closed)."""
+    return {
+        "host": host or gateway.host,
+        "port": port or gateway.port,
+        "log_level": "info",
+        "timeout_keep_alive": gateway.keep_alive_seconds,
+    }
 
 
 @app.command("openapi")

@@ -201,15 +201,7 @@ class GroupCommit:
     def _write_one(self, ctx: Context, r: service.IntakeRequest) -> OpenResult | Exception:
         try:
             with self.write_lock, unit_of_work(self.engine) as session:
-                return service.open_emergency(
-                    session,
-                    ctx,
-                    r.intake,
-                    source=r.source,
-                    dedup_key=r.dedup_key,
-                    actor=r.actor,
-                    is_drill=r.is_drill,
-                )
+                return r.open_alone(session, ctx)
         except Exception as exc:  # answered to its own request (DomainError → 4xx, else 500)
             return exc
 

@@ -518,9 +518,6 @@ def _notice(ctx: Context, data: ReviewData, files: dict[str, str]) -> dict:
     }
 
 
-# From this many task nodes a review's workbooks are written by a process of their own: at
-# the scale of issue 9 (1.2M nodes) that saves seconds; on a small database the start of a
-# process (about a second) would cost more than the workbooks.
 def _task_nodes(engine: Engine) -> int:
     with engine.connect() as conn:
         return conn.scalar(select(func.count()).select_from(TaskNode))
@@ -538,7 +535,9 @@ def start_workbooks(
 ) -> ledgers_module.WorkbookJob | None:
     """The job writing the review's XLSX workbooks in a process of their own, started now so
     that it reads the ledgers while this process reads the KPIs; None: `render` writes them.
-    `workbook_process` None: from review.workbook_process_from_nodes task nodes."""
+    `workbook_process` None: from review.workbook_process_from_nodes task nodes (at issue
+    9's scale, 1.2M nodes, that saves seconds; on a small database starting a process, about
+    a second, costs more than the workbooks)."""
     if workbook_process is None:
         threshold = ctx.policy.review.workbook_process_from_nodes
         workbook_process = _task_nodes(engine) >= threshold

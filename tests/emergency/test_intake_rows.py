@@ -102,15 +102,7 @@ def test_batch_rows_equal_the_orm_rows(engine, policy, clock, deliveries):
     for d in deliveries:
         r = _request(d, one)
         with unit_of_work(engine) as s:
-            service.open_emergency(
-                s,
-                ctx,
-                r.intake,
-                source=r.source,
-                dedup_key=r.dedup_key,
-                actor=r.actor,
-                is_drill=r.is_drill,
-            )
+            r.open_alone(s, ctx)
     with unit_of_work(engine) as s:
         service.open_emergencies(s, ctx, [_request(d, many) for d in deliveries])
 
