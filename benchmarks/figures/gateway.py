@@ -273,6 +273,26 @@ def _account(bench: Bench, run_id: str, keys: list[str], results: list) -> tuple
     return ok, detail, {"checks": checks, "statuses": statuses}
 
 
+def database_cpu_seconds(backend: str) -> float | None:
+    """User + system CPU of this machine's PostgreSQL processes so far (live backends, and the
+    exited ones the postmaster has reaped); None on SQLite, which runs inside the gateway.
+    Counts every `postgres` process here: meaningful on an otherwise idle server, as the
+    figure's own is (its connections come from the gateway's pool)."""
+    if backend != "postgresql":
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if (stat.parent / "comm").read_text().strip() != "postgres":
+                continue
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended while we looked
+        total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return total / tick
+
+
 def run(bench: Bench) -> list[Result]:
     count = 6000 if bench.scale >= 0.5 else (2000 if bench.scale >= 0.05 else 300)
     workers = int(os.environ.get(WORKERS_ENV, "1"))
@@ -300,9 +320,12 @@ def run(bench: Bench) -> list[Result]:
         cpu_empty = server.cpu_seconds() - cpu_before
         bench.status(f"gateway: {count:,} signed webhooks, {CONCURRENCY} clients")
         cpu_before, threads_before = server.cpu_seconds(), server.threads()
+        database_before = database_cpu_seconds(bench.backend)
         ours = _drive(bench, requests, server.port, "ours")
         # Taken before the stop: the background dispatch of the last requests is not intake.
         cpu_ours = server.cpu_seconds() - cpu_before
+        database_after = database_cpu_seconds(bench.backend)
+        cpu_database = None if database_before is None else database_after - database_before
         per_thread: dict[str, float] = {}
         for (name, tid), cpu in server.threads().items():
             # A thread that started during the run counts from zero.
@@ -327,6 +350,11 @@ def run(bench: Bench) -> list[Result]:
             for name, cpu in sorted(per_thread.items(), key=lambda kv: -kv[1])
             if cpu > 0
         )
+        + (
+            ""
+            if cpu_database is None
+            else f"; PostgreSQL server CPU per request {cpu_database / count * 1000:.2f} ms"
+        )
     )
     return [
         Result(
@@ -346,6 +374,9 @@ def run(bench: Bench) -> list[Result]:
                 "requests": count,
                 "server_cpu_ms_per_request": cpu_ours / count * 1000,
                 "empty_server_cpu_ms_per_request": cpu_empty / count * 1000,
+                "database_cpu_ms_per_request": (
+                    None if cpu_database is None else cpu_database / count * 1000
+                ),
                 "server_cpu_ms_per_request_by_thread": {
                     name: cpu / count * 1000 for name, cpu in per_thread.items()
                 },
