@@ -260,8 +260,8 @@ def _deliver_round(
     results: dict[int, list[TargetResult]] = early
     created: set[int] = set()
 
-    def settle(message_id: int) -> None:
-        outcome = _settle(sessions, ctx, channels, by_id[message_id], results[message_id])
+    def settle(message_id: int, last: TargetResult | None = None) -> None:
+        outcome = _settle(sessions, ctx, channels, by_id[message_id], results[message_id], last)
         if outcome.status == DeliveryStatus.delivered:
             report.delivered += 1
         elif outcome.status == DeliveryStatus.dead:
@@ -289,12 +289,15 @@ def _deliver_round(
             result = future.result()
             if on_sent is not None:
                 on_sent(result)
-            _record(sessions, ctx, result)
-            report.targets.append(result)
-            results[job.message.id].append(result)
             pending[job.message.id] -= 1
+            results[job.message.id].append(result)
             if pending[job.message.id] == 0:
-                settle(job.message.id)
+                # The row's last send: recorded in the transaction that settles the row
+                # (one commit, not two: most pages have a single target).
+                settle(job.message.id, last=result)
+            else:
+                _record(sessions, ctx, result)
+            report.targets.append(result)
     except BaseException:
         # Recording failed: start no further sends whose results could not be
         # recorded either (each would be one more duplicate after the lease).
@@ -392,16 +395,21 @@ def _error_text(result) -> str:
 
 
 def _record(sessions: Sessions, ctx: Context, result: TargetResult) -> None:
+    """One send's result, committed at once: a crash after this never sends it again."""
     with _transaction(sessions) as session:
-        session.add(
-            DeliveryAttempt(
-                message_id=result.message_id,
-                target=result.channel,
-                ok=result.ok,
-                at=ctx.now(),
-                error=result.error,
-            )
+        _add_attempt(session, ctx, result)
+
+
+def _add_attempt(session: Session, ctx: Context, result: TargetResult) -> None:
+    session.add(
+        DeliveryAttempt(
+            message_id=result.message_id,
+            target=result.channel,
+            ok=result.ok,
+            at=ctx.now(),
+            error=result.error,
         )
+    )
 
 
 @dataclass(frozen=True)
@@ -417,12 +425,16 @@ def _settle(
     channels: ChannelSet,
     message: MessageSnapshot,
     results: list[TargetResult],
+    last: TargetResult | None = None,
 ) -> _Settled:
-    """Decide the row's state after this attempt; page a backup or dead-letter it."""
+    """Decide the row's state after this attempt; page a backup or dead-letter it.
+    `last`: the attempt's last send, recorded in this same transaction."""
     policy = ctx.policy.notifications
     now = ctx.now()
     backup: tuple[str, int] | None = None
     with _transaction(sessions) as session:
+        if last is not None:
+            _add_attempt(session, ctx, last)
         row = session.get(OutboxMessage, message.id, with_for_update=True)
         if row is None or row.status in (DeliveryStatus.delivered, DeliveryStatus.dead):
             return _Settled(row.status if row else DeliveryStatus.dead)
