@@ -27,10 +27,12 @@ its own transaction, so one bad request never fails the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, event
@@ -120,6 +122,61 @@ def _no_autocheckpoint(dbapi_connection, _record, _proxy) -> None:
     cursor.close()
 
 
+class IntakeFirstLock:
+    """The process's write lock, with the intake first.
+
+    `with lock:` is what the other writers of the process take (the dispatch thread's
+    page, delivery and bookkeeping transactions): it waits while an intake batch waits.
+    `with lock.intake():` is the group-commit writer's. A plain lock let the dispatch
+    thread, which runs transaction after transaction, take it again the moment it let go,
+    ahead of a batch of webhooks already waiting: the batch then waited for several of
+    those transactions, which was the p99 of the gateway figure once delivery got faster
+    (benchmarks/RESULTS.md). Now a batch waits for at most the one transaction in progress.
+    The others are not starved: the writer lets go between batches, and waits only
+    when they hold the lock."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._held = False
+        self._intake_waiting = 0
+
+    def __enter__(self) -> IntakeFirstLock:
+        with self._changed:
+            while self._held or self._intake_waiting:
+                self._changed.wait()
+            self._held = True
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._release()
+
+    @contextlib.contextmanager
+    def intake(self) -> Iterator[None]:
+        with self._changed:
+            self._intake_waiting += 1
+            self._changed.notify_all()  # for `wait_for_intake_waiting`
+            try:
+                while self._held:
+                    self._changed.wait()
+            finally:
+                self._intake_waiting -= 1
+            self._held = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    def wait_for_intake_waiting(self, timeout: float) -> bool:
+        """Block until an intake batch waits for the lock (tests; never on a hot path)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._intake_waiting > 0, timeout)
+
+    def _release(self) -> None:
+        with self._changed:
+            self._held = False
+            self._changed.notify_all()
+
+
 @dataclass
 class _Pending:
     ctx: Context
@@ -140,7 +197,7 @@ class GroupCommit:
         # Held around every transaction of this writer; other writers of the process (the
         # background dispatch) take it too, so they queue here instead of in SQLite's busy
         # handler, which sleeps in steps of up to 100 ms.
-        self.write_lock = threading.Lock()
+        self.write_lock = IntakeFirstLock()
 
     async def open(self, ctx: Context, request: service.IntakeRequest) -> OpenResult:
         """Open (or repeat) an emergency; returns once it is committed. Raises DomainError."""
@@ -182,7 +239,7 @@ class GroupCommit:
         if self.checkpointer is None:
             self.checkpointer = WalCheckpointer(self.engine or get_engine())
         try:
-            with self.write_lock, unit_of_work(self.engine) as session:
+            with self.write_lock.intake(), unit_of_work(self.engine) as session:
                 outcomes = service.open_emergencies(session, ctx, [p.request for p in batch])
             self.checkpointer.wrote()
         except Exception:
@@ -200,7 +257,7 @@ class GroupCommit:
 
     def _write_one(self, ctx: Context, r: service.IntakeRequest) -> OpenResult | Exception:
         try:
-            with self.write_lock, unit_of_work(self.engine) as session:
+            with self.write_lock.intake(), unit_of_work(self.engine) as session:
                 return r.open_alone(session, ctx)
         except Exception as exc:  # answered to its own request (DomainError → 4xx, else 500)
             return exc

@@ -29,7 +29,7 @@ import copy
 import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -201,15 +201,21 @@ def deliver_pending(
             caused = set(ids_for_trail_entries(session, trail_entry_ids))
         wanted_ids = caused | (wanted_ids or set())
     report = DeliveryReport()
-    while report.claimed < limit:
-        batch = min(limit - report.claimed, policy.max_parallel_sends)
-        claimed = _claim(sessions, ctx, batch, wanted_ids)
-        if not claimed:
-            break
-        report.claimed += len(claimed)
-        created = _deliver_round(sessions, ctx, channels, claimed, report, on_sent)
-        if wanted_ids is not None:
-            wanted_ids |= created
+    # One pool of sending threads for the whole run. A pool per round started a dozen
+    # threads per round: 13,000 for a burst of 4,700 emergencies' first pages, a sixth of
+    # the dispatch thread's time (benchmarks/RESULTS.md, the gateway figure).
+    with ThreadPoolExecutor(
+        max_workers=policy.max_parallel_sends, thread_name_prefix="tf-notify"
+    ) as pool:
+        while report.claimed < limit:
+            batch = min(limit - report.claimed, policy.max_parallel_sends)
+            claimed = _claim(sessions, ctx, batch, wanted_ids)
+            if not claimed:
+                break
+            report.claimed += len(claimed)
+            created = _deliver_round(sessions, ctx, channels, claimed, report, on_sent, pool)
+            if wanted_ids is not None:
+                wanted_ids |= created
     return report
 
 
@@ -241,6 +247,7 @@ def _deliver_round(
     claimed: list[MessageSnapshot],
     report: DeliveryReport,
     on_sent: Callable[[TargetResult], None] | None,
+    pool: ThreadPoolExecutor,
 ) -> set[int]:
     policy = ctx.policy.notifications
     jobs: list[SendJob] = []
@@ -280,10 +287,10 @@ def _deliver_round(
     if not jobs:
         return created
     at = ctx.now()
-    workers = min(policy.max_parallel_sends, len(jobs))
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tf-notify")
+    futures: dict[Future, SendJob] = {}
     try:
-        futures = {pool.submit(_send, job, at, policy.send_timeout_seconds): job for job in jobs}
+        for job in jobs:
+            futures[pool.submit(_send, job, at, policy.send_timeout_seconds)] = job
         for future in as_completed(futures):
             job = futures[future]
             result = future.result()
@@ -301,9 +308,10 @@ def _deliver_round(
     except BaseException:
         # Recording failed: start no further sends whose results could not be
         # recorded either (each would be one more duplicate after the lease).
-        pool.shutdown(wait=True, cancel_futures=True)
+        for future in futures:
+            future.cancel()
+        wait(futures)
         raise
-    pool.shutdown(wait=True)
     return created
 
 
