@@ -116,10 +116,18 @@ class WalCheckpointer:
             raw.close()
 
 
-def _no_autocheckpoint(dbapi_connection, _record, _proxy) -> None:
+_AUTOCHECKPOINT_OFF = "taskforce_autocheckpoint_off"
+
+
+def _no_autocheckpoint(dbapi_connection, record, _proxy) -> None:
+    # On checkout (connections made before the listener was installed get it too), once
+    # per connection: the PRAGMA on every checkout was a statement per intake batch.
+    if record.info.get(_AUTOCHECKPOINT_OFF):
+        return
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
+    record.info[_AUTOCHECKPOINT_OFF] = True
 
 
 class IntakeFirstLock:
