@@ -292,9 +292,12 @@ class BackgroundDispatch:
         self._queue: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._start()
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start the thread (it loads the channels, and with them Apprise, about a second of
+        imports, before the first emergency needs them). `submit` starts it too. Not done by
+        the constructor: an app built only for its schema (`taskforce gateway openapi`)
+        never serves and needs no thread."""
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -302,10 +305,14 @@ class BackgroundDispatch:
                 )
                 self._thread.start()
 
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
     def submit(self, public_id: str, *, actor: str) -> Future[DispatchOutcome]:
         """Queue the emergency; the future holds its outcome once its batch is done (it
         never holds an exception: a failed batch is a failed outcome, left to the sweep)."""
-        self._start()
+        self.start()
         done: Future[DispatchOutcome] = Future()
         self._queue.put((public_id, actor, done))
         return done

@@ -110,6 +110,7 @@ def create_app(
         # machinery, the app): a 100-130 ms pause that every request in flight waited out
         # (benchmarks/figures/gateway.py, p99). A server can afford one collection first.
         freeze_startup_objects(collect_first=True)
+        dispatch_queue.start()
         yield
         await run_in_threadpool(dispatch_queue.close)  # start what was queued before exiting
 

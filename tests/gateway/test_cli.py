@@ -81,3 +81,17 @@ def test_idle_connections_outlive_what_http_clients_keep(policy):
     assert settings["timeout_keep_alive"] == policy.gateway.keep_alive_seconds
     assert settings["timeout_keep_alive"] > httpx.Limits().keepalive_expiry
     assert server_settings(policy.gateway, host="0.0.0.0", port=9)["port"] == 9
+
+
+def test_an_app_built_for_its_schema_starts_no_dispatch_thread():
+    """`taskforce gateway openapi` builds the app only to print its schema: no thread, no
+    Apprise import. Serving it (its lifespan) starts the thread."""
+    from fastapi.testclient import TestClient
+
+    from taskforce.gateway.app import create_app
+
+    app = create_app()
+    assert "/v1/emergencies/{source}" in json.dumps(app.openapi())
+    assert not app.state.dispatch_queue.started
+    with TestClient(app):
+        assert app.state.dispatch_queue.started
