@@ -37,7 +37,7 @@ from typing import Any
 from apprise import Apprise
 from apprise.common import NotifyFormat, NotifyType
 from apprise.result import AppriseResultStatus
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from taskforce import trail
@@ -409,8 +409,8 @@ def _record(sessions: Sessions, ctx: Context, result: TargetResult) -> None:
 
 
 def _add_attempt(session: Session, ctx: Context, result: TargetResult) -> None:
-    session.add(
-        DeliveryAttempt(
+    session.execute(
+        insert(DeliveryAttempt).values(
             message_id=result.message_id,
             target=result.channel,
             ok=result.ok,
@@ -443,6 +443,8 @@ def _settle(
     with _transaction(sessions) as session:
         if last is not None:
             _add_attempt(session, ctx, last)
+        if results and all(r.ok for r in results) and _targets(message, channels):
+            return _settle_delivered(session, message.id, now)
         row = session.get(OutboxMessage, message.id, with_for_update=True)
         if row is None or row.status in (DeliveryStatus.delivered, DeliveryStatus.dead):
             return _Settled(row.status if row else DeliveryStatus.dead)
@@ -478,6 +480,31 @@ def _settle(
         row.status = DeliveryStatus.failing
         row.next_attempt_at = now + retry_delay(row.attempts, policy)
         return _Settled(DeliveryStatus.failing, backup)
+
+
+def _settle_delivered(session: Session, message_id: int, now: dt.datetime) -> _Settled:
+    """Every send of this attempt arrived. Its sends were the row's targets not delivered
+    before (`plan_sends`), so now every target is: the row is delivered, unless another run
+    settled it meanwhile. Two statements, not the ORM's locking read, the read of the
+    delivered targets and the flush (most of a page's cost in a burst, the gateway figure)."""
+    settled = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id == message_id,
+            OutboxMessage.status.in_([DeliveryStatus.pending, DeliveryStatus.failing]),
+        )
+        .values(
+            status=DeliveryStatus.delivered,
+            delivered_at=now,
+            last_error=None,
+            next_attempt_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if settled.rowcount == 1:
+        return _Settled(DeliveryStatus.delivered)
+    status = session.scalar(select(OutboxMessage.status).where(OutboxMessage.id == message_id))
+    return _Settled(status if status is not None else DeliveryStatus.dead)
 
 
 def _page_backup(session: Session, ctx: Context, row: OutboxMessage) -> tuple[str, int] | None:
