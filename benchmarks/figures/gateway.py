@@ -17,6 +17,10 @@ answers at once instead of calling Prefect: the emergency_path figure measures f
 Afterwards the database must account for every 202: one emergency per distinct dedup key
 sent, each 202's emergency id among them, and `repeats` summing to the duplicates sent.
 A mismatch fails the figure.
+
+Then the figure waits for the dispatch thread to page the whole burst and reports, in its
+notes, when the last first page was delivered (how long on-call waits in an alert storm),
+and on PostgreSQL the database server's CPU per request (it shares the two cores).
 """
 
 from __future__ import annotations
