@@ -85,13 +85,17 @@ def test_idle_connections_outlive_what_http_clients_keep(policy):
 
 def test_an_app_built_for_its_schema_starts_no_dispatch_thread():
     """`taskforce gateway openapi` builds the app only to print its schema: no thread, no
-    Apprise import. Serving it (its lifespan) starts the thread."""
-    from fastapi.testclient import TestClient
+    Apprise import. Serving it (its lifespan, as uvicorn runs it) starts the thread."""
+    import asyncio
 
     from taskforce.gateway.app import create_app
 
     app = create_app()
     assert "/v1/emergencies/{source}" in json.dumps(app.openapi())
     assert not app.state.dispatch_queue.started
-    with TestClient(app):
-        assert app.state.dispatch_queue.started
+
+    async def serve() -> bool:
+        async with app.router.lifespan_context(app):
+            return app.state.dispatch_queue.started
+
+    assert asyncio.run(serve())
