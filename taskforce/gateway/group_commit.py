@@ -166,8 +166,11 @@ class IntakeFirstLock:
             try:
                 while self._held:
                     self._changed.wait()
-            finally:
+            except BaseException:  # gave up waiting: the others may go again
                 self._intake_waiting -= 1
+                self._changed.notify_all()
+                raise
+            self._intake_waiting -= 1
             self._held = True
         try:
             yield

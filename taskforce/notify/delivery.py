@@ -463,7 +463,8 @@ def _settle(
     with _transaction(sessions) as session:
         if last is not None:
             _add_attempt(session, ctx, last)
-        if results and all(r.ok for r in results) and _targets(message, channels):
+        wanted = {c.name for c in _targets(message, channels)}
+        if wanted and results and all(r.ok for r in results):
             return _settle_delivered(session, message.id, now)
         row = session.get(OutboxMessage, message.id, with_for_update=True)
         if row is None or row.status in (DeliveryStatus.delivered, DeliveryStatus.dead):
@@ -475,7 +476,6 @@ def _settle(
                 )
             )
         )
-        wanted = {c.name for c in _targets(message, channels)}
         if wanted and wanted <= delivered:
             row.status, row.delivered_at, row.last_error = DeliveryStatus.delivered, now, None
             row.next_attempt_at = now
