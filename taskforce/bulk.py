@@ -122,20 +122,44 @@ def insert_many(
     columns: Sequence[str],
     rows: Iterable[Sequence[Any]],
 ) -> None:
-    """INSERT the rows (tuples in `columns` order) in the session's transaction: the driver's
-    executemany on SQLite, COPY on PostgreSQL. JSON columns take their text (`stored_json`)."""
+    """INSERT the rows (tuples in `columns` order) in the session's transaction: multi-row
+    INSERTs on SQLite (`insert_values`), COPY on PostgreSQL. JSON columns take their text
+    (`stored_json`)."""
     rows = rows if isinstance(rows, list) else list(rows)
     if not rows:
         return
     cursor = session.connection().connection.driver_connection.cursor()
     try:
         if is_sqlite(session):
-            marks = ", ".join("?" for _ in columns)
-            cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+            insert_values(cursor, table, columns, rows)
         else:
             copy_rows(cursor, table, columns, rows)
     finally:
         cursor.close()
+
+
+# Parameters per SQLite statement: far below SQLite's limit (32,766 since 3.32), and big
+# enough that a statement carries hundreds of rows.
+SQLITE_MAX_PARAMETERS = 8000
+
+
+def insert_values(
+    cursor, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """SQLite: the rows as `INSERT … VALUES (…), (…), …`, as many rows per statement as
+    SQLITE_MAX_PARAMETERS allows.
+
+    Why not the driver's executemany: it steps the statement once per row, and sqlite3
+    lets go of the GIL around every step. In the gateway, whose event loop holds the GIL
+    while it serves requests, each step then waited to get it back; one statement of many
+    rows is one step (benchmarks/RESULTS.md, session 6). It is no slower for the sweep's
+    hundreds of thousands of rows either."""
+    per_statement = max(1, SQLITE_MAX_PARAMETERS // len(columns))
+    head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+    one = "(" + ", ".join("?" for _ in columns) + ")"
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        cursor.execute(head + ", ".join([one] * len(chunk)), [v for row in chunk for v in row])
 
 
 def copy_rows(cursor, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

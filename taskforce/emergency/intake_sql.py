@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Dialect, Table
 from sqlalchemy.orm import Session
 
+from taskforce import bulk
 from taskforce.emergency.models import (
     OPEN_DEDUP_WHERE,
     Emergency,
@@ -55,7 +56,7 @@ EMERGENCY_COLUMNS = (
 EVENT_COLUMNS = ("emergency_id", "kind", "at", "actor", "detail")
 # Statement size bound: SQLite allows 32,766 parameters; this keeps an IN list or a
 # multi-row VALUES far below it.
-MAX_PARAMETERS = 8000
+MAX_PARAMETERS = bulk.SQLITE_MAX_PARAMETERS
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,11 @@ class _Statements:
     mark: str  # the DBAPI's positional placeholder
     emergency_processors: tuple[Callable[[Any], Any] | None, ...]
     event_processors: tuple[Callable[[Any], Any] | None, ...]
-    insert_emergency_head: str  # INSERT … VALUES, rows appended per batch
-    insert_emergency_one: str  # one row's placeholders
+    emergency_table: str  # quoted names, for multi-row INSERTs (`bulk.insert_values`)
+    emergency_columns: tuple[str, ...]
+    event_table: str
+    event_columns: tuple[str, ...]
+    max_emergency_id: str
     insert_event: str
     add_repeats: str
     mark_dispatched: str
@@ -126,10 +130,11 @@ def _statements(dialect: Dialect) -> _Statements:
         mark=mark,
         emergency_processors=_processors(dialect, e, EMERGENCY_COLUMNS),
         event_processors=_processors(dialect, ev, EVENT_COLUMNS),
-        insert_emergency_head=(
-            f"INSERT INTO {q(e.name)} ({', '.join(map(q, EMERGENCY_COLUMNS))}) VALUES "
-        ),
-        insert_emergency_one="(" + ", ".join([mark] * len(EMERGENCY_COLUMNS)) + ")",
+        emergency_table=q(e.name),
+        emergency_columns=tuple(map(q, EMERGENCY_COLUMNS)),
+        event_table=q(ev.name),
+        event_columns=tuple(map(q, EVENT_COLUMNS)),
+        max_emergency_id=f"SELECT coalesce(max(id), 0) FROM {q(e.name)}",
         insert_event=(
             f"INSERT INTO {q(ev.name)} ({', '.join(map(q, EVENT_COLUMNS))}) "
             f"VALUES ({', '.join([mark] * len(EVENT_COLUMNS))})"
@@ -243,59 +248,70 @@ class IntakeWriter:
 
     def insert_emergencies(self, rows: list[dict[str, Any]]) -> dict[str, int]:
         """Insert the new emergencies; returns their ids by public id."""
-        ids: dict[str, int] = {}
-        per_statement = MAX_PARAMETERS // len(EMERGENCY_COLUMNS)
         processors, memo = self.sql.emergency_processors, {}
-        if self.sql.insert_emergency_returning is not None:
-            # One prepared row statement, pipelined by psycopg's executemany: one round trip.
-            self.cursor.executemany(
-                self.sql.insert_emergency_returning,
-                [
-                    _convert(processors, (row[name] for name in EMERGENCY_COLUMNS), memo)
-                    for row in rows
-                ],
-                returning=True,
-            )
-            while True:
-                ids.update((public_id, new_id) for new_id, public_id in self.cursor.fetchall())
-                if not self.cursor.nextset():
-                    return ids
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
-            params: list[Any] = []
-            for row in chunk:
-                params += _convert(processors, (row[name] for name in EMERGENCY_COLUMNS), memo)
-            values = ", ".join([self.sql.insert_emergency_one] * len(chunk))
-            if self.sql.dialect.insert_returning:
-                # One round trip for the rows and their ids (matched by public id, so the
-                # order RETURNING gives them in does not matter).
-                self.cursor.execute(
-                    f"{self.sql.insert_emergency_head}{values} RETURNING id, public_id", params
-                )
-                ids.update((public_id, new_id) for new_id, public_id in self.cursor.fetchall())
-            else:  # pragma: no cover - SQLite before 3.35
-                self.cursor.execute(f"{self.sql.insert_emergency_head}{values}", params)
-                public_ids = [row["public_id"] for row in chunk]
-                self.cursor.execute(
-                    f"SELECT id, public_id FROM emergency WHERE public_id IN "
-                    f"{self._in(len(public_ids))}",
-                    public_ids,
-                )
-                ids.update((public_id, new_id) for new_id, public_id in self.cursor.fetchall())
-        return ids
+        converted = [
+            _convert(processors, (row[name] for name in EMERGENCY_COLUMNS), memo) for row in rows
+        ]
+        if self.sql.insert_emergency_returning is None:
+            return self._insert_numbered(rows, converted)
+        # PostgreSQL: one prepared row statement, pipelined by psycopg's executemany: one
+        # round trip.
+        ids: dict[str, int] = {}
+        self.cursor.executemany(self.sql.insert_emergency_returning, converted, returning=True)
+        while True:
+            ids.update((public_id, new_id) for new_id, public_id in self.cursor.fetchall())
+            if not self.cursor.nextset():
+                return ids
+
+    def _insert_numbered(
+        self, rows: list[dict[str, Any]], converted: list[tuple]
+    ) -> dict[str, int]:
+        """SQLite: the new rows numbered here, after the highest id, in multi-row INSERTs.
+
+        Why not RETURNING: it steps the statement once per row, and sqlite3 lets go of the
+        GIL around every step, which the gateway's event loop then held
+        (`bulk.insert_values`). The transaction holds SQLite's write lock (BEGIN IMMEDIATE),
+        so nobody numbers rows meanwhile, and these are the ids SQLite would have given; a
+        transaction without the lock would fail on the primary key, never share an id."""
+        self.cursor.execute(self.sql.max_emergency_id)
+        first = self.cursor.fetchone()[0] + 1
+        bulk.insert_values(
+            self.cursor,
+            self.sql.emergency_table,
+            ("id", *self.sql.emergency_columns),
+            [(first + n, *values) for n, values in enumerate(converted)],
+        )
+        return {row["public_id"]: first + n for n, row in enumerate(rows)}
 
     def add_repeats(self, added: dict[int, int]) -> None:
         """repeats = repeats + n per emergency (never a lost count under concurrency)."""
-        if added:
+        if not added:
+            return
+        if self.sql.dialect.name != "sqlite":  # psycopg pipelines executemany: one round trip
             self.cursor.executemany(self.sql.add_repeats, [(n, i) for i, n in added.items()])
+            return
+        # SQLite: one UPDATE per chunk, not one step per row (`bulk.insert_values` says why).
+        items = sorted(added.items())
+        for start in range(0, len(items), MAX_PARAMETERS // 3):
+            chunk = items[start : start + MAX_PARAMETERS // 3]
+            self.cursor.execute(
+                f"UPDATE {self.sql.emergency_table} SET repeats = repeats + CASE id "
+                + " ".join(["WHEN ? THEN ?"] * len(chunk))
+                + f" END WHERE id IN {self._in(len(chunk))}",
+                [v for pair in chunk for v in pair] + [i for i, _ in chunk],
+            )
 
     def insert_events(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            processors, memo = self.sql.event_processors, {}
-            self.cursor.executemany(
-                self.sql.insert_event,
-                [_convert(processors, (row[name] for name in EVENT_COLUMNS), memo) for row in rows],
-            )
+        if not rows:
+            return
+        processors, memo = self.sql.event_processors, {}
+        converted = [
+            _convert(processors, (row[name] for name in EVENT_COLUMNS), memo) for row in rows
+        ]
+        if self.sql.dialect.name == "sqlite":
+            bulk.insert_values(self.cursor, self.sql.event_table, self.sql.event_columns, converted)
+        else:
+            self.cursor.executemany(self.sql.insert_event, converted)
 
     def dispatch_state(self, public_ids: Sequence[str]) -> dict[str, DispatchRow]:
         """The emergencies of these public ids, locked for update, by public id."""

@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from taskforce import bulk
 from taskforce.context import Context
 from taskforce.db import unit_of_work
-from taskforce.emergency import service
+from taskforce.emergency import intake_sql, service
 from taskforce.emergency.forms import EmergencyIntake
 from taskforce.emergency.models import Emergency, EmergencyEvent, EmergencyStatus, Level
 from taskforce.errors import DomainError
@@ -195,3 +196,47 @@ def test_mark_dispatched_many_equals_mark_dispatched_one_by_one(engine, policy, 
         EmergencyStatus.dispatched,
         EmergencyStatus.acknowledged,
     }
+
+
+def test_a_batch_larger_than_one_statement_writes_what_one_by_one_writes(
+    engine, policy, clock, monkeypatch
+):
+    """With statements made small, the batch's multi-row INSERTs and its repeats UPDATE
+    span several statements each (on SQLite, where they are multi-row statements): the
+    rows, ids and counts are still those of one-by-one calls."""
+    monkeypatch.setattr(bulk, "SQLITE_MAX_PARAMETERS", 40)  # 2 emergencies, 8 trail entries
+    monkeypatch.setattr(intake_sql, "MAX_PARAMETERS", 40)  # 13 repeat counts per UPDATE
+    ctx = Context(policy=policy, clock=clock)
+    run = next(_runs)
+    one, many = f"one-big{run}", f"many-big{run}"
+    _seed(engine, ctx, one)
+    _seed(engine, ctx, many)
+    deliveries = [
+        {"key": key, "level": Level.II, "wg": "wg:data", "drill": False}
+        for key in [f"k{n}" for n in range(23)] * 2 + ["open-before"] * 3
+    ]
+
+    expected = []
+    for d in deliveries:
+        with unit_of_work(engine) as s:
+            expected.append(_request(d, one).open_alone(s, ctx))
+    with unit_of_work(engine) as s:
+        got = service.open_emergencies(s, ctx, [_request(d, many) for d in deliveries])
+
+    assert _answers(got) == _answers(expected)
+    assert _state(engine, many, {}) == _state(engine, one, {})
+    with unit_of_work(engine) as s:
+        repeats = dict(
+            s.execute(
+                select(Emergency.dedup_key, Emergency.repeats).where(Emergency.source == many)
+            ).all()
+        )
+    assert repeats == {f"k{n}": 1 for n in range(23)} | {"open-before": 3, "resolved-before": 0}
+    # Every delivery's answer names a stored emergency of its key.
+    with unit_of_work(engine) as s:
+        stored = dict(
+            s.execute(
+                select(Emergency.public_id, Emergency.dedup_key).where(Emergency.source == many)
+            ).all()
+        )
+    assert [stored[r.emergency_id] for r in got] == [d["key"] for d in deliveries]
