@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Boolean, String, Text
+from sqlalchemy import BigInteger, Boolean, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taskforce.columns import classification_column
@@ -14,7 +14,11 @@ class TrailEntry(Base):
     """One link of the hash chain. Never updated or deleted (a PostgreSQL trigger refuses both)."""
 
     __tablename__ = "trail_entry"
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # 1, 2, 3 …
+    # 1, 2, 3 … On SQLite declared INTEGER, which makes it the table's rowid (BIGINT was an
+    # index of its own beside the table: migration 0005_trail_rowid).
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
     at: Mapped[dt.datetime]
     actor: Mapped[str] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(64), index=True)
@@ -24,7 +28,8 @@ class TrailEntry(Base):
     classification: Mapped[Classification] = classification_column()
     calendar_fallback: Mapped[bool] = mapped_column(Boolean, default=False)
     prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Not UNIQUE: the chain makes hashes distinct, and no query looks one up (0005_trail_rowid).
+    hash: Mapped[str] = mapped_column(String(64))
 
 
 class TrailHead(Base):
