@@ -142,12 +142,23 @@ def test_dispatch_marks_equal_the_orm_rows(engine, policy, clock, deliveries, pi
     assert _stored(engine, source_raw) == _stored(engine, source)
 
 
-def test_new_public_ids_are_uuid4_text():
+def test_new_public_ids_are_uuid7_text_in_time_order():
+    import datetime as dt
     import uuid
 
-    ids = {service.new_public_id() for _ in range(5000)}
-    assert len(ids) == 5000
-    for public_id in ids:
+    start = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
+    instants = [start + dt.timedelta(milliseconds=n) for n in range(0, 5000, 3)]
+    ids = [service.new_public_id(at) for at in instants for _ in range(3)]
+    assert len(set(ids)) == len(ids)  # 74 random bits: ids of one millisecond differ too
+    for n, public_id in enumerate(ids):
         parsed = uuid.UUID(public_id)
         assert str(parsed) == public_id
-        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+        assert parsed.int >> 80 == (instants[n // 3] - epoch) // dt.timedelta(milliseconds=1)
+    # Later milliseconds sort after earlier ones, as text (what the index orders by).
+    firsts = ids[::3]
+    assert firsts == sorted(firsts)
+    # An instant in another zone is the same millisecond.
+    shanghai = dt.timezone(dt.timedelta(hours=8))
+    assert service.new_public_id(start.astimezone(shanghai))[:13] == ids[0][:13]
