@@ -17,7 +17,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
@@ -176,17 +176,32 @@ def append_many(session: Session, entries: list[dict[str, Any]]) -> list[int]:
     arguments. Returns the new entries' ids, in order."""
     if not entries:
         return []
-    # The head as a plain row and a Core UPDATE: an ORM object and its flush cost more than
-    # the rest of a small batch (the gateway appends a few entries per transaction).
-    head = session.execute(_HEAD_FOR_UPDATE).one_or_none()
+    # The head read and written by the driver: an ORM object and its flush, and even a Core
+    # statement through the session, cost more than the rest of a small batch (the gateway
+    # appends a dozen entries per transaction). What the session holds goes first, as its
+    # own query would autoflush it (an `append` earlier in the transaction moved the head).
+    session.flush()
+    sqlite = bulk.is_sqlite(session)
+    cursor = session.connection().connection.driver_connection.cursor()
+    try:
+        return _append_rows(session, cursor, sqlite, entries)
+    finally:
+        cursor.close()
+
+
+def _append_rows(
+    session: Session, cursor, sqlite: bool, entries: list[dict[str, Any]]
+) -> list[int]:
+    cursor.execute(_HEAD_FOR_UPDATE[sqlite])
+    head = cursor.fetchone()
     if head is None:
         raise RuntimeError("the trail has no head row: run `taskforce migrate` first")
-    sqlite = bulk.is_sqlite(session)
+    head_last_id, head_last_hash = head
     # Each distinct instant's hashed ISO text and stored value, once: a sweep's entries share
     # one `at`. (astimezone first, as `append` does: a naive time is taken as local time.)
     times: dict[dt.datetime, tuple[str, Any]] = {}
-    first = head.last_id + 1
-    prev, entry_id, rows = head.last_hash, head.last_id, []
+    first = head_last_id + 1
+    prev, entry_id, rows = head_last_hash, head_last_id, []
     for e in entries:
         entry_id += 1
         at = e["at"]
@@ -234,7 +249,7 @@ def append_many(session: Session, entries: list[dict[str, Any]]) -> list[int]:
     # The driver's executemany, values as the column types store them (taskforce/bulk.py):
     # SQLAlchemy's per-row parameter processing was most of the cost of a sweep's entries.
     bulk.insert_many(session, TrailEntry.__tablename__, _INSERT_COLUMNS, rows)
-    session.execute(_HEAD_UPDATE, {"last_id": entry_id, "last_hash": prev})
+    cursor.execute(_HEAD_UPDATE[sqlite], (entry_id, prev))
     loaded = session.identity_map.get(identity_key(TrailHead, 1))
     if loaded is not None:  # an ORM copy of the head in this session (from `append`) is stale
         session.expire(loaded)
@@ -258,14 +273,16 @@ _INSERT_COLUMNS = (
     "prev_hash",
     "hash",
 )
-_HEAD_FOR_UPDATE = (
-    select(TrailHead.last_id, TrailHead.last_hash).where(TrailHead.id == 1).with_for_update()
-)
-_HEAD_UPDATE = (
-    update(TrailHead.__table__)
-    .where(TrailHead.__table__.c.id == 1)
-    .values(last_id=bindparam("last_id"), last_hash=bindparam("last_hash"))
-)
+# By "is it SQLite": SQLite has no row locks (its transactions take the write lock at BEGIN)
+# and takes "?" placeholders, psycopg "%s".
+_HEAD_FOR_UPDATE = {
+    True: f"SELECT last_id, last_hash FROM {TrailHead.__tablename__} WHERE id = 1",
+    False: f"SELECT last_id, last_hash FROM {TrailHead.__tablename__} WHERE id = 1 FOR UPDATE",
+}
+_HEAD_UPDATE = {
+    True: f"UPDATE {TrailHead.__tablename__} SET last_id = ?, last_hash = ? WHERE id = 1",
+    False: f"UPDATE {TrailHead.__tablename__} SET last_id = %s, last_hash = %s WHERE id = 1",
+}
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from taskforce import trail
+from taskforce.trail import service as trail_service
 from taskforce.trail.models import TrailEntry
 
 T0 = dt.datetime(2026, 3, 9, 1, 0, tzinfo=dt.UTC)
@@ -182,3 +183,24 @@ def test_concurrent_appends_never_fork(engine):
         result = trail.verify(s)
         assert result.ok and result.entries == 40
         assert s.scalar(select(TrailEntry.id).order_by(TrailEntry.id.desc()).limit(1)) == 40
+
+
+def test_single_and_many_appends_mixed_in_one_transaction_keep_one_chain(engine):
+    """`append` moves the head through the ORM and `append_many` through the driver: in one
+    transaction, each must start from where the other left off."""
+    many = [
+        {"at": T0, "actor": "E1", "action": "test", "subject_type": "task", "subject_id": n}
+        for n in range(3)
+    ]
+    with Session(engine) as s, s.begin():
+        before = trail_service.last_id(s)
+        _append(s, 2)
+        ids = trail.append_many(s, many)
+        _append(s, 1)
+        ids += trail.append_many(s, many[:1])
+        after = trail_service.last_id(s)
+    assert ids == [before + 3, before + 4, before + 5, before + 7]
+    assert after == before + 7
+    with Session(engine) as s:
+        result = trail.verify(s)
+    assert result.ok, result.first_break

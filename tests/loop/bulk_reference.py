@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import String, insert, select, type_coerce
+from sqlalchemy import String, bindparam, insert, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from taskforce.context import Context
@@ -27,13 +27,16 @@ from taskforce.loop.sweep import (
 from taskforce.notify.models import DeliveryStatus, OutboxMessage
 from taskforce.notify.outbox import audiences_for
 from taskforce.policy.schema import Classification
-from taskforce.trail.models import TrailEntry
-from taskforce.trail.service import (
-    _HEAD_FOR_UPDATE,
-    _HEAD_UPDATE,
-    _entry_bytes,
-    canonical_json,
-    compute_hash,
+from taskforce.trail.models import TrailEntry, TrailHead
+from taskforce.trail.service import _entry_bytes, canonical_json, compute_hash
+
+_HEAD_FOR_UPDATE = (
+    select(TrailHead.last_id, TrailHead.last_hash).where(TrailHead.id == 1).with_for_update()
+)
+_HEAD_UPDATE = (
+    update(TrailHead.__table__)
+    .where(TrailHead.__table__.c.id == 1)
+    .values(last_id=bindparam("last_id"), last_hash=bindparam("last_hash"))
 )
 
 
