@@ -4,7 +4,7 @@ SQLAlchemy's executemany processes every parameter of every row in Python (bind 
 a dict per row, the compiled statement's parameter map): for the tens of thousands of trail,
 outbox and warning rows of a dispatch sweep that was most of the time of writing them
 (benchmarks/RESULTS.md). Here the values are converted once, exactly as the column types
-would store them, and handed to the driver's `executemany` as tuples.
+would store them, and handed to the driver as tuples (`insert_many`).
 
 What the SQLAlchemy types store, and so what these helpers produce:
 

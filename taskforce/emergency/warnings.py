@@ -190,7 +190,7 @@ def raise_warnings(session: Session, ctx: Context, requests: list[dict]) -> list
         wanted.append((row, r, rule, colour, classification, deadline))
     if not wanted:
         return []
-    # The driver's executemany (taskforce/bulk.py), then the new ids by their unique dedup
+    # Through the driver in bulk (taskforce/bulk.py), then the new ids by their unique dedup
     # keys: an INSERT … RETURNING of ORM objects cost more than the rest of the warnings.
     bulk.insert_many(session, EarlyWarning.__tablename__, _INSERT_COLUMNS, [w[0] for w in wanted])
     new_keys = [row[0] for row, *_ in wanted]

@@ -174,7 +174,7 @@ def enqueue_many(
         for key, aud, kind, sid, stype, cls, text, drill, prio, at, trail_id in wanted.values()
         if key not in existing
     ]
-    # The driver's executemany, values as the column types store them (taskforce/bulk.py).
+    # Through the driver in bulk, values as the column types store them (taskforce/bulk.py).
     insert_many(session, OutboxMessage.__tablename__, _INSERT_COLUMNS, rows)
     return len(rows)
 

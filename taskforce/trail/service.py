@@ -246,7 +246,7 @@ def _append_rows(
             )
         )
         prev = digest
-    # The driver's executemany, values as the column types store them (taskforce/bulk.py):
+    # Through the driver in bulk, values as the column types store them (taskforce/bulk.py):
     # SQLAlchemy's per-row parameter processing was most of the cost of a sweep's entries.
     bulk.insert_many(session, TrailEntry.__tablename__, _INSERT_COLUMNS, rows)
     cursor.execute(_HEAD_UPDATE[sqlite], (entry_id, prev))
