@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from json.encoder import (  # type: ignore[attr-defined]
     c_make_encoder,
@@ -143,18 +144,25 @@ def insert_many(
 SQLITE_MAX_PARAMETERS = 8000
 
 
+def sqlite_parameter_cap(cursor) -> int:
+    """SQLITE_MAX_PARAMETERS, or the connection's own limit where it is lower (999 by
+    default before SQLite 3.32, and builds may set less)."""
+    limit = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    return min(SQLITE_MAX_PARAMETERS, limit)
+
+
 def insert_values(
     cursor, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
     """SQLite: the rows as `INSERT … VALUES (…), (…), …`, as many rows per statement as
-    SQLITE_MAX_PARAMETERS allows.
+    `sqlite_parameter_cap` allows.
 
     Why not the driver's executemany: it steps the statement once per row, and sqlite3
     lets go of the GIL around every step. In the gateway, whose event loop holds the GIL
     while it serves requests, each step then waited to get it back; one statement of many
     rows is one step (benchmarks/RESULTS.md, session 6). It is no slower for the sweep's
     hundreds of thousands of rows either."""
-    per_statement = max(1, SQLITE_MAX_PARAMETERS // len(columns))
+    per_statement = max(1, sqlite_parameter_cap(cursor) // len(columns))
     head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
     one = "(" + ", ".join("?" for _ in columns) + ")"
     for start in range(0, len(rows), per_statement):

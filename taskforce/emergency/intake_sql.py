@@ -2,11 +2,12 @@
 
 Why: a batch of a dozen webhooks is a few small statements, and SQLAlchemy's execution
 path (compile cache lookup, parameter processing, result set-up) cost more than SQLite
-took to run them (benchmarks/figures/gateway.py). Here each statement is a string built
-once per dialect (on SQLite, the multi-row ones once per row count, which sqlite3's
-statement cache keeps) and run on the session's own DBAPI connection, inside its
-transaction. On SQLite a batch is about nine statements whatever its size; on PostgreSQL
-the statements' text never depends on the size, so psycopg prepares them.
+took to run them (benchmarks/figures/gateway.py). Here each statement is a string (built
+once per dialect, or on SQLite per call for the multi-row ones, whose text depends on the
+row count: sqlite3's statement cache saves preparing them again) run on the session's own
+DBAPI connection, inside its transaction. On SQLite a batch is about nine statements
+whatever its size; on PostgreSQL the text of the lookup and the inserts does not depend on
+the batch's size, so psycopg prepares them.
 
 Values are converted with the bind processors of the columns' own SQLAlchemy types (the
 functions SQLAlchemy itself applies: UTCDateTime, the enums, JSON/JSONB, booleans), so
@@ -57,9 +58,6 @@ EMERGENCY_COLUMNS = (
     "repeats",
 )
 EVENT_COLUMNS = ("emergency_id", "kind", "at", "actor", "detail")
-# Statement size bound: SQLite allows 32,766 parameters; this keeps an IN list or a
-# multi-row VALUES far below it.
-MAX_PARAMETERS = bulk.SQLITE_MAX_PARAMETERS
 
 
 @dataclass(frozen=True)
@@ -195,6 +193,14 @@ class IntakeWriter:
         connection = session.connection()  # begins the transaction (BEGIN IMMEDIATE)
         self.sql = _statements(connection.dialect)
         self.cursor = connection.connection.driver_connection.cursor()
+        # Parameters per statement (an IN list, a CASE, a multi-row VALUES): SQLite's cap
+        # (`bulk.sqlite_parameter_cap`); PostgreSQL allows 65,535, and the same bound keeps
+        # its IN lists as short.
+        self.max_parameters = (
+            bulk.sqlite_parameter_cap(self.cursor)
+            if connection.dialect.name == "sqlite"
+            else bulk.SQLITE_MAX_PARAMETERS
+        )
 
     def _in(self, count: int) -> str:
         return "(" + ", ".join([self.sql.mark] * count) + ")"
@@ -227,8 +233,9 @@ class IntakeWriter:
             )
             yield self.cursor.fetchall()
             return
-        for start in range(0, len(ordered), MAX_PARAMETERS // 2):
-            chunk = ordered[start : start + MAX_PARAMETERS // 2]
+        per_statement = self.max_parameters // 2
+        for start in range(0, len(ordered), per_statement):
+            chunk = ordered[start : start + per_statement]
             sources = sorted({s for s, _ in chunk})
             dedup_keys = [k for _, k in chunk]
             self.cursor.execute(
@@ -275,7 +282,8 @@ class IntakeWriter:
         GIL around every step, which the gateway's event loop then held
         (`bulk.insert_values`). The transaction holds SQLite's write lock (BEGIN IMMEDIATE),
         so nobody numbers rows meanwhile, and these are the ids SQLite would have given; a
-        transaction without the lock would fail on the primary key, never share an id."""
+        transaction without the lock would fail ("database is locked", or on the primary
+        key), never share an id."""
         self.cursor.execute(self.sql.max_emergency_id)
         first = self.cursor.fetchone()[0] + 1
         bulk.insert_values(
@@ -295,8 +303,9 @@ class IntakeWriter:
             return
         # SQLite: one UPDATE per chunk, not one step per row (`bulk.insert_values` says why).
         items = sorted(added.items())
-        for start in range(0, len(items), MAX_PARAMETERS // 3):
-            chunk = items[start : start + MAX_PARAMETERS // 3]
+        per_statement = self.max_parameters // 3
+        for start in range(0, len(items), per_statement):
+            chunk = items[start : start + per_statement]
             self.cursor.execute(
                 f"UPDATE {self.sql.emergency_table} SET repeats = repeats + CASE id "
                 + " ".join(["WHEN ? THEN ?"] * len(chunk))
@@ -319,8 +328,8 @@ class IntakeWriter:
     def dispatch_state(self, public_ids: Sequence[str]) -> dict[str, DispatchRow]:
         """The emergencies of these public ids, locked for update, by public id."""
         found: dict[str, DispatchRow] = {}
-        for start in range(0, len(public_ids), MAX_PARAMETERS):
-            chunk = list(public_ids[start : start + MAX_PARAMETERS])
+        for start in range(0, len(public_ids), self.max_parameters):
+            chunk = list(public_ids[start : start + self.max_parameters])
             self.cursor.execute(
                 "SELECT id, public_id, flow_run_id, status, classification, is_drill "
                 f"FROM emergency WHERE public_id IN {self._in(len(chunk))}{self.sql.for_update}",

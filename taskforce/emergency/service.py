@@ -98,7 +98,11 @@ def new_public_id(at: dt.datetime) -> str:
     (benchmarks/RESULTS.md, session 6); ids of one instant are neighbours. They stay
     unguessable, and only reveal when the emergency was opened, which its pages say anyway.
     Built from bytes rather than through uuid.UUID, whose checks cost three times as much."""
-    millis = ((at - _UNIX_EPOCH) // _MILLISECOND) & 0xFFFF_FFFF_FFFF  # exact, unlike floats
+    if at.tzinfo is None:
+        raise ValueError("naive datetime given for a public id; use an aware (UTC) datetime")
+    millis = (at - _UNIX_EPOCH) // _MILLISECOND  # exact, unlike floats
+    if not 0 <= millis < 1 << 48:
+        raise ValueError(f"a public id's time must lie between 1970 and 10889, not {at}")
     b = bytearray(millis.to_bytes(6, "big") + os.urandom(10))
     b[6] = (b[6] & 0x0F) | 0x70
     b[8] = (b[8] & 0x3F) | 0x80
@@ -362,7 +366,7 @@ def _open_pending(
                 "detail": {},
             }
         )
-    writer.add_repeats(added)  # one executemany: UPDATE … SET repeats = repeats + n
+    writer.add_repeats(added)  # repeats = repeats + n, in one statement (or executemany)
     writer.insert_events(events_rows)
 
     # The trail, in request order, as open_emergency / _attach_repeat write it.

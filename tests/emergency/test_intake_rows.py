@@ -162,3 +162,16 @@ def test_new_public_ids_are_uuid7_text_in_time_order():
     # An instant in another zone is the same millisecond.
     shanghai = dt.timezone(dt.timedelta(hours=8))
     assert service.new_public_id(start.astimezone(shanghai))[:13] == ids[0][:13]
+
+
+def test_a_public_id_refuses_a_time_it_cannot_hold():
+    import datetime as dt
+
+    import pytest
+
+    with pytest.raises(ValueError, match="naive datetime"):
+        service.new_public_id(dt.datetime(2026, 11, 27, 9, 0))
+    with pytest.raises(ValueError, match="between 1970 and 10889"):
+        service.new_public_id(dt.datetime(1969, 12, 31, 23, 59, tzinfo=dt.UTC))
+    first = service.new_public_id(dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
+    assert first.startswith("00000000-0000-7")

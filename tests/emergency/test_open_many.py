@@ -9,7 +9,9 @@ working groups, a level-III intake without one, over-long keys.
 from __future__ import annotations
 
 import itertools
+import sqlite3
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
@@ -17,7 +19,7 @@ from sqlalchemy import select
 from taskforce import bulk
 from taskforce.context import Context
 from taskforce.db import unit_of_work
-from taskforce.emergency import intake_sql, service
+from taskforce.emergency import service
 from taskforce.emergency.forms import EmergencyIntake
 from taskforce.emergency.models import Emergency, EmergencyEvent, EmergencyStatus, Level
 from taskforce.errors import DomainError
@@ -204,8 +206,8 @@ def test_a_batch_larger_than_one_statement_writes_what_one_by_one_writes(
     """With statements made small, the batch's multi-row INSERTs and its repeats UPDATE
     span several statements each (on SQLite, where they are multi-row statements): the
     rows, ids and counts are still those of one-by-one calls."""
-    monkeypatch.setattr(bulk, "SQLITE_MAX_PARAMETERS", 40)  # 2 emergencies, 8 trail entries
-    monkeypatch.setattr(intake_sql, "MAX_PARAMETERS", 40)  # 13 repeat counts per UPDATE
+    # 2 emergencies, 3 trail entries, 8 events and 13 repeat counts per statement
+    monkeypatch.setattr(bulk, "SQLITE_MAX_PARAMETERS", 40)
     ctx = Context(policy=policy, clock=clock)
     run = next(_runs)
     one, many = f"one-big{run}", f"many-big{run}"
@@ -240,3 +242,25 @@ def test_a_batch_larger_than_one_statement_writes_what_one_by_one_writes(
             ).all()
         )
     assert [stored[r.emergency_id] for r in got] == [d["key"] for d in deliveries]
+
+
+def test_a_connection_with_a_low_parameter_limit_gets_smaller_statements(engine, policy, clock):
+    """An SQLite built with a lower limit (999 before 3.32, or less): the batch's statements
+    follow the connection's own limit instead of failing with "too many SQL variables"."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("a limit of SQLite connections")
+    ctx = Context(policy=policy, clock=clock)
+    source = f"low-limit-{next(_runs)}"
+    keys = [f"k{n}" for n in range(30)] * 2
+    deliveries = [{"key": k, "level": Level.II, "wg": "wg:data", "drill": False} for k in keys]
+    with unit_of_work(engine) as s:
+        raw = s.connection().connection.driver_connection
+        before = raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 40)
+        try:
+            got = service.open_emergencies(s, ctx, [_request(d, source) for d in deliveries])
+        finally:
+            raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, before)
+    assert [r.created for r in got] == [True] * 30 + [False] * 30
+    with unit_of_work(engine) as s:
+        repeats = s.scalars(select(Emergency.repeats).where(Emergency.source == source)).all()
+    assert sorted(repeats) == [1] * 30
