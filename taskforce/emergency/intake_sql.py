@@ -193,13 +193,12 @@ class IntakeWriter:
         connection = session.connection()  # begins the transaction (BEGIN IMMEDIATE)
         self.sql = _statements(connection.dialect)
         self.cursor = connection.connection.driver_connection.cursor()
+        self.sqlite = connection.dialect.name == "sqlite"
         # Parameters per statement (an IN list, a CASE, a multi-row VALUES): SQLite's cap
         # (`bulk.sqlite_parameter_cap`); PostgreSQL allows 65,535, and the same bound keeps
         # its IN lists as short.
         self.max_parameters = (
-            bulk.sqlite_parameter_cap(self.cursor)
-            if connection.dialect.name == "sqlite"
-            else bulk.SQLITE_MAX_PARAMETERS
+            bulk.sqlite_parameter_cap(self.cursor) if self.sqlite else bulk.SQLITE_MAX_PARAMETERS
         )
 
     def _in(self, count: int) -> str:
@@ -262,7 +261,7 @@ class IntakeWriter:
         converted = [
             _convert(processors, (row[name] for name in EMERGENCY_COLUMNS), memo) for row in rows
         ]
-        if self.sql.insert_emergency_returning is None:
+        if self.sqlite:
             return self._insert_numbered(rows, converted)
         # PostgreSQL: one prepared row statement, pipelined by psycopg's executemany: one
         # round trip.
@@ -298,7 +297,7 @@ class IntakeWriter:
         """repeats = repeats + n per emergency (never a lost count under concurrency)."""
         if not added:
             return
-        if self.sql.dialect.name != "sqlite":  # psycopg pipelines executemany: one round trip
+        if not self.sqlite:  # psycopg pipelines executemany: one round trip
             self.cursor.executemany(self.sql.add_repeats, [(n, i) for i, n in added.items()])
             return
         # SQLite: one UPDATE per chunk, not one step per row (`bulk.insert_values` says why).
@@ -320,7 +319,7 @@ class IntakeWriter:
         converted = [
             _convert(processors, (row[name] for name in EVENT_COLUMNS), memo) for row in rows
         ]
-        if self.sql.dialect.name == "sqlite":
+        if self.sqlite:
             bulk.insert_values(self.cursor, self.sql.event_table, self.sql.event_columns, converted)
         else:
             self.cursor.executemany(self.sql.insert_event, converted)

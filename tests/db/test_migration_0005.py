@@ -3,8 +3,6 @@ rebuild (SQLite) or the dropped constraint (PostgreSQL), and the downgrade resto
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 from alembic import command
 from sqlalchemy import inspect, text
@@ -13,8 +11,7 @@ from sqlalchemy.orm import Session
 
 from taskforce import trail
 from taskforce.migrate import alembic_config
-
-T0 = dt.datetime(2026, 11, 27, 1, 0, tzinfo=dt.UTC)
+from tests.db.test_trail import _append as append_entries
 
 
 def _alembic(engine, verb: str, revision: str) -> None:
@@ -27,16 +24,7 @@ def _alembic(engine, verb: str, revision: str) -> None:
 
 def _append(engine, first: int, count: int) -> None:
     with Session(engine) as s, s.begin():
-        for n in range(first, first + count):
-            trail.append(
-                s,
-                at=T0 + dt.timedelta(minutes=n),
-                actor="E1",
-                action="test",
-                subject_type="issue",
-                subject_id=n,
-                payload={"n": n, "金额": "5000000.00"},
-            )
+        append_entries(s, count, first=first)
 
 
 def _hash_is_unique(engine) -> bool:

@@ -15,8 +15,8 @@ from taskforce.trail.models import TrailEntry
 T0 = dt.datetime(2026, 3, 9, 1, 0, tzinfo=dt.UTC)
 
 
-def _append(session: Session, n: int, payload=None) -> None:
-    for i in range(n):
+def _append(session: Session, n: int, payload=None, first: int = 0) -> None:
+    for i in range(first, first + n):
         trail.append(
             session,
             at=T0 + dt.timedelta(minutes=i),

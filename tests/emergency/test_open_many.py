@@ -244,11 +244,10 @@ def test_a_batch_larger_than_one_statement_writes_what_one_by_one_writes(
     assert [stored[r.emergency_id] for r in got] == [d["key"] for d in deliveries]
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # a limit of SQLite connections
 def test_a_connection_with_a_low_parameter_limit_gets_smaller_statements(engine, policy, clock):
     """An SQLite built with a lower limit (999 before 3.32, or less): the batch's statements
     follow the connection's own limit instead of failing with "too many SQL variables"."""
-    if engine.dialect.name != "sqlite":
-        pytest.skip("a limit of SQLite connections")
     ctx = Context(policy=policy, clock=clock)
     source = f"low-limit-{next(_runs)}"
     keys = [f"k{n}" for n in range(30)] * 2
