@@ -330,22 +330,37 @@ def main() -> None:
     except DomainError as exc:  # bad input: say which field and what is allowed, no traceback
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except DBAPIError:
-        # Code newer than the database (a table or column a migration adds is missing):
-        # say so and what to run, rather than a page of traceback.
-        from taskforce.db import get_engine
-        from taskforce.migrate import schema_behind
-
-        behind = schema_behind(get_engine())
-        if behind is None:
+    except DBAPIError as exc:
+        message = database_error_message(exc)
+        if message is None:
             raise
-        current, head = behind
-        print(
-            f"error: the database is at schema revision {current or 'none'}, this code needs "
-            f"{head}: run `taskforce migrate` first",
-            file=sys.stderr,
-        )
+        print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def database_error_message(exc: Exception) -> str | None:
+    """What to tell the operator about a database error instead of a traceback, or None."""
+    from taskforce.db import SQLITE_BUSY_TIMEOUT_SECONDS, get_engine, is_database_locked
+    from taskforce.migrate import schema_behind
+
+    if is_database_locked(exc):
+        # Checked first: `taskforce migrate` itself fails this way while a gateway or a
+        # worker writes, and being told to run `taskforce migrate` would be no help.
+        return (
+            "the database is locked: another process (the gateway, a worker, another command) "
+            f"held its write lock longer than the {SQLITE_BUSY_TIMEOUT_SECONDS} s this command "
+            "waits. Stop that process or let it finish, then run the command again."
+        )
+    # Code newer than the database (a table or column a migration adds is missing): say so
+    # and what to run.
+    behind = schema_behind(get_engine())
+    if behind is None:
+        return None
+    current, head = behind
+    return (
+        f"the database is at schema revision {current or 'none'}, this code needs "
+        f"{head}: run `taskforce migrate` first"
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import functools
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,6 +75,17 @@ def database_url() -> str:
     return f"sqlite:///{DEFAULT_SQLITE_PATH}"
 
 
+# How long an SQLite statement waits for another process's write lock before it fails
+# with "database is locked".
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+
+
+def is_database_locked(exc: BaseException) -> bool:
+    """An SQLite error raised because another connection held the write lock too long."""
+    orig = getattr(exc, "orig", exc)
+    return isinstance(orig, sqlite3.OperationalError) and "database is locked" in str(orig)
+
+
 def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
@@ -82,7 +94,7 @@ def _sqlite_setup(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
@@ -99,7 +111,9 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+            **kwargs,
         )
         _sqlite_setup(engine)
         return engine

@@ -36,3 +36,34 @@ def test_a_command_on_an_old_schema_names_the_migration_to_run(tmp_path):
 
     upgrade(engine)
     assert schema_behind(engine) is None
+
+
+def test_a_locked_database_is_named_as_such_even_when_its_schema_is_behind(tmp_path):
+    """`taskforce migrate` on a database whose write lock a gateway holds: the operator is
+    told what holds them up, not to run `taskforce migrate` (what they just did)."""
+    import sqlite3
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
+
+    from taskforce.cli import database_error_message
+
+    path = tmp_path / "old.db"
+    _database_at(path, "0004_sweep").dispose()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # what a writing gateway holds
+    impatient = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0})
+    try:
+        with impatient.connect() as conn:
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except OperationalError as exc:
+                message = database_error_message(exc)
+            else:
+                raise AssertionError("the second writer got the lock")
+    finally:
+        impatient.dispose()
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert message.startswith("the database is locked")
+    assert "30 s" in message and "taskforce migrate" not in message
