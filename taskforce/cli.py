@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from taskforce.budget.cli import app as budget_app
@@ -31,9 +32,14 @@ console = Console()
 
 
 def _redacted_url() -> str:
+    """The database URL in use, password hidden (it may come from the environment)."""
     from sqlalchemy.engine import make_url
 
-    return make_url(database_url()).render_as_string(hide_password=True)
+    url = database_url()
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not parseable: show the scheme only, never what may be a secret
+        return url.split(":", 1)[0] + ":…"
 
 
 @app.command()
@@ -225,6 +231,8 @@ def _print_summary(policy) -> None:
         )
     rules.add_row("timezone / locale", f"{policy.timezone} / {policy.locale}")
     console.print(rules)
+    if not groups and (hint := missing_organisation_hint()):
+        console.print(f"[yellow]{hint}[/]")
 
 
 @app.command("import-issues")
@@ -253,8 +261,10 @@ def import_issues(path: str = typer.Argument(..., help="The ledger (台账), .cs
         f"[red]{len({e.row for e in result.errors})} invalid[/]"
     )
     for e in result.errors:
-        console.print(f"  row {e.row}, {e.field}: {e.message}")
+        console.print(f"  row {e.row}, {escape(e.field)}: {escape(e.message)}")
     if result.errors:
+        if hint := missing_organisation_hint():
+            console.print(f"hint: {hint}")
         raise typer.Exit(1)
 
 
@@ -317,8 +327,25 @@ def trail_verify(
         raise typer.Exit(1)
 
 
+def missing_organisation_hint() -> str | None:
+    """What to run when the schema exists but the organisation was never loaded (a fresh
+    `taskforce migrate` without `taskforce init`): every lookup of a unit or member fails
+    then, with messages that name the lookup, not the cause."""
+    from sqlalchemy import func, select
+
+    from taskforce.org.models import Unit
+
+    try:
+        with get_engine().connect() as connection:
+            if connection.scalar(select(func.count()).select_from(Unit)):
+                return None
+    except Exception:  # no schema, no database: other messages say so
+        return None
+    return "the database has no organisation yet: run `taskforce init` (it loads config/org.yaml)"
+
+
 def main() -> None:
-    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoResultFound
 
     from taskforce.errors import DomainError
 
@@ -329,6 +356,17 @@ def main() -> None:
         sys.exit(2)
     except DomainError as exc:  # bad input: say which field and what is allowed, no traceback
         print(f"error: {exc}", file=sys.stderr)
+        if hint := missing_organisation_hint():
+            print(f"hint: {hint}", file=sys.stderr)
+        sys.exit(2)
+    except NoResultFound:  # a unit or member every database loaded by `init` has
+        hint = missing_organisation_hint()
+        if hint is None:
+            raise
+        print(f"error: {hint}", file=sys.stderr)
+        sys.exit(2)
+    except ArgumentError as exc:  # a URL SQLAlchemy cannot parse, or an unknown scheme
+        print(f"error: {bad_database_url_message(exc)}", file=sys.stderr)
         sys.exit(2)
     except DBAPIError as exc:
         message = database_error_message(exc)
@@ -336,6 +374,16 @@ def main() -> None:
             raise
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def bad_database_url_message(exc: Exception) -> str:
+    from taskforce.db import DATABASE_URL_ENV
+
+    return (
+        f"{DATABASE_URL_ENV} is not a database URL this system can open ({_redacted_url()}): "
+        f"{str(exc).splitlines()[0]} (allowed: sqlite:////absolute/path.db, "
+        "sqlite:///relative/path.db, postgresql://user:password@host:port/database)"
+    )
 
 
 def database_error_message(exc: Exception) -> str | None:
@@ -352,8 +400,19 @@ def database_error_message(exc: Exception) -> str | None:
             "waits. Stop that process or let it finish, then run the command again."
         )
     # Code newer than the database (a table or column a migration adds is missing): say so
-    # and what to run.
-    behind = schema_behind(get_engine())
+    # and what to run. Checking needs a connection: if even that fails, the database cannot
+    # be reached at all (a server down, a wrong host or port, a folder that does not exist).
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        behind = schema_behind(get_engine())
+    except DBAPIError as again:
+        reason = str(getattr(again, "orig", again)).strip().splitlines()
+        return (
+            f"cannot reach the database at {_redacted_url()}: "
+            f"{reason[0] if reason else type(again).__name__}. Check that its server runs and "
+            "that TASKFORCE_DATABASE_URL names it."
+        )
     if behind is None:
         return None
     current, head = behind

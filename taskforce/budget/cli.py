@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import getpass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import TypeVar
 
 import typer
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from taskforce.context import Context
@@ -17,11 +20,41 @@ from taskforce.money import format_yuan
 
 app = typer.Typer(help="Budget (预算): fiscal year, ledger import, audits.", no_args_is_help=True)
 console = Console()
+M = TypeVar("M", bound=BaseModel)
 
 
 def _fail(exc: DomainError) -> None:
-    console.print(f"[red]refused[/]: {exc}")
+    from taskforce.cli import missing_organisation_hint
+
+    console.print(f"[red]refused[/]: {escape(str(exc))}")
+    if hint := missing_organisation_hint():
+        console.print(f"hint: {hint}")
     raise typer.Exit(1)
+
+
+def _yuan(text: str, field: str) -> Decimal:
+    """An amount typed on the command line, refused with its field if it is not one."""
+    try:
+        amount = Decimal(text.strip())
+    except InvalidOperation:
+        raise DomainError(
+            f"{text!r} is not an amount in yuan",
+            field=field,
+            allowed="digits with at most 2 decimals and no thousands separators, e.g. 86000000.00",
+        ) from None
+    if not amount.is_finite():
+        raise DomainError(f"{text!r} is not an amount in yuan", field=field, allowed="a number")
+    return amount
+
+
+def _form(model: type[M], **values) -> M:
+    """The form, or a DomainError naming its first invalid field (no pydantic traceback)."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"]) or "form"
+        raise DomainError(f"{error['msg']} (got {error.get('input')!r})", field=field) from None
 
 
 @app.command("set-year")
@@ -41,7 +74,12 @@ def set_year(
             result = set_fiscal_year(
                 session,
                 Context.default(),
-                SetFiscalYearForm(year=year, total=Decimal(total), decided_by=decided_by),
+                _form(
+                    SetFiscalYearForm,
+                    year=year,
+                    total=_yuan(total, "total"),
+                    decided_by=decided_by,
+                ),
                 actor=actor,
             )
     except DomainError as exc:
@@ -76,7 +114,7 @@ def import_ledger(
         for col in ("row", "field", "problem", "allowed"):
             table.add_column(col)
         for e in result.errors:
-            table.add_row(str(e["row"]), e["field"], e["message"], e["allowed"])
+            table.add_row(*(escape(str(e[k])) for k in ("row", "field", "message", "allowed")))
         console.print(table)
         raise typer.Exit(1)
 

@@ -159,9 +159,18 @@ def _csv_table(data: bytes) -> tuple[list | None, list[list[str]]]:
 
 
 def _xlsx_table(data: bytes) -> tuple[list | None, list[tuple]]:
+    from zipfile import BadZipFile
+
     from openpyxl import load_workbook
 
-    book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except (BadZipFile, KeyError, ValueError, OSError) as exc:  # not an Excel workbook at all
+        raise DomainError(
+            f"not a readable Excel workbook ({type(exc).__name__}: {exc})",
+            field="file",
+            allowed="an .xlsx file saved by Excel or LibreOffice, or a .csv export",
+        ) from None
     try:
         rows = _sheet_values(book)
     finally:

@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from zipfile import BadZipFile
 
 import pandas as pd
 from pydantic import ValidationError
@@ -68,14 +69,31 @@ def read_ledger(path: Path) -> pd.DataFrame:
             f"no file {str(path)!r}", field="path", allowed="an existing .csv or .xlsx file"
         )
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    elif suffix in (".xlsx", ".xlsm"):
-        frame = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
-    else:
+    if suffix not in (".csv", ".xlsx", ".xlsm"):
         raise DomainError(
             f"{path.name} is neither CSV nor XLSX", field="path", allowed=".csv, .xlsx"
         )
+    try:
+        if suffix == ".csv":
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        else:
+            frame = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
+    except pd.errors.EmptyDataError:
+        raise DomainError(
+            f"{path.name} is empty", field="path", allowed="a header row and data rows"
+        ) from None
+    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise DomainError(
+            f"{path.name} is not a readable CSV file ({exc})",
+            field="path",
+            allowed="comma-separated UTF-8 text with a header row",
+        ) from None
+    except (BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise DomainError(
+            f"{path.name} is not a readable Excel workbook ({type(exc).__name__}: {exc})",
+            field="path",
+            allowed="an .xlsx file saved by Excel or LibreOffice, or a .csv export",
+        ) from None
     unknown = [c for c in frame.columns if str(c).strip() not in COLUMNS]
     if unknown:
         raise DomainError(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from taskforce.errors import DomainError
 from taskforce.policy.schema import Classification
@@ -17,6 +18,15 @@ app = typer.Typer(
     help="PDCA reviews and their reports (周调度 / 月度复盘 / 季度 / 半年度).", no_args_is_help=True
 )
 console = Console()
+
+
+def _refuse(exc: DomainError) -> None:
+    from taskforce.cli import missing_organisation_hint
+
+    console.print(f"[red]{escape(str(exc))}[/]")
+    if hint := missing_organisation_hint():
+        console.print(f"hint: {hint}")
+    raise typer.Exit(2) from exc
 
 
 @app.command("run")
@@ -41,8 +51,7 @@ def run(
             get_engine(), Context.default(), kind, period, audience=audience, locales=locale
         )
     except DomainError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from exc
+        _refuse(exc)
     verb = "built" if outcome.created else "rebuilt"
     console.print(f"[green]{outcome.kind} review {outcome.period} {verb}[/] ({outcome.audience})")
     missed = [k["code"] for k in outcome.kpis if k["status"] == "missed"]
@@ -82,7 +91,6 @@ def export_ledger(
             locale=locale,
         )  # fmt: skip
     except DomainError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from exc
+        _refuse(exc)
     console.print(f"[green]{ledger.value} ledger exported[/]: {rows:,} rows")
     print(out)

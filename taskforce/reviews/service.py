@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from taskforce import events
 from taskforce.context import Context
 from taskforce.db import unit_of_work
+from taskforce.errors import DomainError
 from taskforce.kpi.compute import BY_CODE, KpiSet, compare, compute_kpis
 from taskforce.kpi.frames import FRAME_NAMES, Frames, read_frames
 from taskforce.loop.forms import ReportIssueForm
@@ -105,9 +106,26 @@ class ReviewOutcome:
 
 
 def resolve_period(kind: ReviewKind | str, label: str | None, ctx: Context) -> Period:
-    """The named period, or for a scheduled run the last complete one."""
+    """The named period, or for a scheduled run the last complete one.
+
+    A named period must have ended: a review acts on its missed targets (improvement issues
+    in the closed loop), and a period in progress or to come has missed them all so far —
+    a mistyped year would open real issues."""
     kind = ReviewKind(kind)
-    return parse_period(kind, label) if label else last_complete_period(kind, ctx.today())
+    if not label:
+        return last_complete_period(kind, ctx.today())
+    period = parse_period(kind, label)
+    ends = period.ends_at(ctx.policy.timezone)
+    if ends > ctx.now():
+        last = last_complete_period(kind, ctx.today()).label
+        local = ends.astimezone(ZoneInfo(ctx.policy.timezone))
+        raise DomainError(
+            f"{period.label} has not ended yet (it ends at {local:%Y-%m-%d %H:%M} "
+            f"{ctx.policy.timezone})",
+            field="period",
+            allowed=f"a finished {kind.value} period, e.g. the last complete one, {last}",
+        )
+    return period
 
 
 def _jsonable(value):

@@ -3,6 +3,7 @@ And the register forms as flows."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import shutil
 import zipfile
@@ -15,12 +16,23 @@ from sqlalchemy.orm import Session
 
 from flows.registers import upsert_risk_flow
 from flows.reviews import monthly_review
+from taskforce.clock import ManualClock
+from taskforce.context import use_clock
 from taskforce.emergency.models import EarlyWarning
 from taskforce.loop.models import Issue
 from taskforce.registers.forms import RiskForm
 from taskforce.registers.models import Review
 from tests.conftest import ROOT
 from tests.reviews import factories as f
+
+
+@pytest.fixture
+def in_december():
+    """The flows' clock (Context.default) in December 2026: November's review is of a finished
+    month, whatever the day the tests run (a named period must have ended)."""
+    previous = use_clock(ManualClock(dt.datetime(2026, 12, 3, 1, 0, tzinfo=dt.UTC)))
+    yield
+    use_clock(previous)
 
 
 def _artifacts(flow_run_id) -> dict[str, object]:
@@ -33,7 +45,7 @@ def _artifacts(flow_run_id) -> dict[str, object]:
 
 @pytest.mark.prefect
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_monthly_review_flow(prefect_server, engine, tmp_path, monkeypatch):
+def test_monthly_review_flow(prefect_server, engine, tmp_path, monkeypatch, in_december):
     monkeypatch.setenv("TASKFORCE_REPORTS_DIR", str(tmp_path))
     with Session(engine) as s, s.begin():
         f.november_dataset(s)
@@ -109,7 +121,7 @@ def test_ui_form_of_each_review(flow_fn, good, bad):
 @pytest.mark.prefect
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_the_review_flow_writes_its_workbooks_in_a_process_of_their_own_at_scale(
-    prefect_server, engine, tmp_path, monkeypatch
+    prefect_server, engine, tmp_path, monkeypatch, in_december
 ):
     """From review.workbook_process_from_nodes task nodes the flow, like run_review, hands
     the workbooks to a second process: the same workbook, byte for byte, as in-process."""

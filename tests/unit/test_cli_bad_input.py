@@ -1,0 +1,171 @@
+"""What an operator typing a wrong thing at the command line gets: one line that names the
+field and what is allowed, a non-zero exit, no traceback, and nothing written.
+
+Each case runs the real CLI in a process of its own (as the operator does)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import func, select
+
+from taskforce.budget.models import FiscalYear
+from taskforce.clock import ManualClock
+from taskforce.context import Context
+from taskforce.db import make_engine, unit_of_work
+from taskforce.errors import DomainError
+from taskforce.loop.models import Issue
+from taskforce.migrate import upgrade
+from taskforce.org.service import sync_organisation
+from taskforce.policy.loader import load_org
+from taskforce.registers.models import Review
+from taskforce.reviews.service import resolve_period
+from tests.conftest import ROOT
+
+
+def _cli(*args: str, url: str, tmp_path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "taskforce.cli", *args],
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "TASKFORCE_DATABASE_URL": url,
+            "TASKFORCE_REPORTS_DIR": str(tmp_path / "reports"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def _database(path, *, organisation: bool = True) -> tuple[str, object]:
+    url = f"sqlite:///{path}"
+    engine = make_engine(url)
+    upgrade(engine)
+    if organisation:
+        with unit_of_work(engine) as session:
+            sync_organisation(session, load_org())
+    return url, engine
+
+
+def _count(engine, model) -> int:
+    with engine.connect() as connection:
+        return connection.scalar(select(func.count()).select_from(model))
+
+
+def _no_traceback(done: subprocess.CompletedProcess) -> None:
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr[-3000:]
+
+
+def test_an_unreachable_database_is_one_line_with_the_password_hidden(tmp_path):
+    url = "postgresql://taskforce:hunter2@127.0.0.1:1/taskforce"  # nothing listens on port 1
+    done = _cli("summary", url=url, tmp_path=tmp_path)
+    assert done.returncode == 2
+    _no_traceback(done)
+    assert "cannot reach the database at postgresql://taskforce:***@127.0.0.1:1/taskforce" in (
+        done.stderr
+    )
+    assert "hunter2" not in done.stdout + done.stderr
+
+
+def test_a_url_of_no_known_database_names_what_is_allowed(tmp_path):
+    done = _cli("summary", url="mysqll://x/y", tmp_path=tmp_path)
+    assert done.returncode == 2
+    _no_traceback(done)
+    assert "TASKFORCE_DATABASE_URL is not a database URL" in done.stderr
+    assert "postgresql://user:password@host:port/database" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("total", "says"),
+    [
+        ("abc", "is not an amount in yuan"),
+        ("1,000", "no thousands separators"),
+        ("NaN", "is not an amount in yuan"),
+        ("0", "greater than 0"),
+        ("86000000.001", "no more than 2 decimal places"),
+    ],
+)
+def test_set_year_refuses_an_amount_that_is_not_one_and_writes_nothing(tmp_path, total, says):
+    url, engine = _database(tmp_path / "tf.db")
+    done = _cli(
+        "budget", "set-year", "2027", total, "--decided-by", "L1", url=url, tmp_path=tmp_path
+    )
+    assert done.returncode == 1
+    _no_traceback(done)
+    out = " ".join(done.stdout.split())  # rich wraps long lines
+    assert "refused: total:" in out and says in out
+    assert _count(engine, FiscalYear) == 0
+
+
+def test_files_that_are_not_ledgers_are_refused_by_name(tmp_path):
+    url, engine = _database(tmp_path / "tf.db")
+    not_excel = tmp_path / "export.xlsx"
+    not_excel.write_text("not a workbook")
+    empty = tmp_path / "ledger.csv"
+    empty.write_text("")
+
+    done = _cli("budget", "import", str(not_excel), url=url, tmp_path=tmp_path)
+    assert done.returncode == 1
+    _no_traceback(done)
+    assert "not a readable Excel workbook" in " ".join(done.stdout.split())
+
+    for path, says in ((not_excel, "is not a readable Excel workbook"), (empty, "is empty")):
+        done = _cli("import-issues", str(path), url=url, tmp_path=tmp_path)
+        assert done.returncode == 2
+        _no_traceback(done)
+        assert f"error: path: {path.name} {says}" in done.stderr
+    assert _count(engine, Issue) == 0
+
+
+def test_a_pattern_in_an_error_is_shown_whole(tmp_path):
+    """Rich took '[a-z0-9]' in a message for markup and printed '^*$'."""
+    url, _ = _database(tmp_path / "tf.db")
+    ledger = tmp_path / "ledger.csv"
+    ledger.write_text("title,reporting_unit,description\nA pump failed,U01,desc\n")
+    done = _cli("import-issues", str(ledger), url=url, tmp_path=tmp_path)
+    assert done.returncode == 1
+    assert "'^[a-z0-9][a-z0-9-]*$'" in done.stdout
+
+
+def test_a_review_of_a_period_not_ended_is_refused_and_opens_no_issue(tmp_path):
+    url, engine = _database(tmp_path / "tf.db")
+    done = _cli("review", "run", "monthly", "--period", "2030-01", url=url, tmp_path=tmp_path)
+    assert done.returncode == 2
+    _no_traceback(done)
+    out = " ".join(done.stdout.split())
+    assert "period: 2030-01 has not ended yet" in out and "a finished monthly period" in out
+    assert _count(engine, Issue) == 0 and _count(engine, Review) == 0
+
+
+def test_a_named_period_may_be_reviewed_from_the_instant_it_ends(policy):
+    """November 2026 ends at midnight Shanghai time, 2026-11-30 16:00 UTC."""
+    end = dt.datetime(2026, 11, 30, 16, 0, tzinfo=dt.UTC)
+    before = Context(policy=policy, clock=ManualClock(end - dt.timedelta(microseconds=1)))
+    with pytest.raises(DomainError, match="2026-11 has not ended yet") as refused:
+        resolve_period("monthly", "2026-11", before)
+    assert refused.value.field == "period"
+    assert "the last complete one, 2026-10" in str(refused.value)
+    at_end = Context(policy=policy, clock=ManualClock(end))
+    assert resolve_period("monthly", "2026-11", at_end).label == "2026-11"
+    # A scheduled run (no period named) reviews the last complete one, as before.
+    assert resolve_period("monthly", None, before).label == "2026-10"
+
+
+def test_a_database_without_its_organisation_says_to_run_init(tmp_path):
+    url, _ = _database(tmp_path / "tf.db", organisation=False)
+    hint = "the database has no organisation yet: run `taskforce init`"
+
+    done = _cli("review", "run", "monthly", "--period", "2026-10", url=url, tmp_path=tmp_path)
+    assert done.returncode == 2
+    _no_traceback(done)
+    assert hint in " ".join(done.stderr.split())
+
+    ledger = tmp_path / "ledger.csv"
+    ledger.write_text("title,reporting_unit,description\nA pump failed,finance,desc\n")
+    done = _cli("import-issues", str(ledger), url=url, tmp_path=tmp_path)
+    assert done.returncode == 1
+    assert hint in " ".join(done.stdout.split())
