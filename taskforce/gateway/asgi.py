@@ -12,6 +12,10 @@ unique dedup key and by the flow run's idempotency key, not by the process.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from fastapi import FastAPI
 
 from taskforce.gateway.app import create_app, default_context
@@ -21,7 +25,8 @@ def create_production_app() -> FastAPI:
     """The app `taskforce gateway serve` runs: every emergency starts its flow run in Prefect,
     from a background thread after the 202 (intake does not wait on the Prefect API)."""
     # The Prefect client lives with the flows; the gateway only gets a callable.
-    from flows.emergency import PrefectDispatcher
+    with _uvicorn_logging_kept():
+        from flows.emergency import PrefectDispatcher
 
     gateway = default_context().policy.gateway
     return create_app(
@@ -32,3 +37,22 @@ def create_production_app() -> FastAPI:
         ),
         background_dispatch=True,
     )
+
+
+@contextmanager
+def _uvicorn_logging_kept() -> Iterator[None]:
+    """Keep the logging uvicorn set up before it called this factory.
+
+    Prefect's first import configures logging (prefect/main.py: setup_logging), and its
+    logging.yml sets the `uvicorn` logger to WARNING with Prefect's handler, which resets
+    `uvicorn.error` and `uvicorn.access`: the gateway would print no startup line, access
+    log or shutdown line. Prefect's other loggers and the root logger stay as it set them."""
+    loggers = [logging.getLogger(n) for n in ("uvicorn", "uvicorn.error", "uvicorn.access")]
+    kept = [(lg.level, lg.handlers[:], lg.propagate, lg.disabled) for lg in loggers]
+    try:
+        yield
+    finally:
+        for lg, (level, handlers, propagate, disabled) in zip(loggers, kept, strict=True):
+            lg.setLevel(level)
+            lg.handlers[:] = handlers
+            lg.propagate, lg.disabled = propagate, disabled

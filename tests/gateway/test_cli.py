@@ -21,12 +21,17 @@ from tests.gateway.server import SECRET, closed_port
 
 
 @pytest.mark.slow
-def test_taskforce_gateway_serve(engine, db_url):
+@pytest.mark.timeout(60)  # a gateway that logs nothing would block the read below
+@pytest.mark.parametrize("options", [["--no-dispatch"], []], ids=["no-dispatch", "dispatch"])
+def test_taskforce_gateway_serve(engine, db_url, options):
+    """With dispatch, the app factory imports Prefect, whose logging setup muted uvicorn's
+    loggers: no startup line, access log or shutdown line. Dispatch may fail here."""
     port = closed_port()
     env = {
         **os.environ,
         "TASKFORCE_DATABASE_URL": db_url,
         "TASKFORCE_WEBHOOK_SECRET_MONITORING": SECRET,
+        "PREFECT_API_URL": f"http://127.0.0.1:{closed_port()}/api",  # unreachable
     }
     proc = subprocess.Popen(
         [
@@ -37,7 +42,7 @@ def test_taskforce_gateway_serve(engine, db_url):
             "serve",
             "--port",
             str(port),
-            "--no-dispatch",
+            *options,
         ],
         cwd=ROOT,
         env=env,
