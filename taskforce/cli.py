@@ -311,15 +311,18 @@ def trail_verify(
         result, since = verify_routine(
             session, at=SystemClock().now(), full=full, workers=workers or None
         )
-    scope = (
-        f"entries {since.last_id + 1}..{result.entries} (1..{since.last_id} verified "
-        f"{since.verified_at:%Y-%m-%d %H:%M} UTC; --full walks all)"
-        if since is not None
-        else f"{result.entries} entries"
-    )
+    if since is None:
+        scope = f"{result.entries} entries verified"
+    else:
+        earlier = f"1..{since.last_id} verified {since.verified_at:%Y-%m-%d %H:%M} UTC"
+        scope = (
+            f"entries {since.last_id + 1}..{result.entries} verified ({earlier}; --full walks all)"
+            if result.entries > since.last_id
+            else f"no entry since the last check ({earlier}; --full walks all)"
+        )
     if result.ok:
         by = f" by {result.processes} processes" if result.processes > 1 else ""
-        console.print(f"[green]trail intact[/]: {scope} verified{by}")
+        console.print(f"[green]trail intact[/]: {scope}{by}")
     else:
         console.print(
             f"[red]trail broken[/] at entry {result.first_break.entry_id}: {result.first_break.reason}"

@@ -97,6 +97,10 @@ def test_cli_routine_and_full(db_url, monkeypatch):
         trail.append_many(s, _entries(2))
     routine = runner.invoke(app, ["trail", "verify", "--workers", "1"])
     assert routine.exit_code == 0 and "entries 7..8" in routine.output
+    again = runner.invoke(app, ["trail", "verify"])  # printed "entries 9..8" before
+    assert again.exit_code == 0 and "no entry since the last check (1..8 verified" in " ".join(
+        again.output.split()
+    )
     full = runner.invoke(app, ["trail", "verify", "--full"])
     assert full.exit_code == 0 and "8 entries verified" in full.output
     _unguard(engine)
