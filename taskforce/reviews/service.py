@@ -410,6 +410,9 @@ def build_context(
         "cases": data.lists["cases"],
         "lessons": data.lists["lessons"],
         "actions": actions_rows,
+        # Missed targets whose improvement issues this audience may not list (they are
+        # internal): the Act section must not then read "every target met".
+        "missed": sum(1 for k in current.kpis.values() if k.status == "missed"),
         "charts": chart_svgs,
     }
 

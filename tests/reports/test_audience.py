@@ -14,7 +14,7 @@ from taskforce.reviews.service import run_review
 from tests.reports.helpers import all_text
 from tests.reviews import factories as f
 
-NOW = f.utc(2026, 12, 1, 1)
+NOW = f.utc(2027, 1, 1, 1)  # after every period below: a named period must have ended
 PERIODS = {
     ReviewKind.weekly: "2026-W47",
     ReviewKind.monthly: "2026-11",

@@ -141,6 +141,26 @@ def test_files_in_both_locales_and_the_ledgers(engine, ctx, tmp_path):
     assert out.kpis[0]["code"] == "resolution_rate"
 
 
+def test_a_public_build_says_targets_were_missed_though_it_may_not_list_their_issues(
+    engine, ctx, tmp_path
+):
+    """The improvement issues are internal: a public report lists none of them, and its Act
+    section used to read "本期各项指标均已达标" under a table of five missed targets."""
+    run_review(engine, ctx, "monthly", "2026-11", out_root=tmp_path, audience="public")
+    folder = tmp_path / "monthly" / "2026-11"
+    zh = (folder / "monthly-2026-11.zh-CN.public.md").read_text(encoding="utf-8")
+    en = (folder / "monthly-2026-11.en.public.html").read_text(encoding="utf-8")
+    assert "本期各项指标均已达标" not in zh
+    assert f"{len(MISSED)} 项指标未达标；其整改问题的密级高于本报告的读者范围" in zh
+    assert f"{len(MISSED)} KPI(s) missed their target; their follow-up issues are classified" in en
+    internal = run_review(engine, ctx, "monthly", "2026-11", out_root=tmp_path, locales=["zh-CN"])
+    listed = (folder / "monthly-2026-11.zh-CN.internal.md").read_text(encoding="utf-8")
+    assert all(a.issue_number in listed for a in internal.actions)
+    assert "未达标；其整改问题" not in listed
+    # The lagging items' column is their due date (到期日), not a count (到期数).
+    assert "| 到期日 |" in listed
+
+
 def test_lessons_of_a_review_show_in_the_next(engine, ctx, tmp_path):
     run_review(engine, ctx, "monthly", "2026-11", out_root=tmp_path)
     ctx.clock.set(f.utc(2027, 1, 1, 1))
