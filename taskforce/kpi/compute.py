@@ -88,6 +88,7 @@ class Kpi:
     target_rule: str | None = None  # "min": value >= target; "max": value <= target
     previous: float | None = None
     change: str | None = None  # up / down / flat
+    trend: str | None = None  # better / worse: the change read against `better` (None: flat)
     status: str | None = None  # met / missed (None: no target or no value)
     basis: int | None = None  # how many records the value rests on
 
@@ -419,11 +420,20 @@ def _change(current: float | None, previous: float | None) -> str | None:
     return "up" if current > previous else "down"
 
 
+def _trend(change: str | None, better: str) -> str | None:
+    """Whether a change is an improvement: a falling cycle time is, a falling resolution
+    rate is not (the reader should not have to know which direction each KPI prefers)."""
+    if change not in ("up", "down"):
+        return None
+    return "better" if change == better else "worse"
+
+
 def compare(current: KpiSet, previous: dict[str, float | None]) -> KpiSet:
     """Fill each KPI's previous value and the direction of change."""
     for code, kpi in current.kpis.items():
         kpi.previous = previous.get(code)
         kpi.change = _change(kpi.value, kpi.previous)
+        kpi.trend = _trend(kpi.change, kpi.better)
     return current
 
 

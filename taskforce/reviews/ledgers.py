@@ -118,7 +118,11 @@ def kpi_frame(current: KpiSet, locale: str) -> pd.DataFrame:
                 t("target"): _shown(k.target, percent),
                 t("status"): t(f"status.{k.status}") if k.status else None,
                 t("previous"): _shown(k.previous, percent),
-                t("change"): t(f"change.{k.change}") if k.change else None,
+                t("change"): (
+                    t(f"change.{k.change}") + (t(f"trend.{k.trend}") if k.trend else "")
+                    if k.change
+                    else None
+                ),
                 t("basis"): k.basis,
             }
         )
