@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from rich.progress import Progress
 from sqlalchemy import select
 
+from flows.budget import budget_audit
 from flows.demo_budget import DEFAULT_EXPORTS, DemoBudget
 from flows.dispatch import dispatch_sweep_flow
 from flows.loop import (
@@ -136,6 +137,9 @@ class Scenario:
             monday = self.start + dt.timedelta(weeks=week)
             self.clock.set(_at(monday, 9))
             await asyncio.to_thread(dispatch_sweep_flow)
+            # The Monday compliance audit of last week's spending (周合规检查), as scheduled:
+            # its findings are what the reviews count (audit_findings_new / _open).
+            await asyncio.to_thread(budget_audit)
             if week and monday.day <= 7:  # the month's first Monday: last month's payments
                 await self.budget.import_month(monday.replace(day=1))
             for _ in range(self.rng.choice([1, 1, 2])):

@@ -14,6 +14,7 @@ from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.loop.models import Issue
 from taskforce.trail import verify
+from taskforce.trail.models import TrailEntry
 
 
 @pytest.mark.slow
@@ -38,6 +39,12 @@ def test_a_short_demo_funds_plans_pays_them_and_reviews_the_periods(flow_db, tmp
             .group_by(BudgetLine.code, BudgetLine.amount_fen)
         ).all()
         assert verify(s).ok
+        # Each Monday's compliance audit (周合规检查) ran, one per simulated week, for the
+        # reviews to count its findings.
+        audited = s.scalars(
+            select(TrailEntry.subject_id).where(TrailEntry.action == "budget.audit_run")
+        ).all()
+        assert len(set(audited)) == 10
     assert issues >= 5
     assert approved, "no plan was funded"
     assert paid, "no finance export reached the ledger"
