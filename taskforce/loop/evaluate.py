@@ -14,6 +14,7 @@ from taskforce.loop.forms import EvaluateForm, StepResult
 from taskforce.loop.models import Evaluation, Outcome, Stage
 from taskforce.loop.states import load_issue, move, require_step
 from taskforce.registers.models import CaseLesson
+from taskforce.reports.i18n import translator
 
 
 def evaluate(
@@ -117,7 +118,9 @@ def evaluate(
                 subject_type="issue",
                 subject_id=issue.number,
                 classification=issue.classification,
-                title=f"{issue.number} returned to coordination {issue.returns_count} times",
+                title=translator(ctx.policy.locale)(
+                    "warning_title.returns", issue=issue.number, count=issue.returns_count
+                ),
                 dedup_key=f"issue:{issue.number}:returns:{limit}",
                 actor=actor,
             )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -49,6 +50,7 @@ from taskforce.loop.sweep_state import STATE_ID, policy_fingerprint
 from taskforce.org.models import Unit
 from taskforce.policy.schema import Classification
 from taskforce.process import collector_paused
+from taskforce.reports.i18n import translator
 
 OVERDUE_STAGE_LABEL = {
     Stage.reported: "coordination not held",
@@ -493,6 +495,8 @@ def _handle_red(
     stepped[items.index.get_indexer(overdue.index)] = True
     warnings = []
     red_days = ctx.policy.progress.red_escalation_days
+    # In the office's language (policy.locale), as reports and messages show it.
+    title_of = functools.partial(translator(ctx.policy.locale), "warning_title.item_red")
     for item_id, issue_id, title, since in zip(
         *(overdue[c].tolist() for c in ("id", "issue_id", "title", "colour_since")), strict=True
     ):
@@ -523,7 +527,7 @@ def _handle_red(
                 "subject_id": item_id,
                 "classification": issue.classification,
                 "actor": actor,
-                "title": f"{issue.number}: action item {item_id} red for more than {red_days} days",
+                "title": title_of(issue=issue.number, item=item_id, days=red_days),
                 "dedup_key": f"task:{item_id}:red-escalation",
             }
         )

@@ -219,6 +219,8 @@ def test_unsolved_returns_to_coordination_and_third_return_warns(loop, engine):
         assert _count(engine, EarlyWarning) == (1 if n >= 3 else 0)
     issue = _issue(engine, r.issue_number)
     assert issue.round == 4 and issue.returns_count == 3
+    ((title,),) = _rows(engine, select(EarlyWarning.title))
+    assert title == f"{r.issue_number} 已第 3 次退回协调"
 
 
 def test_progress_to_red_requests_interview(loop, engine, clock):

@@ -123,6 +123,11 @@ def test_sweep_recolours_warns_once_and_escalates(loop, engine, clock):
     fourth = _sweep(loop)
     assert len(fourth.escalated) == 3
     assert _count(engine, EarlyWarning) == 3
+    with unit_of_work(engine) as s:  # titled in the office's language (policy.locale: zh-CN)
+        titles = set(s.scalars(select(EarlyWarning.title)))
+    assert titles == {
+        f"{r.issue_number}：行动项 {item} 亮红灯已超过 5 天" for item in fourth.escalated
+    }
     fifth = _sweep(loop)
     assert fifth.escalated == []
     assert _count(engine, EarlyWarning) == 3
