@@ -96,6 +96,9 @@ def test_files_in_both_locales_and_the_ledgers(engine, ctx, tmp_path):
     zh = (folder / "monthly-2026-11.zh-CN.internal.md").read_text(encoding="utf-8")
     en = (folder / "monthly-2026-11.en.internal.md").read_text(encoding="utf-8")
     assert "月度复盘" in zh and "问题解决率" in zh and "里程碑" in zh
+    # Warnings by their full level names (SPEC §5), not a bare colour.
+    assert "| 黄色预警（关注级） |" in zh and "| 橙色预警（警示级） |" in zh
+    assert "| orange warning (alert) |" in en
     assert "Monthly review" in en and "Problem-resolution rate" in en
     assert "| Problem-resolution rate | 50.0% | ≥ 80.0% | missed | 50.0% | → flat | 4 |" in en
     html = (folder / "monthly-2026-11.en.internal.html").read_text(encoding="utf-8")
