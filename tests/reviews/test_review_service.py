@@ -160,8 +160,11 @@ def test_a_public_build_says_targets_were_missed_though_it_may_not_list_their_is
     listed = (folder / "monthly-2026-11.zh-CN.internal.md").read_text(encoding="utf-8")
     assert all(a.issue_number in listed for a in internal.actions)
     assert "未达标；其整改问题" not in listed
-    # The lagging items' column is their due date (到期日), not a count (到期数).
+    # The lagging items' column is their due date (到期日), not a count (到期数); their
+    # progress is in percent.
     assert "| 到期日 |" in listed
+    lagging = [line for line in listed.splitlines() if line.startswith("| 黄 | TF-")]
+    assert lagging and all(line.rstrip(" |").endswith("%") for line in lagging), lagging
 
 
 def test_lessons_of_a_review_show_in_the_next(engine, ctx, tmp_path):
