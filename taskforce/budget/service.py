@@ -38,7 +38,7 @@ from taskforce.budget.reserve import draw_on_reserve, reserve_left
 from taskforce.context import Context
 from taskforce.emergency.models import Emergency
 from taskforce.errors import DomainError, IllegalTransition, NotFound
-from taskforce.idempotency import previous_result, remember
+from taskforce.idempotency import fingerprint, previous_result, remember
 from taskforce.loop.models import Issue, TaskLevel, TaskNode
 from taskforce.money import format_yuan, to_fen
 from taskforce.org.models import Group, Member, Unit
@@ -106,7 +106,8 @@ def set_fiscal_year(
     session: Session, ctx: Context, form: SetFiscalYearForm, *, actor: str, key: str | None = None
 ) -> FiscalYearResult:
     form = SetFiscalYearForm.model_validate(form.model_dump())
-    if (done := previous_result(session, key)) is not None:
+    seen = fingerprint(form)
+    if (done := previous_result(session, key, seen=seen)) is not None:
         return FiscalYearResult.model_validate(done)
     _member, group = _reviewer(session, form.decided_by, field="decided_by")
     if group.kind != GroupKind.leadership:
@@ -175,7 +176,7 @@ def set_fiscal_year(
     result = FiscalYearResult(
         year=form.year, total_fen=total, reserve_fen=reserve, reserve_line_code=code
     )
-    remember(session, key, "budget.set_fiscal_year", result.model_dump(), now)
+    remember(session, key, "budget.set_fiscal_year", result.model_dump(), now, seen=seen)
     return result
 
 
@@ -204,7 +205,8 @@ def propose_line(
 ) -> LineResult:
     """零基预算: a line exists only for an issue or an action item, with its targets."""
     form = ProposeLineForm.model_validate(form.model_dump())
-    if (done := previous_result(session, key)) is not None:
+    seen = fingerprint(form)
+    if (done := previous_result(session, key, seen=seen)) is not None:
         return LineResult.model_validate(done)
     if session.get(FiscalYear, form.fiscal_year) is None:
         raise NotFound(
@@ -297,7 +299,7 @@ def propose_line(
     result = LineResult(
         line_id=line.id, code=line.code, status=line.status.value, stages=[s.value for s in stages]
     )
-    remember(session, key, "budget.propose_line", result.model_dump(), now)
+    remember(session, key, "budget.propose_line", result.model_dump(), now, seen=seen)
     return result
 
 
@@ -310,7 +312,8 @@ def propose_adjustment(
     key: str | None = None,
 ) -> AdjustmentResult:
     form = ProposeAdjustmentForm.model_validate(form.model_dump())
-    if (done := previous_result(session, key)) is not None:
+    seen = fingerprint(form)
+    if (done := previous_result(session, key, seen=seen)) is not None:
         return AdjustmentResult.model_validate(done)
     line = _line(session, form.line_code)
     if line.status != LineStatus.approved:
@@ -358,7 +361,7 @@ def propose_adjustment(
         status=adjustment.status.value,
         stages=[s.value for s in stages],
     )
-    remember(session, key, "budget.propose_adjustment", result.model_dump(), now)
+    remember(session, key, "budget.propose_adjustment", result.model_dump(), now, seen=seen)
     return result
 
 
@@ -387,7 +390,8 @@ def review(
     """One review (三审) of a line or adjustment, in order; the last one is the approval and
     must be within the approver's authority (SPEC §1 counting conventions)."""
     form = ReviewForm.model_validate(form.model_dump())
-    if (done := previous_result(session, key)) is not None:
+    seen = fingerprint(form)
+    if (done := previous_result(session, key, seen=seen)) is not None:
         return ReviewResult.model_validate(done)
     policy = ctx.policy
     adjustment: BudgetAdjustment | None = None
@@ -518,7 +522,7 @@ def review(
         status=new_status.value,
         next_stage=following.value if following else None,
     )
-    remember(session, key, "budget.review", result.model_dump(), now)
+    remember(session, key, "budget.review", result.model_dump(), now, seen=seen)
     return result
 
 
@@ -589,7 +593,8 @@ def draw_reserve(
 ) -> DrawResult:
     """应急预留: only an open emergency may draw on the reserve; every draw is on the trail."""
     form = ReserveDrawForm.model_validate(form.model_dump())
-    if (done := previous_result(session, key)) is not None:
+    seen = fingerprint(form)
+    if (done := previous_result(session, key, seen=seen)) is not None:
         return DrawResult.model_validate(done)
     emergency = find_emergency(session, form.emergency)
     if emergency is None:
@@ -632,7 +637,7 @@ def draw_reserve(
         external_ref=external_ref,
         reserve_left_fen=draw.remaining_fen,
     )
-    remember(session, key, "budget.draw_reserve", result.model_dump(), ctx.now())
+    remember(session, key, "budget.draw_reserve", result.model_dump(), ctx.now(), seen=seen)
     return result
 
 

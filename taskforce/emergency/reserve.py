@@ -9,7 +9,7 @@ from taskforce.budget.reserve import draw_on_reserve, reserve_left
 from taskforce.context import Context
 from taskforce.emergency.forms import ReserveDrawForm
 from taskforce.emergency.queries import get_emergency
-from taskforce.idempotency import previous_result, remember
+from taskforce.idempotency import fingerprint, previous_result, remember
 from taskforce.money import to_fen
 
 __all__ = ["request_reserve_draw", "reserve_left"]
@@ -31,7 +31,8 @@ def request_reserve_draw(
     or when the year's reserve would be overdrawn.
     """
     form = ReserveDrawForm.model_validate(form.model_dump())
-    if (done := previous_result(session, key)) is not None:
+    seen = fingerprint(public_id, form)
+    if (done := previous_result(session, key, seen=seen)) is not None:
         return done
     emergency = get_emergency(session, public_id, lock=True)
     draw = draw_on_reserve(
@@ -51,5 +52,5 @@ def request_reserve_draw(
         emergency_field="emergency_id",
     )
     detail = dict(draw.__dict__)
-    remember(session, key, "reserve_draw", detail, ctx.now())
+    remember(session, key, "reserve_draw", detail, ctx.now(), seen=seen)
     return detail

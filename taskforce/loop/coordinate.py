@@ -9,7 +9,7 @@ from taskforce import events
 from taskforce.authority import is_major_matter, tally_vote
 from taskforce.context import Context
 from taskforce.errors import DomainError, IllegalTransition, NotFound
-from taskforce.idempotency import previous_result, remember
+from taskforce.idempotency import fingerprint, previous_result, remember
 from taskforce.loop.forms import CoordinateForm, LeadershipVoteForm, StepResult
 from taskforce.loop.models import (
     Ballot,
@@ -71,7 +71,8 @@ def coordinate(
     key: str | None = None,
 ) -> StepResult:
     form = CoordinateForm.model_validate(form.model_dump())
-    if (done := previous_result(session, key)) is not None:
+    seen = fingerprint(issue_number, form)
+    if (done := previous_result(session, key, seen=seen)) is not None:
         return StepResult.model_validate(done)
     issue = load_issue(session, issue_number)
     require_step(issue, "coordinate")
@@ -203,7 +204,7 @@ def coordinate(
         )
         detail = {"major": False, "plan_due": deadline.due.isoformat()}
     result = StepResult(issue_number=issue.number, stage=issue.stage.value, detail=detail)
-    remember(session, key, "coordinate", result.model_dump(), now)
+    remember(session, key, "coordinate", result.model_dump(), now, seen=seen)
     return result
 
 
@@ -217,7 +218,8 @@ def leadership_vote(
     key: str | None = None,
 ) -> StepResult:
     form = LeadershipVoteForm.model_validate(form.model_dump())
-    if (done := previous_result(session, key)) is not None:
+    seen = fingerprint(issue_number, form)
+    if (done := previous_result(session, key, seen=seen)) is not None:
         return StepResult.model_validate(done)
     issue = load_issue(session, issue_number)
     require_step(issue, "leadership_vote")
@@ -268,7 +270,7 @@ def leadership_vote(
             stage=issue.stage.value,
             detail={"passed": False, "reason": decision.outcome_reasons},
         )
-        remember(session, key, "leadership_vote", result.model_dump(), now)
+        remember(session, key, "leadership_vote", result.model_dump(), now, seen=seen)
         return result
     events.record(
         session,
@@ -356,5 +358,5 @@ def leadership_vote(
         context={**common, **detail},
     )
     result = StepResult(issue_number=issue.number, stage=issue.stage.value, detail=detail)
-    remember(session, key, "leadership_vote", result.model_dump(), now)
+    remember(session, key, "leadership_vote", result.model_dump(), now, seen=seen)
     return result

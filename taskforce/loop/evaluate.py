@@ -8,7 +8,7 @@ from taskforce import events
 from taskforce.context import Context
 from taskforce.emergency.warnings import raise_warning
 from taskforce.errors import IllegalTransition
-from taskforce.idempotency import previous_result, remember
+from taskforce.idempotency import fingerprint, previous_result, remember
 from taskforce.loop.feedback import open_action_items
 from taskforce.loop.forms import EvaluateForm, StepResult
 from taskforce.loop.models import Evaluation, Outcome, Stage
@@ -27,7 +27,8 @@ def evaluate(
     key: str | None = None,
 ) -> StepResult:
     form = EvaluateForm.model_validate(form.model_dump())
-    if (done := previous_result(session, key)) is not None:
+    seen = fingerprint(issue_number, form)
+    if (done := previous_result(session, key, seen=seen)) is not None:
         return StepResult.model_validate(done)
     issue = load_issue(session, issue_number)
     require_step(issue, "evaluate")
@@ -130,5 +131,5 @@ def evaluate(
         stage=issue.stage.value,
         detail={"outcome": form.outcome.value, "returns": issue.returns_count},
     )
-    remember(session, key, "evaluate", result.model_dump(), now)
+    remember(session, key, "evaluate", result.model_dump(), now, seen=seen)
     return result

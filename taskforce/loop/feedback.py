@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from taskforce import events
 from taskforce.context import Context
 from taskforce.errors import IllegalTransition, NotFound
-from taskforce.idempotency import previous_result, remember
+from taskforce.idempotency import fingerprint, previous_result, remember
 from taskforce.loop.colours import colour_of, next_colour_change, next_red_step_on
 from taskforce.loop.forms import ProgressForm, StepResult
 from taskforce.loop.models import Colour, Issue, ProgressReport, Stage, TaskLevel, TaskNode
@@ -96,7 +96,8 @@ def report_progress(
     key: str | None = None,
 ) -> StepResult:
     form = ProgressForm.model_validate(form.model_dump())
-    if (done := previous_result(session, key)) is not None:
+    seen = fingerprint(issue_number, form)
+    if (done := previous_result(session, key, seen=seen)) is not None:
         return StepResult.model_validate(done)
     issue = load_issue(session, issue_number)
     require_step(issue, "progress")
@@ -192,5 +193,5 @@ def report_progress(
         )
         detail["evaluation_due"] = due.due.isoformat()
     result = StepResult(issue_number=issue.number, stage=issue.stage.value, detail=detail)
-    remember(session, key, "progress", result.model_dump(), now)
+    remember(session, key, "progress", result.model_dump(), now, seen=seen)
     return result

@@ -9,7 +9,7 @@ from taskforce import events
 from taskforce.clock import local_date
 from taskforce.context import Context
 from taskforce.errors import DomainError, NotFound
-from taskforce.idempotency import previous_result, remember
+from taskforce.idempotency import fingerprint, previous_result, remember
 from taskforce.loop.colours import colour_of, next_colour_change, next_red_step_on
 from taskforce.loop.forms import PlanForm, StepResult
 from taskforce.loop.models import Decision, DecisionStatus, Plan, Stage, TaskLevel, TaskNode
@@ -28,7 +28,8 @@ def file_plan(
     key: str | None = None,
 ) -> StepResult:
     form = PlanForm.model_validate(form.model_dump())
-    if (done := previous_result(session, key)) is not None:
+    seen = fingerprint(issue_number, form)
+    if (done := previous_result(session, key, seen=seen)) is not None:
         return StepResult.model_validate(done)
     issue = load_issue(session, issue_number)
     require_step(issue, "plan")
@@ -187,5 +188,5 @@ def file_plan(
             "due": due.due.isoformat(),
         },
     )
-    remember(session, key, "plan", result.model_dump(), now)
+    remember(session, key, "plan", result.model_dump(), now, seen=seen)
     return result

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from taskforce import events
 from taskforce.context import Context
 from taskforce.errors import DomainError, NotFound
-from taskforce.idempotency import previous_result, remember
+from taskforce.idempotency import fingerprint, previous_result, remember
 from taskforce.loop.forms import ReportIssueForm, ReportResult
 from taskforce.loop.models import Issue, IssueReport, IssueUnit, Stage
 from taskforce.money import to_fen
@@ -98,7 +98,12 @@ def report_issue(
     form = ReportIssueForm.model_validate(
         form.model_dump()
     )  # validate again: forms may lose constraints
-    if (done := previous_result(session, key)) is not None:
+    # An operator's key must not be reused for a different report. The keys the system
+    # derives name the thing itself, whatever its text now: an import's row (its ledger
+    # number: an edited row is "already imported"), a review's missed target, an
+    # emergency's follow-up (a re-run returns the issue opened the first time).
+    seen = fingerprint(form) if origin == "report" else None
+    if (done := previous_result(session, key, seen=seen)) is not None:
         return ReportResult.model_validate(done)
     lead_code = form.received_by or form.reporting_unit
     wanted = {form.reporting_unit, lead_code, *form.related_units}
@@ -171,7 +176,7 @@ def report_issue(
             lead_unit=session.get(Unit, original.lead_unit_id).code,
             stage=original.stage.value,
         )
-        remember(session, key, "report_issue", result.model_dump(), now)
+        remember(session, key, "report_issue", result.model_dump(), now, seen=seen)
         return result
 
     deadline = ctx.calendar.add_working_days(
@@ -244,5 +249,5 @@ def report_issue(
         lead_unit=lead_code,
         stage=Stage.reported.value,
     )
-    remember(session, key, "report_issue", result.model_dump(), now)
+    remember(session, key, "report_issue", result.model_dump(), now, seen=seen)
     return result

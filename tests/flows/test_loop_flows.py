@@ -4,6 +4,7 @@ import asyncio
 import datetime as dt
 import gc
 
+import pytest
 from sqlalchemy import func, select
 
 from flows.dispatch import dispatch_sweep_flow
@@ -16,6 +17,7 @@ from flows.loop import (
     report_issue_flow,
 )
 from taskforce.db import unit_of_work
+from taskforce.errors import DomainError
 from taskforce.loop.forms import (
     ActionItemInput,
     CoordinateForm,
@@ -135,17 +137,19 @@ def test_loop_back_through_flows(flow_db):
 
 
 def test_flow_retry_with_same_key_changes_nothing(flow_db):
+    form = ReportIssueForm(title="幂等问题", reporting_unit="tax")
+
     async def scenario():
-        a = await report_issue_flow(
-            ReportIssueForm(title="幂等问题", reporting_unit="tax"), idempotency_key="k-1"
-        )
-        b = await report_issue_flow(
-            ReportIssueForm(title="完全不同", reporting_unit="tax"), idempotency_key="k-1"
-        )
+        a = await report_issue_flow(form, idempotency_key="k-1")
+        b = await report_issue_flow(form, idempotency_key="k-1")  # a retry: the same input
         return a, b
 
     a, b = asyncio.run(scenario())
     assert a == b
+    # Another report under the same key is refused, not answered with the first one.
+    different = ReportIssueForm(title="完全不同", reporting_unit="tax")
+    with pytest.raises(DomainError, match="'k-1' was already used for a different input"):
+        asyncio.run(report_issue_flow(different, idempotency_key="k-1"))
     with unit_of_work() as s:
         assert s.scalar(select(func.count(Issue.id))) == 1
         assert s.scalar(select(Issue.stage)) == Stage.reported

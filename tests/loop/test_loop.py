@@ -90,12 +90,28 @@ def test_closed_issue_is_not_a_duplicate_target(loop):
 
 def test_replay_with_same_key_returns_first_result(loop, engine):
     a = loop.report(key="run-1")
-    b = loop.report(title="完全不同", key="run-1")
+    b = loop.report(key="run-1")  # the same input again (a retried run): the first result
     assert a == b and _count(engine, Issue) == 1
     n_trail = _count(engine, TrailEntry)
     loop.coordinate(a.issue_number, key="run-2")
     loop.coordinate(a.issue_number, key="run-2")
     assert _count(engine, TrailEntry) == n_trail + 2  # meeting + decision, once
+
+
+def test_a_key_reused_for_a_different_input_is_refused_and_writes_nothing(loop, engine):
+    """Answering a different report with the first one's result lost the second report
+    without a word (found by an operator reusing an idempotency_key in the UI)."""
+    a = loop.report(key="run-1")
+    trail = _count(engine, TrailEntry)
+    with pytest.raises(DomainError, match="'run-1' was already used for a different input") as e:
+        loop.report(title="完全不同的第二个问题", key="run-1")
+    assert e.value.field == "idempotency_key"
+    assert _count(engine, Issue) == 1 and _count(engine, TrailEntry) == trail
+    loop.coordinate(a.issue_number, key="run-2")
+    with pytest.raises(DomainError, match="already used for a different input"):
+        loop.coordinate(a.issue_number, budget="200000", key="run-2")
+    # The same input under its key is still a replay, after the refusal too.
+    assert loop.report(key="run-1") == a
 
 
 @pytest.mark.parametrize(("yes", "passed"), [(4, False), (5, True)])
