@@ -248,10 +248,29 @@ def open_emergency(form: OpenEmergencyForm) -> dict:
     outcome = None
     if result.created:
         outcome = t.dispatch_emergency(result.emergency_id, default_dispatcher(), "operator")
+    dispatched = bool(outcome and outcome.dispatched)
+    # The id is what acknowledge-emergency and resolve-emergency ask for: show it where the
+    # operator looks, the run's log and its artifacts, not only in another run's parameters.
+    get_run_logger().info(
+        "emergency %s %s (level %s)%s",
+        result.emergency_id,
+        "opened" if result.created else "repeated",
+        result.level.value,
+        ", response started" if dispatched else "",
+    )
+    create_markdown_artifact(
+        f"## 应急事项 Emergency {result.emergency_id}\n\n"
+        f"- {'opened 已开启' if result.created else 'repeat of an open emergency 重复上报'}; "
+        f"level {result.level.value}, status `{result.status}`\n"
+        f"- response run started 已启动处置: {'yes' if dispatched else 'no'}\n"
+        f"- acknowledge / resolve with this id 确认/办结时填写此编号: `{result.emergency_id}`",
+        key=f"emergency-{result.emergency_id}",
+        description="The emergency this run opened",
+    )
     return {
         "emergency_id": result.emergency_id,
         "created": result.created,
-        "dispatched": bool(outcome and outcome.dispatched),
+        "dispatched": dispatched,
     }
 
 

@@ -175,6 +175,13 @@ def test_operator_form_opens_an_emergency(engine, prefect_server):
     with unit_of_work(engine) as s:
         e = s.scalars(select(Emergency)).one()
         assert e.source == "operator" and e.working_group == "wg:approval"
+    # The id the operator needs next is on the run's artifact, not only in the result.
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        artifact = client.read_latest_artifacts()
+    shown = [a for a in artifact if a.key == f"emergency-{result['emergency_id']}"]
+    assert shown and f"`{result['emergency_id']}`" in shown[0].data
     status = acknowledge_emergency(AnswerForm(emergency_id=result["emergency_id"], actor="W1"))
     assert status == "acknowledged"
 
