@@ -11,7 +11,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from taskforce.loop.models import Ballot, Outcome
 from taskforce.policy.schema import Classification
@@ -131,8 +131,20 @@ class LeadershipVoteForm(Form):
     ballots: dict[str, Ballot] = Field(
         default_factory=dict,
         title="Ballots 表决",
-        description="Member code → yes / no / abstain. Absent members are left out.",
+        description="Member code → yes / no / abstain. Absent members are left out; at least "
+        "one ballot once the pre-review passed.",
     )
+
+    @model_validator(mode="after")
+    def _a_vote_has_ballots(self) -> LeadershipVoteForm:
+        # An empty form (the UI's default) recorded "0 yes of 7" and sent the matter back
+        # to coordination: a vote nobody cast is a form not filled in, not a vote lost.
+        if self.pre_review_passed and not self.ballots:
+            raise ValueError(
+                "ballots: no ballot recorded; enter each voting member's yes / no / abstain "
+                "(absent members are left out), or record a failed pre-review"
+            )
+        return self
 
 
 class ActionItemInput(Form):

@@ -114,6 +114,18 @@ def test_a_key_reused_for_a_different_input_is_refused_and_writes_nothing(loop, 
     assert loop.report(key="run-1") == a
 
 
+def test_a_vote_with_no_ballot_is_refused_not_counted_as_lost(loop, engine):
+    r = loop.report()
+    loop.coordinate(r.issue_number, budget="5000000.01")
+    trail = _count(engine, TrailEntry)
+    with pytest.raises(ValidationError, match="ballots: no ballot recorded"):
+        loop.vote(r.issue_number, yes=0)
+    assert _issue(engine, r.issue_number).stage == Stage.coordinating
+    assert _count(engine, TrailEntry) == trail
+    # One ballot is a vote (lost: 0 of 7 yes); a failed pre-review needs none.
+    assert loop.vote(r.issue_number, yes=0, no=1).detail["passed"] is False
+
+
 @pytest.mark.parametrize(("yes", "passed"), [(4, False), (5, True)])
 def test_major_matter_vote_4_of_7_fails_5_of_7_passes(loop, engine, yes, passed):
     r = loop.report()
