@@ -64,3 +64,15 @@ def last_complete_half(today: dt.date) -> Period:
     if today.month <= 6:
         return half_year(f"{today.year - 1}-H2")
     return half_year(f"{today.year}-H1")
+
+
+def started(period: Period, today: dt.date, field: str) -> Period:
+    """The period, refused if it has not begun: an audit of a week or half to come finds
+    nothing, yet it would be recorded, published and announced (a mistyped year)."""
+    if period.start > today:
+        raise DomainError(
+            f"{period.label} has not begun (it starts on {period.start.isoformat()})",
+            field=field,
+            allowed="a period that has begun; the default is the last complete one",
+        )
+    return period

@@ -19,8 +19,11 @@ from taskforce.budget.models import (
     LineStatus,
     ReviewStage,
 )
+from taskforce.budget.performance import run_performance_audit
+from taskforce.budget.periods import week_of
 from taskforce.errors import DomainError
 from taskforce.notify.models import OutboxMessage
+from taskforce.trail.models import TrailEntry
 from tests.budget.conftest import YEAR, add_emergency, csv_text
 
 WEEK = "2026-W11"  # Monday 9 March to Sunday 15 March 2026; the clock starts on that Monday
@@ -281,6 +284,7 @@ def test_a_resolved_finding_found_again_later_reopens(clean):
     clean.adjust("B-1", "0.01", approver="L1")
     clean.audit("2026-W12")
     clean.import_csv(csv_text("V10,2026-03-24,B-1,,5,BuildCo,,"))
+    clean.clock.set(dt.datetime(2026, 3, 30, 2, tzinfo=dt.UTC))  # W13 has begun (and ended)
     result = clean.audit("2026-W13")
     assert result.new_keys == ["overspend:budget_line:B-1"]
     assert result.findings.iloc[0]["status"] == "reopened"
@@ -292,6 +296,19 @@ def test_any_past_week_sees_only_what_was_in_force(clean):
     before = clean.audit("2026-W10")  # the week before: no budget lines approved yet, no spending
     assert before.findings.empty
     assert keys(clean.audit(WEEK)) != set()
+
+
+def test_a_week_or_half_not_begun_is_refused_and_writes_nothing(books):
+    """An audit of 2030 found nothing, yet it was recorded, published and announced."""
+    trail = books.scalar(select(func.count(TrailEntry.id)))
+    with pytest.raises(DomainError, match="week: 2030-W01 has not begun") as week:
+        books.audit("2030-W01")
+    assert week.value.field == "week"
+    with books.tx() as s, pytest.raises(DomainError, match="half: 2030-H1 has not begun"):
+        run_performance_audit(s, books.ctx, "2030-H1")
+    assert books.scalar(select(func.count(TrailEntry.id))) == trail
+    # This week, begun but not over, may be audited (a mid-week check).
+    assert books.audit(week_of(books.ctx.today()).label).summary["week"]
 
 
 def test_a_bad_week_is_refused_naming_the_field(books):

@@ -50,6 +50,7 @@ def test_input_against_output_per_line(books):
     assert h1.loc["A-1", "assessment"] == "target met"
     assert h1.loc["A-1", "output_target"] == "system live in 12 districts"
     assert h1.loc["A-2", "assessment"] == "over budget"
+    books.clock.set(dt.datetime(2027, 1, 4, 1, tzinfo=dt.UTC))  # an audit of a half begun
     h2 = _performance(books, "2026-H2")
     assert h2.lines.set_index("code").loc["A-1", "spent_to_date_fen"] == 60_000
     assert h2.summary["spent_in_half_fen"] == 20_000
