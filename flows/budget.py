@@ -37,12 +37,9 @@ from taskforce.context import Context
 from taskforce.errors import DomainError
 from tasks import budget as t
 
-Actor = Annotated[
-    str,
-    Field(
-        title="Acting member 操作人", description="Your member code.", min_length=1, max_length=64
-    ),
-]
+Actor = Annotated[str, Field(min_length=1, max_length=64)]
+# Prefect titles a parameter with its name and reads only the default Field's description.
+ACTOR = Field(..., description="Acting member 操作人: your member code (e.g. L1, E1).")
 ReviewTimeoutHours = Annotated[int, Field(ge=1, le=24 * 90)]
 PollSeconds = Annotated[int, Field(ge=1, le=300)]
 POLL = Field(10, title="Check for a review every (s) 轮询间隔（秒）")
@@ -70,7 +67,7 @@ def _run_key(suffix: str = "") -> str | None:
 
 
 @flow(name="budget-set-fiscal-year", log_prints=True)
-def set_fiscal_year(form: SetFiscalYearForm, actor: Actor) -> dict:
+def set_fiscal_year(form: SetFiscalYearForm, actor: Actor = ACTOR) -> dict:
     return t.set_fiscal_year(form, actor, _run_key())
 
 
@@ -117,7 +114,7 @@ def _collect_reviews(
 @flow(name="budget-line-approval", log_prints=True)
 def line_approval(
     form: ProposeLineForm,
-    actor: Actor,
+    actor: Actor = ACTOR,
     review_timeout_hours: ReviewTimeoutHours = REVIEW_TIMEOUT,
     poll_seconds: PollSeconds = POLL,
 ) -> dict:
@@ -136,7 +133,7 @@ def line_approval(
 @flow(name="budget-adjustment-approval", log_prints=True)
 def adjustment_approval(
     form: ProposeAdjustmentForm,
-    actor: Actor,
+    actor: Actor = ACTOR,
     review_timeout_hours: ReviewTimeoutHours = REVIEW_TIMEOUT,
     poll_seconds: PollSeconds = POLL,
 ) -> dict:
@@ -158,7 +155,7 @@ def review(form: ReviewForm) -> dict:
 
 
 @flow(name="budget-ledger-entry", log_prints=True)
-def ledger_entry(form: DisbursementForm, actor: Actor) -> dict:
+def ledger_entry(form: DisbursementForm, actor: Actor = ACTOR) -> dict:
     result = t.record_disbursement(form, actor)
     for warning in result["warnings"]:
         get_run_logger().warning(warning)
@@ -176,7 +173,7 @@ def ledger_import(
             min_length=1,
         ),
     ],
-    actor: Actor,
+    actor: Actor = ACTOR,
 ) -> dict:
     result = t.import_ledger(path, actor)
     logger = get_run_logger()
@@ -191,7 +188,7 @@ def ledger_import(
 
 
 @flow(name="budget-reserve-draw", log_prints=True)
-def reserve_draw(form: ReserveDrawForm, actor: Actor) -> dict:
+def reserve_draw(form: ReserveDrawForm, actor: Actor = ACTOR) -> dict:
     return t.draw_reserve(form, actor, _run_key())
 
 

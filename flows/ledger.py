@@ -13,6 +13,7 @@ from prefect.artifacts import (
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from flows.loop import Operator, OperatorParam
 from taskforce.context import Context
 from taskforce.db import session_factory
 from taskforce.loop.ledger_import import ImportResult, error_report, import_ledger
@@ -38,7 +39,7 @@ def import_issue_ledger_flow(
     path: str = Field(
         ..., title="Ledger file 台账文件", description="Path of a .csv or .xlsx on the worker."
     ),
-    operator: str = Field("executive-office", title="Operator 操作人"),
+    operator: OperatorParam = Operator,
 ) -> dict:
     """Validate every row, import the valid ones, report the invalid ones by row and field."""
     result = import_rows(path, operator)

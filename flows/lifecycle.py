@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from prefect import flow, suspend_flow_run, task
 from prefect.artifacts import acreate_markdown_artifact
-from pydantic import Field
 from sqlalchemy import func, select
 
+from flows.loop import IssueNumber, IssueNumberParam, Operator, OperatorParam
 from taskforce.db import unit_of_work
 from taskforce.loop.forms import (
     CoordinateForm,
@@ -130,8 +130,8 @@ def _state_markdown(state: dict) -> str:
     log_prints=True,
 )
 async def issue_lifecycle_flow(
-    issue_number: str = Field(..., title="Issue number 问题编号", pattern=r"^TF-\d{4}-\d{5}$"),
-    operator: str = Field("executive-office", title="Operator 操作人"),
+    issue_number: IssueNumberParam = IssueNumber,
+    operator: OperatorParam = Operator,
 ) -> dict:
     """Walk an issue through coordination, vote, plan, progress and evaluation, one form at a time."""
     while True:

@@ -19,7 +19,7 @@ long-running lifecycle flow (flows/lifecycle.py) keeps the task runs.
 from __future__ import annotations
 
 import asyncio
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 from prefect import Task, flow
 from prefect.artifacts import acreate_markdown_artifact
@@ -65,10 +65,21 @@ async def _step(step: Task, *args: object) -> tuple[R, range]:
     return step.fn(*args), range(since + 1, trail_position() + 1)
 
 
-IssueNumber = Field(
-    ..., title="Issue number 问题编号", pattern=r"^TF-\d{4}-\d{5}$", examples=["TF-2026-00001"]
+# Prefect titles a flow's parameters with their names and keeps only the default Field's
+# description: constraints go in Annotated (checked by the UI form before a run starts),
+# the words an operator reads in the description.
+IssueNumberParam = Annotated[str, Field(pattern=r"^TF-\d{4}-\d{5}$", examples=["TF-2026-00001"])]
+IssueNumber = Field(..., description="Issue number 问题编号, e.g. TF-2026-00001.")
+OperatorParam = Annotated[str, Field(min_length=1, max_length=100)]
+Operator = Field(
+    "executive-office", description="Operator 操作人: who acts (a member code or the office)."
 )
-Operator = Field("executive-office", title="Operator 操作人", min_length=1, max_length=100)
+KeyParam = Annotated[str | None, Field(max_length=200)]
+IdempotencyKey = Field(
+    None,
+    description="Idempotency key 幂等键: leave empty (the run's own id is used). The same key "
+    "with the same input returns the first result; with a different input it is refused.",
+)
 
 
 async def _begin_run(name: str) -> None:
@@ -124,7 +135,9 @@ async def _publish(result: StepResult | ReportResult, step: str, caused: range) 
 
 @flow(name="report-issue", log_prints=True)
 async def report_issue_flow(
-    form: ReportIssueForm, operator: str = Operator, idempotency_key: str | None = None
+    form: ReportIssueForm,
+    operator: OperatorParam = Operator,
+    idempotency_key: KeyParam = IdempotencyKey,
 ) -> ReportResult:
     """问题上报 — report an issue to the executive group (首接负责制; duplicates are linked)."""
     await _begin_run(f"report: {form.title}")
@@ -137,10 +150,10 @@ async def report_issue_flow(
 
 @flow(name="coordinate-issue", log_prints=True)
 async def coordinate_flow(
-    issue_number: str = IssueNumber,
+    issue_number: IssueNumberParam = IssueNumber,
     form: CoordinateForm = ...,
-    operator: str = Operator,
-    idempotency_key: str | None = None,
+    operator: OperatorParam = Operator,
+    idempotency_key: KeyParam = IdempotencyKey,
 ) -> StepResult:
     """协调会商 — record the coordination meeting; major matters go to the leadership group."""
     await _begin_run(f"{issue_number}: coordinate")
@@ -153,10 +166,10 @@ async def coordinate_flow(
 
 @flow(name="leadership-vote", log_prints=True)
 async def leadership_vote_flow(
-    issue_number: str = IssueNumber,
+    issue_number: IssueNumberParam = IssueNumber,
     form: LeadershipVoteForm = ...,
-    operator: str = Operator,
-    idempotency_key: str | None = None,
+    operator: OperatorParam = Operator,
+    idempotency_key: KeyParam = IdempotencyKey,
 ) -> StepResult:
     """议题预审-专家论证-集体表决 — passes only with ≥ 2/3 of all leadership members voting yes."""
     await _begin_run(f"{issue_number}: leadership vote")
@@ -169,10 +182,10 @@ async def leadership_vote_flow(
 
 @flow(name="file-plan", log_prints=True)
 async def file_plan_flow(
-    issue_number: str = IssueNumber,
+    issue_number: IssueNumberParam = IssueNumber,
     form: PlanForm = ...,
-    operator: str = Operator,
-    idempotency_key: str | None = None,
+    operator: OperatorParam = Operator,
+    idempotency_key: KeyParam = IdempotencyKey,
 ) -> StepResult:
     """方案制定 — the task tree 总目标-子项目-行动项, filed with the leadership group (备案)."""
     await _begin_run(f"{issue_number}: plan")
@@ -185,10 +198,10 @@ async def file_plan_flow(
 
 @flow(name="record-progress", log_prints=True)
 async def record_progress_flow(
-    issue_number: str = IssueNumber,
+    issue_number: IssueNumberParam = IssueNumber,
     form: ProgressForm = ...,
-    operator: str = Operator,
-    idempotency_key: str | None = None,
+    operator: OperatorParam = Operator,
+    idempotency_key: KeyParam = IdempotencyKey,
 ) -> StepResult:
     """执行反馈 — progress on an action item; red items warn the executive director."""
     await _begin_run(f"{issue_number}: progress on item {form.task_id}")
@@ -201,10 +214,10 @@ async def record_progress_flow(
 
 @flow(name="evaluate-issue", log_prints=True)
 async def evaluate_flow(
-    issue_number: str = IssueNumber,
+    issue_number: IssueNumberParam = IssueNumber,
     form: EvaluateForm = ...,
-    operator: str = Operator,
-    idempotency_key: str | None = None,
+    operator: OperatorParam = Operator,
+    idempotency_key: KeyParam = IdempotencyKey,
 ) -> StepResult:
     """效果评估 — solved closes the issue; otherwise it returns to coordination."""
     await _begin_run(f"{issue_number}: evaluate")

@@ -241,3 +241,27 @@ def test_a_step_sends_its_own_notifications_and_leaves_a_backlog_to_the_delivery
 
     assert statuses(backlog.issue_number) == {DeliveryStatus.pending}
     assert statuses(reported.issue_number) == {DeliveryStatus.delivered}
+
+
+def test_the_ui_form_of_a_step_describes_and_checks_its_top_level_fields():
+    """Prefect titles parameters with their names and drops the default Field's constraints:
+    the operator saw bare 'issue_number' / 'operator' / 'actor' with no pattern or hint."""
+    import re
+
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.budget import set_fiscal_year
+    from flows.lifecycle import issue_lifecycle_flow
+    from flows.loop import record_progress_flow
+
+    for flow_fn in (record_progress_flow, issue_lifecycle_flow):
+        fields = parameter_schema(flow_fn.fn).model_dump_for_openapi()["properties"]
+        number = fields["issue_number"]
+        assert "问题编号" in number["description"]
+        assert re.match(number["pattern"], "TF-2026-00001")
+        assert not re.match(number["pattern"], "TF-26-1")
+        assert "操作人" in fields["operator"]["description"]
+    key = parameter_schema(record_progress_flow.fn).model_dump_for_openapi()["properties"]
+    assert "different input it is refused" in key["idempotency_key"]["description"]
+    actor = parameter_schema(set_fiscal_year.fn).model_dump_for_openapi()["properties"]["actor"]
+    assert "member code" in actor["description"] and actor["minLength"] == 1
