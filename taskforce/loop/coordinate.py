@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from taskforce import events
 from taskforce.authority import is_major_matter, tally_vote
 from taskforce.context import Context
-from taskforce.errors import DomainError, IllegalTransition, NotFound
+from taskforce.errors import DomainError, IllegalTransition
 from taskforce.idempotency import fingerprint, previous_result, remember
 from taskforce.loop.forms import CoordinateForm, LeadershipVoteForm, StepResult
 from taskforce.loop.models import (
@@ -25,6 +25,7 @@ from taskforce.loop.models import (
 from taskforce.loop.states import load_issue, move, require_step
 from taskforce.money import to_fen
 from taskforce.org.models import Group, Member, Unit
+from taskforce.org.service import unknown_unit
 from taskforce.policy.schema import GroupKind
 
 
@@ -96,11 +97,7 @@ def coordinate(
     ):
         for code in wanted:
             if code not in units:
-                raise NotFound(
-                    f"unknown unit {code!r}",
-                    field=field,
-                    allowed="a unit code from config/org.yaml",
-                )
+                raise unknown_unit(session, code, field)
     now = ctx.now()
     if issue.stage == Stage.reported:
         move(issue, Stage.coordinating)

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from taskforce import events
 from taskforce.clock import local_date
 from taskforce.context import Context
-from taskforce.errors import DomainError, NotFound
+from taskforce.errors import DomainError
 from taskforce.idempotency import fingerprint, previous_result, remember
 from taskforce.loop.colours import colour_of, next_colour_change, next_red_step_on
 from taskforce.loop.forms import PlanForm, StepResult
@@ -16,6 +16,7 @@ from taskforce.loop.models import Decision, DecisionStatus, Plan, Stage, TaskLev
 from taskforce.loop.states import load_issue, move, require_step
 from taskforce.loop.sweep_state import dates_written
 from taskforce.org.models import Unit
+from taskforce.org.service import unknown_unit
 
 
 def file_plan(
@@ -40,11 +41,7 @@ def file_plan(
         for j, item in enumerate(sp.action_items):
             where = f"sub_projects[{i}].action_items[{j}]"
             if item.owner_unit not in units:
-                raise NotFound(
-                    f"unknown unit {item.owner_unit!r}",
-                    field=f"{where}.owner_unit",
-                    allowed="a unit code from config/org.yaml",
-                )
+                raise unknown_unit(session, item.owner_unit, f"{where}.owner_unit")
             if item.due_date < today:
                 raise DomainError(
                     f"due date {item.due_date} is in the past",

@@ -16,6 +16,7 @@ from taskforce.loop.forms import ReportIssueForm, ReportResult
 from taskforce.loop.models import Issue, IssueReport, IssueUnit, Stage
 from taskforce.money import to_fen
 from taskforce.org.models import Unit
+from taskforce.org.service import unknown_unit
 
 
 def _units(session: Session, codes: set[str]) -> dict[str, Unit]:
@@ -115,11 +116,7 @@ def report_issue(
     ):
         for code in codes:
             if code not in units:
-                raise NotFound(
-                    f"unknown unit {code!r}",
-                    field=field,
-                    allowed="a unit code from config/org.yaml",
-                )
+                raise unknown_unit(session, code, field)
     now = ctx.now()
     lead = units[lead_code]
 

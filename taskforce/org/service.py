@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Integer, func, select
 from sqlalchemy.orm import Session
 
+from taskforce.errors import NotFound
 from taskforce.org.models import Group, Member, Unit
 from taskforce.policy.schema import GroupKind, Organisation
 
@@ -87,6 +88,23 @@ class GroupSummary:
     members: int
     full_time: int
     on_call: int
+
+
+# Codes an "unknown unit" error lists (a sample organisation has a dozen units).
+LISTED_UNITS_MAX = 40
+
+
+def unknown_unit(session: Session, code: str, field: str) -> NotFound:
+    """The error for a unit code the organisation lacks, listing the codes it has."""
+    codes = list(session.scalars(select(Unit.code).order_by(Unit.code).limit(LISTED_UNITS_MAX + 1)))
+    shown = ", ".join(codes[:LISTED_UNITS_MAX]) + (", …" if len(codes) > LISTED_UNITS_MAX else "")
+    return NotFound(
+        f"unknown unit {code!r}",
+        field=field,
+        allowed=f"a unit code of config/org.yaml: {shown}"
+        if codes
+        else "a unit code of config/org.yaml",
+    )
 
 
 def group_summaries(session: Session) -> list[GroupSummary]:

@@ -18,6 +18,7 @@ from taskforce.emergency.warnings import raise_warning
 from taskforce.errors import NotFound
 from taskforce.loop.models import Colour, Issue
 from taskforce.org.models import Unit
+from taskforce.org.service import unknown_unit
 from taskforce.policy.schema import Classification, Policy
 from taskforce.registers.forms import MilestoneForm, MilestoneResult, RiskForm, RiskResult
 from taskforce.registers.models import CaseLesson, Milestone, Risk
@@ -53,11 +54,7 @@ def upsert_risk(session: Session, ctx: Context, form: RiskForm, *, actor: str) -
     form = RiskForm.model_validate(form.model_dump())
     unit = session.scalar(select(Unit).where(Unit.code == form.owner_unit))
     if unit is None:
-        raise NotFound(
-            f"unknown unit {form.owner_unit!r}",
-            field="owner_unit",
-            allowed="a unit code from config/org.yaml",
-        )
+        raise unknown_unit(session, form.owner_unit, "owner_unit")
     now = ctx.now()
     risk = session.scalar(select(Risk).where(Risk.code == form.code))
     created = risk is None
