@@ -157,8 +157,17 @@ def review(form: ReviewForm) -> dict:
 @flow(name="budget-ledger-entry", log_prints=True)
 def ledger_entry(form: DisbursementForm, actor: Actor = ACTOR) -> dict:
     result = t.record_disbursement(form, actor)
+    logger = get_run_logger()
+    if result["duplicate"]:
+        logger.info(
+            "voucher %s is already on the ledger (entry %s): nothing recorded again",
+            form.voucher,
+            result["entry_id"],
+        )
+    else:
+        logger.info("recorded as ledger entry %s", result["entry_id"])
     for warning in result["warnings"]:
-        get_run_logger().warning(warning)
+        logger.warning(warning)
     return result
 
 

@@ -35,6 +35,7 @@ from taskforce.budget.models import BudgetLine, FiscalYear, LedgerEntry, LedgerK
 from taskforce.context import Context
 from taskforce.emergency.models import Emergency
 from taskforce.errors import DomainError
+from taskforce.money import format_yuan
 
 # Canonical column -> the headers a finance export may use (matched case-insensitively).
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -715,12 +716,30 @@ def record_disbursement(
         field_name = {"date": "entry_date", "line": "line_code"}.get(first.field, first.field)
         raise DomainError(first.message, field=field_name, allowed=first.allowed)
     values = _records(good, ctx.now())[0]
-    existing = session.scalar(
-        select(LedgerEntry.id).where(LedgerEntry.external_ref == values["external_ref"])
-    )
+    existing = session.execute(
+        select(
+            LedgerEntry.id, LedgerEntry.line_id, LedgerEntry.amount_fen, LedgerEntry.entry_date
+        ).where(LedgerEntry.external_ref == values["external_ref"])
+    ).one_or_none()
     if existing is not None:
+        # The voucher number is the entry's identity: the same entry again is a replay; the
+        # same voucher with another amount, line or date is a mistake to show, not to drop.
+        same = (existing.line_id, existing.amount_fen, _day(existing.entry_date)) == (
+            values["line_id"],
+            values["amount_fen"],
+            _day(values["entry_date"]),
+        )
+        if not same:
+            raise DomainError(
+                f"voucher {form.voucher!r} is already on the ledger (entry {existing.id}: "
+                f"{format_yuan(existing.amount_fen)} dated {_day(existing.entry_date)}), "
+                "with another amount, line or date",
+                field="voucher",
+                allowed="a new voucher number; a correction of a recorded payment is a new "
+                "entry (negative for a refund) with its own voucher",
+            )
         return EntryResult(
-            entry_id=existing, external_ref=values["external_ref"], duplicate=True, warnings=[]
+            entry_id=existing.id, external_ref=values["external_ref"], duplicate=True, warnings=[]
         )
     if values["kind"] == LedgerKind.reserve_draw.value:
         raise DomainError(
@@ -734,6 +753,8 @@ def record_disbursement(
         warnings.append(
             f"line {form.line_code} is {status}, not approved: the weekly audit will report it"
         )
+    if form.entry_date > ctx.today():
+        warnings.append(f"dated {form.entry_date}, after today ({ctx.today()}): check the date")
     entry = LedgerEntry(**{**values, "kind": LedgerKind(values["kind"])})
     session.add(entry)
     session.flush()
@@ -756,3 +777,8 @@ def record_disbursement(
     return EntryResult(
         entry_id=entry.id, external_ref=entry.external_ref, duplicate=False, warnings=warnings
     )
+
+
+def _day(value) -> str:
+    """A stored or typed entry date as an ISO day (SQLite returns text, PostgreSQL dates)."""
+    return str(value)[:10]

@@ -138,6 +138,29 @@ def test_entry_by_hand_is_recorded_once_and_warns_on_an_unapproved_line(ready):
     assert ready.scalar(select(func.sum(LedgerEntry.amount_fen))) == 1001
 
 
+def test_a_voucher_entered_again_with_another_amount_is_refused_not_dropped(ready):
+    """The voucher number is the entry's identity: a second entry under it with another
+    amount used to complete silently, recording nothing and saying nothing."""
+    form = DisbursementForm(
+        line_code="P-1", entry_date=dt.date(2026, 3, 10), amount=Decimal("5000.00"), voucher="V-11"
+    )
+    with ready.tx() as s:
+        ledger.record_disbursement(s, ready.ctx, form, actor="E3")
+    changed = form.model_copy(update={"amount": Decimal("7000.00")})
+    with ready.tx() as s, pytest.raises(DomainError, match="voucher 'V-11' is already on") as e:
+        ledger.record_disbursement(s, ready.ctx, changed, actor="E3")
+    assert e.value.field == "voucher" and "5,000.00" in str(e.value)
+    assert ready.scalar(select(func.sum(LedgerEntry.amount_fen))) == 500_000
+    # A payment dated after today is recorded with a warning to check its date.
+    later = ready.ctx.today() + dt.timedelta(days=30)
+    future = DisbursementForm(
+        line_code="P-1", entry_date=later, amount=Decimal("1"), voucher="V-12"
+    )
+    with ready.tx() as s:
+        result = ledger.record_disbursement(s, ready.ctx, future, actor="E3")
+    assert any("after today" in w for w in result.warnings)
+
+
 def test_entry_by_hand_refuses_unknown_lines_naming_the_field(ready):
     form = DisbursementForm(
         line_code="NOPE", entry_date=dt.date(2026, 3, 10), amount=Decimal("1"), voucher="H-1"
