@@ -8,6 +8,7 @@ through taskforce.emergency.warnings.
 from __future__ import annotations
 
 import uuid
+from enum import StrEnum
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -20,6 +21,43 @@ from taskforce.emergency.models import WarningColour
 from taskforce.policy.schema import Classification
 
 
+class WarningSubject(StrEnum):
+    issue = "issue"
+    task = "task"
+    risk = "risk"
+    other = "other"
+
+
+def _check_subject(session, kind: WarningSubject, subject_id: str) -> None:
+    """A warning about a record names one that exists (a mistyped issue number raised a
+    warning about nothing, announced all the same)."""
+    from sqlalchemy import select
+
+    from taskforce.errors import NotFound
+    from taskforce.loop.models import Issue, TaskNode
+    from taskforce.registers.models import Risk
+
+    query = {
+        WarningSubject.issue: lambda: select(Issue.id).where(Issue.number == subject_id),
+        WarningSubject.task: lambda: (
+            select(TaskNode.id).where(TaskNode.id == int(subject_id))
+            if subject_id.isdigit()
+            else None
+        ),
+        WarningSubject.risk: lambda: select(Risk.id).where(Risk.code == subject_id),
+    }.get(kind)
+    if query is None:
+        return
+    statement = query()
+    if statement is None or session.scalar(statement) is None:
+        raise NotFound(
+            f"no {kind.value} {subject_id!r}",
+            field="subject_id",
+            allowed=f"the {kind.value}'s number or code as the system shows it, or "
+            "subject_type 'other' for a matter with no record",
+        )
+
+
 class RaiseWarningForm(BaseModel):
     """发布预警 — yellow 关注级 (executive, 48 h), orange 警示级 (leadership, 72 h), red 危急级 (command, 24 h)."""
 
@@ -27,11 +65,11 @@ class RaiseWarningForm(BaseModel):
 
     colour: WarningColour = Field(..., title="Colour 预警级别")
     title: str = Field(..., min_length=2, max_length=300, title="Title 标题")
-    subject_type: str = Field(
-        "issue",
-        pattern=r"^[a-z_]{2,32}$",
+    subject_type: WarningSubject = Field(
+        WarningSubject.issue,
         title="Concerns 对象类型",
-        description="issue, risk, task…",
+        description="issue 问题 (TF-…), task 行动项 (its id), risk 风险 (its code), or other "
+        "(a matter with no record here).",
     )
     subject_id: str = Field(..., min_length=1, max_length=64, title="Subject id 对象编号")
     classification: Classification = Field(Classification.internal, title="Classification 密级")
@@ -57,12 +95,13 @@ class HandleWarningForm(BaseModel):
 @task(name="raise-warning", cache_policy=NO_CACHE)
 def _raise(form: RaiseWarningForm) -> int | None:
     with unit_of_work() as session:
+        _check_subject(session, form.subject_type, form.subject_id)
         warning = warnings.raise_warning(
             session,
             Context.default(),
             colour=form.colour,
             source="manual",
-            subject_type=form.subject_type,
+            subject_type=form.subject_type.value,
             subject_id=form.subject_id,
             title=form.title,
             dedup_key=form.dedup_key or f"manual:{uuid.uuid4()}",

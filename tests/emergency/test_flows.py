@@ -7,6 +7,7 @@ import os
 from decimal import Decimal
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from taskforce.budget.models import FiscalYear, LedgerEntry
@@ -15,7 +16,7 @@ from taskforce.db import unit_of_work
 from taskforce.emergency import service
 from taskforce.emergency.dispatch import dispatch_pending
 from taskforce.emergency.forms import EmergencyIntake, ReserveDrawForm
-from taskforce.emergency.models import Emergency, EmergencyStatus, Level
+from taskforce.emergency.models import EarlyWarning, Emergency, EmergencyStatus, Level
 from taskforce.loop.models import Issue
 from taskforce.notify.models import OutboxMessage
 from taskforce.trail.models import TrailEntry
@@ -225,9 +226,37 @@ def test_drill_through_the_gateway(engine, policy, prefect_server, start_gateway
 
 def test_warning_forms(engine, prefect_server):
     from flows.warnings import HandleWarningForm, RaiseWarningForm, handle_warning, raise_warning
+    from taskforce.errors import NotFound
+    from taskforce.loop.forms import ReportIssueForm
+    from taskforce.loop.report import report_issue
 
+    with unit_of_work(engine) as s:
+        number = report_issue(
+            s,
+            Context.default(),
+            ReportIssueForm(title="跨区协调受阻", reporting_unit="tax"),
+            actor="E1",
+        ).issue_number
+    # A warning about a record that does not exist is refused, naming the field.
+    for subject_type, subject_id in (("issue", "TF-2026-09999"), ("task", "whatever")):
+        with pytest.raises(NotFound, match="subject_id"):
+            raise_warning(
+                RaiseWarningForm(
+                    colour="yellow",
+                    title="笔误",
+                    subject_type=subject_type,
+                    subject_id=subject_id,
+                    actor="E1",
+                )
+            )
+    with pytest.raises(ValidationError, match="subject_type"):
+        RaiseWarningForm(
+            colour="red", title="笔误", subject_type="isue", subject_id="1", actor="E1"
+        )
+    with unit_of_work(engine) as s:
+        assert s.scalar(select(func.count()).select_from(EarlyWarning)) == 0
     form = RaiseWarningForm(
-        colour="orange", title="跨区协调受阻", subject_id="TF-2026-00001", actor="E1", dedup_key="x"
+        colour="orange", title="跨区协调受阻", subject_id=number, actor="E1", dedup_key="x"
     )
     first = raise_warning(form)
     assert first["raised"] and raise_warning(form) == {"warning_id": None, "raised": False}
