@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from taskforce import events
 from taskforce.context import Context
 from taskforce.emergency.warnings import raise_warning
-from taskforce.errors import NotFound
+from taskforce.errors import DomainError, NotFound
 from taskforce.loop.models import Colour, Issue
 from taskforce.org.models import Unit
 from taskforce.org.service import unknown_unit
@@ -167,6 +167,13 @@ def upsert_milestone(
             raise NotFound(
                 f"no issue {form.issue}", field="issue", allowed="an existing issue number"
             )
+    if form.achieved_on is not None and form.achieved_on > ctx.today():
+        # An attainment not yet reached would count in this period's milestone KPI.
+        raise DomainError(
+            f"achieved on {form.achieved_on}, after today ({ctx.today()})",
+            field="achieved_on",
+            allowed="today or a past day; record the milestone when it is reached",
+        )
     now = ctx.now()
     ms = session.scalar(select(Milestone).where(Milestone.code == form.code))
     created = ms is None

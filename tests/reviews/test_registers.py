@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from taskforce.context import Context
 from taskforce.emergency.models import EarlyWarning
-from taskforce.errors import NotFound
+from taskforce.errors import DomainError, NotFound
 from taskforce.registers.forms import MilestoneForm, RiskForm
 from taskforce.registers.models import Risk
 from taskforce.registers.service import (
@@ -121,6 +121,16 @@ def test_upsert_milestone(engine, policy, clock):
         assert (done.created, done.changed, done.colour) == (False, True, "green")
         same = upsert_milestone(s, ctx, form.model_copy(update={"achieved": True}), actor="op")
         assert not same.changed  # achieved_on kept from the first time
+    # Achieved on a day to come: refused (it would count in this period's attainment).
+    ahead = form.model_copy(
+        update={"code": "M-ORG-02", "achieved": True, "achieved_on": dt.date(2026, 3, 10)}
+    )
+    with Session(engine) as s, s.begin(), pytest.raises(DomainError, match="after today") as e:
+        upsert_milestone(s, ctx, ahead, actor="op")
+    assert e.value.field == "achieved_on"
+    with Session(engine) as s, s.begin():  # today itself is fine
+        on_time = ahead.model_copy(update={"achieved_on": dt.date(2026, 3, 9)})
+        assert upsert_milestone(s, ctx, on_time, actor="op").colour == "green"
 
 
 def test_milestone_form_rejects_achieved_on_without_achieved():
