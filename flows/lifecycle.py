@@ -11,12 +11,14 @@ Deadlines are enforced by the dispatch sweep, never by a suspend timeout.
 
 from __future__ import annotations
 
-from prefect import flow, suspend_flow_run, task
+from prefect import flow, get_run_logger, suspend_flow_run, task
 from prefect.artifacts import acreate_markdown_artifact
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from flows.loop import IssueNumber, IssueNumberParam, Operator, OperatorParam
 from taskforce.db import unit_of_work
+from taskforce.errors import DomainError
 from taskforce.loop.forms import (
     CoordinateForm,
     EvaluateForm,
@@ -134,6 +136,9 @@ async def issue_lifecycle_flow(
     operator: OperatorParam = Operator,
 ) -> dict:
     """Walk an issue through coordination, vote, plan, progress and evaluation, one form at a time."""
+    # Refused forms per wait: each new attempt waits under a key of its own, so a resumed
+    # run (Prefect re-runs a suspended flow from the top) replays the same attempts.
+    refused: dict[str, int] = {}
     while True:
         state = read_state(issue_number)
         await acreate_markdown_artifact(
@@ -145,10 +150,22 @@ async def issue_lifecycle_flow(
         if step is None:
             return state
         form_type = FORMS[step]
+        wait = f"{step}-{state['wait_key']}"
+        attempt = refused.get(wait, 0)
         form = await suspend_flow_run(
-            wait_for_input=form_type, key=f"{step}-{state['wait_key']}", timeout=None
+            wait_for_input=form_type,
+            key=f"{wait}-retry{attempt}" if attempt else wait,
+            timeout=None,
         )
-        form = form_type.model_validate(form.model_dump() if hasattr(form, "model_dump") else form)
-        TASKS[step](
-            issue_number, form, operator, f"lifecycle:{issue_number}:{step}:{state['wait_key']}"
-        )
+        try:
+            form = form_type.model_validate(
+                form.model_dump() if hasattr(form, "model_dump") else form
+            )
+            TASKS[step](
+                issue_number, form, operator, f"lifecycle:{issue_number}:{step}:{state['wait_key']}"
+            )
+        except (DomainError, ValidationError) as exc:
+            # Bad input changes nothing: say why and wait for a corrected form, as a budget
+            # review does, instead of failing the whole run.
+            refused[wait] = attempt + 1
+            get_run_logger().warning("%s refused: %s. Resume with a corrected form.", step, exc)

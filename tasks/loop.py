@@ -6,9 +6,11 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from prefect import task
+from pydantic import ValidationError
 
 from taskforce.context import Context
 from taskforce.db import unit_of_work
+from taskforce.errors import DomainError
 from taskforce.loop import coordinate, evaluate, feedback, plan, report, sweep
 from taskforce.loop.forms import (
     CoordinateForm,
@@ -22,7 +24,22 @@ from taskforce.loop.forms import (
 )
 
 R = TypeVar("R")
-STEP = {"retries": 2, "retry_delay_seconds": 1}  # a retry replays the same key: applied once
+
+
+def _transient(_task, _task_run, state) -> bool:
+    """Retry what may pass next time (a lock, a lost connection), not refused input: a
+    bad form fails the same way three times and buries its message under tracebacks."""
+    try:
+        state.result()
+    except (DomainError, ValidationError):
+        return False
+    except Exception:
+        return True
+    return True
+
+
+# A retry replays the same key: applied once.
+STEP = {"retries": 2, "retry_delay_seconds": 1, "retry_condition_fn": _transient}
 
 
 def _in_transaction(service: Callable[..., R], *args, **kwargs) -> R:

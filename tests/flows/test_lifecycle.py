@@ -87,6 +87,35 @@ def test_lifecycle_walks_the_loop_with_forms(served_lifecycle):
         },
         Stage.planning,
     )
+    # A plan whose item is due after the deadline: refused, and the run waits for
+    # a corrected form instead of failing (it used to retry twice, then fail the run).
+    _wait(lambda: _state(run.id).is_paused(), what="the run to wait for the plan")
+    before = _state(run.id).id
+    late = str(today + dt.timedelta(days=60))
+    resume_flow_run(
+        run.id,
+        run_input={
+            "goal": "办结",
+            "sub_projects": [
+                {
+                    "title": "实施",
+                    "action_items": [
+                        {
+                            "title": "改造",
+                            "owner_unit": "tax",
+                            "due_date": late,
+                            "deliverable": "上线",
+                        }
+                    ],
+                }
+            ],
+        },
+    )
+    _wait(
+        lambda: (st := _state(run.id)).is_paused() and st.id != before,
+        what="the run to wait again after the refused plan",
+    )
+    assert _stage(number) == Stage.planning
     resume(
         {
             "goal": "办结",
