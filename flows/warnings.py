@@ -13,12 +13,16 @@ from enum import StrEnum
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 
 from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.emergency import warnings
 from taskforce.emergency.models import WarningColour
+from taskforce.errors import NotFound
+from taskforce.loop.models import Issue, TaskNode
 from taskforce.policy.schema import Classification
+from taskforce.registers.models import Risk
 
 
 class WarningSubject(StrEnum):
@@ -31,25 +35,15 @@ class WarningSubject(StrEnum):
 def _check_subject(session, kind: WarningSubject, subject_id: str) -> None:
     """A warning about a record names one that exists (a mistyped issue number raised a
     warning about nothing, announced all the same)."""
-    from sqlalchemy import select
-
-    from taskforce.errors import NotFound
-    from taskforce.loop.models import Issue, TaskNode
-    from taskforce.registers.models import Risk
-
-    query = {
-        WarningSubject.issue: lambda: select(Issue.id).where(Issue.number == subject_id),
-        WarningSubject.task: lambda: (
-            select(TaskNode.id).where(TaskNode.id == int(subject_id))
-            if subject_id.isdigit()
-            else None
-        ),
-        WarningSubject.risk: lambda: select(Risk.id).where(Risk.code == subject_id),
-    }.get(kind)
-    if query is None:
+    if kind is WarningSubject.issue:
+        found = session.scalar(select(Issue.id).where(Issue.number == subject_id))
+    elif kind is WarningSubject.task:
+        found = subject_id.isdigit() and session.get(TaskNode, int(subject_id))
+    elif kind is WarningSubject.risk:
+        found = session.scalar(select(Risk.id).where(Risk.code == subject_id))
+    else:
         return
-    statement = query()
-    if statement is None or session.scalar(statement) is None:
+    if not found:
         raise NotFound(
             f"no {kind.value} {subject_id!r}",
             field="subject_id",

@@ -8,12 +8,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoResultFound
 
 from taskforce.budget.cli import app as budget_app
-from taskforce.db import database_url, get_engine, unit_of_work
+from taskforce.db import DATABASE_URL_ENV, database_url, get_engine, unit_of_work
 from taskforce.gateway.cli import app as gateway_app
 from taskforce.money import format_yuan, to_fen
 from taskforce.notify.cli import app as notify_app
+from taskforce.org.service import missing_organisation_hint
 from taskforce.policy import ConfigError, config_dir, load_org, load_policy
 from taskforce.reviews.cli import app as review_app
 
@@ -330,26 +332,7 @@ def trail_verify(
         raise typer.Exit(1)
 
 
-def missing_organisation_hint() -> str | None:
-    """What to run when the schema exists but the organisation was never loaded (a fresh
-    `taskforce migrate` without `taskforce init`): every lookup of a unit or member fails
-    then, with messages that name the lookup, not the cause."""
-    from sqlalchemy import func, select
-
-    from taskforce.org.models import Unit
-
-    try:
-        with get_engine().connect() as connection:
-            if connection.scalar(select(func.count()).select_from(Unit)):
-                return None
-    except Exception:  # no schema, no database: other messages say so
-        return None
-    return "the database has no organisation yet: run `taskforce init` (it loads config/org.yaml)"
-
-
 def main() -> None:
-    from sqlalchemy.exc import ArgumentError, DBAPIError, NoResultFound
-
     from taskforce.errors import DomainError
 
     try:
@@ -380,8 +363,6 @@ def main() -> None:
 
 
 def bad_database_url_message(exc: Exception) -> str:
-    from taskforce.db import DATABASE_URL_ENV
-
     return (
         f"{DATABASE_URL_ENV} is not a database URL this system can open ({_redacted_url()}): "
         f"{str(exc).splitlines()[0]} (allowed: sqlite:////absolute/path.db, "
@@ -405,8 +386,6 @@ def database_error_message(exc: Exception) -> str | None:
     # Code newer than the database (a table or column a migration adds is missing): say so
     # and what to run. Checking needs a connection: if even that fails, the database cannot
     # be reached at all (a server down, a wrong host or port, a folder that does not exist).
-    from sqlalchemy.exc import DBAPIError
-
     try:
         behind = schema_behind(get_engine())
     except DBAPIError as again:
@@ -414,7 +393,7 @@ def database_error_message(exc: Exception) -> str | None:
         return (
             f"cannot reach the database at {_redacted_url()}: "
             f"{reason[0] if reason else type(again).__name__}. Check that its server runs and "
-            "that TASKFORCE_DATABASE_URL names it."
+            f"that {DATABASE_URL_ENV} names it."
         )
     if behind is None:
         return None

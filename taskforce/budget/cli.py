@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import getpass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,7 +16,8 @@ from rich.table import Table
 from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.errors import DomainError
-from taskforce.money import format_yuan
+from taskforce.money import MoneyError, format_yuan, to_fen, to_yuan
+from taskforce.org.service import missing_organisation_hint
 
 app = typer.Typer(help="Budget (预算): fiscal year, ledger import, audits.", no_args_is_help=True)
 console = Console()
@@ -24,8 +25,6 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def _fail(exc: DomainError) -> None:
-    from taskforce.cli import missing_organisation_hint
-
     console.print(f"[red]refused[/]: {escape(str(exc))}")
     if hint := missing_organisation_hint():
         console.print(f"hint: {hint}")
@@ -33,18 +32,13 @@ def _fail(exc: DomainError) -> None:
 
 
 def _yuan(text: str, field: str) -> Decimal:
-    """An amount typed on the command line, refused with its field if it is not one."""
+    """An amount typed on the command line (money.to_fen's rules), refused by its field."""
     try:
-        amount = Decimal(text.strip())
-    except InvalidOperation:
+        return to_yuan(to_fen(text))
+    except MoneyError as exc:
         raise DomainError(
-            f"{text!r} is not an amount in yuan",
-            field=field,
-            allowed="digits with at most 2 decimals and no thousands separators, e.g. 86000000.00",
+            str(exc), field=field, allowed="yuan with at most 2 decimals, e.g. 86000000.00"
         ) from None
-    if not amount.is_finite():
-        raise DomainError(f"{text!r} is not an amount in yuan", field=field, allowed="a number")
-    return amount
 
 
 def _form(model: type[M], **values) -> M:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Integer, func, select
+from sqlalchemy import Engine, Integer, func, select
 from sqlalchemy.orm import Session
 
+from taskforce.db import get_engine
 from taskforce.errors import NotFound
 from taskforce.org.models import Group, Member, Unit
 from taskforce.policy.schema import GroupKind, Organisation
@@ -124,3 +125,16 @@ def group_summaries(session: Session) -> list[GroupSummary]:
     return [
         GroupSummary(c, n, GroupKind(k).value, int(m), int(f), int(o)) for c, n, k, m, f, o in rows
     ]
+
+
+def missing_organisation_hint(engine: Engine | None = None) -> str | None:
+    """What to run when the schema exists but the organisation was never loaded (a fresh
+    `taskforce migrate` without `taskforce init`): every lookup of a unit or member fails
+    then, with messages that name the lookup, not the cause. For the command line."""
+    try:
+        with (engine or get_engine()).connect() as connection:
+            if connection.scalar(select(func.count()).select_from(Unit)):
+                return None
+    except Exception:  # no schema, no database: other messages say so
+        return None
+    return "the database has no organisation yet: run `taskforce init` (it loads config/org.yaml)"

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from taskforce.errors import DomainError
+from taskforce.org.service import missing_organisation_hint
 from taskforce.policy.schema import Classification
 from taskforce.reports.i18n import LOCALES
 from taskforce.reviews.periods import ReviewKind
@@ -21,8 +22,6 @@ console = Console()
 
 
 def _refuse(exc: DomainError) -> None:
-    from taskforce.cli import missing_organisation_hint
-
     console.print(f"[red]{escape(str(exc))}[/]")
     if hint := missing_organisation_hint():
         console.print(f"hint: {hint}")

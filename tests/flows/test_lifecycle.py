@@ -72,6 +72,12 @@ def test_lifecycle_walks_the_loop_with_forms(served_lifecycle):
     )
     today = dt.date.today()
 
+    def plan(due_in: int) -> dict:
+        """A plan form of one action item due in `due_in` days (the deadline is in 40)."""
+        item = {"title": "改造", "owner_unit": "tax", "deliverable": "上线"}
+        item["due_date"] = str(today + dt.timedelta(days=due_in))
+        return {"goal": "办结", "sub_projects": [{"title": "实施", "action_items": [item]}]}
+
     def resume(payload, then_stage):
         _wait(lambda: _state(run.id).is_paused(), what="the run to wait for input")
         resume_flow_run(run.id, run_input=payload)
@@ -91,48 +97,14 @@ def test_lifecycle_walks_the_loop_with_forms(served_lifecycle):
     # a corrected form instead of failing (it used to retry twice, then fail the run).
     _wait(lambda: _state(run.id).is_paused(), what="the run to wait for the plan")
     before = _state(run.id).id
-    late = str(today + dt.timedelta(days=60))
-    resume_flow_run(
-        run.id,
-        run_input={
-            "goal": "办结",
-            "sub_projects": [
-                {
-                    "title": "实施",
-                    "action_items": [
-                        {
-                            "title": "改造",
-                            "owner_unit": "tax",
-                            "due_date": late,
-                            "deliverable": "上线",
-                        }
-                    ],
-                }
-            ],
-        },
-    )
+    resume_flow_run(run.id, run_input=plan(due_in=60))
     _wait(
         lambda: (st := _state(run.id)).is_paused() and st.id != before,
         what="the run to wait again after the refused plan",
     )
     assert _stage(number) == Stage.planning
     resume(
-        {
-            "goal": "办结",
-            "sub_projects": [
-                {
-                    "title": "实施",
-                    "action_items": [
-                        {
-                            "title": "改造",
-                            "owner_unit": "tax",
-                            "due_date": str(today + dt.timedelta(days=20)),
-                            "deliverable": "上线",
-                        }
-                    ],
-                }
-            ],
-        },
+        plan(due_in=20),
         Stage.executing,
     )
     with unit_of_work() as s:
