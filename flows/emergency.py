@@ -233,21 +233,28 @@ class OpenEmergencyForm(EmergencyIntake):
         title="Dedup key 去重键",
         description="Leave empty for a new emergency; repeat a key to attach to its open emergency.",
     )
+    opened_by: str = Field(
+        "executive-office",
+        min_length=1,
+        max_length=100,
+        title="Opened by 开启人",
+        description="Who opens it (a member code or the office): recorded in the decision trail.",
+    )
 
 
 @flow(name="open-emergency", log_prints=True)
 def open_emergency(form: OpenEmergencyForm) -> dict:
     """Operators open an emergency from the Prefect UI; it goes the same way as a webhook's."""
-    intake = EmergencyIntake.model_validate(form.model_dump(exclude={"dedup_key"}))
+    intake = EmergencyIntake.model_validate(form.model_dump(exclude={"dedup_key", "opened_by"}))
     result = t.open_emergency(
         intake,
         source="operator",
         dedup_key=form.dedup_key or f"operator:{uuid.uuid4()}",
-        actor="operator",
+        actor=form.opened_by,
     )
     outcome = None
     if result.created:
-        outcome = t.dispatch_emergency(result.emergency_id, default_dispatcher(), "operator")
+        outcome = t.dispatch_emergency(result.emergency_id, default_dispatcher(), form.opened_by)
     dispatched = bool(outcome and outcome.dispatched)
     # The id is what acknowledge-emergency and resolve-emergency ask for: show it where the
     # operator looks, the run's log and its artifacts, not only in another run's parameters.

@@ -170,12 +170,21 @@ def test_operator_form_opens_an_emergency(engine, prefect_server):
     from flows.emergency import AnswerForm, OpenEmergencyForm, acknowledge_emergency, open_emergency
 
     result = open_emergency(
-        OpenEmergencyForm(level=Level.III, title="审批系统故障", working_group="wg:approval")
+        OpenEmergencyForm(
+            level=Level.III, title="审批系统故障", working_group="wg:approval", opened_by="E2"
+        )
     )
     assert result["created"]
     with unit_of_work(engine) as s:
         e = s.scalars(select(Emergency)).one()
         assert e.source == "operator" and e.working_group == "wg:approval"
+        # The trail names who opened it (the form's opened_by), not a generic "operator".
+        opened_by = s.scalars(
+            select(TrailEntry.actor).where(TrailEntry.action == "emergency.opened")
+        ).all()
+        assert opened_by == ["E2"]
+    with pytest.raises(ValidationError, match="opened_by"):
+        OpenEmergencyForm(level=Level.III, title="x", working_group="wg:approval", opened_by="")
     # The id the operator needs next is on the run's artifact, not only in the result.
     from prefect.client.orchestration import get_client
 
