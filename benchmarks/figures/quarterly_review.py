@@ -85,9 +85,12 @@ def baseline_kpis(engine, label: str, policy, now: dt.datetime) -> dict[str, flo
         ev = q("SELECT satisfaction, evaluated_at FROM evaluation")
         ms = q("SELECT due_date, achieved, achieved_on FROM milestone")
         approved = q(
-            "SELECT amount_fen FROM budget_line WHERE fiscal_year = :y AND status = 'approved' "
-            "AND NOT is_reserve",
+            "SELECT id, amount_fen, approved_at FROM budget_line WHERE fiscal_year = :y "
+            "AND status = 'approved' AND NOT is_reserve",
             y=year,
+        )
+        adjusted = q(
+            "SELECT line_id, delta_fen, decided_at FROM budget_adjustment WHERE status = 'approved'"
         )
         ledger = q(
             "SELECT entry_date, amount_fen FROM ledger_entry WHERE fiscal_year = :y "
@@ -141,7 +144,11 @@ def baseline_kpis(engine, label: str, policy, now: dt.datetime) -> dict[str, flo
     k["milestone_attainment"] = ratio((ms_in & attained).sum(), ms_in.sum())
 
     spent = int(ledger.amount_fen[_day(ledger.entry_date) <= last].sum())
-    k["budget_execution_rate"] = ratio(spent, int(approved.amount_fen.sum()))
+    # The base as of the quarter's end: lines approved by then, less changes decided since.
+    approved = approved[_instant(approved.approved_at) < end]
+    later = adjusted[adjusted.line_id.isin(approved.id) & (_instant(adjusted.decided_at) >= end)]
+    base = int(approved.amount_fen.sum()) - int(later.delta_fen.sum())
+    k["budget_execution_rate"] = ratio(spent, base)
 
     days = pd.date_range(first_day, last_day, freq="D")
     weeks = sorted({f"{d.isocalendar()[0]}-W{d.isocalendar()[1]:02d}" for d in days})

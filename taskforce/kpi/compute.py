@@ -14,7 +14,8 @@ Definitions (P = the period, local dates first..last, instants [start, end)):
 * satisfaction — mean score of evaluations made in P.
 * milestone_attainment — milestones due in P achieved on or before their due date.
 * budget_execution_rate — disbursed / approved (non-reserve lines) in the fiscal
-  year of P, up to P's last day. Money is summed in integer fen.
+  year of P, both as of P's end: lines approved after P, and amount changes approved
+  after P, are not in the base (`approved_budget_fen`). Money is summed in integer fen.
 * audit_findings_new / audit_findings_open — findings first seen in P's ISO weeks /
   unresolved at P's end.
 * warnings_raised, warnings_on_time_rate — warnings raised in P; the share handled
@@ -128,6 +129,25 @@ def _mean(series: pd.Series) -> float | None:
     return None if series.empty else float(series.mean())
 
 
+def approved_budget_fen(frames: Frames, year: int, until: pd.Timestamp) -> int:
+    """The approved non-reserve budget of a fiscal year as it stood just before `until`.
+
+    A review of a past period measures spending against what had been approved by then,
+    not against lines approved since: a line counts from its approval, at its amount then
+    (its amount now less the changes to it approved at or after `until`).
+    """
+    lines = frames.lines
+    counted = lines[
+        (lines.fiscal_year == year)
+        & (lines.status == "approved")
+        & ~lines.is_reserve.astype(bool)
+        & (lines.approved_at < until)
+    ]
+    adj = frames.adjustments
+    later = adj.delta_fen[adj.line_id.isin(counted.id) & (adj.decided_at >= until)]
+    return int(counted.amount_fen.sum()) - int(later.sum())
+
+
 def _local_dates(instants: pd.Series, timezone: str) -> pd.Series:
     return instants.dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize()
 
@@ -214,14 +234,8 @@ def compute_kpis(
 
     # --- budget (§4) ----------------------------------------------------------
     year = period.last_day.year
-    lines, ledger = frames.lines, frames.ledger
-    approved_fen = int(
-        lines.amount_fen[
-            (lines.fiscal_year == year)
-            & (lines.status == "approved")
-            & ~lines.is_reserve.astype(bool)
-        ].sum()
-    )
+    ledger = frames.ledger
+    approved_fen = approved_budget_fen(frames, year, end)
     spent_rows = (
         (ledger.fiscal_year == year) & (ledger.kind == "disbursement") & (ledger.entry_date <= last)
     )

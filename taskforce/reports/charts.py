@@ -135,6 +135,7 @@ def line_chart(
     chart_id: str,
     title: str,
     ylabel: str | None = None,
+    xlabel: str | None = None,
     colours: dict[str, str] | None = None,
     dashed: Sequence[str] = (),
 ) -> str:
@@ -150,8 +151,14 @@ def line_chart(
             color=colour,
             linestyle="--" if name in dashed else "-",
         )
+    values = [y for ys in series.values() for y in ys if y is not None]
+    if values and min(values) >= 0:
+        # Amounts and counts from zero: an axis cut above it makes a small change look large.
+        ax.set_ylim(bottom=0, top=max(values) * 1.08 or 1)
     if ylabel:
         ax.set_ylabel(ylabel)
+    if xlabel:
+        ax.set_xlabel(xlabel)
     ax.legend(loc="best", frameon=False)
     ax.tick_params(axis="x", labelrotation=30)
     return svg_chart(fig, chart_id=chart_id, title=title)
@@ -188,9 +195,14 @@ def small_multiples(
             ax.axhline(target, color=PALETTE["red"], linestyle="--", linewidth=1)
         ax.set_title(name, fontsize=8, y=1.0)
         ax.yaxis.set_major_locator(MaxNLocator(3))
-        ax.tick_params(axis="y", labelsize=6)
+        ax.tick_params(axis="y", labelsize=7)
+        known = [y for y in ys if y is not None and y == y]  # (NaN != NaN)
+        if not any(known):  # all zero, or no value: not a ±0.05 axis around nothing
+            ax.set_ylim(0, 1)
+            if not known:
+                ax.text(0.5, 0.5, "—", transform=ax.transAxes, ha="center", va="center")
         if idx >= len(panels) - columns:
-            ax.set_xticks(positions, list(x_labels), fontsize=6, rotation=45)
+            ax.set_xticks(positions, list(x_labels), fontsize=7, rotation=45)
         else:
             ax.set_xticks([])
     return svg_chart(fig, chart_id=chart_id, title=title)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from taskforce.kpi.compute import BY_CODE, KpiSet
+from taskforce.kpi.compute import BY_CODE, KpiSet, approved_budget_fen
 from taskforce.kpi.frames import Frames
 from taskforce.policy.schema import Policy
 from taskforce.reports.charts import (
@@ -20,7 +20,7 @@ from taskforce.reports.charts import (
     svg_chart,
 )
 from taskforce.reports.i18n import Translate
-from taskforce.reviews.periods import Period
+from taskforce.reviews.periods import Period, ReviewKind, parse_period
 
 
 def _display(value: float | None, unit: str) -> float | None:
@@ -77,8 +77,13 @@ def _placeholder(index: int) -> str:
     return f"TFLABEL{index:03d}X"  # plain ASCII: written into the SVG as it is
 
 
-def burndown_rows(frames: Frames, period: Period, current: KpiSet) -> list[dict]:
-    """Remaining approved budget at the end of each month of the fiscal year up to the period."""
+def burndown_rows(frames: Frames, period: Period, current: KpiSet, timezone: str) -> list[dict]:
+    """Remaining approved budget at the end of each month of the fiscal year up to the period.
+
+    Each month is measured against the budget approved by its end (a line approved in June
+    is not "remaining" in March); the even pace runs down the budget approved by the
+    period's end, which is the base of the period's execution rate.
+    """
     budget = current.details["budget"]
     year, approved = budget["year"], budget["approved_fen"]
     ledger = frames.ledger
@@ -91,11 +96,14 @@ def burndown_rows(frames: Frames, period: Period, current: KpiSet) -> list[dict]
     rows, cumulative = [], 0
     for month in range(1, period.last_day.month + 1):
         cumulative += int(by_month.get(month, 0))
+        month_ends = parse_period(ReviewKind.monthly, f"{year}-{month:02d}").ends_at(timezone)
+        approved_then = approved_budget_fen(frames, year, pd.Timestamp(month_ends))
         rows.append(
             {
                 "month": f"{year}-{month:02d}",
+                "approved_fen": approved_then,
                 "spent_fen": cumulative,
-                "remaining_fen": approved - cumulative,
+                "remaining_fen": approved_then - cumulative,
                 "ideal_fen": approved - approved * month // 12,
             }
         )
@@ -104,16 +112,23 @@ def burndown_rows(frames: Frames, period: Period, current: KpiSet) -> list[dict]
 
 def burndown_chart(rows: list[dict], t: Translate) -> str:
     to_10k = 1_000_000  # fen per 10,000 yuan (万元): the unit budget tables use
+    year = rows[0]["month"][:4] if rows else ""
     return line_chart(
         [r["month"][5:] for r in rows],
         {
             t("remaining"): [r["remaining_fen"] / to_10k for r in rows],
+            t("spent"): [r["spent_fen"] / to_10k for r in rows],
             t("ideal"): [r["ideal_fen"] / to_10k for r in rows],
         },
         chart_id="chart-burndown",
-        title=t("section.burndown"),
+        title=f"{t('section.burndown')} {year}".strip(),
         ylabel="万元" if t("lang") == "zh-CN" else "CNY 10k",
-        colours={t("remaining"): PALETTE["blue"], t("ideal"): PALETTE["grey"]},
+        xlabel=t("axis.month_of", year=year),
+        colours={
+            t("remaining"): PALETTE["blue"],
+            t("spent"): PALETTE["orange"],
+            t("ideal"): PALETTE["grey"],
+        },
         dashed=[t("ideal")],
     )
 

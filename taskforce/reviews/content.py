@@ -8,7 +8,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, and_, case, func, select
 from sqlalchemy.orm import aliased
 
 from taskforce.budget.models import AuditFinding, BudgetLine, LedgerEntry
@@ -287,6 +287,7 @@ def task_ledger(
     frame = raw_frame(
         conn,
         select(
+            TaskNode.id.label("node_id"),
             Issue.number.label("issue"),
             Issue.title.label("issue_title"),
             TaskNode.level,
@@ -310,7 +311,65 @@ def task_ledger(
     frame["progress"] = pd.to_numeric(frame["progress"])
     frame["done"] = flags(frame["done"])
     frame["completed"] = instants(frame["completed"])
-    return frame
+    _roll_up(conn, frame, where)
+    return frame.drop(columns="node_id")
+
+
+_COLOUR_OF_RANK = {0: Colour.green.value, 1: Colour.yellow.value, 2: Colour.red.value}
+
+
+def _roll_up(conn, frame: pd.DataFrame, where: list) -> None:
+    """Goals and sub-projects carry no progress of their own (only action items are
+    reported on): their rows show their action items' — mean progress, done when every one
+    is done (completed with the last), and the worst colour among the open ones."""
+    item, sub = aliased(TaskNode), aliased(TaskNode)
+    # The goals and sub-projects the ledger lists (a period's ledger lists only some).
+    listed = (
+        select(TaskNode.id)
+        .join(Issue, Issue.id == TaskNode.issue_id)
+        .where(*where, TaskNode.level != TaskLevel.action_item)
+    )
+    worst = func.max(
+        case(
+            (item.done.is_(True), 0),
+            (item.colour == Colour.red, 2),
+            (item.colour == Colour.yellow, 1),
+            else_=0,
+        )
+    )
+    columns = (
+        func.avg(item.progress_percent),
+        func.count(),
+        func.sum(case((item.done.is_(True), 1), else_=0)),
+        func.max(item.completed_at),
+        worst,
+    )
+    by_sub = (
+        select(item.parent_id, *columns)
+        .where(item.level == TaskLevel.action_item, item.parent_id.in_(listed))
+        .group_by(item.parent_id)
+    )
+    by_goal = (
+        select(sub.parent_id, *columns)
+        .join(item, item.parent_id == sub.id)
+        .where(item.level == TaskLevel.action_item, sub.parent_id.in_(listed))
+        .group_by(sub.parent_id)
+    )
+    rolled = pd.DataFrame(
+        [tuple(row) for stmt in (by_sub, by_goal) for row in conn.execute(stmt)],
+        columns=["node_id", "mean", "count", "done", "last", "rank"],
+    )
+    if rolled.empty:
+        return
+    rolled = rolled.set_index("node_id")
+    rows = frame.index[frame["node_id"].isin(rolled.index)]
+    mine = rolled.loc[frame.loc[rows, "node_id"]]
+    all_done = (pd.to_numeric(mine["done"]) == pd.to_numeric(mine["count"])).to_numpy()
+    frame.loc[rows, "progress"] = pd.to_numeric(mine["mean"]).round().astype(int).to_numpy()
+    frame.loc[rows, "done"] = all_done
+    frame.loc[rows, "colour"] = [_COLOUR_OF_RANK[int(r)] for r in mine["rank"]]
+    last = instants(mine["last"]).to_numpy()
+    frame.loc[rows[all_done], "completed"] = last[all_done]
 
 
 def _date_objects(column: pd.Series) -> pd.Series:

@@ -115,6 +115,9 @@ def kpi_frame(current: KpiSet, locale: str) -> pd.DataFrame:
             {
                 t("kpi"): t(f"kpi.{k.code}") + (" %" if percent else ""),
                 t("value"): _shown(k.value, percent),
+                # Whether the target is a floor or a ceiling (≥ 80 % resolved, ≤ 1.8 × the
+                # planned duration): the number alone does not say which side is met.
+                t("target_rule"): t(f"target_rule.{k.target_rule}") if k.target_rule else None,
                 t("target"): _shown(k.target, percent),
                 t("status"): t(f"status.{k.status}") if k.status else None,
                 t("previous"): _shown(k.previous, percent),

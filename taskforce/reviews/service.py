@@ -43,6 +43,7 @@ from taskforce.reports.render import fmt_kpi
 from taskforce.reports.workbook import write_workbooks
 from taskforce.reviews import charts, content
 from taskforce.reviews import ledgers as ledgers_module
+from taskforce.reviews.key_points import attention_counts, key_points
 from taskforce.reviews.periods import Period, ReviewKind, last_complete_period, parse_period
 
 Progress = Callable[[float, str], None]
@@ -242,6 +243,7 @@ def report_lists(conn, ctx: Context, period: Period, audience: Classification) -
         if "warnings" in shown
         else [],
         "cases": content.typical_cases(conn, period, policy, audience) if "cases" in shown else [],
+        "attention": attention_counts(conn, now),
         "lessons": content.lessons(
             conn,
             audience,
@@ -340,7 +342,7 @@ def build_context(
     kind = period.kind
     stages = current.details["stages"]
     risks = [_unit_name(r, locale) for r in data.lists["risks"]]
-    burndown = charts.burndown_rows(data.frames, period, current)
+    burndown = charts.burndown_rows(data.frames, period, current, policy.timezone)
     chart_svgs = {
         "chart-colours": charts.colour_chart(current, t),
         "chart-trend": trend_svg or charts.trend_chart(data.history, t),
@@ -359,6 +361,7 @@ def build_context(
         "generated_at": ctx.now().astimezone(ZoneInfo(policy.timezone)).strftime("%Y-%m-%d %H:%M"),
         "pdca": kind.value in policy.review.act_on,
         "sections": SECTIONS[kind],
+        "key_points": key_points(current, data.lists["attention"], period, t),
         "kpis": kpis,
         "done": current.details["done"],
         "colour_rows": [

@@ -58,8 +58,10 @@ def test_kpis_of_november(november, policy):
         r["phase"]: (r["due"], r["attained"]) for r in result.details["milestones_by_phase"]
     }
     assert by_phase == {"consolidation": (3, 1)}  # month 11 of the programme
-    # Approved non-reserve lines 1,000,000 + 500,000 yuan; disbursed by 30 Nov 300,000 + 150,000
-    # (the 1 December payment and the reserve draw do not count).
+    # Approved non-reserve lines 1,000,000 + 500,000 yuan as of November's end (l1's +200,000
+    # and the 400,000 line were approved at its end instant, 16:00Z, so they are not in the
+    # base); disbursed by 30 Nov 300,000 + 150,000 (the 1 December payment and the reserve
+    # draw do not count).
     assert result.details["budget"] == {
         "year": 2026,
         "approved_fen": 150_000_000,

@@ -15,7 +15,7 @@ from taskforce.kpi.frames import (
     _INSTANTS,
     FRAME_NAMES,
     Frames,
-    ledger_totals,
+    _queries,
     load_frames,
 )
 from taskforce.policy.schema import Classification
@@ -41,66 +41,6 @@ def typed_frames(conn) -> Frames:
                 frame[col] = frame[col].map(lambda v: v if v is None else str(v))
         frames[name] = frame
     return Frames(**frames)
-
-
-def _queries():
-    from sqlalchemy import select
-
-    from taskforce.budget.models import AuditFinding, BudgetLine
-    from taskforce.emergency.models import EarlyWarning, Emergency
-    from taskforce.loop.models import Evaluation, Issue, TaskLevel, TaskNode
-    from taskforce.org.models import Member
-    from taskforce.registers.models import Milestone
-
-    return {
-        "issues": select(
-            Issue.id,
-            Issue.stage,
-            Issue.reported_at,
-            Issue.first_response_at,
-            Issue.closed_at,
-            Issue.stage_due_at,
-        ),
-        "tasks": select(
-            TaskNode.start_date,
-            TaskNode.due_date,
-            TaskNode.done,
-            TaskNode.completed_at,
-            TaskNode.colour,
-        ).where(TaskNode.level == TaskLevel.action_item),
-        "evaluations": select(Evaluation.satisfaction, Evaluation.evaluated_at),
-        "milestones": select(
-            Milestone.kind, Milestone.due_date, Milestone.achieved, Milestone.achieved_on
-        ),
-        "lines": select(
-            BudgetLine.id,
-            BudgetLine.fiscal_year,
-            BudgetLine.amount_fen,
-            BudgetLine.status,
-            BudgetLine.is_reserve,
-        ),
-        "ledger": ledger_totals(),
-        "findings": select(
-            AuditFinding.severity,
-            AuditFinding.first_seen_week,
-            AuditFinding.resolved,
-            AuditFinding.resolved_week,
-        ),
-        "warnings": select(
-            EarlyWarning.colour,
-            EarlyWarning.raised_at,
-            EarlyWarning.deadline_at,
-            EarlyWarning.handled_at,
-        ),
-        "emergencies": select(
-            Emergency.level,
-            Emergency.is_drill,
-            Emergency.opened_at,
-            Emergency.acknowledged_at,
-            Emergency.resolved_at,
-        ),
-        "members": select(Member.full_time, Member.training_hours).where(Member.active.is_(True)),
-    }
 
 
 def _same_values(new: pd.DataFrame, old: pd.DataFrame) -> None:
@@ -243,7 +183,9 @@ def test_daily_ledger_totals_give_the_kpis_of_the_entries(dataset, policy):
         assert a.values() == b.values()
         assert a.kpis["budget_execution_rate"].basis == b.kpis["budget_execution_rate"].basis
         assert a.details == b.details
-        assert burndown_rows(ours, period, a) == burndown_rows(theirs, period, b)
+        assert burndown_rows(ours, period, a, policy.timezone) == burndown_rows(
+            theirs, period, b, policy.timezone
+        )
 
 
 def test_item_columns_derived_once_give_each_period_its_own_kpis(dataset, policy):

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from taskforce.budget.models import (
     AuditFinding,
+    BudgetAdjustment,
     BudgetLine,
     FiscalYear,
     LedgerEntry,
@@ -104,7 +105,11 @@ def action_item(
     colour: Colour = Colour.green,
     progress: int = 0,
     unit: str = "market-reg",
+    level: TaskLevel = TaskLevel.action_item,
+    under: TaskNode | None = None,
 ) -> TaskNode:
+    """A task node of `parent`'s plan (an action item unless `level` says otherwise), below
+    the node `under` if given."""
     plan = session.scalar(select(Plan).where(Plan.issue_id == parent.id))
     if plan is None:
         plan = Plan(
@@ -115,7 +120,8 @@ def action_item(
     row = TaskNode(
         plan_id=plan.id,
         issue_id=parent.id,
-        level=TaskLevel.action_item,
+        parent_id=under.id if under else None,
+        level=level,
         title=title or f"item {next(_seq)}",
         owner_unit_id=unit_id(session, unit),
         start_date=start,
@@ -185,8 +191,11 @@ def budget_line(
     purpose: str | None = None,
     issue_id: int | None = None,
     classification: Classification = Classification.internal,
+    approved_at: dt.datetime | None = None,
 ) -> BudgetLine:
     n = next(_seq)
+    if approved_at is None and status == LineStatus.approved:
+        approved_at = utc(year, 1, 6)
     row = BudgetLine(
         code=f"B-{year}-{n:03d}",
         fiscal_year=year,
@@ -197,9 +206,29 @@ def budget_line(
         benefit_target="benefit",
         amount_fen=amount_fen,
         status=status,
+        approved_at=approved_at,
         classification=classification,
         created_at=utc(year, 1, 5),
     )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def adjustment(
+    session: Session, line: BudgetLine, *, delta_fen: int, decided_at: dt.datetime
+) -> BudgetAdjustment:
+    """An approved change of a line's amount (applied to the line, as the service does)."""
+    row = BudgetAdjustment(
+        line_id=line.id,
+        delta_fen=delta_fen,
+        reason="adjustment",
+        status=LineStatus.approved,
+        approved_by="executive",
+        requested_at=decided_at - dt.timedelta(days=1),
+        decided_at=decided_at,
+    )
+    line.amount_fen += delta_fen
     session.add(row)
     session.flush()
     return row
@@ -407,6 +436,11 @@ def november_dataset(session: Session) -> dict:
         session, year=2026, amount_fen=30_000_000, status=LineStatus.proposed, issue_id=c.id
     )
     reserve = budget_line(session, year=2026, amount_fen=15_000_000, is_reserve=True)
+    # Decided after November (Shanghai midnight is 16:00Z): not in November's budget base.
+    adjustment(session, l1, delta_fen=20_000_000, decided_at=utc(2026, 11, 30, 16))
+    budget_line(
+        session, year=2026, amount_fen=40_000_000, approved_at=utc(2026, 11, 30, 16), issue_id=c.id
+    )
     ledger(session, l1, on=d(2026, 3, 1), amount_fen=30_000_000)
     ledger(session, l2, on=d(2026, 11, 30), amount_fen=15_000_000)
     ledger(session, l2, on=d(2026, 12, 1), amount_fen=10_000_000)

@@ -113,12 +113,14 @@ def test_files_in_both_locales_and_the_ledgers(engine, ctx, tmp_path):
     assert wb.sheetnames == ["指标", "任务台账", "资金台账"]
     kpis = {row[0]: row for row in wb["指标"].iter_rows(values_only=True)}
     # As the report shows it: a rate in percent, named so (50.0%, target ≥ 80.0%).
-    assert kpis["问题解决率 %"][1:4] == (50.0, 80.0, "未达标")
-    assert all(type(row[6]) is int for row in list(kpis.values())[1:] if row[6] is not None)
+    assert kpis["指标"][1:5] == ("本期值", "达标条件", "目标", "状态")
+    assert kpis["问题解决率 %"][1:5] == (50.0, "≥", 80.0, "未达标")
+    assert kpis["实际工期与计划工期之比"][2] == "≤"
+    assert all(type(row[7]) is int for row in list(kpis.values())[1:] if row[7] is not None)
     assert all(
         v is None or v == round(v, 2)
         for row in list(kpis.values())[1:]
-        for v in row[1:3]
+        for v in (row[1], row[3])
         if not isinstance(v, str)
     )
     tasks = list(wb["任务台账"].iter_rows(values_only=True))

@@ -1,0 +1,104 @@
+"""要点 at the top of a review: the rule without a database (key_points), and the counts
+behind it on both backends (attention_counts) at their boundaries."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy.orm import Session
+
+from taskforce.emergency.models import Level
+from taskforce.kpi.compute import Kpi, KpiSet
+from taskforce.loop.models import Colour
+from taskforce.reports.i18n import translator
+from taskforce.reviews.key_points import attention_counts, key_points
+from taskforce.reviews.periods import parse_period
+from tests.reviews import factories as f
+
+NOW = f.utc(2026, 12, 1, 1)
+Q3 = parse_period("quarterly", "2026-Q3")
+NOTHING = {"red": 0, "interviewed": 0, "escalated": 0, "warnings_late": {}, "emergencies_open": 0}
+
+
+def _kpis(**kpis: Kpi) -> KpiSet:
+    return KpiSet(period=Q3.label, kpis=kpis, details={"stages": [], "budget": None})
+
+
+def test_a_quiet_period_says_that_nothing_needs_a_decision():
+    met = Kpi("resolution_rate", "ratio", "up", 0.9, 0.8, "min", status="met")
+    zh = translator("zh-CN")
+    assert key_points(_kpis(resolution_rate=met), NOTHING, Q3, zh) == [zh("points.none")]
+
+
+def test_each_matter_is_one_line_with_its_numbers():
+    missed = Kpi("satisfaction", "score", "up", 72.5, 85.0, "min", status="missed")
+    late_rate = Kpi("on_time_rate", "ratio", "up", 0.61, 0.9, "min", status="missed")
+    rate = Kpi("budget_execution_rate", "ratio", "up", 0.39)
+    kpis = _kpis(satisfaction=missed, on_time_rate=late_rate, budget_execution_rate=rate)
+    kpis.details = {
+        "stages": [{"stage": "planning", "open": 5, "overdue": 2}, {"overdue": 1}],
+        "budget": {"year": 2026, "approved_fen": 100, "spent_fen": 39},
+    }
+    counts = {
+        "red": 12,
+        "interviewed": 9,
+        "escalated": 3,
+        "warnings_late": {"orange": 26, "red": 1},
+        "emergencies_open": 2,
+    }
+    points = key_points(kpis, counts, Q3, translator("zh-CN"))
+    assert points == [
+        "2 项指标未达标：满意度 72.5（目标 ≥ 85）；按期完成率 61.0%（目标 ≥ 90.0%）。",
+        "12 个行动项亮红灯，其中已发起约谈 9 个、已提请领导小组 3 个。",
+        "27 条预警已过处置时限仍未处置：红色预警（危急级） 1 条；橙色预警（警示级） 26 条。",
+        "2 起应急事件尚未处置完毕。",
+        "3 个问题超出所处阶段的时限。",
+        # 30 September is day 273 of 365.
+        "2026 年度预算执行率 39.0%（截至 2026-09-30），时间进度 74.8%。",
+    ]
+    en = key_points(kpis, counts, Q3, translator("en"))
+    assert en[0].startswith("2 targets missed: ")
+    assert not any("{" in line for line in points + en)  # every placeholder filled
+
+
+def test_no_budget_line_no_budget_point():
+    kpis = _kpis(budget_execution_rate=Kpi("budget_execution_rate", "ratio", "up", None))
+    kpis.details["budget"] = {"year": 2026, "approved_fen": 0, "spent_fen": 0}
+    zh = translator("zh-CN")
+    assert key_points(kpis, NOTHING, Q3, zh) == [zh("points.none")]
+
+
+def test_the_counts_at_their_boundaries(engine):
+    with Session(engine) as s, s.begin():
+        issue = f.issue(s, reported_at=f.utc(2026, 8, 1))
+        start, due = dt.date(2026, 8, 1), dt.date(2026, 9, 1)
+        f.action_item(s, issue, start=start, due=due, colour=Colour.red)
+        interviewed = f.action_item(s, issue, start=start, due=due, colour=Colour.red)
+        interviewed.interview_requested_at = f.utc(2026, 9, 3)
+        escalated = f.action_item(s, issue, start=start, due=due, colour=Colour.red)
+        escalated.interview_requested_at = f.utc(2026, 9, 3)
+        escalated.escalated_at = f.utc(2026, 9, 10)
+        # Red but done (its colour is history), and yellow: not counted.
+        f.action_item(s, issue, start=start, due=due, colour=Colour.red,
+                      completed_at=f.utc(2026, 9, 20))  # fmt: skip
+        f.action_item(s, issue, start=start, due=due, colour=Colour.yellow)
+        # Warnings: due a microsecond before now (late), due exactly now (not yet), handled.
+        tick = dt.timedelta(microseconds=1)
+        f.warning(s, colour="orange", raised_at=NOW - dt.timedelta(hours=72) - tick,
+                  deadline_hours=72)  # fmt: skip
+        f.warning(s, colour="orange", raised_at=NOW - dt.timedelta(hours=72), deadline_hours=72)
+        f.warning(s, colour="red", raised_at=f.utc(2026, 11, 1), deadline_hours=24,
+                  handled_at=f.utc(2026, 11, 3))  # fmt: skip
+        f.emergency(s, level=Level.II, opened_at=f.utc(2026, 11, 30))
+        f.emergency(s, level=Level.II, opened_at=f.utc(2026, 11, 30), is_drill=True)
+        f.emergency(s, level=Level.III, opened_at=f.utc(2026, 11, 2),
+                    resolved_at=f.utc(2026, 11, 2, 5))  # fmt: skip
+    with engine.connect() as conn:
+        counts = attention_counts(conn, NOW)
+    assert counts == {
+        "red": 3,
+        "interviewed": 2,
+        "escalated": 1,
+        "warnings_late": {"orange": 1},
+        "emergencies_open": 1,
+    }
