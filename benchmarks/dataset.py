@@ -530,9 +530,11 @@ class Generator:
         reserve_ids = np.arange(lines + 1, lines + 1 + len(years))
         created = self.issue_reported[issue_of - 1] + _days(rng.integers(1, 30, lines))
         created = np.minimum(created, _now64() - _days(1))
+        # Amounts, then statuses: the order of earlier versions' draws, so that every column
+        # but approved_at holds what they generated.
+        amount = rng.integers(10_000_00, 5_000_000_00, lines)
         status = rng.choice(["approved", "in_review", "proposed"], lines + len(years))
-        # Approved a week after the line was made (no random draw: the rest of the dataset
-        # stays what earlier versions generated).
+        # Approved a week after the line was made (no random draw of its own).
         approved_at = np.concatenate(
             [
                 np.minimum(created + _days(7), _now64() - _days(1)),
@@ -551,9 +553,7 @@ class Generator:
                 "purpose": ["专项经费"] * (lines + len(years)),
                 "output_target": ["完成整改"] * (lines + len(years)),
                 "benefit_target": ["办理时限压缩30%"] * (lines + len(years)),
-                "amount_fen": np.concatenate(
-                    [rng.integers(10_000_00, 5_000_000_00, lines), np.full(len(years), 10**10)]
-                ),
+                "amount_fen": np.concatenate([amount, np.full(len(years), 10**10)]),
                 "status": status,
                 "approved_at": np.where(
                     status == "approved", approved_at, np.datetime64("NaT", "us")

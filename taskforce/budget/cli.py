@@ -21,14 +21,16 @@ from taskforce.org.service import missing_organisation_hint
 
 app = typer.Typer(help="Budget (预算): fiscal year, ledger import, audits.", no_args_is_help=True)
 console = Console()
+errors = Console(stderr=True)
 M = TypeVar("M", bound=BaseModel)
 
 
 def _fail(exc: DomainError) -> None:
-    console.print(f"[red]refused[/]: {escape(str(exc))}")
+    """Refused input: the reason on stderr, exit 2 (as every command; README "Exit codes")."""
+    errors.print(f"[red]refused[/]: {escape(str(exc))}")
     if hint := missing_organisation_hint():
-        console.print(f"hint: {hint}")
-    raise typer.Exit(1)
+        errors.print(f"hint: {hint}")
+    raise typer.Exit(2)
 
 
 def _yuan(text: str, field: str) -> Decimal:

@@ -155,7 +155,10 @@ def run_performance_audit(
         row["assessment"] = _assess(row)
         rows.append(row)
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    amount = int(frame["amount_fen"].sum()) if not frame.empty else 0
+    # Budgeted means approved: a proposed, in-review or rejected line is listed with its
+    # status but is not part of the base the execution is measured against.
+    approved = frame["status"] == LineStatus.approved.value
+    amount = int(frame.loc[approved, "amount_fen"].sum()) if not frame.empty else 0
     spent = int(frame["spent_to_date_fen"].sum()) if not frame.empty else 0
     summary = {
         "half": half,

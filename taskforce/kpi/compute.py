@@ -16,6 +16,8 @@ Definitions (P = the period, local dates first..last, instants [start, end)):
 * budget_execution_rate — disbursed / approved (non-reserve lines) in the fiscal
   year of P, both as of P's end: lines approved after P, and amount changes approved
   after P, are not in the base (`approved_budget_fen`). Money is summed in integer fen.
+  The numerator is every disbursement of the year, so spending before a line's approval
+  (itself an audit finding) can take the rate above 100 %.
 * audit_findings_new / audit_findings_open — findings first seen in P's ISO weeks /
   unresolved at P's end.
 * warnings_raised, warnings_on_time_rate — warnings raised in P; the share handled

@@ -206,7 +206,7 @@ class TaskNode(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     plan_id: Mapped[int] = mapped_column(ForeignKey("plan.id"), index=True)
     issue_id: Mapped[int] = mapped_column(ForeignKey("issue.id"), index=True)
-    parent_id: Mapped[int | None] = mapped_column(ForeignKey("task_node.id"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("task_node.id"), index=True)
     level: Mapped[TaskLevel] = enum_column(TaskLevel)
     title: Mapped[str] = mapped_column(String(300))
     owner_unit_id: Mapped[int | None] = mapped_column(ForeignKey("unit.id"), index=True)

@@ -80,10 +80,13 @@ def _placeholder(index: int) -> str:
 def burndown_rows(frames: Frames, period: Period, current: KpiSet, timezone: str) -> list[dict]:
     """Remaining approved budget at the end of each month of the fiscal year up to the period.
 
-    Each month is measured against the budget approved by its end (a line approved in June
-    is not "remaining" in March); the even pace runs down the budget approved by the
-    period's end, which is the base of the period's execution rate.
+    Each month is measured against the budget approved by its end, or by the period's end
+    in the period's own month (a line approved in June is not "remaining" in March, nor one
+    approved after a weekly review's week in that week's month). The even pace runs down
+    the budget approved by the period's end, the base of the period's execution rate; the
+    approved column shows where the base grew.
     """
+    period_ends = pd.Timestamp(period.ends_at(timezone))
     budget = current.details["budget"]
     year, approved = budget["year"], budget["approved_fen"]
     ledger = frames.ledger
@@ -97,7 +100,8 @@ def burndown_rows(frames: Frames, period: Period, current: KpiSet, timezone: str
     for month in range(1, period.last_day.month + 1):
         cumulative += int(by_month.get(month, 0))
         month_ends = parse_period(ReviewKind.monthly, f"{year}-{month:02d}").ends_at(timezone)
-        approved_then = approved_budget_fen(frames, year, pd.Timestamp(month_ends))
+        until = min(pd.Timestamp(month_ends), period_ends)
+        approved_then = approved_budget_fen(frames, year, until)
         rows.append(
             {
                 "month": f"{year}-{month:02d}",

@@ -19,12 +19,14 @@ app = typer.Typer(
     help="PDCA reviews and their reports (周调度 / 月度复盘 / 季度 / 半年度).", no_args_is_help=True
 )
 console = Console()
+errors = Console(stderr=True)
 
 
 def _refuse(exc: DomainError) -> None:
-    console.print(f"[red]{escape(str(exc))}[/]")
+    """Refused input: the reason on stderr, exit 2 (as every command; README "Exit codes")."""
+    errors.print(f"[red]{escape(str(exc))}[/]")
     if hint := missing_organisation_hint():
-        console.print(f"hint: {hint}")
+        errors.print(f"hint: {hint}")
     raise typer.Exit(2) from exc
 
 

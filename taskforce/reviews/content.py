@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, and_, case, func, select
 from sqlalchemy.orm import aliased
@@ -311,65 +312,92 @@ def task_ledger(
     frame["progress"] = pd.to_numeric(frame["progress"])
     frame["done"] = flags(frame["done"])
     frame["completed"] = instants(frame["completed"])
-    _roll_up(conn, frame, where)
+    _roll_up(conn, frame)
     return frame.drop(columns="node_id")
 
 
 _COLOUR_OF_RANK = {0: Colour.green.value, 1: Colour.yellow.value, 2: Colour.red.value}
+# Ids per IN (...) list: under the 999 bound parameters of SQLite builds before 3.32.
+_IDS_PER_QUERY = 900
 
 
-def _roll_up(conn, frame: pd.DataFrame, where: list) -> None:
+def _roll_up(conn, frame: pd.DataFrame) -> None:
     """Goals and sub-projects carry no progress of their own (only action items are
     reported on): their rows show their action items' — mean progress, done when every one
-    is done (completed with the last), and the worst colour among the open ones."""
-    item, sub = aliased(TaskNode), aliased(TaskNode)
-    # The goals and sub-projects the ledger lists (a period's ledger lists only some).
-    listed = (
-        select(TaskNode.id)
-        .join(Issue, Issue.id == TaskNode.issue_id)
-        .where(*where, TaskNode.level != TaskLevel.action_item)
-    )
-    worst = func.max(
+    is done (completed with the last), and the worst colour among the open ones.
+
+    Only the nodes the ledger lists are rolled up, through the parent_id index: a period's
+    ledger lists a fraction of them (migration 0006_task_parent)."""
+    level = frame["level"]
+    goals = frame.loc[level == TaskLevel.goal.value, "node_id"].astype(int).tolist()
+    subs = set(frame.loc[level == TaskLevel.sub_project.value, "node_id"].astype(int))
+    if not goals and not subs:
+        return
+    goal_of: dict[int, int] = {}  # sub-project id -> its goal's id, for the listed goals
+    for chunk in _id_chunks(goals):
+        goal_of.update(
+            conn.execute(
+                select(TaskNode.id, TaskNode.parent_id).where(
+                    TaskNode.parent_id.in_(chunk), TaskNode.level == TaskLevel.sub_project
+                )
+            ).all()
+        )
+    item_done = case((TaskNode.done.is_(True), 1), else_=0)
+    worst_open = func.max(
         case(
-            (item.done.is_(True), 0),
-            (item.colour == Colour.red, 2),
-            (item.colour == Colour.yellow, 1),
+            (TaskNode.done.is_(True), 0),
+            (TaskNode.colour == Colour.red, 2),
+            (TaskNode.colour == Colour.yellow, 1),
             else_=0,
         )
     )
-    columns = (
-        func.avg(item.progress_percent),
-        func.count(),
-        func.sum(case((item.done.is_(True), 1), else_=0)),
-        func.max(item.completed_at),
-        worst,
+    rows = []
+    for chunk in _id_chunks(sorted(subs | goal_of.keys())):
+        rows += conn.execute(
+            select(
+                TaskNode.parent_id,
+                func.sum(TaskNode.progress_percent),
+                func.count(),
+                func.sum(item_done),
+                func.max(TaskNode.completed_at),
+                worst_open,
+            )
+            .where(TaskNode.parent_id.in_(chunk), TaskNode.level == TaskLevel.action_item)
+            .group_by(TaskNode.parent_id)
+        ).all()
+    per_sub = pd.DataFrame(
+        [tuple(r) for r in rows], columns=["node_id", "total", "count", "done", "last", "rank"]
     )
-    by_sub = (
-        select(item.parent_id, *columns)
-        .where(item.level == TaskLevel.action_item, item.parent_id.in_(listed))
-        .group_by(item.parent_id)
-    )
-    by_goal = (
-        select(sub.parent_id, *columns)
-        .join(item, item.parent_id == sub.id)
-        .where(item.level == TaskLevel.action_item, sub.parent_id.in_(listed))
-        .group_by(sub.parent_id)
-    )
-    rolled = pd.DataFrame(
-        [tuple(row) for stmt in (by_sub, by_goal) for row in conn.execute(stmt)],
-        columns=["node_id", "mean", "count", "done", "last", "rank"],
-    )
-    if rolled.empty:
+    if per_sub.empty:
         return
-    rolled = rolled.set_index("node_id")
-    rows = frame.index[frame["node_id"].isin(rolled.index)]
-    mine = rolled.loc[frame.loc[rows, "node_id"]]
-    all_done = (pd.to_numeric(mine["done"]) == pd.to_numeric(mine["count"])).to_numpy()
-    frame.loc[rows, "progress"] = pd.to_numeric(mine["mean"]).round().astype(int).to_numpy()
-    frame.loc[rows, "done"] = all_done
-    frame.loc[rows, "colour"] = [_COLOUR_OF_RANK[int(r)] for r in mine["rank"]]
-    last = instants(mine["last"]).to_numpy()
-    frame.loc[rows[all_done], "completed"] = last[all_done]
+    for col in ("total", "count", "done", "rank"):  # PostgreSQL sums as Decimal
+        per_sub[col] = pd.to_numeric(per_sub[col]).astype("int64")
+    per_sub["last"] = instants(per_sub["last"])
+    per_goal = (
+        per_sub[per_sub["node_id"].isin(goal_of.keys())]
+        .assign(node_id=lambda f: f["node_id"].map(goal_of))
+        .groupby("node_id", as_index=False)
+        .agg({"total": "sum", "count": "sum", "done": "sum", "last": "max", "rank": "max"})
+    )
+    rolled = pd.concat([per_sub[per_sub["node_id"].isin(subs)], per_goal]).set_index("node_id")
+    shown = frame.index[frame["node_id"].isin(rolled.index) & (level != "action_item")]
+    mine = rolled.loc[frame.loc[shown, "node_id"].astype(int)]
+    all_done = (mine["done"] == mine["count"]).to_numpy()
+    # Half up, as people round a percentage (62.5 → 63; numpy would give 62).
+    mean = np.floor(mine["total"].to_numpy() / mine["count"].to_numpy() + 0.5).astype(int)
+    frame.loc[shown, "progress"] = mean
+    frame.loc[shown, "done"] = all_done
+    frame.loc[shown, "colour"] = [_COLOUR_OF_RANK[int(r)] for r in mine["rank"]]
+    # Built whole and of one type: writing times into a column pandas gave another unit
+    # (all missing, say) can fail.
+    completed = pd.Series(frame["completed"].to_numpy(), index=frame.index, dtype=object)
+    completed[shown[all_done]] = mine["last"].to_numpy(dtype=object)[all_done]
+    frame["completed"] = instants(completed)
+
+
+def _id_chunks(ids: list[int]):
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        yield ids[start : start + _IDS_PER_QUERY]
 
 
 def _date_objects(column: pd.Series) -> pd.Series:

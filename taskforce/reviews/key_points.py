@@ -3,19 +3,22 @@
 The tables below a review's head say everything; a leadership meeting reads these lines
 first. Each line is a count (no record text, so it is the same for every audience) and
 appears only when there is something to act on: missed targets, red items and where their
-interviews (约谈) and escalations stand, warnings and emergencies past their deadline,
-issues past their stage deadline, and the budget's execution against the time elapsed.
+interviews (约谈) and escalations stand, warnings past their deadline, unresolved
+emergencies, issues past their stage deadline. When there is none, one line says so. The
+budget's execution against the share of the year elapsed closes the list as context.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Connection, func, select
+import pandas as pd
 
-from taskforce.emergency.models import EarlyWarning, Emergency, WarningStatus
+from taskforce.emergency.models import WarningStatus
 from taskforce.kpi.compute import KpiSet
-from taskforce.loop.models import Colour, TaskLevel, TaskNode
+from taskforce.kpi.frames import Frames
+from taskforce.loop.models import Colour
+from taskforce.money import format_yuan
 from taskforce.reports.i18n import Translate
 from taskforce.reports.render import fmt_kpi, fmt_percent
 from taskforce.reviews.periods import Period
@@ -23,45 +26,32 @@ from taskforce.reviews.periods import Period
 WARNING_COLOURS = ("red", "orange", "yellow")
 
 
-def attention_counts(conn: Connection, now: dt.datetime) -> dict:
-    """The counts behind the key points that the KPI frames do not carry, as of `now`: open
-    red items (with an interview requested, escalated), open warnings whose deadline is
-    before `now` (escalated ones were acted on), and unresolved real emergencies."""
-    red_open = (
-        (TaskNode.level == TaskLevel.action_item)
-        & TaskNode.done.is_(False)
-        & (TaskNode.colour == Colour.red)
-    )
-    red, interviewed, escalated = conn.execute(
-        select(
-            func.count(),
-            func.count(TaskNode.interview_requested_at),
-            func.count(TaskNode.escalated_at),
-        ).where(red_open)
-    ).one()
-    late = dict(
-        conn.execute(
-            select(EarlyWarning.colour, func.count())
-            .where(EarlyWarning.status == WarningStatus.open, EarlyWarning.deadline_at < now)
-            .group_by(EarlyWarning.colour)
-        ).all()
-    )
-    open_emergencies = conn.scalar(
-        select(func.count())
-        .select_from(Emergency)
-        .where(Emergency.resolved_at.is_(None), Emergency.is_drill.is_(False))
-    )
+def attention_counts(frames: Frames, now: dt.datetime) -> dict:
+    """The counts behind the key points, from the review's frames, as of `now`: open red
+    items (with an interview requested, escalated), open warnings whose deadline is before
+    `now` (escalated ones were acted on), and unresolved real emergencies."""
+    tasks = frames.tasks
+    red = tasks[~tasks["done"] & (tasks["colour"] == Colour.red.value)]
+    warnings = frames.warnings
+    late = warnings[
+        (warnings["status"] == WarningStatus.open.value)
+        & (warnings["deadline_at"] < pd.Timestamp(now))
+    ]
+    emergencies = frames.emergencies
     return {
-        "red": int(red),
-        "interviewed": int(interviewed),
-        "escalated": int(escalated),
-        "warnings_late": {str(getattr(c, "value", c)): int(n) for c, n in late.items()},
-        "emergencies_open": int(open_emergencies or 0),
+        "red": len(red),
+        "interviewed": int(red["interviewed"].sum()),
+        "escalated": int(red["escalated"].sum()),
+        "warnings_late": {str(c): int(n) for c, n in late["colour"].value_counts().items()},
+        "emergencies_open": int(
+            (emergencies["resolved_at"].isna() & ~emergencies["is_drill"]).sum()
+        ),
     }
 
 
 def key_points(current: KpiSet, counts: dict, period: Period, t: Translate) -> list[str]:
-    """The review's 要点, most pressing first; one line saying so when nothing needs a decision."""
+    """The review's 要点, most pressing first (or one line saying nothing needs a decision),
+    then the budget's execution."""
     points = []
     missed = [k for k in current.kpis.values() if k.status == "missed"]
     if missed:
@@ -98,6 +88,8 @@ def key_points(current: KpiSet, counts: dict, period: Period, t: Translate) -> l
     overdue = sum(s["overdue"] for s in current.details.get("stages", []))
     if overdue:
         points.append(t("points.stages_overdue", n=overdue))
+    if not points:
+        points.append(t("points.none"))
     budget = current.details.get("budget")
     rate = current.kpis.get("budget_execution_rate")
     if budget and budget["approved_fen"] and rate is not None and rate.value is not None:
@@ -111,6 +103,7 @@ def key_points(current: KpiSet, counts: dict, period: Period, t: Translate) -> l
                 rate=fmt_percent(rate.value),
                 elapsed=fmt_percent(elapsed),
                 day=period.last_day.isoformat(),
+                approved=format_yuan(budget["approved_fen"], t("lang")),
             )
         )
-    return points or [t("points.none")]
+    return points

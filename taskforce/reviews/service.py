@@ -243,7 +243,6 @@ def report_lists(conn, ctx: Context, period: Period, audience: Classification) -
         if "warnings" in shown
         else [],
         "cases": content.typical_cases(conn, period, policy, audience) if "cases" in shown else [],
-        "attention": attention_counts(conn, now),
         "lessons": content.lessons(
             conn,
             audience,
@@ -361,7 +360,7 @@ def build_context(
         "generated_at": ctx.now().astimezone(ZoneInfo(policy.timezone)).strftime("%Y-%m-%d %H:%M"),
         "pdca": kind.value in policy.review.act_on,
         "sections": SECTIONS[kind],
-        "key_points": key_points(current, data.lists["attention"], period, t),
+        "key_points": key_points(current, attention_counts(data.frames, ctx.now()), period, t),
         "kpis": kpis,
         "done": current.details["done"],
         "colour_rows": [
@@ -382,6 +381,7 @@ def build_context(
         "burndown_rows": [
             {
                 "month": r["month"],
+                "approved": format_yuan(r["approved_fen"], locale),
                 "spent": format_yuan(r["spent_fen"], locale),
                 "remaining": format_yuan(r["remaining_fen"], locale),
             }

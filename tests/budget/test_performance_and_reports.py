@@ -24,6 +24,7 @@ def test_input_against_output_per_line(books):
     books.set_year("100000000.00")
     books.line("A-1", "1000.00")
     books.line("A-2", "500.00")
+    books.propose("P-1", "9000.00")  # proposed, not approved: listed, not budgeted
     books.import_csv(
         csv_text(
             "V1,2026-03-10,A-1,,400.00,,,",
@@ -50,6 +51,10 @@ def test_input_against_output_per_line(books):
     assert h1.loc["A-1", "assessment"] == "target met"
     assert h1.loc["A-1", "output_target"] == "system live in 12 districts"
     assert h1.loc["A-2", "assessment"] == "over budget"
+    assert h1.loc["P-1", "status"] == "proposed"
+    summary = _performance(books, "2026-H1").summary
+    assert summary["amount_fen"] == 150_000  # A-1 + A-2, not the proposed 9,000
+    assert summary["execution_bp"] == 90_001 * 10_000 // 150_000  # 400.00 + 500.01 of 1,500
     books.clock.set(dt.datetime(2027, 1, 4, 1, tzinfo=dt.UTC))  # an audit of a half begun
     h2 = _performance(books, "2026-H2")
     assert h2.lines.set_index("code").loc["A-1", "spent_to_date_fen"] == 60_000

@@ -126,6 +126,23 @@ def test_the_burndown_measures_each_month_against_the_budget_approved_by_its_end
     assert by_month["2026-07"]["remaining_fen"] == 1_800 - 800
 
 
+def test_a_weekly_review_s_last_month_ends_with_its_week():
+    """W36 is 31 August – 6 September: a line approved on 10 September is not in its base,
+    not even in September's row of the burn-down."""
+    frames = _frames(
+        [
+            {"id": 1, "amount_fen": 1_000, "approved_at": dt.datetime(2026, 1, 5, tzinfo=UTC)},
+            {"id": 2, "amount_fen": 500, "approved_at": dt.datetime(2026, 9, 10, tzinfo=UTC)},
+        ],
+        [],
+    )
+    budget = {"year": 2026, "approved_fen": 1_000, "spent_fen": 0}
+    current = KpiSet(period="2026-W36", kpis={}, details={"budget": budget})
+    rows = burndown_rows(frames, parse_period("weekly", "2026-W36"), current, "Asia/Shanghai")
+    assert [r["month"] for r in rows][-1] == "2026-09"
+    assert rows[-1]["approved_fen"] == rows[-2]["approved_fen"] == 1_000
+
+
 instants = st.datetimes(
     min_value=dt.datetime(2026, 9, 28), max_value=dt.datetime(2026, 10, 3), timezones=st.just(UTC)
 )

@@ -1,5 +1,6 @@
 """要点 at the top of a review: the rule without a database (key_points), and the counts
-behind it on both backends (attention_counts) at their boundaries."""
+behind it, read into the review's frames on both backends (attention_counts), at their
+boundaries."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from taskforce.emergency.models import Level
 from taskforce.kpi.compute import Kpi, KpiSet
+from taskforce.kpi.frames import load_frames
 from taskforce.loop.models import Colour
 from taskforce.reports.i18n import translator
 from taskforce.reviews.key_points import attention_counts, key_points
@@ -54,11 +56,25 @@ def test_each_matter_is_one_line_with_its_numbers():
         "2 起应急事件尚未处置完毕。",
         "3 个问题超出所处阶段的时限。",
         # 30 September is day 273 of 365.
-        "2026 年度预算执行率 39.0%（截至 2026-09-30），时间进度 74.8%。",
+        "2026 年度预算执行率 39.0%（截至 2026-09-30，已批预算 1.00元），时间进度 74.8%。",
     ]
     en = key_points(kpis, counts, Q3, translator("en"))
-    assert en[0].startswith("2 targets missed: ")
+    assert en[0].startswith("Targets missed (2): Satisfaction score 72.5 (target ≥ 85); ")
+    assert en[-1] == (
+        "Budget execution 2026: 39.0% of the CNY 1.00 approved by 2026-09-30, "
+        "with 74.8% of the year elapsed."
+    )
     assert not any("{" in line for line in points + en)  # every placeholder filled
+
+
+def test_a_quiet_period_still_shows_its_budget_after_saying_so():
+    kpis = _kpis(budget_execution_rate=Kpi("budget_execution_rate", "ratio", "up", 0.5))
+    kpis.details["budget"] = {"year": 2026, "approved_fen": 86_000_000_00, "spent_fen": 1}
+    zh = translator("zh-CN")
+    assert key_points(kpis, NOTHING, Q3, zh) == [
+        zh("points.none"),
+        "2026 年度预算执行率 50.0%（截至 2026-09-30，已批预算 8,600万元），时间进度 74.8%。",
+    ]
 
 
 def test_no_budget_line_no_budget_point():
@@ -94,7 +110,7 @@ def test_the_counts_at_their_boundaries(engine):
         f.emergency(s, level=Level.III, opened_at=f.utc(2026, 11, 2),
                     resolved_at=f.utc(2026, 11, 2, 5))  # fmt: skip
     with engine.connect() as conn:
-        counts = attention_counts(conn, NOW)
+        counts = attention_counts(load_frames(conn), NOW)
     assert counts == {
         "red": 3,
         "interviewed": 2,

@@ -37,6 +37,9 @@ def _tree(session: Session) -> None:
     running = node("running sub-project", TaskLevel.sub_project, goal)
     node("item c", TaskLevel.action_item, running, progress=40, colour=Colour.red)
     node("item d", TaskLevel.action_item, running, progress=60, colour=Colour.yellow)
+    halves = node("halves sub-project", TaskLevel.sub_project, goal)
+    node("item e", TaskLevel.action_item, halves, progress=50)
+    node("item f", TaskLevel.action_item, halves, progress=75)
     node("empty sub-project", TaskLevel.sub_project, goal)
 
 
@@ -56,8 +59,9 @@ def test_goal_and_sub_project_rows_roll_up_their_action_items(engine):
     running = rows["running sub-project"]
     assert (running.progress, running.done, running.colour) == (50, False, "red")
     assert pd.isna(running.completed)
-    goal = rows["goal"]  # (100 + 100 + 40 + 60) / 4
-    assert (goal.progress, goal.done, goal.colour) == (75, False, "red")
+    assert rows["halves sub-project"].progress == 63  # 62.5, rounded half up
+    goal = rows["goal"]  # (100 + 100 + 40 + 60 + 50 + 75) / 6 = 70.8
+    assert (goal.progress, goal.done, goal.colour) == (71, False, "red")
     # A sub-project with no action item keeps its own (empty) state.
     empty = rows["empty sub-project"]
     assert (empty.progress, empty.done) == (0, False)
@@ -68,5 +72,5 @@ def test_a_period_ledger_rolls_up_all_items_of_the_nodes_it_lists(engine):
     """November's ledger lists the nodes due in November (all of them here); the roll-up
     counts their items whatever the period."""
     rows = _rows(engine, parse_period("monthly", "2026-11"))
-    assert rows["goal"].progress == 75
+    assert rows["goal"].progress == 71
     assert rows["finished sub-project"].done

@@ -94,9 +94,9 @@ def test_set_year_refuses_an_amount_that_is_not_one_and_writes_nothing(tmp_path,
     done = _cli(
         "budget", "set-year", "2027", total, "--decided-by", "L1", url=url, tmp_path=tmp_path
     )
-    assert done.returncode == 1
+    assert done.returncode == 2
     _no_traceback(done)
-    out = " ".join(done.stdout.split())  # rich wraps long lines
+    out = " ".join(done.stderr.split())  # rich wraps long lines
     assert "refused: total:" in out and says in out
     assert _count(engine, FiscalYear) == 0
 
@@ -109,9 +109,9 @@ def test_files_that_are_not_ledgers_are_refused_by_name(tmp_path):
     empty.write_text("")
 
     done = _cli("budget", "import", str(not_excel), url=url, tmp_path=tmp_path)
-    assert done.returncode == 1
+    assert done.returncode == 2
     _no_traceback(done)
-    assert "not a readable Excel workbook" in " ".join(done.stdout.split())
+    assert "not a readable Excel workbook" in " ".join(done.stderr.split())
 
     for path, says in ((not_excel, "is not a readable Excel workbook"), (empty, "is empty")):
         done = _cli("import-issues", str(path), url=url, tmp_path=tmp_path)
@@ -136,7 +136,7 @@ def test_a_review_of_a_period_not_ended_is_refused_and_opens_no_issue(tmp_path):
     done = _cli("review", "run", "monthly", "--period", "2030-01", url=url, tmp_path=tmp_path)
     assert done.returncode == 2
     _no_traceback(done)
-    out = " ".join(done.stdout.split())
+    out = " ".join(done.stderr.split())
     assert "period: 2030-01 has not ended yet" in out and "a finished monthly period" in out
     assert _count(engine, Issue) == 0 and _count(engine, Review) == 0
 
