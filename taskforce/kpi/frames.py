@@ -34,7 +34,7 @@ _INSTANTS = {
     "adjustments": ["decided_at"],
 }
 _FLAGS = {
-    "tasks": ["done", "interviewed", "escalated"],
+    "tasks": ["done"],
     "milestones": ["achieved"],
     "lines": ["is_reserve"],
     "findings": ["resolved"],
@@ -177,9 +177,6 @@ def _queries() -> dict:
             TaskNode.done,
             TaskNode.completed_at,
             TaskNode.colour,
-            # Where a red item's steps stand (约谈 requested, escalated): the review's key points.
-            TaskNode.interview_requested_at.is_not(None).label("interviewed"),
-            TaskNode.escalated_at.is_not(None).label("escalated"),
         ).where(TaskNode.level == TaskLevel.action_item),
         "evaluations": select(Evaluation.satisfaction, Evaluation.evaluated_at),
         "milestones": select(

@@ -13,11 +13,12 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
+from sqlalchemy import Connection, func, select
 
 from taskforce.emergency.models import WarningStatus
 from taskforce.kpi.compute import KpiSet
 from taskforce.kpi.frames import Frames
-from taskforce.loop.models import Colour
+from taskforce.loop.models import Colour, TaskLevel, TaskNode
 from taskforce.money import format_yuan
 from taskforce.reports.i18n import Translate
 from taskforce.reports.render import fmt_kpi, fmt_percent
@@ -26,10 +27,25 @@ from taskforce.reviews.periods import Period
 WARNING_COLOURS = ("red", "orange", "yellow")
 
 
-def attention_counts(frames: Frames, now: dt.datetime) -> dict:
-    """The counts behind the key points, from the review's frames, as of `now`: open red
-    items (with an interview requested, escalated), open warnings whose deadline is before
-    `now` (escalated ones were acted on), and unresolved real emergencies."""
+def red_item_steps(conn: Connection) -> dict[str, int]:
+    """How many open red items have an interview (约谈) requested, and how many were
+    escalated to the leadership group."""
+    interviewed, escalated = conn.execute(
+        select(
+            func.count(TaskNode.interview_requested_at), func.count(TaskNode.escalated_at)
+        ).where(
+            TaskNode.level == TaskLevel.action_item,
+            TaskNode.done.is_(False),
+            TaskNode.colour == Colour.red,
+        )
+    ).one()
+    return {"interviewed": int(interviewed), "escalated": int(escalated)}
+
+
+def attention_counts(frames: Frames, red_steps: dict[str, int], now: dt.datetime) -> dict:
+    """The counts behind the key points as of `now`: open red items (from the review's
+    frames; `red_steps` from red_item_steps), open warnings whose deadline is before `now`
+    (escalated ones were acted on), and unresolved real emergencies."""
     tasks = frames.tasks
     red = tasks[~tasks["done"] & (tasks["colour"] == Colour.red.value)]
     warnings = frames.warnings
@@ -40,8 +56,8 @@ def attention_counts(frames: Frames, now: dt.datetime) -> dict:
     emergencies = frames.emergencies
     return {
         "red": len(red),
-        "interviewed": int(red["interviewed"].sum()),
-        "escalated": int(red["escalated"].sum()),
+        "interviewed": red_steps["interviewed"],
+        "escalated": red_steps["escalated"],
         "warnings_late": {str(c): int(n) for c, n in late["colour"].value_counts().items()},
         "emergencies_open": int(
             (emergencies["resolved_at"].isna() & ~emergencies["is_drill"]).sum()

@@ -43,7 +43,7 @@ from taskforce.reports.render import fmt_kpi
 from taskforce.reports.workbook import write_workbooks
 from taskforce.reviews import charts, content
 from taskforce.reviews import ledgers as ledgers_module
-from taskforce.reviews.key_points import attention_counts, key_points
+from taskforce.reviews.key_points import attention_counts, key_points, red_item_steps
 from taskforce.reviews.periods import Period, ReviewKind, last_complete_period, parse_period
 
 Progress = Callable[[float, str], None]
@@ -172,6 +172,9 @@ def _read_all(
         ThreadPoolExecutor(4, thread_name_prefix="review-read") as pool,
     ):
         big = [on_connection(read_frames, names) for names in _BIG_FRAMES]
+        # Beside the big reads, not in the 1,000,000-row items frame: two more columns there
+        # cost more than this query of the red items alone (benchmarks/RESULTS.md, session 8).
+        red_steps = on_connection(red_item_steps)
         pending = (
             {
                 "task_ledger": on_connection(content.task_ledger, audience, period, timezone=tz),
@@ -187,6 +190,7 @@ def _read_all(
         for future in big:
             parts.update(future.result())
         lists.update({name: future.result() for name, future in pending.items()})
+        lists["red_steps"] = red_steps.result()
     return Frames(**{name: parts[name] for name in FRAME_NAMES}), lists
 
 
@@ -213,6 +217,7 @@ def gather(
                     kpiset.kpis[code].value = value
         previous = history[-2].values() if len(history) > 1 else {}
         compare(history[-1], previous)
+    lists["attention"] = attention_counts(frames, lists.pop("red_steps"), now)
     return ReviewData(period=period, audience=audience, history=history, frames=frames, lists=lists)
 
 
@@ -360,7 +365,7 @@ def build_context(
         "generated_at": ctx.now().astimezone(ZoneInfo(policy.timezone)).strftime("%Y-%m-%d %H:%M"),
         "pdca": kind.value in policy.review.act_on,
         "sections": SECTIONS[kind],
-        "key_points": key_points(current, attention_counts(data.frames, ctx.now()), period, t),
+        "key_points": key_points(current, data.lists["attention"], period, t),
         "kpis": kpis,
         "done": current.details["done"],
         "colour_rows": [

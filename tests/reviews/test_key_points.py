@@ -13,7 +13,7 @@ from taskforce.kpi.compute import Kpi, KpiSet
 from taskforce.kpi.frames import load_frames
 from taskforce.loop.models import Colour
 from taskforce.reports.i18n import translator
-from taskforce.reviews.key_points import attention_counts, key_points
+from taskforce.reviews.key_points import attention_counts, key_points, red_item_steps
 from taskforce.reviews.periods import parse_period
 from tests.reviews import factories as f
 
@@ -110,7 +110,7 @@ def test_the_counts_at_their_boundaries(engine):
         f.emergency(s, level=Level.III, opened_at=f.utc(2026, 11, 2),
                     resolved_at=f.utc(2026, 11, 2, 5))  # fmt: skip
     with engine.connect() as conn:
-        counts = attention_counts(load_frames(conn), NOW)
+        counts = attention_counts(load_frames(conn), red_item_steps(conn), NOW)
     assert counts == {
         "red": 3,
         "interviewed": 2,
