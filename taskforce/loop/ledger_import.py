@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from taskforce.context import Context
 from taskforce.errors import DomainError
+from taskforce.loop.duplicates import OpenTitles
 from taskforce.loop.forms import ReportIssueForm
 from taskforce.loop.models import IssueReport
 from taskforce.loop.report import report_issue
@@ -145,19 +146,22 @@ def import_ledger(
                 select(IssueReport.idempotency_key).where(IssueReport.idempotency_key.in_(keys))
             )
         )
+    open_titles = OpenTitles()  # each lead unit's open titles read once, not once a row
     for index, (row, key) in enumerate(zip(rows, keys, strict=True)):
         line = index + 2
         if key in done:
             result.already_imported += 1
         else:
-            _import_row(session_factory, ctx, row, key, line, actor, result)
+            _import_row(session_factory, ctx, row, key, line, actor, result, open_titles)
             done.add(key)
         if on_progress:
             on_progress(index + 1, len(rows))
     return result
 
 
-def _import_row(session_factory, ctx, row, key, line, actor, result: ImportResult) -> None:
+def _import_row(
+    session_factory, ctx, row, key, line, actor, result: ImportResult, open_titles: OpenTitles
+) -> None:
     try:
         form = _form(row)
     except ValidationError as exc:
@@ -169,11 +173,23 @@ def _import_row(session_factory, ctx, row, key, line, actor, result: ImportResul
     try:
         with session_factory() as session, session.begin():
             outcome = report_issue(
-                session, ctx, form, actor=actor, key=key, origin="import", origin_ref=key
+                session,
+                ctx,
+                form,
+                actor=actor,
+                key=key,
+                origin="import",
+                origin_ref=key,
+                open_titles=open_titles,
             )
     except DomainError as exc:
+        open_titles.drop()
         result.errors.append(RowError(line, exc.field or "row", str(exc).split(": ", 1)[-1]))
         return
+    except BaseException:
+        open_titles.drop()
+        raise
+    open_titles.keep()  # committed: later rows of the file may repeat it
     (result.linked_duplicates if outcome.duplicate else result.imported).append(
         outcome.issue_number
     )

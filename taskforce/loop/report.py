@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import difflib
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from taskforce import events
 from taskforce.context import Context
 from taskforce.errors import DomainError, NotFound
 from taskforce.idempotency import fingerprint, previous_result, remember
+from taskforce.loop.duplicates import OpenTitles, find_duplicate
 from taskforce.loop.forms import ReportIssueForm, ReportResult
 from taskforce.loop.models import Issue, IssueReport, IssueUnit, Stage
 from taskforce.money import to_fen
@@ -24,68 +24,6 @@ def _units(session: Session, codes: set[str]) -> dict[str, Unit]:
     return found
 
 
-def _similar(a: str, b: str) -> float:
-    return difflib.SequenceMatcher(None, a.casefold(), b.casefold()).ratio()
-
-
-def title_length_bounds(length: int, threshold: float) -> tuple[int, int]:
-    """Lengths a title must have to be `threshold`-similar to one of `length` characters.
-
-    Similarity 2·matches/(la+lb) cannot reach t unless lb lies within la·t/(2−t) … la·(2−t)/t,
-    so the database can drop the other titles before any comparison (one character of slack
-    for case folding that changes a length).
-    """
-    return int(length * threshold / (2 - threshold)) - 1, int(
-        length * (2 - threshold) / threshold
-    ) + 1
-
-
-def find_duplicate(session: Session, ctx: Context, lead_unit_id: int, title: str) -> Issue | None:
-    """An open issue of the same lead unit whose title is near-identical."""
-    threshold = ctx.policy.loop.duplicate_title_similarity
-    shortest, longest = title_length_bounds(len(title), threshold)
-    rows = session.execute(
-        select(Issue.id, Issue.title).where(
-            Issue.lead_unit_id == lead_unit_id,
-            Issue.stage != Stage.closed,
-            func.length(Issue.title).between(shortest, longest),
-        )
-    ).all()
-    best = most_similar(title, rows, threshold)
-    return session.get(Issue, best) if best is not None else None
-
-
-def most_similar(title: str, rows, threshold: float) -> int | None:
-    """The id of the (first) most similar title, if it reaches the threshold.
-
-    The same answer as max(rows, key=_similar) then the threshold, without the full ratio
-    for titles whose cheap upper bounds (real_quick_ratio, quick_ratio) cannot reach the
-    threshold or beat the best so far: with thousands of open issues per lead unit, the full
-    ratio of every title was most of a report's time (benchmarks/RESULTS.md).
-    """
-    query = title.casefold()
-    query_chars = set(query)
-    matcher = difflib.SequenceMatcher(None)
-    matcher.set_seq1(query)
-    best_id, best_ratio = None, -1.0
-    for row_id, row_title in rows:
-        other = row_title.casefold()
-        total = len(query) + len(other)
-        floor = max(threshold, best_ratio)
-        # Characters of the title that the other lacks can never match: a bound that costs
-        # one set difference in C (each lacking character occurs at least once).
-        unmatched = len(query_chars.difference(other))
-        if total and 2.0 * (len(query) - unmatched) / total < floor:
-            continue
-        matcher.set_seq2(other)
-        if matcher.real_quick_ratio() < floor or matcher.quick_ratio() < floor:
-            continue
-        ratio = matcher.ratio()
-        if ratio > best_ratio:
-            best_id, best_ratio = row_id, ratio
-    return best_id if best_ratio >= threshold else None
-
-
 def report_issue(
     session: Session,
     ctx: Context,
@@ -95,7 +33,11 @@ def report_issue(
     key: str | None = None,
     origin: str = "report",
     origin_ref: str | None = None,
+    open_titles: OpenTitles | None = None,
 ) -> ReportResult:
+    """Open an issue, or link the report to the open issue it repeats (taskforce.loop.
+    duplicates). `open_titles`: the lead units' open titles read once, for an import's rows;
+    a new issue is staged there for the caller to keep once the transaction committed."""
     form = ReportIssueForm.model_validate(
         form.model_dump()
     )  # validate again: forms may lose constraints
@@ -129,6 +71,8 @@ def report_issue(
             raise DomainError(
                 f"{form.duplicate_of} is closed; report a new issue instead", field="duplicate_of"
             )
+    elif open_titles is not None:
+        original = open_titles.find(session, ctx, lead.id, form.title)
     else:
         original = find_duplicate(session, ctx, lead.id, form.title)
 
@@ -211,6 +155,8 @@ def report_issue(
     for code in sorted(set(form.related_units) - {lead_code}):
         session.add(IssueUnit(issue_id=issue.id, unit_id=units[code].id, round=0))
     session.flush()
+    if open_titles is not None:
+        open_titles.stage(lead.id, issue.id, form.title)
     events.record(
         session,
         ctx.policy,

@@ -8,7 +8,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from taskforce.loop.report import _similar, most_similar
+from taskforce.loop.duplicates import _similar, most_similar
 from taskforce.trail.service import _entry_bytes, _iso_utc
 
 TITLE = st.text(alphabet="东西区审批数据共享融资税费漏损窗口ab AB-1", min_size=0, max_size=24)

@@ -1,3 +1,5 @@
+import random
+
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -115,7 +117,7 @@ def test_unknown_column_refused_before_anything_is_written(engine, policy, clock
 def test_length_prefilter_never_drops_a_similar_title(a, b, threshold):
     import difflib
 
-    from taskforce.loop.report import title_length_bounds
+    from taskforce.loop.duplicates import title_length_bounds
 
     if difflib.SequenceMatcher(None, a, b).ratio() >= threshold:
         low, high = title_length_bounds(len(a), threshold)
@@ -132,3 +134,103 @@ def test_missing_file_is_a_clear_error(engine, policy, clock, tmp_path):
             tmp_path / "nope.csv",
             actor="import",
         )
+
+
+def _seed_open_issues(session) -> None:
+    """Open and closed issues of three lead units, with titles the benchmark's ledger repeats."""
+    from benchmarks.dataset import PLACES, PROBLEMS, TOPICS
+    from tests.reviews import factories as f
+
+    at = f.utc(2026, 10, 1)
+    for n, (place, topic) in enumerate(zip(PLACES * 3, TOPICS * 3, strict=False)):
+        unit = ("finance", "tax", "commerce")[n % 3]
+        problem = PROBLEMS[n % len(PROBLEMS)]
+        closed = f.utc(2026, 10, 5) if n % 4 == 0 else None
+        f.issue(session, reported_at=at, title=f"{place}{topic}{problem}", unit=unit,
+                closed_at=closed)  # fmt: skip
+
+
+def _outcomes(session, numbers: list[str]) -> list[tuple[str, str]]:
+    titles = dict(session.execute(select(Issue.number, Issue.title)).all())
+    return [(n, titles[n]) for n in numbers]
+
+
+def test_an_import_links_the_same_duplicates_as_row_by_row_reports(engine, policy, clock, tmp_path):
+    """The import reads each lead unit's open titles once (OpenTitles) and adds its own rows
+    as it goes; it must link every row as report_issue alone (one read per row) does: to
+    the same open issue, to an earlier row of the file, or to nothing."""
+    from benchmarks.dataset import PLACES, PROBLEMS, TOPICS
+    from taskforce.loop.forms import ReportIssueForm
+    from taskforce.loop.report import report_issue
+
+    ctx = Context(policy=policy, clock=clock)
+    factory = session_factory(engine)
+    with factory() as s, s.begin():
+        _seed_open_issues(s)
+    # Titles from a small vocabulary, some with a trailing mark: the file repeats the open
+    # issues, itself, and issues of other units (not duplicates: another lead unit).
+    rng = random.Random(3)
+    titles = [
+        rng.choice(PLACES[:3]) + rng.choice(TOPICS[:3]) + rng.choice(PROBLEMS[:2])
+        + rng.choice(["", "。", "问题"])
+        for _ in range(60)
+    ]  # fmt: skip
+    units = [rng.choice(["finance", "tax", "commerce"]) for _ in titles]
+    frame = pd.DataFrame(
+        {
+            "编号": [f"EQ-{n:03d}" for n in range(len(titles))],  # each row its own key
+            "标题": titles,
+            "上报单位": units,
+            "问题描述": "历史台账导入",
+        }
+    )
+    rows = frame.rename(columns={"标题": "title", "上报单位": "reporting_unit"})
+    # The reference, then rolled back: each row in a savepoint, duplicates read from the
+    # database row by row.
+    expected = []
+    with factory() as s, s.begin():
+        for title, unit in zip(rows["title"], rows["reporting_unit"], strict=True):
+            form = ReportIssueForm(title=title, reporting_unit=unit, description="历史台账导入")
+            with s.begin_nested():
+                done = report_issue(s, ctx, form, actor="ref")
+            linked_title = s.scalar(select(Issue.title).where(Issue.id == done.issue_id))
+            expected.append((done.duplicate, linked_title))
+        s.rollback()
+    assert sum(d for d, _ in expected) >= 5  # the file repeats itself and the open issues
+
+    path = tmp_path / "ledger.csv"
+    frame.to_csv(path, index=False)
+    result = import_ledger(factory, ctx, path, actor="import")
+    assert not result.errors
+    with factory() as s:
+        got = []
+        imported, linked = iter(result.imported), iter(result.linked_duplicates)
+        for duplicate, _ in expected:
+            number = next(linked) if duplicate else next(imported)
+            got.append((duplicate, _outcomes(s, [number])[0][1]))
+    assert got == expected
+
+
+def test_open_titles_keep_only_committed_issues_and_skip_closed_ones(engine, policy, clock):
+    from taskforce.loop.duplicates import OpenTitles
+    from taskforce.loop.models import Stage
+    from tests.reviews import factories as f
+
+    ctx = Context(policy=policy, clock=clock)
+    factory = session_factory(engine)
+    with factory() as s, s.begin():
+        first = f.issue(s, reported_at=f.utc(2026, 10, 1), title="东区企业开办材料重复提交",
+                        unit="tax")  # fmt: skip
+        unit_id = first.lead_unit_id
+        first_id = first.id
+    titles = OpenTitles()
+    with factory() as s:
+        assert titles.find(s, ctx, unit_id, "东区企业开办材料重复提交。").id == first_id
+        # A staged issue whose transaction did not commit is never a duplicate target.
+        titles.stage(unit_id, 10_000, "西区融资担保难")
+        titles.drop()
+        assert titles.find(s, ctx, unit_id, "西区融资担保难") is None
+    with factory() as s, s.begin():  # closed by someone else after the unit was read
+        s.get(Issue, first_id).stage = Stage.closed
+    with factory() as s:
+        assert titles.find(s, ctx, unit_id, "东区企业开办材料重复提交。") is None

@@ -1,0 +1,174 @@
+"""Duplicate reports (首接负责制): a report whose title is near-identical to an open issue of
+the same lead unit is linked to that issue instead of opening another.
+
+Similarity is difflib's ratio of the case-folded titles, at least
+`loop.duplicate_title_similarity`; among several, the most similar one, the oldest on a tie.
+One report reads its lead unit's open titles (`find_duplicate`); an import of many rows reads
+each lead unit's once and keeps them as it goes (`OpenTitles`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from taskforce.context import Context
+from taskforce.loop.models import Issue, Stage
+
+
+class Candidate(NamedTuple):
+    """An open issue's title, prepared once for many comparisons."""
+
+    id: int
+    length: int  # of the title as stored (the length bounds are on it)
+    folded: str
+    folded_length: int
+    chars: int  # a bit per distinct character (_char_mask)
+
+
+# A bit per character ever seen, shared by all titles; new characters are added under a
+# lock, so no two share a bit (the masks are summed, which is OR only for distinct bits).
+_BIT_OF: dict[str, int] = {}
+_NEW_CHARACTERS = threading.Lock()
+
+
+def _char_mask(text: str) -> int:
+    chars = set(text)
+    try:
+        return sum(map(_BIT_OF.__getitem__, chars))  # in C: most of a title's cost otherwise
+    except KeyError:
+        with _NEW_CHARACTERS:
+            for ch in chars:
+                if ch not in _BIT_OF:
+                    _BIT_OF[ch] = 1 << len(_BIT_OF)
+        return sum(map(_BIT_OF.__getitem__, chars))
+
+
+def candidate(issue_id: int, title: str) -> Candidate:
+    folded = title.casefold()
+    return Candidate(issue_id, len(title), folded, len(folded), _char_mask(folded))
+
+
+def _similar(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, a.casefold(), b.casefold()).ratio()
+
+
+def title_length_bounds(length: int, threshold: float) -> tuple[int, int]:
+    """Lengths a title must have to be `threshold`-similar to one of `length` characters.
+
+    Similarity 2·matches/(la+lb) cannot reach t unless lb lies within la·t/(2−t) … la·(2−t)/t,
+    so the other titles are dropped before any comparison (one character of slack for case
+    folding that changes a length).
+    """
+    return int(length * threshold / (2 - threshold)) - 1, int(
+        length * (2 - threshold) / threshold
+    ) + 1
+
+
+def find_duplicate(session: Session, ctx: Context, lead_unit_id: int, title: str) -> Issue | None:
+    """An open issue of the same lead unit whose title is near-identical."""
+    threshold = ctx.policy.loop.duplicate_title_similarity
+    shortest, longest = title_length_bounds(len(title), threshold)
+    rows = session.execute(
+        select(Issue.id, Issue.title)
+        .where(
+            Issue.lead_unit_id == lead_unit_id,
+            Issue.stage != Stage.closed,
+            func.length(Issue.title).between(shortest, longest),
+        )
+        .order_by(Issue.id)  # the oldest wins a tie, as in OpenTitles
+    ).all()
+    best = most_similar(title, rows, threshold)
+    return session.get(Issue, best) if best is not None else None
+
+
+def most_similar(title: str, rows: Iterable[tuple[int, str]], threshold: float) -> int | None:
+    """The id of the (first) most similar title of (id, title) rows, if it reaches the
+    threshold: the same answer as max(rows, key=_similar) then the threshold."""
+    return best_match(title, (candidate(i, t) for i, t in rows), threshold)
+
+
+def best_match(title: str, candidates: Iterable[Candidate], threshold: float) -> int | None:
+    """most_similar over prepared candidates (those outside the length bounds are skipped).
+
+    Without the full ratio for titles whose cheap upper bounds (characters the title has
+    and the other lacks, real_quick_ratio, quick_ratio) cannot reach the threshold or beat
+    the best so far: with thousands of open issues per lead unit, the full ratio of every
+    title was most of a report's time (benchmarks/RESULTS.md).
+    """
+    query = title.casefold()
+    size = len(query)
+    query_chars = _char_mask(query)
+    shortest, longest = title_length_bounds(len(title), threshold)
+    matcher = difflib.SequenceMatcher(None)
+    matcher.set_seq1(query)
+    best_id, best_ratio, floor = None, -1.0, threshold  # floor: max(threshold, best_ratio)
+    for row_id, length, other, other_length, other_chars in candidates:
+        if length < shortest or length > longest:
+            continue
+        # Each character of the title that the other lacks occurs at least once unmatched:
+        # one AND and a bit count (a set difference per title was most of an import's time).
+        unmatched = (query_chars & ~other_chars).bit_count()
+        if 2.0 * (size - unmatched) < floor * (size + other_length):
+            continue
+        matcher.set_seq2(other)
+        if matcher.real_quick_ratio() < floor or matcher.quick_ratio() < floor:
+            continue
+        ratio = matcher.ratio()
+        if ratio > best_ratio:
+            best_id, best_ratio = row_id, ratio
+            floor = max(threshold, ratio)
+    return best_id if best_ratio >= threshold else None
+
+
+class OpenTitles:
+    """The open issues' titles of each lead unit, read once, for many reports in a row.
+
+    An import reports each of its rows in a transaction of its own; reading the lead unit's
+    thousands of open titles again for every row was most of its time (47 of 55 ms a row at
+    full size: benchmarks/RESULTS.md, session 8). A row's new issue is staged by
+    `report_issue` and kept once its transaction committed (`keep`), or dropped (`drop`),
+    so a later row of the file finds an earlier one and never a rolled-back one. Issues
+    others report during the import are not seen by it: the file is compared with the
+    issues open when each lead unit was first read, and with its own earlier rows.
+    """
+
+    def __init__(self) -> None:
+        self._by_unit: dict[int, list[Candidate]] = {}
+        self._staged: list[tuple[int, Candidate]] = []
+
+    def find(self, session: Session, ctx: Context, lead_unit_id: int, title: str) -> Issue | None:
+        """find_duplicate, against the unit's titles read once."""
+        best = best_match(
+            title, self._titles(session, lead_unit_id), ctx.policy.loop.duplicate_title_similarity
+        )
+        issue = session.get(Issue, best) if best is not None else None
+        # Closed since the unit was read (by another process): no longer a duplicate target.
+        return issue if issue is not None and issue.stage != Stage.closed else None
+
+    def stage(self, lead_unit_id: int, issue_id: int, title: str) -> None:
+        self._staged.append((lead_unit_id, candidate(issue_id, title)))
+
+    def keep(self) -> None:
+        for unit_id, entry in self._staged:
+            if unit_id in self._by_unit:  # (otherwise read with it when first wanted)
+                self._by_unit[unit_id].append(entry)
+        self._staged.clear()
+
+    def drop(self) -> None:
+        self._staged.clear()
+
+    def _titles(self, session: Session, unit_id: int) -> list[Candidate]:
+        if unit_id not in self._by_unit:
+            rows = session.execute(
+                select(Issue.id, Issue.title)
+                .where(Issue.lead_unit_id == unit_id, Issue.stage != Stage.closed)
+                .order_by(Issue.id)
+            ).all()
+            self._by_unit[unit_id] = [candidate(i, t) for i, t in rows]
+        return self._by_unit[unit_id]
