@@ -142,6 +142,15 @@ def insert_many(
 # Parameters per SQLite statement: far below SQLite's limit (32,766 since 3.32), and big
 # enough that a statement carries hundreds of rows.
 SQLITE_MAX_PARAMETERS = 8000
+# Values per `IN (...)` list built with SQLAlchemy: under the 999 bound parameters of SQLite
+# builds before 3.32, so a query never depends on how the library was built.
+IN_LIST_SIZE = 900
+
+
+def in_lists(values: Sequence[Any], size: int = IN_LIST_SIZE) -> Iterable[Sequence[Any]]:
+    """`values` in slices short enough for one `IN (...)` list each."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def sqlite_parameter_cap(cursor) -> int:

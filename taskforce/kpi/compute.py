@@ -244,7 +244,15 @@ def compute_kpis(
     spent_fen = int(ledger.amount_fen[spent_rows].sum())
     values["budget_execution_rate"] = _ratio(spent_fen, approved_fen)
     basis["budget_execution_rate"] = int(ledger.entries[spent_rows].sum())  # entries, not days
-    details["budget"] = {"year": year, "approved_fen": approved_fen, "spent_fen": spent_fen}
+    recorded = ledger.entry_date[(ledger.fiscal_year == year) & (ledger.entry_date <= last)]
+    details["budget"] = {
+        "year": year,
+        "approved_fen": approved_fen,
+        "spent_fen": spent_fen,
+        # The last day the ledger has an entry for, up to the period's end: a month whose
+        # export was not imported yet reads as "nothing spent" otherwise.
+        "recorded_to": None if recorded.empty else recorded.max().date(),
+    }
 
     # --- audit findings (weekly compliance audit) -----------------------------
     fi = frames.findings

@@ -202,7 +202,6 @@ def _queries() -> dict:
         ),
         "warnings": select(
             EarlyWarning.colour,
-            EarlyWarning.status,
             EarlyWarning.raised_at,
             EarlyWarning.deadline_at,
             EarlyWarning.handled_at,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
@@ -78,17 +80,13 @@ def _placeholder(index: int) -> str:
 
 
 def burndown_rows(frames: Frames, period: Period, current: KpiSet, timezone: str) -> list[dict]:
-    """Remaining approved budget at the end of each month of the fiscal year up to the period.
-
-    Each month is measured against the budget approved by its end, or by the period's end
-    in the period's own month (a line approved in June is not "remaining" in March, nor one
-    approved after a weekly review's week in that week's month). The even pace runs down
-    the budget approved by the period's end, the base of the period's execution rate; the
-    approved column shows where the base grew.
+    """The fiscal year's execution month by month, up to the period's end: the budget
+    approved by each month's end (by the period's end in its own month), the spending to
+    then, and the even pace — what would have been spent of that budget at the share of the
+    year elapsed. All three on the same base, month by month: lines approved in June are
+    neither "remaining" nor "behind pace" in March.
     """
-    period_ends = pd.Timestamp(period.ends_at(timezone))
-    budget = current.details["budget"]
-    year, approved = budget["year"], budget["approved_fen"]
+    year = current.details["budget"]["year"]
     ledger = frames.ledger
     spent = ledger[
         (ledger.fiscal_year == year)
@@ -96,19 +94,24 @@ def burndown_rows(frames: Frames, period: Period, current: KpiSet, timezone: str
         & (ledger.entry_date <= pd.Timestamp(period.last_day))
     ]
     by_month = spent.groupby(spent.entry_date.dt.month).amount_fen.sum()
+    period_ends = pd.Timestamp(period.ends_at(timezone))
+    days_in_year = (dt.date(year + 1, 1, 1) - dt.date(year, 1, 1)).days
     rows, cumulative = [], 0
     for month in range(1, period.last_day.month + 1):
         cumulative += int(by_month.get(month, 0))
-        month_ends = parse_period(ReviewKind.monthly, f"{year}-{month:02d}").ends_at(timezone)
-        until = min(pd.Timestamp(month_ends), period_ends)
-        approved_then = approved_budget_fen(frames, year, until)
+        whole_month = parse_period(ReviewKind.monthly, f"{year}-{month:02d}")
+        until = min(pd.Timestamp(whole_month.ends_at(timezone)), period_ends)
+        approved = approved_budget_fen(frames, year, until)
+        last_day = min(whole_month.last_day, period.last_day)
+        elapsed_days = (last_day - dt.date(year, 1, 1)).days + 1
         rows.append(
             {
                 "month": f"{year}-{month:02d}",
-                "approved_fen": approved_then,
+                "approved_fen": approved,
                 "spent_fen": cumulative,
-                "remaining_fen": approved_then - cumulative,
-                "ideal_fen": approved - approved * month // 12,
+                "remaining_fen": approved - cumulative,
+                # A pace, not an amount: to the thousand yuan (100,000 fen).
+                "ideal_fen": round(approved * elapsed_days / days_in_year / 100_000) * 100_000,
             }
         )
     return rows
@@ -120,7 +123,7 @@ def burndown_chart(rows: list[dict], t: Translate) -> str:
     return line_chart(
         [r["month"][5:] for r in rows],
         {
-            t("remaining"): [r["remaining_fen"] / to_10k for r in rows],
+            t("approved"): [r["approved_fen"] / to_10k for r in rows],
             t("spent"): [r["spent_fen"] / to_10k for r in rows],
             t("ideal"): [r["ideal_fen"] / to_10k for r in rows],
         },
@@ -129,7 +132,7 @@ def burndown_chart(rows: list[dict], t: Translate) -> str:
         ylabel="万元" if t("lang") == "zh-CN" else "CNY 10k",
         xlabel=t("axis.month_of", year=year),
         colours={
-            t("remaining"): PALETTE["blue"],
+            t("approved"): PALETTE["blue"],
             t("spent"): PALETTE["orange"],
             t("ideal"): PALETTE["grey"],
         },

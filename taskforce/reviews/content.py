@@ -13,8 +13,9 @@ from sqlalchemy import Connection, and_, case, func, select
 from sqlalchemy.orm import aliased
 
 from taskforce.budget.models import AuditFinding, BudgetLine, LedgerEntry
+from taskforce.bulk import in_lists
 from taskforce.kpi.frames import days, flags, instants, raw_frame
-from taskforce.loop.models import Colour, Evaluation, Issue, Stage, TaskLevel, TaskNode
+from taskforce.loop.models import Colour, Evaluation, Issue, Plan, Stage, TaskLevel, TaskNode
 from taskforce.money import to_yuan
 from taskforce.org.models import Unit
 from taskforce.policy.schema import Classification, Policy
@@ -301,8 +302,11 @@ def task_ledger(
             TaskNode.done,
             TaskNode.completed_at.label("completed"),
             TaskNode.colour,
+            # Which plan: a loop-back files a new plan, and the old one's rows stay listed.
+            Plan.round.label("plan_round"),
         )
         .join(Issue, Issue.id == TaskNode.issue_id)
+        .join(Plan, Plan.id == TaskNode.plan_id)
         .outerjoin(Unit, Unit.id == TaskNode.owner_unit_id)
         .where(*where)
         .order_by(Issue.number, TaskNode.id),
@@ -313,12 +317,14 @@ def task_ledger(
     frame["done"] = flags(frame["done"])
     frame["completed"] = instants(frame["completed"])
     _roll_up(conn, frame)
+    frame["plan_round"] = pd.to_numeric(frame["plan_round"])
+    # A finished row has no light: its last colour (green, or the red it was late with)
+    # would read as a state it is no longer in.
+    frame.loc[frame["done"], "colour"] = None
     return frame.drop(columns="node_id")
 
 
 _COLOUR_OF_RANK = {0: Colour.green.value, 1: Colour.yellow.value, 2: Colour.red.value}
-# Ids per IN (...) list: under the 999 bound parameters of SQLite builds before 3.32.
-_IDS_PER_QUERY = 900
 
 
 def _roll_up(conn, frame: pd.DataFrame) -> None:
@@ -334,7 +340,7 @@ def _roll_up(conn, frame: pd.DataFrame) -> None:
     if not goals and not subs:
         return
     goal_of: dict[int, int] = {}  # sub-project id -> its goal's id, for the listed goals
-    for chunk in _id_chunks(goals):
+    for chunk in in_lists(goals):
         goal_of.update(
             conn.execute(
                 select(TaskNode.id, TaskNode.parent_id).where(
@@ -352,7 +358,7 @@ def _roll_up(conn, frame: pd.DataFrame) -> None:
         )
     )
     rows = []
-    for chunk in _id_chunks(sorted(subs | goal_of.keys())):
+    for chunk in in_lists(sorted(subs | goal_of.keys())):
         rows += conn.execute(
             select(
                 TaskNode.parent_id,
@@ -393,11 +399,6 @@ def _roll_up(conn, frame: pd.DataFrame) -> None:
     completed = pd.Series(frame["completed"].to_numpy(), index=frame.index, dtype=object)
     completed[shown[all_done]] = mine["last"].to_numpy(dtype=object)[all_done]
     frame["completed"] = instants(completed)
-
-
-def _id_chunks(ids: list[int]):
-    for start in range(0, len(ids), _IDS_PER_QUERY):
-        yield ids[start : start + _IDS_PER_QUERY]
 
 
 def _date_objects(column: pd.Series) -> pd.Series:

@@ -11,14 +11,15 @@ budget's execution against the share of the year elapsed closes the list as cont
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 
-import pandas as pd
 from sqlalchemy import Connection, func, select
 
-from taskforce.emergency.models import WarningStatus
+from taskforce.bulk import in_lists
+from taskforce.emergency.models import EarlyWarning, WarningStatus
 from taskforce.kpi.compute import KpiSet
 from taskforce.kpi.frames import Frames
-from taskforce.loop.models import Colour, TaskLevel, TaskNode
+from taskforce.loop.models import Colour, Issue, Stage, TaskLevel, TaskNode
 from taskforce.money import format_yuan
 from taskforce.reports.i18n import Translate
 from taskforce.reports.render import fmt_kpi, fmt_percent
@@ -27,9 +28,12 @@ from taskforce.reviews.periods import Period
 WARNING_COLOURS = ("red", "orange", "yellow")
 
 
-def red_item_steps(conn: Connection) -> dict[str, int]:
-    """How many open red items have an interview (约谈) requested, and how many were
-    escalated to the leadership group."""
+def open_matters(conn: Connection, now: dt.datetime) -> dict:
+    """What the key points count beyond the KPI frames, as of `now`: how many open red items
+    have an interview (约谈) requested and how many were escalated to the leadership group;
+    the open warnings past their deadline by colour, and how many of them concern an item
+    already done or an issue already closed (the warning was never closed: the meeting
+    should close it, not chase its subject)."""
     interviewed, escalated = conn.execute(
         select(
             func.count(TaskNode.interview_requested_at), func.count(TaskNode.escalated_at)
@@ -39,26 +43,51 @@ def red_item_steps(conn: Connection) -> dict[str, int]:
             TaskNode.colour == Colour.red,
         )
     ).one()
-    return {"interviewed": int(interviewed), "escalated": int(escalated)}
+    # Escalated warnings were acted on; only open ones past their deadline are late.
+    late = conn.execute(
+        select(EarlyWarning.colour, EarlyWarning.subject_type, EarlyWarning.subject_id).where(
+            EarlyWarning.status == WarningStatus.open, EarlyWarning.deadline_at < now
+        )
+    ).all()
+    items = sorted({int(s) for _, kind, s in late if kind == "task" and str(s).isdigit()})
+    issues = sorted({str(s) for _, kind, s in late if kind == "issue"})
+    finished: set[tuple[str, str]] = set()
+    for chunk in in_lists(items):
+        finished.update(
+            ("task", str(i))
+            for i in conn.scalars(
+                select(TaskNode.id)
+                .join(Issue, Issue.id == TaskNode.issue_id)
+                .where(
+                    TaskNode.id.in_(chunk), TaskNode.done.is_(True) | (Issue.stage == Stage.closed)
+                )
+            )
+        )
+    for chunk in in_lists(issues):
+        finished.update(
+            ("issue", n)
+            for n in conn.scalars(
+                select(Issue.number).where(Issue.number.in_(chunk), Issue.stage == Stage.closed)
+            )
+        )
+    by_colour = Counter(str(getattr(c, "value", c)) for c, _, _ in late)
+    return {
+        "interviewed": int(interviewed),
+        "escalated": int(escalated),
+        "warnings_late": dict(by_colour),
+        "warnings_late_settled": sum((kind, str(s)) in finished for _, kind, s in late),
+    }
 
 
-def attention_counts(frames: Frames, red_steps: dict[str, int], now: dt.datetime) -> dict:
+def attention_counts(frames: Frames, matters: dict, now: dt.datetime) -> dict:
     """The counts behind the key points as of `now`: open red items (from the review's
-    frames; `red_steps` from red_item_steps), open warnings whose deadline is before `now`
-    (escalated ones were acted on), and unresolved real emergencies."""
+    frames), unresolved real emergencies, and `matters` (open_matters)."""
     tasks = frames.tasks
     red = tasks[~tasks["done"] & (tasks["colour"] == Colour.red.value)]
-    warnings = frames.warnings
-    late = warnings[
-        (warnings["status"] == WarningStatus.open.value)
-        & (warnings["deadline_at"] < pd.Timestamp(now))
-    ]
     emergencies = frames.emergencies
     return {
+        **matters,
         "red": len(red),
-        "interviewed": red_steps["interviewed"],
-        "escalated": red_steps["escalated"],
-        "warnings_late": {str(c): int(n) for c, n in late["colour"].value_counts().items()},
         "emergencies_open": int(
             (emergencies["resolved_at"].isna() & ~emergencies["is_drill"]).sum()
         ),
@@ -99,6 +128,8 @@ def key_points(current: KpiSet, counts: dict, period: Period, t: Translate) -> l
             if late.get(c)
         )
         points.append(t("points.warnings_late", n=sum(late.values()), detail=detail))
+        if settled := counts.get("warnings_late_settled"):
+            points.append(t("points.warnings_settled", n=settled))
     if counts["emergencies_open"]:
         points.append(t("points.emergencies_open", n=counts["emergencies_open"]))
     overdue = sum(s["overdue"] for s in current.details.get("stages", []))
@@ -120,6 +151,15 @@ def key_points(current: KpiSet, counts: dict, period: Period, t: Translate) -> l
                 elapsed=fmt_percent(elapsed),
                 day=period.last_day.isoformat(),
                 approved=format_yuan(budget["approved_fen"], t("lang")),
+                spent=format_yuan(budget["spent_fen"], t("lang")),
             )
         )
+        recorded_to = budget.get("recorded_to")
+        if recorded_to is None or recorded_to < period.last_day:
+            # A missing export reads as "nothing spent": say how far the ledger goes.
+            points.append(
+                t("points.ledger_behind", day=recorded_to.isoformat())
+                if recorded_to
+                else t("points.ledger_empty", year=budget["year"])
+            )
     return points

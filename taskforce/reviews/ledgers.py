@@ -156,6 +156,7 @@ def review_sheets(
     period: Period,
     timezone: str,
     locale: str,
+    audience: Classification,
 ) -> dict:
     """The sheets of a review's workbook in one locale. The ledgers are views of the same
     frames in every locale (only the headers and the owner's name column differ), so
@@ -167,10 +168,14 @@ def review_sheets(
         "last": period.last_day.isoformat(),
         "timezone": timezone,
     }
+    # The reader of a sheet sees no report header: say whose view it is.
+    cleared = " " + t("sheet.audience_note", audience=t(f"audience.{audience.value}"))
     return {
         t("sheet.kpis"): kpis,
-        t("sheet.tasks"): task_sheet(tasks, locale, note=t("sheet.tasks_note", **span)),
-        t("sheet.budget"): budget_sheet(budget, locale, note=t("sheet.budget_note", **span)),
+        t("sheet.tasks"): task_sheet(tasks, locale, note=t("sheet.tasks_note", **span) + cleared),
+        t("sheet.budget"): budget_sheet(
+            budget, locale, note=t("sheet.budget_note", **span) + cleared
+        ),
     }
 
 
@@ -323,7 +328,7 @@ def _child(order: _Order, pipe) -> None:
 
         books = {
             partial[locale]: review_sheets(
-                tasks, budget, kpis_of(locale), order.period, order.timezone, locale
+                tasks, budget, kpis_of(locale), order.period, order.timezone, locale, order.audience
             )
             for locale in order.paths
         }

@@ -43,7 +43,7 @@ from taskforce.reports.render import fmt_kpi
 from taskforce.reports.workbook import write_workbooks
 from taskforce.reviews import charts, content
 from taskforce.reviews import ledgers as ledgers_module
-from taskforce.reviews.key_points import attention_counts, key_points, red_item_steps
+from taskforce.reviews.key_points import attention_counts, key_points, open_matters
 from taskforce.reviews.periods import Period, ReviewKind, last_complete_period, parse_period
 
 Progress = Callable[[float, str], None]
@@ -174,7 +174,7 @@ def _read_all(
         big = [on_connection(read_frames, names) for names in _BIG_FRAMES]
         # Beside the big reads, not in the 1,000,000-row items frame: two more columns there
         # cost more than this query of the red items alone (benchmarks/RESULTS.md, session 8).
-        red_steps = on_connection(red_item_steps)
+        matters = on_connection(open_matters, ctx.now())
         pending = (
             {
                 "task_ledger": on_connection(content.task_ledger, audience, period, timezone=tz),
@@ -190,7 +190,7 @@ def _read_all(
         for future in big:
             parts.update(future.result())
         lists.update({name: future.result() for name, future in pending.items()})
-        lists["red_steps"] = red_steps.result()
+        lists["matters"] = matters.result()
     return Frames(**{name: parts[name] for name in FRAME_NAMES}), lists
 
 
@@ -217,7 +217,7 @@ def gather(
                     kpiset.kpis[code].value = value
         previous = history[-2].values() if len(history) > 1 else {}
         compare(history[-1], previous)
-    lists["attention"] = attention_counts(frames, lists.pop("red_steps"), now)
+    lists["attention"] = attention_counts(frames, lists.pop("matters"), now)
     return ReviewData(period=period, audience=audience, history=history, frames=frames, lists=lists)
 
 
@@ -386,9 +386,11 @@ def build_context(
         "burndown_rows": [
             {
                 "month": r["month"],
-                "approved": format_yuan(r["approved_fen"], locale),
+                # Before any line is approved there is no base: "—", not 0.00.
+                "approved": format_yuan(r["approved_fen"], locale) if r["approved_fen"] else "—",
                 "spent": format_yuan(r["spent_fen"], locale),
-                "remaining": format_yuan(r["remaining_fen"], locale),
+                "ideal": format_yuan(r["ideal_fen"], locale) if r["approved_fen"] else "—",
+                "remaining": format_yuan(r["remaining_fen"], locale) if r["approved_fen"] else "—",
             }
             for r in burndown
         ],
@@ -481,7 +483,7 @@ def render(
         tasks, budget = data.lists["task_ledger"], data.lists["budget_ledger"]
         books = {
             xlsx[locale]: ledgers_module.review_sheets(
-                tasks, budget, kpi_sheets[locale], period, tz, locale
+                tasks, budget, kpi_sheets[locale], period, tz, locale, data.audience
             )
             for locale in locales
         }

@@ -89,13 +89,16 @@ def test_a_line_counts_at_its_amount_then():
     assert approved_budget_fen(frames, 2026, pd.Timestamp(UNTIL - MICRO)) == 100
 
 
+W = 10_000_000_00  # 1,000 万元 in fen: amounts whose even pace survives its rounding
+
+
 def test_the_burndown_measures_each_month_against_the_budget_approved_by_its_end():
-    """A line approved on 15 June (Shanghai) is not 'remaining' in May."""
+    """A line approved on 15 June (Shanghai) is not 'remaining' in May, nor behind pace."""
     june_15 = dt.datetime(2026, 6, 15, 2, tzinfo=UTC)
     frames = _frames(
         [
-            {"id": 1, "amount_fen": 1_200, "approved_at": dt.datetime(2026, 1, 5, tzinfo=UTC)},
-            {"id": 2, "amount_fen": 600, "approved_at": june_15},
+            {"id": 1, "amount_fen": 12 * W, "approved_at": dt.datetime(2026, 1, 5, tzinfo=UTC)},
+            {"id": 2, "amount_fen": 6 * W, "approved_at": june_15},
         ],
         [],
     )
@@ -104,43 +107,46 @@ def test_the_burndown_measures_each_month_against_the_budget_approved_by_its_end
             "fiscal_year": [2026, 2026],
             "kind": ["disbursement", "disbursement"],
             "entry_date": pd.to_datetime(["2026-02-10", "2026-07-01"]),
-            "amount_fen": [300, 500],
+            "amount_fen": [3 * W, 5 * W],
             "entries": [1, 1],
         }
     )
 
-    budget = {"year": 2026, "approved_fen": 1_800, "spent_fen": 800}
+    budget = {"year": 2026, "approved_fen": 18 * W, "spent_fen": 8 * W}
     current = KpiSet(period="2026-Q3", kpis={}, details={"budget": budget})
     rows = burndown_rows(frames, parse_period("quarterly", "2026-Q3"), current, "Asia/Shanghai")
     by_month = {r["month"]: r for r in rows}
     assert [r["month"] for r in rows] == [f"2026-{m:02d}" for m in range(1, 10)]
-    assert by_month["2026-01"]["remaining_fen"] == 1_200
+    assert by_month["2026-01"]["remaining_fen"] == 12 * W
     assert by_month["2026-05"] == {
         "month": "2026-05",
-        "approved_fen": 1_200,
-        "spent_fen": 300,
-        "remaining_fen": 900,
-        "ideal_fen": 1_800 - 1_800 * 5 // 12,
+        "approved_fen": 12 * W,
+        "spent_fen": 3 * W,
+        "remaining_fen": 9 * W,
+        # The even pace on the same base: 31 May is day 151 of 365 (to the thousand yuan).
+        "ideal_fen": 4_964_400_000,
     }
-    assert by_month["2026-06"]["approved_fen"] == 1_800
-    assert by_month["2026-07"]["remaining_fen"] == 1_800 - 800
+    june = by_month["2026-06"]  # the base grew in June, and its pace with it
+    assert (june["approved_fen"], june["ideal_fen"]) == (18 * W, 8_926_000_000)  # day 181
+    assert by_month["2026-07"]["remaining_fen"] == 10 * W
 
 
 def test_a_weekly_review_s_last_month_ends_with_its_week():
     """W36 is 31 August – 6 September: a line approved on 10 September is not in its base,
-    not even in September's row of the burn-down."""
+    not even in September's row, and September's pace runs to the 6th (day 249)."""
     frames = _frames(
         [
-            {"id": 1, "amount_fen": 1_000, "approved_at": dt.datetime(2026, 1, 5, tzinfo=UTC)},
-            {"id": 2, "amount_fen": 500, "approved_at": dt.datetime(2026, 9, 10, tzinfo=UTC)},
+            {"id": 1, "amount_fen": 10 * W, "approved_at": dt.datetime(2026, 1, 5, tzinfo=UTC)},
+            {"id": 2, "amount_fen": 5 * W, "approved_at": dt.datetime(2026, 9, 10, tzinfo=UTC)},
         ],
         [],
     )
-    budget = {"year": 2026, "approved_fen": 1_000, "spent_fen": 0}
+    budget = {"year": 2026, "approved_fen": 10 * W, "spent_fen": 0}
     current = KpiSet(period="2026-W36", kpis={}, details={"budget": budget})
     rows = burndown_rows(frames, parse_period("weekly", "2026-W36"), current, "Asia/Shanghai")
     assert [r["month"] for r in rows][-1] == "2026-09"
-    assert rows[-1]["approved_fen"] == rows[-2]["approved_fen"] == 1_000
+    assert rows[-1]["approved_fen"] == rows[-2]["approved_fen"] == 10 * W
+    assert rows[-1]["ideal_fen"] == 6_821_900_000  # 1 亿元 × 249 / 365, to the thousand yuan
 
 
 instants = st.datetimes(

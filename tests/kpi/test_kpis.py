@@ -5,6 +5,8 @@ Shanghai is UTC+8: 2026-11 runs from 2026-10-31T16:00Z to 2026-11-30T16:00Z.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from sqlalchemy.orm import Session
 
@@ -66,6 +68,7 @@ def test_kpis_of_november(november, policy):
         "year": 2026,
         "approved_fen": 150_000_000,
         "spent_fen": 45_000_000,
+        "recorded_to": dt.date(2026, 11, 30),  # the 1 December entry is after the period
     }
     assert k["budget_execution_rate"] == pytest.approx(0.3)
     # Findings first seen in W44..W49: W45 and W47. Open at the end of W49: W45 (never

@@ -86,7 +86,7 @@ def test_raw_ledgers_equal_the_typed_ledgers(dataset):
     from sqlalchemy import select
 
     from taskforce.budget.models import BudgetLine, LedgerEntry
-    from taskforce.loop.models import Issue, TaskNode
+    from taskforce.loop.models import Issue, Plan, TaskNode
     from taskforce.money import to_yuan
     from taskforce.org.models import Unit
     from taskforce.reports.audience import cleared_for
@@ -110,8 +110,10 @@ def test_raw_ledgers_equal_the_typed_ledgers(dataset):
                     TaskNode.done,
                     TaskNode.completed_at.label("completed"),
                     TaskNode.colour,
+                    Plan.round.label("plan_round"),
                 )
                 .join(Issue, Issue.id == TaskNode.issue_id)
+                .join(Plan, Plan.id == TaskNode.plan_id)
                 .outerjoin(Unit, Unit.id == TaskNode.owner_unit_id)
                 .where(Issue.classification.in_(cleared_for(audience)))
                 .order_by(Issue.number, TaskNode.id),
@@ -143,6 +145,7 @@ def test_raw_ledgers_equal_the_typed_ledgers(dataset):
         for col in ("level", "colour"):
             typed_tasks[col] = typed_tasks[col].map(lambda v: None if v is None else str(v))
         typed_tasks["completed"] = pd.to_datetime(typed_tasks["completed"], utc=True)
+        typed_tasks.loc[typed_tasks["done"].astype(bool), "colour"] = None  # done: no light
         typed_budget["kind"] = typed_budget["kind"].map(lambda v: None if v is None else str(v))
         typed_budget["amount"] = typed_budget.pop("amount_fen").map(lambda fen: to_yuan(int(fen)))
         assert len(tasks) > 0 or audience is Classification.public

@@ -287,15 +287,18 @@ def warning(
     handled_at: dt.datetime | None = None,
     title: str | None = None,
     classification: Classification = Classification.internal,
+    subject: tuple[str, str] | None = None,
 ) -> None:
+    """A warning; `subject` (type, id) defaults to an issue number no issue has."""
     n = next(_seq)
+    subject_type, subject_id = subject or ("issue", str(n))
     session.add(
         EarlyWarning(
             dedup_key=f"test:{n}",
             colour=colour,
             source="manual",
-            subject_type="issue",
-            subject_id=str(n),
+            subject_type=subject_type,
+            subject_id=subject_id,
             title=title or f"warning {n}",
             handled_by="executive",
             classification=classification,

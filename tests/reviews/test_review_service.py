@@ -126,6 +126,7 @@ def test_files_in_both_locales_and_the_ledgers(engine, ctx, tmp_path):
     tasks = list(wb["任务台账"].iter_rows(values_only=True))
     # The first row says which items the sheet lists (the period's), the header follows.
     assert tasks[0][0].startswith("本表列出 2026-11（2026-11-01 至 2026-11-30，Asia/Shanghai")
+    assert "阅读范围：内部；超出此范围的记录未列入本表" in tasks[0][0]
     assert tasks[1][:4] == ("问题编号", "问题名称", "层级", "任务")
     # Four of the six action items: due 10, 10, 20 November, and the one due 31 October but
     # completed 3 November; not the two due in December.

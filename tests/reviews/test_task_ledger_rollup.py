@@ -3,7 +3,7 @@
 Only action items are reported on; a goal or sub-project row used to show progress 0 and
 "not done" even when every item below it was finished. The rule (content._roll_up): the
 mean progress of the action items below, done when every one is done (completed with the
-last of them), and the worst colour among the open ones (green when all are done).
+last of them), and the worst colour among the open ones (none when all are done).
 """
 
 from __future__ import annotations
@@ -54,7 +54,10 @@ def _rows(engine, period=None):
 def test_goal_and_sub_project_rows_roll_up_their_action_items(engine):
     rows = _rows(engine)
     finished = rows["finished sub-project"]
-    assert (finished.progress, finished.done, finished.colour) == (100, True, "green")
+    # Done: no light (its last colour would read as a state it is no longer in).
+    assert (finished.progress, finished.done, finished.colour) == (100, True, None)
+    assert rows["item a"].colour is None and rows["item c"].colour == "red"
+    assert {r.plan_round for r in rows.values()} == {1}
     assert finished.completed == f.utc(2026, 11, 9)  # with its last item
     running = rows["running sub-project"]
     assert (running.progress, running.done, running.colour) == (50, False, "red")
