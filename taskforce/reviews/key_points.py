@@ -154,12 +154,18 @@ def key_points(current: KpiSet, counts: dict, period: Period, t: Translate) -> l
                 spent=format_yuan(budget["spent_fen"], t("lang")),
             )
         )
+        # A missing export reads as "nothing spent": say how far the ledger goes when it has
+        # no entry in the period's last month (a few quiet days are not worth a line).
         recorded_to = budget.get("recorded_to")
-        if recorded_to is None or recorded_to < period.last_day:
-            # A missing export reads as "nothing spent": say how far the ledger goes.
+        last_month = max(period.first_day, period.last_day.replace(day=1))
+        if recorded_to is None:
+            points.append(t("points.ledger_empty", year=budget["year"]))
+        elif recorded_to < last_month:
             points.append(
-                t("points.ledger_behind", day=recorded_to.isoformat())
-                if recorded_to
-                else t("points.ledger_empty", year=budget["year"])
+                t(
+                    "points.ledger_behind",
+                    day=recorded_to.isoformat(),
+                    end=period.last_day.isoformat(),
+                )
             )
     return points

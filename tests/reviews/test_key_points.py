@@ -64,11 +64,10 @@ def test_each_matter_is_one_line_with_its_numbers():
         "3 个问题超出所处阶段的时限。",
         # 30 September is day 273 of 365.
         "2026 年已批项目预算执行率 39.0%（截至 2026-09-30：已支出 0.39元，已批 1.00元），时间进度 74.8%。",
-        "资金台账仅记至 2026-09-12：其后的支出尚未导入，执行率可能偏低。",
     ]
     en = key_points(kpis, counts, Q3, translator("en"))
     assert en[0].startswith("Targets missed (2): Satisfaction score 72.5 (target ≥ 85); ")
-    assert en[-2] == (
+    assert en[-1] == (
         "Execution of the 2026 budget approved so far: 39.0% (CNY 0.39 spent of CNY 1.00 "
         "approved, to 2026-09-30), with 74.8% of the year elapsed."
     )
@@ -145,3 +144,25 @@ def test_the_counts_at_their_boundaries(engine):
         "warnings_late_settled": 2,
         "emergencies_open": 1,
     }
+
+
+def test_the_ledger_line_appears_when_the_period_s_last_month_has_no_entry():
+    """Q3's last month is September: an entry on 1 September is enough, 31 August is not."""
+    kpis = _kpis(budget_execution_rate=Kpi("budget_execution_rate", "ratio", "up", 0.5))
+    zh = translator("zh-CN")
+
+    def ledger_line(recorded_to):
+        kpis.details["budget"] = {
+            "year": 2026,
+            "approved_fen": 100,
+            "spent_fen": 50,
+            "recorded_to": recorded_to,
+        }
+        points = key_points(kpis, NOTHING, Q3, zh)
+        return points[2] if len(points) == 3 else None
+
+    assert ledger_line(dt.date(2026, 9, 1)) is None
+    assert ledger_line(dt.date(2026, 8, 31)) == (
+        "资金台账最后一笔记录在 2026-08-31，其后至 2026-09-30 没有记录："
+        "如有支出尚未导入，执行率会偏低。"
+    )
