@@ -147,8 +147,8 @@ SQLITE_MAX_PARAMETERS = 8000
 IN_LIST_SIZE = 900
 
 
-def in_lists(values: Sequence[Any], size: int = IN_LIST_SIZE) -> Iterable[Sequence[Any]]:
-    """`values` in slices short enough for one `IN (...)` list each."""
+def chunks(values: Sequence[Any], size: int = IN_LIST_SIZE) -> Iterable[Sequence[Any]]:
+    """`values` in consecutive slices of at most `size` (by default, one `IN (...)` list)."""
     for start in range(0, len(values), size):
         yield values[start : start + size]
 

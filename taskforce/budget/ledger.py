@@ -19,7 +19,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from taskforce import events
 from taskforce.budget.forms import DisbursementForm
 from taskforce.budget.models import BudgetLine, FiscalYear, LedgerEntry, LedgerKind, LineStatus
+from taskforce.bulk import chunks
 from taskforce.context import Context
 from taskforce.emergency.models import Emergency
 from taskforce.errors import DomainError
@@ -349,7 +350,7 @@ def _lookup(session: Session, frame: pd.DataFrame) -> _Lookup:
     emergency_refs = set(frame["emergency"]) - {""}
     years = set(session.scalars(select(FiscalYear.year)))
     lines: dict[str, tuple[int, int, bool, str]] = {}
-    for chunk in _chunks(sorted(codes)):
+    for chunk in chunks(sorted(codes), _CHUNK):
         for line_id, code, year, is_reserve, status in session.execute(
             select(
                 BudgetLine.id,
@@ -376,11 +377,6 @@ def _lookup(session: Session, frame: pd.DataFrame) -> _Lookup:
             emergencies[public_id] = em_id
             emergencies[str(em_id)] = em_id
     return _Lookup(years=years, lines=lines, reserve_lines=reserve_lines, emergencies=emergencies)
-
-
-def _chunks(items: list, size: int = _CHUNK) -> Iterable[list]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 def validate_frame(frame: pd.DataFrame, lookup: _Lookup) -> tuple[pd.DataFrame, list[RowError]]:
@@ -609,7 +605,7 @@ def _bulk_insert(session: Session, frame: pd.DataFrame, now: dt.datetime) -> Non
         "ON CONFLICT (external_ref) DO NOTHING"
     )
     rows = list(zip(*(data[c] for c in columns), strict=True))
-    for chunk in _chunks(rows, _INSERT_CHUNK):
+    for chunk in chunks(rows, _INSERT_CHUNK):
         connection.exec_driver_sql(sql, chunk)
 
 
@@ -626,7 +622,7 @@ def import_frame(
     lookup = _lookup(session, frame)
     good, errors = validate_frame(frame, lookup)
     refs = sorted(set(good["external_ref"]))
-    for chunk in _chunks(refs):
+    for chunk in chunks(refs, _CHUNK):
         lookup.existing_refs.update(
             session.scalars(
                 select(LedgerEntry.external_ref).where(LedgerEntry.external_ref.in_(chunk))

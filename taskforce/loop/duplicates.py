@@ -9,9 +9,10 @@ each lead unit's once and keeps them as it goes (`OpenTitles`).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from sqlalchemy import func, select
@@ -132,8 +133,9 @@ class OpenTitles:
     An import reports each of its rows in a transaction of its own; reading the lead unit's
     thousands of open titles again for every row was most of its time (47 of 55 ms a row at
     full size: benchmarks/RESULTS.md, session 8). A row's new issue is staged by
-    `report_issue` and kept once its transaction committed (`keep`), or dropped (`drop`),
-    so a later row of the file finds an earlier one and never a rolled-back one. Issues
+    `report_issue` and kept when the row's `with open_titles.row():` block, which holds its
+    transaction, ends without an error; so a later row of the file finds an earlier one and
+    never a rolled-back one. Issues
     others report during the import are not seen by it: the file is compared with the
     issues open when each lead unit was first read, and with its own earlier rows.
     """
@@ -154,13 +156,19 @@ class OpenTitles:
     def stage(self, lead_unit_id: int, issue_id: int, title: str) -> None:
         self._staged.append((lead_unit_id, candidate(issue_id, title)))
 
-    def keep(self) -> None:
+    @contextlib.contextmanager
+    def row(self) -> Iterator[None]:
+        """One report's block: what it staged is kept if the block (its transaction, commit
+        included) ends without an error, and dropped otherwise."""
+        self._staged.clear()
+        try:
+            yield
+        except BaseException:
+            self._staged.clear()
+            raise
         for unit_id, entry in self._staged:
             if unit_id in self._by_unit:  # (otherwise read with it when first wanted)
                 self._by_unit[unit_id].append(entry)
-        self._staged.clear()
-
-    def drop(self) -> None:
         self._staged.clear()
 
     def _titles(self, session: Session, unit_id: int) -> list[Candidate]:

@@ -171,7 +171,8 @@ def _import_row(
             )
         return
     try:
-        with session_factory() as session, session.begin():
+        # The block ends after the commit: only a committed issue is kept for later rows.
+        with open_titles.row(), session_factory() as session, session.begin():
             outcome = report_issue(
                 session,
                 ctx,
@@ -183,13 +184,8 @@ def _import_row(
                 open_titles=open_titles,
             )
     except DomainError as exc:
-        open_titles.drop()
         result.errors.append(RowError(line, exc.field or "row", str(exc).split(": ", 1)[-1]))
         return
-    except BaseException:
-        open_titles.drop()
-        raise
-    open_titles.keep()  # committed: later rows of the file may repeat it
     (result.linked_duplicates if outcome.duplicate else result.imported).append(
         outcome.issue_number
     )

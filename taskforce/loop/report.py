@@ -37,7 +37,8 @@ def report_issue(
 ) -> ReportResult:
     """Open an issue, or link the report to the open issue it repeats (taskforce.loop.
     duplicates). `open_titles`: the lead units' open titles read once, for an import's rows;
-    a new issue is staged there for the caller to keep once the transaction committed."""
+    a new issue is staged there, kept when the caller's `open_titles.row()` block (which
+    holds the transaction) ends well."""
     form = ReportIssueForm.model_validate(
         form.model_dump()
     )  # validate again: forms may lose constraints

@@ -66,11 +66,6 @@ IN_CHUNK = 30_000
 NAT_DAY = np.datetime64("NaT", "D")
 
 
-def _chunks(ids: list[int], size: int = IN_CHUNK):
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]
-
-
 @dataclass
 class SweepResult:
     items: int = 0
@@ -441,7 +436,7 @@ def _issue_rows(session: Session, ids: list[int]) -> dict[int, IssueRow]:
     out: dict[int, IssueRow] = {}
     cursor = session.connection().connection.driver_connection.cursor()
     try:
-        for chunk in _chunks([int(i) for i in ids]):
+        for chunk in bulk.chunks([int(i) for i in ids], IN_CHUNK):
             cursor.execute(
                 f"SELECT id, number, title, classification FROM {Issue.__tablename__} "
                 f"WHERE id IN ({', '.join([mark] * len(chunk))})",
@@ -637,7 +632,7 @@ def cockpit(
     issues = pd.DataFrame(
         [
             row
-            for chunk in _chunks(items["issue_id"].unique().tolist())
+            for chunk in bulk.chunks(items["issue_id"].unique().tolist(), IN_CHUNK)
             for row in session.execute(
                 select(Issue.id, Issue.number).where(Issue.id.in_(chunk))
             ).all()
@@ -669,7 +664,7 @@ def cockpit(
     if lagging.empty:
         return table.reset_index(drop=True), pd.DataFrame(columns=[*columns, "reason"])
     rows = []
-    for chunk in _chunks(lagging["item_id"].astype(int).tolist()):
+    for chunk in bulk.chunks(lagging["item_id"].astype(int).tolist(), IN_CHUNK):
         latest = (
             select(ProgressReport.task_id, func.max(ProgressReport.id).label("pid"))
             .where(ProgressReport.task_id.in_(chunk))

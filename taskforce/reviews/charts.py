@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
@@ -22,7 +20,7 @@ from taskforce.reports.charts import (
     svg_chart,
 )
 from taskforce.reports.i18n import Translate
-from taskforce.reviews.periods import Period, ReviewKind, parse_period
+from taskforce.reviews.periods import Period, ReviewKind, parse_period, share_of_year
 
 
 def _display(value: float | None, unit: str) -> float | None:
@@ -95,15 +93,13 @@ def burndown_rows(frames: Frames, period: Period, current: KpiSet, timezone: str
     ]
     by_month = spent.groupby(spent.entry_date.dt.month).amount_fen.sum()
     period_ends = pd.Timestamp(period.ends_at(timezone))
-    days_in_year = (dt.date(year + 1, 1, 1) - dt.date(year, 1, 1)).days
     rows, cumulative = [], 0
     for month in range(1, period.last_day.month + 1):
         cumulative += int(by_month.get(month, 0))
         whole_month = parse_period(ReviewKind.monthly, f"{year}-{month:02d}")
         until = min(pd.Timestamp(whole_month.ends_at(timezone)), period_ends)
         approved = approved_budget_fen(frames, year, until)
-        last_day = min(whole_month.last_day, period.last_day)
-        elapsed_days = (last_day - dt.date(year, 1, 1)).days + 1
+        elapsed = share_of_year(min(whole_month.last_day, period.last_day))
         rows.append(
             {
                 "month": f"{year}-{month:02d}",
@@ -111,7 +107,7 @@ def burndown_rows(frames: Frames, period: Period, current: KpiSet, timezone: str
                 "spent_fen": cumulative,
                 "remaining_fen": approved - cumulative,
                 # A pace, not an amount: to the thousand yuan (100,000 fen).
-                "ideal_fen": round(approved * elapsed_days / days_in_year / 100_000) * 100_000,
+                "ideal_fen": round(approved * elapsed / 100_000) * 100_000,
             }
         )
     return rows

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, and_, case, func, select
 from sqlalchemy.orm import aliased
 
 from taskforce.budget.models import AuditFinding, BudgetLine, LedgerEntry
-from taskforce.bulk import in_lists
+from taskforce.bulk import chunks
 from taskforce.kpi.frames import days, flags, instants, raw_frame
 from taskforce.loop.models import Colour, Evaluation, Issue, Plan, Stage, TaskLevel, TaskNode
 from taskforce.money import to_yuan
@@ -340,7 +340,7 @@ def _roll_up(conn, frame: pd.DataFrame) -> None:
     if not goals and not subs:
         return
     goal_of: dict[int, int] = {}  # sub-project id -> its goal's id, for the listed goals
-    for chunk in in_lists(goals):
+    for chunk in chunks(goals):
         goal_of.update(
             conn.execute(
                 select(TaskNode.id, TaskNode.parent_id).where(
@@ -358,7 +358,7 @@ def _roll_up(conn, frame: pd.DataFrame) -> None:
         )
     )
     rows = []
-    for chunk in in_lists(sorted(subs | goal_of.keys())):
+    for chunk in chunks(sorted(subs | goal_of.keys())):
         rows += conn.execute(
             select(
                 TaskNode.parent_id,
@@ -386,7 +386,7 @@ def _roll_up(conn, frame: pd.DataFrame) -> None:
         .agg({"total": "sum", "count": "sum", "done": "sum", "last": "max", "rank": "max"})
     )
     rolled = pd.concat([per_sub[per_sub["node_id"].isin(subs)], per_goal]).set_index("node_id")
-    shown = frame.index[frame["node_id"].isin(rolled.index) & (level != "action_item")]
+    shown = frame.index[frame["node_id"].isin(rolled.index)]
     mine = rolled.loc[frame.loc[shown, "node_id"].astype(int)]
     all_done = (mine["done"] == mine["count"]).to_numpy()
     # Half up, as people round a percentage (62.5 → 63; numpy would give 62).

@@ -15,7 +15,7 @@ from collections import Counter
 
 from sqlalchemy import Connection, func, select
 
-from taskforce.bulk import in_lists
+from taskforce.bulk import chunks
 from taskforce.emergency.models import EarlyWarning, WarningStatus
 from taskforce.kpi.compute import KpiSet
 from taskforce.kpi.frames import Frames
@@ -23,7 +23,7 @@ from taskforce.loop.models import Colour, Issue, Stage, TaskLevel, TaskNode
 from taskforce.money import format_yuan
 from taskforce.reports.i18n import Translate
 from taskforce.reports.render import fmt_kpi, fmt_percent
-from taskforce.reviews.periods import Period
+from taskforce.reviews.periods import Period, share_of_year
 
 WARNING_COLOURS = ("red", "orange", "yellow")
 
@@ -52,7 +52,7 @@ def open_matters(conn: Connection, now: dt.datetime) -> dict:
     items = sorted({int(s) for _, kind, s in late if kind == "task" and str(s).isdigit()})
     issues = sorted({str(s) for _, kind, s in late if kind == "issue"})
     finished: set[tuple[str, str]] = set()
-    for chunk in in_lists(items):
+    for chunk in chunks(items):
         finished.update(
             ("task", str(i))
             for i in conn.scalars(
@@ -63,7 +63,7 @@ def open_matters(conn: Connection, now: dt.datetime) -> dict:
                 )
             )
         )
-    for chunk in in_lists(issues):
+    for chunk in chunks(issues):
         finished.update(
             ("issue", n)
             for n in conn.scalars(
@@ -140,15 +140,12 @@ def key_points(current: KpiSet, counts: dict, period: Period, t: Translate) -> l
     budget = current.details.get("budget")
     rate = current.kpis.get("budget_execution_rate")
     if budget and budget["approved_fen"] and rate is not None and rate.value is not None:
-        year_start = dt.date(budget["year"], 1, 1)
-        days_in_year = (dt.date(budget["year"] + 1, 1, 1) - year_start).days
-        elapsed = ((period.last_day - year_start).days + 1) / days_in_year
         points.append(
             t(
                 "points.budget",
                 year=budget["year"],
                 rate=fmt_percent(rate.value),
-                elapsed=fmt_percent(elapsed),
+                elapsed=fmt_percent(share_of_year(period.last_day)),
                 day=period.last_day.isoformat(),
                 approved=format_yuan(budget["approved_fen"], t("lang")),
                 spent=format_yuan(budget["spent_fen"], t("lang")),

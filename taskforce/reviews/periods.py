@@ -71,6 +71,13 @@ def _midnight(day: dt.date, timezone: str) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(0), ZoneInfo(timezone)).astimezone(dt.UTC)
 
 
+def share_of_year(day: dt.date) -> float:
+    """How much of `day`'s calendar year has passed at its end (31 December: 1.0): the time
+    progress (时间进度) budget execution is read against."""
+    first = dt.date(day.year, 1, 1)
+    return ((day - first).days + 1) / (dt.date(day.year + 1, 1, 1) - first).days
+
+
 def parse_period(kind: ReviewKind | str, label: str) -> Period:
     """The period a label names; a bad label is an error naming the field and the format."""
     kind = ReviewKind(kind)

@@ -226,10 +226,15 @@ def test_open_titles_keep_only_committed_issues_and_skip_closed_ones(engine, pol
     titles = OpenTitles()
     with factory() as s:
         assert titles.find(s, ctx, unit_id, "东区企业开办材料重复提交。").id == first_id
-        # A staged issue whose transaction did not commit is never a duplicate target.
-        titles.stage(unit_id, 10_000, "西区融资担保难")
-        titles.drop()
+        # A staged issue whose block (its transaction) failed is never a duplicate target;
+        # one whose block ended well is.
+        with pytest.raises(RuntimeError), titles.row():
+            titles.stage(unit_id, 10_000, "西区融资担保难")
+            raise RuntimeError("the commit failed")
         assert titles.find(s, ctx, unit_id, "西区融资担保难") is None
+        with titles.row():
+            titles.stage(unit_id, first_id, "北区融资担保难")
+        assert titles.find(s, ctx, unit_id, "北区融资担保难").id == first_id
     with factory() as s, s.begin():  # closed by someone else after the unit was read
         s.get(Issue, first_id).stage = Stage.closed
     with factory() as s:
