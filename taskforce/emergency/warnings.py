@@ -8,6 +8,7 @@ once: the dedup key is unique.
 from __future__ import annotations
 
 import datetime as dt
+from typing import NamedTuple
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -141,11 +142,56 @@ _INSERT_COLUMNS = (
 
 
 def raise_warnings(session: Session, ctx: Context, requests: list[dict]) -> list[int]:
-    """`raise_warning` for many causes at once (the dispatch sweep's escalations): one
-    existence check, one bulk INSERT of the new warnings, one `events.record_many`.
+    """`raise_warning` for many causes at once: one existence check, one bulk INSERT of the
+    new warnings, one `events.record_many` (a `warning.raised` entry and notice each).
     Each dict takes `raise_warning`'s keyword arguments. Returns the new warnings' ids, in
     request order (ids, not ORM objects: building thousands of them was a visible share of
     a sweep; load the objects with `session.get` where they are needed)."""
+    made = _insert_new(session, ctx, requests)
+    events.record_many(
+        session,
+        ctx.policy,
+        [
+            _raised_event_of(
+                new.id,
+                new.colour,
+                new.request["title"],
+                new.classification,
+                new.raised_at,
+                new.deadline,
+                new.rule,
+                new.request["source"],
+                new.request["subject_type"],
+                new.request["subject_id"],
+                new.request.get("actor", "system"),
+                new.request.get("is_drill", False),
+            )
+            for new in made
+        ],
+    )
+    return [new.id for new in made]
+
+
+def insert_warnings(session: Session, ctx: Context, requests: list[dict]) -> dict[str, int]:
+    """The warnings of `raise_warnings` without their own trail entries and notices, for a
+    caller whose one event announces them all (the dispatch sweep's escalation digest, which
+    lists their ids). Returns the new warnings' ids by dedup key; a cause already warned is
+    left out."""
+    return {new.request["dedup_key"]: new.id for new in _insert_new(session, ctx, requests)}
+
+
+class _NewWarning(NamedTuple):
+    id: int
+    request: dict
+    rule: object
+    colour: WarningColour
+    classification: Classification
+    raised_at: dt.datetime
+    deadline: dt.datetime
+
+
+def _insert_new(session: Session, ctx: Context, requests: list[dict]) -> list[_NewWarning]:
+    """Insert the warnings whose dedup key is new (one existence check, one bulk INSERT)."""
     keys = [r["dedup_key"] for r in requests]
     existing: set[str] = set()
     for start in range(0, len(keys), _KEY_CHUNK):
@@ -160,7 +206,7 @@ def raise_warnings(session: Session, ctx: Context, requests: list[dict]) -> list
     sqlite = bulk.is_sqlite(session)
     raised_at = bulk.stored_time(now, sqlite)
     deadlines: dict[WarningColour, tuple[dt.datetime, object]] = {}
-    wanted: list[tuple[tuple, dict, object, WarningColour, str, dt.datetime]] = []
+    wanted: list[tuple[tuple, dict, object, WarningColour, Classification, dt.datetime]] = []
     for r in requests:
         if r["dedup_key"] in existing:
             continue
@@ -204,31 +250,10 @@ def raise_warnings(session: Session, ctx: Context, requests: list[dict]) -> list
                 )
             )
         )
-    made = [ids[row[0]] for row, *_ in wanted]
-    events.record_many(
-        session,
-        ctx.policy,
-        [
-            _raised_event_of(
-                warning_id,
-                colour,
-                r["title"],
-                classification,
-                now,
-                deadline,
-                rule,
-                r["source"],
-                r["subject_type"],
-                r["subject_id"],
-                r.get("actor", "system"),
-                r.get("is_drill", False),
-            )
-            for warning_id, (_, r, rule, colour, classification, deadline) in zip(
-                made, wanted, strict=True
-            )
-        ],
-    )
-    return made
+    return [
+        _NewWarning(ids[row[0]], r, rule, colour, classification, now, deadline)
+        for row, r, rule, colour, classification, deadline in wanted
+    ]
 
 
 def handle_warning(

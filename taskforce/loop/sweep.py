@@ -33,10 +33,10 @@ from sqlalchemy.orm import Session
 
 from taskforce import bulk, events
 from taskforce.context import Context
-from taskforce.emergency.warnings import raise_warnings
+from taskforce.emergency.warnings import insert_warnings
 from taskforce.idempotency import CommandRecord
+from taskforce.loop import red_digest
 from taskforce.loop.colours import colours_frame, next_colour_change_frame
-from taskforce.loop.feedback import turned_red_events
 from taskforce.loop.models import (
     Colour,
     Issue,
@@ -452,8 +452,10 @@ def _issue_rows(session: Session, ids: list[int]) -> dict[int, IssueRow]:
 def _handle_red(
     session: Session, ctx: Context, items: pd.DataFrame, result: SweepResult, actor: str
 ) -> np.ndarray:
-    """Interview newly red items and escalate those red for the window; the frame's step
-    columns are updated here and written by `_write_items`. Returns which rows stepped."""
+    """Request interviews for newly red items and escalate those red for the window, with
+    an orange warning each; announced in one digest per owner unit (taskforce/loop/
+    red_digest.py). The frame's step columns are updated here and written by `_write_items`.
+    Returns which rows stepped."""
     now = ctx.now()
     stepped = np.zeros(len(items), dtype=bool)
     red = items[items["colour"] == Colour.red.value]
@@ -466,70 +468,80 @@ def _handle_red(
     # an ORM object cost seconds at 1,000,000 items (benchmarks/RESULTS.md).
     wanted = pd.concat([fresh["issue_id"], overdue["issue_id"]]).unique().tolist()
     issues = _issue_rows(session, wanted)
-    owners = dict(session.execute(select(Unit.id, Unit.code)).all())
-    # Every notification of the sweep is recorded set-based (events.record_many): one row at
-    # a time, tens of thousands of them took minutes at 1,000,000 items (benchmarks/RESULTS.md).
+    units = {
+        row.id: red_digest.Unit(row.code, row.name, row.name_en)
+        for row in session.execute(select(Unit.id, Unit.code, Unit.name, Unit.name_en))
+    }
     records: list[dict] = []
     if not fresh.empty:
         items.loc[fresh.index, "interview_requested_at"] = pd.Timestamp(now)
         stepped[items.index.get_indexer(fresh.index)] = True
-        # Columns as lists, not itertuples: iterating pandas' string columns row by row was a
-        # visible share of the sweep at full size.
-        for item_id, issue_id, title, owner in zip(
-            *(fresh[c].tolist() for c in ("id", "issue_id", "title", "owner_unit_id")),
-            strict=True,
-        ):
-            records += turned_red_events(
-                ctx, issues[issue_id], int(item_id), title, owners.get(owner), actor=actor
-            )
+        due = fresh["due_date"].map(lambda d: d.isoformat() if d is not None else "")
+        records += red_digest.turned_red_digests(
+            ctx, _red_items(fresh, issues, due.tolist()), units, actor=actor
+        )
         result.newly_red = [int(i) for i in fresh["id"]]
-    if overdue.empty:
-        events.record_many(session, ctx.policy, records)
-        return stepped
-    items.loc[overdue.index, "escalated_at"] = pd.Timestamp(now)
-    stepped[items.index.get_indexer(overdue.index)] = True
-    warnings = []
-    red_days = ctx.policy.progress.red_escalation_days
-    # In the office's language (policy.locale), as reports and messages show it.
-    title_of = functools.partial(translator(ctx.policy.locale), "warning_title.item_red")
-    for item_id, issue_id, title, since in zip(
-        *(overdue[c].tolist() for c in ("id", "issue_id", "title", "colour_since")), strict=True
-    ):
-        issue, item_id = issues[issue_id], int(item_id)
-        records.append(
-            {
-                "at": now,
-                "actor": actor,
-                "action": "item.escalated",
-                "subject_type": "task",
-                "subject_id": item_id,
-                "classification": issue.classification,
-                "notify": "escalation",
-                "payload": {"issue": issue.number, "red_since": since.to_pydatetime()},
-                "context": {
-                    "issue": issue.number,
-                    "title": issue.title,
-                    "item": title,
-                    "red_days": red_days,
-                },
-            }
-        )
-        warnings.append(
-            {
-                "colour": "orange",
-                "source": "sweep",
-                "subject_type": "task",
-                "subject_id": item_id,
-                "classification": issue.classification,
-                "actor": actor,
-                "title": title_of(issue=issue.number, item=item_id, days=red_days),
-                "dedup_key": f"task:{item_id}:red-escalation",
-            }
-        )
+    if not overdue.empty:
+        items.loc[overdue.index, "escalated_at"] = pd.Timestamp(now)
+        stepped[items.index.get_indexer(overdue.index)] = True
+        since = overdue["colour_since"].dt.tz_convert("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S")
+        escalated = _red_items(overdue, issues, since.fillna("").tolist())
+        warning_ids = insert_warnings(session, ctx, _escalation_warnings(ctx, escalated, actor))
+        escalated = [
+            i._replace(warning_id=warning_ids.get(_escalation_key(i.item_id))) for i in escalated
+        ]
+        records += red_digest.escalated_digests(ctx, escalated, units, actor=actor)
+        result.escalated = [int(i) for i in overdue["id"]]
     events.record_many(session, ctx.policy, records)
-    raise_warnings(session, ctx, warnings)
-    result.escalated = [int(i) for i in overdue["id"]]
     return stepped
+
+
+def _red_items(
+    rows: pd.DataFrame, issues: dict[int, IssueRow], overdue_since: list[str]
+) -> list[red_digest.RedItem]:
+    # Columns as lists, not itertuples: iterating pandas' string columns row by row was a
+    # visible share of the sweep at full size.
+    return [
+        red_digest.RedItem(
+            item_id=int(item_id),
+            issue_number=issues[issue_id].number,
+            classification=issues[issue_id].classification,
+            title=title,
+            owner_unit_id=None if owner is None or owner != owner else int(owner),
+            overdue_since=since,
+        )
+        for item_id, issue_id, title, owner, since in zip(
+            *(rows[c].tolist() for c in ("id", "issue_id", "title", "owner_unit_id")),
+            overdue_since,
+            strict=True,
+        )
+    ]
+
+
+def _escalation_key(item_id: int) -> str:
+    return f"task:{item_id}:red-escalation"
+
+
+def _escalation_warnings(
+    ctx: Context, escalated: list[red_digest.RedItem], actor: str
+) -> list[dict]:
+    """An orange warning per escalated item (SPEC §5: the leadership group steps in), titled
+    in the office's language (policy.locale), as reports and messages show it."""
+    red_days = ctx.policy.progress.red_escalation_days
+    title_of = functools.partial(translator(ctx.policy.locale), "warning_title.item_red")
+    return [
+        {
+            "colour": "orange",
+            "source": "sweep",
+            "subject_type": "task",
+            "subject_id": i.item_id,
+            "classification": i.classification,
+            "actor": actor,
+            "title": title_of(issue=i.issue_number, item=i.item_id, days=red_days),
+            "dedup_key": _escalation_key(i.item_id),
+        }
+        for i in escalated
+    ]
 
 
 def _overdue_stages(session: Session, ctx: Context, result: SweepResult, actor: str) -> None:

@@ -62,6 +62,8 @@ NOTIFY_TYPES = {
     DEAD_LETTER: NotifyType.FAILURE,
     "item_turned_red": NotifyType.WARNING,
     "escalation": NotifyType.WARNING,
+    "items_turned_red": NotifyType.WARNING,
+    "items_escalated": NotifyType.WARNING,
     "warning_raised": NotifyType.WARNING,
     "audit_finding_severe": NotifyType.WARNING,
     "stage_overdue": NotifyType.WARNING,

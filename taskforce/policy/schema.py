@@ -313,6 +313,8 @@ class Notifications(Strict):
     send_timeout_seconds: PositiveInt = 30
     claim_lease_seconds: PositiveInt = 300
     max_parallel_sends: PositiveInt = 16
+    # --- the dispatch sweep's red-item digests (taskforce/loop/red_digest.py) ---
+    digest_items: Annotated[int, Field(ge=0, le=50)] = 5  # items a digest message names
 
     @model_validator(mode="after")
     def _lease_outlives_a_send(self) -> Notifications:

@@ -69,7 +69,7 @@ class Loop:
         )
         return self._run(coord.leadership_vote, number, form, key=key)
 
-    def plan(self, number, *, items=2, due_in=20, key=None):
+    def plan(self, number, *, items=2, due_in=20, owners=("market-reg",), key=None):
         due = self.ctx.today() + dt.timedelta(days=due_in)
         form = PlanForm(
             goal="企业开办一次办结",
@@ -79,7 +79,7 @@ class Loop:
                     action_items=[
                         ActionItemInput(
                             title=f"行动项{i}",
-                            owner_unit="market-reg",
+                            owner_unit=owners[i % len(owners)],
                             due_date=due,
                             deliverable="清单发布",
                         )
