@@ -46,6 +46,11 @@ def local_date(instant: dt.datetime, timezone: str) -> dt.date:
     return instant.astimezone(ZoneInfo(timezone)).date()
 
 
+def local_minute(instant: dt.datetime, timezone: str) -> str:
+    """An instant as the office reads it in a message: "2026-06-04 09:00", local time."""
+    return instant.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
+
+
 def end_of_day(day: dt.date, timezone: str) -> dt.datetime:
     """The instant a day-based deadline expires: midnight after `day`, local time, as UTC."""
     nxt = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), ZoneInfo(timezone))

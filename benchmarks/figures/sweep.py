@@ -12,7 +12,10 @@ from sqlalchemy import text
 
 from benchmarks.core import Bench, Result, timed
 from taskforce.db import unit_of_work
+from taskforce.emergency.models import EarlyWarning
 from taskforce.loop.sweep import cockpit, dispatch_sweep
+from taskforce.notify.models import OutboxMessage
+from taskforce.trail.models import TrailEntry
 
 NAME = "sweep"
 GOAL_SECONDS_PER_MILLION = 2.0
@@ -45,11 +48,28 @@ def _cockpit(bench: Bench):
         return cockpit(session, bench.ctx)
 
 
+def _written(bench: Bench) -> tuple[int, int, int]:
+    """Rows of the trail, the outbox and the warnings: what a sweep writes besides items."""
+    with bench.engine.connect() as conn:
+        return tuple(
+            conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+            for table in (
+                TrailEntry.__tablename__,
+                OutboxMessage.__tablename__,
+                EarlyWarning.__tablename__,
+            )
+        )
+
+
 def run(bench: Bench) -> list[Result]:
     bench.status("sweep: baseline SELECT into pandas")
     base, frame = timed(lambda: _same_rows_into_pandas(bench))
     bench.status(f"sweep: first run over {len(frame):,} items")
+    before = _written(bench)
     first, result = timed(lambda: _sweep(bench))
+    trail, outbox, warnings = (
+        after - was for after, was in zip(_written(bench), before, strict=True)
+    )
     bench.status("sweep: second run, nothing changed")
     second, again = timed(lambda: _sweep(bench))
     bench.status("sweep: the cockpit report over every open item")
@@ -66,8 +86,13 @@ def run(bench: Bench) -> list[Result]:
             notes=f"{len(frame):,} items, read {summary['examined']:,}; "
             f"recoloured {summary['recoloured']:,}, "
             f"newly red {summary['newly_red']:,}, escalated {summary['escalated']:,}, "
-            f"overdue-stage warnings {summary['new_overdue_warnings']:,}",
-            extra={"items": len(frame), "summary": summary},
+            f"overdue-stage warnings {summary['new_overdue_warnings']:,}; wrote "
+            f"{trail:,} trail entries, {outbox:,} outbox rows, {warnings:,} warnings",
+            extra={
+                "items": len(frame),
+                "summary": summary,
+                "written": {"trail": trail, "outbox": outbox, "warnings": warnings},
+            },
         ),
         Result(
             "dispatch sweep, second run (nothing changed)",

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from taskforce import bulk, events
+from taskforce.clock import local_minute
 from taskforce.context import Context
 from taskforce.emergency.models import EarlyWarning, WarningColour, WarningStatus
 from taskforce.errors import NotFound
@@ -59,13 +60,15 @@ def raise_warning(
     events.record(
         session,
         ctx.policy,
-        **_raised_event(warning, rule, source, subject_type, subject_id, actor, is_drill),
+        **_raised_event(
+            warning, rule, source, subject_type, subject_id, actor, is_drill, ctx.policy.timezone
+        ),
     )
     return warning
 
 
 def _raised_event(
-    warning: EarlyWarning, rule, source, subject_type, subject_id, actor, is_drill
+    warning: EarlyWarning, rule, source, subject_type, subject_id, actor, is_drill, timezone
 ) -> dict:
     """The `warning.raised` event of a new warning, as `events.record` keyword arguments."""
     return _raised_event_of(
@@ -81,6 +84,7 @@ def _raised_event(
         subject_id,
         actor,
         is_drill,
+        timezone,
     )
 
 
@@ -97,6 +101,7 @@ def _raised_event_of(
     subject_id,
     actor,
     is_drill,
+    timezone: str,
 ) -> dict:
     return {
         "at": raised_at,
@@ -118,6 +123,7 @@ def _raised_event_of(
             "colour_zh": rule.name_zh,
             "title": title,
             "deadline_at": deadline_at.isoformat(),
+            "deadline": local_minute(deadline_at, timezone),  # as the message shows it
             "handled_by": rule.handled_by,
         },
         "is_drill": is_drill,
@@ -165,6 +171,7 @@ def raise_warnings(session: Session, ctx: Context, requests: list[dict]) -> list
                 new.request["subject_id"],
                 new.request.get("actor", "system"),
                 new.request.get("is_drill", False),
+                ctx.policy.timezone,
             )
             for new in made
         ],
@@ -339,6 +346,7 @@ def escalate_overdue_warnings(session: Session, ctx: Context) -> list[int]:
                 "title": r.title,
                 "handled_by": r.handled_by,
                 "deadline_at": r.deadline_at.isoformat(),
+                "deadline": local_minute(r.deadline_at, ctx.policy.timezone),
                 "summary": f"{rule.name_zh}: not handled by {r.handled_by} within "
                 f"{rule.deadline_hours} h",
             },

@@ -24,8 +24,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo
 
+from taskforce.clock import local_minute
 from taskforce.context import Context
 from taskforce.policy.schema import Classification
 
@@ -78,8 +78,9 @@ def escalated_digests(
     red_days = ctx.policy.progress.red_escalation_days
     rule = ctx.policy.warnings.orange
     # The office's local time, as a reader acts on it (the warnings store it in UTC).
-    deadline = ctx.now() + dt.timedelta(hours=rule.deadline_hours)
-    local_deadline = deadline.astimezone(ZoneInfo(ctx.policy.timezone)).strftime("%Y-%m-%d %H:%M")
+    deadline = local_minute(
+        ctx.now() + dt.timedelta(hours=rule.deadline_hours), ctx.policy.timezone
+    )
     out = []
     for (owner, classification), group in _groups(items).items():
         warnings = {str(i.item_id): i.warning_id for i in group if i.warning_id is not None}
@@ -96,7 +97,7 @@ def escalated_digests(
                     "red_days": red_days,
                     "warnings": len(warnings),
                     "colour_zh": rule.name_zh,
-                    "deadline": local_deadline,
+                    "deadline": deadline,
                 },
                 actor=actor,
             )

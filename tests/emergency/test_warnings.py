@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -82,3 +84,26 @@ def test_risk_colour_is_the_highest_threshold_reached(score):
         assert policy.risk.warning_thresholds[colour] == max(
             policy.risk.warning_thresholds[c] for c in reached
         )
+
+
+def test_warning_messages_state_the_deadline_in_the_office_s_local_time(engine, ctx, clock):
+    from taskforce.clock import local_minute
+    from taskforce.notify.render import render_message
+    from taskforce.policy.schema import Classification
+
+    hours = ctx.policy.warnings.yellow.deadline_hours
+    _raise(engine, ctx, "yellow", "k-deadline")
+    deadline = local_minute(clock.now() + dt.timedelta(hours=hours), ctx.policy.timezone)
+    clock.advance(hours=hours, seconds=1)
+    with unit_of_work(engine) as s:
+        escalate_overdue_warnings(s, ctx)
+        rows = s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+        raised = next(r for r in rows if r.event_kind == "warning_raised")
+        escalated = next(r for r in rows if r.event_kind == "warning_escalated")
+        limits = ctx.policy.notifications
+        zh = render_message(raised, clearance=Classification.secret, locale="zh-CN", limits=limits)
+        en = render_message(raised, clearance=Classification.secret, locale="en", limits=limits)
+        late = render_message(escalated, clearance=Classification.secret, locale="zh-CN", limits=limits)  # fmt: skip
+    assert f"请于 {deadline} 前响应" in zh.body
+    assert f"Respond by {deadline}." in en.body
+    assert f"（{deadline}）" in late.body and "+00:00" not in late.body

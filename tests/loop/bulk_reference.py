@@ -216,6 +216,7 @@ def raise_warnings(session: Session, ctx: Context, requests: list[dict]) -> list
                 r["subject_id"],
                 r.get("actor", "system"),
                 r.get("is_drill", False),
+                ctx.policy.timezone,
             )
             for w, r, rule in made
         ],

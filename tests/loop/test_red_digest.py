@@ -198,7 +198,9 @@ def test_the_sweep_sends_one_digest_per_unit_and_classification_and_each_once(lo
     assert sorted((e.subject_id, e.classification.value) for e in entries) == [
         ("market-reg", "internal"), ("market-reg", "secret"), ("tax", "internal"), ("tax", "secret"),
     ]  # fmt: skip
-    assert sorted(int(i) for e in entries for i in json.loads(e.payload)["items"]) == sorted(first.newly_red)
+    assert sorted(int(i) for e in entries for i in json.loads(e.payload)["items"]) == sorted(
+        first.newly_red
+    )
     assert all(len(json.loads(e.payload)["items"]) == 2 for e in entries)
     # One notice per digest and audience (the director), linked to its trail entry; no
     # per-item notice from the sweep.
