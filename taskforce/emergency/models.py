@@ -100,6 +100,8 @@ class EarlyWarning(Base):
     """预警 (SPEC §5): yellow 关注级, orange 警示级, red 危急级."""
 
     __tablename__ = "warning"
+    # A subject's warnings, settled when it completes (migration 0007_warning_subject).
+    __table_args__ = (Index("ix_warning_subject", "subject_type", "subject_id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     dedup_key: Mapped[str] = mapped_column(String(200), unique=True)  # raised once per cause
     colour: Mapped[WarningColour] = enum_column(WarningColour)

@@ -293,11 +293,93 @@ def handle_warning(
     return warning
 
 
+def settle_warnings(
+    session: Session,
+    ctx: Context,
+    subject_type: str,
+    subject_ids: list[str | int],
+    *,
+    reason: str,
+    actor: str,
+) -> list[int]:
+    """Close the warnings whose cause is gone: the action item completed, the issue closed.
+
+    Open and escalated warnings of these subjects are marked handled at this instant (in
+    time if before their deadline, as the KPIs count them) with a `warning.settled` trail
+    entry naming the reason. No message: nobody has anything left to do. Without this, a
+    warning outlived its subject and was reported late forever (预警按时处置率)."""
+    wanted = [str(i) for i in subject_ids]
+    if not wanted:
+        return []
+    now = ctx.now()
+    warnings = session.scalars(
+        select(EarlyWarning)
+        .where(
+            EarlyWarning.subject_type == subject_type,
+            EarlyWarning.subject_id.in_(wanted),
+            EarlyWarning.status.in_([WarningStatus.open, WarningStatus.escalated]),
+        )
+        .order_by(EarlyWarning.id)
+        .with_for_update()
+    ).all()
+    for warning in warnings:
+        was = warning.status
+        warning.status, warning.handled_at = WarningStatus.handled, now
+        events.record(
+            session,
+            ctx.policy,
+            at=now,
+            actor=actor,
+            action="warning.settled",
+            subject_type="warning",
+            subject_id=warning.id,
+            classification=warning.classification,
+            payload={
+                "reason": reason,
+                "subject": f"{subject_type}:{warning.subject_id}",
+                "was": WarningStatus(was).value,
+                "late": now > warning.deadline_at,
+            },
+        )
+    session.flush()
+    return [w.id for w in warnings]
+
+
+def _escalated_event(r, rule, now: dt.datetime, timezone: str) -> dict:
+    """The `warning.escalated` event of a warning row, as `events.record` keyword arguments."""
+    colour = WarningColour(r.colour).value
+    return {
+        "at": now,
+        "actor": "system",
+        "action": "warning.escalated",
+        "subject_type": "warning",
+        "subject_id": r.id,
+        "classification": r.classification,
+        "notify": "warning_escalated",
+        "payload": {
+            "colour": colour,
+            "handled_by": r.handled_by,
+            "deadline_at": r.deadline_at,
+            "hours": rule.deadline_hours,
+        },
+        "context": {
+            "colour": colour,
+            "colour_zh": rule.name_zh,
+            "title": r.title,
+            "handled_by": r.handled_by,
+            "deadline_at": r.deadline_at.isoformat(),
+            "deadline": local_minute(r.deadline_at, timezone),
+            "summary": f"{rule.name_zh}: not handled by {r.handled_by} within "
+            f"{rule.deadline_hours} h",
+        },
+    }
+
+
 def escalate_overdue_warnings(session: Session, ctx: Context) -> list[int]:
     """Escalate every open warning past its deadline (48 h / 72 h / 24 h), once.
 
-    The due warnings are read in one query and marked escalated in one UPDATE;
-    each gets its trail entry and notification.
+    The due warnings are read in one query and marked escalated in bulk; each gets its
+    trail entry and notification, written set-based (events.record_many).
     """
     now = ctx.now()
     rows = session.execute(
@@ -316,39 +398,22 @@ def escalate_overdue_warnings(session: Session, ctx: Context) -> list[int]:
     if not rows:
         return []
     ids = [r.id for r in rows]
-    session.execute(
-        update(EarlyWarning)
-        .where(EarlyWarning.id.in_(ids), EarlyWarning.status == WarningStatus.open)
-        .values(status=WarningStatus.escalated, escalated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    for r in rows:
-        rule = getattr(ctx.policy.warnings, WarningColour(r.colour).value)
-        events.record(
-            session,
-            ctx.policy,
-            at=now,
-            actor="system",
-            action="warning.escalated",
-            subject_type="warning",
-            subject_id=r.id,
-            classification=r.classification,
-            notify="warning_escalated",
-            payload={
-                "colour": WarningColour(r.colour).value,
-                "handled_by": r.handled_by,
-                "deadline_at": r.deadline_at,
-                "hours": rule.deadline_hours,
-            },
-            context={
-                "colour": WarningColour(r.colour).value,
-                "colour_zh": rule.name_zh,
-                "title": r.title,
-                "handled_by": r.handled_by,
-                "deadline_at": r.deadline_at.isoformat(),
-                "deadline": local_minute(r.deadline_at, ctx.policy.timezone),
-                "summary": f"{rule.name_zh}: not handled by {r.handled_by} within "
-                f"{rule.deadline_hours} h",
-            },
+    # In chunks: SQLite refuses more than 32,766 bound parameters, and a weekly sweep can
+    # raise ten thousand warnings that nobody handles in time.
+    for chunk in bulk.chunks(ids, _KEY_CHUNK):
+        session.execute(
+            update(EarlyWarning)
+            .where(EarlyWarning.id.in_(chunk), EarlyWarning.status == WarningStatus.open)
+            .values(status=WarningStatus.escalated, escalated_at=now)
+            .execution_options(synchronize_session=False)
         )
+    rules = {colour: getattr(ctx.policy.warnings, colour.value) for colour in WarningColour}
+    events.record_many(
+        session,
+        ctx.policy,
+        [
+            _escalated_event(r, rules[WarningColour(r.colour)], now, ctx.policy.timezone)
+            for r in rows
+        ],
+    )
     return ids

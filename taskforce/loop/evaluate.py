@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from taskforce import events
 from taskforce.context import Context
-from taskforce.emergency.warnings import raise_warning
+from taskforce.emergency.warnings import raise_warning, settle_warnings
 from taskforce.errors import IllegalTransition
 from taskforce.idempotency import fingerprint, previous_result, remember
 from taskforce.loop.feedback import open_action_items
 from taskforce.loop.forms import EvaluateForm, StepResult
-from taskforce.loop.models import Evaluation, Outcome, Stage
+from taskforce.loop.models import Evaluation, Outcome, Stage, TaskNode
 from taskforce.loop.states import load_issue, move, require_step
 from taskforce.registers.models import CaseLesson
 from taskforce.reports.i18n import translator
@@ -87,6 +88,10 @@ def evaluate(
             payload=payload,
             context=context,
         )
+        # Warnings about the issue, or about items of any of its plans, have no cause left.
+        settle_warnings(session, ctx, "issue", [issue.number], reason="issue closed", actor=actor)
+        items = session.scalars(select(TaskNode.id).where(TaskNode.issue_id == issue.id)).all()
+        settle_warnings(session, ctx, "task", list(items), reason="issue closed", actor=actor)
     else:
         move(issue, Stage.coordinating)
         issue.returns_count += 1

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from taskforce import events
 from taskforce.context import Context
+from taskforce.emergency.warnings import settle_warnings
 from taskforce.errors import IllegalTransition, NotFound
 from taskforce.idempotency import fingerprint, previous_result, remember
 from taskforce.loop.colours import colour_of, next_colour_change, next_red_step_on
@@ -158,6 +159,10 @@ def report_progress(
             "was": before.value,
         },
     )
+    if item.done:  # its red-item warning, if any, has no cause left
+        settle_warnings(
+            session, ctx, "task", [item.id], reason="action item completed", actor=actor
+        )
     owner = session.get(Unit, item.owner_unit_id)
     if colour == Colour.red and before != Colour.red and item.interview_requested_at is None:
         item.interview_requested_at = now

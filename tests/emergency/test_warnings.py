@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from taskforce.context import Context
 from taskforce.db import unit_of_work
@@ -107,3 +107,46 @@ def test_warning_messages_state_the_deadline_in_the_office_s_local_time(engine, 
     assert f"请于 {deadline} 前响应" in zh.body
     assert f"Respond by {deadline}." in en.body
     assert f"（{deadline}）" in late.body and "+00:00" not in late.body
+
+
+def test_more_overdue_warnings_than_sqlite_binds_in_one_statement_escalate_at_once(
+    engine, ctx, clock
+):
+    """A weekly sweep can raise ten thousand orange warnings; three such weeks unhandled are
+    more ids than one SQLite statement may bind (32,766)."""
+    from taskforce.emergency.warnings import insert_warnings
+    from taskforce.trail.models import TrailEntry
+
+    many = 33_000
+    with unit_of_work(engine) as s:
+        made = insert_warnings(
+            s,
+            ctx,
+            [
+                {
+                    "colour": "orange",
+                    "source": "sweep",
+                    "subject_type": "task",
+                    "subject_id": n,
+                    "title": f"行动项 {n}",
+                    "dedup_key": f"task:{n}:red-escalation",
+                }
+                for n in range(many)
+            ],
+        )
+    assert len(made) == many
+    clock.advance(hours=ctx.policy.warnings.orange.deadline_hours, seconds=1)
+    with unit_of_work(engine) as s:
+        assert sorted(escalate_overdue_warnings(s, ctx)) == sorted(made.values())
+    with unit_of_work(engine) as s:
+        statuses = s.execute(
+            select(EarlyWarning.status, func.count()).group_by(EarlyWarning.status)
+        ).all()
+        assert statuses == [(WarningStatus.escalated, many)]
+        entries = s.scalar(select(func.count()).where(TrailEntry.action == "warning.escalated"))
+        notices = s.scalar(
+            select(func.count()).where(OutboxMessage.event_kind == "warning_escalated")
+        )
+    assert entries == many and notices == 2 * many  # leadership and the director
+    with unit_of_work(engine) as s:
+        assert escalate_overdue_warnings(s, ctx) == []
