@@ -285,20 +285,26 @@ class AnswerForm(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     emergency_id: EmergencyId
-    actor: str = Field(..., min_length=1, max_length=100, title="Who 处置人")
+    actor: str = Field(
+        ...,
+        min_length=1,
+        max_length=100,
+        title="Who 处置人",
+        description="Your member code (config/org.yaml), e.g. E1: the trail names you.",
+    )
     note: str = Field("", max_length=2_000, title="Note 备注")
 
 
 @flow(name="acknowledge-emergency")
 def acknowledge_emergency(form: AnswerForm) -> str:
     """确认 — acknowledge a page: stops the escalation."""
-    return t.acknowledge(form.emergency_id, form.actor, form.note).status.value
+    return t.acknowledge(form.emergency_id, form.actor, form.note, member=True).status.value
 
 
 @flow(name="resolve-emergency")
 def resolve_emergency(form: AnswerForm) -> str:
     """解除 — the emergency is over; its response run then opens the follow-up issue."""
-    return t.resolve(form.emergency_id, form.actor, form.note).status.value
+    return t.resolve(form.emergency_id, form.actor, form.note, member=True).status.value
 
 
 class DeadlineForm(BaseModel):

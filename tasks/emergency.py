@@ -18,6 +18,7 @@ from taskforce.emergency.forms import EmergencyIntake, OpenResult, ReserveDrawFo
 from taskforce.emergency.paging import FirstPage, first_page
 from taskforce.emergency.service import EmergencyState, Escalation
 from taskforce.emergency.warnings import escalate_overdue_warnings
+from taskforce.org.service import active_member
 
 
 def context() -> Context:
@@ -74,14 +75,22 @@ def escalate(public_id: str | None = None) -> list[Escalation]:
 
 
 @task(name="acknowledge-emergency", cache_policy=NO_CACHE)
-def acknowledge(public_id: str, actor: str, note: str = "") -> EmergencyState:
+def acknowledge(
+    public_id: str, actor: str, note: str = "", *, member: bool = False
+) -> EmergencyState:
+    """`member`: the actor is an operator, who must be an active member (a form's entry)."""
     with unit_of_work() as session:
+        if member:
+            active_member(session, actor, field="actor")
         return service.acknowledge(session, context(), public_id, actor=actor, note=note)
 
 
 @task(name="resolve-emergency", cache_policy=NO_CACHE)
-def resolve(public_id: str, actor: str, note: str = "") -> EmergencyState:
+def resolve(public_id: str, actor: str, note: str = "", *, member: bool = False) -> EmergencyState:
+    """`member`: as for `acknowledge`."""
     with unit_of_work() as session:
+        if member:
+            active_member(session, actor, field="actor")
         return service.resolve(session, context(), public_id, actor=actor, note=note)
 
 

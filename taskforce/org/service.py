@@ -81,6 +81,28 @@ def unit_by_code(session: Session, code: str) -> Unit | None:
     return session.scalars(select(Unit).where(Unit.code == code)).one_or_none()
 
 
+def active_member(session: Session, code: str, *, field: str) -> Member:
+    """The active member of this code, or an error listing the codes there are: an operator's
+    acknowledgement stops an escalation, so it must name a person the office knows."""
+    member = session.scalars(select(Member).where(Member.code == code)).one_or_none()
+    if member is not None and member.active:
+        return member
+    codes = list(
+        session.scalars(
+            select(Member.code)
+            .where(Member.active.is_(True))
+            .order_by(Member.code)
+            .limit(LISTED_UNITS_MAX + 1)
+        )
+    )
+    shown = ", ".join(codes[:LISTED_UNITS_MAX]) + (", …" if len(codes) > LISTED_UNITS_MAX else "")
+    raise NotFound(
+        f"no active member {code!r}",
+        field=field,
+        allowed=f"a member code of config/org.yaml: {shown}",
+    )
+
+
 @dataclass(frozen=True)
 class GroupSummary:
     code: str

@@ -17,6 +17,7 @@ from taskforce.emergency import service
 from taskforce.emergency.dispatch import dispatch_pending
 from taskforce.emergency.forms import EmergencyIntake, ReserveDrawForm
 from taskforce.emergency.models import EarlyWarning, Emergency, EmergencyStatus, Level
+from taskforce.errors import NotFound
 from taskforce.loop.models import Issue
 from taskforce.notify.models import OutboxMessage
 from taskforce.trail.models import TrailEntry
@@ -192,6 +193,15 @@ def test_operator_form_opens_an_emergency(engine, prefect_server):
         artifact = client.read_latest_artifacts()
     shown = [a for a in artifact if a.key == f"emergency-{result['emergency_id']}"]
     assert shown and f"`{result['emergency_id']}`" in shown[0].data
+    # An acknowledgement stops the escalation: an unknown name is refused, nothing changes.
+    with pytest.raises(NotFound, match="actor: no active member 'W9'") as refused:
+        acknowledge_emergency(AnswerForm(emergency_id=result["emergency_id"], actor="W9"))
+    assert "E1" in str(refused.value) and "W1" in str(refused.value)  # the codes there are
+    with unit_of_work(engine) as s:
+        assert s.scalars(select(Emergency.status)).one() != EmergencyStatus.acknowledged
+        assert not s.scalars(
+            select(TrailEntry.id).where(TrailEntry.action == "emergency.acknowledged")
+        ).all()
     status = acknowledge_emergency(AnswerForm(emergency_id=result["emergency_id"], actor="W1"))
     assert status == "acknowledged"
 
