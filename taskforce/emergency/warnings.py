@@ -398,8 +398,8 @@ def escalate_overdue_warnings(session: Session, ctx: Context) -> list[int]:
     if not rows:
         return []
     ids = [r.id for r in rows]
-    # In chunks: SQLite refuses more than 32,766 bound parameters, and a weekly sweep can
-    # raise ten thousand warnings that nobody handles in time.
+    # In chunks: SQLite's default build refuses more than 32,766 bound parameters, and a
+    # weekly sweep can raise ten thousand warnings that nobody handles in time.
     for chunk in bulk.chunks(ids, _KEY_CHUNK):
         session.execute(
             update(EarlyWarning)
