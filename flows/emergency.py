@@ -282,7 +282,7 @@ def open_emergency(form: OpenEmergencyForm) -> dict:
 
 
 class AnswerForm(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     emergency_id: EmergencyId
     actor: str = Field(

@@ -21,6 +21,7 @@ from taskforce.emergency import warnings
 from taskforce.emergency.models import WarningColour
 from taskforce.errors import NotFound
 from taskforce.loop.models import Issue, TaskNode
+from taskforce.org.service import active_member
 from taskforce.policy.schema import Classification
 from taskforce.registers.models import Risk
 
@@ -32,17 +33,19 @@ class WarningSubject(StrEnum):
     other = "other"
 
 
-def _check_subject(session, kind: WarningSubject, subject_id: str) -> None:
+def _checked_subject(session, kind: WarningSubject, subject_id: str) -> str:
     """A warning about a record names one that exists (a mistyped issue number raised a
-    warning about nothing, announced all the same)."""
+    warning about nothing, announced all the same). Returns the id as the system stores it
+    ("0012" is item 12), so the warning is settled when its subject completes."""
     if kind is WarningSubject.issue:
         found = session.scalar(select(Issue.id).where(Issue.number == subject_id))
     elif kind is WarningSubject.task:
         found = subject_id.isdigit() and session.get(TaskNode, int(subject_id))
+        subject_id = str(int(subject_id)) if found else subject_id
     elif kind is WarningSubject.risk:
         found = session.scalar(select(Risk.id).where(Risk.code == subject_id))
     else:
-        return
+        return subject_id
     if not found:
         raise NotFound(
             f"no {kind.value} {subject_id!r}",
@@ -50,6 +53,7 @@ def _check_subject(session, kind: WarningSubject, subject_id: str) -> None:
             allowed=f"the {kind.value}'s number or code as the system shows it, or "
             "subject_type 'other' for a matter with no record",
         )
+    return subject_id
 
 
 class RaiseWarningForm(BaseModel):
@@ -82,21 +86,27 @@ class HandleWarningForm(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     warning_id: int = Field(..., ge=1, title="Warning id 预警编号")
-    actor: str = Field(..., min_length=1, max_length=100, title="Handled by 处置人")
+    actor: str = Field(
+        ...,
+        min_length=1,
+        max_length=100,
+        title="Handled by 处置人",
+        description="Your member code (config/org.yaml), e.g. E1: the trail names you.",
+    )
     note: str = Field("", max_length=2_000, title="Note 处置说明")
 
 
 @task(name="raise-warning", cache_policy=NO_CACHE)
 def _raise(form: RaiseWarningForm) -> int | None:
     with unit_of_work() as session:
-        _check_subject(session, form.subject_type, form.subject_id)
+        subject_id = _checked_subject(session, form.subject_type, form.subject_id)
         warning = warnings.raise_warning(
             session,
             Context.default(),
             colour=form.colour,
             source="manual",
             subject_type=form.subject_type.value,
-            subject_id=form.subject_id,
+            subject_id=subject_id,
             title=form.title,
             dedup_key=form.dedup_key or f"manual:{uuid.uuid4()}",
             actor=form.actor,
@@ -108,6 +118,8 @@ def _raise(form: RaiseWarningForm) -> int | None:
 @task(name="handle-warning", cache_policy=NO_CACHE)
 def _handle(form: HandleWarningForm) -> str:
     with unit_of_work() as session:
+        # Handling stops the escalation: the handler must be a person the office knows.
+        active_member(session, form.actor, field="actor")
         warning = warnings.handle_warning(
             session, Context.default(), form.warning_id, actor=form.actor, note=form.note
         )

@@ -149,7 +149,8 @@ _INSERT_COLUMNS = (
 
 def raise_warnings(session: Session, ctx: Context, requests: list[dict]) -> list[int]:
     """`raise_warning` for many causes at once: one existence check, one bulk INSERT of the
-    new warnings, one `events.record_many` (a `warning.raised` entry and notice each).
+    new warnings, one `events.record_many` (a `warning.raised` entry and notice each). (The
+    dispatch sweep announces its warnings in its digests instead: `insert_warnings`.)
     Each dict takes `raise_warning`'s keyword arguments. Returns the new warnings' ids, in
     request order (ids, not ORM objects: building thousands of them was a visible share of
     a sweep; load the objects with `session.get` where they are needed)."""

@@ -9,7 +9,7 @@ the sweep groups its red-item steps (SPEC §2 step 4):
 * **items escalated** — red past `progress.red_escalation_days`: to the leadership group,
   with the orange warning raised for each item (listed by id in the entry).
 
-Each digest is one trail entry (subject: the owner unit), listing every item it covers, and
+Each digest is one trail entry of the day's sweep naming the owner unit and every item, and
 one notice per audience naming the count and the first `notifications.digest_items` items,
 most overdue first; the full list is in the task cockpit. Items are grouped by their issue's
 classification as well, so a secret issue's item never shares a message with an internal
@@ -28,8 +28,6 @@ from typing import Any, NamedTuple
 from taskforce.clock import local_minute
 from taskforce.context import Context
 from taskforce.policy.schema import Classification
-
-NO_UNIT = "-"  # the subject of a digest of items with no owner unit
 
 
 class Unit(NamedTuple):
@@ -135,12 +133,18 @@ def _digest(
         "at": ctx.now(),
         "actor": actor,
         "action": action,
-        "subject_type": "unit",
-        "subject_id": unit.code if unit else NO_UNIT,
+        # The sweep of the day, as its recolouring entry: a channel not cleared for a secret
+        # digest sees only "dispatch sweep <day>", not which unit has overdue secret work.
+        "subject_type": "sweep",
+        "subject_id": ctx.today().isoformat(),
         "classification": classification,
         "notify": notify,
-        # Every item, by id, with its issue: the trail is the record of who was asked what.
-        "payload": {"items": {str(i.item_id): i.issue_number for i in group}, **payload},
+        # The unit, and every item by id with its issue: the trail records who was asked what.
+        "payload": {
+            "owner": unit.code if unit else None,
+            "items": {str(i.item_id): i.issue_number for i in group},
+            **payload,
+        },
         "context": {
             "owner": unit.code if unit else None,
             "owner_name": unit.name if unit else None,

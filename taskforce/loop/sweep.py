@@ -462,8 +462,10 @@ def _handle_red(
     if red.empty:
         return stepped
     window = pd.Timedelta(days=ctx.policy.progress.red_escalation_days)
-    fresh = red[red["interview_requested_at"].isna()]
+    # By id: the digests and the warnings' ids then come out the same on every run.
+    fresh = red[red["interview_requested_at"].isna()].sort_values("id")
     overdue = red[red["escalated_at"].isna() & (red["colour_since"] <= pd.Timestamp(now) - window)]
+    overdue = overdue.sort_values("id")
     # Only the issues of items that need a notification: loading every red item's issue as
     # an ORM object cost seconds at 1,000,000 items (benchmarks/RESULTS.md).
     wanted = pd.concat([fresh["issue_id"], overdue["issue_id"]]).unique().tolist()

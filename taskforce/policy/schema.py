@@ -314,7 +314,9 @@ class Notifications(Strict):
     claim_lease_seconds: PositiveInt = 300
     max_parallel_sends: PositiveInt = 16
     # --- the dispatch sweep's red-item digests (taskforce/loop/red_digest.py) ---
-    digest_items: Annotated[int, Field(ge=0, le=50)] = 5  # items a digest message names
+    # Items a digest message names (titles shortened; the count comes first, so a message cut
+    # at body_max_chars still says how many).
+    digest_items: Annotated[int, Field(ge=0, le=10)] = 5
 
     @model_validator(mode="after")
     def _lease_outlives_a_send(self) -> Notifications:

@@ -16,7 +16,13 @@ from taskforce.db import unit_of_work
 from taskforce.emergency import service
 from taskforce.emergency.dispatch import dispatch_pending
 from taskforce.emergency.forms import EmergencyIntake, ReserveDrawForm
-from taskforce.emergency.models import EarlyWarning, Emergency, EmergencyStatus, Level
+from taskforce.emergency.models import (
+    EarlyWarning,
+    Emergency,
+    EmergencyStatus,
+    Level,
+    WarningStatus,
+)
 from taskforce.errors import NotFound
 from taskforce.loop.models import Issue
 from taskforce.notify.models import OutboxMessage
@@ -279,8 +285,13 @@ def test_warning_forms(engine, prefect_server):
     )
     first = raise_warning(form)
     assert first["raised"] and raise_warning(form) == {"warning_id": None, "raised": False}
+    # Handling stops the escalation: an unknown handler is refused and nothing changes.
+    with pytest.raises(NotFound, match="actor: no active member 'L9'"):
+        handle_warning(HandleWarningForm(warning_id=first["warning_id"], actor="L9"))
+    with unit_of_work(engine) as s:
+        assert s.get(EarlyWarning, first["warning_id"]).status == WarningStatus.open
     assert (
-        handle_warning(HandleWarningForm(warning_id=first["warning_id"], actor="L1")) == "handled"
+        handle_warning(HandleWarningForm(warning_id=first["warning_id"], actor=" L1 ")) == "handled"
     )
 
 

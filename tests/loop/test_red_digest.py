@@ -82,7 +82,8 @@ def test_every_red_item_is_in_exactly_one_digest_of_its_unit_and_classification(
         )
         assert named == expected[: len(named)]
         unit = UNITS.get(members[0].owner_unit_id)
-        assert d["subject_type"] == "unit" and d["subject_id"] == (unit.code if unit else "-")
+        assert (d["subject_type"], d["subject_id"]) == ("sweep", "2026-06-01")  # the sweep's day
+        assert d["payload"]["owner"] == (unit.code if unit else None)
 
 
 def test_an_escalation_digest_lists_each_item_s_warning_and_leaves_out_none(policy):
@@ -115,28 +116,59 @@ def _snapshot(digest, audience="director"):
     )
 
 
+def _render(digest, locale, policy, clearance=Classification.secret, audience="director"):
+    return render_message(
+        _snapshot(digest, audience), clearance=clearance, locale=locale, limits=policy.notifications
+    )
+
+
 def test_a_digest_names_the_first_items_and_counts_the_rest(policy):
     ctx = _ctx(policy)  # digest_items: 5
     items = [_item(n, since=f"2026-05-{n:02d}") for n in range(1, 13)]
     (digest,) = turned_red_digests(ctx, items, UNITS, actor="sweep")
-    zh = render_message(
-        _snapshot(digest), clearance=Classification.secret, locale="zh-CN", limits=policy.notifications
-    )  # fmt: skip
+    zh = _render(digest, "zh-CN", policy)
     assert zh.title == "行动项亮红灯汇总：市场监管局 12 项"
-    assert "市场监管局有 12 项行动项超期亮红灯，已请求约谈责任单位" in zh.body
+    assert zh.body.startswith(
+        "本次周调度，市场监管局有 12 项行动项超期亮红灯，已请求约谈责任单位"
+        "（下列前 5 项，其余 7 项见任务驾驶舱）。"
+    )
     assert "TF-2026-00001 行动项 1：行动项1" in zh.body and "行动项5" in zh.body
-    assert "行动项6" not in zh.body and zh.body.endswith("另有 7 项，详见任务驾驶舱。")
-    assert len(zh.body) <= policy.notifications.body_max_chars and not zh.redacted
-    en = render_message(
-        _snapshot(digest), clearance=Classification.secret, locale="en", limits=policy.notifications
-    )  # fmt: skip
+    assert "行动项6" not in zh.body and not zh.redacted
+    en = _render(digest, "en", policy)
     assert en.title == "Red items (digest): Market Regulation Bureau, 12 items"
-    assert en.body.endswith("7 more in the task cockpit.")
+    assert "is requested. First 5 below, 7 more in the task cockpit.\n" in en.body
+    assert "TF-2026-00001 #1: 行动项1" in en.body
     (one,) = turned_red_digests(ctx, items[:1], UNITS, actor="sweep")
-    en_one = render_message(
-        _snapshot(one), clearance=Classification.secret, locale="en", limits=policy.notifications
-    )  # fmt: skip
-    assert "1 action item is overdue" in en_one.body and "more" not in en_one.body
+    en_one = _render(one, "en", policy)
+    assert "1 action item is overdue (red) at Market Regulation Bureau" in en_one.body
+    assert "more" not in en_one.body
+    orphan = items[0]._replace(owner_unit_id=None)
+    (nobody,) = turned_red_digests(ctx, [orphan], UNITS, actor="sweep")
+    assert "overdue (red) with no owner unit;" in _render(nobody, "en", policy).body
+    assert "未指定责任单位有 1 项" in _render(nobody, "zh-CN", policy).body
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en"])
+@pytest.mark.parametrize("kind", ["turned_red", "escalated"])
+def test_longest_titles_still_leave_the_counts_and_every_listed_item_whole(policy, locale, kind):
+    """Titles may be 300 characters: the message is cut at body_max_chars, but the counts come
+    first and each listed title is shortened, so no item is cut in the middle."""
+    ctx = _ctx(policy, digest_items=5)
+    title = ("审批材料清单统一和一网通办系统改造" * 20)[:300]
+    items = [_item(n, since=f"2026-05-{n:02d}")._replace(title=title, warning_id=n) for n in range(1, 13)]  # fmt: skip
+    make = turned_red_digests if kind == "turned_red" else escalated_digests
+    (digest,) = make(ctx, items, UNITS, actor="sweep")
+    body = _render(digest, locale, policy).body
+    assert len(body) < policy.notifications.body_max_chars  # not cut at all
+    assert ("其余 7 项" if locale == "zh-CN" else "7 more in the task cockpit") in body
+    # Each listed item whole: its number, then its title shortened to the same length.
+    listed = body.splitlines()[1:]
+    shortened = {len(line.split("：" if locale == "zh-CN" else ": ", 1)[1]) for line in listed}
+    assert len(listed) == 5 and len(shortened) == 1
+    assert all(
+        line.startswith(f"TF-2026-{n:05d} ") and line.endswith("…")
+        for n, line in enumerate(listed, 1)
+    )
 
 
 def test_a_secret_digest_reaches_an_uncleared_channel_as_a_reference_only(policy):
@@ -156,7 +188,7 @@ def test_a_secret_digest_reaches_an_uncleared_channel_as_a_reference_only(policy
         text = seen.title + seen.body
         if digest is secret:
             assert seen.redacted and "行动项1" not in text and "TF-2026-00001" not in text
-            assert "单位 market-reg" in text
+            assert "周调度 2026-06-01" in text and "market-reg" not in text and "市场" not in text
         else:
             assert not seen.redacted and "行动项2" in text and "行动项1" not in text
 
@@ -195,7 +227,8 @@ def test_the_sweep_sends_one_digest_per_unit_and_classification_and_each_once(lo
         .order_by(TrailEntry.id),
     )
     # Two units × two classifications, each listing its two items.
-    assert sorted((e.subject_id, e.classification.value) for e in entries) == [
+    assert {e.subject_id for e in entries} == {loop.ctx.today().isoformat()}
+    assert sorted((json.loads(e.payload)["owner"], e.classification.value) for e in entries) == [
         ("market-reg", "internal"), ("market-reg", "secret"), ("tax", "internal"), ("tax", "secret"),
     ]  # fmt: skip
     assert sorted(int(i) for e in entries for i in json.loads(e.payload)["items"]) == sorted(

@@ -140,3 +140,30 @@ def test_a_warning_about_another_subject_type_with_the_same_id_is_left_alone(loo
     with unit_of_work(engine) as s:
         statuses = dict(s.execute(select(EarlyWarning.subject_type, EarlyWarning.status)).all())
     assert statuses == {"task": WarningStatus.handled, "risk": WarningStatus.open}
+
+
+def test_a_warning_raised_by_hand_on_an_item_typed_with_leading_zeros_is_settled_too(
+    loop, engine, clock
+):
+    from flows.warnings import WarningSubject, _checked_subject
+    from taskforce.emergency.warnings import raise_warning
+
+    r = loop.report()
+    loop.coordinate(r.issue_number)
+    loop.plan(r.issue_number, items=1)
+    (item,) = loop.items(r.issue_number)
+    with unit_of_work(engine) as s:
+        subject = _checked_subject(s, WarningSubject.task, f"000{item}")
+        assert subject == str(item)
+        raise_warning(
+            s,
+            loop.ctx,
+            colour="yellow",
+            source="manual",
+            subject_type="task",
+            subject_id=subject,
+            title="进度偏慢",
+            dedup_key="manual-zeros",
+        )
+    loop.progress(r.issue_number, item, 100)
+    assert _warnings(engine)[str(item)][0] == WarningStatus.handled
