@@ -380,7 +380,8 @@ def escalate_overdue_warnings(session: Session, ctx: Context) -> list[int]:
     """Escalate every open warning past its deadline (48 h / 72 h / 24 h), once.
 
     The due warnings are read in one query and marked escalated in bulk; each gets its
-    trail entry and notification, written set-based (events.record_many).
+    trail entry, written set-based (events.record_many). A warning escalated alone gets its
+    own message; several of one colour and classification share one digest message.
     """
     now = ctx.now()
     rows = session.execute(
@@ -409,12 +410,49 @@ def escalate_overdue_warnings(session: Session, ctx: Context) -> list[int]:
             .execution_options(synchronize_session=False)
         )
     rules = {colour: getattr(ctx.policy.warnings, colour.value) for colour in WarningColour}
-    events.record_many(
-        session,
-        ctx.policy,
-        [
-            _escalated_event(r, rules[WarningColour(r.colour)], now, ctx.policy.timezone)
-            for r in rows
-        ],
-    )
+    groups: dict[tuple[WarningColour, Classification], list] = {}
+    for r in rows:
+        groups.setdefault((WarningColour(r.colour), Classification(r.classification)), []).append(r)
+    records: list[dict] = []
+    for (colour, classification), group in sorted(
+        groups.items(), key=lambda kv: (list(WarningColour).index(kv[0][0]), kv[0][1].value)
+    ):
+        rule = rules[colour]
+        events_of = [_escalated_event(r, rule, now, ctx.policy.timezone) for r in group]
+        if len(group) == 1:  # a warning alone: its own message
+            records += events_of
+            continue
+        # Many at once (a sweep's orange warnings, three days on): each keeps its trail entry,
+        # and one message per colour and classification names them, as the sweep's digests do.
+        records += [event | {"notify": None} for event in events_of]
+        records.append(_escalated_digest(ctx, group, colour, classification, rule, now))
+    events.record_many(session, ctx.policy, records)
     return ids
+
+
+def _escalated_digest(ctx: Context, group: list, colour, classification, rule, now) -> dict:
+    shown = ctx.policy.notifications.digest_items
+    return {
+        "at": now,
+        "actor": "system",
+        "action": "warnings.escalated",
+        "subject_type": "warning",
+        "subject_id": f"{colour.value} ×{len(group)}",
+        "classification": classification,
+        "notify": "warnings_escalated",
+        "payload": {
+            "colour": colour.value,
+            "handled_by": rule.handled_by,
+            "hours": rule.deadline_hours,
+            "warnings": [r.id for r in group],
+        },
+        "context": {
+            "colour": colour.value,
+            "colour_zh": rule.name_zh,
+            "handled_by": rule.handled_by,
+            "hours": rule.deadline_hours,
+            "count": len(group),
+            "items": [{"id": r.id, "title": r.title} for r in group[:shown]],
+            "more": max(len(group) - shown, 0),
+        },
+    }

@@ -64,6 +64,7 @@ NOTIFY_TYPES = {
     "escalation": NotifyType.WARNING,
     "items_turned_red": NotifyType.WARNING,
     "items_escalated": NotifyType.WARNING,
+    "warnings_escalated": NotifyType.WARNING,
     "warning_raised": NotifyType.WARNING,
     "audit_finding_severe": NotifyType.WARNING,
     "stage_overdue": NotifyType.WARNING,

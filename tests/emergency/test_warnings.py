@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from hypothesis import given
@@ -143,9 +144,68 @@ def test_thirty_three_thousand_overdue_warnings_escalate_in_one_call(engine, ctx
         ).all()
         assert statuses == [(WarningStatus.escalated, many)]
         entries = s.scalar(select(func.count()).where(TrailEntry.action == "warning.escalated"))
-        notices = s.scalar(
-            select(func.count()).where(OutboxMessage.event_kind == "warning_escalated")
-        )
-    assert entries == many and notices == 2 * many  # leadership and the director
+        notices = s.execute(
+            select(OutboxMessage.event_kind, OutboxMessage.audience).order_by(
+                OutboxMessage.audience
+            )
+        ).all()
+        (digest,) = s.scalars(select(TrailEntry).where(TrailEntry.action == "warnings.escalated"))
+    # Each warning its trail entry; one message to each audience, naming all of them.
+    assert entries == many
+    assert notices == [("warnings_escalated", "director"), ("warnings_escalated", "leadership")]
+    assert sorted(json.loads(digest.payload)["warnings"]) == sorted(made.values())
     with unit_of_work(engine) as s:
         assert escalate_overdue_warnings(s, ctx) == []
+
+
+def test_warnings_escalated_together_share_one_message_per_colour_and_classification(
+    engine, ctx, clock
+):
+    from taskforce.emergency.warnings import insert_warnings
+    from taskforce.notify.render import render_message
+    from taskforce.policy.schema import Classification
+
+    def warn(n, colour, classification):
+        return {
+            "colour": colour,
+            "source": "manual",
+            "subject_type": "other",
+            "subject_id": n,
+            "title": f"机密事项 {n}" if classification == "secret" else f"事项 {n}",
+            "classification": classification,
+            "dedup_key": f"k-{n}",
+        }
+
+    with unit_of_work(engine) as s:
+        insert_warnings(
+            s,
+            ctx,
+            [warn(1, "orange", "secret"), warn(2, "orange", "secret"), warn(3, "orange", "internal"),
+             warn(4, "orange", "internal"), warn(5, "yellow", "internal")],
+        )  # fmt: skip
+    clock.advance(hours=ctx.policy.warnings.orange.deadline_hours, seconds=1)  # 72 h: all late
+    with unit_of_work(engine) as s:
+        assert len(escalate_overdue_warnings(s, ctx)) == 5
+    with unit_of_work(engine) as s:
+        rows = s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+        kinds = sorted((r.event_kind, r.classification.value) for r in rows)
+        # The lone yellow one: its own message; two digests of two (orange secret, internal).
+        assert kinds == sorted(
+            [("warning_escalated", "internal")] * 2
+            + [("warnings_escalated", "secret")] * 2
+            + [("warnings_escalated", "internal")] * 2
+        )
+        limits = ctx.policy.notifications
+        secret = next(r for r in rows if r.classification == Classification.secret)
+        internal = next(
+            r for r in rows
+            if r.event_kind == "warnings_escalated" and r.classification == Classification.internal
+        )  # fmt: skip
+        uncleared = render_message(secret, clearance=Classification.internal, locale="zh-CN", limits=limits)  # fmt: skip
+        cleared = render_message(internal, clearance=Classification.internal, locale="zh-CN", limits=limits)  # fmt: skip
+        english = render_message(internal, clearance=Classification.internal, locale="en", limits=limits)  # fmt: skip
+    assert uncleared.redacted and "机密事项" not in uncleared.title + uncleared.body
+    assert cleared.title == "预警升级汇总：警示级预警 2 条"
+    assert "2 条警示级预警未在 72 小时内处置" in cleared.body
+    assert "事项 3" in cleared.body and "事项 4" in cleared.body
+    assert english.title == "Warnings escalated (digest): 2 orange"
