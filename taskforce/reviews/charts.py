@@ -11,6 +11,7 @@ from taskforce.policy.schema import Policy
 from taskforce.reports.charts import (
     PALETTE,
     bar_chart,
+    fit_margins,
     line_chart,
     matrix_chart,
     new_figure,
@@ -138,7 +139,7 @@ def burndown_chart(rows: list[dict], t: Translate) -> str:
 
 @styled
 def funnel_chart(stages: list[dict], t: Translate) -> str:
-    fig = new_figure(6.4, 2.8)
+    fig = new_figure(6.4, 2.8, layout=None)
     ax = fig.add_subplot()
     names = [t(f"stage.{s['stage']}") for s in stages][::-1]
     opened = [s["open"] for s in stages][::-1]
@@ -149,6 +150,7 @@ def funnel_chart(stages: list[dict], t: Translate) -> str:
     ax.bar_label(over, label_type="center", color="white")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(loc="lower right", frameon=False)
+    fit_margins(fig, ax)
     return svg_chart(fig, chart_id="chart-funnel", title=t("section.funnel"))
 
 
