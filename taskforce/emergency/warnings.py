@@ -21,6 +21,11 @@ from taskforce.errors import NotFound
 from taskforce.policy.schema import Classification
 
 
+def deadline_after(rule, raised_at: dt.datetime) -> dt.datetime:
+    """When a warning raised at `raised_at` must be handled by (its colour's rule), in UTC."""
+    return (raised_at + dt.timedelta(hours=rule.deadline_hours)).astimezone(dt.UTC)
+
+
 def raise_warning(
     session: Session,
     ctx: Context,
@@ -52,7 +57,7 @@ def raise_warning(
         handled_by=rule.handled_by,
         classification=classification,
         raised_at=now,
-        deadline_at=now + dt.timedelta(hours=rule.deadline_hours),
+        deadline_at=deadline_after(rule, now),
         status=WarningStatus.open,
     )
     session.add(warning)
@@ -224,7 +229,7 @@ def _insert_new(session: Session, ctx: Context, requests: list[dict]) -> list[_N
         if colour not in deadlines:
             # In UTC, as the old path read it back from the database (the event's context
             # carries its ISO text).
-            deadline = (now + dt.timedelta(hours=rule.deadline_hours)).astimezone(dt.UTC)
+            deadline = deadline_after(rule, now)
             deadlines[colour] = (deadline, bulk.stored_time(deadline, sqlite))
         deadline, stored_deadline = deadlines[colour]
         classification = Classification(r.get("classification", Classification.internal))
@@ -309,20 +314,21 @@ def settle_warnings(
     time if before their deadline, as the KPIs count them) with a `warning.settled` trail
     entry naming the reason. No message: nobody has anything left to do. Without this, a
     warning outlived its subject and was reported late forever (预警按时处置率)."""
-    wanted = [str(i) for i in subject_ids]
-    if not wanted:
-        return []
     now = ctx.now()
-    warnings = session.scalars(
-        select(EarlyWarning)
-        .where(
-            EarlyWarning.subject_type == subject_type,
-            EarlyWarning.subject_id.in_(wanted),
-            EarlyWarning.status.in_([WarningStatus.open, WarningStatus.escalated]),
+    warnings = [
+        warning
+        for chunk in bulk.chunks([str(i) for i in subject_ids])  # an issue's thousands of items
+        for warning in session.scalars(
+            select(EarlyWarning)
+            .where(
+                EarlyWarning.subject_type == subject_type,
+                EarlyWarning.subject_id.in_(chunk),
+                EarlyWarning.status.in_([WarningStatus.open, WarningStatus.escalated]),
+            )
+            .order_by(EarlyWarning.id)
+            .with_for_update()
         )
-        .order_by(EarlyWarning.id)
-        .with_for_update()
-    ).all()
+    ]
     for warning in warnings:
         was = warning.status
         warning.status, warning.handled_at = WarningStatus.handled, now

@@ -6,7 +6,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from taskforce import events
-from taskforce.bulk import chunks
 from taskforce.context import Context
 from taskforce.emergency.warnings import raise_warning, settle_warnings
 from taskforce.errors import IllegalTransition
@@ -92,8 +91,7 @@ def evaluate(
         # Warnings about the issue, or about items of any of its plans, have no cause left.
         settle_warnings(session, ctx, "issue", [issue.number], reason="issue closed", actor=actor)
         items = session.scalars(select(TaskNode.id).where(TaskNode.issue_id == issue.id)).all()
-        for chunk in chunks(list(items)):  # a plan may have thousands of items
-            settle_warnings(session, ctx, "task", chunk, reason="issue closed", actor=actor)
+        settle_warnings(session, ctx, "task", list(items), reason="issue closed", actor=actor)
     else:
         move(issue, Stage.coordinating)
         issue.returns_count += 1

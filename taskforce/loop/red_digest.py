@@ -21,13 +21,18 @@ A progress report that turns one item red still sends its own per-item notice
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from taskforce.clock import local_minute
 from taskforce.context import Context
+from taskforce.emergency.models import WarningColour
+from taskforce.emergency.warnings import deadline_after
 from taskforce.policy.schema import Classification
+
+# The warning an item red past the escalation window raises (SPEC §5: the leadership group
+# steps in).
+ESCALATION_COLOUR = WarningColour.orange
 
 
 class Unit(NamedTuple):
@@ -74,11 +79,9 @@ def escalated_digests(
     """`events.record` keyword arguments: one `sweep.items_escalated` per group, listing the
     orange warning raised for each item (an item warned before has none)."""
     red_days = ctx.policy.progress.red_escalation_days
-    rule = ctx.policy.warnings.orange
+    rule = getattr(ctx.policy.warnings, ESCALATION_COLOUR.value)
     # The office's local time, as a reader acts on it (the warnings store it in UTC).
-    deadline = local_minute(
-        ctx.now() + dt.timedelta(hours=rule.deadline_hours), ctx.policy.timezone
-    )
+    deadline = local_minute(deadline_after(rule, ctx.now()), ctx.policy.timezone)
     out = []
     for (owner, classification), group in _groups(items).items():
         warnings = {str(i.item_id): i.warning_id for i in group if i.warning_id is not None}

@@ -527,13 +527,13 @@ def _escalation_key(item_id: int) -> str:
 def _escalation_warnings(
     ctx: Context, escalated: list[red_digest.RedItem], actor: str
 ) -> list[dict]:
-    """An orange warning per escalated item (SPEC §5: the leadership group steps in), titled
-    in the office's language (policy.locale), as reports and messages show it."""
+    """A warning per escalated item (red_digest.ESCALATION_COLOUR), titled in the office's
+    language (policy.locale), as reports and messages show it."""
     red_days = ctx.policy.progress.red_escalation_days
     title_of = functools.partial(translator(ctx.policy.locale), "warning_title.item_red")
     return [
         {
-            "colour": "orange",
+            "colour": red_digest.ESCALATION_COLOUR,
             "source": "sweep",
             "subject_type": "task",
             "subject_id": i.item_id,

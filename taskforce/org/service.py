@@ -87,15 +87,9 @@ def active_member(session: Session, code: str, *, field: str) -> Member:
     member = session.scalars(select(Member).where(Member.code == code)).one_or_none()
     if member is not None and member.active:
         return member
-    codes = list(
-        session.scalars(
-            select(Member.code)
-            .where(Member.active.is_(True))
-            .order_by(Member.code)
-            .limit(LISTED_UNITS_MAX + 1)
-        )
+    shown = _listed(
+        session, select(Member.code).where(Member.active.is_(True)).order_by(Member.code)
     )
-    shown = ", ".join(codes[:LISTED_UNITS_MAX]) + (", …" if len(codes) > LISTED_UNITS_MAX else "")
     raise NotFound(
         f"no active member {code!r}",
         field=field,
@@ -117,15 +111,20 @@ class GroupSummary:
 LISTED_UNITS_MAX = 40
 
 
+def _listed(session: Session, codes_query) -> str:
+    """The codes an error lists, comma-separated, at most LISTED_UNITS_MAX of them."""
+    codes = list(session.scalars(codes_query.limit(LISTED_UNITS_MAX + 1)))
+    return ", ".join(codes[:LISTED_UNITS_MAX]) + (", …" if len(codes) > LISTED_UNITS_MAX else "")
+
+
 def unknown_unit(session: Session, code: str, field: str) -> NotFound:
     """The error for a unit code the organisation lacks, listing the codes it has."""
-    codes = list(session.scalars(select(Unit.code).order_by(Unit.code).limit(LISTED_UNITS_MAX + 1)))
-    shown = ", ".join(codes[:LISTED_UNITS_MAX]) + (", …" if len(codes) > LISTED_UNITS_MAX else "")
+    shown = _listed(session, select(Unit.code).order_by(Unit.code))
     return NotFound(
         f"unknown unit {code!r}",
         field=field,
         allowed=f"a unit code of config/org.yaml: {shown}"
-        if codes
+        if shown
         else "a unit code of config/org.yaml",
     )
 
