@@ -42,6 +42,7 @@ from taskforce.idempotency import fingerprint, previous_result, remember
 from taskforce.loop.models import Issue, TaskLevel, TaskNode
 from taskforce.money import format_yuan, to_fen
 from taskforce.org.models import Group, Member, Unit
+from taskforce.org.service import active_member
 from taskforce.policy.schema import GroupKind, Policy
 
 
@@ -534,16 +535,8 @@ def _final_done(stage: ReviewStage, done: set[ReviewStage]) -> bool:
 
 
 def _reviewer(session: Session, code: str, *, field: str = "reviewer") -> tuple[Member, Group]:
-    found = session.execute(
-        select(Member, Group).join(Group, Member.group_id == Group.id).where(Member.code == code)
-    ).one_or_none()
-    if found is None or not found[0].active:
-        raise NotFound(
-            f"no active member {code!r}",
-            field=field,
-            allowed="a member code of config/org.yaml",
-        )
-    return found[0], found[1]
+    member = active_member(session, code, field=field)
+    return member, session.get(Group, member.group_id)
 
 
 def _approve(

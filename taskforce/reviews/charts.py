@@ -147,7 +147,11 @@ def funnel_chart(stages: list[dict], t: Translate) -> str:
     bars = ax.barh(names, opened, color=PALETTE["blue"], label=t("open"))
     over = ax.barh(names, late, color=PALETTE["red"], label=t("overdue"))
     ax.bar_label(bars, padding=2)
-    ax.bar_label(over, label_type="center", color="white")
+    # A stage with nothing overdue has a zero-width red bar: its centred label would be a
+    # white "0" on the axis line, so it gets none.
+    ax.bar_label(
+        over, labels=[str(n) if n else "" for n in late], label_type="center", color="white"
+    )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(loc="lower right", frameon=False)
     fit_margins(fig, ax)

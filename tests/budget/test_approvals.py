@@ -345,6 +345,8 @@ def test_a_line_may_not_belong_to_a_goal_or_another_issues_item(books):
 @pytest.mark.parametrize(("member", "error"), [("E1", DomainError), ("NOBODY", NotFound)])
 def test_only_the_leadership_group_sets_the_annual_budget(books, member, error):
     form = SetFiscalYearForm(year=YEAR, total=Decimal("100"), decided_by=member)
-    with books.tx() as s, pytest.raises(error, match="decided_by"):
+    with books.tx() as s, pytest.raises(error, match="decided_by") as refused:
         service.set_fiscal_year(s, books.ctx, form, actor=member)
     assert books.scalar(select(func.count(FiscalYear.year))) == 0
+    if error is NotFound:  # the refusal lists the member codes there are
+        assert "L1" in str(refused.value)
