@@ -26,6 +26,7 @@ from taskforce.db import unit_of_work
 from taskforce.errors import DomainError
 from taskforce.kpi.compute import BY_CODE, KpiSet, compare, compute_kpis
 from taskforce.kpi.frames import FRAME_NAMES, Frames, read_frames
+from taskforce.loop.duplicates import OpenTitles
 from taskforce.loop.forms import ReportIssueForm
 from taskforce.loop.models import TaskNode
 from taskforce.loop.report import report_issue
@@ -280,6 +281,9 @@ def act(session: Session, ctx: Context, period: Period, current: KpiSet) -> list
     source = lesson_source(period)
     review_name = t(f"review.{period.kind.value}")
     actions, kept = [], set()
+    # The director's unit's open titles read once for all of this review's improvement
+    # issues, not once each (the duplicate rule's read was most of this step at scale).
+    open_titles = OpenTitles()
     for code, kpi in current.kpis.items():
         if kpi.status != "missed":
             continue
@@ -292,21 +296,23 @@ def act(session: Session, ctx: Context, period: Period, current: KpiSet) -> list
             "period": period.label,
             "review": review_name,
         }
-        result = report_issue(
-            session,
-            ctx,
-            ReportIssueForm(
-                title=t("act.title", **values)[:300],
-                description=t("act.description", **values),
-                reporting_unit=unit_code,
-                category=policy.review.improvement_category,
-                classification=Classification.internal,
-            ),
-            actor="review",
-            key=f"review:{period.kind.value}:{period.label}:{code}",
-            origin="review",
-            origin_ref=f"{period.kind.value}:{period.label}:{code}",
-        )
+        with open_titles.row():
+            result = report_issue(
+                session,
+                ctx,
+                ReportIssueForm(
+                    title=t("act.title", **values)[:300],
+                    description=t("act.description", **values),
+                    reporting_unit=unit_code,
+                    category=policy.review.improvement_category,
+                    classification=Classification.internal,
+                ),
+                actor="review",
+                key=f"review:{period.kind.value}:{period.label}:{code}",
+                origin="review",
+                origin_ref=f"{period.kind.value}:{period.label}:{code}",
+                open_titles=open_titles,
+            )
         title = f"{values['kpi']} · {period.label}"
         record_lesson(
             session,
