@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import random
 from decimal import Decimal
 from pathlib import Path
@@ -46,8 +47,17 @@ from taskforce.loop.forms import (
     SubProjectInput,
 )
 from taskforce.loop.models import Issue, Stage, TaskLevel, TaskNode
+from taskforce.policy import load_org
 
 TZ = ZoneInfo("Asia/Shanghai")
+
+
+@functools.cache
+def _unit_names() -> dict[str, str]:
+    """The sample units' Chinese names by code (config/org.yaml)."""
+    return {unit.code: unit.name for unit in load_org().units}
+
+
 UNITS = [
     "dev-reform",
     "finance",
@@ -173,7 +183,9 @@ class Scenario:
     async def report(self, day: dt.date) -> None:
         title, category = TOPICS[self.topic % len(TOPICS)]
         if self.topic >= len(TOPICS):
-            title = f"{title}（{UNITS[self.topic % len(UNITS)]}）"
+            # A repeated topic, from another unit: named as a reader would name it.
+            code = UNITS[self.topic % len(UNITS)]
+            title = f"{title}（{_unit_names().get(code, code)}）"
         self.topic += 1
         unit = self.rng.choice(UNITS)
         related = self.rng.sample([u for u in UNITS if u != unit], k=self.rng.randint(0, 2))

@@ -23,18 +23,22 @@ def turned_red_events(
     issue: Issue,
     item_id: int,
     title: str,
-    owner_code: str | None,
+    owner: Unit | None,
     working_group: str | None = None,
     *,
     actor: str = "system",
 ) -> list[dict]:
     """The two events of an item turning red, as `events.record` keyword arguments."""
+    owner_code = owner.code if owner else None
     common = {
         "issue": issue.number,
         "title": issue.title,
         "item": title,
         "item_id": item_id,
         "owner": owner_code,
+        # Messages name the unit in the reader's language, not by its code.
+        "owner_name": owner.name if owner else None,
+        "owner_name_en": owner.name_en if owner else None,
         "working_group": working_group,
     }
     return [
@@ -62,15 +66,13 @@ def notify_turned_red(
     issue: Issue,
     item_id: int,
     title: str,
-    owner_code: str | None,
+    owner: Unit | None,
     working_group: str | None = None,
     *,
     actor: str = "system",
 ) -> None:
     """A red item warns the executive director, who interviews (约谈) the owner's unit."""
-    for event in turned_red_events(
-        ctx, issue, item_id, title, owner_code, working_group, actor=actor
-    ):
+    for event in turned_red_events(ctx, issue, item_id, title, owner, working_group, actor=actor):
         events.record(session, ctx.policy, **event)
 
 
@@ -166,9 +168,7 @@ def report_progress(
     owner = session.get(Unit, item.owner_unit_id)
     if colour == Colour.red and before != Colour.red and item.interview_requested_at is None:
         item.interview_requested_at = now
-        notify_turned_red(
-            session, ctx, issue, item.id, item.title, owner.code if owner else None, actor=actor
-        )
+        notify_turned_red(session, ctx, issue, item.id, item.title, owner, actor=actor)
     dates_written(session, ctx.policy)
     item.next_action_on = next_red_step_on(
         colour=colour,

@@ -32,6 +32,7 @@ from sqlalchemy import String, cast, func, literal, select, type_coerce
 from sqlalchemy.orm import Session
 
 from taskforce import bulk, events
+from taskforce.clock import local_minute
 from taskforce.context import Context
 from taskforce.emergency.warnings import insert_warnings
 from taskforce.idempotency import CommandRecord
@@ -609,8 +610,9 @@ def _overdue_stages(session: Session, ctx: Context, result: SweepResult, actor: 
                 "context": {
                     "issue": r.number,
                     "title": r.title,
+                    "stage": stage.value,  # the template names it in the reader's words
                     "what": OVERDUE_STAGE_LABEL[stage],
-                    "due": r.stage_due_at.isoformat(),
+                    "due": local_minute(r.stage_due_at, ctx.policy.timezone),
                 },
             }
         )

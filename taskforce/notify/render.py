@@ -19,6 +19,7 @@ import jinja2
 
 from taskforce.policy.loader import parse_yaml
 from taskforce.policy.schema import Classification, Notifications
+from taskforce.reports.i18n import translator
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 LOCALES = ("en", "zh-CN")
@@ -62,6 +63,11 @@ def _environment() -> jinja2.Environment:
 @functools.cache
 def labels(locale: str) -> dict[str, str]:
     return parse_yaml((TEMPLATES_DIR / locale / "labels.yaml").read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _terms(locale: str):
+    return translator(locale)
 
 
 def _template(locale: str, name: str) -> jinja2.Template:
@@ -111,6 +117,9 @@ def render_message(
             "subject_type": message.subject_type,
             "subject_id": message.subject_id,
             "classification": message.classification.value,
+            # The reports' own terms for the codes a context carries (stage, outcome, colour,
+            # status), so a message never shows a raw code: t("stage." ~ stage).
+            "t": _terms(locale),
         }
         template = _template(locale, message.event_kind)
     title = _tidy_title(_block(template, "title", variables))

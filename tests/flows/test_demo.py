@@ -2,6 +2,7 @@
 
 import asyncio
 import datetime as dt
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,11 @@ from taskforce.clock import SystemClock
 from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.loop.models import Issue
+from taskforce.notify.delivery import MessageSnapshot
+from taskforce.notify.models import OutboxMessage
+from taskforce.notify.render import render_message
+from taskforce.policy import load_policy
+from taskforce.policy.schema import Classification
 from taskforce.trail import verify
 from taskforce.trail.models import TrailEntry
 
@@ -45,6 +51,8 @@ def test_a_short_demo_funds_plans_pays_them_and_reviews_the_periods(flow_db, tmp
             select(TrailEntry.subject_id).where(TrailEntry.action == "budget.audit_run")
         ).all()
         assert len(set(audited)) == 10
+        messages = [MessageSnapshot.of(row) for row in s.scalars(select(OutboxMessage))]
+    _every_message_reads_in_chinese(messages)
     assert issues >= 5
     assert approved, "no plan was funded"
     assert paid, "no finance export reached the ledger"
@@ -58,3 +66,28 @@ def test_a_short_demo_funds_plans_pays_them_and_reviews_the_periods(flow_db, tmp
     assert kinds == {("monthly", "2026-06"), ("quarterly", "2026-Q2")}
     for review in scenario.reviews:
         assert all(Path(p).exists() for p in review["files"].values())
+
+
+# Codes a step stores (stages, outcomes, statuses, colours, reviewers, the sample units) that
+# a Chinese message must name in words.
+RAW_CODES = re.compile(
+    r"(?<![\w.-])(reported|coordinating|planning|executing|evaluating|solved|partly|unsolved"
+    r"|proposed|in_review|approved|rejected|compliance|evaluator|yellow|orange|red|None|nan"
+    r"|dev-reform|finance|industry|commerce|market-reg)(?![\w.-])"
+)
+
+
+def _every_message_reads_in_chinese(messages: list[MessageSnapshot]) -> None:
+    """Every message the demo's steps wrote, rendered as a cleared zh-CN reader gets it."""
+    limits = load_policy().notifications
+    assert len({m.event_kind for m in messages}) >= 10, "too few kinds of message to judge"
+    for message in messages:
+        rendered = render_message(
+            message, clearance=Classification.secret, locale="zh-CN", limits=limits
+        )
+        text = f"{rendered.title}\n{rendered.body}"
+        assert not RAW_CODES.search(text), (message.event_kind, text)
+        assert "  " not in text and "：。" not in text and "（）" not in text, (
+            message.event_kind,
+            text,
+        )

@@ -154,3 +154,95 @@ def test_no_record_text_ever_reaches_a_channel_not_cleared_for_it(
         if not cleared:
             assert "§" not in payload, (job.channel.clearance, payload)
             assert not any(value in payload for value in context.values())
+
+
+# Contexts as the steps write them (taskforce/loop/coordinate.py, sweep.py, feedback.py,
+# budget/service.py, budget/audit.py): a message names each coded value in its reader's
+# words, and a template never asks for a value its step does not give.
+STEP_CONTEXTS = {
+    "vote_closed": {
+        "title": "跨部门数据接口未开放",
+        "passed": False,
+        "yes": 4,
+        "no": 3,
+        "abstain": 0,
+        "absent": 0,
+        "required": 5,
+        "members": 7,
+    },
+    "stage_overdue": {"title": "审批环节过多", "stage": "planning", "due": "2026-05-22 00:00"},
+    "issue_returned": {"title": "审批环节过多", "outcome": "partly"},
+    "budget_decided": {"line": "FY2026-00001", "status": "approved", "amount": "900000.00"},
+    "budget_review_due": {
+        "line": "FY2026-00001",
+        "reviewer": "compliance",
+        "amount": "900000.00",
+    },
+    "audit_finding": {"week": "2026-W28", "new": 2, "open": 3},
+    "audit_finding_severe": {"week": "2026-W28", "severe": 1},
+    "warning_raised": {"title": "资金拨付滞后", "colour": "orange", "summary": ""},
+    "item_turned_red": {
+        "title": "审批环节过多",
+        "item": "梳理现状清单",
+        "owner": "dev-reform",
+        "owner_name": "发展改革委",
+        "owner_name_en": "Development and Reform Commission",
+    },
+}
+EXPECTED = {
+    ("vote_closed", "zh-CN"): ["未通过", "同意 4 票", "通过需 5 票"],
+    ("vote_closed", "en"): ["not passed", "4 yes", "5 yes needed"],
+    ("stage_overdue", "zh-CN"): ["「方案制定」环节已超期", "2026-05-22 00:00"],
+    ("stage_overdue", "en"): ["The planning stage is overdue"],
+    ("issue_returned", "zh-CN"): ["评估结论：部分解决"],
+    ("issue_returned", "en"): ["partly solved"],
+    ("budget_decided", "zh-CN"): ["900000.00 元", "已批准"],
+    ("budget_decided", "en"): ["CNY 900000.00", "approved"],
+    ("budget_review_due", "zh-CN"): ["请合规专员审核"],
+    ("budget_review_due", "en"): ["the compliance officer"],
+    ("audit_finding", "zh-CN"): ["2026-W28", "新发现 2 项", "尚未整改 3 项"],
+    ("audit_finding", "en"): ["2 new finding(s)", "3 open"],
+    ("audit_finding_severe", "zh-CN"): ["1 项严重问题"],
+    ("audit_finding_severe", "en"): ["1 new severe finding(s)"],
+    ("warning_raised", "zh-CN"): ["橙色预警（警示级）"],
+    ("warning_raised", "en"): ["orange warning (alert)"],
+    ("item_turned_red", "zh-CN"): ["责任单位 发展改革委"],
+    ("item_turned_red", "en"): ["owner Development and Reform Commission"],
+}
+RAW_CODES = (
+    "planning",
+    "partly",
+    "approved",
+    "compliance",
+    "orange",
+    "dev-reform",
+    "None",
+)
+
+
+def test_messages_name_coded_values_in_the_readers_words(policy):
+    for kind, context in STEP_CONTEXTS.items():
+        for locale in LOCALES:
+            rendered = render_message(
+                _message(event_kind=kind, subject_type="task", context=context),
+                clearance=Classification.secret,
+                locale=locale,
+                limits=policy.notifications,
+            )
+            text = f"{rendered.title}\n{rendered.body}"
+            for words in EXPECTED[(kind, locale)]:
+                assert words in text, (kind, locale, text)
+            if locale == "zh-CN":
+                assert not [c for c in RAW_CODES if c in text], (kind, text)
+            assert "  " not in text and "：。" not in text, (kind, locale, text)
+
+
+def test_a_failed_pre_review_says_so_rather_than_a_blank_result(policy):
+    context = {"title": "T", "passed": False, "reasons": "材料不全"}
+    zh = render_message(
+        _message(event_kind="vote_closed", context=context),
+        clearance=Classification.secret,
+        locale="zh-CN",
+        limits=policy.notifications,
+    )
+    assert "议题预审未通过" in zh.body and "材料不全" in zh.body
