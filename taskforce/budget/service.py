@@ -8,7 +8,7 @@ Every command takes an idempotency key; a replay returns the first result.
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from pydantic import BaseModel
 from sqlalchemy import func, select
@@ -91,6 +91,21 @@ def required_reserve_fen(total_fen: int, policy: Policy) -> int:
     return int(share.to_integral_value(rounding=ROUND_CEILING))
 
 
+def minimum_total_fen(allocated_fen: int, policy: Policy) -> int | None:
+    """The least annual total that still leaves `allocated_fen` after the reserve's share
+    (the reserve is taken from the total, so the total must grow by more than it); None
+    when the share is the whole total."""
+    share = policy.budget.emergency_reserve_share
+    if share >= 1:
+        return None
+    # total − ceil(total × share) ≥ allocated needs total ≥ allocated / (1 − share): start
+    # at its floor and step up the fen or two the rounding of the reserve may add.
+    total = int((Decimal(allocated_fen) / (1 - share)).to_integral_value(rounding=ROUND_FLOOR))
+    while total - required_reserve_fen(total, policy) < allocated_fen:
+        total += 1
+    return total
+
+
 def required_stages(amount_fen: int, cross_department: bool, policy: Policy) -> list[ReviewStage]:
     """三审 in policy order; the final approval is the executive group's when the amount is
     within its authority (SPEC §1), otherwise the leadership group's."""
@@ -126,7 +141,11 @@ def set_fiscal_year(
             f"approved lines already allocate {format_yuan(allocated, 'en')}, more than the "
             f"{format_yuan(total - reserve, 'en')} left after the emergency reserve",
             field="total",
-            allowed=f"at least {_yuan(allocated + reserve)} CNY",
+            allowed=(
+                f"at least {_yuan(least)} CNY"
+                if (least := minimum_total_fen(allocated, ctx.policy)) is not None
+                else "no total: budget.emergency_reserve_share is 1 in config/taskforce.yaml"
+            ),
         )
     now = ctx.now()
     year = session.get(FiscalYear, form.year)

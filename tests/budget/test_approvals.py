@@ -350,3 +350,28 @@ def test_only_the_leadership_group_sets_the_annual_budget(books, member, error):
     assert books.scalar(select(func.count(FiscalYear.year))) == 0
     if error is NotFound:  # the refusal lists the member codes there are
         assert "L1" in str(refused.value)
+
+
+def test_a_total_too_small_for_the_approved_lines_names_the_least_total_that_works(books):
+    books.set_year("1000000.00")  # 900,000 allocatable after the 10 % reserve
+    books.line("A-1", "900000.00")
+    with pytest.raises(DomainError, match="after the emergency reserve") as refused:
+        books.set_year("999999.99")
+    # 1,000,000.00 less its reserve of 100,000.00 still covers the 900,000.00 approved; the
+    # message used to add the reserve of the total typed instead (900,100.00: refused again).
+    assert "at least 1000000.00 CNY" in str(refused.value)
+    assert books.scalar(select(FiscalYear.total_fen)) == 100_000_000  # unchanged
+    books.set_year("1000000.00")  # the total the message names is accepted
+
+
+def test_the_least_total_for_an_awkward_allocation_is_exact_to_the_fen(books):
+    books.set_year("100000000.00")
+    books.line("A-1", "26500000.00", approver="L1")
+    with pytest.raises(DomainError) as refused:
+        books.set_year("1000.00")
+    # 26,500,000 / 0.9 = 29,444,444.44…: the reserve of 29,444,444.44 is 2,944,444.45 (rounded
+    # up to the fen), leaving 26,499,999.99; one fen more leaves 26,500,000.00.
+    assert "at least 29444444.45 CNY" in str(refused.value)
+    with pytest.raises(DomainError):
+        books.set_year("29444444.44")
+    books.set_year("29444444.45")
