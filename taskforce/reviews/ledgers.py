@@ -197,6 +197,7 @@ def export_ledger(
     ledger longer than a sheet continues on "<name> (2)", … Returns the number of rows."""
     if ledger not in ("tasks", "budget"):
         raise DomainError(f"unknown ledger {ledger!r}", field="ledger", allowed="tasks, budget")
+    _check_workbook_path(Path(out))
     aud = Classification(audience or ctx.policy.review.default_audience)
     locale = locale or ctx.policy.locale
     t = translator(locale)
@@ -209,6 +210,18 @@ def export_ledger(
             sheet = budget_sheet(frame, locale)
     write_workbooks({Path(out): {t(f"sheet.{ledger}"): sheet}}, timezone=ctx.policy.timezone)
     return len(frame)
+
+
+def _check_workbook_path(out: Path) -> None:
+    """Refused before any read: a folder, or a name that is not .xlsx (the file would be an
+    XLSX workbook whatever it is called, and a .csv name would mislead whoever opens it)."""
+    allowed = "a file path ending in .xlsx, in an existing folder"
+    if out.is_dir():
+        raise DomainError(f"{str(out)!r} is a folder", field="out", allowed=allowed)
+    if out.suffix.lower() != ".xlsx":
+        raise DomainError(f"{str(out)!r} is not an .xlsx file name", field="out", allowed=allowed)
+    if not out.parent.is_dir():
+        raise DomainError(f"no folder {str(out.parent)!r}", field="out", allowed=allowed)
 
 
 # --- the workbooks in a process of their own ---------------------------------------------

@@ -151,6 +151,26 @@ def test_the_export_command(engine, ctx, tmp_path):
     assert "locale" in bad.output and "zh-CN" in bad.output
 
 
+@pytest.mark.parametrize(
+    ("out", "problem"),
+    [
+        ("{tmp}", "is a folder"),
+        ("", "is a folder"),  # "" is the working folder
+        ("{tmp}/ledger.csv", "is not an .xlsx file name"),
+        ("{tmp}/missing/ledger.xlsx", "no folder"),
+    ],
+)
+def test_the_export_refuses_an_out_path_it_cannot_write(engine, ctx, tmp_path, out, problem):
+    from taskforce.cli import app
+
+    before = sorted(tmp_path.rglob("*"))
+    result = CliRunner().invoke(app, ["review", "export-ledger", "--out", out.format(tmp=tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "out:" in result.output and problem in result.output
+    assert ".xlsx" in result.output  # what is allowed
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
+
+
 @pytest.mark.parametrize("start", ["fork", "spawn"])
 def test_the_workbook_process_writes_the_files_written_in_process(
     engine, ctx, tmp_path, monkeypatch, start
