@@ -18,8 +18,8 @@ from sqlalchemy import select
 from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.emergency import warnings
-from taskforce.emergency.models import WarningColour
-from taskforce.errors import NotFound
+from taskforce.emergency.models import EarlyWarning, WarningColour
+from taskforce.errors import DomainError, NotFound
 from taskforce.loop.models import Issue, TaskNode
 from taskforce.org.service import active_member
 from taskforce.policy.schema import Classification
@@ -96,10 +96,38 @@ class HandleWarningForm(BaseModel):
     note: str = Field("", max_length=2_000, title="Note 处置说明")
 
 
+def _same_cause_or_refused(session, form: RaiseWarningForm, subject_id: str) -> None:
+    """An operator's dedup key names one cause: raising the same warning again is a no-op,
+    but a different warning under a key already used would vanish without a word."""
+    earlier = session.scalars(
+        select(EarlyWarning).where(EarlyWarning.dedup_key == form.dedup_key)
+    ).one_or_none()
+    if earlier is None:
+        return
+    same = (
+        earlier.colour == form.colour
+        and earlier.subject_type == form.subject_type.value
+        and earlier.subject_id == subject_id
+        and earlier.title == form.title
+    )
+    if not same:
+        raise DomainError(
+            f"{form.dedup_key!r} was already used for warning {earlier.id} "
+            f"({earlier.colour.value}, {earlier.subject_type} {earlier.subject_id}: "
+            f"{earlier.title})",
+            field="dedup_key",
+            allowed="a key not used before, or none (each warning then gets its own)",
+        )
+
+
 @task(name="raise-warning", cache_policy=NO_CACHE)
 def _raise(form: RaiseWarningForm) -> int | None:
     with unit_of_work() as session:
+        # The trail names who raised it: a person the office knows.
+        active_member(session, form.actor, field="actor")
         subject_id = _checked_subject(session, form.subject_type, form.subject_id)
+        if form.dedup_key:
+            _same_cause_or_refused(session, form, subject_id)
         warning = warnings.raise_warning(
             session,
             Context.default(),
@@ -118,8 +146,8 @@ def _raise(form: RaiseWarningForm) -> int | None:
 @task(name="handle-warning", cache_policy=NO_CACHE)
 def _handle(form: HandleWarningForm) -> str:
     with unit_of_work() as session:
-        # Handling stops the escalation: the handler must be a person the office knows.
-        active_member(session, form.actor, field="actor")
+        # Handling stops the escalation: handle_warning checks who may (a member of a group
+        # that handles the colour).
         warning = warnings.handle_warning(
             session, Context.default(), form.warning_id, actor=form.actor, note=form.note
         )

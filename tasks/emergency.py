@@ -133,6 +133,8 @@ def escalate_missed_deadlines() -> list[tuple[str, str]]:
 @task(name="record-emergency-deadline", cache_policy=NO_CACHE)
 def record_deadline(public_id: str, name: str, actor: str, note: str = "") -> bool:
     with unit_of_work() as session:
+        # A deadline recorded as met stops its missed-deadline escalation: a known member.
+        active_member(session, actor, field="actor")
         return service.record_deadline_met(
             session, context(), public_id, name, actor=actor, note=note
         )

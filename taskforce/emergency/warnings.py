@@ -17,8 +17,10 @@ from taskforce import bulk, events
 from taskforce.clock import local_minute
 from taskforce.context import Context
 from taskforce.emergency.models import EarlyWarning, WarningColour, WarningStatus
-from taskforce.errors import NotFound
-from taskforce.policy.schema import Classification
+from taskforce.errors import DomainError, NotFound
+from taskforce.org.models import Group, Member
+from taskforce.org.service import active_member
+from taskforce.policy.schema import Classification, GroupKind
 
 
 def deadline_after(rule, raised_at: dt.datetime) -> dt.datetime:
@@ -278,6 +280,7 @@ def handle_warning(
     ).one_or_none()
     if warning is None:
         raise NotFound(f"no warning {warning_id}", field="warning_id")
+    _check_handler(session, ctx, warning, actor)
     if warning.status == WarningStatus.handled:
         return warning
     now = ctx.now()
@@ -297,6 +300,28 @@ def handle_warning(
     )
     session.flush()
     return warning
+
+
+def _check_handler(session: Session, ctx: Context, warning: EarlyWarning, actor: str) -> None:
+    """Handling stops the escalation, so only a member of a group that may handle the
+    warning's colour does it (config warnings.<colour>.may_handle; SPEC §5)."""
+    member = active_member(session, actor, field="actor")
+    kind = session.scalar(select(Group.kind).where(Group.id == member.group_id))
+    allowed = getattr(ctx.policy.warnings, warning.colour.value).may_handle
+    if kind is not None and GroupKind(kind).value in allowed:
+        return
+    codes = session.scalars(
+        select(Member.code)
+        .join(Group, Group.id == Member.group_id)
+        .where(Group.kind.in_(allowed), Member.active.is_(True))
+        .order_by(Member.code)
+    ).all()
+    raise DomainError(
+        f"{actor} may not handle warning {warning.id} ({warning.colour.value}): it is handled by the "
+        f"{' or '.join(allowed)} group (config warnings.{warning.colour.value}.may_handle)",
+        field="actor",
+        allowed=f"a member of the {' or '.join(allowed)} group: {', '.join(codes)}",
+    )
 
 
 def settle_warnings(

@@ -207,6 +207,8 @@ class WarningPolicy(Strict):
     name_zh: str
     handled_by: Literal["executive", "leadership", "command"]
     deadline_hours: PositiveInt
+    # The groups whose members may mark it handled (stopping its escalation).
+    may_handle: list[Literal["executive", "leadership"]] = Field(min_length=1)
 
 
 class Warnings(Strict):

@@ -23,7 +23,7 @@ from taskforce.emergency.models import (
     Level,
     WarningStatus,
 )
-from taskforce.errors import NotFound
+from taskforce.errors import DomainError, NotFound
 from taskforce.loop.models import Issue
 from taskforce.notify.models import OutboxMessage
 from taskforce.trail.models import TrailEntry
@@ -285,6 +285,19 @@ def test_warning_forms(engine, prefect_server):
     )
     first = raise_warning(form)
     assert first["raised"] and raise_warning(form) == {"warning_id": None, "raised": False}
+    # The same key for a different warning is refused, not swallowed; an unknown raiser too.
+    other = RaiseWarningForm(
+        colour="red", title="另一件事", subject_id=number, actor="E1", dedup_key="x"
+    )
+    with pytest.raises(DomainError, match="dedup_key: 'x' was already used for warning"):
+        raise_warning(other)
+    with pytest.raises(NotFound, match="actor: no active member 'nobody'"):
+        raise_warning(form.model_copy(update={"actor": "nobody", "dedup_key": "y"}))
+    with unit_of_work(engine) as s:
+        assert s.scalar(select(func.count()).select_from(EarlyWarning)) == 1
+    # Orange is the leadership group's to handle (§5): the executive director may not.
+    with pytest.raises(DomainError, match=r"actor: E1 may not handle warning \d+ \(orange\)"):
+        handle_warning(HandleWarningForm(warning_id=first["warning_id"], actor="E1"))
     # Handling stops the escalation: an unknown handler is refused and nothing changes.
     with pytest.raises(NotFound, match="actor: no active member 'L9'"):
         handle_warning(HandleWarningForm(warning_id=first["warning_id"], actor="L9"))
@@ -299,8 +312,11 @@ def test_deadline_form(engine, policy, prefect_server):
     from flows.emergency import DeadlineForm, record_emergency_deadline
 
     e = _open(engine, Context(policy=policy), level="I", key="deadline")
+    unknown = DeadlineForm(emergency_id=e.emergency_id, deadline="command_formed", actor="nobody")
+    with pytest.raises(NotFound, match="actor: no active member 'nobody'"):
+        record_emergency_deadline(unknown)
     form = DeadlineForm(emergency_id=e.emergency_id, deadline="command_formed", actor="L1")
-    assert record_emergency_deadline(form) is True
+    assert record_emergency_deadline(form) is True  # the refused call recorded nothing
     assert record_emergency_deadline(form) is False  # recorded once
 
 

@@ -18,9 +18,11 @@ from taskforce.emergency.warnings import (
     handle_warning,
     raise_warning,
 )
+from taskforce.errors import DomainError
 from taskforce.notify.models import OutboxMessage
 from taskforce.policy import load_policy
 from taskforce.registers.service import risk_colour
+from taskforce.trail.models import TrailEntry
 
 
 @pytest.fixture
@@ -209,3 +211,33 @@ def test_warnings_escalated_together_share_one_message_per_colour_and_classifica
     assert "2 条警示级预警未在 72 小时内处置" in cleared.body
     assert "事项 3" in cleared.body and "事项 4" in cleared.body
     assert english.title == "Warnings escalated (digest): 2 orange"
+
+
+@pytest.mark.parametrize(
+    ("colour", "actor", "may"),
+    [
+        ("yellow", "E1", True),  # the executive group handles yellow (§5)
+        ("yellow", "L1", True),  # and the leadership group above it may
+        ("yellow", "W6", False),  # a working group may not stop its own warning's escalation
+        ("orange", "E1", False),  # orange: the leadership group steps in
+        ("orange", "L1", True),
+        ("red", "E1", False),  # red: the cross-department command, the leadership group's
+        ("red", "L2", True),
+    ],
+)
+def test_only_a_group_that_handles_the_colour_may_mark_it_handled(engine, ctx, colour, actor, may):
+    wid = _raise(engine, ctx, colour, f"who-{colour}-{actor}")
+    with unit_of_work(engine) as s:
+        before = s.scalar(select(func.count()).select_from(TrailEntry))
+    if may:
+        with unit_of_work(engine) as s:
+            assert handle_warning(s, ctx, wid, actor=actor).status == WarningStatus.handled
+        return
+    with pytest.raises(DomainError, match="actor: ") as refused, unit_of_work(engine) as s:
+        handle_warning(s, ctx, wid, actor=actor)
+    allowed = getattr(ctx.policy.warnings, colour).may_handle
+    assert all(group in str(refused.value) for group in allowed)
+    assert "L1" in str(refused.value)  # the members who may, listed
+    with unit_of_work(engine) as s:
+        assert s.get(EarlyWarning, wid).status == WarningStatus.open
+        assert s.scalar(select(func.count()).select_from(TrailEntry)) == before
