@@ -144,6 +144,14 @@ class LeadershipVoteForm(Form):
                 "ballots: no ballot recorded; enter each voting member's yes / no / abstain "
                 "(absent members are left out), or record a failed pre-review"
             )
+        # 议题预审 → 专家论证 → 集体表决 (SPEC §2.2): a matter past its pre-review is voted on
+        # only after the expert review.
+        if self.pre_review_passed and not self.expert_opinions:
+            raise ValueError(
+                "expert_opinions: no expert review recorded; a major matter is voted on after "
+                "the expert review (专家论证): enter at least one opinion of an expert-pool "
+                "member, or record a failed pre-review"
+            )
         return self
 
 

@@ -81,7 +81,12 @@ async def _walk(number, *, vote_yes=None, outcome="solved"):
     if vote_yes is not None:
         ballots = {f"L{i}": ("yes" if i <= vote_yes else "no") for i in range(1, 8)}
         result = await leadership_vote_flow(
-            number, LeadershipVoteForm(pre_review_passed=True, ballots=ballots)
+            number,
+            LeadershipVoteForm(
+                pre_review_passed=True,
+                ballots=ballots,
+                expert_opinions=[{"expert": "X2", "supports": True, "opinion": "技术上可行"}],
+            ),
         )
         if not result.detail["passed"]:
             return result

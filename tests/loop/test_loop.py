@@ -271,3 +271,13 @@ def test_progress_to_red_requests_interview(loop, engine, clock):
         )
     }
     assert audiences == {"director"}
+
+
+def test_a_vote_without_the_expert_review_is_refused(loop, engine):
+    """议题预审 → 专家论证 → 集体表决: no vote is taken before the expert review."""
+    from taskforce.loop.forms import LeadershipVoteForm
+
+    with pytest.raises(ValidationError, match="expert_opinions: no expert review recorded"):
+        LeadershipVoteForm(pre_review_passed=True, ballots={"L1": "yes"})
+    # A failed pre-review ends before the expert review: it needs none.
+    assert not LeadershipVoteForm(pre_review_passed=False).expert_opinions
