@@ -83,6 +83,7 @@ def set_year(
     console.print(
         f"[green]{year}[/]: {format_yuan(result.total_fen)}, reserve {format_yuan(result.reserve_fen)} "
         f"({result.reserve_line_code})"
+        + ("" if result.changed else " — unchanged: the year already had this total")
     )
 
 

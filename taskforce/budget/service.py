@@ -51,6 +51,7 @@ class FiscalYearResult(BaseModel):
     total_fen: int
     reserve_fen: int
     reserve_line_code: str
+    changed: bool = True  # False: the year already had this total (nothing announced again)
 
 
 class LineResult(BaseModel):
@@ -152,12 +153,22 @@ def set_fiscal_year(
     previous = (
         None if year is None else {"total_fen": year.total_fen, "reserve_fen": year.reserve_fen}
     )
+    code = reserve_line_code(form.year)
+    if previous == {"total_fen": total, "reserve_fen": reserve}:
+        # The same decision entered again (a re-run, a second click): nothing changes, so
+        # nothing goes on the trail or out to the groups a second time.
+        return FiscalYearResult(
+            year=form.year,
+            total_fen=total,
+            reserve_fen=reserve,
+            reserve_line_code=code,
+            changed=False,
+        )
     if year is None:
         year = FiscalYear(year=form.year, total_fen=total, reserve_fen=reserve)
         session.add(year)
         session.flush()
     year.total_fen, year.reserve_fen = total, reserve
-    code = reserve_line_code(form.year)
     line = session.scalar(select(BudgetLine).where(BudgetLine.code == code))
     if line is None:
         line = BudgetLine(

@@ -279,6 +279,29 @@ def test_replayed_command_returns_the_first_result(books):
     assert books.scalars(select(TrailEntry.action)).count("budget.year_set") == 1
 
 
+def test_the_same_total_entered_again_is_not_announced_again(books):
+    books.set_year("100000000.00")
+    trail = books.scalars(select(TrailEntry.action)).count("budget.year_set")
+    sent = books.scalar(
+        select(func.count(OutboxMessage.id)).where(OutboxMessage.event_kind == "budget_year_set")
+    )
+    again = books.set_year("100000000.00")
+    assert again.changed is False and again.total_fen == 10_000_000_000
+    assert books.scalars(select(TrailEntry.action)).count("budget.year_set") == trail
+    assert (
+        books.scalar(
+            select(func.count(OutboxMessage.id)).where(
+                OutboxMessage.event_kind == "budget_year_set"
+            )
+        )
+        == sent
+    )
+    # One fen more is a new decision: recorded and announced.
+    changed = books.set_year("100000000.01")
+    assert changed.changed is True
+    assert books.scalars(select(TrailEntry.action)).count("budget.year_set") == trail + 1
+
+
 def _action_item(books, issue_number: str, level: str = "action_item") -> int:
     import datetime as dt
 
