@@ -621,13 +621,10 @@ def import_frame(
     """Validate every row, insert the valid ones that are not on the ledger yet, report the rest."""
     lookup = _lookup(session, frame)
     good, errors = validate_frame(frame, lookup)
-    refs = sorted(set(good["external_ref"]))
-    for chunk in chunks(refs, _CHUNK):
-        lookup.existing_refs.update(
-            session.scalars(
-                select(LedgerEntry.external_ref).where(LedgerEntry.external_ref.in_(chunk))
-            )
-        )
+    recorded = _recorded(session, sorted(set(good["external_ref"])))
+    lookup.existing_refs.update(recorded)
+    good, conflicts = _drop_conflicts(good, recorded)
+    errors = sorted([*errors, *conflicts], key=lambda e: (e.row, e.field))
     already = good["external_ref"].isin(lookup.existing_refs)
     fresh = good[~already]
     repeated = fresh["external_ref"].duplicated(keep="first")
@@ -667,6 +664,60 @@ def import_frame(
         context={"source": source, "imported": result.imported, "errors": len(result.error_rows)},
     )
     return result
+
+
+def _recorded(session: Session, refs: list[str]) -> dict[str, tuple]:
+    """The ledger's entries under these refs: (id, line id, amount in fen, ISO day)."""
+    out: dict[str, tuple] = {}
+    for chunk in chunks(refs, _CHUNK):
+        rows = session.execute(
+            select(
+                LedgerEntry.external_ref,
+                LedgerEntry.id,
+                LedgerEntry.line_id,
+                LedgerEntry.amount_fen,
+                LedgerEntry.entry_date,
+            ).where(LedgerEntry.external_ref.in_(chunk))
+        )
+        for ref, entry_id, line_id, amount_fen, day in rows:
+            out[ref] = (entry_id, line_id, int(amount_fen), _day(day))
+    return out
+
+
+def _drop_conflicts(
+    good: pd.DataFrame, recorded: dict[str, tuple]
+) -> tuple[pd.DataFrame, list[RowError]]:
+    """Rows whose voucher is on the ledger with another line, amount or date: errors to show,
+    as `record_entry` refuses them, not rows to count as "already imported"."""
+    on_ledger = good["external_ref"].isin(recorded)
+    if not on_ledger.any():
+        return good, []
+    rows = good[on_ledger]
+    conflicting, errors = [], []
+    for index, ref, line_id, amount_fen, day, row in zip(
+        rows.index,
+        rows["external_ref"],
+        rows["line_id"],
+        rows["amount_fen"],
+        rows["entry_date"],
+        rows["row"],
+        strict=True,
+    ):
+        entry_id, was_line, was_fen, was_day = recorded[ref]
+        line = None if pd.isna(line_id) else int(line_id)
+        if (line, int(amount_fen), _day(day)) == (was_line, was_fen, was_day):
+            continue
+        conflicting.append(index)
+        errors.append(
+            RowError(
+                int(row),
+                "voucher",
+                f"{ref.removeprefix('voucher:')!r} is already on the ledger (entry {entry_id}: "
+                f"{format_yuan(was_fen)} dated {was_day}) with another amount, line or date",
+                "a new voucher number; a correction is a new entry with its own voucher",
+            )
+        )
+    return good.drop(index=conflicting), errors
 
 
 def import_file(

@@ -91,6 +91,29 @@ def test_reimport_adds_nothing_twice(ready):
     assert ready.scalar(select(func.count(LedgerEntry.id))) == 2
 
 
+def test_a_voucher_on_the_ledger_with_other_values_is_an_error_not_a_repeat(ready):
+    ready.import_csv(csv_text("V1,2026-03-10,A-1,,100,ACME,,"))
+    again = ready.import_csv(
+        csv_text(
+            "V1,2026-03-10,A-1,,100,ACME,,",  # row 2: the same entry, a repeat
+            "V1,2026-03-11,A-1,,100,ACME,,",  # row 3: another date
+            "V1,2026-03-10,A-1,,100.01,ACME,,",  # row 4: one fen more
+            "V1,2026-03-10,,,100,ACME,,",  # row 5: no line
+        )
+    )
+    assert again.imported == 0 and again.already_imported == 1
+    assert [(e["row"], e["field"]) for e in again.errors] == [
+        (3, "voucher"),
+        (4, "voucher"),
+        (5, "voucher"),
+    ]
+    assert "'V1' is already on the ledger" in again.errors[0]["message"]
+    assert "new voucher" in again.errors[0]["allowed"]
+    assert [(e.amount_fen, e.entry_date) for e in _entries(ready)] == [
+        (10_000, dt.date(2026, 3, 10))
+    ]
+
+
 def test_repeated_rows_within_one_file_are_imported_once(ready):
     result = ready.import_csv(csv_text("V1,2026-03-10,A-1,,100,,,", "V1,2026-03-10,A-1,,100,,,"))
     assert result.imported == 1 and result.duplicates_in_file == [3]
