@@ -24,6 +24,7 @@ from taskforce.loop.duplicates import OpenTitles
 from taskforce.loop.forms import ReportIssueForm
 from taskforce.loop.models import IssueReport
 from taskforce.loop.report import report_issue
+from taskforce.org.models import Unit
 
 COLUMNS = {  # ledger header (zh-CN or en) -> form field
     "编号": "ledger_no",
@@ -46,6 +47,9 @@ COLUMNS = {  # ledger header (zh-CN or en) -> form field
     "estimated_budget": "estimated_budget",
 }
 REQUIRED = ("title", "reporting_unit")
+UNIT_FIELDS = ("reporting_unit", "received_by", "related_units")
+# A ledger kept by the office writes 密级 in Chinese.
+CLASSIFICATION_WORDS = {"公开": "public", "内部": "internal", "机密": "secret"}
 
 
 @dataclass
@@ -116,7 +120,23 @@ def _row_key(row: dict) -> str:
     return "ledger:sha256:" + hashlib.sha256(content.encode()).hexdigest()[:32]
 
 
-def _form(row: dict) -> ReportIssueForm:
+class UnitNames:
+    """Unit codes by code, Chinese name and English name (any case): a ledger kept by hand
+    names units as people do (财政局), the forms take codes (finance)."""
+
+    def __init__(self, session) -> None:
+        self._codes: dict[str, str] = {}
+        for code, name, name_en in session.execute(select(Unit.code, Unit.name, Unit.name_en)):
+            for key in (code, name, name_en):
+                if key:
+                    self._codes[key.casefold()] = code
+        self.listing = ", ".join(sorted(set(self._codes.values())))
+
+    def code(self, value: str) -> str | None:
+        return self._codes.get(value.strip().casefold())
+
+
+def _form(row: dict, units: UnitNames) -> ReportIssueForm:
     data = {k: v for k, v in row.items() if k != "ledger_no" and str(v).strip() != ""}
     if "related_units" in data:
         data["related_units"] = [
@@ -124,7 +144,25 @@ def _form(row: dict) -> ReportIssueForm:
             for u in str(data["related_units"]).replace("，", ";").replace(",", ";").split(";")
             if u.strip()
         ]
+    for name in UNIT_FIELDS:
+        if name not in data:
+            continue
+        values = data[name] if isinstance(data[name], list) else [data[name]]
+        for value in values:
+            if units.code(str(value)) is None:
+                raise _UnknownUnit(name, str(value).strip(), units.listing)
+        codes = [units.code(str(v)) for v in values]
+        data[name] = codes if isinstance(data[name], list) else codes[0]
+    if "classification" in data:
+        word = str(data["classification"]).strip()
+        data["classification"] = CLASSIFICATION_WORDS.get(word, word.casefold())
     return ReportIssueForm.model_validate(data)
+
+
+class _UnknownUnit(Exception):
+    def __init__(self, field_name: str, value: str, listing: str) -> None:
+        super().__init__(f"unknown unit {value!r} (allowed: a unit code or name: {listing})")
+        self.field_name = field_name
 
 
 def import_ledger(
@@ -146,13 +184,14 @@ def import_ledger(
                 select(IssueReport.idempotency_key).where(IssueReport.idempotency_key.in_(keys))
             )
         )
+        units = UnitNames(session)
     open_titles = OpenTitles()  # each lead unit's open titles read once, not once a row
     for index, (row, key) in enumerate(zip(rows, keys, strict=True)):
         line = index + 2
         if key in done:
             result.already_imported += 1
         else:
-            _import_row(session_factory, ctx, row, key, line, actor, result, open_titles)
+            _import_row(session_factory, ctx, row, key, line, actor, result, open_titles, units)
             done.add(key)
         if on_progress:
             on_progress(index + 1, len(rows))
@@ -160,14 +199,26 @@ def import_ledger(
 
 
 def _import_row(
-    session_factory, ctx, row, key, line, actor, result: ImportResult, open_titles: OpenTitles
+    session_factory,
+    ctx,
+    row,
+    key,
+    line,
+    actor,
+    result: ImportResult,
+    open_titles: OpenTitles,
+    units: UnitNames,
 ) -> None:
     try:
-        form = _form(row)
+        form = _form(row, units)
+    except _UnknownUnit as exc:
+        result.errors.append(RowError(line, exc.field_name, str(exc)))
+        return
     except ValidationError as exc:
         for err in exc.errors():
+            got = f" (got {err['input']!r})" if isinstance(err.get("input"), str | int) else ""
             result.errors.append(
-                RowError(line, ".".join(str(p) for p in err["loc"]) or "row", err["msg"])
+                RowError(line, ".".join(str(p) for p in err["loc"]) or "row", err["msg"] + got)
             )
         return
     try:

@@ -239,3 +239,42 @@ def test_open_titles_keep_only_committed_issues_and_skip_closed_ones(engine, pol
         s.get(Issue, first_id).stage = Stage.closed
     with factory() as s:
         assert titles.find(s, ctx, unit_id, "东区企业开办材料重复提交。") is None
+
+
+def test_units_and_classifications_may_be_written_as_the_office_writes_them(
+    engine, policy, clock, tmp_path
+):
+    """A hand-kept ledger names units (商务局, Finance Bureau) and 密级 (内部) in words."""
+    ctx = Context(policy=policy, clock=clock)
+    factory = session_factory(engine)
+    path = tmp_path / "ledger.csv"
+    pd.DataFrame(
+        [
+            {
+                "标题": "外资企业登记慢",
+                "上报单位": "商务局",
+                "相关单位": "财政局，税务局",
+                "密级": "内部",
+            },
+            {
+                "标题": "融资担保门槛高",
+                "上报单位": "FINANCE BUREAU",
+                "相关单位": "",
+                "密级": "机密",
+            },
+            {"标题": "园区用地审批慢", "上报单位": "商务厅", "相关单位": "", "密级": "内部"},
+            {"标题": "招商引资政策不清", "上报单位": "commerce", "相关单位": "", "密级": "绝密"},
+        ]
+    ).to_csv(path, index=False)
+    result = import_ledger(factory, ctx, path, actor="import")
+    assert len(result.imported) == 2
+    with factory() as s:
+        rows = s.execute(select(Issue.title, Issue.classification).order_by(Issue.id)).all()
+    assert [(t, c.value) for t, c in rows] == [
+        ("外资企业登记慢", "internal"),
+        ("融资担保门槛高", "secret"),
+    ]
+    errors = {e.row: e for e in result.errors}
+    assert errors[4].field == "reporting_unit"
+    assert "unknown unit '商务厅'" in errors[4].message and "commerce" in errors[4].message
+    assert errors[5].field == "classification" and "'绝密'" in errors[5].message
