@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from taskforce.budget.audit import AuditResult
 from taskforce.budget.performance import PerformanceResult
 from taskforce.money import to_yuan
-from taskforce.policy.loader import PROJECT_ROOT
+from taskforce.policy.loader import PROJECT_ROOT, load_org
 from taskforce.policy.schema import Classification
 from taskforce.reports import write_workbook
 
@@ -78,8 +78,18 @@ def render_audit(
             findings=findings.to_dict("records"),
             lines=result.lines.to_dict("records"),
             locale=locale,
+            names=_names(locale),
         )
     )
+
+
+def _names(locale: str) -> dict[str, str]:
+    """Units and groups by code, as the locale's reader names them (owners are either)."""
+    org = load_org()
+    english = locale != "zh-CN"
+    return {
+        item.code: (item.name_en if english else item.name) for item in (*org.units, *org.groups)
+    }
 
 
 def render_performance(

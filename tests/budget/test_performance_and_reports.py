@@ -75,6 +75,11 @@ def test_reports_in_three_formats_withhold_secret_lines(books, tmp_path):
     html = paths["html_zh-CN"].read_text("utf-8")
     assert "支付进度滞后" in html and "A-1: 0.00 CNY disbursed" in html
     assert "S-1: 0.00 CNY" not in html and "密级高于本报告" in html
+    # Owners, subjects and statuses in the reader's words, not as codes.
+    assert "预算行 A-1" in html and "budget_line:" not in html
+    assert "已批准" in html and "<td>approved</td>" not in html
+    owners = {o for o in audit.findings["owner"]}
+    assert owners and not any(f"<td>{o}</td>" in html for o in owners), owners
     md = paths["md"].read_text("utf-8")
     assert "behind_schedule" in md and "S-1: 0.00" not in md
     assert "Weekly budget compliance audit" in paths["html_en"].read_text("utf-8")
