@@ -263,6 +263,20 @@ def lesson_source(period: Period) -> str:
     return f"review:{period.kind.value}:{period.label}"
 
 
+def lesson_source_words(source: str, t) -> str:
+    """A case-library source as a reader names it: "review:quarterly:2026-Q3" is the
+    quarterly review of 2026-Q3, "evaluation:TF-2026-00024:1" the evaluation of that issue's
+    first round (taskforce/loop/evaluate.py); anything else as it is stored."""
+    kind, _, rest = source.partition(":")
+    if kind == "review" and ":" in rest:
+        review, label = rest.split(":", 1)
+        return t("lesson_source.review", review=t(f"review.{review}"), period=label)
+    if kind == "evaluation" and ":" in rest:
+        number, round_ = rest.rsplit(":", 1)
+        return t("lesson_source.evaluation", issue=number, round=round_)
+    return source
+
+
 def act(session: Session, ctx: Context, period: Period, current: KpiSet) -> list[Action]:
     """Act: one improvement issue per missed target, and its lesson in the case library.
 
@@ -424,7 +438,10 @@ def build_context(
         },
         "risks": risks,
         "cases": data.lists["cases"],
-        "lessons": data.lists["lessons"],
+        "lessons": [
+            {**row, "source": lesson_source_words(row["source"], t)}
+            for row in data.lists["lessons"]
+        ],
         "actions": actions_rows,
         # Missed targets whose improvement issues this audience may not list (they are
         # internal): the Act section must not then read "every target met".

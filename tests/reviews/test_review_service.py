@@ -177,6 +177,8 @@ def test_lessons_of_a_review_show_in_the_next(engine, ctx, tmp_path):
     md = (tmp_path / "monthly" / "2026-12" / "monthly-2026-12.en.internal.md").read_text()
     # November's lesson in December's library (lessons are written in the policy's locale).
     assert "问题解决率 · 2026-11" in md
+    # Its source in words (the policy's locale names the lesson; the reader's the source).
+    assert "Monthly review 2026-11" in md and "review:monthly:2026-11" not in md
     # December's own missed targets link to November's still-open issues (duplicate rule),
     # so the loop holds one issue per problem.
     assert all(a.duplicate for a in out.actions if a.code in MISSED)
@@ -209,3 +211,18 @@ def test_rerun_after_the_data_changed_drops_stale_lessons_not_issues(engine, ctx
     assert not any("满意度" in t for t in titles) and len(titles) == len(MISSED) - 1
     # The issue opened by the first run stays in the loop: issues are never deleted.
     assert _count(engine, Issue, Issue.origin == "review") == len(first.actions)
+
+
+def test_lesson_sources_read_as_words_in_both_locales():
+    from taskforce.reports.i18n import translator
+    from taskforce.reviews.service import lesson_source_words
+
+    zh, en = translator("zh-CN"), translator("en")
+    assert lesson_source_words("review:quarterly:2026-Q3", zh) == "季度优化复盘暨运行白皮书 2026-Q3"
+    assert (
+        lesson_source_words("evaluation:TF-2026-00024:1", zh) == "TF-2026-00024 效果评估（第 1 轮）"
+    )
+    assert lesson_source_words("evaluation:TF-2026-00024:2", en) == (
+        "Evaluation of TF-2026-00024 (round 2)"
+    )
+    assert lesson_source_words("manual", en) == "manual"  # unknown shapes stay as stored
