@@ -35,7 +35,6 @@ def file_plan(
     issue = load_issue(session, issue_number)
     require_step(issue, "plan")
     today = ctx.today()
-    reported_on = local_date(issue.reported_at, ctx.policy.timezone)
     codes = {a.owner_unit for sp in form.sub_projects for a in sp.action_items}
     units = {u.code: u for u in session.scalars(select(Unit).where(Unit.code.in_(codes)))}
     for i, sp in enumerate(form.sub_projects):
@@ -56,14 +55,6 @@ def file_plan(
                     allowed=f"{issue.deadline} or earlier",
                 )
             start = item.start_date or today
-            if start < reported_on:
-                # A start before the issue existed puts the time-proportional line years ahead
-                # of any progress: the item would be born yellow.
-                raise DomainError(
-                    f"start {start} is before the issue was reported ({reported_on})",
-                    field=f"{where}.start_date",
-                    allowed=f"{reported_on} or later, or empty (the filing date)",
-                )
             if start > item.due_date:
                 raise DomainError(
                     f"start {start} is after the due date {item.due_date}",

@@ -69,7 +69,7 @@ class Loop:
         )
         return self._run(coord.leadership_vote, number, form, key=key)
 
-    def plan(self, number, *, items=2, due_in=20, owners=("market-reg",), key=None, start=None):
+    def plan(self, number, *, items=2, due_in=20, owners=("market-reg",), key=None):
         due = self.ctx.today() + dt.timedelta(days=due_in)
         form = PlanForm(
             goal="企业开办一次办结",
@@ -80,7 +80,6 @@ class Loop:
                         ActionItemInput(
                             title=f"行动项{i}",
                             owner_unit=owners[i % len(owners)],
-                            start_date=start,
                             due_date=due,
                             deliverable="清单发布",
                         )
