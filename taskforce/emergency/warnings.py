@@ -19,7 +19,7 @@ from taskforce.context import Context
 from taskforce.emergency.models import EarlyWarning, WarningColour, WarningStatus
 from taskforce.errors import DomainError, NotFound
 from taskforce.org.models import Group, Member
-from taskforce.org.service import active_member
+from taskforce.org.service import active_member, listed_codes
 from taskforce.policy.schema import Classification, GroupKind
 
 
@@ -310,17 +310,18 @@ def _check_handler(session: Session, ctx: Context, warning: EarlyWarning, actor:
     allowed = getattr(ctx.policy.warnings, warning.colour.value).may_handle
     if kind is not None and GroupKind(kind).value in allowed:
         return
-    codes = session.scalars(
+    codes = listed_codes(
+        session,
         select(Member.code)
         .join(Group, Group.id == Member.group_id)
         .where(Group.kind.in_(allowed), Member.active.is_(True))
-        .order_by(Member.code)
-    ).all()
+        .order_by(Member.code),
+    )
     raise DomainError(
         f"{actor} may not handle warning {warning.id} ({warning.colour.value}): it is handled by the "
         f"{' or '.join(allowed)} group (config warnings.{warning.colour.value}.may_handle)",
         field="actor",
-        allowed=f"a member of the {' or '.join(allowed)} group: {', '.join(codes)}",
+        allowed=f"a member of the {' or '.join(allowed)} group: {codes}",
     )
 
 

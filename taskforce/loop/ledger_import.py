@@ -19,12 +19,13 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from taskforce.context import Context
-from taskforce.errors import DomainError
+from taskforce.errors import DomainError, NotFound
 from taskforce.loop.duplicates import OpenTitles
 from taskforce.loop.forms import ReportIssueForm
 from taskforce.loop.models import IssueReport
 from taskforce.loop.report import report_issue
 from taskforce.org.models import Unit
+from taskforce.org.service import listing
 
 COLUMNS = {  # ledger header (zh-CN or en) -> form field
     "编号": "ledger_no",
@@ -130,10 +131,18 @@ class UnitNames:
             for key in (code, name, name_en):
                 if key:
                     self._codes[key.casefold()] = code
-        self.listing = ", ".join(sorted(set(self._codes.values())))
+        self._listing = listing(sorted(set(self._codes.values())))
 
-    def code(self, value: str) -> str | None:
-        return self._codes.get(value.strip().casefold())
+    def code(self, value: str, field_name: str) -> str:
+        """The code of a unit named by code or name; unknown: refused as report_issue does."""
+        found = self._codes.get(value.strip().casefold())
+        if found is None:
+            raise NotFound(
+                f"unknown unit {value.strip()!r}",
+                field=field_name,
+                allowed=f"a unit code or name of config/org.yaml: {self._listing}",
+            )
+        return found
 
 
 def _form(row: dict, units: UnitNames) -> ReportIssueForm:
@@ -147,22 +156,14 @@ def _form(row: dict, units: UnitNames) -> ReportIssueForm:
     for name in UNIT_FIELDS:
         if name not in data:
             continue
-        values = data[name] if isinstance(data[name], list) else [data[name]]
-        for value in values:
-            if units.code(str(value)) is None:
-                raise _UnknownUnit(name, str(value).strip(), units.listing)
-        codes = [units.code(str(v)) for v in values]
-        data[name] = codes if isinstance(data[name], list) else codes[0]
+        if isinstance(data[name], list):
+            data[name] = [units.code(str(v), name) for v in data[name]]
+        else:
+            data[name] = units.code(str(data[name]), name)
     if "classification" in data:
         word = str(data["classification"]).strip()
         data["classification"] = CLASSIFICATION_WORDS.get(word, word.casefold())
     return ReportIssueForm.model_validate(data)
-
-
-class _UnknownUnit(Exception):
-    def __init__(self, field_name: str, value: str, listing: str) -> None:
-        super().__init__(f"unknown unit {value!r} (allowed: a unit code or name: {listing})")
-        self.field_name = field_name
 
 
 def import_ledger(
@@ -211,8 +212,8 @@ def _import_row(
 ) -> None:
     try:
         form = _form(row, units)
-    except _UnknownUnit as exc:
-        result.errors.append(RowError(line, exc.field_name, str(exc)))
+    except DomainError as exc:  # a unit the organisation lacks
+        result.errors.append(RowError(line, exc.field or "row", str(exc).split(": ", 1)[-1]))
         return
     except ValidationError as exc:
         for err in exc.errors():

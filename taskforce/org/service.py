@@ -87,7 +87,7 @@ def active_member(session: Session, code: str, *, field: str) -> Member:
     member = session.scalars(select(Member).where(Member.code == code)).one_or_none()
     if member is not None and member.active:
         return member
-    shown = _listed(
+    shown = listed_codes(
         session, select(Member.code).where(Member.active.is_(True)).order_by(Member.code)
     )
     raise NotFound(
@@ -111,15 +111,20 @@ class GroupSummary:
 LISTED_UNITS_MAX = 40
 
 
-def _listed(session: Session, codes_query) -> str:
-    """The codes an error lists, comma-separated, at most LISTED_UNITS_MAX of them."""
-    codes = list(session.scalars(codes_query.limit(LISTED_UNITS_MAX + 1)))
+def listed_codes(session: Session, codes_query) -> str:
+    """The codes of a query as an error lists them (see `listing`)."""
+    return listing(session.scalars(codes_query.limit(LISTED_UNITS_MAX + 1)))
+
+
+def listing(codes) -> str:
+    """Codes as an error lists them: comma-separated, at most LISTED_UNITS_MAX of them."""
+    codes = list(codes)
     return ", ".join(codes[:LISTED_UNITS_MAX]) + (", …" if len(codes) > LISTED_UNITS_MAX else "")
 
 
 def unknown_unit(session: Session, code: str, field: str) -> NotFound:
     """The error for a unit code the organisation lacks, listing the codes it has."""
-    shown = _listed(session, select(Unit.code).order_by(Unit.code))
+    shown = listed_codes(session, select(Unit.code).order_by(Unit.code))
     return NotFound(
         f"unknown unit {code!r}",
         field=field,
