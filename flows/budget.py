@@ -193,6 +193,12 @@ def ledger_import(
         result["already_imported"],
         len({e["row"] for e in result["errors"]}),
     )
+    if result["future_dated"]:
+        logger.warning(
+            "%s imported rows are dated after today (rows %s): check the dates",
+            len(result["future_dated"]),
+            ", ".join(str(r) for r in result["future_dated"][:20]),
+        )
     return result
 
 

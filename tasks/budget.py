@@ -85,6 +85,13 @@ def import_ledger(path: str, actor: str) -> dict:
             key="budget-ledger-import-errors",
             description=f"Rows of {result.source} not imported: row, field, what is allowed",
         )
+    if result.future_dated:
+        create_table_artifact(
+            [{"row": r, "check": "dated after today"} for r in result.future_dated],
+            key="budget-ledger-import-dates",
+            description=f"Rows of {result.source} imported with a payment date after today: "
+            "check the dates",
+        )
     return result.model_dump()
 
 

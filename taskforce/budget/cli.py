@@ -106,6 +106,8 @@ def import_ledger(
         f"{result.rows} rows: [green]{result.imported} imported[/] ({format_yuan(result.imported_fen)}), "
         f"{result.already_imported} already on the ledger, {len(result.duplicates_in_file)} repeated"
     )
+    if result.future_dated:
+        console.print(f"[yellow]check the dates[/]: {_dated_after_today(result.future_dated)}")
     if result.errors:
         table = Table(title="Rows not imported")
         for col in ("row", "field", "problem", "allowed"):
@@ -114,6 +116,11 @@ def import_ledger(
             table.add_row(*(escape(str(e[k])) for k in ("row", "field", "message", "allowed")))
         console.print(table)
         raise typer.Exit(1)
+
+
+def _dated_after_today(rows: list[int], shown: int = 20) -> str:
+    listed = ", ".join(str(r) for r in rows[:shown]) + (" …" if len(rows) > shown else "")
+    return f"{len(rows)} imported row(s) dated after today (rows {listed})"
 
 
 @app.command("audit")

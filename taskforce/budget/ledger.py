@@ -88,6 +88,9 @@ class ImportResult(BaseModel):
     duplicates_in_file: list[int]  # row numbers repeating an earlier row of the same file
     imported_fen: int
     errors: list[dict[str, Any]]
+    # Rows imported though dated after today: recorded, as `record_disbursement` records such
+    # an entry with a warning, and listed so that the office checks the dates.
+    future_dated: list[int] = []
 
     @property
     def error_rows(self) -> list[int]:
@@ -641,6 +644,7 @@ def import_frame(
         duplicates_in_file=[int(r) for r in good[~already].loc[repeated[repeated].index, "row"]],
         imported_fen=imported_fen,
         errors=[e.__dict__ for e in errors],
+        future_dated=_dated_after(fresh, ctx.today()),
     )
     events.record(
         session,
@@ -659,11 +663,20 @@ def import_frame(
             "already_imported": result.already_imported,
             "duplicates_in_file": result.duplicates_in_file,
             "error_rows": result.error_rows,
+            "future_dated": result.future_dated,
         },
         notify="ledger_imported",
         context={"source": source, "imported": result.imported, "errors": len(result.error_rows)},
     )
     return result
+
+
+def _dated_after(rows: pd.DataFrame, today: dt.date) -> list[int]:
+    """The file's row numbers of these rows whose payment date is after `today`."""
+    if rows.empty:
+        return []
+    later = pd.to_datetime(rows["entry_date"]).dt.date > today
+    return sorted(int(r) for r in rows.loc[later, "row"])
 
 
 def _recorded(session: Session, refs: list[str]) -> dict[str, tuple]:

@@ -51,6 +51,7 @@ REQUIRED = ("title", "reporting_unit")
 UNIT_FIELDS = ("reporting_unit", "received_by", "related_units")
 # A ledger kept by the office writes 密级 in Chinese.
 CLASSIFICATION_WORDS = {"公开": "public", "内部": "internal", "机密": "secret"}
+CLASSIFICATION_ALLOWED = " / ".join(CLASSIFICATION_WORDS)
 
 
 @dataclass
@@ -217,10 +218,11 @@ def _import_row(
         return
     except ValidationError as exc:
         for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "row"
             got = f" (got {err['input']!r})" if isinstance(err.get("input"), str | int) else ""
-            result.errors.append(
-                RowError(line, ".".join(str(p) for p in err["loc"]) or "row", err["msg"] + got)
-            )
+            if where == "classification":  # the ledger's own words are accepted too
+                got = f" or {CLASSIFICATION_ALLOWED}{got}"
+            result.errors.append(RowError(line, where, err["msg"] + got))
         return
     try:
         # The block ends after the commit: only a committed issue is kept for later rows.

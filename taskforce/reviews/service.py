@@ -567,7 +567,9 @@ def _notice(ctx: Context, data: ReviewData, files: dict[str, str]) -> dict:
         "kind": data.period.kind.value,
         "period": data.period.label,
         "title": f"{t('review.' + data.period.kind.value)} {data.period.label}",
-        "summary": f"{t('status.missed')}: {', '.join(missed)}" if missed else t("act.none"),
+        "summary": t("notice.missed", kpis=t("list_joiner").join(missed))
+        if missed
+        else t("act.none"),
         "path": html,
     }
 

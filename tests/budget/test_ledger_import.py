@@ -190,3 +190,21 @@ def test_entry_by_hand_refuses_unknown_lines_naming_the_field(ready):
     )
     with ready.tx() as s, pytest.raises(DomainError, match="line_code"):
         ledger.record_disbursement(s, ready.ctx, form, actor="E3")
+
+
+def test_rows_dated_after_today_are_imported_and_listed_for_a_check(ready):
+    """As an entry by hand is recorded with a warning when dated after today, an import
+    records such rows and lists them; today itself is not "after today"."""
+    today = ready.ctx.today()
+    tomorrow = today + dt.timedelta(days=1)
+    result = ready.import_csv(
+        csv_text(
+            f"V1,{today.isoformat()},A-1,,100,ACME,,",
+            f"V2,{tomorrow.isoformat()},A-1,,100,ACME,,",
+            f"V3,{tomorrow.isoformat()},NOPE,,100,ACME,,",  # refused: not listed as imported
+        )
+    )
+    assert result.imported == 2 and result.future_dated == [3]
+    assert [e["row"] for e in result.errors] == [4]
+    again = ready.import_csv(csv_text(f"V2,{tomorrow.isoformat()},A-1,,100,ACME,,"))
+    assert again.already_imported == 1 and again.future_dated == []  # nothing new recorded

@@ -278,3 +278,4 @@ def test_units_and_classifications_may_be_written_as_the_office_writes_them(
     assert errors[4].field == "reporting_unit"
     assert "unknown unit '商务厅'" in errors[4].message and "commerce" in errors[4].message
     assert errors[5].field == "classification" and "'绝密'" in errors[5].message
+    assert "公开 / 内部 / 机密" in errors[5].message and "public" in errors[5].message
