@@ -193,12 +193,8 @@ def ledger_import(
         result["already_imported"],
         len({e["row"] for e in result["errors"]}),
     )
-    if result["future_dated"]:
-        logger.warning(
-            "%s imported rows are dated after today (rows %s): check the dates",
-            len(result["future_dated"]),
-            ", ".join(str(r) for r in result["future_dated"][:20]),
-        )
+    for notice in result["to_check"][:20]:
+        logger.warning("row %s, %s: %s", notice["row"], notice["field"], notice["message"])
     return result
 
 

@@ -100,7 +100,10 @@ def _run(
         "period": outcome.period,
         "created": created,
         "files": files,
-        "improvement_issues": [a.issue_number for a in actions],
+        # Opened by this review; a target missed again while an earlier review's issue for
+        # its KPI is open is linked to that issue instead (reviews.service.act).
+        "improvement_issues": [a.issue_number for a in actions if not a.duplicate],
+        "linked_issues": [a.issue_number for a in actions if a.duplicate],
     }
 
 

@@ -153,7 +153,7 @@ def _demo_report(scenario) -> None:
     table.add_row("warnings raised", str(warnings))
     table.add_row(
         "budget 资金",
-        f"{lines} approved lines, {entries} ledger entries, {format_yuan(spent)} spent",
+        f"{lines} approved lines, {entries} ledger entries, {format_yuan(spent, 'en')} spent",
     )
     table.add_row("notifications", ", ".join(f"{k.value}: {v}" for k, v in sorted(outbox.items())))
     table.add_row("local notification outbox", str(outbox_path()))
@@ -168,7 +168,8 @@ def _demo_report(scenario) -> None:
     for review in scenario.reviews:
         console.print(
             f"[bold]{review['kind']} review {review['period']}[/] "
-            f"({len(review['improvement_issues'])} improvement issues opened):"
+            f"({len(review['improvement_issues'])} improvement issues opened, "
+            f"{len(review['linked_issues'])} missed targets linked to issues still open):"
         )
         from pathlib import Path
 

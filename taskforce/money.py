@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 FEN_PER_YUAN = 100
 
@@ -31,10 +31,18 @@ def to_yuan(fen: int) -> Decimal:
     return (Decimal(fen) / FEN_PER_YUAN).quantize(Decimal("0.01"))
 
 
-def format_yuan(fen: int, locale: str = "zh-CN") -> str:
+FEN_PER_WAN = 10_000 * FEN_PER_YUAN  # 万元
+
+
+def format_yuan(fen: int, locale: str = "zh-CN", *, wan: bool = False) -> str:
+    """An amount as the office reads it. zh-CN: in 万元 from 10,000 yuan up when that is
+    exact to 0.01万 (500万元, 12.35万元), else in 元 (5,000,000.01元: never "500.000001万元");
+    `wan=True` always in 万元 rounded to 0.01万, for a table column in one unit. en: CNY."""
     yuan = to_yuan(fen)
-    if locale == "zh-CN":
-        if abs(fen) >= 10_000 * FEN_PER_YUAN:
-            return f"{(yuan / 10_000).normalize():,f}万元"
-        return f"{yuan:,}元"
-    return f"CNY {yuan:,}"
+    if locale != "zh-CN":
+        return f"CNY {yuan:,}"
+    if wan:
+        return f"{(Decimal(fen) / FEN_PER_WAN).quantize(Decimal('0.01'), ROUND_HALF_UP):,}万元"
+    if abs(fen) >= FEN_PER_WAN and fen % (FEN_PER_WAN // 100) == 0:
+        return f"{(yuan / 10_000).normalize():,f}万元"
+    return f"{yuan:,}元"

@@ -39,6 +39,10 @@ def _ctx() -> Context:
     return Context.default()
 
 
+# Rows of a notice table shown in the UI; the rest are counted in its description.
+ARTIFACT_ROWS = 1_000
+
+
 @task(name="set-fiscal-year", cache_policy=NO_CACHE)
 def set_fiscal_year(form: SetFiscalYearForm, actor: str, key: str | None) -> dict:
     with unit_of_work() as session:
@@ -85,12 +89,17 @@ def import_ledger(path: str, actor: str) -> dict:
             key="budget-ledger-import-errors",
             description=f"Rows of {result.source} not imported: row, field, what is allowed",
         )
-    if result.future_dated:
+    if result.to_check:
+        shown = result.to_check[:ARTIFACT_ROWS]
         create_table_artifact(
-            [{"row": r, "check": "dated after today"} for r in result.future_dated],
-            key="budget-ledger-import-dates",
-            description=f"Rows of {result.source} imported with a payment date after today: "
-            "check the dates",
+            shown,
+            key="budget-ledger-import-checks",
+            description=f"Rows of {result.source} recorded that need a look: row, field, why"
+            + (
+                f" (the first {len(shown)} of {len(result.to_check)})"
+                if len(shown) < len(result.to_check)
+                else ""
+            ),
         )
     return result.model_dump()
 

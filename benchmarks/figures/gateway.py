@@ -66,12 +66,15 @@ def _requests(count: int, run_id: str, port: int, seed: int) -> tuple[list[str],
     now = str(int(time.time()))
     keys: list[str] = []
     raw: list[str] = []
+    level_of: dict[str, str] = {}
     for i in range(count):
         if keys and rng.random() < DUPLICATE_SHARE:
             key = rng.choice(keys)
         else:
             key = f"bench-gw-{run_id}-{i}"
-        level = rng.choice(["I", "II", "III"])
+        # A duplicate is the same alert delivered again, at its level: a more severe level
+        # on an open key raises the emergency (service._raise_level), another path.
+        level = level_of.setdefault(key, rng.choice(["I", "II", "III"]))
         body = json.dumps(
             {
                 "dedup_key": key,

@@ -23,6 +23,7 @@ app = typer.Typer(help="Budget (预算): fiscal year, ledger import, audits.", n
 console = Console()
 errors = Console(stderr=True)
 M = TypeVar("M", bound=BaseModel)
+SHOWN_ROWS = 50  # rows of a notice table printed; the rest are counted
 
 
 def _fail(exc: DomainError) -> None:
@@ -50,7 +51,9 @@ def _form(model: type[M], **values) -> M:
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(str(p) for p in error["loc"]) or "form"
-        raise DomainError(f"{error['msg']} (got {error.get('input')!r})", field=field) from None
+        given = error.get("input")
+        shown = str(given) if isinstance(given, Decimal) else repr(given)  # not Decimal('0.00')
+        raise DomainError(f"{error['msg']} (got {shown})", field=field) from None
 
 
 @app.command("set-year")
@@ -81,7 +84,7 @@ def set_year(
     except DomainError as exc:
         _fail(exc)
     console.print(
-        f"[green]{year}[/]: {format_yuan(result.total_fen)}, reserve {format_yuan(result.reserve_fen)} "
+        f"[green]{year}[/]: {format_yuan(result.total_fen, 'en')}, reserve {format_yuan(result.reserve_fen, 'en')} "
         f"({result.reserve_line_code})"
         + ("" if result.changed else " — unchanged: the year already had this total")
     )
@@ -103,11 +106,18 @@ def import_ledger(
     except DomainError as exc:
         _fail(exc)
     console.print(
-        f"{result.rows} rows: [green]{result.imported} imported[/] ({format_yuan(result.imported_fen)}), "
+        f"{result.rows} rows: [green]{result.imported} imported[/] ({format_yuan(result.imported_fen, 'en')}), "
         f"{result.already_imported} already on the ledger, {len(result.duplicates_in_file)} repeated"
     )
-    if result.future_dated:
-        console.print(f"[yellow]check the dates[/]: {_dated_after_today(result.future_dated)}")
+    if result.to_check:
+        table = Table(title="Rows recorded, to check")
+        for col in ("row", "field", "check"):
+            table.add_column(col)
+        for n in result.to_check[:SHOWN_ROWS]:
+            table.add_row(*(escape(str(n[k])) for k in ("row", "field", "message")))
+        console.print(table)
+        if len(result.to_check) > SHOWN_ROWS:
+            console.print(f"… and {len(result.to_check) - SHOWN_ROWS} more")
     if result.errors:
         table = Table(title="Rows not imported")
         for col in ("row", "field", "problem", "allowed"):
@@ -116,11 +126,6 @@ def import_ledger(
             table.add_row(*(escape(str(e[k])) for k in ("row", "field", "message", "allowed")))
         console.print(table)
         raise typer.Exit(1)
-
-
-def _dated_after_today(rows: list[int], shown: int = 20) -> str:
-    listed = ", ".join(str(r) for r in rows[:shown]) + (" …" if len(rows) > shown else "")
-    return f"{len(rows)} imported row(s) dated after today (rows {listed})"
 
 
 @app.command("audit")

@@ -88,9 +88,11 @@ class ImportResult(BaseModel):
     duplicates_in_file: list[int]  # row numbers repeating an earlier row of the same file
     imported_fen: int
     errors: list[dict[str, Any]]
-    # Rows imported though dated after today: recorded, as `record_disbursement` records such
-    # an entry with a warning, and listed so that the office checks the dates.
-    future_dated: list[int] = []
+    # Rows recorded that the office should look at (row, field, message): dated after today,
+    # on a line not approved, a reserve draw without an emergency. A finance export records
+    # payments made, so they are kept, as `record_disbursement` keeps such an entry with a
+    # warning; the weekly audit reports the last two as findings.
+    to_check: list[dict[str, Any]] = []
 
     @property
     def error_rows(self) -> list[int]:
@@ -644,7 +646,7 @@ def import_frame(
         duplicates_in_file=[int(r) for r in good[~already].loc[repeated[repeated].index, "row"]],
         imported_fen=imported_fen,
         errors=[e.__dict__ for e in errors],
-        future_dated=_dated_after(fresh, ctx.today()),
+        to_check=_to_check(fresh, lookup, ctx.today()),
     )
     events.record(
         session,
@@ -663,7 +665,7 @@ def import_frame(
             "already_imported": result.already_imported,
             "duplicates_in_file": result.duplicates_in_file,
             "error_rows": result.error_rows,
-            "future_dated": result.future_dated,
+            "to_check_rows": sorted({n["row"] for n in result.to_check}),
         },
         notify="ledger_imported",
         context={"source": source, "imported": result.imported, "errors": len(result.error_rows)},
@@ -671,12 +673,50 @@ def import_frame(
     return result
 
 
-def _dated_after(rows: pd.DataFrame, today: dt.date) -> list[int]:
-    """The file's row numbers of these rows whose payment date is after `today`."""
+def _to_check(rows: pd.DataFrame, lookup: _Lookup, today: dt.date) -> list[dict[str, Any]]:
+    """Notices on the rows recorded (see ImportResult.to_check), by row. Masks over whole
+    columns; messages only for the rows flagged."""
     if rows.empty:
         return []
-    later = pd.to_datetime(rows["entry_date"]).dt.date > today
-    return sorted(int(r) for r in rows.loc[later, "row"])
+    status = rows["line"].map({c: f[3] for c, f in lookup.lines.items()})
+    draw = (rows["kind"] == LedgerKind.reserve_draw.value).to_numpy()
+    later = (rows["entry_date"] > today).to_numpy(bool)
+    unapproved = ~draw & (status != LineStatus.approved.value).to_numpy()
+    no_emergency = draw & rows["emergency_id"].isna().to_numpy()
+    checks = (
+        (later, "date", lambda day, line: f"dated {day}, after today ({today}): check the date"),
+        (
+            unapproved,
+            "line",
+            lambda day, line: (
+                (f"line {line} is not approved" if line else "no budget line")
+                + ": the weekly audit will report it"
+            ),
+        ),
+        (
+            no_emergency,
+            "emergency",
+            lambda day, line: (
+                "a reserve draw without an emergency (only an emergency may "
+                "draw on the reserve): the weekly audit will report it"
+            ),
+        ),
+    )
+    notices = []
+    for mask, field_name, message in checks:
+        if not mask.any():
+            continue
+        flagged = rows[mask]
+        notices += [
+            {"row": int(row), "field": field_name, "message": message(day, line)}
+            for row, day, line in zip(
+                flagged["row"].tolist(),
+                flagged["entry_date"].tolist(),
+                flagged["line"].tolist(),
+                strict=True,
+            )
+        ]
+    return sorted(notices, key=lambda n: (n["row"], n["field"]))
 
 
 def _recorded(session: Session, refs: list[str]) -> dict[str, tuple]:
@@ -726,8 +766,9 @@ def _drop_conflicts(
                 int(row),
                 "voucher",
                 f"{ref.removeprefix('voucher:')!r} is already on the ledger (entry {entry_id}: "
-                f"{format_yuan(was_fen)} dated {was_day}) with another amount, line or date",
-                "a new voucher number; a correction is a new entry with its own voucher",
+                f"{format_yuan(was_fen, 'en')} dated {was_day}) with another amount, line or date",
+                "a new voucher number; a recorded payment is not changed (a further payment "
+                "is a new entry with its own voucher)",
             )
         )
     return good.drop(index=conflicting), errors
@@ -792,11 +833,11 @@ def record_disbursement(
         if not same:
             raise DomainError(
                 f"voucher {form.voucher!r} is already on the ledger (entry {existing.id}: "
-                f"{format_yuan(existing.amount_fen)} dated {_day(existing.entry_date)}), "
+                f"{format_yuan(existing.amount_fen, 'en')} dated {_day(existing.entry_date)}), "
                 "with another amount, line or date",
                 field="voucher",
-                allowed="a new voucher number; a correction of a recorded payment is a new "
-                "entry (negative for a refund) with its own voucher",
+                allowed="a new voucher number; a recorded payment is not changed (a further "
+                "payment is a new entry with its own voucher)",
             )
         return EntryResult(
             entry_id=existing.id, external_ref=values["external_ref"], duplicate=True, warnings=[]

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from taskforce import events
 from taskforce.authority import may_approve
 from taskforce.budget.models import BudgetLine, FiscalYear, LedgerEntry, LedgerKind
+from taskforce.clock import local_date
 from taskforce.context import Context
 from taskforce.emergency.models import Emergency, EmergencyEvent, EmergencyStatus
 from taskforce.errors import DomainError, IllegalTransition, NotFound
@@ -98,21 +99,30 @@ def draw_on_reserve(
             field=emergency_field,
             allowed="a real emergency; drills draw nothing",
         )
+    opened_on = local_date(emergency.opened_at, ctx.policy.timezone)
+    if entry_date < opened_on:
+        # The weekly audit reports such a draw as critical (reserve_without_emergency).
+        raise DomainError(
+            f"dated {entry_date.isoformat()}, before the emergency opened on "
+            f"{opened_on.isoformat()}",
+            field="entry_date",
+            allowed=f"on or after {opened_on.isoformat()}",
+        )
     check = may_approve(
         approved_by, amount_fen, ctx.policy.authority, cross_department=cross_department
     )
     if not check.allowed:
         raise DomainError(
-            f"{GroupKind(approved_by).value} may not approve {format_yuan(amount_fen)}: {check.rule}",
+            f"{GroupKind(approved_by).value} may not approve {format_yuan(amount_fen, 'en')}: {check.rule}",
             field="approved_by",
             allowed=check.required.value,
         )
     line_id, remaining = reserve_left(session, fiscal_year)
     if amount_fen > remaining:
         raise DomainError(
-            f"{format_yuan(amount_fen)} exceeds the reserve left for {fiscal_year} ({format_yuan(remaining)})",
+            f"{format_yuan(amount_fen, 'en')} exceeds the reserve left for {fiscal_year} ({format_yuan(remaining, 'en')})",
             field="amount",
-            allowed=f"at most {format_yuan(remaining)}",
+            allowed=f"at most {format_yuan(remaining, 'en')}",
         )
     now = ctx.now()
     entry = LedgerEntry(

@@ -347,6 +347,12 @@ def propose_adjustment(
     if (done := previous_result(session, key, seen=seen)) is not None:
         return AdjustmentResult.model_validate(done)
     line = _line(session, form.line_code)
+    if line.is_reserve:
+        raise IllegalTransition(
+            f"{line.code} is the emergency reserve, set with the fiscal year",
+            field="line_code",
+            allowed="a budget line; the reserve follows the year's total (budget set-year)",
+        )
     if line.status != LineStatus.approved:
         raise IllegalTransition(
             f"line {line.code} is {line.status.value}",
@@ -354,12 +360,7 @@ def propose_adjustment(
             allowed="an approved line (a proposed line is changed by a new proposal)",
         )
     delta = to_fen(form.delta)
-    if line.amount_fen + delta < 0:
-        raise DomainError(
-            f"would leave line {line.code} at {_yuan(line.amount_fen + delta)} CNY",
-            field="delta",
-            allowed=f"at least -{_yuan(line.amount_fen)}",
-        )
+    _check_cut(session, line, delta)
     now = ctx.now()
     adjustment = BudgetAdjustment(
         line_id=line.id,
@@ -394,6 +395,29 @@ def propose_adjustment(
     )
     remember(session, key, "budget.propose_adjustment", result.model_dump(), now, seen=seen)
     return result
+
+
+def _spent_fen(session: Session, line: BudgetLine) -> int:
+    """What the ledger has paid out of this line so far."""
+    spent = session.scalar(
+        select(func.sum(LedgerEntry.amount_fen)).where(LedgerEntry.line_id == line.id)
+    )
+    return int(spent or 0)
+
+
+def _check_cut(session: Session, line: BudgetLine, delta_fen: int) -> None:
+    """A cut may take a line down to what it has paid out, not below: an approved cut below
+    it would make the approvers the authors of the overspend the weekly audit then reports."""
+    if delta_fen >= 0:
+        return  # an increase is never a cut, even of a line already overspent
+    floor = _spent_fen(session, line)
+    if line.amount_fen + delta_fen < floor:
+        raise DomainError(
+            f"would leave line {line.code} at {_yuan(line.amount_fen + delta_fen)} CNY"
+            + (f", below the {_yuan(floor)} CNY already paid out of it" if floor else ""),
+            field="delta",
+            allowed=f"at least -{_yuan(line.amount_fen - floor)}",
+        )
 
 
 def adjustment_authority_fen(line_amount_fen: int, delta_fen: int) -> int:
@@ -445,6 +469,12 @@ def review(
                 allowed="an adjustment id",
             )
         line = session.get(BudgetLine, adjustment.line_id)
+        if line.is_reserve:  # proposed before propose_adjustment refused the reserve
+            raise IllegalTransition(
+                f"{line.code} is the emergency reserve, set with the fiscal year",
+                field="adjustment_id",
+                allowed="an adjustment of a budget line",
+            )
         subject, status = adjustment, adjustment.status
         amount = adjustment_authority_fen(line.amount_fen, adjustment.delta_fen)
     if status not in (LineStatus.proposed, LineStatus.in_review):
@@ -577,10 +607,8 @@ def _approve(
     approver: str,
     now,
 ) -> None:
-    if line.is_reserve:
-        new_amount = line.amount_fen + (adjustment.delta_fen if adjustment else 0)
-        line.amount_fen = new_amount
-        return
+    if adjustment is not None:
+        _check_cut(session, line, adjustment.delta_fen)  # payments may have landed since
     year = session.get(FiscalYear, line.fiscal_year)
     available = year.total_fen - year.reserve_fen
     others = _allocated_fen(session, line.fiscal_year, excluding=line.id)

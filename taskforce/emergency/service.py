@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from taskforce import events
+from taskforce.clock import local_minute
 from taskforce.context import Context
 from taskforce.emergency.deadlines import (
     escalate_missed_deadlines,
@@ -55,6 +56,7 @@ from taskforce.errors import DomainError, IllegalTransition, NotFound
 from taskforce.loop.forms import ReportIssueForm
 from taskforce.loop.report import report_issue
 from taskforce.org.models import Group
+from taskforce.reports.i18n import translator
 
 __all__ = [
     "OPEN_STATUSES",
@@ -110,7 +112,8 @@ def new_public_id(at: dt.datetime) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _validate_intake(session: Session, ctx: Context, intake: EmergencyIntake) -> None:
+def validate_intake(session: Session, ctx: Context, intake: EmergencyIntake) -> None:
+    """Refuse an intake the organisation cannot take (DomainError naming its field)."""
     rule = ctx.policy.emergency.levels[intake.level.value]
     if rule.leading_group == "working_group" and not intake.working_group:
         raise DomainError(
@@ -154,8 +157,8 @@ def open_emergency(
         raise DomainError("must be 1 to 200 characters", field="dedup_key")
     existing = find_open(session, source, dedup_key)
     if existing is not None:
-        return _attach_repeat(session, ctx, existing, actor=actor)
-    _validate_intake(session, ctx, intake)
+        return _attach_repeat(session, ctx, existing, intake, actor=actor)
+    validate_intake(session, ctx, intake)
 
     now = ctx.now()
     rule = ctx.policy.emergency.levels[intake.level.value]
@@ -192,7 +195,7 @@ def open_emergency(
         existing = find_open(session, source, dedup_key)
         if existing is None:
             raise
-        return _attach_repeat(session, ctx, existing, actor=actor)
+        return _attach_repeat(session, ctx, existing, intake, actor=actor)
 
     events.record(
         session,
@@ -215,13 +218,7 @@ def open_emergency(
             "is_drill": is_drill,
         },
     )
-    return OpenResult(
-        emergency_id=emergency.public_id,
-        created=True,
-        status=emergency.status.value,
-        level=emergency.level,
-        is_drill=is_drill,
-    )
+    return _answer(emergency, created=True)
 
 
 @dataclass(frozen=True)
@@ -292,6 +289,10 @@ def _open_pending(
     keys = {(requests[i].source, requests[i].dedup_key) for i in pending}
     # One SELECT of the open emergencies of all keys (plain rows: no ORM objects to build).
     open_rows = writer.open_of_keys(keys)
+    if _raises_a_level(requests, intakes, pending, open_rows):
+        # Rare: deliveries of one key report different levels, and a more severe one raises
+        # the emergency. One by one, as open_emergency would, so each sees the one before.
+        return _open_one_by_one(session, ctx, requests, intakes, results, pending)
     groups_named = {intakes[i].working_group for i in pending if intakes[i].working_group}
     known_groups = writer.known_groups(groups_named)
 
@@ -312,7 +313,7 @@ def _open_pending(
             intake.working_group and intake.working_group not in known_groups
         ):
             try:  # the one-by-one check names the problem exactly as open_emergency does
-                _validate_intake(session, ctx, intake)
+                validate_intake(session, ctx, intake)
             except DomainError as exc:
                 results[i] = exc
                 continue
@@ -441,14 +442,60 @@ def _open_pending(
     return results  # type: ignore[return-value]
 
 
+def _raises_a_level(requests, intakes, pending, open_rows) -> bool:
+    """Whether a delivery may raise its key's level: two levels meet for one key, among the
+    deliveries and its open emergency. (Conservative: which delivery would open a new key
+    depends on validation, so a mix of levels is enough to go one by one.)"""
+    levels: dict[tuple[str, str], set[Level]] = {}
+    for i in pending:
+        key = (requests[i].source, requests[i].dedup_key)
+        seen = levels.setdefault(key, {open_rows[key].level} if key in open_rows else set())
+        seen.add(intakes[i].level)
+        if len(seen) > 1:
+            return True
+    return False
+
+
+def _open_one_by_one(session, ctx, requests, intakes, results, pending):
+    for i in pending:
+        r = requests[i]
+        try:
+            with session.begin_nested():  # a refused delivery writes nothing
+                results[i] = open_emergency(
+                    session,
+                    ctx,
+                    intakes[i],
+                    source=r.source,
+                    dedup_key=r.dedup_key,
+                    actor=r.actor,
+                    is_drill=r.is_drill,
+                )
+        except DomainError as exc:
+            results[i] = exc
+    return results
+
+
 # The set-based paths' statements, built once (building a statement costs more than
 # running it on a small batch).
 _E = Emergency.__table__
 
 
+# Most severe first (SPEC §5: I 重大危机, II 较大问题, III 一般事项).
+_SEVERITY = {Level.I: 3, Level.II: 2, Level.III: 1}
+
+
+def raises_level(reported: Level, current: Level) -> bool:
+    """Whether a delivery of `reported` on an open emergency of `current` is more severe."""
+    return _SEVERITY[Level(reported)] > _SEVERITY[Level(current)]
+
+
 def _attach_repeat(
-    session: Session, ctx: Context, emergency: Emergency, *, actor: str
+    session: Session, ctx: Context, emergency: Emergency, intake: EmergencyIntake, *, actor: str
 ) -> OpenResult:
+    """Count a repeat delivery on the open emergency; one reporting a more severe level
+    raises the emergency to it (`_raise_level`) rather than being dropped as a repeat."""
+    if raises_level(intake.level, emergency.level):
+        return _raise_level(session, ctx, emergency, intake, actor=actor)
     now = ctx.now()
     # An UPDATE … SET repeats = repeats + 1, so concurrent repeats never lose a count.
     session.execute(
@@ -473,13 +520,87 @@ def _attach_repeat(
         payload={"source": emergency.source, "dedup_key": emergency.dedup_key},
     )
     session.refresh(emergency)
+    return _answer(emergency, created=False)
+
+
+def _answer(emergency: Emergency, *, created: bool) -> OpenResult:
+    """What a delivery is answered: the emergency it opened or attached to, as it is now."""
     return OpenResult(
         emergency_id=emergency.public_id,
-        created=False,
+        created=created,
         status=emergency.status.value,
         level=emergency.level,
         is_drill=emergency.is_drill,
     )
+
+
+def _raise_level(
+    session: Session, ctx: Context, emergency: Emergency, intake: EmergencyIntake, *, actor: str
+) -> OpenResult:
+    """A delivery reports a more severe level for an open emergency (a disk alert that is now
+    a data-centre outage): the emergency takes that level, its leading group and the
+    stricter of each deadline, and the new leading group is paged now and must acknowledge
+    (an acknowledgement by the previous group does not answer for it). On the trail and
+    announced as an escalation (emergency_escalated)."""
+    emergency = get_emergency(session, emergency.public_id, lock=True)
+    now = ctx.now()
+    rule = ctx.policy.emergency.levels[intake.level.value]
+    before = {"level": emergency.level.value, "leading_group": emergency.leading_group}
+    deadlines = dict(emergency.deadlines or {})
+    for name, hours in rule.deadlines_hours.items():
+        due = (now + dt.timedelta(hours=hours)).isoformat()
+        deadlines[name] = min(deadlines.get(name, due), due, key=dt.datetime.fromisoformat)
+    emergency.level = intake.level
+    emergency.leading_group = rule.leading_group
+    emergency.deadlines = deadlines
+    # The chain only climbs: an emergency escalated past the new leading group already
+    # stays where it is (and is paged again there, with the next page number).
+    step = max(emergency.escalation_step, chain(ctx).index(rule.leading_group))
+    if step != emergency.escalation_step:
+        emergency.escalation_step, emergency.pages_at_step = step, 0
+    emergency.repeats = emergency.repeats + 1
+    if emergency.status == EmergencyStatus.acknowledged:
+        emergency.status = EmergencyStatus.dispatched
+        emergency.acknowledged_at = None
+    detail = {
+        "from": before["level"],
+        "to": intake.level.value,
+        "leading_group": rule.leading_group,
+        "title": intake.title,
+        "deadlines": deadlines,
+    }
+    session.add(
+        EmergencyEvent(
+            emergency_id=emergency.id, kind="level_raised", at=now, actor=actor, detail=detail
+        )
+    )
+    events.record(
+        session,
+        ctx.policy,
+        at=now,
+        actor=actor,
+        action="emergency.level_raised",
+        subject_type="emergency",
+        subject_id=emergency.public_id,
+        classification=emergency.classification,
+        is_drill=emergency.is_drill,
+        notify="emergency_escalated",
+        priority=ctx.policy.emergency.page_priority,
+        payload={**detail, "source": emergency.source, "dedup_key": emergency.dedup_key},
+        # Keys of taskforce/notify/templates/<locale>/emergency_escalated.j2 (its raised branch).
+        context={
+            "emergency": emergency.public_id,
+            "level": intake.level.value,
+            "title": emergency.title,
+            "raised_from": before["level"],
+            "to": rule.leading_group,
+            "reason": intake.title,
+            "is_drill": emergency.is_drill,
+        },
+    )
+    session.flush()
+    page(session, ctx, emergency, actor=actor, reason=f"level raised to {intake.level.value}")
+    return _answer(emergency, created=False)
 
 
 def acknowledge(
@@ -669,17 +790,28 @@ def close_with_follow_up(
     issue_number = None
     if not emergency.is_drill:
         rule = ctx.policy.emergency.follow_up
+        # In the office's language and local time (policy.locale, policy.timezone), as the
+        # issue lists and reviews show it.
+        t = translator(ctx.policy.locale)
+        tz = ctx.policy.timezone
+        facts = {
+            "id": emergency.public_id,
+            "level": emergency.level.value,
+            "source": emergency.source,
+            "title": emergency.title,
+            "opened": local_minute(emergency.opened_at, tz),
+            "resolved": local_minute(emergency.resolved_at, tz)
+            if emergency.resolved_at
+            else t("follow_up.unresolved"),
+        }
         result = report_issue(
             session,
             ctx,
             ReportIssueForm(
-                title=f"应急 {emergency.level.value} 级 follow-up: {emergency.title}"[:300],
-                description=(
-                    f"Follow-up of emergency {emergency.public_id} (level {emergency.level.value}, "
-                    f"source {emergency.source}), opened {emergency.opened_at.isoformat()}, "
-                    f"resolved {emergency.resolved_at.isoformat() if emergency.resolved_at else '-'}."
-                    f"\n\n{emergency.description}"
-                )[:20_000],
+                title=t("follow_up.title", **facts)[:300],
+                description=(t("follow_up.description", **facts) + f"\n\n{emergency.description}")[
+                    :20_000
+                ],
                 reporting_unit=rule.reporting_unit,
                 category=rule.category,
                 classification=emergency.classification,

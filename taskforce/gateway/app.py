@@ -294,6 +294,7 @@ def create_app(
         hook = _parse(body, AlertmanagerWebhook)
         intakes: list[tuple[str, EmergencyIntake | None]] = []
         problems = []
+        wg_fields: list[str] = []  # the working-group field of each firing alert, in order
         for i, alert in enumerate(hook.alerts):
             if alert.status == "resolved":
                 intakes.append((alert.fingerprint, None))
@@ -306,22 +307,31 @@ def create_app(
                 problems.append(
                     {
                         "field": f"alerts.{i}.labels.{policy.level_label}",
-                        "message": f"unknown level {value!r}; allowed: "
+                        "message": (
+                            f"unknown level {value!r}"
+                            if value
+                            else f"no {policy.level_label} label"
+                        )
+                        + "; allowed: "
                         + ", ".join(sorted(policy.levels)),
                     }
                 )
                 continue
             annotations = {**hook.commonAnnotations, **alert.annotations}
             labels = {**hook.commonLabels, **alert.labels}
+            # The title comes from the summary annotation, else the alert's name: a problem
+            # with it is named where the sender wrote it.
+            if annotations.get("summary"):
+                title, title_field = annotations["summary"], f"alerts.{i}.annotations.summary"
+            elif labels.get("alertname"):
+                title, title_field = labels["alertname"], f"alerts.{i}.labels.alertname"
+            else:
+                title, title_field = f"alert {alert.fingerprint}", f"alerts.{i}.fingerprint"
             try:
                 intake = _intake(
                     {
                         "level": Level(level),
-                        "title": (
-                            annotations.get("summary")
-                            or labels.get("alertname")
-                            or f"alert {alert.fingerprint}"
-                        )[:300],
+                        "title": title[:300],
                         "description": annotations.get("description", "")[:20_000],
                         "working_group": labels.get(policy.working_group_label)
                         or policy.default_working_group,
@@ -333,7 +343,7 @@ def create_app(
                         },
                     },
                     {
-                        "title": f"alerts.{i}.annotations.summary",
+                        "title": title_field,
                         "description": f"alerts.{i}.annotations.description",
                         "working_group": f"alerts.{i}.labels.{policy.working_group_label}",
                         "details": f"alerts.{i}",
@@ -343,6 +353,12 @@ def create_app(
                 problems += exc.problems
                 continue
             intakes.append((alert.fingerprint, intake))
+            wg_fields.append(f"alerts.{i}.labels.{policy.working_group_label}")
+        if not problems:
+            # Every alert checked against the organisation before any is written: a batch
+            # answered 422 must have opened (and paged) nothing.
+            firing = [intake for _, intake in intakes if intake is not None]
+            problems = await run_in_threadpool(refused_intakes, ctx, firing, wg_fields)
         if problems:
             raise GatewayError(
                 422,
@@ -353,6 +369,20 @@ def create_app(
             )
         results = await _alertmanager_batch(ctx, policy.source, intakes)
         return AlertmanagerAccepted(results=results)
+
+    def refused_intakes(
+        ctx: Context, intakes: list[EmergencyIntake], fields: list[str]
+    ) -> list[dict]:
+        """The problems of intakes the organisation cannot take, by the sender's field."""
+        problems = []
+        with unit_of_work(engine) as session:
+            for intake, where in zip(intakes, fields, strict=True):
+                try:
+                    service.validate_intake(session, ctx, intake)
+                except DomainError as exc:
+                    reason = str(exc).split(": ", 1)[-1]
+                    problems.append({"field": where, "message": reason})
+        return problems
 
     def resolve_alert(ctx: Context, source: str, fingerprint: str) -> AlertResult:
         with unit_of_work(engine) as session:
@@ -603,6 +633,35 @@ def _too_large(limit: int) -> GatewayError:
     return GatewayError(413, "body_too_large", f"the body exceeds {limit} bytes", "body")
 
 
+# How deep a body's objects and arrays may nest. No sender's payload nests more than a few
+# levels; a deeper one (a few KB of "[[[[…") made json.loads raise RecursionError (a 500), and
+# just below Python's limit it would reach the database's JSON columns through `details`.
+MAX_JSON_DEPTH = 32
+
+
+def _too_deep() -> GatewayError:
+    return GatewayError(
+        422,
+        "invalid_body",
+        f"body: objects and arrays nest more than {MAX_JSON_DEPTH} levels deep",
+        "body",
+    )
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether objects and arrays in `value` nest more than `limit` levels (iterative)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, dict | list):
+            continue
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _json(body: bytes) -> Any:
     try:
         raw = json.loads(body)
@@ -610,6 +669,12 @@ def _json(body: bytes) -> Any:
         raise GatewayError(
             400, "malformed_json", f"the body is not valid JSON: {exc}", "body"
         ) from None
+    except RecursionError:
+        raise _too_deep() from None
+    # Counting brackets is a C-speed scan; only a body with more of them than the limit can
+    # nest that deep, so the walk runs for few bodies.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _depth_over(raw, MAX_JSON_DEPTH):
+        raise _too_deep()
     # In UTF-8 JSON a NUL can only be the escape \u0000 (a raw control character is
     # invalid); UTF-16/32 bodies (which json.loads accepts) have NUL bytes. Without either
     # there is nothing to search for.

@@ -525,6 +525,11 @@ def _escalation_key(item_id: int) -> str:
     return f"task:{item_id}:red-escalation"
 
 
+def _short(title: str, limit: int = 60) -> str:
+    """An item's title inside a warning's title (the warning's own is at most 300)."""
+    return title if len(title) <= limit else title[: limit - 1] + "…"
+
+
 def _escalation_warnings(
     ctx: Context, escalated: list[red_digest.RedItem], actor: str
 ) -> list[dict]:
@@ -540,7 +545,9 @@ def _escalation_warnings(
             "subject_id": i.item_id,
             "classification": i.classification,
             "actor": actor,
-            "title": title_of(issue=i.issue_number, item=i.item_id, days=red_days),
+            "title": title_of(
+                issue=i.issue_number, item=i.item_id, title=_short(i.title), days=red_days
+            ),
             "dedup_key": _escalation_key(i.item_id),
         }
         for i in escalated

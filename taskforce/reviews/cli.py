@@ -58,7 +58,8 @@ def run(
     missed = [k["code"] for k in outcome.kpis if k["status"] == "missed"]
     console.print(f"missed targets: {', '.join(missed) or 'none'}")
     for action in outcome.actions:
-        console.print(f"improvement issue {action.issue_number} ({action.code})")
+        linked = ", linked: its KPI's earlier issue is still open" if action.duplicate else ""
+        console.print(f"improvement issue {action.issue_number} ({action.code}{linked})")
     for path in outcome.files.values():
         print(path)
 

@@ -9,6 +9,7 @@ one per (source, title), the report files are overwritten in place.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from taskforce.kpi.compute import BY_CODE, KpiSet, compare, compute_kpis
 from taskforce.kpi.frames import FRAME_NAMES, Frames, read_frames
 from taskforce.loop.duplicates import OpenTitles
 from taskforce.loop.forms import ReportIssueForm
-from taskforce.loop.models import TaskNode
+from taskforce.loop.models import Issue, Stage, TaskNode
 from taskforce.loop.report import report_issue
 from taskforce.money import format_yuan
 from taskforce.org.models import Unit
@@ -45,7 +46,13 @@ from taskforce.reports.workbook import write_workbooks
 from taskforce.reviews import charts, content
 from taskforce.reviews import ledgers as ledgers_module
 from taskforce.reviews.key_points import attention_counts, key_points, open_matters
-from taskforce.reviews.periods import Period, ReviewKind, last_complete_period, parse_period
+from taskforce.reviews.periods import (
+    Period,
+    ReviewKind,
+    last_complete_period,
+    parse_period,
+    period_containing,
+)
 
 Progress = Callable[[float, str], None]
 
@@ -115,8 +122,8 @@ def resolve_period(kind: ReviewKind | str, label: str | None, ctx: Context) -> P
     a mistyped year would open real issues."""
     kind = ReviewKind(kind)
     if not label:
-        return last_complete_period(kind, ctx.today())
-    period = parse_period(kind, label)
+        return _after_programme_start(last_complete_period(kind, ctx.today()), ctx)
+    period = _after_programme_start(parse_period(kind, label), ctx)
     ends = period.ends_at(ctx.policy.timezone)
     if ends > ctx.now():
         last = last_complete_period(kind, ctx.today()).label
@@ -126,6 +133,20 @@ def resolve_period(kind: ReviewKind | str, label: str | None, ctx: Context) -> P
             f"{ctx.policy.timezone})",
             field="period",
             allowed=f"a finished {kind.value} period, e.g. the last complete one, {last}",
+        )
+    return period
+
+
+def _after_programme_start(period: Period, ctx: Context) -> Period:
+    """The period, refused if it ended before the programme began (review.programme_start):
+    it has no targets to miss, yet its review would open improvement issues in the loop."""
+    start = ctx.policy.review.programme_start
+    if period.last_day < start:
+        first = period_containing(period.kind, start).label
+        raise DomainError(
+            f"{period.label} ended before the programme started on {start.isoformat()}",
+            field="period",
+            allowed=f"a {period.kind.value} period from {first} on",
         )
     return period
 
@@ -281,8 +302,10 @@ def act(session: Session, ctx: Context, period: Period, current: KpiSet) -> list
     """Act: one improvement issue per missed target, and its lesson in the case library.
 
     The issue's idempotency key review:<kind>:<period>:<kpi> makes a re-run return the
-    issue opened the first time; a still-open improvement issue with the same title is
-    linked by the loop's duplicate rule rather than opened again.
+    issue opened the first time. A target missed again while an improvement issue of an
+    earlier review for the same KPI is still open is linked to that issue (duplicate_of),
+    not opened again: one open issue per KPI in the loop, whatever the review's kind.
+    (Linking by the loop's title rule instead depended on the titles' lengths.)
     """
     policy = ctx.policy
     if period.kind is ReviewKind.semiannual:
@@ -298,6 +321,7 @@ def act(session: Session, ctx: Context, period: Period, current: KpiSet) -> list
     # The director's unit's open titles read once for all of this review's improvement
     # issues, not once each (the duplicate rule's read was most of this step at scale).
     open_titles = OpenTitles()
+    still_open = open_improvement_issues(session, reporter.unit_id)
     for code, kpi in current.kpis.items():
         if kpi.status != "missed":
             continue
@@ -320,6 +344,7 @@ def act(session: Session, ctx: Context, period: Period, current: KpiSet) -> list
                     reporting_unit=unit_code,
                     category=policy.review.improvement_category,
                     classification=Classification.internal,
+                    duplicate_of=still_open.get(code),
                 ),
                 actor="review",
                 key=f"review:{period.kind.value}:{period.label}:{code}",
@@ -342,6 +367,21 @@ def act(session: Session, ctx: Context, period: Period, current: KpiSet) -> list
         )
     prune_lessons(session, source=source, keep_titles=kept)
     return actions
+
+
+def open_improvement_issues(session: Session, unit_id: int) -> dict[str, str]:
+    """The number of the first still-open improvement issue of each KPI, by KPI code (a
+    review's issue has origin "review", origin_ref <kind>:<period>:<kpi> and the director's
+    unit as its lead: read through that unit's index, not over every issue)."""
+    rows = session.execute(
+        select(Issue.number, Issue.origin_ref)
+        .where(Issue.lead_unit_id == unit_id, Issue.origin == "review", Issue.stage != Stage.closed)
+        .order_by(Issue.id)
+    )
+    found: dict[str, str] = {}
+    for number, ref in rows:
+        found.setdefault((ref or "").rsplit(":", 1)[-1], number)
+    return found
 
 
 def _unit_name(row: dict, locale: str) -> dict:
@@ -377,6 +417,7 @@ def build_context(
         chart_svgs["chart-risk-matrix"] = charts.risk_matrix(risks, policy, t)
     kpis = [k.as_dict() for k in current.kpis.values()]
     values = current.values()
+    yuan = functools.partial(format_yuan, locale=locale, wan=True)
     return {
         "kind": kind.value,
         "period": period.label,
@@ -407,10 +448,11 @@ def build_context(
             {
                 "month": r["month"],
                 # Before any line is approved there is no base: "—", not 0.00.
-                "approved": format_yuan(r["approved_fen"], locale) if r["approved_fen"] else "—",
-                "spent": format_yuan(r["spent_fen"], locale),
-                "ideal": format_yuan(r["ideal_fen"], locale) if r["approved_fen"] else "—",
-                "remaining": format_yuan(r["remaining_fen"], locale) if r["approved_fen"] else "—",
+                # Every cell in 万元 (wan=True): a column of 0.00元 beside 90万元 misreads.
+                "approved": yuan(r["approved_fen"]) if r["approved_fen"] else "—",
+                "spent": yuan(r["spent_fen"]),
+                "ideal": yuan(r["ideal_fen"]) if r["approved_fen"] else "—",
+                "remaining": yuan(r["remaining_fen"]) if r["approved_fen"] else "—",
             }
             for r in burndown
         ],

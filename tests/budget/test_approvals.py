@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 import pytest
@@ -10,12 +11,19 @@ from sqlalchemy import func, select
 
 from taskforce.budget import service
 from taskforce.budget.forms import ProposeLineForm, ReserveDrawForm, SetFiscalYearForm
-from taskforce.budget.models import BudgetLine, BudgetReview, FiscalYear, LedgerEntry, LineStatus
+from taskforce.budget.models import (
+    BudgetAdjustment,
+    BudgetLine,
+    BudgetReview,
+    FiscalYear,
+    LedgerEntry,
+    LineStatus,
+)
 from taskforce.emergency.models import EmergencyEvent
 from taskforce.errors import DomainError, IllegalTransition, NotFound
 from taskforce.notify.models import OutboxMessage
 from taskforce.trail.models import TrailEntry
-from tests.budget.conftest import YEAR, add_emergency
+from tests.budget.conftest import YEAR, add_emergency, csv_text
 
 
 def test_fiscal_year_holds_the_reserve_share_as_a_reserve_line(books):
@@ -398,3 +406,106 @@ def test_the_least_total_for_an_awkward_allocation_is_exact_to_the_fen(books):
     with pytest.raises(DomainError):
         books.set_year("29444444.44")
     books.set_year("29444444.45")
+
+
+def test_the_reserve_line_is_not_adjusted_it_follows_the_year(books):
+    """SPEC §4: the reserve is the year's share, set with the fiscal year. An adjustment of it
+    (once approved through the three reviews) left it at any amount."""
+    result = books.set_year("1000000.00")
+    with pytest.raises(IllegalTransition, match="emergency reserve") as refused:
+        books.adjust(result.reserve_line_code, "900000000.00", approver=None)
+    assert refused.value.field == "line_code" and "set-year" in refused.value.allowed
+    assert books.scalar(select(func.count(BudgetAdjustment.id))) == 0
+    line = books.scalar(select(BudgetLine).where(BudgetLine.code == result.reserve_line_code))
+    assert line.amount_fen == result.reserve_fen
+
+
+def test_an_adjustment_proposed_for_the_reserve_before_the_rule_is_not_reviewed(books):
+    result = books.set_year("1000000.00")
+    with books.tx() as s:
+        line = s.scalar(select(BudgetLine).where(BudgetLine.code == result.reserve_line_code))
+        s.add(
+            BudgetAdjustment(
+                line_id=line.id,
+                delta_fen=-100,
+                reason="old",
+                status=LineStatus.proposed,
+                requested_at=books.clock.now(),
+            )
+        )
+    adjustment = books.scalar(select(BudgetAdjustment.id))
+    with pytest.raises(IllegalTransition, match="emergency reserve"):
+        books.review("C1", adjustment=adjustment)
+    assert books.scalar(select(func.count(BudgetReview.id))) == 0
+
+
+def _pay(books, code: str, amount: str, voucher: str) -> None:
+    day = books.ctx.today().isoformat()
+    result = books.import_csv(csv_text(f"{voucher},{day},{code},,{amount},ACME,,"))
+    assert result.imported == 1
+
+
+def test_a_cut_may_take_a_line_down_to_what_it_paid_out_not_a_fen_below(books):
+    books.set_year("100000000.00")
+    books.line("A-1", "1000.00")
+    _pay(books, "A-1", "400.00", "V1")
+    with pytest.raises(DomainError, match="already paid out") as refused:
+        books.adjust("A-1", "-600.01", approver=None)
+    assert refused.value.field == "delta" and refused.value.allowed == "at least -600.00"
+    assert books.scalar(select(func.count(BudgetAdjustment.id))) == 0
+    books.adjust("A-1", "-600.00")  # exactly what was paid out is left
+    assert books.scalar(select(BudgetLine.amount_fen).where(BudgetLine.code == "A-1")) == 40_000
+
+
+def test_a_cut_paid_past_while_in_review_is_refused_at_its_approval(books):
+    books.set_year("100000000.00")
+    books.line("A-1", "1000.00")
+    adj = books.adjust("A-1", "-600.00", approver=None)
+    _pay(books, "A-1", "400.01", "V1")  # lands while the cut is reviewed
+    books.review("C1", adjustment=adj.adjustment_id)
+    books.review("V1", adjustment=adj.adjustment_id)
+    with pytest.raises(DomainError, match="already paid out"):
+        books.review("E1", adjustment=adj.adjustment_id)
+    assert books.scalar(select(BudgetLine.amount_fen).where(BudgetLine.code == "A-1")) == 100_000
+    status = books.scalar(select(BudgetAdjustment.status))
+    assert status != LineStatus.approved
+
+
+def test_an_overspent_line_may_still_be_raised(books):
+    books.set_year("100000000.00")
+    books.line("A-1", "1000.00")
+    _pay(books, "A-1", "1500.00", "V1")
+    books.adjust("A-1", "100.00")  # still short of what was paid, but nearer
+    assert books.scalar(select(BudgetLine.amount_fen).where(BudgetLine.code == "A-1")) == 110_000
+
+
+@pytest.mark.parametrize(("days_before", "allowed"), [(0, True), (1, False)])
+def test_a_reserve_draw_is_not_dated_before_its_emergency_opened(books, days_before, allowed):
+    """The audit reports a draw dated before its emergency as critical; the draw itself is
+    refused instead. The opening day counts in local time (Asia/Shanghai)."""
+    books.set_year("1000000.00")
+    opened = books.clock.now()
+    emergency = add_emergency(books, opened=opened)
+    day = books.ctx.today() - dt.timedelta(days=days_before)
+    form = ReserveDrawForm(
+        fiscal_year=YEAR,
+        emergency=str(emergency),
+        entry_date=day,
+        amount=Decimal("10.00"),
+        payee="Pumps Ltd",
+        description="pumps",
+        voucher="R-1",
+    )
+    if allowed:
+        with books.tx() as s:
+            service.draw_reserve(s, books.ctx, form, actor="E1")
+        assert books.scalar(select(func.count(LedgerEntry.id))) == 1
+        return
+    with (
+        pytest.raises(DomainError, match="before the emergency opened") as refused,
+        books.tx() as s,
+    ):
+        service.draw_reserve(s, books.ctx, form, actor="E1")
+    assert refused.value.field == "entry_date"
+    assert refused.value.allowed == f"on or after {books.ctx.today().isoformat()}"
+    assert books.scalar(select(func.count(LedgerEntry.id))) == 0

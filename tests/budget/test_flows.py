@@ -40,6 +40,24 @@ def test_budget_audit_flow(prefect_server, books, tmp_path, monkeypatch):
     assert books.scalar(select(func.count(AuditFinding.id))) == 2
 
 
+@pytest.mark.slow
+@pytest.mark.prefect
+def test_ledger_import_flow_shows_the_rows_to_check_in_the_ui(prefect_server, books, tmp_path):
+    from flows.budget import ledger_import
+
+    books.set_year("100000000.00")
+    books.line("A-1", "100.00")
+    day = books.ctx.today().isoformat()
+    export = tmp_path / "export.csv"
+    export.write_text(csv_text(f"V1,{day},A-1,,1,ACME,,", f"V2,{day},,,1,ACME,,"), "utf-8")
+
+    result = ledger_import(path=str(export), actor="C1")
+    assert result["imported"] == 2 and result["errors"] == []
+    assert [(n["row"], n["field"]) for n in result["to_check"]] == [(3, "line")]
+    table = Artifact.get("budget-ledger-import-checks")
+    assert table is not None and "no budget line" in str(table.data)
+
+
 def _paused_run(name: str, deadline: float):
     """Busy-poll the server (no sleeping) until the named run is paused for input."""
     from prefect import get_client

@@ -192,7 +192,7 @@ def test_entry_by_hand_refuses_unknown_lines_naming_the_field(ready):
         ledger.record_disbursement(s, ready.ctx, form, actor="E3")
 
 
-def test_rows_dated_after_today_are_imported_and_listed_for_a_check(ready):
+def test_rows_dated_after_today_are_recorded_and_listed_for_a_check(ready):
     """As an entry by hand is recorded with a warning when dated after today, an import
     records such rows and lists them; today itself is not "after today"."""
     today = ready.ctx.today()
@@ -201,10 +201,37 @@ def test_rows_dated_after_today_are_imported_and_listed_for_a_check(ready):
         csv_text(
             f"V1,{today.isoformat()},A-1,,100,ACME,,",
             f"V2,{tomorrow.isoformat()},A-1,,100,ACME,,",
-            f"V3,{tomorrow.isoformat()},NOPE,,100,ACME,,",  # refused: not listed as imported
+            f"V3,{tomorrow.isoformat()},NOPE,,100,ACME,,",  # refused: an error, not a notice
         )
     )
-    assert result.imported == 2 and result.future_dated == [3]
-    assert [e["row"] for e in result.errors] == [4]
+    assert result.imported == 2 and [e["row"] for e in result.errors] == [4]
+    assert [(n["row"], n["field"]) for n in result.to_check] == [(3, "date")]
+    assert f"dated {tomorrow.isoformat()}, after today" in result.to_check[0]["message"]
     again = ready.import_csv(csv_text(f"V2,{tomorrow.isoformat()},A-1,,100,ACME,,"))
-    assert again.already_imported == 1 and again.future_dated == []  # nothing new recorded
+    assert again.already_imported == 1 and again.to_check == []  # nothing new recorded
+
+
+def test_payments_the_audit_will_report_are_recorded_and_listed_for_a_check(ready):
+    """A finance export records payments made: a reserve draw without an emergency, a
+    payment on a line not approved or on no line are kept (the weekly audit's findings) and
+    listed by row, so the office hears of them at the import, not a week later."""
+    emergency = add_emergency(ready)
+    day = ready.ctx.today().isoformat()
+    result = ready.import_csv(
+        csv_text(
+            f"V1,{day},A-1,,100,ACME,,",  # row 2: fine
+            f"V2,{day},,reserve_draw,100,ACME,,",  # row 3: a draw without an emergency
+            f"V3,{day},,reserve_draw,100,ACME,,{emergency}",  # row 4: a draw, fine
+            f"V4,{day},P-1,,100,ACME,,",  # row 5: a proposed line
+            f"V5,{day},,,100,ACME,,",  # row 6: no line
+        )
+    )
+    assert result.imported == 5 and result.errors == []
+    assert [(n["row"], n["field"]) for n in result.to_check] == [
+        (3, "emergency"),
+        (5, "line"),
+        (6, "line"),
+    ]
+    assert "without an emergency" in result.to_check[0]["message"]
+    assert result.to_check[1]["message"].startswith("line P-1 is not approved")
+    assert result.to_check[2]["message"].startswith("no budget line")

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from taskforce import trail
 from taskforce.budget.models import FiscalYear, LedgerEntry, LedgerKind
+from taskforce.clock import local_minute
 from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.emergency import service
@@ -123,6 +124,76 @@ def test_repeat_attaches_and_pages_nobody(engine, ctx):
     assert _audiences(engine, first.emergency_id) == ["member-W3"]
     # The same key from another source is another emergency.
     assert _open(engine, ctx, source="drill").created
+
+
+def test_a_repeat_at_a_more_severe_level_raises_the_emergency_and_pages_its_new_lead(engine, ctx):
+    """A disk alert (III, the data working group) repeated as a level-I crisis was counted
+    as a repeat and paged nobody: the leadership group never heard of it."""
+    first = _open(engine, ctx, level="III")
+    _page(engine, ctx, first.emergency_id)
+    with unit_of_work(engine) as s:
+        service.acknowledge(s, ctx, first.emergency_id, actor="W3")
+    ctx.clock.advance(minutes=30)
+    with unit_of_work(engine) as s:
+        raised = service.open_emergency(
+            s,
+            ctx,
+            EmergencyIntake(level=Level.I, title="数据中心全部断电", working_group="wg:data"),
+            source="monitoring",
+            dedup_key="k1",
+            actor="test",
+        )
+    assert not raised.created and raised.emergency_id == first.emergency_id
+    assert raised.level == Level.I and raised.status == "dispatched"
+    with unit_of_work(engine) as s:
+        e = service.get_emergency(s, first.emergency_id)
+        assert (e.level, e.leading_group, e.acknowledged_at) == (Level.I, "leadership", None)
+        assert e.escalation_step == ctx.policy.emergency.escalation_chain.index("leadership")
+        assert e.repeats == 1 and e.title == "数据平台中断"  # the first report's title stays
+        assert set(e.deadlines) == {"report_to_leadership", "command_formed"}
+        assert dt.datetime.fromisoformat(e.deadlines["report_to_leadership"]) == (
+            ctx.now() + dt.timedelta(hours=2)
+        )
+        event = s.scalars(select(EmergencyEvent).where(EmergencyEvent.kind == "level_raised")).one()
+        assert (event.detail["from"], event.detail["to"]) == ("III", "I")
+        assert event.detail["title"] == "数据中心全部断电"
+        actions = s.scalars(select(TrailEntry.action).order_by(TrailEntry.id)).all()
+        assert "emergency.level_raised" in actions and trail.verify(s).ok
+        escalated = s.scalars(
+            select(OutboxMessage.audience).where(OutboxMessage.event_kind == "emergency_escalated")
+        ).all()
+        assert set(escalated) == set(ctx.policy.notifications.routing["emergency_escalated"])
+    # The leadership group is paged now (the working group's page stays on the record).
+    assert _audiences(engine, first.emergency_id) == ["member-W3", *LEADERSHIP]
+
+
+@pytest.mark.parametrize("level", ["III", "II"])
+def test_a_repeat_at_the_same_or_a_milder_level_is_a_repeat(engine, ctx, level):
+    first = _open(engine, ctx, level="II", wg="wg:data")
+    _page(engine, ctx, first.emergency_id)
+    again = _open(engine, ctx, level=level)
+    assert not again.created and again.level == Level.II
+    with unit_of_work(engine) as s:
+        e = service.get_emergency(s, first.emergency_id)
+        assert (e.level, e.leading_group, e.repeats) == (Level.II, "executive", 1)
+    assert _count(engine, EmergencyEvent, EmergencyEvent.kind == "level_raised") == 0
+    assert _audiences(engine, first.emergency_id) == ["member-E1", "member-E2"]
+
+
+def test_a_raise_on_an_emergency_escalated_past_its_new_lead_pages_there_again(engine, ctx):
+    """Escalated along the chain to the leadership group already, then reported as level I:
+    the step stays, and the page takes the next number (no clash with the earlier pages)."""
+    first = _open(engine, ctx, level="III")
+    with unit_of_work(engine) as s:
+        e = service.get_emergency(s, first.emergency_id, lock=True)
+        e.escalation_step = ctx.policy.emergency.escalation_chain.index("leadership")
+    _page(engine, ctx, first.emergency_id)
+    raised = _open(engine, ctx, level="I")
+    assert raised.level == Level.I
+    with unit_of_work(engine) as s:
+        e = service.get_emergency(s, first.emergency_id)
+        assert e.escalation_step == 2 and e.pages_at_step == 2
+    assert _audiences(engine, first.emergency_id) == LEADERSHIP * 2
 
 
 def test_resolution_frees_the_dedup_key(engine, ctx):
@@ -342,6 +413,12 @@ def test_close_opens_one_follow_up_issue(engine, ctx):
         issue = s.get(Issue, st.follow_up_issue_id)
         assert (issue.origin, issue.origin_ref) == ("emergency", e.emergency_id)
         assert issue.category == ctx.policy.emergency.follow_up.category
+        # In the office's words and local time (zh-CN, Asia/Shanghai), not English and UTC.
+        assert issue.title.startswith("应急I级事件后续处置：")
+        opened = local_minute(ctx.now(), ctx.policy.timezone)
+        assert issue.description.startswith(f"应急事件 {e.emergency_id}（I级，")
+        assert f"{opened} 发生" in issue.description and "处置完毕。" in issue.description
+        assert "Follow-up" not in issue.description and "+00:00" not in issue.description
         assert trail.verify(s).ok
     assert _count(engine, Issue) == 1
 

@@ -92,6 +92,22 @@ def test_native_trigger_persists_then_acknowledges(gateway, engine, ctx):
     _error(gone, 404, "not_found", "dedup_key")
 
 
+def test_a_repeat_reporting_level_i_raises_the_emergency_over_http(gateway, engine, ctx):
+    first = gateway.signed(NATIVE, {**TRIGGER, "level": "III"}, timestamp=_now(ctx))
+    assert first.status_code == 202 and first.json()["level"] == "III"
+    assert _pages(engine) == ["member-W3"]
+    worse = {**TRIGGER, "level": "I", "title": "数据库集群全部宕机"}
+    raised = gateway.signed(NATIVE, worse, timestamp=_now(ctx))
+    assert raised.status_code == 202, raised.text
+    body = raised.json()
+    assert not body["created"] and body["level"] == "I"
+    assert body["emergency_id"] == first.json()["emergency_id"]
+    assert _pages(engine) == ["member-W3", *[f"member-L{i}" for i in range(1, 8)]]
+    with unit_of_work(engine) as s:
+        e = s.scalars(select(Emergency)).one()
+        assert (e.level.value, e.leading_group) == ("I", "leadership")
+
+
 def test_native_drill_is_marked(gateway, engine, ctx):
     r = gateway.signed(NATIVE, {**TRIGGER, "drill": True}, timestamp=_now(ctx))
     assert r.status_code == 202 and r.json()["is_drill"]
@@ -280,6 +296,15 @@ def test_alertmanager_bad_bodies(gateway, engine):
     short = _alert()
     short["annotations"]["summary"] = "x"
     _error(_am(gateway, _hook(short)), 422, "invalid_body", "alerts.0.annotations.summary")
+    # No summary: the title is the alert's name, and a problem with it is named there.
+    named = _alert()
+    named["annotations"] = {}
+    named["labels"]["alertname"] = "X"
+    _error(_am(gateway, _hook(named)), 422, "invalid_body", "alerts.0.labels.alertname")
+    unlabelled = _alert()
+    del unlabelled["labels"]["severity"]
+    error = _error(_am(gateway, _hook(unlabelled)), 422, "invalid_body", "alerts.0.labels.severity")
+    assert "no severity label" in error["message"] and "None" not in error["message"]
     no_fp = _alert()
     del no_fp["fingerprint"]
     _error(_am(gateway, _hook(no_fp)), 422, "invalid_body", "alerts.0.fingerprint")
@@ -296,6 +321,48 @@ def test_alertmanager_bad_bodies(gateway, engine):
     )
     _error(r, 415, "unsupported_media_type")
     _nothing_written(engine)
+
+
+def test_alertmanager_refuses_a_batch_with_an_unknown_working_group_writing_nothing(
+    gateway, engine
+):
+    """The working group is checked against the organisation for every alert before any is
+    written: the first alert of a refused batch was opened and paged to the leadership."""
+    r = _am(
+        gateway,
+        _hook(_alert(fingerprint="ok"), _alert(fingerprint="bad", working_group="wg:nope")),
+    )
+    error = _error(r, 422, "invalid_body", "alerts.1.labels.working_group")
+    assert "unknown working group 'wg:nope'" in error["message"]
+    assert "wg:finance" in error["message"]  # the groups there are
+    _nothing_written(engine)
+
+
+@pytest.mark.parametrize("depth", [33, 3000])
+def test_a_body_nested_too_deep_is_refused_on_every_endpoint(gateway, engine, ctx, depth):
+    """3,000 brackets (6 KB) made json.loads raise RecursionError: a 500 with a traceback."""
+    body = ("[" * depth + "]" * depth).encode()
+    native = gateway.signed(NATIVE, body, timestamp=_now(ctx))
+    alertmanager = gateway.client.post(
+        "/v1/alertmanager",
+        content=body,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
+    pagerduty = gateway.client.post(
+        "/v2/enqueue", content=body, headers={"Content-Type": "application/json"}
+    )
+    for response in (native, alertmanager, pagerduty):
+        error = _error(response, 422, "invalid_body", "body")
+        assert "more than 32 levels" in error["message"]
+    _nothing_written(engine)
+
+
+def test_a_body_nested_to_the_limit_is_parsed(gateway, engine, ctx):
+    details = {"a": 1}
+    for _ in range(30):  # the trigger itself is level 1, details level 2: 32 in all
+        details = {"n": details}
+    r = gateway.signed(NATIVE, {**TRIGGER, "details": details}, timestamp=_now(ctx))
+    assert r.status_code == 202, r.text
 
 
 # --- PagerDuty ----------------------------------------------------------------

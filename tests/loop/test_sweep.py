@@ -10,7 +10,7 @@ from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.emergency.models import EarlyWarning
 from taskforce.loop.colours import colour_of, colours_frame
-from taskforce.loop.models import Colour
+from taskforce.loop.models import Colour, TaskNode
 from taskforce.loop.sweep import dispatch_sweep
 from taskforce.notify.models import OutboxMessage
 from taskforce.policy.schema import Progress
@@ -125,8 +125,11 @@ def test_sweep_recolours_warns_once_and_escalates(loop, engine, clock):
     assert _count(engine, EarlyWarning) == 3
     with unit_of_work(engine) as s:  # titled in the office's language (policy.locale: zh-CN)
         titles = set(s.scalars(select(EarlyWarning.title)))
+        names = dict(s.execute(select(TaskNode.id, TaskNode.title)).all())
+    # Named by the item's title (a meeting reads "行动项 127" as nothing), its id beside it.
     assert titles == {
-        f"{r.issue_number}：行动项 {item} 亮红灯已超过 5 天" for item in fourth.escalated
+        f"{r.issue_number}：行动项「{names[item]}」（{item}）亮红灯已超过 5 天"
+        for item in fourth.escalated
     }
     fifth = _sweep(loop)
     assert fifth.escalated == []

@@ -188,8 +188,23 @@ STEP_CONTEXTS = {
         "owner_name": "发展改革委",
         "owner_name_en": "Development and Reform Commission",
     },
+    "emergency_escalated": {
+        "emergency": "0190-…",
+        "level": "I",
+        "title": "数据平台中断",
+        "raised_from": "III",
+        "to": "leadership",
+        "reason": "数据中心全部断电",
+        "is_drill": False,
+    },
 }
 EXPECTED = {
+    ("emergency_escalated", "zh-CN"): [
+        "由III级升为I级，改由领导小组牵头处置（最新报告：数据中心全部断电）。"
+    ],
+    ("emergency_escalated", "en"): [
+        "Raised from level III to I, now led by the leadership group (latest report: 数据中心全部断电)."
+    ],
     ("vote_closed", "zh-CN"): ["未通过", "同意 4 票", "通过需 5 票"],
     ("vote_closed", "en"): ["not passed", "4 yes", "5 yes needed"],
     ("stage_overdue", "zh-CN"): ["「方案制定」环节已超期", "2026-05-22 00:00"],
@@ -210,6 +225,7 @@ EXPECTED = {
     ("item_turned_red", "en"): ["owner Development and Reform Commission"],
 }
 RAW_CODES = (
+    "leadership",
     "planning",
     "partly",
     "approved",

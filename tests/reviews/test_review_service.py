@@ -226,3 +226,20 @@ def test_lesson_sources_read_as_words_in_both_locales():
         "Evaluation of TF-2026-00024 (round 2)"
     )
     assert lesson_source_words("manual", en) == "manual"  # unknown shapes stay as stored
+
+
+def test_a_quarter_links_every_target_missed_again_to_its_kpis_open_issue(engine, ctx, tmp_path):
+    """Linking is by KPI, not by the loop's title rule: "满意度未达目标（2026-Q4）" against
+    "满意度未达目标（2026-11）" scored 0.875, under the rule's 0.88, and was opened anew
+    while the four longer titles were linked."""
+    first = run_review(engine, ctx, "monthly", "2026-11", out_root=tmp_path, locales=["en"])
+    opened = {a.code: a.issue_number for a in first.actions}
+    ctx.clock.set(f.utc(2027, 1, 1, 1))
+    quarter = run_review(engine, ctx, "quarterly", "2026-Q4", out_root=tmp_path, locales=["en"])
+    again = {a.code: a for a in quarter.actions}
+    assert set(again) >= set(MISSED)
+    for code in MISSED:
+        assert again[code].duplicate and again[code].issue_number == opened[code], code
+    assert _count(engine, Issue, Issue.origin == "review") == len(opened) + sum(
+        not a.duplicate for a in quarter.actions
+    )

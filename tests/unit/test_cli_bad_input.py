@@ -98,6 +98,7 @@ def test_set_year_refuses_an_amount_that_is_not_one_and_writes_nothing(tmp_path,
     _no_traceback(done)
     out = " ".join(done.stderr.split())  # rich wraps long lines
     assert "refused: total:" in out and says in out
+    assert "Decimal(" not in out  # the value as typed, not Python's repr
     assert _count(engine, FiscalYear) == 0
 
 
@@ -140,6 +141,40 @@ def test_a_review_of_a_period_not_ended_is_refused_and_opens_no_issue(tmp_path):
     out = " ".join(done.stderr.split())
     assert "period: 2030-01 has not ended yet" in out and "a finished monthly period" in out
     assert _count(engine, Issue) == 0 and _count(engine, Review) == 0
+
+
+def test_a_review_of_a_period_before_the_programme_is_refused_and_opens_no_issue(tmp_path):
+    """1999-01 had no targets to miss; its review opened two improvement issues."""
+    url, engine = _database(tmp_path / "tf.db")
+    done = _cli("review", "run", "monthly", "--period", "1999-01", url=url, tmp_path=tmp_path)
+    assert done.returncode == 2
+    _no_traceback(done)
+    out = " ".join(done.stderr.split())
+    assert "period: 1999-01 ended before the programme started on 2026-01-01" in out
+    assert "a monthly period from 2026-01 on" in out
+    assert _count(engine, Issue) == 0 and _count(engine, Review) == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "label", "refused"),
+    [
+        ("monthly", "2025-12", True),
+        ("monthly", "2026-01", False),  # the programme's first month
+        ("quarterly", "2025-Q4", True),
+        ("quarterly", "2026-Q1", False),
+        ("weekly", "2025-W52", True),  # ends Sunday 2025-12-28
+        ("weekly", "2026-W01", False),  # Monday 2025-12-29 to Sunday 2026-01-04
+        ("semiannual", "2025-H2", True),
+    ],
+)
+def test_the_programme_start_bounds_the_periods_reviewed(policy, kind, label, refused):
+    ctx = Context(policy=policy, clock=ManualClock(dt.datetime(2026, 11, 27, tzinfo=dt.UTC)))
+    if not refused:
+        assert resolve_period(kind, label, ctx).label == label
+        return
+    with pytest.raises(DomainError, match="ended before the programme started") as error:
+        resolve_period(kind, label, ctx)
+    assert error.value.field == "period"
 
 
 def test_a_named_period_may_be_reviewed_from_the_instant_it_ends(policy):

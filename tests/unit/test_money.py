@@ -31,4 +31,13 @@ def test_round_trip(fen):
 
 def test_format():
     assert format_yuan(to_fen("5000000"), "zh-CN") == "500万元"
+    # 万元 only where exact to 0.01万; a table column in one unit (wan=True) rounds.
+    assert format_yuan(to_fen("5000000.01"), "zh-CN") == "5,000,000.01元"
+    assert format_yuan(to_fen("123500"), "zh-CN") == "12.35万元"
+    assert format_yuan(to_fen("123456"), "zh-CN") == "123,456.00元"
+    assert format_yuan(to_fen("9999.99"), "zh-CN") == "9,999.99元"
+    assert format_yuan(0, "zh-CN", wan=True) == "0.00万元"
+    assert format_yuan(to_fen("123456"), "zh-CN", wan=True) == "12.35万元"
+    assert format_yuan(to_fen("123449.99"), "zh-CN", wan=True) == "12.34万元"
+    assert format_yuan(to_fen("900000"), "zh-CN", wan=True) == "90.00万元"
     assert format_yuan(to_fen("12.5"), "en") == "CNY 12.50"
