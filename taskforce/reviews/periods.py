@@ -48,11 +48,15 @@ class Period:
     def previous(self) -> Period:
         return period_containing(self.kind, self.first_day - dt.timedelta(days=1))
 
-    def history(self, count: int) -> list[Period]:
-        """The last `count` periods, oldest first, ending with this one."""
+    def history(self, count: int, since: dt.date | None = None) -> list[Period]:
+        """The last `count` periods, oldest first, ending with this one; with `since`, none
+        that ended before that day (this one is always kept)."""
         out = [self]
         while len(out) < count:
-            out.append(out[-1].previous())
+            earlier = out[-1].previous()
+            if since is not None and earlier.last_day < since:
+                break
+            out.append(earlier)
         return out[::-1]
 
     def iso_weeks(self) -> list[str]:

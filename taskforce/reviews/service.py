@@ -229,7 +229,9 @@ def gather(
     policy, now = ctx.policy, ctx.now()
     frames, lists = _read_all(engine, ctx, period, audience, ledgers)
     with engine.connect() as conn:
-        periods = period.history(policy.review.trend_periods)
+        # The trend starts with the programme: periods before it have no targets, and their
+        # empty (or pre-programme) columns misread as results.
+        periods = period.history(policy.review.trend_periods, since=policy.review.programme_start)
         history = [compute_kpis(frames, p, policy, now, snapshot=p == period) for p in periods]
         # Snapshot KPIs of earlier periods exist only as those periods' stored reviews.
         stored = _stored_values(conn, period.kind, [p.label for p in periods[:-1]])

@@ -65,3 +65,16 @@ def test_periods_tile_the_calendar(kind, day):
     assert p.first_day <= day <= p.last_day
     assert p.previous().last_day == p.first_day - dt.timedelta(days=1)
     assert parse_period(kind, p.label) == p
+
+
+def test_the_trend_starts_with_the_programme():
+    """A quarterly trend of six in 2026-Q3 showed three empty columns before 2026-01-01."""
+    q3 = parse_period("quarterly", "2026-Q3")
+    start = dt.date(2026, 1, 1)
+    assert [p.label for p in q3.history(6, since=start)] == ["2026-Q1", "2026-Q2", "2026-Q3"]
+    assert q3.history(6)[0].label == "2025-Q2"
+    # The first month of the programme is in; the one ending the day before it is not.
+    feb = parse_period("monthly", "2026-02")
+    assert [p.label for p in feb.history(6, since=start)] == ["2026-01", "2026-02"]
+    assert [p.label for p in feb.history(6, since=dt.date(2026, 1, 31))] == ["2026-01", "2026-02"]
+    assert [p.label for p in feb.history(6, since=dt.date(2026, 2, 1))] == ["2026-02"]
