@@ -42,7 +42,8 @@ def format_yuan(fen: int, locale: str = "zh-CN", *, wan: bool = False) -> str:
     if locale != "zh-CN":
         return f"CNY {yuan:,}"
     if wan:
-        return f"{(Decimal(fen) / FEN_PER_WAN).quantize(Decimal('0.01'), ROUND_HALF_UP):,}万元"
+        wan_ = (Decimal(fen) / FEN_PER_WAN).quantize(Decimal("0.01"), ROUND_HALF_UP)
+        return f"{wan_ + 0:,}万元"  # + 0: -40 元 is 0.00万元, not -0.00万元
     if abs(fen) >= FEN_PER_WAN and fen % (FEN_PER_WAN // 100) == 0:
         return f"{(yuan / 10_000).normalize():,f}万元"
     return f"{yuan:,}元"

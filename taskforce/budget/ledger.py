@@ -79,6 +79,9 @@ class RowError:
         return f"row {self.row}, {self.field}: {self.message} (allowed: {self.allowed})"
 
 
+TRAIL_ROWS = 1_000  # row numbers of an import's notices kept in its trail entry
+
+
 class ImportResult(BaseModel):
     source: str
     file_sha256: str
@@ -665,7 +668,8 @@ def import_frame(
             "already_imported": result.already_imported,
             "duplicates_in_file": result.duplicates_in_file,
             "error_rows": result.error_rows,
-            "to_check_rows": sorted({n["row"] for n in result.to_check}),
+            "to_check": len(result.to_check),  # the first rows: the trail is no ledger copy
+            "to_check_rows": sorted({n["row"] for n in result.to_check})[:TRAIL_ROWS],
         },
         notify="ledger_imported",
         context={"source": source, "imported": result.imported, "errors": len(result.error_rows)},

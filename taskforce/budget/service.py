@@ -405,18 +405,24 @@ def _spent_fen(session: Session, line: BudgetLine) -> int:
     return int(spent or 0)
 
 
-def _check_cut(session: Session, line: BudgetLine, delta_fen: int) -> None:
+def _check_cut(
+    session: Session, line: BudgetLine, delta_fen: int, *, at_approval: bool = False
+) -> None:
     """A cut may take a line down to what it has paid out, not below: an approved cut below
-    it would make the approvers the authors of the overspend the weekly audit then reports."""
+    it would make the approvers the authors of the overspend the weekly audit then reports.
+    At the approval the approver cannot change the cut: the refusal says what to do."""
     if delta_fen >= 0:
         return  # an increase is never a cut, even of a line already overspent
     floor = _spent_fen(session, line)
     if line.amount_fen + delta_fen < floor:
+        most = f"-{_yuan(line.amount_fen - floor)}"
         raise DomainError(
             f"would leave line {line.code} at {_yuan(line.amount_fen + delta_fen)} CNY"
             + (f", below the {_yuan(floor)} CNY already paid out of it" if floor else ""),
-            field="delta",
-            allowed=f"at least -{_yuan(line.amount_fen - floor)}",
+            field="adjustment_id" if at_approval else "delta",
+            allowed=f"reject this adjustment; a new one may cut at most {most[1:]} CNY"
+            if at_approval
+            else f"at least {most}",
         )
 
 
@@ -469,11 +475,12 @@ def review(
                 allowed="an adjustment id",
             )
         line = session.get(BudgetLine, adjustment.line_id)
-        if line.is_reserve:  # proposed before propose_adjustment refused the reserve
+        if line.is_reserve and form.approved:  # proposed before the reserve was closed to
+            # adjustments (propose_adjustment): it may still be rejected, never approved.
             raise IllegalTransition(
                 f"{line.code} is the emergency reserve, set with the fiscal year",
                 field="adjustment_id",
-                allowed="an adjustment of a budget line",
+                allowed="an adjustment of a budget line; this one may only be rejected",
             )
         subject, status = adjustment, adjustment.status
         amount = adjustment_authority_fen(line.amount_fen, adjustment.delta_fen)
@@ -608,7 +615,8 @@ def _approve(
     now,
 ) -> None:
     if adjustment is not None:
-        _check_cut(session, line, adjustment.delta_fen)  # payments may have landed since
+        # Payments may have landed since the proposal.
+        _check_cut(session, line, adjustment.delta_fen, at_approval=True)
     year = session.get(FiscalYear, line.fiscal_year)
     available = year.total_fen - year.reserve_fen
     others = _allocated_fen(session, line.fiscal_year, excluding=line.id)

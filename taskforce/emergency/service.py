@@ -56,6 +56,7 @@ from taskforce.errors import DomainError, IllegalTransition, NotFound
 from taskforce.loop.forms import ReportIssueForm
 from taskforce.loop.report import report_issue
 from taskforce.org.models import Group
+from taskforce.policy.schema import Classification
 from taskforce.reports.i18n import translator
 
 __all__ = [
@@ -157,7 +158,7 @@ def open_emergency(
         raise DomainError("must be 1 to 200 characters", field="dedup_key")
     existing = find_open(session, source, dedup_key)
     if existing is not None:
-        return _attach_repeat(session, ctx, existing, intake, actor=actor)
+        return _attach_repeat(session, ctx, existing, intake, actor=actor, is_drill=is_drill)
     validate_intake(session, ctx, intake)
 
     now = ctx.now()
@@ -195,7 +196,7 @@ def open_emergency(
         existing = find_open(session, source, dedup_key)
         if existing is None:
             raise
-        return _attach_repeat(session, ctx, existing, intake, actor=actor)
+        return _attach_repeat(session, ctx, existing, intake, actor=actor, is_drill=is_drill)
 
     events.record(
         session,
@@ -443,16 +444,19 @@ def _open_pending(
 
 
 def _raises_a_level(requests, intakes, pending, open_rows) -> bool:
-    """Whether a delivery may raise its key's level: two levels meet for one key, among the
-    deliveries and its open emergency. (Conservative: which delivery would open a new key
-    depends on validation, so a mix of levels is enough to go one by one.)"""
-    levels: dict[tuple[str, str], set[Level]] = {}
+    """Whether a delivery may raise its key's level: it is more severe than the key's open
+    emergency or than an earlier delivery of the key in this batch (whichever of those
+    opens a new key depends on validation, so any earlier one counts). Repeats at the same
+    or a milder level stay set-based."""
+    mildest: dict[tuple[str, str], int] = {}
     for i in pending:
         key = (requests[i].source, requests[i].dedup_key)
-        seen = levels.setdefault(key, {open_rows[key].level} if key in open_rows else set())
-        seen.add(intakes[i].level)
-        if len(seen) > 1:
+        severity = _SEVERITY[Level(intakes[i].level)]
+        if key not in mildest and key in open_rows:
+            mildest[key] = _SEVERITY[Level(open_rows[key].level)]
+        if key in mildest and severity > mildest[key]:
             return True
+        mildest[key] = min(mildest.get(key, severity), severity)
     return False
 
 
@@ -490,12 +494,18 @@ def raises_level(reported: Level, current: Level) -> bool:
 
 
 def _attach_repeat(
-    session: Session, ctx: Context, emergency: Emergency, intake: EmergencyIntake, *, actor: str
+    session: Session,
+    ctx: Context,
+    emergency: Emergency,
+    intake: EmergencyIntake,
+    *,
+    actor: str,
+    is_drill: bool = False,
 ) -> OpenResult:
     """Count a repeat delivery on the open emergency; one reporting a more severe level
     raises the emergency to it (`_raise_level`) rather than being dropped as a repeat."""
     if raises_level(intake.level, emergency.level):
-        return _raise_level(session, ctx, emergency, intake, actor=actor)
+        return _raise_level(session, ctx, emergency, intake, actor=actor, is_drill=is_drill)
     now = ctx.now()
     # An UPDATE … SET repeats = repeats + 1, so concurrent repeats never lose a count.
     session.execute(
@@ -535,17 +545,51 @@ def _answer(emergency: Emergency, *, created: bool) -> OpenResult:
 
 
 def _raise_level(
-    session: Session, ctx: Context, emergency: Emergency, intake: EmergencyIntake, *, actor: str
+    session: Session,
+    ctx: Context,
+    emergency: Emergency,
+    intake: EmergencyIntake,
+    *,
+    actor: str,
+    is_drill: bool,
 ) -> OpenResult:
     """A delivery reports a more severe level for an open emergency (a disk alert that is now
-    a data-centre outage): the emergency takes that level, its leading group and the
-    stricter of each deadline, and the new leading group is paged now and must acknowledge
-    (an acknowledgement by the previous group does not answer for it). On the trail and
-    announced as an escalation (emergency_escalated)."""
-    emergency = get_emergency(session, emergency.public_id, lock=True)
+    a data-centre outage): the emergency takes that level, its leading group, the stricter
+    of each deadline and of the two classifications, and the new leading group is paged in
+    this transaction. On the trail and announced as an escalation (emergency_escalated, to
+    the leadership group and the director). An acknowledged emergency stays acknowledged:
+    its first response is what the KPIs measure, so the new group's page is not repeated
+    by the acknowledgement timer (the escalation notice is its second channel)."""
+    # Locked and read again: another delivery (another gateway process on PostgreSQL) may
+    # have raised, resolved or counted it since `find_open` read it.
+    emergency = session.scalars(
+        select(Emergency)
+        .where(Emergency.id == emergency.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    if emergency.status not in OPEN_STATUSES:  # resolved meanwhile: the key is free again
+        return open_emergency(
+            session,
+            ctx,
+            intake,
+            source=emergency.source,
+            dedup_key=emergency.dedup_key,
+            actor=actor,
+            is_drill=is_drill,
+        )
+    if not raises_level(intake.level, emergency.level):  # raised as far meanwhile
+        return _attach_repeat(session, ctx, emergency, intake, actor=actor, is_drill=is_drill)
     now = ctx.now()
     rule = ctx.policy.emergency.levels[intake.level.value]
     before = {"level": emergency.level.value, "leading_group": emergency.leading_group}
+    # The delivery's text goes on the trail and in the notice: at the stricter of the two
+    # classifications, so a secret report never reaches a channel cleared for public.
+    emergency.classification = max(
+        Classification(emergency.classification),
+        Classification(intake.classification),
+        key=lambda c: c.rank,
+    )
     deadlines = dict(emergency.deadlines or {})
     for name, hours in rule.deadlines_hours.items():
         due = (now + dt.timedelta(hours=hours)).isoformat()
@@ -558,10 +602,13 @@ def _raise_level(
     step = max(emergency.escalation_step, chain(ctx).index(rule.leading_group))
     if step != emergency.escalation_step:
         emergency.escalation_step, emergency.pages_at_step = step, 0
-    emergency.repeats = emergency.repeats + 1
-    if emergency.status == EmergencyStatus.acknowledged:
-        emergency.status = EmergencyStatus.dispatched
-        emergency.acknowledged_at = None
+    session.flush()
+    session.execute(  # as _attach_repeat counts: concurrent repeats never lose a count
+        update(Emergency)
+        .where(Emergency.id == emergency.id)
+        .values(repeats=Emergency.repeats + 1)
+        .execution_options(synchronize_session=False)
+    )
     detail = {
         "from": before["level"],
         "to": intake.level.value,
@@ -593,7 +640,7 @@ def _raise_level(
             "level": intake.level.value,
             "title": emergency.title,
             "raised_from": before["level"],
-            "to": rule.leading_group,
+            "to": chain(ctx)[emergency.escalation_step],  # whom the page goes to
             "reason": intake.title,
             "is_drill": emergency.is_drill,
         },

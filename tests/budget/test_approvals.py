@@ -437,6 +437,11 @@ def test_an_adjustment_proposed_for_the_reserve_before_the_rule_is_not_reviewed(
     with pytest.raises(IllegalTransition, match="emergency reserve"):
         books.review("C1", adjustment=adjustment)
     assert books.scalar(select(func.count(BudgetReview.id))) == 0
+    # It may still be rejected, so that it does not stay open for ever.
+    books.review("C1", adjustment=adjustment, approved=False)
+    assert books.scalar(select(BudgetAdjustment.status)) == LineStatus.rejected
+    line = books.scalar(select(BudgetLine).where(BudgetLine.code == result.reserve_line_code))
+    assert line.amount_fen == result.reserve_fen
 
 
 def _pay(books, code: str, amount: str, voucher: str) -> None:
@@ -464,8 +469,11 @@ def test_a_cut_paid_past_while_in_review_is_refused_at_its_approval(books):
     _pay(books, "A-1", "400.01", "V1")  # lands while the cut is reviewed
     books.review("C1", adjustment=adj.adjustment_id)
     books.review("V1", adjustment=adj.adjustment_id)
-    with pytest.raises(DomainError, match="already paid out"):
+    with pytest.raises(DomainError, match="already paid out") as refused:
         books.review("E1", adjustment=adj.adjustment_id)
+    # The approver cannot change the cut: told what to do instead.
+    assert refused.value.field == "adjustment_id"
+    assert refused.value.allowed == "reject this adjustment; a new one may cut at most 599.99 CNY"
     assert books.scalar(select(BudgetLine.amount_fen).where(BudgetLine.code == "A-1")) == 100_000
     status = books.scalar(select(BudgetAdjustment.status))
     assert status != LineStatus.approved

@@ -113,6 +113,23 @@ def _state(engine, source: str, ids: dict[str, str]) -> tuple:
     return emergencies, events, entries
 
 
+_SEVERITY = {Level.I: 3, Level.II: 2, Level.III: 1}
+
+
+def _never_more_severe(deliveries: list[dict]) -> list[dict]:
+    """Each key's deliveries clamped to the mildest level seen for it so far (the seeded
+    open emergency is level II)."""
+    mildest = {"open-before": Level.II}
+    out = []
+    for d in deliveries:
+        level = d["level"]
+        if d["key"] in mildest and _SEVERITY[level] > _SEVERITY[mildest[d["key"]]]:
+            level = mildest[d["key"]]
+        mildest[d["key"]] = min(level, mildest.get(d["key"], level), key=_SEVERITY.get)
+        out.append({**d, "level": level})
+    return out
+
+
 def _renamed(payload: str, ids: dict[str, str], source: str) -> str:
     payload = payload.replace(f'"{source}"', '"SOURCE"')
     for public_id, name in ids.items():
@@ -126,7 +143,19 @@ def _renamed(payload: str, ids: dict[str, str], source: str) -> str:
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(deliveries=st.lists(delivery, min_size=1, max_size=12))
-def test_open_emergencies_equals_open_emergency_one_by_one(engine, policy, clock, deliveries):
+@pytest.mark.parametrize("raises", [True, False], ids=["levels-mixed", "no-raise"])
+def test_open_emergencies_equals_open_emergency_one_by_one(
+    engine, policy, clock, deliveries, raises
+):
+    """`levels-mixed`: any levels, so a batch may raise a level (and then goes one by one);
+    `no-raise`: each key's levels never grow more severe, so the set-based path runs."""
+    if not raises:
+        deliveries = _never_more_severe(deliveries)
+        requests = [_request(d, "x") for d in deliveries]
+        open_rows = {("x", "open-before"): type("Row", (), {"level": Level.II})}
+        assert not service._raises_a_level(
+            requests, [r.intake for r in requests], range(len(requests)), open_rows
+        )
     ctx = Context(policy=policy, clock=clock)
     run = next(_runs)
     one, many = f"one-{run}", f"many-{run}"

@@ -144,10 +144,12 @@ def test_a_repeat_at_a_more_severe_level_raises_the_emergency_and_pages_its_new_
             actor="test",
         )
     assert not raised.created and raised.emergency_id == first.emergency_id
-    assert raised.level == Level.I and raised.status == "dispatched"
+    assert raised.level == Level.I and raised.status == "acknowledged"
     with unit_of_work(engine) as s:
         e = service.get_emergency(s, first.emergency_id)
-        assert (e.level, e.leading_group, e.acknowledged_at) == (Level.I, "leadership", None)
+        # The first response (the working group's acknowledgement) stays: the KPIs measure it.
+        assert (e.level, e.leading_group) == (Level.I, "leadership")
+        assert e.acknowledged_at == ctx.now() - dt.timedelta(minutes=30)
         assert e.escalation_step == ctx.policy.emergency.escalation_chain.index("leadership")
         assert e.repeats == 1 and e.title == "数据平台中断"  # the first report's title stays
         assert set(e.deadlines) == {"report_to_leadership", "command_formed"}
@@ -188,11 +190,16 @@ def test_a_raise_on_an_emergency_escalated_past_its_new_lead_pages_there_again(e
         e = service.get_emergency(s, first.emergency_id, lock=True)
         e.escalation_step = ctx.policy.emergency.escalation_chain.index("leadership")
     _page(engine, ctx, first.emergency_id)
-    raised = _open(engine, ctx, level="I")
-    assert raised.level == Level.I
+    raised = _open(engine, ctx, level="II")  # led by the executive group, a step below
+    assert raised.level == Level.II
     with unit_of_work(engine) as s:
         e = service.get_emergency(s, first.emergency_id)
         assert e.escalation_step == 2 and e.pages_at_step == 2
+        assert e.leading_group == "executive"
+        notice = s.scalars(
+            select(OutboxMessage).where(OutboxMessage.event_kind == "emergency_escalated")
+        ).first()
+        assert notice.context["to"] == "leadership"  # the notice names whom the page goes to
     assert _audiences(engine, first.emergency_id) == LEADERSHIP * 2
 
 
@@ -538,3 +545,82 @@ def test_sweep_closes_resolved_emergencies(engine, ctx):
         assert service.close_resolved(s, ctx) == []
         assert service.state(s, a.emergency_id).follow_up_issue_id is not None
     assert _count(engine, Issue) == 1
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_raise_reads_the_emergency_again_under_its_lock(engine, ctx):
+    """PostgreSQL, two gateway processes: one read the emergency at III, the other raised it
+    to I and committed; the first one's level-II delivery must not lower it to II (it
+    decided on the stale III), and its repeat is counted on top of the other's."""
+    first = _open(engine, ctx, level="III")
+    with unit_of_work(engine) as stale:
+        seen = service.find_open(stale, "monitoring", "k1")
+        assert seen.level == Level.III
+        _open(engine, ctx, level="I")  # another process, committed meanwhile
+        intake = EmergencyIntake(level=Level.II, title="数据平台中断", working_group="wg:data")
+        answer = service.open_emergency(
+            stale, ctx, intake, source="monitoring", dedup_key="k1", actor="test"
+        )
+    assert answer.level == Level.I and not answer.created
+    with unit_of_work(engine) as s:
+        e = service.get_emergency(s, first.emergency_id)
+        assert (e.level, e.leading_group, e.repeats) == (Level.I, "leadership", 2)
+    assert _count(engine, EmergencyEvent, EmergencyEvent.kind == "level_raised") == 1
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_raise_of_an_emergency_resolved_meanwhile_opens_a_new_one(engine, ctx):
+    first = _open(engine, ctx, level="III")
+    with unit_of_work(engine) as stale:
+        seen = service.find_open(stale, "monitoring", "k1")
+        with unit_of_work(engine) as other:
+            service.resolve(other, ctx, first.emergency_id, actor="W3")
+        intake = EmergencyIntake(level=Level.I, title="数据中心全部断电", working_group="wg:data")
+        # The step after open_emergency's find_open, with what it read before the resolution
+        # (open_emergency itself would read again, past the window this test holds open).
+        answer = service._attach_repeat(stale, ctx, seen, intake, actor="test")
+    assert answer.created and answer.emergency_id != first.emergency_id
+    with unit_of_work(engine) as s:
+        old = service.get_emergency(s, first.emergency_id)
+        assert (old.status, old.level) == (EmergencyStatus.resolved, Level.III)
+    assert _count(engine, EmergencyEvent, EmergencyEvent.kind == "level_raised") == 0
+
+
+def test_a_raise_by_a_more_classified_report_raises_the_classification(engine, ctx):
+    """The raise puts the report's title on the trail and in the escalation notice: at the
+    emergency's old classification a secret title would reach channels cleared for less."""
+    first = _open(engine, ctx, level="III")
+    with unit_of_work(engine) as s:
+        service.open_emergency(
+            s,
+            ctx,
+            EmergencyIntake(
+                level=Level.I,
+                title="机密：核心数据库被入侵",
+                working_group="wg:data",
+                classification="secret",
+            ),
+            source="monitoring",
+            dedup_key="k1",
+            actor="test",
+        )
+    with unit_of_work(engine) as s:
+        e = service.get_emergency(s, first.emergency_id)
+        assert e.classification == "secret"
+        notice = s.scalars(
+            select(OutboxMessage).where(OutboxMessage.event_kind == "emergency_escalated")
+        ).first()
+        assert notice.classification == "secret"
+    # A milder classification never lowers it.
+    with unit_of_work(engine) as s:
+        again = service.open_emergency(
+            s,
+            ctx,
+            EmergencyIntake(level=Level.I, title="x" * 5, working_group="wg:data"),
+            source="monitoring",
+            dedup_key="k1",
+            actor="test",
+        )
+        assert not again.created
+    with unit_of_work(engine) as s:
+        assert service.get_emergency(s, first.emergency_id).classification == "secret"

@@ -40,4 +40,6 @@ def test_format():
     assert format_yuan(to_fen("123456"), "zh-CN", wan=True) == "12.35万元"
     assert format_yuan(to_fen("123449.99"), "zh-CN", wan=True) == "12.34万元"
     assert format_yuan(to_fen("900000"), "zh-CN", wan=True) == "90.00万元"
+    assert format_yuan(to_fen("-40"), "zh-CN", wan=True) == "0.00万元"  # not -0.00
+    assert format_yuan(to_fen("-4000"), "zh-CN", wan=True) == "-0.40万元"
     assert format_yuan(to_fen("12.5"), "en") == "CNY 12.50"
