@@ -16,6 +16,14 @@ class Level(StrEnum):
     II = "II"  # 较大问题
     III = "III"  # 一般事项
 
+    @property
+    def severity(self) -> int:
+        """I is the most severe: 3, 2, 1 (a repeat more severe raises the emergency)."""
+        return _LEVEL_SEVERITY[self]
+
+
+_LEVEL_SEVERITY = {Level.I: 3, Level.II: 2, Level.III: 1}
+
 
 class EmergencyStatus(StrEnum):
     pending_dispatch = "pending_dispatch"  # persisted, flow not started yet

@@ -451,9 +451,9 @@ def _raises_a_level(requests, intakes, pending, open_rows) -> bool:
     mildest: dict[tuple[str, str], int] = {}
     for i in pending:
         key = (requests[i].source, requests[i].dedup_key)
-        severity = _SEVERITY[Level(intakes[i].level)]
+        severity = Level(intakes[i].level).severity
         if key not in mildest and key in open_rows:
-            mildest[key] = _SEVERITY[Level(open_rows[key].level)]
+            mildest[key] = Level(open_rows[key].level).severity
         if key in mildest and severity > mildest[key]:
             return True
         mildest[key] = min(mildest.get(key, severity), severity)
@@ -484,13 +484,9 @@ def _open_one_by_one(session, ctx, requests, intakes, results, pending):
 _E = Emergency.__table__
 
 
-# Most severe first (SPEC §5: I 重大危机, II 较大问题, III 一般事项).
-_SEVERITY = {Level.I: 3, Level.II: 2, Level.III: 1}
-
-
 def raises_level(reported: Level, current: Level) -> bool:
     """Whether a delivery of `reported` on an open emergency of `current` is more severe."""
-    return _SEVERITY[Level(reported)] > _SEVERITY[Level(current)]
+    return Level(reported).severity > Level(current).severity
 
 
 def _attach_repeat(

@@ -26,6 +26,8 @@ from taskforce.loop.models import IssueReport
 from taskforce.loop.report import report_issue
 from taskforce.org.models import Unit
 from taskforce.org.service import listing
+from taskforce.policy.schema import Classification
+from taskforce.reports.i18n import translator
 
 COLUMNS = {  # ledger header (zh-CN or en) -> form field
     "编号": "ledger_no",
@@ -49,9 +51,13 @@ COLUMNS = {  # ledger header (zh-CN or en) -> form field
 }
 REQUIRED = ("title", "reporting_unit")
 UNIT_FIELDS = ("reporting_unit", "received_by", "related_units")
-# A ledger kept by the office writes 密级 in Chinese.
-CLASSIFICATION_WORDS = {"公开": "public", "内部": "internal", "机密": "secret"}
+# A ledger kept by the office writes 密级 in Chinese: the work plan's 公开 / 内部 / 秘密 (the
+# reports' terms, audience.*). 机密, the next level up in common use, is taken as our
+# strictest, secret: never a lower clearance than the ledger asked for.
+_ZH = translator("zh-CN")
+CLASSIFICATION_WORDS = {_ZH(f"audience.{c.value}"): c.value for c in Classification}
 CLASSIFICATION_ALLOWED = " / ".join(CLASSIFICATION_WORDS)
+CLASSIFICATION_WORDS["机密"] = Classification.secret.value
 
 
 @dataclass

@@ -24,11 +24,8 @@ from taskforce.reports.i18n import translator
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 LOCALES = ("en", "zh-CN")
 ELLIPSIS = "…"
-_CLASSIFICATION_ZH = {
-    Classification.public: "公开",
-    Classification.internal: "内部",
-    Classification.secret: "机密",
-}
+# 公开 / 内部 / 秘密, the work plan's three levels: the reports' own terms (audience.*).
+_CLASSIFICATION_ZH = {c: translator("zh-CN")(f"audience.{c.value}") for c in Classification}
 
 
 class MessageSource(Protocol):

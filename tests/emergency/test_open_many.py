@@ -113,9 +113,6 @@ def _state(engine, source: str, ids: dict[str, str]) -> tuple:
     return emergencies, events, entries
 
 
-_SEVERITY = {Level.I: 3, Level.II: 2, Level.III: 1}
-
-
 def _never_more_severe(deliveries: list[dict]) -> list[dict]:
     """Each key's deliveries clamped to the mildest level seen for it so far (the seeded
     open emergency is level II)."""
@@ -123,9 +120,9 @@ def _never_more_severe(deliveries: list[dict]) -> list[dict]:
     out = []
     for d in deliveries:
         level = d["level"]
-        if d["key"] in mildest and _SEVERITY[level] > _SEVERITY[mildest[d["key"]]]:
+        if d["key"] in mildest and level.severity > mildest[d["key"]].severity:
             level = mildest[d["key"]]
-        mildest[d["key"]] = min(level, mildest.get(d["key"], level), key=_SEVERITY.get)
+        mildest[d["key"]] = min(level, mildest.get(d["key"], level), key=lambda v: v.severity)
         out.append({**d, "level": level})
     return out
 

@@ -264,18 +264,20 @@ def test_units_and_classifications_may_be_written_as_the_office_writes_them(
             },
             {"标题": "园区用地审批慢", "上报单位": "商务厅", "相关单位": "", "密级": "内部"},
             {"标题": "招商引资政策不清", "上报单位": "commerce", "相关单位": "", "密级": "绝密"},
+            {"标题": "人才公寓分配不透明", "上报单位": "commerce", "相关单位": "", "密级": "秘密"},
         ]
     ).to_csv(path, index=False)
     result = import_ledger(factory, ctx, path, actor="import")
-    assert len(result.imported) == 2
+    assert len(result.imported) == 3
     with factory() as s:
         rows = s.execute(select(Issue.title, Issue.classification).order_by(Issue.id)).all()
     assert [(t, c.value) for t, c in rows] == [
         ("外资企业登记慢", "internal"),
-        ("融资担保门槛高", "secret"),
+        ("融资担保门槛高", "secret"),  # 机密: taken as the strictest level there is
+        ("人才公寓分配不透明", "secret"),
     ]
     errors = {e.row: e for e in result.errors}
     assert errors[4].field == "reporting_unit"
     assert "unknown unit '商务厅'" in errors[4].message and "commerce" in errors[4].message
     assert errors[5].field == "classification" and "'绝密'" in errors[5].message
-    assert "公开 / 内部 / 机密" in errors[5].message and "public" in errors[5].message
+    assert "公开 / 内部 / 秘密" in errors[5].message and "public" in errors[5].message

@@ -84,7 +84,8 @@ def test_chinese_messages_read_in_chinese(policy):
         limits=policy.notifications,
     )
     assert rendered.redacted
-    assert "机密" in rendered.body and "请登录系统查阅" in rendered.body
+    # 秘密: the work plan's word for the level (公开 / 内部 / 秘密), as the reports write it.
+    assert "有一条秘密记录" in rendered.body and "请登录系统查阅" in rendered.body
 
 
 def test_the_clearance_boundary_is_inclusive(policy):
