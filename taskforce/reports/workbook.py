@@ -14,6 +14,7 @@ it is the first row of each of the sheet's parts, above the header.
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import queue
 import re
 import threading
@@ -101,10 +102,14 @@ def _with_gaps(cells: list[str], missing: np.ndarray) -> list[str]:
 def _text_cells(values: pd.Series) -> tuple[list[str], int]:
     """Cells of a column of texts, escaped for the whole column at once. Missing values and
     empty texts are empty cells (openpyxl wrote no value for an empty text either)."""
-    missing = (values.isna() | (values == "")).to_numpy(dtype=bool)
-    texts = values.where(~missing, "").tolist()
-    present = [t for t, gone in zip(texts, missing.tolist(), strict=True) if not gone]
-    if not present:
+    texts = values.tolist()
+    missing = values.isna().to_numpy(dtype=bool)
+    if missing.any():
+        texts = ["" if gone else t for t, gone in zip(texts, missing.tolist(), strict=True)]
+    # Empty texts too (`not ""`), over plain str objects: pandas' `values == ""` on an object
+    # column cost more than the rest of the column's conversion.
+    missing = np.fromiter(map(operator.not_, texts), dtype=bool, count=len(texts))
+    if missing.all():
         return [_EMPTY] * len(texts), 0
     joined = "\x00".join(texts)
     if joined.count("\x00") != len(texts) - 1:  # a text holds NUL itself: one at a time
@@ -177,7 +182,8 @@ def _width(values: pd.Series, timezone: str | None) -> int:
         return max((len(str(v)) for v in set(values.dropna().tolist())), default=0)
     kind = pd.api.types.infer_dtype(values, skipna=True)
     if kind in ("string", "empty"):
-        present = values[values.notna() & (values != "")].tolist()
+        # Present and not empty; the column's values are texts or missing (None, NaN, NA).
+        present = [t for t in values.tolist() if isinstance(t, str) and t]
         return _max_display_width(present) if present else 0
     items = values.tolist()
     if kind == "date" and all(v is None or type(v) is dt.date for v in items):
