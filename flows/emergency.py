@@ -255,19 +255,29 @@ def open_emergency(form: OpenEmergencyForm) -> dict:
     outcome = None
     if result.created:
         outcome = t.dispatch_emergency(result.emergency_id, default_dispatcher(), form.opened_by)
+    elif result.send_now:  # the level was raised: the new leading group's page goes now
+        t.send_now(result.send_now)
     dispatched = bool(outcome and outcome.dispatched)
+    if result.created:
+        what, shown = "opened", "opened 已开启"
+    elif result.raised_from is not None:
+        was, now = result.raised_from.value, result.level.value
+        what = f"raised from level {was}"
+        shown = f"repeat raising the level from {was} 由{was}级升为{now}级, new leading group paged"
+    else:
+        what, shown = "repeated", "repeat of an open emergency 重复上报"
     # The id is what acknowledge-emergency and resolve-emergency ask for: show it where the
     # operator looks, the run's log and its artifacts, not only in another run's parameters.
     get_run_logger().info(
         "emergency %s %s (level %s)%s",
         result.emergency_id,
-        "opened" if result.created else "repeated",
+        what,
         result.level.value,
         ", response started" if dispatched else "",
     )
     create_markdown_artifact(
         f"## 应急事项 Emergency {result.emergency_id}\n\n"
-        f"- {'opened 已开启' if result.created else 'repeat of an open emergency 重复上报'}; "
+        f"- {shown}; "
         f"level {result.level.value}, status `{result.status}`\n"
         f"- response run started 已启动处置: {'yes' if dispatched else 'no'}\n"
         f"- acknowledge / resolve with this id 确认/办结时填写此编号: `{result.emergency_id}`",
@@ -277,6 +287,7 @@ def open_emergency(form: OpenEmergencyForm) -> dict:
     return {
         "emergency_id": result.emergency_id,
         "created": result.created,
+        "raised_from": result.raised_from.value if result.raised_from else None,
         "dispatched": dispatched,
     }
 

@@ -12,7 +12,13 @@ from prefect.cache_policies import NO_CACHE
 from taskforce.context import Context
 from taskforce.db import get_engine, unit_of_work
 from taskforce.emergency import service
-from taskforce.emergency.dispatch import Dispatcher, DispatchOutcome, dispatch, dispatch_pending
+from taskforce.emergency.dispatch import (
+    Dispatcher,
+    DispatchOutcome,
+    deliver_now,
+    dispatch,
+    dispatch_pending,
+)
 from taskforce.emergency.drill import DrillReport, drill_report
 from taskforce.emergency.forms import EmergencyIntake, OpenResult, ReserveDrawForm
 from taskforce.emergency.paging import FirstPage, first_page
@@ -50,6 +56,13 @@ def open_emergency(
 @task(name="dispatch-emergency", cache_policy=NO_CACHE)
 def dispatch_emergency(public_id: str, dispatcher: Dispatcher, actor: str) -> DispatchOutcome:
     return dispatch(get_engine(), context(), public_id, dispatcher, actor=actor)
+
+
+@task(name="send-now", cache_policy=NO_CACHE)
+def send_now(trail_entry_ids: list[int]) -> None:
+    """Send these trail entries' messages at once (a raised emergency's page and notice)
+    rather than with the next delivery run; what cannot be sent stays in the outbox."""
+    deliver_now(get_engine(), context(), trail_entry_ids)
 
 
 @task(name="page-on-call", cache_policy=NO_CACHE)

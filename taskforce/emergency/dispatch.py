@@ -105,7 +105,7 @@ def dispatch_many(
     lock = write_lock or contextlib.nullcontext()
     paged = _page_first(engine, ctx, public_ids, actor=actor, write_lock=lock)
     if paged:
-        _deliver_now(engine, ctx, [p.trail_entry_id for p in paged.values()], channels, lock)
+        deliver_now(engine, ctx, [p.trail_entry_id for p in paged.values()], channels, lock)
     started: list[tuple[str, str]] = []
     failed: dict[str, str] = {}
     for public_id in public_ids:
@@ -212,16 +212,17 @@ def _record_first_failure(
     )
 
 
-def _deliver_now(
+def deliver_now(
     engine: Engine | None,
     ctx: Context,
     trail_entry_ids: list[int],
     channels=None,
     write_lock: AbstractContextManager | None = None,
 ) -> None:
-    """Send these pages at once, from this thread: the page must not wait for the delivery
-    run or for a flow-run process to start. Only these rows: a backlog in the outbox is
-    the delivery run's, and sending it here would delay the page and the flow run."""
+    """Send the messages of these trail entries at once, from this thread: a page must not
+    wait for the delivery run or for a flow-run process to start. Only these rows: a backlog
+    in the outbox is the delivery run's, and sending it here would delay the page and the
+    flow run. Never raises: what is not sent stays in the outbox for the delivery run."""
     from taskforce.notify.delivery import deliver_pending
 
     try:
@@ -248,6 +249,14 @@ def dispatch_pending(
 
 # What the dispatch thread's queue holds: (public id, actor, the caller's future).
 _Queued = tuple[str, str, "Future[DispatchOutcome]"]
+
+
+@dataclass(frozen=True)
+class _SendNow:
+    """Messages already written (a raised emergency's page) for the thread to send at once."""
+
+    trail_entry_ids: tuple[int, ...]
+    done: Future[None]
 
 
 class BackgroundDispatch:
@@ -289,7 +298,7 @@ class BackgroundDispatch:
         self.engine, self.ctx_factory, self.dispatcher = engine, ctx_factory, dispatcher
         self.max_batch, self.write_lock = max_batch, write_lock
         self.channels = channels
-        self._queue: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Queued | _SendNow | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -317,6 +326,15 @@ class BackgroundDispatch:
         self._queue.put((public_id, actor, done))
         return done
 
+    def send_now(self, trail_entry_ids: list[int]) -> Future[None]:
+        """Send these trail entries' messages from the thread, ahead of the dispatches queued
+        with them (a raised emergency's page: written by the intake, not by a dispatch). The
+        future is done once they are sent or left in the outbox for the delivery run."""
+        self.start()
+        done: Future[None] = Future()
+        self._queue.put(_SendNow(tuple(trail_entry_ids), done))
+        return done
+
     def _load_channels(self):
         """The channels, loaded once; None (each delivery loads and reports the problem)
         while config/apprise.yml cannot be loaded."""
@@ -341,12 +359,30 @@ class BackgroundDispatch:
                 except queue.Empty:
                     break
             stop = None in batch
+            self._send_now([item for item in batch if isinstance(item, _SendNow)])
             by_actor: dict[str, list[_Queued]] = {}
             for item in batch:
-                if item is not None:
+                if isinstance(item, tuple):
                     by_actor.setdefault(item[1], []).append(item)
             for actor, items in by_actor.items():
                 self._dispatch(actor, items)
+
+    def _send_now(self, items: list[_SendNow]) -> None:
+        if not items:
+            return
+        try:
+            deliver_now(
+                self.engine,
+                self.ctx_factory(),
+                [i for item in items for i in item.trail_entry_ids],
+                self._load_channels(),
+                self.write_lock,
+            )
+        except Exception:  # the rows stay in the outbox: the delivery run sends them
+            log.exception("sending %d urgent messages at once failed", len(items))
+        for item in items:
+            with contextlib.suppress(InvalidStateError):
+                item.done.set_result(None)
 
     def _dispatch(self, actor: str, items: list[_Queued]) -> None:
         public_ids = [public_id for public_id, _, _ in items]

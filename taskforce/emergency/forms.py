@@ -93,6 +93,12 @@ class OpenResult(BaseModel):
     status: str
     level: Level
     is_drill: bool = False
+    raised_from: Level | None = Field(
+        None, description="The level before this delivery raised it; None when it did not."
+    )
+    # Trail entries whose messages go out at once, not with the next delivery run: a raise's
+    # page and escalation notice (a level-I crisis must not wait a minute for its pages).
+    send_now: list[int] = Field(default_factory=list, exclude=True)
 
 
 class ReserveDrawForm(Form):

@@ -52,12 +52,14 @@ def page(
     session: Session, ctx: Context, emergency: Emergency, *, actor: str, reason: str
 ) -> list[str]:
     """Page the on-call members of the current step; one trail entry, one outbox row each."""
-    return _page(session, ctx, emergency, actor=actor, reason=reason)[0]
+    return page_with_entry(session, ctx, emergency, actor=actor, reason=reason)[0]
 
 
-def _page(
+def page_with_entry(
     session: Session, ctx: Context, emergency: Emergency, *, actor: str, reason: str
 ) -> tuple[list[str], int]:
+    """`page`, and the id of its trail entry (its outbox rows' `trail_entry_id`: what
+    `dispatch.deliver_now` sends at once)."""
     now = ctx.now()
     step_name = chain(ctx)[emergency.escalation_step]
     group = group_for_step(emergency, step_name)
@@ -176,7 +178,7 @@ def first_page(
     emergency = get_emergency(session, public_id, lock=True)
     if emergency.pages_at_step > 0 or emergency.status not in UNACKNOWLEDGED:
         return None
-    members, entry_id = _page(session, ctx, emergency, actor=actor, reason=reason)
+    members, entry_id = page_with_entry(session, ctx, emergency, actor=actor, reason=reason)
     return FirstPage(emergency.public_id, members, entry_id)
 
 

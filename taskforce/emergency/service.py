@@ -38,7 +38,13 @@ from taskforce.emergency.models import (
     EmergencyStatus,
     Level,
 )
-from taskforce.emergency.paging import Escalation, escalate_due, page, page_if_unpaged
+from taskforce.emergency.paging import (
+    Escalation,
+    escalate_due,
+    page,
+    page_if_unpaged,
+    page_with_entry,
+)
 from taskforce.emergency.queries import (
     OPEN_STATUSES,
     UNACKNOWLEDGED,
@@ -617,7 +623,7 @@ def _raise_level(
             emergency_id=emergency.id, kind="level_raised", at=now, actor=actor, detail=detail
         )
     )
-    events.record(
+    raised = events.record(
         session,
         ctx.policy,
         at=now,
@@ -642,8 +648,12 @@ def _raise_level(
         },
     )
     session.flush()
-    page(session, ctx, emergency, actor=actor, reason=f"level raised to {intake.level.value}")
-    return _answer(emergency, created=False)
+    _members, paged = page_with_entry(
+        session, ctx, emergency, actor=actor, reason=f"level raised to {intake.level.value}"
+    )
+    return _answer(emergency, created=False).model_copy(
+        update={"raised_from": Level(before["level"]), "send_now": [paged, raised.id]}
+    )
 
 
 def acknowledge(

@@ -163,6 +163,10 @@ def create_app(
                 outcome = await asyncio.wrap_future(done)
                 dispatched = outcome.dispatched
             status = "dispatched" if dispatched else status
+        elif result.send_now:  # a raised level: its page is written, sent from the thread
+            sent = dispatch_queue.send_now(result.send_now)
+            if not background_dispatch:
+                await asyncio.wrap_future(sent)
         return _Accepted(
             result.emergency_id, result.created, status, result.level, dispatched, result.is_drill
         )

@@ -212,6 +212,40 @@ def test_operator_form_opens_an_emergency(engine, prefect_server):
     assert status == "acknowledged"
 
 
+def test_operator_form_raising_the_level_pages_the_new_lead_at_once(
+    engine, prefect_server, tmp_path, monkeypatch
+):
+    """A repeat through the form that raises the level: the leadership group's page goes out
+    in the run, not with the next delivery run, and the run says what happened."""
+    from benchmarks.loopback import Receiver, make_config
+    from flows.emergency import OpenEmergencyForm, open_emergency
+
+    receiver = Receiver()
+    monkeypatch.setenv("TASKFORCE_CONFIG_DIR", str(make_config(tmp_path, receiver.url, {})))
+    try:
+        form = {"title": "审批系统故障", "working_group": "wg:approval", "dedup_key": "approval"}
+        first = open_emergency(OpenEmergencyForm(level=Level.III, **form))
+        raised = open_emergency(OpenEmergencyForm(level=Level.I, **form))
+        assert raised["emergency_id"] == first["emergency_id"] and not raised["created"]
+        assert raised["raised_from"] == "III" and first["raised_from"] is None
+        leaders = {
+            m.delivery.split("@")[0].rsplit(":", 1)[1]
+            for m in receiver.deliveries(f"emergency:{raised['emergency_id']}:page")
+        }
+        assert {f"member-L{i}" for i in range(1, 8)} <= leaders
+    finally:
+        receiver.stop()
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        shown = [
+            a
+            for a in client.read_latest_artifacts()
+            if a.key == f"emergency-{raised['emergency_id']}"
+        ]
+    assert shown and "由III级升为I级" in shown[0].data
+
+
 def test_drill_in_process(engine, prefect_server, monkeypatch):
     from flows.drill import DrillOptions, quarterly_drill
     from tests.gateway.server import closed_port

@@ -145,6 +145,15 @@ def test_a_repeat_at_a_more_severe_level_raises_the_emergency_and_pages_its_new_
         )
     assert not raised.created and raised.emergency_id == first.emergency_id
     assert raised.level == Level.I and raised.status == "acknowledged"
+    assert raised.raised_from == Level.III
+    # The page and the escalation notice are handed over to be sent at once, not left for
+    # the next delivery run (a minute away); not part of what the result shows.
+    with unit_of_work(engine) as s:
+        urgent = s.scalars(
+            select(TrailEntry.action).where(TrailEntry.id.in_(raised.send_now))
+        ).all()
+    assert sorted(urgent) == ["emergency.level_raised", "emergency.paged"]
+    assert "send_now" not in raised.model_dump()
     with unit_of_work(engine) as s:
         e = service.get_emergency(s, first.emergency_id)
         # The first response (the working group's acknowledgement) stays: the KPIs measure it.
@@ -175,6 +184,7 @@ def test_a_repeat_at_the_same_or_a_milder_level_is_a_repeat(engine, ctx, level):
     _page(engine, ctx, first.emergency_id)
     again = _open(engine, ctx, level=level)
     assert not again.created and again.level == Level.II
+    assert again.raised_from is None and again.send_now == []
     with unit_of_work(engine) as s:
         e = service.get_emergency(s, first.emergency_id)
         assert (e.level, e.leading_group, e.repeats) == (Level.II, "executive", 1)

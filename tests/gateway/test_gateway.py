@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
+from benchmarks.loopback import Receiver, make_config
 from taskforce.db import unit_of_work
 from taskforce.emergency.models import Emergency, EmergencyEvent, EmergencyStatus
-from taskforce.notify.models import OutboxMessage
+from taskforce.notify.models import DeliveryStatus, OutboxMessage
 from taskforce.trail.models import TrailEntry
 from tests.gateway.server import ROUTING_KEY, TOKEN
 
@@ -106,6 +108,39 @@ def test_a_repeat_reporting_level_i_raises_the_emergency_over_http(gateway, engi
     with unit_of_work(engine) as s:
         e = s.scalars(select(Emergency)).one()
         assert (e.level.value, e.leading_group) == ("I", "leadership")
+
+
+def test_a_raised_emergencys_page_reaches_the_receiver_before_the_answer(
+    start_gateway, engine, ctx, tmp_path, monkeypatch
+):
+    """The raise's page and escalation notice were written and left for the next delivery
+    run (up to a minute): a level-I crisis waited for its leadership page. They are sent at
+    once, as a first page is."""
+    receiver = Receiver()
+    monkeypatch.setenv("TASKFORCE_CONFIG_DIR", str(make_config(tmp_path, receiver.url, {})))
+    gateway = start_gateway(ctx)
+    try:
+        first = gateway.signed(NATIVE, {**TRIGGER, "level": "III"}, timestamp=_now(ctx))
+        public_id = first.json()["emergency_id"]
+        worse = {**TRIGGER, "level": "I", "title": "数据库集群全部宕机"}
+        raised = gateway.signed(NATIVE, worse, timestamp=_now(ctx))
+        answered = time.perf_counter()
+        assert raised.status_code == 202 and raised.json()["level"] == "I", raised.text
+        pages = receiver.deliveries(f"emergency:{public_id}:page")
+        assert len(pages) == 1 + 7  # the working group's first page, then the 7 leaders
+        assert all(p.at < answered for p in pages)
+        notices = receiver.deliveries("emergency_escalated")
+        assert len(notices) == 2 and all(m.at < answered for m in notices)  # leadership, director
+    finally:
+        receiver.stop()
+    with unit_of_work(engine) as s:
+        left = s.scalars(
+            select(OutboxMessage.idempotency_key).where(
+                OutboxMessage.event_kind.in_(["emergency_page", "emergency_escalated"]),
+                OutboxMessage.status == DeliveryStatus.pending,
+            )
+        ).all()
+    assert left == []  # none left for the delivery run
 
 
 def test_native_drill_is_marked(gateway, engine, ctx):
