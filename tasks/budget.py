@@ -33,10 +33,17 @@ from taskforce.budget.report import (
 )
 from taskforce.context import Context
 from taskforce.db import unit_of_work
+from taskforce.org.service import active_member
 
 
 def _ctx() -> Context:
     return Context.default()
+
+
+def _acting(session, actor: str) -> None:
+    """The acting member must be one the office knows: the trail names who recorded the
+    budget's facts (an unknown name there would be a record nobody can answer for)."""
+    active_member(session, actor, field="actor")
 
 
 # Rows of a notice table shown in the UI; the rest are counted in its description.
@@ -46,18 +53,21 @@ ARTIFACT_ROWS = 1_000
 @task(name="set-fiscal-year", cache_policy=NO_CACHE)
 def set_fiscal_year(form: SetFiscalYearForm, actor: str, key: str | None) -> dict:
     with unit_of_work() as session:
+        _acting(session, actor)
         return service.set_fiscal_year(session, _ctx(), form, actor=actor, key=key).model_dump()
 
 
 @task(name="propose-line", cache_policy=NO_CACHE)
 def propose_line(form: ProposeLineForm, actor: str, key: str | None) -> dict:
     with unit_of_work() as session:
+        _acting(session, actor)
         return service.propose_line(session, _ctx(), form, actor=actor, key=key).model_dump()
 
 
 @task(name="propose-adjustment", cache_policy=NO_CACHE)
 def propose_adjustment(form: ProposeAdjustmentForm, actor: str, key: str | None) -> dict:
     with unit_of_work() as session:
+        _acting(session, actor)
         return service.propose_adjustment(session, _ctx(), form, actor=actor, key=key).model_dump()
 
 
@@ -70,18 +80,21 @@ def review(form: ReviewForm, actor: str, key: str | None) -> dict:
 @task(name="record-disbursement", cache_policy=NO_CACHE)
 def record_disbursement(form: DisbursementForm, actor: str) -> dict:
     with unit_of_work() as session:
+        _acting(session, actor)
         return ledger.record_disbursement(session, _ctx(), form, actor=actor).model_dump()
 
 
 @task(name="draw-reserve", cache_policy=NO_CACHE)
 def draw_reserve(form: ReserveDrawForm, actor: str, key: str | None) -> dict:
     with unit_of_work() as session:
+        _acting(session, actor)
         return service.draw_reserve(session, _ctx(), form, actor=actor, key=key).model_dump()
 
 
 @task(name="import-ledger", cache_policy=NO_CACHE)
 def import_ledger(path: str, actor: str) -> dict:
     with unit_of_work() as session:
+        _acting(session, actor)
         result = ledger.import_file(session, _ctx(), Path(path), actor=actor)
     if result.errors:
         create_table_artifact(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
@@ -17,7 +16,7 @@ from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.errors import DomainError
 from taskforce.money import MoneyError, format_yuan, to_fen, to_yuan
-from taskforce.org.service import missing_organisation_hint
+from taskforce.org.service import active_member, missing_organisation_hint
 
 app = typer.Typer(help="Budget (预算): fiscal year, ledger import, audits.", no_args_is_help=True)
 console = Console()
@@ -61,7 +60,7 @@ def set_year(
     year: int = typer.Argument(..., help="Fiscal year, e.g. 2026."),
     total: str = typer.Argument(..., help="Annual budget in yuan, e.g. 86000000.00."),
     decided_by: str = typer.Option(..., help="The leadership member recording the decision."),
-    actor: str = typer.Option(getpass.getuser(), help="Your member code."),
+    actor: str = typer.Option(..., help="Your member code (config/org.yaml), e.g. E1."),
 ) -> None:
     """Set the annual budget (a leadership decision); its reserve share is held back as the
     reserve line."""
@@ -70,6 +69,7 @@ def set_year(
 
     try:
         with unit_of_work() as session:
+            active_member(session, actor, field="actor")
             result = set_fiscal_year(
                 session,
                 Context.default(),
@@ -95,13 +95,14 @@ def import_ledger(
     path: Path = typer.Argument(
         ..., exists=True, dir_okay=False, help="A .csv or .xlsx finance export."
     ),
-    actor: str = typer.Option(getpass.getuser(), help="Your member code."),
+    actor: str = typer.Option(..., help="Your member code (config/org.yaml), e.g. E1."),
 ) -> None:
     """Import a finance export; bad rows are listed (row, field, what is allowed), good rows land."""
     from taskforce.budget.ledger import import_file
 
     try:
         with unit_of_work() as session:
+            active_member(session, actor, field="actor")
             result = import_file(session, Context.default(), path, actor=actor)
     except DomainError as exc:
         _fail(exc)

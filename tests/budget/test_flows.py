@@ -58,6 +58,34 @@ def test_ledger_import_flow_shows_the_rows_to_check_in_the_ui(prefect_server, bo
     assert table is not None and "no budget line" in str(table.data)
 
 
+@pytest.mark.prefect
+def test_the_budget_flows_refuse_an_actor_the_office_does_not_know(prefect_server, books, tmp_path):
+    """The flows' actor ("your member code") was written on the trail unchecked."""
+    from flows.budget import ledger_entry, ledger_import, set_fiscal_year
+    from taskforce.budget.forms import DisbursementForm, SetFiscalYearForm
+    from taskforce.budget.models import FiscalYear, LedgerEntry
+    from taskforce.errors import NotFound
+    from taskforce.trail.models import TrailEntry
+
+    day = books.ctx.today()
+    export = tmp_path / "export.csv"
+    export.write_text(csv_text(f"V1,{day.isoformat()},,,1,ACME,,"), "utf-8")
+    year = SetFiscalYearForm(year=2026, total=Decimal("100000000.00"), decided_by="L1")
+    payment = DisbursementForm(
+        line_code="A-1", entry_date=day, amount=Decimal("1.00"), voucher="V2"
+    )
+    for call in (
+        lambda: set_fiscal_year(form=year, actor="root"),
+        lambda: ledger_import(path=str(export), actor="root"),
+        lambda: ledger_entry(form=payment, actor="root"),
+    ):
+        with pytest.raises(NotFound, match="actor: no active member 'root'"):
+            call()
+    assert books.scalar(select(func.count(TrailEntry.id))) == 0
+    assert books.scalar(select(func.count()).select_from(FiscalYear)) == 0
+    assert books.scalar(select(func.count(LedgerEntry.id))) == 0
+
+
 def _paused_run(name: str, deadline: float):
     """Busy-poll the server (no sleeping) until the named run is paused for input."""
     from prefect import get_client

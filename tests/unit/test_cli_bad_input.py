@@ -23,6 +23,7 @@ from taskforce.org.service import sync_organisation
 from taskforce.policy.loader import load_org
 from taskforce.registers.models import Review
 from taskforce.reviews.service import resolve_period
+from taskforce.trail.models import TrailEntry
 from tests.conftest import ROOT
 
 
@@ -92,14 +93,39 @@ def test_a_url_of_no_known_database_names_what_is_allowed(tmp_path):
 def test_set_year_refuses_an_amount_that_is_not_one_and_writes_nothing(tmp_path, total, says):
     url, engine = _database(tmp_path / "tf.db")
     done = _cli(
-        "budget", "set-year", "2027", total, "--decided-by", "L1", url=url, tmp_path=tmp_path
-    )
+        "budget", "set-year", "2027", total, "--decided-by", "L1", "--actor", "E1",
+        url=url, tmp_path=tmp_path,
+    )  # fmt: skip
     assert done.returncode == 2
     _no_traceback(done)
     out = " ".join(done.stderr.split())  # rich wraps long lines
     assert "refused: total:" in out and says in out
     assert "Decimal(" not in out  # the value as typed, not Python's repr
     assert _count(engine, FiscalYear) == 0
+
+
+def test_the_budget_commands_refuse_an_actor_the_office_does_not_know(tmp_path):
+    """`--actor` defaulted to the login name ("root"), which went on the decision trail as
+    the one who recorded the year or imported the payments. It is now asked for, and must
+    be a member of config/org.yaml; a refusal writes nothing."""
+    url, engine = _database(tmp_path / "tf.db")
+    year = ("budget", "set-year", "2027", "86000000.00", "--decided-by", "L1")
+    done = _cli(*year, url=url, tmp_path=tmp_path)
+    assert done.returncode == 2 and "--actor" in done.stderr  # asked for, not guessed
+    done = _cli(*year, "--actor", "root", url=url, tmp_path=tmp_path)
+    assert done.returncode == 2
+    _no_traceback(done)
+    out = " ".join(done.stderr.split())
+    assert "refused: actor: no active member 'root'" in out and "E1" in out
+    assert _count(engine, FiscalYear) == 0
+    export = tmp_path / "export.csv"
+    export.write_text("voucher_no,date,line_code,kind,amount,payee,description,external_ref\n")
+    done = _cli("budget", "import", str(export), "--actor", "nobody", url=url, tmp_path=tmp_path)
+    assert done.returncode == 2 and "no active member 'nobody'" in " ".join(done.stderr.split())
+    assert _count(engine, TrailEntry) == 0
+    done = _cli(*year, "--actor", "E1", url=url, tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert _count(engine, FiscalYear) == 1
 
 
 def test_files_that_are_not_ledgers_are_refused_by_name(tmp_path):
@@ -109,7 +135,7 @@ def test_files_that_are_not_ledgers_are_refused_by_name(tmp_path):
     empty = tmp_path / "ledger.csv"
     empty.write_text("")
 
-    done = _cli("budget", "import", str(not_excel), url=url, tmp_path=tmp_path)
+    done = _cli("budget", "import", str(not_excel), "--actor", "C1", url=url, tmp_path=tmp_path)
     assert done.returncode == 2
     _no_traceback(done)
     assert "not a readable Excel workbook" in " ".join(done.stderr.split())
