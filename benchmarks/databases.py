@@ -2,7 +2,7 @@
 
 A dataset is generated once per (seed, scale, backend) into a *pristine* database and
 reused by later runs; each run works on a copy (a file copy on SQLite, `CREATE DATABASE …
-TEMPLATE` on PostgreSQL), because the figures write (the sweep recolours, imports add rows).
+TEMPLATE` on PostgreSQL), because the figures write (the sweep takes its red-item steps, imports add rows).
 """
 
 from __future__ import annotations

@@ -9,9 +9,10 @@ from `sync_organisation`, so the result is exactly what the application
 creates. The decision trail is hashed with `taskforce.trail.service`'s own
 functions, so `verify` passes on it.
 
-The scene is "now" = `NOW` (a Monday morning); the stored action-item colours
-are those of last week's sweep (`NOW` minus 7 days), so the first sweep of a
-benchmark does a realistic week of recolouring and a second one finds nothing.
+The scene is "now" = `NOW` (a Monday morning); the stored red-item steps and step
+days are those last week's sweep left (`NOW` minus 7 days), so the first sweep of a
+benchmark does a realistic week of interviews and escalations and a second one finds
+nothing.
 Every action item is open and belongs to an executing issue: the sweep figure
 measures its worst case, all 1,000,000 items in scope.
 """
@@ -32,7 +33,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from taskforce.db import Base
-from taskforce.loop.colours import colours_frame, next_colour_change_frame
+from taskforce.loop.colours import NEVER, colours_frame
 from taskforce.migrate import upgrade
 from taskforce.org.models import Group, Unit
 from taskforce.org.service import sync_organisation
@@ -104,7 +105,7 @@ ACTIONS = [
     ("evaluation.recorded", "issue"),
     ("budget.line_reviewed", "budget_line"),
     ("emergency.opened", "emergency"),
-    ("sweep.recoloured", "sweep"),
+    ("sweep.items_turned_red", "sweep"),
 ]
 
 
@@ -426,27 +427,23 @@ class Generator:
         frame = pd.DataFrame(
             {"start_date": start, "due_date": due, "percent": percent, "done": False}
         )
-        colour = colours_frame(frame, today_last_week, load_policy().progress).to_numpy()
-        red = colour == "red"
-        red_since = (due + _days(1)).astype("datetime64[us]") + _seconds(3600)
-        colour_since = np.where(red, red_since, start.astype("datetime64[us]"))
-        window = _days(load_policy().progress.red_escalation_days)
+        rules = load_policy().progress
+        red = colours_frame(frame, today_last_week, rules).to_numpy() == "red"
+        # What last week's sweep did and stored (taskforce/loop/sweep.py): every item red then
+        # was interviewed on its first red day (an hour into it), and escalated if it had been
+        # red for the window by then; each open item stores the day its next step falls due
+        # (colours.next_red_step_on). So this week's sweep reads only the items whose first
+        # red day or escalation day came during the week.
+        red_day = due + _days(1)
+        red_since = red_day.astype("datetime64[us]") + _seconds(3600)
+        window = _days(rules.red_escalation_days)
         nat = np.datetime64("NaT", "us")
-        escalated = red & (red_since <= _now64() - _days(7) - window)
-        # What last week's incremental sweep stored (taskforce/loop/sweep.py): the day each
-        # colour can next change, and for red items not yet escalated the local day the
-        # escalation falls due. So this week's sweep reads only what changed during the week.
-        next_change = next_colour_change_frame(
-            frame, today_last_week, load_policy().progress, pd.Series(colour)
-        ).to_numpy("datetime64[D]")
-        escalation_day = (
-            pd.Series(red_since + window)
-            .dt.tz_localize("UTC")
-            .dt.tz_convert(load_policy().timezone)
-            .dt.tz_localize(None)
-            .to_numpy("datetime64[D]")
-        )
-        next_action = np.where(red & ~escalated, escalation_day, np.datetime64("NaT", "D"))
+        escalated = red & (red_day + window <= np.datetime64(today_last_week, "D"))
+        next_action = np.where(
+            escalated,
+            np.datetime64(NEVER, "D"),
+            np.where(red, red_day + window, red_day),
+        ).astype("datetime64[D]")
         first = 3 * e + 1
         self._write(
             "task_node",
@@ -463,13 +460,10 @@ class Generator:
                 "deliverable": ["按期交付"] * n,
                 "progress_percent": percent,
                 "done": np.zeros(n, dtype=bool),
-                "colour": colour,
-                "colour_since": colour_since,
                 "interview_requested_at": np.where(red, red_since, nat).astype("datetime64[us]"),
                 "escalated_at": np.where(escalated, red_since + window, nat).astype(
                     "datetime64[us]"
                 ),
-                "next_colour_change_on": next_change,
                 "next_action_on": next_action,
             },
         )

@@ -3,7 +3,7 @@
 Months of simulated time (the process clock is moved, ARCHITECTURE.md rule 5)
 in which units report issues, the executive group coordinates, the
 leadership group votes on major matters, owners report progress (or do not),
-the weekly dispatch sweep recolours and escalates, and the executive group
+the weekly dispatch sweep interviews and escalates, and the executive group
 evaluates — one failure loops an issue back. Every operator action goes
 through the step flows with simulated form inputs.
 """

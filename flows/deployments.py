@@ -97,7 +97,7 @@ SPECS: list[Spec] = [
     Spec(
         "dispatch-sweep",
         "flows/dispatch.py:dispatch_sweep_flow",
-        "周调度 Weekly dispatch: recolour, overdue stages, escalations, the task cockpit.",
+        "周调度 Weekly dispatch: red-item interviews and escalations, overdue stages, the task cockpit.",
         ("review", "scheduled"),
         schedule="weekly_dispatch",
         concurrency=1,

@@ -29,9 +29,9 @@ def _artifacts(result, summary: dict) -> None:
     md = [
         "# 周调度 Dispatch summary",
         "",
-        "| 🟢 green | 🟡 yellow | 🔴 red | recoloured | newly red | escalated | overdue stages |",
-        "|---|---|---|---|---|---|---|",
-        f"| {c.get('green', 0)} | {c.get('yellow', 0)} | {c.get('red', 0)} | {summary['recoloured']} | "
+        "| 🟢 green | 🟡 yellow | 🔴 red | newly red (interviews) | escalated | overdue stages |",
+        "|---|---|---|---|---|---|",
+        f"| {c.get('green', 0)} | {c.get('yellow', 0)} | {c.get('red', 0)} | "
         f"{summary['newly_red']} | {summary['escalated']} | {summary['overdue_stages']} |",
         "",
     ]

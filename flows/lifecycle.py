@@ -17,8 +17,10 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from flows.loop import IssueNumber, IssueNumberParam, Operator, OperatorParam
+from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.errors import DomainError
+from taskforce.loop.colours import colour_sql
 from taskforce.loop.forms import (
     CoordinateForm,
     EvaluateForm,
@@ -74,8 +76,10 @@ def read_state(issue_number: str) -> dict:
             .join(TaskNode, TaskNode.id == ProgressReport.task_id)
             .where(TaskNode.issue_id == issue.id)
         )
+        ctx = Context.default()
+        colour = colour_sql(ctx.today(), ctx.policy.progress)
         open_items = s.execute(
-            select(TaskNode.id, TaskNode.title, TaskNode.progress_percent, TaskNode.colour)
+            select(TaskNode.id, TaskNode.title, TaskNode.progress_percent, colour)
             .where(
                 TaskNode.issue_id == issue.id,
                 TaskNode.level == TaskLevel.action_item,
@@ -102,7 +106,7 @@ def read_state(issue_number: str) -> dict:
             # changes with every step applied: the key of the next wait
             "wait_key": f"{issue.stage.value}-{issue.round}-{pending_vote}-{reports}",
             "open_items": [
-                {"id": i, "title": t, "percent": p, "colour": c.value} for i, t, p, c in open_items
+                {"id": i, "title": t, "percent": p, "colour": c} for i, t, p, c in open_items
             ],
         }
 

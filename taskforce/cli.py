@@ -113,22 +113,27 @@ def _demo_report(scenario) -> None:
     from sqlalchemy import func, select
 
     from taskforce.budget.models import BudgetLine, LedgerEntry, LineStatus
+    from taskforce.context import Context
     from taskforce.emergency.models import EarlyWarning
+    from taskforce.loop.colours import colour_sql
     from taskforce.loop.models import Colour, Issue, TaskLevel, TaskNode
     from taskforce.money import format_yuan
     from taskforce.notify.local_outbox import outbox_path
     from taskforce.notify.models import OutboxMessage
     from taskforce.trail import verify
 
+    ctx = Context.default(scenario.clock)  # the colours on the scenario's last day
     with unit_of_work() as s:
         stages = dict(s.execute(select(Issue.stage, func.count()).group_by(Issue.stage)).all())
-        colours = dict(
-            s.execute(
-                select(TaskNode.colour, func.count())
+        colour = colour_sql(ctx.today(), ctx.policy.progress).label("colour")
+        colours = {
+            Colour(c): n
+            for c, n in s.execute(
+                select(colour, func.count())
                 .where(TaskNode.level == TaskLevel.action_item, TaskNode.done.is_(False))
-                .group_by(TaskNode.colour)
+                .group_by(colour)
             ).all()
-        )
+        }
         outbox = dict(
             s.execute(
                 select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
@@ -149,7 +154,10 @@ def _demo_report(scenario) -> None:
     table.add_row(
         "issues by stage", ", ".join(f"{k.value}: {v}" for k, v in sorted(stages.items()))
     )
-    table.add_row("open action items", ", ".join(f"{c.value}: {colours.get(c, 0)}" for c in Colour))
+    table.add_row(
+        f"open action items on {ctx.today()}",
+        ", ".join(f"{c.value}: {colours.get(c, 0)}" for c in Colour),
+    )
     table.add_row("warnings raised", str(warnings))
     table.add_row(
         "budget 资金",

@@ -79,7 +79,7 @@ def baseline_kpis(engine, label: str, policy, now: dt.datetime) -> dict[str, flo
 
         iss = q("SELECT reported_at, first_response_at, closed_at FROM issue")
         tasks = q(
-            "SELECT start_date, due_date, done, completed_at, colour FROM task_node "
+            "SELECT start_date, due_date, done, completed_at, progress_percent FROM task_node "
             "WHERE level = 'action_item'"
         )
         ev = q("SELECT satisfaction, evaluated_at FROM evaluation")
@@ -187,9 +187,23 @@ def baseline_kpis(engine, label: str, policy, now: dt.datetime) -> dict[str, flo
 
     k["full_time_share"] = ratio(mem.full_time.astype(bool).sum(), len(mem))
     k["training_hours_per_member"] = mean(mem.training_hours.astype(float))
-    colours = tasks.colour[~done].value_counts()
-    for colour in ("red", "yellow", "green"):
-        k[f"items_{colour}"] = float(colours.get(colour, 0))
+    # Today's colours of the open items (SPEC §2.4), written out: red past due, yellow within
+    # the due window or behind the time-proportional line, green otherwise.
+    rules = policy.progress
+    today = pd.Timestamp(now_ts.tz_convert(_tz(tz)).date())
+    items = tasks[~done]
+    due = _day(items.due_date)
+    start = _day(items.start_date).fillna(due)
+    days_left = (due - today).dt.days
+    span = (due - start).dt.days
+    line = (today - start).dt.days * 100 / span.where(span > 0, 1)
+    expected = np.where(span > 0, line.clip(0, 100), np.where(days_left <= 0, 100.0, 0.0))
+    red = days_left < 0
+    behind = expected - items.progress_percent >= rules.yellow_behind_expected_points
+    yellow = ~red & ((days_left <= rules.yellow_due_within_days) | behind)
+    k["items_red"] = float(red.sum())
+    k["items_yellow"] = float(yellow.sum())
+    k["items_green"] = float(len(items) - red.sum() - yellow.sum())
     return k
 
 

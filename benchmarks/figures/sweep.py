@@ -1,7 +1,7 @@
 """Dispatch sweep over every open action item, against one SELECT of the same rows into pandas.
 
-The sweep is incremental (taskforce/loop/sweep.py): it reads only the items whose colour may
-change, or whose red-item step falls due, by today. The cockpit (every open item, most urgent
+The sweep is incremental (taskforce/loop/sweep.py): colours are derived, and it reads only the
+items whose red-item step (interview, escalation) falls due by today. The cockpit (every open item, most urgent
 first) is a report built off the sweep's hot path; it is measured as a row of its own.
 """
 
@@ -29,8 +29,8 @@ def _same_rows_into_pandas(bench: Bench) -> pd.DataFrame:
     """
     sql = text(
         "SELECT t.id, t.issue_id, t.title, t.owner_unit_id, t.start_date, t.due_date, "
-        "t.progress_percent AS percent, t.done, t.colour, t.colour_since, "
-        "t.interview_requested_at, t.escalated_at "
+        "t.progress_percent AS percent, t.done, t.interview_requested_at, t.escalated_at, "
+        "t.next_action_on "
         "FROM task_node t JOIN issue i ON i.id = t.issue_id "
         "WHERE t.level = 'action_item' AND t.done = :no AND i.stage = 'executing'"
     )
@@ -84,7 +84,6 @@ def run(bench: Bench) -> list[Result]:
             goal=f"≤ {goal:.2f} s ({GOAL_SECONDS_PER_MILLION:g} s per 1M items)",
             met=first <= goal,
             notes=f"{len(frame):,} items, read {summary['examined']:,}; "
-            f"recoloured {summary['recoloured']:,}, "
             f"newly red {summary['newly_red']:,}, escalated {summary['escalated']:,}, "
             f"overdue-stage warnings {summary['new_overdue_warnings']:,}; wrote "
             f"{trail:,} trail entries, {outbox:,} outbox rows, {warnings:,} warnings",
@@ -100,7 +99,7 @@ def run(bench: Bench) -> list[Result]:
             first,
             goal=f"≤ {SECOND_RUN_MAX_SHARE:.0%} of the first",
             met=second <= SECOND_RUN_MAX_SHARE * first,
-            notes=f"read {again.examined:,} items, recoloured {again.recoloured}; "
+            notes=f"read {again.examined:,} items, newly red {len(again.newly_red)}; "
             "ratio = second / first",
             extra={"summary": again.summary()},
         ),

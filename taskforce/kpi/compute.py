@@ -25,8 +25,9 @@ Definitions (P = the period, local dates first..last, instants [start, end)):
 * emergencies, emergency_on_time_rate — real (not drill) emergencies opened in P;
   the share resolved within the longest deadline of their level.
 * full_time_share, training_hours_per_member — the organisation's health (§4.1).
-* items_red / items_yellow / items_green — open action items by colour now
-  (a snapshot: the database holds only the current colour).
+* items_red / items_yellow / items_green — open action items by colour now (a snapshot:
+  colours are derived from today, taskforce/loop/colours.py; a past period's counts are
+  those its stored review recorded).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
+from taskforce.clock import local_date
 from taskforce.kpi.frames import Frames
+from taskforce.loop.colours import colours_frame
 from taskforce.policy.schema import Policy
 from taskforce.reviews.periods import Period
 
@@ -148,6 +151,13 @@ def approved_budget_fen(frames: Frames, year: int, until: pd.Timestamp) -> int:
     adj = frames.adjustments
     later = adj.delta_fen[adj.line_id.isin(counted.id) & (adj.decided_at >= until)]
     return int(counted.amount_fen.sum()) - int(later.sum())
+
+
+def item_colours(items: pd.DataFrame, now: pd.Timestamp, policy: Policy) -> pd.Series:
+    """The colours of these action items (the tasks frame's rows) on `now`'s local day."""
+    today = local_date(now.to_pydatetime(), policy.timezone)
+    rows = items.assign(start_date=items.start_date.fillna(items.due_date))
+    return colours_frame(rows, today, policy.progress)
 
 
 def _local_dates(instants: pd.Series, timezone: str) -> pd.Series:
@@ -327,7 +337,7 @@ def compute_kpis(
             (mem.training_hours < policy.kpi_targets.training_hours_per_year_min).sum()
         )
         open_items = tasks[~tasks.done.astype(bool)]
-        counts = open_items.colour.value_counts()
+        counts = item_colours(open_items, now_ts, policy).value_counts()
         for colour in ("red", "yellow", "green"):
             values[f"items_{colour}"] = float(counts.get(colour, 0))
         details["colours"] = {c: int(counts.get(c, 0)) for c in ("green", "yellow", "red")}

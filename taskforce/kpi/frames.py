@@ -43,6 +43,7 @@ _FLAGS = {
 }
 _NUMBERS = {
     "issues": ["id"],
+    "tasks": ["percent"],
     "evaluations": ["satisfaction"],
     "lines": ["id", "fiscal_year", "amount_fen"],
     "adjustments": ["line_id", "delta_fen"],
@@ -176,7 +177,8 @@ def _queries() -> dict:
             TaskNode.due_date,
             TaskNode.done,
             TaskNode.completed_at,
-            TaskNode.colour,
+            # The colours are derived (taskforce/loop/colours.py): from the dates and this.
+            TaskNode.progress_percent.label("percent"),
         ).where(TaskNode.level == TaskLevel.action_item),
         "evaluations": select(Evaluation.satisfaction, Evaluation.evaluated_at),
         "milestones": select(

@@ -1,7 +1,13 @@
 """Action-item colours (SPEC §2.4 执行反馈): green on track, yellow behind or due soon, red overdue.
 
-One rule, two shapes: `colour_of` for a single item and `colours_frame` for a
-whole pandas frame in the dispatch sweep. A property test keeps them equal.
+A colour is derived, never stored: it is a function of the item's dates, its reported
+progress and today (and so is "red since": the day after the due date). One rule, three
+shapes: `colour_of` for a single item, `colours_frame` for a pandas frame (the sweep, the
+KPIs, the ledgers) and `colour_sql` for a query (counts and filters in the database).
+Property tests keep the three equal.
+
+What is stored is what happened: the red-item steps (interview 约谈, escalation) and the day
+the next one falls due (`next_red_step_on`), which the dispatch sweep reads by index.
 """
 
 from __future__ import annotations
@@ -10,8 +16,10 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import Integer, and_, case, func, literal, or_
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
-from taskforce.clock import local_date
 from taskforce.loop.models import Colour
 from taskforce.policy.schema import Progress
 
@@ -64,94 +72,109 @@ def colours_frame(frame: pd.DataFrame, today: dt.date, rules: Progress) -> pd.Se
     return pd.Series(out, index=frame.index, name="colour")
 
 
-# The colour of an open item that is red stays red whatever the date: only a progress report
-# (done → green) or a changed plan changes it. Stored as this date so that NULL can keep
-# meaning "unknown, recompute" (see TaskNode.next_colour_change_on).
+def red_since(due: dt.date) -> dt.date:
+    """The first local day an open item is red: the day after its due date (due "by the end
+    of" it). Derived, like the colour: nothing about it is stored."""
+    return due + dt.timedelta(days=1)
+
+
+def escalation_day(due: dt.date, rules: Progress) -> dt.date:
+    """The local day an open item has been red for `red_escalation_days` (SPEC §2.4: a red item
+    left red past the escalation window goes to the leadership group)."""
+    return red_since(due) + dt.timedelta(days=rules.red_escalation_days)
+
+
+# An open item with no red-item step left (escalated, or no due date) stores this day, so that
+# NULL can keep meaning "unknown, compute it" for the sweep (TaskNode.next_action_on).
 NEVER = dt.date(9999, 12, 31)
-
-
-def _behind_from_offset(percent: int, span: int, rules: Progress) -> int | None:
-    """Days after the start from which the time-proportional line is at least
-    `yellow_behind_expected_points` ahead of `percent`, or None if it never is.
-
-    `expected - percent >= points` with expected = clip(elapsed * 100 / span, 0, 100) holds
-    exactly when elapsed * 100 >= (percent + points) * span, for a threshold in (0, 100]:
-    integers, so no float boundary can differ from `colour_of` (a float quotient of integers
-    rounds to an integer only when it is one)."""
-    threshold = percent + rules.yellow_behind_expected_points
-    if span <= 0 or threshold <= 0 or threshold > 100:
-        return None  # flat line (start on/after due), always behind, or never behind
-    return -(-threshold * span // 100)  # ceil
-
-
-def next_colour_change(
-    *, percent: int, done: bool, start: dt.date, due: dt.date, today: dt.date, rules: Progress
-) -> dt.date | None:
-    """The first day after `today` on which `colour_of` gives a colour other than today's.
-
-    The rule is monotone in the date: green, then yellow (behind the line, or due within the
-    window), then red after the due day. So a green item changes on the earlier of the day
-    it falls behind and the first day of the due window; a yellow item on due + 1; a red item
-    never (NEVER). A done item never changes and is not swept: None.
-    """
-    if done:
-        return None
-    now = colour_of(percent=percent, done=False, start=start, due=due, today=today, rules=rules)
-    if now == Colour.red:
-        return NEVER
-    if now == Colour.yellow:
-        return due + dt.timedelta(days=1)
-    change = due - dt.timedelta(days=rules.yellow_due_within_days)
-    offset = _behind_from_offset(percent, (due - start).days, rules)
-    if offset is not None:
-        change = min(change, start + dt.timedelta(days=offset))
-    return change
-
-
-def next_colour_change_frame(
-    frame: pd.DataFrame, today: dt.date, rules: Progress, colours: pd.Series | None = None
-) -> pd.Series:
-    """Vectorised next_colour_change over columns percent, done, start_date, due_date
-    (datetime64[D] values; NaT where done). `colours` are those of `today` if already known."""
-    if colours is None:
-        colours = colours_frame(frame, today, rules)
-    start = pd.to_datetime(frame["start_date"]).to_numpy("datetime64[D]")
-    due = pd.to_datetime(frame["due_date"]).to_numpy("datetime64[D]")
-    percent = frame["percent"].to_numpy("int64")
-    done = frame["done"].to_numpy(bool)
-    colour = np.asarray(colours)
-    span = (due - start).astype("int64")
-    threshold = percent + rules.yellow_behind_expected_points
-    behind_possible = (span > 0) & (threshold > 0) & (threshold <= 100)
-    offset = -(-threshold * np.where(behind_possible, span, 0) // 100)
-    window_start = due - np.timedelta64(rules.yellow_due_within_days, "D")
-    behind_day = start + offset.astype("timedelta64[D]")
-    green_change = np.where(behind_possible, np.minimum(window_start, behind_day), window_start)
-    out = np.where(
-        colour == Colour.red.value,
-        np.datetime64(NEVER, "D"),
-        np.where(colour == Colour.yellow.value, due + np.timedelta64(1, "D"), green_change),
-    ).astype("datetime64[D]")
-    out[done] = np.datetime64("NaT", "D")
-    return pd.Series(out, index=frame.index, name="next_colour_change_on")
 
 
 def next_red_step_on(
     *,
-    colour: Colour,
-    colour_since: dt.datetime | None,
+    done: bool,
+    due: dt.date | None,
     interview_requested_at: dt.datetime | None,
     escalated_at: dt.datetime | None,
-    today: dt.date,
     rules: Progress,
-    timezone: str,
 ) -> dt.date | None:
-    """The local day the next step for a red item falls due (SPEC §2.4: red → interview 约谈
-    at once → escalation once red for `red_escalation_days`), or None if none is pending."""
-    if colour != Colour.red:
+    """The local day the next red-item step falls due: the interview (约谈) on the first red
+    day, the escalation once red for the window, NEVER after it; None for a done item (the
+    sweep reads open items only). The sweep reads the items whose day has come (an index on
+    this column), so a day in the past means "at the next sweep"."""
+    if done:
         return None
+    if escalated_at is not None or due is None:
+        return NEVER
     if interview_requested_at is None:
-        return today
-    if escalated_at is None and colour_since is not None:
-        return local_date(colour_since + dt.timedelta(days=rules.red_escalation_days), timezone)
-    return None
+        return red_since(due)
+    return escalation_day(due, rules)
+
+
+def next_red_step_days(frame: pd.DataFrame, rules: Progress) -> np.ndarray:
+    """Vectorised next_red_step_on over columns done, due_date, interview_requested_at,
+    escalated_at (datetime64[D] days: numpy, as NEVER is beyond pandas' range; NaT for None)."""
+    due = pd.to_datetime(frame["due_date"]).to_numpy("datetime64[D]")
+    interviewed = frame["interview_requested_at"].notna().to_numpy()
+    out = np.where(
+        interviewed, due + np.timedelta64(1 + rules.red_escalation_days, "D"), due + 1
+    ).astype("datetime64[D]")
+    out[frame["escalated_at"].notna().to_numpy() | np.isnat(due)] = np.datetime64(NEVER, "D")
+    out[frame["done"].to_numpy(bool)] = np.datetime64("NaT", "D")
+    return out
+
+
+# --- the same rule in SQL, for readers that count or filter by colour in the database -------
+
+_DAY_ZERO = dt.date(2000, 1, 1)
+
+
+class _DayNumber(FunctionElement):
+    """Days since 2000-01-01 of a DATE column: SQLite stores ISO text (julianday), PostgreSQL
+    subtracts dates. An exact integer either way, for the behind-the-line rule's arithmetic."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(_DayNumber, "sqlite")
+def _day_number_sqlite(element, compiler, **kw):
+    (column,) = element.clauses
+    return f"CAST(julianday({compiler.process(column, **kw)}) - 2451544.5 AS INTEGER)"
+
+
+@compiles(_DayNumber, "postgresql")
+def _day_number_postgresql(element, compiler, **kw):
+    (column,) = element.clauses
+    return f"({compiler.process(column, **kw)} - DATE '2000-01-01')"
+
+
+def colour_sql(today: dt.date, rules: Progress, node=None):
+    """`colour_of` as a SQL CASE over a task_node table (`node`: the TaskNode class or an
+    alias): 'green' / 'yellow' / 'red' for action items, 'green' for goals and sub-projects
+    (they have no light of their own; reviews roll their items' colours up).
+
+    The behind-the-line test (expected - percent >= points, expected = clip(elapsed * 100 /
+    span, 0, 100)) in integers: elapsed * 100 >= (percent + points) * span, for a threshold
+    percent + points in (0, 100] and a positive span; a threshold of 0 or less is always
+    behind, one above 100 never (expected is at most 100). A span of 0 or less is behind only
+    on or after its due day, which the due window has made yellow already."""
+    from taskforce.loop.models import TaskLevel, TaskNode
+
+    node = node if node is not None else TaskNode
+    start = func.coalesce(node.start_date, node.due_date)
+    span = _DayNumber(node.due_date) - _DayNumber(start)
+    elapsed = literal((today - _DAY_ZERO).days) - _DayNumber(start)
+    threshold = node.progress_percent + rules.yellow_behind_expected_points
+    behind = or_(
+        threshold <= 0,
+        and_(span > 0, threshold <= 100, elapsed * 100 >= threshold * span),
+    )
+    window_end = today + dt.timedelta(days=rules.yellow_due_within_days)
+    return case(
+        (node.level != TaskLevel.action_item, literal(Colour.green.value)),
+        (node.done.is_(True), literal(Colour.green.value)),
+        (node.due_date < today, literal(Colour.red.value)),
+        (node.due_date <= window_end, literal(Colour.yellow.value)),
+        (behind, literal(Colour.yellow.value)),
+        else_=literal(Colour.green.value),
+    )

@@ -10,7 +10,7 @@ from taskforce.context import Context
 from taskforce.emergency.warnings import settle_warnings
 from taskforce.errors import IllegalTransition, NotFound
 from taskforce.idempotency import fingerprint, previous_result, remember
-from taskforce.loop.colours import colour_of, next_colour_change, next_red_step_on
+from taskforce.loop.colours import colour_of, next_red_step_on
 from taskforce.loop.forms import ProgressForm, StepResult
 from taskforce.loop.models import Colour, Issue, ProgressReport, Stage, TaskLevel, TaskNode
 from taskforce.loop.states import load_issue, move, require_step
@@ -120,29 +120,17 @@ def report_progress(
             idempotency_key=key,
         )
     )
-    before = item.colour
+    rule = {
+        "start": item.start_date or today,
+        "due": item.due_date,
+        "today": today,
+        "rules": ctx.policy.progress,
+    }
+    before = colour_of(percent=item.progress_percent, done=item.done, **rule)
     item.progress_percent = form.percent
     if form.percent == 100:
         item.done, item.completed_at = True, now
-    colour = colour_of(
-        percent=item.progress_percent,
-        done=item.done,
-        start=item.start_date or today,
-        due=item.due_date,
-        today=today,
-        rules=ctx.policy.progress,
-    )
-    if colour != before:
-        item.colour, item.colour_since = colour, now
-    # The incremental sweep reads this item again only on the day its colour can next change.
-    item.next_colour_change_on = next_colour_change(
-        percent=item.progress_percent,
-        done=item.done,
-        start=item.start_date or today,
-        due=item.due_date,
-        today=today,
-        rules=ctx.policy.progress,
-    )
+    colour = colour_of(percent=item.progress_percent, done=item.done, **rule)
     session.flush()
     events.record(
         session,
@@ -166,18 +154,18 @@ def report_progress(
             session, ctx, "task", [item.id], reason="action item completed", actor=actor
         )
     owner = session.get(Unit, item.owner_unit_id)
-    if colour == Colour.red and before != Colour.red and item.interview_requested_at is None:
+    # Red and no interview yet (the sweep has not run since it fell due): the report is where
+    # the office hears of it first, so the interview is requested now, for this item alone.
+    if colour == Colour.red and item.interview_requested_at is None:
         item.interview_requested_at = now
         notify_turned_red(session, ctx, issue, item.id, item.title, owner, actor=actor)
     dates_written(session, ctx.policy)
     item.next_action_on = next_red_step_on(
-        colour=colour,
-        colour_since=item.colour_since,
+        done=item.done,
+        due=item.due_date,
         interview_requested_at=item.interview_requested_at,
         escalated_at=item.escalated_at,
-        today=today,
         rules=ctx.policy.progress,
-        timezone=ctx.policy.timezone,
     )
     detail = {"task_id": item.id, "percent": form.percent, "colour": colour.value}
     if open_action_items(session, issue.id) == 0:

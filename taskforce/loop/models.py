@@ -193,14 +193,14 @@ class Plan(Base):
 
 
 class TaskNode(Base):
-    """总目标 → 子项目 → 行动项. Only action items carry progress and colour."""
+    """总目标 → 子项目 → 行动项. Only action items carry progress; their colour is derived
+    from their dates, progress and today (taskforce/loop/colours.py), never stored."""
 
     __tablename__ = "task_node"
     __table_args__ = (
-        # The incremental dispatch sweep reads only open action items whose colour may change
-        # by today (or whose date is unknown, NULL) and red items with a step due: both ranges
-        # come straight from these indexes, so a sweep with nothing due reads nothing.
-        Index("ix_task_node_sweep_due", "level", "done", "next_colour_change_on"),
+        # The incremental dispatch sweep reads only open action items whose next red-item step
+        # has fallen due (or whose day is unknown, NULL): the range comes straight from this
+        # index, so a sweep with nothing due reads nothing.
         Index("ix_task_node_action_due", "level", "done", "next_action_on"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -216,16 +216,12 @@ class TaskNode(Base):
     progress_percent: Mapped[int] = mapped_column(Integer, default=0)
     done: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     completed_at: Mapped[dt.datetime | None]
-    colour: Mapped[Colour] = enum_column(Colour, default=Colour.green)
-    colour_since: Mapped[dt.datetime | None]
     interview_requested_at: Mapped[dt.datetime | None]  # 约谈
     escalated_at: Mapped[dt.datetime | None]  # red past the window → leadership
-    # The first day on which the colour rule gives another colour (colours.next_colour_change);
-    # 9999-12-31 when only a progress report or a plan change can change it (red items);
-    # NULL when unknown (rows written before this column, or by code that does not set it):
-    # the next sweep recomputes it. Set wherever the colour is computed.
-    next_colour_change_on: Mapped[dt.date | None] = mapped_column(Date)
-    # The local day the next red-item step (约谈 interview, escalation) falls due; NULL if none.
+    # The local day the next red-item step falls due (colours.next_red_step_on): the first red
+    # day until the interview is requested, then the day the window ends, then 9999-12-31
+    # (colours.NEVER: escalated); NULL for a done item, or an open one not dated yet (the
+    # next sweep dates it).
     next_action_on: Mapped[dt.date | None] = mapped_column(Date)
 
 

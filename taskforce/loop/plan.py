@@ -10,7 +10,7 @@ from taskforce.clock import local_date
 from taskforce.context import Context
 from taskforce.errors import DomainError
 from taskforce.idempotency import fingerprint, previous_result, remember
-from taskforce.loop.colours import colour_of, next_colour_change, next_red_step_on
+from taskforce.loop.colours import next_red_step_on
 from taskforce.loop.forms import PlanForm, StepResult
 from taskforce.loop.models import Decision, DecisionStatus, Plan, Stage, TaskLevel, TaskNode
 from taskforce.loop.states import load_issue, move, require_step
@@ -106,16 +106,6 @@ def file_plan(
         session.add(node)
         session.flush()
         for item in sp.action_items:
-            start = item.start_date or today
-            rule = {
-                "percent": 0,
-                "done": False,
-                "start": start,
-                "due": item.due_date,
-                "today": today,
-                "rules": ctx.policy.progress,
-            }
-            colour = colour_of(**rule)
             session.add(
                 TaskNode(
                     plan_id=plan.id,
@@ -124,22 +114,16 @@ def file_plan(
                     level=TaskLevel.action_item,
                     title=item.title,
                     owner_unit_id=units[item.owner_unit].id,
-                    start_date=start,
+                    start_date=item.start_date or today,
                     due_date=item.due_date,
                     deliverable=item.deliverable,
-                    colour=colour,
-                    colour_since=now,
-                    # Filed with today's colour; the sweep reads it again on the day the
-                    # colour can next change, or at once if it is red (its interview is due).
-                    next_colour_change_on=next_colour_change(**rule),
+                    # The sweep reads it again on its first red day (the interview falls due).
                     next_action_on=next_red_step_on(
-                        colour=colour,
-                        colour_since=now,
+                        done=False,
+                        due=item.due_date,
                         interview_requested_at=None,
                         escalated_at=None,
-                        today=today,
                         rules=ctx.policy.progress,
-                        timezone=ctx.policy.timezone,
                     ),
                 )
             )

@@ -15,8 +15,8 @@ most overdue first; the full list is in the task cockpit. Items are grouped by t
 classification as well, so a secret issue's item never shares a message with an internal
 one: the outbox redacts per row (taskforce/notify/render.py).
 
-A progress report that turns one item red still sends its own per-item notice
-(taskforce/loop/feedback.py): that is one item, reported by an operator.
+A progress report on a red item whose interview the sweep has not requested yet sends its own
+per-item notice (taskforce/loop/feedback.py): that is one item, reported by an operator.
 """
 
 from __future__ import annotations
@@ -136,8 +136,8 @@ def _digest(
         "at": ctx.now(),
         "actor": actor,
         "action": action,
-        # The sweep of the day, as its recolouring entry: a channel not cleared for a secret
-        # digest sees only "dispatch sweep <day>", not which unit has overdue secret work.
+        # The sweep of the day: a channel not cleared for a secret digest sees only
+        # "dispatch sweep <day>", not which unit has overdue secret work.
         "subject_type": "sweep",
         "subject_id": ctx.today().isoformat(),
         "classification": classification,

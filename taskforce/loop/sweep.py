@@ -1,16 +1,15 @@
 """The weekly dispatch sweep (周调度) and the task cockpit (任务驾驶舱).
 
-Incremental and set-based. A colour changes only on a day known in advance (the due
-window opens, the time-proportional line passes the reported progress, the due day passes:
-`colours.next_colour_change`) or when progress is reported or a plan is filed, and those
-steps store the new date. Red-item steps (interview, escalation) likewise store the day they
-fall due (`next_action_on`). So the sweep reads only the open action items whose colour may
-change by today, or whose step is due, through an index: a second run with nothing changed
-reads nothing. Colours are computed as vectors, changed rows are written in bulk, every
-notification goes out once per cause.
+Incremental and set-based. An item's colour is derived from its dates and progress
+(taskforce/loop/colours.py), so the sweep writes no colours: what it does is take the
+red-item steps — the interview (约谈) on an item's first red day, the escalation once it has
+been red for the window — and each open item stores the day its next step falls due
+(`next_action_on`). So the sweep reads only the open action items whose step day has come,
+through an index: a second run with nothing changed reads nothing. Every notification goes
+out once per cause, in digests per owner unit.
 
-A full recompute (every open item) runs when the stored dates cannot be trusted: the first
-sweep after the migration (no `sweep_state`), a changed colour policy (its fingerprint
+A full recompute (every open item) runs when the stored days cannot be trusted: the first
+sweep after a migration (no `sweep_state`), a changed colour policy (its fingerprint
 differs) or a clock earlier than the last run.
 
 The cockpit and the deviation analysis read every open item; they are a report, built by
@@ -37,7 +36,7 @@ from taskforce.context import Context
 from taskforce.emergency.warnings import insert_warnings
 from taskforce.idempotency import CommandRecord
 from taskforce.loop import red_digest
-from taskforce.loop.colours import colours_frame, next_colour_change_frame
+from taskforce.loop.colours import colours_frame, next_red_step_days, red_since
 from taskforce.loop.models import (
     Colour,
     Issue,
@@ -71,7 +70,6 @@ NAT_DAY = np.datetime64("NaT", "D")
 class SweepResult:
     items: int = 0
     colours: dict[str, int] = field(default_factory=dict)
-    recoloured: int = 0
     newly_red: list[int] = field(default_factory=list)
     escalated: list[int] = field(default_factory=list)
     overdue_stages: list[dict] = field(default_factory=list)
@@ -85,7 +83,6 @@ class SweepResult:
         return {
             "items": self.items,
             "colours": self.colours,
-            "recoloured": self.recoloured,
             "newly_red": len(self.newly_red),
             "escalated": len(self.escalated),
             "overdue_stages": len(self.overdue_stages),
@@ -96,8 +93,7 @@ class SweepResult:
 
 
 def _days(values) -> np.ndarray:
-    """Dates as numpy days: date objects (PostgreSQL) or ISO text (SQLite); None → NaT.
-    numpy, not pandas: 9999-12-31 (colours.NEVER) is beyond pandas' nanosecond range."""
+    """Dates as numpy days: date objects (PostgreSQL) or ISO text (SQLite); None → NaT."""
     values = pd.Series(values).to_numpy(dtype=object, na_value=None)
     try:  # numpy parses ISO days and date objects itself, None as NaT
         return np.array(values, dtype="datetime64[D]")
@@ -119,33 +115,28 @@ ITEM_COLUMNS = (
     "due_date",
     "percent",
     "done",
-    "colour",
-    "colour_since",
     "interview_requested_at",
     "escalated_at",
-    "next_colour_change_on",
     "next_action_on",
 )
 _ITEM_SELECT = (
     "SELECT t.id, t.issue_id, t.title, t.owner_unit_id, t.start_date, t.due_date, "
-    "t.progress_percent, t.done, t.colour, t.colour_since, t.interview_requested_at, "
-    "t.escalated_at, t.next_colour_change_on, t.next_action_on "
+    "t.progress_percent, t.done, t.interview_requested_at, t.escalated_at, t.next_action_on "
     f"FROM {TaskNode.__tablename__} t JOIN {Issue.__tablename__} i ON i.id = t.issue_id "
     "WHERE t.level = {mark} AND t.done = {mark} AND i.stage = {mark}"
 )
-# Three index range reads (ix_task_node_sweep_due twice, ix_task_node_action_due) rather
-# than one OR, which SQLite answers by scanning every open item.
+# Two index range reads of ix_task_node_action_due rather than one OR, which SQLite answers
+# by scanning every open item.
 _DUE_BY = (
-    " AND t.next_colour_change_on <= {mark}",
-    " AND t.next_colour_change_on IS NULL",
     " AND t.next_action_on <= {mark}",
+    " AND t.next_action_on IS NULL",
 )
 
 
 def _as_dates(values: pd.Series) -> pd.Series:
     """A DATE column's values as SQLAlchemy's Date returns them: date objects (SQLite stores
     ISO text), None for NULL. Each distinct day converted once: there are few of them.
-    (next_colour_change_on and next_action_on stay raw: `_days` reads either form.)"""
+    (next_action_on stays raw: `_days` reads either form.)"""
     known = {
         v: dt.date.fromisoformat(v) if isinstance(v, str) else v for v in values.dropna().unique()
     }
@@ -158,7 +149,7 @@ def _as_dates(values: pd.Series) -> pd.Series:
 
 def _open_items(session: Session, due_by=None) -> pd.DataFrame:
     """Open action items of executing issues: all of them, or (`due_by` a day) only those
-    whose colour may change or whose red-item step falls due by that day.
+    whose red-item step falls due by that day (or whose day is not known).
 
     Read with the DBAPI cursor, each column converted once as a whole: SQLAlchemy's rows
     and per-value processing were half the cost of the sweep's read (the three datetime
@@ -189,8 +180,7 @@ def _open_items(session: Session, due_by=None) -> pd.DataFrame:
         for col in ("start_date", "due_date"):
             frame[col] = _as_dates(frame[col])
     frame["done"] = frame["done"].astype(bool)
-    frame["colour"] = frame["colour"].astype(str)
-    for col in ("colour_since", "interview_requested_at", "escalated_at"):
+    for col in ("interview_requested_at", "escalated_at"):
         frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
     frame["start_date"] = frame["start_date"].fillna(frame["due_date"])
     return frame
@@ -208,7 +198,7 @@ def dispatch_sweep(
     board: bool = True,
     full: bool = False,
 ) -> SweepResult:
-    """Recolour, interview and escalate red items, warn about overdue stages — incrementally.
+    """Interview and escalate red items, warn about overdue stages — incrementally.
 
     `board=True` also builds the cockpit, the deviation analysis and the colour counts over
     every open item (a report that reads them all); `full=True` forces a full recompute.
@@ -260,37 +250,19 @@ def _roomy_page_cache(session: Session):
 def _sweep_items(
     session: Session, ctx: Context, result: SweepResult, actor: str, *, full: bool
 ) -> None:
-    """Recolour the items that may change by today, take their red-item steps, write back."""
-    now, today = ctx.now(), ctx.today()
-    rules = ctx.policy.progress
+    """Take the red-item steps of the items whose step day has come, and write back."""
+    today = ctx.today()
     items = _open_items(session, due_by=None if full else today)
     result.examined = len(items)
     if len(items):
-        new = colours_frame(items, today, rules)
-        changed = new != items["colour"]
-        if changed.any():
-            ids = items.loc[changed, "id"].to_numpy()
-            colours = new[changed].to_numpy()
-            events.record(
-                session,
-                ctx.policy,
-                at=now,
-                actor=actor,
-                action="sweep.recoloured",
-                subject_type="sweep",
-                subject_id=today.isoformat(),
-                payload={"changes": {str(int(i)): c for i, c in zip(ids, colours, strict=True)}},
-            )
-            items.loc[changed, "colour_since"] = pd.Timestamp(now)
-            result.recoloured = int(changed.sum())
-        items["colour"] = new
+        items["colour"] = colours_frame(items, today, ctx.policy.progress)
         stepped = _handle_red(session, ctx, items, result, actor)
-        _write_items(session, ctx, items, changed.to_numpy() | stepped)
+        _write_items(session, ctx, items, stepped)
 
 
 def fill_board(session: Session, ctx: Context, result: SweepResult) -> SweepResult:
     """The report part of the weekly dispatch, over every open item: the cockpit, the
-    deviation analysis and the colour counts (the stored colours are today's after a sweep)."""
+    deviation analysis and the colour counts (of today)."""
     result.cockpit, result.deviation = cockpit(session, ctx)
     counts = result.cockpit["colour"].value_counts()
     result.items = len(result.cockpit)
@@ -298,37 +270,14 @@ def fill_board(session: Session, ctx: Context, result: SweepResult) -> SweepResu
     return result
 
 
-def next_red_step_days(items: pd.DataFrame, ctx: Context) -> np.ndarray:
-    """Vectorised colours.next_red_step_on over the sweep's frame (colours of today)."""
-    today = np.datetime64(ctx.today(), "D")
-    window = pd.Timedelta(days=ctx.policy.progress.red_escalation_days)
-    red = (items["colour"] == Colour.red.value).to_numpy()
-    no_interview = items["interview_requested_at"].isna().to_numpy()
-    since = items["colour_since"]
-    escalation_due = (
-        (since + window).dt.tz_convert(ctx.policy.timezone).dt.tz_localize(None)
-    ).to_numpy("datetime64[D]")
-    waiting = (
-        red & ~no_interview & items["escalated_at"].isna().to_numpy() & since.notna().to_numpy()
-    )
-    out = np.full(len(items), NAT_DAY)
-    out[waiting] = escalation_due[waiting]
-    out[red & no_interview] = today
-    return out
-
-
-def _write_items(session: Session, ctx: Context, items: pd.DataFrame, dirty: np.ndarray) -> None:
-    """Write back every read item whose colour, red-item steps or next dates changed, with
-    the driver's executemany, values formatted as numpy vectors. (SQLAlchemy's per-row
-    parameter processing was most of the cost of four separate bulk UPDATEs.)"""
-    change = next_colour_change_frame(items, ctx.today(), ctx.policy.progress, items["colour"])
-    change = change.to_numpy("datetime64[D]")
-    action = next_red_step_days(items, ctx)
-    stored_change = _days(items["next_colour_change_on"])
-    stored_action = _days(items["next_action_on"])
-    change_moved = ~((change == stored_change) | (np.isnat(change) & np.isnat(stored_change)))
-    action_moved = ~((action == stored_action) | (np.isnat(action) & np.isnat(stored_action)))
-    dirty = dirty | change_moved | action_moved
+def _write_items(session: Session, ctx: Context, items: pd.DataFrame, stepped: np.ndarray) -> None:
+    """Write back every read item whose red-item steps or step day changed, with the driver's
+    executemany, values formatted as numpy vectors. (SQLAlchemy's per-row parameter
+    processing was most of the cost of separate bulk UPDATEs.)"""
+    action = next_red_step_days(items, ctx.policy.progress)
+    stored = _days(items["next_action_on"])
+    moved = ~((action == stored) | (np.isnat(action) & np.isnat(stored)))
+    dirty = stepped | moved
     if not dirty.any():
         return
     sqlite = session.get_bind().dialect.name == "sqlite"
@@ -338,9 +287,7 @@ def _write_items(session: Session, ctx: Context, items: pd.DataFrame, dirty: np.
     chosen = chosen[np.argsort(items["id"].to_numpy()[chosen], kind="stable")]
     rows = items.iloc[chosen]
     values = {
-        "colour": rows["colour"].to_numpy(object),
         **{c: np.array(_driver_times(rows[c], sqlite), dtype=object) for c in _TIME_COLUMNS},
-        "next_colour_change_on": np.array(_driver_days(change[chosen]), dtype=object),
         "next_action_on": np.array(_driver_days(action[chosen]), dtype=object),
     }
     ids = rows["id"].astype("int64").to_numpy(object)
@@ -349,28 +296,13 @@ def _write_items(session: Session, ctx: Context, items: pd.DataFrame, dirty: np.
         if not sqlite:
             _write_items_postgresql(cursor, values, ids)
             return
-        # A next date is set only on the rows where it moved: the database then leaves that
-        # date's index alone for the other rows (an UPDATE rewrites the entries of every
-        # index whose columns it sets, changed or not).
-        for with_change in (True, False):
-            for with_action in (True, False):
-                group = (change_moved[chosen] == with_change) & (
-                    action_moved[chosen] == with_action
-                )
-                if not group.any():
-                    continue
-                names = ["colour", *_TIME_COLUMNS]
-                names += ["next_colour_change_on"] * with_change
-                names += ["next_action_on"] * with_action
-                sql = (
-                    f"UPDATE {TaskNode.__tablename__} SET "
-                    + ", ".join(f"{n} = ?" for n in names)
-                    + " WHERE id = ?"
-                )
-                cursor.executemany(
-                    sql,
-                    list(zip(*(values[n][group] for n in names), ids[group], strict=True)),
-                )
+        names = list(values)
+        cursor.executemany(
+            f"UPDATE {TaskNode.__tablename__} SET "
+            + ", ".join(f"{n} = ?" for n in names)
+            + " WHERE id = ?",
+            list(zip(*(values[n] for n in names), ids, strict=True)),
+        )
     finally:
         cursor.close()
 
@@ -380,9 +312,8 @@ def _write_items_postgresql(cursor, values: dict[str, np.ndarray], ids: np.ndarr
     (an executemany is a statement per row, even pipelined)."""
     names = list(values)
     cursor.execute(
-        "CREATE TEMPORARY TABLE sweep_item_write (id bigint PRIMARY KEY, colour varchar(32), "
-        "colour_since timestamptz, interview_requested_at timestamptz, "
-        "escalated_at timestamptz, next_colour_change_on date, next_action_on date) "
+        "CREATE TEMPORARY TABLE sweep_item_write (id bigint PRIMARY KEY, "
+        "interview_requested_at timestamptz, escalated_at timestamptz, next_action_on date) "
         "ON COMMIT DROP"
     )
     bulk.copy_rows(
@@ -401,7 +332,7 @@ def _write_items_postgresql(cursor, values: dict[str, np.ndarray], ids: np.ndarr
     cursor.execute("DROP TABLE sweep_item_write")
 
 
-_TIME_COLUMNS = ("colour_since", "interview_requested_at", "escalated_at")
+_TIME_COLUMNS = ("interview_requested_at", "escalated_at")
 
 
 def _driver_times(values: pd.Series, sqlite: bool) -> list:
@@ -457,15 +388,19 @@ def _handle_red(
     an orange warning each; announced in one digest per owner unit (taskforce/loop/
     red_digest.py). The frame's step columns are updated here and written by `_write_items`.
     Returns which rows stepped."""
-    now = ctx.now()
+    now, today = ctx.now(), np.datetime64(ctx.today(), "D")
     stepped = np.zeros(len(items), dtype=bool)
     red = items[items["colour"] == Colour.red.value]
     if red.empty:
         return stepped
-    window = pd.Timedelta(days=ctx.policy.progress.red_escalation_days)
     # By id: the digests and the warnings' ids then come out the same on every run.
     fresh = red[red["interview_requested_at"].isna()].sort_values("id")
-    overdue = red[red["escalated_at"].isna() & (red["colour_since"] <= pd.Timestamp(now) - window)]
+    # Red for the window (escalation_day), counted from the first red day, not from the
+    # sweep that saw it: a weekly sweep finds an item red for six days ready to escalate,
+    # and requests its interview in the same run.
+    window = np.timedelta64(ctx.policy.progress.red_escalation_days, "D")
+    escalation_due = pd.to_datetime(red["due_date"]).to_numpy("datetime64[D]") + 1 + window
+    overdue = red[red["escalated_at"].isna().to_numpy() & (escalation_due <= today)]
     overdue = overdue.sort_values("id")
     # Only the issues of items that need a notification: loading every red item's issue as
     # an ORM object cost seconds at 1,000,000 items (benchmarks/RESULTS.md).
@@ -487,8 +422,8 @@ def _handle_red(
     if not overdue.empty:
         items.loc[overdue.index, "escalated_at"] = pd.Timestamp(now)
         stepped[items.index.get_indexer(overdue.index)] = True
-        since = overdue["colour_since"].dt.tz_convert("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S")
-        escalated = _red_items(overdue, issues, since.fillna("").tolist())
+        since = [red_since(d).isoformat() if d is not None else "" for d in overdue["due_date"]]
+        escalated = _red_items(overdue, issues, since)
         warning_ids = insert_warnings(session, ctx, _escalation_warnings(ctx, escalated, actor))
         escalated = [
             i._replace(warning_id=warning_ids.get(_escalation_key(i.item_id))) for i in escalated

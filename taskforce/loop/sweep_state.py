@@ -1,5 +1,5 @@
-"""What the incremental dispatch sweep relies on: the colour policy the stored next-change
-dates were computed with.
+"""What the incremental dispatch sweep relies on: the colour policy the stored red-step days
+(`task_node.next_action_on`) were computed with.
 
 The sweep keeps a fingerprint of `progress.*` and `timezone` in `sweep_state` and recomputes
 every open item when the current policy's differs. A progress report or a plan filed under a
@@ -23,14 +23,15 @@ UNKNOWN = ""  # a fingerprint no policy has: the next sweep recomputes everythin
 
 
 def policy_fingerprint(policy: Policy) -> str:
-    """What the stored next-change dates depend on: the colour rule's thresholds and the
-    timezone that decides "today". Another fingerprint means a full recompute."""
+    """What the stored step days depend on: the colour rule's thresholds (the escalation
+    window among them) and the timezone that decides "today". Another fingerprint means a
+    full recompute."""
     basis = {"progress": policy.progress.model_dump(mode="json"), "timezone": policy.timezone}
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
 
 def dates_written(session: Session, policy: Policy) -> None:
-    """Call where next-change dates are stored outside the sweep (progress, plans)."""
+    """Call where step days are stored outside the sweep (progress, plans)."""
     state = session.get(SweepState, STATE_ID)
     if state is not None and state.policy_fingerprint not in (policy_fingerprint(policy), UNKNOWN):
         state.policy_fingerprint = UNKNOWN

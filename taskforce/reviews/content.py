@@ -15,10 +15,11 @@ from sqlalchemy.orm import aliased
 from taskforce.budget.models import AuditFinding, BudgetLine, LedgerEntry
 from taskforce.bulk import chunks
 from taskforce.kpi.frames import days, flags, instants, raw_frame
+from taskforce.loop.colours import colour_sql
 from taskforce.loop.models import Colour, Evaluation, Issue, Plan, Stage, TaskLevel, TaskNode
 from taskforce.money import to_yuan
 from taskforce.org.models import Unit
-from taskforce.policy.schema import Classification, Policy
+from taskforce.policy.schema import Classification, Policy, Progress
 from taskforce.registers.models import CaseLesson, Milestone, Risk
 from taskforce.registers.service import risk_colour
 from taskforce.reports.audience import cleared_for
@@ -82,14 +83,16 @@ def overdue_issues(conn, policy: Policy, audience: Classification, now: dt.datet
     return rows
 
 
-def lagging_items(conn, audience: Classification) -> list[dict]:
+def lagging_items(conn, audience: Classification, today: dt.date, progress: Progress) -> list[dict]:
+    """Open action items that are red or yellow today (colours.colour_sql), red first."""
+    colour = colour_sql(today, progress)
     rows = _records(
         conn,
         select(
             Issue.number,
             Issue.classification,
             TaskNode.title,
-            TaskNode.colour,
+            colour.label("colour"),
             TaskNode.due_date,
             TaskNode.progress_percent.label("progress"),
             Unit.name.label("unit_zh"),
@@ -100,10 +103,10 @@ def lagging_items(conn, audience: Classification) -> list[dict]:
         .where(
             TaskNode.level == TaskLevel.action_item,
             TaskNode.done.is_(False),
-            TaskNode.colour.in_([Colour.red, Colour.yellow]),
+            colour.in_([Colour.red.value, Colour.yellow.value]),
             Issue.classification.in_(cleared_for(audience)),
         )
-        .order_by(TaskNode.colour, TaskNode.due_date, TaskNode.id),
+        .order_by(TaskNode.due_date, TaskNode.id),
     )
     for r in rows:
         r["due"] = _day(r.pop("due_date"))
@@ -268,9 +271,16 @@ def issues_by_number(conn, numbers: list[str], audience: Classification) -> list
 
 
 def task_ledger(
-    conn, audience: Classification, period: Period | None = None, *, timezone: str = "UTC"
+    conn,
+    audience: Classification,
+    period: Period | None = None,
+    *,
+    today: dt.date,
+    progress: Progress,
+    timezone: str = "UTC",
 ) -> pd.DataFrame:
-    """任务台账: the task nodes of the issues the audience may read.
+    """任务台账: the task nodes of the issues the audience may read, with today's colours
+    (colours.colour_sql; goals and sub-projects show their open items' worst).
 
     With a period, only the period's items (the review's ledger, a meeting document): nodes
     due in the period (first_day <= due_date <= last_day) or completed in it (completed_at
@@ -301,7 +311,7 @@ def task_ledger(
             TaskNode.progress_percent.label("progress"),
             TaskNode.done,
             TaskNode.completed_at.label("completed"),
-            TaskNode.colour,
+            colour_sql(today, progress).label("colour"),
             # Which plan: a loop-back files a new plan, and the old one's rows stay listed.
             Plan.round.label("plan_round"),
         )
@@ -316,7 +326,7 @@ def task_ledger(
     frame["progress"] = pd.to_numeric(frame["progress"])
     frame["done"] = flags(frame["done"])
     frame["completed"] = instants(frame["completed"])
-    _roll_up(conn, frame)
+    _roll_up(conn, frame, colour_sql(today, progress))
     frame["plan_round"] = pd.to_numeric(frame["plan_round"])
     # A finished row has no light: its last colour (green, or the red it was late with)
     # would read as a state it is no longer in.
@@ -327,7 +337,7 @@ def task_ledger(
 _COLOUR_OF_RANK = {0: Colour.green.value, 1: Colour.yellow.value, 2: Colour.red.value}
 
 
-def _roll_up(conn, frame: pd.DataFrame) -> None:
+def _roll_up(conn, frame: pd.DataFrame, colour) -> None:
     """Goals and sub-projects carry no progress of their own (only action items are
     reported on): their rows show their action items' — mean progress, done when every one
     is done (completed with the last), and the worst colour among the open ones.
@@ -352,8 +362,8 @@ def _roll_up(conn, frame: pd.DataFrame) -> None:
     worst_open = func.max(
         case(
             (TaskNode.done.is_(True), 0),
-            (TaskNode.colour == Colour.red, 2),
-            (TaskNode.colour == Colour.yellow, 1),
+            (colour == Colour.red.value, 2),
+            (colour == Colour.yellow.value, 1),
             else_=0,
         )
     )

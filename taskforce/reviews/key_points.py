@@ -19,7 +19,7 @@ from taskforce.bulk import chunks
 from taskforce.emergency.models import EarlyWarning, WarningStatus
 from taskforce.kpi.compute import KpiSet
 from taskforce.kpi.frames import Frames
-from taskforce.loop.models import Colour, Issue, Stage, TaskLevel, TaskNode
+from taskforce.loop.models import Issue, Stage, TaskLevel, TaskNode
 from taskforce.money import format_yuan
 from taskforce.reports.i18n import Translate
 from taskforce.reports.render import fmt_kpi, fmt_percent
@@ -28,19 +28,22 @@ from taskforce.reviews.periods import Period, share_of_year
 WARNING_COLOURS = ("red", "orange", "yellow")
 
 
-def open_matters(conn: Connection, now: dt.datetime) -> dict:
-    """What the key points count beyond the KPI frames, as of `now`: how many open red items
-    have an interview (约谈) requested and how many were escalated to the leadership group;
+def open_matters(conn: Connection, now: dt.datetime, today: dt.date) -> dict:
+    """What the key points count beyond the KPI frames, as of `now` (local day `today`): the
+    open red items (due before today: colours.colour_of), how many of them have an
+    interview (约谈) requested and how many were escalated to the leadership group;
     the open warnings past their deadline by colour, and how many of them concern an item
     already done or an issue already closed (the warning was never closed: the meeting
     should close it, not chase its subject)."""
-    interviewed, escalated = conn.execute(
+    red, interviewed, escalated = conn.execute(
         select(
-            func.count(TaskNode.interview_requested_at), func.count(TaskNode.escalated_at)
+            func.count(),
+            func.count(TaskNode.interview_requested_at),
+            func.count(TaskNode.escalated_at),
         ).where(
             TaskNode.level == TaskLevel.action_item,
             TaskNode.done.is_(False),
-            TaskNode.colour == Colour.red,
+            TaskNode.due_date < today,  # red (taskforce/loop/colours.py)
         )
     ).one()
     # Escalated warnings were acted on; only open ones past their deadline are late.
@@ -72,6 +75,7 @@ def open_matters(conn: Connection, now: dt.datetime) -> dict:
         )
     by_colour = Counter(str(getattr(c, "value", c)) for c, _, _ in late)
     return {
+        "red": int(red),
         "interviewed": int(interviewed),
         "escalated": int(escalated),
         "warnings_late": dict(by_colour),
@@ -79,15 +83,12 @@ def open_matters(conn: Connection, now: dt.datetime) -> dict:
     }
 
 
-def attention_counts(frames: Frames, matters: dict, now: dt.datetime) -> dict:
-    """The counts behind the key points as of `now`: open red items (from the review's
-    frames), unresolved real emergencies, and `matters` (open_matters)."""
-    tasks = frames.tasks
-    red = tasks[~tasks["done"] & (tasks["colour"] == Colour.red.value)]
+def attention_counts(frames: Frames, matters: dict) -> dict:
+    """The counts behind the key points: unresolved real emergencies (from the review's
+    frames), and `matters` (open_matters: the red items among them)."""
     emergencies = frames.emergencies
     return {
         **matters,
-        "red": len(red),
         "emergencies_open": int(
             (emergencies["resolved_at"].isna() & ~emergencies["is_drill"]).sum()
         ),

@@ -13,6 +13,7 @@ the charts and the HTML on a second core, and the KPI sheet, known last, is writ
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import multiprocessing
 import os
 import resource
@@ -28,7 +29,7 @@ from sqlalchemy import Engine, create_engine, event
 
 from taskforce.errors import DomainError
 from taskforce.kpi.compute import BY_CODE, KpiSet
-from taskforce.policy.schema import Classification
+from taskforce.policy.schema import Classification, Progress
 from taskforce.reports.i18n import translator
 from taskforce.reports.workbook import LaterSheet, SheetView, write_workbooks
 from taskforce.reviews import content
@@ -140,11 +141,19 @@ def _shown(value: float | None, percent: bool) -> float | None:
 
 
 def read_period_ledgers(
-    conn, period: Period, audience: Classification, timezone: str
+    conn,
+    period: Period,
+    audience: Classification,
+    timezone: str,
+    today: dt.date,
+    progress: Progress,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The period's task nodes (due or completed in it) and ledger entries (dated in it)."""
+    """The period's task nodes (due or completed in it, with today's colours) and ledger
+    entries (dated in it)."""
     return (
-        content.task_ledger(conn, audience, period, timezone=timezone),
+        content.task_ledger(
+            conn, audience, period, today=today, progress=progress, timezone=timezone
+        ),
         content.budget_ledger(conn, period, audience),
     )
 
@@ -203,7 +212,7 @@ def export_ledger(
     t = translator(locale)
     with readers(engine) as reader, reader.connect() as conn:
         if ledger == "tasks":
-            frame = content.task_ledger(conn, aud)
+            frame = content.task_ledger(conn, aud, today=ctx.today(), progress=ctx.policy.progress)
             sheet = task_sheet(frame, locale)
         else:
             frame = content.budget_ledger(conn, None, aud)
@@ -233,6 +242,8 @@ class _Order:
     period: Period
     audience: Classification
     timezone: str
+    today: dt.date  # the colours' day
+    progress: Progress  # the colour rule's thresholds
     paths: dict[str, Path]  # locale -> workbook
 
 
@@ -259,9 +270,9 @@ class WorkbookJob:
     def start(
         cls,
         engine: Engine,
+        ctx,
         period: Period,
         audience: Classification,
-        timezone: str,
         paths: dict[str, Path],
     ) -> WorkbookJob | None:
         """The job, or None where a child cannot open the database (in-memory SQLite)."""
@@ -269,7 +280,10 @@ class WorkbookJob:
         if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
             return None
         address = url.render_as_string(hide_password=False)
-        return cls(_Order(address, period, audience, timezone, paths))
+        policy = ctx.policy
+        return cls(
+            _Order(address, period, audience, policy.timezone, ctx.today(), policy.progress, paths)
+        )
 
     def send(self, kpis: dict[str, pd.DataFrame]) -> None:
         """Hand over the KPI sheets (by locale): the child completes the workbooks."""
@@ -322,7 +336,7 @@ def _child(order: _Order, pipe) -> None:
         try:
             with readers(engine) as reader, reader.connect() as conn:
                 tasks, budget = read_period_ledgers(
-                    conn, order.period, order.audience, order.timezone
+                    conn, order.period, order.audience, order.timezone, order.today, order.progress
                 )
         finally:
             engine.dispose()

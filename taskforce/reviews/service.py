@@ -196,10 +196,17 @@ def _read_all(
         big = [on_connection(read_frames, names) for names in _BIG_FRAMES]
         # Beside the big reads, not in the 1,000,000-row items frame: two more columns there
         # cost more than this query of the red items alone (benchmarks/RESULTS.md, session 8).
-        matters = on_connection(open_matters, ctx.now())
+        matters = on_connection(open_matters, ctx.now(), ctx.today())
         pending = (
             {
-                "task_ledger": on_connection(content.task_ledger, audience, period, timezone=tz),
+                "task_ledger": on_connection(
+                    content.task_ledger,
+                    audience,
+                    period,
+                    today=ctx.today(),
+                    progress=ctx.policy.progress,
+                    timezone=tz,
+                ),
                 "budget_ledger": on_connection(content.budget_ledger, period, audience),
             }
             if ledgers
@@ -241,7 +248,7 @@ def gather(
                     kpiset.kpis[code].value = value
         previous = history[-2].values() if len(history) > 1 else {}
         compare(history[-1], previous)
-    lists["attention"] = attention_counts(frames, lists.pop("matters"), now)
+    lists["attention"] = attention_counts(frames, lists.pop("matters"))
     return ReviewData(period=period, audience=audience, history=history, frames=frames, lists=lists)
 
 
@@ -253,7 +260,11 @@ def report_lists(conn, ctx: Context, period: Period, audience: Classification) -
     alone are hundreds of thousands of rows that a quarterly report would read and drop.
     """
     policy, now, shown = ctx.policy, ctx.now(), set(SECTIONS[period.kind])
-    lagging = content.lagging_items(conn, audience) if shown & {"lagging", "reallocation"} else []
+    lagging = (
+        content.lagging_items(conn, audience, ctx.today(), policy.progress)
+        if shown & {"lagging", "reallocation"}
+        else []
+    )
     return {
         "overdue": content.overdue_issues(conn, policy, audience, now)
         if "overdue" in shown
@@ -644,7 +655,7 @@ def start_workbooks(
     if not (workbook_process and locales):
         return None
     paths = workbook_paths(period, audience, locales, out_dir)
-    return ledgers_module.WorkbookJob.start(engine, period, audience, ctx.policy.timezone, paths)
+    return ledgers_module.WorkbookJob.start(engine, ctx, period, audience, paths)
 
 
 def run_review(

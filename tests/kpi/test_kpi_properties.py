@@ -63,7 +63,7 @@ def _frames(issues: list[dict], items: list[dict]) -> Frames:
             "due_date": pd.to_datetime([r["due_date"] for r in items]),
             "done": [r["completed_at"] is not None for r in items],
             "completed_at": pd.to_datetime([r["completed_at"] for r in items], utc=True),
-            "colour": ["green"] * len(items),
+            "percent": [0] * len(items),
         }
     )
     utc = "datetime64[ns, UTC]"

@@ -5,6 +5,8 @@ The typed reads they replaced are kept here as the reference."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pandas as pd
 import pytest
 from sqlalchemy.orm import Session
@@ -18,12 +20,16 @@ from taskforce.kpi.frames import (
     _queries,
     load_frames,
 )
+from taskforce.loop.colours import colour_sql
+from taskforce.policy import load_policy
 from taskforce.policy.schema import Classification
 from taskforce.reviews import content
 from taskforce.reviews.periods import parse_period
 from tests.reviews import factories as f
 
 NOW = f.utc(2026, 12, 1, 1)
+TODAY = dt.date(2026, 12, 1)  # NOW in Shanghai: the ledgers' colours are today's
+RULES = load_policy().progress
 
 
 def typed_frames(conn) -> Frames:
@@ -94,7 +100,7 @@ def test_raw_ledgers_equal_the_typed_ledgers(dataset):
     period = parse_period("monthly", "2026-11")
     for audience in Classification:
         with dataset.connect() as conn:
-            tasks = content.task_ledger(conn, audience)
+            tasks = content.task_ledger(conn, audience, today=TODAY, progress=RULES)
             budget = content.budget_ledger(conn, period, audience)
             typed_tasks = pd.read_sql(
                 select(
@@ -109,7 +115,7 @@ def test_raw_ledgers_equal_the_typed_ledgers(dataset):
                     TaskNode.progress_percent.label("progress"),
                     TaskNode.done,
                     TaskNode.completed_at.label("completed"),
-                    TaskNode.colour,
+                    colour_sql(TODAY, RULES).label("colour"),
                     Plan.round.label("plan_round"),
                 )
                 .join(Issue, Issue.id == TaskNode.issue_id)
@@ -142,7 +148,7 @@ def test_raw_ledgers_equal_the_typed_ledgers(dataset):
                 .order_by(LedgerEntry.entry_date, LedgerEntry.id),
                 conn,
             )
-        for col in ("level", "colour"):
+        for col in ("level",):
             typed_tasks[col] = typed_tasks[col].map(lambda v: None if v is None else str(v))
         typed_tasks["completed"] = pd.to_datetime(typed_tasks["completed"], utc=True)
         typed_tasks.loc[typed_tasks["done"].astype(bool), "colour"] = None  # done: no light

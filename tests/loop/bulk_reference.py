@@ -15,14 +15,13 @@ from sqlalchemy.orm import Session
 from taskforce.context import Context
 from taskforce.emergency.models import EarlyWarning, WarningColour, WarningStatus
 from taskforce.emergency.warnings import _raised_event
-from taskforce.loop.colours import next_colour_change_frame
+from taskforce.loop.colours import next_red_step_days
 from taskforce.loop.models import Issue, Stage, TaskLevel, TaskNode
 from taskforce.loop.sweep import (
     _TIME_COLUMNS,
     _days,
     _driver_days,
     _driver_times,
-    next_red_step_days,
 )
 from taskforce.notify.models import DeliveryStatus, OutboxMessage
 from taskforce.notify.outbox import audiences_for
@@ -234,20 +233,18 @@ def _item_columns():
         TaskNode.due_date,
         TaskNode.progress_percent.label("percent"),
         TaskNode.done,
-        TaskNode.colour,
         # Raw values, parsed below in one vectorised pass: SQLAlchemy's per-value datetime
         # processing was a third of reading 1,000,000 items.
-        type_coerce(TaskNode.colour_since, String).label("colour_since"),
         type_coerce(TaskNode.interview_requested_at, String).label("interview_requested_at"),
         type_coerce(TaskNode.escalated_at, String).label("escalated_at"),
-        type_coerce(TaskNode.next_colour_change_on, String).label("next_colour_change_on"),
         type_coerce(TaskNode.next_action_on, String).label("next_action_on"),
     )
 
 
 def open_items(session: Session, due_by=None) -> pd.DataFrame:
     """Open action items of executing issues: all of them, or (`due_by` a day) only those
-    whose colour may change or whose red-item step falls due by that day."""
+    whose red-item step falls due by that day (or is not dated). (Updated with the colours
+    derived, migration 0008: the same read over the columns that remain.)"""
     base = (
         select(*_item_columns())
         .join(Issue, Issue.id == TaskNode.issue_id)
@@ -260,51 +257,39 @@ def open_items(session: Session, due_by=None) -> pd.DataFrame:
     if due_by is None:
         queries = [base]
     else:
-        # Three index range reads (ix_task_node_sweep_due twice, ix_task_node_action_due)
-        # rather than one OR, which SQLite answers by scanning every open item.
         queries = [
-            base.where(TaskNode.next_colour_change_on <= due_by),
-            base.where(TaskNode.next_colour_change_on.is_(None)),
             base.where(TaskNode.next_action_on <= due_by),
+            base.where(TaskNode.next_action_on.is_(None)),
         ]
     frames = [pd.read_sql(q, session.connection()) for q in queries]
     frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     frame = frame.drop_duplicates("id", ignore_index=True)
-    frame["colour"] = frame["colour"].astype(str).str.replace("Colour.", "", regex=False)
-    for col in ("colour_since", "interview_requested_at", "escalated_at"):
+    for col in ("interview_requested_at", "escalated_at"):
         frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
     frame["start_date"] = frame["start_date"].fillna(frame["due_date"])
     return frame
 
 
 def write_items(session: Session, ctx: Context, items: pd.DataFrame, dirty: np.ndarray) -> None:
-    """Write back every read item whose colour, red-item steps or next dates changed: one
-    executemany through the driver, values formatted as numpy vectors. (SQLAlchemy's
-    per-row parameter processing was most of the cost of four separate bulk UPDATEs.)"""
-    change = next_colour_change_frame(items, ctx.today(), ctx.policy.progress, items["colour"])
-    change = change.to_numpy("datetime64[D]")
-    action = next_red_step_days(items, ctx)
-    stored_change = _days(items["next_colour_change_on"])
+    """Write back every read item whose red-item steps or step day changed: one executemany
+    through the driver, every column set on every row."""
+    action = next_red_step_days(items, ctx.policy.progress)
     stored_action = _days(items["next_action_on"])
-    moved = ~((change == stored_change) | (np.isnat(change) & np.isnat(stored_change))) | ~(
-        (action == stored_action) | (np.isnat(action) & np.isnat(stored_action))
-    )
+    moved = ~((action == stored_action) | (np.isnat(action) & np.isnat(stored_action)))
     dirty = dirty | moved
     if not dirty.any():
         return
     sqlite = session.get_bind().dialect.name == "sqlite"
     rows = items.loc[dirty]
     columns = [
-        rows["colour"].to_numpy(object),
         *(_driver_times(rows[c], sqlite) for c in _TIME_COLUMNS),
-        _driver_days(change[dirty]),
         _driver_days(action[dirty]),
         rows["id"].astype("int64").to_numpy(object),
     ]
     mark = "?" if sqlite else "%s"
     sql = (
-        f"UPDATE task_node SET colour = {mark}, "
+        "UPDATE task_node SET "
         + "".join(f"{c} = {mark}, " for c in _TIME_COLUMNS)
-        + f"next_colour_change_on = {mark}, next_action_on = {mark} WHERE id = {mark}"
+        + f"next_action_on = {mark} WHERE id = {mark}"
     )
     session.connection().exec_driver_sql(sql, list(zip(*columns, strict=True)))

@@ -308,7 +308,7 @@ def test_open_items_reads_what_the_typed_select_read(engine, policy, clock):
     _scene(loop, random.Random(5), issues=2, items=5)
     with unit_of_work(engine) as s:  # items with and without red-item steps and dates
         s.connection().exec_driver_sql(
-            "UPDATE task_node SET next_colour_change_on = NULL WHERE MOD(id, 3) = 0"
+            "UPDATE task_node SET next_action_on = NULL WHERE MOD(id, 3) = 0"
         )
     ctx = loop.ctx
     for due_by in (None, ctx.today(), ctx.today() + dt.timedelta(days=30)):
@@ -364,10 +364,7 @@ def test_the_fast_encoders_refuse_what_the_slow_ones_refuse():
 
 
 def _item_rows(session) -> dict[str, list[tuple]]:
-    columns = (
-        "id, colour, colour_since, interview_requested_at, escalated_at, "
-        "next_colour_change_on, next_action_on"
-    )
+    columns = "id, interview_requested_at, escalated_at, next_action_on"
     raw = [
         tuple(r)
         for r in session.connection().exec_driver_sql(
@@ -379,11 +376,8 @@ def _item_rows(session) -> dict[str, list[tuple]]:
         for r in session.execute(
             select(
                 TaskNode.id,
-                TaskNode.colour,
-                TaskNode.colour_since,
                 TaskNode.interview_requested_at,
                 TaskNode.escalated_at,
-                TaskNode.next_colour_change_on,
                 TaskNode.next_action_on,
             ).order_by(TaskNode.id)
         )
@@ -393,17 +387,17 @@ def _item_rows(session) -> dict[str, list[tuple]]:
 
 @pytest.mark.slow
 def test_item_write_back_stores_what_the_single_update_stored(engine, policy, clock):
-    """The grouped (SQLite) and COPY + UPDATE … FROM (PostgreSQL) write-back leaves every item
-    row as the single executemany did, for varied days, colours, steps and dirty rows."""
+    """The executemany (SQLite) and COPY + UPDATE … FROM (PostgreSQL) write-back leaves every
+    item row as a plain executemany of every column does, for varied days, steps and dirty
+    rows."""
     from taskforce.clock import ManualClock
-    from taskforce.loop.colours import colours_frame
     from taskforce.loop.sweep import _write_items
 
     loop = Loop(engine, Context(policy=policy, clock=clock))
     _scene(loop, random.Random(8), issues=2, items=6)
     with unit_of_work(engine) as s:  # some stored dates unknown, some red-item steps taken
         s.connection().exec_driver_sql(
-            "UPDATE task_node SET next_colour_change_on = NULL WHERE MOD(id, 4) = 0"
+            "UPDATE task_node SET next_action_on = NULL WHERE MOD(id, 4) = 0"
         )
     for days in (0, 3, 17, 40, 75):
         ctx = Context(policy=policy, clock=ManualClock(clock.now() + dt.timedelta(days=days)))
@@ -414,15 +408,11 @@ def test_item_write_back_stores_what_the_single_update_stored(engine, policy, cl
             session.begin()
             try:
                 items = _open_items(session)
-                new = colours_frame(items, ctx.today(), policy.progress)
-                changed = (new != items["colour"]).to_numpy()
-                items.loc[changed, "colour_since"] = now
-                items["colour"] = new
                 picks = random.Random(days)  # the same steps for both writers
                 for col in ("interview_requested_at", "escalated_at"):
                     step = [picks.random() < 0.3 for _ in range(len(items))]
                     items.loc[step, col] = now
-                dirty = changed | np.array([picks.random() < 0.2 for _ in range(len(items))])
+                dirty = np.array([picks.random() < 0.2 for _ in range(len(items))])
                 write(session, ctx, items, dirty)
                 outcomes.append(_item_rows(session))
             finally:

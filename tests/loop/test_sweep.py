@@ -105,21 +105,22 @@ def _sweep(loop):
         return dispatch_sweep(s, loop.ctx)
 
 
-def test_sweep_recolours_warns_once_and_escalates(loop, engine, clock):
+def test_sweep_interviews_red_items_once_and_escalates(loop, engine, clock):
     r = loop.report()
     loop.coordinate(r.issue_number)
     loop.plan(r.issue_number, items=3, due_in=10)
     first = _sweep(loop)
-    assert first.items == 3 and first.colours["green"] == 3 and first.recoloured == 0
-    clock.advance(days=12)  # past due
+    assert first.items == 3 and first.colours["green"] == 3 and first.newly_red == []
+    assert first.full  # the first sweep reads every open item (no sweep state yet)
+    clock.advance(days=12)  # past due: red since due + 1, yesterday
     second = _sweep(loop)
-    assert second.colours["red"] == 3 and len(second.newly_red) == 3 and second.recoloured == 3
+    assert second.colours["red"] == 3 and len(second.newly_red) == 3 and second.escalated == []
     outbox = _count(engine, OutboxMessage)
     trail = _count(engine, TrailEntry)
     third = _sweep(loop)  # nothing changed: nothing sent, nothing written
-    assert third.recoloured == 0 and third.newly_red == [] and third.escalated == []
+    assert third.newly_red == [] and third.escalated == [] and third.examined == 0
     assert _count(engine, OutboxMessage) == outbox and _count(engine, TrailEntry) == trail
-    clock.advance(days=5)  # red for exactly the window: escalates (<=)
+    clock.advance(days=4)  # due + 6: red for the window (5 days since due + 1), escalates
     fourth = _sweep(loop)
     assert len(fourth.escalated) == 3
     assert _count(engine, EarlyWarning) == 3
@@ -141,10 +142,27 @@ def test_sweep_red_not_escalated_one_day_before_window(loop, clock):
     r = loop.report()
     loop.coordinate(r.issue_number)
     loop.plan(r.issue_number, items=1, due_in=10)
-    clock.advance(days=11)
+    clock.advance(days=10)  # the due day: yellow, no step yet
+    assert _sweep(loop).newly_red == []
+    clock.advance(days=1)  # due + 1, the first red day: the interview
     assert len(_sweep(loop).newly_red) == 1
-    clock.advance(days=4, hours=23)
+    clock.advance(days=4)  # red for 4 days of 5
     assert _sweep(loop).escalated == []
+    clock.advance(days=1)  # red for 5: escalated
+    assert len(_sweep(loop).escalated) == 1
+
+
+def test_a_weekly_sweep_that_finds_an_item_red_past_the_window_interviews_and_escalates(
+    loop, clock
+):
+    """Red is counted from the first red day, not from the sweep that saw it: an item red for
+    six days when the weekly sweep runs goes to the leadership group in that run."""
+    r = loop.report()
+    loop.coordinate(r.issue_number)
+    loop.plan(r.issue_number, items=1, due_in=10)
+    clock.advance(days=16)  # due + 6
+    result = _sweep(loop)
+    assert len(result.newly_red) == 1 and result.escalated == result.newly_red
 
 
 def test_overdue_stage_warned_once(loop, engine, clock):

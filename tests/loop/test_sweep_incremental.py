@@ -1,14 +1,29 @@
-"""The incremental dispatch sweep: exact next-change dates, same answer as a full sweep,
-nothing read or written when nothing is due, a full recompute when the colour policy changes."""
+"""Derived colours and the incremental dispatch sweep: the colour rule is the same in Python,
+pandas and SQL on every input; the sweep reads only items whose red-item step is due, leaves
+what a full sweep would, reads and writes nothing when nothing is due, and recomputes every
+open item when the colour policy changes."""
 
 import datetime as dt
 import random
 
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select, update
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from taskforce.context import Context
 from taskforce.db import unit_of_work
@@ -16,12 +31,15 @@ from taskforce.loop import plan as pl
 from taskforce.loop.colours import (
     NEVER,
     colour_of,
-    next_colour_change,
-    next_colour_change_frame,
+    colour_sql,
+    colours_frame,
+    escalation_day,
+    next_red_step_days,
     next_red_step_on,
+    red_since,
 )
 from taskforce.loop.forms import ActionItemInput, PlanForm, SubProjectInput
-from taskforce.loop.models import Colour, SweepState, TaskLevel, TaskNode
+from taskforce.loop.models import SweepState, TaskLevel, TaskNode
 from taskforce.loop.sweep import dispatch_sweep, policy_fingerprint
 from taskforce.notify.models import OutboxMessage
 from taskforce.policy.schema import Progress
@@ -39,119 +57,151 @@ rules_strategy = st.builds(
 )
 
 
-# ---------------------------------------------------------------- the next-change date
+# ---------------------------------------------------------------- one rule, three shapes
 
-
-def _colour(percent, start, due, day, rules):
-    return colour_of(percent=percent, done=False, start=start, due=due, today=day, rules=rules)
-
-
-@settings(max_examples=400, deadline=None)
-@given(
-    start=st.dates(D(2025, 1, 1), D(2027, 1, 1)),
-    span=st.integers(-5, 400),
-    offset=st.integers(-60, 450),
-    percent=st.integers(0, 100),
-    rules=rules_strategy,
+# A table of just the columns the rule reads: the SQL form is checked on the database itself.
+_ITEMS = Table(
+    "colour_rule_probe",
+    MetaData(),
+    Column("id", Integer, primary_key=True),
+    Column("level", String(32)),
+    Column("start_date", Date),
+    Column("due_date", Date),
+    Column("progress_percent", Integer),
+    Column("done", Boolean),
 )
-def test_next_change_is_the_first_day_the_colour_changes(start, span, offset, percent, rules):
-    due = start + dt.timedelta(days=span)
-    today = start + dt.timedelta(days=offset)
-    now = _colour(percent, start, due, today, rules)
-    change = next_colour_change(
-        percent=percent, done=False, start=start, due=due, today=today, rules=rules
-    )
-    assert change is not None and change > today
-    # Every day before the change keeps today's colour; walk past the due day when it never changes.
-    horizon = change if change != NEVER else max(today, due) + dt.timedelta(days=30)
-    day = today
-    while day < horizon:
-        assert _colour(percent, start, due, day, rules) == now, day
-        day += dt.timedelta(days=1)
-    if change != NEVER:
-        assert _colour(percent, start, due, change, rules) != now
-    else:
-        assert now == Colour.red
+
+item_rows = st.lists(
+    st.tuples(
+        st.dates(D(2025, 1, 1), D(2027, 1, 1)),  # start
+        st.integers(-5, 400),  # span (a due day before the start is a plan error, still ruled)
+        st.integers(0, 100),  # percent
+        st.booleans(),  # done
+    ),
+    min_size=1,
+    max_size=25,
+)
 
 
-def test_next_change_boundaries():
-    start, due = D(2026, 3, 1), D(2026, 3, 31)  # 30 days, window of 3 days
-    # 0 % done: 15 points behind after 4.5 days → yellow from day 5 (2026-03-06).
-    assert next_colour_change(
-        percent=0, done=False, start=start, due=due, today=D(2026, 3, 5), rules=RULES
-    ) == D(2026, 3, 6)
-    assert _colour(0, start, due, D(2026, 3, 5), RULES) == Colour.green
-    assert _colour(0, start, due, D(2026, 3, 6), RULES) == Colour.yellow
-    # Exactly on the line (span 40, 50 % at day 20, 35 % done): yellow that day, not the next.
-    s2, d2 = D(2026, 3, 1), D(2026, 4, 10)
-    assert next_colour_change(
-        percent=35, done=False, start=s2, due=d2, today=D(2026, 3, 20), rules=RULES
-    ) == D(2026, 3, 21)
-    # 90 % done: never behind; the due window (3 days) opens on 03-28.
-    assert next_colour_change(
-        percent=90, done=False, start=start, due=due, today=D(2026, 3, 10), rules=RULES
-    ) == D(2026, 3, 28)
-    # Yellow turns red the day after the due day; red never changes; done is never swept.
-    assert next_colour_change(
-        percent=90, done=False, start=start, due=due, today=D(2026, 3, 31), rules=RULES
-    ) == D(2026, 4, 1)
-    assert (
-        next_colour_change(
-            percent=90, done=False, start=start, due=due, today=D(2026, 4, 1), rules=RULES
+@pytest.fixture
+def probe(engine):
+    _ITEMS.create(engine)
+    yield engine
+    _ITEMS.drop(engine)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rows=item_rows, today=st.dates(D(2024, 12, 1), D(2028, 3, 1)), rules=rules_strategy)
+def test_the_colour_rule_is_the_same_in_python_pandas_and_sql(probe, rows, today, rules):
+    """colour_of, colours_frame and colour_sql (on this database) agree on every item, at
+    every boundary: the due window's first day, the line's crossing, the day after the due day."""
+    values = [
+        {
+            "id": n,
+            "level": TaskLevel.action_item.value,
+            "start_date": start,
+            "due_date": start + dt.timedelta(days=span),
+            "progress_percent": percent,
+            "done": done,
+        }
+        for n, (start, span, percent, done) in enumerate(rows)
+    ]
+    with probe.begin() as conn:
+        conn.execute(delete(_ITEMS))
+        conn.execute(insert(_ITEMS), values)
+        in_sql = dict(
+            conn.execute(
+                select(_ITEMS.c.id, colour_sql(today, rules, _ITEMS.c)).order_by(_ITEMS.c.id)
+            ).all()
         )
-        == NEVER
-    )
-    assert (
-        next_colour_change(percent=100, done=True, start=start, due=due, today=due, rules=RULES)
-        is None
-    )
+    frame = pd.DataFrame(values).rename(columns={"progress_percent": "percent"})
+    in_pandas = colours_frame(frame, today, rules).tolist()
+    for v in values:
+        want = colour_of(
+            percent=v["progress_percent"],
+            done=v["done"],
+            start=v["start_date"],
+            due=v["due_date"],
+            today=today,
+            rules=rules,
+        ).value
+        assert (in_sql[v["id"]], in_pandas[v["id"]]) == (want, want), v
 
 
-@settings(max_examples=300, deadline=None)
+def test_colour_boundaries_in_sql(probe):
+    """The same boundaries as tests/loop/test_sweep.py, through the database."""
+    start, due = D(2026, 3, 1), D(2026, 3, 31)  # 30 days; window 3; 15 points
+    cases = [
+        (D(2026, 3, 5), 0, "green"),  # 13.3 points behind
+        (D(2026, 3, 6), 0, "yellow"),  # 16.7 points behind
+        (D(2026, 3, 27), 90, "green"),  # 4 days left
+        (D(2026, 3, 28), 90, "yellow"),  # 3 days left: the window
+        (D(2026, 3, 31), 90, "yellow"),  # the due day
+        (D(2026, 4, 1), 90, "red"),  # the day after
+    ]
+    with probe.begin() as conn:
+        for n, (today, percent, want) in enumerate(cases):
+            conn.execute(delete(_ITEMS))
+            conn.execute(
+                insert(_ITEMS),
+                [
+                    {"id": n, "level": "action_item", "start_date": start, "due_date": due,
+                     "progress_percent": percent, "done": False},
+                    {"id": 100 + n, "level": "sub_project", "start_date": start, "due_date": due,
+                     "progress_percent": 0, "done": False},
+                ],
+            )  # fmt: skip
+            got = dict(conn.execute(select(_ITEMS.c.id, colour_sql(today, RULES, _ITEMS.c))).all())
+            assert got == {n: want, 100 + n: "green"}, today  # a sub-project has no light
+
+
+def test_next_red_step_boundaries():
+    due = D(2026, 3, 31)
+    assert red_since(due) == D(2026, 4, 1) and escalation_day(due, RULES) == D(2026, 4, 6)
+    at = dt.datetime(2026, 4, 1, 1, 0, tzinfo=dt.UTC)
+    step = {"due": due, "rules": RULES}
+    assert next_red_step_on(done=False, interview_requested_at=None, escalated_at=None, **step) == D(2026, 4, 1)  # fmt: skip
+    assert next_red_step_on(done=False, interview_requested_at=at, escalated_at=None, **step) == D(2026, 4, 6)  # fmt: skip
+    assert next_red_step_on(done=False, interview_requested_at=at, escalated_at=at, **step) == NEVER  # fmt: skip
+    assert next_red_step_on(done=True, interview_requested_at=None, escalated_at=None, **step) is None  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
 @given(
     rows=st.lists(
         st.tuples(
             st.dates(D(2025, 1, 1), D(2027, 1, 1)),
-            st.integers(-5, 400),
-            st.integers(0, 100),
+            st.booleans(),
+            st.booleans(),
             st.booleans(),
         ),
         min_size=1,
         max_size=20,
     ),
-    today=st.dates(D(2024, 12, 1), D(2028, 3, 1)),
     rules=rules_strategy,
 )
-def test_vectorised_next_change_equals_the_scalar_rule(rows, today, rules):
+def test_vectorised_next_red_step_equals_the_scalar_rule(rows, rules):
+    at = pd.Timestamp("2026-05-01T02:00:00Z")
     frame = pd.DataFrame(
         {
-            "start_date": [r[0] for r in rows],
-            "due_date": [r[0] + dt.timedelta(days=r[1]) for r in rows],
-            "percent": [r[2] for r in rows],
-            "done": [r[3] for r in rows],
+            "due_date": [r[0] for r in rows],
+            "done": [r[1] for r in rows],
+            "interview_requested_at": pd.Series([at if r[2] else pd.NaT for r in rows]),
+            "escalated_at": pd.Series([at if r[3] else pd.NaT for r in rows]),
         }
     )
-    got = next_colour_change_frame(frame, today, rules).to_numpy("datetime64[D]")
-    for value, (start, span, percent, done) in zip(got, rows, strict=True):
-        want = next_colour_change(
-            percent=percent,
+    got = next_red_step_days(frame, rules)
+    for value, (due, done, interviewed, escalated) in zip(got, rows, strict=True):
+        want = next_red_step_on(
             done=done,
-            start=start,
-            due=start + dt.timedelta(days=span),
-            today=today,
+            due=due,
+            interview_requested_at=at if interviewed else None,
+            escalated_at=at if escalated else None,
             rules=rules,
         )
         assert (None if pd.isna(value) else value.astype(object)) == want
-
-
-def test_next_red_step_boundaries():
-    since = dt.datetime(2026, 4, 1, 15, 59, tzinfo=dt.UTC)  # 23:59 in Shanghai on 04-01
-    common = {"today": D(2026, 4, 2), "rules": RULES, "timezone": "Asia/Shanghai"}
-    assert next_red_step_on(colour=Colour.yellow, colour_since=since, interview_requested_at=None, escalated_at=None, **common) is None  # fmt: skip
-    assert next_red_step_on(colour=Colour.red, colour_since=since, interview_requested_at=None, escalated_at=None, **common) == D(2026, 4, 2)  # fmt: skip
-    # Interviewed: escalation falls due 5 days after it turned red, on the local date.
-    assert next_red_step_on(colour=Colour.red, colour_since=since, interview_requested_at=since, escalated_at=None, **common) == D(2026, 4, 6)  # fmt: skip
-    assert next_red_step_on(colour=Colour.red, colour_since=since, interview_requested_at=since, escalated_at=since, **common) is None  # fmt: skip
 
 
 # ---------------------------------------------------------------- sweeps on a database
@@ -174,11 +224,8 @@ def _snapshot(engine) -> list[tuple]:
             for r in s.execute(
                 select(
                     TaskNode.id,
-                    TaskNode.colour,
-                    TaskNode.colour_since,
                     TaskNode.interview_requested_at,
                     TaskNode.escalated_at,
-                    TaskNode.next_colour_change_on,
                     TaskNode.next_action_on,
                     TaskNode.progress_percent,
                     TaskNode.done,
@@ -229,7 +276,8 @@ def _scene(loop, rng: random.Random, issues: int = 3, items: int = 6) -> list[st
 @pytest.mark.parametrize("seed", [3, 11])
 def test_incremental_sweep_leaves_what_a_full_sweep_would(loop, engine, clock, seed):
     """Day by day with progress reports in between: after every incremental sweep a forced
-    full sweep finds nothing to do and writes nothing, and the colours stored equal the rule."""
+    full sweep finds nothing to do and writes nothing, and the cockpit's colours (pandas)
+    equal the database's (colour_sql) for every item."""
     rng = random.Random(seed)
     numbers = _scene(loop, rng)
     _sweep(loop, board=False)  # the first sweep: no state yet, a full recompute
@@ -247,15 +295,16 @@ def test_incremental_sweep_leaves_what_a_full_sweep_would(loop, engine, clock, s
         examined.append(incremental.examined)
         before, written = _snapshot(engine), _counts(engine)
         full = _sweep(loop, board=False, full=True)
-        assert full.full and full.recoloured == 0 and full.newly_red == [] and full.escalated == []
+        assert full.full and full.newly_red == [] and full.escalated == []
         assert full.new_overdue == 0
         assert _snapshot(engine) == before and _counts(engine) == written
         board = _sweep(loop)  # the report agrees with the rule applied to every item
         if board.cockpit is not None and len(board.cockpit):
+            rule = colour_sql(loop.ctx.today(), loop.ctx.policy.progress)
             with unit_of_work(engine) as s:
-                stored = dict(
+                in_sql = dict(
                     s.execute(
-                        select(TaskNode.id, TaskNode.colour).where(
+                        select(TaskNode.id, rule).where(
                             TaskNode.id.in_(board.cockpit["item_id"].astype(int).tolist())
                         )
                     ).all()
@@ -263,9 +312,9 @@ def test_incremental_sweep_leaves_what_a_full_sweep_would(loop, engine, clock, s
             assert {
                 int(i): c
                 for i, c in zip(board.cockpit["item_id"], board.cockpit["colour"], strict=True)
-            } == {i: Colour(c).value for i, c in stored.items()}
+            } == in_sql
     # Incremental: on most days only a few items were read, not all of them.
-    assert sum(examined) < 60 * 18 / 2
+    assert sum(examined) < 60 * 18 / 4
 
 
 def test_second_run_with_nothing_changed_reads_and_writes_nothing(loop, engine, clock):
@@ -274,96 +323,130 @@ def test_second_run_with_nothing_changed_reads_and_writes_nothing(loop, engine, 
     loop.plan(r.issue_number, items=3, due_in=10)
     first = _sweep(loop, board=False)
     assert first.full and first.examined == 3
-    clock.advance(days=12)  # past due: all three turn red
+    clock.advance(days=9)  # yellow (due tomorrow): the colour changed, no step is due
+    assert _sweep(loop, board=False).examined == 0
+    clock.advance(days=3)  # past due: all three red
     second = _sweep(loop, board=False)
     assert not second.full and second.examined == 3 and len(second.newly_red) == 3
     before, written = _snapshot(engine), _counts(engine)
     third = _sweep(loop, board=False)
-    assert third.examined == 0 and third.recoloured == 0 and third.newly_red == []
+    assert third.examined == 0 and third.newly_red == []
     assert _snapshot(engine) == before and _counts(engine) == written
     # Red items are read again on the day their escalation falls due, and then never.
-    clock.advance(days=5)
+    clock.advance(days=4)
     fourth = _sweep(loop, board=False)
     assert fourth.examined == 3 and len(fourth.escalated) == 3
     assert _sweep(loop, board=False).examined == 0
 
 
-def test_progress_report_stores_the_next_change(loop, engine, clock):
+def test_plan_and_progress_store_the_next_step_day(loop, engine, clock):
     r = loop.report()
     loop.coordinate(r.issue_number)
     loop.plan(r.issue_number, items=1, due_in=20)
     task = loop.items(r.issue_number)[0]
-    today = loop.ctx.today()
+    due = loop.ctx.today() + dt.timedelta(days=20)
+    with unit_of_work(engine) as s:  # filed: its interview falls due on its first red day
+        assert s.get(TaskNode, task).next_action_on == due + dt.timedelta(days=1)
+    loop.progress(r.issue_number, task, 50)  # progress moves the colour, not the step day
     with unit_of_work(engine) as s:
-        # filed today with 0 %: the line is 15 points ahead on day 3 of 20
-        assert s.get(TaskNode, task).next_colour_change_on == today + dt.timedelta(days=3)
-    loop.progress(r.issue_number, task, 50)
-    with unit_of_work(engine) as s:  # 65 % of 20 days = day 13; the window opens on day 17
-        assert s.get(TaskNode, task).next_colour_change_on == today + dt.timedelta(days=13)
+        assert s.get(TaskNode, task).next_action_on == due + dt.timedelta(days=1)
+    clock.advance(days=22)  # red since yesterday; the report requests the interview itself
+    loop.progress(r.issue_number, task, 60)
+    with unit_of_work(engine) as s:
+        item = s.get(TaskNode, task)
+        assert item.interview_requested_at is not None
+        assert item.next_action_on == due + dt.timedelta(days=6)  # the escalation's day
     loop.progress(r.issue_number, task, 100)
     with unit_of_work(engine) as s:
         item = s.get(TaskNode, task)
-        assert item.done and item.next_colour_change_on is None and item.next_action_on is None
+        assert item.done and item.next_action_on is None
+
+
+def test_colours_move_with_the_clock_without_a_sweep(loop, engine, clock):
+    """Derived, not stored: counts and ledgers show today's colour whatever the last sweep
+    saw (a stored colour was as old as the last weekly sweep)."""
+    r = loop.report()
+    loop.coordinate(r.issue_number)
+    loop.plan(r.issue_number, items=2, due_in=10)
+    _sweep(loop, board=False)
+
+    def counts():
+        rule = colour_sql(loop.ctx.today(), loop.ctx.policy.progress)
+        with unit_of_work(engine) as s:
+            return dict(
+                s.execute(
+                    select(rule, func.count())
+                    .where(TaskNode.level == TaskLevel.action_item)
+                    .group_by(rule)
+                ).all()
+            )
+
+    assert counts() == {"green": 2}
+    clock.advance(days=7)  # 3 days left: the window
+    assert counts() == {"yellow": 2}
+    clock.advance(days=4)  # the day after the due day
+    assert counts() == {"red": 2}
 
 
 def test_rows_without_a_date_are_recomputed(loop, engine, clock):
-    """NULL (rows from before the migration, or written by code that does not set it) means
-    'unknown': the next incremental sweep reads and dates them."""
+    """NULL (rows written by code that does not set it) means 'unknown': the next incremental
+    sweep reads and dates them."""
     r = loop.report()
     loop.coordinate(r.issue_number)
-    loop.plan(r.issue_number, items=2, due_in=2)  # due within the window: yellow at filing
+    loop.plan(r.issue_number, items=2, due_in=2)
     _sweep(loop, board=False)
     with unit_of_work(engine) as s:
         s.execute(
             update(TaskNode)
             .where(TaskNode.level == TaskLevel.action_item)
-            .values(colour=Colour.green, next_colour_change_on=None)
+            .values(next_action_on=None)
         )
     again = _sweep(loop, board=False)
-    assert not again.full and again.examined == 2 and again.recoloured == 2
-    assert {row[1] for row in _snapshot(engine)} == {Colour.yellow}
-    assert all(row[5] == loop.ctx.today() + dt.timedelta(days=3) for row in _snapshot(engine))
+    assert not again.full and again.examined == 2
+    assert all(row[3] == loop.ctx.today() + dt.timedelta(days=3) for row in _snapshot(engine))
+    assert _sweep(loop, board=False).examined == 0
 
 
 def test_changed_colour_policy_forces_a_full_recompute(loop, engine, clock, policy):
     r = loop.report()
     loop.coordinate(r.issue_number)
-    loop.plan(r.issue_number, items=2, due_in=10)  # 10 days left, window 3: green
-    first = _sweep(loop, board=False)
-    assert first.colours == {} and _sweep(loop, board=False).examined == 0
-    wider = policy.model_copy(
-        update={"progress": policy.progress.model_copy(update={"yellow_due_within_days": 10})}
+    loop.plan(r.issue_number, items=2, due_in=2)
+    assert _sweep(loop, board=False).full
+    clock.advance(days=3)  # red: interviewed, escalation due 5 days after the first red day
+    assert len(_sweep(loop, board=False).newly_red) == 2
+    shorter = policy.model_copy(
+        update={"progress": policy.progress.model_copy(update={"red_escalation_days": 0})}
     )
-    assert policy_fingerprint(wider) != policy_fingerprint(policy)
-    ctx = Context(policy=wider, clock=clock)
+    assert policy_fingerprint(shorter) != policy_fingerprint(policy)
+    ctx = Context(policy=shorter, clock=clock)
     changed = _sweep(loop, ctx, board=False)
-    # Under the old dates nothing was due until day 7; the new window makes both yellow now.
-    assert changed.full and changed.examined == 2 and changed.recoloured == 2
+    # Under the old days nothing was due before due + 6; the new window escalates both now.
+    assert changed.full and changed.examined == 2 and len(changed.escalated) == 2
     with unit_of_work(engine) as s:
-        assert s.get(SweepState, 1).policy_fingerprint == policy_fingerprint(wider)
-    assert {row[1] for row in _snapshot(engine)} == {Colour.yellow}
+        assert s.get(SweepState, 1).policy_fingerprint == policy_fingerprint(shorter)
+    assert {row[3] for row in _snapshot(engine)} == {NEVER}
     assert _sweep(loop, ctx, board=False).examined == 0  # and then incremental again
 
 
 def test_dates_stored_under_another_policy_force_a_recompute(loop, engine, clock, policy):
-    """Policy A → B (a progress report stores B's dates) → A: the sweep must not take B's
-    dates for A's, although A's fingerprint is the one it recorded."""
+    """Policy A → B (a progress report stores B's days) → A: the sweep must not take B's
+    days for A's, although A's fingerprint is the one it recorded."""
     r = loop.report()
     loop.coordinate(r.issue_number)
-    loop.plan(r.issue_number, items=1, due_in=10)
+    loop.plan(r.issue_number, items=1, due_in=1)
     task = loop.items(r.issue_number)[0]
     assert _sweep(loop, board=False).full
-    strict = policy.model_copy(
-        update={"progress": policy.progress.model_copy(update={"yellow_due_within_days": 0})}
+    clock.advance(days=2)  # red since today
+    longer = policy.model_copy(
+        update={"progress": policy.progress.model_copy(update={"red_escalation_days": 30})}
     )
-    loop_b = Loop(engine, Context(policy=strict, clock=clock))
-    loop_b.progress(r.issue_number, task, 90)  # B: window 0 → yellow first on the due day
+    loop_b = Loop(engine, Context(policy=longer, clock=clock))
+    loop_b.progress(r.issue_number, task, 90)  # B: interviewed, escalation in 30 days
     with unit_of_work(engine) as s:
-        assert s.get(TaskNode, task).next_colour_change_on == loop.ctx.today() + dt.timedelta(10)
-    clock.advance(days=7)  # under A the window (3 days) opened today: yellow
+        assert s.get(TaskNode, task).next_action_on == loop.ctx.today() + dt.timedelta(30)
+    clock.advance(days=5)  # under A (5 days) the escalation is due today
     back = _sweep(loop, board=False)
-    assert back.full and back.recoloured == 1
-    assert _snapshot(engine)[0][1] == Colour.yellow
+    assert back.full and len(back.escalated) == 1
 
 
 def test_board_is_the_same_report_as_before(loop, clock):

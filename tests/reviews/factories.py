@@ -30,7 +30,6 @@ from taskforce.emergency.models import (
     WarningStatus,
 )
 from taskforce.loop.models import (
-    Colour,
     Evaluation,
     Issue,
     Outcome,
@@ -102,7 +101,6 @@ def action_item(
     due: dt.date,
     title: str | None = None,
     completed_at: dt.datetime | None = None,
-    colour: Colour = Colour.green,
     progress: int = 0,
     unit: str = "market-reg",
     level: TaskLevel = TaskLevel.action_item,
@@ -130,7 +128,6 @@ def action_item(
         progress_percent=100 if completed_at else progress,
         done=completed_at is not None,
         completed_at=completed_at,
-        colour=colour,
     )
     session.add(row)
     session.flush()
@@ -412,12 +409,14 @@ def november_dataset(session: Session) -> dict:
     action_item(
         session, c, start=d(2026, 11, 1), due=d(2026, 11, 10), completed_at=utc(2026, 11, 10, 16)
     )
-    action_item(session, c, start=d(2026, 11, 5), due=d(2026, 11, 20), colour=Colour.red)
+    # On 1 December (the KPIs' now): red (past due), yellow (55 % of the time gone, 0 % done),
+    # green (24 % of the time gone, 30 % done). Colours are derived from these.
+    action_item(session, c, start=d(2026, 11, 5), due=d(2026, 11, 20))
     action_item(
         session, a, start=d(2026, 10, 1), due=d(2026, 10, 31), completed_at=utc(2026, 11, 3, 2)
     )
-    action_item(session, c, start=d(2026, 11, 20), due=d(2026, 12, 10), colour=Colour.yellow)
-    action_item(session, c, start=d(2026, 11, 25), due=d(2026, 12, 20))
+    action_item(session, c, start=d(2026, 11, 20), due=d(2026, 12, 10))
+    action_item(session, c, start=d(2026, 11, 25), due=d(2026, 12, 20), progress=30)
 
     evaluation(session, a, at=utc(2026, 11, 5), satisfaction=80)
     evaluation(session, b, at=utc(2026, 11, 12), satisfaction=95)
@@ -500,7 +499,7 @@ def classified_dataset(session: Session) -> dict[str, list[str]]:
         late = issue(session, reported_at=utc(2026, 11, 2), stage=Stage.executing,
                      stage_due_at=utc(2026, 11, 20), title=m("issue"), classification=level)  # fmt: skip
         action_item(session, late, start=dt.date(2026, 11, 1), due=dt.date(2026, 11, 15),
-                    colour=Colour.red, title=m("task"))  # fmt: skip
+                    title=m("task"))  # red: past due  # fmt: skip
         done = issue(session, reported_at=utc(2026, 10, 2), closed_at=utc(2026, 11, 20),
                      title=m("case"), classification=level)  # fmt: skip
         session.add(

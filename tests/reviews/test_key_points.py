@@ -11,13 +11,13 @@ from sqlalchemy.orm import Session
 from taskforce.emergency.models import Level
 from taskforce.kpi.compute import Kpi, KpiSet
 from taskforce.kpi.frames import load_frames
-from taskforce.loop.models import Colour
 from taskforce.reports.i18n import translator
 from taskforce.reviews.key_points import attention_counts, key_points, open_matters
 from taskforce.reviews.periods import parse_period
 from tests.reviews import factories as f
 
 NOW = f.utc(2026, 12, 1, 1)
+TODAY = dt.date(2026, 12, 1)  # NOW in Shanghai
 Q3 = parse_period("quarterly", "2026-Q3")
 NOTHING = {"red": 0, "interviewed": 0, "escalated": 0, "warnings_late": {}, "emergencies_open": 0}
 
@@ -102,18 +102,18 @@ def test_no_budget_line_no_budget_point():
 def test_the_counts_at_their_boundaries(engine):
     with Session(engine) as s, s.begin():
         issue = f.issue(s, reported_at=f.utc(2026, 8, 1))
+        # Red: due before today (1 December in Shanghai), 30 November the last such day.
         start, due = dt.date(2026, 8, 1), dt.date(2026, 9, 1)
-        f.action_item(s, issue, start=start, due=due, colour=Colour.red)
-        interviewed = f.action_item(s, issue, start=start, due=due, colour=Colour.red)
+        f.action_item(s, issue, start=start, due=dt.date(2026, 11, 30))
+        interviewed = f.action_item(s, issue, start=start, due=due)
         interviewed.interview_requested_at = f.utc(2026, 9, 3)
-        escalated = f.action_item(s, issue, start=start, due=due, colour=Colour.red)
+        escalated = f.action_item(s, issue, start=start, due=due)
         escalated.interview_requested_at = f.utc(2026, 9, 3)
         escalated.escalated_at = f.utc(2026, 9, 10)
-        # Red but done (its colour is history), and yellow: not counted.
-        done = f.action_item(s, issue, start=start, due=due, colour=Colour.red,
-                             completed_at=f.utc(2026, 9, 20))  # fmt: skip
+        # Past due but done (its colour is history), and due today (yellow): not counted.
+        done = f.action_item(s, issue, start=start, due=due, completed_at=f.utc(2026, 9, 20))
         closed = f.issue(s, reported_at=f.utc(2026, 8, 1), closed_at=f.utc(2026, 10, 1))
-        f.action_item(s, issue, start=start, due=due, colour=Colour.yellow)
+        f.action_item(s, issue, start=start, due=dt.date(2026, 12, 1))
         # Warnings: due a microsecond before now (late), due exactly now (not yet), handled.
         tick = dt.timedelta(microseconds=1)
         f.warning(s, colour="orange", raised_at=NOW - dt.timedelta(hours=72) - tick,
@@ -135,7 +135,7 @@ def test_the_counts_at_their_boundaries(engine):
         f.emergency(s, level=Level.III, opened_at=f.utc(2026, 11, 2),
                     resolved_at=f.utc(2026, 11, 2, 5))  # fmt: skip
     with engine.connect() as conn:
-        counts = attention_counts(load_frames(conn), open_matters(conn, NOW), NOW)
+        counts = attention_counts(load_frames(conn), open_matters(conn, NOW, TODAY))
     assert counts == {
         "red": 3,
         "interviewed": 2,

@@ -13,7 +13,8 @@ import datetime as dt
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from taskforce.loop.models import Colour, TaskLevel
+from taskforce.loop.models import TaskLevel
+from taskforce.policy import load_policy
 from taskforce.policy.schema import Classification
 from taskforce.reviews import content
 from taskforce.reviews.periods import parse_period
@@ -21,13 +22,14 @@ from tests.reviews import factories as f
 
 d = dt.date
 START, DUE = d(2026, 9, 1), d(2026, 11, 20)
+TODAY = d(2026, 11, 15)  # the ledger's colours are today's
 
 
 def _tree(session: Session) -> None:
     issue = f.issue(session, reported_at=f.utc(2026, 8, 20), title="the issue")
 
-    def node(title, level, under=None, **item):
-        return f.action_item(session, issue, start=START, due=DUE, title=title, level=level,
+    def node(title, level, under=None, due=DUE, **item):
+        return f.action_item(session, issue, start=START, due=due, title=title, level=level,
                              under=under, **item)  # fmt: skip
 
     goal = node("goal", TaskLevel.goal)
@@ -35,8 +37,9 @@ def _tree(session: Session) -> None:
     node("item a", TaskLevel.action_item, finished, completed_at=f.utc(2026, 11, 3))
     node("item b", TaskLevel.action_item, finished, completed_at=f.utc(2026, 11, 9))
     running = node("running sub-project", TaskLevel.sub_project, goal)
-    node("item c", TaskLevel.action_item, running, progress=40, colour=Colour.red)
-    node("item d", TaskLevel.action_item, running, progress=60, colour=Colour.yellow)
+    # On TODAY: c is past due (red), d 33.75 points behind the line (yellow).
+    node("item c", TaskLevel.action_item, running, progress=40, due=d(2026, 11, 10))
+    node("item d", TaskLevel.action_item, running, progress=60)
     halves = node("halves sub-project", TaskLevel.sub_project, goal)
     node("item e", TaskLevel.action_item, halves, progress=50)
     node("item f", TaskLevel.action_item, halves, progress=75)
@@ -47,7 +50,14 @@ def _rows(engine, period=None):
     with Session(engine) as s, s.begin():
         _tree(s)
     with engine.connect() as conn:
-        frame = content.task_ledger(conn, Classification.internal, period, timezone="Asia/Shanghai")
+        frame = content.task_ledger(
+            conn,
+            Classification.internal,
+            period,
+            today=TODAY,
+            progress=load_policy().progress,
+            timezone="Asia/Shanghai",
+        )
     return {r.task: r for r in frame.itertuples()}
 
 
@@ -57,6 +67,7 @@ def test_goal_and_sub_project_rows_roll_up_their_action_items(engine):
     # Done: no light (its last colour would read as a state it is no longer in).
     assert (finished.progress, finished.done, finished.colour) == (100, True, None)
     assert rows["item a"].colour is None and rows["item c"].colour == "red"
+    assert rows["item d"].colour == "yellow"
     assert {r.plan_round for r in rows.values()} == {1}
     assert finished.completed == f.utc(2026, 11, 9)  # with its last item
     running = rows["running sub-project"]
