@@ -379,6 +379,12 @@ def bad_database_url_message(exc: Exception) -> str:
     )
 
 
+def _no_tables(engine) -> bool:
+    from sqlalchemy import inspect
+
+    return not inspect(engine).get_table_names()
+
+
 def database_error_message(exc: Exception) -> str | None:
     """What to tell the operator about a database error instead of a traceback, or None."""
     from taskforce.db import SQLITE_BUSY_TIMEOUT_SECONDS, get_engine, is_database_locked
@@ -407,6 +413,14 @@ def database_error_message(exc: Exception) -> str | None:
     if behind is None:
         return None
     current, head = behind
+    if current is None and _no_tables(get_engine()):
+        # Opening an SQLite path creates the file: a mistyped path looks like a database
+        # never migrated, and `taskforce migrate` would only make a second, empty one.
+        return (
+            f"there is no taskforce database at {_redacted_url()}: it has no tables (a "
+            f"mistyped {DATABASE_URL_ENV}?). Fix the path, or run `taskforce init` to create "
+            "one there."
+        )
     return (
         f"the database is at schema revision {current or 'none'}, this code needs "
         f"{head}: run `taskforce migrate` first"

@@ -38,6 +38,25 @@ def test_a_command_on_an_old_schema_names_the_migration_to_run(tmp_path):
     assert schema_behind(engine) is None
 
 
+def test_a_mistyped_database_path_is_named_as_such(tmp_path):
+    """A path that names no database (a typo) was answered "run `taskforce migrate`", which
+    would have made a second, empty database there."""
+    typo = tmp_path / "taskforse.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "taskforce.cli", "trail", "verify"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "TASKFORCE_DATABASE_URL": f"sqlite:///{typo}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    said = " ".join(done.stderr.split())
+    assert f"there is no taskforce database at sqlite:///{typo}" in said
+    assert "taskforce init" in said and "taskforce migrate" not in said
+    assert "Traceback" not in done.stderr
+
+
 def test_a_locked_database_is_named_as_such_even_when_its_schema_is_behind(tmp_path):
     """`taskforce migrate` on a database whose write lock a gateway holds: the operator is
     told what holds them up, not to run `taskforce migrate` (what they just did)."""
