@@ -63,7 +63,6 @@ OVERDUE_STAGE_LABEL = {
 # Ids per IN (...) list: SQLite refuses more than 32,766 bound parameters in its default
 # build, and a full-size sweep has hundreds of thousands of lagging items.
 IN_CHUNK = 30_000
-NAT_DAY = np.datetime64("NaT", "D")
 
 
 @dataclass
@@ -93,7 +92,8 @@ class SweepResult:
 
 
 def _days(values) -> np.ndarray:
-    """Dates as numpy days: date objects (PostgreSQL) or ISO text (SQLite); None → NaT."""
+    """Dates as numpy days: date objects (PostgreSQL) or ISO text (SQLite); None → NaT.
+    numpy, not pandas: 9999-12-31 (colours.NEVER) is beyond pandas' nanosecond range."""
     values = pd.Series(values).to_numpy(dtype=object, na_value=None)
     try:  # numpy parses ISO days and date objects itself, None as NaT
         return np.array(values, dtype="datetime64[D]")
