@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import String, cast, func, literal, select, type_coerce
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.sqltypes import NullType
 
 from taskforce import bulk, events
 from taskforce.clock import local_minute
@@ -36,7 +37,7 @@ from taskforce.context import Context
 from taskforce.emergency.warnings import insert_warnings
 from taskforce.idempotency import CommandRecord
 from taskforce.loop import red_digest
-from taskforce.loop.colours import colours_frame, next_red_step_days, red_since
+from taskforce.loop.colours import colours_frame, next_red_step_days
 from taskforce.loop.models import (
     Colour,
     Issue,
@@ -414,16 +415,15 @@ def _handle_red(
     if not fresh.empty:
         items.loc[fresh.index, "interview_requested_at"] = pd.Timestamp(now)
         stepped[items.index.get_indexer(fresh.index)] = True
-        due = fresh["due_date"].map(lambda d: d.isoformat() if d is not None else "")
         records += red_digest.turned_red_digests(
-            ctx, _red_items(fresh, issues, due.tolist()), units, actor=actor
+            ctx, _red_items(fresh, issues, _iso_days(fresh["due_date"])), units, actor=actor
         )
         result.newly_red = [int(i) for i in fresh["id"]]
     if not overdue.empty:
         items.loc[overdue.index, "escalated_at"] = pd.Timestamp(now)
         stepped[items.index.get_indexer(overdue.index)] = True
-        since = [red_since(d).isoformat() if d is not None else "" for d in overdue["due_date"]]
-        escalated = _red_items(overdue, issues, since)
+        # Red since the day after the due day (colours.red_since).
+        escalated = _red_items(overdue, issues, _iso_days(overdue["due_date"], plus=1))
         warning_ids = insert_warnings(session, ctx, _escalation_warnings(ctx, escalated, actor))
         escalated = [
             i._replace(warning_id=warning_ids.get(_escalation_key(i.item_id))) for i in escalated
@@ -432,6 +432,15 @@ def _handle_red(
         result.escalated = [int(i) for i in overdue["id"]]
     events.record_many(session, ctx.policy, records)
     return stepped
+
+
+def _iso_days(dates: pd.Series, plus: int = 0) -> list[str]:
+    """date objects (None for none) as ISO days `plus` days later, "" for none: one numpy
+    pass, not a Python call per item."""
+    days = pd.to_datetime(dates).to_numpy("datetime64[D]") + np.timedelta64(plus, "D")
+    text = np.datetime_as_string(days).astype(object)
+    text[np.isnat(days)] = ""
+    return text.tolist()
 
 
 def _red_items(
@@ -505,36 +514,41 @@ def _overdue_stages(session: Session, ctx: Context, result: SweepResult, actor: 
         + literal(":")
         + cast(Issue.round, String)
     )
+    columns = (
+        Issue.number,
+        Issue.title,
+        Issue.stage,
+        Issue.round,
+        Issue.stage_due_at,
+        Issue.classification,
+        CommandRecord.key.label("warned"),
+    )
+    # Raw values (no per-value type processing): thousands of rows on every sweep, the
+    # second run's whole cost. The times are parsed as one column below.
     rows = session.execute(
-        select(
-            Issue.id,
-            Issue.number,
-            Issue.title,
-            Issue.stage,
-            Issue.round,
-            Issue.stage_due_at,
-            Issue.classification,
-            CommandRecord.key.label("warned"),
-        )
+        select(*(type_coerce(c, NullType()).label(c.key) for c in columns))
+        .select_from(Issue)
         .outerjoin(CommandRecord, CommandRecord.key == key)
         .where(Issue.stage.in_(list(OVERDUE_STAGE_LABEL)), Issue.stage_due_at < now)
     ).all()
-    keys = {f"overdue:{r.number}:{Stage(r.stage).value}:{r.round}": r for r in rows}
-    seen = {k for k, r in keys.items() if r.warned is not None}
+    due_at = pd.to_datetime([r.stage_due_at for r in rows], utc=True, format="ISO8601")
+    due_at = due_at.to_pydatetime() if len(rows) else []
     records, commands = [], []
-    for key, r in keys.items():
-        stage = Stage(r.stage)
-        late = now - r.stage_due_at
+    stages = {s.value: s for s in OVERDUE_STAGE_LABEL}
+    for r, stage_due_at in zip(rows, due_at, strict=True):
+        stage = stages[r.stage]
+        key = f"overdue:{r.number}:{stage.value}:{r.round}"
+        late = now - stage_due_at
         result.overdue_stages.append(
             {
                 "issue": r.number,
                 "stage": stage.value,
                 "what": OVERDUE_STAGE_LABEL[stage],
-                "due": r.stage_due_at.isoformat(),
+                "due": stage_due_at.isoformat(),
                 "late_days": late.days,
             }
         )
-        if key in seen:
+        if r.warned is not None:
             continue
         commands.append(
             CommandRecord(key=key, command="sweep.overdue", result={"stage": stage.value}, at=now)
@@ -546,15 +560,15 @@ def _overdue_stages(session: Session, ctx: Context, result: SweepResult, actor: 
                 "action": "stage.overdue",
                 "subject_type": "issue",
                 "subject_id": r.number,
-                "classification": r.classification,
+                "classification": Classification(r.classification),
                 "notify": "stage_overdue",
-                "payload": {"stage": stage.value, "due": r.stage_due_at, "round": r.round},
+                "payload": {"stage": stage.value, "due": stage_due_at, "round": r.round},
                 "context": {
                     "issue": r.number,
                     "title": r.title,
                     "stage": stage.value,  # the template names it in the reader's words
                     "what": OVERDUE_STAGE_LABEL[stage],
-                    "due": local_minute(r.stage_due_at, ctx.policy.timezone),
+                    "due": local_minute(stage_due_at, ctx.policy.timezone),
                 },
             }
         )
