@@ -33,6 +33,8 @@ from json.encoder import (  # type: ignore[attr-defined]
 )
 from typing import Any
 
+from sqlalchemy import any_, bindparam
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 UTC = dt.UTC
@@ -151,6 +153,20 @@ def chunks(values: Sequence[Any], size: int = IN_LIST_SIZE) -> Iterable[Sequence
     """`values` in consecutive slices of at most `size` (by default, one `IN (...)` list)."""
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+def member_clauses(session: Session, column, values: Sequence[Any], size: int) -> Iterable:
+    """WHERE clauses that together select the rows whose `column` is one of `values`: on
+    PostgreSQL one `= ANY(array)` with the values as a single parameter (an IN list of
+    thousands of parameters cost more to send and plan than the lookup); on SQLite `IN`
+    lists of at most `size` values (its bound-parameter limit)."""
+    if not values:
+        return
+    if is_sqlite(session):
+        for part in chunks(values, size):
+            yield column.in_(part)
+        return
+    yield column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
 
 
 def sqlite_parameter_cap(cursor) -> int:

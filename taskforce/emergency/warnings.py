@@ -209,14 +209,8 @@ def _insert_new(session: Session, ctx: Context, requests: list[dict]) -> list[_N
     """Insert the warnings whose dedup key is new (one existence check, one bulk INSERT)."""
     keys = [r["dedup_key"] for r in requests]
     existing: set[str] = set()
-    for start in range(0, len(keys), _KEY_CHUNK):
-        existing.update(
-            session.scalars(
-                select(EarlyWarning.dedup_key).where(
-                    EarlyWarning.dedup_key.in_(keys[start : start + _KEY_CHUNK])
-                )
-            )
-        )
+    for among in bulk.member_clauses(session, EarlyWarning.dedup_key, keys, _KEY_CHUNK):
+        existing.update(session.scalars(select(EarlyWarning.dedup_key).where(among)))
     now = ctx.now()
     sqlite = bulk.is_sqlite(session)
     raised_at = bulk.stored_time(now, sqlite)
@@ -256,13 +250,11 @@ def _insert_new(session: Session, ctx: Context, requests: list[dict]) -> list[_N
     bulk.insert_many(session, EarlyWarning.__tablename__, _INSERT_COLUMNS, [w[0] for w in wanted])
     new_keys = [row[0] for row, *_ in wanted]
     ids: dict[str, int] = {}
-    for start in range(0, len(new_keys), _KEY_CHUNK):
+    for among in bulk.member_clauses(session, EarlyWarning.dedup_key, new_keys, _KEY_CHUNK):
         ids.update(
             (key, warning_id)
             for key, warning_id in session.execute(
-                select(EarlyWarning.dedup_key, EarlyWarning.id).where(
-                    EarlyWarning.dedup_key.in_(new_keys[start : start + _KEY_CHUNK])
-                )
+                select(EarlyWarning.dedup_key, EarlyWarning.id).where(among)
             )
         )
     return [

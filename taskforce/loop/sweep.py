@@ -72,7 +72,7 @@ class SweepResult:
     colours: dict[str, int] = field(default_factory=dict)
     newly_red: list[int] = field(default_factory=list)
     escalated: list[int] = field(default_factory=list)
-    overdue_stages: list[dict] = field(default_factory=list)
+    overdue_stages: list[dict] = field(default_factory=list)  # the report's (fill_board)
     new_overdue: int = 0
     cockpit: pd.DataFrame | None = None
     deviation: pd.DataFrame | None = None
@@ -214,7 +214,7 @@ def dispatch_sweep(
     # Hundreds of thousands of rows built and dropped: see taskforce/process.py.
     with _roomy_page_cache(session), collector_paused():
         _sweep_items(session, ctx, result, actor, full=result.full)
-        _overdue_stages(session, ctx, result, actor)
+        _warn_overdue_stages(session, ctx, result, actor)
     if state is None:
         session.add(SweepState(id=STATE_ID, policy_fingerprint=fingerprint, last_run_at=now))
     else:
@@ -263,8 +263,9 @@ def _sweep_items(
 
 def fill_board(session: Session, ctx: Context, result: SweepResult) -> SweepResult:
     """The report part of the weekly dispatch, over every open item: the cockpit, the
-    deviation analysis and the colour counts (of today)."""
+    deviation analysis and the colour counts (of today), and every overdue stage."""
     result.cockpit, result.deviation = cockpit(session, ctx)
+    result.overdue_stages = overdue_stages(session, ctx)
     counts = result.cockpit["colour"].value_counts()
     result.items = len(result.cockpit)
     result.colours = {c.value: int(counts.get(c.value, 0)) for c in Colour}
@@ -367,14 +368,19 @@ def _issue_rows(session: Session, ids: list[int]) -> dict[int, IssueRow]:
     mark = "?" if sqlite else "%s"
     levels = {c.value: c for c in Classification}
     out: dict[int, IssueRow] = {}
+    ids = [int(i) for i in ids]
+    select_issues = f"SELECT id, number, title, classification FROM {Issue.__tablename__} "
+    if sqlite:
+        queries = [
+            (select_issues + f"WHERE id IN ({', '.join([mark] * len(chunk))})", chunk)
+            for chunk in bulk.chunks(ids, IN_CHUNK)
+        ]
+    else:  # one array parameter (bulk.member_clauses): no list of thousands to plan
+        queries = [(select_issues + "WHERE id = ANY(%s)", (ids,))]
     cursor = session.connection().connection.driver_connection.cursor()
     try:
-        for chunk in bulk.chunks([int(i) for i in ids], IN_CHUNK):
-            cursor.execute(
-                f"SELECT id, number, title, classification FROM {Issue.__tablename__} "
-                f"WHERE id IN ({', '.join([mark] * len(chunk))})",
-                chunk,
-            )
+        for sql, params in queries:
+            cursor.execute(sql, params)
             for issue_id, number, title, classification in cursor.fetchall():
                 out[issue_id] = IssueRow(issue_id, number, title, levels[classification])
     finally:
@@ -498,14 +504,24 @@ def _escalation_warnings(
     ]
 
 
-def _overdue_stages(session: Session, ctx: Context, result: SweepResult, actor: str) -> None:
-    """List every overdue stage; warn once per (issue, stage, round).
+class _OverdueStage(NamedTuple):
+    number: str
+    title: str
+    stage: Stage
+    round: int
+    due_at: dt.datetime
+    classification: str
+
+
+def _overdue_stage_rows(
+    session: Session, now: dt.datetime, *, unwarned_only: bool
+) -> list[_OverdueStage]:
+    """Issues whose stage is past its deadline (all, or only those not warned yet).
 
     One query over the (stage, stage_due_at) index, each row joined to its warning's command
     record by primary key: no list of thousands of keys sent back to the database. (Not a
     "since the last sweep" shortcut: an issue entered with earlier times after that sweep —
     an import, a backdated report — must still be warned.)"""
-    now = ctx.now()
     key = (
         literal("overdue:")
         + Issue.number
@@ -521,37 +537,58 @@ def _overdue_stages(session: Session, ctx: Context, result: SweepResult, actor: 
         Issue.round,
         Issue.stage_due_at,
         Issue.classification,
-        CommandRecord.key.label("warned"),
     )
-    # Raw values (no per-value type processing): thousands of rows on every sweep, the
-    # second run's whole cost. The times are parsed as one column below.
-    rows = session.execute(
+    stmt = (
+        # Raw values (no per-value type processing, thousands of rows): the times are
+        # parsed below as one column.
         select(*(type_coerce(c, NullType()).label(c.key) for c in columns))
         .select_from(Issue)
         .outerjoin(CommandRecord, CommandRecord.key == key)
         .where(Issue.stage.in_(list(OVERDUE_STAGE_LABEL)), Issue.stage_due_at < now)
-    ).all()
+    )
+    if unwarned_only:
+        stmt = stmt.where(CommandRecord.key.is_(None))
+    rows = session.execute(stmt).all()
+    if not rows:
+        return []
     due_at = pd.to_datetime([r.stage_due_at for r in rows], utc=True, format="ISO8601")
-    due_at = due_at.to_pydatetime() if len(rows) else []
-    records, commands = [], []
     stages = {s.value: s for s in OVERDUE_STAGE_LABEL}
-    for r, stage_due_at in zip(rows, due_at, strict=True):
-        stage = stages[r.stage]
-        key = f"overdue:{r.number}:{stage.value}:{r.round}"
-        late = now - stage_due_at
-        result.overdue_stages.append(
-            {
-                "issue": r.number,
-                "stage": stage.value,
-                "what": OVERDUE_STAGE_LABEL[stage],
-                "due": stage_due_at.isoformat(),
-                "late_days": late.days,
-            }
-        )
-        if r.warned is not None:
-            continue
+    return [
+        _OverdueStage(r.number, r.title, stages[r.stage], r.round, at, r.classification)
+        for r, at in zip(rows, due_at.to_pydatetime(), strict=True)
+    ]
+
+
+def overdue_stages(session: Session, ctx: Context) -> list[dict]:
+    """Every stage past its deadline (coordination not held, plan not filed, evaluation
+    pending): the dispatch report's list, built with the cockpit (`fill_board`)."""
+    now = ctx.now()
+    return [
+        {
+            "issue": o.number,
+            "stage": o.stage.value,
+            "what": OVERDUE_STAGE_LABEL[o.stage],
+            "due": o.due_at.isoformat(),
+            "late_days": (now - o.due_at).days,
+        }
+        for o in _overdue_stage_rows(session, now, unwarned_only=False)
+    ]
+
+
+def _warn_overdue_stages(session: Session, ctx: Context, result: SweepResult, actor: str) -> None:
+    """Warn once per (issue, stage, round) whose stage is past its deadline: only those not
+    warned yet are read (the full list is the report's, `overdue_stages`)."""
+    now = ctx.now()
+    records, commands = [], []
+    for o in _overdue_stage_rows(session, now, unwarned_only=True):
+        stage = o.stage.value
         commands.append(
-            CommandRecord(key=key, command="sweep.overdue", result={"stage": stage.value}, at=now)
+            CommandRecord(
+                key=f"overdue:{o.number}:{stage}:{o.round}",
+                command="sweep.overdue",
+                result={"stage": stage},
+                at=now,
+            )
         )
         records.append(
             {
@@ -559,16 +596,16 @@ def _overdue_stages(session: Session, ctx: Context, result: SweepResult, actor: 
                 "actor": actor,
                 "action": "stage.overdue",
                 "subject_type": "issue",
-                "subject_id": r.number,
-                "classification": Classification(r.classification),
+                "subject_id": o.number,
+                "classification": Classification(o.classification),
                 "notify": "stage_overdue",
-                "payload": {"stage": stage.value, "due": stage_due_at, "round": r.round},
+                "payload": {"stage": stage, "due": o.due_at, "round": o.round},
                 "context": {
-                    "issue": r.number,
-                    "title": r.title,
-                    "stage": stage.value,  # the template names it in the reader's words
-                    "what": OVERDUE_STAGE_LABEL[stage],
-                    "due": local_minute(stage_due_at, ctx.policy.timezone),
+                    "issue": o.number,
+                    "title": o.title,
+                    "stage": stage,  # the template names it in the reader's words
+                    "what": OVERDUE_STAGE_LABEL[o.stage],
+                    "due": local_minute(o.due_at, ctx.policy.timezone),
                 },
             }
         )
