@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, and_, case, func, select
 
 from taskforce.bulk import chunks
 from taskforce.emergency.models import EarlyWarning, WarningStatus
@@ -35,16 +35,20 @@ def open_matters(conn: Connection, now: dt.datetime, today: dt.date) -> dict:
     the open warnings past their deadline by colour, and how many of them concern an item
     already done or an issue already closed (the warning was never closed: the meeting
     should close it, not chase its subject)."""
+    red_item = and_(
+        TaskNode.level == TaskLevel.action_item,
+        TaskNode.done.is_(False),
+        TaskNode.due_date < today,  # red (taskforce/loop/colours.py)
+    )
+    # Counted in one pass over the table, not filtered in a WHERE: SQLite would walk the
+    # (level, done) prefix of the sweep's index and fetch a million rows one by one (1.9 s
+    # against 0.3 s at the scale of issue 9).
     red, interviewed, escalated = conn.execute(
         select(
-            func.count(),
-            func.count(TaskNode.interview_requested_at),
-            func.count(TaskNode.escalated_at),
-        ).where(
-            TaskNode.level == TaskLevel.action_item,
-            TaskNode.done.is_(False),
-            TaskNode.due_date < today,  # red (taskforce/loop/colours.py)
-        )
+            func.count(case((red_item, 1))),
+            func.count(case((red_item & TaskNode.interview_requested_at.is_not(None), 1))),
+            func.count(case((red_item & TaskNode.escalated_at.is_not(None), 1))),
+        ).select_from(TaskNode)
     ).one()
     # Escalated warnings were acted on; only open ones past their deadline are late.
     late = conn.execute(
