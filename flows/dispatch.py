@@ -14,7 +14,7 @@ COCKPIT_ROWS = 500  # the UI table shows the most urgent items first
 
 @flow(name="dispatch-sweep", log_prints=True)
 def dispatch_sweep_flow() -> dict:
-    """Recolour open action items, warn about overdue stages once, escalate long-red items."""
+    """Interview new red items, escalate long-red ones, warn about overdue stages once."""
     result = steps.fill_board(steps.run_sweep())
     summary = result.summary()
     deliver_pending_notifications(limit=1000)

@@ -413,7 +413,11 @@ def database_error_message(exc: Exception) -> str | None:
     if behind is None:
         return None
     current, head = behind
-    if current is None and _no_tables(get_engine()):
+    if (
+        current is None
+        and get_engine().url.get_backend_name() == "sqlite"
+        and _no_tables(get_engine())
+    ):
         # Opening an SQLite path creates the file: a mistyped path looks like a database
         # never migrated, and `taskforce migrate` would only make a second, empty one.
         return (

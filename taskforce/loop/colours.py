@@ -33,10 +33,19 @@ def expected_percent(start: dt.date, due: dt.date, today: dt.date) -> float:
 
 
 def colour_of(
-    *, percent: int, done: bool, start: dt.date, due: dt.date, today: dt.date, rules: Progress
+    *,
+    percent: int,
+    done: bool,
+    start: dt.date | None,
+    due: dt.date | None,
+    today: dt.date,
+    rules: Progress,
 ) -> Colour:
-    if done:
+    """An item without a due date cannot be late or behind: green (as in SQL, where every
+    comparison with NULL fails). A missing start counts as the due date (no line)."""
+    if done or due is None:
         return Colour.green
+    start = due if start is None else start
     if today > due:
         return Colour.red  # 超期: due "by the end of" the due date
     if (due - today).days <= rules.yellow_due_within_days:
@@ -47,9 +56,11 @@ def colour_of(
 
 
 def colours_frame(frame: pd.DataFrame, today: dt.date, rules: Progress) -> pd.Series:
-    """Vectorised colour_of over columns percent, done, start_date, due_date."""
-    start = pd.to_datetime(frame["start_date"]).to_numpy("datetime64[D]")
+    """Vectorised colour_of over columns percent, done, start_date, due_date (a missing
+    start_date counts as the due date)."""
     due = pd.to_datetime(frame["due_date"]).to_numpy("datetime64[D]")
+    start = pd.to_datetime(frame["start_date"]).to_numpy("datetime64[D]")
+    start = np.where(np.isnat(start), due, start)
     now = np.datetime64(today, "D")
     span = (due - start).astype("int64")
     elapsed = (now - start).astype("int64")
@@ -58,7 +69,8 @@ def colours_frame(frame: pd.DataFrame, today: dt.date, rules: Progress) -> pd.Se
     expected = np.where(span > 0, proportional, np.where(now >= due, 100.0, 0.0))
     days_left = (due - now).astype("int64")
     percent = frame["percent"].to_numpy("float64")
-    done = frame["done"].to_numpy(bool)
+    # Done, or no due date (NaT compares as the smallest integer): green, as colour_of says.
+    done = frame["done"].to_numpy(bool) | np.isnat(due)
     red = ~done & (days_left < 0)
     yellow = (
         ~done
@@ -173,6 +185,7 @@ def colour_sql(today: dt.date, rules: Progress, node=None):
     return case(
         (node.level != TaskLevel.action_item, literal(Colour.green.value)),
         (node.done.is_(True), literal(Colour.green.value)),
+        (node.due_date.is_(None), literal(Colour.green.value)),  # never late, never behind
         (node.due_date < today, literal(Colour.red.value)),
         (node.due_date <= window_end, literal(Colour.yellow.value)),
         (behind, literal(Colour.yellow.value)),

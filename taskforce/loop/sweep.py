@@ -324,10 +324,14 @@ def _write_items_postgresql(cursor, values: dict[str, np.ndarray], ids: np.ndarr
         ["id", *names],
         zip(ids, *(values[n] for n in names), strict=True),
     )
+    # The rows were read without a lock (SQLite's sweep holds the write lock; PostgreSQL's
+    # does not): a step a progress report took meanwhile is kept, not written over with the
+    # NULL the sweep read, and an item completed meanwhile is left as its report left it.
+    kept = {"interview_requested_at", "escalated_at"}
     cursor.execute(
         f"UPDATE {TaskNode.__tablename__} AS t SET "
-        + ", ".join(f"{n} = w.{n}" for n in names)
-        + " FROM sweep_item_write AS w WHERE t.id = w.id"
+        + ", ".join(f"{n} = COALESCE(t.{n}, w.{n})" if n in kept else f"{n} = w.{n}" for n in names)
+        + " FROM sweep_item_write AS w WHERE t.id = w.id AND NOT t.done"
     )
     # Dropped at once (not only at commit): a second sweep in the same transaction makes it
     # again. After an error the transaction is void and the table goes with it.

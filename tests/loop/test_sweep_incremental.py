@@ -6,6 +6,7 @@ open item when the colour policy changes."""
 import datetime as dt
 import random
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -73,14 +74,20 @@ _ITEMS = Table(
 
 item_rows = st.lists(
     st.tuples(
-        st.dates(D(2025, 1, 1), D(2027, 1, 1)),  # start
-        st.integers(-5, 400),  # span (a due day before the start is a plan error, still ruled)
+        st.dates(D(2025, 1, 1), D(2027, 1, 1)) | st.none(),  # start (none: counts as due)
+        st.integers(-5, 400) | st.none(),  # span (none: no due date, never late)
         st.integers(0, 100),  # percent
         st.booleans(),  # done
     ),
     min_size=1,
     max_size=25,
 )
+
+
+def _due(start, span):
+    if span is None:
+        return None
+    return (start or D(2026, 1, 1)) + dt.timedelta(days=span)
 
 
 @pytest.fixture
@@ -102,7 +109,7 @@ def test_the_colour_rule_is_the_same_in_python_pandas_and_sql(probe, rows, today
             "id": n,
             "level": TaskLevel.action_item.value,
             "start_date": start,
-            "due_date": start + dt.timedelta(days=span),
+            "due_date": _due(start, span),
             "progress_percent": percent,
             "done": done,
         }
@@ -477,3 +484,31 @@ def test_stage_backdated_after_the_last_sweep_is_still_warned(loop, engine, cloc
     assert first.new_overdue == 1 and first.overdue_stages == []  # the list is the report's
     again = _sweep(loop)
     assert again.new_overdue == 0 and len(again.overdue_stages) == 1
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_step_taken_while_the_sweep_ran_is_kept(loop, engine, clock):
+    """PostgreSQL reads the sweep's items without a lock. A progress report that requested an
+    item's interview, or completed an item, after the sweep read them is not written over
+    with the sweep's stale values."""
+    from taskforce.loop.sweep import _open_items, _write_items
+
+    r = loop.report()
+    loop.coordinate(r.issue_number)
+    loop.plan(r.issue_number, items=2, due_in=1)
+    interviewed, completed = loop.items(r.issue_number)
+    _sweep(loop, board=False)
+    clock.advance(days=2)  # both red, neither interviewed
+    with unit_of_work(engine) as sweep_session:
+        items = _open_items(sweep_session, loop.ctx.today())
+        assert set(items["id"]) == {interviewed, completed}
+        # Another process, committed meanwhile: one item's report, the other's completion.
+        loop.progress(r.issue_number, interviewed, 50)
+        loop.progress(r.issue_number, completed, 100)
+        moved = np.ones(len(items), dtype=bool)  # the sweep writes both rows back
+        _write_items(sweep_session, loop.ctx, items, moved)
+    with unit_of_work(engine) as s:
+        kept = s.get(TaskNode, interviewed)
+        assert kept.interview_requested_at is not None  # not the NULL the sweep read
+        done = s.get(TaskNode, completed)
+        assert done.done and done.next_action_on is None
