@@ -19,17 +19,22 @@ def _database_at(path, revision: str):
     return engine
 
 
-def test_a_command_on_an_old_schema_names_the_migration_to_run(tmp_path):
-    engine = _database_at(tmp_path / "old.db", "0001")
-    assert schema_behind(engine)[0] == "0001"
-    done = subprocess.run(
+def _verify_trail_at(path) -> subprocess.CompletedProcess:
+    """`taskforce trail verify` in a process of its own, on the SQLite database at `path`."""
+    return subprocess.run(
         [sys.executable, "-m", "taskforce.cli", "trail", "verify"],
         cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "TASKFORCE_DATABASE_URL": f"sqlite:///{tmp_path / 'old.db'}"},
+        env={"PATH": "/usr/bin:/bin", "TASKFORCE_DATABASE_URL": f"sqlite:///{path}"},
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_a_command_on_an_old_schema_names_the_migration_to_run(tmp_path):
+    engine = _database_at(tmp_path / "old.db", "0001")
+    assert schema_behind(engine)[0] == "0001"
+    done = _verify_trail_at(tmp_path / "old.db")
     assert done.returncode == 2, done.stderr[-2000:]
     assert "schema revision 0001" in done.stderr and "taskforce migrate" in done.stderr
     assert "Traceback" not in done.stderr
@@ -42,14 +47,7 @@ def test_a_mistyped_database_path_is_named_as_such(tmp_path):
     """A path that names no database (a typo) was answered "run `taskforce migrate`", which
     would have made a second, empty database there."""
     typo = tmp_path / "taskforse.db"
-    done = subprocess.run(
-        [sys.executable, "-m", "taskforce.cli", "trail", "verify"],
-        cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "TASKFORCE_DATABASE_URL": f"sqlite:///{typo}"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _verify_trail_at(typo)
     assert done.returncode == 2, done.stderr[-2000:]
     said = " ".join(done.stderr.split())
     assert f"there is no taskforce database at sqlite:///{typo}" in said
