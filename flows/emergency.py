@@ -256,7 +256,7 @@ def open_emergency(form: OpenEmergencyForm) -> dict:
     if result.created:
         outcome = t.dispatch_emergency(result.emergency_id, default_dispatcher(), form.opened_by)
     elif result.send_now:  # the level was raised: the new leading group's page goes now
-        t.send_now(result.send_now)
+        t.send_now(list(result.send_now))
     dispatched = bool(outcome and outcome.dispatched)
     if result.created:
         what, shown = "opened", "opened 已开启"

@@ -652,7 +652,7 @@ def _raise_level(
         session, ctx, emergency, actor=actor, reason=f"level raised to {intake.level.value}"
     )
     return _answer(emergency, created=False).model_copy(
-        update={"raised_from": Level(before["level"]), "send_now": [paged, raised.id]}
+        update={"raised_from": Level(before["level"]), "send_now": (paged, raised.id)}
     )
 
 

@@ -164,7 +164,7 @@ def create_app(
                 dispatched = outcome.dispatched
             status = "dispatched" if dispatched else status
         elif result.send_now:  # a raised level: its page is written, sent from the thread
-            sent = dispatch_queue.send_now(result.send_now)
+            sent = dispatch_queue.send_now(list(result.send_now))
             if not background_dispatch:
                 await asyncio.wrap_future(sent)
         return _Accepted(

@@ -184,7 +184,7 @@ def test_a_repeat_at_the_same_or_a_milder_level_is_a_repeat(engine, ctx, level):
     _page(engine, ctx, first.emergency_id)
     again = _open(engine, ctx, level=level)
     assert not again.created and again.level == Level.II
-    assert again.raised_from is None and again.send_now == []
+    assert again.raised_from is None and again.send_now == ()
     with unit_of_work(engine) as s:
         e = service.get_emergency(s, first.emergency_id)
         assert (e.level, e.leading_group, e.repeats) == (Level.II, "executive", 1)
