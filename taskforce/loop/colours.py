@@ -20,7 +20,7 @@ from sqlalchemy import Integer, and_, case, func, literal, or_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from taskforce.loop.models import Colour
+from taskforce.loop.models import Colour, TaskLevel, TaskNode
 from taskforce.policy.schema import Progress
 
 
@@ -161,8 +161,8 @@ def _day_number_postgresql(element, compiler, **kw):
 
 
 def colour_sql(today: dt.date, rules: Progress, node=None):
-    """`colour_of` as a SQL CASE over a task_node table (`node`: the TaskNode class or an
-    alias): 'green' / 'yellow' / 'red' for action items, 'green' for goals and sub-projects
+    """`colour_of` as a SQL CASE over a task_node table (`node`: the TaskNode class, an alias,
+    or a table's columns): 'green' / 'yellow' / 'red' for action items, 'green' for goals and sub-projects
     (they have no light of their own; reviews roll their items' colours up).
 
     The behind-the-line test (expected - percent >= points, expected = clip(elapsed * 100 /
@@ -170,8 +170,6 @@ def colour_sql(today: dt.date, rules: Progress, node=None):
     percent + points in (0, 100] and a positive span; a threshold of 0 or less is always
     behind, one above 100 never (expected is at most 100). A span of 0 or less is behind only
     on or after its due day, which the due window has made yellow already."""
-    from taskforce.loop.models import TaskLevel, TaskNode
-
     node = node if node is not None else TaskNode
     start = func.coalesce(node.start_date, node.due_date)
     span = _DayNumber(node.due_date) - _DayNumber(start)
