@@ -448,9 +448,7 @@ def _iso_days(dates: pd.Series, plus: int = 0) -> list[str]:
     """date objects (None for none) as ISO days `plus` days later, "" for none: one numpy
     pass, not a Python call per item."""
     days = pd.to_datetime(dates).to_numpy("datetime64[D]") + np.timedelta64(plus, "D")
-    text = np.datetime_as_string(days).astype(object)
-    text[np.isnat(days)] = ""
-    return text.tolist()
+    return [day or "" for day in _driver_days(days)]
 
 
 def _red_items(
