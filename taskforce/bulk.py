@@ -33,9 +33,10 @@ from json.encoder import (  # type: ignore[attr-defined]
 )
 from typing import Any
 
-from sqlalchemy import any_, bindparam
+from sqlalchemy import JSON, Boolean, DateTime, Integer, Table, TypeDecorator, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeEngine
 
 UTC = dt.UTC
 
@@ -202,3 +203,50 @@ def copy_rows(cursor, table: str, columns: Sequence[str], rows: Iterable[Sequenc
     with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
+
+
+def unnest_insert(table: Table, columns: Sequence[str]) -> str:
+    """PostgreSQL: `INSERT INTO table (columns) SELECT * FROM unnest(%s::type[], …)`, which
+    takes the rows as one array per column (`insert_arrays`).
+
+    Why: its text does not depend on the row count, so psycopg parses it once and prepares
+    it, where executemany costs a round of Python per row and a multi-row VALUES (a text per
+    row count, too long for psycopg's query cache) was parsed again on every call. Strings
+    go as text[], never varchar(n)[]: a cast would cut an over-long value where the INSERT
+    refuses it."""
+    casts = []
+    for name in columns:
+        python_type = _python_type(table.c[name].type)
+        casts.append(f"%b::{_ARRAY_TYPES.get(python_type, 'text')}[]")
+    return (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({', '.join(casts)})"
+    )
+
+
+def insert_arrays(cursor, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Run an `unnest_insert` statement for `rows` (tuples in its columns' order)."""
+    if rows:
+        cursor.execute(statement, [list(column) for column in zip(*rows, strict=True)])
+
+
+def _python_type(column_type: TypeEngine) -> str:
+    if isinstance(column_type, TypeDecorator):
+        column_type = column_type.impl_instance
+    if isinstance(column_type, JSON):
+        return "json"
+    if isinstance(column_type, DateTime):
+        return "datetime"
+    if isinstance(column_type, Boolean):
+        return "bool"
+    if isinstance(column_type, Integer):
+        return "int"
+    return "str"
+
+
+_ARRAY_TYPES = {
+    "json": "jsonb",
+    "datetime": "timestamptz",
+    "bool": "boolean",
+    "int": "bigint",
+    "str": "text",
+}

@@ -18,6 +18,7 @@ would (`OpenRow`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import Any
 from sqlalchemy import Dialect, Table
 from sqlalchemy.orm import Session
 
-from taskforce import bulk
+from taskforce import bulk, events
 from taskforce.emergency.models import (
     OPEN_DEDUP_WHERE,
     Emergency,
@@ -36,6 +37,7 @@ from taskforce.emergency.models import (
 )
 from taskforce.org.models import Group
 from taskforce.policy.schema import Classification
+from taskforce.trail import service as trail
 
 # Columns `open_emergencies` gives a new emergency (the others stay NULL, as with the ORM).
 EMERGENCY_COLUMNS = (
@@ -97,17 +99,18 @@ class _Statements:
     event_table: str
     event_columns: tuple[str, ...]
     max_emergency_id: str
-    insert_event: str
     add_repeats: str
     mark_dispatched: str
     status_processor: Callable[[Any], Any] | None
     for_update: str  # " FOR UPDATE" where the database has row locks
     # PostgreSQL: statements whose text does not depend on the batch size, so psycopg
     # prepares them after a few runs and the server stops parsing and planning them
-    # (a plan per batch was about a millisecond each for the two below). None on SQLite,
+    # (a plan per batch was about a millisecond for the lookup). None on SQLite,
     # which has no array parameters and prepares statements cheaply in-process.
     open_of_key_arrays: str | None
-    insert_emergency_returning: str | None
+    next_emergency_ids: str | None
+    insert_emergency_arrays: str | None  # `bulk.unnest_insert`
+    insert_event_arrays: str | None
 
 
 def _processors(dialect: Dialect, table: Table, columns: Sequence[str]) -> tuple:
@@ -136,11 +139,11 @@ def _statements(dialect: Dialect) -> _Statements:
         event_table=q(ev.name),
         event_columns=tuple(map(q, EVENT_COLUMNS)),
         max_emergency_id=f"SELECT coalesce(max(id), 0) FROM {q(e.name)}",
-        insert_event=(
-            f"INSERT INTO {q(ev.name)} ({', '.join(map(q, EVENT_COLUMNS))}) "
-            f"VALUES ({', '.join([mark] * len(EVENT_COLUMNS))})"
+        # PostgreSQL (SQLite builds a CASE per chunk, `add_repeats`).
+        add_repeats=(
+            f"UPDATE {q(e.name)} AS e SET repeats = e.repeats + a.n "
+            "FROM unnest(%b::bigint[], %b::int[]) AS a(id, n) WHERE e.id = a.id"
         ),
-        add_repeats=f"UPDATE {q(e.name)} SET repeats = repeats + {mark} WHERE id = {mark}",
         mark_dispatched=(
             f"UPDATE {q(e.name)} SET flow_run_id = {mark}, status = {mark} WHERE id = {mark}"
         ),
@@ -154,16 +157,24 @@ def _statements(dialect: Dialect) -> _Statements:
         # scan every open emergency of the source while the table was not yet analysed).
         else (
             "SELECT e.id, e.public_id, e.source, e.dedup_key, e.classification, e.is_drill, "
-            "e.status, e.level FROM unnest(%s::text[], %s::text[]) AS k(source, dedup_key) "
+            "e.status, e.level FROM unnest(%b::text[], %b::text[]) AS k(source, dedup_key) "
             "JOIN emergency AS e ON e.source = k.source AND e.dedup_key = k.dedup_key "
             f"WHERE e.{OPEN_DEDUP_WHERE}"
         ),
-        insert_emergency_returning=None
+        # Ids drawn ahead from the column's own sequence, so the INSERTs need no RETURNING
+        # and go out in the same round trip as everything else the batch writes. A key that
+        # turns out to be open leaves its id unused: a gap, as a rolled-back INSERT leaves.
+        next_emergency_ids=None
         if dialect.name != "postgresql"
         else (
-            f"INSERT INTO {q(e.name)} ({', '.join(map(q, EMERGENCY_COLUMNS))}) VALUES "
-            "(" + ", ".join([mark] * len(EMERGENCY_COLUMNS)) + ") RETURNING id, public_id"
+            f"SELECT nextval(pg_get_serial_sequence('{e.name}', 'id')) FROM generate_series(1, %s)"
         ),
+        insert_emergency_arrays=None
+        if dialect.name != "postgresql"
+        else bulk.unnest_insert(e, ("id", *EMERGENCY_COLUMNS)),
+        insert_event_arrays=None
+        if dialect.name != "postgresql"
+        else bulk.unnest_insert(ev, EVENT_COLUMNS),
     )
 
 
@@ -200,38 +211,87 @@ class IntakeWriter:
         self.max_parameters = (
             bulk.sqlite_parameter_cap(self.cursor) if self.sqlite else bulk.SQLITE_MAX_PARAMETERS
         )
+        self.session = session
+        # PostgreSQL, filled by `look_up`: ids for the new rows.
+        self._new_ids: list[int] = []
+        self._pipelined = False
+
+    def look_up(
+        self, keys: set[tuple[str, str]], group_codes: set[str]
+    ) -> tuple[dict[tuple[str, str], OpenRow], set[str]]:
+        """The open emergencies of these keys and which of these working groups exist.
+
+        PostgreSQL: one round trip (a pipeline) that also draws an id for every key that may
+        open, so that `writes` can send the batch's rows without waiting for RETURNING. Each
+        round trip let go of the interpreter lock and waited to get it back from the event
+        loop: twelve of them were most of a batch's time under load; now there are four
+        (this one, two in `writes`, the COMMIT). SQLite: the two SELECTs, in process."""
+        if self.sqlite:
+            return self.open_of_keys(keys), self.known_groups(group_codes)
+        connection = self.cursor.connection
+        ordered = sorted(keys)
+        with connection.pipeline():
+            open_cursor, ids_cursor = connection.cursor(), connection.cursor()
+            open_cursor.execute(
+                self.sql.open_of_key_arrays,
+                ([s for s, _ in ordered], [k for _, k in ordered]),
+            )
+            groups_cursor = self._send_known_groups(connection.cursor(), group_codes)
+            ids_cursor.execute(self.sql.next_emergency_ids, (len(keys),))
+        open_rows = self._open_rows(keys, open_cursor.fetchall())
+        known = {row[0] for row in groups_cursor.fetchall()} if groups_cursor else set()
+        self._new_ids = [row[0] for row in ids_cursor.fetchall()]
+        for cursor in (open_cursor, ids_cursor, groups_cursor):
+            if cursor is not None:
+                cursor.close()
+        return open_rows, known
+
+    @contextlib.contextmanager
+    def writes(self) -> Iterator[None]:
+        """The batch's writes. PostgreSQL: one pipeline, synced twice (for the trail head, in
+        `append_trail`, and at the end of the block); an error of any write is raised there
+        and the transaction rolls back whole, as before."""
+        if self.sqlite:
+            yield
+            return
+        with self.cursor.connection.pipeline():
+            self._pipelined = True
+            try:
+                yield
+            finally:
+                self._pipelined = False
 
     def _in(self, count: int) -> str:
         return "(" + ", ".join([self.sql.mark] * count) + ")"
 
     def open_of_keys(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], OpenRow]:
-        """The open emergencies of these (source, dedup key) pairs: one SELECT per chunk."""
+        """SQLite: the open emergencies of these (source, dedup key) pairs, a SELECT per
+        chunk."""
         found: dict[tuple[str, str], OpenRow] = {}
-        ordered = sorted(keys)
-        for rows in self._open_rows_of(ordered):
-            for row in rows:
-                key = (row[2], row[3])
-                if key in keys:
-                    found[key] = OpenRow(
-                        id=row[0],
-                        public_id=row[1],
-                        source=row[2],
-                        dedup_key=row[3],
-                        classification=Classification(row[4]),
-                        is_drill=bool(row[5]),
-                        status=EmergencyStatus(row[6]),
-                        level=Level(row[7]),
-                    )
+        for rows in self._open_rows_of(sorted(keys)):
+            found |= self._open_rows(keys, rows)
+        return found
+
+    @staticmethod
+    def _open_rows(keys: set[tuple[str, str]], rows: list[tuple]) -> dict:
+        found: dict[tuple[str, str], OpenRow] = {}
+        for row in rows:
+            key = (row[2], row[3])
+            if key in keys:
+                found[key] = OpenRow(
+                    id=row[0],
+                    public_id=row[1],
+                    source=row[2],
+                    dedup_key=row[3],
+                    classification=Classification(row[4]),
+                    is_drill=bool(row[5]),
+                    status=EmergencyStatus(row[6]),
+                    level=Level(row[7]),
+                )
         return found
 
     def _open_rows_of(self, ordered: list[tuple[str, str]]) -> Iterator[list[tuple]]:
-        if self.sql.open_of_key_arrays is not None:
-            self.cursor.execute(
-                self.sql.open_of_key_arrays,
-                ([s for s, _ in ordered], [k for _, k in ordered]),
-            )
-            yield self.cursor.fetchall()
-            return
+        """SQLite: the pairs as IN lists, a statement per chunk (PostgreSQL: `look_up`)."""
         per_statement = self.max_parameters // 2
         for start in range(0, len(ordered), per_statement):
             chunk = ordered[start : start + per_statement]
@@ -246,14 +306,24 @@ class IntakeWriter:
             yield self.cursor.fetchall()
 
     def known_groups(self, codes: set[str]) -> set[str]:
-        if not codes:
+        if self._send_known_groups(self.cursor, codes) is None:
             return set()
-        q = self.sql.dialect.identifier_preparer.quote
-        self.cursor.execute(
-            f"SELECT code FROM {q(Group.__table__.name)} WHERE code IN {self._in(len(codes))}",
-            tuple(sorted(codes)),
-        )
         return {row[0] for row in self.cursor.fetchall()}
+
+    def _send_known_groups(self, cursor, codes: set[str]):
+        if not codes:
+            return None
+        table = self.sql.dialect.identifier_preparer.quote(Group.__table__.name)
+        if self.sqlite:
+            cursor.execute(
+                f"SELECT code FROM {table} WHERE code IN {self._in(len(codes))}",
+                tuple(sorted(codes)),
+            )
+        else:  # one text whatever the count, so psycopg prepares it
+            cursor.execute(
+                f"SELECT code FROM {table} WHERE code = ANY(%b::text[])", (sorted(codes),)
+            )
+        return cursor
 
     def insert_emergencies(self, rows: list[dict[str, Any]]) -> dict[str, int]:
         """Insert the new emergencies; returns their ids by public id."""
@@ -263,14 +333,17 @@ class IntakeWriter:
         ]
         if self.sqlite:
             return self._insert_numbered(rows, converted)
-        # PostgreSQL: one prepared row statement, pipelined by psycopg's executemany: one
-        # round trip.
-        ids: dict[str, int] = {}
-        self.cursor.executemany(self.sql.insert_emergency_returning, converted, returning=True)
-        while True:
-            ids.update((public_id, new_id) for new_id, public_id in self.cursor.fetchall())
-            if not self.cursor.nextset():
-                return ids
+        # PostgreSQL: numbered with the ids `look_up` drew (one per key that may open), in one
+        # prepared row statement that the batch's pipeline carries (`writes`).
+        if len(rows) > len(self._new_ids):
+            raise RuntimeError("insert_emergencies: more new rows than ids drawn by look_up")
+        ids = dict(zip((row["public_id"] for row in rows), self._new_ids, strict=False))
+        bulk.insert_arrays(
+            self.cursor,
+            self.sql.insert_emergency_arrays,
+            [(ids[row["public_id"]], *values) for row, values in zip(rows, converted, strict=True)],
+        )
+        return ids
 
     def _insert_numbered(
         self, rows: list[dict[str, Any]], converted: list[tuple]
@@ -297,8 +370,9 @@ class IntakeWriter:
         """repeats = repeats + n per emergency (never a lost count under concurrency)."""
         if not added:
             return
-        if not self.sqlite:  # psycopg pipelines executemany: one round trip
-            self.cursor.executemany(self.sql.add_repeats, [(n, i) for i, n in added.items()])
+        if not self.sqlite:  # one statement of two arrays, whatever the count
+            ids, counts = zip(*sorted(added.items()), strict=True)
+            self.cursor.execute(self.sql.add_repeats, (list(ids), list(counts)))
             return
         # SQLite: one UPDATE per chunk, not one step per row (`bulk.insert_values` says why).
         items = sorted(added.items())
@@ -322,7 +396,7 @@ class IntakeWriter:
         if self.sqlite:
             bulk.insert_values(self.cursor, self.sql.event_table, self.sql.event_columns, converted)
         else:
-            self.cursor.executemany(self.sql.insert_event, converted)
+            bulk.insert_arrays(self.cursor, self.sql.insert_event_arrays, converted)
 
     def dispatch_state(self, public_ids: Sequence[str]) -> dict[str, DispatchRow]:
         """The emergencies of these public ids, locked for update, by public id."""
@@ -351,6 +425,23 @@ class IntakeWriter:
         self.cursor.executemany(
             self.sql.mark_dispatched, [(run, status(st), i) for i, run, st in marks]
         )
+
+    def append_trail(self, policy, records: list[dict[str, Any]]) -> None:
+        """The batch's trail entries (`events.record_many`'s records, none notifying).
+
+        PostgreSQL, inside `writes`: the head is locked after the batch's emergency rows, in
+        the order every other writer takes them (a row, then the trail), so two gateway
+        processes opening one key never wait on each other in a circle; reading it syncs the
+        pipeline, and the entries and the head's UPDATE go out with the block's end."""
+        if not self._pipelined:
+            events.record_many(self.session, policy, records)
+            return
+        if any(r.get("notify") for r in records):
+            raise RuntimeError("append_trail: an intake record does not notify")
+        self.cursor.execute(trail.HEAD_FOR_UPDATE_POSTGRESQL)
+        head = self.cursor.fetchone()  # syncs the pipeline: the rows above are written
+        chained = trail.chain_after(head, events.trail_entries(records), sqlite=False)
+        trail.send_chained(self.session, self.cursor, chained)
 
     def close(self) -> None:
         self.cursor.close()

@@ -294,14 +294,14 @@ def _open_pending(
     writer: IntakeWriter,
 ) -> list[OpenResult | DomainError]:
     keys = {(requests[i].source, requests[i].dedup_key) for i in pending}
-    # One SELECT of the open emergencies of all keys (plain rows: no ORM objects to build).
-    open_rows = writer.open_of_keys(keys)
+    groups_named = {intakes[i].working_group for i in pending if intakes[i].working_group}
+    # The open emergencies of all keys (plain rows: no ORM objects to build) and the working
+    # groups that exist: on PostgreSQL one round trip, and the writes below one more.
+    open_rows, known_groups = writer.look_up(keys, groups_named)
     if _raises_a_level(requests, intakes, pending, open_rows):
         # Rare: deliveries of one key report different levels, and a more severe one raises
         # the emergency. One by one, as open_emergency would, so each sees the one before.
         return _open_one_by_one(session, ctx, requests, intakes, results, pending)
-    groups_named = {intakes[i].working_group for i in pending if intakes[i].working_group}
-    known_groups = writer.known_groups(groups_named)
 
     now = ctx.now()
     chain_steps = chain(ctx)
@@ -352,100 +352,103 @@ def _open_pending(
         opened[key] = row
         new_rows.append(row)
 
-    if new_rows:
-        ids = writer.insert_emergencies(new_rows)
-        for row in new_rows:
-            row["id"] = ids[row["public_id"]]
+    # The batch's writes: on PostgreSQL one pipeline, sent when the trail head is read and
+    # at the end of the block (`IntakeWriter.writes`). Nothing else below reads the database.
+    with writer.writes():
+        if new_rows:
+            ids = writer.insert_emergencies(new_rows)
+            for row in new_rows:
+                row["id"] = ids[row["public_id"]]
 
-    # Repeats: their counts, events and answers (an existing row's status and level, or
-    # the new row's when the key was opened earlier in this batch).
-    added: dict[int, int] = {}
-    events_rows = []
-    for i, key in repeats:
-        target = open_rows.get(key)
-        emergency_id = target.id if target is not None else opened[key]["id"]
-        added[emergency_id] = added.get(emergency_id, 0) + 1
-        events_rows.append(
-            {
-                "emergency_id": emergency_id,
-                "kind": "repeat",
-                "at": now,
-                "actor": requests[i].actor,
-                "detail": {},
-            }
-        )
-    writer.add_repeats(added)  # repeats = repeats + n, in one statement (or executemany)
-    writer.insert_events(events_rows)
-
-    # The trail, in request order, as open_emergency / _attach_repeat write it.
-    records = []
-    repeat_of = dict(repeats)
-    for i in pending:
-        if isinstance(results[i], DomainError):
-            continue
-        r = requests[i]
-        key = (r.source, r.dedup_key)
-        if i in repeat_of:
+        # Repeats: their counts, events and answers (an existing row's status and level, or
+        # the new row's when the key was opened earlier in this batch).
+        added: dict[int, int] = {}
+        events_rows = []
+        for i, key in repeats:
             target = open_rows.get(key)
-            if target is not None:
-                public_id, source, dedup_key = target.public_id, target.source, target.dedup_key
-                classification, is_drill = target.classification, target.is_drill
-                status, level = target.status.value, target.level
-            else:
-                row = opened[key]
-                public_id, source, dedup_key = row["public_id"], row["source"], row["dedup_key"]
-                classification, is_drill = row["classification"], row["is_drill"]
-                status, level = row["status"].value, row["level"]
+            emergency_id = target.id if target is not None else opened[key]["id"]
+            added[emergency_id] = added.get(emergency_id, 0) + 1
+            events_rows.append(
+                {
+                    "emergency_id": emergency_id,
+                    "kind": "repeat",
+                    "at": now,
+                    "actor": requests[i].actor,
+                    "detail": {},
+                }
+            )
+        writer.add_repeats(added)  # repeats = repeats + n, in one statement (or executemany)
+        writer.insert_events(events_rows)
+
+        # The trail, in request order, as open_emergency / _attach_repeat write it.
+        records = []
+        repeat_of = dict(repeats)
+        for i in pending:
+            if isinstance(results[i], DomainError):
+                continue
+            r = requests[i]
+            key = (r.source, r.dedup_key)
+            if i in repeat_of:
+                target = open_rows.get(key)
+                if target is not None:
+                    public_id, source, dedup_key = target.public_id, target.source, target.dedup_key
+                    classification, is_drill = target.classification, target.is_drill
+                    status, level = target.status.value, target.level
+                else:
+                    row = opened[key]
+                    public_id, source, dedup_key = row["public_id"], row["source"], row["dedup_key"]
+                    classification, is_drill = row["classification"], row["is_drill"]
+                    status, level = row["status"].value, row["level"]
+                records.append(
+                    {
+                        "at": now,
+                        "actor": r.actor,
+                        "action": "emergency.repeat",
+                        "subject_type": "emergency",
+                        "subject_id": public_id,
+                        "classification": classification,
+                        "is_drill": is_drill,
+                        "payload": {"source": source, "dedup_key": dedup_key},
+                    }
+                )
+                results[i] = OpenResult.model_construct(
+                    emergency_id=public_id,
+                    created=False,
+                    status=status,
+                    level=level,
+                    is_drill=is_drill,
+                )
+                continue
+            row = opened[key]
             records.append(
                 {
                     "at": now,
                     "actor": r.actor,
-                    "action": "emergency.repeat",
+                    "action": "emergency.opened",
                     "subject_type": "emergency",
-                    "subject_id": public_id,
-                    "classification": classification,
-                    "is_drill": is_drill,
-                    "payload": {"source": source, "dedup_key": dedup_key},
+                    "subject_id": row["public_id"],
+                    "classification": row["classification"],
+                    "is_drill": row["is_drill"],
+                    "payload": {
+                        "source": row["source"],
+                        "dedup_key": row["dedup_key"],
+                        "level": row["level"].value,
+                        "title": row["title"],
+                        "leading_group": row["leading_group"],
+                        "working_group": row["working_group"],
+                        "deadlines": row["deadlines"],
+                        "is_drill": row["is_drill"],
+                    },
                 }
             )
             results[i] = OpenResult.model_construct(
-                emergency_id=public_id,
-                created=False,
-                status=status,
-                level=level,
-                is_drill=is_drill,
+                emergency_id=row["public_id"],
+                created=True,
+                status=row["status"].value,
+                level=row["level"],
+                is_drill=row["is_drill"],
             )
-            continue
-        row = opened[key]
-        records.append(
-            {
-                "at": now,
-                "actor": r.actor,
-                "action": "emergency.opened",
-                "subject_type": "emergency",
-                "subject_id": row["public_id"],
-                "classification": row["classification"],
-                "is_drill": row["is_drill"],
-                "payload": {
-                    "source": row["source"],
-                    "dedup_key": row["dedup_key"],
-                    "level": row["level"].value,
-                    "title": row["title"],
-                    "leading_group": row["leading_group"],
-                    "working_group": row["working_group"],
-                    "deadlines": row["deadlines"],
-                    "is_drill": row["is_drill"],
-                },
-            }
-        )
-        results[i] = OpenResult.model_construct(
-            emergency_id=row["public_id"],
-            created=True,
-            status=row["status"].value,
-            level=row["level"],
-            is_drill=row["is_drill"],
-        )
-    events.record_many(session, ctx.policy, records)
+        writer.append_trail(ctx.policy, records)
     return results  # type: ignore[return-value]
 
 
