@@ -41,7 +41,7 @@ from taskforce.budget.models import (
     ReviewStage,
     Severity,
 )
-from taskforce.budget.periods import Period, iso_week, started
+from taskforce.budget.periods import Period, iso_week, started, within_recorded_years
 from taskforce.budget.service import required_reserve_fen
 from taskforce.context import Context
 from taskforce.emergency.models import Emergency
@@ -676,7 +676,7 @@ def run_audit(
 ) -> AuditResult:
     """Audit the ledger as of the end of `week`, record findings (idempotently), notify."""
     policy = ctx.policy
-    period = started(iso_week(week), ctx.today(), "week")
+    period = within_recorded_years(session, started(iso_week(week), ctx.today(), "week"), "week")
     cutoff = ctx.end_of(period.end)
     data = _load(session, period, cutoff)
     state = _state(data, cutoff, policy)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from taskforce import events
 from taskforce.budget.models import BudgetLine, DisbursementSchedule, LedgerEntry, LineStatus
-from taskforce.budget.periods import Period, half_year, started
+from taskforce.budget.periods import Period, half_year, started, within_recorded_years
 from taskforce.context import Context
 from taskforce.loop.models import Evaluation, Issue, TaskNode
 from taskforce.org.models import Unit
@@ -70,7 +70,7 @@ def _assess(row: dict[str, Any]) -> str:
 def run_performance_audit(
     session: Session, ctx: Context, half: str, *, actor: str = "budget-performance-audit"
 ) -> PerformanceResult:
-    period = started(half_year(half), ctx.today(), "half")
+    period = within_recorded_years(session, started(half_year(half), ctx.today(), "half"), "half")
     year = period.start.year
     lines = session.execute(
         select(

@@ -6,6 +6,10 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from taskforce.budget.models import FiscalYear
 from taskforce.errors import DomainError
 
 _WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
@@ -74,5 +78,22 @@ def started(period: Period, today: dt.date, field: str) -> Period:
             f"{period.label} has not begun (it starts on {period.start.isoformat()})",
             field=field,
             allowed="a period that has begun; the default is the last complete one",
+        )
+    return period
+
+
+def within_recorded_years(session: Session, period: Period, field: str) -> Period:
+    """The period, refused if fiscal years are recorded and none of them is the period's:
+    `--week 1999-W01` audited a ledger that cannot hold a payment of that year, and
+    recorded, published and announced an empty audit. With no year recorded yet (a new
+    installation) the audit runs and finds nothing, as the schedule expects."""
+    recorded = session.scalars(select(FiscalYear.year).order_by(FiscalYear.year)).all()
+    if recorded and not set(period.fiscal_years) & set(recorded):
+        years = ", ".join(map(str, recorded))
+        raise DomainError(
+            f"no fiscal year is recorded for {period.label}",
+            field=field,
+            allowed=f"a period of a recorded fiscal year ({years}); "
+            "`taskforce budget set-year` records one",
         )
     return period

@@ -87,9 +87,14 @@ def active_member(session: Session, code: str, *, field: str) -> Member:
     member = session.scalars(select(Member).where(Member.code == code)).one_or_none()
     if member is not None and member.active:
         return member
-    shown = listed_codes(
-        session, select(Member.code).where(Member.active.is_(True)).order_by(Member.code)
-    )
+    # Each code with its name: an operator who knows the person, not the code, finds it here.
+    members = session.execute(
+        select(Member.code, Member.name)
+        .where(Member.active.is_(True))
+        .order_by(Member.code)
+        .limit(LISTED_UNITS_MAX + 1)
+    ).all()
+    shown = listing(f"{member_code} {name}" for member_code, name in members)
     raise NotFound(
         f"no active member {code!r}",
         field=field,

@@ -116,7 +116,9 @@ def test_the_budget_commands_refuse_an_actor_the_office_does_not_know(tmp_path):
     assert done.returncode == 2
     _no_traceback(done)
     out = " ".join(done.stderr.split())
-    assert "refused: actor: no active member 'root'" in out and "E1" in out
+    assert "refused: actor: no active member 'root'" in out
+    # Each code with its name: the operator who knows 周晓东, not "E1", finds the code here.
+    assert "E1 周晓东" in out
     assert _count(engine, FiscalYear) == 0
     export = tmp_path / "export.csv"
     export.write_text("voucher_no,date,line_code,kind,amount,payee,description,external_ref\n")
