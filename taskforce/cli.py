@@ -387,7 +387,12 @@ def _no_tables(engine) -> bool:
 
 def database_error_message(exc: Exception) -> str | None:
     """What to tell the operator about a database error instead of a traceback, or None."""
-    from taskforce.db import SQLITE_BUSY_TIMEOUT_SECONDS, get_engine, is_database_locked
+    from taskforce.db import (
+        SQLITE_BUSY_TIMEOUT_SECONDS,
+        forget_created_sqlite,
+        get_engine,
+        is_database_locked,
+    )
     from taskforce.migrate import schema_behind
 
     if is_database_locked(exc):
@@ -420,10 +425,13 @@ def database_error_message(exc: Exception) -> str | None:
     ):
         # Opening an SQLite path creates the file: a mistyped path looks like a database
         # never migrated, and `taskforce migrate` would only make a second, empty one.
+        # What this command created there is removed again.
+        removed = forget_created_sqlite(get_engine())
         return (
-            f"there is no taskforce database at {_redacted_url()}: it has no tables (a "
-            f"mistyped {DATABASE_URL_ENV}?). Fix the path, or run `taskforce init` to create "
-            "one there."
+            f"there is no taskforce database at {_redacted_url()}"
+            + (" (nothing was left there)" if removed else ": it has no tables")
+            + f". A mistyped {DATABASE_URL_ENV}? Fix the path, or run `taskforce init` to "
+            "create one there."
         )
     return (
         f"the database is at schema revision {current or 'none'}, this code needs "

@@ -105,11 +105,20 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# SQLite files (and folders) that did not exist when this process first opened their URL:
+# what `forget_created_sqlite` may remove again.
+_created_sqlite: dict[str, tuple[Path, list[Path]]] = {}
+
+
 def make_engine(url: str | None = None, **kwargs) -> Engine:
     url = url or database_url()
     if url.startswith("sqlite"):
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(url.removeprefix("sqlite:///"))
+            if not path.exists():
+                missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+                _created_sqlite.setdefault(url, (path, missing))
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
@@ -124,6 +133,29 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
 
 
 _engines: dict[str, Engine] = {}
+
+
+def forget_created_sqlite(engine: Engine) -> bool:
+    """Remove the SQLite file this process created by opening `engine`'s URL, with its log
+    files and the folders made for it, if it holds no table: what a command run against a
+    mistyped path left behind. Returns whether anything was removed."""
+    url = engine.url.render_as_string(hide_password=False)
+    created = _created_sqlite.pop(url, None)
+    if created is None:
+        return False
+    path, folders = created
+    engine.dispose()  # close the pool's connections before the files go
+    with sqlite3.connect(path) as probe:  # never remove a file that has become a database
+        if probe.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            return False
+    for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        leftover.unlink(missing_ok=True)
+    for folder in folders:  # innermost first; only the empty ones
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+    return True
 
 
 def get_engine(url: str | None = None) -> Engine:

@@ -46,13 +46,25 @@ def test_a_command_on_an_old_schema_names_the_migration_to_run(tmp_path):
 def test_a_mistyped_database_path_is_named_as_such(tmp_path):
     """A path that names no database (a typo) was answered "run `taskforce migrate`", which
     would have made a second, empty database there."""
-    typo = tmp_path / "taskforse.db"
+    typo = tmp_path / "taskforse" / "db" / "taskforse.db"
     done = _verify_trail_at(typo)
     assert done.returncode == 2, done.stderr[-2000:]
     said = " ".join(done.stderr.split())
-    assert f"there is no taskforce database at sqlite:///{typo}" in said
+    assert f"there is no taskforce database at sqlite:///{typo} (nothing was left there)" in said
     assert "taskforce init" in said and "taskforce migrate" not in said
     assert "Traceback" not in done.stderr
+    # The command made neither the file nor the folders the typo named (it did, before).
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_file_that_was_there_before_is_kept(tmp_path):
+    """Only what the command itself created goes: a file that existed is the operator's."""
+    existing = tmp_path / "empty.db"
+    existing.touch()
+    done = _verify_trail_at(existing)
+    assert done.returncode == 2
+    assert "it has no tables" in " ".join(done.stderr.split())
+    assert existing.exists()
 
 
 def test_a_locked_database_is_named_as_such_even_when_its_schema_is_behind(tmp_path):
