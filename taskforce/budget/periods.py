@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from taskforce.budget.models import FiscalYear
@@ -83,17 +83,20 @@ def started(period: Period, today: dt.date, field: str) -> Period:
 
 
 def within_recorded_years(session: Session, period: Period, field: str) -> Period:
-    """The period, refused if fiscal years are recorded and none of them is the period's:
-    `--week 1999-W01` audited a ledger that cannot hold a payment of that year, and
-    recorded, published and announced an empty audit. With no year recorded yet (a new
-    installation) the audit runs and finds nothing, as the schedule expects."""
-    recorded = session.scalars(select(FiscalYear.year).order_by(FiscalYear.year)).all()
-    if recorded and not set(period.fiscal_years) & set(recorded):
-        years = ", ".join(map(str, recorded))
+    """The period, refused if it ends before the first recorded fiscal year: `--week
+    1999-W01` audited a ledger that cannot hold a payment of 1999, and recorded, published
+    and announced the empty audit. A period after the last recorded year is audited: the
+    scheduled audit of a new year's first weeks runs before the office records the year.
+    With no year recorded yet (a new installation) every period is."""
+    first = session.scalar(select(func.min(FiscalYear.year)))
+    if first is not None and period.end.year < first:
+        years = ", ".join(
+            map(str, session.scalars(select(FiscalYear.year).order_by(FiscalYear.year)))
+        )
         raise DomainError(
-            f"no fiscal year is recorded for {period.label}",
+            f"{period.label} ends before the first recorded fiscal year, {first}",
             field=field,
-            allowed=f"a period of a recorded fiscal year ({years}); "
-            "`taskforce budget set-year` records one",
+            allowed=f"a period from {first} on (recorded years: {years}); "
+            "`taskforce budget set-year` records an earlier one",
         )
     return period

@@ -162,12 +162,18 @@ def _statements(dialect: Dialect) -> _Statements:
             f"WHERE e.{OPEN_DEDUP_WHERE}"
         ),
         # Ids drawn ahead from the column's own sequence, so the INSERTs need no RETURNING
-        # and go out in the same round trip as everything else the batch writes. A key that
-        # turns out to be open leaves its id unused: a gap, as a rolled-back INSERT leaves.
+        # and go out in the write pipeline without waiting. One per key not open now: a key
+        # that another process opens meanwhile makes the batch fall back to one by one (its
+        # INSERT would break the open-key index anyway), and a refused delivery leaves its id
+        # unused, a gap as a rolled-back INSERT leaves. Repeats draw none, so a monitor
+        # re-sending its open alerts does not use up the column's ids.
         next_emergency_ids=None
         if dialect.name != "postgresql"
         else (
-            f"SELECT nextval(pg_get_serial_sequence('{e.name}', 'id')) FROM generate_series(1, %s)"
+            f"SELECT nextval(pg_get_serial_sequence('{e.name}', 'id')) FROM generate_series(1, "
+            "(SELECT count(*) FROM unnest(%b::text[], %b::text[]) AS k(source, dedup_key) "
+            "WHERE NOT EXISTS (SELECT 1 FROM emergency AS e WHERE e.source = k.source "
+            f"AND e.dedup_key = k.dedup_key AND e.{OPEN_DEDUP_WHERE})))"
         ),
         insert_emergency_arrays=None
         if dialect.name != "postgresql"
@@ -224,20 +230,19 @@ class IntakeWriter:
         PostgreSQL: one round trip (a pipeline) that also draws an id for every key that may
         open, so that `writes` can send the batch's rows without waiting for RETURNING. Each
         round trip let go of the interpreter lock and waited to get it back from the event
-        loop: twelve of them were most of a batch's time under load; now there are four
-        (this one, two in `writes`, the COMMIT). SQLite: the two SELECTs, in process."""
+        loop: twelve of them were most of a batch's time under load; now there are five
+        (the pool's pre-ping, this one, two in `writes`, the COMMIT). SQLite: the two
+        SELECTs, in process."""
         if self.sqlite:
             return self.open_of_keys(keys), self.known_groups(group_codes)
         connection = self.cursor.connection
         ordered = sorted(keys)
         with connection.pipeline():
             open_cursor, ids_cursor = connection.cursor(), connection.cursor()
-            open_cursor.execute(
-                self.sql.open_of_key_arrays,
-                ([s for s, _ in ordered], [k for _, k in ordered]),
-            )
+            key_arrays = ([s for s, _ in ordered], [k for _, k in ordered])
+            open_cursor.execute(self.sql.open_of_key_arrays, key_arrays)
             groups_cursor = self._send_known_groups(connection.cursor(), group_codes)
-            ids_cursor.execute(self.sql.next_emergency_ids, (len(keys),))
+            ids_cursor.execute(self.sql.next_emergency_ids, key_arrays)
         open_rows = self._open_rows(keys, open_cursor.fetchall())
         known = {row[0] for row in groups_cursor.fetchall()} if groups_cursor else set()
         self._new_ids = [row[0] for row in ids_cursor.fetchall()]
@@ -248,9 +253,9 @@ class IntakeWriter:
 
     @contextlib.contextmanager
     def writes(self) -> Iterator[None]:
-        """The batch's writes. PostgreSQL: one pipeline, synced twice (for the trail head, in
-        `append_trail`, and at the end of the block); an error of any write is raised there
-        and the transaction rolls back whole, as before."""
+        """The batch's writes. PostgreSQL: one pipeline, two round trips (the trail head's
+        read in `append_trail`, and the end of the block); an error of any write is raised
+        at one of them and the transaction rolls back whole, as before."""
         if self.sqlite:
             yield
             return
@@ -333,9 +338,11 @@ class IntakeWriter:
         ]
         if self.sqlite:
             return self._insert_numbered(rows, converted)
-        # PostgreSQL: numbered with the ids `look_up` drew (one per key that may open), in one
-        # prepared row statement that the batch's pipeline carries (`writes`).
+        # PostgreSQL: numbered with the ids `look_up` drew (one per key not open), in one
+        # statement of arrays that the batch's pipeline carries (`writes`).
         if len(rows) > len(self._new_ids):
+            # A key was opened by another process between the two SELECTs of `look_up`: the
+            # batch rolls back and the group commit writes it one by one.
             raise RuntimeError("insert_emergencies: more new rows than ids drawn by look_up")
         ids = dict(zip((row["public_id"] for row in rows), self._new_ids, strict=False))
         bulk.insert_arrays(
@@ -431,15 +438,19 @@ class IntakeWriter:
 
         PostgreSQL, inside `writes`: the head is locked after the batch's emergency rows, in
         the order every other writer takes them (a row, then the trail), so two gateway
-        processes opening one key never wait on each other in a circle; reading it syncs the
-        pipeline, and the entries and the head's UPDATE go out with the block's end."""
+        processes opening one key never wait on each other in a circle. Reading it sends the
+        writes queued so far (a round trip); the entries and the head's UPDATE go out with
+        the block's end. A batch with no entry to write (every delivery refused) locks
+        nothing."""
         if not self._pipelined:
             events.record_many(self.session, policy, records)
+            return
+        if not records:
             return
         if any(r.get("notify") for r in records):
             raise RuntimeError("append_trail: an intake record does not notify")
         self.cursor.execute(trail.HEAD_FOR_UPDATE_POSTGRESQL)
-        head = self.cursor.fetchone()  # syncs the pipeline: the rows above are written
+        head = self.cursor.fetchone()  # a round trip: the rows queued above are written
         chained = trail.chain_after(head, events.trail_entries(records), sqlite=False)
         trail.send_chained(self.session, self.cursor, chained)
 

@@ -296,7 +296,7 @@ def _open_pending(
     keys = {(requests[i].source, requests[i].dedup_key) for i in pending}
     groups_named = {intakes[i].working_group for i in pending if intakes[i].working_group}
     # The open emergencies of all keys (plain rows: no ORM objects to build) and the working
-    # groups that exist: on PostgreSQL one round trip, and the writes below one more.
+    # groups that exist: on PostgreSQL one round trip, and the writes below two more.
     open_rows, known_groups = writer.look_up(keys, groups_named)
     if _raises_a_level(requests, intakes, pending, open_rows):
         # Rare: deliveries of one key report different levels, and a more severe one raises
@@ -377,7 +377,7 @@ def _open_pending(
                     "detail": {},
                 }
             )
-        writer.add_repeats(added)  # repeats = repeats + n, in one statement (or executemany)
+        writer.add_repeats(added)  # repeats = repeats + n, in one statement per chunk
         writer.insert_events(events_rows)
 
         # The trail, in request order, as open_emergency / _attach_repeat write it.

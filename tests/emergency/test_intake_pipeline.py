@@ -42,9 +42,10 @@ def test_a_write_refused_at_the_end_of_the_pipeline_leaves_nothing_and_is_writte
     engine, policy, clock, db_url, monkeypatch
 ):
     """Another process opens one of the batch's keys between its lookup and its writes (two
-    gateway processes on one database): the batch's INSERT breaks the open-key index when
-    the pipeline ends. The transaction rolls back whole, and the group commit writes each
-    request in a transaction of its own: the contested key becomes a repeat."""
+    gateway processes on one database): the batch's INSERT breaks the open-key index, which
+    the pipeline reports at its next round trip (the trail head's read). The transaction
+    rolls back whole, and the group commit writes each request in a transaction of its own:
+    the contested key becomes a repeat."""
     ctx = Context(policy=policy, clock=clock)
     real_look_up = IntakeWriter.look_up
     competed = []
@@ -124,21 +125,23 @@ def test_batches_keep_the_trail_one_chain_beside_other_writers(engine, policy, c
         assert ids == list(range(1, len(ids) + 1))  # no gap in the trail's numbering
 
 
-def test_a_batch_of_repeats_only_draws_ids_it_leaves_unused(engine, policy, clock):
-    """Ids are drawn for every key of a batch before it knows which are open: a key already
-    open leaves its id unused. The next batch's new emergency takes a later id, never one
-    of a row that exists."""
+def test_repeats_draw_no_ids_from_the_emergency_sequence(engine, policy, clock):
+    """Ids are drawn in the lookup, before the batch knows what it will insert: one per key
+    not open. A monitor re-sending its open alerts must not use up the id column (an
+    INTEGER), so a batch of repeats draws none and the next emergency takes the next id."""
     ctx = Context(policy=policy, clock=clock)
     with unit_of_work(engine) as s:
         service.open_emergencies(s, ctx, [_request("open")])
+    for _ in range(3):
+        with unit_of_work(engine) as s:
+            results = service.open_emergencies(s, ctx, [_request("open"), _request("open")])
+        assert [r.created for r in results] == [False, False]
     with unit_of_work(engine) as s:
-        results = service.open_emergencies(s, ctx, [_request("open"), _request("open")])
-    assert [r.created for r in results] == [False, False]
-    with unit_of_work(engine) as s:
-        service.open_emergencies(s, ctx, [_request("later")])
+        service.open_emergencies(s, ctx, [_request("later"), _request("open")])
         rows = dict(s.execute(select(Emergency.dedup_key, Emergency.id)).all())
-    assert rows["later"] > rows["open"]
-    assert _count(engine, Emergency) == 2
+    assert rows["later"] == rows["open"] + 1
+    with unit_of_work(engine) as s:
+        assert s.scalar(select(Emergency.repeats).where(Emergency.dedup_key == "open")) == 7
 
 
 def test_array_inserts_store_nulls_and_refuse_an_over_long_value(engine):
