@@ -18,6 +18,7 @@ Both run in a child process of their own (spawn), so each one's peak RSS is its 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import resource
 import time
@@ -99,7 +100,10 @@ def baseline_kpis(engine, label: str, policy, now: dt.datetime) -> dict[str, flo
         )
         fi = q("SELECT first_seen_week, resolved, resolved_week FROM audit_finding")
         wa = q("SELECT raised_at, deadline_at, handled_at FROM warning")
-        em = q("SELECT level, is_drill, opened_at, resolved_at FROM emergency")
+        em = q(
+            "SELECT level, is_drill, opened_at, resolved_at, CAST(deadlines AS TEXT) AS deadlines "
+            "FROM emergency"
+        )
         mem = q("SELECT full_time, training_hours FROM member WHERE active")
 
     def ratio(part, whole):
@@ -178,8 +182,14 @@ def baseline_kpis(engine, label: str, policy, now: dt.datetime) -> dict[str, flo
             for lvl, lp in policy.emergency.levels.items()
         }
     ).astype(float)
-    em_deadline = opened + pd.to_timedelta(limit_h, unit="h")
-    em_decided = real & limit_h.notna() & (resolved.notna() | (em_deadline < now_ts))
+    # The stored deadlines (a raised emergency's run from the raise), else the level's limit.
+    stored = pd.to_datetime(
+        em.deadlines.map(lambda v: max(json.loads(v).values(), default=None) if v else None),
+        utc=True,
+        format="ISO8601",
+    )
+    em_deadline = stored.fillna(opened + pd.to_timedelta(limit_h, unit="h"))
+    em_decided = real & em_deadline.notna() & (resolved.notna() | (em_deadline < now_ts))
     k["emergencies"] = float(real.sum())
     k["emergency_on_time_rate"] = ratio(
         (em_decided & resolved.notna() & (resolved <= em_deadline)).sum(), em_decided.sum()

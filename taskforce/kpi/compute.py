@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from taskforce.clock import local_date
-from taskforce.kpi.frames import Frames
+from taskforce.kpi.frames import Frames, latest_deadline
 from taskforce.loop.colours import colours_frame
 from taskforce.policy.schema import Policy
 from taskforce.reviews.periods import Period
@@ -304,9 +304,14 @@ def compute_kpis(
         for lvl, lp in policy.emergency.levels.items()
     }
     em_in["limit_h"] = em_in.level.map(limit_h).astype(float)
-    em_in["deadline_at"] = em_in.opened_at + pd.to_timedelta(em_in.limit_h, unit="h")
+    # The deadlines the emergency carries: a raised one's run from the raise (SPEC §2.4, the
+    # stricter level's), not from its opening. Rows without stored deadlines (written before
+    # they were stored) are judged by their level's limit from the opening.
+    em_in["deadline_at"] = latest_deadline(em_in.deadlines).fillna(
+        em_in.opened_at + pd.to_timedelta(em_in.limit_h, unit="h")
+    )
     em_in["on_time"] = em_in.resolved_at.notna() & (em_in.resolved_at <= em_in.deadline_at)
-    em_in["decided"] = em_in.limit_h.notna() & (
+    em_in["decided"] = em_in.deadline_at.notna() & (
         em_in.resolved_at.notna() | (em_in.deadline_at < now_ts)
     )
     em_in["response_h"] = (em_in.acknowledged_at - em_in.opened_at).dt.total_seconds() / 3600

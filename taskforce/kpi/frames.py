@@ -6,10 +6,12 @@ frame without titles cannot leak a secret title into a report.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from dataclasses import dataclass, field
 
 import pandas as pd
-from sqlalchemy import BigInteger, Connection, cast, func, select, type_coerce
+from sqlalchemy import BigInteger, Connection, Text, cast, func, select, type_coerce
 from sqlalchemy.types import NullType
 
 from taskforce.budget.models import (
@@ -127,6 +129,17 @@ def days(column: pd.Series) -> pd.Series:
     return pd.to_datetime(column, format="ISO8601")
 
 
+def latest_deadline(column: pd.Series) -> pd.Series:
+    """Stored deadline maps (JSON text) as the latest of each map's instants, UTC; NaT where
+    a map is empty or missing."""
+
+    def latest(value: str | None) -> str | None:
+        deadlines = json.loads(value) if value else None
+        return max(deadlines.values(), key=dt.datetime.fromisoformat) if deadlines else None
+
+    return pd.to_datetime(column.map(latest), utc=True, format="ISO8601")
+
+
 def flags(column: pd.Series) -> pd.Series:
     """Stored booleans (SQLite: 0/1; PostgreSQL: bool) as bool; missing is False."""
     return column.fillna(False).astype(bool)
@@ -214,6 +227,9 @@ def _queries() -> dict:
             Emergency.opened_at,
             Emergency.acknowledged_at,
             Emergency.resolved_at,
+            # As text on both databases: psycopg would hand back dicts, which the raw
+            # read cannot share between equal cells (`raw_frame`).
+            cast(Emergency.deadlines, Text).label("deadlines"),
         ),
         "members": select(Member.full_time, Member.training_hours).where(Member.active.is_(True)),
     }

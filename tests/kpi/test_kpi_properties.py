@@ -77,7 +77,14 @@ def _frames(issues: list[dict], items: list[dict]) -> Frames:
         ledger=empty(fiscal_year="int64", kind=object, entry_date="datetime64[ns]", amount_fen="int64", entries="int64"),
         findings=empty(severity=object, first_seen_week=object, resolved=bool, resolved_week=object),
         warnings=empty(colour=object, raised_at=utc, deadline_at=utc, handled_at=utc),
-        emergencies=empty(level=object, is_drill=bool, opened_at=utc, acknowledged_at=utc, resolved_at=utc),
+        emergencies=empty(
+            level=object,
+            is_drill=bool,
+            opened_at=utc,
+            acknowledged_at=utc,
+            resolved_at=utc,
+            deadlines=object,
+        ),
         members=empty(full_time=bool, training_hours="int64"),
     )  # fmt: skip
 

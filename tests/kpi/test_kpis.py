@@ -131,3 +131,37 @@ def test_empty_period_has_no_values_not_zeroes(engine, policy):
     assert result.kpis["resolution_rate"].status is None
     assert result.kpis["on_time_rate"].value is None
     assert result.kpis["warnings_raised"].value == 0
+
+
+def test_a_raised_emergency_is_judged_by_the_deadlines_of_its_raise(engine, policy):
+    """A level-III alert opened at 08:00 (no deadline), raised to level I at 20:00 (24 h to
+    form the command), resolved 23 h after the raise: on time. It was judged from its
+    opening (35 h against 24: late), a deadline it never had."""
+    from taskforce.clock import ManualClock
+    from taskforce.context import Context
+    from taskforce.db import unit_of_work
+    from taskforce.emergency import service
+    from taskforce.emergency.forms import EmergencyIntake
+    from taskforce.emergency.models import Level
+
+    clock = ManualClock(f.utc(2026, 11, 10, 0))  # 08:00 in Shanghai
+    ctx = Context(policy=policy, clock=clock)
+
+    def deliver(level: Level) -> str:
+        intake = EmergencyIntake(level=level, title="磁盘告警", working_group="wg:data")
+        with unit_of_work(engine) as s:
+            return service.open_emergency(
+                s, ctx, intake, source="monitor", dedup_key="disk", actor="gateway:test"
+            ).emergency_id
+
+    opened = deliver(Level.III)
+    clock.set(f.utc(2026, 11, 10, 12))  # 20:00: the same alert, now level I
+    assert deliver(Level.I) == opened  # raised, not a new emergency
+    clock.set(f.utc(2026, 11, 11, 11))  # 23 h after the raise, 35 h after the opening
+    with unit_of_work(engine) as s:
+        service.resolve(s, ctx, opened, actor="E1")
+    with engine.connect() as conn:
+        frames = load_frames(conn)
+    result = compute_kpis(frames, parse_period("monthly", "2026-11"), policy, NOW)
+    assert result.kpis["emergency_on_time_rate"].basis == 1
+    assert result.kpis["emergency_on_time_rate"].value == pytest.approx(1.0)
