@@ -23,6 +23,7 @@ both backends (tests/loop/test_bulk_writes.py).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -37,6 +38,8 @@ from sqlalchemy import JSON, Boolean, DateTime, Integer, Table, TypeDecorator, a
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
+
+from taskforce.db import Base
 
 UTC = dt.UTC
 
@@ -127,7 +130,8 @@ def insert_many(
     rows: Iterable[Sequence[Any]],
 ) -> None:
     """INSERT the rows (tuples in `columns` order) in the session's transaction: multi-row
-    INSERTs on SQLite (`insert_values`), COPY on PostgreSQL. JSON columns take their text
+    INSERTs on SQLite (`insert_values`), COPY on PostgreSQL, or one statement of arrays
+    (`unnest_insert`) when the connection is in a pipeline. JSON columns take their text
     (`stored_json`)."""
     rows = rows if isinstance(rows, list) else list(rows)
     if not rows:
@@ -136,6 +140,9 @@ def insert_many(
     try:
         if is_sqlite(session):
             insert_values(cursor, table, columns, rows)
+        elif cursor.connection.pgconn.pipeline_status:
+            # In a psycopg pipeline (the gateway's batch), where COPY cannot run.
+            insert_arrays(cursor, _unnest_insert_of(table, tuple(columns)), rows)
         else:
             copy_rows(cursor, table, columns, rows)
     finally:
@@ -206,18 +213,16 @@ def copy_rows(cursor, table: str, columns: Sequence[str], rows: Iterable[Sequenc
 
 
 def unnest_insert(table: Table, columns: Sequence[str]) -> str:
-    """PostgreSQL: `INSERT INTO table (columns) SELECT * FROM unnest(%s::type[], …)`, which
-    takes the rows as one array per column (`insert_arrays`).
+    """PostgreSQL: `INSERT INTO table (columns) SELECT * FROM unnest(%b::type[], …)`, which
+    takes the rows as one binary array per column (`insert_arrays`; in text format psycopg
+    escapes each element with a regular expression).
 
     Why: its text does not depend on the row count, so psycopg parses it once and prepares
     it, where executemany costs a round of Python per row and a multi-row VALUES (a text per
     row count, too long for psycopg's query cache) was parsed again on every call. Strings
     go as text[], never varchar(n)[]: a cast would cut an over-long value where the INSERT
     refuses it."""
-    casts = []
-    for name in columns:
-        python_type = _python_type(table.c[name].type)
-        casts.append(f"%b::{_ARRAY_TYPES.get(python_type, 'text')}[]")
+    casts = [f"%b::{_array_element_type(table.c[name].type)}[]" for name in columns]
     return (
         f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({', '.join(casts)})"
     )
@@ -229,24 +234,20 @@ def insert_arrays(cursor, statement: str, rows: Sequence[Sequence[Any]]) -> None
         cursor.execute(statement, [list(column) for column in zip(*rows, strict=True)])
 
 
-def _python_type(column_type: TypeEngine) -> str:
+@functools.cache
+def _unnest_insert_of(table: str, columns: tuple[str, ...]) -> str:
+    return unnest_insert(Base.metadata.tables[table], columns)
+
+
+def _array_element_type(column_type: TypeEngine) -> str:
     if isinstance(column_type, TypeDecorator):
         column_type = column_type.impl_instance
     if isinstance(column_type, JSON):
-        return "json"
+        return "jsonb"
     if isinstance(column_type, DateTime):
-        return "datetime"
+        return "timestamptz"
     if isinstance(column_type, Boolean):
-        return "bool"
+        return "boolean"
     if isinstance(column_type, Integer):
-        return "int"
-    return "str"
-
-
-_ARRAY_TYPES = {
-    "json": "jsonb",
-    "datetime": "timestamptz",
-    "bool": "boolean",
-    "int": "bigint",
-    "str": "text",
-}
+        return "bigint"
+    return "text"

@@ -74,19 +74,17 @@ _TRAIL_KEYS = (
 )
 
 
-def trail_entries(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The trail's part of `record_many`'s records, as `trail.append_many` takes them."""
-    return [
-        {k: r[k] for k in _TRAIL_KEYS if k in r} | {"payload": r.get("payload") or {}}
-        for r in records
-    ]
-
-
 def record_many(session: Session, policy: Policy, records: list[dict[str, Any]]) -> list[int]:
     """`record` for many state changes of one transaction, set-based: one head lock and one
     bulk INSERT for the trail, one for the outbox. Each dict takes `record`'s keyword
     arguments; the trail entries are appended in list order. Returns their ids."""
-    ids = trail.append_many(session, trail_entries(records))
+    ids = trail.append_many(
+        session,
+        [
+            {k: r[k] for k in _TRAIL_KEYS if k in r} | {"payload": r.get("payload") or {}}
+            for r in records
+        ],
+    )
     enqueue_many(
         session,
         [

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from taskforce.budget.models import FiscalYear
@@ -88,15 +88,12 @@ def within_recorded_years(session: Session, period: Period, field: str) -> Perio
     and announced the empty audit. A period after the last recorded year is audited: the
     scheduled audit of a new year's first weeks runs before the office records the year.
     With no year recorded yet (a new installation) every period is."""
-    first = session.scalar(select(func.min(FiscalYear.year)))
-    if first is not None and period.end.year < first:
-        years = ", ".join(
-            map(str, session.scalars(select(FiscalYear.year).order_by(FiscalYear.year)))
-        )
+    years = session.scalars(select(FiscalYear.year).order_by(FiscalYear.year)).all()
+    if years and period.end.year < years[0]:
         raise DomainError(
-            f"{period.label} ends before the first recorded fiscal year, {first}",
+            f"{period.label} ends before the first recorded fiscal year, {years[0]}",
             field=field,
-            allowed=f"a period from {first} on (recorded years: {years}); "
+            allowed=f"a period from {years[0]} on (recorded years: {', '.join(map(str, years))}); "
             "`taskforce budget set-year` records an earlier one",
         )
     return period

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import Dialect, Table
 from sqlalchemy.orm import Session
 
-from taskforce import bulk, events
+from taskforce import bulk
 from taskforce.emergency.models import (
     OPEN_DEDUP_WHERE,
     Emergency,
@@ -37,7 +37,6 @@ from taskforce.emergency.models import (
 )
 from taskforce.org.models import Group
 from taskforce.policy.schema import Classification
-from taskforce.trail import service as trail
 
 # Columns `open_emergencies` gives a new emergency (the others stay NULL, as with the ORM).
 EMERGENCY_COLUMNS = (
@@ -217,17 +216,15 @@ class IntakeWriter:
         self.max_parameters = (
             bulk.sqlite_parameter_cap(self.cursor) if self.sqlite else bulk.SQLITE_MAX_PARAMETERS
         )
-        self.session = session
         # PostgreSQL, filled by `look_up`: ids for the new rows.
         self._new_ids: list[int] = []
-        self._pipelined = False
 
     def look_up(
         self, keys: set[tuple[str, str]], group_codes: set[str]
     ) -> tuple[dict[tuple[str, str], OpenRow], set[str]]:
         """The open emergencies of these keys and which of these working groups exist.
 
-        PostgreSQL: one round trip (a pipeline) that also draws an id for every key that may
+        PostgreSQL: one round trip (a pipeline) that also draws an id for every key not
         open, so that `writes` can send the batch's rows without waiting for RETURNING. Each
         round trip let go of the interpreter lock and waited to get it back from the event
         loop: twelve of them were most of a batch's time under load; now there are five
@@ -251,20 +248,13 @@ class IntakeWriter:
                 cursor.close()
         return open_rows, known
 
-    @contextlib.contextmanager
-    def writes(self) -> Iterator[None]:
-        """The batch's writes. PostgreSQL: one pipeline, two round trips (the trail head's
-        read in `append_trail`, and the end of the block); an error of any write is raised
-        at one of them and the transaction rolls back whole, as before."""
-        if self.sqlite:
-            yield
-            return
-        with self.cursor.connection.pipeline():
-            self._pipelined = True
-            try:
-                yield
-            finally:
-                self._pipelined = False
+    def writes(self) -> contextlib.AbstractContextManager:
+        """The batch's writes. PostgreSQL: one pipeline, two round trips: the trail head's
+        read (`trail.append_many`, which locks it after the rows, the order every writer
+        takes them) and the end of the block, where the entries go as arrays
+        (`bulk.insert_many`). An error of any write is raised at one of them and the
+        transaction rolls back whole, as before."""
+        return contextlib.nullcontext() if self.sqlite else self.cursor.connection.pipeline()
 
     def _in(self, count: int) -> str:
         return "(" + ", ".join([self.sql.mark] * count) + ")"
@@ -432,27 +422,6 @@ class IntakeWriter:
         self.cursor.executemany(
             self.sql.mark_dispatched, [(run, status(st), i) for i, run, st in marks]
         )
-
-    def append_trail(self, policy, records: list[dict[str, Any]]) -> None:
-        """The batch's trail entries (`events.record_many`'s records, none notifying).
-
-        PostgreSQL, inside `writes`: the head is locked after the batch's emergency rows, in
-        the order every other writer takes them (a row, then the trail), so two gateway
-        processes opening one key never wait on each other in a circle. Reading it sends the
-        writes queued so far (a round trip); the entries and the head's UPDATE go out with
-        the block's end. A batch with no entry to write (every delivery refused) locks
-        nothing."""
-        if not self._pipelined:
-            events.record_many(self.session, policy, records)
-            return
-        if not records:
-            return
-        if any(r.get("notify") for r in records):
-            raise RuntimeError("append_trail: an intake record does not notify")
-        self.cursor.execute(trail.HEAD_FOR_UPDATE_POSTGRESQL)
-        head = self.cursor.fetchone()  # a round trip: the rows queued above are written
-        chained = trail.chain_after(head, events.trail_entries(records), sqlite=False)
-        trail.send_chained(self.session, self.cursor, chained)
 
     def close(self) -> None:
         self.cursor.close()

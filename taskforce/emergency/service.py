@@ -448,7 +448,7 @@ def _open_pending(
                 level=row["level"],
                 is_drill=row["is_drill"],
             )
-        writer.append_trail(ctx.policy, records)
+        events.record_many(session, ctx.policy, records)
     return results  # type: ignore[return-value]
 
 

@@ -23,7 +23,8 @@ Definitions (P = the period, local dates first..last, instants [start, end)):
 * warnings_raised, warnings_on_time_rate — warnings raised in P; the share handled
   within their deadline among those handled or already past it.
 * emergencies, emergency_on_time_rate — real (not drill) emergencies opened in P;
-  the share resolved within the longest deadline of their level.
+  the share resolved by the latest deadline they carry (a raised one's run from the
+  raise), or without stored deadlines by their level's longest from the opening.
 * full_time_share, training_hours_per_member — the organisation's health (§4.1).
 * items_red / items_yellow / items_green — open action items by colour now (a snapshot:
   colours are derived from today, taskforce/loop/colours.py; a past period's counts are

@@ -193,41 +193,14 @@ def _append_rows(
     session: Session, cursor, sqlite: bool, entries: list[dict[str, Any]]
 ) -> list[int]:
     cursor.execute(_HEAD_FOR_UPDATE[sqlite])
-    chained = chain_after(cursor.fetchone(), entries, sqlite)
-    # Through the driver in bulk, values as the column types store them (taskforce/bulk.py):
-    # SQLAlchemy's per-row parameter processing was most of the cost of a sweep's entries.
-    bulk.insert_many(session, TrailEntry.__tablename__, _INSERT_COLUMNS, chained.rows)
-    cursor.execute(_HEAD_UPDATE[sqlite], (chained.last_id, chained.last_hash))
-    _expire_loaded_head(session)
-    return chained.ids
-
-
-@dataclass(frozen=True)
-class Chained:
-    """Entries hashed into the chain after a head: their rows (in `_INSERT_COLUMNS` order,
-    values as the columns store them) and the head they leave."""
-
-    rows: list[tuple]
-    first_id: int
-    last_id: int
-    last_hash: str
-
-    @property
-    def ids(self) -> list[int]:
-        return list(range(self.first_id, self.last_id + 1))
-
-
-def chain_after(
-    head: tuple[int, str] | None, entries: list[dict[str, Any]], sqlite: bool
-) -> Chained:
-    """Hash `entries` (each with `append`'s keyword arguments) into the chain after `head`,
-    the trail head's (last id, last hash) as read under its lock. Writes nothing."""
+    head = cursor.fetchone()
     if head is None:
         raise RuntimeError("the trail has no head row: run `taskforce migrate` first")
     head_last_id, head_last_hash = head
     # Each distinct instant's hashed ISO text and stored value, once: a sweep's entries share
     # one `at`. (astimezone first, as `append` does: a naive time is taken as local time.)
     times: dict[dt.datetime, tuple[str, Any]] = {}
+    first = head_last_id + 1
     prev, entry_id, rows = head_last_hash, head_last_id, []
     for e in entries:
         entry_id += 1
@@ -273,23 +246,14 @@ def chain_after(
             )
         )
         prev = digest
-    return Chained(rows=rows, first_id=head_last_id + 1, last_id=entry_id, last_hash=prev)
-
-
-def send_chained(session: Session, cursor, chained: Chained) -> None:
-    """PostgreSQL: the INSERTs of `chained` and the head's UPDATE on a psycopg cursor, as
-    statements a pipeline can carry (COPY cannot). The caller read the head with
-    `HEAD_FOR_UPDATE_POSTGRESQL` earlier in the same transaction, so the lock is held."""
-    if chained.rows:
-        bulk.insert_arrays(cursor, _INSERT_ARRAYS, chained.rows)
-        cursor.execute(_HEAD_UPDATE[False], (chained.last_id, chained.last_hash))
-    _expire_loaded_head(session)
-
-
-def _expire_loaded_head(session: Session) -> None:
+    # Through the driver in bulk, values as the column types store them (taskforce/bulk.py):
+    # SQLAlchemy's per-row parameter processing was most of the cost of a sweep's entries.
+    bulk.insert_many(session, TrailEntry.__tablename__, _INSERT_COLUMNS, rows)
+    cursor.execute(_HEAD_UPDATE[sqlite], (entry_id, prev))
     loaded = session.identity_map.get(identity_key(TrailHead, 1))
     if loaded is not None:  # an ORM copy of the head in this session (from `append`) is stale
         session.expire(loaded)
+    return list(range(first, entry_id + 1))
 
 
 # Classification values by member or value (a StrEnum member hashes as its value): a dict
@@ -319,8 +283,6 @@ _HEAD_UPDATE = {
     True: f"UPDATE {TrailHead.__tablename__} SET last_id = ?, last_hash = ? WHERE id = 1",
     False: f"UPDATE {TrailHead.__tablename__} SET last_id = %s, last_hash = %s WHERE id = 1",
 }
-HEAD_FOR_UPDATE_POSTGRESQL = _HEAD_FOR_UPDATE[False]
-_INSERT_ARRAYS = bulk.unnest_insert(TrailEntry.__table__, _INSERT_COLUMNS)
 
 
 @dataclass(frozen=True)
