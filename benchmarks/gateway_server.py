@@ -13,6 +13,8 @@ TASKFORCE_BENCH_GATEWAY_PROFILE=<directory>, every thread of the server process 
 under cProfile and writes `<thread name>-<pid>.prof` there when the process exits (read
 them with `python -m pstats` or `python -m benchmarks.gateway_server --report <directory>`):
 the event loop (HTTP, HMAC, JSON, validation) and the group-commit writer separately.
+`python -m benchmarks.gateway_server --pyspy-report <file>` reads what py-spy sampled
+during the burst instead (benchmarks/figures/gateway.py, TASKFORCE_BENCH_GATEWAY_PYSPY).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pstats
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -156,6 +159,48 @@ def report(directory: Path, top: int = 25) -> None:
         stats.sort_stats("tottime").print_stats(top)
 
 
+def pyspy_report(path: Path, top: int = 25) -> None:
+    """py-spy's collapsed stacks of one burst (TASKFORCE_BENCH_GATEWAY_PYSPY): the samples of
+    each thread, then, for each thread with at least 5 % of them, the functions by the share
+    of the thread's samples they were on the stack (inclusive) and on top of it (own)."""
+    per_thread: dict[str, Counter] = {}
+    own: dict[str, Counter] = {}
+    samples: Counter = Counter()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        stack, _, count = line.rpartition(" ")
+        thread, *frames = stack.split(";")
+        # "thread (123): gateway-group-commit" -> the name; "process 1:..." lines come first
+        # with --subprocesses, the thread after them.
+        while frames and not thread.startswith("thread "):
+            thread, *frames = frames
+        name = thread.split(": ", 1)[-1].rstrip('"')
+        name = "anyio workers" if name.startswith("AnyIO") else name
+        n = int(count)
+        samples[name] += n
+        labels = [_frame_label(f) for f in frames]
+        per_thread.setdefault(name, Counter()).update({label: n for label in set(labels)})
+        if labels:
+            own.setdefault(name, Counter())[labels[-1]] += n
+    total = sum(samples.values())
+    print(f"{total:,} samples (on CPU or waiting for the interpreter lock), by thread:")
+    for name, n in samples.most_common():
+        print(f"  {n / total:6.1%}  {name}")
+    for name, n in samples.most_common():
+        if n < total * 0.05:
+            break
+        print(f"\n===== {name}: {n:,} samples; inclusive / own share of the thread's samples")
+        for label, k in per_thread[name].most_common(top):
+            print(f"  {k / n:6.1%} {own[name][label] / n:6.1%}  {label}")
+
+
+def _frame_label(frame: str) -> str:
+    """'send (uvicorn/protocols/http/httptools_impl.py:567)' -> 'send (httptools_impl.py)'."""
+    function, _, where = frame.partition(" (")
+    return f"{function} ({where.rsplit('/', 1)[-1].split(':', 1)[0]})" if where else function
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--report"]:
         report(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 25)
+    elif sys.argv[1:2] == ["--pyspy-report"]:
+        pyspy_report(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 25)

@@ -55,6 +55,15 @@ GOAL_RATIO = 0.5
 SECRET = "bench-gateway-secret"
 SOURCE = "monitoring"
 WORKERS_ENV = "TASKFORCE_BENCH_GATEWAY_WORKERS"
+# A file: py-spy samples the server's threads during the burst (not the empty endpoint's run)
+# and writes collapsed stacks there; `python -m benchmarks.gateway_server --pyspy-report <file>`
+# sums them per thread. Sampling, so it sees time spent waiting for the interpreter lock inside
+# a C call, which cProfile (TASKFORCE_BENCH_GATEWAY_PROFILE) books as that call's own time.
+PYSPY_ENV = "TASKFORCE_BENCH_GATEWAY_PYSPY"
+# With TASKFORCE_BENCH_GATEWAY_PYSPY_GIL=1, only samples of the thread holding the interpreter
+# lock: how the one lock of the server process is shared out among its threads.
+PYSPY_GIL_ENV = "TASKFORCE_BENCH_GATEWAY_PYSPY_GIL"
+PYSPY_RATE = 250  # samples per second and thread: py-spy's own cost stays a few per cent
 # uvicorn's --loop and --http (default `auto`: uvloop and httptools when installed), e.g.
 # asyncio and h11 to compare the server stacks in one environment.
 LOOP_ENV, HTTP_ENV = "TASKFORCE_BENCH_GATEWAY_LOOP", "TASKFORCE_BENCH_GATEWAY_HTTP"
@@ -208,6 +217,57 @@ class _Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(10)
+
+
+class _Sampler:
+    """py-spy recording the server's processes from now until `stop` (PYSPY_ENV)."""
+
+    def __init__(self, pid: int, out: Path) -> None:
+        self.out = out
+        self.popen = subprocess.Popen(
+            [
+                *_pyspy(),
+                "record",
+                "--pid",
+                str(pid),
+                "--subprocesses",
+                "--threads",
+                "--nonblocking",  # py-spy's default pauses the process at every sample
+                "--rate",
+                str(PYSPY_RATE),
+                "--format",
+                "raw",
+                "--output",
+                str(out),
+                *(["--gil"] if os.environ.get(PYSPY_GIL_ENV) == "1" else []),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(1.0)  # py-spy attaching to a live process: no signal to wait on but time
+        if self.popen.poll() is not None:
+            raise RuntimeError(f"py-spy did not start: {self.popen.stderr.read().decode()}")
+
+    def stop(self) -> None:
+        self.popen.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        _out, err = self.popen.communicate(timeout=60)
+        if not self.out.exists():
+            raise RuntimeError(f"py-spy wrote nothing: {err.decode()[-2000:]}")
+
+
+def _pyspy() -> list[str]:
+    """py-spy beside this interpreter (the `bench` extra), else on the PATH."""
+    beside = Path(sys.executable).with_name("py-spy")
+    if beside.exists():
+        return [str(beside)]
+    import shutil
+
+    found = shutil.which("py-spy")
+    if found is None:
+        raise RuntimeError(
+            f"{PYSPY_ENV} is set but py-spy is not installed: pip install -e '.[bench]'"
+        )
+    return [found]
 
 
 def _drive(bench: Bench, requests: list[str], port: int, tag: str) -> dict:
@@ -386,8 +446,15 @@ def run(bench: Bench) -> list[Result]:
         bench.status(f"gateway: {count:,} signed webhooks, {CONCURRENCY} clients")
         cpu_before, threads_before = server.cpu_seconds(), server.threads()
         database_before = database_cpu_seconds(bench.backend)
+        sampler = (
+            _Sampler(server.popen.pid, Path(os.environ[PYSPY_ENV]))
+            if os.environ.get(PYSPY_ENV)
+            else None
+        )
         burst_started = dt.datetime.now(dt.UTC)
         ours = _drive(bench, requests, server.port, "ours")
+        if sampler is not None:
+            sampler.stop()
         # Taken before the stop: the background dispatch of the last requests is not intake.
         cpu_ours = server.cpu_seconds() - cpu_before
         database_after = database_cpu_seconds(bench.backend)
