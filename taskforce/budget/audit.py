@@ -27,7 +27,7 @@ from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from taskforce import events
-from taskforce.authority import may_approve
+from taskforce.authority import Approver, may_approve, route_amount
 from taskforce.budget.models import (
     AuditFinding,
     BudgetAdjustment,
@@ -70,6 +70,7 @@ FINDING_COLUMNS = [
     "fiscal_year",
     "amount_fen",
     "summary",
+    "summary_zh",
     "classification",
     "status",
     "first_seen_week",
@@ -89,6 +90,9 @@ class Finding:
     amount_fen: int = 0
     detail: dict[str, Any] = field(default_factory=dict)
     classification: str = Classification.internal.value  # of the line concerned
+    # The same finding for the Chinese report's 说明 column (`summary` stays the English text
+    # of the trail, the Markdown report and the Prefect artifact).
+    summary_zh: str = ""
 
     @property
     def key(self) -> str:
@@ -300,6 +304,44 @@ def _yuan(fen: int) -> str:
     return f"{to_yuan(int(fen)):,}"
 
 
+# The Chinese words of the findings' texts (seed: 分级授权, 三审, 应急预留).
+_GROUP_ZH = {GroupKind.leadership.value: "领导小组", GroupKind.executive.value: "执行小组"}
+_LINE_STATUS_ZH = {
+    LineStatus.proposed.value: "待审",
+    LineStatus.in_review.value: "审核中",
+    LineStatus.approved.value: "已批准",
+    LineStatus.rejected.value: "已驳回",
+}
+_STAGE_ZH = {"compliance": "合规审核", "evaluator": "第三方评估", "approval": "审批"}
+
+
+def _authority_rule_zh(
+    group: str | None, amount_fen: int, policy: Policy, *, cross_department: bool
+) -> str:
+    """authority.may_approve's rule for a refused approval, in Chinese."""
+    authority = policy.authority
+    routing = route_amount(amount_fen, authority, cross_department=cross_department)
+    if (
+        routing.group == Approver.leadership
+        and cross_department
+        and amount_fen >= int(authority.leadership_cross_department_min * 100)
+    ):
+        rule = (
+            f"跨部门资金调配 {authority.leadership_cross_department_min:,} 元以上（含）"
+            "须由领导小组审批"
+        )
+    elif routing.group == Approver.leadership:
+        rule = f"超过 {authority.executive_approval_max:,} 元超出执行小组审批权限，须报领导小组审批"
+    else:
+        rule = f"执行小组审批 {authority.executive_approval_max:,} 元以下（含）的事项"
+    kind = _group_kind(group)
+    if kind not in {g.value for g in GroupKind}:
+        return f"{group} 不是审批组"
+    if kind not in _GROUP_ZH:
+        return f"{group} 无审批权限；{rule}"
+    return rule
+
+
 @dataclass
 class _State:
     """The ledger as of the cutoff, per line, computed once for all checks."""
@@ -372,8 +414,10 @@ def check_unapproved_spending(state: _State, policy: Policy) -> list[Finding]:
         hit = early.loc[line.line_id]
         if line.approved_asof:
             why = f"spent before the line was approved on {line.approval_day}"
+            why_zh = f"支出早于预算行批准日（{line.approval_day}）"
         else:
             why = f"spent on a line that is {line.status}, not approved"
+            why_zh = f"支出所在预算行为“{_LINE_STATUS_ZH.get(line.status, line.status)}”，未获批准"
         amount = int(hit["amount"])
         if amount > 0:
             out.append(
@@ -386,6 +430,7 @@ def check_unapproved_spending(state: _State, policy: Policy) -> list[Finding]:
                     f"{line.code}: {_yuan(amount)} CNY {why}",
                     amount,
                     {"entries": int(hit["entries"]), "first_date": str(hit["first"])},
+                    summary_zh=f"{line.code}：{_yuan(amount)} 元{why_zh}",
                 )
             )
     no_line = state.entries[state.entries["line_id"].isna()]
@@ -402,6 +447,8 @@ def check_unapproved_spending(state: _State, policy: Policy) -> list[Finding]:
                 "spent without a budget line",
                 int(entry.amount_fen),
                 {"external_ref": entry.external_ref, "entry_date": str(entry.entry_date)},
+                summary_zh=f"分录 {entry.external_ref}（{entry.entry_date}）："
+                f"{_yuan(entry.amount_fen)} 元支出无对应预算行",
             )
         )
     return out
@@ -422,6 +469,8 @@ def check_overspend(state: _State, policy: Policy) -> list[Finding]:
             f"{_yuan(line.spent_fen - line.amount_asof)} CNY over",
             int(line.spent_fen - line.amount_asof),
             {"spent_fen": int(line.spent_fen), "amount_fen": int(line.amount_asof)},
+            summary_zh=f"{line.code}：预算 {_yuan(line.amount_asof)} 元，已支出 "
+            f"{_yuan(line.spent_fen)} 元，超支 {_yuan(line.spent_fen - line.amount_asof)} 元",
         )
         for line in lines.itertuples()
     ]
@@ -477,6 +526,15 @@ def check_approval_beyond_authority(state: _State, policy: Policy) -> list[Findi
                 f"{_yuan(review.amount_fen)} CNY approved by {review.reviewer_group}; {rule}",
                 int(review.amount_fen),
                 {"review_id": int(review.review_id), "rule": rule, "line": line["code"]},
+                summary_zh=f"{'预算调整 ' + subject_id + '（' if adjustment else ''}{line['code']}"
+                f"{'）' if adjustment else ''}：{_yuan(review.amount_fen)} 元由"
+                f"{_GROUP_ZH.get(_group_kind(review.reviewer_group), review.reviewer_group)}批准；"
+                + _authority_rule_zh(
+                    review.reviewer_group,
+                    int(review.amount_fen),
+                    policy,
+                    cross_department=bool(line["cross_department"]),
+                ),
             )
         )
     return out
@@ -484,8 +542,9 @@ def check_approval_beyond_authority(state: _State, policy: Policy) -> list[Findi
 
 def _procedure_gaps(
     reviews: pd.DataFrame, decided_at: dt.datetime | None, policy: Policy
-) -> list[str]:
-    """What is missing from compliance → evaluator → approval, or out of order, before decided_at."""
+) -> tuple[list[str], str]:
+    """What is missing from compliance → evaluator → approval, or out of order, before
+    decided_at: the gaps in English (the finding's detail), and all of them in Chinese."""
     ok = reviews[reviews["approved"].astype(bool)]
     if decided_at is not None:
         ok = ok[ok["at"] <= decided_at]
@@ -498,11 +557,14 @@ def _procedure_gaps(
             hits = ok[ok["stage"] == stage]
         if not hits.empty:
             first[stage] = hits["at"].min()
-    gaps = [f"no {stage} review" for stage in order if stage not in first]
+    missing = [stage for stage in order if stage not in first]
+    gaps = [f"no {stage} review" for stage in missing]
+    zh = [f"缺少{_STAGE_ZH.get(stage, stage)}" for stage in missing]
     seen = [first[s] for s in order if s in first]
     if seen != sorted(seen):
         gaps.append(f"reviews out of order (required: {' → '.join(order)})")
-    return gaps
+        zh.append(f"审核顺序不符（应为：{' → '.join(_STAGE_ZH.get(s, s) for s in order)}）")
+    return gaps, "；".join(zh)
 
 
 def check_adjustment_without_procedure(state: _State, policy: Policy) -> list[Finding]:
@@ -514,7 +576,7 @@ def check_adjustment_without_procedure(state: _State, policy: Policy) -> list[Fi
             continue
         line = lines.loc[adj.line_id]
         mine = state.reviews[state.reviews["adjustment_id"] == adj.adjustment_id]
-        gaps = _procedure_gaps(mine, adj.decided_at, policy)
+        gaps, gaps_zh = _procedure_gaps(mine, adj.decided_at, policy)
         if gaps:
             out.append(
                 Finding(
@@ -527,6 +589,8 @@ def check_adjustment_without_procedure(state: _State, policy: Policy) -> list[Fi
                     f"approved with {'; '.join(gaps)}",
                     abs(int(adj.delta_fen)),
                     {"gaps": gaps, "line": line["code"]},
+                    summary_zh=f"预算调整 {int(adj.adjustment_id)}（{line['code']}，"
+                    f"{_yuan(adj.delta_fen)} 元）批准时{gaps_zh}",
                 )
             )
     line_reviews = state.reviews[state.reviews["adjustment_id"].isna()]
@@ -535,7 +599,7 @@ def check_adjustment_without_procedure(state: _State, policy: Policy) -> list[Fi
     ordinary = state.lines[state.lines["approved_asof"] & ~state.lines["is_reserve"].astype(bool)]
     for line in ordinary.itertuples():
         mine = line_reviews[line_reviews["line_id"] == line.line_id]
-        gaps = _procedure_gaps(mine, line.approved_at, policy)
+        gaps, gaps_zh = _procedure_gaps(mine, line.approved_at, policy)
         if gaps:
             out.append(
                 Finding(
@@ -547,6 +611,7 @@ def check_adjustment_without_procedure(state: _State, policy: Policy) -> list[Fi
                     f"{line.code} approved with {'; '.join(gaps)}",
                     int(line.amount_asof),
                     {"gaps": gaps},
+                    summary_zh=f"{line.code} 批准时{gaps_zh}",
                 )
             )
             continue
@@ -569,6 +634,8 @@ def check_adjustment_without_procedure(state: _State, policy: Policy) -> list[Fi
                     f"adjustments account for {_yuan(expected)} CNY",
                     abs(int(line.amount_asof) - expected),
                     {"amount_fen": int(line.amount_asof), "explained_fen": expected},
+                    summary_zh=f"{line.code}：预算额为 {_yuan(line.amount_asof)} 元，但批准额与"
+                    f"已批准调整合计为 {_yuan(expected)} 元",
                 )
             )
     return out
@@ -591,6 +658,9 @@ def check_behind_schedule(state: _State, policy: Policy) -> list[Finding]:
             f"scheduled by the end of the week, {_yuan(line.scheduled_fen - line.spent_fen)} CNY behind",
             int(line.scheduled_fen - line.spent_fen),
             {"spent_fen": int(line.spent_fen), "scheduled_fen": int(line.scheduled_fen)},
+            summary_zh=f"{line.code}：截至本周末计划支付 {_yuan(line.scheduled_fen)} 元，"
+            f"实际支付 {_yuan(line.spent_fen)} 元，滞后 "
+            f"{_yuan(line.scheduled_fen - line.spent_fen)} 元",
         )
         for line in lines.itertuples()
     ]
@@ -606,11 +676,13 @@ def check_reserve_without_emergency(state: _State, policy: Policy) -> list[Findi
     out = []
     for entry in draws.itertuples():
         if entry.emergency_id is None or pd.isna(entry.emergency_id):
-            why = "no emergency named"
+            why, why_zh = "no emergency named", "未关联应急事件"
         elif bool(entry.emergency_is_drill):
             why = f"emergency {int(entry.emergency_id)} is a drill"
+            why_zh = f"应急事件 {int(entry.emergency_id)} 为演练"
         elif entry.emergency_opened_at.astimezone(tz).date() > entry.entry_date:
             why = f"emergency {int(entry.emergency_id)} opened after the draw"
+            why_zh = f"应急事件 {int(entry.emergency_id)} 在动用之后才发生"
         else:
             continue
         out.append(
@@ -623,6 +695,8 @@ def check_reserve_without_emergency(state: _State, policy: Policy) -> list[Findi
                 f"reserve draw {entry.external_ref} of {entry.entry_date}: {_yuan(entry.amount_fen)} CNY, {why}",
                 int(entry.amount_fen),
                 {"external_ref": entry.external_ref, "reason": why},
+                summary_zh=f"应急预留动用 {entry.external_ref}（{entry.entry_date}）："
+                f"{_yuan(entry.amount_fen)} 元，{why_zh}",
             )
         )
     return out
@@ -652,6 +726,9 @@ def check_reserve_below_share(state: _State, policy: Policy) -> list[Finding]:
                     f"({_yuan(required)} CNY)",
                     required - available,
                     {"reserve_fen": reserve, "allocated_fen": allocated, "required_fen": required},
+                    summary_zh=f"{year.year} 年度：应急预留可用 {_yuan(max(available, 0))} 元，"
+                    f"低于规定的 {policy.budget.emergency_reserve_share:.0%}"
+                    f"（{_yuan(required)} 元）",
                 )
             )
     return out
@@ -760,6 +837,7 @@ def _reconcile(
             **f.detail,
             "fiscal_year": f.fiscal_year,
             "summary": f.summary,
+            "summary_zh": f.summary_zh,
             "amount_fen": f.amount_fen,
             "classification": f.classification,
         }
@@ -806,6 +884,7 @@ def _reconcile(
                 "fiscal_year": f.fiscal_year,
                 "amount_fen": f.amount_fen,
                 "summary": f.summary,
+                "summary_zh": f.summary_zh,
                 "classification": f.classification,
                 "status": status,
                 "first_seen_week": first,
@@ -837,6 +916,8 @@ def _reconcile(
                 "fiscal_year": old.detail.get("fiscal_year"),
                 "amount_fen": int(old.detail.get("amount_fen", 0)),
                 "summary": old.detail.get("summary", ""),
+                # Findings stored before the Chinese text existed show the English one.
+                "summary_zh": old.detail.get("summary_zh") or old.detail.get("summary", ""),
                 "classification": old.detail.get("classification", Classification.internal.value),
                 "status": "resolved",
                 "first_seen_week": old.first_seen_week,

@@ -58,6 +58,8 @@ def redact(findings: pd.DataFrame, clearance: Classification, locale: str) -> pd
     out = findings.copy()
     hidden = ~out["classification"].map(lambda c: Classification(c).readable_by(clearance))
     out.loc[hidden, "summary"] = REDACTED.get(locale, REDACTED["en"])
+    if "summary_zh" in out.columns:  # the Chinese text is withheld alike, in every report
+        out.loc[hidden, "summary_zh"] = REDACTED["zh-CN"]
     return out
 
 

@@ -4,6 +4,7 @@ that triggers none, and the lifecycle of findings (no duplicates, resolved, any 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 import pytest
@@ -30,6 +31,9 @@ WEEK = "2026-W11"  # Monday 9 March to Sunday 15 March 2026; the clock starts on
 
 
 def keys(result) -> set[str]:
+    # Every finding also reads in Chinese, for the zh-CN report's 说明 column.
+    for text in result.findings["summary_zh"]:
+        assert text and "CNY" not in text and re.search(r"[\u4e00-\u9fff]", text), text
     return set(result.findings.loc[result.findings["status"] != "resolved", "finding_key"])
 
 
@@ -81,6 +85,7 @@ def test_unapproved_spending_on_a_proposed_line(clean):
     assert keys(result) == {"unapproved_spending:budget_line:P-1"}
     row = result.findings.iloc[0]
     assert (row["severity"], row["owner"], row["amount_fen"]) == ("high", "data-bureau", 1000)
+    assert row["summary_zh"] == "P-1：10.00 元支出所在预算行为“待审”，未获批准"
 
 
 def test_unapproved_spending_without_any_line(clean):
@@ -96,6 +101,9 @@ def test_unapproved_spending_before_the_line_was_approved(clean):
     result = clean.audit(WEEK)
     assert keys(result) == {"unapproved_spending:budget_line:A-1"}
     assert int(result.findings.iloc[0]["amount_fen"]) == 1000
+    assert (
+        result.findings.iloc[0]["summary_zh"] == "A-1：10.00 元支出早于预算行批准日（2026-03-09）"
+    )
 
 
 def test_overspend_by_one_fen(clean):
@@ -105,6 +113,9 @@ def test_overspend_by_one_fen(clean):
     result = clean.audit(WEEK)
     assert keys(result) == {"overspend:budget_line:B-1"}
     assert int(result.findings.iloc[0]["amount_fen"]) == 1
+    assert result.findings.iloc[0]["summary_zh"] == (
+        "B-1：预算 6,000,000.00 元，已支出 6,000,000.01 元，超支 0.01 元"
+    )
 
 
 def _approve_directly(books, code: str, group: str):
@@ -146,6 +157,46 @@ def test_approval_beyond_authority(clean, amount, finding):
     row = result.findings.iloc[0]
     assert row["severity"] == "critical" and row["owner"] == "executive"
     assert "exceed the executive group's authority" in row["summary"]
+    assert row["summary_zh"].startswith(
+        f"X-1：{Decimal(amount):,} 元由执行小组批准；超过 5,000,000.00 元"
+    )
+    assert row["summary_zh"].endswith("超出执行小组审批权限，须报领导小组审批")
+
+
+@pytest.mark.parametrize(
+    ("group", "amount", "cross", "reason"),
+    [
+        (
+            "wg:data",
+            "10.00",
+            False,
+            "wg:data 无审批权限；执行小组审批 5,000,000.00 元以下（含）的事项",
+        ),
+        (
+            "executive",
+            "10000000.00",
+            True,
+            "跨部门资金调配 10,000,000.00 元以上（含）须由领导小组审批",
+        ),
+    ],
+)
+def test_approval_by_a_group_without_that_authority_reads_in_both_languages(
+    clean, group, amount, cross, reason
+):
+    clean.propose("X-1", amount, cross=cross)
+    clean.review("C1", code="X-1")
+    clean.review("V1", code="X-1")
+    _approve_directly(clean, "X-1", group)
+    result = clean.audit(WEEK)
+    assert keys(result) == {"approval_beyond_authority:budget_line:X-1"}
+    row = result.findings.iloc[0]
+    assert (
+        row["summary_zh"]
+        == f"X-1：{Decimal(amount):,} 元由{_GROUP_ZH.get(group, group)}批准；{reason}"
+    )
+
+
+_GROUP_ZH = {"executive": "执行小组"}
 
 
 def test_adjustment_without_the_procedure(clean):
@@ -167,6 +218,9 @@ def test_adjustment_without_the_procedure(clean):
     result = clean.audit(WEEK)
     assert keys(result) == {f"adjustment_without_procedure:budget_adjustment:{adjustment_id}"}
     assert "no compliance review" in result.findings.iloc[0]["summary"]
+    assert result.findings.iloc[0]["summary_zh"] == (
+        f"预算调整 {adjustment_id}（A-1，1.00 元）批准时缺少合规审核；缺少第三方评估；缺少审批"
+    )
 
 
 def test_line_amount_changed_without_an_adjustment(clean):
@@ -191,6 +245,9 @@ def test_disbursement_behind_schedule(books):
     row = result.findings.iloc[0]
     # Only what is due by Sunday of the audited week counts: 500.00 due, 499.99 paid.
     assert (row["severity"], int(row["amount_fen"])) == ("medium", 1)
+    assert (
+        row["summary_zh"] == "A-1：截至本周末计划支付 500.00 元，实际支付 499.99 元，滞后 0.01 元"
+    )
 
 
 @pytest.mark.parametrize("case", ["no emergency", "drill", "opened later"])
@@ -206,6 +263,15 @@ def test_reserve_drawn_without_an_emergency(clean, case):
     (key,) = keys(result)
     assert key.startswith("reserve_without_emergency:ledger_entry:")
     assert result.findings.iloc[0]["severity"] == "critical"
+    reason = {
+        "no emergency": "未关联应急事件",
+        "drill": "为演练",
+        "opened later": "在动用之后才发生",
+    }
+    assert result.findings.iloc[0]["summary_zh"].startswith(
+        "应急预留动用 voucher:R9（2026-03-12）：10.00 元，"
+    )
+    assert result.findings.iloc[0]["summary_zh"].endswith(reason[case])
 
 
 def test_reserve_below_its_required_share(books):
@@ -222,6 +288,10 @@ def test_reserve_below_its_required_share(books):
     assert keys(result) == {f"reserve_below_share:fiscal_year:{YEAR}"}
     row = result.findings.iloc[0]
     assert (row["owner"], int(row["amount_fen"])) == ("leadership", 1)
+    assert (
+        row["summary_zh"]
+        == f"{YEAR} 年度：应急预留可用 99,999.99 元，低于规定的 10%（100,000.00 元）"
+    )
 
 
 def test_rerun_for_the_same_week_creates_no_duplicates_or_notifications(clean):

@@ -73,8 +73,11 @@ def test_reports_in_three_formats_withhold_secret_lines(books, tmp_path):
     assert set(audit.findings["classification"]) == {"internal", "secret"}
     paths = write_audit_reports(audit, tmp_path)
     html = paths["html_zh-CN"].read_text("utf-8")
-    assert "支付进度滞后" in html and "A-1: 0.00 CNY disbursed" in html
-    assert "S-1: 0.00 CNY" not in html and "密级高于本报告" in html
+    # The 说明 column in Chinese; the English report keeps the English text.
+    assert "支付进度滞后" in html and "A-1：截至本周末计划支付 500.00 元，实际支付 0.00 元" in html
+    assert "CNY" not in html
+    assert "A-1: 0.00 CNY disbursed" in paths["html_en"].read_text("utf-8")
+    assert "S-1：" not in html and "S-1: 0.00 CNY" not in html and "密级高于本报告" in html
     # Owners, subjects and statuses in the reader's words, not as codes.
     assert "预算行 A-1" in html and "budget_line:" not in html
     assert "已批准" in html and "<td>approved</td>" not in html
@@ -86,7 +89,10 @@ def test_reports_in_three_formats_withhold_secret_lines(books, tmp_path):
     book = load_workbook(paths["xlsx"])
     assert book.sheetnames == ["summary", "findings", "lines"]
     header = [c.value for c in book["findings"][1]]
-    assert "amount_cny" in header
+    assert "amount_cny" in header and "summary_zh" in header
+    cells = {str(c.value) for row in book["findings"].iter_rows() for c in row}
+    assert any(c.startswith("A-1：截至本周末") for c in cells)
+    assert not any(c.startswith(("S-1:", "S-1：")) for c in cells), cells  # withheld in both
     cleared = write_audit_reports(audit, tmp_path / "secret", clearance=Classification.secret)
     assert "S-1: 0.00 CNY" in cleared["md"].read_text("utf-8")
 
