@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 from pydantic import BaseModel
@@ -92,9 +93,11 @@ class ImportResult(BaseModel):
     imported_fen: int
     errors: list[dict[str, Any]]
     # Rows recorded that the office should look at (row, field, message): dated after today,
-    # on a line not approved, a reserve draw without an emergency. A finance export records
-    # payments made, so they are kept, as `record_disbursement` keeps such an entry with a
-    # warning; the weekly audit reports the last two as findings.
+    # on a line not approved, a reserve draw without an emergency, for a drill, or dated
+    # before its emergency opened. A finance export records payments made, so they are kept,
+    # as `record_disbursement` keeps such an entry with a warning; the weekly audit reports
+    # all but the first as findings. (Overspending and a payment dated before its line's
+    # approval are the audit's alone: they need the line's whole ledger and its reviews.)
     to_check: list[dict[str, Any]] = []
 
     @property
@@ -116,6 +119,8 @@ class _Lookup:
     reserve_lines: dict[int, int]  # fiscal year -> reserve line id
     emergencies: dict[str, int]  # id or public id -> id
     existing_refs: set[str] = field(default_factory=set)
+    # id -> (is a drill, when opened): what the audit judges a reserve draw's emergency by
+    emergency_facts: dict[int, tuple[bool, dt.datetime]] = field(default_factory=dict)
 
 
 # --- reading files -----------------------------------------------------------
@@ -375,16 +380,24 @@ def _lookup(session: Session, frame: pd.DataFrame) -> _Lookup:
         ).all()
     )
     emergencies: dict[str, int] = {}
+    facts: dict[int, tuple[bool, dt.datetime]] = {}
     if emergency_refs:
         ids = [int(r) for r in emergency_refs if r.isdigit()]
-        for em_id, public_id in session.execute(
-            select(Emergency.id, Emergency.public_id).where(
-                Emergency.id.in_(ids) | Emergency.public_id.in_(sorted(emergency_refs))
-            )
+        for em_id, public_id, is_drill, opened_at in session.execute(
+            select(
+                Emergency.id, Emergency.public_id, Emergency.is_drill, Emergency.opened_at
+            ).where(Emergency.id.in_(ids) | Emergency.public_id.in_(sorted(emergency_refs)))
         ):
             emergencies[public_id] = em_id
             emergencies[str(em_id)] = em_id
-    return _Lookup(years=years, lines=lines, reserve_lines=reserve_lines, emergencies=emergencies)
+            facts[em_id] = (bool(is_drill), opened_at)
+    return _Lookup(
+        years=years,
+        lines=lines,
+        reserve_lines=reserve_lines,
+        emergencies=emergencies,
+        emergency_facts=facts,
+    )
 
 
 def validate_frame(frame: pd.DataFrame, lookup: _Lookup) -> tuple[pd.DataFrame, list[RowError]]:
@@ -649,7 +662,7 @@ def import_frame(
         duplicates_in_file=[int(r) for r in good[~already].loc[repeated[repeated].index, "row"]],
         imported_fen=imported_fen,
         errors=[e.__dict__ for e in errors],
-        to_check=_to_check(fresh, lookup, ctx.today()),
+        to_check=_to_check(fresh, lookup, ctx.today(), ZoneInfo(ctx.policy.timezone)),
     )
     events.record(
         session,
@@ -677,7 +690,9 @@ def import_frame(
     return result
 
 
-def _to_check(rows: pd.DataFrame, lookup: _Lookup, today: dt.date) -> list[dict[str, Any]]:
+def _to_check(
+    rows: pd.DataFrame, lookup: _Lookup, today: dt.date, tz: ZoneInfo
+) -> list[dict[str, Any]]:
     """Notices on the rows recorded (see ImportResult.to_check), by row. Masks over whole
     columns; messages only for the rows flagged."""
     if rows.empty:
@@ -687,6 +702,17 @@ def _to_check(rows: pd.DataFrame, lookup: _Lookup, today: dt.date) -> list[dict[
     later = (rows["entry_date"] > today).to_numpy(bool)
     unapproved = ~draw & (status != LineStatus.approved.value).to_numpy()
     no_emergency = draw & rows["emergency_id"].isna().to_numpy()
+    # As the audit's reserve check judges a draw's emergency: a drill, or opened (its local
+    # day) after the draw. Draws are few: row by row, only for them.
+    drill, opened_later = draw & False, draw & False
+    emergency_ids, days = rows["emergency_id"].to_numpy(), rows["entry_date"].to_numpy()
+    for pos in (draw & ~no_emergency).nonzero()[0]:
+        fact = lookup.emergency_facts.get(int(emergency_ids[pos]))
+        if fact is None:
+            continue
+        is_drill, opened_at = fact
+        drill[pos] = is_drill
+        opened_later[pos] = not is_drill and opened_at.astimezone(tz).date() > days[pos]
     checks = (
         (later, "date", lambda day, line: f"dated {day}, after today ({today}): check the date"),
         (
@@ -703,6 +729,22 @@ def _to_check(rows: pd.DataFrame, lookup: _Lookup, today: dt.date) -> list[dict[
             lambda day, line: (
                 "a reserve draw without an emergency (only an emergency may "
                 "draw on the reserve): the weekly audit will report it"
+            ),
+        ),
+        (
+            drill,
+            "emergency",
+            lambda day, line: (
+                "a reserve draw for a drill (a drill may not draw on the reserve): "
+                "the weekly audit will report it"
+            ),
+        ),
+        (
+            opened_later,
+            "emergency",
+            lambda day, line: (
+                f"a reserve draw dated {day}, before its emergency was opened: "
+                "the weekly audit will report it"
             ),
         ),
     )

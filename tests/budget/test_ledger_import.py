@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from openpyxl import Workbook
@@ -209,6 +210,33 @@ def test_rows_dated_after_today_are_recorded_and_listed_for_a_check(ready):
     assert f"dated {tomorrow.isoformat()}, after today" in result.to_check[0]["message"]
     again = ready.import_csv(csv_text(f"V2,{tomorrow.isoformat()},A-1,,100,ACME,,"))
     assert again.already_imported == 1 and again.to_check == []  # nothing new recorded
+
+
+def test_reserve_draws_the_audit_will_report_for_their_emergency_are_listed(ready):
+    """As the audit's reserve check judges them: a draw for a drill, and a draw dated before
+    its emergency was opened, by the local (Shanghai) day. The day it opened is fine."""
+    today = ready.ctx.today()
+    yesterday = today - dt.timedelta(days=1)
+    shanghai = ZoneInfo(ready.ctx.policy.timezone)
+    # Opened at 00:30 Shanghai time today, which is still yesterday in UTC.
+    opened = dt.datetime.combine(today, dt.time(0, 30), shanghai).astimezone(dt.UTC)
+    drill = add_emergency(ready, drill=True, opened=opened)
+    real = add_emergency(ready, opened=opened)
+    result = ready.import_csv(
+        csv_text(
+            f"V1,{today},,reserve_draw,100,ACME,,{real}",  # row 2: the day it opened: fine
+            f"V2,{yesterday},,reserve_draw,100,ACME,,{real}",  # row 3: the day before
+            f"V3,{today},,reserve_draw,100,ACME,,{drill}",  # row 4: a drill
+        )
+    )
+    assert result.imported == 3 and result.errors == []
+    assert [(n["row"], n["field"]) for n in result.to_check] == [(3, "emergency"), (4, "emergency")]
+    assert f"dated {yesterday}, before its emergency was opened" in result.to_check[0]["message"]
+    assert "for a drill" in result.to_check[1]["message"]
+    # The audit reports the same two draws, and only them.
+    week = ready.audit(ready.ctx.today().strftime("%G-W%V"))
+    refs = set(week.findings.loc[week.findings["check"] == "reserve_without_emergency", "summary"])
+    assert {r.split(" ")[2] for r in refs} == {"voucher:V2", "voucher:V3"}, refs
 
 
 def test_payments_the_audit_will_report_are_recorded_and_listed_for_a_check(ready):
