@@ -182,7 +182,9 @@ def pyspy_report(path: Path, top: int = 25) -> None:
         if labels:
             own.setdefault(name, Counter())[labels[-1]] += n
     total = sum(samples.values())
-    print(f"{total:,} samples (on CPU or waiting for the interpreter lock), by thread:")
+    # py-spy without --idle drops the samples of sleeping threads (waiting for I/O, a lock, or
+    # the interpreter lock); with --gil it keeps only the lock's holder.
+    print(f"{total:,} samples (threads not sleeping), by thread:")
     for name, n in samples.most_common():
         print(f"  {n / total:6.1%}  {name}")
     for name, n in samples.most_common():

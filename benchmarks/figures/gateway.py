@@ -63,7 +63,7 @@ PYSPY_ENV = "TASKFORCE_BENCH_GATEWAY_PYSPY"
 # With TASKFORCE_BENCH_GATEWAY_PYSPY_GIL=1, only samples of the thread holding the interpreter
 # lock: how the one lock of the server process is shared out among its threads.
 PYSPY_GIL_ENV = "TASKFORCE_BENCH_GATEWAY_PYSPY_GIL"
-PYSPY_RATE = 250  # samples per second and thread: py-spy's own cost stays a few per cent
+PYSPY_RATE = 250  # samples per second and thread (the burst runs about a fifth slower)
 # uvicorn's --loop and --http (default `auto`: uvloop and httptools when installed), e.g.
 # asyncio and h11 to compare the server stacks in one environment.
 LOOP_ENV, HTTP_ENV = "TASKFORCE_BENCH_GATEWAY_LOOP", "TASKFORCE_BENCH_GATEWAY_HTTP"
@@ -220,10 +220,15 @@ class _Server:
 
 
 class _Sampler:
-    """py-spy recording the server's processes from now until `stop` (PYSPY_ENV)."""
+    """py-spy recording the server's processes from now until `stop` (PYSPY_ENV). Without
+    --idle it keeps the samples of threads that are not sleeping: running, or (with --gil)
+    holding the interpreter lock; a thread waiting for the lock sleeps and is not counted."""
 
     def __init__(self, pid: int, out: Path) -> None:
         self.out = out
+        out.unlink(missing_ok=True)  # an earlier run's file must not pass for this one's
+        self.log = out.with_name(out.name + ".log")
+        self._log = self.log.open("wb")
         self.popen = subprocess.Popen(
             [
                 *_pyspy(),
@@ -241,18 +246,25 @@ class _Sampler:
                 str(out),
                 *(["--gil"] if os.environ.get(PYSPY_GIL_ENV) == "1" else []),
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         time.sleep(1.0)  # py-spy attaching to a live process: no signal to wait on but time
         if self.popen.poll() is not None:
-            raise RuntimeError(f"py-spy did not start: {self.popen.stderr.read().decode()}")
+            self._log.close()
+            raise RuntimeError(f"py-spy did not start: {self.log.read_text()[-2000:]}")
 
     def stop(self) -> None:
         self.popen.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-        _out, err = self.popen.communicate(timeout=60)
+        try:
+            self.popen.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(10)
+        finally:
+            self._log.close()
         if not self.out.exists():
-            raise RuntimeError(f"py-spy wrote nothing: {err.decode()[-2000:]}")
+            raise RuntimeError(f"py-spy wrote nothing: {self.log.read_text()[-2000:]}")
 
 
 def _pyspy() -> list[str]:
@@ -464,16 +476,19 @@ def run(bench: Bench) -> list[Result]:
             if os.environ.get(PYSPY_ENV)
             else None
         )
-        burst_started = dt.datetime.now(dt.UTC)
-        ours = _drive(bench, requests, server.port, "ours")
-        if sampler is not None:
-            sampler.stop()
-        # Taken before the stop: the background dispatch of the last requests is not intake.
-        cpu_ours = server.cpu_seconds() - cpu_before
-        database_after = database_cpu_seconds(bench.backend)
+        try:
+            burst_started = dt.datetime.now(dt.UTC)
+            ours = _drive(bench, requests, server.port, "ours")
+            # Taken at once: the background dispatch of the last requests is not intake.
+            cpu_ours = server.cpu_seconds() - cpu_before
+            database_after = database_cpu_seconds(bench.backend)
+            threads_after = server.threads()
+        finally:
+            if sampler is not None:
+                sampler.stop()
         cpu_database = None if database_before is None else database_after - database_before
         per_thread: dict[str, float] = {}
-        for (name, tid), cpu in server.threads().items():
+        for (name, tid), cpu in threads_after.items():
             # A thread that started during the run counts from zero.
             key = "anyio workers" if name.startswith("AnyIO") else name
             per_thread[key] = per_thread.get(key, 0) + cpu - threads_before.get((name, tid), 0)
@@ -519,7 +534,8 @@ def run(bench: Bench) -> list[Result]:
             ratio=ratio,
             notes=f"{detail}; {setup}; dispatch after the 202 in a background thread "
             "(a dispatcher that answers at once; flow starts are the emergency_path figure); "
-            + pages,
+            + pages
+            + ("; py-spy sampled the burst (slower by about a fifth)" if sampler else ""),
             extra={
                 "accounting_ok": ok,
                 **extra,

@@ -48,6 +48,7 @@ from taskforce.emergency.models import Emergency
 from taskforce.money import to_yuan
 from taskforce.notify.outbox import enqueue
 from taskforce.org.models import Unit
+from taskforce.policy.loader import load_org
 from taskforce.policy.schema import Classification, GroupKind, Policy
 
 CHECKS = (
@@ -304,41 +305,53 @@ def _yuan(fen: int) -> str:
     return f"{to_yuan(int(fen)):,}"
 
 
-# The Chinese words of the findings' texts (seed: 分级授权, 三审, 应急预留).
-_GROUP_ZH = {GroupKind.leadership.value: "领导小组", GroupKind.executive.value: "执行小组"}
+# The Chinese words of the findings' texts (seed: 分级授权; 三审: 初审 by the compliance
+# officer, 复审 by the third-party evaluator, 终审 by the approving group; 资金拨付进度).
 _LINE_STATUS_ZH = {
     LineStatus.proposed.value: "待审",
     LineStatus.in_review.value: "审核中",
     LineStatus.approved.value: "已批准",
     LineStatus.rejected.value: "已驳回",
 }
-_STAGE_ZH = {"compliance": "合规审核", "evaluator": "第三方评估", "approval": "审批"}
+_STAGE_ZH = {
+    "compliance": "初审（合规审核）",
+    "evaluator": "复审（第三方评估）",
+    "approval": "终审",
+}
+
+
+def _group_zh(code: str | None) -> str:
+    """A group's (or a unit's) Chinese name from config/org.yaml; its code if it has none."""
+    if not code:
+        return "（未记录审批组）"
+    org = load_org()
+    return next((g.name for g in (*org.groups, *org.units) if g.code == code), code)
 
 
 def _authority_rule_zh(
     group: str | None, amount_fen: int, policy: Policy, *, cross_department: bool
 ) -> str:
-    """authority.may_approve's rule for a refused approval, in Chinese."""
-    authority = policy.authority
-    routing = route_amount(amount_fen, authority, cross_department=cross_department)
-    if (
-        routing.group == Approver.leadership
-        and cross_department
-        and amount_fen >= int(authority.leadership_cross_department_min * 100)
-    ):
-        rule = (
-            f"跨部门资金调配 {authority.leadership_cross_department_min:,} 元以上（含）"
-            "须由领导小组审批"
-        )
-    elif routing.group == Approver.leadership:
-        rule = f"超过 {authority.executive_approval_max:,} 元超出执行小组审批权限，须报领导小组审批"
-    else:
-        rule = f"执行小组审批 {authority.executive_approval_max:,} 元以下（含）的事项"
+    """Why an approval was beyond its approver's authority, in Chinese: the rule
+    `authority.route_amount` applied (its English text is the finding's `rule`)."""
     kind = _group_kind(group)
     if kind not in {g.value for g in GroupKind}:
-        return f"{group} 不是审批组"
-    if kind not in _GROUP_ZH:
-        return f"{group} 无审批权限；{rule}"
+        return f"{_group_zh(group)}不是审批组"
+    authority = policy.authority
+    routing = route_amount(amount_fen, authority, cross_department=cross_department)
+    if routing.group == Approver.executive:
+        rule = f"该事项应由执行小组审批（{authority.executive_approval_max:,} 元以下，含本数）"
+    elif cross_department and amount_fen >= int(authority.leadership_cross_department_min * 100):
+        rule = (
+            f"跨部门资金调配 {authority.leadership_cross_department_min:,} 元以上（含本数）"
+            "须由领导小组审批"
+        )
+    else:
+        rule = (
+            f"金额超过 {authority.executive_approval_max:,} 元，超出执行小组审批权限，"
+            "须报领导小组审批"
+        )
+    if kind not in (GroupKind.executive.value, GroupKind.leadership.value):
+        return f"{_group_zh(group)}无审批权限；{rule}"
     return rule
 
 
@@ -417,7 +430,9 @@ def check_unapproved_spending(state: _State, policy: Policy) -> list[Finding]:
             why_zh = f"支出早于预算行批准日（{line.approval_day}）"
         else:
             why = f"spent on a line that is {line.status}, not approved"
-            why_zh = f"支出所在预算行为“{_LINE_STATUS_ZH.get(line.status, line.status)}”，未获批准"
+            why_zh = (
+                f"支出时预算行尚未批准（状态：{_LINE_STATUS_ZH.get(line.status, line.status)}）"
+            )
         amount = int(hit["amount"])
         if amount > 0:
             out.append(
@@ -447,7 +462,7 @@ def check_unapproved_spending(state: _State, policy: Policy) -> list[Finding]:
                 "spent without a budget line",
                 int(entry.amount_fen),
                 {"external_ref": entry.external_ref, "entry_date": str(entry.entry_date)},
-                summary_zh=f"分录 {entry.external_ref}（{entry.entry_date}）："
+                summary_zh=f"台账分录 {entry.external_ref}（{entry.entry_date}）："
                 f"{_yuan(entry.amount_fen)} 元支出无对应预算行",
             )
         )
@@ -528,7 +543,7 @@ def check_approval_beyond_authority(state: _State, policy: Policy) -> list[Findi
                 {"review_id": int(review.review_id), "rule": rule, "line": line["code"]},
                 summary_zh=f"{'预算调整 ' + subject_id + '（' if adjustment else ''}{line['code']}"
                 f"{'）' if adjustment else ''}：{_yuan(review.amount_fen)} 元由"
-                f"{_GROUP_ZH.get(_group_kind(review.reviewer_group), review.reviewer_group)}批准；"
+                f"{_group_zh(review.reviewer_group)}批准；"
                 + _authority_rule_zh(
                     review.reviewer_group,
                     int(review.amount_fen),
@@ -559,7 +574,7 @@ def _procedure_gaps(
             first[stage] = hits["at"].min()
     missing = [stage for stage in order if stage not in first]
     gaps = [f"no {stage} review" for stage in missing]
-    zh = [f"缺少{_STAGE_ZH.get(stage, stage)}" for stage in missing]
+    zh = ["未经" + "、".join(_STAGE_ZH.get(stage, stage) for stage in missing)] if missing else []
     seen = [first[s] for s in order if s in first]
     if seen != sorted(seen):
         gaps.append(f"reviews out of order (required: {' → '.join(order)})")
@@ -590,7 +605,8 @@ def check_adjustment_without_procedure(state: _State, policy: Policy) -> list[Fi
                     abs(int(adj.delta_fen)),
                     {"gaps": gaps, "line": line["code"]},
                     summary_zh=f"预算调整 {int(adj.adjustment_id)}（{line['code']}，"
-                    f"{_yuan(adj.delta_fen)} 元）批准时{gaps_zh}",
+                    f"{'调增' if adj.delta_fen >= 0 else '调减'} {_yuan(abs(adj.delta_fen))} 元）"
+                    f"批准前{gaps_zh}",
                 )
             )
     line_reviews = state.reviews[state.reviews["adjustment_id"].isna()]
@@ -611,7 +627,7 @@ def check_adjustment_without_procedure(state: _State, policy: Policy) -> list[Fi
                     f"{line.code} approved with {'; '.join(gaps)}",
                     int(line.amount_asof),
                     {"gaps": gaps},
-                    summary_zh=f"{line.code} 批准时{gaps_zh}",
+                    summary_zh=f"{line.code} 批准前{gaps_zh}",
                 )
             )
             continue
@@ -658,8 +674,8 @@ def check_behind_schedule(state: _State, policy: Policy) -> list[Finding]:
             f"scheduled by the end of the week, {_yuan(line.scheduled_fen - line.spent_fen)} CNY behind",
             int(line.scheduled_fen - line.spent_fen),
             {"spent_fen": int(line.spent_fen), "scheduled_fen": int(line.scheduled_fen)},
-            summary_zh=f"{line.code}：截至本周末计划支付 {_yuan(line.scheduled_fen)} 元，"
-            f"实际支付 {_yuan(line.spent_fen)} 元，滞后 "
+            summary_zh=f"{line.code}：截至本周末计划拨付 {_yuan(line.scheduled_fen)} 元，"
+            f"实际拨付 {_yuan(line.spent_fen)} 元，滞后 "
             f"{_yuan(line.scheduled_fen - line.spent_fen)} 元",
         )
         for line in lines.itertuples()
@@ -682,7 +698,7 @@ def check_reserve_without_emergency(state: _State, policy: Policy) -> list[Findi
             why_zh = f"应急事件 {int(entry.emergency_id)} 为演练"
         elif entry.emergency_opened_at.astimezone(tz).date() > entry.entry_date:
             why = f"emergency {int(entry.emergency_id)} opened after the draw"
-            why_zh = f"应急事件 {int(entry.emergency_id)} 在动用之后才发生"
+            why_zh = f"应急事件 {int(entry.emergency_id)} 启动晚于动用日期"
         else:
             continue
         out.append(
@@ -727,8 +743,8 @@ def check_reserve_below_share(state: _State, policy: Policy) -> list[Finding]:
                     required - available,
                     {"reserve_fen": reserve, "allocated_fen": allocated, "required_fen": required},
                     summary_zh=f"{year.year} 年度：应急预留可用 {_yuan(max(available, 0))} 元，"
-                    f"低于规定的 {policy.budget.emergency_reserve_share:.0%}"
-                    f"（{_yuan(required)} 元）",
+                    f"低于年度预算 {policy.budget.emergency_reserve_share:.0%} 的规定"
+                    f"（应为 {_yuan(required)} 元）",
                 )
             )
     return out
@@ -916,8 +932,9 @@ def _reconcile(
                 "fiscal_year": old.detail.get("fiscal_year"),
                 "amount_fen": int(old.detail.get("amount_fen", 0)),
                 "summary": old.detail.get("summary", ""),
-                # Findings stored before the Chinese text existed show the English one.
-                "summary_zh": old.detail.get("summary_zh") or old.detail.get("summary", ""),
+                # Empty for a finding stored before the Chinese text existed: the zh-CN
+                # report shows its English text instead.
+                "summary_zh": old.detail.get("summary_zh", ""),
                 "classification": old.detail.get("classification", Classification.internal.value),
                 "status": "resolved",
                 "first_seen_week": old.first_seen_week,

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from taskforce.budget import service
+from taskforce.budget.audit import _authority_rule_zh
 from taskforce.budget.forms import ReserveDrawForm
 from taskforce.budget.models import (
     AuditFinding,
@@ -22,6 +23,7 @@ from taskforce.budget.models import (
 )
 from taskforce.budget.performance import run_performance_audit
 from taskforce.budget.periods import week_of
+from taskforce.budget.report import write_audit_reports
 from taskforce.errors import DomainError
 from taskforce.notify.models import OutboxMessage
 from taskforce.trail.models import TrailEntry
@@ -85,7 +87,7 @@ def test_unapproved_spending_on_a_proposed_line(clean):
     assert keys(result) == {"unapproved_spending:budget_line:P-1"}
     row = result.findings.iloc[0]
     assert (row["severity"], row["owner"], row["amount_fen"]) == ("high", "data-bureau", 1000)
-    assert row["summary_zh"] == "P-1：10.00 元支出所在预算行为“待审”，未获批准"
+    assert row["summary_zh"] == "P-1：10.00 元支出时预算行尚未批准（状态：待审）"
 
 
 def test_unapproved_spending_without_any_line(clean):
@@ -157,31 +159,42 @@ def test_approval_beyond_authority(clean, amount, finding):
     row = result.findings.iloc[0]
     assert row["severity"] == "critical" and row["owner"] == "executive"
     assert "exceed the executive group's authority" in row["summary"]
-    assert row["summary_zh"].startswith(
-        f"X-1：{Decimal(amount):,} 元由执行小组批准；超过 5,000,000.00 元"
+    assert row["summary_zh"] == (
+        f"X-1：{Decimal(amount):,} 元由执行小组批准；"
+        "金额超过 5,000,000.00 元，超出执行小组审批权限，须报领导小组审批"
     )
-    assert row["summary_zh"].endswith("超出执行小组审批权限，须报领导小组审批")
 
 
 @pytest.mark.parametrize(
-    ("group", "amount", "cross", "reason"),
+    ("group", "amount", "cross", "english", "chinese"),
     [
         (
             "wg:data",
             "10.00",
             False,
-            "wg:data 无审批权限；执行小组审批 5,000,000.00 元以下（含）的事项",
+            "the working_group group has no approval authority",
+            "X-1：10.00 元由数据共享工作组批准；"
+            "数据共享工作组无审批权限；该事项应由执行小组审批（5,000,000.00 元以下，含本数）",
         ),
         (
             "executive",
             "10000000.00",
             True,
-            "跨部门资金调配 10,000,000.00 元以上（含）须由领导小组审批",
+            "cross-department allocation of 10000000.00 CNY or more",
+            "X-1：10,000,000.00 元由执行小组批准；"
+            "跨部门资金调配 10,000,000.00 元以上（含本数）须由领导小组审批",
+        ),
+        (
+            "finance",  # a unit, not a group: no authority at all
+            "10.00",
+            False,
+            "finance is not an approving group",
+            "X-1：10.00 元由财政局批准；财政局不是审批组",
         ),
     ],
 )
-def test_approval_by_a_group_without_that_authority_reads_in_both_languages(
-    clean, group, amount, cross, reason
+def test_an_approval_without_authority_is_explained_in_both_languages(
+    clean, group, amount, cross, english, chinese
 ):
     clean.propose("X-1", amount, cross=cross)
     clean.review("C1", code="X-1")
@@ -190,13 +203,36 @@ def test_approval_by_a_group_without_that_authority_reads_in_both_languages(
     result = clean.audit(WEEK)
     assert keys(result) == {"approval_beyond_authority:budget_line:X-1"}
     row = result.findings.iloc[0]
-    assert (
-        row["summary_zh"]
-        == f"X-1：{Decimal(amount):,} 元由{_GROUP_ZH.get(group, group)}批准；{reason}"
+    assert english in row["summary"]
+    assert row["summary_zh"] == chinese
+
+
+def test_the_chinese_rule_of_a_non_group_needs_no_amount_rule(policy):
+    """An approval recorded by something that is no group: named as such, whatever the
+    amount (route_amount refuses a negative one, and the audit must not fail on it)."""
+    assert _authority_rule_zh("finance", -100, policy, cross_department=False) == (
+        "财政局不是审批组"
+    )
+    assert _authority_rule_zh(None, 100, policy, cross_department=False) == (
+        "（未记录审批组）不是审批组"
     )
 
 
-_GROUP_ZH = {"executive": "执行小组"}
+def test_a_finding_stored_before_its_chinese_text_shows_its_english_one(clean, tmp_path):
+    """Findings stored before session 14 have no Chinese text: when one is resolved, the
+    zh-CN report shows its English text and the workbook's summary_zh cell stays empty."""
+    clean.import_csv(csv_text("V9,2026-03-13,B-1,,0.01,BuildCo,,"))
+    clean.audit(WEEK)
+    with clean.tx() as s:
+        stored = s.scalar(select(AuditFinding))
+        stored.detail = {k: v for k, v in stored.detail.items() if k != "summary_zh"}
+    clean.clock.set(dt.datetime(2026, 3, 17, 2, tzinfo=dt.UTC))
+    clean.adjust("B-1", "0.01", approver="L1")
+    later = clean.audit("2026-W12")
+    row = later.findings.set_index("finding_key").loc["overspend:budget_line:B-1"]
+    assert row["status"] == "resolved" and row["summary_zh"] == ""
+    html = write_audit_reports(later, tmp_path)["html_zh-CN"].read_text("utf-8")
+    assert "B-1: spent 6,000,000.01 CNY of 6,000,000.00 CNY" in html
 
 
 def test_adjustment_without_the_procedure(clean):
@@ -219,7 +255,8 @@ def test_adjustment_without_the_procedure(clean):
     assert keys(result) == {f"adjustment_without_procedure:budget_adjustment:{adjustment_id}"}
     assert "no compliance review" in result.findings.iloc[0]["summary"]
     assert result.findings.iloc[0]["summary_zh"] == (
-        f"预算调整 {adjustment_id}（A-1，1.00 元）批准时缺少合规审核；缺少第三方评估；缺少审批"
+        f"预算调整 {adjustment_id}（A-1，调增 1.00 元）批准前"
+        "未经初审（合规审核）、复审（第三方评估）、终审"
     )
 
 
@@ -246,7 +283,7 @@ def test_disbursement_behind_schedule(books):
     # Only what is due by Sunday of the audited week counts: 500.00 due, 499.99 paid.
     assert (row["severity"], int(row["amount_fen"])) == ("medium", 1)
     assert (
-        row["summary_zh"] == "A-1：截至本周末计划支付 500.00 元，实际支付 499.99 元，滞后 0.01 元"
+        row["summary_zh"] == "A-1：截至本周末计划拨付 500.00 元，实际拨付 499.99 元，滞后 0.01 元"
     )
 
 
@@ -266,7 +303,7 @@ def test_reserve_drawn_without_an_emergency(clean, case):
     reason = {
         "no emergency": "未关联应急事件",
         "drill": "为演练",
-        "opened later": "在动用之后才发生",
+        "opened later": "启动晚于动用日期",
     }
     assert result.findings.iloc[0]["summary_zh"].startswith(
         "应急预留动用 voucher:R9（2026-03-12）：10.00 元，"
@@ -290,7 +327,7 @@ def test_reserve_below_its_required_share(books):
     assert (row["owner"], int(row["amount_fen"])) == ("leadership", 1)
     assert (
         row["summary_zh"]
-        == f"{YEAR} 年度：应急预留可用 99,999.99 元，低于规定的 10%（100,000.00 元）"
+        == f"{YEAR} 年度：应急预留可用 99,999.99 元，低于年度预算 10% 的规定（应为 100,000.00 元）"
     )
 
 

@@ -74,7 +74,7 @@ def test_reports_in_three_formats_withhold_secret_lines(books, tmp_path):
     paths = write_audit_reports(audit, tmp_path)
     html = paths["html_zh-CN"].read_text("utf-8")
     # The 说明 column in Chinese; the English report keeps the English text.
-    assert "支付进度滞后" in html and "A-1：截至本周末计划支付 500.00 元，实际支付 0.00 元" in html
+    assert "拨付进度滞后" in html and "A-1：截至本周末计划拨付 500.00 元，实际拨付 0.00 元" in html
     assert "CNY" not in html
     assert "A-1: 0.00 CNY disbursed" in paths["html_en"].read_text("utf-8")
     assert "S-1：" not in html and "S-1: 0.00 CNY" not in html and "密级高于本报告" in html
