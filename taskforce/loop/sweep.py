@@ -413,6 +413,8 @@ def _handle_red(
     escalation_due = pd.to_datetime(red["due_date"]).to_numpy("datetime64[D]") + 1 + window
     overdue = red[red["escalated_at"].isna().to_numpy() & (escalation_due <= today)]
     overdue = overdue.sort_values("id")
+    if session.get_bind().dialect.name == "postgresql":
+        fresh, overdue = _still_due(session, fresh, overdue)
     # Only the issues of items that need a notification: loading every red item's issue as
     # an ORM object cost seconds at 1,000,000 items (benchmarks/RESULTS.md).
     wanted = pd.concat([fresh["issue_id"], overdue["issue_id"]]).unique().tolist()
@@ -442,6 +444,41 @@ def _handle_red(
         result.escalated = [int(i) for i in overdue["id"]]
     events.record_many(session, ctx.policy, records)
     return stepped
+
+
+def _still_due(
+    session: Session, fresh: pd.DataFrame, overdue: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """PostgreSQL: lock the items about to be stepped and keep those whose step is still due.
+
+    The sweep reads its items without a lock (SQLite's sweep holds the database's write lock
+    from its first statement; PostgreSQL's does not). A progress report takes its item's row
+    lock (`feedback.report_progress`) and may request the interview or complete the item:
+    committed after the sweep's read, the sweep would send a second interview notice, or an
+    orange warning about a finished item. Locked here, in id order (as the write-back goes),
+    a report committed meanwhile is seen, and one arriving later waits for the sweep's commit
+    and then sees the steps taken."""
+    ids = sorted({int(i) for i in fresh["id"]} | {int(i) for i in overdue["id"]})
+    if not ids:
+        return fresh, overdue
+    cursor = session.connection().connection.driver_connection.cursor()
+    try:
+        cursor.execute(
+            f"SELECT id, done, interview_requested_at IS NULL, escalated_at IS NULL "
+            f"FROM {TaskNode.__tablename__} WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+            (ids,),
+        )
+        now = {row[0]: row[1:] for row in cursor.fetchall()}
+    finally:
+        cursor.close()
+    interview_due = {i for i, (done, no_interview, _) in now.items() if not done and no_interview}
+    escalation_due = {
+        i for i, (done, _, no_escalation) in now.items() if not done and no_escalation
+    }
+    return (
+        fresh[fresh["id"].astype("int64").isin(interview_due)],
+        overdue[overdue["id"].astype("int64").isin(escalation_due)],
+    )
 
 
 def _iso_days(dates: pd.Series, plus: int = 0) -> list[str]:

@@ -512,3 +512,37 @@ def test_a_step_taken_while_the_sweep_ran_is_kept(loop, engine, clock):
         assert kept.interview_requested_at is not None  # not the NULL the sweep read
         done = s.get(TaskNode, completed)
         assert done.done and done.next_action_on is None
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_an_item_reported_while_the_sweep_ran_is_not_stepped_again(
+    loop, engine, clock, monkeypatch
+):
+    """PostgreSQL: a progress report committed between the sweep's read and its steps. The
+    report requested one item's interview and completed the other: the sweep sends no second
+    interview notice and no orange warning about the finished item (it locks the items it
+    steps and looks again)."""
+    from taskforce.loop import sweep
+
+    r = loop.report()
+    loop.coordinate(r.issue_number)
+    loop.plan(r.issue_number, items=2, due_in=1)
+    interviewed, completed = loop.items(r.issue_number)
+    _sweep(loop, board=False)
+    clock.advance(days=10)  # both red and past the escalation window, no step taken yet
+    real_read = sweep._open_items
+
+    def read_then_report(session, due_by=None):  # the real read, then another process
+        items = real_read(session, due_by)
+        loop.progress(r.issue_number, interviewed, 50)  # still red: requests the interview
+        loop.progress(r.issue_number, completed, 100)
+        return items
+
+    monkeypatch.setattr(sweep, "_open_items", read_then_report)
+    result = _sweep(loop, board=False)
+    assert interviewed not in result.newly_red and completed not in result.newly_red
+    assert result.escalated == [interviewed]  # the report escalates nothing; the sweep does
+    with unit_of_work(engine) as s:
+        kept = s.get(TaskNode, interviewed)
+        assert kept.interview_requested_at is not None and kept.escalated_at is not None
+        assert s.get(TaskNode, completed).escalated_at is None
