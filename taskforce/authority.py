@@ -22,6 +22,7 @@ class Approver(StrEnum):
 class Routing:
     group: Approver
     rule: str  # the rule that decided it, for errors and the decision trail
+    rule_zh: str  # the same rule for Chinese reports (the budget audit's 说明)
 
 
 @dataclass(frozen=True)
@@ -44,16 +45,20 @@ def route_amount(
             Approver.leadership,
             f"cross-department allocation of {authority.leadership_cross_department_min} CNY or more "
             "(以上) is reserved to the leadership group",
+            f"跨部门资金调配 {authority.leadership_cross_department_min:,} 元以上（含本数）"
+            "须由领导小组审批",
         )
     if amount_fen <= exec_max:
         return Routing(
             Approver.executive,
             f"the executive group approves up to and including {authority.executive_approval_max} CNY (以下)",
+            f"该事项应由执行小组审批（{authority.executive_approval_max:,} 元以下，含本数）",
         )
     return Routing(
         Approver.leadership,
         f"amounts above {authority.executive_approval_max} CNY exceed the executive group's authority "
         "and escalate to the leadership group",
+        f"金额超过 {authority.executive_approval_max:,} 元，超出执行小组审批权限，须报领导小组审批",
     )
 
 

@@ -57,8 +57,8 @@ SOURCE = "monitoring"
 WORKERS_ENV = "TASKFORCE_BENCH_GATEWAY_WORKERS"
 # A file: py-spy samples the server's threads during the burst (not the empty endpoint's run)
 # and writes collapsed stacks there; `python -m benchmarks.gateway_server --pyspy-report <file>`
-# sums them per thread. Sampling, so it sees time spent waiting for the interpreter lock inside
-# a C call, which cProfile (TASKFORCE_BENCH_GATEWAY_PROFILE) books as that call's own time.
+# sums them per thread. Sampling: it sees into C calls and costs the threads nothing between
+# samples, unlike cProfile (TASKFORCE_BENCH_GATEWAY_PROFILE); sleeping threads are not sampled.
 PYSPY_ENV = "TASKFORCE_BENCH_GATEWAY_PYSPY"
 # With TASKFORCE_BENCH_GATEWAY_PYSPY_GIL=1, only samples of the thread holding the interpreter
 # lock: how the one lock of the server process is shared out among its threads.

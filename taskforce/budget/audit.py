@@ -27,7 +27,7 @@ from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from taskforce import events
-from taskforce.authority import Approver, may_approve, route_amount
+from taskforce.authority import may_approve, route_amount
 from taskforce.budget.models import (
     AuditFinding,
     BudgetAdjustment,
@@ -332,24 +332,11 @@ def _authority_rule_zh(
     group: str | None, amount_fen: int, policy: Policy, *, cross_department: bool
 ) -> str:
     """Why an approval was beyond its approver's authority, in Chinese: the rule
-    `authority.route_amount` applied (its English text is the finding's `rule`)."""
+    `authority.route_amount` applied (`rule_zh` beside the English `rule`)."""
     kind = _group_kind(group)
     if kind not in {g.value for g in GroupKind}:
         return f"{_group_zh(group)}不是审批组"
-    authority = policy.authority
-    routing = route_amount(amount_fen, authority, cross_department=cross_department)
-    if routing.group == Approver.executive:
-        rule = f"该事项应由执行小组审批（{authority.executive_approval_max:,} 元以下，含本数）"
-    elif cross_department and amount_fen >= int(authority.leadership_cross_department_min * 100):
-        rule = (
-            f"跨部门资金调配 {authority.leadership_cross_department_min:,} 元以上（含本数）"
-            "须由领导小组审批"
-        )
-    else:
-        rule = (
-            f"金额超过 {authority.executive_approval_max:,} 元，超出执行小组审批权限，"
-            "须报领导小组审批"
-        )
+    rule = route_amount(amount_fen, policy.authority, cross_department=cross_department).rule_zh
     if kind not in (GroupKind.executive.value, GroupKind.leadership.value):
         return f"{_group_zh(group)}无审批权限；{rule}"
     return rule
