@@ -37,6 +37,7 @@ from starlette.types import ASGIApp
 from taskforce.gateway.app import create_app, freeze_startup_objects
 
 PROFILE_ENV = "TASKFORCE_BENCH_GATEWAY_PROFILE"
+_PYSPY_ENV = "TASKFORCE_BENCH_GATEWAY_PYSPY"  # read by benchmarks/figures/gateway.py
 GC_LOG_ENV = "TASKFORCE_BENCH_GATEWAY_GC_LOG"
 
 
@@ -182,6 +183,8 @@ def pyspy_report(path: Path, top: int = 25) -> None:
         if labels:
             own.setdefault(name, Counter())[labels[-1]] += n
     total = sum(samples.values())
+    if not total:
+        raise SystemExit(f"no samples in {path}: was it written by a run with {_PYSPY_ENV} set?")
     # py-spy without --idle drops the samples of sleeping threads (waiting for I/O, a lock, or
     # the interpreter lock); with --gil it keeps only the lock's holder.
     print(f"{total:,} samples (threads not sleeping), by thread:")
@@ -205,4 +208,9 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--report"]:
         report(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 25)
     elif sys.argv[1:2] == ["--pyspy-report"]:
+        if len(sys.argv) < 3 or not Path(sys.argv[2]).is_file():
+            sys.exit(
+                f"--pyspy-report needs the file py-spy wrote ({_PYSPY_ENV}=<file> on a "
+                "gateway run); not found: " + (sys.argv[2] if len(sys.argv) > 2 else "(none)")
+            )
         pyspy_report(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 25)

@@ -36,6 +36,13 @@ def test_the_report_shares_samples_by_thread_and_function(tmp_path, capsys):
     assert "===== anyio workers" not in out  # under 5 % of the samples: listed, not opened
 
 
+def test_the_report_of_an_empty_file_says_what_is_missing(tmp_path):
+    empty = tmp_path / "burst.txt"
+    empty.write_text("", encoding="utf-8")
+    with pytest.raises(SystemExit, match="no samples in .*TASKFORCE_BENCH_GATEWAY_PYSPY"):
+        pyspy_report(empty)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_the_quick_gateway_figure_samples_its_burst_with_py_spy(tmp_path, monkeypatch, capsys):
