@@ -257,8 +257,12 @@ def _sweep_items(
     result.examined = len(items)
     if len(items):
         items["colour"] = colours_frame(items, today, ctx.policy.progress)
-        stepped = _handle_red(session, ctx, items, result, actor)
-        _write_items(session, ctx, items, stepped)
+        steps = _take_red_steps(session, ctx, items)
+        # The items are written before anything goes to the trail. A progress report locks
+        # its item, then the trail head: a sweep holding the head while it waited for an item
+        # a report holds would wait in a circle with it (PostgreSQL aborts one of the two).
+        _write_items(session, ctx, items, steps.stepped)
+        _announce_red_steps(session, ctx, steps, result, actor)
 
 
 def fill_board(session: Session, ctx: Context, result: SweepResult) -> SweepResult:
@@ -392,18 +396,23 @@ def _issue_rows(session: Session, ids: list[int]) -> dict[int, IssueRow]:
     return out
 
 
-def _handle_red(
-    session: Session, ctx: Context, items: pd.DataFrame, result: SweepResult, actor: str
-) -> np.ndarray:
-    """Request interviews for newly red items and escalate those red for the window, with
-    an orange warning each; announced in one digest per owner unit (taskforce/loop/
-    red_digest.py). The frame's step columns are updated here and written by `_write_items`.
-    Returns which rows stepped."""
+class _RedSteps(NamedTuple):
+    """The red-item steps a sweep takes: which rows of its frame stepped, and the items whose
+    interview it requests (`fresh`) and that it escalates (`overdue`), in id order."""
+
+    stepped: np.ndarray
+    fresh: pd.DataFrame
+    overdue: pd.DataFrame
+
+
+def _take_red_steps(session: Session, ctx: Context, items: pd.DataFrame) -> _RedSteps:
+    """Decide the interviews and escalations due, and mark them in the frame's step columns
+    (written by `_write_items`, announced by `_announce_red_steps`)."""
     now, today = ctx.now(), np.datetime64(ctx.today(), "D")
     stepped = np.zeros(len(items), dtype=bool)
     red = items[items["colour"] == Colour.red.value]
     if red.empty:
-        return stepped
+        return _RedSteps(stepped, red, red)
     # By id: the digests and the warnings' ids then come out the same on every run.
     fresh = red[red["interview_requested_at"].isna()].sort_values("id")
     # Red for the window (escalation_day), counted from the first red day, not from the
@@ -415,6 +424,24 @@ def _handle_red(
     overdue = overdue.sort_values("id")
     if session.get_bind().dialect.name == "postgresql":
         fresh, overdue = _still_due(session, fresh, overdue)
+    if not fresh.empty:
+        items.loc[fresh.index, "interview_requested_at"] = pd.Timestamp(now)
+        stepped[items.index.get_indexer(fresh.index)] = True
+    if not overdue.empty:
+        items.loc[overdue.index, "escalated_at"] = pd.Timestamp(now)
+        stepped[items.index.get_indexer(overdue.index)] = True
+    return _RedSteps(stepped, fresh, overdue)
+
+
+def _announce_red_steps(
+    session: Session, ctx: Context, steps: _RedSteps, result: SweepResult, actor: str
+) -> None:
+    """Request interviews for newly red items and escalate those red for the window, with
+    an orange warning each; announced in one digest per owner unit (taskforce/loop/
+    red_digest.py)."""
+    fresh, overdue = steps.fresh, steps.overdue
+    if fresh.empty and overdue.empty:
+        return
     # Only the issues of items that need a notification: loading every red item's issue as
     # an ORM object cost seconds at 1,000,000 items (benchmarks/RESULTS.md).
     wanted = pd.concat([fresh["issue_id"], overdue["issue_id"]]).unique().tolist()
@@ -425,15 +452,11 @@ def _handle_red(
     }
     records: list[dict] = []
     if not fresh.empty:
-        items.loc[fresh.index, "interview_requested_at"] = pd.Timestamp(now)
-        stepped[items.index.get_indexer(fresh.index)] = True
         records += red_digest.turned_red_digests(
             ctx, _red_items(fresh, issues, _iso_days(fresh["due_date"])), units, actor=actor
         )
         result.newly_red = [int(i) for i in fresh["id"]]
     if not overdue.empty:
-        items.loc[overdue.index, "escalated_at"] = pd.Timestamp(now)
-        stepped[items.index.get_indexer(overdue.index)] = True
         # Red since the day after the due day (colours.red_since).
         escalated = _red_items(overdue, issues, _iso_days(overdue["due_date"], plus=1))
         warning_ids = insert_warnings(session, ctx, _escalation_warnings(ctx, escalated, actor))
@@ -443,7 +466,6 @@ def _handle_red(
         records += red_digest.escalated_digests(ctx, escalated, units, actor=actor)
         result.escalated = [int(i) for i in overdue["id"]]
     events.record_many(session, ctx.policy, records)
-    return stepped
 
 
 def _still_due(

@@ -546,3 +546,73 @@ def test_an_item_reported_while_the_sweep_ran_is_not_stepped_again(
         kept = s.get(TaskNode, interviewed)
         assert kept.interview_requested_at is not None and kept.escalated_at is not None
         assert s.get(TaskNode, completed).escalated_at is None
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_report_during_the_sweeps_write_back_does_not_deadlock(loop, engine, clock, monkeypatch):
+    """PostgreSQL: a progress report arrives as the sweep writes its items back. The report
+    holds its item and then wants the trail head; the sweep writes that item (its step day
+    was unknown). Both commit: the sweep holds no trail head while it waits for an item (on
+    the old code it did, and PostgreSQL aborted one of the two as a deadlock)."""
+    import threading
+
+    from sqlalchemy import text
+
+    from taskforce.loop import sweep
+
+    red = loop.report(title="红灯事项")
+    loop.coordinate(red.issue_number)
+    loop.plan(red.issue_number, items=1, due_in=1)
+    (red_item,) = loop.items(red.issue_number)
+    reported = loop.report(title="进度正常事项")
+    loop.coordinate(reported.issue_number)
+    loop.plan(reported.issue_number, items=1, due_in=60)
+    (reported_item,) = loop.items(reported.issue_number)
+    _sweep(loop, board=False)
+    clock.advance(days=3)  # the first item is red; the second is on time, its day unknown
+    with unit_of_work(engine) as s:
+        s.execute(update(TaskNode).where(TaskNode.id == reported_item).values(next_action_on=None))
+
+    failures: list[BaseException] = []
+    report_over = threading.Event()
+
+    def report() -> None:
+        try:
+            loop.progress(reported.issue_number, reported_item, 30)
+        except BaseException as exc:  # handed to the test's thread
+            failures.append(exc)
+        finally:
+            report_over.set()
+
+    reporter = threading.Thread(target=report)  # started by the sweep's write-back
+
+    def someone_waits_on_a_lock() -> bool:
+        with engine.connect() as probe:
+            return bool(
+                probe.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()"
+                    )
+                )
+            )
+
+    real_write = sweep._write_items
+
+    def report_then_write(session, ctx, items, stepped):
+        reporter.start()
+        deadline = dt.datetime.now() + dt.timedelta(seconds=30)
+        while not report_over.wait(0.05) and not someone_waits_on_a_lock():
+            assert dt.datetime.now() < deadline, "the report neither finished nor waited"
+        real_write(session, ctx, items, stepped)
+
+    monkeypatch.setattr(sweep, "_write_items", report_then_write)
+    result = _sweep(loop, board=False)
+    reporter.join(30)
+    assert report_over.is_set() and not failures, failures
+    assert result.newly_red == [red_item]
+    with unit_of_work(engine) as s:
+        item = s.get(TaskNode, reported_item)
+        assert item.progress_percent == 30
+        assert item.next_action_on == item.due_date + dt.timedelta(days=1)
+        assert s.get(TaskNode, red_item).interview_requested_at is not None
