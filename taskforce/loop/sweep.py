@@ -332,14 +332,44 @@ def _write_items_postgresql(cursor, values: dict[str, np.ndarray], ids: np.ndarr
     # does not): a step a progress report took meanwhile is kept, not written over with the
     # NULL the sweep read, and an item completed meanwhile is left as its report left it.
     kept = {"interview_requested_at", "escalated_at"}
-    cursor.execute(
-        f"UPDATE {TaskNode.__tablename__} AS t SET "
-        + ", ".join(f"{n} = COALESCE(t.{n}, w.{n})" if n in kept else f"{n} = w.{n}" for n in names)
-        + " FROM sweep_item_write AS w WHERE t.id = w.id AND NOT t.done"
-    )
+    with _index_lookups_only(cursor):
+        cursor.execute(
+            f"UPDATE {TaskNode.__tablename__} AS t SET "
+            + ", ".join(
+                f"{n} = COALESCE(t.{n}, w.{n})" if n in kept else f"{n} = w.{n}" for n in names
+            )
+            + " FROM sweep_item_write AS w WHERE t.id = w.id AND NOT t.done"
+        )
     # Dropped at once (not only at commit): a second sweep in the same transaction makes it
     # again. After an error the transaction is void and the table goes with it.
     cursor.execute("DROP TABLE sweep_item_write")
+
+
+# The planner settings that `_index_lookups_only` turns off for one statement.
+_JOINS_BY_SCAN = ("enable_hashjoin", "enable_mergejoin")
+
+
+@contextlib.contextmanager
+def _index_lookups_only(cursor):
+    """PostgreSQL: join by primary-key lookups for the statements inside, then put the
+    transaction's settings back.
+
+    The write-back joins a few percent of the items (those due) to the whole table. With
+    the default random_page_cost the planner scans every row into a hash join instead:
+    measured on the full dataset, the join took 0.48-0.54 s that way and 0.08 s by lookups
+    (benchmarks/RESULTS.md, session 15)."""
+    cursor.execute("SELECT " + ", ".join(f"current_setting('{name}')" for name in _JOINS_BY_SCAN))
+    before = cursor.fetchone()
+    cursor.execute(
+        "SELECT " + ", ".join(f"set_config('{name}', 'off', true)" for name in _JOINS_BY_SCAN)
+    )
+    try:
+        yield
+    finally:
+        cursor.execute(
+            "SELECT " + ", ".join(f"set_config('{name}', %s, true)" for name in _JOINS_BY_SCAN),
+            before,
+        )
 
 
 _TIME_COLUMNS = ("interview_requested_at", "escalated_at")

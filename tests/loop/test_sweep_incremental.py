@@ -616,3 +616,20 @@ def test_a_report_during_the_sweeps_write_back_does_not_deadlock(loop, engine, c
         assert item.progress_percent == 30
         assert item.next_action_on == item.due_date + dt.timedelta(days=1)
         assert s.get(TaskNode, red_item).interview_requested_at is not None
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_the_sweeps_planner_settings_do_not_outlive_its_write_back(loop, engine, clock):
+    """PostgreSQL: the write-back joins by index lookups (hash and merge joins off for that
+    statement); the rest of the transaction plans with the settings it had before."""
+    from sqlalchemy import text
+
+    r = loop.report()
+    loop.coordinate(r.issue_number)
+    loop.plan(r.issue_number, items=2, due_in=1)
+    clock.advance(days=3)
+    with unit_of_work(engine) as s:
+        s.execute(text("SET LOCAL enable_mergejoin = off"))  # the caller's own choice stays
+        assert dispatch_sweep(s, loop.ctx, board=False).newly_red
+        assert s.scalar(text("SHOW enable_hashjoin")) == "on"
+        assert s.scalar(text("SHOW enable_mergejoin")) == "off"
