@@ -415,6 +415,12 @@ def check_unapproved_spending(state: _State, policy: Policy) -> list[Finding]:
         if line.approved_asof:
             why = f"spent before the line was approved on {line.approval_day}"
             why_zh = f"支出早于预算行批准日（{line.approval_day}）"
+        elif line.status == LineStatus.approved.value:  # approved, but after the cutoff
+            why = (
+                "spent on a line not yet approved when the period ended "
+                f"(approved on {line.approval_day})"
+            )
+            why_zh = f"支出时预算行尚未批准（{line.approval_day} 才获批准）"
         else:
             why = f"spent on a line that is {line.status}, not approved"
             why_zh = (
@@ -805,7 +811,7 @@ def run_audit(
             routing=policy.notifications,
             trail_entry_id=entry.id,
         )
-    lines = state.lines[
+    lines = state.lines.assign(status=_status_at_cutoff(state.lines))[
         [
             "code",
             "fiscal_year",
@@ -820,6 +826,16 @@ def run_audit(
     return AuditResult(
         week, period, findings, lines.sort_values("code").reset_index(drop=True), summary, new_keys
     )
+
+
+# A line's status in an audit's line list when it was approved only after the audited
+# period ended: the period's reader saw it unapproved, and its approved total leaves it out.
+APPROVED_LATER = "approved_later"
+
+
+def _status_at_cutoff(lines: pd.DataFrame) -> pd.Series:
+    later = (lines["status"] == LineStatus.approved.value) & ~lines["approved_asof"].astype(bool)
+    return lines["status"].where(~later, APPROVED_LATER)
 
 
 def _reconcile(

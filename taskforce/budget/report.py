@@ -20,7 +20,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from taskforce.budget.audit import AuditResult
 from taskforce.budget.performance import PerformanceResult
 from taskforce.money import to_yuan
-from taskforce.policy.loader import PROJECT_ROOT, load_org
+from taskforce.org.names import owner_names
+from taskforce.policy.loader import PROJECT_ROOT
 from taskforce.policy.schema import Classification
 from taskforce.reports import write_workbook
 
@@ -80,18 +81,9 @@ def render_audit(
             findings=findings.to_dict("records"),
             lines=result.lines.to_dict("records"),
             locale=locale,
-            names=_names(locale),
+            names=owner_names(locale),
         )
     )
-
-
-def _names(locale: str) -> dict[str, str]:
-    """Units and groups by code, as the locale's reader names them (owners are either)."""
-    org = load_org()
-    english = locale != "zh-CN"
-    return {
-        item.code: (item.name_en if english else item.name) for item in (*org.units, *org.groups)
-    }
 
 
 def render_performance(
@@ -129,6 +121,48 @@ def _money_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+# The summary sheet's items as the office names them (the HTML reports' labels).
+_SUMMARY_ZH = {
+    "week": "检查周",
+    "half": "评估半年度",
+    "start": "起始日",
+    "end": "截止日",
+    "fiscal_years": "预算年度",
+    "open": "未整改问题",
+    "new": "本周新增",
+    "severe_new": "本周新增严重问题",
+    "resolved": "本周已整改",
+    "lines": "预算行数",
+    "budget_cny": "年度预算（元）",
+    "allocated_cny": "已批预算行（元）",
+    "spent_cny": "已支出（元）",
+    "reserve_cny": "应急预留（元）",
+    "reserve_drawn_cny": "应急预留已动用（元）",
+    "ledger_total_cny": "台账合计（元）",
+    "amount_cny": "预算行金额（元）",
+    "spent_in_half_cny": "本半年度支出（元）",
+    "spent_to_date_cny": "累计支出（元）",
+    "execution_percent": "执行率（%）",
+}
+
+
+def _summary_sheet(summary: dict) -> pd.DataFrame:
+    """The summary as rows of item, 项目, value: amounts in yuan (as in the HTML; fen in a
+    sheet read as yuan would be a hundredfold error), basis points as a percentage."""
+    rows = []
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            continue
+        if isinstance(value, list):
+            value = ", ".join(map(str, value))
+        elif key.endswith("_fen"):
+            key, value = key.removesuffix("_fen") + "_cny", to_yuan(int(value or 0))
+        elif key.endswith("_bp"):
+            key, value = key.removesuffix("_bp") + "_percent", Decimal(int(value or 0)) / 100
+        rows.append((key, _SUMMARY_ZH.get(key, ""), value))
+    return pd.DataFrame(rows, columns=["item", "项目", "value"])
+
+
 def write_audit_reports(
     result: AuditResult,
     out_dir: Path | None = None,
@@ -148,10 +182,7 @@ def write_audit_reports(
     md = out_dir / f"{stem}.md"
     md.write_text(render_audit(result, fmt="md", locale="en", clearance=clearance), "utf-8")
     written["md"] = md
-    summary = pd.DataFrame(
-        [(k, v) for k, v in result.summary.items() if not isinstance(v, dict | list)],
-        columns=["item", "value"],
-    )
+    summary = _summary_sheet(result.summary)
     findings = _money_columns(redact(result.findings, clearance, "en"))
     written["xlsx"] = write_workbook(
         {"summary": summary, "findings": findings, "lines": _money_columns(result.lines)},
@@ -179,10 +210,7 @@ def write_performance_reports(
     md = out_dir / f"{stem}.md"
     md.write_text(render_performance(result, fmt="md", locale="en", clearance=clearance), "utf-8")
     written["md"] = md
-    summary = pd.DataFrame(
-        [(k, v) for k, v in result.summary.items() if not isinstance(v, dict | list)],
-        columns=["item", "value"],
-    )
+    summary = _summary_sheet(result.summary)
     written["xlsx"] = write_workbook(
         {
             "summary": summary,

@@ -23,7 +23,7 @@ from taskforce.budget.models import (
 )
 from taskforce.budget.performance import run_performance_audit
 from taskforce.budget.periods import week_of
-from taskforce.budget.report import write_audit_reports
+from taskforce.budget.report import render_audit, write_audit_reports
 from taskforce.errors import DomainError
 from taskforce.notify.models import OutboxMessage
 from taskforce.trail.models import TrailEntry
@@ -106,6 +106,28 @@ def test_unapproved_spending_before_the_line_was_approved(clean):
     assert (
         result.findings.iloc[0]["summary_zh"] == "A-1：10.00 元支出早于预算行批准日（2026-03-09）"
     )
+
+
+def test_a_week_audited_after_its_line_was_approved_judges_the_line_as_it_was(clean):
+    """A payment of the week on a line approved only after the week ended: the finding says
+    so (not "a line that is approved, not approved"), the week's line list shows the line
+    approved after the period, and the week's approved total leaves it out."""
+    clean.clock.advance(days=7)  # Tuesday 17 March, in the next week
+    clean.line("L-9", "100.00")
+    clean.import_csv(csv_text("V9,2026-03-12,L-9,,10,ACME,,"))
+    result = clean.audit(WEEK)
+    assert keys(result) == {"unapproved_spending:budget_line:L-9"}
+    finding = result.findings.iloc[0]
+    assert finding["summary"] == (
+        "L-9: 10.00 CNY spent on a line not yet approved when the period ended "
+        "(approved on 2026-03-17)"
+    )
+    assert finding["summary_zh"] == "L-9：10.00 元支出时预算行尚未批准（2026-03-17 才获批准）"
+    line = result.lines.set_index("code").loc["L-9"]
+    assert line["status"] == "approved_later"
+    assert result.summary["allocated_fen"] == 100_000_000 + 600_000_000  # A-1 and B-1 only
+    for locale, label in (("zh-CN", "期后批准"), ("en", "approved after the period")):
+        assert label in render_audit(result, fmt="html", locale=locale), locale
 
 
 def test_overspend_by_one_fen(clean):

@@ -88,6 +88,11 @@ def test_reports_in_three_formats_withhold_secret_lines(books, tmp_path):
     assert "Weekly budget compliance audit" in paths["html_en"].read_text("utf-8")
     book = load_workbook(paths["xlsx"])
     assert book.sheetnames == ["summary", "findings", "lines"]
+    # The summary in yuan, as the HTML shows it (fen read as yuan: a hundredfold error).
+    summary = {row[0]: row[1:] for row in book["summary"].iter_rows(min_row=2, values_only=True)}
+    assert summary["budget_cny"] == ("年度预算（元）", audit.summary["budget_fen"] / 100)
+    assert summary["spent_cny"][1] == audit.summary["spent_fen"] / 100
+    assert not any(item.endswith("_fen") for item in summary), summary
     header = [c.value for c in book["findings"][1]]
     assert "amount_cny" in header and "summary_zh" in header
     cells = {str(c.value) for row in book["findings"].iter_rows() for c in row}
@@ -99,4 +104,7 @@ def test_reports_in_three_formats_withhold_secret_lines(books, tmp_path):
     perf = write_performance_reports(_performance(books, "2026-H1"), tmp_path)
     assert "system live in 12 districts" in perf["md"].read_text("utf-8")
     assert "产出目标" in perf["html_zh-CN"].read_text("utf-8")
-    assert load_workbook(perf["xlsx"]).sheetnames == ["summary", "lines"]
+    perf_book = load_workbook(perf["xlsx"])
+    assert perf_book.sheetnames == ["summary", "lines"]
+    perf_summary = {r[0]: r[2] for r in perf_book["summary"].iter_rows(min_row=2, values_only=True)}
+    assert "amount_cny" in perf_summary and "execution_percent" in perf_summary, perf_summary
