@@ -47,3 +47,17 @@ def format_yuan(fen: int, locale: str = "zh-CN", *, wan: bool = False) -> str:
     if abs(fen) >= FEN_PER_WAN and fen % (FEN_PER_WAN // 100) == 0:
         return f"{(yuan / 10_000).normalize():,f}万元"
     return f"{yuan:,}元"
+
+
+def format_yuan_alike(fens: list[int], locale: str = "zh-CN") -> list[str]:
+    """Amounts read side by side, in one unit: zh-CN in 万元 when every one is exact to
+    0.01万 and one reaches 1万, else all in 元 ("已支出 750.01万元，已批 20,000,000.01元"
+    made the reader convert). en: CNY, as format_yuan."""
+    if locale != "zh-CN":
+        return [format_yuan(fen, locale) for fen in fens]
+    in_wan = any(abs(fen) >= FEN_PER_WAN for fen in fens) and all(
+        fen % (FEN_PER_WAN // 100) == 0 for fen in fens
+    )
+    if in_wan:
+        return [f"{(to_yuan(fen) / 10_000).normalize() + 0:,f}万元" for fen in fens]
+    return [f"{to_yuan(fen):,}元" for fen in fens]

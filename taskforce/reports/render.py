@@ -20,7 +20,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from taskforce.money import format_yuan
+from taskforce.money import format_yuan, format_yuan_alike
 from taskforce.policy.schema import Classification
 from taskforce.reports.audience import assert_cleared
 from taskforce.reports.i18n import TEMPLATES_DIR, translator
@@ -75,6 +75,10 @@ def _environment(templates_dir: Path, html: bool) -> jinja2.Environment:
         kpi=fmt_kpi,
         md=md_cell,
         yuan=lambda fen, locale="zh-CN": "—" if fen is None else format_yuan(int(fen), locale),
+        # [a, b] | yuan_alike(locale): amounts of one sentence in one unit.
+        yuan_alike=lambda fens, locale="zh-CN": format_yuan_alike(
+            [int(f or 0) for f in fens], locale
+        ),
         decimal=lambda v: str(Decimal(v)),
     )
     return env

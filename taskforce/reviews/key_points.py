@@ -20,7 +20,7 @@ from taskforce.emergency.models import EarlyWarning, WarningStatus
 from taskforce.kpi.compute import KpiSet
 from taskforce.kpi.frames import Frames
 from taskforce.loop.models import Issue, Stage, TaskLevel, TaskNode
-from taskforce.money import format_yuan
+from taskforce.money import format_yuan_alike
 from taskforce.reports.i18n import Translate
 from taskforce.reports.render import fmt_kpi, fmt_percent
 from taskforce.reviews.periods import Period, share_of_year
@@ -145,6 +145,10 @@ def key_points(current: KpiSet, counts: dict, period: Period, t: Translate) -> l
     budget = current.details.get("budget")
     rate = current.kpis.get("budget_execution_rate")
     if budget and budget["approved_fen"] and rate is not None and rate.value is not None:
+        # In one unit, both in 万元 or both in 元 (format_yuan_alike).
+        approved, spent = format_yuan_alike(
+            [budget["approved_fen"], budget["spent_fen"]], t("lang")
+        )
         points.append(
             t(
                 "points.budget",
@@ -152,8 +156,8 @@ def key_points(current: KpiSet, counts: dict, period: Period, t: Translate) -> l
                 rate=fmt_percent(rate.value),
                 elapsed=fmt_percent(share_of_year(period.last_day)),
                 day=period.last_day.isoformat(),
-                approved=format_yuan(budget["approved_fen"], t("lang")),
-                spent=format_yuan(budget["spent_fen"], t("lang")),
+                approved=approved,
+                spent=spent,
             )
         )
         # A missing export reads as "nothing spent": say how far the ledger goes when it has

@@ -33,6 +33,7 @@ from taskforce.loop.models import Issue, Stage, TaskNode
 from taskforce.loop.report import report_issue
 from taskforce.money import format_yuan
 from taskforce.org.models import Unit
+from taskforce.org.names import owner_names
 from taskforce.org.service import director
 from taskforce.policy.loader import PROJECT_ROOT
 from taskforce.policy.schema import Classification
@@ -404,6 +405,19 @@ def _unit_name(row: dict, locale: str) -> dict:
     return out
 
 
+def _finding_words(row: dict, t, owners: dict[str, str]) -> dict:
+    """An audit finding's codes in the reader's words, as the budget audit's report shows
+    them: its check, severity, owner (a unit or group) and subject."""
+    subject_type, _, subject_id = row["subject"].partition(":")
+    return {
+        **row,
+        "check": t(f"audit_check.{row['check']}"),
+        "severity": t(f"audit_severity.{row['severity']}"),
+        "owner": owners.get(row["owner"], row["owner"]),
+        "subject": f"{t(f'audit_subject.{subject_type}')} {subject_id}",
+    }
+
+
 def build_context(
     data: ReviewData,
     actions_rows: list[dict],
@@ -429,6 +443,7 @@ def build_context(
     if "risks" in SECTIONS[kind]:
         chart_svgs["chart-risk-matrix"] = charts.risk_matrix(risks, policy, t)
     kpis = [k.as_dict() for k in current.kpis.values()]
+    owners = owner_names(locale)
     values = current.values()
     yuan = functools.partial(format_yuan, locale=locale, wan=True)
     return {
@@ -476,7 +491,7 @@ def build_context(
         "milestones": data.lists["milestones"],
         "milestones_by_kind": current.details["milestones_by_kind"],
         "milestones_by_phase": current.details["milestones_by_phase"],
-        "findings": data.lists["findings"],
+        "findings": [_finding_words(r, t, owners) for r in data.lists["findings"]],
         "budget": current.details["budget"],
         "warnings_by_colour": current.details["warnings_by_colour"],
         "emergencies_by_level": current.details["emergencies_by_level"],

@@ -262,7 +262,7 @@ def finding(
     session.add(
         AuditFinding(
             finding_key=f"f{n}",
-            check_name="over_line",
+            check_name="overspend",
             severity=severity,
             owner="compliance",
             subject_type="budget_line",

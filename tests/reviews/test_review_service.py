@@ -189,6 +189,9 @@ def test_weekly_dispatch_does_not_act(engine, ctx, tmp_path):
     assert out.actions == []
     md = (tmp_path / "weekly" / "2026-W47" / "weekly-2026-W47.zh-CN.internal.md").read_text()
     assert "周调度报告" in md and "超出阶段时限的问题" in md and "台账与资金使用合规检查" in md
+    # The open findings in the reader's words, as the budget audit's own report shows them.
+    assert "| 超预算行支出 | 中 | 合规专员 | 预算行 " in md, md
+    assert "overspend" not in md and "budget_line:" not in md
 
 
 def test_rerun_after_the_data_changed_drops_stale_lessons_not_issues(engine, ctx, tmp_path):

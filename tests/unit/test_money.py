@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskforce.money import MoneyError, format_yuan, to_fen, to_yuan
+from taskforce.money import MoneyError, format_yuan, format_yuan_alike, to_fen, to_yuan
 
 
 def test_to_fen_exact():
@@ -43,3 +43,27 @@ def test_format():
     assert format_yuan(to_fen("-40"), "zh-CN", wan=True) == "0.00万元"  # not -0.00
     assert format_yuan(to_fen("-4000"), "zh-CN", wan=True) == "-0.40万元"
     assert format_yuan(to_fen("12.5"), "en") == "CNY 12.50"
+
+
+def test_amounts_of_one_sentence_share_a_unit():
+    alike = format_yuan_alike
+    # The trial's sentence: 750.01万 is exact, 20,000,000.01 is not: both in 元.
+    assert alike([to_fen("20000000.01"), to_fen("7500100")]) == [
+        "20,000,000.01元",
+        "7,500,100.00元",
+    ]
+    assert alike([to_fen("20000000"), to_fen("7500100")]) == ["2,000万元", "750.01万元"]
+    assert alike([to_fen("5000000"), 0]) == ["500万元", "0万元"]
+    assert alike([to_fen("9999.99"), to_fen("100")]) == ["9,999.99元", "100.00元"]  # below 1万
+    assert alike([to_fen("10000"), to_fen("100")]) == ["1万元", "0.01万元"]
+    assert alike([to_fen("12.5"), to_fen("10000")], "en") == ["CNY 12.50", "CNY 10,000.00"]
+
+
+@given(st.lists(st.integers(-(10**13), 10**13), min_size=1, max_size=4))
+def test_amounts_alike_are_in_one_unit_and_exact(fens):
+    shown = format_yuan_alike(fens)
+    units = {text.endswith("万元") for text in shown}
+    assert len(units) == 1, shown
+    for fen, text in zip(fens, shown, strict=True):  # nothing rounded away
+        number = Decimal(text.removesuffix("元").removesuffix("万").replace(",", ""))
+        assert number * (10_000 if text.endswith("万元") else 1) == to_yuan(fen)
