@@ -46,6 +46,18 @@ EmergencyId = Annotated[
 ]
 
 
+class DeploymentMissing(LookupError):
+    """The Prefect API answers, but the emergency-response deployment is not on it."""
+
+    def __init__(self, deployment: str, api_url: str) -> None:
+        super().__init__(
+            f"no deployment {deployment!r} on the Prefect API at {api_url}: deploy it "
+            '(`prefect --no-prompt deploy --all`, README "Work pools and deployments"), and '
+            "set PREFECT_API_URL to that server (unset, Prefect starts an empty temporary "
+            "one). The emergency stays pending and paged; the next sweep tries again"
+        )
+
+
 class PrefectDispatcher:
     """Starts the `emergency-response` deployment for an emergency through the Prefect API.
 
@@ -111,8 +123,13 @@ class PrefectDispatcher:
         )
 
     def __call__(self, public_id: str) -> str:
+        from prefect.exceptions import ObjectNotFound
+
         with self._client() as client:
-            deployment = client.read_deployment_by_name(self.deployment)
+            try:
+                deployment = client.read_deployment_by_name(self.deployment)
+            except ObjectNotFound:  # its own text is "None": say what is missing, and where
+                raise DeploymentMissing(self.deployment, str(client.api_url)) from None
             run = client.create_flow_run_from_deployment(
                 deployment.id,
                 parameters={"emergency_id": public_id},

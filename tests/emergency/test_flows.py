@@ -95,6 +95,30 @@ def test_prefect_unreachable_then_back(engine, policy, deployment):
     assert dispatch_pending(engine, ctx, up) == []
 
 
+def test_a_missing_deployment_is_named_with_the_api_it_was_looked_for_on(
+    engine, policy, prefect_server
+):
+    """An API without the emergency-response deployment (e.g. PREFECT_API_URL unset: an
+    empty temporary server): the outcome names the deployment and the API, not Prefect's
+    "ObjectNotFound: None"; the emergency is still paged and stays pending."""
+    from flows.emergency import PrefectDispatcher
+
+    ctx = Context(policy=policy)
+    missing = PrefectDispatcher(
+        deployment="emergency-response/not-deployed", timeout_seconds=30, api_url=_api_url()
+    )
+    e = _open(engine, ctx, key="missing-deployment")
+    (outcome,) = dispatch_pending(engine, ctx, missing)
+    assert not outcome.dispatched and len(outcome.paged) == 7
+    assert outcome.error.startswith(
+        f"DeploymentMissing: no deployment 'emergency-response/not-deployed' on the Prefect "
+        f"API at {_api_url()}"
+    ), outcome.error
+    assert "prefect --no-prompt deploy --all" in outcome.error
+    with unit_of_work(engine) as s:
+        assert service.state(s, e.emergency_id).status == EmergencyStatus.pending_dispatch
+
+
 def test_sweep_flow_dispatches_pending(engine, policy, deployment):
     from flows.emergency import dispatch_pending_emergencies
 
