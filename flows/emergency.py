@@ -175,7 +175,7 @@ class ResponseOptions(BaseModel):
     )
     reserve_draw: ReserveDrawForm | None = Field(
         None,
-        title="Reserve draw 应急储备金",
+        title="Reserve draw 应急预留动用",
         description="Draw on the emergency reserve once the emergency is acknowledged.",
     )
 

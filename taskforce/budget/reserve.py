@@ -1,4 +1,4 @@
-"""The emergency reserve (应急储备金, SPEC §4): one way to draw on it.
+"""The emergency reserve (应急预留, SPEC §4): one way to draw on it.
 
 Only an open, real (not drill) emergency may draw; the approving group must
 hold the authority for the amount (SPEC §1); the year's reserve may not be

@@ -175,7 +175,7 @@ def set_fiscal_year(
             code=code,
             fiscal_year=form.year,
             is_reserve=True,
-            purpose="应急预留 emergency reserve: drawable only by an emergency",
+            purpose="应急预留：仅限应急事项动用",
             output_target="emergencies met without delay",
             benefit_target="no emergency waits for money",
             amount_fen=reserve,

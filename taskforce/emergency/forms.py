@@ -105,7 +105,7 @@ class OpenResult(BaseModel):
 
 
 class ReserveDrawForm(Form):
-    """应急储备金动用 — draw on the emergency reserve (SPEC §4: only an emergency may)."""
+    """应急预留动用 — draw on the emergency reserve (SPEC §4: only an emergency may)."""
 
     amount: Yuan = Field(..., title="Amount (CNY) 金额")
     approved_by: GroupKind = Field(

@@ -45,5 +45,5 @@ def test_task_codes_in_english_words():
 
 def test_budget_ledger_kinds_in_words():
     frame = pd.DataFrame({"kind": ["disbursement", "reserve_draw"], "amount": [1.0, 2.0]})
-    assert _column(budget_sheet(frame, "zh-CN"), "类型") == ["支出", "应急储备金动用"]
+    assert _column(budget_sheet(frame, "zh-CN"), "类型") == ["支出", "应急预留动用"]
     assert _column(budget_sheet(frame, "en"), "Kind") == ["disbursement", "reserve draw"]
