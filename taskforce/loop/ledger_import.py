@@ -152,7 +152,26 @@ class UnitNames:
         return found
 
 
+class RowInvalid(Exception):
+    """Everything wrong with one ledger row, as (field, message) pairs: an operator fixes a
+    row once, not once per problem."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__(problems)
+        self.problems = problems
+
+
 def _form(row: dict, units: UnitNames) -> ReportIssueForm:
+    """The row as the report form; raises RowInvalid with every problem the row has."""
+    problems: list[tuple[str, str]] = []
+
+    def unit_code(value, name: str) -> str:
+        try:
+            return units.code(str(value), name)
+        except DomainError as exc:  # a unit the organisation lacks
+            problems.append((exc.field or name, str(exc).split(": ", 1)[-1]))
+            return str(value)  # the form's own checks still run on the rest of the row
+
     data = {k: v for k, v in row.items() if k != "ledger_no" and str(v).strip() != ""}
     if "related_units" in data:
         data["related_units"] = [
@@ -164,13 +183,30 @@ def _form(row: dict, units: UnitNames) -> ReportIssueForm:
         if name not in data:
             continue
         if isinstance(data[name], list):
-            data[name] = [units.code(str(v), name) for v in data[name]]
+            data[name] = [unit_code(v, name) for v in data[name]]
         else:
-            data[name] = units.code(str(data[name]), name)
+            data[name] = unit_code(data[name], name)
     if "classification" in data:
         word = str(data["classification"]).strip()
         data["classification"] = CLASSIFICATION_WORDS.get(word, word.casefold())
-    return ReportIssueForm.model_validate(data)
+    try:
+        form = ReportIssueForm.model_validate(data)
+    except ValidationError as exc:
+        unknown = {where for where, _ in problems}  # their pattern errors say it again
+        problems += [
+            _problem(err) for err in exc.errors() if str((*err["loc"], "")[0]) not in unknown
+        ]
+    if problems:
+        raise RowInvalid(problems)
+    return form
+
+
+def _problem(err: dict) -> tuple[str, str]:
+    where = ".".join(str(p) for p in err["loc"]) or "row"
+    got = f" (got {err['input']!r})" if isinstance(err.get("input"), str | int) else ""
+    if where == "classification":  # the ledger's own words are accepted too
+        got = f" or {CLASSIFICATION_ALLOWED}{got}"
+    return where, err["msg"] + got
 
 
 def import_ledger(
@@ -219,16 +255,8 @@ def _import_row(
 ) -> None:
     try:
         form = _form(row, units)
-    except DomainError as exc:  # a unit the organisation lacks
-        result.errors.append(RowError(line, exc.field or "row", str(exc).split(": ", 1)[-1]))
-        return
-    except ValidationError as exc:
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "row"
-            got = f" (got {err['input']!r})" if isinstance(err.get("input"), str | int) else ""
-            if where == "classification":  # the ledger's own words are accepted too
-                got = f" or {CLASSIFICATION_ALLOWED}{got}"
-            result.errors.append(RowError(line, where, err["msg"] + got))
+    except RowInvalid as exc:
+        result.errors += [RowError(line, where, message) for where, message in exc.problems]
         return
     try:
         # The block ends after the commit: only a committed issue is kept for later rows.

@@ -281,3 +281,39 @@ def test_units_and_classifications_may_be_written_as_the_office_writes_them(
     assert "unknown unit '商务厅'" in errors[4].message and "commerce" in errors[4].message
     assert errors[5].field == "classification" and "'绝密'" in errors[5].message
     assert "公开 / 内部 / 秘密" in errors[5].message and "public" in errors[5].message
+
+
+def test_a_row_with_an_unknown_unit_lists_its_other_problems_too(engine, policy, clock, tmp_path):
+    """An operator's trial: a row naming an unknown unit reported only the unit, so the
+    ledger was fixed and imported again once per problem. Every problem is listed at once,
+    and nothing of the row is written."""
+    ctx = Context(policy=policy, clock=clock)
+    factory = session_factory(engine)
+    path = tmp_path / "ledger.csv"
+    pd.DataFrame(
+        [
+            {
+                "标题": "窗口排队时间长",
+                "上报单位": "commerce",
+                "首接单位": "moon",
+                "相关单位": "财政局，火星局",
+                "密级": "绝密",
+                "预估经费": "-5",
+            }
+        ]
+    ).to_csv(path, index=False)
+    result = import_ledger(factory, ctx, path, actor="import")
+    assert result.imported == []
+    problems = {e.field: e.message for e in result.errors}
+    assert set(problems) == {
+        "received_by",
+        "related_units",
+        "classification",
+        "estimated_budget",
+    }, problems
+    assert {e.row for e in result.errors} == {2}
+    assert "unknown unit 'moon'" in problems["received_by"]
+    assert "unknown unit '火星局'" in problems["related_units"]
+    assert "'绝密'" in problems["classification"]
+    with factory() as s:
+        assert s.scalar(select(func.count(Issue.id))) == 0
