@@ -40,9 +40,10 @@ from taskforce.emergency.models import Emergency
 from taskforce.errors import DomainError, IllegalTransition, NotFound
 from taskforce.idempotency import fingerprint, previous_result, remember
 from taskforce.loop.models import Issue, TaskLevel, TaskNode
+from taskforce.loop.states import unknown_issue
 from taskforce.money import format_yuan, to_fen
 from taskforce.org.models import Group, Member, Unit
-from taskforce.org.service import active_member
+from taskforce.org.service import active_member, unknown_unit
 from taskforce.policy.schema import GroupKind, Policy
 
 
@@ -251,9 +252,7 @@ def propose_line(
     if form.issue_number:
         issue_id = session.scalar(select(Issue.id).where(Issue.number == form.issue_number))
         if issue_id is None:
-            raise NotFound(
-                f"no issue {form.issue_number}", field="issue_number", allowed="an issue number"
-            )
+            raise unknown_issue(session, form.issue_number)
     if form.action_item_id:
         task = session.get(TaskNode, form.action_item_id)
         if task is None or task.level != TaskLevel.action_item:
@@ -273,9 +272,7 @@ def propose_line(
     if form.owner_unit:
         owner_unit_id = session.scalar(select(Unit.id).where(Unit.code == form.owner_unit))
         if owner_unit_id is None:
-            raise NotFound(
-                f"unknown unit {form.owner_unit!r}", field="owner_unit", allowed="a unit code"
-            )
+            raise unknown_unit(session, form.owner_unit, "owner_unit")
     for i, item in enumerate(form.schedule):
         if item.due_date.year != form.fiscal_year:
             raise DomainError(

@@ -240,9 +240,14 @@ def leadership_vote(
                 field="ballots",
                 allowed=", ".join(sorted(leaders)),
             )
+    experts = sorted(c for c, m in members.items() if m.group.kind == GroupKind.expert)
     for op in form.expert_opinions:
-        if op.expert not in members or members[op.expert].group.kind != GroupKind.expert:
-            raise DomainError(f"{op.expert!r} is not in the expert pool", field="expert_opinions")
+        if op.expert not in experts:
+            raise DomainError(
+                f"{op.expert!r} is not in the expert pool",
+                field="expert_opinions",
+                allowed=", ".join(experts),
+            )
     now = ctx.now()
     common = {"issue": issue.number, "title": issue.title}
     if not form.pre_review_passed:

@@ -43,8 +43,21 @@ def load_issue(session: Session, number: str, *, lock: bool = True) -> Issue:
         query = query.with_for_update()
     issue = session.scalars(query).one_or_none()
     if issue is None:
-        raise NotFound(f"no issue {number!r}", field="issue_number")
+        raise unknown_issue(session, number)
     return issue
+
+
+def unknown_issue(session: Session, number: str, field: str = "issue_number") -> NotFound:
+    """The error for an issue number that is not recorded, naming the latest one recorded
+    (numbers run TF-<year>-<sequence>: a mistyped year or sequence shows at once)."""
+    latest = session.scalar(select(Issue.number).order_by(Issue.id.desc()).limit(1))
+    return NotFound(
+        f"no issue {number!r}",
+        field=field,
+        allowed=f"an existing issue number, e.g. the latest, {latest}"
+        if latest
+        else "an existing issue number (none is recorded yet: report_issue files the first)",
+    )
 
 
 def require_step(issue: Issue, step: str) -> None:

@@ -69,9 +69,32 @@ def test_a_line_for_an_unknown_issue_is_refused_naming_the_field(books):
         benefit_target="bbb",
         amount=Decimal("1"),
     )
-    with books.tx() as s, pytest.raises(NotFound, match="issue_number"):
+    with books.tx() as s, pytest.raises(NotFound, match="issue_number") as refused:
         service.propose_line(s, books.ctx, form, actor="W3")
     assert books.scalar(select(func.count(BudgetLine.id))) == 1  # only the reserve line
+    # What is allowed: an existing number, the latest one named (none is recorded here).
+    assert "none is recorded yet" in refused.value.allowed
+    latest = books.issue()
+    with books.tx() as s, pytest.raises(NotFound) as refused:
+        service.propose_line(s, books.ctx, form, actor="W3")
+    assert refused.value.allowed == f"an existing issue number, e.g. the latest, {latest}"
+
+
+def test_a_line_for_an_unknown_unit_lists_the_units(books):
+    books.set_year()
+    form = ProposeLineForm(
+        code="X-1",
+        fiscal_year=YEAR,
+        purpose="ppp",
+        output_target="ooo",
+        benefit_target="bbb",
+        amount=Decimal("1"),
+        issue_number=books.issue(),
+        owner_unit="nowhere",
+    )
+    with books.tx() as s, pytest.raises(NotFound, match="owner_unit") as refused:
+        service.propose_line(s, books.ctx, form, actor="W3")
+    assert "data-bureau" in refused.value.allowed and "finance" in refused.value.allowed
 
 
 def test_proposal_notifies_the_compliance_officer_in_the_same_transaction(books):

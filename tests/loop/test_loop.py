@@ -273,6 +273,23 @@ def test_progress_to_red_requests_interview(loop, engine, clock):
     assert audiences == {"director"}
 
 
+def test_an_opinion_from_outside_the_expert_pool_is_refused_listing_the_pool(loop, engine):
+    from taskforce.loop import coordinate as coord
+    from taskforce.loop.forms import LeadershipVoteForm
+
+    r = loop.report()
+    loop.coordinate(r.issue_number, major=True)
+    form = LeadershipVoteForm(
+        pre_review_passed=True,
+        ballots=dict.fromkeys(["L1", "L2", "L3", "L4", "L5"], "yes"),
+        expert_opinions=[{"expert": "E1", "supports": True, "opinion": "方案可行"}],
+    )
+    with pytest.raises(DomainError, match="'E1' is not in the expert pool") as refused:
+        loop._run(coord.leadership_vote, r.issue_number, form)
+    assert refused.value.field == "expert_opinions"
+    assert refused.value.allowed == "X1, X2, X3"
+
+
 def test_a_vote_without_the_expert_review_is_refused(loop, engine):
     """议题预审 → 专家论证 → 集体表决: no vote is taken before the expert review."""
     from taskforce.loop.forms import LeadershipVoteForm
