@@ -63,7 +63,10 @@ class EmergencyIntake(Form):
     working_group: WorkingGroupCode | None = Field(
         None,
         title="Working group 专项工作组",
-        description="The working group concerned; required for level III, which it leads.",
+        description=(
+            "The working group concerned; level III needs one, which it leads (a webhook "
+            "without it takes its source's default_working_group, config/taskforce.yaml)."
+        ),
     )
     classification: Classification = Field(Classification.internal, title="Classification 密级")
     details: dict[str, Any] = Field(
