@@ -226,11 +226,22 @@ def small_multiples(
             ax.set_ylim(0, 1)
             if not known:
                 ax.text(0.5, 0.5, "—", transform=ax.transAxes, ha="center", va="center")
+        elif _flat([*known, *([] if target is None else [target])]):
+            # A value that does not move (and its target, if any): matplotlib zooms in to
+            # ±5 %, ticks 4.8 / 5.0 / 5.2 read as a change. Drawn from zero instead.
+            lo, hi = min(0.0, *known), max(0.0, *known)
+            ax.set_ylim(lo * 1.2, hi * 1.2)
         if idx >= len(panels) - columns:
             ax.set_xticks(positions, list(x_labels), fontsize=7, rotation=45)
         else:
             ax.set_xticks([])
     return svg_chart(fig, chart_id=chart_id, title=title)
+
+
+def _flat(values: Sequence[float]) -> bool:
+    """Values that differ by at most 1 % of the largest: a line with nothing to show."""
+    largest = max(abs(v) for v in values)
+    return max(values) - min(values) <= 0.01 * largest
 
 
 @styled

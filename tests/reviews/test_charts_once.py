@@ -65,3 +65,29 @@ def test_relabelling_escapes_the_text():
     assert relabelled("<text>TFLABEL000X</text>", {"TFLABEL000X": "a < b & c"}) == (
         "<text>a &lt; b &amp; c</text>"
     )
+
+
+def _tick_texts(svg: str) -> list[str]:
+    import re
+
+    return re.findall(r">([^<>]{1,12})</text>", svg)
+
+
+def test_a_value_that_does_not_move_is_drawn_from_zero():
+    """An operator's trial: a constant KPI had ticks 0.00075 / 0.00078 / 0.00081 (and 5.0
+    had 4.8 / 5.0 / 5.2), which read as a change. A flat line is drawn from zero; a line
+    that moves, or sits away from its target, keeps matplotlib's own range."""
+    flat = small_multiples(
+        ["Q1", "Q2", "Q3"],
+        [("A", [5.0, 5.0, 5.0], None), ("B", [0.00078, 0.00078, None], None)],
+        chart_id="c",
+        title="t",
+        columns=2,
+    )
+    ticks = _tick_texts(flat)
+    assert "0" in ticks and "4.8" not in ticks and "5.2" not in ticks, ticks
+    assert "0.00075" not in ticks and "0.00081" not in ticks, ticks
+    moving = small_multiples(
+        ["Q1", "Q2", "Q3"], [("C", [60.0, 60.2, 60.1], 50.0)], chart_id="c", title="t"
+    )
+    assert "0" not in _tick_texts(moving), _tick_texts(moving)
