@@ -784,6 +784,13 @@ def run_audit(
         >= SEVERITY_RANK[policy.budget.severe_from]
     ]
     summary = _summary(week, period, state, findings, new_keys, severe)
+    # A week still running (an operator may look mid-week; the schedule audits the last
+    # finished one): the reports say the ledger is read as of now, and may still change.
+    now = ctx.now()
+    summary["in_progress"] = now < cutoff
+    summary["as_of"] = (
+        min(now, cutoff).astimezone(ZoneInfo(policy.timezone)).strftime("%Y-%m-%d %H:%M")
+    )
     entry = events.record(
         session,
         policy,

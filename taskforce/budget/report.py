@@ -133,6 +133,8 @@ _SUMMARY_ZH = {
     "severe_new": "本周新增严重问题",
     "resolved": "本周已整改",
     "lines": "预算行数",
+    "in_progress": "本周尚未结束",
+    "as_of": "台账截至",
     "budget_cny": "年度预算（元）",
     "allocated_cny": "已批预算行（元）",
     "spent_cny": "已支出（元）",

@@ -130,6 +130,26 @@ def test_a_week_audited_after_its_line_was_approved_judges_the_line_as_it_was(cl
         assert label in render_audit(result, fmt="html", locale=locale), locale
 
 
+def test_a_week_still_running_is_marked_so_in_its_reports(clean):
+    """An operator may audit the week in progress (the schedule audits the last finished
+    one): the reports say the ledger was read as of now and may still change."""
+    from zoneinfo import ZoneInfo
+
+    local = clean.clock.now().astimezone(ZoneInfo(clean.ctx.policy.timezone))
+    running = clean.audit(WEEK)  # Tuesday of the week
+    assert running.summary["in_progress"] is True
+    assert running.summary["as_of"] == f"{local:%Y-%m-%d %H:%M}"
+    html = render_audit(running, fmt="html", locale="zh-CN")
+    assert f"本周尚未结束：本报告按 {local:%Y-%m-%d %H:%M} 时的台账检查" in html
+    assert "This week has not ended" in render_audit(running, fmt="md", locale="en")
+    clean.clock.advance(days=7)
+    finished = clean.audit(WEEK)
+    assert finished.summary["in_progress"] is False
+    assert finished.summary["as_of"] == "2026-03-16 00:00"  # the end of Sunday
+    assert "本周尚未结束" not in render_audit(finished, fmt="html", locale="zh-CN")
+    assert "has not ended" not in render_audit(finished, fmt="html", locale="en")
+
+
 def test_overspend_by_one_fen(clean):
     # B-1 is spent to the fen: compliant. One more fen is overspending.
     assert clean.audit(WEEK).findings.empty
