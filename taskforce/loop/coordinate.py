@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from taskforce import events
 from taskforce.authority import is_major_matter, tally_vote
+from taskforce.calendar import Deadline
 from taskforce.context import Context
 from taskforce.errors import DomainError, IllegalTransition
 from taskforce.idempotency import fingerprint, previous_result, remember
@@ -22,6 +23,7 @@ from taskforce.loop.models import (
     Stage,
     Vote,
 )
+from taskforce.loop.plan import plan_due
 from taskforce.loop.states import load_issue, move, require_step
 from taskforce.money import to_fen
 from taskforce.org.models import Group, Member, Unit
@@ -54,8 +56,8 @@ def _working_group_of(session: Session, unit_ids: list[int]) -> str | None:
     return row
 
 
-def start_planning(session: Session, ctx: Context, issue: Issue, decided_on) -> None:
-    deadline = ctx.calendar.add_working_days(decided_on, ctx.policy.loop.plan_deadline_working_days)
+def start_planning(session: Session, ctx: Context, issue: Issue, decided_on) -> Deadline:
+    deadline = plan_due(ctx, decided_on, issue.deadline)
     move(issue, Stage.planning)
     issue.stage_entered_at = ctx.now()
     issue.stage_due_at = ctx.end_of(deadline.due)

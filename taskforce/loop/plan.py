@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from taskforce import events
+from taskforce.calendar import Deadline
 from taskforce.clock import local_date
 from taskforce.context import Context
 from taskforce.errors import DomainError
@@ -17,6 +20,16 @@ from taskforce.loop.states import load_issue, move, require_step
 from taskforce.loop.sweep_state import dates_written
 from taskforce.org.models import Unit
 from taskforce.org.service import unknown_unit
+
+
+def plan_due(ctx: Context, decided_on: dt.date, issue_deadline: dt.date | None) -> Deadline:
+    """The day a plan is due: within plan_deadline_working_days of the decision (SPEC §2.3,
+    the decision day not counted), and never after the issue's own deadline, the day every
+    action item must be done by (a plan due after it would plan nothing)."""
+    due = ctx.calendar.add_working_days(decided_on, ctx.policy.loop.plan_deadline_working_days)
+    if issue_deadline is not None and issue_deadline < due.due:
+        return Deadline(issue_deadline, due.fallback_used)
+    return due
 
 
 def file_plan(
@@ -72,7 +85,7 @@ def file_plan(
         .limit(1)
     )
     decided_on = local_date(decided, ctx.policy.timezone) if decided else today
-    due = ctx.calendar.add_working_days(decided_on, ctx.policy.loop.plan_deadline_working_days)
+    due = plan_due(ctx, decided_on, issue.deadline)
     plan = Plan(
         issue_id=issue.id,
         round=issue.round,

@@ -182,6 +182,26 @@ def test_plan_due_five_working_days_after_decision(loop, engine):
     assert _rows(engine, select(Plan.due_date, Plan.on_time))[0] == (dt.date(2026, 3, 16), True)
 
 
+@pytest.mark.parametrize(
+    ("days", "plan_due"),
+    [(7, "2026-03-16"), (6, "2026-03-15"), (1, "2026-03-10")],  # deadline 16th, 15th, 10th
+)
+def test_a_plan_is_never_due_after_the_issue_deadline(loop, engine, days, plan_due):
+    """Five working days from Monday 9 March is Monday the 16th; an issue due earlier has
+    its plan due by its own deadline (an operator's trial: deadline the 30th, plan due on
+    the 4th of the next month, and every action item squeezed before the plan was due)."""
+    r = loop.report()
+    assert loop.coordinate(r.issue_number, days=days).detail["plan_due"] == plan_due
+    with unit_of_work(engine) as s:
+        issue = s.scalar(select(Issue).where(Issue.number == r.issue_number))
+        assert issue.stage_due_at == loop.ctx.end_of(dt.date.fromisoformat(plan_due))
+    loop.plan(r.issue_number, due_in=1)
+    assert _rows(engine, select(Plan.due_date, Plan.on_time))[0] == (
+        dt.date.fromisoformat(plan_due),
+        True,
+    )
+
+
 def test_plan_deadline_over_national_day(engine, policy):
     from taskforce.clock import ManualClock
 
