@@ -82,16 +82,7 @@ def test_a_line_for_an_unknown_issue_is_refused_naming_the_field(books):
 
 def test_a_line_for_an_unknown_unit_lists_the_units(books):
     books.set_year()
-    form = ProposeLineForm(
-        code="X-1",
-        fiscal_year=YEAR,
-        purpose="ppp",
-        output_target="ooo",
-        benefit_target="bbb",
-        amount=Decimal("1"),
-        issue_number=books.issue(),
-        owner_unit="nowhere",
-    )
+    form = _line_form(issue_number=books.issue(), owner_unit="nowhere")
     with books.tx() as s, pytest.raises(NotFound, match="owner_unit") as refused:
         service.propose_line(s, books.ctx, form, actor="W3")
     assert "data-bureau" in refused.value.allowed and "finance" in refused.value.allowed

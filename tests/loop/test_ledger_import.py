@@ -241,33 +241,37 @@ def test_open_titles_keep_only_committed_issues_and_skip_closed_ones(engine, pol
         assert titles.find(s, ctx, unit_id, "东区企业开办材料重复提交。") is None
 
 
+def _import_csv(engine, policy, clock, tmp_path, rows: list[dict]):
+    """The rows written as a CSV ledger and imported: (the session factory, the result)."""
+    path = tmp_path / "ledger.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    factory = session_factory(engine)
+    ctx = Context(policy=policy, clock=clock)
+    return factory, import_ledger(factory, ctx, path, actor="import")
+
+
 def test_units_and_classifications_may_be_written_as_the_office_writes_them(
     engine, policy, clock, tmp_path
 ):
     """A hand-kept ledger names units (商务局, Finance Bureau) and 密级 (内部) in words."""
-    ctx = Context(policy=policy, clock=clock)
-    factory = session_factory(engine)
-    path = tmp_path / "ledger.csv"
-    pd.DataFrame(
-        [
-            {
-                "标题": "外资企业登记慢",
-                "上报单位": "商务局",
-                "相关单位": "财政局，税务局",
-                "密级": "内部",
-            },
-            {
-                "标题": "融资担保门槛高",
-                "上报单位": "FINANCE BUREAU",
-                "相关单位": "",
-                "密级": "机密",
-            },
-            {"标题": "园区用地审批慢", "上报单位": "商务厅", "相关单位": "", "密级": "内部"},
-            {"标题": "招商引资政策不清", "上报单位": "commerce", "相关单位": "", "密级": "绝密"},
-            {"标题": "人才公寓分配不透明", "上报单位": "commerce", "相关单位": "", "密级": "秘密"},
-        ]
-    ).to_csv(path, index=False)
-    result = import_ledger(factory, ctx, path, actor="import")
+    ledger = [
+        {
+            "标题": "外资企业登记慢",
+            "上报单位": "商务局",
+            "相关单位": "财政局，税务局",
+            "密级": "内部",
+        },
+        {
+            "标题": "融资担保门槛高",
+            "上报单位": "FINANCE BUREAU",
+            "相关单位": "",
+            "密级": "机密",
+        },
+        {"标题": "园区用地审批慢", "上报单位": "商务厅", "相关单位": "", "密级": "内部"},
+        {"标题": "招商引资政策不清", "上报单位": "commerce", "相关单位": "", "密级": "绝密"},
+        {"标题": "人才公寓分配不透明", "上报单位": "commerce", "相关单位": "", "密级": "秘密"},
+    ]
+    factory, result = _import_csv(engine, policy, clock, tmp_path, ledger)
     assert len(result.imported) == 3
     with factory() as s:
         rows = s.execute(select(Issue.title, Issue.classification).order_by(Issue.id)).all()
@@ -287,22 +291,17 @@ def test_a_row_with_an_unknown_unit_lists_its_other_problems_too(engine, policy,
     """An operator's trial: a row naming an unknown unit reported only the unit, so the
     ledger was fixed and imported again once per problem. Every problem is listed at once,
     and nothing of the row is written."""
-    ctx = Context(policy=policy, clock=clock)
-    factory = session_factory(engine)
-    path = tmp_path / "ledger.csv"
-    pd.DataFrame(
-        [
-            {
-                "标题": "窗口排队时间长",
-                "上报单位": "commerce",
-                "首接单位": "moon",
-                "相关单位": "财政局，火星局",
-                "密级": "绝密",
-                "预估经费": "-5",
-            }
-        ]
-    ).to_csv(path, index=False)
-    result = import_ledger(factory, ctx, path, actor="import")
+    ledger = [
+        {
+            "标题": "窗口排队时间长",
+            "上报单位": "commerce",
+            "首接单位": "moon",
+            "相关单位": "财政局，火星局",
+            "密级": "绝密",
+            "预估经费": "-5",
+        }
+    ]
+    factory, result = _import_csv(engine, policy, clock, tmp_path, ledger)
     assert result.imported == []
     problems = {e.field: e.message for e in result.errors}
     assert set(problems) == {
