@@ -354,6 +354,29 @@ class _State:
     years: pd.DataFrame
 
 
+# A line's status in an audit's line list when it was approved only after the audited
+# period ended: the period's reader saw it unapproved, and its approved total leaves it out.
+APPROVED_LATER = "approved_later"
+
+
+def _status_at_cutoff(lines: pd.DataFrame, reviews: pd.DataFrame) -> pd.Series:
+    """Each line's status as the audited period ended (`reviews`: those up to the cutoff).
+    Approved later: APPROVED_LATER. Rejected later: in review if a review came before the
+    cutoff, else proposed."""
+    status = lines["status"].copy()
+    approved_later = (status == LineStatus.approved.value) & ~lines["approved_asof"].astype(bool)
+    status[approved_later] = APPROVED_LATER
+    own = reviews[reviews["adjustment_id"].isna()]  # the line's reviews, not its adjustments'
+    rejected_by_cutoff = own.loc[~own["approved"].astype(bool), "line_id"]
+    rejected_later = (status == LineStatus.rejected.value) & ~lines["line_id"].isin(
+        rejected_by_cutoff
+    )
+    reviewed = lines["line_id"].isin(own["line_id"])
+    status[rejected_later & reviewed] = LineStatus.in_review.value
+    status[rejected_later & ~reviewed] = LineStatus.proposed.value
+    return status
+
+
 def _state(data: dict[str, pd.DataFrame], cutoff: dt.datetime, policy: Policy) -> _State:
     tz = ZoneInfo(policy.timezone)
     lines = data["lines"].copy()
@@ -392,6 +415,7 @@ def _state(data: dict[str, pd.DataFrame], cutoff: dt.datetime, policy: Policy) -
     lines["scheduled_fen"] = lines["line_id"].map(scheduled).fillna(0).astype("int64")
     reviews = data["reviews"].copy()
     reviews["stage"] = reviews["stage"].map(lambda s: ReviewStage(s).value)
+    lines["status_asof"] = _status_at_cutoff(lines, reviews)
     return _State(lines, spending, reviews, adjustments, data["entries"], data["years"])
 
 
@@ -415,17 +439,16 @@ def check_unapproved_spending(state: _State, policy: Policy) -> list[Finding]:
         if line.approved_asof:
             why = f"spent before the line was approved on {line.approval_day}"
             why_zh = f"支出早于预算行批准日（{line.approval_day}）"
-        elif line.status == LineStatus.approved.value:  # approved, but after the cutoff
+        elif line.status_asof == APPROVED_LATER:
             why = (
                 "spent on a line not yet approved when the period ended "
                 f"(approved on {line.approval_day})"
             )
             why_zh = f"支出时预算行尚未批准（{line.approval_day} 才获批准）"
-        else:
-            why = f"spent on a line that is {line.status}, not approved"
-            why_zh = (
-                f"支出时预算行尚未批准（状态：{_LINE_STATUS_ZH.get(line.status, line.status)}）"
-            )
+        else:  # as the line stood when the period ended (a later rejection not yet made)
+            status = line.status_asof
+            why = f"spent on a line that is {status}, not approved"
+            why_zh = f"支出时预算行尚未批准（状态：{_LINE_STATUS_ZH.get(status, status)}）"
         amount = int(hit["amount"])
         if amount > 0:
             out.append(
@@ -818,7 +841,7 @@ def run_audit(
             routing=policy.notifications,
             trail_entry_id=entry.id,
         )
-    lines = state.lines.assign(status=_status_at_cutoff(state.lines))[
+    lines = state.lines.assign(status=state.lines["status_asof"])[
         [
             "code",
             "fiscal_year",
@@ -833,16 +856,6 @@ def run_audit(
     return AuditResult(
         week, period, findings, lines.sort_values("code").reset_index(drop=True), summary, new_keys
     )
-
-
-# A line's status in an audit's line list when it was approved only after the audited
-# period ended: the period's reader saw it unapproved, and its approved total leaves it out.
-APPROVED_LATER = "approved_later"
-
-
-def _status_at_cutoff(lines: pd.DataFrame) -> pd.Series:
-    later = (lines["status"] == LineStatus.approved.value) & ~lines["approved_asof"].astype(bool)
-    return lines["status"].where(~later, APPROVED_LATER)
 
 
 def _reconcile(

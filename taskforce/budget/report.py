@@ -124,7 +124,7 @@ def _money_columns(frame: pd.DataFrame) -> pd.DataFrame:
 # The summary sheet's items as the office names them (the HTML reports' labels).
 _SUMMARY_ZH = {
     "week": "检查周",
-    "half": "评估半年度",
+    "half": "评估期（半年）",
     "start": "起始日",
     "end": "截止日",
     "fiscal_years": "预算年度",

@@ -248,7 +248,7 @@ def leadership_vote(
             raise DomainError(
                 f"{op.expert!r} is not in the expert pool",
                 field="expert_opinions",
-                allowed=", ".join(experts),
+                allowed=", ".join(experts) or "none: config/org.yaml has no expert-group member",
             )
     now = ctx.now()
     common = {"issue": issue.number, "title": issue.title}

@@ -201,9 +201,20 @@ def _form(row: dict, units: UnitNames) -> ReportIssueForm:
     return form
 
 
+# Fields whose text is not repeated in an error: the report's own words may be classified,
+# and the errors reach the Prefect UI and the terminal whoever reads them.
+_NOT_ECHOED = ("title", "description")
+_ECHO_MAX = 40  # characters of a refused value repeated in its error
+
+
 def _problem(err: dict) -> tuple[str, str]:
     where = ".".join(str(p) for p in err["loc"]) or "row"
-    got = f" (got {err['input']!r})" if isinstance(err.get("input"), str | int) else ""
+    value = err.get("input")
+    got = ""
+    if isinstance(value, str | int) and where.split(".")[0] not in _NOT_ECHOED:
+        text = str(value)
+        shown = text if len(text) <= _ECHO_MAX else text[:_ECHO_MAX] + "…"
+        got = f" (got {shown!r})"
     if where == "classification":  # the ledger's own words are accepted too
         got = f" or {CLASSIFICATION_ALLOWED}{got}"
     return where, err["msg"] + got

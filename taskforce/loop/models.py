@@ -186,7 +186,9 @@ class Plan(Base):
     issue_id: Mapped[int] = mapped_column(ForeignKey("issue.id"), index=True)
     round: Mapped[int] = mapped_column(Integer)
     filed_at: Mapped[dt.datetime]
-    due_date: Mapped[dt.date] = mapped_column(Date)  # 5 working days after the decision
+    due_date: Mapped[dt.date] = mapped_column(
+        Date
+    )  # plan.plan_due: 5 working days, or the deadline
     on_time: Mapped[bool] = mapped_column(Boolean)
     filed_with_leadership: Mapped[bool] = mapped_column(Boolean, default=True)  # 备案
     calendar_fallback: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -25,10 +25,12 @@ from taskforce.org.service import unknown_unit
 def plan_due(ctx: Context, decided_on: dt.date, issue_deadline: dt.date | None) -> Deadline:
     """The day a plan is due: within plan_deadline_working_days of the decision (SPEC §2.3,
     the decision day not counted), and never after the issue's own deadline, the day every
-    action item must be done by (a plan due after it would plan nothing)."""
+    action item must be done by (a plan due after it would plan nothing). Never before the
+    decision day either: a vote taken after the deadline passed gives a plan due that day."""
     due = ctx.calendar.add_working_days(decided_on, ctx.policy.loop.plan_deadline_working_days)
     if issue_deadline is not None and issue_deadline < due.due:
-        return Deadline(issue_deadline, due.fallback_used)
+        # A calendar day, not counted in working days: no holiday data was needed.
+        return Deadline(max(issue_deadline, decided_on), fallback_used=False)
     return due
 
 

@@ -261,7 +261,7 @@ def _sweep_items(
         # The items are written before anything goes to the trail. A progress report locks
         # its item, then the trail head: a sweep holding the head while it waited for an item
         # a report holds would wait in a circle with it (PostgreSQL aborts one of the two).
-        _write_items(session, ctx, items, steps.stepped)
+        _write_items(session, ctx, items, steps.stepped, full=full)
         _announce_red_steps(session, ctx, steps, result, actor)
 
 
@@ -276,7 +276,9 @@ def fill_board(session: Session, ctx: Context, result: SweepResult) -> SweepResu
     return result
 
 
-def _write_items(session: Session, ctx: Context, items: pd.DataFrame, stepped: np.ndarray) -> None:
+def _write_items(
+    session: Session, ctx: Context, items: pd.DataFrame, stepped: np.ndarray, *, full: bool
+) -> None:
     """Write back every read item whose red-item steps or step day changed, with the driver's
     executemany, values formatted as numpy vectors. (SQLAlchemy's per-row parameter
     processing was most of the cost of separate bulk UPDATEs.)"""
@@ -300,7 +302,7 @@ def _write_items(session: Session, ctx: Context, items: pd.DataFrame, stepped: n
     cursor = session.connection().connection.driver_connection.cursor()
     try:
         if not sqlite:
-            _write_items_postgresql(cursor, values, ids)
+            _write_items_postgresql(cursor, values, ids, by_lookups=not full)
             return
         names = list(values)
         cursor.executemany(
@@ -313,7 +315,9 @@ def _write_items(session: Session, ctx: Context, items: pd.DataFrame, stepped: n
         cursor.close()
 
 
-def _write_items_postgresql(cursor, values: dict[str, np.ndarray], ids: np.ndarray) -> None:
+def _write_items_postgresql(
+    cursor, values: dict[str, np.ndarray], ids: np.ndarray, *, by_lookups: bool
+) -> None:
     """PostgreSQL: the new values through COPY into a temporary table, then one UPDATE … FROM
     (an executemany is a statement per row, even pipelined)."""
     names = list(values)
@@ -332,7 +336,7 @@ def _write_items_postgresql(cursor, values: dict[str, np.ndarray], ids: np.ndarr
     # does not): a step a progress report took meanwhile is kept, not written over with the
     # NULL the sweep read, and an item completed meanwhile is left as its report left it.
     kept = {"interview_requested_at", "escalated_at"}
-    with _index_lookups_only(cursor):
+    with _index_lookups_only(cursor) if by_lookups else contextlib.nullcontext():
         cursor.execute(
             f"UPDATE {TaskNode.__tablename__} AS t SET "
             + ", ".join(
@@ -352,24 +356,23 @@ _JOINS_BY_SCAN = ("enable_hashjoin", "enable_mergejoin")
 @contextlib.contextmanager
 def _index_lookups_only(cursor):
     """PostgreSQL: join by primary-key lookups for the statements inside, then put the
-    transaction's settings back.
+    transaction's settings back (not after an error: the transaction is void then).
 
-    The write-back joins a few percent of the items (those due) to the whole table. With
-    the default random_page_cost the planner scans every row into a hash join instead:
-    measured on the full dataset, the join took 0.48-0.54 s that way and 0.08 s by lookups
-    (benchmarks/RESULTS.md, session 15)."""
+    An incremental sweep writes back a few percent of the items (those due). With the
+    default random_page_cost the planner scans every row into a hash join instead: measured
+    on the full dataset, the join took 0.48-0.54 s that way and 0.08 s by lookups
+    (benchmarks/RESULTS.md, session 15). A full recompute writes most items: it keeps the
+    planner's own choice."""
     cursor.execute("SELECT " + ", ".join(f"current_setting('{name}')" for name in _JOINS_BY_SCAN))
     before = cursor.fetchone()
     cursor.execute(
         "SELECT " + ", ".join(f"set_config('{name}', 'off', true)" for name in _JOINS_BY_SCAN)
     )
-    try:
-        yield
-    finally:
-        cursor.execute(
-            "SELECT " + ", ".join(f"set_config('{name}', %s, true)" for name in _JOINS_BY_SCAN),
-            before,
-        )
+    yield  # on an error the transaction is void, and its settings go with it
+    cursor.execute(
+        "SELECT " + ", ".join(f"set_config('{name}', %s, true)" for name in _JOINS_BY_SCAN),
+        before,
+    )
 
 
 _TIME_COLUMNS = ("interview_requested_at", "escalated_at")

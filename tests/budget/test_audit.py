@@ -130,6 +130,25 @@ def test_a_week_audited_after_its_line_was_approved_judges_the_line_as_it_was(cl
         assert label in render_audit(result, fmt="html", locale=locale), locale
 
 
+def test_a_line_rejected_after_the_audited_week_is_listed_as_it_stood(clean):
+    """Two lines proposed in the week and rejected after it: the week's list shows the one
+    reviewed in the week as in review, the other as proposed, not 已驳回; the finding about
+    spending on the first says so too."""
+    clean.propose("R-1", "100.00")
+    clean.review("C1", code="R-1")  # the compliance review, within the week
+    clean.propose("R-2", "100.00")
+    clean.import_csv(csv_text("V9,2026-03-12,R-1,,10,ACME,,"))
+    clean.clock.advance(days=7)  # into the next week: both are rejected there
+    clean.review("V1", code="R-1", approved=False)
+    clean.review("C1", code="R-2", approved=False)
+    result = clean.audit(WEEK)
+    status = result.lines.set_index("code")["status"]
+    assert (status["R-1"], status["R-2"]) == ("in_review", "proposed")
+    (finding,) = result.findings[result.findings["subject_id"] == "R-1"].itertuples()
+    assert finding.summary_zh == "R-1：10.00 元支出时预算行尚未批准（状态：审核中）"
+    assert clean.audit("2026-W12").lines.set_index("code")["status"]["R-1"] == "rejected"
+
+
 def test_a_week_still_running_is_marked_so_in_its_reports(clean):
     """An operator may audit the week in progress (the schedule audits the last finished
     one): the reports say the ledger was read as of now and may still change."""

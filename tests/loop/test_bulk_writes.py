@@ -10,6 +10,7 @@ are set back before each run, so both runs get the same ids.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -403,7 +404,8 @@ def test_item_write_back_stores_what_the_single_update_stored(engine, policy, cl
         ctx = Context(policy=policy, clock=ManualClock(clock.now() + dt.timedelta(days=days)))
         now = pd.Timestamp(ctx.now())
         outcomes = []
-        for write in (_write_items, old.write_items):
+        by_lookups, by_plan = (functools.partial(_write_items, full=f) for f in (False, True))
+        for write in (by_lookups, by_plan, old.write_items):
             session = session_factory(engine)()
             session.begin()
             try:
@@ -418,4 +420,4 @@ def test_item_write_back_stores_what_the_single_update_stored(engine, policy, cl
             finally:
                 session.rollback()
                 session.close()
-        assert outcomes[0] == outcomes[1]
+        assert outcomes[0] == outcomes[1] == outcomes[2]

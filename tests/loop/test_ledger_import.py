@@ -316,3 +316,19 @@ def test_a_row_with_an_unknown_unit_lists_its_other_problems_too(engine, policy,
     assert "'绝密'" in problems["classification"]
     with factory() as s:
         assert s.scalar(select(func.count(Issue.id))) == 0
+
+
+def test_a_refused_title_is_not_repeated_and_long_values_are_cut(engine, policy, clock, tmp_path):
+    """Import errors reach the Prefect UI and the terminal, whoever reads them: a refused
+    title or description is not repeated (it may be a secret row's own words), and any other
+    refused value is cut to 40 characters."""
+    ledger = [
+        {"标题": "秘" * 301, "上报单位": "commerce", "密级": "秘密"},
+        {"标题": "窗口排队", "上报单位": "commerce", "类别": "x" * 100},
+    ]
+    _, result = _import_csv(engine, policy, clock, tmp_path, ledger)
+    errors = {(e.row, e.field): e.message for e in result.errors}
+    assert "秘秘" not in errors[(2, "title")] and "got" not in errors[(2, "title")]
+    category = errors[(3, "category")]
+    assert "x" * 40 + "…" in category and "x" * 41 not in category, category
+

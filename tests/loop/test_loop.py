@@ -202,6 +202,19 @@ def test_a_plan_is_never_due_after_the_issue_deadline(loop, engine, days, plan_d
     )
 
 
+def test_a_vote_after_the_deadline_passed_makes_the_plan_due_that_day(loop, engine, clock):
+    """A major matter voted on only after its deadline: its plan is due on the vote's day,
+    never before the decision, and not flagged as a calendar fallback."""
+    r = loop.report()
+    loop.coordinate(r.issue_number, major=True, days=2)  # deadline Wednesday 11 March
+    clock.advance(days=3)  # the vote on Thursday the 12th
+    result = loop.vote(r.issue_number, yes=5)
+    assert result.detail["plan_due"] == "2026-03-12"
+    with unit_of_work(engine) as s:
+        issue = s.scalar(select(Issue).where(Issue.number == r.issue_number))
+        assert issue.stage_due_at == loop.ctx.end_of(dt.date(2026, 3, 12))
+
+
 def test_plan_deadline_over_national_day(engine, policy):
     from taskforce.clock import ManualClock
 

@@ -506,7 +506,7 @@ def test_a_step_taken_while_the_sweep_ran_is_kept(loop, engine, clock):
         loop.progress(r.issue_number, interviewed, 50)
         loop.progress(r.issue_number, completed, 100)
         moved = np.ones(len(items), dtype=bool)  # the sweep writes both rows back
-        _write_items(sweep_session, loop.ctx, items, moved)
+        _write_items(sweep_session, loop.ctx, items, moved, full=False)
     with unit_of_work(engine) as s:
         kept = s.get(TaskNode, interviewed)
         assert kept.interview_requested_at is not None  # not the NULL the sweep read
@@ -599,12 +599,12 @@ def test_a_report_during_the_sweeps_write_back_does_not_deadlock(loop, engine, c
 
     real_write = sweep._write_items
 
-    def report_then_write(session, ctx, items, stepped):
+    def report_then_write(session, ctx, items, stepped, **how):
         reporter.start()
         deadline = dt.datetime.now() + dt.timedelta(seconds=30)
         while not report_over.wait(0.05) and not someone_waits_on_a_lock():
             assert dt.datetime.now() < deadline, "the report neither finished nor waited"
-        real_write(session, ctx, items, stepped)
+        real_write(session, ctx, items, stepped, **how)
 
     monkeypatch.setattr(sweep, "_write_items", report_then_write)
     result = _sweep(loop, board=False)
