@@ -331,4 +331,3 @@ def test_a_refused_title_is_not_repeated_and_long_values_are_cut(engine, policy,
     assert "秘秘" not in errors[(2, "title")] and "got" not in errors[(2, "title")]
     category = errors[(3, "category")]
     assert "x" * 40 + "…" in category and "x" * 41 not in category, category
-
