@@ -91,3 +91,18 @@ def test_a_value_that_does_not_move_is_drawn_from_zero():
         ["Q1", "Q2", "Q3"], [("C", [60.0, 60.2, 60.1], 50.0)], chart_id="c", title="t"
     )
     assert "0" not in _tick_texts(moving), _tick_texts(moving)
+
+
+def test_an_empty_list_says_whether_it_may_hide_records():
+    """A list filtered by the reader's clearance says "none within this report's audience";
+    a table of counts says plain "none" (the operator trial read 无 under a KPI that counted
+    a hidden item as zero)."""
+    from taskforce.reports.i18n import TEMPLATES_DIR
+    from taskforce.reports.render import _environment
+
+    macros = _environment(TEMPLATES_DIR, True).get_template("_macros.html.j2").module
+    t = translator("zh-CN")
+    columns = [("title", "title", "")]
+    assert "本报告阅读范围内无。" in str(macros.rows_table(columns, [], t, empty="none_readable"))
+    plain = str(macros.rows_table(columns, [], t))
+    assert "无。" in plain and "阅读范围" not in plain

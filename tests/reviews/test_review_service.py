@@ -159,6 +159,11 @@ def test_a_public_build_says_targets_were_missed_though_it_may_not_list_their_is
     assert "本期各项指标均已达标" not in zh
     assert f"{len(MISSED)} 项指标未达标；其整改问题的密级高于本报告的读者范围" in zh
     assert f"{len(MISSED)} KPI(s) missed their target; their follow-up issues are classified" in en
+    # Its lagging items are all internal: the empty list says so, not "none" (the KPI table
+    # counts them); a table of counts that is empty says plain "none".
+    lagging_section = zh.split("## 滞后行动项（红灯、黄灯）", 1)[1].split("\n## ", 1)[0]
+    assert "本报告阅读范围内无。" in lagging_section, lagging_section
+    assert "None within this report&#39;s audience." in en  # (HTML-escaped)
     internal = run_review(engine, ctx, "monthly", "2026-11", out_root=tmp_path, locales=["zh-CN"])
     listed = (folder / "monthly-2026-11.zh-CN.internal.md").read_text(encoding="utf-8")
     assert all(a.issue_number in listed for a in internal.actions)
