@@ -302,7 +302,7 @@ def _write_items(
     cursor = session.connection().connection.driver_connection.cursor()
     try:
         if not sqlite:
-            _write_items_postgresql(cursor, values, ids, by_lookups=not full)
+            _write_items_postgresql(cursor, values, ids, by_lookups=_by_lookups(full, len(ids)))
             return
         names = list(values)
         cursor.executemany(
@@ -351,6 +351,15 @@ def _write_items_postgresql(
 
 # The planner settings that `_index_lookups_only` turns off for one statement.
 _JOINS_BY_SCAN = ("enable_hashjoin", "enable_mergejoin")
+# Rows written back by index lookups at most: about 3 µs a row here (26,037 in 0.08 s),
+# so 100,000 cost about what the hash join's scan of 1.2M items did (0.5 s). A sweep after a
+# long pause may find more due: the planner chooses then.
+LOOKUP_ROWS_MAX = 100_000
+
+
+def _by_lookups(full: bool, rows: int) -> bool:
+    """Whether the write-back joins by primary-key lookups (`_index_lookups_only`)."""
+    return not full and rows <= LOOKUP_ROWS_MAX
 
 
 @contextlib.contextmanager
@@ -361,8 +370,8 @@ def _index_lookups_only(cursor):
     An incremental sweep writes back a few percent of the items (those due). With the
     default random_page_cost the planner scans every row into a hash join instead: measured
     on the full dataset, the join took 0.48-0.54 s that way and 0.08 s by lookups
-    (benchmarks/RESULTS.md, session 15). A full recompute writes most items: it keeps the
-    planner's own choice."""
+    (benchmarks/RESULTS.md, session 15). A full recompute writes most items, and a sweep
+    after a long pause may write many: past LOOKUP_ROWS_MAX the planner chooses."""
     cursor.execute("SELECT " + ", ".join(f"current_setting('{name}')" for name in _JOINS_BY_SCAN))
     before = cursor.fetchone()
     cursor.execute(

@@ -633,3 +633,11 @@ def test_the_sweeps_planner_settings_do_not_outlive_its_write_back(loop, engine,
         assert dispatch_sweep(s, loop.ctx, board=False).newly_red
         assert s.scalar(text("SHOW enable_hashjoin")) == "on"
         assert s.scalar(text("SHOW enable_mergejoin")) == "off"
+
+
+def test_the_write_back_joins_by_lookups_only_for_an_incremental_sweep_of_few_rows():
+    from taskforce.loop.sweep import LOOKUP_ROWS_MAX, _by_lookups
+
+    assert _by_lookups(full=False, rows=LOOKUP_ROWS_MAX)
+    assert not _by_lookups(full=False, rows=LOOKUP_ROWS_MAX + 1)  # the planner chooses
+    assert not _by_lookups(full=True, rows=10)  # a full recompute writes most items
