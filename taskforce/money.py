@@ -38,15 +38,12 @@ def format_yuan(fen: int, locale: str = "zh-CN", *, wan: bool = False) -> str:
     """An amount as the office reads it. zh-CN: in 万元 from 10,000 yuan up when that is
     exact to 0.01万 (500万元, 12.35万元), else in 元 (5,000,000.01元: never "500.000001万元");
     `wan=True` always in 万元 rounded to 0.01万, for a table column in one unit. en: CNY."""
-    yuan = to_yuan(fen)
     if locale != "zh-CN":
-        return f"CNY {yuan:,}"
+        return f"CNY {to_yuan(fen):,}"
     if wan:
         wan_ = (Decimal(fen) / FEN_PER_WAN).quantize(Decimal("0.01"), ROUND_HALF_UP)
         return f"{wan_ + 0:,}万元"  # + 0: -40 元 is 0.00万元, not -0.00万元
-    if abs(fen) >= FEN_PER_WAN and fen % (FEN_PER_WAN // 100) == 0:
-        return f"{(yuan / 10_000).normalize():,f}万元"
-    return f"{yuan:,}元"
+    return format_yuan_alike([fen])[0]
 
 
 def format_yuan_alike(fens: list[int], locale: str = "zh-CN") -> list[str]:

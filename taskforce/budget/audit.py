@@ -48,7 +48,7 @@ from taskforce.emergency.models import Emergency
 from taskforce.money import to_yuan
 from taskforce.notify.outbox import enqueue
 from taskforce.org.models import Unit
-from taskforce.policy.loader import load_org
+from taskforce.org.names import owner_names
 from taskforce.policy.schema import Classification, GroupKind, Policy
 
 CHECKS = (
@@ -324,8 +324,7 @@ def _group_zh(code: str | None) -> str:
     """A group's (or a unit's) Chinese name from config/org.yaml; its code if it has none."""
     if not code:
         return "（未记录审批组）"
-    org = load_org()
-    return next((g.name for g in (*org.groups, *org.units) if g.code == code), code)
+    return owner_names("zh-CN").get(code, code)
 
 
 def _authority_rule_zh(

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -704,7 +705,7 @@ def _to_check(
     no_emergency = draw & rows["emergency_id"].isna().to_numpy()
     # As the audit's reserve check judges a draw's emergency: a drill, or opened (its local
     # day) after the draw. Draws are few: row by row, only for them.
-    drill, opened_later = draw & False, draw & False
+    drill, opened_later = np.zeros_like(draw), np.zeros_like(draw)
     emergency_ids, days = rows["emergency_id"].to_numpy(), rows["entry_date"].to_numpy()
     for pos in (draw & ~no_emergency).nonzero()[0]:
         fact = lookup.emergency_facts.get(int(emergency_ids[pos]))

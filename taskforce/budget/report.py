@@ -23,7 +23,7 @@ from taskforce.money import to_yuan
 from taskforce.org.names import owner_names
 from taskforce.policy.loader import PROJECT_ROOT
 from taskforce.policy.schema import Classification
-from taskforce.reports import write_workbook
+from taskforce.reports import translator, write_workbook
 
 TEMPLATES = PROJECT_ROOT / "reports" / "templates"
 REPORTS_DIR_ENV = "TASKFORCE_REPORTS_DIR"  # where generated reports go (default reports/out/)
@@ -82,6 +82,7 @@ def render_audit(
             lines=result.lines.to_dict("records"),
             locale=locale,
             names=owner_names(locale),
+            t=translator(locale),
         )
     )
 

@@ -194,7 +194,9 @@ def _form(row: dict, units: UnitNames) -> ReportIssueForm:
     except ValidationError as exc:
         unknown = {where for where, _ in problems}  # their pattern errors say it again
         problems += [
-            _problem(err) for err in exc.errors() if str((*err["loc"], "")[0]) not in unknown
+            _problem(err)
+            for err in exc.errors()
+            if not (err["loc"] and str(err["loc"][0]) in unknown)
         ]
     if problems:
         raise RowInvalid(problems)

@@ -186,9 +186,7 @@ class Plan(Base):
     issue_id: Mapped[int] = mapped_column(ForeignKey("issue.id"), index=True)
     round: Mapped[int] = mapped_column(Integer)
     filed_at: Mapped[dt.datetime]
-    due_date: Mapped[dt.date] = mapped_column(
-        Date
-    )  # plan.plan_due: 5 working days, or the deadline
+    due_date: Mapped[dt.date] = mapped_column(Date)  # plan.plan_due
     on_time: Mapped[bool] = mapped_column(Boolean)
     filed_with_leadership: Mapped[bool] = mapped_column(Boolean, default=True)  # 备案
     calendar_fallback: Mapped[bool] = mapped_column(Boolean, default=False)
