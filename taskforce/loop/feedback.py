@@ -102,6 +102,7 @@ def report_progress(
     seen = fingerprint(issue_number, form)
     if (done := previous_result(session, key, seen=seen)) is not None:
         return StepResult.model_validate(done)
+    dates_written(session, ctx.policy)  # first: the sweep's lock order (sweep_state.py)
     issue = load_issue(session, issue_number)
     require_step(issue, "progress")
     item = session.get(TaskNode, form.task_id, with_for_update=True)
@@ -159,7 +160,6 @@ def report_progress(
     if colour == Colour.red and item.interview_requested_at is None:
         item.interview_requested_at = now
         notify_turned_red(session, ctx, issue, item.id, item.title, owner, actor=actor)
-    dates_written(session, ctx.policy)
     item.next_action_on = next_red_step_on(
         done=item.done,
         due=item.due_date,

@@ -47,6 +47,7 @@ def file_plan(
     seen = fingerprint(issue_number, form)
     if (done := previous_result(session, key, seen=seen)) is not None:
         return StepResult.model_validate(done)
+    dates_written(session, ctx.policy)  # first: the sweep's lock order (sweep_state.py)
     issue = load_issue(session, issue_number)
     require_step(issue, "plan")
     today = ctx.today()
@@ -143,7 +144,6 @@ def file_plan(
                 )
             )
             items += 1
-    dates_written(session, ctx.policy)
     move(issue, Stage.executing)
     issue.stage_entered_at, issue.stage_due_at = now, None
     session.flush()

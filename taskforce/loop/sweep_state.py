@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from taskforce.loop.models import SweepState
@@ -31,7 +32,21 @@ def policy_fingerprint(policy: Policy) -> str:
 
 
 def dates_written(session: Session, policy: Policy) -> None:
-    """Call where step days are stored outside the sweep (progress, plans)."""
-    state = session.get(SweepState, STATE_ID)
-    if state is not None and state.policy_fingerprint not in (policy_fingerprint(policy), UNKNOWN):
-        state.policy_fingerprint = UNKNOWN
+    """Call where step days are stored outside the sweep (progress, plans), as the step's
+    first write: before it locks its issue, its items or the trail head.
+
+    The sweep locks this row first and the items and the trail head after it. A step that
+    took them in the other order (its item, then this row) deadlocked with the first sweep
+    after a policy change, the one time a step writes here. One conditional UPDATE: it
+    locks the row only when it changes it, and after waiting for a sweep it reads the row
+    again, so a sweep that has just recorded this policy's fingerprint is left alone."""
+    current = policy_fingerprint(policy)
+    session.execute(
+        update(SweepState)
+        .where(
+            SweepState.id == STATE_ID,
+            SweepState.policy_fingerprint.not_in((current, UNKNOWN)),
+        )
+        .values(policy_fingerprint=UNKNOWN)
+        .execution_options(synchronize_session=False)
+    )

@@ -219,6 +219,21 @@ def loop(engine, policy, clock):
     return Loop(engine, Context(policy=policy, clock=clock))
 
 
+def _someone_waits_on_a_lock(engine) -> bool:
+    """PostgreSQL: a session of this database is waiting for a row or table lock."""
+    from sqlalchemy import text
+
+    with engine.connect() as probe:
+        return bool(
+            probe.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                )
+            )
+        )
+
+
 def _sweep(loop, ctx=None, **kw):
     with unit_of_work(loop.engine) as s:
         return dispatch_sweep(s, ctx or loop.ctx, **kw)
@@ -556,8 +571,6 @@ def test_a_report_during_the_sweeps_write_back_does_not_deadlock(loop, engine, c
     the old code it did, and PostgreSQL aborted one of the two as a deadlock)."""
     import threading
 
-    from sqlalchemy import text
-
     from taskforce.loop import sweep
 
     red = loop.report(title="红灯事项")
@@ -586,23 +599,12 @@ def test_a_report_during_the_sweeps_write_back_does_not_deadlock(loop, engine, c
 
     reporter = threading.Thread(target=report)  # started by the sweep's write-back
 
-    def someone_waits_on_a_lock() -> bool:
-        with engine.connect() as probe:
-            return bool(
-                probe.scalar(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND datname = current_database()"
-                    )
-                )
-            )
-
     real_write = sweep._write_items
 
     def report_then_write(session, ctx, items, stepped, **how):
         reporter.start()
         deadline = dt.datetime.now() + dt.timedelta(seconds=30)
-        while not report_over.wait(0.05) and not someone_waits_on_a_lock():
+        while not report_over.wait(0.05) and not _someone_waits_on_a_lock(engine):
             assert dt.datetime.now() < deadline, "the report neither finished nor waited"
         real_write(session, ctx, items, stepped, **how)
 
@@ -616,6 +618,80 @@ def test_a_report_during_the_sweeps_write_back_does_not_deadlock(loop, engine, c
         assert item.progress_percent == 30
         assert item.next_action_on == item.due_date + dt.timedelta(days=1)
         assert s.get(TaskNode, red_item).interview_requested_at is not None
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_report_during_the_first_sweep_after_a_policy_change_does_not_deadlock(
+    loop, engine, clock, policy, monkeypatch
+):
+    """PostgreSQL: the policy changed; its first sweep (a full recompute, holding the sweep
+    state's row) writes every item back as a report under the new policy arrives. The report
+    marks the sweep state (the stored days may be another policy's) before it locks anything,
+    as the sweep does, so it waits for the sweep instead of holding its item against it (on
+    the old code PostgreSQL aborted one of the two as a deadlock). The sweep's new
+    fingerprint is then kept: the report's days are that policy's."""
+    import threading
+
+    from taskforce.loop import sweep
+
+    r = loop.report(title="进度正常事项")
+    loop.coordinate(r.issue_number)
+    loop.plan(r.issue_number, items=1, due_in=60)
+    (item,) = loop.items(r.issue_number)
+    _sweep(loop, board=False)
+    with unit_of_work(engine) as s:  # its day unknown: the recompute writes the item back
+        s.execute(update(TaskNode).where(TaskNode.id == item).values(next_action_on=None))
+    changed = policy.model_copy(
+        update={"progress": policy.progress.model_copy(update={"red_escalation_days": 0})}
+    )
+    changed_loop = Loop(engine, Context(policy=changed, clock=clock))
+
+    failures: list[BaseException] = []
+    report_over = threading.Event()
+
+    def report() -> None:
+        try:
+            changed_loop.progress(r.issue_number, item, 30)
+        except BaseException as exc:  # handed to the test's thread
+            failures.append(exc)
+        finally:
+            report_over.set()
+
+    reporter = threading.Thread(target=report)  # started by the sweep's write-back
+    real_write = sweep._write_items
+
+    def report_then_write(session, ctx, items, stepped, **how):
+        reporter.start()
+        deadline = dt.datetime.now() + dt.timedelta(seconds=30)
+        while not report_over.wait(0.05) and not _someone_waits_on_a_lock(engine):
+            assert dt.datetime.now() < deadline, "the report neither finished nor waited"
+        real_write(session, ctx, items, stepped, **how)
+
+    monkeypatch.setattr(sweep, "_write_items", report_then_write)
+    assert _sweep(changed_loop, board=False).full
+    reporter.join(30)
+    assert report_over.is_set() and not failures, failures
+    with unit_of_work(engine) as s:
+        assert s.get(TaskNode, item).progress_percent == 30
+        assert s.get(SweepState, 1).policy_fingerprint == policy_fingerprint(changed)
+
+
+def test_a_step_under_another_policy_marks_the_sweep_state_unknown(loop, engine, policy):
+    """The other order of events: the sweep recorded one policy, a plan is filed under
+    another. Its stored days are that other policy's, so the next sweep must recompute."""
+    r = loop.report()
+    loop.coordinate(r.issue_number)
+    loop.plan(r.issue_number, items=1, due_in=5)
+    _sweep(loop, board=False)
+    other = policy.model_copy(
+        update={"progress": policy.progress.model_copy(update={"red_escalation_days": 9})}
+    )
+    again = loop.report(title="另一事项")
+    loop.coordinate(again.issue_number)
+    Loop(engine, Context(policy=other, clock=loop.ctx.clock)).plan(again.issue_number, items=1)
+    with unit_of_work(engine) as s:
+        assert s.get(SweepState, 1).policy_fingerprint == ""
+    assert _sweep(loop, board=False).full
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
