@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
@@ -33,14 +34,23 @@ def _fail(exc: DomainError) -> None:
     raise typer.Exit(2)
 
 
+# As an amount is typed: digits, thousands in groups of three or none, and decimals. money.to_fen
+# alone also takes 1e7 and 1,0,0 (Decimal's syntax, commas dropped): a slip, not an amount.
+TYPED_YUAN = re.compile(r"-?(\d+|\d{1,3}(,\d{3})+)(\.\d+)?")
+TYPED_YUAN_ALLOWED = "yuan with at most 2 decimals, e.g. 86000000.00 or 86,000,000.00"
+
+
 def _yuan(text: str, field: str) -> Decimal:
     """An amount typed on the command line (money.to_fen's rules), refused by its field."""
     try:
-        return to_yuan(to_fen(text))
+        fen = to_fen(text)
     except MoneyError as exc:
+        raise DomainError(str(exc), field=field, allowed=TYPED_YUAN_ALLOWED) from None
+    if not TYPED_YUAN.fullmatch(text.strip()):
         raise DomainError(
-            str(exc), field=field, allowed="yuan with at most 2 decimals, e.g. 86000000.00"
-        ) from None
+            f"{text!r} is not an amount as typed", field=field, allowed=TYPED_YUAN_ALLOWED
+        )
+    return to_yuan(fen)
 
 
 def _form(model: type[M], **values) -> M:
@@ -55,7 +65,8 @@ def _form(model: type[M], **values) -> M:
         raise DomainError(f"{error['msg']} (got {shown})", field=field) from None
 
 
-@app.command("set-year")
+# A negative total ("-5") is an argument to refuse with the form's reason, not an option.
+@app.command("set-year", context_settings={"ignore_unknown_options": True})
 def set_year(
     year: int = typer.Argument(..., help="Fiscal year, e.g. 2026."),
     total: str = typer.Argument(..., help="Annual budget in yuan, e.g. 86000000.00."),

@@ -88,6 +88,9 @@ def test_a_url_of_no_known_database_names_what_is_allowed(tmp_path):
         ("NaN", "is not a finite amount"),
         ("0", "greater than 0"),
         ("86000000.001", "more than two decimal places"),
+        ("-5", "greater than 0"),  # typer took it for an option: "No such option: -5"
+        ("1e7", "'1e7' is not an amount as typed"),
+        ("1,0,0", "'1,0,0' is not an amount as typed"),
     ],
 )
 def test_set_year_refuses_an_amount_that_is_not_one_and_writes_nothing(tmp_path, total, says):
