@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from taskforce import events
 from taskforce.context import Context
 from taskforce.emergency.warnings import settle_warnings
-from taskforce.errors import IllegalTransition, NotFound
+from taskforce.errors import DomainError, IllegalTransition, NotFound
 from taskforce.idempotency import fingerprint, previous_result, remember
 from taskforce.loop.colours import colour_of, next_red_step_on
 from taskforce.loop.forms import ProgressForm, StepResult
@@ -110,6 +110,16 @@ def report_progress(
         raise NotFound(f"no action item {form.task_id} in {issue.number}", field="task_id")
     if item.done:
         raise IllegalTransition(f"action item {item.id} is already complete", field="task_id")
+    if form.percent < item.progress_percent and not form.note.strip():
+        # Progress going back is news for the office (rework, a wrong earlier figure): it is
+        # taken, but with its reason on the trail, not as a silent correction.
+        raise DomainError(
+            f"{form.percent}% is below the {item.progress_percent}% last reported for action "
+            f"item {item.id}, and no note says why",
+            field="note",
+            allowed="a note giving the reason (进度回退说明), "
+            f"or a percent of {item.progress_percent} or more",
+        )
     now, today = ctx.now(), ctx.today()
     session.add(
         ProgressReport(

@@ -191,7 +191,11 @@ class ProgressForm(Form):
     task_id: int = Field(..., ge=1, title="Action item id 行动项编号")
     percent: int = Field(..., ge=0, le=100, title="Progress % 完成进度")
     note: str = Field(
-        "", max_length=5_000, title="Note 进展说明", description="Why behind, if behind (偏差原因)."
+        "",
+        max_length=5_000,
+        title="Note 进展说明",
+        description="Why behind, if behind (偏差原因); required when the percent is lower than "
+        "the last report (进度回退须说明原因).",
     )
     reported_by: str = Field(..., min_length=1, max_length=100, title="Reported by 报告人")
 

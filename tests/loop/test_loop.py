@@ -306,6 +306,28 @@ def test_progress_to_red_requests_interview(loop, engine, clock):
     assert audiences == {"director"}
 
 
+def test_progress_going_down_needs_a_note_saying_why(loop, engine):
+    """10 → 5 % was taken without a word; the office reads a fall as news (rework, a wrong
+    figure), so it is taken only with its reason, and a refusal writes nothing."""
+    from taskforce.loop.models import ProgressReport, TaskNode
+
+    r = loop.report()
+    loop.coordinate(r.issue_number)
+    loop.plan(r.issue_number, items=1)
+    (task,) = loop.items(r.issue_number)
+    loop.progress(r.issue_number, task, 10)
+    trail = _count(engine, TrailEntry)
+    with pytest.raises(DomainError, match="5% is below the 10% last reported") as refused:
+        loop.progress(r.issue_number, task, 5, note="  ")
+    assert refused.value.field == "note"
+    assert "进度回退说明" in refused.value.allowed and "10 or more" in refused.value.allowed
+    assert _count(engine, TrailEntry) == trail and _count(engine, ProgressReport) == 1
+    loop.progress(r.issue_number, task, 10)  # the same figure again is no fall
+    loop.progress(r.issue_number, task, 5, note="验收发现材料需返工")
+    with unit_of_work(engine) as s:
+        assert s.get(TaskNode, task).progress_percent == 5
+
+
 def test_an_opinion_from_outside_the_expert_pool_is_refused_listing_the_pool(loop, engine):
     from taskforce.loop import coordinate as coord
     from taskforce.loop.forms import LeadershipVoteForm
