@@ -133,8 +133,8 @@ def baseline_kpis(engine, label: str, policy, now: dt.datetime) -> dict[str, flo
     due_in = (due >= first) & (due <= last)
     k["on_time_rate"] = ratio((due_in & done & (done_day <= due)).sum(), due_in.sum())
     dated = (completed >= start) & (completed < end) & began.notna() & due.notna()
-    planned = (due - began).dt.days[dated].clip(lower=1)
-    actual = (done_day - began).dt.days[dated].clip(lower=0)
+    planned = ((due - began).dt.days + 1)[dated].clip(lower=1)  # both ends count (工期)
+    actual = ((done_day - began).dt.days + 1)[dated].clip(lower=1)
     k["duration_ratio"] = ratio(actual.sum(), planned.sum()) if len(planned) else None
 
     evaluated = _instant(ev.evaluated_at)

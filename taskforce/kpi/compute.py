@@ -8,8 +8,11 @@ Definitions (P = the period, local dates first..last, instants [start, end)):
   closed before its start) that were closed within P.
 * on_time_rate — action items due in P that were done by their due date.
 * cycle_time_mean_days / cycle_time_median_days — report→close of issues closed in P.
-* duration_ratio — actual / planned duration of action items completed in P,
-  Σ(completed − start) / Σ(due − start) in days (a planned length of 0 counts as 1).
+* duration_ratio — actual / planned duration (工期) of action items completed in P,
+  Σ(completed − start + 1) / Σ(due − start + 1) in days: both ends count, as a 工期 is
+  counted, so an item planned and done within its start day is 1 / 1, not 0 / 0 (a
+  same-day item read as "took no time", 0.00, and pulled the ratio down). An item done
+  before its planned start counts 1 day.
 * first_response_hours — mean report→first response of issues reported in P.
 * satisfaction — mean score of evaluations made in P.
 * milestone_attainment — milestones due in P achieved on or before their due date.
@@ -217,7 +220,7 @@ def compute_kpis(
         tasks.completed_at.notna() & (tasks.completed_at >= start) & (tasks.completed_at < end)
     )
     dated = done_in & item["dated"]
-    actual = item["actual_days"][dated].clip(lower=0)
+    actual = item["actual_days"][dated].clip(lower=1)
     planned = item["planned_days"][dated].clip(lower=1)
     values["duration_ratio"] = _ratio(actual.sum(), planned.sum()) if len(planned) else None
     basis["duration_ratio"] = int(dated.sum())
@@ -380,8 +383,9 @@ def _item_columns(frames: Frames, timezone: str) -> dict[str, pd.Series]:
             & completed_day.notna()
             & (completed_day <= tasks.due_date),
             "dated": tasks.start_date.notna() & tasks.due_date.notna(),
-            "actual_days": (completed_day - tasks.start_date).dt.days,
-            "planned_days": (tasks.due_date - tasks.start_date).dt.days,
+            # Both ends counted (工期): the module's docstring, duration_ratio.
+            "actual_days": (completed_day - tasks.start_date).dt.days + 1,
+            "planned_days": (tasks.due_date - tasks.start_date).dt.days + 1,
         }
     return frames.derived[key]
 

@@ -125,8 +125,32 @@ def test_vectorised_kpis_match_their_definitions(issues, items):
     done_in = [
         r for r in items if r["completed_at"] is not None and START <= r["completed_at"] < END
     ]
-    actual = sum(max(0, (local(r["completed_at"]) - r["start_date"]).days) for r in done_in)
-    planned = sum(max(1, (r["due_date"] - r["start_date"]).days) for r in done_in)
+    # 工期 counts both ends: the start day and the last day.
+    actual = sum(max(1, (local(r["completed_at"]) - r["start_date"]).days + 1) for r in done_in)
+    planned = sum(max(1, (r["due_date"] - r["start_date"]).days + 1) for r in done_in)
     assert k["duration_ratio"].value == (pytest.approx(actual / planned) if done_in else None)
     for kpi in (k["resolution_rate"], k["on_time_rate"]):
         assert kpi.value is None or 0 <= kpi.value <= 1
+
+
+@pytest.mark.parametrize(
+    ("start", "due", "done_local", "ratio"),
+    [
+        ("2026-11-10", "2026-11-10", "2026-11-10 18:00", 1.0),  # within its one day: 1 / 1
+        ("2026-11-10", "2026-11-10", "2026-11-11 09:00", 2.0),  # a day late: 2 / 1
+        ("2026-11-10", "2026-11-14", "2026-11-14 23:59", 1.0),  # on its last day: 5 / 5
+        ("2026-11-10", "2026-11-14", "2026-11-08 10:00", 0.2),  # before its start: 1 / 5
+    ],
+)
+def test_the_duration_ratio_counts_both_ends_of_a_work_period(start, due, done_local, ratio):
+    """工期 counts the start day and the last day. An item planned and done within one day
+    read 0 days of 0 planned: a ratio of 0.00, "met" whatever the baseline."""
+    done = dt.datetime.fromisoformat(done_local).replace(tzinfo=SHANGHAI)
+    item = {
+        "start_date": dt.date.fromisoformat(start),
+        "due_date": dt.date.fromisoformat(due),
+        "completed_at": done,
+    }
+    k = compute_kpis(_frames([], [item]), PERIOD, POLICY, NOW, snapshot=False).kpis
+    assert k["duration_ratio"].value == pytest.approx(ratio)
+    assert k["duration_ratio"].basis == 1

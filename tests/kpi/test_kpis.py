@@ -46,8 +46,9 @@ def test_kpis_of_november(november, policy):
     # after: late), t3 (not done): 1 of 3.
     assert k["on_time_rate"] == pytest.approx(1 / 3)
     assert result.kpis["on_time_rate"].basis == 3
-    # Completed in November: t1 9/9 d, t2 10/9 d, t4 33/30 d → 52 / 48.
-    assert k["duration_ratio"] == pytest.approx(52 / 48)
+    # Completed in November, both ends counted (工期): t1 10/10 d, t2 11/10 d, t4 34/31 d
+    # → 55 / 51.
+    assert k["duration_ratio"] == pytest.approx(55 / 51)
     assert result.kpis["duration_ratio"].status == "met"  # <= baseline 1.8
     # Evaluations of November: 80 and 95 (the October 50 is not counted).
     assert k["satisfaction"] == pytest.approx(87.5)
