@@ -159,7 +159,9 @@ class ActionItemInput(Form):
     title: str = Field(..., min_length=2, max_length=300, title="Action item 行动项")
     owner_unit: UnitCode = Field(..., title="Owner unit 责任单位")
     start_date: dt.date | None = Field(
-        None, title="Start 开始日期", description="Defaults to the filing date."
+        None,
+        title="Start 开始日期",
+        description="Defaults to the filing date; not before the issue was reported.",
     )
     due_date: dt.date = Field(
         ..., title="Due 到期日", description="No later than the issue deadline."

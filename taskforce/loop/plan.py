@@ -51,6 +51,7 @@ def file_plan(
     issue = load_issue(session, issue_number)
     require_step(issue, "plan")
     today = ctx.today()
+    reported_on = local_date(issue.reported_at, ctx.policy.timezone)
     codes = {a.owner_unit for sp in form.sub_projects for a in sp.action_items}
     units = {u.code: u for u in session.scalars(select(Unit).where(Unit.code.in_(codes)))}
     for i, sp in enumerate(form.sub_projects):
@@ -71,6 +72,14 @@ def file_plan(
                     allowed=f"{issue.deadline} or earlier",
                 )
             start = item.start_date or today
+            if start < reported_on:
+                # Work on an issue cannot start before it was reported; a start years back
+                # (a typed year) would stretch the item's planned 工期 and every KPI on it.
+                raise DomainError(
+                    f"start {start} is before the issue was reported ({reported_on})",
+                    field=f"{where}.start_date",
+                    allowed=f"{reported_on} or later",
+                )
             if start > item.due_date:
                 raise DomainError(
                     f"start {start} is after the due date {item.due_date}",

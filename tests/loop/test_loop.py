@@ -306,6 +306,39 @@ def test_progress_to_red_requests_interview(loop, engine, clock):
     assert audiences == {"director"}
 
 
+def test_an_item_cannot_start_before_its_issue_was_reported(loop, engine, clock):
+    """A start typed years back (2016 for 2026) stretched the item's planned 工期 and every
+    KPI on it. The issue's report day is the earliest start; that day itself is allowed."""
+    from taskforce.loop import plan as pl
+    from taskforce.loop.forms import ActionItemInput, PlanForm, SubProjectInput
+
+    r = loop.report()
+    reported_on = loop.ctx.today()
+    clock.advance(days=3)
+    loop.coordinate(r.issue_number)
+
+    def plan(start):
+        item = ActionItemInput(
+            title="材料清单公布",
+            owner_unit="market-reg",
+            start_date=start,
+            due_date=loop.ctx.today() + dt.timedelta(days=10),
+            deliverable="清单发布",
+        )
+        form = PlanForm(
+            goal="一次办结", sub_projects=[SubProjectInput(title="清单", action_items=[item])]
+        )
+        return loop._run(pl.file_plan, r.issue_number, form)
+
+    trail = _count(engine, TrailEntry)
+    with pytest.raises(DomainError, match="before the issue was reported") as refused:
+        plan(reported_on - dt.timedelta(days=1))
+    assert refused.value.field == "sub_projects[0].action_items[0].start_date"
+    assert refused.value.allowed == f"{reported_on} or later"
+    assert _count(engine, Plan) == 0 and _count(engine, TrailEntry) == trail
+    assert plan(reported_on).stage == "executing"
+
+
 def test_progress_going_down_needs_a_note_saying_why(loop, engine):
     """10 → 5 % was taken without a word; the office reads a fall as news (rework, a wrong
     figure), so it is taken only with its reason, and a refusal writes nothing."""

@@ -271,7 +271,9 @@ def _scene(loop, rng: random.Random, issues: int = 3, items: int = 6) -> list[st
     numbers = []
     today = loop.ctx.today()
     for n in range(issues):
+        loop.ctx.clock.advance(days=-20)  # reported 20 days ago: the items started since
         r = loop.report(title=f"场景问题{n}号材料重复提交{rng.random()}")
+        loop.ctx.clock.advance(days=20)
         loop.coordinate(r.issue_number, days=60)
         actions = []
         for i in range(items):
