@@ -68,6 +68,7 @@ def status(
 def check() -> None:
     """Load config/apprise.yml (secrets from the environment) and list audiences without a channel."""
     from taskforce.notify.channels import coverage_problems, load_channels
+    from taskforce.notify.readers import audience_clearances, readers_in_org
     from taskforce.notify.routing import known_audiences
     from taskforce.policy import load_org, load_policy
 
@@ -78,7 +79,20 @@ def check() -> None:
             f"channel [bold]{channel.name}[/] ({channel.clearance.value}): "
             f"{len(channel.audiences)} audiences"
         )
-    missing = coverage_problems(channels, known_audiences(policy, load_org()))
+    org = load_org()
+    # Not an error: the readers' clearance wins over the channel's (notify/readers.py), and
+    # the operator should know where content will arrive as a reference only.
+    readers = audience_clearances(readers_in_org(org))
+    for channel in channels.channels:
+        for audience in sorted(channel.audiences):
+            cleared = readers.get(audience)
+            if cleared is not None and cleared.rank < channel.clearance.rank:
+                console.print(
+                    f"note: channel {channel.name} is cleared for {channel.clearance.value}, but "
+                    f"{audience} reaches a member cleared for {cleared.value} (config/org.yaml): "
+                    f"its records above {cleared.value} go to {audience} as references only"
+                )
+    missing = coverage_problems(channels, known_audiences(policy, org))
     if missing:
         console.print(f"[red]audiences without a channel[/]: {', '.join(missing)}")
         raise typer.Exit(1)

@@ -28,7 +28,7 @@ import contextlib
 import copy
 import datetime as dt
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -47,6 +47,7 @@ from taskforce.notify.channels import Channel, ChannelSet, load_channels
 from taskforce.notify.local_outbox import Sending, sending
 from taskforce.notify.models import DeliveryAttempt, DeliveryStatus, OutboxMessage
 from taskforce.notify.outbox import audiences_for, enqueue, ids_for_trail_entries
+from taskforce.notify.readers import audience_clearances, readers_in_database
 from taskforce.notify.render import cut, render_message
 from taskforce.org.models import Member
 from taskforce.policy.schema import Classification, Notifications
@@ -90,9 +91,17 @@ class MessageSnapshot:
     priority: int
     attempts: int
     delivered_targets: frozenset[str] = frozenset()
+    # The lowest clearance among the members the audience reaches (notify/readers.py);
+    # None: no member known behind it, the channel's clearance decides alone.
+    readers_cleared: Classification | None = None
 
     @classmethod
-    def of(cls, row: OutboxMessage, delivered: Iterable[str] = ()) -> MessageSnapshot:
+    def of(
+        cls,
+        row: OutboxMessage,
+        delivered: Iterable[str] = (),
+        clearances: Mapping[str, Classification] | None = None,
+    ) -> MessageSnapshot:
         return cls(
             id=row.id,
             key=row.idempotency_key,
@@ -106,6 +115,7 @@ class MessageSnapshot:
             priority=row.priority,
             attempts=row.attempts,
             delivered_targets=frozenset(delivered),
+            readers_cleared=(clearances or {}).get(row.audience.lower()),
         )
 
 
@@ -227,15 +237,17 @@ def plan_sends(
 ) -> list[SendJob]:
     """The sends one attempt makes for `message`: one per channel not yet delivered.
 
-    Pure: this is where redaction is decided, so the property test checks it here.
+    Pure: this is where redaction is decided, so the property test checks it here. A
+    channel carries what both it and the audience's readers are cleared for.
     """
     jobs = []
     for channel in _targets(message, channels):
         if channel.name in message.delivered_targets:
             continue
-        rendered = render_message(
-            message, clearance=channel.clearance, locale=locale, limits=limits
-        )
+        clearance = channel.clearance
+        if message.readers_cleared is not None and message.readers_cleared.rank < clearance.rank:
+            clearance = message.readers_cleared
+        rendered = render_message(message, clearance=clearance, locale=locale, limits=limits)
         jobs.append(SendJob(message, channel, rendered.title, rendered.body, rendered.redacted))
     return jobs
 
@@ -357,7 +369,9 @@ def _claim(
             row.attempts += 1
             row.next_attempt_at = now + lease
         session.flush()
-        return [MessageSnapshot.of(r, delivered.get(r.id, ())) for r in rows]
+        # Read at each claim: a member whose clearance was lowered reads no more from then on.
+        clearances = audience_clearances(readers_in_database(session))
+        return [MessageSnapshot.of(r, delivered.get(r.id, ()), clearances) for r in rows]
 
 
 def _send(job: SendJob, at: dt.datetime, timeout_seconds: int) -> TargetResult:

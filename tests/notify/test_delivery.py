@@ -6,7 +6,7 @@ import datetime as dt
 import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from taskforce.db import unit_of_work
 from taskforce.notify.delivery import DELIVERY_HEADER, TargetResult, deliver_pending, retry_delay
@@ -313,6 +313,70 @@ def test_a_secret_record_reaches_an_uncleared_channel_as_a_reference_only(
     for leaked in ("Merger", "12,000,000", "I-7"):
         assert leaked not in sms
     assert "issue 7" in sms and "read it in the system" in sms
+
+
+def test_an_audience_with_a_member_cleared_below_the_record_gets_a_reference_only(
+    engine, ctx, receiver, make_channels
+):
+    """The channel is cleared for internal, but wg:data reaches W4, cleared for public
+    material only (config/org.yaml): its internal message arrives as a reference. wg:approval
+    (every member internal) reads the same message in full; a public one reaches wg:data in
+    full. A member's clearance lowered later counts from the next claim on."""
+    from taskforce.org.models import Member
+
+    ctx = with_locale(ctx, "en")
+    channels = make_channels(
+        ("mail-data", "internal", receiver.url("/data"), ["wg:data"]),
+        ("mail-approval", "internal", receiver.url("/approval"), ["wg:approval"]),
+    )
+    context = {"title": "Shared catalogue gaps", "number": "TF-2026-00004"}
+    for audience in ("wg:data", "wg:approval"):
+        put(
+            engine,
+            ctx,
+            key=f"internal-{audience}",
+            audiences=[audience],
+            event_kind="decision_recorded",
+            classification=Classification.internal,
+            context=context,
+            subject_id="4",
+        )
+    put(
+        engine,
+        ctx,
+        key="public",
+        audiences=["wg:data"],
+        event_kind="decision_recorded",
+        classification=Classification.public,
+        context={"title": "Open data day", "number": "TF-2026-00005"},
+        subject_id="5",
+    )
+
+    deliver_pending(engine, ctx, channels=channels)
+
+    to_data = receiver.texts("/data")
+    [approval] = receiver.texts("/approval")
+    assert "Shared catalogue gaps" in approval
+    assert len(to_data) == 2 and any("Open data day" in text for text in to_data)
+    [reference] = [text for text in to_data if "Open data day" not in text]
+    assert "Shared catalogue gaps" not in reference and "TF-2026-00004" not in reference
+    assert "read it in the system" in reference
+
+    with unit_of_work(engine) as s:  # W1 of wg:approval loses the internal clearance
+        s.execute(update(Member).where(Member.code == "W1").values(clearance=Classification.public))
+    put(
+        engine,
+        ctx,
+        key="later",
+        audiences=["wg:approval"],
+        event_kind="decision_recorded",
+        classification=Classification.internal,
+        context={"title": "Permit reform", "number": "TF-2026-00006"},
+        subject_id="6",
+    )
+    deliver_pending(engine, ctx, channels=channels)
+    later = receiver.texts("/approval")[-1]
+    assert "Permit reform" not in later and "read it in the system" in later
 
 
 def test_an_audience_without_a_channel_fails_with_a_clear_error(

@@ -263,3 +263,22 @@ def test_a_failed_pre_review_says_so_rather_than_a_blank_result(policy):
         limits=policy.notifications,
     )
     assert "议题预审未通过" in zh.body and "材料不全" in zh.body
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    level=st.sampled_from(CLASSIFICATIONS),
+    channel=st.sampled_from(CLASSIFICATIONS),
+    readers=st.one_of(st.none(), st.sampled_from(CLASSIFICATIONS)),
+)
+def test_a_message_carries_content_only_where_channel_and_readers_are_cleared(
+    policy, level, channel, readers
+):
+    """Redacted unless both the channel and every member the audience reaches are cleared
+    for the record (readers None: no member known behind the tag, the channel decides)."""
+    channels = ChannelSet((Channel("c", channel, frozenset({"wg:data"}), service=None),))
+    message = _message(audience="wg:data", classification=level, readers_cleared=readers)
+    [job] = plan_sends(message, channels, locale="en", limits=policy.notifications)
+    cleared = min(channel.rank, readers.rank if readers is not None else channel.rank)
+    assert job.redacted == (level.rank > cleared)
+    assert ("Permits take 40 days" in job.title + job.body) == (not job.redacted)
