@@ -22,6 +22,7 @@ from taskforce.emergency.dispatch import (
 from taskforce.emergency.drill import DrillReport, drill_report
 from taskforce.emergency.forms import EmergencyIntake, OpenResult, ReserveDrawForm
 from taskforce.emergency.paging import FirstPage, first_page
+from taskforce.emergency.responders import require_responder
 from taskforce.emergency.service import EmergencyState, Escalation
 from taskforce.emergency.warnings import escalate_overdue_warnings
 from taskforce.org.service import active_member
@@ -91,10 +92,11 @@ def escalate(public_id: str | None = None) -> list[Escalation]:
 def acknowledge(
     public_id: str, actor: str, note: str = "", *, member: bool = False
 ) -> EmergencyState:
-    """`member`: the actor is an operator, who must be an active member (a form's entry)."""
+    """`member`: the actor is an operator (a form's entry), who must be a member the
+    emergency pages and cleared for it (taskforce/emergency/responders.py)."""
     with unit_of_work() as session:
         if member:
-            active_member(session, actor, field="actor")
+            require_responder(session, context(), public_id, actor)
         return service.acknowledge(session, context(), public_id, actor=actor, note=note)
 
 
@@ -103,7 +105,7 @@ def resolve(public_id: str, actor: str, note: str = "", *, member: bool = False)
     """`member`: as for `acknowledge`."""
     with unit_of_work() as session:
         if member:
-            active_member(session, actor, field="actor")
+            require_responder(session, context(), public_id, actor)
         return service.resolve(session, context(), public_id, actor=actor, note=note)
 
 

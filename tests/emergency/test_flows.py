@@ -232,6 +232,13 @@ def test_operator_form_opens_an_emergency(engine, prefect_server):
         assert not s.scalars(
             select(TrailEntry.id).where(TrailEntry.action == "emergency.acknowledged")
         ).all()
+    # W3 of wg:data is a member, but not of a group this emergency pages; W4 (wg:data,
+    # cleared for public material) neither. Refused by name, with who may.
+    with pytest.raises(DomainError, match="W3 may not answer emergency") as refused:
+        acknowledge_emergency(AnswerForm(emergency_id=result["emergency_id"], actor="W3"))
+    assert refused.value.field == "actor"
+    assert "wg:approval or executive or leadership" in refused.value.allowed
+    assert "W1 钱伟" in refused.value.allowed and "W3" not in refused.value.allowed
     status = acknowledge_emergency(AnswerForm(emergency_id=result["emergency_id"], actor="W1"))
     assert status == "acknowledged"
 

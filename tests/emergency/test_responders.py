@@ -1,0 +1,77 @@
+"""Who may answer an emergency from a form: the groups it pages, cleared for it."""
+
+from __future__ import annotations
+
+import pytest
+
+from taskforce.context import Context
+from taskforce.db import unit_of_work
+from taskforce.emergency import service
+from taskforce.emergency.forms import EmergencyIntake
+from taskforce.emergency.models import Level
+from taskforce.emergency.responders import require_responder
+from taskforce.errors import DomainError
+from taskforce.policy.schema import Classification
+
+
+@pytest.fixture
+def ctx(policy, clock):
+    return Context(policy=policy, clock=clock)
+
+
+def _open(engine, ctx, level: str, classification: str, key: str, wg="wg:data") -> str:
+    intake = EmergencyIntake(
+        level=Level(level),
+        title="数据平台中断",
+        working_group=wg,
+        classification=Classification(classification),
+    )
+    with unit_of_work(engine) as s:
+        return service.open_emergency(
+            s, ctx, intake, source="monitoring", dedup_key=key, actor="test"
+        ).emergency_id
+
+
+def _may(engine, ctx, public_id: str, actor: str) -> bool | str:
+    with unit_of_work(engine) as s:
+        try:
+            require_responder(s, ctx, public_id, actor)
+        except DomainError as refused:
+            assert refused.field == "actor"
+            return str(refused)
+    return True
+
+
+def test_a_level_iii_emergency_is_answered_up_its_chain_by_members_cleared_for_it(engine, ctx):
+    public_id = _open(engine, ctx, "III", "internal", "k3")
+    assert _may(engine, ctx, public_id, "W3") is True  # its working group
+    assert _may(engine, ctx, public_id, "E3") is True and _may(engine, ctx, public_id, "L1") is True
+    other_group = _may(engine, ctx, public_id, "W1")
+    assert "W1 of wg:approval is not among the groups it pages (level III" in other_group
+    uncleared = _may(engine, ctx, public_id, "W4")  # wg:data, cleared for public material
+    assert "W4 is cleared for public material and the emergency is internal" in uncleared
+    assert "W3 褚涛" in uncleared and "W4 卫宁" not in uncleared  # who may, by name
+
+
+def test_a_level_i_emergency_is_answered_by_the_leadership_group(engine, ctx):
+    public_id = _open(engine, ctx, "I", "secret", "k1")
+    assert _may(engine, ctx, public_id, "L1") is True
+    refused = _may(engine, ctx, public_id, "E1")  # the executive director: not paged for it
+    assert (
+        "(level I: leadership)" in refused
+        and "a member of leadership cleared for secret" in refused
+    )
+
+
+def test_a_secret_level_ii_emergency_is_not_answered_by_an_internal_member(engine, ctx):
+    public_id = _open(engine, ctx, "II", "secret", "k2")
+    assert _may(engine, ctx, public_id, "E1") is True
+    assert "E3 is cleared for internal material" in _may(engine, ctx, public_id, "E3")
+
+
+def test_a_raised_emergency_is_answered_by_its_new_chain(engine, ctx):
+    public_id = _open(engine, ctx, "III", "internal", "raise")
+    assert _may(engine, ctx, public_id, "W3") is True
+    assert _open(engine, ctx, "I", "internal", "raise") == public_id  # the repeat raises it
+    assert "not among the groups it pages (level I" in _may(engine, ctx, public_id, "W3")
+    assert _may(engine, ctx, public_id, "L2") is True
