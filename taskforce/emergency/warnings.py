@@ -132,6 +132,11 @@ def _raised_event_of(
             "deadline_at": deadline_at.isoformat(),
             "deadline": local_minute(deadline_at, timezone),  # as the message shows it
             "handled_by": rule.handled_by,
+            # The group that must act, for routing ("{handler}"): handled_by when it is a
+            # group; a red warning's command is formed by the group that may handle it.
+            "handler": rule.handled_by
+            if rule.handled_by in rule.may_handle
+            else rule.may_handle[0],
         },
         "is_drill": is_drill,
     }

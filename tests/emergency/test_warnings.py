@@ -45,6 +45,27 @@ def _raise(engine, ctx, colour, key):
         return w.id if w else None
 
 
+@pytest.mark.parametrize(
+    ("colour", "audiences"),
+    [
+        ("yellow", ["executive"]),
+        ("orange", ["executive", "leadership"]),  # the leadership group handles it (72 h)
+        ("red", ["executive", "leadership"]),  # and forms the command (24 h)
+    ],
+)
+def test_a_raised_warning_reaches_the_group_that_must_handle_it(engine, ctx, colour, audiences):
+    """Orange and red warnings went to the executive group only: the leadership group, the
+    only one that may handle them, heard of one when its deadline had passed."""
+    _raise(engine, ctx, colour, f"k-route-{colour}")
+    with unit_of_work(engine) as s:
+        sent = s.scalars(
+            select(OutboxMessage.audience)
+            .where(OutboxMessage.event_kind == "warning_raised")
+            .order_by(OutboxMessage.id)
+        ).all()
+    assert sent == audiences
+
+
 @pytest.mark.parametrize("colour", ["yellow", "orange", "red"])
 def test_missed_deadline_escalates_once(engine, ctx, clock, colour):
     hours = getattr(ctx.policy.warnings, colour).deadline_hours
