@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Annotated
+
+from pydantic import Field, WithJsonSchema
 
 FEN_PER_YUAN = 100
 
@@ -58,3 +61,30 @@ def format_yuan_alike(fens: list[int], locale: str = "zh-CN") -> list[str]:
     if in_wan:
         return [f"{(to_yuan(fen) / 10_000).normalize() + 0:,f}万元" for fen in fens]
     return [f"{to_yuan(fen):,}元" for fen in fens]
+
+
+# --- amounts in forms -------------------------------------------------------------------
+# A form's JSON schema is what the Prefect UI (and the API, for a deployment's parameters)
+# checks before a run starts. Pydantic's own schema for a Decimal gives its string branch no
+# pattern, so "-5", "五万" or "8600万" made a run that failed on the worker. These say it:
+# a number within bounds, or digits with at most two decimals (no separators, no unit).
+# The model validates again (ge / gt, 15 digits, 2 decimals): a form may lose its schema.
+_DIGITS = r"\d{1,13}(\.\d{1,2})?"
+
+
+def _amount_schema(*, signed: bool = False, exclusive: bool = False) -> WithJsonSchema:
+    number: dict = {"type": "number"}
+    if not signed:
+        number["exclusiveMinimum" if exclusive else "minimum"] = 0
+    text = {"type": "string", "pattern": f"^{'-?' if signed else ''}{_DIGITS}$"}
+    return WithJsonSchema({"anyOf": [number, text]})
+
+
+# Yuan, 0 or more (an estimate, an issue's budget).
+Yuan = Annotated[Decimal, Field(ge=0, max_digits=15, decimal_places=2), _amount_schema()]
+# Yuan, more than 0 (a payment, a line, a year's total).
+PositiveYuan = Annotated[
+    Decimal, Field(gt=0, max_digits=15, decimal_places=2), _amount_schema(exclusive=True)
+]
+# Yuan, either sign (an adjustment: 调增 / 调减).
+SignedYuan = Annotated[Decimal, Field(max_digits=15, decimal_places=2), _amount_schema(signed=True)]

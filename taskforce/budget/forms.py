@@ -14,11 +14,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from taskforce.money import PositiveYuan, SignedYuan
 from taskforce.policy.schema import Classification, GroupKind
 
-Yuan = Annotated[Decimal, Field(ge=0, max_digits=15, decimal_places=2)]
-PositiveYuan = Annotated[Decimal, Field(gt=0, max_digits=15, decimal_places=2)]
-SignedYuan = Annotated[Decimal, Field(max_digits=15, decimal_places=2)]
 UnitCode = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
 LineCode = Annotated[
     str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", min_length=2, max_length=64)

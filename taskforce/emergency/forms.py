@@ -7,12 +7,12 @@ named and bounded once.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from taskforce.emergency.models import Level
+from taskforce.money import PositiveYuan
 from taskforce.policy.schema import Classification, GroupKind
 
 WorkingGroupCode = Annotated[
@@ -25,7 +25,6 @@ WorkingGroupCode = Annotated[
     ),
 ]
 DedupKey = Annotated[str, Field(min_length=1, max_length=200)]
-Yuan = Annotated[Decimal, Field(gt=0, max_digits=15, decimal_places=2)]
 
 
 def nul_path(value: Any, path: str = "") -> str | None:
@@ -110,7 +109,7 @@ class OpenResult(BaseModel):
 class ReserveDrawForm(Form):
     """应急预留动用 — draw on the emergency reserve (SPEC §4: only an emergency may)."""
 
-    amount: Yuan = Field(..., title="Amount (CNY) 金额")
+    amount: PositiveYuan = Field(..., title="Amount (CNY) 金额")
     approved_by: GroupKind = Field(
         GroupKind.executive,
         title="Approved by 审批机构",

@@ -14,10 +14,10 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from taskforce.loop.models import Ballot, Outcome
+from taskforce.money import Yuan
 from taskforce.policy.schema import Classification
 
 UnitCode = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
-Yuan = Annotated[Decimal, Field(ge=0, max_digits=15, decimal_places=2)]
 
 
 class Form(BaseModel):

@@ -270,3 +270,35 @@ def test_the_ui_form_of_a_step_describes_and_checks_its_top_level_fields():
     assert "different input it is refused" in key["idempotency_key"]["description"]
     actor = parameter_schema(set_fiscal_year.fn).model_dump_for_openapi()["properties"]["actor"]
     assert "member code" in actor["description"] and actor["minLength"] == 1
+
+
+@pytest.mark.prefect
+def test_an_amount_the_form_cannot_take_is_refused_before_a_run_starts(prefect_server):
+    """The API checks a deployment's parameters against its form's schema. An amount typed
+    as text had no pattern there: "-5" or "五万" made a run that failed on the worker."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    from flows.budget import set_fiscal_year
+    from flows.loop import report_issue_flow
+
+    report = report_issue_flow.to_deployment(name="amount-check").apply()
+    year = set_fiscal_year.to_deployment(name="amount-check").apply()
+    form = {"title": "材料重复提交", "reporting_unit": "market-reg"}
+    with get_client(sync_client=True) as client:
+        for amount in ("-5", "五万", "8600万", "1,000.00", "1e7", "0.001", -5):
+            with pytest.raises(PrefectHTTPStatusError, match="estimated_budget") as refused:
+                client.create_flow_run_from_deployment(
+                    report, parameters={"form": {**form, "estimated_budget": amount}}
+                )
+            assert refused.value.response.status_code == 409, amount
+        with pytest.raises(PrefectHTTPStatusError, match="total"):
+            client.create_flow_run_from_deployment(
+                year,
+                parameters={"form": {"year": 2027, "total": 0, "decided_by": "L1"}, "actor": "E1"},
+            )
+        for amount in ("50000", "50000.5", "0", 50000, 12.34):
+            run = client.create_flow_run_from_deployment(
+                report, parameters={"form": {**form, "estimated_budget": amount}}
+            )
+            client.delete_flow_run(run.id)  # nothing runs it: no worker in this test
