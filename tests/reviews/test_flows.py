@@ -19,9 +19,11 @@ from flows.reviews import monthly_review
 from taskforce.clock import ManualClock
 from taskforce.context import use_clock
 from taskforce.emergency.models import EarlyWarning
+from taskforce.errors import NotFound
 from taskforce.loop.models import Issue
 from taskforce.registers.forms import RiskForm
 from taskforce.registers.models import Review
+from taskforce.trail.models import TrailEntry
 from tests.conftest import ROOT
 from tests.reviews import factories as f
 
@@ -83,12 +85,24 @@ def test_upsert_risk_flow_warns_once(prefect_server, engine):
         code="R-MKT-01", title="Market shock", category="market", probability=4, impact=4,
         strategy="transfer", owner_unit="commerce",
     )  # fmt: skip
-    first = upsert_risk_flow(form=form)
+    # The trail names a member: a default "operator" named nobody on the risk and its
+    # warning. An unknown code is refused with the codes there are, and writes nothing.
+    with pytest.raises(NotFound, match="actor: no active member 'operator'"):
+        upsert_risk_flow(form=form, actor="operator")
+    with Session(engine) as s:
+        assert s.scalar(select(func.count()).select_from(EarlyWarning)) == 0
+    first = upsert_risk_flow(form=form, actor="E1")
     assert first.created and first.warning_raised == "orange"  # 16 >= 15
-    second = upsert_risk_flow(form=form)
+    second = upsert_risk_flow(form=form, actor="E1")
     assert not second.changed and second.warning_raised is None
     with Session(engine) as s:
         assert s.scalar(select(func.count()).select_from(EarlyWarning)) == 1
+        actors = s.scalars(
+            select(TrailEntry.actor).where(
+                TrailEntry.action.in_(["risk.created", "warning.raised"])
+            )
+        ).all()
+        assert actors and set(actors) == {"E1"}
 
 
 @pytest.mark.parametrize(
