@@ -149,7 +149,7 @@ def _page_context(
         "deadlines": emergency.deadlines,
         "is_drill": emergency.is_drill,
         # read by the notification templates (emergency_page.j2)
-        "ack_within": f"{ctx.policy.emergency.acknowledge_within_minutes} min",
+        "ack_within_minutes": ctx.policy.emergency.acknowledge_within_minutes,
         "summary": (emergency.description or "")[:200],
         "paged": members,
     }

@@ -4,7 +4,8 @@ A template per event kind, `templates/<locale>/<event_kind>.j2`, with a
 `title` and a `body` block; `_default.j2` serves a kind without its own.
 A channel not cleared for a record's classification gets `_reference.j2`
 instead, rendered from the event kind and the subject reference ONLY: the
-record's title and context never reach that template, so they cannot leak.
+record's title and context never reach that template, so they cannot leak (an
+emergency page adds its urgency, in values from closed sets: `_urgency`).
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ def render_message(
             "subject_id": message.subject_id,
             "classification": message.classification.value,
             "classification_zh": _CLASSIFICATION_ZH[message.classification],
+            **_urgency(message),
         }
         template = _environment().get_template(f"{locale}/_reference.j2")
     else:
@@ -128,6 +130,27 @@ def render_message(
         body=cut(body or title, limits.body_max_chars),
         redacted=redacted,
     )
+
+
+_LEVELS = ("I", "II", "III")
+
+
+def _urgency(message: MessageSource) -> dict[str, Any]:
+    """How urgent a page is, for its reference: its level, the minutes to acknowledge and
+    which page this is. Values from closed sets only (a level name, whole numbers), checked
+    here, so no text of the record can pass through: a secret level-I page must still read
+    as one to an on-call member whose channel may not carry its content."""
+    if message.event_kind != "emergency_page":
+        return {}
+    context = message.context or {}
+    facts: dict[str, Any] = {}
+    if context.get("level") in _LEVELS:
+        facts["level"] = context["level"]
+    for key in ("ack_within_minutes", "page_number"):
+        value = context.get(key)
+        if type(value) is int and 0 < value < 100_000:
+            facts[key] = value
+    return facts
 
 
 def cut(text: str, limit: int) -> str:

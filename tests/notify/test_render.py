@@ -282,3 +282,42 @@ def test_a_message_carries_content_only_where_channel_and_readers_are_cleared(
     cleared = min(channel.rank, readers.rank if readers is not None else channel.rank)
     assert job.redacted == (level.rank > cleared)
     assert ("Permits take 40 days" in job.title + job.body) == (not job.redacted)
+
+
+def test_a_page_an_uncleared_channel_carries_still_says_how_urgent_it_is(policy):
+    """A secret level-I page to an internal channel read 「应急呼叫 应急事件 …」 and nothing
+    else: not that it is level I, nor the 15 minutes to acknowledge. Those come from closed
+    sets; the title and summary still never do."""
+    context = {
+        "level": "I",
+        "ack_within_minutes": 15,
+        "page_number": 2,
+        "title": "§机房火灾§",
+        "summary": "§三号楼§",
+    }
+    page = _message(
+        event_kind="emergency_page",
+        subject_type="emergency",
+        classification=Classification.secret,
+        context=context,
+    )
+    zh = render_message(
+        page, clearance=Classification.internal, locale="zh-CN", limits=policy.notifications
+    )
+    assert zh.redacted and "I级" in zh.title
+    assert "请在15分钟内确认" in zh.body and "第 2 次呼叫，仍未确认" in zh.body
+    assert "§" not in zh.title + zh.body
+    en = render_message(
+        page, clearance=Classification.internal, locale="en", limits=policy.notifications
+    )
+    assert "Level I" in en.title and "acknowledge within 15 min" in en.body
+    full = render_message(
+        page, clearance=Classification.secret, locale="zh-CN", limits=policy.notifications
+    )
+    assert "（15分钟内）" in full.body and "机房火灾" in full.title  # 分钟, not "15 min内"
+    # Not a closed value: shown neither.
+    odd = replace(page, context={**context, "level": "§I级§", "ack_within_minutes": "15 分"})
+    shown = render_message(
+        odd, clearance=Classification.internal, locale="zh-CN", limits=policy.notifications
+    )
+    assert "§" not in shown.title + shown.body and "分钟内确认" not in shown.body
