@@ -825,7 +825,7 @@ def import_file(
     session: Session, ctx: Context, path: Path | str, *, actor: str, content: bytes | None = None
 ) -> ImportResult:
     path = Path(path)
-    data = content if content is not None else path.read_bytes()
+    data = content if content is not None else _file_bytes(path)
     frame = read_frame(path, data)
     return import_frame(
         session,
@@ -835,6 +835,23 @@ def import_file(
         source=path.name,
         file_sha256=hashlib.sha256(data).hexdigest(),
     )
+
+
+def _file_bytes(path: Path) -> bytes:
+    """The export's bytes, or a refusal on `path` saying what is expected: the flow's path
+    is typed in a form and read on the worker, where a mistyped one was a bare
+    FileNotFoundError."""
+    allowed = "the path of a .csv or .xlsx finance export on the worker that runs the import"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DomainError(f"no file {str(path)!r}", field="path", allowed=allowed) from None
+    except IsADirectoryError:
+        raise DomainError(f"{str(path)!r} is a folder", field="path", allowed=allowed) from None
+    except PermissionError:
+        raise DomainError(
+            f"{str(path)!r} may not be read by this worker", field="path", allowed=allowed
+        ) from None
 
 
 def record_disbursement(

@@ -80,6 +80,17 @@ def test_a_file_without_the_required_columns_is_refused(ready):
     assert "amount" in str(refused.value) and "date" in str(refused.value)
 
 
+def test_a_path_that_is_no_readable_file_is_refused_on_path(ready, tmp_path):
+    """The flow's path is typed in a form and read on the worker: a mistyped one was a bare
+    FileNotFoundError, the one refusal that named neither the field nor what is allowed."""
+    for path, says in ((tmp_path / "missing.xlsx", "no file"), (tmp_path, "is a folder")):
+        with pytest.raises(DomainError, match=says) as refused, ready.tx() as s:
+            ledger.import_file(s, ready.ctx, path, actor="C1")
+        assert refused.value.field == "path"
+        assert ".csv or .xlsx finance export on the worker" in refused.value.allowed
+    assert ready.scalar(select(func.count(LedgerEntry.id))) == 0
+
+
 def test_reimport_adds_nothing_twice(ready):
     text = csv_text("V1,2026-03-10,A-1,,100,ACME,,", ",2026-03-10,A-1,,200,ACME,no voucher,")
     first = ready.import_csv(text)
