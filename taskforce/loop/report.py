@@ -99,7 +99,9 @@ def report_issue(
             subject_type="issue",
             subject_id=original.number,
             classification=original.classification,
-            notify="duplicate_linked",
+            # A review's missed target linked to its open improvement issue is listed in the
+            # review's Act section, which review_published announces: no notice each.
+            notify=None if origin == "review" else "duplicate_linked",
             payload={
                 "title": form.title,
                 "reporting_unit": form.reporting_unit,

@@ -288,7 +288,9 @@ def report_lists(conn, ctx: Context, period: Period, audience: Classification) -
             conn,
             audience,
             exclude_source=lesson_source(period),
-            before=now,
+            # As the period ended: a past quarter's report, run late or again, does not list
+            # lessons of the months after it.
+            before=min(now, period.ends_at(policy.timezone)),
             limit=policy.review.lessons_shown,
         ),
     }

@@ -189,6 +189,27 @@ def test_lessons_of_a_review_show_in_the_next(engine, ctx, tmp_path):
     assert all(a.duplicate for a in out.actions if a.code in MISSED)
 
 
+def test_a_past_periods_review_shows_no_later_lessons_and_links_without_a_notice(
+    engine, ctx, tmp_path
+):
+    """November's review run again after December's: December's lessons were in November's
+    case library, and each missed target linked to its open issue sent a 重复上报已关联
+    notice beside the review's own publication."""
+    run_review(engine, ctx, "monthly", "2026-11", out_root=tmp_path, locales=["en"])
+    ctx.clock.set(f.utc(2027, 1, 1, 1))
+    december = run_review(engine, ctx, "monthly", "2026-12", out_root=tmp_path, locales=["en"])
+    assert december.actions and all(a.duplicate for a in december.actions if a.code in MISSED)
+    assert _count(engine, OutboxMessage, OutboxMessage.event_kind == "duplicate_linked") == 0
+    ctx.clock.set(f.utc(2027, 1, 2, 1))
+    run_review(engine, ctx, "monthly", "2026-10", out_root=tmp_path, locales=["en"])
+    md = (tmp_path / "monthly" / "2026-10" / "monthly-2026-10.en.internal.md").read_text()
+    assert "· 2026-11" not in md and "· 2026-12" not in md  # lessons of later months
+    ctx.clock.set(f.utc(2027, 1, 3, 1))
+    run_review(engine, ctx, "monthly", "2026-12", out_root=tmp_path, locales=["en"])
+    md = (tmp_path / "monthly" / "2026-12" / "monthly-2026-12.en.internal.md").read_text()
+    assert "· 2026-11" in md  # an earlier month's lessons still show
+
+
 def test_weekly_dispatch_does_not_act(engine, ctx, tmp_path):
     out = run_review(engine, ctx, "weekly", "2026-W47", out_root=tmp_path, locales=["zh-CN"])
     assert out.actions == []
