@@ -89,7 +89,7 @@ def quarterly_drill(options: DrillOptions = DrillOptions()) -> dict:
     intake = EmergencyIntake(
         level=Level(drill.level),
         title=drill.title,
-        description="Quarterly drill (季度演练). No action beyond acknowledging is needed.",
+        description="季度演练：请按真实事件确认呼叫，无需其他处置。Quarterly drill: acknowledge the page as for a real one; nothing else is needed.",
         working_group=drill.working_group,
         details={"drill": True},
     )

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from taskforce.clock import local_minute
 from taskforce.context import Context
 from taskforce.emergency.models import EmergencyEvent
 from taskforce.emergency.queries import get_emergency
+from taskforce.reports.i18n import translator
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class DrillReport:
     escalations: list[str]
     acknowledge_within_minutes: int
     deadlines: list[DeadlineCheck]
+    members_paged: int = 0  # people reached by the pages (a page calls a group's on-call)
+    timezone: str = "UTC"  # how the report shows its times (policy.timezone)
 
     @property
     def seconds_to_first_page(self) -> float | None:
@@ -94,38 +98,49 @@ def drill_report(session: Session, ctx: Context, public_id: str, *, path: str) -
         escalations=escalations,
         acknowledge_within_minutes=ctx.policy.emergency.acknowledge_within_minutes,
         deadlines=checks,
+        members_paged=len({m for r in pages for m in (r.detail or {}).get("members", [])}),
+        timezone=ctx.policy.timezone,
     )
 
 
 def _fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.0f} s"
+    return "—" if value is None else f"{value:.0f} 秒 s"
 
 
 def _verdict(value: bool | None) -> str:
-    return {True: "✅ met", False: "❌ missed", None: "⏳ open"}[value]
+    # None: the report is written before the deadline falls due (a drill ends within minutes).
+    return {True: "✅ 达标 met", False: "❌ 超时 missed", None: "⏳ 未到期 not yet due"}[value]
 
 
 def render_markdown(report: DrillReport) -> str:
+    """The drill report as a leadership meeting reads it: Chinese first, local times to the
+    minute, the deadlines in words."""
+    zh, en = translator("zh-CN"), translator("en")
+    tz = report.timezone
     lines = [
-        f"# 应急演练报告 Emergency drill report — level {report.level}",
+        f"# 应急演练报告 Emergency drill report — {report.level}级 level {report.level}",
         "",
-        f"- Emergency: `{report.emergency_id}` (drill: {'yes' if report.is_drill else 'NO'})",
-        f"- Path: {report.path}",
-        f"- Opened: {report.opened_at.isoformat()}",
+        f"- 事件编号 Emergency: `{report.emergency_id}`"
+        + ("（演练 drill）" if report.is_drill else "（**非演练 NOT A DRILL**）"),
+        f"- 路径 Path: {report.path}",
+        f"- 开始 Opened: {local_minute(report.opened_at, tz)}（{tz}）",
         "",
-        "| measure | value | against |",
+        "| 指标 measure | 实际 value | 要求 against |",
         "|---|---|---|",
-        f"| time to first page | {_fmt(report.seconds_to_first_page)} | — |",
-        f"| time to acknowledgement | {_fmt(report.seconds_to_acknowledge)} | "
-        f"{report.acknowledge_within_minutes} min after the page: "
+        f"| 首次呼叫用时 time to first page | {_fmt(report.seconds_to_first_page)} | — |",
+        f"| 确认用时 time to acknowledgement | {_fmt(report.seconds_to_acknowledge)} | "
+        f"呼叫后 {report.acknowledge_within_minutes} 分钟内 within "
+        f"{report.acknowledge_within_minutes} min of the page: "
         f"{_verdict(report.acknowledged_in_time)} |",
-        f"| pages sent | {report.pages} | — |",
-        f"| escalations taken | {len(report.escalations)} | — |",
+        f"| 呼叫 pages sent | {report.pages} 次，{report.members_paged} 人 "
+        f"({report.members_paged} people) | — |",
+        f"| 升级 escalations taken | {len(report.escalations)} | — |",
     ]
     for check in report.deadlines:
+        name = f"{zh(f'emergency_deadline.{check.name}')} {en(f'emergency_deadline.{check.name}')}"
         lines.append(
-            f"| deadline {check.name} | due {check.due_at.isoformat()} | {_verdict(check.met)} |"
+            f"| 时限 {name} | {local_minute(check.due_at, tz)} 前 by | {_verdict(check.met)} |"
         )
     if report.escalations:
-        lines += ["", "## Escalations", *[f"- {e}" for e in report.escalations]]
+        lines += ["", "## 升级记录 Escalations", *[f"- {e}" for e in report.escalations]]
     return "\n".join(lines) + "\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from taskforce.clock import local_minute
 from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.emergency import service
@@ -50,5 +51,11 @@ def test_report_measures_page_ack_escalations_and_deadlines(engine, ctx, clock):
     assert report.pages == limit + 1
     (solution,) = report.deadlines
     assert solution.name == "solution" and solution.met is True
+    assert report.members_paged == 2 + 7  # E1 and E2 (on call), then the whole leadership group
     text = render_markdown(report)
-    assert "time to first page | 3 s" in text and "❌ missed" in text and "✅ met" in text
+    assert "time to first page | 3 秒 s" in text and "❌ 超时 missed" in text
+    assert "| 时限 形成解决方案 Solution |" in text and "✅ 达标 met" in text
+    # Local time to the minute (Asia/Shanghai), not UTC with microseconds.
+    opened = local_minute(report.opened_at, ctx.policy.timezone)
+    assert f"开始 Opened: {opened}（Asia/Shanghai）" in text and "+00:00" not in text
+    assert "（演练 drill）" in text
