@@ -853,7 +853,10 @@ def close_with_follow_up(
         facts = {
             "id": emergency.public_id,
             "level": emergency.level.value,
-            "source": emergency.source,
+            # An operator's form in words; a monitoring system by its configured name.
+            "source": t(f"emergency_source.{emergency.source}")
+            if emergency.source == "operator"
+            else emergency.source,
             "title": emergency.title,
             "opened": local_minute(emergency.opened_at, tz),
             "resolved": local_minute(emergency.resolved_at, tz)

@@ -199,7 +199,14 @@ def coordinate(
             notify="decision_recorded",
             calendar_fallback=deadline.fallback_used,
             payload={"decision_id": decision.id, "by": "executive", "plan_due": deadline.due},
-            context={**common, "plan_due": deadline.due.isoformat()},
+            # What was decided, not only the issue's title again: the solution, the
+            # deadline and when the plan is due.
+            context={
+                **common,
+                "decision": form.solution,
+                "deadline": form.deadline.isoformat(),
+                "plan_due": deadline.due.isoformat(),
+            },
         )
         detail = {"major": False, "plan_due": deadline.due.isoformat()}
     result = StepResult(issue_number=issue.number, stage=issue.stage.value, detail=detail)

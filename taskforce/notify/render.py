@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import jinja2
 
+from taskforce.money import MoneyError, format_yuan, to_fen
 from taskforce.policy.loader import parse_yaml
 from taskforce.policy.schema import Classification, Notifications
 from taskforce.reports.i18n import translator
@@ -50,12 +51,25 @@ class Rendered:
 
 @functools.cache
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
         autoescape=False,  # plain text for chat, SMS and mail; nothing is HTML
         undefined=jinja2.ChainableUndefined,  # a missing context value renders empty
         keep_trailing_newline=False,
     )
+    env.filters["yuan"] = _yuan
+    return env
+
+
+def _yuan(amount: Any, locale: str) -> str:
+    """`{{ amount|yuan(locale) }}`: an amount of yuan a context carries as text ("86000000.00")
+    written as the reports write it (8,600万元, CNY 86,000,000.00). Text that is no amount
+    shows as it is: a message is never lost to its formatting."""
+    try:
+        fen = to_fen(amount if isinstance(amount, str | int) else str(amount))
+    except MoneyError:
+        return f"{amount} 元" if locale == "zh-CN" else f"CNY {amount}"
+    return format_yuan(fen, locale)
 
 
 @functools.cache

@@ -440,6 +440,16 @@ def test_close_opens_one_follow_up_issue(engine, ctx):
     assert _count(engine, Issue) == 1
 
 
+def test_a_follow_up_of_an_emergency_opened_by_form_names_its_source_in_words(engine, ctx):
+    """「来源 operator」: the form's source code in the follow-up issue's description."""
+    e = _open(engine, ctx, level="II", source="operator")
+    with unit_of_work(engine) as s:
+        service.resolve(s, ctx, e.emergency_id, actor="E1")
+        st = service.close_with_follow_up(s, ctx, e.emergency_id, actor="E1")
+        description = s.get(Issue, st.follow_up_issue_id).description
+    assert "来源 执行办公室表单" in description and "operator" not in description
+
+
 def test_a_drill_is_marked_everywhere_and_closes_without_an_issue(engine, ctx):
     e = _open(engine, ctx, level="II", source="drill", is_drill=True)
     _page(engine, ctx, e.emergency_id)

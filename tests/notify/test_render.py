@@ -180,6 +180,13 @@ STEP_CONTEXTS = {
         "amount": "900000.00",
     },
     "audit_finding": {"week": "2026-W28", "new": 2, "open": 3},
+    "budget_year_set": {"year": 2027, "total": "86000000.00", "reserve": "8600000.00"},
+    "decision_recorded": {
+        "title": "审批环节过多",
+        "decision": "统一材料清单",
+        "deadline": "2026-06-30",
+        "plan_due": "2026-05-29",
+    },
     "audit_finding_severe": {"week": "2026-W28", "severe": 1},
     "warning_raised": {"title": "资金拨付滞后", "colour": "orange", "summary": ""},
     "item_turned_red": {
@@ -212,11 +219,15 @@ EXPECTED = {
     ("stage_overdue", "en"): ["The planning stage is overdue"],
     ("issue_returned", "zh-CN"): ["评估结论：部分解决"],
     ("issue_returned", "en"): ["partly solved"],
-    ("budget_decided", "zh-CN"): ["900000.00 元", "已批准"],
-    ("budget_decided", "en"): ["CNY 900000.00", "approved"],
-    ("budget_review_due", "zh-CN"): ["请合规专员审核"],
+    ("budget_decided", "zh-CN"): ["金额 90万元的审批结果", "已批准"],  # not "900000.00 元"
+    ("budget_decided", "en"): ["CNY 900,000.00", "approved"],
+    ("budget_year_set", "zh-CN"): ["年度预算 8,600万元，其中应急预留 860万元"],
+    ("budget_year_set", "en"): ["CNY 86,000,000.00", "reserve CNY 8,600,000.00"],
+    ("decision_recorded", "zh-CN"): ["协调决定：统一材料清单", "方案报备截止：2026-05-29"],
+    ("decision_recorded", "en"): ["Decided: 统一材料清单", "Plan due: 2026-05-29"],
+    ("budget_review_due", "zh-CN"): ["请合规专员审核", "金额 90万元"],
     ("budget_review_due", "en"): ["the compliance officer"],
-    ("audit_finding", "zh-CN"): ["2026-W28", "新发现 2 项", "尚未整改 3 项"],
+    ("audit_finding", "zh-CN"): ["2026-W28 周审计新发现 2 项", "尚未整改 3 项"],  # not 本周
     ("audit_finding", "en"): ["2 new finding(s)", "3 open"],
     ("audit_finding_severe", "zh-CN"): ["1 项严重问题"],
     ("audit_finding_severe", "en"): ["1 new severe finding(s)"],
