@@ -22,6 +22,7 @@ from pydantic import Field
 
 from taskforce.policy import load_policy
 from taskforce.policy.schema import Classification
+from taskforce.reports.i18n import translator
 from taskforce.reports.render import fmt_kpi
 from taskforce.reviews.periods import ReviewKind
 from taskforce.reviews.service import ReviewOutcome
@@ -115,17 +116,20 @@ def _publish(outcome: ReviewOutcome) -> None:
         key=f"{base}-summary",
         description=f"{outcome.kind} review {outcome.period}",
     )
+    # In the office's words (policy.locale), as the report's own KPI table: the UI showed
+    # resolution_rate / min 80.0% / flat.
+    t = translator(load_policy().locale)
     create_table_artifact(
         [
             {
-                "kpi": k["code"],
-                "value": fmt_kpi(k["value"], k["unit"]),
-                "target": ""
+                t("kpi"): t(f"kpi.{k['code']}"),
+                t("value"): fmt_kpi(k["value"], k["unit"]),
+                t("target"): ""
                 if k["target"] is None
-                else f"{k['target_rule']} {fmt_kpi(k['target'], k['unit'])}",
-                "status": k["status"] or "",
-                "previous": fmt_kpi(k["previous"], k["unit"]),
-                "change": k["change"] or "",
+                else f"{t('target_rule.' + k['target_rule'])} {fmt_kpi(k['target'], k['unit'])}",
+                t("status"): t(f"status.{k['status']}") if k["status"] else "",
+                t("previous"): fmt_kpi(k["previous"], k["unit"]),
+                t("change"): t(f"change.{k['change']}") if k["change"] else "",
             }
             for k in outcome.kpis
         ],

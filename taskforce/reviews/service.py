@@ -104,7 +104,8 @@ class ReviewOutcome:
         t = translator(locale)
         lines = [f"# {t('review.' + self.kind)} · {self.period}", ""]
         missed = [k for k in self.kpis if k["status"] == "missed"]
-        lines.append(f"- {t('status.missed')}: {len(missed)} / {len(self.kpis)}")
+        targeted = [k for k in self.kpis if k["target"] is not None]  # the others cannot miss
+        lines.append(f"- {t('summary.missed', missed=len(missed), targeted=len(targeted))}")
         for k in missed:
             lines.append(f"  - {t('kpi.' + k['code'])}")
         lines.append(

@@ -4,6 +4,7 @@ And the register forms as flows."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import shutil
 import zipfile
@@ -60,9 +61,16 @@ def test_monthly_review_flow(prefect_server, engine, tmp_path, monkeypatch, in_d
     assert (tmp_path / "monthly" / "2026-11" / "monthly-2026-11.en.internal.html").is_file()
     artifacts = _artifacts(state.state_details.flow_run_id)
     assert artifacts["review-monthly-summary"].type == "markdown"
-    assert "2026-11" in artifacts["review-monthly-summary"].data
+    summary = artifacts["review-monthly-summary"].data
+    assert "2026-11" in summary
+    # Out of the KPIs that have a target, not of all twenty.
+    assert re.search(r"未达标：\d+ 项（共 \d+ 项有目标的指标）", summary), summary
     kpis = artifacts["review-monthly-kpis"]
-    assert kpis.type == "table" and "resolution_rate" in str(kpis.data)
+    # In the office's words: 问题解决率 / ≥ 80.0% / 未达标, not resolution_rate / min / missed.
+    rows = json.loads(kpis.data) if isinstance(kpis.data, str) else kpis.data
+    table = json.dumps(rows, ensure_ascii=False)
+    assert kpis.type == "table" and "问题解决率" in table and "≥ 80.0%" in table
+    assert "resolution_rate" not in table and "min 80" not in table and "未达标" in table
     # Prefect stores a link artifact as markdown: [text](link).
     link = artifacts["review-monthly-en-html"].data
     assert link.startswith("[") and "monthly-2026-11.en.internal.html)" in link
