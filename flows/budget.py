@@ -21,6 +21,7 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from flows.parameters import form_of
 from taskforce.budget.forms import (
     HALF_PATTERN,
     WEEK_PATTERN,
@@ -42,7 +43,11 @@ Actor = Annotated[str, Field(min_length=1, max_length=64)]
 ACTOR = Field(..., description="Acting member 操作人: your member code (e.g. L1, E1).")
 ReviewTimeoutHours = Annotated[int, Field(ge=1, le=24 * 90)]
 PollSeconds = Annotated[int, Field(ge=1, le=300)]
-POLL = Field(10, title="Check for a review every (s) 轮询间隔（秒）")
+POLL = Field(
+    10,
+    title="Check for a review every (s) 轮询间隔（秒）",
+    description="How often the run looks for the next review 三审 (seconds); the default suits most.",
+)
 REVIEW_TIMEOUT = Field(
     168,
     title="Hours to wait for each review 每审等待时限（小时）",
@@ -67,7 +72,9 @@ def _run_key(suffix: str = "") -> str | None:
 
 
 @flow(name="budget-set-fiscal-year", log_prints=True)
-def set_fiscal_year(form: SetFiscalYearForm, actor: Actor = ACTOR) -> dict:
+def set_fiscal_year(
+    form: SetFiscalYearForm = form_of(SetFiscalYearForm), actor: Actor = ACTOR
+) -> dict:
     return t.set_fiscal_year(form, actor, _run_key())
 
 
@@ -113,7 +120,7 @@ def _collect_reviews(
 
 @flow(name="budget-line-approval", log_prints=True)
 def line_approval(
-    form: ProposeLineForm,
+    form: ProposeLineForm = form_of(ProposeLineForm),
     actor: Actor = ACTOR,
     review_timeout_hours: ReviewTimeoutHours = REVIEW_TIMEOUT,
     poll_seconds: PollSeconds = POLL,
@@ -132,7 +139,7 @@ def line_approval(
 
 @flow(name="budget-adjustment-approval", log_prints=True)
 def adjustment_approval(
-    form: ProposeAdjustmentForm,
+    form: ProposeAdjustmentForm = form_of(ProposeAdjustmentForm),
     actor: Actor = ACTOR,
     review_timeout_hours: ReviewTimeoutHours = REVIEW_TIMEOUT,
     poll_seconds: PollSeconds = POLL,
@@ -150,12 +157,12 @@ def adjustment_approval(
 
 
 @flow(name="budget-review", log_prints=True)
-def review(form: ReviewForm) -> dict:
+def review(form: ReviewForm = form_of(ReviewForm)) -> dict:
     return t.review(form, form.reviewer, _run_key())
 
 
 @flow(name="budget-ledger-entry", log_prints=True)
-def ledger_entry(form: DisbursementForm, actor: Actor = ACTOR) -> dict:
+def ledger_entry(form: DisbursementForm = form_of(DisbursementForm), actor: Actor = ACTOR) -> dict:
     result = t.record_disbursement(form, actor)
     logger = get_run_logger()
     if result["duplicate"]:
@@ -173,15 +180,12 @@ def ledger_entry(form: DisbursementForm, actor: Actor = ACTOR) -> dict:
 
 @flow(name="budget-ledger-import", log_prints=True)
 def ledger_import(
-    path: Annotated[
-        str,
-        Field(
-            title="Finance export 财务导出文件",
-            description="Path of a .csv or .xlsx export on the worker (columns: voucher, date, "
-            "line, kind, amount, payee, description, emergency; Chinese headers accepted).",
-            min_length=1,
-        ),
-    ],
+    path: Annotated[str, Field(min_length=1)] = Field(
+        ...,
+        description="财务导出文件 Finance export: the path of a .csv or .xlsx export on the "
+        "worker (columns: voucher, date, line, kind, amount, payee, description, emergency; "
+        "Chinese headers accepted).",
+    ),
     actor: Actor = ACTOR,
 ) -> dict:
     result = t.import_ledger(path, actor)
@@ -199,7 +203,7 @@ def ledger_import(
 
 
 @flow(name="budget-reserve-draw", log_prints=True)
-def reserve_draw(form: ReserveDrawForm, actor: Actor = ACTOR) -> dict:
+def reserve_draw(form: ReserveDrawForm = form_of(ReserveDrawForm), actor: Actor = ACTOR) -> dict:
     return t.draw_reserve(form, actor, _run_key())
 
 

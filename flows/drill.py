@@ -23,6 +23,7 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.emergency import default_dispatcher
+from flows.parameters import described
 from taskforce.emergency.drill import render_markdown
 from taskforce.emergency.forms import EmergencyIntake
 from taskforce.emergency.models import Level
@@ -79,7 +80,11 @@ def _gateway_running(url: str) -> bool:
 
 
 @flow(name="quarterly-drill", log_prints=True)
-def quarterly_drill(options: DrillOptions = DrillOptions()) -> dict:
+def quarterly_drill(
+    options: DrillOptions = described(
+        DrillOptions(), "演练选项 Drill options: the defaults come from config (emergency.drill)."
+    ),
+) -> dict:
     """Run the quarterly emergency drill and write its report."""
     logger = get_run_logger()
     policy = load_policy()

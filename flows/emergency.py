@@ -29,6 +29,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows.parameters import described, form_of
 from taskforce.emergency.forms import EmergencyIntake, ReserveDrawForm
 from taskforce.emergency.models import EmergencyStatus
 from taskforce.emergency.service import UNACKNOWLEDGED, EmergencyState
@@ -182,7 +183,12 @@ class ResponseOptions(BaseModel):
 
 @flow(name="emergency-response", log_prints=True)
 def emergency_response(
-    emergency_id: EmergencyId, options: ResponseOptions = ResponseOptions()
+    emergency_id: EmergencyId = described(
+        ..., "应急事件编号 Emergency id: the id the gateway or open-emergency answered."
+    ),
+    options: ResponseOptions = described(
+        ResponseOptions(), "运行选项 Run options: the defaults come from config; change for a test."
+    ),
 ) -> dict:
     """Move one emergency to its end: page, wait for acknowledgement (escalating), draw, follow up."""
     logger = get_run_logger()
@@ -260,7 +266,7 @@ class OpenEmergencyForm(EmergencyIntake):
 
 
 @flow(name="open-emergency", log_prints=True)
-def open_emergency(form: OpenEmergencyForm) -> dict:
+def open_emergency(form: OpenEmergencyForm = form_of(OpenEmergencyForm)) -> dict:
     """Operators open an emergency from the Prefect UI; it goes the same way as a webhook's."""
     intake = EmergencyIntake.model_validate(form.model_dump(exclude={"dedup_key", "opened_by"}))
     result = t.open_emergency(
@@ -324,13 +330,13 @@ class AnswerForm(BaseModel):
 
 
 @flow(name="acknowledge-emergency")
-def acknowledge_emergency(form: AnswerForm) -> str:
+def acknowledge_emergency(form: AnswerForm = form_of(AnswerForm)) -> str:
     """确认 — acknowledge a page: stops the escalation."""
     return t.acknowledge(form.emergency_id, form.actor, form.note, member=True).status.value
 
 
 @flow(name="resolve-emergency")
-def resolve_emergency(form: AnswerForm) -> str:
+def resolve_emergency(form: AnswerForm = form_of(AnswerForm)) -> str:
     """解除 — the emergency is over; its response run then opens the follow-up issue."""
     return t.resolve(form.emergency_id, form.actor, form.note, member=True).status.value
 
@@ -354,7 +360,7 @@ class DeadlineForm(BaseModel):
 
 
 @flow(name="record-emergency-deadline")
-def record_emergency_deadline(form: DeadlineForm) -> bool:
+def record_emergency_deadline(form: DeadlineForm = form_of(DeadlineForm)) -> bool:
     """Record a level deadline as met; missed ones are escalated by the sweep."""
     return t.record_deadline(form.emergency_id, form.deadline, form.actor, form.note)
 

@@ -28,6 +28,7 @@ from prefect.runtime import flow_run
 from pydantic import Field
 from sqlalchemy.exc import OperationalError
 
+from flows.parameters import form_of
 from taskforce.loop.forms import (
     CoordinateForm,
     EvaluateForm,
@@ -135,7 +136,7 @@ async def _publish(result: StepResult | ReportResult, step: str, caused: range) 
 
 @flow(name="report-issue", log_prints=True)
 async def report_issue_flow(
-    form: ReportIssueForm,
+    form: ReportIssueForm = form_of(ReportIssueForm),
     operator: OperatorParam = Operator,
     idempotency_key: KeyParam = IdempotencyKey,
 ) -> ReportResult:
@@ -151,7 +152,7 @@ async def report_issue_flow(
 @flow(name="coordinate-issue", log_prints=True)
 async def coordinate_flow(
     issue_number: IssueNumberParam = IssueNumber,
-    form: CoordinateForm = ...,
+    form: CoordinateForm = form_of(CoordinateForm),
     operator: OperatorParam = Operator,
     idempotency_key: KeyParam = IdempotencyKey,
 ) -> StepResult:
@@ -167,7 +168,7 @@ async def coordinate_flow(
 @flow(name="leadership-vote", log_prints=True)
 async def leadership_vote_flow(
     issue_number: IssueNumberParam = IssueNumber,
-    form: LeadershipVoteForm = ...,
+    form: LeadershipVoteForm = form_of(LeadershipVoteForm),
     operator: OperatorParam = Operator,
     idempotency_key: KeyParam = IdempotencyKey,
 ) -> StepResult:
@@ -183,7 +184,7 @@ async def leadership_vote_flow(
 @flow(name="file-plan", log_prints=True)
 async def file_plan_flow(
     issue_number: IssueNumberParam = IssueNumber,
-    form: PlanForm = ...,
+    form: PlanForm = form_of(PlanForm),
     operator: OperatorParam = Operator,
     idempotency_key: KeyParam = IdempotencyKey,
 ) -> StepResult:
@@ -199,7 +200,7 @@ async def file_plan_flow(
 @flow(name="record-progress", log_prints=True)
 async def record_progress_flow(
     issue_number: IssueNumberParam = IssueNumber,
-    form: ProgressForm = ...,
+    form: ProgressForm = form_of(ProgressForm),
     operator: OperatorParam = Operator,
     idempotency_key: KeyParam = IdempotencyKey,
 ) -> StepResult:
@@ -215,7 +216,7 @@ async def record_progress_flow(
 @flow(name="evaluate-issue", log_prints=True)
 async def evaluate_flow(
     issue_number: IssueNumberParam = IssueNumber,
-    form: EvaluateForm = ...,
+    form: EvaluateForm = form_of(EvaluateForm),
     operator: OperatorParam = Operator,
     idempotency_key: KeyParam = IdempotencyKey,
 ) -> StepResult:

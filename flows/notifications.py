@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow
 from pydantic import BaseModel, Field
 
+from flows.parameters import described
 from tasks.notify import deliver_pending_notifications
 
 
@@ -32,7 +33,9 @@ class DeliverNotificationsParams(BaseModel):
 
 @flow(name="deliver-notifications", log_prints=True)
 def deliver_notifications(
-    params: DeliverNotificationsParams = DeliverNotificationsParams(),
+    params: DeliverNotificationsParams = described(
+        DeliverNotificationsParams(), "发送选项 Delivery options: the defaults suit the schedule."
+    ),
 ) -> dict:
     """Send due notifications; rows that fail wait for their backoff, delivered ones are never resent."""
     return deliver_pending_notifications(

@@ -7,6 +7,7 @@ from typing import Annotated
 from prefect import flow, task
 from pydantic import Field
 
+from flows.parameters import form_of
 from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.org.service import active_member
@@ -35,7 +36,7 @@ def _upsert_milestone(form: MilestoneForm, actor: str) -> MilestoneResult:
 
 
 @flow(name="upsert-risk", log_prints=True)
-def upsert_risk_flow(form: RiskForm, actor: Actor = ACTOR) -> RiskResult:
+def upsert_risk_flow(form: RiskForm = form_of(RiskForm), actor: Actor = ACTOR) -> RiskResult:
     """风险登记 Add or update a risk (same code = update); a score crossing a threshold warns once."""
     result = _upsert_risk(form, actor)
     print(result.model_dump())
@@ -43,7 +44,9 @@ def upsert_risk_flow(form: RiskForm, actor: Actor = ACTOR) -> RiskResult:
 
 
 @flow(name="upsert-milestone", log_prints=True)
-def upsert_milestone_flow(form: MilestoneForm, actor: Actor = ACTOR) -> MilestoneResult:
+def upsert_milestone_flow(
+    form: MilestoneForm = form_of(MilestoneForm), actor: Actor = ACTOR
+) -> MilestoneResult:
     """里程碑 Add or update a milestone (same code = update)."""
     result = _upsert_milestone(form, actor)
     print(result.model_dump())

@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from flows.parameters import form_of
 from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.emergency import warnings
@@ -155,13 +156,13 @@ def _handle(form: HandleWarningForm) -> str:
 
 
 @flow(name="raise-warning")
-def raise_warning(form: RaiseWarningForm) -> dict:
+def raise_warning(form: RaiseWarningForm = form_of(RaiseWarningForm)) -> dict:
     """Raise a warning by hand; its deadline follows its colour (config warnings.*)."""
     warning_id = _raise(form)
     return {"warning_id": warning_id, "raised": warning_id is not None}
 
 
 @flow(name="handle-warning")
-def handle_warning(form: HandleWarningForm) -> str:
+def handle_warning(form: HandleWarningForm = form_of(HandleWarningForm)) -> str:
     """Mark a warning handled: it will not be escalated."""
     return _handle(form)

@@ -1,0 +1,24 @@
+"""Descriptions for a flow's top-level parameters, as the Prefect UI shows them.
+
+Prefect titles a parameter with its name and reads its description only from the default
+`Field` (an `Annotated` description is dropped), so an operator saw bare `form`, `options`
+or `path` with no word under them. Constraints stay in `Annotated`, where the form checks
+them before a run starts; the words go in the default built here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+def form_of(model: type[BaseModel]) -> Any:
+    """A required `form` parameter described by its model's first docstring line."""
+    what = (model.__doc__ or model.__name__).strip().splitlines()[0]
+    return Field(..., description=f"{what}. 逐项填写下列字段 Fill in the fields below.")
+
+
+def described(default: Any, description: str) -> Any:
+    """A parameter with this default and this description."""
+    return Field(default, description=description)
