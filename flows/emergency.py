@@ -352,8 +352,9 @@ class DeadlineForm(BaseModel):
         min_length=1,
         max_length=64,
         title="Deadline 时限",
-        description="A deadline of the emergency's level (config emergency.levels), "
-        "e.g. command_formed or solution.",
+        description="A deadline of the emergency's level (config emergency.levels): "
+        "report_to_leadership 报告领导小组 (level I, 2 h), command_formed 成立跨部门应急指挥部 "
+        "(level I, 24 h), solution 形成解决方案 (level II, 48 h).",
     )
     actor: str = Field(..., min_length=1, max_length=100, title="Who 记录人")
     note: str = Field("", max_length=2_000, title="Note 备注")

@@ -14,8 +14,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from taskforce.authority import Approver
 from taskforce.money import PositiveYuan, SignedYuan
-from taskforce.policy.schema import Classification, GroupKind
+from taskforce.policy.schema import Classification
 
 UnitCode = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
 LineCode = Annotated[
@@ -195,8 +196,10 @@ class ReserveDrawForm(Form):
     payee: str = Field("", title="Payee 收款人", max_length=200)
     description: str = Field(..., title="Description 摘要", min_length=2, max_length=2000)
     voucher: str = Field(..., title="Voucher number 凭证号", min_length=1, max_length=150)
-    approved_by: GroupKind = Field(
-        GroupKind.executive,
+    # Only the groups the authority table lets approve money are offered (an expert
+    # or the compliance officer was, and was refused by the run).
+    approved_by: Approver = Field(
+        Approver.executive,
         title="Approved by 审批机构",
         description="The group approving the draw; it must hold the authority for the amount.",
     )

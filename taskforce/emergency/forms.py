@@ -11,9 +11,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from taskforce.authority import Approver
 from taskforce.emergency.models import Level
 from taskforce.money import PositiveYuan
-from taskforce.policy.schema import Classification, GroupKind
+from taskforce.policy.schema import Classification
 
 WorkingGroupCode = Annotated[
     str,
@@ -110,8 +111,10 @@ class ReserveDrawForm(Form):
     """应急预留动用 — draw on the emergency reserve (SPEC §4: only an emergency may)."""
 
     amount: PositiveYuan = Field(..., title="Amount (CNY) 金额")
-    approved_by: GroupKind = Field(
-        GroupKind.executive,
+    # Only the groups the authority table lets approve money are offered (an expert
+    # or the compliance officer was, and was refused by the run).
+    approved_by: Approver = Field(
+        Approver.executive,
         title="Approved by 审批机构",
         description="The group approving the draw; it must hold the authority for the amount "
         "(executive up to the configured maximum, leadership above).",

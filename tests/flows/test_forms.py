@@ -27,3 +27,15 @@ def test_every_top_level_parameter_of_every_deployment_is_described():
             if not field.get("description")
         ]
     assert bare == []
+
+
+def test_a_reserve_draw_form_offers_only_the_groups_that_may_approve_money():
+    """approved_by offered the expert pool and the compliance officer, which the run then
+    refused ("the expert group has no approval authority")."""
+    from taskforce.budget.forms import ReserveDrawForm as LedgerDrawForm
+    from taskforce.emergency.forms import ReserveDrawForm
+
+    for form in (ReserveDrawForm, LedgerDrawForm):
+        field = form.model_json_schema()
+        choices = field["$defs"]["Approver"]["enum"]
+        assert choices == ["executive", "leadership"], form
