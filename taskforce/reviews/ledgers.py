@@ -175,17 +175,30 @@ def review_sheets(
         "period": period.label,
         "first": period.first_day.isoformat(),
         "last": period.last_day.isoformat(),
-        "timezone": timezone,
+        "zone": zone_words(t, timezone),
     }
-    # The reader of a sheet sees no report header: say whose view it is.
+    # The reader of a sheet sees no report header: say what it lists and whose view it is.
     cleared = " " + t("sheet.audience_note", audience=t(f"audience.{audience.value}"))
+
+    def note(key: str, frame: pd.DataFrame) -> str:
+        return t(key, **span) + (" " + t("sheet.empty") if frame.empty else "") + cleared
+
+    def kpi_sheet(frame: pd.DataFrame) -> SheetView:
+        return SheetView.of(frame, note=t("sheet.kpis_note", **span) + cleared)
+
     return {
-        t("sheet.kpis"): kpis,
-        t("sheet.tasks"): task_sheet(tasks, locale, note=t("sheet.tasks_note", **span) + cleared),
-        t("sheet.budget"): budget_sheet(
-            budget, locale, note=t("sheet.budget_note", **span) + cleared
-        ),
+        t("sheet.kpis"): LaterSheet(lambda: kpi_sheet(kpis.get()))
+        if isinstance(kpis, LaterSheet)
+        else kpi_sheet(kpis),
+        t("sheet.tasks"): task_sheet(tasks, locale, note=note("sheet.tasks_note", tasks)),
+        t("sheet.budget"): budget_sheet(budget, locale, note=note("sheet.budget_note", budget)),
     }
+
+
+def zone_words(t, timezone: str) -> str:
+    """北京时间 for Asia/Shanghai, as the office says it; another zone by its name."""
+    words = t(f"zone.{timezone}")
+    return words if words != f"zone.{timezone}" else t("zone.other", timezone=timezone)
 
 
 def workbook_path(out_dir: Path, stem: str, locale: str, audience: Classification) -> Path:

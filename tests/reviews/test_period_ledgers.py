@@ -114,9 +114,10 @@ def test_the_review_workbook_holds_the_period_and_says_so(engine, ctx, tmp_path)
     wb = load_workbook(out.files["en.xlsx"])
     rows = list(wb["Task ledger"].iter_rows(values_only=True))
     note = rows[0][0]
-    assert "2026-11 (2026-11-01 to 2026-11-30, Asia/Shanghai time)" in note
+    assert "2026-11 (2026-11-01 to 2026-11-30, Beijing time)" in note
     assert "due in the period, or completed in it" in note
-    assert "taskforce review export-ledger" in note
+    assert "The executive office can export the full task ledger" in note
+    assert "No records" not in note
     assert rows[1][3] == "Task"
     assert sorted(r[3] for r in rows[2:]) == sorted(t for t, v in ITEMS.items() if v[2])
     assert wb["Task ledger"].freeze_panes == "A3"  # note and header stay in view
@@ -124,6 +125,15 @@ def test_the_review_workbook_holds_the_period_and_says_so(engine, ctx, tmp_path)
     budget = list(wb["Budget ledger"].iter_rows(values_only=True))
     assert "Budget ledger entries dated in 2026-11" in budget[0][0]
     assert [r[0].date() for r in budget[2:]] == [on for on, inside in ENTRIES.items() if inside]
+
+
+def test_an_empty_period_ledger_says_it_has_no_records(engine, ctx, tmp_path):
+    """A month without ledger entries showed headers only: blank or broken?"""
+    ctx.clock.set(dt.datetime(2027, 3, 2, 1, tzinfo=dt.UTC))
+    out = run_review(engine, ctx, "monthly", "2027-02", out_root=tmp_path, locales=["zh-CN"])
+    wb = load_workbook(out.files["zh-CN.xlsx"])
+    budget = list(wb["资金台账"].iter_rows(values_only=True))
+    assert "本期无记录。" in budget[0][0] and len(budget) == 2  # the note and the header
 
 
 def test_the_full_ledger_export_holds_every_item(engine, ctx, tmp_path):

@@ -111,7 +111,11 @@ def test_files_in_both_locales_and_the_ledgers(engine, ctx, tmp_path):
 
     wb = load_workbook(folder / "monthly-2026-11.zh-CN.internal.xlsx")
     assert wb.sheetnames == ["指标", "任务台账", "资金台账"]
-    kpis = {row[0]: row for row in wb["指标"].iter_rows(values_only=True)}
+    kpi_rows = list(wb["指标"].iter_rows(values_only=True))
+    # The sheet says what it is (period, audience), as the ledgers do: a sheet is read alone.
+    assert kpi_rows[0][0].startswith("2026-11（2026-11-01 至 2026-11-30）各项指标对照目标与上期")
+    assert "阅读范围：内部" in kpi_rows[0][0]
+    kpis = {row[0]: row for row in kpi_rows[1:]}
     # As the report shows it: a rate in percent, named so (50.0%, target ≥ 80.0%).
     assert kpis["指标"][1:5] == ("本期值", "达标条件", "目标", "状态")
     assert kpis["问题解决率 %"][1:5] == (50.0, "≥", 80.0, "未达标")
@@ -125,7 +129,8 @@ def test_files_in_both_locales_and_the_ledgers(engine, ctx, tmp_path):
     )
     tasks = list(wb["任务台账"].iter_rows(values_only=True))
     # The first row says which items the sheet lists (the period's), the header follows.
-    assert tasks[0][0].startswith("本表列出 2026-11（2026-11-01 至 2026-11-30，Asia/Shanghai")
+    assert tasks[0][0].startswith("本表列出 2026-11（2026-11-01 至 2026-11-30，北京时间）")
+    assert "taskforce" not in tasks[0][0]  # no command line in a meeting document
     assert "阅读范围：内部；超出此范围的记录未列入本表" in tasks[0][0]
     assert tasks[1][:4] == ("问题编号", "问题名称", "层级", "任务")
     # Four of the six action items: due 10, 10, 20 November, and the one due 31 October but
