@@ -25,7 +25,7 @@ from taskforce.policy.schema import Classification
 from taskforce.reports.i18n import translator
 from taskforce.reports.render import fmt_kpi
 from taskforce.reviews.periods import ReviewKind
-from taskforce.reviews.service import ReviewOutcome
+from taskforce.reviews.service import ReviewOutcome, report_link
 from tasks import reviews as steps
 
 Locale = Literal["zh-CN", "en"]
@@ -139,7 +139,7 @@ def _publish(outcome: ReviewOutcome) -> None:
     for name, path in outcome.files.items():
         if name.endswith(".html"):
             create_link_artifact(
-                f"file://{path}",
+                link if (link := report_link(path)) != str(path) else f"file://{path}",
                 link_text=f"{outcome.kind} {outcome.period} ({name})",
                 key=f"{base}-{name.replace('.', '-').lower()}",
                 description="The report; Markdown and XLSX are beside it.",

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, func, select
@@ -524,6 +525,19 @@ def build_context(
 
 
 REPORTS_DIR_ENV = "TASKFORCE_REPORTS_DIR"
+# Where the office serves the reports folder over its intranet (e.g. https://oa.example.gov.cn/
+# taskforce-reports): links in notices and in the UI then open in a reader's browser. Unset,
+# they are paths on the worker's disk, which only someone on that machine can open.
+REPORTS_URL_ENV = "TASKFORCE_REPORTS_URL"
+
+
+def report_link(path: str | Path) -> str:
+    """A report as a reader reaches it: $TASKFORCE_REPORTS_URL/<kind>/<period>/<file>, or
+    its path when no URL is set. Reports lie at <root>/<kind>/<period>/ (output_dir)."""
+    base = os.environ.get(REPORTS_URL_ENV, "").strip().rstrip("/")
+    if not base:
+        return str(path)
+    return base + "/" + "/".join(quote(part) for part in Path(path).parts[-3:])
 
 
 def output_dir(ctx: Context, period: Period, out_root: Path | None = None) -> Path:
@@ -643,7 +657,7 @@ def _notice(ctx: Context, data: ReviewData, files: dict[str, str]) -> dict:
         "summary": t("notice.missed", kpis=t("list_joiner").join(missed))
         if missed
         else t("act.none"),
-        "path": html,
+        "path": report_link(html) if html else None,
     }
 
 

@@ -180,6 +180,20 @@ def test_a_public_build_says_targets_were_missed_though_it_may_not_list_their_is
     assert lagging and all(line.rstrip(" |").endswith("%") for line in lagging), lagging
 
 
+def test_a_notice_links_the_report_where_the_office_serves_it(engine, ctx, tmp_path, monkeypatch):
+    """A notice read in mail or chat gave a path on the worker's disk. With the intranet
+    address of the reports folder set, it gives the report's address there."""
+    monkeypatch.setenv("TASKFORCE_REPORTS_URL", "https://oa.example.gov.cn/tf-reports/")
+    run_review(engine, ctx, "monthly", "2026-11", out_root=tmp_path, locales=["zh-CN"])
+    with Session(engine) as s:
+        notice = s.scalars(
+            select(OutboxMessage.context).where(OutboxMessage.event_kind == "review_published")
+        ).first()
+    assert notice["path"] == (
+        "https://oa.example.gov.cn/tf-reports/monthly/2026-11/monthly-2026-11.zh-CN.internal.html"
+    )
+
+
 def test_lessons_of_a_review_show_in_the_next(engine, ctx, tmp_path):
     run_review(engine, ctx, "monthly", "2026-11", out_root=tmp_path)
     ctx.clock.set(f.utc(2027, 1, 1, 1))
