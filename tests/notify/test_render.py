@@ -189,6 +189,13 @@ STEP_CONTEXTS = {
     },
     "audit_finding_severe": {"week": "2026-W28", "severe": 1},
     "warning_raised": {"title": "资金拨付滞后", "colour": "orange", "summary": ""},
+    "interview_requested": {
+        "title": "审批环节过多",
+        "item": "梳理现状清单",
+        "owner": "dev-reform",
+        "owner_name": "发展改革委",
+        "owner_name_en": "Development and Reform Commission",
+    },
     "item_turned_red": {
         "title": "审批环节过多",
         "item": "梳理现状清单",
@@ -233,6 +240,11 @@ EXPECTED = {
     ("audit_finding_severe", "en"): ["1 new severe finding(s)"],
     ("warning_raised", "zh-CN"): ["橙色预警（警示级）"],
     ("warning_raised", "en"): ["orange warning (alert)"],
+    ("interview_requested", "zh-CN"): [
+        "约谈通知：发展改革委",
+        "行动项「梳理现状清单」已逾期（红灯）",
+    ],
+    ("interview_requested", "en"): ['The action item "梳理现状清单" is overdue (red)'],
     ("item_turned_red", "zh-CN"): ["责任单位 发展改革委"],
     ("item_turned_red", "en"): ["owner Development and Reform Commission"],
 }
