@@ -33,11 +33,30 @@ def responder_groups(ctx: Context, emergency: Emergency) -> list[str]:
     return list(dict.fromkeys(g for g in groups if g))
 
 
+def require_cleared(session: Session, public_id: str, actor: str) -> Member:
+    """The active member `actor`, if cleared for the emergency's classification (recording
+    one of its deadlines as met stops that deadline's escalation: the executive office does
+    it for any level, but only for what it may read)."""
+    member = active_member(session, actor, field="actor")
+    emergency = get_emergency(session, public_id, lock=True)
+    if emergency.classification.readable_by(member.clearance):
+        return member
+    raise DomainError(
+        f"{actor} may not act on emergency {emergency.public_id}: {actor} is cleared for "
+        f"{member.clearance.value} material and the emergency is "
+        f"{emergency.classification.value}",
+        field="actor",
+        allowed=f"a member cleared for {emergency.classification.value}",
+    )
+
+
 def require_responder(session: Session, ctx: Context, public_id: str, actor: str) -> Member:
     """The active member `actor`, if they may answer the emergency; else a DomainError on
     `actor` naming who may."""
     member = active_member(session, actor, field="actor")
-    emergency = get_emergency(session, public_id)
+    # Locked: the check and the answer see the same level and classification (a repeat
+    # raising it meanwhile waits).
+    emergency = get_emergency(session, public_id, lock=True)
     groups = responder_groups(ctx, emergency)
     group = session.scalar(select(Group.code).where(Group.id == member.group_id))
     cleared = emergency.classification.readable_by(member.clearance)

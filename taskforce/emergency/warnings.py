@@ -301,12 +301,22 @@ def handle_warning(
 
 def _check_handler(session: Session, ctx: Context, warning: EarlyWarning, actor: str) -> None:
     """Handling stops the escalation, so only a member of a group that may handle the
-    warning's colour does it (config warnings.<colour>.may_handle; SPEC §5)."""
+    warning's colour does it (config warnings.<colour>.may_handle; SPEC §5), and only one
+    cleared for the warning (config/org.yaml clearance): not what one may not read."""
     member = active_member(session, actor, field="actor")
     kind = session.scalar(select(Group.kind).where(Group.id == member.group_id))
     allowed = getattr(ctx.policy.warnings, warning.colour.value).may_handle
     if kind is not None and GroupKind(kind).value in allowed:
-        return
+        if warning.classification.readable_by(member.clearance):
+            return
+        raise DomainError(
+            f"{actor} may not handle warning {warning.id}: {actor} is cleared for "
+            f"{member.clearance.value} material and the warning is "
+            f"{warning.classification.value}",
+            field="actor",
+            allowed=f"a member of the {' or '.join(allowed)} group cleared for "
+            f"{warning.classification.value}",
+        )
     codes = listed_codes(
         session,
         select(Member.code)

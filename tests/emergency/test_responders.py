@@ -75,3 +75,17 @@ def test_a_raised_emergency_is_answered_by_its_new_chain(engine, ctx):
     assert _open(engine, ctx, "I", "internal", "raise") == public_id  # the repeat raises it
     assert "not among the groups it pages (level I" in _may(engine, ctx, public_id, "W3")
     assert _may(engine, ctx, public_id, "L2") is True
+
+
+def test_a_deadline_is_recorded_as_met_only_by_a_member_cleared_for_the_emergency(engine, ctx):
+    """Recording report_to_leadership stops that deadline's escalation. The executive office
+    records it for a level-I emergency (not a group the emergency pages), but W4, cleared for
+    public material, may not for a secret one."""
+    from taskforce.emergency.responders import require_cleared
+
+    public_id = _open(engine, ctx, "I", "secret", "k-deadline")
+    with unit_of_work(engine) as s:
+        assert require_cleared(s, public_id, "E1").code == "E1"
+        with pytest.raises(DomainError, match="W4 is cleared for public material") as refused:
+            require_cleared(s, public_id, "W4")
+    assert refused.value.field == "actor"

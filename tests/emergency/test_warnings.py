@@ -262,3 +262,31 @@ def test_only_a_group_that_handles_the_colour_may_mark_it_handled(engine, ctx, c
     with unit_of_work(engine) as s:
         assert s.get(EarlyWarning, wid).status == WarningStatus.open
         assert s.scalar(select(func.count()).select_from(TrailEntry)) == before
+
+
+def test_a_member_not_cleared_for_a_warning_may_not_mark_it_handled(engine, ctx):
+    """E3 is of the executive group, which handles yellow warnings, but cleared for internal
+    material: a secret yellow warning's escalation is not E3's to stop. E1 (secret) may."""
+    from taskforce.policy.schema import Classification
+
+    with unit_of_work(engine) as s:
+        wid = raise_warning(
+            s,
+            ctx,
+            colour="yellow",
+            source="manual",
+            subject_type="issue",
+            subject_id="TF-2026-00001",
+            title="secret matter",
+            dedup_key="k-secret",
+            classification=Classification.secret,
+        ).id
+    with (
+        pytest.raises(DomainError, match="E3 is cleared for internal") as refused,
+        unit_of_work(engine) as s,
+    ):
+        handle_warning(s, ctx, wid, actor="E3")
+    assert refused.value.field == "actor"
+    with unit_of_work(engine) as s:
+        assert s.get(EarlyWarning, wid).status == WarningStatus.open
+        assert handle_warning(s, ctx, wid, actor="E1").status == WarningStatus.handled
