@@ -27,6 +27,7 @@ from taskforce.emergency.queries import (
 )
 from taskforce.errors import NotFound
 from taskforce.notify.outbox import enqueue, enqueue_many
+from taskforce.policy.schema import Classification
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def page_with_entry(
     now = ctx.now()
     step_name = chain(ctx)[emergency.escalation_step]
     group = group_for_step(emergency, step_name)
-    members = on_call_members(session, group) if group else []
+    members = on_call_members(session, group, emergency.classification) if group else []
     page_number = emergency.pages_at_step + 1
     entry = events.record(
         session,
@@ -216,14 +217,15 @@ def first_pages(
         return {}
     now = ctx.now()
     steps = chain(ctx)
-    on_call: dict[str, list[str]] = {}
+    on_call: dict[tuple[str, Classification], list[str]] = {}
     plans = []
     for emergency in due:
         step_name = steps[emergency.escalation_step]
         group = group_for_step(emergency, step_name)
-        if group and group not in on_call:
-            on_call[group] = on_call_members(session, group)
-        members = list(on_call[group]) if group else []
+        whom = (group, emergency.classification)
+        if group and whom not in on_call:
+            on_call[whom] = on_call_members(session, group, emergency.classification)
+        members = list(on_call[whom]) if group else []
         plans.append((emergency, step_name, group, members, emergency.pages_at_step + 1))
     entry_ids = events.record_many(
         session,

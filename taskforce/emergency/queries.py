@@ -12,6 +12,7 @@ from taskforce.context import Context
 from taskforce.emergency.models import OPEN_DEDUP_WHERE, Emergency, EmergencyStatus, Level
 from taskforce.errors import NotFound
 from taskforce.org.models import Group, Member
+from taskforce.policy.schema import Classification
 
 OPEN_STATUSES = (
     EmergencyStatus.pending_dispatch,
@@ -83,19 +84,28 @@ def pending_dispatch(session: Session) -> list[str]:
     )
 
 
-def on_call_members(session: Session, group_code: str) -> list[str]:
+def on_call_members(
+    session: Session, group_code: str, classification: Classification | None = None
+) -> list[str]:
     """Member codes to page for a group: its on-call members (§2.4 24-hour contacts).
 
     A group without an on-call member is paged whole, so no step of the chain is silent.
+    With a classification, those cleared for it come first (only they may acknowledge,
+    emergency/responders.py): the group's cleared on-call members, else its cleared
+    members; a group with nobody cleared is paged as before, with a reference only, and the
+    chain moves on to a group that may answer when the repeats run out.
     """
     rows = session.execute(
-        select(Member.code, Member.on_call)
+        select(Member.code, Member.on_call, Member.clearance)
         .join(Group, Member.group_id == Group.id)
         .where(Group.code == group_code, Member.active.is_(True))
         .order_by(Member.code)
     ).all()
-    on_call = [code for code, flag in rows if flag]
-    return on_call or [code for code, _ in rows]
+    if classification is not None:
+        cleared = [r for r in rows if classification.readable_by(Classification(r.clearance))]
+        rows = cleared or rows
+    on_call = [code for code, flag, _clearance in rows if flag]
+    return on_call or [code for code, _flag, _clearance in rows]
 
 
 def chain(ctx: Context) -> list[str]:

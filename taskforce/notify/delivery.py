@@ -544,6 +544,11 @@ def _page_backup(session: Session, ctx: Context, row: OutboxMessage) -> tuple[st
     paged = [str(c) for c in context.get("paged", [code])]
     if backup is None or not backup.active or backup.code in paged:
         return None
+    level = Classification(row.classification)
+    if primary.clearance.rank >= level.rank > backup.clearance.rank:
+        # A backup who may not acknowledge it is no backup for a cleared primary (the
+        # row is retried, and the chain escalates to those who may).
+        return None
     new_context = {
         **context,
         "member": backup.code,

@@ -89,3 +89,29 @@ def test_a_deadline_is_recorded_as_met_only_by_a_member_cleared_for_the_emergenc
         with pytest.raises(DomainError, match="W4 is cleared for public material") as refused:
             require_cleared(s, public_id, "W4")
     assert refused.value.field == "actor"
+
+
+def test_a_page_goes_to_the_members_who_may_acknowledge_it(engine, ctx):
+    """wg:data's on-call member W3 is cleared (here) for public material only, W4 for
+    internal: an internal level-III emergency of wg:data pages W4, who may answer it,
+    not W3, whose acknowledgement would be refused. With nobody cleared, the group's
+    on-call member is paged as before (a reference only)."""
+    from sqlalchemy import update
+
+    from taskforce.emergency.models import Emergency
+    from taskforce.org.models import Member
+
+    with unit_of_work(engine) as s:
+        s.execute(update(Member).where(Member.code == "W3").values(clearance="public"))
+        s.execute(update(Member).where(Member.code == "W4").values(clearance="internal"))
+
+    def paged(level: str, classification: str, key: str) -> list[str]:
+        public_id = _open(engine, ctx, level, classification, key)
+        with unit_of_work(engine) as s:
+            return service.page_if_unpaged(s, ctx, public_id, actor="test", reason="test")
+
+    assert paged("III", "internal", "k-cleared") == ["W4"]
+    assert paged("III", "secret", "k-nobody") == ["W3"]  # nobody cleared: on call, as before
+    assert paged("III", "public", "k-public") == ["W3"]  # everyone cleared: the on-call one
+    with unit_of_work(engine) as s:
+        assert s.query(Emergency).count() == 3

@@ -286,6 +286,32 @@ def test_an_emergency_page_that_fails_pages_the_ab_backup_at_once(
     assert again.backups_paged == [] and len(receiver.at("/e2")) == 1
 
 
+def test_a_backup_not_cleared_for_a_page_is_not_paged_for_a_cleared_primary(
+    engine, ctx, receiver, make_channels
+):
+    """W3's A/B backup is W4, cleared for public material only: an internal page W3 missed
+    is not handed to someone whose acknowledgement would be refused; it is retried, and the
+    chain escalates to those who may answer."""
+    channels = make_channels(
+        ("w3-phone", "internal", receiver.url("/w3"), ["member-W3"]),
+        ("w4-phone", "internal", receiver.url("/w4"), ["member-W4"]),
+    )
+    receiver.failing.add("/w3")
+    [page] = put(
+        engine,
+        ctx,
+        key="page-w3",
+        audiences=["member-W3"],
+        event_kind="emergency_page",
+        classification=Classification.internal,
+        context={"member": "W3", "level": "III", "title": "Data exchange down"},
+        priority=100,
+    )
+    report = deliver_pending(engine, ctx, channels=channels, message_ids=[page])
+    assert report.backups_paged == [] and receiver.at("/w4") == []
+    assert _rows(engine)[page].status == DeliveryStatus.failing
+
+
 def test_a_secret_record_reaches_an_uncleared_channel_as_a_reference_only(
     engine, ctx, receiver, make_channels
 ):
