@@ -127,23 +127,55 @@ class _Lookup:
 # --- reading files -----------------------------------------------------------
 
 
+XLSX_SUFFIXES = (".xlsx", ".xlsm")
+CSV_SUFFIXES = (".csv", ".txt")
+# Far above a year's export (a million rows of CSV are about 100 MB): a bigger file is a
+# mistyped path, not a ledger, and is refused before it is read into memory.
+LEDGER_FILE_MAX_BYTES = 1 << 30
+
+
+def _check_suffix(path: Path) -> None:
+    if path.suffix.lower() not in XLSX_SUFFIXES + CSV_SUFFIXES:
+        raise DomainError(
+            f"cannot read {path.name}", field="path", allowed="a .csv or .xlsx finance export"
+        )
+
+
+def _file_bytes(path: Path) -> bytes:
+    """The export's bytes, or a refusal on `path` saying what is expected: the flow's path
+    is typed in a form and read on the worker, where a mistyped one was a bare
+    FileNotFoundError. Only a regular file of a ledger's size is read."""
+    allowed = "the path of a .csv or .xlsx finance export on the worker that runs the import"
+    try:
+        if not path.is_file():
+            what = "a folder" if path.is_dir() else "no regular file" if path.exists() else None
+            reason = f"{str(path)!r} is {what}" if what else f"no file {str(path)!r}"
+            raise DomainError(reason, field="path", allowed=allowed)
+        size = path.stat().st_size
+        if size > LEDGER_FILE_MAX_BYTES:
+            raise DomainError(
+                f"{path.name} is {size:,} bytes", field="path", allowed="an export under 1 GiB"
+            )
+        return path.read_bytes()
+    except PermissionError:
+        raise DomainError(
+            f"{str(path)!r} may not be read by this worker", field="path", allowed=allowed
+        ) from None
+
+
 def read_frame(path: Path | str, content: bytes | None = None) -> pd.DataFrame:
     """The export as text columns named canonically, plus `row` (spreadsheet row number);
     blank rows dropped. Optional columns the export lacks are empty."""
     path = Path(path)
-    data = content if content is not None else path.read_bytes()
-    suffix = path.suffix.lower()
-    if suffix in (".xlsx", ".xlsm"):
+    _check_suffix(path)
+    data = content if content is not None else _file_bytes(path)
+    if path.suffix.lower() in XLSX_SUFFIXES:
         header, body, typed = *_xlsx_table(data), True
-    elif suffix in (".csv", ".txt"):
-        header, body, typed = *_csv_table(data), False
     else:
-        raise DomainError(
-            f"cannot read {path.name}", field="file", allowed="a .csv or .xlsx finance export"
-        )
+        header, body, typed = *_csv_table(data), False
     if header is None:
         raise DomainError(
-            f"{path.name} is empty", field="file", allowed="a header row and data rows"
+            f"{path.name} is empty", field="path", allowed="a header row and data rows"
         )
     mapping = _map_header(header)
     table = pd.DataFrame(body, dtype=object)
@@ -168,7 +200,7 @@ def _csv_table(data: bytes) -> tuple[list | None, list[list[str]]]:
             continue
     else:
         raise DomainError(
-            "the file is neither UTF-8 nor GB18030 text", field="file", allowed="a CSV export"
+            "the file is neither UTF-8 nor GB18030 text", field="path", allowed="a CSV export"
         )
     rows = list(csv.reader(io.StringIO(text)))
     return (rows[0], rows[1:]) if rows else (None, [])
@@ -184,7 +216,7 @@ def _xlsx_table(data: bytes) -> tuple[list | None, list[tuple]]:
     except (BadZipFile, KeyError, ValueError, OSError) as exc:  # not an Excel workbook at all
         raise DomainError(
             f"not a readable Excel workbook ({type(exc).__name__}: {exc})",
-            field="file",
+            field="path",
             allowed="an .xlsx file saved by Excel or LibreOffice, or a .csv export",
         ) from None
     try:
@@ -825,6 +857,7 @@ def import_file(
     session: Session, ctx: Context, path: Path | str, *, actor: str, content: bytes | None = None
 ) -> ImportResult:
     path = Path(path)
+    _check_suffix(path)
     data = content if content is not None else _file_bytes(path)
     frame = read_frame(path, data)
     return import_frame(
@@ -835,23 +868,6 @@ def import_file(
         source=path.name,
         file_sha256=hashlib.sha256(data).hexdigest(),
     )
-
-
-def _file_bytes(path: Path) -> bytes:
-    """The export's bytes, or a refusal on `path` saying what is expected: the flow's path
-    is typed in a form and read on the worker, where a mistyped one was a bare
-    FileNotFoundError."""
-    allowed = "the path of a .csv or .xlsx finance export on the worker that runs the import"
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise DomainError(f"no file {str(path)!r}", field="path", allowed=allowed) from None
-    except IsADirectoryError:
-        raise DomainError(f"{str(path)!r} is a folder", field="path", allowed=allowed) from None
-    except PermissionError:
-        raise DomainError(
-            f"{str(path)!r} may not be read by this worker", field="path", allowed=allowed
-        ) from None
 
 
 def record_disbursement(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from decimal import Decimal
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -83,11 +84,21 @@ def test_a_file_without_the_required_columns_is_refused(ready):
 def test_a_path_that_is_no_readable_file_is_refused_on_path(ready, tmp_path):
     """The flow's path is typed in a form and read on the worker: a mistyped one was a bare
     FileNotFoundError, the one refusal that named neither the field nor what is allowed."""
-    for path, says in ((tmp_path / "missing.xlsx", "no file"), (tmp_path, "is a folder")):
+    folder = tmp_path / "exports.csv"
+    folder.mkdir()
+    device = tmp_path / "zero.csv"
+    device.symlink_to("/dev/zero")
+    for path, says in (
+        (tmp_path / "missing.xlsx", "no file"),
+        (folder, "is a folder"),
+        (device, "is no regular file"),  # a device is never read (endless /dev/zero)
+        (Path("/dev/zero"), "cannot read zero"),  # no export's suffix: never read
+        (tmp_path / "notes.pdf", "cannot read notes.pdf"),
+    ):
         with pytest.raises(DomainError, match=says) as refused, ready.tx() as s:
             ledger.import_file(s, ready.ctx, path, actor="C1")
         assert refused.value.field == "path"
-        assert ".csv or .xlsx finance export on the worker" in refused.value.allowed
+        assert ".csv or .xlsx finance export" in refused.value.allowed
     assert ready.scalar(select(func.count(LedgerEntry.id))) == 0
 
 
