@@ -70,13 +70,18 @@ def format_yuan_alike(fens: list[int], locale: str = "zh-CN") -> list[str]:
 # a number within bounds, or digits with at most two decimals (no separators, no unit).
 # The model validates again (ge / gt, 15 digits, 2 decimals): a form may lose its schema.
 _DIGITS = r"\d{1,13}(\.\d{1,2})?"
+_LARGEST = 9_999_999_999_999.99  # 15 digits, two of them decimals
 
 
 def _amount_schema(*, signed: bool = False, exclusive: bool = False) -> WithJsonSchema:
-    number: dict = {"type": "number"}
-    if not signed:
+    number: dict = {"type": "number", "maximum": _LARGEST}
+    if signed:
+        number["minimum"] = -_LARGEST
+    else:
         number["exclusiveMinimum" if exclusive else "minimum"] = 0
-    text = {"type": "string", "pattern": f"^{'-?' if signed else ''}{_DIGITS}$"}
+    # More than 0: a digit other than 0 somewhere ("0", "0.00" refused before a run).
+    nonzero = "(?=.*[1-9])" if exclusive else ""
+    text = {"type": "string", "pattern": f"^{'-?' if signed else ''}{nonzero}{_DIGITS}$"}
     return WithJsonSchema({"anyOf": [number, text]})
 
 

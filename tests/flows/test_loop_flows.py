@@ -292,11 +292,20 @@ def test_an_amount_the_form_cannot_take_is_refused_before_a_run_starts(prefect_s
                     report, parameters={"form": {**form, "estimated_budget": amount}}
                 )
             assert refused.value.response.status_code == 409, amount
-        with pytest.raises(PrefectHTTPStatusError, match="total"):
-            client.create_flow_run_from_deployment(
-                year,
-                parameters={"form": {"year": 2027, "total": 0, "decided_by": "L1"}, "actor": "E1"},
-            )
+        for total in (0, "0", "0.00", 1e14, "12345678901234"):  # more than 0, 15 digits
+            with pytest.raises(PrefectHTTPStatusError, match="total"):
+                client.create_flow_run_from_deployment(
+                    year,
+                    parameters={
+                        "form": {"year": 2027, "total": total, "decided_by": "L1"},
+                        "actor": "E1",
+                    },
+                )
+        run = client.create_flow_run_from_deployment(
+            year,
+            parameters={"form": {"year": 2027, "total": "0.01", "decided_by": "L1"}, "actor": "E1"},
+        )
+        client.delete_flow_run(run.id)
         for amount in ("50000", "50000.5", "0", 50000, 12.34):
             run = client.create_flow_run_from_deployment(
                 report, parameters={"form": {**form, "estimated_budget": amount}}
