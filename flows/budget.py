@@ -21,7 +21,7 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from flows.parameters import form_of
+from flows.parameters import ACTOR, Actor, form_of
 from taskforce.budget.forms import (
     HALF_PATTERN,
     WEEK_PATTERN,
@@ -38,9 +38,6 @@ from taskforce.context import Context
 from taskforce.errors import DomainError
 from tasks import budget as t
 
-Actor = Annotated[str, Field(min_length=1, max_length=64)]
-# Prefect titles a parameter with its name and reads only the default Field's description.
-ACTOR = Field(..., description="Acting member 操作人: your member code (e.g. L1, E1).")
 ReviewTimeoutHours = Annotated[int, Field(ge=1, le=24 * 90)]
 PollSeconds = Annotated[int, Field(ge=1, le=300)]
 POLL = Field(

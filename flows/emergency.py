@@ -316,6 +316,9 @@ def open_emergency(form: OpenEmergencyForm = form_of(OpenEmergencyForm)) -> dict
 
 
 class AnswerForm(BaseModel):
+    """确认或解除应急事件 — acknowledge or resolve an emergency (a member of a group it pages,
+    cleared for it)."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     emergency_id: EmergencyId
@@ -352,9 +355,9 @@ class DeadlineForm(BaseModel):
         min_length=1,
         max_length=64,
         title="Deadline 时限",
-        description="A deadline of the emergency's level (config emergency.levels): "
-        "report_to_leadership 报告领导小组 (level I, 2 h), command_formed 成立跨部门应急指挥部 "
-        "(level I, 24 h), solution 形成解决方案 (level II, 48 h).",
+        description="A deadline of the emergency's level (config emergency.levels; hours "
+        "there): report_to_leadership 报告领导小组 and command_formed 成立跨部门应急指挥部 "
+        "(level I), solution 形成解决方案 (level II).",
     )
     actor: str = Field(..., min_length=1, max_length=100, title="Who 记录人")
     note: str = Field("", max_length=2_000, title="Note 备注")

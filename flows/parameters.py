@@ -8,15 +8,22 @@ them before a run starts; the words go in the default built here.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
 
 def form_of(model: type[BaseModel]) -> Any:
     """A required `form` parameter described by its model's first docstring line."""
-    what = (model.__doc__ or model.__name__).strip().splitlines()[0]
+    what = (model.__doc__ or "").strip().splitlines()[0].rstrip(".。 ") if model.__doc__ else ""
+    if not what:
+        raise TypeError(f"{model.__name__} needs a docstring: it is the form's description")
     return Field(..., description=f"{what}. 逐项填写下列字段 Fill in the fields below.")
+
+
+# The acting member of a form's run (the trail names them).
+Actor = Annotated[str, Field(min_length=1, max_length=64)]
+ACTOR = Field(..., description="Acting member 操作人: your member code (e.g. L1, E1).")
 
 
 def described(default: Any, description: str) -> Any:

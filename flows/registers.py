@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from prefect import flow, task
-from pydantic import Field
 
-from flows.parameters import form_of
+from flows.parameters import ACTOR, Actor, form_of
 from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.org.service import active_member
 from taskforce.registers import service
 from taskforce.registers.forms import MilestoneForm, MilestoneResult, RiskForm, RiskResult
 from tasks.loop import STEP
-
-# The trail names who kept the register: a member, as for every other form (a default
-# "operator" put nobody's name on a risk and on the red warning it raised).
-Actor = Annotated[str, Field(min_length=1, max_length=64)]
-ACTOR = Field(..., description="Acting member 操作人: your member code (e.g. E1).")
 
 
 @task(name="upsert-risk", **STEP)  # refused input fails at once, not three times

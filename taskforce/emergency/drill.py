@@ -16,7 +16,7 @@ from taskforce.clock import local_minute
 from taskforce.context import Context
 from taskforce.emergency.models import EmergencyEvent
 from taskforce.emergency.queries import get_emergency
-from taskforce.reports.i18n import translator
+from taskforce.reports.i18n import translator, zone_words
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,8 @@ def render_markdown(report: DrillReport) -> str:
         f"- 事件编号 Emergency: `{report.emergency_id}`"
         + ("（演练 drill）" if report.is_drill else "（**非演练 NOT A DRILL**）"),
         f"- 路径 Path: {report.path}",
-        f"- 开始 Opened: {local_minute(report.opened_at, tz)}（{tz}）",
+        f"- 开始 Opened: {local_minute(report.opened_at, tz)}（{zone_words(zh, tz)} "
+        f"{zone_words(en, tz)}）",
         "",
         "| 指标 measure | 实际 value | 要求 against |",
         "|---|---|---|",

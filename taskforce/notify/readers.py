@@ -8,9 +8,10 @@ of them is cleared for it: one member cleared for public material (config/org.ya
 issue 42: read it in the system"). SPEC §7: classified content never reaches an audience
 that is not cleared for it.
 
-A member is reached by their group's code, their contact tags (`member-<code>` when none
-are given), `director` and `oncall` when they are one. A tag no member is reached by keeps
-the channel's clearance: nothing is known of its readers but the channel.
+A member is reached by their group's code, `member-<code>`, their contact tags, and
+`director` and `oncall` when they are one. A tag no member is reached by keeps the
+channel's clearance: nothing is known of its readers but the channel (a mistyped contact
+tag there goes unnoticed; `taskforce notify check` lists every audience without a channel).
 """
 
 from __future__ import annotations

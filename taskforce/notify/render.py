@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import jinja2
 
-from taskforce.money import MoneyError, format_yuan, to_fen
+from taskforce.money import MoneyError, format_yuan, format_yuan_alike, to_fen
 from taskforce.policy.loader import parse_yaml
 from taskforce.policy.schema import Classification, Notifications
 from taskforce.reports.i18n import translator
@@ -58,7 +58,18 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=False,
     )
     env.filters["yuan"] = _yuan
+    env.filters["yuan_alike"] = _yuan_alike
     return env
+
+
+def _yuan_alike(amounts: list, locale: str) -> list[str]:
+    """`{% set a = [total, reserve]|yuan_alike(locale) %}`: amounts read in one sentence,
+    in one unit (money.format_yuan_alike); as `yuan` if one is no amount."""
+    try:
+        fens = [to_fen(a if isinstance(a, str | int) else str(a)) for a in amounts]
+    except MoneyError:
+        return [_yuan(a, locale) for a in amounts]
+    return format_yuan_alike(fens, locale)
 
 
 def _yuan(amount: Any, locale: str) -> str:

@@ -36,3 +36,9 @@ def translator(locale: str, templates_dir: Path = TEMPLATES_DIR) -> Translate:
         return text.format(**values) if values else text
 
     return t
+
+
+def zone_words(t: Translate, timezone: str) -> str:
+    """北京时间 for Asia/Shanghai, as the office says it; another zone by its name."""
+    words = t(f"zone.{timezone}")
+    return words if words != f"zone.{timezone}" else t("zone.other", timezone=timezone)

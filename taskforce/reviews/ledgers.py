@@ -30,7 +30,7 @@ from sqlalchemy import Engine, create_engine, event
 from taskforce.errors import DomainError
 from taskforce.kpi.compute import BY_CODE, KpiSet
 from taskforce.policy.schema import Classification, Progress
-from taskforce.reports.i18n import translator
+from taskforce.reports.i18n import translator, zone_words
 from taskforce.reports.workbook import LaterSheet, SheetView, write_workbooks
 from taskforce.reviews import content
 from taskforce.reviews.periods import Period
@@ -193,12 +193,6 @@ def review_sheets(
         t("sheet.tasks"): task_sheet(tasks, locale, note=note("sheet.tasks_note", tasks)),
         t("sheet.budget"): budget_sheet(budget, locale, note=note("sheet.budget_note", budget)),
     }
-
-
-def zone_words(t, timezone: str) -> str:
-    """北京时间 for Asia/Shanghai, as the office says it; another zone by its name."""
-    words = t(f"zone.{timezone}")
-    return words if words != f"zone.{timezone}" else t("zone.other", timezone=timezone)
 
 
 def workbook_path(out_dir: Path, stem: str, locale: str, audience: Classification) -> Path:

@@ -57,5 +57,5 @@ def test_report_measures_page_ack_escalations_and_deadlines(engine, ctx, clock):
     assert "| 时限 形成解决方案 Solution |" in text and "✅ 达标 met" in text
     # Local time to the minute (Asia/Shanghai), not UTC with microseconds.
     opened = local_minute(report.opened_at, ctx.policy.timezone)
-    assert f"开始 Opened: {opened}（Asia/Shanghai）" in text and "+00:00" not in text
+    assert f"开始 Opened: {opened}（北京时间 Beijing time）" in text and "+00:00" not in text
     assert "（演练 drill）" in text

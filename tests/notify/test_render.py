@@ -344,3 +344,15 @@ def test_a_page_an_uncleared_channel_carries_still_says_how_urgent_it_is(policy)
         odd, clearance=Classification.internal, locale="zh-CN", limits=policy.notifications
     )
     assert "§" not in shown.title + shown.body and "分钟内确认" not in shown.body
+
+
+def test_a_year_set_notice_writes_total_and_reserve_in_one_unit(policy):
+    """8,600.01万元 beside 8,600,010.00元 made the reader convert (money.format_yuan_alike)."""
+    message = _message(
+        event_kind="budget_year_set",
+        context={"year": 2027, "total": "86000100.00", "reserve": "8600010.00"},
+    )
+    body = render_message(
+        message, clearance=Classification.secret, locale="zh-CN", limits=policy.notifications
+    ).body
+    assert "年度预算 86,000,100.00元，其中应急预留 8,600,010.00元" in body
