@@ -234,6 +234,49 @@ def _someone_waits_on_a_lock(engine) -> bool:
         )
 
 
+class _ReportInThread:
+    """A progress report run in a thread that the sweep's write-back starts (see
+    `_report_during_write_back`); its failure is handed to the test's thread."""
+
+    def __init__(self, report) -> None:
+        import threading
+
+        self.failures: list[BaseException] = []
+        self.over = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(report,))
+
+    def _run(self, report) -> None:
+        try:
+            report()
+        except BaseException as exc:
+            self.failures.append(exc)
+        finally:
+            self.over.set()
+
+    def assert_done(self) -> None:
+        self.thread.join(30)
+        assert self.over.is_set() and not self.failures, self.failures
+
+
+def _report_during_write_back(monkeypatch, engine, report) -> _ReportInThread:
+    """PostgreSQL: when the sweep is about to write its items back, start `report` and let
+    the write-back go on once the report has finished or waits for a lock."""
+    from taskforce.loop import sweep
+
+    running = _ReportInThread(report)
+    real_write = sweep._write_items
+
+    def report_then_write(session, ctx, items, stepped, **how):
+        running.thread.start()
+        deadline = dt.datetime.now() + dt.timedelta(seconds=30)
+        while not running.over.wait(0.05) and not _someone_waits_on_a_lock(engine):
+            assert dt.datetime.now() < deadline, "the report neither finished nor waited"
+        real_write(session, ctx, items, stepped, **how)
+
+    monkeypatch.setattr(sweep, "_write_items", report_then_write)
+    return running
+
+
 def _sweep(loop, ctx=None, **kw):
     with unit_of_work(loop.engine) as s:
         return dispatch_sweep(s, ctx or loop.ctx, **kw)
@@ -571,10 +614,6 @@ def test_a_report_during_the_sweeps_write_back_does_not_deadlock(loop, engine, c
     holds its item and then wants the trail head; the sweep writes that item (its step day
     was unknown). Both commit: the sweep holds no trail head while it waits for an item (on
     the old code it did, and PostgreSQL aborted one of the two as a deadlock)."""
-    import threading
-
-    from taskforce.loop import sweep
-
     red = loop.report(title="红灯事项")
     loop.coordinate(red.issue_number)
     loop.plan(red.issue_number, items=1, due_in=1)
@@ -588,32 +627,11 @@ def test_a_report_during_the_sweeps_write_back_does_not_deadlock(loop, engine, c
     with unit_of_work(engine) as s:
         s.execute(update(TaskNode).where(TaskNode.id == reported_item).values(next_action_on=None))
 
-    failures: list[BaseException] = []
-    report_over = threading.Event()
-
-    def report() -> None:
-        try:
-            loop.progress(reported.issue_number, reported_item, 30)
-        except BaseException as exc:  # handed to the test's thread
-            failures.append(exc)
-        finally:
-            report_over.set()
-
-    reporter = threading.Thread(target=report)  # started by the sweep's write-back
-
-    real_write = sweep._write_items
-
-    def report_then_write(session, ctx, items, stepped, **how):
-        reporter.start()
-        deadline = dt.datetime.now() + dt.timedelta(seconds=30)
-        while not report_over.wait(0.05) and not _someone_waits_on_a_lock(engine):
-            assert dt.datetime.now() < deadline, "the report neither finished nor waited"
-        real_write(session, ctx, items, stepped, **how)
-
-    monkeypatch.setattr(sweep, "_write_items", report_then_write)
+    report = _report_during_write_back(
+        monkeypatch, engine, lambda: loop.progress(reported.issue_number, reported_item, 30)
+    )
     result = _sweep(loop, board=False)
-    reporter.join(30)
-    assert report_over.is_set() and not failures, failures
+    report.assert_done()
     assert result.newly_red == [red_item]
     with unit_of_work(engine) as s:
         item = s.get(TaskNode, reported_item)
@@ -632,10 +650,6 @@ def test_a_report_during_the_first_sweep_after_a_policy_change_does_not_deadlock
     as the sweep does, so it waits for the sweep instead of holding its item against it (on
     the old code PostgreSQL aborted one of the two as a deadlock). The sweep's new
     fingerprint is then kept: the report's days are that policy's."""
-    import threading
-
-    from taskforce.loop import sweep
-
     r = loop.report(title="进度正常事项")
     loop.coordinate(r.issue_number)
     loop.plan(r.issue_number, items=1, due_in=60)
@@ -648,31 +662,11 @@ def test_a_report_during_the_first_sweep_after_a_policy_change_does_not_deadlock
     )
     changed_loop = Loop(engine, Context(policy=changed, clock=clock))
 
-    failures: list[BaseException] = []
-    report_over = threading.Event()
-
-    def report() -> None:
-        try:
-            changed_loop.progress(r.issue_number, item, 30)
-        except BaseException as exc:  # handed to the test's thread
-            failures.append(exc)
-        finally:
-            report_over.set()
-
-    reporter = threading.Thread(target=report)  # started by the sweep's write-back
-    real_write = sweep._write_items
-
-    def report_then_write(session, ctx, items, stepped, **how):
-        reporter.start()
-        deadline = dt.datetime.now() + dt.timedelta(seconds=30)
-        while not report_over.wait(0.05) and not _someone_waits_on_a_lock(engine):
-            assert dt.datetime.now() < deadline, "the report neither finished nor waited"
-        real_write(session, ctx, items, stepped, **how)
-
-    monkeypatch.setattr(sweep, "_write_items", report_then_write)
+    report = _report_during_write_back(
+        monkeypatch, engine, lambda: changed_loop.progress(r.issue_number, item, 30)
+    )
     assert _sweep(changed_loop, board=False).full
-    reporter.join(30)
-    assert report_over.is_set() and not failures, failures
+    report.assert_done()
     with unit_of_work(engine) as s:
         assert s.get(TaskNode, item).progress_percent == 30
         assert s.get(SweepState, 1).policy_fingerprint == policy_fingerprint(changed)
