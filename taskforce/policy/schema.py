@@ -349,6 +349,14 @@ class ReviewPolicy(Strict):
     # beside the KPI reads and charts (below it, starting a process costs more than it saves).
     workbook_process_from_nodes: NonNegativeInt = 200_000
     default_audience: Classification = Classification.internal
+    # SPEC §3's "who" of each cadence: the group whose review it is hears of its report
+    # ("{conducted_by}" in notifications.routing.review_published).
+    conducted_by: dict[Literal["weekly", "monthly", "quarterly", "semiannual"], str] = {
+        "weekly": "executive",
+        "monthly": "executive",
+        "quarterly": "leadership",
+        "semiannual": "evaluator",
+    }
 
 
 class Policy(Strict):

@@ -658,6 +658,7 @@ def _notice(ctx: Context, data: ReviewData, files: dict[str, str]) -> dict:
         if missed
         else t("act.none"),
         "path": report_link(html) if html else None,
+        "conducted_by": ctx.policy.review.conducted_by.get(data.period.kind.value),
     }
 
 

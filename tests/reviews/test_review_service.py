@@ -58,8 +58,12 @@ def test_monthly_review_acts_once_and_rerun_replaces(engine, ctx, tmp_path):
             select(CaseLesson).where(CaseLesson.source == "review:monthly:2026-11")
         ).all()
         assert len(lessons) == len(MISSED)
-    published = _count(engine, OutboxMessage, OutboxMessage.event_kind == "review_published")
-    assert published == len(ctx.policy.notifications.routing["review_published"])
+    with Session(engine) as s:
+        audiences = s.scalars(
+            select(OutboxMessage.audience).where(OutboxMessage.event_kind == "review_published")
+        ).all()
+    # A monthly review is the executive group's own (review.conducted_by): no second notice.
+    assert sorted(audiences) == ["executive", "leadership"]
     with Session(engine) as s:
         notice = s.scalars(
             select(OutboxMessage.context).where(OutboxMessage.event_kind == "review_published")
@@ -75,8 +79,8 @@ def test_monthly_review_acts_once_and_rerun_replaces(engine, ctx, tmp_path):
     assert _count(engine, Issue, Issue.origin == "review") == len(MISSED)
     assert _count(engine, CaseLesson, CaseLesson.source == "review:monthly:2026-11") == len(MISSED)
     assert _count(engine, Review) == 1
-    assert (
-        _count(engine, OutboxMessage, OutboxMessage.event_kind == "review_published") == published
+    assert _count(engine, OutboxMessage, OutboxMessage.event_kind == "review_published") == len(
+        audiences
     )
     assert again.files == first.files  # same paths, overwritten in place
     with Session(engine) as s:
@@ -192,6 +196,18 @@ def test_a_notice_links_the_report_where_the_office_serves_it(engine, ctx, tmp_p
     assert notice["path"] == (
         "https://oa.example.gov.cn/tf-reports/monthly/2026-11/monthly-2026-11.zh-CN.internal.html"
     )
+
+
+def test_the_semiannual_audits_report_reaches_the_evaluator_who_conducts_it(engine, ctx, tmp_path):
+    """SPEC §3: the semi-annual performance and risk audit is the third-party evaluator's;
+    its report went to the executive and leadership groups only."""
+    ctx.clock.set(f.utc(2027, 1, 5, 1))
+    run_review(engine, ctx, "semiannual", "2026-H2", out_root=tmp_path, locales=["zh-CN"])
+    with Session(engine) as s:
+        audiences = s.scalars(
+            select(OutboxMessage.audience).where(OutboxMessage.event_kind == "review_published")
+        ).all()
+    assert sorted(audiences) == ["evaluator", "executive", "leadership"]
 
 
 def test_lessons_of_a_review_show_in_the_next(engine, ctx, tmp_path):
