@@ -22,7 +22,7 @@ from taskforce.emergency.models import Emergency
 from taskforce.emergency.queries import chain, get_emergency, group_for_step
 from taskforce.errors import DomainError
 from taskforce.org.models import Group, Member
-from taskforce.org.service import active_member, listing
+from taskforce.org.service import active_member, listing, not_cleared
 
 
 def responder_groups(ctx: Context, emergency: Emergency) -> list[str]:
@@ -42,9 +42,8 @@ def require_cleared(session: Session, public_id: str, actor: str) -> Member:
     if emergency.classification.readable_by(member.clearance):
         return member
     raise DomainError(
-        f"{actor} may not act on emergency {emergency.public_id}: {actor} is cleared for "
-        f"{member.clearance.value} material and the emergency is "
-        f"{emergency.classification.value}",
+        f"{actor} may not act on emergency {emergency.public_id}: "
+        + not_cleared(member, "emergency", emergency.classification),
         field="actor",
         allowed=f"a member cleared for {emergency.classification.value}",
     )
@@ -75,8 +74,7 @@ def require_responder(session: Session, ctx: Context, public_id: str, actor: str
     )
     level = emergency.level.value
     why = (
-        f"{actor} is cleared for {member.clearance.value} material and the emergency is "
-        f"{emergency.classification.value}"
+        not_cleared(member, "emergency", emergency.classification)
         if group in groups
         else f"{actor} of {group} is not among the groups it pages (level {level}: "
         f"{', '.join(groups)})"

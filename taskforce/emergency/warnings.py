@@ -19,7 +19,7 @@ from taskforce.context import Context
 from taskforce.emergency.models import EarlyWarning, WarningColour, WarningStatus
 from taskforce.errors import DomainError, NotFound
 from taskforce.org.models import Group, Member
-from taskforce.org.service import active_member, listed_codes
+from taskforce.org.service import active_member, listed_codes, not_cleared
 from taskforce.policy.schema import Classification, GroupKind
 
 
@@ -310,9 +310,8 @@ def _check_handler(session: Session, ctx: Context, warning: EarlyWarning, actor:
         if warning.classification.readable_by(member.clearance):
             return
         raise DomainError(
-            f"{actor} may not handle warning {warning.id}: {actor} is cleared for "
-            f"{member.clearance.value} material and the warning is "
-            f"{warning.classification.value}",
+            f"{actor} may not handle warning {warning.id}: "
+            + not_cleared(member, "warning", warning.classification),
             field="actor",
             allowed=f"a member of the {' or '.join(allowed)} group cleared for "
             f"{warning.classification.value}",

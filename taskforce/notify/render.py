@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import jinja2
 
-from taskforce.money import MoneyError, format_yuan, format_yuan_alike, to_fen
+from taskforce.money import MoneyError, format_yuan_alike, to_fen
 from taskforce.policy.loader import parse_yaml
 from taskforce.policy.schema import Classification, Notifications
 from taskforce.reports.i18n import translator
@@ -63,24 +63,20 @@ def _environment() -> jinja2.Environment:
 
 
 def _yuan_alike(amounts: list, locale: str) -> list[str]:
-    """`{% set a = [total, reserve]|yuan_alike(locale) %}`: amounts read in one sentence,
-    in one unit (money.format_yuan_alike); as `yuan` if one is no amount."""
+    """`{% set a = [total, reserve]|yuan_alike(locale) %}`: amounts of yuan a context carries
+    as text ("86000000.00"), written as the reports write them (8,600万元, CNY 86,000,000.00)
+    and in one unit for one sentence (money.format_yuan_alike). Text that is no amount shows
+    as it is: a message is never lost to its formatting."""
     try:
         fens = [to_fen(a if isinstance(a, str | int) else str(a)) for a in amounts]
     except MoneyError:
-        return [_yuan(a, locale) for a in amounts]
+        return [f"{a} 元" if locale == "zh-CN" else f"CNY {a}" for a in amounts]
     return format_yuan_alike(fens, locale)
 
 
 def _yuan(amount: Any, locale: str) -> str:
-    """`{{ amount|yuan(locale) }}`: an amount of yuan a context carries as text ("86000000.00")
-    written as the reports write it (8,600万元, CNY 86,000,000.00). Text that is no amount
-    shows as it is: a message is never lost to its formatting."""
-    try:
-        fen = to_fen(amount if isinstance(amount, str | int) else str(amount))
-    except MoneyError:
-        return f"{amount} 元" if locale == "zh-CN" else f"CNY {amount}"
-    return format_yuan(fen, locale)
+    """`{{ amount|yuan(locale) }}`: one amount, as `yuan_alike` writes it."""
+    return _yuan_alike([amount], locale)[0]
 
 
 @functools.cache

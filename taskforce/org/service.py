@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from taskforce.db import get_engine
 from taskforce.errors import NotFound
 from taskforce.org.models import Group, Member, Unit
-from taskforce.policy.schema import GroupKind, Organisation
+from taskforce.policy.schema import Classification, GroupKind, Organisation
 
 
 def sync_organisation(session: Session, org: Organisation) -> dict[str, int]:
@@ -99,6 +99,15 @@ def active_member(session: Session, code: str, *, field: str) -> Member:
         f"no active member {code!r}",
         field=field,
         allowed=f"a member code of config/org.yaml: {shown}",
+    )
+
+
+def not_cleared(member: Member, subject: str, classification: Classification) -> str:
+    """Why `member` may not act on a record above their clearance (config/org.yaml), in the
+    words every such refusal uses: emergencies, their deadlines, warnings."""
+    return (
+        f"{member.code} is cleared for {member.clearance.value} material and the {subject} "
+        f"is {classification.value}"
     )
 
 
