@@ -15,9 +15,10 @@ from pydantic import BaseModel, Field
 
 def form_of(model: type[BaseModel]) -> Any:
     """A required `form` parameter described by its model's first docstring line."""
-    what = (model.__doc__ or "").strip().splitlines()[0].rstrip(".。 ") if model.__doc__ else ""
-    if not what:
+    doc = (model.__doc__ or "").strip()
+    if not doc:
         raise TypeError(f"{model.__name__} needs a docstring: it is the form's description")
+    what = doc.splitlines()[0].rstrip(".。 ")
     return Field(..., description=f"{what}. 逐项填写下列字段 Fill in the fields below.")
 
 
