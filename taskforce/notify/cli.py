@@ -85,8 +85,15 @@ def check() -> None:
     readers = audience_clearances(readers_in_org(org))
     for channel in channels.channels:
         for audience in sorted(channel.audiences):
-            cleared = readers.get(audience)
-            if cleared is not None and cleared.rank < channel.clearance.rank:
+            if audience.lower() not in readers:
+                console.print(
+                    f"note: {audience} (channel {channel.name}) reaches no member of "
+                    "config/org.yaml: nobody is known to be cleared behind it, so only its "
+                    "public records arrive in full, the others as references"
+                )
+                continue
+            cleared = readers.of(audience)
+            if cleared.rank < channel.clearance.rank:
                 console.print(
                     f"note: channel {channel.name} is cleared for {channel.clearance.value}, but "
                     f"{audience} reaches a member cleared for {cleared.value} (config/org.yaml): "

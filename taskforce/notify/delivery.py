@@ -28,7 +28,7 @@ import contextlib
 import copy
 import datetime as dt
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -47,7 +47,11 @@ from taskforce.notify.channels import Channel, ChannelSet, load_channels
 from taskforce.notify.local_outbox import Sending, sending
 from taskforce.notify.models import DeliveryAttempt, DeliveryStatus, OutboxMessage
 from taskforce.notify.outbox import audiences_for, enqueue, ids_for_trail_entries
-from taskforce.notify.readers import audience_clearances, readers_in_database
+from taskforce.notify.readers import (
+    AudienceClearances,
+    audience_clearances,
+    readers_in_database,
+)
 from taskforce.notify.render import cut, render_message
 from taskforce.org.models import Member
 from taskforce.policy.schema import Classification, Notifications
@@ -91,8 +95,9 @@ class MessageSnapshot:
     priority: int
     attempts: int
     delivered_targets: frozenset[str] = frozenset()
-    # The lowest clearance among the members the audience reaches (notify/readers.py);
-    # None: no member known behind it, the channel's clearance decides alone.
+    # The lowest clearance among the members the audience reaches (notify/readers.py;
+    # public when it reaches none). None only for a snapshot made without the members
+    # (a test's, or a report's count of messages): the channel's clearance decides alone.
     readers_cleared: Classification | None = None
 
     @classmethod
@@ -100,7 +105,7 @@ class MessageSnapshot:
         cls,
         row: OutboxMessage,
         delivered: Iterable[str] = (),
-        clearances: Mapping[str, Classification] | None = None,
+        clearances: AudienceClearances | None = None,
     ) -> MessageSnapshot:
         return cls(
             id=row.id,
@@ -115,7 +120,7 @@ class MessageSnapshot:
             priority=row.priority,
             attempts=row.attempts,
             delivered_targets=frozenset(delivered),
-            readers_cleared=(clearances or {}).get(row.audience.lower()),
+            readers_cleared=None if clearances is None else clearances.of(row.audience),
         )
 
 

@@ -9,9 +9,11 @@ issue 42: read it in the system"). SPEC §7: classified content never reaches an
 that is not cleared for it.
 
 A member is reached by their group's code, `member-<code>`, their contact tags, and
-`director` and `oncall` when they are one. A tag no member is reached by keeps the
-channel's clearance: nothing is known of its readers but the channel (a mistyped contact
-tag there goes unnoticed; `taskforce notify check` lists every audience without a channel).
+`director` and `oncall` when they are one. A tag that reaches no active member is read as
+public: nobody is known to be cleared behind it (a mistyped contact tag, a member who left,
+an `oncall` nobody holds), so its classified records go out as references only. The
+channel's clearance alone would have let a typo in config/org.yaml carry secret content.
+`taskforce notify check` lists such tags.
 """
 
 from __future__ import annotations
@@ -45,9 +47,21 @@ class Reader:
         return {t.lower() for t in tags}
 
 
-def audience_clearances(readers: Iterable[Reader]) -> dict[str, Classification]:
+# What a tag that reaches no member may read (fail closed, see above).
+NOBODY_KNOWN = Classification.public
+
+
+class AudienceClearances(dict[str, Classification]):
+    """Audience tag (lower case) -> the lowest clearance among the members it reaches."""
+
+    def of(self, audience: str) -> Classification:
+        """What the readers behind `audience` may read: NOBODY_KNOWN when no member is."""
+        return self.get(audience.lower(), NOBODY_KNOWN)
+
+
+def audience_clearances(readers: Iterable[Reader]) -> AudienceClearances:
     """Audience tag -> the lowest clearance among the members it reaches."""
-    out: dict[str, Classification] = {}
+    out = AudienceClearances()
     for reader in readers:
         for tag in reader.tags():
             if tag not in out or reader.clearance.rank < out[tag].rank:

@@ -14,13 +14,13 @@ import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args
 
 import jinja2
 
 from taskforce.money import MoneyError, format_yuan_alike, to_fen
 from taskforce.policy.loader import parse_yaml
-from taskforce.policy.schema import Classification, Notifications
+from taskforce.policy.schema import Classification, LevelName, Notifications
 from taskforce.reports.i18n import translator
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -153,7 +153,8 @@ def render_message(
     )
 
 
-_LEVELS = ("I", "II", "III")
+# The policy's level names (notify does not import the emergency package).
+_LEVELS = frozenset(get_args(LevelName))
 
 
 def _urgency(message: MessageSource) -> dict[str, Any]:

@@ -511,3 +511,51 @@ def test_after_a_crash_no_further_sends_start(engine, ctx, receiver, make_channe
         deliver_pending(engine, ctx, channels=channels, on_sent=crash)
 
     assert len(receiver.arrivals) <= 2  # the one that crashed, at most one already started
+
+
+def test_an_audience_that_reaches_no_active_member_gets_a_reference_only(
+    engine, ctx, receiver, make_channels
+):
+    """Nobody is known to be cleared behind a tag that reaches no active member (a typo in a
+    channel's audiences, a member who left): its internal record goes out as a reference,
+    whatever the channel's clearance. Its public one arrives in full."""
+    from taskforce.org.models import Member
+
+    ctx = with_locale(ctx, "en")
+    channels = make_channels(
+        ("typo", "secret", receiver.url("/typo"), ["sms-w33"]),
+        ("left", "secret", receiver.url("/left"), ["member-W2"]),
+    )
+    with unit_of_work(engine) as s:  # W2 was cleared for internal, and has left
+        s.execute(update(Member).where(Member.code == "W2").values(active=False))
+    for audience in ("sms-w33", "member-W2"):
+        put(
+            engine,
+            ctx,
+            key=f"internal-{audience}",
+            audiences=[audience],
+            event_kind="decision_recorded",
+            classification=Classification.internal,
+            context={"title": "Shared catalogue gaps", "number": "TF-2026-00004"},
+            subject_id="4",
+        )
+    put(
+        engine,
+        ctx,
+        key="public",
+        audiences=["sms-w33"],
+        event_kind="decision_recorded",
+        classification=Classification.public,
+        context={"title": "Open data day", "number": "TF-2026-00005"},
+        subject_id="5",
+    )
+
+    report = deliver_pending(engine, ctx, channels=channels)
+
+    assert report.delivered == 3
+    [left] = receiver.texts("/left")
+    typo = receiver.texts("/typo")
+    assert len(typo) == 2 and any("Open data day" in text for text in typo)
+    for reference in [left, *[t for t in typo if "Open data day" not in t]]:
+        assert "Shared catalogue gaps" not in reference and "TF-2026-00004" not in reference
+        assert "read it in the system" in reference

@@ -23,7 +23,9 @@ def test_each_tag_takes_its_least_cleared_reader():
     assert clearances["oncall"] == INTERNAL  # E1 and W3
     assert clearances["wg:data"] == PUBLIC
     assert clearances["sms-w3"] == INTERNAL and clearances["member-w3"] == INTERNAL
-    assert "leadership" not in clearances  # no reader known: the channel decides
+    # No reader known behind a tag: nobody is known to be cleared (fail closed).
+    assert "leadership" not in clearances and clearances.of("leadership") == PUBLIC
+    assert clearances.of("Member-E1") == SECRET  # Apprise matches tags in lower case
 
 
 def test_the_sample_organisation_keeps_wg_data_and_wg_finance_to_public_content():
@@ -53,3 +55,41 @@ def test_notify_check_names_where_content_will_arrive_as_references(tmp_path):
     assert "wg:data reaches a member cleared for public" in out
     assert "wg:approval reaches" not in out  # every member internal, as the channel
     assert "every audience has a channel" in out
+
+
+def test_notify_check_names_a_channel_tag_that_reaches_no_member(tmp_path):
+    """A mistyped contact tag reaches nobody of config/org.yaml: the check says that its
+    classified records will arrive as references only (notify/readers.py, fail closed)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    config = tmp_path / "config"
+    shutil.copytree(root / "config", config)
+    channels = config / "apprise.yml"
+    text = channels.read_text(encoding="utf-8")
+    assert "        - member-W3\n" in text
+    channels.write_text(
+        text.replace("        - member-W3\n", "        - member-W3\n        - sms-w33\n", 1),
+        encoding="utf-8",
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-m", "taskforce.cli", "notify", "check"],
+        cwd=root,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "TASKFORCE_CONFIG_DIR": str(config),
+            "TASKFORCE_OUTBOX_FILE": str(tmp_path / "outbox.jsonl"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    out = " ".join(done.stdout.split())  # rich wraps long lines
+    assert "sms-w33 (channel local) reaches no member of config/org.yaml" in out
+    assert "member-W3 (channel" not in out  # a tag that reaches W3 is no note
