@@ -1,7 +1,9 @@
 """The emergency reserve (应急预留, SPEC §4): one way to draw on it.
 
 Only an open, real (not drill) emergency may draw; the approving group must
-hold the authority for the amount (SPEC §1); the year's reserve may not be
+hold the authority for the amount (SPEC §1), and the approver the form names must be an
+active member of that group cleared for the emergency (a group named on a form approves
+nothing by itself: anyone could have typed "leadership"); the year's reserve may not be
 overdrawn; every draw is a ledger entry of kind `reserve_draw` linked to its
 emergency, an emergency event, a decision-trail entry and a notification.
 Both the budget's reserve-draw form and the emergency-response flow come here.
@@ -23,6 +25,8 @@ from taskforce.context import Context
 from taskforce.emergency.models import Emergency, EmergencyEvent, EmergencyStatus
 from taskforce.errors import DomainError, IllegalTransition, NotFound
 from taskforce.money import format_yuan
+from taskforce.org.models import Group, Member
+from taskforce.org.service import active_member, listing, not_cleared
 from taskforce.policy.schema import Classification, GroupKind
 
 OPEN_EMERGENCY = (
@@ -37,6 +41,7 @@ class ReserveDraw:
     ledger_entry_id: int
     amount_fen: int
     approved_by: str
+    approver: str
     rule: str
     remaining_fen: int
 
@@ -76,6 +81,7 @@ def draw_on_reserve(
     *,
     amount_fen: int,
     approved_by: GroupKind,
+    approver: str,
     cross_department: bool,
     fiscal_year: int,
     entry_date: dt.date,
@@ -117,6 +123,7 @@ def draw_on_reserve(
             field="approved_by",
             allowed=check.required.value,
         )
+    approving = approving_member(session, approver, GroupKind(approved_by), emergency)
     line_id, remaining = reserve_left(session, fiscal_year)
     if amount_fen > remaining:
         raise DomainError(
@@ -140,7 +147,12 @@ def draw_on_reserve(
     session.add(entry)
     session.flush()
     draw = ReserveDraw(
-        entry.id, amount_fen, GroupKind(approved_by).value, check.rule, remaining - amount_fen
+        entry.id,
+        amount_fen,
+        GroupKind(approved_by).value,
+        approving.code,
+        check.rule,
+        remaining - amount_fen,
     )
     detail = {**draw.__dict__, "fiscal_year": fiscal_year, "external_ref": external_ref}
     session.add(
@@ -178,3 +190,36 @@ def draw_on_reserve(
         },
     )
     return draw
+
+
+def approving_member(session: Session, code: str, group: GroupKind, emergency: Emergency) -> Member:
+    """The active member `code` of the approving group, cleared for the emergency; else a
+    DomainError on `approver` naming who may approve."""
+    member = active_member(session, code, field="approver")
+    kind = session.scalar(select(Group.kind).where(Group.id == member.group_id))
+    cleared = emergency.classification.readable_by(member.clearance)
+    if kind == group and cleared:
+        return member
+    who = session.execute(
+        select(Member.code, Member.name, Member.clearance)
+        .join(Group, Group.id == Member.group_id)
+        .where(Group.kind == group, Member.active.is_(True))
+        .order_by(Member.code)
+    ).all()
+    allowed = listing(
+        f"{c} {name}"
+        for c, name, clearance in who
+        if emergency.classification.readable_by(clearance)
+    )
+    why = (
+        not_cleared(member, "emergency", emergency.classification)
+        if kind == group
+        else f"{code} is not a member of the {group.value} group"
+    )
+    raise DomainError(
+        f"{code} may not approve a draw for emergency {emergency.public_id} on behalf of "
+        f"{group.value}: {why}",
+        field="approver",
+        allowed=f"a member of {group.value} cleared for {emergency.classification.value}: "
+        f"{allowed or 'none is recorded'}",
+    )

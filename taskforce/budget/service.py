@@ -679,6 +679,7 @@ def draw_reserve(
         emergency,
         amount_fen=to_fen(form.amount),
         approved_by=form.approved_by,
+        approver=form.approver,
         cross_department=form.cross_department,
         fiscal_year=form.fiscal_year,
         entry_date=form.entry_date,

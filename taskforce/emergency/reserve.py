@@ -41,6 +41,7 @@ def request_reserve_draw(
         emergency,
         amount_fen=to_fen(form.amount),
         approved_by=form.approved_by,
+        approver=form.approver,
         cross_department=form.cross_department,
         fiscal_year=ctx.today().year,
         entry_date=ctx.today(),

@@ -234,6 +234,7 @@ def _draw(books, emergency, amount="1000.00", voucher="R-1"):
         payee="Pumps Ltd",
         description="pumps for the flooded hall",
         voucher=voucher,
+        approver="E1",
     )
     with books.tx() as s:
         return service.draw_reserve(s, books.ctx, form, actor="E1")
@@ -517,6 +518,7 @@ def test_a_reserve_draw_is_not_dated_before_its_emergency_opened(books, days_bef
         payee="Pumps Ltd",
         description="pumps",
         voucher="R-1",
+        approver="E1",
     )
     if allowed:
         with books.tx() as s:

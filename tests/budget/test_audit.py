@@ -66,6 +66,7 @@ def clean(books):
                 amount=Decimal("50000"),
                 description="pumps",
                 voucher="R1",
+                approver="E1",
             ),
             actor="E1",
         )

@@ -140,7 +140,7 @@ def test_response_flow_runs_to_the_follow_up_issue(engine, policy, prefect_serve
     options = ResponseOptions(
         poll_seconds=1,
         max_wait_minutes=0,
-        reserve_draw=ReserveDrawForm(amount=Decimal("200000.00")),
+        reserve_draw=ReserveDrawForm(amount=Decimal("200000.00"), approver="E2"),
     )
     # Nobody answered yet: the run pages and leaves the rest to the sweep.
     first = emergency_response(e.emergency_id, options)

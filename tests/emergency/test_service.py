@@ -17,10 +17,10 @@ from taskforce.db import unit_of_work
 from taskforce.emergency import service
 from taskforce.emergency.forms import EmergencyIntake, ReserveDrawForm
 from taskforce.emergency.models import Emergency, EmergencyEvent, EmergencyStatus, Level
-from taskforce.errors import DomainError, IllegalTransition
+from taskforce.errors import DomainError, IllegalTransition, NotFound
 from taskforce.loop.models import Issue
 from taskforce.notify.models import OutboxMessage
-from taskforce.policy.schema import GroupKind
+from taskforce.policy.schema import Classification, GroupKind
 from taskforce.trail.models import TrailEntry
 
 LEADERSHIP = [f"member-L{i}" for i in range(1, 8)]
@@ -328,13 +328,16 @@ def _fiscal_year(engine, year=2026, total_yuan=100_000_000):
         s.add(FiscalYear(year=year, total_fen=total, reserve_fen=total // 10))
 
 
+APPROVERS = {GroupKind.executive: "E1", GroupKind.leadership: "L1"}
+
+
 def _draw(engine, ctx, public_id, amount, by=GroupKind.executive, key="draw-1"):
     with unit_of_work(engine) as s:
         return service.request_reserve_draw(
             s,
             ctx,
             public_id,
-            ReserveDrawForm(amount=Decimal(amount), approved_by=by),
+            ReserveDrawForm(amount=Decimal(amount), approved_by=by, approver=APPROVERS[by]),
             actor="E1",
             key=key,
         )
@@ -364,6 +367,56 @@ def test_reserve_draw_within_authority(engine, ctx):
     assert [(k, i) for k, i, _ in rows] == [(LedgerKind.reserve_draw, em.id)] * 2
     assert sum(a for *_, a in rows) == 1_000_000_000
     assert len(actions) == 2
+
+
+@pytest.mark.parametrize(
+    ("approver", "by", "refusal"),
+    [
+        ("E1", GroupKind.executive, None),
+        ("L1", GroupKind.leadership, None),
+        # A group typed on a form approves nothing: the approver must be one of its members.
+        ("E1", GroupKind.leadership, "E1 is not a member of the leadership group"),
+        ("W4", GroupKind.executive, "W4 is not a member of the executive group"),
+        ("nobody", GroupKind.executive, "no active member 'nobody'"),
+        # A member of the group, but not cleared for the secret emergency.
+        ("E3", GroupKind.executive, "E3 is cleared for internal material"),
+    ],
+)
+def test_a_reserve_draw_is_approved_by_a_cleared_member_of_the_approving_group(
+    engine, ctx, approver, by, refusal
+):
+    _fiscal_year(engine)
+    with unit_of_work(engine) as s:
+        e = service.open_emergency(
+            s,
+            ctx,
+            EmergencyIntake(
+                level=Level.II,
+                title="数据平台中断",
+                working_group="wg:data",
+                classification=Classification.secret,
+            ),
+            source="monitoring",
+            dedup_key="k1",
+            actor="test",
+        )
+    form = ReserveDrawForm(amount=Decimal("1000.00"), approved_by=by, approver=approver)
+
+    def draw():
+        with unit_of_work(engine) as s:
+            return service.request_reserve_draw(s, ctx, e.emergency_id, form, actor="E1", key="d")
+
+    if refusal is None:
+        assert draw()["approver"] == approver
+        return
+    with pytest.raises((DomainError, NotFound), match=refusal) as refused:
+        draw()
+    assert refused.value.field == "approver"
+    if approver != "nobody":
+        assert "L1" in refused.value.allowed or "E1" in refused.value.allowed
+        assert "E3" not in refused.value.allowed  # not cleared: not offered
+    with unit_of_work(engine) as s:  # nothing written
+        assert s.scalar(select(func.count(LedgerEntry.id))) == 0
 
 
 def test_reserve_draw_counts_on_the_reserve_budget_line(engine, ctx):
