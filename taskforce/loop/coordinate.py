@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from taskforce import events
@@ -171,6 +171,21 @@ def coordinate(
         context=common,
     )
     if major:
+        # 议题预审-专家论证-集体表决 (SPEC §2.2): the expert pool is asked for its opinions,
+        # which the vote form records, and the leadership group for its vote.
+        events.record(
+            session,
+            ctx.policy,
+            at=now,
+            actor=actor,
+            action="decision.expert_review_requested",
+            subject_type="issue",
+            subject_id=issue.number,
+            classification=issue.classification,
+            notify="expert_review_requested",
+            payload={"decision_id": decision.id, "reasons": reasons},
+            context={**common, "reasons": reasons},
+        )
         events.record(
             session,
             ctx.policy,
@@ -182,7 +197,7 @@ def coordinate(
             classification=issue.classification,
             notify="vote_requested",
             payload={"decision_id": decision.id, "reasons": reasons},
-            context={**common, "reasons": reasons},
+            context={**common, "reasons": reasons, **_votes_needed(session, ctx)},
         )
         detail = {"major": True, "reasons": reasons, "decision_id": decision.id}
     else:
@@ -212,6 +227,24 @@ def coordinate(
     result = StepResult(issue_number=issue.number, stage=issue.stage.value, detail=detail)
     remember(session, key, "coordinate", result.model_dump(), now, seen=seen)
     return result
+
+
+def _votes_needed(session: Session, ctx: Context) -> dict[str, int | str]:
+    """What passing takes, for the vote request: yes votes of all active leadership members
+    at the configured fraction (config vote), in integers as the tally counts them."""
+    members = session.scalar(
+        select(func.count(Member.id))
+        .join(Group, Member.group_id == Group.id)
+        .where(Group.kind == GroupKind.leadership, Member.active.is_(True))
+    )
+    vote = ctx.policy.vote
+    if not members:
+        return {}
+    return {
+        "yes_needed": tally_vote(0, 0, 0, members, vote).required,
+        "members": members,
+        "fraction": f"{vote.pass_numerator}/{vote.pass_denominator}",
+    }
 
 
 def leadership_vote(

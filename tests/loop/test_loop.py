@@ -386,3 +386,44 @@ def test_a_vote_without_the_expert_review_is_refused(loop, engine):
         LeadershipVoteForm(pre_review_passed=True, ballots={"L1": "yes"})
     # A failed pre-review ends before the expert review: it needs none.
     assert not LeadershipVoteForm(pre_review_passed=False).expert_opinions
+
+
+@pytest.mark.parametrize(
+    ("fraction", "needed", "zh_words"),
+    [
+        ((2, 3), 5, "须至少5名成员同意（全体7名成员的2/3）"),
+        ((3, 4), 6, "须至少6名成员同意（全体7名成员的3/4）"),
+    ],
+)
+def test_a_major_matter_asks_the_experts_and_the_leadership_with_the_configured_fraction(
+    engine, policy, clock, fraction, needed, zh_words
+):
+    """议题预审-专家论证-集体表决: the expert pool is asked for its review, and the vote request
+    says what passing takes under config vote (7 leadership members: 5 at 2/3, 6 at 3/4)."""
+    from taskforce.notify.delivery import MessageSnapshot
+    from taskforce.notify.render import render_message
+    from taskforce.policy.schema import Classification
+
+    numerator, denominator = fraction
+    vote = policy.vote.model_copy(
+        update={"pass_numerator": numerator, "pass_denominator": denominator}
+    )
+    policy = policy.model_copy(update={"vote": vote})
+    loop = Loop(engine, Context(policy=policy, clock=clock))
+    r = loop.report()
+    loop.coordinate(r.issue_number, major=True)
+
+    with unit_of_work(engine) as s:
+        rows = {
+            (m.event_kind, m.audience): MessageSnapshot.of(m)
+            for m in s.scalars(select(OutboxMessage))
+        }
+    assert ("expert_review_requested", "expert") in rows
+    request = rows[("vote_requested", "leadership")]
+    assert request.context["yes_needed"] == needed
+    for locale, words in (("zh-CN", zh_words), ("en", f"at least {needed} yes votes")):
+        body = render_message(
+            request, clearance=Classification.secret, locale=locale, limits=policy.notifications
+        ).body
+        assert words in body and "two thirds" not in body and "三分之二" not in body
+    assert loop.vote(r.issue_number, yes=needed - 1, no=8 - needed).detail["passed"] is False
