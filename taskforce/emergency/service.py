@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -224,8 +225,29 @@ def open_emergency(
             "deadlines": deadlines,
             "is_drill": is_drill,
         },
+        **_tracking(ctx, emergency.level, emergency.title, emergency.working_group, now),
     )
     return _answer(emergency, created=True)
+
+
+def _tracking(
+    ctx: Context, level: Level, title: str, working_group: str | None, opened: dt.datetime
+) -> dict[str, Any]:
+    """The notice an emergency of a tracked level sends when it opens (config emergency.levels
+    `tracked`; SPEC §5: level III is the working group's own, and the executive tracks it)."""
+    rule = ctx.policy.emergency.levels[Level(level).value]
+    if not rule.tracked:
+        return {}
+    return {
+        "notify": "emergency_tracked",
+        "context": {
+            "title": title,
+            "level": Level(level).value,
+            "level_name": rule.name_zh,
+            "working_group": working_group or rule.leading_group,
+            "opened": local_minute(opened, ctx.policy.timezone),
+        },
+    }
 
 
 @dataclass(frozen=True)
@@ -439,6 +461,7 @@ def _open_pending(
                         "deadlines": row["deadlines"],
                         "is_drill": row["is_drill"],
                     },
+                    **_tracking(ctx, row["level"], row["title"], row["working_group"], now),
                 }
             )
             results[i] = OpenResult.model_construct(

@@ -97,6 +97,9 @@ class EmergencyLevelPolicy(Strict):
     name_zh: str
     leading_group: ChainStep
     deadlines_hours: dict[str, PositiveInt]
+    # Told when an emergency of this level opens, though not paged (SPEC §5, level III:
+    # "the working group itself; executive tracks"): routing `emergency_tracked`.
+    tracked: bool = False
 
 
 LevelName = Literal["I", "II", "III"]

@@ -23,6 +23,7 @@ from taskforce.emergency import service
 from taskforce.emergency.forms import EmergencyIntake
 from taskforce.emergency.models import Emergency, EmergencyEvent, EmergencyStatus, Level
 from taskforce.errors import DomainError
+from taskforce.notify.models import OutboxMessage
 from taskforce.trail.models import TrailEntry
 
 _runs = itertools.count()
@@ -110,7 +111,17 @@ def _state(engine, source: str, ids: dict[str, str]) -> tuple:
                 .order_by(TrailEntry.id)
             )
         ]
-    return emergencies, events, entries
+        # A tracked level's notice (keys aside: they name trail ids).
+        notices = [
+            (m.event_kind, ids[m.subject_id], m.audience, m.classification, m.is_drill, m.context)
+            for m in s.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.subject_id.in_(list(ids)))
+                .where(OutboxMessage.event_kind == "emergency_tracked")
+                .order_by(OutboxMessage.id)
+            )
+        ]
+    return emergencies, events, entries, notices
 
 
 def _never_more_severe(deliveries: list[dict]) -> list[dict]:

@@ -449,6 +449,8 @@ def _written(engine, ids: list[str], run: str) -> list:
             rows = s.scalars(
                 select(OutboxMessage)
                 .where(OutboxMessage.subject_id == public_id)
+                # Written when it opened, not by its pages (and keyed by its trail entry's id).
+                .where(OutboxMessage.event_kind != "emergency_tracked")
                 .order_by(OutboxMessage.idempotency_key)
             ).all()
             trail = s.scalars(

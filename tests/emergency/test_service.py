@@ -102,7 +102,10 @@ def test_first_page_goes_to_the_leading_groups_on_call(engine, ctx):
     assert _audiences(engine, one.emergency_id) == LEADERSHIP
     with unit_of_work(engine) as s:
         row = s.scalars(
-            select(OutboxMessage).where(OutboxMessage.subject_id == three.emergency_id)
+            select(OutboxMessage).where(
+                OutboxMessage.subject_id == three.emergency_id,
+                OutboxMessage.event_kind == "emergency_page",
+            )
         ).one()
         assert row.context["member"] == "W3"
         assert row.priority == ctx.policy.emergency.page_priority
@@ -697,3 +700,32 @@ def test_a_raise_by_a_more_classified_report_raises_the_classification(engine, c
         assert not again.created
     with unit_of_work(engine) as s:
         assert service.get_emergency(s, first.emergency_id).classification == "secret"
+
+
+@pytest.mark.parametrize(("level", "tracked"), [("III", True), ("II", False), ("I", False)])
+def test_the_executive_group_is_told_of_a_level_iii_emergency_it_tracks(
+    engine, ctx, level, tracked
+):
+    """SPEC §5: level III is the working group's own and the executive tracks it: it is told
+    when one opens (config emergency.levels.III.tracked), in the words of the level. Levels I
+    and II page the executive or the leadership group already."""
+    from taskforce.notify.delivery import MessageSnapshot
+    from taskforce.notify.render import render_message
+
+    e = _open(engine, ctx, level=level)
+    with unit_of_work(engine) as s:
+        notices = [
+            MessageSnapshot.of(m)
+            for m in s.scalars(
+                select(OutboxMessage).where(OutboxMessage.event_kind == "emergency_tracked")
+            )
+        ]
+    if not tracked:
+        assert notices == []
+        return
+    [notice] = notices
+    assert (notice.audience, notice.subject_id) == ("executive", e.emergency_id)
+    body = render_message(
+        notice, clearance=Classification.internal, locale="zh-CN", limits=ctx.policy.notifications
+    ).body
+    assert "III级（一般事项）应急事件，由 wg:data 自行处置，执行小组跟踪" in body
