@@ -25,7 +25,7 @@ class Spec:
     entrypoint: str  # path:function, relative to the project root
     description: str
     tags: tuple[str, ...] = ()
-    schedule: str | None = None  # a key of policy.reviews, or "* * * * *"-style cron
+    schedule: str | None = None  # a key of config `reviews` (policy.reviews): its cron
     parameters: dict = field(default_factory=dict)
     concurrency: int | None = None
     pool: str = WORK_POOL
@@ -91,15 +91,15 @@ SPECS: list[Spec] = [
         "flows/notifications.py:deliver_notifications",
         "Send due outbox rows through Apprise; retries, dead-letter, A/B backup pages.",
         ("notifications", "scheduled"),
-        schedule="* * * * *",
+        schedule="notification_delivery",
         concurrency=1,
     ),
     Spec(
         "dispatch-sweep",
         "flows/dispatch.py:dispatch_sweep_flow",
-        "周调度 Weekly dispatch: red-item interviews and escalations, overdue stages, the task cockpit.",
+        "调度扫描 Dispatch sweep, every morning: red-item interviews and escalations, overdue stages, the task cockpit.",
         ("review", "scheduled"),
-        schedule="weekly_dispatch",
+        schedule="dispatch_sweep",
         concurrency=1,
     ),
     # --- budget (flows/budget.py) ---
@@ -202,7 +202,7 @@ SPECS: list[Spec] = [
         "flows/emergency.py:dispatch_pending_emergencies",
         "Dispatch what the gateway could not; escalate unacknowledged pages and overdue warnings.",
         ("emergency", "scheduled"),
-        schedule="* * * * *",
+        schedule="emergency_sweep",
         concurrency=1,
         pool=EMERGENCY_POOL,
     ),
@@ -278,8 +278,7 @@ SPECS: list[Spec] = [
 def resolve_cron(spec: Spec) -> str | None:
     if spec.schedule is None:
         return None
-    reviews = load_policy().reviews
-    return getattr(reviews, spec.schedule, spec.schedule)
+    return getattr(load_policy().reviews, spec.schedule)
 
 
 def prefect_yaml() -> dict:

@@ -27,7 +27,7 @@ def dispatch_sweep_flow() -> dict:
 def _artifacts(result, summary: dict) -> None:
     c = summary["colours"]
     md = [
-        "# 周调度 Dispatch summary",
+        "# 调度扫描 Dispatch sweep summary",
         "",
         "| 🟢 green | 🟡 yellow | 🔴 red | newly red (interviews) | escalated | overdue stages |",
         "|---|---|---|---|---|---|",
@@ -60,7 +60,7 @@ def _artifacts(result, summary: dict) -> None:
                 f"{r.reason} |"
             )
     create_markdown_artifact(
-        "\n".join(md), key="dispatch-summary", description="Weekly dispatch summary"
+        "\n".join(md), key="dispatch-summary", description="Dispatch sweep summary"
     )
     table = result.cockpit.head(COCKPIT_ROWS).copy()
     table["due"] = table["due"].astype(str)

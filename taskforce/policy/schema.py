@@ -272,8 +272,12 @@ class KpiTargets(Strict):
 
 
 class Reviews(Strict):
-    weekly_dispatch: str
+    """The scheduled deployments' cron expressions (config `reviews`)."""
+
+    dispatch_sweep: str
     weekly_dispatch_report: str
+    notification_delivery: str
+    emergency_sweep: str
     monthly_review: str
     quarterly_review: str
     semiannual_audit: str

@@ -29,3 +29,27 @@ def test_scheduled_deployments_run_in_shanghai_time():
     assert scheduled and all(
         s["timezone"] == "Asia/Shanghai" for d in scheduled for s in d["schedules"]
     )
+
+
+def test_every_schedule_is_a_cron_of_config_reviews():
+    """No cadence is written in code (SPEC's numbers are config defaults): each scheduled
+    deployment names a key of config `reviews`, and its cron in prefect.yaml is that key's."""
+    import yaml
+
+    from taskforce.policy import load_policy
+    from taskforce.policy.schema import Reviews
+
+    reviews = load_policy().reviews
+    crons = {
+        d["name"]: d["schedules"][0]["cron"]
+        for d in yaml.safe_load(render_prefect_yaml())["deployments"]
+        if "schedules" in d
+    }
+    scheduled = [s for s in SPECS if s.schedule]
+    assert {s.name for s in scheduled} == set(crons)
+    for spec in scheduled:
+        assert spec.schedule in Reviews.model_fields, spec.name
+        assert crons[spec.name] == getattr(reviews, spec.schedule)
+    # A red item is taken up the morning after it turns red, not at the next Monday's sweep.
+    assert crons["dispatch-sweep"] == "0 9 * * *"
+    assert crons["deliver-notifications"] == crons["dispatch-pending-emergencies"] == "* * * * *"
