@@ -59,7 +59,6 @@ ChainStep = Literal["working_group", "executive", "leadership"]
 class Authority(Strict):
     executive_approval_max: Money
     leadership_cross_department_min: Money
-    escalation_chain: list[ChainStep] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> Authority:
