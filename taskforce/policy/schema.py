@@ -233,11 +233,24 @@ AuditCheck = Literal[
 
 class BudgetPolicy(Strict):
     emergency_reserve_share: Share
+    # 三审 in order; the last is the approval, `leadership`: the leadership group, or the
+    # executive group for an amount within its authority (SPEC §1; budget/service.py
+    # required_stages).
     reviews: list[Literal["compliance", "evaluator", "leadership"]] = Field(min_length=1)
     # Weekly compliance audit (issue 7): severity of each check's findings, and the
     # lowest severity that also notifies the leadership group.
     audit_severity: dict[AuditCheck, AuditSeverity]
     severe_from: AuditSeverity
+
+    @field_validator("reviews")
+    @classmethod
+    def _approval_last(cls, v: list[str]) -> list[str]:
+        if v[-1] != "leadership" or v.count("leadership") != 1 or len(set(v)) != len(v):
+            raise ValueError(
+                "each review once, the approval (leadership) last, e.g. "
+                "[compliance, evaluator, leadership]"
+            )
+        return v
 
     @field_validator("audit_severity")
     @classmethod

@@ -86,3 +86,26 @@ def test_env_points_to_another_folder(config_copy, monkeypatch):
     _edit(config_copy / "taskforce.yaml", lambda d: d["loop"].update(plan_deadline_working_days=7))
     monkeypatch.setenv("TASKFORCE_CONFIG_DIR", str(config_copy))
     assert load_policy().loop.plan_deadline_working_days == 7
+
+
+@pytest.mark.parametrize(
+    "reviews",
+    [["leadership", "compliance", "evaluator"], ["compliance", "compliance", "leadership"]],
+)
+def test_the_budget_reviews_end_with_the_approval_once(config_copy, reviews):
+    """三审: the last review is the approval (the leadership group, or the executive group
+    within its authority); one placed elsewhere, or a review twice, would be ignored."""
+    _edit(config_copy / "taskforce.yaml", lambda d: d["budget"].update(reviews=reviews))
+    with pytest.raises(ConfigError, match=r"budget\.reviews: .*the approval \(leadership\) last"):
+        load_policy(config_copy)
+
+
+def test_an_authority_chain_nothing_reads_is_refused(config_copy):
+    """Money goes executive → leadership by the authority table (taskforce/authority.py); a
+    chain there would look configurable and change nothing."""
+    _edit(
+        config_copy / "taskforce.yaml",
+        lambda d: d["authority"].update(escalation_chain=["executive", "leadership"]),
+    )
+    with pytest.raises(ConfigError, match=r"authority\.escalation_chain: unknown key"):
+        load_policy(config_copy)
