@@ -43,6 +43,31 @@ def _open_decision(session: Session, issue: Issue) -> Decision | None:
     ).one_or_none()
 
 
+def _deadline_passed(issue: Issue, today) -> bool:
+    return issue.deadline is not None and issue.deadline < today
+
+
+def _withdraw(session: Session, ctx: Context, issue: Issue, decision: Decision, *, actor: str):
+    """A major matter whose deadline passed before the vote: a new coordination replaces it
+    (the next meeting is a new round, as after a failed vote)."""
+    now = ctx.now()
+    reason = f"deadline {issue.deadline} passed before the vote; coordinated again"
+    decision.status, decision.decided_at = DecisionStatus.rejected, now
+    decision.outcome_reasons = reason
+    issue.round += 1
+    events.record(
+        session,
+        ctx.policy,
+        at=now,
+        actor=actor,
+        action="decision.withdrawn",
+        subject_type="issue",
+        subject_id=issue.number,
+        classification=issue.classification,
+        payload={"decision_id": decision.id, "reason": reason},
+    )
+
+
 def _working_group_of(session: Session, unit_ids: list[int]) -> str | None:
     """The working group most of the responsible units' members belong to, for routing."""
     row = session.execute(
@@ -79,12 +104,15 @@ def coordinate(
         return StepResult.model_validate(done)
     issue = load_issue(session, issue_number)
     require_step(issue, "coordinate")
-    if _open_decision(session, issue) is not None:
+    today = ctx.today()
+    pending = _open_decision(session, issue)
+    if pending is not None and not _deadline_passed(issue, today):
         raise IllegalTransition(
             f"{issue.number} awaits the leadership group's vote; record the vote first",
             field="issue_number",
         )
-    today = ctx.today()
+    if pending is not None:
+        _withdraw(session, ctx, issue, pending, actor=actor)
     if form.deadline <= today:
         raise DomainError(
             f"{form.deadline} is not after today ({today})",
@@ -267,6 +295,15 @@ def leadership_vote(
         raise IllegalTransition(
             f"{issue.number} has no major matter awaiting the leadership group",
             field="issue_number",
+        )
+    if _deadline_passed(issue, ctx.today()):
+        # Every action item must be due by the deadline and none in the past: a vote passed
+        # now would leave the issue in planning with no plan it could file.
+        raise DomainError(
+            f"the deadline {issue.deadline} set at coordination has passed: no plan could meet it",
+            field="issue_number",
+            allowed="hold the coordination again with a new deadline (coordinate-issue); "
+            "it withdraws this pending matter, and the vote is taken on the new one",
         )
     members = {
         m.code: m

@@ -26,7 +26,7 @@ def plan_due(ctx: Context, decided_on: dt.date, issue_deadline: dt.date | None) 
     """The day a plan is due: within plan_deadline_working_days of the decision (SPEC §2.3,
     the decision day not counted), and never after the issue's own deadline, the day every
     action item must be done by (a plan due after it would plan nothing). Never before the
-    decision day either: a vote taken after the deadline passed gives a plan due that day."""
+    decision day either (a vote after the deadline is refused: loop/coordinate.py)."""
     due = ctx.calendar.add_working_days(decided_on, ctx.policy.loop.plan_deadline_working_days)
     if issue_deadline is not None and issue_deadline < due.due:
         # A calendar day, not counted in working days: no holiday data was needed.

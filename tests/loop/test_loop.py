@@ -202,19 +202,6 @@ def test_a_plan_is_never_due_after_the_issue_deadline(loop, engine, days, plan_d
     )
 
 
-def test_a_vote_after_the_deadline_passed_makes_the_plan_due_that_day(loop, engine, clock):
-    """A major matter voted on only after its deadline: its plan is due on the vote's day,
-    never before the decision, and not flagged as a calendar fallback."""
-    r = loop.report()
-    loop.coordinate(r.issue_number, major=True, days=2)  # deadline Wednesday 11 March
-    clock.advance(days=3)  # the vote on Thursday the 12th
-    result = loop.vote(r.issue_number, yes=5)
-    assert result.detail["plan_due"] == "2026-03-12"
-    with unit_of_work(engine) as s:
-        issue = s.scalar(select(Issue).where(Issue.number == r.issue_number))
-        assert issue.stage_due_at == loop.ctx.end_of(dt.date(2026, 3, 12))
-
-
 def test_plan_deadline_over_national_day(engine, policy):
     from taskforce.clock import ManualClock
 
@@ -427,3 +414,42 @@ def test_a_major_matter_asks_the_experts_and_the_leadership_with_the_configured_
         ).body
         assert words in body and "two thirds" not in body and "三分之二" not in body
     assert loop.vote(r.issue_number, yes=needed - 1, no=8 - needed).detail["passed"] is False
+
+
+@pytest.mark.parametrize(("days_after", "refused"), [(0, False), (1, True)])
+def test_a_vote_after_the_deadline_is_refused_and_a_new_coordination_withdraws_the_matter(
+    loop, engine, days_after, refused
+):
+    """A major matter voted on after its deadline would leave no plan possible (items are
+    due by the deadline and not in the past). On the deadline day the vote is taken; the day
+    after it is refused, naming the way out, and a new coordination withdraws the pending
+    matter, so that the new one is voted on and planned."""
+    r = loop.report()
+    loop.coordinate(r.issue_number, major=True, days=3)
+    loop.ctx.clock.advance(days=3 + days_after)
+    if not refused:
+        assert loop.vote(r.issue_number, yes=5, no=2).stage == "planning"
+        return
+    trail = _count(engine, TrailEntry)
+    with pytest.raises(DomainError, match="issue_number: the deadline .* has passed") as e:
+        loop.vote(r.issue_number, yes=5, no=2)
+    assert "hold the coordination again" in e.value.allowed
+    assert _count(engine, TrailEntry) == trail  # nothing written
+
+    again = loop.coordinate(r.issue_number, major=True, days=30)
+    assert again.stage == "coordinating" and again.detail["major"]
+    statuses = _rows(engine, select(Decision.round, Decision.status).order_by(Decision.id))
+    assert statuses == [(1, DecisionStatus.rejected), (2, DecisionStatus.pre_review)]
+    assert "passed before the vote" in _rows(engine, select(Decision.outcome_reasons))[0][0]
+    assert loop.vote(r.issue_number, yes=5, no=2).stage == "planning"
+    assert loop.plan(r.issue_number).stage == "executing"
+    with unit_of_work(engine) as s:
+        assert verify(s).ok
+
+
+def test_a_pending_vote_still_blocks_a_new_coordination_before_its_deadline(loop):
+    r = loop.report()
+    loop.coordinate(r.issue_number, major=True, days=3)
+    loop.ctx.clock.advance(days=3)
+    with pytest.raises(IllegalTransition, match="record the vote first"):
+        loop.coordinate(r.issue_number, days=30)
