@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 from fractions import Fraction
-from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -240,9 +239,11 @@ def test_duplicate_title_at_the_similarity_threshold_links_and_just_below_does_n
     assert _count(engine, IssueReport) == 2
 
 
+# SQLite: PostgreSQL's path locks the frame's rows, which this frame has none of in the database.
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(("days_past_window", "escalated"), [(0, False), (1, True)])
 def test_red_item_escalated_only_when_red_for_more_than_the_window(
-    policy, days_past_window, escalated
+    engine, policy, days_past_window, escalated
 ):
     """SPEC §2.4: a red item left red past the escalation window goes to the leadership group;
     config progress.red_escalation_days: "red for more than this many calendar days".
@@ -293,11 +294,8 @@ def test_red_item_escalated_only_when_red_for_more_than_the_window(
         clock=ManualClock(dt.datetime.combine(today, dt.time(9), tz)),
     )
     frame["colour"] = colour
-    # Only the dialect's name is read (PostgreSQL would lock the rows): SQLite's path.
-    session = SimpleNamespace(
-        get_bind=lambda: SimpleNamespace(dialect=SimpleNamespace(name="sqlite"))
-    )
-    steps = _take_red_steps(session, ctx, frame)
+    with unit_of_work(engine) as session:
+        steps = _take_red_steps(session, ctx, frame)
     assert steps.fresh.empty  # the interview was requested already
     assert steps.overdue["id"].tolist() == ([1] if escalated else [])
     assert bool(steps.stepped[0]) is escalated
