@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from taskforce import events
-from taskforce.authority import is_major_matter, tally_vote
+from taskforce.authority import Approver, is_major_matter, route_amount, tally_vote
 from taskforce.calendar import Deadline
 from taskforce.context import Context
 from taskforce.errors import DomainError, IllegalTransition
@@ -25,7 +25,7 @@ from taskforce.loop.models import (
 )
 from taskforce.loop.plan import plan_due
 from taskforce.loop.states import load_issue, move, require_step
-from taskforce.money import to_fen
+from taskforce.money import format_yuan, to_fen
 from taskforce.org.models import Group, Member, Unit
 from taskforce.org.service import unknown_unit
 from taskforce.policy.schema import GroupKind
@@ -199,6 +199,15 @@ def coordinate(
         context=common,
     )
     if major:
+        # Why it is a major matter, in values each locale's template words itself.
+        budget_fen = to_fen(form.budget)
+        why_major = {
+            "budget": format_yuan(budget_fen, ctx.policy.locale),
+            "over_authority": route_amount(budget_fen, ctx.policy.authority).group
+            == Approver.leadership,
+            "regions": sorted(regions) if len(regions) > 1 else [],
+            "flagged": form.flagged_major,
+        }
         # 议题预审-专家论证-集体表决 (SPEC §2.2): the expert pool is asked for its opinions,
         # which the vote form records, and the leadership group for its vote.
         events.record(
@@ -212,7 +221,7 @@ def coordinate(
             classification=issue.classification,
             notify="expert_review_requested",
             payload={"decision_id": decision.id, "reasons": reasons},
-            context={**common, "reasons": reasons},
+            context={**common, "reasons": reasons, **why_major},
         )
         events.record(
             session,
@@ -225,7 +234,7 @@ def coordinate(
             classification=issue.classification,
             notify="vote_requested",
             payload={"decision_id": decision.id, "reasons": reasons},
-            context={**common, "reasons": reasons, **_votes_needed(session, ctx)},
+            context={**common, "reasons": reasons, **why_major, **_votes_needed(session, ctx)},
         )
         detail = {"major": True, "reasons": reasons, "decision_id": decision.id}
     else:

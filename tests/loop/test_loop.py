@@ -413,6 +413,12 @@ def test_a_major_matter_asks_the_experts_and_the_leadership_with_the_configured_
             request, clearance=Classification.secret, locale=locale, limits=policy.notifications
         ).body
         assert words in body and "two thirds" not in body and "三分之二" not in body
+    expert = rows[("expert_review_requested", "expert")]
+    zh = render_message(
+        expert, clearance=Classification.secret, locale="zh-CN", limits=policy.notifications
+    ).body
+    assert "论证意见将提交领导小组集体表决" in zh
+    assert "列为重大事项的原因：执行主任认定为重大事项。" in zh
     assert loop.vote(r.issue_number, yes=needed - 1, no=8 - needed).detail["passed"] is False
 
 
@@ -453,3 +459,29 @@ def test_a_pending_vote_still_blocks_a_new_coordination_before_its_deadline(loop
     loop.ctx.clock.advance(days=3)
     with pytest.raises(IllegalTransition, match="record the vote first"):
         loop.coordinate(r.issue_number, days=30)
+
+
+def test_the_vote_request_says_why_the_matter_is_major(loop, engine):
+    """Beyond the executive's authority and in two regions: the leadership group reads both
+    reasons, the amount written as the reports write it."""
+    from taskforce.notify.delivery import MessageSnapshot
+    from taskforce.notify.render import render_message
+    from taskforce.policy.schema import Classification
+
+    r = loop.report()
+    loop.coordinate(r.issue_number, budget="5000000.01", units=("market-reg", "housing"))
+    with unit_of_work(engine) as s:
+        [request] = [
+            MessageSnapshot.of(m)
+            for m in s.scalars(
+                select(OutboxMessage).where(OutboxMessage.event_kind == "vote_requested")
+            )
+        ]
+    limits = loop.ctx.policy.notifications
+    zh = render_message(request, clearance=Classification.secret, locale="zh-CN", limits=limits)
+    en = render_message(request, clearance=Classification.secret, locale="en", limits=limits)
+    assert (
+        "列为重大事项的原因：预算 5,000,000.01元，超出执行小组审批权限；涉及多个区域（" in zh.body
+    )
+    assert "A major matter because the budget of" in en.body
+    assert "exceeds the executive group's authority; it involves more than one region (" in en.body
