@@ -180,6 +180,20 @@ class DisbursementForm(Form):
     )
 
 
+# Who approved a reserve draw; checked in taskforce/budget/reserve.py (approving_member).
+ApprovingMember = Annotated[
+    str,
+    Field(
+        title="Approver 审批人",
+        min_length=1,
+        max_length=64,
+        description="The member of the approving group who approved the draw: a member code "
+        "of config/org.yaml (e.g. E1 for the executive group, L1 for the leadership group), "
+        "cleared for the emergency.",
+    ),
+]
+
+
 class ReserveDrawForm(Form):
     """动用应急预留 — draw on the emergency reserve for an open emergency."""
 
@@ -203,15 +217,7 @@ class ReserveDrawForm(Form):
         title="Approved by 审批机构",
         description="The group approving the draw; it must hold the authority for the amount.",
     )
-    approver: str = Field(
-        ...,
-        title="Approver 审批人",
-        min_length=1,
-        max_length=64,
-        description="The member of the approving group who approved the draw: a member code "
-        "of config/org.yaml (e.g. E1 for the executive group, L1 for the leadership group), "
-        "cleared for the emergency.",
-    )
+    approver: ApprovingMember
     cross_department: bool = Field(False, title="Cross-department 跨部门")
 
 

@@ -26,7 +26,7 @@ from taskforce.emergency.models import Emergency, EmergencyEvent, EmergencyStatu
 from taskforce.errors import DomainError, IllegalTransition, NotFound
 from taskforce.money import format_yuan
 from taskforce.org.models import Group, Member
-from taskforce.org.service import active_member, listing, not_cleared
+from taskforce.org.service import active_member, cleared_members, not_cleared
 from taskforce.policy.schema import Classification, GroupKind
 
 OPEN_EMERGENCY = (
@@ -200,17 +200,7 @@ def approving_member(session: Session, code: str, group: GroupKind, emergency: E
     cleared = emergency.classification.readable_by(member.clearance)
     if kind == group and cleared:
         return member
-    who = session.execute(
-        select(Member.code, Member.name, Member.clearance)
-        .join(Group, Group.id == Member.group_id)
-        .where(Group.kind == group, Member.active.is_(True))
-        .order_by(Member.code)
-    ).all()
-    allowed = listing(
-        f"{c} {name}"
-        for c, name, clearance in who
-        if emergency.classification.readable_by(clearance)
-    )
+    allowed = cleared_members(session, Group.kind == group, emergency.classification)
     why = (
         not_cleared(member, "emergency", emergency.classification)
         if kind == group

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from taskforce.authority import Approver
+from taskforce.budget.forms import ApprovingMember
 from taskforce.emergency.models import Level
 from taskforce.money import PositiveYuan
 from taskforce.policy.schema import Classification
@@ -119,15 +120,7 @@ class ReserveDrawForm(Form):
         description="The group approving the draw; it must hold the authority for the amount "
         "(executive up to the configured maximum, leadership above).",
     )
-    approver: str = Field(
-        ...,
-        title="Approver 审批人",
-        min_length=1,
-        max_length=64,
-        description="The member of the approving group who approved the draw: a member code "
-        "of config/org.yaml (e.g. E1 for the executive group, L1 for the leadership group), "
-        "cleared for the emergency.",
-    )
+    approver: ApprovingMember
     cross_department: bool = Field(
         False, title="Cross-department 跨部门", description="A cross-department allocation."
     )

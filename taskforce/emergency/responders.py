@@ -22,7 +22,7 @@ from taskforce.emergency.models import Emergency
 from taskforce.emergency.queries import chain, get_emergency, group_for_step
 from taskforce.errors import DomainError
 from taskforce.org.models import Group, Member
-from taskforce.org.service import active_member, listing, not_cleared
+from taskforce.org.service import active_member, cleared_members, not_cleared
 
 
 def responder_groups(ctx: Context, emergency: Emergency) -> list[str]:
@@ -61,17 +61,7 @@ def require_responder(session: Session, ctx: Context, public_id: str, actor: str
     cleared = emergency.classification.readable_by(member.clearance)
     if group in groups and cleared:
         return member
-    who = session.execute(
-        select(Member.code, Member.name, Member.clearance)
-        .join(Group, Group.id == Member.group_id)
-        .where(Group.code.in_(groups), Member.active.is_(True))
-        .order_by(Member.code)
-    ).all()
-    allowed = listing(
-        f"{code} {name}"
-        for code, name, clearance in who
-        if emergency.classification.readable_by(clearance)
-    )
+    allowed = cleared_members(session, Group.code.in_(groups), emergency.classification)
     level = emergency.level.value
     why = (
         not_cleared(member, "emergency", emergency.classification)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine, Integer, func, select
 from sqlalchemy.orm import Session
@@ -99,6 +100,22 @@ def active_member(session: Session, code: str, *, field: str) -> Member:
         f"no active member {code!r}",
         field=field,
         allowed=f"a member code of config/org.yaml: {shown}",
+    )
+
+
+def cleared_members(session: Session, where: Any, classification: Classification) -> str:
+    """The active members of the groups `where` selects (a condition on Group) who are cleared
+    for `classification`, as a refusal lists those who may: "E1 周晓东, E2 吴静"."""
+    rows = session.execute(
+        select(Member.code, Member.name, Member.clearance)
+        .join(Group, Group.id == Member.group_id)
+        .where(where, Member.active.is_(True))
+        .order_by(Member.code)
+    ).all()
+    return listing(
+        f"{code} {name}"
+        for code, name, clearance in rows
+        if classification.readable_by(Classification(clearance))
     )
 
 

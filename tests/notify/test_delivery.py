@@ -341,6 +341,32 @@ def test_a_secret_record_reaches_an_uncleared_channel_as_a_reference_only(
     assert "issue 7" in sms and "read it in the system" in sms
 
 
+def _internal_and_public(engine, ctx, *, internal_to: list[str], public_to: str) -> None:
+    """An internal decision ("Shared catalogue gaps", TF-2026-00004) to each of `internal_to`,
+    and a public one ("Open data day", TF-2026-00005) to `public_to`."""
+    for audience in internal_to:
+        put(
+            engine,
+            ctx,
+            key=f"internal-{audience}",
+            audiences=[audience],
+            event_kind="decision_recorded",
+            classification=Classification.internal,
+            context={"title": "Shared catalogue gaps", "number": "TF-2026-00004"},
+            subject_id="4",
+        )
+    put(
+        engine,
+        ctx,
+        key="public",
+        audiences=[public_to],
+        event_kind="decision_recorded",
+        classification=Classification.public,
+        context={"title": "Open data day", "number": "TF-2026-00005"},
+        subject_id="5",
+    )
+
+
 def test_an_audience_with_a_member_cleared_below_the_record_gets_a_reference_only(
     engine, ctx, receiver, make_channels
 ):
@@ -355,28 +381,7 @@ def test_an_audience_with_a_member_cleared_below_the_record_gets_a_reference_onl
         ("mail-data", "internal", receiver.url("/data"), ["wg:data"]),
         ("mail-approval", "internal", receiver.url("/approval"), ["wg:approval"]),
     )
-    context = {"title": "Shared catalogue gaps", "number": "TF-2026-00004"}
-    for audience in ("wg:data", "wg:approval"):
-        put(
-            engine,
-            ctx,
-            key=f"internal-{audience}",
-            audiences=[audience],
-            event_kind="decision_recorded",
-            classification=Classification.internal,
-            context=context,
-            subject_id="4",
-        )
-    put(
-        engine,
-        ctx,
-        key="public",
-        audiences=["wg:data"],
-        event_kind="decision_recorded",
-        classification=Classification.public,
-        context={"title": "Open data day", "number": "TF-2026-00005"},
-        subject_id="5",
-    )
+    _internal_and_public(engine, ctx, internal_to=["wg:data", "wg:approval"], public_to="wg:data")
 
     deliver_pending(engine, ctx, channels=channels)
 
@@ -528,27 +533,7 @@ def test_an_audience_that_reaches_no_active_member_gets_a_reference_only(
     )
     with unit_of_work(engine) as s:  # W2 was cleared for internal, and has left
         s.execute(update(Member).where(Member.code == "W2").values(active=False))
-    for audience in ("sms-w33", "member-W2"):
-        put(
-            engine,
-            ctx,
-            key=f"internal-{audience}",
-            audiences=[audience],
-            event_kind="decision_recorded",
-            classification=Classification.internal,
-            context={"title": "Shared catalogue gaps", "number": "TF-2026-00004"},
-            subject_id="4",
-        )
-    put(
-        engine,
-        ctx,
-        key="public",
-        audiences=["sms-w33"],
-        event_kind="decision_recorded",
-        classification=Classification.public,
-        context={"title": "Open data day", "number": "TF-2026-00005"},
-        subject_id="5",
-    )
+    _internal_and_public(engine, ctx, internal_to=["sms-w33", "member-W2"], public_to="sms-w33")
 
     report = deliver_pending(engine, ctx, channels=channels)
 

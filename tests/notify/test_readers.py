@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 from taskforce.notify.readers import Reader, audience_clearances, readers_in_org
 from taskforce.policy import load_org
 from taskforce.policy.schema import Classification
@@ -37,21 +42,29 @@ def test_the_sample_organisation_keeps_wg_data_and_wg_finance_to_public_content(
     assert clearances["member-w4"] == PUBLIC
 
 
-def test_notify_check_names_where_content_will_arrive_as_references(tmp_path):
-    import subprocess
-    import sys
-    from pathlib import Path
+ROOT = Path(__file__).resolve().parents[2]
 
+
+def _notify_check(tmp_path, **env: str) -> str:
+    """`taskforce notify check` as an operator runs it: its output on one line (rich wraps)."""
     done = subprocess.run(
         [sys.executable, "-m", "taskforce.cli", "notify", "check"],
-        cwd=Path(__file__).resolve().parents[2],
-        env={"PATH": "/usr/bin:/bin", "TASKFORCE_OUTBOX_FILE": str(tmp_path / "outbox.jsonl")},
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "TASKFORCE_OUTBOX_FILE": str(tmp_path / "outbox.jsonl"),
+            **env,
+        },
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    out = " ".join(done.stdout.split())  # rich wraps long lines
+    return " ".join(done.stdout.split())
+
+
+def test_notify_check_names_where_content_will_arrive_as_references(tmp_path):
+    out = _notify_check(tmp_path)
     assert "wg:data reaches a member cleared for public" in out
     assert "wg:approval reaches" not in out  # every member internal, as the channel
     assert "every audience has a channel" in out
@@ -60,14 +73,8 @@ def test_notify_check_names_where_content_will_arrive_as_references(tmp_path):
 def test_notify_check_names_a_channel_tag_that_reaches_no_member(tmp_path):
     """A mistyped contact tag reaches nobody of config/org.yaml: the check says that its
     classified records will arrive as references only (notify/readers.py, fail closed)."""
-    import shutil
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
     config = tmp_path / "config"
-    shutil.copytree(root / "config", config)
+    shutil.copytree(ROOT / "config", config)
     channels = config / "apprise.yml"
     text = channels.read_text(encoding="utf-8")
     assert "        - member-W3\n" in text
@@ -76,20 +83,7 @@ def test_notify_check_names_a_channel_tag_that_reaches_no_member(tmp_path):
         encoding="utf-8",
     )
 
-    done = subprocess.run(
-        [sys.executable, "-m", "taskforce.cli", "notify", "check"],
-        cwd=root,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "TASKFORCE_CONFIG_DIR": str(config),
-            "TASKFORCE_OUTBOX_FILE": str(tmp_path / "outbox.jsonl"),
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = _notify_check(tmp_path, TASKFORCE_CONFIG_DIR=str(config))
 
-    assert done.returncode == 0, done.stderr
-    out = " ".join(done.stdout.split())  # rich wraps long lines
     assert "sms-w33 (channel local) reaches no member of config/org.yaml" in out
     assert "member-W3 (channel" not in out  # a tag that reaches W3 is no note
