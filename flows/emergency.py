@@ -373,11 +373,12 @@ def record_emergency_deadline(form: DeadlineForm = form_of(DeadlineForm)) -> boo
 def dispatch_pending_emergencies() -> dict:
     """The sweep: dispatch what the gateway could not; escalate pages, missed level deadlines
     and overdue warnings; close resolved emergencies with their follow-up issue."""
-    outcomes = t.dispatch_all_pending(default_dispatcher())
+    # Escalations first: they need only the database, and must not wait for a slow Prefect.
     escalations = t.escalate()
     missed = t.escalate_missed_deadlines()
     warnings = t.escalate_warnings()
     closed = t.close_resolved()
+    outcomes = t.dispatch_all_pending(default_dispatcher())
     return {
         "closed_with_follow_up": closed,
         "deadlines_missed": [f"{public_id}:{name}" for public_id, name in missed],

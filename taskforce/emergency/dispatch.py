@@ -108,12 +108,22 @@ def dispatch_many(
         deliver_now(engine, ctx, [p.trail_entry_id for p in paged.values()], channels, lock)
     started: list[tuple[str, str]] = []
     failed: dict[str, str] = {}
+    untried: dict[str, str] = {}
     for public_id in public_ids:
+        if failed:
+            # The engine failed once in this round: the rest wait for the next sweep (they
+            # are paged already). A slow API answers each call only at its timeout, with
+            # retries: trying a burst's thousand emergencies one after another held the
+            # sweep, and every escalation behind it, for hours.
+            untried[public_id] = f"not tried: the engine failed for {next(iter(failed))}"
+            continue
         try:
             started.append((public_id, str(dispatcher(public_id))))
         except Exception as exc:  # the engine is away: the sweep tries again
             failed[public_id] = f"{type(exc).__name__}: {exc}"
             log.warning("dispatch of emergency %s failed: %s", public_id, failed[public_id])
+    if untried:
+        log.warning("%d emergencies left for the next sweep", len(untried))
     if started or failed:
         try:
             with lock, unit_of_work(engine) as session:
@@ -129,7 +139,10 @@ def dispatch_many(
         for public_id, flow_run_id in started
     }
     outcomes.update(
-        {public_id: DispatchOutcome(public_id, False, error=e) for public_id, e in failed.items()}
+        {
+            public_id: DispatchOutcome(public_id, False, error=e)
+            for public_id, e in (failed | untried).items()
+        }
     )
     return [_with_pages(outcomes[public_id], paged.get(public_id)) for public_id in public_ids]
 

@@ -74,11 +74,17 @@ def state(session: Session, public_id: str) -> EmergencyState:
 
 
 def pending_dispatch(session: Session) -> list[str]:
-    """Public ids of emergencies no flow run was created for yet, oldest first."""
+    """Public ids of emergencies no flow run was created for yet, oldest first. Not a resolved
+    one: there is nothing left for a run to wait for, and the sweep closes it with its
+    follow-up issue (service.close_resolved); a burst resolved before Prefect came back would
+    otherwise start a flow-run process each."""
     return list(
         session.scalars(
             select(Emergency.public_id)
-            .where(Emergency.flow_run_id.is_(None), Emergency.status != EmergencyStatus.closed)
+            .where(
+                Emergency.flow_run_id.is_(None),
+                Emergency.status.notin_([EmergencyStatus.resolved, EmergencyStatus.closed]),
+            )
             .order_by(Emergency.opened_at, Emergency.id)
         )
     )

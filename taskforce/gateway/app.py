@@ -676,9 +676,25 @@ def _depth_over(value: Any, limit: int) -> bool:
     return False
 
 
+def _not_a_number(token: str) -> Any:
+    # Python's json reads NaN and Infinity, which are not JSON (RFC 8259) and which no
+    # database JSON column takes: PostgreSQL refused the row, a 500 a sender retries forever.
+    raise GatewayError(
+        400,
+        "malformed_json",
+        f"the body is not valid JSON: {token} is not a JSON number (RFC 8259)",
+        "body",
+    )
+
+
+# One decoder, made once: json.loads with a keyword argument builds a decoder per call.
+_DECODER = json.JSONDecoder(parse_constant=_not_a_number)
+
+
 def _json(body: bytes) -> Any:
     try:
-        raw = json.loads(body)
+        # What json.loads does with bytes (UTF-8, -16 or -32), with the decoder above.
+        raw = _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise GatewayError(
             400, "malformed_json", f"the body is not valid JSON: {exc}", "body"

@@ -72,6 +72,10 @@ def report_issue(
             raise DomainError(
                 f"{form.duplicate_of} is closed; report a new issue instead", field="duplicate_of"
             )
+    elif origin == "emergency":
+        # Each emergency ends in an issue of its own (SPEC §5): a monitoring system's alerts
+        # share a title template ("批次告警 3", "批次告警 4"), not an incident.
+        original = None
     elif open_titles is not None:
         original = open_titles.find(session, ctx, lead.id, form.title)
     else:

@@ -541,6 +541,46 @@ def test_dispatch_marks_or_pages_directly(engine, ctx):
     assert _audiences(engine, e.emergency_id) == LEADERSHIP
 
 
+def test_a_failing_engine_is_tried_once_a_round_and_the_rest_wait_paged(engine, ctx):
+    """A slow or absent Prefect answers each call only at its timeout: after one failure the
+    round stops trying, so the sweep (and its escalations) is not held by a burst. Every
+    emergency is paged all the same, and the next round dispatches them."""
+    from taskforce.emergency.dispatch import dispatch_pending
+
+    calls = []
+
+    def timing_out(public_id: str) -> str:
+        calls.append(public_id)
+        raise TimeoutError("read timed out")
+
+    ids = [_open(engine, ctx, level="II", key=f"k{i}").emergency_id for i in range(3)]
+    outcomes = dispatch_pending(engine, ctx, timing_out)
+    assert len(calls) == 1 and not any(o.dispatched for o in outcomes)
+    assert [o.error.startswith("not tried") for o in outcomes] == [False, True, True]
+    assert all(_audiences(engine, public_id) == ["member-E1", "member-E2"] for public_id in ids)
+    done = dispatch_pending(engine, ctx, lambda public_id: f"run-{public_id}")
+    assert [o.public_id for o in done if o.dispatched] == ids
+
+
+def test_a_resolved_emergency_is_closed_by_the_sweep_not_given_a_flow_run(engine, ctx):
+    """Resolved (by its monitoring system) before any run was started: nothing is left for a
+    run to wait for. The sweep closes it with its follow-up issue instead of starting one."""
+    from taskforce.emergency.dispatch import dispatch_pending
+
+    e = _open(engine, ctx, level="II")
+    with unit_of_work(engine) as s:
+        service.resolve(s, ctx, e.emergency_id, actor="gateway:monitoring")
+        assert service.pending_dispatch(s) == []
+
+    def never(public_id: str) -> str:
+        raise AssertionError(f"a flow run was started for {public_id}")
+
+    assert dispatch_pending(engine, ctx, never) == []
+    with unit_of_work(engine) as s:
+        assert service.close_resolved(s, ctx, actor="sweep") == [e.emergency_id]
+        assert service.state(s, e.emergency_id).status == EmergencyStatus.closed
+
+
 def test_sweep_pages_an_emergency_no_flow_run_paged(engine, ctx, clock):
     """Dispatched, but no worker ran the response: the sweep pages after the grace period."""
     e = _open(engine, ctx, level="II")
@@ -729,3 +769,27 @@ def test_the_executive_group_is_told_of_a_level_iii_emergency_it_tracks(
         notice, clearance=Classification.internal, locale="zh-CN", limits=ctx.policy.notifications
     ).body
     assert "III级（一般事项）应急事件，由 wg:data 自行处置，执行小组跟踪" in body
+
+
+def test_each_emergency_ends_in_an_issue_of_its_own_whatever_its_title(engine, ctx):
+    """SPEC §5: every emergency ends in an issue for its follow-up. Alerts from one template
+    have near-identical titles; the follow-ups were linked to the first as duplicates, and
+    14 of 15 emergencies had no issue of their own (an operator trial)."""
+    ids = []
+    for n in (3, 4, 5):
+        with unit_of_work(engine) as s:
+            opened = service.open_emergency(
+                s,
+                ctx,
+                EmergencyIntake(level=Level.III, title=f"批次告警 {n}", working_group="wg:data"),
+                source="monitoring",
+                dedup_key=f"batch-{n}",
+                actor="test",
+            )
+            service.resolve(s, ctx, opened.emergency_id, actor="gateway:monitoring")
+        ids.append(opened.emergency_id)
+    with unit_of_work(engine) as s:
+        assert sorted(service.close_resolved(s, ctx)) == sorted(ids)
+        follow_ups = s.scalars(select(Emergency.follow_up_issue_id)).all()
+    assert len(set(follow_ups)) == 3 and None not in follow_ups
+    assert _count(engine, Issue) == 3

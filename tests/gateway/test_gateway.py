@@ -180,6 +180,19 @@ def test_native_malformed_json(gateway, engine, ctx):
     _nothing_written(engine)
 
 
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_a_number_json_does_not_have_is_refused_not_a_server_error(gateway, engine, ctx, token):
+    """Python's json reads NaN and Infinity; JSON (and PostgreSQL's JSON columns) do not: a
+    500 made the sender retry forever. Found by an operator trial."""
+    body = (
+        '{"dedup_key": "m14", "level": "III", "title": "nan", "working_group": "wg:data", '
+        f'"details": {{"v": {token}}}}}'
+    ).encode()
+    error = _error(gateway.signed(NATIVE, body, timestamp=_now(ctx)), 400, "malformed_json", "body")
+    assert f"{token.lstrip('-')} is not a JSON number" in error["message"]
+    _nothing_written(engine)
+
+
 def test_native_wrong_content_type(gateway, engine, ctx):
     r = gateway.signed(NATIVE, TRIGGER, timestamp=_now(ctx), headers={"Content-Type": "text/plain"})
     _error(r, 415, "unsupported_media_type", "Content-Type")
