@@ -22,7 +22,7 @@ from taskforce.emergency.dispatch import (
 from taskforce.emergency.drill import DrillReport, drill_report
 from taskforce.emergency.forms import EmergencyIntake, OpenResult, ReserveDrawForm
 from taskforce.emergency.paging import FirstPage, first_page
-from taskforce.emergency.responders import require_cleared, require_responder
+from taskforce.emergency.responders import require_recorder, require_responder
 from taskforce.emergency.service import EmergencyState, Escalation
 from taskforce.emergency.warnings import escalate_overdue_warnings
 
@@ -147,9 +147,9 @@ def escalate_missed_deadlines() -> list[tuple[str, str]]:
 @task(name="record-emergency-deadline", cache_policy=NO_CACHE)
 def record_deadline(public_id: str, name: str, actor: str, note: str = "") -> bool:
     with unit_of_work() as session:
-        # A deadline recorded as met stops its missed-deadline escalation: a known member,
-        # cleared for the emergency.
-        require_cleared(session, public_id, actor)
+        # A deadline recorded as met stops its missed-deadline escalation: a responder or the
+        # executive office, cleared for the emergency.
+        require_recorder(session, context(), public_id, actor)
         return service.record_deadline_met(
             session, context(), public_id, name, actor=actor, note=note
         )

@@ -33,30 +33,45 @@ def responder_groups(ctx: Context, emergency: Emergency) -> list[str]:
     return list(dict.fromkeys(g for g in groups if g))
 
 
-def require_cleared(session: Session, public_id: str, actor: str) -> Member:
-    """The active member `actor`, if cleared for the emergency's classification (recording
-    one of its deadlines as met stops that deadline's escalation: the executive office does
-    it for any level, but only for what it may read)."""
-    member = active_member(session, actor, field="actor")
-    emergency = get_emergency(session, public_id, lock=True)
-    if emergency.classification.readable_by(member.clearance):
-        return member
-    raise DomainError(
-        f"{actor} may not act on emergency {emergency.public_id}: "
-        + not_cleared(member, "emergency", emergency.classification),
-        field="actor",
-        allowed=f"a member cleared for {emergency.classification.value}",
-    )
-
-
 def require_responder(session: Session, ctx: Context, public_id: str, actor: str) -> Member:
     """The active member `actor`, if they may answer the emergency; else a DomainError on
     `actor` naming who may."""
+    return _require_member_of(
+        session, ctx, public_id, actor, extra=(), verb="answer", groups_are="the groups it pages"
+    )
+
+
+def require_recorder(session: Session, ctx: Context, public_id: str, actor: str) -> Member:
+    """The active member `actor`, if they may record one of its deadlines as met (which
+    stops that deadline's escalation): a responder, or a member of the executive group, whose
+    office records deadlines of every level. Cleared for the emergency either way (an
+    expert or the evaluator recorded a level-II solution as met: an operator trial)."""
+    return _require_member_of(
+        session,
+        ctx,
+        public_id,
+        actor,
+        extra=("executive",),
+        verb="record a deadline of",
+        groups_are="the groups that record its deadlines",
+    )
+
+
+def _require_member_of(
+    session: Session,
+    ctx: Context,
+    public_id: str,
+    actor: str,
+    *,
+    extra: tuple[str, ...],
+    verb: str,
+    groups_are: str,
+) -> Member:
     member = active_member(session, actor, field="actor")
     # Locked: the check and the answer see the same level and classification (a repeat
     # raising it meanwhile waits).
     emergency = get_emergency(session, public_id, lock=True)
-    groups = responder_groups(ctx, emergency)
+    groups = list(dict.fromkeys([*responder_groups(ctx, emergency), *extra]))
     group = session.scalar(select(Group.code).where(Group.id == member.group_id))
     cleared = emergency.classification.readable_by(member.clearance)
     if group in groups and cleared:
@@ -66,11 +81,10 @@ def require_responder(session: Session, ctx: Context, public_id: str, actor: str
     why = (
         not_cleared(member, "emergency", emergency.classification)
         if group in groups
-        else f"{actor} of {group} is not among the groups it pages (level {level}: "
-        f"{', '.join(groups)})"
+        else f"{actor} of {group} is not among {groups_are} (level {level}: {', '.join(groups)})"
     )
     raise DomainError(
-        f"{actor} may not answer emergency {emergency.public_id}: {why}",
+        f"{actor} may not {verb} emergency {emergency.public_id}: {why}",
         field="actor",
         allowed=f"a member of {' or '.join(groups)} cleared for "
         f"{emergency.classification.value}: {allowed or 'none is recorded'}",

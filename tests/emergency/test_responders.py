@@ -77,18 +77,35 @@ def test_a_raised_emergency_is_answered_by_its_new_chain(engine, ctx):
     assert _may(engine, ctx, public_id, "L2") is True
 
 
-def test_a_deadline_is_recorded_as_met_only_by_a_member_cleared_for_the_emergency(engine, ctx):
-    """Recording report_to_leadership stops that deadline's escalation. The executive office
-    records it for a level-I emergency (not a group the emergency pages), but W4, cleared for
-    public material, may not for a secret one."""
-    from taskforce.emergency.responders import require_cleared
+@pytest.mark.parametrize(
+    ("level", "classification", "actor", "refusal"),
+    [
+        ("I", "secret", "E1", None),  # the executive office records every level's deadlines
+        ("I", "secret", "L1", None),  # the leading group
+        ("I", "secret", "E3", "E3 is cleared for internal material"),
+        ("II", "internal", "X1", "X1 of expert is not among the groups that record"),
+        ("II", "internal", "V1", "V1 of evaluator is not among the groups that record"),
+        ("I", "secret", "W4", "W4 of wg:data is not among the groups that record"),
+    ],
+)
+def test_a_deadline_is_recorded_as_met_by_a_responder_or_the_executive_office_if_cleared(
+    engine, ctx, level, classification, actor, refusal
+):
+    """Recording a deadline as met stops its escalation. The executive office records it
+    for any level (a level-I emergency does not page it), the groups it pages for theirs;
+    an expert or the evaluator may not (both could: an operator trial), nor a member not
+    cleared for it."""
+    from taskforce.emergency.responders import require_recorder
 
-    public_id = _open(engine, ctx, "I", "secret", "k-deadline")
+    public_id = _open(engine, ctx, level, classification, "k-deadline")
     with unit_of_work(engine) as s:
-        assert require_cleared(s, public_id, "E1").code == "E1"
-        with pytest.raises(DomainError, match="W4 is cleared for public material") as refused:
-            require_cleared(s, public_id, "W4")
+        if refusal is None:
+            assert require_recorder(s, ctx, public_id, actor).code == actor
+            return
+        with pytest.raises(DomainError, match=refusal) as refused:
+            require_recorder(s, ctx, public_id, actor)
     assert refused.value.field == "actor"
+    assert "E1" in refused.value.allowed and "X1" not in refused.value.allowed
 
 
 def test_a_page_goes_to_the_members_who_may_acknowledge_it(engine, ctx):
