@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from taskforce import events
+from taskforce.clock import local_minute
 from taskforce.context import Context
 from taskforce.emergency.models import Emergency, EmergencyEvent
 from taskforce.emergency.queries import OPEN_STATUSES, get_emergency
@@ -182,6 +183,10 @@ def escalate_missed_deadlines(session: Session, ctx: Context) -> list[tuple[str,
                 "emergency": public_id,
                 "level": emergency.level.value,
                 "title": emergency.title,
+                "deadline": name,
+                "due": local_minute(
+                    dt.datetime.fromisoformat(emergency.deadlines[name]), ctx.policy.timezone
+                ),
                 "reason": f"deadline {name} missed",
                 "summary": f"deadline {name} due {emergency.deadlines[name]} missed",
                 "is_drill": emergency.is_drill,

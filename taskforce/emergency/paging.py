@@ -20,6 +20,7 @@ from taskforce.emergency.deadlines import mark_deadline_met, mark_deadlines_met
 from taskforce.emergency.models import Emergency, EmergencyEvent
 from taskforce.emergency.queries import (
     UNACKNOWLEDGED,
+    anyone_cleared,
     chain,
     get_emergency,
     group_for_step,
@@ -62,6 +63,10 @@ def page_with_entry(
     """`page`, and the id of its trail entry (its outbox rows' `trail_entry_id`: what
     `dispatch.deliver_now` sends at once)."""
     now = ctx.now()
+    if emergency.pages_at_step == 0:  # the step's first page: start where someone may answer
+        emergency.escalation_step = cleared_step(
+            session, ctx, emergency, emergency.escalation_step, {}
+        )
     step_name = chain(ctx)[emergency.escalation_step]
     group = group_for_step(emergency, step_name)
     members = on_call_members(session, group, emergency.classification) if group else []
@@ -218,8 +223,12 @@ def first_pages(
     now = ctx.now()
     steps = chain(ctx)
     on_call: dict[tuple[str, Classification], list[str]] = {}
+    cleared: dict[tuple[str, Classification], bool] = {}
     plans = []
     for emergency in due:
+        emergency.escalation_step = cleared_step(
+            session, ctx, emergency, emergency.escalation_step, cleared
+        )
         step_name = steps[emergency.escalation_step]
         group = group_for_step(emergency, step_name)
         whom = (group, emergency.classification)
@@ -357,7 +366,7 @@ def escalate_due(session: Session, ctx: Context, *, only: str | None = None) -> 
                 )
             )
             continue
-        next_step = _next_step(emergency, steps)
+        next_step = _next_step(session, ctx, emergency, steps)
         if next_step is None:
             emergency.next_escalation_at = None
             _record_escalation(session, ctx, emergency, "exhausted", steps, now)
@@ -379,11 +388,37 @@ def escalate_due(session: Session, ctx: Context, *, only: str | None = None) -> 
     return results
 
 
-def _next_step(emergency: Emergency, steps: list[str]) -> int | None:
+def _next_step(
+    session: Session, ctx: Context, emergency: Emergency, steps: list[str]
+) -> int | None:
     for index in range(emergency.escalation_step + 1, len(steps)):
         if group_for_step(emergency, steps[index]):
-            return index
+            return cleared_step(session, ctx, emergency, index, {})
     return None
+
+
+def cleared_step(
+    session: Session,
+    ctx: Context,
+    emergency: Emergency,
+    start: int,
+    cache: dict[tuple[str, Classification], bool],
+) -> int:
+    """The first step from `start` up whose group has a member cleared for the emergency;
+    `start` when none has. Only a cleared member may acknowledge (emergency/responders.py):
+    a secret level-III emergency paged its working group, nobody there cleared, three times
+    before the executive group heard of it (45 minutes; an operator trial)."""
+    steps = chain(ctx)
+    for index in range(start, len(steps)):
+        group = group_for_step(emergency, steps[index])
+        if not group:
+            continue
+        key = (group, Classification(emergency.classification))
+        if key not in cache:
+            cache[key] = anyone_cleared(session, group, key[1])
+        if cache[key]:
+            return index
+    return start
 
 
 def _record_escalation(
@@ -423,6 +458,7 @@ def _record_escalation(
             "from": from_step,
             "to": to_step,
             "action": action,
+            "pages": ctx.policy.emergency.escalation_repeat_limit,  # unanswered at the step
             "is_drill": emergency.is_drill,
             "reason": "page not acknowledged",
             "summary": f"{action}: {from_step or '-'} → {to_step}",

@@ -98,8 +98,9 @@ def on_call_members(
     A group without an on-call member is paged whole, so no step of the chain is silent.
     With a classification, those cleared for it come first (only they may acknowledge,
     emergency/responders.py): the group's cleared on-call members, else its cleared
-    members; a group with nobody cleared is paged as before, with a reference only, and the
-    chain moves on to a group that may answer when the repeats run out.
+    members. A group with nobody cleared is not where paging starts (paging.cleared_step
+    moves to the next step that has someone cleared); at the top of the chain it is paged
+    as before, with a reference only.
     """
     rows = session.execute(
         select(Member.code, Member.on_call, Member.clearance)
@@ -112,6 +113,17 @@ def on_call_members(
         rows = cleared or rows
     on_call = [code for code, flag, _clearance in rows if flag]
     return on_call or [code for code, _flag, _clearance in rows]
+
+
+def anyone_cleared(session: Session, group_code: str, classification: Classification) -> bool:
+    """Whether an active member of the group may read a record of `classification`."""
+    clearances = session.scalars(
+        select(Member.clearance)
+        .join(Group, Member.group_id == Group.id)
+        .where(Group.code == group_code, Member.active.is_(True))
+        .distinct()
+    )
+    return any(classification.readable_by(Classification(c)) for c in clearances)
 
 
 def chain(ctx: Context) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
 from taskforce.context import Context
 from taskforce.db import unit_of_work
@@ -111,8 +112,10 @@ def test_a_deadline_is_recorded_as_met_by_a_responder_or_the_executive_office_if
 def test_a_page_goes_to_the_members_who_may_acknowledge_it(engine, ctx):
     """wg:data's on-call member W3 is cleared (here) for public material only, W4 for
     internal: an internal level-III emergency of wg:data pages W4, who may answer it,
-    not W3, whose acknowledgement would be refused. With nobody cleared, the group's
-    on-call member is paged as before (a reference only)."""
+    not W3, whose acknowledgement would be refused. With nobody of wg:data cleared (a
+    secret one), paging starts at the executive group, whose on-call members are: W3 would
+    have been paged three times, a reference each, before anyone who may answer heard of it
+    (45 minutes; an operator trial)."""
     from sqlalchemy import update
 
     from taskforce.emergency.models import Emergency
@@ -128,7 +131,10 @@ def test_a_page_goes_to_the_members_who_may_acknowledge_it(engine, ctx):
             return service.page_if_unpaged(s, ctx, public_id, actor="test", reason="test")
 
     assert paged("III", "internal", "k-cleared") == ["W4"]
-    assert paged("III", "secret", "k-nobody") == ["W3"]  # nobody cleared: on call, as before
+    assert paged("III", "secret", "k-nobody") == ["E1", "E2"]  # the first step with someone
     assert paged("III", "public", "k-public") == ["W3"]  # everyone cleared: the on-call one
     with unit_of_work(engine) as s:
         assert s.query(Emergency).count() == 3
+        secret = s.scalar(select(Emergency).where(Emergency.dedup_key == "k-nobody"))
+        assert secret.leading_group == "working_group"  # still wg:data's to lead
+        assert ctx.policy.emergency.escalation_chain[secret.escalation_step] == "executive"

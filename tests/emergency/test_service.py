@@ -280,6 +280,38 @@ def test_escalation_follows_the_clock_along_the_chain(engine, ctx, clock):
             select(OutboxMessage.audience).where(OutboxMessage.event_kind == "emergency_escalated")
         ).all()
     assert set(escalated) == {"leadership", "director"}
+    bodies = _escalation_bodies(engine, ctx)
+    assert bodies == [
+        "专项工作组经3次呼叫未确认，已升级至执行小组，请立即确认。",
+        "执行小组经3次呼叫未确认，已升级至领导小组，请立即确认。",
+        "已逐级呼叫至领导小组，仍无人确认；系统不再自动呼叫，请执行办公室立即电话联系。",
+    ]
+
+
+def _escalation_bodies(engine, ctx, locale="zh-CN") -> list[str]:
+    """The escalation notices to the leadership group, as its members read them (an operator
+    trial read 「已升级至leadership（page not acknowledged）。step_up: executive → leadership」)."""
+    from taskforce.notify.delivery import MessageSnapshot
+    from taskforce.notify.render import render_message
+
+    with unit_of_work(engine) as s:
+        rows = [
+            MessageSnapshot.of(m)
+            for m in s.scalars(
+                select(OutboxMessage)
+                .where(
+                    OutboxMessage.event_kind == "emergency_escalated",
+                    OutboxMessage.audience == "leadership",
+                )
+                .order_by(OutboxMessage.id)
+            )
+        ]
+    return [
+        render_message(
+            m, clearance=Classification.secret, locale=locale, limits=ctx.policy.notifications
+        ).body
+        for m in rows
+    ]
 
 
 def test_level_one_starts_at_the_top_and_only_repeats(engine, ctx, clock):
@@ -610,6 +642,9 @@ def test_level_one_deadlines(engine, ctx, clock):
     clock.advance(seconds=1)
     assert _missed(engine, ctx) == [(e.emergency_id, "command_formed")]
     assert _missed(engine, ctx) == []  # escalated once
+    assert _escalation_bodies(engine, ctx) == [
+        "成立跨部门应急指挥部时限（2026-03-10 09:00）已过，尚未记录完成，现报领导小组。"
+    ]
     with unit_of_work(engine) as s:
         # Recorded late: met, but not in time.
         assert service.record_deadline_met(s, ctx, e.emergency_id, "command_formed", actor="L1")

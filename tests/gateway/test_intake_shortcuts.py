@@ -47,12 +47,23 @@ def test_accepted_body_is_the_json_response(
     assert _Accepted(*fields).json() == JSONResponse(model.model_dump(mode="json")).body
 
 
+class _NotJson(Exception):
+    pass
+
+
+def _not_json(token: str):
+    raise _NotJson(token)
+
+
 def _json_the_long_way(body: bytes):
-    """`_json` as it was: parse, then always search for NUL."""
+    """`_json` as it was: parse, then always search for NUL. NaN and Infinity, which
+    Python's json reads, are not JSON numbers (RFC 8259)."""
     try:
-        raw = json.loads(body)
+        raw = json.loads(body, parse_constant=_not_json)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return ("400", f"the body is not valid JSON: {exc}")
+    except _NotJson as exc:
+        return ("400", f"the body is not valid JSON: {exc} is not a JSON number (RFC 8259)")
     if (where := nul_path(raw)) is not None:
         return ("422", where or "body")
     return ("ok", raw)
