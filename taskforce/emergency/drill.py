@@ -41,6 +41,13 @@ class DrillReport:
     deadlines: list[DeadlineCheck]
     members_paged: int = 0  # people reached by the pages (a page calls a group's on-call)
     timezone: str = "UTC"  # how the report shows its times (policy.timezone)
+    # Who acknowledged: a member code, or "gateway:<source>" for a monitoring system's own
+    # acknowledgement, which says nothing of the people the drill tests.
+    acknowledged_by: str | None = None
+
+    @property
+    def acknowledged_by_a_member(self) -> bool:
+        return self.acknowledged_by is not None and ":" not in self.acknowledged_by
 
     @property
     def seconds_to_first_page(self) -> float | None:
@@ -52,7 +59,11 @@ class DrillReport:
 
     @property
     def acknowledged_in_time(self) -> bool | None:
+        """None when not acknowledged yet, or not by a member (a system's acknowledgement
+        is no answer to the page)."""
         if self.acknowledged_at is None or self.first_page_at is None:
+            return None
+        if not self.acknowledged_by_a_member:
             return None
         limit = dt.timedelta(minutes=self.acknowledge_within_minutes)
         return self.acknowledged_at - self.first_page_at <= limit
@@ -65,7 +76,7 @@ def _seconds(start: dt.datetime, end: dt.datetime | None) -> float | None:
 def drill_report(session: Session, ctx: Context, public_id: str, *, path: str) -> DrillReport:
     emergency = get_emergency(session, public_id)
     rows = session.execute(
-        select(EmergencyEvent.kind, EmergencyEvent.at, EmergencyEvent.detail)
+        select(EmergencyEvent.kind, EmergencyEvent.at, EmergencyEvent.actor, EmergencyEvent.detail)
         .where(EmergencyEvent.emergency_id == emergency.id)
         .order_by(EmergencyEvent.at, EmergencyEvent.id)
     ).all()
@@ -100,6 +111,7 @@ def drill_report(session: Session, ctx: Context, public_id: str, *, path: str) -
         deadlines=checks,
         members_paged=len({m for r in pages for m in (r.detail or {}).get("members", [])}),
         timezone=ctx.policy.timezone,
+        acknowledged_by=next((r.actor for r in rows if r.kind == "acknowledge"), None),
     )
 
 
@@ -110,6 +122,17 @@ def _fmt(value: float | None) -> str:
 def _verdict(value: bool | None) -> str:
     # None: the report is written before the deadline falls due (a drill ends within minutes).
     return {True: "✅ 达标 met", False: "❌ 超时 missed", None: "⏳ 未到期 not yet due"}[value]
+
+
+def _ack_verdict(report: DrillReport) -> str:
+    """Met or missed, and by whom: a monitoring system's acknowledgement meets nothing."""
+    if report.acknowledged_at is None or report.acknowledged_by_a_member:
+        verdict = _verdict(report.acknowledged_in_time)
+        return f"{verdict}（{report.acknowledged_by}）" if report.acknowledged_by else verdict
+    return (
+        f"⚠️ 由监控系统确认（{report.acknowledged_by}），无人员确认 "
+        "acknowledged by a system, not by a member"
+    )
 
 
 def render_markdown(report: DrillReport) -> str:
@@ -132,7 +155,7 @@ def render_markdown(report: DrillReport) -> str:
         f"| 确认用时 time to acknowledgement | {_fmt(report.seconds_to_acknowledge)} | "
         f"呼叫后 {report.acknowledge_within_minutes} 分钟内 within "
         f"{report.acknowledge_within_minutes} min of the page: "
-        f"{_verdict(report.acknowledged_in_time)} |",
+        f"{_ack_verdict(report)} |",
         f"| 呼叫 pages sent | {report.pages} 次，{report.members_paged} 人 "
         f"({report.members_paged} people) | — |",
         f"| 升级 escalations taken | {len(report.escalations)} | — |",

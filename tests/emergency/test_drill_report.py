@@ -59,3 +59,35 @@ def test_report_measures_page_ack_escalations_and_deadlines(engine, ctx, clock):
     opened = local_minute(report.opened_at, ctx.policy.timezone)
     assert f"开始 Opened: {opened}（北京时间 Beijing time）" in text and "+00:00" not in text
     assert "（演练 drill）" in text
+
+
+@pytest.mark.parametrize(("actor", "by_member"), [("E1", True), ("gateway:drill", False)])
+def test_a_drill_acknowledged_by_a_system_is_not_a_met_acknowledgement(
+    engine, ctx, clock, actor, by_member
+):
+    """The drill tests whether people answer the page. Its monitoring source may acknowledge
+    over the gateway too (POST /v1/emergencies/drill/acknowledge); the report read that as
+    「✅ 达标」 without saying who (an operator trial). It names who, and a system's
+    acknowledgement meets nothing."""
+    with unit_of_work(engine) as s:
+        e = service.open_emergency(
+            s,
+            ctx,
+            EmergencyIntake(level=Level.II, title="演练", working_group="wg:data"),
+            source="drill",
+            dedup_key="d2",
+            actor="drill",
+            is_drill=True,
+        )
+        service.page_if_unpaged(s, ctx, e.emergency_id, actor="flow", reason="test")
+    clock.advance(minutes=1)
+    with unit_of_work(engine) as s:
+        service.acknowledge(s, ctx, e.emergency_id, actor=actor)
+        report = drill_report(s, ctx, e.emergency_id, path="in process")
+    text = render_markdown(report)
+    assert report.acknowledged_by == actor
+    if by_member:
+        assert report.acknowledged_in_time is True and "✅ 达标 met（E1）" in text
+    else:
+        assert report.acknowledged_in_time is None and "达标" not in text.split("确认用时")[1][:80]
+        assert "由监控系统确认（gateway:drill），无人员确认" in text
