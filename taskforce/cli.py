@@ -76,7 +76,8 @@ def init() -> None:
     upgrade(get_engine())
     with unit_of_work() as session:
         counts = sync_organisation(session, org)
-    console.print(f"[green]database ready[/] at {_redacted_url()}; loaded {counts}")
+    loaded = ", ".join(f"{n} {what}" for what, n in counts.items())
+    console.print(f"[green]database ready[/] at {_redacted_url()}; loaded {loaded}")
     _print_summary(policy)
 
 

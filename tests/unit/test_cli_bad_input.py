@@ -236,3 +236,13 @@ def test_a_database_without_its_organisation_says_to_run_init(tmp_path):
     done = _cli("import-issues", str(ledger), url=url, tmp_path=tmp_path)
     assert done.returncode == 1
     assert hint in " ".join(done.stdout.split())
+
+
+def test_init_says_what_it_loaded_in_words(tmp_path):
+    """Not a Python dict (`loaded {'units': 12, ...}`: an operator trial)."""
+    done = _cli("init", url=f"sqlite:///{tmp_path / 'init.db'}", tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = " ".join(done.stdout.split())  # rich wraps long lines
+    org = load_org()
+    counts = f"{len(org.units)} units, {len(org.groups)} groups, {len(org.members)} members"
+    assert f"loaded {counts}" in out and "{" not in out.split("loaded")[1][:40]
