@@ -374,11 +374,25 @@ def dispatch_pending_emergencies() -> dict:
     """The sweep: dispatch what the gateway could not; escalate pages, missed level deadlines
     and overdue warnings; close resolved emergencies with their follow-up issue."""
     # Escalations first: they need only the database, and must not wait for a slow Prefect.
-    escalations = t.escalate()
-    missed = t.escalate_missed_deadlines()
-    warnings = t.escalate_warnings()
-    closed = t.close_resolved()
-    outcomes = t.dispatch_all_pending(default_dispatcher())
+    # Each step runs whatever another raised (the run fails at the end, naming them): one
+    # broken step must not stop the others, dispatch least of all.
+    failed: list[str] = []
+
+    def step(name: str, run, empty):
+        try:
+            return run()
+        except Exception:
+            get_run_logger().exception("sweep step %s failed", name)
+            failed.append(name)
+            return empty
+
+    escalations = step("escalate", t.escalate, [])
+    missed = step("escalate-missed-deadlines", t.escalate_missed_deadlines, [])
+    warnings = step("escalate-warnings", t.escalate_warnings, [])
+    closed = step("close-resolved", t.close_resolved, [])
+    outcomes = step("dispatch", lambda: t.dispatch_all_pending(default_dispatcher()), [])
+    if failed:
+        raise RuntimeError(f"sweep steps failed: {', '.join(failed)} (the others ran)")
     return {
         "closed_with_follow_up": closed,
         "deadlines_missed": [f"{public_id}:{name}" for public_id, name in missed],

@@ -52,7 +52,8 @@ from taskforce.trail.models import TrailEntry
 
 Dispatcher = Callable[[str], str]
 log = logging.getLogger(__name__)
-FIRST_PAGE_REASON = "opened"  # the trail's reason for the page sent before the flow run starts
+FIRST_PAGE_REASON = "opened"
+FAILURES_BEFORE_PAUSE = 2  # failed dispatches in a row after which a round stops trying  # the trail's reason for the page sent before the flow run starts
 
 
 class DispatchUnavailable(RuntimeError):
@@ -109,18 +110,22 @@ def dispatch_many(
     started: list[tuple[str, str]] = []
     failed: dict[str, str] = {}
     untried: dict[str, str] = {}
+    in_a_row = 0
     for public_id in public_ids:
-        if failed:
-            # The engine failed once in this round: the rest wait for the next sweep (they
-            # are paged already). A slow API answers each call only at its timeout, with
-            # retries: trying a burst's thousand emergencies one after another held the
-            # sweep, and every escalation behind it, for hours.
-            untried[public_id] = f"not tried: the engine failed for {next(iter(failed))}"
+        if in_a_row >= FAILURES_BEFORE_PAUSE:
+            # The engine failed for the last ones in a row: the rest wait for the next sweep
+            # (they are paged already). A slow API answers each call only at its timeout,
+            # with retries: trying a burst's thousand emergencies one after another held
+            # the sweep for hours. Two in a row, so that one emergency failing for a reason
+            # of its own, first in every round, does not hold back the others.
+            untried[public_id] = f"not tried: the engine failed for {', '.join(failed)}"
             continue
         try:
             started.append((public_id, str(dispatcher(public_id))))
+            in_a_row = 0
         except Exception as exc:  # the engine is away: the sweep tries again
             failed[public_id] = f"{type(exc).__name__}: {exc}"
+            in_a_row += 1
             log.warning("dispatch of emergency %s failed: %s", public_id, failed[public_id])
     if untried:
         log.warning("%d emergencies left for the next sweep", len(untried))

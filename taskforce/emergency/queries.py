@@ -99,8 +99,8 @@ def on_call_members(
     With a classification, those cleared for it come first (only they may acknowledge,
     emergency/responders.py): the group's cleared on-call members, else its cleared
     members. A group with nobody cleared is not where paging starts (paging.cleared_step
-    moves to the next step that has someone cleared); at the top of the chain it is paged
-    as before, with a reference only.
+    moves to the next step that has someone cleared); when no step has anyone cleared, the
+    step it would have started at is paged, with a reference only.
     """
     rows = session.execute(
         select(Member.code, Member.on_call, Member.clearance)

@@ -15,6 +15,7 @@ service from the modules of their concepts:
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,7 @@ from taskforce.emergency.models import (
 )
 from taskforce.emergency.paging import (
     Escalation,
+    cleared_step,
     escalate_due,
     page,
     page_if_unpaged,
@@ -93,6 +95,8 @@ __all__ = [
     "resolve",
     "state",
 ]
+
+log = logging.getLogger(__name__)
 
 
 _UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -630,6 +634,10 @@ def _raise_level(
     step = max(emergency.escalation_step, chain(ctx).index(rule.leading_group))
     if step != emergency.escalation_step:
         emergency.escalation_step, emergency.pages_at_step = step, 0
+    if emergency.pages_at_step == 0:  # as the page below will: where someone may answer
+        emergency.escalation_step = cleared_step(
+            session, ctx, emergency, emergency.escalation_step, {}
+        )
     session.flush()
     session.execute(  # as _attach_repeat counts: concurrent repeats never lose a count
         update(Emergency)
@@ -932,6 +940,13 @@ def close_resolved(session: Session, ctx: Context, *, actor: str = "sweep") -> l
             .order_by(Emergency.resolved_at, Emergency.id)
         )
     )
+    closed = []
     for public_id in resolved:
-        close_with_follow_up(session, ctx, public_id, actor=actor)
-    return resolved
+        try:
+            with session.begin_nested():  # one that cannot be closed keeps the rest moving
+                close_with_follow_up(session, ctx, public_id, actor=actor)
+        except Exception:
+            log.exception("closing emergency %s with its follow-up failed", public_id)
+            continue
+        closed.append(public_id)
+    return closed

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import math
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -687,8 +688,22 @@ def _not_a_number(token: str) -> Any:
     )
 
 
+def _finite(text: str) -> float:
+    # 1e999 is a valid JSON number that no double holds: float() makes it inf, which the
+    # JSON columns refuse as they refuse Infinity.
+    value = float(text)
+    if not math.isfinite(value):
+        raise GatewayError(
+            400,
+            "malformed_json",
+            f"the body is not valid JSON here: {text} is beyond the range of a double",
+            "body",
+        )
+    return value
+
+
 # One decoder, made once: json.loads with a keyword argument builds a decoder per call.
-_DECODER = json.JSONDecoder(parse_constant=_not_a_number)
+_DECODER = json.JSONDecoder(parse_constant=_not_a_number, parse_float=_finite)
 
 
 def _json(body: bytes) -> Any:

@@ -93,12 +93,15 @@ def sweep() -> None:
 
     ctx = default_context()
     # Escalations first: they need only the database, and must not wait for a slow Prefect.
-    with unit_of_work() as session:
-        escalations = escalate_due(session, ctx)
-        missed = escalate_missed_deadlines(session, ctx)
-        warnings = escalate_overdue_warnings(session, ctx)
-        closed = close_resolved(session, ctx, actor="cli-sweep")
-    outcomes = dispatch_pending(get_engine(), ctx, default_dispatcher(), actor="cli-sweep")
+    # Dispatch runs whatever they raised (the command then fails, after dispatching).
+    try:
+        with unit_of_work() as session:
+            escalations = escalate_due(session, ctx)
+            missed = escalate_missed_deadlines(session, ctx)
+            warnings = escalate_overdue_warnings(session, ctx)
+            closed = close_resolved(session, ctx, actor="cli-sweep")
+    finally:
+        outcomes = dispatch_pending(get_engine(), ctx, default_dispatcher(), actor="cli-sweep")
     console = Console()
     for o in outcomes:
         console.print(

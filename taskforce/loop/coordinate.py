@@ -64,7 +64,11 @@ def _withdraw(session: Session, ctx: Context, issue: Issue, decision: Decision, 
         subject_type="issue",
         subject_id=issue.number,
         classification=issue.classification,
+        notify="matter_withdrawn",
         payload={"decision_id": decision.id, "reason": reason},
+        # The leadership and the expert pool were asked to vote and review: they hear that
+        # the matter is withdrawn, whatever the new coordination decides.
+        context={"issue": issue.number, "title": issue.title, "deadline": str(issue.deadline)},
     )
 
 
@@ -305,7 +309,7 @@ def leadership_vote(
             f"{issue.number} has no major matter awaiting the leadership group",
             field="issue_number",
         )
-    if _deadline_passed(issue, ctx.today()):
+    if form.pre_review_passed and _deadline_passed(issue, ctx.today()):
         # Every action item must be due by the deadline and none in the past: a vote passed
         # now would leave the issue in planning with no plan it could file.
         raise DomainError(

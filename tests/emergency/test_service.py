@@ -216,6 +216,39 @@ def test_a_raise_on_an_emergency_escalated_past_its_new_lead_pages_there_again(e
     assert _audiences(engine, first.emergency_id) == LEADERSHIP * 2
 
 
+def test_a_raise_to_a_group_nobody_of_which_is_cleared_names_the_group_it_pages(engine, ctx):
+    """The executive group cleared for internal material only (here): an internal level III
+    raised to a secret level II is paged at the leadership group, and its notice says so,
+    not "executive" (a review)."""
+    from sqlalchemy import update
+
+    from taskforce.org.models import Member
+
+    with unit_of_work(engine) as s:
+        s.execute(update(Member).where(Member.code.in_(["E1", "E2"])).values(clearance="internal"))
+    first = _open(engine, ctx, level="III")
+    _page(engine, ctx, first.emergency_id)
+    with unit_of_work(engine) as s:
+        service.open_emergency(
+            s,
+            ctx,
+            EmergencyIntake(
+                level=Level.II,
+                title="数据平台中断",
+                working_group="wg:data",
+                classification=Classification.secret,
+            ),
+            source="monitoring",
+            dedup_key="k1",
+            actor="test",
+        )
+        notice = s.scalars(
+            select(OutboxMessage).where(OutboxMessage.event_kind == "emergency_escalated")
+        ).first()
+        assert notice.context["to"] == "leadership"
+    assert _audiences(engine, first.emergency_id)[1:] == LEADERSHIP
+
+
 def test_resolution_frees_the_dedup_key(engine, ctx):
     first = _open(engine, ctx)
     with unit_of_work(engine) as s:
@@ -573,10 +606,10 @@ def test_dispatch_marks_or_pages_directly(engine, ctx):
     assert _audiences(engine, e.emergency_id) == LEADERSHIP
 
 
-def test_a_failing_engine_is_tried_once_a_round_and_the_rest_wait_paged(engine, ctx):
-    """A slow or absent Prefect answers each call only at its timeout: after one failure the
-    round stops trying, so the sweep (and its escalations) is not held by a burst. Every
-    emergency is paged all the same, and the next round dispatches them."""
+def test_a_failing_engine_is_tried_twice_a_round_and_the_rest_wait_paged(engine, ctx):
+    """A slow or absent Prefect answers each call only at its timeout: after two failures in
+    a row the round stops trying, so the sweep is not held by a burst. Every emergency is
+    paged all the same, and the next round dispatches them."""
     from taskforce.emergency.dispatch import dispatch_pending
 
     calls = []
@@ -585,13 +618,29 @@ def test_a_failing_engine_is_tried_once_a_round_and_the_rest_wait_paged(engine, 
         calls.append(public_id)
         raise TimeoutError("read timed out")
 
-    ids = [_open(engine, ctx, level="II", key=f"k{i}").emergency_id for i in range(3)]
+    ids = [_open(engine, ctx, level="II", key=f"k{i}").emergency_id for i in range(4)]
     outcomes = dispatch_pending(engine, ctx, timing_out)
-    assert len(calls) == 1 and not any(o.dispatched for o in outcomes)
-    assert [o.error.startswith("not tried") for o in outcomes] == [False, True, True]
+    assert calls == ids[:2] and not any(o.dispatched for o in outcomes)
+    assert [o.error.startswith("not tried") for o in outcomes] == [False, False, True, True]
     assert all(_audiences(engine, public_id) == ["member-E1", "member-E2"] for public_id in ids)
     done = dispatch_pending(engine, ctx, lambda public_id: f"run-{public_id}")
     assert [o.public_id for o in done if o.dispatched] == ids
+
+
+def test_one_emergency_failing_on_its_own_does_not_hold_back_the_others(engine, ctx):
+    """The oldest is tried first in every round: one that fails for a reason of its own
+    must not leave the rest undispatched round after round (a review)."""
+    from taskforce.emergency.dispatch import dispatch_pending
+
+    ids = [_open(engine, ctx, level="II", key=f"k{i}").emergency_id for i in range(3)]
+
+    def all_but_the_first(public_id: str) -> str:
+        if public_id == ids[0]:
+            raise ValueError("this one's parameters are refused")
+        return f"run-{public_id}"
+
+    outcomes = dispatch_pending(engine, ctx, all_but_the_first)
+    assert [o.dispatched for o in outcomes] == [False, True, True]
 
 
 def test_a_resolved_emergency_is_closed_by_the_sweep_not_given_a_flow_run(engine, ctx):

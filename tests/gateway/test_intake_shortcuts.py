@@ -55,15 +55,28 @@ def _not_json(token: str):
     raise _NotJson(token)
 
 
+class _TooLarge(Exception):
+    pass
+
+
+def _finite_or_not_json(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _TooLarge(text)
+    return value
+
+
 def _json_the_long_way(body: bytes):
     """`_json` as it was: parse, then always search for NUL. NaN and Infinity, which
     Python's json reads, are not JSON numbers (RFC 8259)."""
     try:
-        raw = json.loads(body, parse_constant=_not_json)
+        raw = json.loads(body, parse_constant=_not_json, parse_float=_finite_or_not_json)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return ("400", f"the body is not valid JSON: {exc}")
     except _NotJson as exc:
         return ("400", f"the body is not valid JSON: {exc} is not a JSON number (RFC 8259)")
+    except _TooLarge as exc:
+        return ("400", f"the body is not valid JSON here: {exc} is beyond the range of a double")
     if (where := nul_path(raw)) is not None:
         return ("422", where or "body")
     return ("ok", raw)

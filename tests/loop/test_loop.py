@@ -447,6 +447,11 @@ def test_a_vote_after_the_deadline_is_refused_and_a_new_coordination_withdraws_t
     statuses = _rows(engine, select(Decision.round, Decision.status).order_by(Decision.id))
     assert statuses == [(1, DecisionStatus.rejected), (2, DecisionStatus.pre_review)]
     assert "passed before the vote" in _rows(engine, select(Decision.outcome_reasons))[0][0]
+    withdrawn = _rows(
+        engine,
+        select(OutboxMessage.audience).where(OutboxMessage.event_kind == "matter_withdrawn"),
+    )
+    assert {a for (a,) in withdrawn} == {"leadership", "expert", "executive"}
     assert loop.vote(r.issue_number, yes=5, no=2).stage == "planning"
     assert loop.plan(r.issue_number).stage == "executing"
     with unit_of_work(engine) as s:
