@@ -18,19 +18,23 @@ def ctx(policy, clock):
     return Context(policy=policy, clock=clock)
 
 
-def test_report_measures_page_ack_escalations_and_deadlines(engine, ctx, clock):
-    window = ctx.policy.emergency.acknowledge_within_minutes
-    limit = ctx.policy.emergency.escalation_repeat_limit
+def _open_drill(engine, ctx, key: str):
     with unit_of_work(engine) as s:
-        e = service.open_emergency(
+        return service.open_emergency(
             s,
             ctx,
             EmergencyIntake(level=Level.II, title="演练", working_group="wg:data"),
             source="drill",
-            dedup_key="d1",
+            dedup_key=key,
             actor="drill",
             is_drill=True,
         )
+
+
+def test_report_measures_page_ack_escalations_and_deadlines(engine, ctx, clock):
+    window = ctx.policy.emergency.acknowledge_within_minutes
+    limit = ctx.policy.emergency.escalation_repeat_limit
+    e = _open_drill(engine, ctx, "d1")
     clock.advance(seconds=3)
     with unit_of_work(engine) as s:
         service.page_if_unpaged(s, ctx, e.emergency_id, actor="flow", reason="test")
@@ -69,16 +73,8 @@ def test_a_drill_acknowledged_by_a_system_is_not_a_met_acknowledgement(
     over the gateway too (POST /v1/emergencies/drill/acknowledge); the report read that as
     「✅ 达标」 without saying who (an operator trial). It names who, and a system's
     acknowledgement meets nothing."""
+    e = _open_drill(engine, ctx, "d2")
     with unit_of_work(engine) as s:
-        e = service.open_emergency(
-            s,
-            ctx,
-            EmergencyIntake(level=Level.II, title="演练", working_group="wg:data"),
-            source="drill",
-            dedup_key="d2",
-            actor="drill",
-            is_drill=True,
-        )
         service.page_if_unpaged(s, ctx, e.emergency_id, actor="flow", reason="test")
     clock.advance(minutes=1)
     with unit_of_work(engine) as s:

@@ -31,12 +31,26 @@ def ctx(policy, clock):
     return Context(policy=policy, clock=clock)
 
 
-def _open(engine, ctx, level="III", key="k1", source="monitoring", wg="wg:data", **kw):
+def _open(
+    engine,
+    ctx,
+    level="III",
+    key="k1",
+    source="monitoring",
+    wg="wg:data",
+    classification=Classification.internal,
+    **kw,
+):
     with unit_of_work(engine) as s:
         return service.open_emergency(
             s,
             ctx,
-            EmergencyIntake(level=Level(level), title="数据平台中断", working_group=wg),
+            EmergencyIntake(
+                level=Level(level),
+                title="数据平台中断",
+                working_group=wg,
+                classification=classification,
+            ),
             source=source,
             dedup_key=key,
             actor="test",
@@ -228,20 +242,8 @@ def test_a_raise_to_a_group_nobody_of_which_is_cleared_names_the_group_it_pages(
         s.execute(update(Member).where(Member.code.in_(["E1", "E2"])).values(clearance="internal"))
     first = _open(engine, ctx, level="III")
     _page(engine, ctx, first.emergency_id)
+    _open(engine, ctx, level="II", classification=Classification.secret)
     with unit_of_work(engine) as s:
-        service.open_emergency(
-            s,
-            ctx,
-            EmergencyIntake(
-                level=Level.II,
-                title="数据平台中断",
-                working_group="wg:data",
-                classification=Classification.secret,
-            ),
-            source="monitoring",
-            dedup_key="k1",
-            actor="test",
-        )
         notice = s.scalars(
             select(OutboxMessage).where(OutboxMessage.event_kind == "emergency_escalated")
         ).first()
@@ -454,20 +456,7 @@ def test_a_reserve_draw_is_approved_by_a_cleared_member_of_the_approving_group(
     engine, ctx, approver, by, refusal
 ):
     _fiscal_year(engine)
-    with unit_of_work(engine) as s:
-        e = service.open_emergency(
-            s,
-            ctx,
-            EmergencyIntake(
-                level=Level.II,
-                title="数据平台中断",
-                working_group="wg:data",
-                classification=Classification.secret,
-            ),
-            source="monitoring",
-            dedup_key="k1",
-            actor="test",
-        )
+    e = _open(engine, ctx, level="II", classification=Classification.secret)
     form = ReserveDrawForm(amount=Decimal("1000.00"), approved_by=by, approver=approver)
 
     def draw():
