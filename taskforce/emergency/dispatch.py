@@ -52,8 +52,8 @@ from taskforce.trail.models import TrailEntry
 
 Dispatcher = Callable[[str], str]
 log = logging.getLogger(__name__)
-FIRST_PAGE_REASON = "opened"
-FAILURES_BEFORE_PAUSE = 2  # failed dispatches in a row after which a round stops trying  # the trail's reason for the page sent before the flow run starts
+FIRST_PAGE_REASON = "opened"  # the trail's reason for the page sent before the flow run starts
+FAILURES_BEFORE_PAUSE = 2  # failed dispatches in a row after which a round stops trying
 
 
 class DispatchUnavailable(RuntimeError):
