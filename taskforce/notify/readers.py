@@ -12,7 +12,7 @@ A member is reached by their group's code, `member-<code>`, their contact tags, 
 `director` and `oncall` when they are one. A tag that reaches no active member is read as
 public: nobody is known to be cleared behind it (a mistyped contact tag, a member who left,
 an `oncall` nobody holds), so its classified records go out as references only. The
-channel's clearance alone would have let a typo in config/org.yaml carry secret content.
+channel's clearance alone would have let a typo in a channel's tags carry secret content.
 `taskforce notify check` lists such tags.
 """
 
