@@ -97,7 +97,7 @@ SPECS: list[Spec] = [
     Spec(
         "dispatch-sweep",
         "flows/dispatch.py:dispatch_sweep_flow",
-        "调度扫描 Dispatch sweep, every morning: red-item interviews and escalations, overdue stages, the task cockpit.",
+        "调度扫描 Dispatch sweep: red-item interviews and escalations, overdue stages, the task cockpit.",
         ("review", "scheduled"),
         schedule="dispatch_sweep",
         concurrency=1,

@@ -20,7 +20,6 @@ from taskforce.emergency.deadlines import mark_deadline_met, mark_deadlines_met
 from taskforce.emergency.models import Emergency, EmergencyEvent
 from taskforce.emergency.queries import (
     UNACKNOWLEDGED,
-    anyone_cleared,
     chain,
     get_emergency,
     group_for_step,
@@ -28,6 +27,8 @@ from taskforce.emergency.queries import (
 )
 from taskforce.errors import NotFound
 from taskforce.notify.outbox import enqueue, enqueue_many
+from taskforce.org.models import Group
+from taskforce.org.service import cleared_member_names
 from taskforce.policy.schema import Classification
 
 
@@ -415,7 +416,7 @@ def cleared_step(
             continue
         key = (group, Classification(emergency.classification))
         if key not in cache:
-            cache[key] = anyone_cleared(session, group, key[1])
+            cache[key] = bool(cleared_member_names(session, Group.code == group, key[1]))
         if cache[key]:
             return index
     return start

@@ -115,17 +115,6 @@ def on_call_members(
     return on_call or [code for code, _flag, _clearance in rows]
 
 
-def anyone_cleared(session: Session, group_code: str, classification: Classification) -> bool:
-    """Whether an active member of the group may read a record of `classification`."""
-    clearances = session.scalars(
-        select(Member.clearance)
-        .join(Group, Member.group_id == Group.id)
-        .where(Group.code == group_code, Member.active.is_(True))
-        .distinct()
-    )
-    return any(classification.readable_by(Classification(c)) for c in clearances)
-
-
 def chain(ctx: Context) -> list[str]:
     return list(ctx.policy.emergency.escalation_chain)
 

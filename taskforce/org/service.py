@@ -103,19 +103,28 @@ def active_member(session: Session, code: str, *, field: str) -> Member:
     )
 
 
-def cleared_members(session: Session, where: Any, classification: Classification) -> str:
-    """The active members of the groups `where` selects (a condition on Group) who are cleared
-    for `classification`, as a refusal lists those who may: "E1 周晓东, E2 吴静"."""
+def cleared_member_names(
+    session: Session, where: Any, classification: Classification
+) -> list[tuple[str, str]]:
+    """(code, name) of the active members of the groups `where` selects (a condition on
+    Group) who are cleared for `classification`, in code order."""
     rows = session.execute(
         select(Member.code, Member.name, Member.clearance)
         .join(Group, Group.id == Member.group_id)
         .where(where, Member.active.is_(True))
         .order_by(Member.code)
     ).all()
-    return listing(
-        f"{code} {name}"
+    return [
+        (code, name)
         for code, name, clearance in rows
         if classification.readable_by(Classification(clearance))
+    ]
+
+
+def cleared_members(session: Session, where: Any, classification: Classification) -> str:
+    """Those of `cleared_member_names` as a refusal lists who may: "E1 周晓东, E2 吴静"."""
+    return listing(
+        f"{code} {name}" for code, name in cleared_member_names(session, where, classification)
     )
 
 

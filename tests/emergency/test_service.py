@@ -39,6 +39,7 @@ def _open(
     source="monitoring",
     wg="wg:data",
     classification=Classification.internal,
+    title="数据平台中断",
     **kw,
 ):
     with unit_of_work(engine) as s:
@@ -47,7 +48,7 @@ def _open(
             ctx,
             EmergencyIntake(
                 level=Level(level),
-                title="数据平台中断",
+                title=title,
                 working_group=wg,
                 classification=classification,
             ),
@@ -779,20 +780,9 @@ def test_a_raise_by_a_more_classified_report_raises_the_classification(engine, c
     """The raise puts the report's title on the trail and in the escalation notice: at the
     emergency's old classification a secret title would reach channels cleared for less."""
     first = _open(engine, ctx, level="III")
-    with unit_of_work(engine) as s:
-        service.open_emergency(
-            s,
-            ctx,
-            EmergencyIntake(
-                level=Level.I,
-                title="机密：核心数据库被入侵",
-                working_group="wg:data",
-                classification="secret",
-            ),
-            source="monitoring",
-            dedup_key="k1",
-            actor="test",
-        )
+    _open(
+        engine, ctx, level="I", classification=Classification.secret, title="机密：核心数据库被入侵"
+    )
     with unit_of_work(engine) as s:
         e = service.get_emergency(s, first.emergency_id)
         assert e.classification == "secret"

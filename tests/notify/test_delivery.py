@@ -252,6 +252,22 @@ def test_dead_letter_after_max_attempts_alerts_executive_through_another_channel
     assert deliver_pending(engine, ctx, channels=channels).claimed == 0
 
 
+def _page_that_fails(engine, ctx, receiver, member, classification, *, level, title) -> int:
+    """A page to `member` whose phone (receiver path /<member lower case>) refuses it."""
+    receiver.failing.add(f"/{member.lower()}")
+    [page] = put(
+        engine,
+        ctx,
+        key=f"page-{member}",
+        audiences=[f"member-{member}"],
+        event_kind="emergency_page",
+        classification=classification,
+        context={"member": member, "level": level, "title": title},
+        priority=100,
+    )
+    return page
+
+
 def test_an_emergency_page_that_fails_pages_the_ab_backup_at_once(
     engine, ctx, receiver, make_channels
 ):
@@ -259,16 +275,8 @@ def test_an_emergency_page_that_fails_pages_the_ab_backup_at_once(
         ("e1-phone", "secret", receiver.url("/e1"), ["member-E1"]),
         ("e2-phone", "secret", receiver.url("/e2"), ["member-E2"]),
     )
-    receiver.failing.add("/e1")
-    [page] = put(
-        engine,
-        ctx,
-        key="page",
-        audiences=["member-E1"],
-        event_kind="emergency_page",
-        classification=Classification.secret,
-        context={"member": "E1", "level": "I", "title": "Data centre fire"},
-        priority=100,
+    page = _page_that_fails(
+        engine, ctx, receiver, "E1", Classification.secret, level="I", title="Data centre fire"
     )
 
     report = deliver_pending(engine, ctx, channels=channels, message_ids=[page])
@@ -296,16 +304,14 @@ def test_a_backup_not_cleared_for_a_page_is_not_paged_for_a_cleared_primary(
         ("w3-phone", "internal", receiver.url("/w3"), ["member-W3"]),
         ("w4-phone", "internal", receiver.url("/w4"), ["member-W4"]),
     )
-    receiver.failing.add("/w3")
-    [page] = put(
+    page = _page_that_fails(
         engine,
         ctx,
-        key="page-w3",
-        audiences=["member-W3"],
-        event_kind="emergency_page",
-        classification=Classification.internal,
-        context={"member": "W3", "level": "III", "title": "Data exchange down"},
-        priority=100,
+        receiver,
+        "W3",
+        Classification.internal,
+        level="III",
+        title="Data exchange down",
     )
     report = deliver_pending(engine, ctx, channels=channels, message_ids=[page])
     assert report.backups_paged == [] and receiver.at("/w4") == []
