@@ -65,6 +65,7 @@ from taskforce.errors import DomainError, IllegalTransition, NotFound
 from taskforce.loop.forms import ReportIssueForm
 from taskforce.loop.report import report_issue
 from taskforce.org.models import Group
+from taskforce.org.names import group_names
 from taskforce.policy.schema import Classification
 from taskforce.reports.i18n import translator
 
@@ -242,13 +243,18 @@ def _tracking(
     rule = ctx.policy.emergency.levels[Level(level).value]
     if not rule.tracked:
         return {}
+    group = working_group or rule.leading_group
+    name, name_en = group_names().get(group, (group, group))
     return {
         "notify": "emergency_tracked",
         "context": {
             "title": title,
             "level": Level(level).value,
             "level_name": rule.name_zh,
-            "working_group": working_group or rule.leading_group,
+            "working_group": group,
+            # The group as its readers name it (config/org.yaml), not by its code.
+            "working_group_name": name,
+            "working_group_name_en": name_en,
             "opened": local_minute(opened, ctx.policy.timezone),
         },
     }
@@ -931,8 +937,8 @@ def close_with_follow_up(
 
 
 def close_resolved(session: Session, ctx: Context, *, actor: str = "sweep") -> list[str]:
-    """Close every resolved emergency with its follow-up issue (a response run that stopped
-    waiting before the resolution leaves this to the sweep)."""
+    """Close every resolved emergency with its follow-up issue: the sweep's step, since a
+    response run does not wait for the resolution (flows/emergency.py)."""
     resolved = list(
         session.scalars(
             select(Emergency.public_id)

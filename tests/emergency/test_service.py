@@ -831,7 +831,11 @@ def test_the_executive_group_is_told_of_a_level_iii_emergency_it_tracks(
     body = render_message(
         notice, clearance=Classification.internal, locale="zh-CN", limits=ctx.policy.notifications
     ).body
-    assert "III级（一般事项）应急事件，由 wg:data 自行处置，执行小组跟踪" in body
+    assert "III级（一般事项）应急事件，由数据共享工作组自行处置，执行小组跟踪" in body
+    english = render_message(
+        notice, clearance=Classification.internal, locale="en", limits=ctx.policy.notifications
+    ).body
+    assert "handled by the Data sharing working group itself" in english
 
 
 def test_each_emergency_ends_in_an_issue_of_its_own_whatever_its_title(engine, ctx):
