@@ -186,7 +186,7 @@ SPECS: list[Spec] = [
     Spec(
         "resolve-emergency",
         "flows/emergency.py:resolve_emergency",
-        "解除 The emergency is over; its response run opens the follow-up issue.",
+        "解除 The emergency is over; the sweep then opens its follow-up issue.",
         ("emergency", "operator"),
         pool=EMERGENCY_POOL,
     ),

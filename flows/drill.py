@@ -116,7 +116,7 @@ def quarterly_drill(
         path = f"in process ({reason})"
 
     wait_minutes = options.wait_minutes if options.wait_minutes is not None else drill.wait_minutes
-    poll = options.poll_seconds or policy.emergency.flow_poll_seconds
+    poll = options.poll_seconds or drill.poll_seconds
     deadline = time.monotonic() + wait_minutes * 60
     while t.read_emergency(public_id).status in UNACKNOWLEDGED:
         t.escalate(public_id)

@@ -2,26 +2,26 @@
 
 * `emergency-response` (one run per emergency, started by the gateway with the
   emergency's id as idempotency key, after the gateway paged on-call itself):
-  page on-call if nobody has → wait for acknowledgement, escalating on the clock →
-  reserve draw → wait for resolution → follow-up issue. It reads the state from the database at every step, so a rerun
-  continues where the last run stopped and does nothing twice.
+  page on-call if nobody has → escalate if a page is overdue → reserve draw (a run
+  started by hand) → the follow-up issue if resolved. It does not wait: the sweep
+  carries the emergency on. It reads the state from the database at every step, so a
+  rerun continues where the last run stopped and does nothing twice.
 * `open-emergency`: an operator opens an emergency from the UI form.
 * `acknowledge-emergency` / `resolve-emergency`: the operator's UI forms for
   the two answers a page waits for (the webhook actions do the same).
 * `dispatch-pending-emergencies`: the sweep — starts runs for emergencies the
-  gateway could not dispatch, escalates unacknowledged pages and overdue
-  warnings.
+  gateway could not dispatch, escalates unacknowledged pages, missed level
+  deadlines and overdue warnings, and closes resolved emergencies with their
+  follow-up issue.
 
-Acknowledgement is read from the database, not from a paused run's input: a
-Prefect pause that times out cannot be resumed, and an acknowledgement may
-come from a webhook as well as from the UI, so the flow polls the one place
-both write to.
+Acknowledgement is read from the database, not from a paused run's input: it may
+come from a webhook as well as from the UI, and the sweep reads the one place both
+write to.
 """
 
 from __future__ import annotations
 
 import ssl
-import time
 import uuid
 from typing import Annotated
 
@@ -32,7 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from flows.parameters import described, form_of
 from taskforce.emergency.forms import EmergencyIntake, ReserveDrawForm
 from taskforce.emergency.models import EmergencyStatus
-from taskforce.emergency.service import UNACKNOWLEDGED, EmergencyState
+from taskforce.emergency.service import UNACKNOWLEDGED
+from taskforce.errors import DomainError
 from taskforce.policy import load_policy
 from tasks import emergency as t
 from tasks.notify import deliver_pending_notifications
@@ -149,35 +150,16 @@ def default_dispatcher() -> PrefectDispatcher:
     )
 
 
-def _wait(public_id: str, done, *, poll_seconds: int, max_wait_minutes: int) -> EmergencyState:
-    """Re-read the emergency until `done(state)`, escalating due pages at each look."""
-    deadline = time.monotonic() + max_wait_minutes * 60
-    while True:
-        st = t.read_emergency(public_id)
-        if done(st):
-            return st
-        if t.escalate(public_id):
-            deliver_pending_notifications(limit=200)  # an escalation's pages go out now
-        if time.monotonic() >= deadline:
-            return st
-        time.sleep(poll_seconds)
-
-
 class ResponseOptions(BaseModel):
-    """How long one run waits; the sweep carries an emergency on after that."""
+    """What an operator may add to a response run started by hand."""
 
     model_config = ConfigDict(extra="forbid")
 
-    poll_seconds: int | None = Field(
-        None, ge=1, le=3600, title="Poll every (s)", description="Default: config."
-    )
-    max_wait_minutes: int | None = Field(
-        None, ge=0, le=10_080, title="Wait at most (min)", description="Default: config."
-    )
     reserve_draw: ReserveDrawForm | None = Field(
         None,
         title="Reserve draw 应急预留动用",
-        description="Draw on the emergency reserve once the emergency is acknowledged.",
+        description="Draw on the emergency reserve: only for an acknowledged emergency "
+        "(acknowledge-emergency first).",
     )
 
 
@@ -187,18 +169,16 @@ def emergency_response(
         ..., "应急事件编号 Emergency id: the id the gateway or open-emergency answered."
     ),
     options: ResponseOptions = described(
-        ResponseOptions(), "运行选项 Run options: the defaults come from config; change for a test."
+        ResponseOptions(), "运行选项 Run options: a reserve draw, for a run started by hand."
     ),
 ) -> dict:
-    """Move one emergency to its end: page, wait for acknowledgement (escalating), draw, follow up."""
-    logger = get_run_logger()
-    policy = load_policy().emergency
-    poll = options.poll_seconds or policy.flow_poll_seconds
-    max_wait = (
-        options.max_wait_minutes
-        if options.max_wait_minutes is not None
-        else policy.flow_max_wait_minutes
-    )
+    """Take one emergency as far as it can go now: page, escalate, draw, follow up.
+
+    The run does not wait for the answers. Waiting held a process per emergency for up to
+    a day, and a storm of alerts meant hundreds of them (an operator trial saw the Prefect
+    server lock up at about twenty); the every-minute `dispatch-pending-emergencies` sweep
+    escalates unacknowledged pages and closes resolved emergencies with their follow-up
+    issue on the same clock the run kept, so it carries every emergency on from here."""
     actor = "flow:emergency-response"
     st = t.read_emergency(emergency_id)
     if st.status == EmergencyStatus.closed:
@@ -210,27 +190,12 @@ def emergency_response(
     if first is not None:
         # Pages must not wait for the every-minute delivery run; only this page's rows.
         deliver_pending_notifications(trail_entry_ids=[first.trail_entry_id])
-    st = _wait(
-        emergency_id,
-        lambda s: s.status not in UNACKNOWLEDGED,
-        poll_seconds=poll,
-        max_wait_minutes=max_wait,
-    )
-    if st.status in UNACKNOWLEDGED:
-        logger.warning("not acknowledged yet; the sweep keeps escalating")
-        return {"emergency_id": emergency_id, "status": st.status.value}
+    if t.escalate(emergency_id):  # a run started late (a queue, a rerun) finds one due
+        deliver_pending_notifications(limit=200)
     drawn = None
     if options.reserve_draw is not None:
-        if st.status == EmergencyStatus.acknowledged:
-            drawn = t.draw_reserve(emergency_id, options.reserve_draw, actor)
-        else:
-            logger.warning("no reserve draw: the emergency is %s already", st.status.value)
-    st = _wait(
-        emergency_id,
-        lambda s: s.status in (EmergencyStatus.resolved, EmergencyStatus.closed),
-        poll_seconds=poll,
-        max_wait_minutes=max_wait,
-    )
+        drawn = _draw(emergency_id, options.reserve_draw, actor)
+    st = t.read_emergency(emergency_id)
     if st.status == EmergencyStatus.resolved:
         st = t.close_with_follow_up(emergency_id, actor)
     result = {
@@ -240,11 +205,34 @@ def emergency_response(
         "reserve_draw": drawn,
     }
     create_markdown_artifact(
-        "\n".join(f"- **{k}**: {v}" for k, v in result.items()),
+        _summary(result),
         key=f"emergency-{emergency_id[:8]}",
         description="Emergency response summary",
     )
     return result
+
+
+def _draw(emergency_id: str, form: ReserveDrawForm, actor: str) -> dict:
+    """The draw, for an acknowledged emergency only: someone on call has confirmed it."""
+    status = t.read_emergency(emergency_id).status
+    if status in UNACKNOWLEDGED:
+        raise DomainError(
+            "the emergency is not acknowledged yet (status "
+            f"{status.value}); a member on call acknowledges it first (acknowledge-emergency), "
+            "then start this run again or draw with budget-reserve-draw",
+            field="options.reserve_draw",
+        )
+    return t.draw_reserve(emergency_id, form, actor)
+
+
+def _summary(result: dict) -> str:
+    lines = [f"- **{k}**: {v}" for k, v in result.items()]
+    if result["status"] != EmergencyStatus.closed.value:
+        lines.append(
+            "- 后续 next: dispatch-pending-emergencies (every minute) escalates unanswered "
+            "pages and opens the follow-up issue once the emergency is resolved"
+        )
+    return "\n".join(lines)
 
 
 class OpenEmergencyForm(EmergencyIntake):
@@ -340,7 +328,7 @@ def acknowledge_emergency(form: AnswerForm = form_of(AnswerForm)) -> str:
 
 @flow(name="resolve-emergency")
 def resolve_emergency(form: AnswerForm = form_of(AnswerForm)) -> str:
-    """解除 — the emergency is over; its response run then opens the follow-up issue."""
+    """解除 — the emergency is over; the sweep then opens its follow-up issue (within a minute)."""
     return t.resolve(form.emergency_id, form.actor, form.note, member=True).status.value
 
 

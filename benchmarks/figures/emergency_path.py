@@ -14,8 +14,8 @@ The production path on 127.0.0.1, one emergency at a time:
 A run is timed from just before the webhook is sent to the arrival of its first page at
 the receiver. The page comes from the gateway's dispatch thread (`BackgroundDispatch`):
 right after the intake commit it writes the page (outbox rows + trail entry, one
-transaction) and sends it through Apprise, and only then starts the flow run, which
-waits for the acknowledgement and escalates; its paging step finds the emergency paged
+transaction) and sends it through Apprise, and only then starts the flow run; its
+paging step finds the emergency paged
 (the figure fails if any page was written by someone else). So the flow run's start —
 a new Python process per run in Prefect 3.9, seconds on a small machine — is no longer
 on this path; the baseline still measures it: an empty flow run started the same way,
@@ -24,8 +24,7 @@ class the gateway uses, whose body only posts its id to the same receiver. Our o
 is ours − baseline (negative now: the page does not wait for a run to start).
 
 After its page, each emergency is acknowledged and resolved through the webhook, and the
-next one starts once its run has closed it (follow-up issue opened), so runs do not pile
-up; the emergency flow re-reads its emergency every second in this run's config.
+next one starts once its run has ended, so runs do not pile up.
 """
 
 from __future__ import annotations
@@ -163,7 +162,7 @@ def _measure(bench: Bench, count: int) -> tuple[list[float], list[float], list[f
     config = make_config(
         bench.workdir / "emergency-path",
         receiver.url,
-        {"flow_poll_seconds": 1, "backoff_base_seconds": 1},
+        {"backoff_base_seconds": 1},
     )
     api_url = PREFECT_API_URL.value()
     saved = {k: os.environ.get(k) for k in ("TASKFORCE_CONFIG_DIR", RECEIVER_ENV)}
@@ -211,7 +210,7 @@ def _measure(bench: Bench, count: int) -> tuple[list[float], list[float], list[f
                     ours.append(arrived - started)
                 for action in ("/acknowledge", "/resolve"):
                     gateway.post(client, action, {"dedup_key": f"bench-path-{marker}"}, 200)
-                run_started = _wait_closed(bench, public_id)
+                run_started = _wait_run_ended(bench, public_id)
                 if i and run_started is not None:
                     run_starts.append(run_started - sent_at)
                 bench.status(
@@ -231,50 +230,47 @@ def _measure(bench: Bench, count: int) -> tuple[list[float], list[float], list[f
     return ours, empty, run_starts
 
 
-def _wait_closed(bench: Bench, public_id: str) -> float | None:
-    """Until the run has closed the emergency (its follow-up issue opened): no pile-up.
-    Returns the run's start (epoch seconds, the Prefect server's clock) when it has one."""
-    from sqlalchemy import text
-
-    deadline = time.monotonic() + TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        with bench.engine.connect() as conn:
-            status = conn.execute(
-                text("SELECT status FROM emergency WHERE public_id = :p"), {"p": public_id}
-            ).scalar()
-        if status == "closed":
-            with bench.engine.connect() as conn:
-                paged_by = (
-                    conn.execute(
-                        text(
-                            "SELECT actor FROM trail_entry WHERE subject_id = :p"
-                            " AND action = 'emergency.paged'"
-                        ),
-                        {"p": public_id},
-                    )
-                    .scalars()
-                    .all()
-                )
-            if paged_by != ["gateway:monitoring"]:
-                raise RuntimeError(f"emergency {public_id}: paged by {paged_by}, not the gateway")
-            return _run_start(bench, public_id)
-        time.sleep(0.2)  # another process (the flow run) moves it: poll
-    raise RuntimeError(f"emergency {public_id} was not closed by its flow run")
-
-
-def _run_start(bench: Bench, public_id: str) -> float | None:
+def _wait_run_ended(bench: Bench, public_id: str) -> float | None:
+    """Until the emergency's flow run has ended (it does not wait for the answers): no
+    pile-up. Returns the run's start (epoch seconds, the Prefect server's clock)."""
     from prefect.client.orchestration import get_client
     from sqlalchemy import text
 
-    with bench.engine.connect() as conn:
-        run_id = conn.execute(
-            text("SELECT flow_run_id FROM emergency WHERE public_id = :p"), {"p": public_id}
-        ).scalar()
-    if run_id is None:
-        return None
+    deadline = time.monotonic() + TIMEOUT_SECONDS
     with get_client(sync_client=True) as client:
-        start = client.read_flow_run(run_id).start_time
-    return start.timestamp() if start is not None else None
+        while time.monotonic() < deadline:
+            with bench.engine.connect() as conn:
+                run_id = conn.execute(
+                    text("SELECT flow_run_id FROM emergency WHERE public_id = :p"),
+                    {"p": public_id},
+                ).scalar()
+            run = client.read_flow_run(run_id) if run_id else None
+            if run is not None and run.state is not None and run.state.is_final():
+                if not run.state.is_completed():
+                    raise RuntimeError(f"emergency {public_id}: its run ended {run.state.name}")
+                _check_paged_by_the_gateway(bench, public_id)
+                return run.start_time.timestamp() if run.start_time else None
+            time.sleep(0.2)  # another process (the flow run) moves it: poll
+    raise RuntimeError(f"emergency {public_id}: its flow run did not end")
+
+
+def _check_paged_by_the_gateway(bench: Bench, public_id: str) -> None:
+    from sqlalchemy import text
+
+    with bench.engine.connect() as conn:
+        paged_by = (
+            conn.execute(
+                text(
+                    "SELECT actor FROM trail_entry WHERE subject_id = :p"
+                    " AND action = 'emergency.paged'"
+                ),
+                {"p": public_id},
+            )
+            .scalars()
+            .all()
+        )
+    if paged_by != ["gateway:monitoring"]:
+        raise RuntimeError(f"emergency {public_id}: paged by {paged_by}, not the gateway")
 
 
 def _p95(values: list[float]) -> float:

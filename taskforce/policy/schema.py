@@ -116,6 +116,7 @@ class DrillPolicy(Strict):
     working_group: WorkingGroupCode
     title: str = Field(min_length=2, max_length=300)
     wait_minutes: NonNegativeInt
+    poll_seconds: PositiveInt
 
 
 class EmergencyPolicy(Strict):
@@ -127,8 +128,6 @@ class EmergencyPolicy(Strict):
     unpaged_grace_seconds: PositiveInt
     page_priority: int
     follow_up: FollowUpPolicy
-    flow_poll_seconds: PositiveInt
-    flow_max_wait_minutes: PositiveInt
     drill: DrillPolicy
 
     @model_validator(mode="after")

@@ -101,7 +101,7 @@ class Stack:
         self.config_dir = make_config(
             self.folder,
             self.receiver.url,
-            {"backoff_base_seconds": 1, "flow_poll_seconds": 1},
+            {"backoff_base_seconds": 1},
         )
         self.reports_dir = self.folder / "reports"
         self.port = free_port()

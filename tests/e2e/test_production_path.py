@@ -71,10 +71,15 @@ def test_signed_webhook_opens_a_level_one_emergency_and_pages_on_call(stack):
     )
     assert again.status_code == 202 and not again.json()["created"]
 
-    answer(stack, dedup_key, "acknowledge")
-    answer(stack, dedup_key, "resolve")
+    # The run ends without waiting for the answers; the sweep carries the emergency on.
     final = stack.wait_final(flow_run_id)
     assert final.state.is_completed(), final.state
+    answer(stack, dedup_key, "acknowledge")
+    answer(stack, dedup_key, "resolve")
+    sweep = stack.wait_final(
+        stack.run_deployment("dispatch-pending-emergencies/dispatch-pending-emergencies")
+    )
+    assert sweep.state.is_completed(), sweep.state
     closed = emergency(stack, public_id)
     assert closed.status == EmergencyStatus.closed
     assert closed.follow_up_issue_id is not None

@@ -3,6 +3,7 @@ the response flow to its follow-up issue, the operator's form, and the drill."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from decimal import Decimal
 
@@ -137,25 +138,26 @@ def test_response_flow_runs_to_the_follow_up_issue(engine, policy, prefect_serve
         year = ctx.today().year
         s.add(FiscalYear(year=year, total_fen=10_000_000_00, reserve_fen=1_000_000_00))
     e = _open(engine, ctx, level="II")
-    options = ResponseOptions(
-        poll_seconds=1,
-        max_wait_minutes=0,
+    draw = ResponseOptions(
         reserve_draw=ReserveDrawForm(amount=Decimal("200000.00"), approver="E2"),
     )
     # Nobody answered yet: the run pages and leaves the rest to the sweep.
-    first = emergency_response(e.emergency_id, options)
-    assert first["status"] == "pending_dispatch"
+    first = emergency_response(e.emergency_id)
+    assert first["status"] == "pending_dispatch" and first["follow_up_issue_id"] is None
+    # A draw before anyone on call has confirmed the emergency is refused, and draws nothing.
+    with pytest.raises(DomainError, match="options.reserve_draw: the emergency is not ack"):
+        emergency_response(e.emergency_id, draw)
     with unit_of_work(engine) as s:
+        assert s.scalar(select(func.count()).select_from(LedgerEntry)) == 0
         service.acknowledge(s, ctx, e.emergency_id, actor="E1")
-    # Acknowledged: the run draws on the reserve, then waits for the resolution.
-    drawn = emergency_response(e.emergency_id, options)
+    drawn = emergency_response(e.emergency_id, draw)
     assert drawn["status"] == "acknowledged"
     assert drawn["reserve_draw"]["amount_fen"] == 20_000_000
     with unit_of_work(engine) as s:
         service.resolve(s, ctx, e.emergency_id, actor="E1")
-    done = emergency_response(e.emergency_id, options)  # the rerun draws nothing twice
+    done = emergency_response(e.emergency_id, draw)  # the rerun draws nothing twice
     assert done["status"] == "closed" and done["follow_up_issue_id"]
-    again = emergency_response(e.emergency_id, options)
+    again = emergency_response(e.emergency_id, draw)
     assert again["note"] == "already closed"
     with unit_of_work(engine) as s:
         assert s.scalar(select(func.count()).select_from(Issue)) == 1
@@ -166,24 +168,61 @@ def test_response_flow_runs_to_the_follow_up_issue(engine, policy, prefect_serve
     assert sorted(pages) == ["member-E1", "member-E2"]
 
 
+def test_the_response_run_ends_without_waiting_and_the_sweep_carries_on(engine, policy, deployment):
+    """A run per emergency that waited for the answers held a process for up to a day (a
+    storm: hundreds). The run ends at once; an overdue page found at its start is
+    escalated, and the sweep escalates later ones and opens the follow-up issue."""
+    import threading
+
+    from flows.emergency import dispatch_pending_emergencies, emergency_response
+
+    ctx = Context(policy=policy)
+    e = _open(engine, ctx, level="II", key="no-wait")
+    (outcome,) = dispatch_pending(engine, ctx, lambda public_id: "run-elsewhere")
+    assert outcome.paged == ("E1", "E2")
+    with unit_of_work(engine) as s:  # the page went out an hour ago, unanswered
+        emergency = s.scalars(select(Emergency)).one()
+        emergency.next_escalation_at = ctx.now() - dt.timedelta(hours=1)
+
+    results: list[dict] = []
+    run = threading.Thread(
+        target=lambda: results.append(emergency_response(e.emergency_id)), daemon=True
+    )
+    run.start()
+    run.join(timeout=120)
+    assert results, "the run was still waiting for an answer after 2 minutes"
+    assert results[0]["status"] == "dispatched" and results[0]["follow_up_issue_id"] is None
+    with unit_of_work(engine) as s:
+        paged_by = s.scalars(
+            select(TrailEntry.actor)
+            .where(TrailEntry.action == "emergency.paged")
+            .order_by(TrailEntry.id)
+        ).all()
+        service.acknowledge(s, ctx, e.emergency_id, actor="E1")
+        service.resolve(s, ctx, e.emergency_id, actor="E1")
+    assert len(paged_by) == 2 and paged_by[1] == "escalation"  # the overdue page, repeated
+    swept = dispatch_pending_emergencies()
+    assert swept["closed_with_follow_up"] == [e.emergency_id]
+    with unit_of_work(engine) as s:
+        assert service.state(s, e.emergency_id).follow_up_issue_id is not None
+
+
 def test_the_response_flow_pages_nobody_after_the_dispatcher_paged(engine, policy, prefect_server):
     """The real flow runs as soon as it is dispatched (inside the dispatcher) and again
-    (a rerun): the page the dispatcher sent before starting it is the only one, and the
-    flow still waits and escalates on its own."""
-    from flows.emergency import ResponseOptions, emergency_response
+    (a rerun): the page the dispatcher sent before starting it is the only one."""
+    from flows.emergency import emergency_response
     from taskforce.emergency.dispatch import dispatch
 
     ctx = Context(policy=policy)
     e = _open(engine, ctx, level="II", key="flow-after-page")
-    options = ResponseOptions(poll_seconds=1, max_wait_minutes=0)
     runs = []
 
     def run_at_once(public_id: str) -> str:
-        runs.append(emergency_response(public_id, options))
+        runs.append(emergency_response(public_id))
         return "in-process-run"
 
     outcome = dispatch(engine, ctx, e.emergency_id, run_at_once, actor="gateway:monitoring")
-    runs.append(emergency_response(e.emergency_id, options))
+    runs.append(emergency_response(e.emergency_id))
 
     assert outcome.dispatched and outcome.paged == ("E1", "E2")
     assert [r["status"] for r in runs] == ["pending_dispatch", "dispatched"]
