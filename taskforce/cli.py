@@ -12,6 +12,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoResultFound
 
 from taskforce.budget.cli import app as budget_app
 from taskforce.db import DATABASE_URL_ENV, database_url, get_engine, unit_of_work
+from taskforce.emergency.cli import app as emergency_app
 from taskforce.gateway.cli import app as gateway_app
 from taskforce.money import format_yuan, to_fen
 from taskforce.notify.cli import app as notify_app
@@ -29,6 +30,7 @@ app.add_typer(deployments_app, name="deployments")
 app.add_typer(notify_app, name="notify")
 app.add_typer(budget_app, name="budget")
 app.add_typer(gateway_app, name="gateway")
+app.add_typer(emergency_app, name="emergency")
 app.add_typer(review_app, name="review")
 console = Console()
 

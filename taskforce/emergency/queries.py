@@ -73,6 +73,16 @@ def state(session: Session, public_id: str) -> EmergencyState:
     )
 
 
+def listed(
+    session: Session, statuses: tuple[EmergencyStatus, ...] | None, limit: int
+) -> list[Emergency]:
+    """Emergencies in these statuses (None: any), newest first."""
+    query = select(Emergency).order_by(Emergency.opened_at.desc(), Emergency.id.desc())
+    if statuses is not None:
+        query = query.where(Emergency.status.in_(statuses))
+    return list(session.scalars(query.limit(limit)))
+
+
 def pending_dispatch(session: Session) -> list[str]:
     """Public ids of emergencies no flow run was created for yet, oldest first. Not a resolved
     one: there is nothing left for a run to wait for, and the sweep closes it with its

@@ -1,0 +1,82 @@
+"""`taskforce emergency list`: what the office needs to answer an emergency's forms."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from taskforce.cli import app
+from taskforce.context import Context
+from taskforce.db import unit_of_work
+from taskforce.emergency import service
+from taskforce.emergency.forms import EmergencyIntake
+from taskforce.emergency.models import Level
+from taskforce.emergency.paging import first_page
+from taskforce.policy.schema import Classification
+
+
+@pytest.fixture
+def ctx(policy, clock):
+    return Context(policy=policy, clock=clock)
+
+
+def _open(engine, ctx, key, level, title, classification=Classification.internal):
+    with unit_of_work(engine) as s:
+        return service.open_emergency(
+            s,
+            ctx,
+            EmergencyIntake(
+                level=Level(level),
+                title=title,
+                working_group="wg:data",
+                classification=classification,
+            ),
+            source="monitoring",
+            dedup_key=key,
+            actor="test",
+        ).emergency_id
+
+
+def _list(*args: str) -> str:
+    # A terminal wide enough for a row per line (rich folds columns to fit 80).
+    result = CliRunner().invoke(app, ["emergency", "list", *args], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_open_emergencies_are_listed_with_who_is_paged_and_the_answer(engine, ctx, clock):
+    assert "no open emergency 无未结应急事件" in _list()
+    paged = _open(engine, ctx, "a", "II", "政务外网中断")
+    with unit_of_work(engine) as s:
+        first_page(s, ctx, paged, actor="test", reason="test")
+    clock.advance(minutes=5)
+    secret = _open(engine, ctx, "b", "I", "涉密系统泄露", Classification.secret)
+    clock.advance(minutes=5)
+    over = _open(engine, ctx, "c", "III", "已处理的告警")
+    with unit_of_work(engine) as s:
+        service.acknowledge(s, ctx, paged, actor="E1")
+        service.resolve(s, ctx, over, actor="W3")
+
+    shown = _list()
+    # Newest first; the resolved one only with --all; ids whole, to copy into the forms.
+    assert shown.index(secret) < shown.index(paged) and over not in shown
+    assert "未结应急事件 Open emergencies (2)" in shown
+    row = next(line for line in shown.splitlines() if paged in line)
+    assert "已确认" in row and "执行小组 ×1" in row and "政务外网中断" in row
+    # A secret title is withheld unless the reader says it is cleared for it.
+    assert "涉密系统泄露" not in shown and "（秘密，不显示）" in shown
+    assert "涉密系统泄露" in _list("--clearance", "secret")
+    everything = _list("--all", "--limit", "2")
+    assert over in everything and paged not in everything and "(2+)" in everything
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["--clearance", "top"], "'top' is not one of"),
+        (["--limit", "0"], "should be greater than or equal to 1"),
+    ],
+)
+def test_bad_options_are_refused_by_name(engine, args, complaint):
+    result = CliRunner().invoke(app, ["emergency", "list", *args])
+    assert result.exit_code == 2 and complaint in " ".join(result.output.split())
