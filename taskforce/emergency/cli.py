@@ -15,7 +15,7 @@ from taskforce.clock import local_minute
 from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.emergency.queries import OPEN_STATUSES, chain, group_for_step, listed
-from taskforce.org.names import group_names
+from taskforce.org.names import owner_names
 from taskforce.policy.schema import Classification
 from taskforce.reports.i18n import translator
 
@@ -38,7 +38,7 @@ def list_emergencies(
     """Open emergencies, newest first: id, level, status, who is paged, the answer."""
     ctx = Context.default()
     t = translator(ctx.policy.locale)
-    names = group_names()
+    names = owner_names(ctx.policy.locale)
     steps = chain(ctx)
     with unit_of_work() as session:
         rows = listed(session, None if all_statuses else OPEN_STATUSES, limit)
@@ -56,9 +56,7 @@ def list_emergencies(
     tz = ctx.policy.timezone
     for e in rows:
         group = group_for_step(e, steps[e.escalation_step]) or ""
-        paged = (
-            f"{names.get(group, (group, group))[0]} ×{e.pages_at_step}" if e.pages_at_step else "—"
-        )
+        paged = f"{names.get(group, group)} ×{e.pages_at_step}" if e.pages_at_step else "—"
         title = (
             e.title
             if Classification(e.classification).readable_by(clearance)

@@ -65,7 +65,6 @@ from taskforce.errors import DomainError, IllegalTransition, NotFound
 from taskforce.loop.forms import ReportIssueForm
 from taskforce.loop.report import report_issue
 from taskforce.org.models import Group
-from taskforce.org.names import group_names
 from taskforce.policy.schema import Classification
 from taskforce.reports.i18n import translator
 
@@ -243,18 +242,13 @@ def _tracking(
     rule = ctx.policy.emergency.levels[Level(level).value]
     if not rule.tracked:
         return {}
-    group = working_group or rule.leading_group
-    name, name_en = group_names().get(group, (group, group))
     return {
         "notify": "emergency_tracked",
         "context": {
             "title": title,
             "level": Level(level).value,
             "level_name": rule.name_zh,
-            "working_group": group,
-            # The group as its readers name it (config/org.yaml), not by its code.
-            "working_group_name": name,
-            "working_group_name_en": name_en,
+            "working_group": working_group or rule.leading_group,
             "opened": local_minute(opened, ctx.policy.timezone),
         },
     }

@@ -19,6 +19,7 @@ from typing import Any, Protocol, get_args
 import jinja2
 
 from taskforce.money import MoneyError, format_yuan_alike, to_fen
+from taskforce.org.names import owner_names
 from taskforce.policy.loader import parse_yaml
 from taskforce.policy.schema import Classification, LevelName, Notifications
 from taskforce.reports.i18n import translator
@@ -89,6 +90,16 @@ def _terms(locale: str):
     return translator(locale)
 
 
+@functools.cache
+def _names(locale: str):
+    def name(code: str) -> str:
+        # Read when a template asks (config/org.yaml, cached by its mtime), so a renamed
+        # group reads as renamed.
+        return owner_names(locale).get(code, code)
+
+    return name
+
+
 def _template(locale: str, name: str) -> jinja2.Template:
     env = _environment()
     try:
@@ -140,6 +151,8 @@ def render_message(
             # The reports' own terms for the codes a context carries (stage, outcome, colour,
             # status), so a message never shows a raw code: t("stage." ~ stage).
             "t": _terms(locale),
+            # A group or unit as its readers name it (config/org.yaml), not by its code.
+            "group_name": _names(locale),
         }
         template = _template(locale, message.event_kind)
     title = _tidy_title(_block(template, "title", variables))

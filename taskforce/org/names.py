@@ -5,11 +5,6 @@ from __future__ import annotations
 from taskforce.policy.loader import load_org
 
 
-def group_names() -> dict[str, tuple[str, str]]:
-    """Groups by code: (Chinese name, English name), from config/org.yaml."""
-    return {group.code: (group.name, group.name_en) for group in load_org().groups}
-
-
 def owner_names(locale: str) -> dict[str, str]:
     """Units and groups by code, in the locale's words (an audit finding's owner is either):
     config/org.yaml's Chinese names for zh-CN, its English names otherwise."""
