@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import math
 import os
 import uuid
@@ -54,11 +55,13 @@ from taskforce.gateway.schemas import (
     NativeTrigger,
     PagerDutyAccepted,
     PagerDutyEvent,
+    Problem,
 )
 from taskforce.policy import load_policy
 from taskforce.process import freeze_startup_objects
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger(__name__)
 ERRORS = {
     code: {"model": ErrorBody, "description": description}
     for code, description in {
@@ -297,19 +300,22 @@ def create_app(
             request.headers.get("authorization"), env_name=policy.token_env, environ=env
         )
         hook = _parse(body, AlertmanagerWebhook)
-        intakes: list[tuple[str, EmergencyIntake | None]] = []
-        problems = []
-        wg_fields: list[str] = []  # the working-group field of each firing alert, in order
+        # Each alert is taken or refused on its own: Alertmanager does not retry a 4xx, and
+        # it groups alerts (by alertname, cluster…), so refusing a batch for one alert with
+        # a bad label silenced every other alert grouped with it, again at every flush.
+        taken: list[tuple[int, str, EmergencyIntake | None]] = []  # None: a resolved alert
+        refused: dict[int, list[dict]] = {}
+        wg_fields: dict[int, str] = {}  # the working-group field of each firing alert
         for i, alert in enumerate(hook.alerts):
             if alert.status == "resolved":
-                intakes.append((alert.fingerprint, None))
+                taken.append((i, alert.fingerprint, None))
                 continue
             value = alert.labels.get(policy.level_label) or hook.commonLabels.get(
                 policy.level_label
             )
             level = policy.levels.get(value or "")
             if level is None:
-                problems.append(
+                refused[i] = [
                     {
                         "field": f"alerts.{i}.labels.{policy.level_label}",
                         "message": (
@@ -320,7 +326,7 @@ def create_app(
                         + "; allowed: "
                         + ", ".join(sorted(policy.levels)),
                     }
-                )
+                ]
                 continue
             annotations = {**hook.commonAnnotations, **alert.annotations}
             labels = {**hook.commonLabels, **alert.labels}
@@ -355,18 +361,17 @@ def create_app(
                     },
                 )
             except GatewayError as exc:
-                problems += exc.problems
+                refused[i] = exc.problems
                 continue
-            intakes.append((alert.fingerprint, intake))
-            wg_fields.append(f"alerts.{i}.labels.{policy.working_group_label}")
-        if not problems:
-            # Every alert checked against the organisation before any is written: a batch
-            # answered 422 must have opened (and paged) nothing.
-            firing = [(key, intake) for key, intake in intakes if intake is not None]
-            problems = await run_in_threadpool(
-                refused_intakes, ctx, policy.source, firing, wg_fields
-            )
-        if problems:
+            taken.append((i, alert.fingerprint, intake))
+            wg_fields[i] = f"alerts.{i}.labels.{policy.working_group_label}"
+        # Every firing alert is checked against the organisation before any is written: an
+        # alert refused must have opened (and paged) nothing.
+        firing = [(i, key, intake) for i, key, intake in taken if intake is not None]
+        refused |= await run_in_threadpool(refused_intakes, ctx, policy.source, firing, wg_fields)
+        taken = [entry for entry in taken if entry[0] not in refused]
+        if not taken:  # nothing to take: a 4xx that writes nothing, as for any bad request
+            problems = [p for i in sorted(refused) for p in refused[i]]
             raise GatewayError(
                 422,
                 "invalid_body",
@@ -374,29 +379,51 @@ def create_app(
                 problems[0]["field"],
                 problems,
             )
-        results = await _alertmanager_batch(ctx, policy.source, intakes)
-        return AlertmanagerAccepted(results=results)
+        results = dict(
+            zip(
+                [i for i, _key, _intake in taken],
+                await _alertmanager_batch(
+                    ctx, policy.source, [(key, intake) for _i, key, intake in taken]
+                ),
+                strict=True,
+            )
+        )
+        for i, problems in sorted(refused.items()):
+            # Alertmanager does not read the answer: the gateway's log is where it shows.
+            log.warning(
+                "alertmanager alert %s refused (the others of its batch were taken): %s",
+                hook.alerts[i].fingerprint,
+                "; ".join(f"{p['field']}: {p['message']}" for p in problems),
+            )
+            results[i] = AlertResult(
+                fingerprint=hook.alerts[i].fingerprint,
+                emergency_id=None,
+                outcome="refused",
+                problems=[Problem(**p) for p in problems],
+            )
+        return AlertmanagerAccepted(results=[results[i] for i in range(len(hook.alerts))])
 
     def refused_intakes(
         ctx: Context,
         source: str,
-        intakes: list[tuple[str, EmergencyIntake]],
-        fields: list[str],
-    ) -> list[dict]:
-        """The problems of intakes the organisation cannot take, by the sender's field, as
-        `open_emergency` judges them: a delivery for a key already open attaches unchecked.
-        Queued on the process's write lock as the dispatch thread's transactions are (an
-        SQLite transaction takes the database's write lock, which the intake holds)."""
-        problems = []
+        intakes: list[tuple[int, str, EmergencyIntake]],
+        fields: dict[int, str],
+    ) -> dict[int, list[dict]]:
+        """The problems of the intakes the organisation cannot take, by alert and the
+        sender's field, as `open_emergency` judges them: a delivery for a key already open
+        attaches unchecked. Queued on the process's write lock as the dispatch thread's
+        transactions are (an SQLite transaction takes the database's write lock, which the
+        intake holds)."""
+        problems: dict[int, list[dict]] = {}
         with writer.write_lock, unit_of_work(engine) as session:
-            for (key, intake), where in zip(intakes, fields, strict=True):
+            for i, key, intake in intakes:
                 if service.find_open(session, source, key) is not None:
                     continue
                 try:
                     service.validate_intake(session, ctx, intake)
                 except DomainError as exc:
                     reason = str(exc).split(": ", 1)[-1]
-                    problems.append({"field": where, "message": reason})
+                    problems[i] = [{"field": fields[i], "message": reason}]
         return problems
 
     def resolve_alert(ctx: Context, source: str, fingerprint: str) -> AlertResult:

@@ -103,6 +103,11 @@ class PagerDutyEvent(Strict):
 # --- responses ---------------------------------------------------------------
 
 
+class Problem(BaseModel):
+    field: str | None = None
+    message: str
+
+
 class Accepted(BaseModel):
     emergency_id: str = Field(..., description="The emergency's public id.")
     created: bool = Field(..., description="False when the request repeated an open emergency.")
@@ -120,8 +125,12 @@ class ActionResult(BaseModel):
 class AlertResult(BaseModel):
     fingerprint: str
     emergency_id: str | None
-    outcome: Literal["opened", "repeat", "resolved", "not_open"]
+    outcome: Literal["opened", "repeat", "resolved", "not_open", "refused"]
     status: str | None = None
+    problems: list[Problem] = Field(
+        default_factory=list,
+        description="Why an alert was refused (the batch's other alerts are taken).",
+    )
 
 
 class AlertmanagerAccepted(BaseModel):
@@ -133,11 +142,6 @@ class PagerDutyAccepted(BaseModel):
     message: str
     dedup_key: str
     emergency_id: str
-
-
-class Problem(BaseModel):
-    field: str | None = None
-    message: str
 
 
 class ErrorDetail(BaseModel):

@@ -337,12 +337,20 @@ def test_alertmanager_token(gateway, engine, token, code):
 
 
 def test_alertmanager_bad_bodies(gateway, engine):
-    # An unknown level in one alert refuses the whole batch.
+    # A batch whose every alert is refused is a 422 that writes nothing.
     r = _am(
-        gateway, _hook(_alert(fingerprint="ok"), _alert(severity="apocalyptic", fingerprint="bad"))
+        gateway,
+        _hook(
+            _alert(severity="apocalyptic", fingerprint="bad"),
+            _alert(fingerprint="worse", working_group="wg:nope"),
+        ),
     )
-    error = _error(r, 422, "invalid_body", "alerts.1.labels.severity")
+    error = _error(r, 422, "invalid_body", "alerts.0.labels.severity")
     assert "critical" in error["message"]  # the allowed values are named
+    assert [p["field"] for p in error["problems"]] == [
+        "alerts.0.labels.severity",
+        "alerts.1.labels.working_group",
+    ]
     _error(_am(gateway, {**_hook(_alert()), "version": "3"}), 422, "invalid_body", "version")
     _error(_am(gateway, {**_hook(_alert()), "extra": 1}), 422, "invalid_body", "extra")
     short = _alert()
@@ -375,19 +383,40 @@ def test_alertmanager_bad_bodies(gateway, engine):
     _nothing_written(engine)
 
 
-def test_alertmanager_refuses_a_batch_with_an_unknown_working_group_writing_nothing(
-    gateway, engine
-):
-    """The working group is checked against the organisation for every alert before any is
-    written: the first alert of a refused batch was opened and paged to the leadership."""
+def test_an_alert_refused_does_not_hold_back_the_others_of_its_batch(gateway, engine, caplog):
+    """Alertmanager groups alerts and does not retry a 4xx: refusing a whole batch for one
+    alert with a bad label silenced every alert grouped with it, at every flush. Each
+    alert is taken or refused on its own; a refused one opens and pages nothing, is named
+    in the answer and in the gateway's log. Working groups are checked against the
+    organisation before anything is written."""
     r = _am(
         gateway,
-        _hook(_alert(fingerprint="ok"), _alert(fingerprint="bad", working_group="wg:nope")),
+        _hook(
+            _alert(fingerprint="bad-level", severity="apocalyptic"),
+            _alert(fingerprint="ok"),
+            _alert(fingerprint="bad-group", working_group="wg:nope"),
+            _alert(status="resolved", fingerprint="not-open"),
+        ),
     )
-    error = _error(r, 422, "invalid_body", "alerts.1.labels.working_group")
-    assert "unknown working group 'wg:nope'" in error["message"]
-    assert "wg:finance" in error["message"]  # the groups there are
-    _nothing_written(engine)
+    assert r.status_code == 202, r.text
+    results = r.json()["results"]
+    assert [(x["fingerprint"], x["outcome"]) for x in results] == [
+        ("bad-level", "refused"),
+        ("ok", "opened"),
+        ("bad-group", "refused"),
+        ("not-open", "not_open"),
+    ]
+    assert results[0]["problems"][0]["field"] == "alerts.0.labels.severity"
+    assert "critical" in results[0]["problems"][0]["message"]  # the allowed values
+    [group_problem] = results[2]["problems"]
+    assert group_problem["field"] == "alerts.2.labels.working_group"
+    assert "unknown working group 'wg:nope'" in group_problem["message"]
+    assert "wg:finance" in group_problem["message"]  # the groups there are
+    assert results[1]["problems"] == [] and results[1]["emergency_id"]
+    with unit_of_work(engine) as s:
+        assert s.scalars(select(Emergency.dedup_key)).all() == ["ok"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "taskforce.gateway.app"]
+    assert any("alert bad-group refused" in line and "wg:nope" in line for line in logged)
 
 
 @pytest.mark.parametrize("depth", [33, 3000])
