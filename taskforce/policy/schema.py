@@ -260,8 +260,12 @@ class BudgetPolicy(Strict):
         return v
 
 
+# A risk matrix a review can still draw with a code in each cell.
+MAX_MATRIX_SIZE = 10
+
+
 class RiskPolicy(Strict):
-    matrix_size: PositiveInt
+    matrix_size: int = Field(ge=2, le=MAX_MATRIX_SIZE)
     warning_thresholds: dict[Literal["yellow", "orange", "red"], PositiveInt]
 
     @model_validator(mode="after")

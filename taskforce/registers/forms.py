@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from taskforce.policy.schema import Classification
+from taskforce.policy.schema import MAX_MATRIX_SIZE, Classification
 from taskforce.registers.models import MilestoneKind, RiskCategory, RiskStrategy
 
 Code = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9-]{1,31}$", max_length=32)]
@@ -28,8 +28,22 @@ class RiskForm(Form):
         title="Category 类别",
         description="policy 政策 / market 市场 / technology 技术 / management 管理",
     )
-    probability: int = Field(..., title="Probability 可能性 (1–5)", ge=1, le=5)
-    impact: int = Field(..., title="Impact 影响 (1–5)", ge=1, le=5)
+    # 1 to risk.matrix_size (5 by default; checked against the policy in force), bounded
+    # here by the largest matrix config allows.
+    probability: int = Field(
+        ...,
+        title="Probability 可能性",
+        description="1 (rare) to the risk matrix's size (config risk.matrix_size, 5 by default).",
+        ge=1,
+        le=MAX_MATRIX_SIZE,
+    )
+    impact: int = Field(
+        ...,
+        title="Impact 影响",
+        description="1 (minor) to the risk matrix's size (config risk.matrix_size, 5 by default).",
+        ge=1,
+        le=MAX_MATRIX_SIZE,
+    )
     strategy: RiskStrategy = Field(
         ...,
         title="Strategy 应对策略",

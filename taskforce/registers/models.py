@@ -45,8 +45,9 @@ class MilestoneKind(StrEnum):
 class Risk(Base):
     __tablename__ = "risk"
     __table_args__ = (
-        CheckConstraint("probability BETWEEN 1 AND 5", name="probability_range"),
-        CheckConstraint("impact BETWEEN 1 AND 5", name="impact_range"),
+        # The top is the policy's matrix size (risk.matrix_size), checked by the service.
+        CheckConstraint("probability >= 1", name="probability_range"),
+        CheckConstraint("impact >= 1", name="impact_range"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(32), unique=True)

@@ -36,6 +36,19 @@ def _rank(colour: str | None) -> int:
     return -1 if colour is None else WARNING_ORDER.index(colour)
 
 
+def _on_the_matrix(form: RiskForm, size: int) -> None:
+    """Probability and impact are rated on the configured matrix (SPEC §6: 5×5 by default;
+    config risk.matrix_size), which the form cannot know when it is deployed."""
+    for field in ("probability", "impact"):
+        if getattr(form, field) > size:
+            raise DomainError(
+                f"{getattr(form, field)} is off the {size}×{size} risk matrix "
+                "(config risk.matrix_size)",
+                field=field,
+                allowed=f"1 to {size}",
+            )
+
+
 def _apply(row, values: dict) -> dict:
     changes = {}
     for name, value in values.items():
@@ -52,6 +65,7 @@ def _plain(value):
 
 def upsert_risk(session: Session, ctx: Context, form: RiskForm, *, actor: str) -> RiskResult:
     form = RiskForm.model_validate(form.model_dump())
+    _on_the_matrix(form, ctx.policy.risk.matrix_size)
     unit = session.scalar(select(Unit).where(Unit.code == form.owner_unit))
     if unit is None:
         raise unknown_unit(session, form.owner_unit, "owner_unit")

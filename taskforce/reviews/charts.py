@@ -159,15 +159,22 @@ def funnel_chart(stages: list[dict], t: Translate) -> str:
 
 
 def risk_matrix(risks: list[dict], policy: Policy, t: Translate) -> str:
+    size = policy.risk.matrix_size
     cells: dict[tuple[int, int], list[str]] = {}
+    off: list[str] = []  # rated on a larger matrix before config shrank it: named, not lost
     for r in risks:
+        if r["probability"] > size or r["impact"] > size:
+            off.append(r["code"])
         cells.setdefault((r["probability"], r["impact"]), []).append(r["code"])
+    xlabel = t("axis.impact")
+    if off:
+        xlabel += "\n" + t("risk.off_matrix", size=size, codes=", ".join(sorted(off)))
     return matrix_chart(
-        policy.risk.matrix_size,
+        size,
         cells,
         dict(policy.risk.warning_thresholds),
         chart_id="chart-risk-matrix",
         title=t("section.risk_matrix"),
-        xlabel=t("axis.impact"),
+        xlabel=xlabel,
         ylabel=t("axis.probability"),
     )

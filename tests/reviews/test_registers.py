@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from taskforce.context import Context
 from taskforce.emergency.models import EarlyWarning
 from taskforce.errors import DomainError, NotFound
+from taskforce.policy.schema import MAX_MATRIX_SIZE
 from taskforce.registers.forms import MilestoneForm, RiskForm
 from taskforce.registers.models import Risk
 from taskforce.registers.service import (
@@ -85,10 +86,53 @@ def test_unknown_owner_unit_writes_nothing(engine, policy, clock):
         assert s.scalar(select(func.count()).select_from(Risk)) == 0
 
 
-@pytest.mark.parametrize("field", [{"probability": 0}, {"impact": 6}, {"category": "weather"}])
+@pytest.mark.parametrize("field", [{"probability": 0}, {"impact": 11}, {"category": "weather"}])
 def test_risk_form_bounds(field):
     with pytest.raises(ValidationError):
         _risk(**field)
+
+
+def _on_matrix(policy, size: int, thresholds: dict[str, int]):
+    from taskforce.policy.schema import RiskPolicy
+
+    risk = RiskPolicy(matrix_size=size, warning_thresholds=thresholds)
+    return policy.model_copy(update={"risk": risk})
+
+
+@pytest.mark.parametrize(("size", "top"), [(5, 5), (4, 4), (10, 10)])
+def test_ratings_are_on_the_configured_matrix(engine, policy, clock, size, top):
+    """SPEC §6: a 5×5 matrix by default; config risk.matrix_size sets it. The top of the
+    scale is taken, one above it is refused by field, naming the scale, and writes nothing."""
+    ctx = Context(policy=_on_matrix(policy, size, {"yellow": 2, "orange": 3, "red": size * size}))
+    if top < MAX_MATRIX_SIZE:
+        with pytest.raises(DomainError) as err, Session(engine) as s, s.begin():
+            upsert_risk(s, ctx, _risk(code="R-OFF", probability=1, impact=top + 1), actor="op")
+        assert err.value.field == "impact" and f"(allowed: 1 to {top})" in str(err.value)
+        assert f"off the {top}×{top} risk matrix" in str(err.value)
+    else:  # the largest matrix config allows: the form itself stops at its top
+        with pytest.raises(ValidationError):
+            _risk(code="R-OFF", probability=1, impact=top + 1)
+    with Session(engine) as s, s.begin():
+        rated = upsert_risk(s, ctx, _risk(probability=top, impact=top), actor="op")
+    assert rated.score == top * top and rated.colour == "red"
+    with Session(engine) as s:
+        assert s.scalars(select(Risk.code)).all() == ["R-POL-01"]
+
+
+def test_risks_rated_on_a_larger_matrix_are_named_on_the_chart(policy):
+    """Config shrank the matrix after risks were rated on the old one: the chart names them
+    to be re-rated instead of dropping them silently."""
+    from taskforce.reports.i18n import translator
+    from taskforce.reviews.charts import risk_matrix
+
+    small = _on_matrix(policy, 4, {"yellow": 6, "orange": 9, "red": 12})
+    risks = [
+        {"code": "R-IN", "probability": 4, "impact": 4},
+        {"code": "R-OUT", "probability": 5, "impact": 2},
+    ]
+    svg = risk_matrix(risks, small, translator("zh-CN"))
+    assert "超出4×4矩阵、须重新评级：R-OUT" in svg and "R-IN" in svg
+    assert "须重新评级" not in risk_matrix(risks, policy, translator("zh-CN"))
 
 
 def test_milestone_colour_boundaries(policy):
