@@ -9,10 +9,9 @@ from taskforce.cli import app
 from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.emergency import service
-from taskforce.emergency.forms import EmergencyIntake
-from taskforce.emergency.models import Level
 from taskforce.emergency.paging import first_page
 from taskforce.policy.schema import Classification
+from tests.emergency.test_service import _open as open_one
 
 
 @pytest.fixture
@@ -21,20 +20,9 @@ def ctx(policy, clock):
 
 
 def _open(engine, ctx, key, level, title, classification=Classification.internal):
-    with unit_of_work(engine) as s:
-        return service.open_emergency(
-            s,
-            ctx,
-            EmergencyIntake(
-                level=Level(level),
-                title=title,
-                working_group="wg:data",
-                classification=classification,
-            ),
-            source="monitoring",
-            dedup_key=key,
-            actor="test",
-        ).emergency_id
+    return open_one(
+        engine, ctx, level, key, title=title, classification=classification
+    ).emergency_id
 
 
 def _list(*args: str) -> str:
