@@ -126,6 +126,7 @@ class EmergencyPolicy(Strict):
     escalation_chain: list[ChainStep] = Field(min_length=1)
     deadlines_met_by_page: dict[str, ChainStep] = {}
     unpaged_grace_seconds: PositiveInt
+    sweep_dispatch_seconds: PositiveInt
     page_priority: int
     follow_up: FollowUpPolicy
     drill: DrillPolicy
@@ -333,6 +334,9 @@ class Notifications(Strict):
     body_max_chars: Annotated[int, Field(ge=70)]
     # --- delivery mechanics (issue 4, taskforce/notify/delivery.py) ---
     title_max_chars: Annotated[int, Field(ge=20)] = 100
+    # A delivery run claims `limit` rows at a time until fewer are due, for this long at
+    # most (the schedule starts the next run a minute later).
+    drain_seconds: PositiveInt = 45
     overflow: Literal["truncate", "split"] = "truncate"
     send_timeout_seconds: PositiveInt = 30
     claim_lease_seconds: PositiveInt = 300

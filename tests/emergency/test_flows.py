@@ -130,6 +130,34 @@ def test_sweep_flow_dispatches_pending(engine, policy, deployment):
         assert service.state(s, e.emergency_id).flow_run_id
 
 
+def test_the_sweep_sends_the_pages_of_its_escalations_at_once(
+    engine, policy, deployment, tmp_path, monkeypatch
+):
+    """The sweep escalates every unanswered page now that no response run waits; its pages
+    must not wait for the delivery run (a storm trial: 3-4 minutes behind a backlog)."""
+    from flows.emergency import dispatch_pending_emergencies
+    from taskforce.notify.models import DeliveryStatus
+
+    monkeypatch.setenv("TASKFORCE_OUTBOX_FILE", str(tmp_path / "outbox.jsonl"))
+    ctx = Context(policy=policy)
+    e = _open(engine, ctx, level="II", key="escalated")
+    dispatch_pending(engine, ctx, lambda public_id: "run-elsewhere")  # paged, sent at once
+    with unit_of_work(engine) as s:
+        s.scalars(select(Emergency)).one().next_escalation_at = ctx.now() - dt.timedelta(hours=1)
+
+    result = dispatch_pending_emergencies()
+
+    assert result["escalations"] == [f"{e.emergency_id}:repage:executive"]
+    with unit_of_work(engine) as s:
+        pages = s.execute(
+            select(OutboxMessage.audience, OutboxMessage.status).where(
+                OutboxMessage.event_kind == "emergency_page"
+            )
+        ).all()
+    assert sorted(a for a, _ in pages) == ["member-E1", "member-E1", "member-E2", "member-E2"]
+    assert {status for _, status in pages} == {DeliveryStatus.delivered}
+
+
 def test_response_flow_runs_to_the_follow_up_issue(engine, policy, prefect_server):
     from flows.emergency import ResponseOptions, emergency_response
 

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+import taskforce.emergency.dispatch as dispatch_module
 from benchmarks.loopback import Receiver, make_config
 from taskforce.context import Context
 from taskforce.db import unit_of_work
@@ -677,3 +678,41 @@ def test_a_caller_that_stops_waiting_neither_stops_its_dispatch_nor_the_thread(e
         queue.close()
     assert answered.dispatched and answered.flow_run_id == f"run-{second}"
     assert _state(engine, ctx, first).flow_run_id == f"run-{first}"
+
+
+def test_a_new_emergency_is_paged_between_a_burst_s_run_starts(engine, ctx, monkeypatch):
+    """The dispatch thread pages a burst, then starts its flow runs: one after another, at
+    2.3 s each on a loaded Prefect (a storm trial), and an emergency arriving meanwhile
+    waited for all of them before its first page (120 of 200 pages, 3 minutes late). It
+    now looks at its queue between slices of run starts (here one run per slice)."""
+    monkeypatch.setattr(dispatch_module, "RUN_START_SLICE_SECONDS", 0)
+    burst = [_open(engine, ctx, key=f"burst-{n}", level="II") for n in range(4)]
+    late = _open(engine, ctx, key="late", level="II")
+    started: list[str] = []
+
+    def dispatcher(public_id: str) -> str:
+        if not started:  # the late emergency arrives while the burst's first run starts
+            queue.submit(late, actor="t")
+        started.append(public_id)
+        return f"run-{public_id}"
+
+    queue = BackgroundDispatch(engine, lambda: ctx, dispatcher, channels=load_channels())
+    try:
+        futures = [queue.submit(public_id, actor="t") for public_id in burst]
+        outcomes = [f.result(60) for f in futures]
+    finally:
+        queue.close()
+    assert all(o.dispatched for o in outcomes) and sorted(started) == sorted([*burst, late])
+    with unit_of_work(engine) as s:
+        rows = s.execute(
+            select(TrailEntry.action, TrailEntry.subject_id)
+            .where(TrailEntry.action.in_(["emergency.paged", "emergency.dispatched"]))
+            .order_by(TrailEntry.id)
+        ).all()
+    events = [(action.removeprefix("emergency."), subject) for action, subject in rows]
+    late_paged = events.index(("paged", late))
+    dispatched_burst = [
+        i for i, (a, pid) in enumerate(events) if a == "dispatched" and pid in burst
+    ]
+    # Paged after the first run start was recorded, before the burst's last one.
+    assert dispatched_burst[0] < late_paged < dispatched_burst[-1]

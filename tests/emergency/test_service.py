@@ -633,6 +633,38 @@ def test_one_emergency_failing_on_its_own_does_not_hold_back_the_others(engine, 
     assert [o.dispatched for o in outcomes] == [False, True, True]
 
 
+def test_a_sweep_starts_runs_only_for_its_time_the_rest_wait_for_the_next(engine, ctx, monkeypatch):
+    """A storm's run starts took 2.3 s each on a loaded Prefect: a sweep starting hundreds
+    ran for minutes and held back the next sweeps' escalations (a storm trial). A sweep
+    starts runs for emergency.sweep_dispatch_seconds (here 15; each start takes 10 on the
+    clock below, the process's monotonic clock): the first start is always tried, and one
+    begun before the time is up finishes; the rest stay pending, paged, for the next."""
+    import types
+
+    import taskforce.emergency.dispatch as dispatch_module
+    from taskforce.emergency.dispatch import dispatch_pending
+
+    emergency = ctx.policy.emergency.model_copy(update={"sweep_dispatch_seconds": 15})
+    ctx = Context(policy=ctx.policy.model_copy(update={"emergency": emergency}), clock=ctx.clock)
+    now = [0.0]
+    monkeypatch.setattr(dispatch_module, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    ids = [_open(engine, ctx, level="II", key=f"k{i}").emergency_id for i in range(4)]
+
+    def slow(public_id: str) -> str:
+        now[0] += 10
+        return f"run-{public_id}"
+
+    first = dispatch_pending(engine, ctx, slow)
+    assert [o.dispatched for o in first] == [True, True, False, False]  # started at 0 and 10
+    assert first[2].error == "not tried: this round's time for run starts is spent"
+    assert all(o.paged for o in first)  # paged all the same
+    with unit_of_work(engine) as s:
+        assert service.pending_dispatch(s) == ids[2:]
+    second = dispatch_pending(engine, ctx, slow)
+    assert [(o.public_id, o.dispatched) for o in second] == [(ids[2], True), (ids[3], True)]
+    assert all(not o.paged for o in second)  # nobody paged twice
+
+
 def test_a_resolved_emergency_is_closed_by_the_sweep_not_given_a_flow_run(engine, ctx):
     """Resolved (by its monitoring system) before any run was started: nothing is left for a
     run to wait for. The sweep closes it with its follow-up issue instead of starting one."""

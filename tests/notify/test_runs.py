@@ -84,3 +84,30 @@ def test_the_deliver_notifications_flow_runs_for_real(
     # Run again: nothing is sent twice.
     assert deliver_notifications(DeliverNotificationsParams())["claimed"] == 0
     assert len(outbox_lines(path)) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.prefect
+def test_a_delivery_run_claims_again_while_a_full_claim_was_due(
+    engine, prefect_server, tmp_path, monkeypatch
+):
+    """One claim of `limit` rows a minute left a storm's thousand pages waiting for hours
+    (a storm trial: 963 rows due, 100 sent a minute). A run claims again while the last
+    claim was full: 25 due with a limit of 10 are three claims, one run."""
+    from flows.notifications import DeliverNotificationsParams, deliver_notifications
+
+    path = tmp_path / "outbox.jsonl"
+    monkeypatch.setenv("TASKFORCE_OUTBOX_FILE", str(path))
+    ctx = Context.default(SystemClock())
+    for n in range(25):
+        put(engine, ctx, key=f"storm-{n}", audiences=["executive"])
+
+    result = deliver_notifications(DeliverNotificationsParams(limit=10))
+
+    assert (result["claimed"], result["delivered"], result["targets_ok"]) == (25, 25, 25)
+    assert len(outbox_lines(path)) == 25
+    # Sending only some rows (a flow's own pages) claims once, whatever else is due.
+    put(engine, ctx, key="other", audiences=["executive"])
+    [mine] = put(engine, ctx, key="mine", audiences=["executive"])
+    only = deliver_notifications(DeliverNotificationsParams(limit=1, message_ids=[mine]))
+    assert only["claimed"] == 1 and len(outbox_lines(path)) == 26
