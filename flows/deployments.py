@@ -28,6 +28,8 @@ class Spec:
     schedule: str | None = None  # a key of config `reviews` (policy.reviews): its cron
     parameters: dict = field(default_factory=dict)
     concurrency: int | None = None
+    # A key of config `emergency` (policy.emergency) giving the concurrency instead.
+    concurrency_from: str | None = None
     pool: str = WORK_POOL
 
 
@@ -167,6 +169,7 @@ SPECS: list[Spec] = [
         "flows/emergency.py:emergency_response",
         "One run per emergency, started by the gateway (idempotency key = the emergency id).",
         ("emergency",),
+        concurrency_from="response_runs_at_once",
         pool=EMERGENCY_POOL,
     ),
     Spec(
@@ -200,7 +203,8 @@ SPECS: list[Spec] = [
     Spec(
         "dispatch-pending-emergencies",
         "flows/emergency.py:dispatch_pending_emergencies",
-        "Dispatch what the gateway could not; escalate unacknowledged pages and overdue warnings.",
+        "Dispatch what the gateway could not; escalate unacknowledged pages, missed deadlines and "
+        "overdue warnings; close resolved emergencies with their follow-up issue.",
         ("emergency", "scheduled"),
         schedule="emergency_sweep",
         concurrency=1,
@@ -281,6 +285,12 @@ def resolve_cron(spec: Spec) -> str | None:
     return getattr(load_policy().reviews, spec.schedule)
 
 
+def resolve_concurrency(spec: Spec) -> int | None:
+    if spec.concurrency_from is None:
+        return spec.concurrency
+    return getattr(load_policy().emergency, spec.concurrency_from)
+
+
 def prefect_yaml() -> dict:
     policy = load_policy()
     deployments = []
@@ -293,8 +303,8 @@ def prefect_yaml() -> dict:
             "parameters": spec.parameters,
             "work_pool": {"name": spec.pool},
         }
-        if spec.concurrency:
-            item["concurrency_limit"] = {"limit": spec.concurrency, "collision_strategy": "ENQUEUE"}
+        if limit := resolve_concurrency(spec):
+            item["concurrency_limit"] = {"limit": limit, "collision_strategy": "ENQUEUE"}
         if cron := resolve_cron(spec):
             item["schedules"] = [{"cron": cron, "timezone": policy.timezone, "active": True}]
         deployments.append(item)
@@ -345,7 +355,7 @@ def runner_deployments():
                 description=spec.description,
                 tags=list(spec.tags),
                 parameters=spec.parameters,
-                concurrency_limit=spec.concurrency,
+                concurrency_limit=resolve_concurrency(spec),
                 schedules=[{"cron": cron, "timezone": policy.timezone}] if cron else None,
             )
         )

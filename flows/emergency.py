@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from flows.parameters import described, form_of
 from taskforce.emergency.forms import EmergencyIntake, ReserveDrawForm
 from taskforce.emergency.models import EmergencyStatus
+from taskforce.emergency.paging import rows_to_send
 from taskforce.emergency.service import UNACKNOWLEDGED
 from taskforce.errors import DomainError
 from taskforce.policy import load_policy
@@ -182,7 +183,14 @@ def emergency_response(
     actor = "flow:emergency-response"
     st = t.read_emergency(emergency_id)
     if st.status == EmergencyStatus.closed:
-        return {"emergency_id": emergency_id, "status": st.status.value, "note": "already closed"}
+        # A draw asked of a closed emergency is answered: the one drawn before, or refused.
+        drawn = _draw(emergency_id, options.reserve_draw, actor) if options.reserve_draw else None
+        return {
+            "emergency_id": emergency_id,
+            "status": st.status.value,
+            "note": "already closed",
+            "reserve_draw": drawn,
+        }
     # Normally paged already: the dispatcher pages before it starts this run (a flow-run
     # process takes seconds to start). This step pages only an emergency it did not page,
     # e.g. one whose dispatcher died between the intake commit and the page.
@@ -379,7 +387,7 @@ def dispatch_pending_emergencies() -> dict:
         # Their pages go now, not with the next delivery run, whose claim a storm's backlog
         # fills (a storm trial: escalation pages waited 3-4 minutes). Claimed priority
         # first: these pages before the backlog.
-        rows = sum(len(e.paged) for e in escalations) + 3 * len(escalations)  # and notices
+        rows = rows_to_send(escalations)
         step("send-escalation-pages", lambda: deliver_pending_notifications(limit=rows), {})
     missed = step("escalate-missed-deadlines", t.escalate_missed_deadlines, [])
     warnings = step("escalate-warnings", t.escalate_warnings, [])

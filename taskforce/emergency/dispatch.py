@@ -6,9 +6,9 @@ contacts are paged by whoever dispatches the emergency — the gateway's
 `create_app(background_dispatch=False)` the request waits for it), the operator's form
 or the dispatch sweep —
 and only then is its flow run started. The page never waits for a flow-run process to
-start (Prefect spawns a new Python process per run: seconds). The flow run then waits
-for the acknowledgement and escalates; its own paging step finds the emergency paged
-and pages nobody (`paging.first_page`: once, whoever comes first).
+start (Prefect spawns a new Python process per run: seconds). The flow run's own
+paging step then finds the emergency paged and pages nobody (`paging.first_page`: once,
+whoever comes first); escalation is the every-minute sweep's.
 
 A dispatcher is any callable `dispatcher(public_id) -> flow_run_id` that
 raises when it cannot start the run. The Prefect one lives in

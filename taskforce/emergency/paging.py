@@ -41,6 +41,12 @@ class Escalation:
     paged: list[str] = field(default_factory=list)
 
 
+def rows_to_send(escalations: list[Escalation]) -> int:
+    """How many outbox rows to claim to send these escalations' pages and notices at once
+    (a page per member paged, a notice to at most three audiences)."""
+    return sum(len(e.paged) for e in escalations) + 3 * len(escalations)
+
+
 @dataclass(frozen=True)
 class FirstPage:
     """What a first page wrote: whom it paged, and the trail entry its outbox rows hang on
@@ -316,23 +322,21 @@ def escalate_due(session: Session, ctx: Context, *, only: str | None = None) -> 
     transaction. Running it twice at the same instant does nothing the second time.
     """
     now = ctx.now()
-    query = (
-        select(Emergency.id)
-        .where(
-            Emergency.status.in_(UNACKNOWLEDGED),
-            Emergency.acknowledged_at.is_(None),
-            Emergency.next_escalation_at.is_not(None),
-            Emergency.next_escalation_at < now,
-        )
-        .order_by(Emergency.next_escalation_at, Emergency.id)
+    is_due = (
+        Emergency.status.in_(UNACKNOWLEDGED),
+        Emergency.acknowledged_at.is_(None),
+        Emergency.next_escalation_at.is_not(None),
+        Emergency.next_escalation_at < now,
     )
+    query = select(Emergency.id).where(*is_due).order_by(Emergency.next_escalation_at, Emergency.id)
     # The safety net: dispatched, but no flow run paged in time (no worker running?).
     grace = dt.timedelta(seconds=ctx.policy.emergency.unpaged_grace_seconds)
-    unpaged = select(Emergency.id).where(
+    is_unpaged = (
         Emergency.status.in_(UNACKNOWLEDGED),
         Emergency.pages_at_step == 0,
         Emergency.opened_at < now - grace,
     )
+    unpaged = select(Emergency.id).where(*is_unpaged)
     if only is not None:
         query = query.where(Emergency.public_id == str(only))
         unpaged = unpaged.where(Emergency.public_id == str(only))
@@ -340,9 +344,12 @@ def escalate_due(session: Session, ctx: Context, *, only: str | None = None) -> 
     unpaged_ids = list(session.scalars(unpaged))
     steps = chain(ctx)
     results: list[Escalation] = []
+    # The conditions again with the lock: PostgreSQL re-checks them on a row another
+    # transaction changed meanwhile (a response run and the sweep escalating the same
+    # emergency at once: one page, not two).
     for emergency in session.scalars(
         select(Emergency)
-        .where(Emergency.id.in_(unpaged_ids))
+        .where(Emergency.id.in_(unpaged_ids), *is_unpaged)
         .order_by(Emergency.id)
         .with_for_update()
     ):
@@ -353,7 +360,10 @@ def escalate_due(session: Session, ctx: Context, *, only: str | None = None) -> 
         return results
     limit = ctx.policy.emergency.escalation_repeat_limit
     for emergency in session.scalars(
-        select(Emergency).where(Emergency.id.in_(due_ids)).order_by(Emergency.id).with_for_update()
+        select(Emergency)
+        .where(Emergency.id.in_(due_ids), *is_due)
+        .order_by(Emergency.id)
+        .with_for_update()
     ):
         if emergency.pages_at_step < limit:
             paged = page(session, ctx, emergency, actor="escalation", reason="unacknowledged")

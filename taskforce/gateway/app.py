@@ -319,7 +319,7 @@ def create_app(
                     {
                         "field": f"alerts.{i}.labels.{policy.level_label}",
                         "message": (
-                            f"unknown level {value!r}"
+                            f"unknown level {value[:80]!r}"
                             if value
                             else f"no {policy.level_label} label"
                         )
@@ -371,6 +371,7 @@ def create_app(
         refused |= await run_in_threadpool(refused_intakes, ctx, policy.source, firing, wg_fields)
         taken = [entry for entry in taken if entry[0] not in refused]
         if not taken:  # nothing to take: a 4xx that writes nothing, as for any bad request
+            _log_refused(hook, refused, others_taken=False)
             problems = [p for i in sorted(refused) for p in refused[i]]
             raise GatewayError(
                 422,
@@ -379,22 +380,9 @@ def create_app(
                 problems[0]["field"],
                 problems,
             )
-        results = dict(
-            zip(
-                [i for i, _key, _intake in taken],
-                await _alertmanager_batch(
-                    ctx, policy.source, [(key, intake) for _i, key, intake in taken]
-                ),
-                strict=True,
-            )
-        )
-        for i, problems in sorted(refused.items()):
-            # Alertmanager does not read the answer: the gateway's log is where it shows.
-            log.warning(
-                "alertmanager alert %s refused (the others of its batch were taken): %s",
-                hook.alerts[i].fingerprint,
-                "; ".join(f"{p['field']}: {p['message']}" for p in problems),
-            )
+        results = await _alertmanager_batch(ctx, policy.source, taken, refused)
+        _log_refused(hook, refused, others_taken=True)
+        for i, problems in refused.items():
             results[i] = AlertResult(
                 fingerprint=hook.alerts[i].fingerprint,
                 emergency_id=None,
@@ -440,23 +428,34 @@ def create_app(
         )
 
     async def _alertmanager_batch(
-        ctx: Context, source: str, intakes: list[tuple[str, EmergencyIntake | None]]
-    ) -> list[AlertResult]:
-        out = []
-        for fingerprint, intake in intakes:
+        ctx: Context,
+        source: str,
+        taken: list[tuple[int, str, EmergencyIntake | None]],
+        refused: dict[int, list[dict]],
+    ) -> dict[int, AlertResult]:
+        """Each alert written on its own; one refused at its write (the organisation changed
+        since the check) joins `refused`, and the others are still taken."""
+        out: dict[int, AlertResult] = {}
+        for i, fingerprint, intake in taken:
             if intake is None:
-                out.append(await in_thread(resolve_alert, ctx, source, fingerprint))
+                out[i] = await in_thread(resolve_alert, ctx, source, fingerprint)
                 continue
-            accepted = await accept_trigger(
-                ctx, intake, source=source, dedup_key=fingerprint, is_drill=False
-            )
-            out.append(
-                AlertResult(
-                    fingerprint=fingerprint,
-                    emergency_id=accepted.emergency_id,
-                    outcome="opened" if accepted.created else "repeat",
-                    status=accepted.status,
+            try:
+                accepted = await accept_trigger(
+                    ctx, intake, source=source, dedup_key=fingerprint, is_drill=False
                 )
+            except GatewayError as exc:
+                if exc.status != 422:
+                    raise
+                refused[i] = exc.problems or [
+                    {"field": f"alerts.{i}.{exc.field or 'labels'}", "message": exc.message}
+                ]
+                continue
+            out[i] = AlertResult(
+                fingerprint=fingerprint,
+                emergency_id=accepted.emergency_id,
+                outcome="opened" if accepted.created else "repeat",
+                status=accepted.status,
             )
         return out
 
@@ -760,6 +759,19 @@ def _json(body: bytes) -> Any:
             where or "body",
         )
     return raw
+
+
+def _log_refused(hook: AlertmanagerWebhook, refused: dict[int, list[dict]], *, others_taken: bool):
+    """Alertmanager does not read the answer (nor retry a 4xx): the gateway's log is where
+    a refused alert shows, whatever became of its batch."""
+    what = "the others of its batch were taken" if others_taken else "nothing of its batch taken"
+    for i, problems in sorted(refused.items()):
+        log.warning(
+            "alertmanager alert %s refused (%s): %s",
+            hook.alerts[i].fingerprint,
+            what,
+            "; ".join(f"{p['field']}: {p['message']}" for p in problems),
+        )
 
 
 def _intake(values: dict, fields: dict[str, str]) -> EmergencyIntake:

@@ -56,8 +56,34 @@ def server_settings(
         "host": host or gateway.host,
         "port": port or gateway.port,
         "log_level": "info",
+        "log_config": log_config(),
         "timeout_keep_alive": gateway.keep_alive_seconds,
     }
+
+
+def log_config() -> dict:
+    """uvicorn's logging, and the gateway's own lines (a refused alert: Alertmanager reads
+    no answer) through its handler: with a level and a time, with or without Prefect."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["taskforce"] = {
+        "()": "logging.Formatter",
+        "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+    }
+    config["handlers"]["taskforce"] = {
+        "formatter": "taskforce",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    }
+    config["loggers"]["taskforce"] = {
+        "handlers": ["taskforce"],
+        "level": "INFO",
+        "propagate": False,
+    }
+    return config
 
 
 @app.command("openapi")
@@ -83,6 +109,7 @@ def sweep() -> None:
     from flows.emergency import default_dispatcher
     from taskforce.db import get_engine, unit_of_work
     from taskforce.emergency.dispatch import dispatch_pending
+    from taskforce.emergency.paging import rows_to_send
     from taskforce.emergency.service import (
         close_resolved,
         escalate_due,
@@ -90,6 +117,7 @@ def sweep() -> None:
     )
     from taskforce.emergency.warnings import escalate_overdue_warnings
     from taskforce.gateway.app import default_context
+    from taskforce.notify.delivery import deliver_pending
 
     ctx = default_context()
     # Escalations first: they need only the database, and must not wait for a slow Prefect.
@@ -100,6 +128,8 @@ def sweep() -> None:
             missed = escalate_missed_deadlines(session, ctx)
             warnings = escalate_overdue_warnings(session, ctx)
             closed = close_resolved(session, ctx, actor="cli-sweep")
+        if escalations:  # their pages go now, priority first, not with the next delivery
+            deliver_pending(get_engine(), ctx, limit=rows_to_send(escalations))
     finally:
         outcomes = dispatch_pending(get_engine(), ctx, default_dispatcher(), actor="cli-sweep")
     console = Console()

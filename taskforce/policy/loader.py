@@ -67,8 +67,22 @@ def _load(path: Path, model: type[M]) -> M:
         raise ConfigError("\n".join(_describe(shown, err) for err in exc.errors())) from None
 
 
+# Keys an earlier version of config/ had: a file upgraded from it is told what became of
+# them, not only that they are unknown.
+RETIRED_KEYS = {
+    "reviews.weekly_dispatch": "renamed reviews.dispatch_sweep (the sweep now runs daily)",
+    "authority.escalation_chain": "removed (the chain is emergency.escalation_chain)",
+    "emergency.flow_poll_seconds": "moved to emergency.drill.poll_seconds (only the drill "
+    "still waits)",
+    "emergency.flow_max_wait_minutes": "removed: an emergency-response run no longer waits "
+    "for the answers; the every-minute sweep escalates and closes",
+}
+
+
 def _describe(shown: str, err: dict) -> str:
     key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden" and key in RETIRED_KEYS:
+        return f"{shown}: {key}: {RETIRED_KEYS[key]}"
     if err["type"] == "extra_forbidden":
         return f"{shown}: {key}: unknown key (check the spelling; see the file's comments for allowed keys)"
     if err["type"] == "missing":

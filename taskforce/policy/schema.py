@@ -127,6 +127,7 @@ class EmergencyPolicy(Strict):
     deadlines_met_by_page: dict[str, ChainStep] = {}
     unpaged_grace_seconds: PositiveInt
     sweep_dispatch_seconds: PositiveInt
+    response_runs_at_once: PositiveInt
     page_priority: int
     follow_up: FollowUpPolicy
     drill: DrillPolicy

@@ -187,8 +187,17 @@ def test_response_flow_runs_to_the_follow_up_issue(engine, policy, prefect_serve
     assert done["status"] == "closed" and done["follow_up_issue_id"]
     again = emergency_response(e.emergency_id, draw)
     assert again["note"] == "already closed"
+    assert again["reserve_draw"] == drawn["reserve_draw"]  # the draw made, not a second
+    # A draw first asked of a closed emergency is refused, not dropped without a word.
+    other = _open(engine, ctx, level="II", key="closed-first")
     with unit_of_work(engine) as s:
-        assert s.scalar(select(func.count()).select_from(Issue)) == 1
+        service.acknowledge(s, ctx, other.emergency_id, actor="E1")
+        service.resolve(s, ctx, other.emergency_id, actor="E1")
+        service.close_with_follow_up(s, ctx, other.emergency_id, actor="sweep")
+    with pytest.raises(DomainError, match="emergency_id"):
+        emergency_response(other.emergency_id, draw)
+    with unit_of_work(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Issue)) == 2
         assert s.scalar(select(func.count()).select_from(LedgerEntry)) == 1
         pages = s.scalars(
             select(OutboxMessage.audience).where(OutboxMessage.event_kind == "emergency_page")

@@ -892,3 +892,46 @@ def test_each_emergency_ends_in_an_issue_of_its_own_whatever_its_title(engine, c
         follow_ups = s.scalars(select(Emergency.follow_up_issue_id)).all()
     assert len(set(follow_ups)) == 3 and None not in follow_ups
     assert _count(engine, Issue) == 3
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_two_escalations_of_one_overdue_page_at_once_repage_it_once(engine, ctx, clock):
+    """A response run started late escalates the page it finds overdue, and the sweep may
+    do the same at that moment: the second waits for the first's row lock, and must then
+    find nothing due (it paged on-call a second time: a review)."""
+    import threading
+
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from taskforce.emergency.dispatch import dispatch_pending
+
+    e = _open(engine, ctx, level="II")
+    dispatch_pending(engine, ctx, lambda public_id: "run-1")
+    clock.advance(minutes=ctx.policy.emergency.acknowledge_within_minutes, seconds=1)
+    second: list = []
+    with Session(engine) as first, first.begin():
+        [repage] = service.escalate_due(first, ctx)  # holds the row lock until commit
+        assert repage.action == "repage"
+        racing = threading.Thread(target=lambda: second.append(_escalate(engine, ctx)))
+        racing.start()
+        for _ in range(600):  # until the sweep waits for the lock (or has finished)
+            racing.join(0.05)
+            with engine.connect() as probe:
+                waiting = probe.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()"
+                    )
+                )
+            if waiting or not racing.is_alive():
+                break
+    racing.join(30)
+    assert second == [[]]
+    with unit_of_work(engine) as s:
+        pages = s.scalars(
+            select(TrailEntry.actor).where(
+                TrailEntry.action == "emergency.paged", TrailEntry.subject_id == e.emergency_id
+            )
+        ).all()
+    assert len(pages) == 2  # the first page and one repeat

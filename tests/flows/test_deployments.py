@@ -1,4 +1,7 @@
+import yaml
+
 from flows.deployments import SPECS, render_prefect_yaml
+from taskforce.policy import load_policy
 from taskforce.policy.loader import PROJECT_ROOT
 
 
@@ -53,3 +56,18 @@ def test_every_schedule_is_a_cron_of_config_reviews():
     # A red item is taken up the morning after it turns red, not at the next Monday's sweep.
     assert crons["dispatch-sweep"] == "0 9 * * *"
     assert crons["deliver-notifications"] == crons["dispatch-pending-emergencies"] == "* * * * *"
+
+
+def test_emergency_response_runs_at_once_come_from_config():
+    """A storm made a response run per emergency: unbounded, they took every slot of the
+    emergency pool, and the sweep and the operators' forms waited minutes for one (a storm
+    trial). They are limited by config; the others wait without a process."""
+    limits = {
+        d["name"]: d.get("concurrency_limit")
+        for d in yaml.safe_load(render_prefect_yaml())["deployments"]
+    }
+    assert limits["emergency-response"] == {
+        "limit": load_policy().emergency.response_runs_at_once,
+        "collision_strategy": "ENQUEUE",
+    }
+    assert limits["acknowledge-emergency"] is None  # a form never waits behind the responses

@@ -32,6 +32,7 @@ def test_taskforce_gateway_serve(engine, db_url, options):
         "TASKFORCE_DATABASE_URL": db_url,
         "TASKFORCE_WEBHOOK_SECRET_MONITORING": SECRET,
         "PREFECT_API_URL": f"http://127.0.0.1:{closed_port()}/api",  # unreachable
+        "TASKFORCE_ALERTMANAGER_TOKEN": "cli-token",
     }
     proc = subprocess.Popen(
         [
@@ -71,6 +72,19 @@ def test_taskforce_gateway_serve(engine, db_url, options):
             },
         )
         assert r.status_code == 202, r.text
+        # Alertmanager reads no answer: a refused alert is a log line, with level and name.
+        alert = {"status": "firing", "labels": {"severity": "apocalyptic"}, "fingerprint": "f"}
+        hook = {"version": "4", "status": "firing", "alerts": [alert]}
+        r = httpx.post(
+            f"{url}/v1/alertmanager", json=hook, headers={"Authorization": "Bearer cli-token"}
+        )
+        assert r.status_code == 422, r.text
+        for line in proc.stderr:
+            if "alertmanager alert f refused" in line:
+                assert "WARNING taskforce.gateway.app:" in line
+                break
+        else:
+            pytest.fail("the refused alert was not logged")
     finally:
         proc.terminate()
         proc.wait(timeout=30)

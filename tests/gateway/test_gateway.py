@@ -336,7 +336,7 @@ def test_alertmanager_token(gateway, engine, token, code):
     _nothing_written(engine)
 
 
-def test_alertmanager_bad_bodies(gateway, engine):
+def test_alertmanager_bad_bodies(gateway, engine, caplog):
     # A batch whose every alert is refused is a 422 that writes nothing.
     r = _am(
         gateway,
@@ -351,6 +351,9 @@ def test_alertmanager_bad_bodies(gateway, engine):
         "alerts.0.labels.severity",
         "alerts.1.labels.working_group",
     ]
+    # Alertmanager neither reads the answer nor retries a 4xx: the log names them.
+    logged = [r.getMessage() for r in caplog.records if r.name == "taskforce.gateway.app"]
+    assert any("alert worse refused (nothing of its batch taken)" in line for line in logged)
     _error(_am(gateway, {**_hook(_alert()), "version": "3"}), 422, "invalid_body", "version")
     _error(_am(gateway, {**_hook(_alert()), "extra": 1}), 422, "invalid_body", "extra")
     short = _alert()

@@ -109,6 +109,9 @@ def test_ratings_are_on_the_configured_matrix(engine, policy, clock, size, top):
             upsert_risk(s, ctx, _risk(code="R-OFF", probability=1, impact=top + 1), actor="op")
         assert err.value.field == "impact" and f"(allowed: 1 to {top})" in str(err.value)
         assert f"off the {top}×{top} risk matrix" in str(err.value)
+        with pytest.raises(DomainError) as err, Session(engine) as s, s.begin():
+            upsert_risk(s, ctx, _risk(code="R-OFF", probability=top + 1, impact=1), actor="op")
+        assert err.value.field == "probability"
     else:  # the largest matrix config allows: the form itself stops at its top
         with pytest.raises(ValidationError):
             _risk(code="R-OFF", probability=1, impact=top + 1)

@@ -107,5 +107,38 @@ def test_an_authority_chain_nothing_reads_is_refused(config_copy):
         config_copy / "taskforce.yaml",
         lambda d: d["authority"].update(escalation_chain=["executive", "leadership"]),
     )
-    with pytest.raises(ConfigError, match=r"authority\.escalation_chain: unknown key"):
+    with pytest.raises(ConfigError, match=r"authority\.escalation_chain: removed \(the chain is"):
         load_policy(config_copy)
+
+
+def test_a_config_from_before_the_response_run_stopped_waiting_is_told_what_moved(config_copy):
+    """An upgraded site's config/ still has the keys of the waiting response run: the
+    refusal says where each went, not only that it is unknown."""
+
+    def old(d):
+        d["emergency"].update(flow_poll_seconds=60, flow_max_wait_minutes=1440)
+        del d["emergency"]["drill"]["poll_seconds"]
+
+    _edit(config_copy / "taskforce.yaml", old)
+    with pytest.raises(ConfigError) as refused:
+        load_policy(config_copy)
+    text = str(refused.value)
+    assert "emergency.flow_poll_seconds: moved to emergency.drill.poll_seconds" in text
+    assert "emergency.flow_max_wait_minutes: removed: an emergency-response run no longer" in text
+    assert "emergency.drill.poll_seconds: required key is missing" in text
+
+
+@pytest.mark.parametrize(("size", "ok"), [(1, False), (2, True), (10, True), (11, False)])
+def test_the_risk_matrix_is_2_to_10(config_copy, size, ok):
+    def sized(d):
+        top = size * size
+        d["risk"].update(
+            matrix_size=size, warning_thresholds={"yellow": top, "orange": top, "red": top}
+        )
+
+    _edit(config_copy / "taskforce.yaml", sized)
+    if ok:
+        assert load_policy(config_copy).risk.matrix_size == size
+    else:
+        with pytest.raises(ConfigError, match=r"risk\.matrix_size"):
+            load_policy(config_copy)
