@@ -163,7 +163,10 @@ class RunStarts:
                 # trying a burst's thousand emergencies one after another held the sweep for
                 # hours. Two in a row, so that one emergency failing for a reason of its
                 # own, first in every round, does not hold back the others.
-                untried[public_id] = f"not tried: the engine failed for {', '.join(failed)}"
+                untried[public_id] = (
+                    f"not tried: the engine failed {self.in_a_row} times in a row"
+                    + (f" ({', '.join(failed)})" if failed else "")
+                )
                 continue
             if deadline is not None and (started or failed) and time.monotonic() > deadline:
                 untried[public_id] = _OUT_OF_TIME
@@ -175,8 +178,8 @@ class RunStarts:
                 failed[public_id] = (actor, f"{type(exc).__name__}: {exc}")
                 self.in_a_row += 1
                 log.warning("dispatch of emergency %s failed: %s", public_id, failed[public_id][1])
-        if untried:
-            log.warning("%d emergencies left for the next sweep", len(untried))
+        if paused := sum(e != _OUT_OF_TIME for e in untried.values()):
+            log.warning("%d emergencies left for the next sweep: the engine fails", paused)
         if started or failed:
             try:
                 with self.lock, unit_of_work(self.engine) as session:
@@ -326,7 +329,10 @@ def dispatch_pending(
     if not pending:
         return []
     budget = ctx.policy.emergency.sweep_dispatch_seconds
-    return dispatch_many(engine, ctx, pending, dispatcher, actor=actor, budget_seconds=budget)
+    outcomes = dispatch_many(engine, ctx, pending, dispatcher, actor=actor, budget_seconds=budget)
+    if late := sum(o.error == _OUT_OF_TIME for o in outcomes):
+        log.info("%d emergencies paged, their runs left for the next sweep (time spent)", late)
+    return outcomes
 
 
 # What the dispatch thread's queue holds: (public id, actor, the caller's future).
