@@ -17,6 +17,7 @@ from taskforce.policy.loader import PROJECT_ROOT
 
 WORK_POOL = "taskforce"
 EMERGENCY_POOL = "taskforce-emergency"  # its own pool and worker, polled every second
+RESPONSE_QUEUE = "responses"  # the emergency-response runs' queue in EMERGENCY_POOL
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Spec:
     # A key of config `emergency` (policy.emergency) giving the concurrency instead.
     concurrency_from: str | None = None
     pool: str = WORK_POOL
+    queue: str | None = None  # a work queue of the pool (else the pool's default queue)
 
 
 SPECS: list[Spec] = [
@@ -171,6 +173,11 @@ SPECS: list[Spec] = [
         ("emergency",),
         concurrency_from="response_runs_at_once",
         pool=EMERGENCY_POOL,
+        # A queue of their own, limited as the deployment is (README "Work pools"): the
+        # server then hands the worker no more response runs than may run, where a storm's
+        # queued runs made the worker try and abort them over and over, and the sweep
+        # and the forms of the pool's default queue started up to a minute late.
+        queue=RESPONSE_QUEUE,
     ),
     Spec(
         "open-emergency",
@@ -301,7 +308,8 @@ def prefect_yaml() -> dict:
             "description": spec.description,
             "tags": list(spec.tags),
             "parameters": spec.parameters,
-            "work_pool": {"name": spec.pool},
+            "work_pool": {"name": spec.pool}
+            | ({"work_queue_name": spec.queue} if spec.queue else {}),
         }
         if limit := resolve_concurrency(spec):
             item["concurrency_limit"] = {"limit": limit, "collision_strategy": "ENQUEUE"}

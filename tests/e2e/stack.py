@@ -25,7 +25,9 @@ from typing import Any
 import httpx
 
 from benchmarks.loopback import Receiver, free_port, make_config
+from flows.deployments import EMERGENCY_POOL, RESPONSE_QUEUE
 from taskforce.gateway.auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from taskforce.policy import load_policy
 from tests.conftest import ROOT
 
 WEBHOOK_SECRET = "e2e-monitoring-secret"
@@ -195,6 +197,11 @@ class Stack:
         for proc in pools:
             assert proc.popen.wait(120) == 0, proc.tail()
             self.procs.remove(proc)
+        limit = str(load_policy(self.config_dir).emergency.response_runs_at_once)
+        self.run(
+            "cli", "-m", "prefect", "work-queue", "create", RESPONSE_QUEUE,
+            "--pool", EMERGENCY_POOL, "--limit", limit,
+        )  # fmt: skip
         # Workers and the gateway start while the deployments are applied.
         self.start_worker("taskforce")
         self.start_worker("taskforce-emergency")

@@ -71,3 +71,13 @@ def test_emergency_response_runs_at_once_come_from_config():
         "collision_strategy": "ENQUEUE",
     }
     assert limits["acknowledge-emergency"] is None  # a form never waits behind the responses
+    pools = {
+        d["name"]: d["work_pool"] for d in yaml.safe_load(render_prefect_yaml())["deployments"]
+    }
+    # A queue of their own, which the README limits as the deployment is: the server hands
+    # the worker only the runs that may start.
+    assert pools["emergency-response"] == {
+        "name": "taskforce-emergency",
+        "work_queue_name": "responses",
+    }
+    assert pools["dispatch-pending-emergencies"] == {"name": "taskforce-emergency"}
