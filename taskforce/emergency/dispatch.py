@@ -77,6 +77,11 @@ class DispatchOutcome:
     error: str | None = None
     paged: tuple[str, ...] = ()  # the members this call paged (empty: paged before)
 
+    @property
+    def out_of_time(self) -> bool:
+        """Not tried because the round's time for run starts was spent (not a failure)."""
+        return self.error == _OUT_OF_TIME
+
 
 def dispatch(
     engine: Engine | None,
@@ -194,23 +199,13 @@ class RunStarts:
                 log.exception("recording the dispatch of %d emergencies failed", len(wanted))
                 failed.update({p: (a, "not recorded") for p, a, _ in started})
                 started = []
-        outcomes = {
+        errors = {public_id: e for public_id, (_actor, e) in failed.items()} | untried
+        return {
             public_id: DispatchOutcome(public_id, True, flow_run_id=run_id)
             for public_id, _actor, run_id in started
+        } | {
+            public_id: DispatchOutcome(public_id, False, error=e) for public_id, e in errors.items()
         }
-        outcomes.update(
-            {
-                public_id: DispatchOutcome(public_id, False, error=e)
-                for public_id, (_, e) in failed.items()
-            }
-        )
-        outcomes.update(
-            {
-                public_id: DispatchOutcome(public_id, False, error=e)
-                for public_id, e in untried.items()
-            }
-        )
-        return outcomes
 
 
 def _with_pages(outcome: DispatchOutcome, paged: FirstPage | None) -> DispatchOutcome:
@@ -330,7 +325,7 @@ def dispatch_pending(
         return []
     budget = ctx.policy.emergency.sweep_dispatch_seconds
     outcomes = dispatch_many(engine, ctx, pending, dispatcher, actor=actor, budget_seconds=budget)
-    if late := sum(o.error == _OUT_OF_TIME for o in outcomes):
+    if late := sum(o.out_of_time for o in outcomes):
         log.info("%d emergencies paged, their runs left for the next sweep (time spent)", late)
     return outcomes
 
@@ -508,7 +503,7 @@ class BackgroundDispatch:
         left = []
         for item, page in backlog:
             outcome = outcomes[item[0]]
-            if outcome.error and outcome.error.startswith(_OUT_OF_TIME):
+            if outcome.out_of_time:
                 left.append((item, page))  # its turn comes after the next look at the queue
                 continue
             # A caller that stopped waiting (its request cancelled at shutdown) cancelled its

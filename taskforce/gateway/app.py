@@ -761,7 +761,9 @@ def _json(body: bytes) -> Any:
     return raw
 
 
-def _log_refused(hook: AlertmanagerWebhook, refused: dict[int, list[dict]], *, others_taken: bool):
+def _log_refused(
+    hook: AlertmanagerWebhook, refused: dict[int, list[dict]], *, others_taken: bool
+) -> None:
     """Alertmanager does not read the answer (nor retry a 4xx): the gateway's log is where
     a refused alert shows, whatever became of its batch."""
     what = "the others of its batch were taken" if others_taken else "nothing of its batch taken"
