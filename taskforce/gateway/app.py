@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 ERRORS = {
     code: {"model": ErrorBody, "description": description}
     for code, description in {
-        400: "Malformed JSON",
+        400: "Malformed JSON (also NaN or Infinity, a number beyond a double, a name given twice)",
         401: "Missing or bad signature, token or routing key; stale timestamp",
         404: "Unknown source, or no open emergency for the dedup key",
         413: "Body larger than gateway.max_body_bytes",
@@ -728,8 +728,28 @@ def _finite(text: str) -> float:
     return value
 
 
+def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Python's json keeps the last of two equal names and drops the first without a word:
+    # {"level": "I", "level": "III"} opened a level-III emergency. RFC 8259 leaves such an
+    # object's meaning to the reader, so the sender is told instead (about 1.5 µs a body).
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        name = next(name for name, _ in pairs if name in seen or seen.add(name))
+        raise GatewayError(
+            400,
+            "malformed_json",
+            f"the body is ambiguous JSON: the name {json.dumps(name, ensure_ascii=False)} "
+            "appears twice in one object (names must be unique, RFC 8259 §4)",
+            "body",
+        )
+    return obj
+
+
 # One decoder, made once: json.loads with a keyword argument builds a decoder per call.
-_DECODER = json.JSONDecoder(parse_constant=_not_a_number, parse_float=_finite)
+_DECODER = json.JSONDecoder(
+    parse_constant=_not_a_number, parse_float=_finite, object_pairs_hook=_unique_names
+)
 
 
 def _json(body: bytes) -> Any:

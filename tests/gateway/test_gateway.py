@@ -197,6 +197,30 @@ def test_a_number_json_does_not_have_is_refused_not_a_server_error(gateway, engi
     _nothing_written(engine)
 
 
+@pytest.mark.parametrize(
+    ("body", "name"),
+    [
+        # Python's json kept the last: this opened a level-III emergency.
+        (
+            '{"dedup_key": "d1", "level": "I", "title": "dup names", "level": "III", '
+            '"working_group": "wg:data"}',
+            "level",
+        ),
+        (
+            '{"dedup_key": "d2", "level": "III", "title": "dup names", "working_group": "wg:data", '
+            '"details": {"主机": "a", "n": 1, "主机": "b"}}',
+            "主机",
+        ),
+    ],
+)
+def test_a_name_given_twice_is_refused_not_the_last_taken(gateway, engine, ctx, body, name):
+    error = _error(
+        gateway.signed(NATIVE, body.encode(), timestamp=_now(ctx)), 400, "malformed_json", "body"
+    )
+    assert f'the name "{name}" appears twice in one object' in error["message"]
+    _nothing_written(engine)
+
+
 def test_native_wrong_content_type(gateway, engine, ctx):
     r = gateway.signed(NATIVE, TRIGGER, timestamp=_now(ctx), headers={"Content-Type": "text/plain"})
     _error(r, 415, "unsupported_media_type", "Content-Type")
