@@ -769,6 +769,69 @@ def test_sweep_closes_resolved_emergencies(engine, ctx):
     assert _count(engine, Issue) == 1
 
 
+def _refuse_issues_titled(engine, marker: str) -> None:
+    """A real database refusal (a trigger), for the one follow-up issue whose title has
+    `marker`: how a sweep meets a row it cannot write, without touching the code under test."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_marked BEFORE INSERT ON issue "
+                f"WHEN instr(NEW.title, '{marker}') > 0 "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE FUNCTION refuse_marked() RETURNS trigger AS $$ BEGIN "
+                f"IF strpos(NEW.title, '{marker}') > 0 THEN RAISE EXCEPTION 'refused by the test'; "
+                "END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_marked BEFORE INSERT ON issue "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_marked()"
+            )
+
+
+def test_an_emergency_the_sweep_cannot_close_holds_back_none_of_the_others(engine, ctx, clock):
+    """close_resolved closes each in a savepoint of its own: the one whose follow-up the
+    database refuses stays resolved with nothing of it written (no issue, no trail entry, no
+    notice), and those before and after it are closed in the same transaction."""
+    opened = [
+        _open(engine, ctx, key=key, title=title)
+        for key, title in (("a", "磁盘告警 a"), ("b", "磁盘告警 BOOM"), ("c", "磁盘告警 c"))
+    ]
+    for e in opened:  # resolved a minute apart: the sweep closes them in this order
+        clock.advance(minutes=1)
+        with unit_of_work(engine) as s:
+            service.resolve(s, ctx, e.emergency_id, actor="gateway:monitoring")
+    _refuse_issues_titled(engine, "BOOM")
+    trail_before = _count(engine, TrailEntry)
+    outbox_before = _count(engine, OutboxMessage)
+
+    a, b, c = (e.emergency_id for e in opened)
+    with unit_of_work(engine) as s:
+        assert service.close_resolved(s, ctx) == [a, c]
+
+    with unit_of_work(engine) as s:
+        assert [service.state(s, i).status for i in (a, b, c)] == [
+            EmergencyStatus.closed,
+            EmergencyStatus.resolved,
+            EmergencyStatus.closed,
+        ]
+        assert service.state(s, b).follow_up_issue_id is None
+        titles = s.scalars(select(Issue.title)).all()
+    assert len(titles) == 2 and not any("BOOM" in t for t in titles)
+    # Two closings' worth of trail entries and notices; none for the refused one.
+    per_close_trail = (_count(engine, TrailEntry) - trail_before) / 2
+    per_close_outbox = (_count(engine, OutboxMessage) - outbox_before) / 2
+    assert per_close_trail >= 1 and per_close_trail == int(per_close_trail)
+    assert per_close_outbox == int(per_close_outbox)
+    with unit_of_work(engine) as s:
+        assert trail.verify(s).ok
+        # The next sweep tries it again (and is refused again, alone).
+        assert service.close_resolved(s, ctx) == []
+        assert service.state(s, b).status == EmergencyStatus.resolved
+
+
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_a_raise_reads_the_emergency_again_under_its_lock(engine, ctx):
     """PostgreSQL, two gateway processes: one read the emergency at III, the other raised it
