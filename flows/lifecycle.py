@@ -129,6 +129,16 @@ def _state_markdown(state: dict) -> str:
     return "\n".join(lines)
 
 
+def _why_refused(exc: DomainError | ValidationError) -> str:
+    """One line per problem, each naming its field (pydantic's own text adds the input
+    echoed back and a link, a screenful for a plan)."""
+    if isinstance(exc, DomainError):
+        return str(exc)
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'form'}: {err['msg']}" for err in exc.errors()
+    )
+
+
 @flow(
     name="issue-lifecycle",
     flow_run_name="lifecycle: {issue_number}",
@@ -156,12 +166,15 @@ async def issue_lifecycle_flow(
         form_type = FORMS[step]
         wait = f"{step}-{state['wait_key']}"
         attempt = refused.get(wait, 0)
-        form = await suspend_flow_run(
-            wait_for_input=form_type,
-            key=f"{wait}-retry{attempt}" if attempt else wait,
-            timeout=None,
-        )
         try:
+            # Prefect builds the form from the resumed input here, with the form's own checks
+            # (shares adding up to 100, a vote's ballots), which the UI's schema cannot make:
+            # a form refused here failed the whole run. Resuming with no input lands here too.
+            form = await suspend_flow_run(
+                wait_for_input=form_type,
+                key=f"{wait}-retry{attempt}" if attempt else wait,
+                timeout=None,
+            )
             form = form_type.model_validate(
                 form.model_dump() if hasattr(form, "model_dump") else form
             )
@@ -172,4 +185,6 @@ async def issue_lifecycle_flow(
             # Bad input changes nothing: say why and wait for a corrected form, as a budget
             # review does, instead of failing the whole run.
             refused[wait] = attempt + 1
-            get_run_logger().warning("%s refused: %s. Resume with a corrected form.", step, exc)
+            get_run_logger().warning(
+                "%s refused: %s. Resume with a corrected form.", step, _why_refused(exc)
+            )

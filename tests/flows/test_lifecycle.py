@@ -83,6 +83,31 @@ def test_lifecycle_walks_the_loop_with_forms(served_lifecycle):
         resume_flow_run(run.id, run_input=payload)
         _wait(lambda: _stage(number) == then_stage, what=f"stage {then_stage}")
 
+    def refused(payload) -> None:
+        """Resume with `payload`: refused, the run waits again instead of failing."""
+        _wait(lambda: _state(run.id).is_paused(), what="the run to wait for input")
+        before = _state(run.id).id
+        resume_flow_run(run.id, run_input=payload)
+        _wait(
+            lambda: (st := _state(run.id)).is_paused() and st.id != before,
+            what="the run to wait again after a refused form",
+        )
+
+    # Shares adding up to 90: the form's own check, which the UI's schema cannot make.
+    # Prefect builds the form when the run resumes; that failed the whole run.
+    stage_before = _stage(number)
+    refused(
+        {
+            "participants": ["tax", "housing"],
+            "responsible": [
+                {"unit": "tax", "share_percent": 60},
+                {"unit": "housing", "share_percent": 30},
+            ],
+            "solution": "统一口径",
+            "deadline": str(today + dt.timedelta(days=40)),
+        }
+    )
+    assert _stage(number) == stage_before
     resume(
         {
             "participants": ["tax"],
@@ -95,13 +120,7 @@ def test_lifecycle_walks_the_loop_with_forms(served_lifecycle):
     )
     # A plan whose item is due after the issue's deadline: refused, and the run waits for
     # a corrected form instead of failing (it used to retry twice, then fail the run).
-    _wait(lambda: _state(run.id).is_paused(), what="the run to wait for the plan")
-    before = _state(run.id).id
-    resume_flow_run(run.id, run_input=plan(due_in=60))
-    _wait(
-        lambda: (st := _state(run.id)).is_paused() and st.id != before,
-        what="the run to wait again after the refused plan",
-    )
+    refused(plan(due_in=60))
     assert _stage(number) == Stage.planning
     resume(
         plan(due_in=20),
