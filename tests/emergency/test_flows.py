@@ -4,6 +4,7 @@ the response flow to its follow-up issue, the operator's form, and the drill."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from decimal import Decimal
 
@@ -476,3 +477,46 @@ def test_the_dispatchers_tls_context_is_built_once_as_prefect_settings_say():
     with temporary_settings({PREFECT_API_TLS_INSECURE_SKIP_VERIFY: True}):
         insecure = PrefectDispatcher(deployment="a/b", timeout_seconds=1, connect_retries=0)
         assert insecure._tls_context().verify_mode == ssl.CERT_NONE
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_a_refused_form_is_one_line_per_level_in_its_runs_log_not_a_traceback(
+    engine, prefect_server
+):
+    """An operator trial found 134 log lines for an unknown member on the acknowledge form:
+    the message five times and three tracebacks, the last headed "Engine execution exited
+    with unexpected exception". A DomainError is now logged without its traceback."""
+    from flows.emergency import AnswerForm, OpenEmergencyForm, acknowledge_emergency, open_emergency
+
+    result = open_emergency(
+        OpenEmergencyForm(
+            level=Level.III, title="审批系统故障", working_group="wg:approval", opened_by="E2"
+        )
+    )
+    captured = _Records()
+    loggers = [logging.getLogger(name) for name in ("prefect.flow_runs", "prefect.task_runs")]
+    for logger in loggers:
+        logger.addHandler(captured)
+    try:
+        state = acknowledge_emergency(
+            AnswerForm(emergency_id=result["emergency_id"], actor="W9"), return_state=True
+        )
+    finally:
+        for logger in loggers:
+            logger.removeHandler(captured)
+    assert state.is_failed()
+    errors = [r for r in captured.records if r.levelno >= logging.ERROR]
+    assert errors, [r.getMessage() for r in captured.records]
+    assert all(r.exc_info is None for r in errors), [r.getMessage() for r in errors]
+    # Each error line still says what was refused and why.
+    assert all("actor: no active member 'W9'" in r.getMessage() for r in errors), [
+        r.getMessage() for r in errors
+    ]
