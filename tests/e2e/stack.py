@@ -169,7 +169,14 @@ class Stack:
     # the path of the operator guide -----------------------------------------------------
 
     def start(self) -> Stack:
-        server_env: dict[str, str] = {}
+        # A deployment's concurrency slot is a lease; a run whose release the server failed
+        # to write (SQLite's "database is locked" under load, seen in a full run beside an
+        # operator trial) holds it until the lease ends, 300 s by default: the sweep started
+        # next (concurrency 1) waited past the test's 120 s. 90 s bounds that and still
+        # covers a flow-run process's start under load (the run then renews it itself).
+        server_env: dict[str, str] = {
+            "PREFECT_SERVER_CONCURRENCY_INITIAL_DEPLOYMENT_LEASE_DURATION": "90",
+        }
         if self.prefect_database_url:
             server_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = self.prefect_database_url
         if self.auth_string:

@@ -77,7 +77,8 @@ def test_signed_webhook_opens_a_level_one_emergency_and_pages_on_call(stack):
     answer(stack, dedup_key, "acknowledge")
     answer(stack, dedup_key, "resolve")
     sweep = stack.wait_final(
-        stack.run_deployment("dispatch-pending-emergencies/dispatch-pending-emergencies")
+        stack.run_deployment("dispatch-pending-emergencies/dispatch-pending-emergencies"),
+        timeout=240,  # behind a scheduled sweep, or a slot's lease (tests/e2e/stack.py start)
     )
     assert sweep.state.is_completed(), sweep.state
     closed = emergency(stack, public_id)
