@@ -82,7 +82,13 @@ def _amount_schema(*, signed: bool = False, exclusive: bool = False) -> WithJson
     # More than 0: a digit other than 0 somewhere ("0", "0.00" refused before a run).
     nonzero = "(?=.*[1-9])" if exclusive else ""
     text = {"type": "string", "pattern": f"^{'-?' if signed else ''}{nonzero}{_DIGITS}$"}
-    return WithJsonSchema({"anyOf": [number, text]})
+    # Shown under the field in the UI, and what a refusal's pattern means (an operator trial
+    # met the pattern alone in the API's answer: "'8600万' does not match '^(?=…'").
+    example = "-2500000 or 120000.50" if signed else "86000000 or 120000.50"
+    description = (
+        f"In yuan (元): digits with at most two decimals, e.g. {example}; no 万, no commas."
+    )
+    return WithJsonSchema({"anyOf": [number, text], "description": description})
 
 
 # Yuan, 0 or more (an estimate, an issue's budget).

@@ -311,3 +311,10 @@ def test_an_amount_the_form_cannot_take_is_refused_before_a_run_starts(prefect_s
                 report, parameters={"form": {**form, "estimated_budget": amount}}
             )
             client.delete_flow_run(run.id)  # nothing runs it: no worker in this test
+    # What the pattern means, under the field in the UI (the refusal shows the pattern only).
+    from prefect.utilities.callables import parameter_schema
+
+    budget = parameter_schema(report_issue_flow.fn).model_dump_for_openapi()["definitions"][
+        "ReportIssueForm"
+    ]["properties"]["estimated_budget"]
+    assert "no 万, no commas" in budget["description"] and "86000000" in budget["description"]
