@@ -107,7 +107,11 @@ def report_progress(
     require_step(issue, "progress")
     item = session.get(TaskNode, form.task_id, with_for_update=True)
     if item is None or item.issue_id != issue.id or item.level != TaskLevel.action_item:
-        raise NotFound(f"no action item {form.task_id} in {issue.number}", field="task_id")
+        raise NotFound(
+            f"no action item {form.task_id} in {issue.number}",
+            field="task_id",
+            allowed=_open_items(session, issue),
+        )
     if item.done:
         raise IllegalTransition(f"action item {item.id} is already complete", field="task_id")
     if form.percent < item.progress_percent and not form.note.strip():
@@ -198,3 +202,22 @@ def report_progress(
     result = StepResult(issue_number=issue.number, stage=issue.stage.value, detail=detail)
     remember(session, key, "progress", result.model_dump(), now, seen=seen)
     return result
+
+
+def _open_items(session: Session, issue: Issue, shown: int = 20) -> str:
+    """The ids a progress form may name, with their titles, for the refusal's message."""
+    rows = session.execute(
+        select(TaskNode.id, TaskNode.title)
+        .where(
+            TaskNode.issue_id == issue.id,
+            TaskNode.level == TaskLevel.action_item,
+            TaskNode.done.is_(False),
+        )
+        .order_by(TaskNode.id)
+        .limit(shown + 1)
+    ).all()
+    if not rows:
+        return f"none: {issue.number} has no open action item"
+    listed = ", ".join(f"{row.id} {row.title[:40]}" for row in rows[:shown])
+    more = ", …" if len(rows) > shown else ""
+    return f"the open action items of {issue.number}: {listed}{more}"

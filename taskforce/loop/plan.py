@@ -118,7 +118,7 @@ def file_plan(
     )
     session.add(goal)
     session.flush()
-    items = 0
+    made: list[TaskNode] = []
     for sp in form.sub_projects:
         node = TaskNode(
             plan_id=plan.id,
@@ -131,28 +131,28 @@ def file_plan(
         session.add(node)
         session.flush()
         for item in sp.action_items:
-            session.add(
-                TaskNode(
-                    plan_id=plan.id,
-                    issue_id=issue.id,
-                    parent_id=node.id,
-                    level=TaskLevel.action_item,
-                    title=item.title,
-                    owner_unit_id=units[item.owner_unit].id,
-                    start_date=item.start_date or today,
-                    due_date=item.due_date,
-                    deliverable=item.deliverable,
-                    # The sweep reads it again on its first red day (the interview falls due).
-                    next_action_on=next_red_step_on(
-                        done=False,
-                        due=item.due_date,
-                        interview_requested_at=None,
-                        escalated_at=None,
-                        rules=ctx.policy.progress,
-                    ),
-                )
+            action_item = TaskNode(
+                plan_id=plan.id,
+                issue_id=issue.id,
+                parent_id=node.id,
+                level=TaskLevel.action_item,
+                title=item.title,
+                owner_unit_id=units[item.owner_unit].id,
+                start_date=item.start_date or today,
+                due_date=item.due_date,
+                deliverable=item.deliverable,
+                # The sweep reads it again on its first red day (the interview falls due).
+                next_action_on=next_red_step_on(
+                    done=False,
+                    due=item.due_date,
+                    interview_requested_at=None,
+                    escalated_at=None,
+                    rules=ctx.policy.progress,
+                ),
             )
-            items += 1
+            session.add(action_item)
+            made.append(action_item)
+    items = len(made)
     move(issue, Stage.executing)
     issue.stage_entered_at, issue.stage_due_at = now, None
     session.flush()
@@ -189,9 +189,16 @@ def file_plan(
         detail={
             "plan_id": plan.id,
             "action_items": items,
+            # The ids the progress form asks for (an operator trial found them nowhere).
+            "action_item_ids": _ids_and_titles(made),
             "on_time": plan.on_time,
             "due": due.due.isoformat(),
         },
     )
     remember(session, key, "plan", result.model_dump(), now, seen=seen)
     return result
+
+
+def _ids_and_titles(items: list[TaskNode], title_chars: int = 40) -> str:
+    """'17 改造窗口; 18 上线' for an operator who must name an item by its id."""
+    return "; ".join(f"{item.id} {item.title[:title_chars]}" for item in items)

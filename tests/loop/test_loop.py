@@ -348,6 +348,36 @@ def test_progress_going_down_needs_a_note_saying_why(loop, engine):
         assert s.get(TaskNode, task).progress_percent == 5
 
 
+def test_the_plan_gives_its_item_ids_and_a_wrong_one_is_refused_listing_the_open_ones(loop, engine):
+    """An operator trial could not find the ids the progress form asks for: the plan's
+    result named none, and a wrong id was refused without the right ones."""
+    r = loop.report()
+    loop.coordinate(r.issue_number)
+    filed = loop.plan(r.issue_number, items=3)
+    first, second, third = loop.items(r.issue_number)
+    assert filed.detail["action_item_ids"] == (
+        f"{first} 行动项0; {second} 行动项1; {third} 行动项2"
+    )
+    loop.progress(r.issue_number, second, 100)  # done: no longer one to report on
+    other = loop.report(title="另一个问题的标题")
+    trail = _count(engine, TrailEntry)
+    with pytest.raises(DomainError, match=f"no action item {first + 99}") as refused:
+        loop.progress(r.issue_number, first + 99, 10)
+    assert refused.value.field == "task_id"
+    assert refused.value.allowed == (
+        f"the open action items of {r.issue_number}: {first} 行动项0, {third} 行动项2"
+    )
+    assert _count(engine, TrailEntry) == trail
+    loop.coordinate(other.issue_number)
+    loop.plan(other.issue_number, items=1)
+    (others,) = loop.items(other.issue_number)
+    with pytest.raises(DomainError) as refused:  # another issue's item is not this one's
+        loop.progress(other.issue_number, first, 10)
+    assert refused.value.allowed == (
+        f"the open action items of {other.issue_number}: {others} 行动项0"
+    )
+
+
 def test_an_opinion_from_outside_the_expert_pool_is_refused_listing_the_pool(loop, engine):
     from taskforce.loop import coordinate as coord
     from taskforce.loop.forms import LeadershipVoteForm
