@@ -870,6 +870,22 @@ def import_file(
     )
 
 
+def _lines_of(session: Session, year: int, shown: int = 20) -> str:
+    """The budget lines a disbursement of `year` may name, for a refusal's message."""
+    codes = list(
+        session.scalars(
+            select(BudgetLine.code)
+            .where(BudgetLine.fiscal_year == year)
+            .order_by(BudgetLine.code)
+            .limit(shown + 1)
+        )
+    )
+    if not codes:
+        return f"the code of a budget line of {year}; {year} has none yet"
+    more = ", …" if len(codes) > shown else ""
+    return f"the code of a budget line of {year}: {', '.join(codes[:shown])}{more}"
+
+
 def record_disbursement(
     session: Session, ctx: Context, form: DisbursementForm, *, actor: str
 ) -> EntryResult:
@@ -895,7 +911,12 @@ def record_disbursement(
     if errors:
         first = errors[0]
         field_name = {"date": "entry_date", "line": "line_code"}.get(first.field, first.field)
-        raise DomainError(first.message, field=field_name, allowed=first.allowed)
+        allowed = first.allowed
+        if first.field == "line" and form.line_code not in lookup.lines:
+            # The import's rule says "or empty", which this form (a line is required) is
+            # not: name the lines the entry may go to instead (an operator trial).
+            allowed = _lines_of(session, form.entry_date.year)
+        raise DomainError(first.message, field=field_name, allowed=allowed)
     values = _records(good, ctx.now())[0]
     existing = session.execute(
         select(

@@ -211,8 +211,12 @@ def test_entry_by_hand_refuses_unknown_lines_naming_the_field(ready):
     form = DisbursementForm(
         line_code="NOPE", entry_date=dt.date(2026, 3, 10), amount=Decimal("1"), voucher="H-1"
     )
-    with ready.tx() as s, pytest.raises(DomainError, match="line_code"):
+    with ready.tx() as s, pytest.raises(DomainError, match="line_code") as refused:
         ledger.record_disbursement(s, ready.ctx, form, actor="E3")
+    # The form requires a line: the import's "or empty" is not offered; the year's lines are.
+    allowed = refused.value.allowed
+    assert allowed.startswith("the code of a budget line of 2026: ") and "empty" not in allowed
+    assert {"A-1", "P-1"} <= set(allowed.split(": ", 1)[1].split(", "))
 
 
 def test_rows_dated_after_today_are_recorded_and_listed_for_a_check(ready):
