@@ -51,6 +51,7 @@ COLUMNS = {  # ledger header (zh-CN or en) -> form field
 }
 REQUIRED = ("title", "reporting_unit")
 UNIT_FIELDS = ("reporting_unit", "received_by", "related_units")
+_LIST_SEPARATORS = str.maketrans({"、": ";", "，": ";", "；": ";", ",": ";"})
 # A ledger kept by the office writes 密级 in Chinese: the work plan's 公开 / 内部 / 秘密 (the
 # reports' terms, audience.*). 机密, the next level up in common use, is taken as our
 # strictest, secret: never a lower clearance than the ledger asked for.
@@ -174,9 +175,11 @@ def _form(row: dict, units: UnitNames) -> ReportIssueForm:
 
     data = {k: v for k, v in row.items() if k != "ledger_no" and str(v).strip() != ""}
     if "related_units" in data:
+        # Separated as the office writes a list: 、 (the enumeration comma), ， or ；, or
+        # ASCII , and ;.
         data["related_units"] = [
             u.strip()
-            for u in str(data["related_units"]).replace("，", ";").replace(",", ";").split(";")
+            for u in str(data["related_units"]).translate(_LIST_SEPARATORS).split(";")
             if u.strip()
         ]
     for name in UNIT_FIELDS:

@@ -10,7 +10,8 @@ from taskforce.context import Context
 from taskforce.db import session_factory
 from taskforce.errors import DomainError
 from taskforce.loop.ledger_import import import_ledger
-from taskforce.loop.models import Issue
+from taskforce.loop.models import Issue, IssueUnit
+from taskforce.org.models import Unit
 from taskforce.trail import verify
 
 ROWS = [
@@ -270,16 +271,25 @@ def test_units_and_classifications_may_be_written_as_the_office_writes_them(
         {"标题": "园区用地审批慢", "上报单位": "商务厅", "相关单位": "", "密级": "内部"},
         {"标题": "招商引资政策不清", "上报单位": "commerce", "相关单位": "", "密级": "绝密"},
         {"标题": "人才公寓分配不透明", "上报单位": "commerce", "相关单位": "", "密级": "秘密"},
+        # 、 is how a Chinese list is written (it was taken for one unit's name); ； too.
+        {"标题": "出口退税周期长", "上报单位": "commerce", "相关单位": "财政局、税务局；住建局"},
     ]
     factory, result = _import_csv(engine, policy, clock, tmp_path, ledger)
-    assert len(result.imported) == 3
+    assert len(result.imported) == 4, result.errors
     with factory() as s:
         rows = s.execute(select(Issue.title, Issue.classification).order_by(Issue.id)).all()
-    assert [(t, c.value) for t, c in rows] == [
+        related = s.scalars(
+            select(Unit.name)
+            .join(IssueUnit, IssueUnit.unit_id == Unit.id)
+            .join(Issue, Issue.id == IssueUnit.issue_id)
+            .where(Issue.title == "出口退税周期长", IssueUnit.responsible.is_(False))
+        ).all()
+    assert [(t, c.value) for t, c in rows][:3] == [
         ("外资企业登记慢", "internal"),
         ("融资担保门槛高", "secret"),  # 机密: taken as the strictest level there is
         ("人才公寓分配不透明", "secret"),
     ]
+    assert sorted(related) == sorted(["财政局", "税务局", "住建局"])
     errors = {e.row: e for e in result.errors}
     assert errors[4].field == "reporting_unit"
     assert "unknown unit '商务厅'" in errors[4].message and "commerce" in errors[4].message
