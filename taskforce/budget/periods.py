@@ -31,7 +31,7 @@ def iso_week(label: str) -> Period:
     match = _WEEK.match(label or "")
     if not match:
         raise DomainError(
-            f"{label!r} is not an ISO week", field="week", allowed="YYYY-Www, e.g. 2026-W48"
+            f"{label!r} is not an ISO week", field="week", allowed="YYYY-Www, e.g. 2026-W40"
         )
     year, week = int(match[1]), int(match[2])
     try:

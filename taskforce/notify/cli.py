@@ -39,7 +39,9 @@ def status(
     if not rows:
         table.add_row("(no notifications yet)", "", "", "", "")
     console.print(table)
-    if problems:
+    if problems and not trouble:
+        console.print("no failing or dead-lettered notification 无发送失败的通知")
+    elif problems:
         listing = Table(title="Failing and dead-lettered notifications")
         for column in (
             "id",

@@ -34,7 +34,8 @@ def _refuse(exc: DomainError) -> None:
 def run(
     kind: ReviewKind = typer.Argument(..., help="weekly / monthly / quarterly / semiannual"),
     period: str = typer.Option(
-        None, help="e.g. 2026-W48, 2026-11, 2026-Q4, 2026-H2; default: the last complete one"
+        None,
+        help="e.g. 2026-W40, 2026-10, 2026-Q3, 2026-H1 (an ended period); default: the last complete one",
     ),
     audience: Classification = typer.Option(
         None, help="public / internal / secret (default: config review.default_audience)"

@@ -23,10 +23,10 @@ class ReviewKind(StrEnum):
 
 
 _PATTERNS = {
-    ReviewKind.weekly: (re.compile(r"^(\d{4})-W(\d{2})$"), "YYYY-Www, e.g. 2026-W48"),
-    ReviewKind.monthly: (re.compile(r"^(\d{4})-(\d{2})$"), "YYYY-MM, e.g. 2026-11"),
-    ReviewKind.quarterly: (re.compile(r"^(\d{4})-Q([1-4])$"), "YYYY-Qn, e.g. 2026-Q4"),
-    ReviewKind.semiannual: (re.compile(r"^(\d{4})-H([12])$"), "YYYY-Hn, e.g. 2026-H2"),
+    ReviewKind.weekly: (re.compile(r"^(\d{4})-W(\d{2})$"), "YYYY-Www, e.g. 2026-W40"),
+    ReviewKind.monthly: (re.compile(r"^(\d{4})-(\d{2})$"), "YYYY-MM, e.g. 2026-10"),
+    ReviewKind.quarterly: (re.compile(r"^(\d{4})-Q([1-4])$"), "YYYY-Qn, e.g. 2026-Q3"),
+    ReviewKind.semiannual: (re.compile(r"^(\d{4})-H([12])$"), "YYYY-Hn, e.g. 2026-H1"),
 }
 
 

@@ -477,14 +477,20 @@ def test_status_problems_lists_the_last_error(engine, ctx, receiver, make_channe
     from taskforce.cli import app
 
     channels = make_channels(("hook", "internal", receiver.url("/x"), ["executive"]))
-    receiver.failing.add("/x")
     put(engine, ctx, key="k", audiences=["executive"])
-    deliver_pending(engine, ctx, channels=channels)
 
+    healthy = CliRunner().invoke(app, ["notify", "status", "--problems"])
+    assert healthy.exit_code == 0, healthy.output
+    # Nothing failing yet: said in words (an operator trial met an empty table).
+    assert "no failing or dead-lettered notification" in healthy.output
+
+    receiver.failing.add("/x")
+    deliver_pending(engine, ctx, channels=channels)
     result = CliRunner().invoke(app, ["notify", "status", "--problems"])
 
     assert result.exit_code == 0, result.output
     assert "failing" in result.output and "error=500" in result.output
+    assert "no failing or dead-lettered notification" not in result.output
 
 
 def test_a_send_past_its_timeout_counts_as_failed_and_may_arrive_twice_with_one_key(
