@@ -1,6 +1,5 @@
 """`issue-lifecycle` served as a real deployment: suspend at each human step, resume with the form."""
 
-import asyncio
 import datetime as dt
 import threading
 
@@ -8,7 +7,6 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.flow_runs import resume_flow_run
-from prefect.runner import Runner
 from sqlalchemy import func, select
 
 from flows.lifecycle import issue_lifecycle_flow
@@ -18,6 +16,7 @@ from taskforce.loop.forms import ReportIssueForm
 from taskforce.loop.models import Issue, Stage, TaskLevel, TaskNode
 from taskforce.loop.report import report_issue
 from taskforce.trail.models import TrailEntry
+from tests.flows.serving import serving
 
 pytestmark = pytest.mark.slow
 
@@ -36,14 +35,8 @@ def _wait(predicate, timeout=90.0, what="condition"):
 
 @pytest.fixture
 def served_lifecycle(flow_db):
-    runner = Runner(query_seconds=1, pause_on_shutdown=False)
-    runner.add_deployment(issue_lifecycle_flow.to_deployment("test-lifecycle"))
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(runner.start(),), daemon=True)
-    thread.start()
-    yield
-    asyncio.run_coroutine_threadsafe(runner.astop(), loop).result(30)
-    thread.join(30)
+    with serving(issue_lifecycle_flow.to_deployment("test-lifecycle")):
+        yield
 
 
 def _state(flow_run_id):

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from taskforce.errors import DomainError, NotFound
-from tasks.refusals import RefusalWithoutTraceback
+from tasks.refusals import ParametersRefusedToRunLog, RefusalWithoutTraceback
 
 
 def _record(exc: BaseException, msg: str, *args) -> logging.LogRecord:
@@ -42,3 +42,55 @@ def test_any_other_exception_keeps_its_traceback(exc):
     assert RefusalWithoutTraceback().filter(record)
     assert record.exc_info is not None
     assert "Traceback" in logging.Formatter().format(record)
+
+
+class _Captured(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def run_log():
+    captured = _Captured()
+    logger = logging.getLogger("prefect.flow_runs")
+    logger.addHandler(captured)
+    yield captured.records
+    logger.removeHandler(captured)
+
+
+def _engine_record(problems: list[str]) -> logging.LogRecord:
+    detail = "Flow run received invalid parameters:\n - " + "\n - ".join(problems)
+    return logging.LogRecord(
+        "prefect.engine",
+        logging.ERROR,
+        __file__,
+        1,
+        "%s %s",
+        ("Validation of flow parameters failed with error:", detail),
+        None,
+    )
+
+
+def test_parameters_refused_are_told_to_the_runs_own_log(run_log, monkeypatch):
+    monkeypatch.setenv("PREFECT__FLOW_RUN_ID", "6f1c1d5e-0000-4000-8000-000000000001")
+    record = _engine_record(["form.deadline: invalid date separator", "form.title: too short"])
+    assert ParametersRefusedToRunLog().filter(record)  # the engine's own line is kept
+    (told,) = run_log
+    assert told.flow_run_id == "6f1c1d5e-0000-4000-8000-000000000001"
+    assert told.getMessage().startswith(
+        "The form was refused before the run started: "
+        "form.deadline: invalid date separator; form.title: too short. "
+    )
+
+
+def test_outside_a_flow_run_process_or_for_other_lines_nothing_is_told(run_log, monkeypatch):
+    monkeypatch.delenv("PREFECT__FLOW_RUN_ID", raising=False)
+    ParametersRefusedToRunLog().filter(_engine_record(["form.title: too short"]))
+    monkeypatch.setenv("PREFECT__FLOW_RUN_ID", "6f1c1d5e-0000-4000-8000-000000000001")
+    other = logging.LogRecord("prefect.engine", logging.INFO, __file__, 1, "Loaded", (), None)
+    ParametersRefusedToRunLog().filter(other)
+    assert run_log == []
