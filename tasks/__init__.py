@@ -2,10 +2,10 @@
 
 Importing the package, as every flow module does, loads every model and configures the
 ORM once (taskforce.models), as each flow-run process starts rather than inside its first
-step, and has a refused form's DomainError logged without its traceback (tasks.refusals).
+step, and tidies what a refused form or a wait writes to the run's log (tasks.refusals).
 """
 
 import taskforce.models  # noqa: F401
-from tasks.refusals import quiet_refusals
+from tasks.refusals import tidy_run_logs
 
-quiet_refusals()
+tidy_run_logs()

@@ -1,12 +1,19 @@
-"""A refused form is a line in its run's log, not three tracebacks.
+"""What a run's log (the Prefect UI's Logs tab) says when a form is refused, or a run waits.
 
-Prefect logs an exception with its traceback at each level it passes: the task run, the
-flow run and, for a synchronous flow, the engine once more. For a DomainError (bad input,
-already named by field, problem and what is allowed) that buried the one line an operator
-needs under about 120 lines headed "Engine execution exited with unexpected exception",
-which during an emergency reads like a crash (an operator trial, session 19). The filter
-keeps each line and drops the traceback for a DomainError only: any other exception, a bug
-or a lost database, keeps its traceback.
+Found by an operator trial (session 19); each filter is installed on Prefect's own loggers
+in every flow-run process (tasks/__init__.py):
+
+- `RefusalWithoutTraceback`: Prefect logs an exception with its traceback at each level it
+  passes (the task run, the flow run and, for a synchronous flow, the engine once more). For
+  a DomainError (bad input, already named by field, problem and what is allowed) that
+  buried the one line an operator needs under about 120 lines headed "Engine execution
+  exited with unexpected exception", which during an emergency reads like a crash. The
+  lines stay, without the traceback, for a DomainError only: any other exception (a bug, a
+  lost database) keeps its traceback.
+- `ParametersRefusedToRunLog`: a form refused before the flow's body left no reason in the
+  run's log at all.
+- `WaitIsNotAnError`: every wait of `issue-lifecycle` read "ERROR | Finished in state
+  Suspended".
 """
 
 from __future__ import annotations
@@ -59,12 +66,26 @@ class ParametersRefusedToRunLog(logging.Filter):
         return True
 
 
-def quiet_refusals() -> None:
+class WaitIsNotAnError(logging.Filter):
+    """Prefect logs an async flow's every end but Completed at ERROR, so each wait of
+    `issue-lifecycle` for its next form read "ERROR | Finished in state Suspended": the
+    run is waiting, as it should, and says so at INFO."""
+
+    WAITING = ("Finished in state Suspended", "Finished in state Paused")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and record.getMessage().startswith(self.WAITING):
+            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        return True
+
+
+def tidy_run_logs() -> None:
     """Install the filters, once per process."""
     for name in RUN_LOGGERS:
         logger = logging.getLogger(name)
-        if not any(isinstance(f, RefusalWithoutTraceback) for f in logger.filters):
-            logger.addFilter(RefusalWithoutTraceback())
+        for kind in (RefusalWithoutTraceback, WaitIsNotAnError):
+            if not any(isinstance(f, kind) for f in logger.filters):
+                logger.addFilter(kind())
     engine = logging.getLogger(ENGINE_LOGGER)
     if not any(isinstance(f, ParametersRefusedToRunLog) for f in engine.filters):
         engine.addFilter(ParametersRefusedToRunLog())

@@ -6,7 +6,11 @@ import sys
 import pytest
 
 from taskforce.errors import DomainError, NotFound
-from tasks.refusals import ParametersRefusedToRunLog, RefusalWithoutTraceback
+from tasks.refusals import (
+    ParametersRefusedToRunLog,
+    RefusalWithoutTraceback,
+    WaitIsNotAnError,
+)
 
 
 def _record(exc: BaseException, msg: str, *args) -> logging.LogRecord:
@@ -94,3 +98,17 @@ def test_outside_a_flow_run_process_or_for_other_lines_nothing_is_told(run_log, 
     other = logging.LogRecord("prefect.engine", logging.INFO, __file__, 1, "Loaded", (), None)
     ParametersRefusedToRunLog().filter(other)
     assert run_log == []
+
+
+@pytest.mark.parametrize(
+    ("message", "level"),
+    [
+        ("Finished in state Suspended('Run suspended.', type=PAUSED)", logging.INFO),
+        ("Finished in state Paused('Run paused.')", logging.INFO),
+        ("Finished in state Failed('Flow run encountered an exception.')", logging.ERROR),
+    ],
+)
+def test_a_wait_is_not_logged_as_an_error(message, level):
+    record = logging.LogRecord("prefect.flow_runs", logging.ERROR, __file__, 1, message, (), None)
+    assert WaitIsNotAnError().filter(record)
+    assert (record.levelno, record.levelname) == (level, logging.getLevelName(level))
