@@ -7,9 +7,12 @@ paged, whether anyone has answered.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from taskforce.clock import local_minute
 from taskforce.context import Context
@@ -48,27 +51,68 @@ def list_emergencies(
         )
         return
     what = "应急事件 Emergencies" if all_statuses else "未结应急事件 Open emergencies"
-    table = Table(title=f"{what} ({len(rows)}{'+' if len(rows) == limit else ''})")
-    # The id is what the forms ask for: never folded, so it can be copied whole.
-    table.add_column("编号 id", no_wrap=True, min_width=36)
-    for column in ("级别", "状态", "发生 opened", "呼叫 paged", "确认 ack", "事项 title"):
-        table.add_column(column, overflow="fold")
+    heading = f"{what} ({len(rows)}{'+' if len(rows) == limit else ''})"
     tz = ctx.policy.timezone
+    lines = []
     for e in rows:
         group = group_for_step(e, steps[e.escalation_step]) or ""
-        paged = f"{names.get(group, group)} ×{e.pages_at_step}" if e.pages_at_step else "—"
         title = (
             e.title
             if Classification(e.classification).readable_by(clearance)
             else f"（{t('audience.' + Classification(e.classification).value)}，不显示）"
         )
-        table.add_row(
-            e.public_id,
-            f"{e.level.value}{' 演练' if e.is_drill else ''}",
-            t("emergency_status." + e.status.value),
-            local_minute(e.opened_at, tz),
-            paged,
-            local_minute(e.acknowledged_at, tz) if e.acknowledged_at else "—",
-            title,
+        lines.append(
+            _Line(
+                e.public_id,
+                f"{e.level.value}{' 演练' if e.is_drill else ''}",
+                t("emergency_status." + e.status.value),
+                local_minute(e.opened_at, tz),
+                f"{names.get(group, group)} ×{e.pages_at_step}" if e.pages_at_step else "—",
+                local_minute(e.acknowledged_at, tz) if e.acknowledged_at else "—",
+                title,
+            )
         )
+    if console.width < WIDE_ENOUGH:
+        _print_blocks(heading, lines)
+    else:
+        _print_table(heading, lines)
+
+
+# Below this many columns a row of seven columns folds its title a character per line (an
+# operator trial, 80 columns): each emergency is then a block of three lines.
+WIDE_ENOUGH = 110
+
+
+class _Line(NamedTuple):
+    id: str
+    level: str
+    status: str
+    opened: str
+    paged: str
+    acknowledged: str
+    title: str
+
+
+def _print_table(heading: str, lines: list[_Line]) -> None:
+    table = Table(title=heading)
+    # The id is what the forms ask for: never folded, so it can be copied whole.
+    table.add_column("编号 id", no_wrap=True, min_width=36)
+    for column in ("级别", "状态", "发生 opened", "呼叫 paged", "确认 ack", "事项 title"):
+        table.add_column(column, overflow="fold")
+    for line in lines:
+        # Text, not markup: a monitoring system's title may hold "[…]" (rich's markup).
+        table.add_row(*(Text(cell) for cell in line))
     console.print(table)
+
+
+def _print_blocks(heading: str, lines: list[_Line]) -> None:
+    console.print(heading, style="bold")
+    for line in lines:
+        console.print()
+        console.print(f"{line.id}  {line.level}级  {line.status}", markup=False, highlight=False)
+        console.print(
+            f"  发生 opened {line.opened} · 呼叫 paged {line.paged} · 确认 ack {line.acknowledged}",
+            markup=False,
+            highlight=False,
+        )
+        console.print(f"  {line.title}", markup=False, highlight=False)

@@ -58,6 +58,19 @@ def test_open_emergencies_are_listed_with_who_is_paged_and_the_answer(engine, ct
     assert over in everything and paged not in everything and "(2+)" in everything
 
 
+def test_on_a_terminal_of_80_columns_each_emergency_is_a_block_with_its_title_whole(engine, ctx):
+    """At 80 columns the table folded the title a character per line (an operator trial)."""
+    title = "数据中心断电 [/primary] Data centre power loss"  # rich markup in a title, too
+    shown_id = _open(engine, ctx, "n", "I", title)
+    result = CliRunner().invoke(app, ["emergency", "list"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert f"  {title}" in lines
+    assert any(line.startswith(f"{shown_id}  I级  ") for line in lines)
+    wide = _list()
+    assert title in wide  # the table takes it as text, not as markup
+
+
 @pytest.mark.parametrize(
     ("args", "complaint"),
     [
