@@ -7,6 +7,7 @@ import json
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(help="Notifications: outbox delivery through Apprise.", no_args_is_help=True)
 console = Console()
@@ -61,7 +62,7 @@ def status(
                 p.status,
                 str(p.attempts),
                 "—" if p.status == "dead" else str(p.next_attempt_at),
-                p.last_error or "",
+                Text(p.last_error or ""),  # a server's words: text, not rich markup
             )
         console.print(listing)
 
