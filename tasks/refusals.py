@@ -55,7 +55,9 @@ class ParametersRefusedToRunLog(logging.Filter):
         if flow_run_id and message.startswith(PARAMETERS_REFUSED):
             # "…failed with error: Flow run received invalid parameters:\n - form.x: …"
             problems = [
-                line.strip().removeprefix("- ") for line in message.split("\n")[1:] if line.strip()
+                _with_format(line.strip().removeprefix("- "))
+                for line in message.split("\n")[1:]
+                if line.strip()
             ]
             logging.getLogger("prefect.flow_runs").error(
                 "The form was refused before the run started: %s. Start a new run with the "
@@ -77,6 +79,14 @@ class WaitIsNotAnError(logging.Filter):
         if record.levelno == logging.ERROR and record.getMessage().startswith(self.WAITING):
             record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
         return True
+
+
+def _with_format(problem: str) -> str:
+    # pydantic says what it could not read ("invalid date separator, expected `-`", even for
+    # 2027年1月29日), not what it takes.
+    if "should be a valid date" in problem:
+        return f"{problem} (allowed: YYYY-MM-DD, e.g. 2027-01-29)"
+    return problem
 
 
 def tidy_run_logs() -> None:

@@ -81,13 +81,20 @@ def _engine_record(problems: list[str]) -> logging.LogRecord:
 
 def test_parameters_refused_are_told_to_the_runs_own_log(run_log, monkeypatch):
     monkeypatch.setenv("PREFECT__FLOW_RUN_ID", "6f1c1d5e-0000-4000-8000-000000000001")
-    record = _engine_record(["form.deadline: invalid date separator", "form.title: too short"])
+    record = _engine_record(
+        [
+            "form.deadline: Input should be a valid date or datetime, invalid date separator, "
+            "expected `-`",
+            "form.title: too short",
+        ]
+    )
     assert ParametersRefusedToRunLog().filter(record)  # the engine's own line is kept
     (told,) = run_log
     assert told.flow_run_id == "6f1c1d5e-0000-4000-8000-000000000001"
     assert told.getMessage().startswith(
         "The form was refused before the run started: "
-        "form.deadline: invalid date separator; form.title: too short. "
+        "form.deadline: Input should be a valid date or datetime, invalid date separator, "
+        "expected `-` (allowed: YYYY-MM-DD, e.g. 2027-01-29); form.title: too short. "
     )
 
 
