@@ -3,10 +3,17 @@ each run starts in a process of its own, as a worker starts it."""
 
 import asyncio
 import contextlib
+import datetime as dt
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from prefect.runner import Runner
+
+from taskforce.context import Context
+from taskforce.db import unit_of_work
+from taskforce.loop.forms import ReportIssueForm
+from taskforce.loop.report import report_issue
 
 
 @contextlib.contextmanager
@@ -22,3 +29,23 @@ def serving(*deployments) -> Iterator[None]:
     finally:
         asyncio.run_coroutine_threadsafe(runner.astop(), loop).result(30)
         thread.join(30)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 90.0, what: str = "condition") -> Any:
+    """Poll a real external process until `predicate` is truthy; returns its value.
+    Event.wait keeps the loop responsive."""
+    tick = threading.Event()
+    deadline = dt.datetime.now() + dt.timedelta(seconds=timeout)
+    while dt.datetime.now() < deadline:
+        if value := predicate():
+            return value
+        tick.wait(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def reported(title: str) -> str:
+    """A new issue reported by the tax bureau; its number."""
+    with unit_of_work() as s:
+        return report_issue(
+            s, Context.default(), ReportIssueForm(title=title, reporting_unit="tax"), actor="test"
+        ).issue_number

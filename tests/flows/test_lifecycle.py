@@ -1,7 +1,6 @@
 """`issue-lifecycle` served as a real deployment: suspend at each human step, resume with the form."""
 
 import datetime as dt
-import threading
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -10,27 +9,12 @@ from prefect.flow_runs import resume_flow_run
 from sqlalchemy import func, select
 
 from flows.lifecycle import issue_lifecycle_flow
-from taskforce.context import Context
 from taskforce.db import unit_of_work
-from taskforce.loop.forms import ReportIssueForm
 from taskforce.loop.models import Issue, Stage, TaskLevel, TaskNode
-from taskforce.loop.report import report_issue
 from taskforce.trail.models import TrailEntry
-from tests.flows.serving import serving
+from tests.flows.serving import reported, serving, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def _wait(predicate, timeout=90.0, what="condition"):
-    """Poll a real external process; Event.wait keeps the loop responsive."""
-    tick = threading.Event()
-    deadline = dt.datetime.now() + dt.timedelta(seconds=timeout)
-    while dt.datetime.now() < deadline:
-        value = predicate()
-        if value:
-            return value
-        tick.wait(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -50,13 +34,7 @@ def _stage(number):
 
 
 def test_lifecycle_walks_the_loop_with_forms(served_lifecycle):
-    with unit_of_work() as s:
-        number = report_issue(
-            s,
-            Context.default(),
-            ReportIssueForm(title="生命周期问题", reporting_unit="tax"),
-            actor="test",
-        ).issue_number
+    number = reported("生命周期问题")
     run = run_deployment(
         "issue-lifecycle/test-lifecycle",
         parameters={"issue_number": number},
@@ -72,16 +50,16 @@ def test_lifecycle_walks_the_loop_with_forms(served_lifecycle):
         return {"goal": "办结", "sub_projects": [{"title": "实施", "action_items": [item]}]}
 
     def resume(payload, then_stage):
-        _wait(lambda: _state(run.id).is_paused(), what="the run to wait for input")
+        wait_for(lambda: _state(run.id).is_paused(), what="the run to wait for input")
         resume_flow_run(run.id, run_input=payload)
-        _wait(lambda: _stage(number) == then_stage, what=f"stage {then_stage}")
+        wait_for(lambda: _stage(number) == then_stage, what=f"stage {then_stage}")
 
     def refused(payload) -> None:
         """Resume with `payload`: refused, the run waits again instead of failing."""
-        _wait(lambda: _state(run.id).is_paused(), what="the run to wait for input")
+        wait_for(lambda: _state(run.id).is_paused(), what="the run to wait for input")
         before = _state(run.id).id
         resume_flow_run(run.id, run_input=payload)
-        _wait(
+        wait_for(
             lambda: (st := _state(run.id)).is_paused() and st.id != before,
             what="the run to wait again after a refused form",
         )
@@ -123,7 +101,7 @@ def test_lifecycle_walks_the_loop_with_forms(served_lifecycle):
         task_id = s.scalar(select(TaskNode.id).where(TaskNode.level == TaskLevel.action_item))
     resume({"task_id": task_id, "percent": 100, "reported_by": "W5"}, Stage.evaluating)
     resume({"outcome": "solved", "satisfaction": 91}, Stage.closed)
-    final = _wait(lambda: (st := _state(run.id)).is_final() and st, what="the run to finish")
+    final = wait_for(lambda: (st := _state(run.id)).is_final() and st, what="the run to finish")
     assert final.is_completed()
     with unit_of_work() as s:
         # each step applied once although the flow re-ran from the top after every resume

@@ -2,7 +2,6 @@
 flow served as a real deployment: each run in a process of its own, logs sent to the API."""
 
 import datetime as dt
-import threading
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -11,25 +10,12 @@ from prefect.deployments import run_deployment
 from sqlalchemy import func, select
 
 from flows.loop import coordinate_flow
-from taskforce.context import Context
 from taskforce.db import unit_of_work
-from taskforce.loop.forms import ReportIssueForm
 from taskforce.loop.models import Meeting
-from taskforce.loop.report import report_issue
 from taskforce.trail.models import TrailEntry
-from tests.flows.serving import serving
+from tests.flows.serving import reported, serving, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def _wait(predicate, timeout=90.0, what="condition"):
-    tick = threading.Event()
-    deadline = dt.datetime.now() + dt.timedelta(seconds=timeout)
-    while dt.datetime.now() < deadline:
-        if value := predicate():
-            return value
-        tick.wait(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _run_log(flow_run_id) -> list[str]:
@@ -44,13 +30,7 @@ def test_a_form_refused_before_the_run_starts_says_why_in_the_runs_log(flow_db):
     """Shares adding up to 90 pass the server's schema check; Prefect refuses them when the
     run starts, before the flow's body. The reason was logged only to the worker's terminal:
     the UI showed a red "Failed" and six INFO lines (an operator trial)."""
-    with unit_of_work() as s:
-        number = report_issue(
-            s,
-            Context.default(),
-            ReportIssueForm(title="拒绝表单问题", reporting_unit="tax"),
-            actor="test",
-        ).issue_number
+    number = reported("拒绝表单问题")
     trail = _count(TrailEntry)
     with serving(coordinate_flow.to_deployment("test-refused")):
         run = run_deployment(
@@ -75,8 +55,8 @@ def test_a_form_refused_before_the_run_starts_says_why_in_the_runs_log(flow_db):
                 state = client.read_flow_run(run.id).state
             return state if state and state.is_final() else None
 
-        assert _wait(final, what="the run to end").is_failed()
-        lines = _wait(
+        assert wait_for(final, what="the run to end").is_failed()
+        lines = wait_for(
             lambda: [m for m in _run_log(run.id) if "refused before the run started" in m],
             timeout=30,
             what="the refusal in the run's log",
