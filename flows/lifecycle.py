@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, suspend_flow_run, task
 from prefect.artifacts import acreate_markdown_artifact
+from prefect.context import FlowRunContext
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
@@ -129,6 +130,23 @@ def _state_markdown(state: dict) -> str:
     return "\n".join(lines)
 
 
+def _wait_key(wait: str, attempt: int) -> str:
+    return f"{wait}-retry{attempt}" if attempt else wait
+
+
+def _waited_before() -> set[str]:
+    """The keys this run has suspended under before (Prefect keeps them on the run)."""
+    ctx = FlowRunContext.get()
+    policy = ctx.flow_run.empirical_policy if ctx is not None and ctx.flow_run else None
+    return set(policy.pause_keys or ()) if policy is not None else set()
+
+
+def _form_titles(form_type: type) -> tuple[str, str]:
+    """The titles of a ValidationError of the form itself: as the step validates it, and
+    as Prefect builds it from the resumed input (its RunInput subclass)."""
+    return form_type.__name__, f"{form_type.__name__}RunInput"
+
+
 def _why_refused(exc: DomainError | ValidationError) -> str:
     """One line per problem, each naming its field (pydantic's own text adds the input
     echoed back and a link, a screenful for a plan)."""
@@ -153,6 +171,7 @@ async def issue_lifecycle_flow(
     # Refused forms per wait: each new attempt waits under a key of its own, so a resumed
     # run (Prefect re-runs a suspended flow from the top) replays the same attempts.
     refused: dict[str, int] = {}
+    waited = _waited_before()
     while True:
         state = read_state(issue_number)
         await acreate_markdown_artifact(
@@ -166,14 +185,18 @@ async def issue_lifecycle_flow(
         form_type = FORMS[step]
         wait = f"{step}-{state['wait_key']}"
         attempt = refused.get(wait, 0)
+        # Attempts refused before this replay were answered by a later wait: skip them, as
+        # they were decided then. Run again, each logged its refusal once more after the
+        # corrected form (reading as if that were refused), and one refused by the database
+        # could be taken on a replay if the data had changed meanwhile.
+        while _wait_key(wait, attempt + 1) in waited:
+            attempt += 1
         try:
             # Prefect builds the form from the resumed input here, with the form's own checks
             # (shares adding up to 100, a vote's ballots), which the UI's schema cannot make:
-            # a form refused here failed the whole run. Resuming with no input lands here too.
+            # a form refused here failed the whole run.
             form = await suspend_flow_run(
-                wait_for_input=form_type,
-                key=f"{wait}-retry{attempt}" if attempt else wait,
-                timeout=None,
+                wait_for_input=form_type, key=_wait_key(wait, attempt), timeout=None
             )
             form = form_type.model_validate(
                 form.model_dump() if hasattr(form, "model_dump") else form
@@ -182,6 +205,8 @@ async def issue_lifecycle_flow(
                 issue_number, form, operator, f"lifecycle:{issue_number}:{step}:{state['wait_key']}"
             )
         except (DomainError, ValidationError) as exc:
+            if isinstance(exc, ValidationError) and exc.title not in _form_titles(form_type):
+                raise  # not the operator's form (e.g. Prefect's own state): a fault, not input
             # Bad input changes nothing: say why and wait for a corrected form, as a budget
             # review does, instead of failing the whole run.
             refused[wait] = attempt + 1

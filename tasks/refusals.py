@@ -21,6 +21,8 @@ from __future__ import annotations
 import logging
 import os
 
+from prefect.context import FlowRunContext
+
 from taskforce.errors import DomainError
 
 # The loggers Prefect's engines log a run's exceptions to (and send to the server's UI).
@@ -31,11 +33,19 @@ ENGINE_LOGGER = "prefect.engine"
 PARAMETERS_REFUSED = "Validation of flow parameters failed"
 
 
+def _message(record: logging.LogRecord) -> str | None:
+    # A filter runs where logging does not catch errors: a record whose arguments do not fit
+    # its format ("%s %s" with one) must still be logged as logging would, not raise.
+    try:
+        return record.getMessage()
+    except Exception:
+        return None
+
+
 class RefusalWithoutTraceback(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, DomainError):
-            message = record.getMessage()
+        if isinstance(exc, DomainError) and (message := _message(record)) is not None:
             if str(exc) not in message:  # "Engine execution exited with …" names no error
                 message = f"{message}: {type(exc).__name__}: {exc}"
             record.msg, record.args = message, ()
@@ -51,20 +61,28 @@ class ParametersRefusedToRunLog(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         flow_run_id = os.environ.get("PREFECT__FLOW_RUN_ID")  # set by the worker / runner
-        message = record.getMessage()
-        if flow_run_id and message.startswith(PARAMETERS_REFUSED):
-            # "…failed with error: Flow run received invalid parameters:\n - form.x: …"
-            problems = [
-                _with_format(line.strip().removeprefix("- "))
-                for line in message.split("\n")[1:]
-                if line.strip()
-            ]
-            logging.getLogger("prefect.flow_runs").error(
-                "The form was refused before the run started: %s. Start a new run with the "
-                "form corrected; nothing was written.",
-                "; ".join(problems) or message,
-                extra={"flow_run_id": flow_run_id},
-            )
+        # Prefect logs it as ("%s %s", "Validation of flow parameters failed …", error).
+        first = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        if not (flow_run_id and isinstance(first, str) and first.startswith(PARAMETERS_REFUSED)):
+            return True
+        if FlowRunContext.get() is not None:
+            # A subflow's parameters, refused inside its parent's run: the parent's own log
+            # has the subflow's failure; PREFECT__FLOW_RUN_ID names the parent, not it.
+            return True
+        message = _message(record) or first
+        # "…failed with error: Flow run received invalid parameters:\n - form.x: …"
+        problems = [
+            _with_format(line.strip().removeprefix("- "))
+            for line in message.split("\n")[1:]
+            if line.strip()
+        ]
+        logging.getLogger("prefect.flow_runs").error(
+            "The form was refused before the run started: %s. Start a new run with the "
+            "form corrected; nothing was written.",
+            "; ".join(problems) or message,
+            # The run's name is not known yet here; Prefect's console format needs one.
+            extra={"flow_run_id": flow_run_id, "flow_run_name": flow_run_id},
+        )
         return True
 
 
@@ -76,7 +94,12 @@ class WaitIsNotAnError(logging.Filter):
     WAITING = ("Finished in state Suspended", "Finished in state Paused")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.ERROR and record.getMessage().startswith(self.WAITING):
+        # Prefect's line is an f-string logged without arguments.
+        if (
+            record.levelno == logging.ERROR
+            and isinstance(record.msg, str)
+            and record.msg.startswith(self.WAITING)
+        ):
             record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
         return True
 

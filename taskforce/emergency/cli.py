@@ -64,7 +64,7 @@ def list_emergencies(
         lines.append(
             _Line(
                 e.public_id,
-                f"{e.level.value}{' 演练' if e.is_drill else ''}",
+                f"{e.level.value}级{' 演练' if e.is_drill else ''}",
                 t("emergency_status." + e.status.value),
                 local_minute(e.opened_at, tz),
                 f"{names.get(group, group)} ×{e.pages_at_step}" if e.pages_at_step else "—",
@@ -109,7 +109,7 @@ def _print_blocks(heading: str, lines: list[_Line]) -> None:
     console.print(heading, style="bold")
     for line in lines:
         console.print()
-        console.print(f"{line.id}  {line.level}级  {line.status}", markup=False, highlight=False)
+        console.print(f"{line.id}  {line.level}  {line.status}", markup=False, highlight=False)
         console.print(
             f"  发生 opened {line.opened} · 呼叫 paged {line.paged} · 确认 ack {line.acknowledged}",
             markup=False,

@@ -736,10 +736,11 @@ def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(obj) != len(pairs):
         seen: set[str] = set()
         name = next(name for name, _ in pairs if name in seen or seen.add(name))
+        shown = name if len(name) <= 80 else f"{name[:80]}…"
         raise GatewayError(
             400,
             "malformed_json",
-            f"the body is ambiguous JSON: the name {json.dumps(name, ensure_ascii=False)} "
+            f"the body is ambiguous JSON: the name {json.dumps(shown, ensure_ascii=False)} "
             "appears twice in one object (names must be unique, RFC 8259 §4)",
             "body",
         )

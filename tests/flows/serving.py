@@ -8,6 +8,9 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.objects import Log
 from prefect.runner import Runner
 
 from taskforce.context import Context
@@ -49,3 +52,28 @@ def reported(title: str) -> str:
         return report_issue(
             s, Context.default(), ReportIssueForm(title=title, reporting_unit="tax"), actor="test"
         ).issue_number
+
+
+def run_log(flow_run_id) -> list[Log]:
+    """The run's log as the UI's Logs tab shows it (the lines the run sent to the API)."""
+    with get_client(sync_client=True) as client:
+        return client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+        )
+
+
+def ended_log(flow_run_id) -> list[Log]:
+    """The run's log once its own last line ("Finished in state …") has arrived."""
+
+    def ended():
+        logs = run_log(flow_run_id)
+        return (
+            logs
+            if any(
+                log.task_run_id is None and log.message.startswith("Finished in state")
+                for log in logs
+            )
+            else None
+        )
+
+    return wait_for(ended, timeout=30, what="the run's last log line")

@@ -12,7 +12,7 @@ from flows.lifecycle import issue_lifecycle_flow
 from taskforce.db import unit_of_work
 from taskforce.loop.models import Issue, Stage, TaskLevel, TaskNode
 from taskforce.trail.models import TrailEntry
-from tests.flows.serving import reported, serving, wait_for
+from tests.flows.serving import ended_log, reported, serving, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -103,6 +103,14 @@ def test_lifecycle_walks_the_loop_with_forms(served_lifecycle):
     resume({"outcome": "solved", "satisfaction": 91}, Stage.closed)
     final = wait_for(lambda: (st := _state(run.id)).is_final() and st, what="the run to finish")
     assert final.is_completed()
+    # Each refusal logged once, though the run re-ran from the top after every resume: a
+    # replay skips the attempts refused before it instead of trying (and refusing) them again.
+    messages = [log.message for log in ended_log(run.id)]
+    assert sum(m.startswith("coordinate refused: ") for m in messages) == 1, messages
+    assert sum(m.startswith("plan refused: ") for m in messages) == 1, messages
+    # The coordination's line names the field in one line; its waits are not errors.
+    (coordinate,) = [m for m in messages if m.startswith("coordinate refused: ")]
+    assert "responsible: Value error, shares must add up to 100" in coordinate
     with unit_of_work() as s:
         # each step applied once although the flow re-ran from the top after every resume
         actions = list(s.scalars(select(TrailEntry.action)))

@@ -5,7 +5,6 @@ import datetime as dt
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.deployments import run_deployment
 from sqlalchemy import func, select
 
@@ -13,17 +12,9 @@ from flows.loop import coordinate_flow
 from taskforce.db import unit_of_work
 from taskforce.loop.models import Meeting
 from taskforce.trail.models import TrailEntry
-from tests.flows.serving import reported, serving, wait_for
+from tests.flows.serving import reported, run_log, serving, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def _run_log(flow_run_id) -> list[str]:
-    with get_client(sync_client=True) as client:
-        logs = client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
-        )
-    return [log.message for log in logs]
 
 
 def test_a_form_refused_before_the_run_starts_says_why_in_the_runs_log(flow_db):
@@ -57,7 +48,11 @@ def test_a_form_refused_before_the_run_starts_says_why_in_the_runs_log(flow_db):
 
         assert wait_for(final, what="the run to end").is_failed()
         lines = wait_for(
-            lambda: [m for m in _run_log(run.id) if "refused before the run started" in m],
+            lambda: [
+                log.message
+                for log in run_log(run.id)
+                if "refused before the run started" in log.message
+            ],
             timeout=30,
             what="the refusal in the run's log",
         )

@@ -119,3 +119,30 @@ def test_a_wait_is_not_logged_as_an_error(message, level):
     record = logging.LogRecord("prefect.flow_runs", logging.ERROR, __file__, 1, message, (), None)
     assert WaitIsNotAnError().filter(record)
     assert (record.levelno, record.levelname) == (level, logging.getLevelName(level))
+
+
+def test_the_refusal_told_to_the_run_log_formats_as_prefects_console_does(run_log, monkeypatch):
+    """Prefect's console format for a flow run's line needs its name: without one, each
+    refusal printed ~90 lines of "--- Logging error ---" on the worker's terminal."""
+    from prefect.logging.formatters import PrefectFormatter
+
+    monkeypatch.setenv("PREFECT__FLOW_RUN_ID", "6f1c1d5e-0000-4000-8000-000000000001")
+    ParametersRefusedToRunLog().filter(_engine_record(["form.title: too short"]))
+    (told,) = run_log
+    formatter = PrefectFormatter(
+        format="%(message)s",
+        flow_run_fmt="%(levelname)s | Flow run %(flow_run_name)r - %(message)s",
+    )
+    assert formatter.format(told).startswith(
+        "ERROR | Flow run '6f1c1d5e-0000-4000-8000-000000000001' - The form was refused"
+    )
+
+
+@pytest.mark.parametrize("kind", [RefusalWithoutTraceback, ParametersRefusedToRunLog])
+def test_a_record_whose_arguments_do_not_fit_is_passed_on_not_raised(kind, monkeypatch):
+    """Logging reports such a record when it formats it; a filter must not raise instead."""
+    monkeypatch.setenv("PREFECT__FLOW_RUN_ID", "6f1c1d5e-0000-4000-8000-000000000001")
+    record = _record(DomainError("bad"), "%s %s", "only one")
+    record.args = ("Validation of flow parameters failed with error:",)  # one for "%s %s"
+    record.msg = "%s %s"
+    assert kind().filter(record)
