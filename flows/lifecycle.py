@@ -183,7 +183,10 @@ async def issue_lifecycle_flow(
         if step is None:
             return state
         form_type = FORMS[step]
-        wait = f"{step}-{state['wait_key']}"
+        # A run input's key takes lowercase letters, digits and dashes only: with the step's
+        # underscore (leadership_vote) Prefect refused to save the vote's form, and the run
+        # could never be resumed past a major matter (an operator trial).
+        wait = f"{step.replace('_', '-')}-{state['wait_key']}"
         attempt = refused.get(wait, 0)
         # Attempts refused before this replay were answered by a later wait: skip them, as
         # they were decided then. Run again, each logged its refusal once more after the
