@@ -31,6 +31,7 @@ RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 # only the worker's terminal shows (flow_engine.py: "validate prior to context").
 ENGINE_LOGGER = "prefect.engine"
 PARAMETERS_REFUSED = "Validation of flow parameters failed"
+ENGINE_EXITED = "Engine execution exited with unexpected exception"
 
 
 def _message(record: logging.LogRecord) -> str | None:
@@ -46,7 +47,10 @@ class RefusalWithoutTraceback(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, DomainError) and (message := _message(record)) is not None:
-            if str(exc) not in message:  # "Engine execution exited with …" names no error
+            if message.startswith(ENGINE_EXITED):
+                # The run's last line: a refusal, not the crash these words suggest.
+                message = f"Refused, nothing written: {type(exc).__name__}: {exc}"
+            elif str(exc) not in message:
                 message = f"{message}: {type(exc).__name__}: {exc}"
             record.msg, record.args = message, ()
             record.exc_info, record.exc_text = None, None

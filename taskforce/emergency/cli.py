@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import typer
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -115,4 +116,5 @@ def _print_blocks(heading: str, lines: list[_Line]) -> None:
             markup=False,
             highlight=False,
         )
-        console.print(f"  {line.title}", markup=False, highlight=False)
+        # Indented as a block, a long title's continuation lines too.
+        console.print(Padding(Text(line.title), (0, 0, 0, 2), expand=False))

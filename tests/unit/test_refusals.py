@@ -30,13 +30,21 @@ def test_a_refusal_keeps_its_line_and_loses_its_traceback(exc):
     assert "Traceback" not in logging.Formatter().format(record)
 
 
-def test_a_line_that_names_no_error_is_given_the_refusal():
+def test_the_engines_last_line_says_refused_not_crashed():
     exc = DomainError("no active member 'W9'", field="actor")
     record = _record(exc, "Engine execution exited with unexpected exception")
     RefusalWithoutTraceback().filter(record)
     assert record.getMessage() == (
-        "Engine execution exited with unexpected exception: "
-        "DomainError: actor: no active member 'W9'"
+        "Refused, nothing written: DomainError: actor: no active member 'W9'"
+    )
+
+
+def test_a_line_that_names_no_error_is_given_the_refusal():
+    exc = NotFound("no issue TF-2026-00009", field="issue_number")
+    record = _record(exc, "Task run failed")
+    RefusalWithoutTraceback().filter(record)
+    assert record.getMessage() == (
+        "Task run failed: NotFound: issue_number: no issue TF-2026-00009"
     )
 
 
