@@ -49,7 +49,7 @@ class RefusalWithoutTraceback(logging.Filter):
         if isinstance(exc, DomainError) and (message := _message(record)) is not None:
             if message.startswith(ENGINE_EXITED):
                 # The run's last line: a refusal, not the crash these words suggest.
-                message = f"Refused, nothing written: {type(exc).__name__}: {exc}"
+                message = f"Refused: {type(exc).__name__}: {exc}"
             elif str(exc) not in message:
                 message = f"{message}: {type(exc).__name__}: {exc}"
             record.msg, record.args = message, ()

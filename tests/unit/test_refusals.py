@@ -34,9 +34,7 @@ def test_the_engines_last_line_says_refused_not_crashed():
     exc = DomainError("no active member 'W9'", field="actor")
     record = _record(exc, "Engine execution exited with unexpected exception")
     RefusalWithoutTraceback().filter(record)
-    assert record.getMessage() == (
-        "Refused, nothing written: DomainError: actor: no active member 'W9'"
-    )
+    assert record.getMessage() == ("Refused: DomainError: actor: no active member 'W9'")
 
 
 def test_a_line_that_names_no_error_is_given_the_refusal():
