@@ -177,9 +177,10 @@ def emergency_response(
 
     The run does not wait for the answers. Waiting held a process per emergency for up to
     a day, and a storm of alerts meant hundreds of them (an operator trial saw `database
-    is locked` on the Prefect server's SQLite with about twenty); the every-minute `dispatch-pending-emergencies` sweep
-    escalates unacknowledged pages and closes resolved emergencies with their follow-up
-    issue on the same clock the run kept, so it carries every emergency on from here."""
+    is locked` on the Prefect server's SQLite with about twenty); the every-minute
+    `dispatch-pending-emergencies` sweep escalates unacknowledged pages and closes resolved
+    emergencies with their follow-up issue on the same clock the run kept, so it carries
+    every emergency on from here."""
     actor = "flow:emergency-response"
     st = t.read_emergency(emergency_id)
     if st.status == EmergencyStatus.closed:
