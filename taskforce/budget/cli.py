@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
@@ -16,7 +15,14 @@ from rich.table import Table
 from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.errors import DomainError
-from taskforce.money import MoneyError, format_yuan, to_fen, to_yuan
+from taskforce.money import (
+    TYPED_YUAN,
+    TYPED_YUAN_ALLOWED,
+    MoneyError,
+    format_yuan,
+    to_fen,
+    to_yuan,
+)
 from taskforce.org.service import active_member, missing_organisation_hint
 
 app = typer.Typer(help="Budget (预算): fiscal year, ledger import, audits.", no_args_is_help=True)
@@ -32,12 +38,6 @@ def _fail(exc: DomainError) -> None:
     if hint := missing_organisation_hint():
         errors.print(f"hint: {hint}")
     raise typer.Exit(2)
-
-
-# As an amount is typed: digits, thousands in groups of three or none, and decimals. money.to_fen
-# alone also takes 1e7 and 1,0,0 (Decimal's syntax, commas dropped): a slip, not an amount.
-TYPED_YUAN = re.compile(r"-?(\d+|\d{1,3}(,\d{3})+)(\.\d+)?")
-TYPED_YUAN_ALLOWED = "yuan with at most 2 decimals, e.g. 86000000.00 or 86,000,000.00"
 
 
 def _yuan(text: str, field: str) -> Decimal:

@@ -24,6 +24,7 @@ from taskforce.loop.duplicates import OpenTitles
 from taskforce.loop.forms import ReportIssueForm
 from taskforce.loop.models import IssueReport
 from taskforce.loop.report import report_issue
+from taskforce.money import TYPED_YUAN_ALLOWED, untyped_yuan
 from taskforce.org.models import Unit
 from taskforce.org.service import listing
 from taskforce.policy.schema import Classification
@@ -189,6 +190,11 @@ def _form(row: dict, units: UnitNames) -> ReportIssueForm:
             data[name] = [unit_code(v, name) for v in data[name]]
         else:
             data[name] = unit_code(data[name], name)
+    if isinstance(data.get("estimated_budget"), str):
+        # As a spreadsheet writes money (86,000,000.00, ¥120,000), which the budget commands
+        # and the budget ledger's import take too; the form takes digits.
+        typed_budget = data["estimated_budget"]
+        data["estimated_budget"] = untyped_yuan(typed_budget) or typed_budget
     if "classification" in data:
         word = str(data["classification"]).strip()
         data["classification"] = CLASSIFICATION_WORDS.get(word, word.casefold())
@@ -196,10 +202,12 @@ def _form(row: dict, units: UnitNames) -> ReportIssueForm:
         form = ReportIssueForm.model_validate(data)
     except ValidationError as exc:
         unknown = {where for where, _ in problems}  # their pattern errors say it again
+        errors = exc.errors()
+        for err in errors:  # a refused amount is shown as the ledger wrote it
+            if err["loc"][:1] == ("estimated_budget",) and "estimated_budget" in row:
+                err["input"] = row["estimated_budget"]
         problems += [
-            _problem(err)
-            for err in exc.errors()
-            if not (err["loc"] and str(err["loc"][0]) in unknown)
+            _problem(err) for err in errors if not (err["loc"] and str(err["loc"][0]) in unknown)
         ]
     if problems:
         raise RowInvalid(problems)
@@ -222,6 +230,8 @@ def _problem(err: dict) -> tuple[str, str]:
         got = f" (got {shown!r})"
     if where == "classification":  # the ledger's own words are accepted too
         got = f" or {CLASSIFICATION_ALLOWED}{got}"
+    if where == "estimated_budget":  # pydantic says "a valid decimal", not what one looks like
+        got = f"{got} (allowed: {TYPED_YUAN_ALLOWED})"
     return where, err["msg"] + got
 
 

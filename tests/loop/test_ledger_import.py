@@ -341,3 +341,37 @@ def test_a_refused_title_is_not_repeated_and_long_values_are_cut(engine, policy,
     assert "秘秘" not in errors[(2, "title")] and "got" not in errors[(2, "title")]
     category = errors[(3, "category")]
     assert "x" * 40 + "…" in category and "x" * 41 not in category, category
+
+
+def test_budget_amounts_may_be_written_as_a_spreadsheet_writes_them(
+    engine, policy, clock, tmp_path
+):
+    """An operator's trial: 预估经费 `1,000.00` was refused as "not a valid decimal", saying
+    neither why nor what is taken, where the budget commands and the budget ledger's import
+    take thousands separators. Grouped thousands and a ¥ are taken; a slip is refused with
+    what an amount looks like."""
+    amounts = {
+        "外资企业登记慢": "86,000,000.00",
+        "融资担保门槛高": "¥120,000",
+        "园区用地审批慢": "4999999.99",
+        "招商引资政策不清": "1,0,0",  # not thousands: a slip
+        "人才公寓分配不透明": "12,000.123",
+    }
+    ledger = [
+        {"标题": title, "上报单位": "commerce", "相关单位": "", "预估经费": amount}
+        for title, amount in amounts.items()
+    ]
+    factory, result = _import_csv(engine, policy, clock, tmp_path, ledger)
+    with factory() as s:
+        budgets = dict(s.execute(select(Issue.title, Issue.estimated_budget_fen)).all())
+    assert budgets == {
+        "外资企业登记慢": 8_600_000_000,
+        "融资担保门槛高": 12_000_000,
+        "园区用地审批慢": 499_999_999,
+    }
+    problems = {e.row: (e.field, e.message) for e in result.errors}
+    assert set(problems) == {5, 6}
+    for field, message in problems.values():
+        assert field == "estimated_budget"
+        assert "allowed: yuan with at most 2 decimals, e.g. 86000000.00 or 86,000,000.00" in message
+    assert "'1,0,0'" in problems[5][1] and "'12,000.123'" in problems[6][1]
