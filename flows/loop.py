@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, TypeVar
 
-from prefect import Task, flow
+from prefect import Task, flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
@@ -105,6 +105,17 @@ def _key(explicit: str | None) -> str:
     return explicit or f"flow-run:{flow_run.get_id()}"
 
 
+def _outcome(result: StepResult | ReportResult, step: str) -> str:
+    """The step's one line in the run's log (numbers and stages: a title may be classified).
+    An operator trial: a report linked as a duplicate said so only in its artifact."""
+    if getattr(result, "duplicate", False):
+        return (
+            f"linked to {result.issue_number} as a duplicate report (no new issue); "
+            f"{result.issue_number} is at stage {result.stage}"
+        )
+    return f"{result.issue_number}: {step}; stage now {result.stage}"
+
+
 async def _publish(result: StepResult | ReportResult, step: str, caused: range) -> None:
     """Send the step's own notifications now and show where the issue stands.
 
@@ -112,6 +123,8 @@ async def _publish(result: StepResult | ReportResult, step: str, caused: range) 
     every-minute delivery flow's, and must not make an operator's step wait on it.
     """
     number = result.issue_number
+    if flow_run.get_id():
+        get_run_logger().info(_outcome(result, step))
     lines = [f"## {number}: {step}", "", f"- stage now: **{result.stage}**"]
     for k, v in getattr(result, "detail", {}).items():
         lines.append(f"- {k}: {v}")

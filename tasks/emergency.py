@@ -6,9 +6,12 @@ rerun of the flow finishes the job instead.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from taskforce.clock import local_minute
 from taskforce.context import Context
 from taskforce.db import get_engine, unit_of_work
 from taskforce.emergency import service
@@ -22,6 +25,7 @@ from taskforce.emergency.dispatch import (
 from taskforce.emergency.drill import DrillReport, drill_report
 from taskforce.emergency.forms import EmergencyIntake, OpenResult, ReserveDrawForm
 from taskforce.emergency.paging import FirstPage, first_page
+from taskforce.emergency.queries import get_emergency
 from taskforce.emergency.responders import require_recorder, require_responder
 from taskforce.emergency.service import EmergencyState, Escalation
 from taskforce.emergency.warnings import escalate_overdue_warnings
@@ -96,7 +100,16 @@ def acknowledge(
     with unit_of_work() as session:
         if member:
             require_responder(session, context(), public_id, actor)
-        return service.acknowledge(session, context(), public_id, actor=actor, note=note)
+        # Read under the row's lock: whether this run acknowledged, or someone before it.
+        before = get_emergency(session, public_id, lock=True).acknowledged_at
+        after = service.acknowledge(session, context(), public_id, actor=actor, note=note)
+    _said(
+        public_id,
+        f"acknowledged by {actor}: escalation stopped, status {after.status.value}",
+        before,
+        "acknowledged",
+    )
+    return after
 
 
 @task(name="resolve-emergency", cache_policy=NO_CACHE)
@@ -105,7 +118,26 @@ def resolve(public_id: str, actor: str, note: str = "", *, member: bool = False)
     with unit_of_work() as session:
         if member:
             require_responder(session, context(), public_id, actor)
-        return service.resolve(session, context(), public_id, actor=actor, note=note)
+        before = get_emergency(session, public_id, lock=True).resolved_at
+        after = service.resolve(session, context(), public_id, actor=actor, note=note)
+    _said(
+        public_id,
+        f"resolved by {actor}: the sweep closes it and opens its follow-up issue",
+        before,
+        "resolved",
+    )
+    return after
+
+
+def _said(public_id: str, done: str, earlier: dt.datetime | None, what: str) -> None:
+    """One line in the run's log for what an operator's form did (an operator trial: a
+    successful acknowledgement's log said nothing of who, or whether it was already done).
+    Ids and member codes only: an emergency's title may be classified."""
+    if earlier is None:
+        get_run_logger().info("%s %s", public_id, done)
+    else:
+        at = local_minute(earlier, context().policy.timezone)
+        get_run_logger().info("%s was already %s (%s); nothing changed", public_id, what, at)
 
 
 @task(name="draw-emergency-reserve", cache_policy=NO_CACHE)
@@ -150,9 +182,17 @@ def record_deadline(public_id: str, name: str, actor: str, note: str = "") -> bo
         # A deadline recorded as met stops its missed-deadline escalation: a responder or the
         # executive office, cleared for the emergency.
         require_recorder(session, context(), public_id, actor)
-        return service.record_deadline_met(
+        recorded = service.record_deadline_met(
             session, context(), public_id, name, actor=actor, note=note
         )
+    get_run_logger().info(
+        "%s: deadline %s %s by %s",
+        public_id,
+        name,
+        "recorded as met" if recorded else "was already recorded; nothing changed",
+        actor,
+    )
+    return recorded
 
 
 @task(name="escalate-overdue-warnings", cache_policy=NO_CACHE)

@@ -520,3 +520,62 @@ def test_a_refused_form_is_one_line_per_level_in_its_runs_log_not_a_traceback(
     assert all("actor: no active member 'W9'" in r.getMessage() for r in errors), [
         r.getMessage() for r in errors
     ]
+
+
+def _logged_by_runs(call) -> list[str]:
+    """What `call` logged at INFO to its flow and task runs' loggers (the run's Logs tab;
+    the suite's own level is WARNING, tests/conftest.py)."""
+    captured = _Records()
+    loggers = [logging.getLogger(name) for name in ("prefect.flow_runs", "prefect.task_runs")]
+    for logger in loggers:
+        logger.addHandler(captured)
+        logger.setLevel(logging.INFO)
+    try:
+        call()
+    finally:
+        for logger in loggers:
+            logger.removeHandler(captured)
+            logger.setLevel(logging.NOTSET)
+    return [r.getMessage() for r in captured.records if r.levelno == logging.INFO]
+
+
+def test_an_answer_says_in_its_runs_log_who_gave_it_or_that_it_was_given_before(
+    engine, policy, prefect_server
+):
+    """An operator trial: a successful acknowledge-emergency run's log said nothing of who
+    acknowledged, nor whether someone had before (the trail records only the first)."""
+    from flows.emergency import (
+        AnswerForm,
+        DeadlineForm,
+        acknowledge_emergency,
+        record_emergency_deadline,
+        resolve_emergency,
+    )
+
+    e = _open(engine, Context(policy=policy), level="I", key="who-answered")
+    eid = e.emergency_id
+
+    def answer(flow, actor):
+        return _logged_by_runs(lambda: flow(AnswerForm(emergency_id=eid, actor=actor)))
+
+    assert any(
+        f"{eid} acknowledged by L1: escalation stopped" in m
+        for m in answer(acknowledge_emergency, "L1")
+    )
+    again = answer(acknowledge_emergency, "L2")
+    assert any(f"{eid} was already acknowledged (" in m and "nothing changed" in m for m in again)
+    assert not any("acknowledged by" in m for m in again)
+    deadline = DeadlineForm(emergency_id=eid, deadline="command_formed", actor="L1")
+    first = _logged_by_runs(lambda: record_emergency_deadline(deadline))
+    assert any(f"{eid}: deadline command_formed recorded as met by L1" in m for m in first)
+    second = _logged_by_runs(lambda: record_emergency_deadline(deadline))
+    assert any("command_formed was already recorded; nothing changed" in m for m in second)
+    assert any(f"{eid} resolved by L1" in m for m in answer(resolve_emergency, "L1"))
+    assert any(f"{eid} was already resolved (" in m for m in answer(resolve_emergency, "L2"))
+    with unit_of_work(engine) as s:
+        who = s.scalars(
+            select(TrailEntry.actor)
+            .where(TrailEntry.action.in_(["emergency.acknowledged", "emergency.resolved"]))
+            .order_by(TrailEntry.id)
+        ).all()
+    assert who == ["L1", "L1"]  # the second answers changed nothing

@@ -3,6 +3,7 @@
 import asyncio
 import datetime as dt
 import gc
+import logging
 
 import pytest
 from sqlalchemy import func, select
@@ -318,3 +319,38 @@ def test_an_amount_the_form_cannot_take_is_refused_before_a_run_starts(prefect_s
         "ReportIssueForm"
     ]["properties"]["estimated_budget"]
     assert "no 万, no commas" in budget["description"] and "86000000" in budget["description"]
+
+
+def test_a_steps_run_log_says_what_it_did_and_a_duplicate_names_its_issue(flow_db):
+    """An operator trial: a report linked as a duplicate said so only in its artifact and
+    result; the run's log (where an operator looks first) said nothing of it."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    logger = logging.getLogger("prefect.flow_runs")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)  # the suite's is WARNING (tests/conftest.py)
+
+    async def scenario():
+        first = await report_issue_flow(
+            ReportIssueForm(title="窗口排队时间长", reporting_unit="tax")
+        )
+        again = await report_issue_flow(
+            ReportIssueForm(title="窗口排队时间长", reporting_unit="tax")
+        )
+        return first, again
+
+    try:
+        first, again = asyncio.run(scenario())
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    said = [r.getMessage() for r in records]
+    number = first.issue_number
+    assert again.duplicate and again.issue_number == number
+    assert f"{number}: reported; stage now {first.stage}" in said, said
+    assert (
+        f"linked to {number} as a duplicate report (no new issue); {number} is at stage "
+        f"{again.stage}" in said
+    ), said
+    assert not any("窗口排队时间长" in line for line in said)  # a title may be classified
