@@ -26,12 +26,12 @@ from typing import Any, NamedTuple, TypeVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine, text
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from taskforce.context import Context
 from taskforce.db import unit_of_work
@@ -118,7 +118,7 @@ def create_app(
         yield
         await run_in_threadpool(dispatch_queue.close)  # start what was queued before exiting
 
-    app = FastAPI(
+    app = GatewayApp(
         title="Task-force emergency gateway 应急网关",
         version="1",
         description=__doc__,
@@ -243,7 +243,7 @@ def create_app(
 
     # The hot path without the framework's per-request machinery (see `_NativeFastPath`);
     # the route below documents it and serves the requests the fast path leaves to it.
-    app.add_middleware(_NativeFastPath, intake=native_intake)
+    app.native_fast_path = _NativeFastPath(native_intake)
 
     @app.post(
         "/v1/emergencies/{source}",
@@ -554,50 +554,80 @@ REF_TEMPLATE = "#/components/schemas/{model}"
 NATIVE_PREFIX = "/v1/emergencies/"
 
 
-class _NativeFastPath:
-    """`POST /v1/emergencies/{source}` served straight from ASGI, before the router.
+class GatewayApp(FastAPI):
+    """The gateway's app: `POST /v1/emergencies/{source}` goes to `native_fast_path`, outside
+    every middleware; everything else through FastAPI as usual."""
 
-    Why: the framework's routing, dependency solving and exception middleware cost about
-    60 µs per request, a tenth of intake's CPU (benchmarks/figures/gateway.py). This does
-    what the route does with the same function (`native_intake`), the same responses and
-    the same errors (a GatewayError answers its JSON body; anything else propagates to
-    the server-error middleware around this one, as from the route). Every other request,
-    and a path the router would treat differently (a root path, a slash in the source),
-    goes to the app unchanged.
-    """
-
-    def __init__(self, app: ASGIApp, intake: Callable[..., Any]) -> None:
-        self.app, self.intake = app, intake
+    native_fast_path: _NativeFastPath | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "POST"
-            or not path.startswith(NATIVE_PREFIX)
-            or "/" in path[len(NATIVE_PREFIX) :]
-            or len(path) == len(NATIVE_PREFIX)
-            or scope.get("root_path")
-        ):
-            await self.app(scope, receive, send)
+        fast = self.native_fast_path
+        if fast is not None and (source := fast.source_of(scope)) is not None:
+            await fast.serve(source, scope, receive, send)
             return
+        await super().__call__(scope, receive, send)
+
+
+class _NativeFastPath:
+    """`POST /v1/emergencies/{source}` served straight from ASGI, before FastAPI.
+
+    Why: the framework's middleware (server errors, FastAPI's OpenTelemetry check, which reads
+    the environment on every request), routing and dependency solving cost about a fifth of
+    the event loop's time for an intake request (benchmarks/RESULTS.md, sessions 19 and 20).
+    This does what the route does with the same function (`native_intake`), the same
+    responses and the same errors: a GatewayError answers its JSON body, anything else
+    answers 500 "Internal Server Error" and is raised to the server, which logs it (as
+    Starlette's ServerErrorMiddleware does for the route). Every other request, and a path
+    the router would treat differently (a root path, a slash in the source), goes to the
+    app unchanged.
+    """
+
+    def __init__(self, intake: Callable[..., Any]) -> None:
+        self.intake = intake
+
+    @staticmethod
+    def source_of(scope: Scope) -> str | None:
+        """The source a request for the fast path names, or None to leave it to the app."""
+        if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
+            return None
+        path = scope["path"]
+        if not path.startswith(NATIVE_PREFIX):
+            return None
+        source = path[len(NATIVE_PREFIX) :]
+        return source if source and "/" not in source else None
+
+    async def serve(self, source: str, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
         try:
-            body = await self.intake(path[len(NATIVE_PREFIX) :], _headers(scope), receive)
-        except GatewayError as exc:
-            await JSONResponse(exc.body(), status_code=exc.status)(scope, receive, send)
-            return
-        # What `_json_response(body, 202)` sends, without building a Response (tested).
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 202,
-                "headers": [
-                    (b"content-length", str(len(body)).encode()),
-                    (b"content-type", b"application/json"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+            try:
+                body = await self.intake(source, _headers(scope), receive)
+            except GatewayError as exc:
+                await JSONResponse(exc.body(), status_code=exc.status)(scope, receive, sending)
+                return
+            # What `_json_response(body, 202)` sends, without building a Response (tested).
+            await sending(
+                {
+                    "type": "http.response.start",
+                    "status": 202,
+                    "headers": [
+                        (b"content-length", str(len(body)).encode()),
+                        (b"content-type", b"application/json"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+        except Exception:
+            if not started:
+                await PlainTextResponse("Internal Server Error", status_code=500)(
+                    scope, receive, send
+                )
+            raise
 
 
 class _Accepted(NamedTuple):

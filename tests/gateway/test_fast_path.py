@@ -1,5 +1,6 @@
-"""The native trigger's ASGI fast path (`_NativeFastPath`) answers exactly as the FastAPI
-route does, and intake under concurrency accounts for every request.
+"""The native trigger's ASGI fast path (`_NativeFastPath`, outside FastAPI's middleware)
+answers exactly as the FastAPI route does, a failure included, and intake under concurrency
+accounts for every request.
 
 Two gateways run side by side on one database: the app as built (fast path first) and the
 same app with the fast path taken out, so its route serves the requests. Every request is
@@ -11,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.exc import OperationalError
 
 from taskforce.db import unit_of_work
 from taskforce.emergency.models import Emergency, EmergencyEvent
@@ -37,13 +40,11 @@ def pair(engine, ctx):
             environ=ENV,
         )
         if not fast:
-            built.user_middleware = [
-                m for m in built.user_middleware if m.cls is not _NativeFastPath
-            ]
+            built.native_fast_path = None
         return built
 
     built_fast, built_routed = app(True), app(False)
-    assert any(m.cls is _NativeFastPath for m in built_fast.user_middleware)
+    assert isinstance(built_fast.native_fast_path, _NativeFastPath)
     fast, routed = Gateway(built_fast), Gateway(built_routed)
     yield fast, routed
     fast.stop()
@@ -118,6 +119,50 @@ def test_fast_path_answers_as_the_route(pair, ctx):
                 sent[SIGNATURE_HEADER] = sign(SECRET, sent[TIMESTAMP_HEADER], mine)
             answers.append(_seen(_send(gateway, path, mine, sent)))
         assert answers[0] == answers[1], name
+
+
+def test_a_failure_answers_500_as_the_route_does_and_reaches_the_servers_log(ctx, tmp_path):
+    """Outside FastAPI, no server-error middleware answers for the fast path: it answers the
+    same 500 itself, keeps the connection as the route does, and the server logs why."""
+    empty = create_engine(f"sqlite:///{tmp_path / 'no-tables.db'}")  # every write fails
+
+    def app(fast: bool):
+        built = create_app(
+            ctx_factory=lambda: ctx, dispatcher=lambda public_id: "", engine=empty, environ=ENV
+        )
+        if not fast:
+            built.native_fast_path = None
+        return built
+
+    fast, routed = Gateway(app(True)), Gateway(app(False))
+    logged = _Errors()  # after the servers' logging set-up, which resets uvicorn's loggers
+    logging.getLogger("uvicorn.error").addHandler(logged)
+    try:
+        _, path, body, headers = _cases(int(ctx.now().timestamp()))[0]
+        answers = [_send(g, path, body, headers) for g in (fast, routed)]
+        assert [_seen(a) for a in answers] == [
+            (500, "text/plain; charset=utf-8", "21", "Internal Server Error")
+        ] * 2
+        assert [a.headers.get("connection") for a in answers] == [None, None]
+    finally:
+        logging.getLogger("uvicorn.error").removeHandler(logged)
+        fast.stop()
+        routed.stop()
+        empty.dispose()
+    assert len(logged.records) == 2, [r.getMessage() for r in logged.records]
+    for record in logged.records:
+        assert record.getMessage().startswith("Exception in ASGI application")
+        assert isinstance(record.exc_info[1], OperationalError)
+        assert "no such table" in str(record.exc_info[1])
+
+
+class _Errors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
 
 
 def test_other_methods_and_paths_are_left_to_the_router(pair):
