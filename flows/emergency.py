@@ -42,9 +42,13 @@ from tasks.notify import deliver_pending_notifications
 EmergencyId = Annotated[
     str,
     Field(
-        pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+        # A whole id, or its first 8 characters or more (taskforce/emergency/queries.py).
+        pattern=r"^[0-9a-f]{8}(-[0-9a-f]{0,4}){0,3}(-[0-9a-f]{0,12})?$",
+        max_length=36,
         title="Emergency id 应急事项编号",
-        description="The emergency's public id (a UUID), as the gateway returned it.",
+        description="The emergency's id as its pages, the gateway's answer or `taskforce "
+        "emergency list` show it, e.g. 019ac3f2-5b1e-7c40-9a8d-2f6e1b7c9d03; its first 8 "
+        "characters or more are enough when no other emergency's id begins with them.",
     ),
 ]
 
@@ -183,6 +187,7 @@ def emergency_response(
     every emergency on from here."""
     actor = "flow:emergency-response"
     st = t.read_emergency(emergency_id)
+    emergency_id = st.public_id  # whole, if a run started by hand was given its first characters
     if st.status == EmergencyStatus.closed:
         # A draw asked of a closed emergency is answered: the one drawn before, or refused.
         drawn = _draw(emergency_id, options.reserve_draw, actor) if options.reserve_draw else None

@@ -101,7 +101,8 @@ def acknowledge(
         if member:
             require_responder(session, context(), public_id, actor)
         # Read under the row's lock: whether this run acknowledged, or someone before it.
-        before = get_emergency(session, public_id, lock=True).acknowledged_at
+        emergency = get_emergency(session, public_id, lock=True)  # a short id made whole
+        public_id, before = emergency.public_id, emergency.acknowledged_at
         after = service.acknowledge(session, context(), public_id, actor=actor, note=note)
     _said(
         public_id,
@@ -118,7 +119,8 @@ def resolve(public_id: str, actor: str, note: str = "", *, member: bool = False)
     with unit_of_work() as session:
         if member:
             require_responder(session, context(), public_id, actor)
-        before = get_emergency(session, public_id, lock=True).resolved_at
+        emergency = get_emergency(session, public_id, lock=True)  # a short id made whole
+        public_id, before = emergency.public_id, emergency.resolved_at
         after = service.resolve(session, context(), public_id, actor=actor, note=note)
     _said(
         public_id,
@@ -182,6 +184,7 @@ def record_deadline(public_id: str, name: str, actor: str, note: str = "") -> bo
         # A deadline recorded as met stops its missed-deadline escalation: a responder or the
         # executive office, cleared for the emergency.
         require_recorder(session, context(), public_id, actor)
+        public_id = get_emergency(session, public_id).public_id  # a short id made whole
         recorded = service.record_deadline_met(
             session, context(), public_id, name, actor=actor, note=note
         )

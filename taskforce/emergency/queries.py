@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from taskforce.context import Context
 from taskforce.emergency.models import OPEN_DEDUP_WHERE, Emergency, EmergencyStatus, Level
-from taskforce.errors import NotFound
+from taskforce.errors import DomainError, NotFound
 from taskforce.org.models import Group, Member
 from taskforce.policy.schema import Classification
 
@@ -36,14 +36,59 @@ class EmergencyState:
     next_escalation_at: dt.datetime | None
 
 
+# Characters of an id an operator may type instead of all 36: a UUID version 7 begins with
+# the time it was made, so 8 characters name the emergencies of about one minute.
+SHORT_ID_MIN = 8
+UUID_LENGTH = 36
+_CANDIDATES_SHOWN = 5
+
+
 def get_emergency(session: Session, public_id: str, *, lock: bool = False) -> Emergency:
-    query = select(Emergency).where(Emergency.public_id == str(public_id))
+    """The emergency of an id, or of the first characters of one (at least SHORT_ID_MIN)
+    when no other emergency's id begins with them."""
+    public_id = str(public_id)
+    if len(public_id) < UUID_LENGTH:
+        public_id = _whole_id(session, public_id)
+    query = select(Emergency).where(Emergency.public_id == public_id)
     if lock:
         query = query.with_for_update()
     emergency = session.scalars(query).one_or_none()
     if emergency is None:
         raise NotFound(f"no emergency {public_id!r}", field="emergency_id")
     return emergency
+
+
+def _whole_id(session: Session, typed: str) -> str:
+    """The one id that begins with `typed` (an operator trial: people type the first eight
+    characters of an id they read in a page, as they would a commit's)."""
+    if len(typed) < SHORT_ID_MIN or typed.strip("0123456789abcdef-"):
+        raise NotFound(
+            f"no emergency {typed!r}",
+            field="emergency_id",
+            allowed=f"the id as its pages show it, or its first {SHORT_ID_MIN} characters or more",
+        )
+    # `typed` holds no LIKE wildcard (checked above): the index on the id serves the prefix.
+    found = session.execute(
+        select(Emergency.public_id, Emergency.level, Emergency.opened_at)
+        .where(Emergency.public_id.like(f"{typed}%"))
+        .order_by(Emergency.public_id)
+        .limit(_CANDIDATES_SHOWN + 1)
+    ).all()
+    if not found:
+        raise NotFound(f"no emergency's id begins with {typed!r}", field="emergency_id")
+    if len(found) > 1:
+        count = len(found) if len(found) <= _CANDIDATES_SHOWN else f"more than {_CANDIDATES_SHOWN}"
+        shown = "; ".join(
+            f"{row.public_id} (level {row.level.value}, opened {row.opened_at:%Y-%m-%d %H:%M} UTC)"
+            for row in found[:_CANDIDATES_SHOWN]
+        )
+        raise DomainError(
+            f"{typed!r} begins the ids of {count} emergencies (ids made in the same minute "
+            "share their first characters)",
+            field="emergency_id",
+            allowed=f"more of the id, or the whole of one of: {shown}",
+        )
+    return found[0].public_id
 
 
 def find_open(session: Session, source: str, dedup_key: str) -> Emergency | None:
