@@ -122,12 +122,14 @@ def resolve(public_id: str, actor: str, note: str = "", *, member: bool = False)
         emergency = get_emergency(session, public_id, lock=True)  # a short id made whole
         public_id, before = emergency.public_id, emergency.resolved_at
         after = service.resolve(session, context(), public_id, actor=actor, note=note)
-    _said(
-        public_id,
-        f"resolved by {actor}: the sweep closes it and opens its follow-up issue",
-        before,
-        "resolved",
+    # Closed next by the sweep (service.close_resolved) or the drill flow; a drill's report
+    # is its follow-up, not an issue.
+    then = (
+        "a drill, closed without a follow-up issue"
+        if after.is_drill
+        else "the sweep closes it and opens its follow-up issue"
     )
+    _said(public_id, f"resolved by {actor}: {then}", before, "resolved")
     return after
 
 

@@ -359,10 +359,19 @@ def test_drill_in_process(engine, prefect_server, monkeypatch):
     from tests.gateway.server import closed_port
 
     monkeypatch.delenv("TASKFORCE_WEBHOOK_SECRET_DRILL", raising=False)
-    result = quarterly_drill(
-        DrillOptions(gateway_url=f"http://127.0.0.1:{closed_port()}", wait_minutes=0)
+    results = []
+    said = _logged_by_runs(
+        lambda: results.append(
+            quarterly_drill(
+                DrillOptions(gateway_url=f"http://127.0.0.1:{closed_port()}", wait_minutes=0)
+            )
+        )
     )
+    result = results[0]
     assert result["is_drill"] and result["path"].startswith("in process")
+    # Its resolution's line does not promise a follow-up issue a drill never gets.
+    resolved = [m for m in said if "resolved by drill" in m]
+    assert resolved and all("a drill, closed without a follow-up issue" in m for m in resolved)
     # Paged by the dispatcher before it started the response run (which no worker runs
     # here), or when dispatch failed: either way the report tells.
     assert "time to first page" in result["report"]
@@ -570,7 +579,11 @@ def test_an_answer_says_in_its_runs_log_who_gave_it_or_that_it_was_given_before(
     assert any(f"{eid}: deadline command_formed recorded as met by L1" in m for m in first)
     second = _logged_by_runs(lambda: record_emergency_deadline(deadline))
     assert any("command_formed was already recorded; nothing changed" in m for m in second)
-    assert any(f"{eid} resolved by L1" in m for m in answer(resolve_emergency, "L1"))
+    resolved = answer(resolve_emergency, "L1")
+    assert any(
+        f"{eid} resolved by L1: the sweep closes it and opens its follow-up issue" in m
+        for m in resolved
+    )
     assert any(f"{eid} was already resolved (" in m for m in answer(resolve_emergency, "L2"))
     with unit_of_work(engine) as s:
         who = s.scalars(
