@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, NamedTuple, TypeVar
@@ -793,6 +794,13 @@ def _json(body: bytes) -> Any:
         ) from None
     except RecursionError:
         raise _too_deep() from None
+    except ValueError:  # json.loads("1" * 5000): Python's limit on an integer's digits
+        raise GatewayError(
+            400,
+            "malformed_json",
+            f"the body holds a number of more than {sys.get_int_max_str_digits()} digits",
+            "body",
+        ) from None
     # Counting brackets is a C-speed scan; only a body with more of them than the limit can
     # nest that deep. The walk then visits each container once (an Alertmanager batch of a
     # dozen alerts has more than 32 brackets: a walk of microseconds).
@@ -855,6 +863,10 @@ def _parse(body: bytes, model: type[M]) -> M:
     return _validate(_json(body), model)
 
 
+# How a refused value that is not a scalar is named (it read "unknown value this value").
+_JSON_KINDS = {type(None): "null", list: "an array", dict: "an object"}
+
+
 def _invalid(errors, *, prefix: str | None = None) -> GatewayError:
     problems = []
     for err in errors:
@@ -871,7 +883,11 @@ def _invalid(errors, *, prefix: str | None = None) -> GatewayError:
         if "expected" in ctx:
             # Enums and literals: name the value sent and the values allowed.
             sent = err.get("input")
-            shown = repr(sent) if isinstance(sent, str | int | float | bool) else "this value"
+            shown = (
+                repr(sent)
+                if isinstance(sent, str | int | float | bool)
+                else _JSON_KINDS.get(type(sent), "this value")
+            )
             message = f"unknown value {shown[:80]} (allowed: {ctx['expected']})"
         problems.append({"field": field, "message": message})
     summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)

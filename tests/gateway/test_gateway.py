@@ -197,6 +197,39 @@ def test_a_number_json_does_not_have_is_refused_not_a_server_error(gateway, engi
     _nothing_written(engine)
 
 
+def test_a_number_of_more_digits_than_python_reads_is_refused_not_a_server_error(
+    gateway, engine, ctx
+):
+    """An operator trial: a signed webhook with a 5,000-digit integer in its details made
+    json.loads raise ValueError (Python's 4,300-digit limit): a 500 and a traceback in the
+    gateway's terminal. On the native path and the framework's routes alike."""
+    digits = "1" * 5_000
+    body = (
+        '{"dedup_key": "big", "level": "III", "title": "大数", "working_group": "wg:data", '
+        f'"details": {{"n": {digits}}}}}'
+    ).encode()
+    error = _error(gateway.signed(NATIVE, body, timestamp=_now(ctx)), 400, "malformed_json", "body")
+    assert error["message"] == "the body holds a number of more than 4300 digits"
+    am = gateway.client.post(
+        "/v1/alertmanager",
+        content=f'{{"version": "4", "status": "firing", "alerts": [], "n": {digits}}}'.encode(),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
+    assert am.status_code == 400 and am.json()["error"]["code"] == "malformed_json"
+    _nothing_written(engine)
+
+
+def test_a_null_where_a_value_is_chosen_from_a_list_is_named_null(gateway, engine, ctx):
+    """It read "level: unknown value this value" (an operator trial)."""
+    payload = {**TRIGGER, "level": None}
+    error = _error(gateway.signed(NATIVE, payload, timestamp=_now(ctx)), 422, "invalid_body")
+    assert error["message"] == "level: unknown value null (allowed: 'I', 'II' or 'III')"
+    payload = {**TRIGGER, "level": ["I"]}
+    error = _error(gateway.signed(NATIVE, payload, timestamp=_now(ctx)), 422, "invalid_body")
+    assert error["message"] == "level: unknown value an array (allowed: 'I', 'II' or 'III')"
+    _nothing_written(engine)
+
+
 @pytest.mark.parametrize(
     ("body", "name"),
     [
