@@ -103,12 +103,14 @@ def acknowledge(
         # Read under the row's lock: whether this run acknowledged, or someone before it.
         emergency = get_emergency(session, public_id, lock=True)  # a short id made whole
         public_id, before = emergency.public_id, emergency.acknowledged_at
+        # Resolving sets acknowledged_at too: a resolved emergency was not "acknowledged".
+        done = "acknowledged" if emergency.resolved_at is None else emergency.status.value
         after = service.acknowledge(session, context(), public_id, actor=actor, note=note)
     _said(
         public_id,
         f"acknowledged by {actor}: escalation stopped, status {after.status.value}",
-        before,
-        "acknowledged",
+        before if done == "acknowledged" else emergency.resolved_at,
+        done,
     )
     return after
 
@@ -140,8 +142,16 @@ def _said(public_id: str, done: str, earlier: dt.datetime | None, what: str) -> 
     if earlier is None:
         get_run_logger().info("%s %s", public_id, done)
     else:
-        at = local_minute(earlier, context().policy.timezone)
-        get_run_logger().info("%s was already %s (%s); nothing changed", public_id, what, at)
+        get_run_logger().info(
+            "%s was already %s (%s); nothing changed", public_id, what, _local(earlier)
+        )
+
+
+def _local(instant: dt.datetime) -> str:
+    """An instant as the office reads it, with its zone: the run's own log lines are
+    stamped in UTC beside it (an operator trial read 08:34 against 00:35)."""
+    timezone = context().policy.timezone
+    return f"{local_minute(instant, timezone)} {timezone}"
 
 
 @task(name="draw-emergency-reserve", cache_policy=NO_CACHE)
@@ -190,13 +200,12 @@ def record_deadline(public_id: str, name: str, actor: str, note: str = "") -> bo
         recorded = service.record_deadline_met(
             session, context(), public_id, name, actor=actor, note=note
         )
-    get_run_logger().info(
-        "%s: deadline %s %s by %s",
-        public_id,
-        name,
-        "recorded as met" if recorded else "was already recorded; nothing changed",
-        actor,
-    )
+    if recorded:
+        get_run_logger().info("%s: deadline %s recorded as met by %s", public_id, name, actor)
+    else:  # met before: recorded by someone, or (report_to_leadership) by the page itself
+        get_run_logger().info(
+            "%s: deadline %s was already met; %s's record changed nothing", public_id, name, actor
+        )
     return recorded
 
 

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from taskforce.budget.models import FiscalYear, LedgerEntry
+from taskforce.clock import local_minute
 from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.emergency import service
@@ -548,6 +549,14 @@ def _logged_by_runs(call) -> list[str]:
     return [r.getMessage() for r in captured.records if r.levelno == logging.INFO]
 
 
+def _recorded(engine, public_id: str, column: str):
+    """One of an emergency's recorded times."""
+    with unit_of_work(engine) as s:
+        return getattr(
+            s.scalars(select(Emergency).where(Emergency.public_id == public_id)).one(), column
+        )
+
+
 def test_an_answer_says_in_its_runs_log_who_gave_it_or_that_it_was_given_before(
     engine, policy, prefect_server
 ):
@@ -572,19 +581,24 @@ def test_an_answer_says_in_its_runs_log_who_gave_it_or_that_it_was_given_before(
         for m in answer(acknowledge_emergency, "L1")
     )
     again = answer(acknowledge_emergency, "L2")
-    assert any(f"{eid} was already acknowledged (" in m and "nothing changed" in m for m in again)
+    # In the office's time, named: the run's own log lines are stamped in UTC beside it.
+    at = local_minute(_recorded(engine, eid, "acknowledged_at"), policy.timezone)
+    assert f"{eid} was already acknowledged ({at} {policy.timezone}); nothing changed" in again
     assert not any("acknowledged by" in m for m in again)
     deadline = DeadlineForm(emergency_id=eid, deadline="command_formed", actor="L1")
     first = _logged_by_runs(lambda: record_emergency_deadline(deadline))
     assert any(f"{eid}: deadline command_formed recorded as met by L1" in m for m in first)
     second = _logged_by_runs(lambda: record_emergency_deadline(deadline))
-    assert any("command_formed was already recorded; nothing changed" in m for m in second)
+    assert f"{eid}: deadline command_formed was already met; L1's record changed nothing" in second
     resolved = answer(resolve_emergency, "L1")
     assert any(
         f"{eid} resolved by L1: the sweep closes it and opens its follow-up issue" in m
         for m in resolved
     )
     assert any(f"{eid} was already resolved (" in m for m in answer(resolve_emergency, "L2"))
+    # Resolving sets the acknowledgement's time too: an acknowledgement now says resolved.
+    late = answer(acknowledge_emergency, "L3")
+    assert any(f"{eid} was already resolved (" in m for m in late), late
     with unit_of_work(engine) as s:
         who = s.scalars(
             select(TrailEntry.actor)
