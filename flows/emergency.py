@@ -27,7 +27,7 @@ from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from flows.parameters import described, form_of
 from taskforce.emergency.forms import EmergencyIntake, ReserveDrawForm
@@ -41,9 +41,11 @@ from tasks.notify import deliver_pending_notifications
 
 EmergencyId = Annotated[
     str,
+    AfterValidator(str.lower),
     Field(
-        # A whole id, or its first 8 characters or more (taskforce/emergency/queries.py).
-        pattern=r"^[0-9a-f]{8}(-[0-9a-f]{0,4}){0,3}(-[0-9a-f]{0,12})?$",
+        # A whole id, or its first 8 characters or more (taskforce/emergency/queries.py), in
+        # either case (a UUID's hex digits are; ids pasted from other tools may be upper).
+        pattern=r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{0,4}){0,3}(-[0-9a-fA-F]{0,12})?$",
         max_length=36,
         title="Emergency id 应急事项编号",
         description="The emergency's id as its pages, the gateway's answer or `taskforce "

@@ -46,7 +46,7 @@ _CANDIDATES_SHOWN = 5
 def get_emergency(session: Session, public_id: str, *, lock: bool = False) -> Emergency:
     """The emergency of an id, or of the first characters of one (at least SHORT_ID_MIN)
     when no other emergency's id begins with them."""
-    public_id = str(public_id)
+    public_id = str(public_id).lower()  # ids are stored in lower case
     if len(public_id) < UUID_LENGTH:
         public_id = _whole_id(session, public_id)
     query = select(Emergency).where(Emergency.public_id == public_id)
