@@ -274,6 +274,8 @@ def import_issues(path: str = typer.Argument(..., help="The ledger (台账), .cs
         f"{len(result.linked_duplicates)} linked as duplicates, {result.already_imported} already imported, "
         f"[red]{len({e.row for e in result.errors})} invalid[/]"
     )
+    for row, issue_number in result.linked_rows:
+        console.print(f"  row {row}: linked to {issue_number} as a duplicate report (no new issue)")
     for e in result.errors:
         console.print(f"  row {e.row}, {escape(e.field)}: {escape(e.message)}")
     if result.errors:

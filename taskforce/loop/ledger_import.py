@@ -74,6 +74,8 @@ class ImportResult:
     rows: int = 0
     imported: list[str] = field(default_factory=list)
     linked_duplicates: list[str] = field(default_factory=list)
+    # (spreadsheet row, the issue it was linked to): an operator looks the row up.
+    linked_rows: list[tuple[int, str]] = field(default_factory=list)
     already_imported: int = 0
     errors: list[RowError] = field(default_factory=list)
 
@@ -303,6 +305,8 @@ def _import_row(
     (result.linked_duplicates if outcome.duplicate else result.imported).append(
         outcome.issue_number
     )
+    if outcome.duplicate:
+        result.linked_rows.append((line, outcome.issue_number))
 
 
 def error_report(result: ImportResult) -> pd.DataFrame:

@@ -6,6 +6,7 @@ Each case runs the real CLI in a process of its own (as the operator does)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import subprocess
 import sys
 
@@ -162,6 +163,23 @@ def test_a_pattern_in_an_error_is_shown_whole(tmp_path):
     done = _cli("import-issues", str(ledger), url=url, tmp_path=tmp_path)
     assert done.returncode == 1
     assert "unknown unit '[a-z0-9]'" in " ".join(done.stdout.split())
+
+
+def test_import_issues_names_the_rows_it_linked_as_duplicates(tmp_path):
+    """An operator trial: "2 linked as duplicates" said neither which rows nor to what."""
+    url, _ = _database(tmp_path / "tf.db")
+    ledger = tmp_path / "ledger.csv"
+    ledger.write_text(
+        "title,reporting_unit,description\n"
+        "Permit queue too long,finance,a\nRoad repairs slow,finance,b\n"
+        "Permit queue too long,finance,c\n"
+    )
+    done = _cli("import-issues", str(ledger), url=url, tmp_path=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = " ".join(done.stdout.split())
+    assert "2 imported, 1 linked as duplicates" in out
+    assert re.search(r"row 4: linked to TF-\d{4}-00001 as a duplicate report \(no new issue\)", out)
+    assert "row 2:" not in out and "row 3:" not in out
 
 
 def test_a_review_of_a_period_not_ended_is_refused_and_opens_no_issue(tmp_path):
