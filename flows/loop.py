@@ -39,6 +39,7 @@ from taskforce.loop.forms import (
     ReportResult,
     StepResult,
 )
+from taskforce.policy.schema import Classification
 from taskforce.process import freeze_startup_objects
 from tasks import loop as steps
 from tasks.notify import deliver_pending_notifications, trail_position
@@ -81,6 +82,15 @@ IdempotencyKey = Field(
     description="Idempotency key 幂等键: leave empty (the run's own id is used). The same key "
     "with the same input returns the first result; with a different input it is refused.",
 )
+
+
+def _report_run_name(form: ReportIssueForm) -> str:
+    """A report's run is named after its title, unless the issue is secret: a run's name is
+    in the run list and at the head of each of its log lines in the terminal (an operator
+    trial), and those reach whoever reads Prefect, cleared or not."""
+    if form.classification.readable_by(Classification.internal):
+        return f"report: {form.title}"
+    return f"report: a {form.classification.value} issue from {form.reporting_unit}"
 
 
 async def _begin_run(name: str) -> None:
@@ -154,7 +164,7 @@ async def report_issue_flow(
     idempotency_key: KeyParam = IdempotencyKey,
 ) -> ReportResult:
     """问题上报 — report an issue to the executive group (首接负责制; duplicates are linked)."""
-    await _begin_run(f"report: {form.title}")
+    await _begin_run(_report_run_name(form))
     result, caused = await _step(steps.report_issue, form, operator, _key(idempotency_key))
     await _publish(
         result, "reported (duplicate linked)" if result.duplicate else "reported", caused

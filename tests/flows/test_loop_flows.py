@@ -211,15 +211,25 @@ def test_each_step_run_is_named_after_what_it_does(flow_db):
         )
         number = (await reported.result()).issue_number
         coordinated = await coordinate_flow(number, form=_coordinate(), return_state=True)
+        # A secret issue's title stays out of the run's name (the run list, every log line's
+        # head in the terminal): an operator trial.
+        secret = await report_issue_flow(
+            ReportIssueForm(title="保密事项", reporting_unit="tax", classification="secret"),
+            return_state=True,
+        )
         async with get_client() as client:
             names = [
                 (await client.read_flow_run(s.state_details.flow_run_id)).name
-                for s in (reported, coordinated)
+                for s in (reported, coordinated, secret)
             ]
         return number, names
 
     number, names = asyncio.run(scenario())
-    assert names == ["report: 命名测试", f"{number}: coordinate"]
+    assert names == [
+        "report: 命名测试",
+        f"{number}: coordinate",
+        "report: a secret issue from tax",
+    ]
     # The same first line settled the process: start-up objects out of the collector's way.
     assert gc.get_freeze_count() > 0
 
