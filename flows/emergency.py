@@ -351,7 +351,7 @@ def resolve_emergency(form: AnswerForm = form_of(AnswerForm)) -> str:
 class DeadlineForm(BaseModel):
     """记录时限节点 — e.g. the cross-department command was formed (level I, 24 h)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     emergency_id: EmergencyId
     deadline: str = Field(

@@ -47,6 +47,8 @@ def import_issue_ledger_flow(
         "rows": result.rows,
         "imported": len(result.imported),
         "duplicates_linked": len(result.linked_duplicates),
+        # Which rows, and to what (an operator looks them up in the ledger).
+        "linked_rows": [f"row {row} → {number}" for row, number in result.linked_rows],
         "already_imported": result.already_imported,
         "invalid_rows": len({e.row for e in result.errors}),
     }

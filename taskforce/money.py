@@ -34,7 +34,7 @@ def to_fen(amount: Decimal | str | int) -> int:
 # An amount as people type it or a spreadsheet exports it: digits, thousands in groups of
 # three or none, decimals. to_fen alone also takes 1e7 and 1,0,0 (Decimal's syntax, commas
 # dropped): a slip, not an amount.
-TYPED_YUAN = re.compile(r"-?(\d+|\d{1,3}(,\d{3})+)(\.\d+)?")
+TYPED_YUAN = re.compile(r"-?([0-9]+|[0-9]{1,3}(,[0-9]{3})+)(\.[0-9]+)?")  # ASCII digits only
 TYPED_YUAN_ALLOWED = "yuan with at most 2 decimals, e.g. 86000000.00 or 86,000,000.00"
 _YUAN_SIGNS = "¥￥"
 
@@ -42,7 +42,8 @@ _YUAN_SIGNS = "¥￥"
 def untyped_yuan(text: str) -> str | None:
     """A typed amount as a form takes it ("¥86,000,000.00" -> "86000000.00"), or None when
     the text is not one (as TYPED_YUAN, with a ¥ before it allowed)."""
-    bare = text.strip().lstrip(_YUAN_SIGNS).strip()
+    # A full-width comma (，) is a comma as an IME types it (the budget ledger's import takes it).
+    bare = text.strip().lstrip(_YUAN_SIGNS).strip().replace("，", ",")
     return bare.replace(",", "") if TYPED_YUAN.fullmatch(bare) else None
 
 

@@ -24,6 +24,7 @@ from taskforce.emergency.dispatch import (
 )
 from taskforce.emergency.drill import DrillReport, drill_report
 from taskforce.emergency.forms import EmergencyIntake, OpenResult, ReserveDrawForm
+from taskforce.emergency.models import EmergencyStatus
 from taskforce.emergency.paging import FirstPage, first_page
 from taskforce.emergency.queries import get_emergency
 from taskforce.emergency.responders import require_recorder, require_responder
@@ -104,7 +105,9 @@ def acknowledge(
         emergency = get_emergency(session, public_id, lock=True)  # a short id made whole
         public_id, before = emergency.public_id, emergency.acknowledged_at
         # Resolving sets acknowledged_at too: a resolved emergency was not "acknowledged".
-        done = "acknowledged" if emergency.resolved_at is None else emergency.status.value
+        done = "acknowledged" if emergency.resolved_at is None else "resolved"
+        if emergency.status == EmergencyStatus.closed:
+            done = "resolved and closed"  # the time shown below is the resolution's
         after = service.acknowledge(session, context(), public_id, actor=actor, note=note)
     _said(
         public_id,

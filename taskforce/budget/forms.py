@@ -203,7 +203,9 @@ class ReserveDrawForm(Form):
         title="Emergency 应急事件",
         min_length=1,
         max_length=64,
-        description="The emergency's id or public id; it must be open (not resolved or closed).",
+        description="The emergency's id as its pages show it (its first 8 characters or "
+        "more are enough when no other emergency's id begins with them); it must be open "
+        "(not resolved or closed).",
     )
     entry_date: dt.date = Field(..., title="Date 支付日期")
     amount: PositiveYuan = Field(..., title="Amount (CNY) 金额")

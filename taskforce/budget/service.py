@@ -37,6 +37,7 @@ from taskforce.budget.models import (
 from taskforce.budget.reserve import draw_on_reserve, reserve_left
 from taskforce.context import Context
 from taskforce.emergency.models import Emergency
+from taskforce.emergency.queries import get_emergency
 from taskforce.errors import DomainError, IllegalTransition, NotFound
 from taskforce.idempotency import fingerprint, previous_result, remember
 from taskforce.loop.models import Issue, TaskLevel, TaskNode
@@ -704,4 +705,11 @@ def find_emergency(session: Session, ref: str) -> Emergency | None:
         found = session.get(Emergency, int(ref))
         if found is not None:
             return found
-    return session.scalar(select(Emergency).where(Emergency.public_id == ref))
+    try:  # the whole id, or its first characters (taskforce/emergency/queries.py)
+        return get_emergency(session, ref)
+    except NotFound:
+        return None
+    except DomainError as exc:  # first characters several ids share: this form's field
+        raise DomainError(
+            f"{ref!r} begins the ids of several emergencies", field="emergency", allowed=exc.allowed
+        ) from None

@@ -623,6 +623,8 @@ class _NativeFastPath:
                 }
             )
             await send({"type": "http.response.body", "body": body})
+        except ClientDisconnect:
+            return  # the sender hung up before its body was read: nothing written, nobody to answer
         except Exception:
             if not started:
                 await PlainTextResponse("Internal Server Error", status_code=500)(

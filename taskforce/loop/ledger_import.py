@@ -194,9 +194,21 @@ def _form(row: dict, units: UnitNames) -> ReportIssueForm:
             data[name] = unit_code(data[name], name)
     if isinstance(data.get("estimated_budget"), str):
         # As a spreadsheet writes money (86,000,000.00, ¥120,000), which the budget commands
-        # and the budget ledger's import take too; the form takes digits.
-        typed_budget = data["estimated_budget"]
-        data["estimated_budget"] = untyped_yuan(typed_budget) or typed_budget
+        # and the budget ledger's import take too; the form takes digits. Anything else is
+        # refused here: Decimal would read 1e7, 1_000 and +5 as amounts (slips, not money).
+        typed_budget = data.pop("estimated_budget")
+        if (amount := untyped_yuan(typed_budget)) is not None:
+            data["estimated_budget"] = amount
+        else:
+            shown = (
+                typed_budget if len(typed_budget) <= _ECHO_MAX else typed_budget[:_ECHO_MAX] + "…"
+            )
+            problems.append(
+                (
+                    "estimated_budget",
+                    f"{shown!r} is not an amount of money (allowed: {TYPED_YUAN_ALLOWED})",
+                )
+            )
     if "classification" in data:
         word = str(data["classification"]).strip()
         data["classification"] = CLASSIFICATION_WORDS.get(word, word.casefold())

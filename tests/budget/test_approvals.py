@@ -19,7 +19,7 @@ from taskforce.budget.models import (
     LedgerEntry,
     LineStatus,
 )
-from taskforce.emergency.models import EmergencyEvent
+from taskforce.emergency.models import Emergency, EmergencyEvent
 from taskforce.errors import DomainError, IllegalTransition, NotFound
 from taskforce.notify.models import OutboxMessage
 from taskforce.trail.models import TrailEntry
@@ -266,6 +266,15 @@ def test_reserve_draw_refused_without_an_open_real_emergency(books, status, dril
     with pytest.raises(DomainError, match="emergency"):
         _draw(books, emergency)
     assert books.scalar(select(func.count(LedgerEntry.id))) == 0
+
+
+def test_reserve_draw_names_its_emergency_by_the_first_characters_of_its_id(books):
+    """As the emergency forms do (README: emergencies); in either case."""
+    books.set_year("1000000.00")
+    emergency = add_emergency(books)
+    public_id = books.scalar(select(Emergency.public_id).where(Emergency.id == emergency))
+    _draw(books, public_id[:8].upper(), "1000.00")
+    assert books.scalar(select(LedgerEntry.emergency_id)) == emergency
 
 
 def test_reserve_draw_refused_for_an_unknown_emergency_and_beyond_the_reserve(books):

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.exc import OperationalError
+from starlette.requests import ClientDisconnect
 
 from taskforce.db import unit_of_work
 from taskforce.emergency.models import Emergency, EmergencyEvent
@@ -220,3 +221,46 @@ def test_concurrent_intake_collapses_duplicates_exactly(gateway, engine, ctx):
     assert sum(r.repeats for r in rows) == len(keys) - len(distinct) == events
     by_key = {r.dedup_key: r.public_id for r in rows}
     assert all(r.json()["emergency_id"] == by_key[k] for k, r in zip(keys, responses, strict=True))
+
+
+def _serve(intake, send_fails_on: str | None = None):
+    """`_NativeFastPath.serve` called as uvicorn calls it, with `intake` as the native
+    intake; what it sent, and what it raised."""
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        if message["type"] == send_fails_on:
+            raise OSError("connection reset")
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": NATIVE, "headers": []}
+    fast = _NativeFastPath(intake)
+    try:
+        asyncio.run(fast.serve(fast.source_of(scope), scope, receive, send))
+    except Exception as exc:  # what uvicorn would log
+        return sent, exc
+    return sent, None
+
+
+def test_a_sender_that_hangs_up_before_its_body_is_read_gets_nothing_and_no_traceback():
+    """Nothing is written and nobody is left to answer: no 500 attempted, nothing raised for
+    the server to log as "Exception in ASGI application" (a review)."""
+
+    async def intake(source, headers, receive):
+        await receive()
+        raise ClientDisconnect()
+
+    assert _serve(intake) == ([], None)
+
+
+def test_a_failure_after_the_answer_started_is_raised_without_a_second_answer():
+    async def intake(source, headers, receive):
+        return b'{"emergency_id": "x"}'
+
+    sent, raised = _serve(intake, send_fails_on="http.response.body")
+    assert [m["type"] for m in sent] == ["http.response.start"]
+    assert sent[0]["status"] == 202  # no 500 started after it
+    assert isinstance(raised, OSError)

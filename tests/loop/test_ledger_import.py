@@ -356,6 +356,10 @@ def test_budget_amounts_may_be_written_as_a_spreadsheet_writes_them(
         "园区用地审批慢": "4999999.99",
         "招商引资政策不清": "1,0,0",  # not thousands: a slip
         "人才公寓分配不透明": "12,000.123",
+        "出口退税周期长": "1e7",  # Decimal reads these; a ledger's 预估经费 they are not
+        "窗口排队时间长": "+5",
+        "证照办理跑多次": "1_000",
+        "园区道路破损": "86，000",  # a full-width comma, as an IME types it
     }
     ledger = [
         {"标题": title, "上报单位": "commerce", "相关单位": "", "预估经费": amount}
@@ -368,10 +372,13 @@ def test_budget_amounts_may_be_written_as_a_spreadsheet_writes_them(
         "外资企业登记慢": 8_600_000_000,
         "融资担保门槛高": 12_000_000,
         "园区用地审批慢": 499_999_999,
+        "园区道路破损": 8_600_000,
     }
     problems = {e.row: (e.field, e.message) for e in result.errors}
-    assert set(problems) == {5, 6}
+    assert set(problems) == {5, 6, 7, 8, 9}
     for field, message in problems.values():
         assert field == "estimated_budget"
         assert "allowed: yuan with at most 2 decimals, e.g. 86000000.00 or 86,000,000.00" in message
     assert "'1,0,0'" in problems[5][1] and "'12,000.123'" in problems[6][1]
+    for row, typed in ((5, "1,0,0"), (7, "1e7"), (8, "+5"), (9, "1_000")):
+        assert problems[row][1].startswith(f"{typed!r} is not an amount of money"), problems[row]
