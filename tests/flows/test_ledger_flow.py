@@ -24,7 +24,9 @@ def test_the_ledger_flow_says_which_rows_it_linked_and_which_it_refused(flow_db,
         encoding="utf-8",
     )
     summary = import_issue_ledger_flow(str(ledger), operator="E1")
-    assert summary["rows"] == 3 and summary["imported"] == 1 and summary["invalid_rows"] == 1, summary
+    assert summary["rows"] == 3 and summary["imported"] == 1 and summary["invalid_rows"] == 1, (
+        summary
+    )
     assert summary["duplicates_linked"] == 1, summary
     assert len(summary["linked_rows"]) == 1
     assert re.fullmatch(r"row 4 → TF-\d{4}-00001", summary["linked_rows"][0])
