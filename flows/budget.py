@@ -36,6 +36,7 @@ from taskforce.budget.forms import (
 from taskforce.budget.periods import iso_week, last_complete_half, last_complete_week
 from taskforce.context import Context
 from taskforce.errors import DomainError
+from taskforce.money import format_yuan, to_fen
 from tasks import budget as t
 
 ReviewTimeoutHours = Annotated[int, Field(ge=1, le=24 * 90)]
@@ -201,7 +202,18 @@ def ledger_import(
 
 @flow(name="budget-reserve-draw", log_prints=True)
 def reserve_draw(form: ReserveDrawForm = form_of(ReserveDrawForm), actor: Actor = ACTOR) -> dict:
-    return t.draw_reserve(form, actor, _run_key())
+    result = t.draw_reserve(form, actor, _run_key())
+    # What was charged to which emergency, by its whole id (an operator trial: a draw's log
+    # said nothing, and the form may name the emergency by its first characters).
+    get_run_logger().info(
+        "drew %s from the reserve for emergency %s: ledger entry %s (%s); reserve left %s",
+        format_yuan(to_fen(form.amount), "en"),
+        result["emergency_id"] or form.emergency,
+        result["entry_id"],
+        result["external_ref"],
+        format_yuan(result["reserve_left_fen"], "en"),
+    )
+    return result
 
 
 @flow(name="budget-audit", log_prints=True)

@@ -34,6 +34,9 @@ def import_rows(path: str, operator: str) -> ImportResult:
     )
 
 
+REFUSED_SHOWN = 20
+
+
 @flow(name="import-issue-ledger", flow_run_name="import ledger {path}", log_prints=True)
 def import_issue_ledger_flow(
     path: str = Field(
@@ -51,6 +54,9 @@ def import_issue_ledger_flow(
         "linked_rows": [f"row {row} → {number}" for row, number in result.linked_rows],
         "already_imported": result.already_imported,
         "invalid_rows": len({e.row for e in result.errors}),
+        # Why, for the first rows (the artifact lists every one): the result is what the run
+        # page and `prefect flow-run logs` show.
+        "refused": [f"row {e.row}, {e.field}: {e.message}" for e in result.errors[:REFUSED_SHOWN]],
     }
     if flow_run.get_id():
         md = ["# 台账导入 Ledger import", "", *(f"- {k}: **{v}**" for k, v in summary.items())]

@@ -82,6 +82,9 @@ class DrawResult(BaseModel):
     entry_id: int
     external_ref: str
     reserve_left_fen: int
+    # The emergency's whole id (the form may name it by its first characters); empty in a
+    # result remembered before this field existed.
+    emergency_id: str = ""
 
 
 def reserve_line_code(year: int) -> str:
@@ -694,6 +697,7 @@ def draw_reserve(
         entry_id=draw.ledger_entry_id,
         external_ref=external_ref,
         reserve_left_fen=draw.remaining_fen,
+        emergency_id=emergency.public_id,
     )
     remember(session, key, "budget.draw_reserve", result.model_dump(), ctx.now(), seen=seen)
     return result

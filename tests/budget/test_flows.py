@@ -154,3 +154,46 @@ def test_line_approval_flow_takes_reviews_from_the_ui(prefect_server, books):
     )
     stages = [s.value for s in books.scalars(select(BudgetReview.stage).order_by(BudgetReview.id))]
     assert stages == ["compliance", "evaluator", "executive"]
+
+
+@pytest.mark.prefect
+def test_a_reserve_draw_says_in_its_log_what_it_charged_to_which_emergency(prefect_server, books):
+    """An operator trial: a successful draw's log held only Prefect's first and last lines,
+    and the form may name the emergency by its first characters."""
+    import logging
+
+    from flows.budget import reserve_draw
+    from taskforce.budget.forms import ReserveDrawForm
+    from taskforce.emergency.models import Emergency
+    from tests.budget.conftest import add_emergency
+
+    books.set_year("1000000.00")
+    emergency = add_emergency(books)
+    public_id = books.scalar(select(Emergency.public_id).where(Emergency.id == emergency))
+    form = ReserveDrawForm(
+        fiscal_year=2026,
+        emergency=public_id[:8].upper(),
+        entry_date=books.ctx.today(),
+        amount=Decimal("50000.00"),
+        payee="Pumps Ltd",
+        description="pumps for the flooded hall",
+        voucher="R-9",
+        approver="E1",
+    )
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    logger = logging.getLogger("prefect.flow_runs")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)  # the suite's is WARNING (tests/conftest.py)
+    try:
+        result = reserve_draw(form=form, actor="E1")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    said = [r.getMessage() for r in records]
+    assert result["emergency_id"] == public_id
+    assert (
+        f"drew CNY 50,000.00 from the reserve for emergency {public_id}: ledger entry "
+        f"{result['entry_id']} (voucher:R-9); reserve left CNY 50,000.00" in said
+    ), said

@@ -30,6 +30,11 @@ def test_the_ledger_flow_says_which_rows_it_linked_and_which_it_refused(flow_db,
     assert summary["duplicates_linked"] == 1, summary
     assert len(summary["linked_rows"]) == 1
     assert re.fullmatch(r"row 4 → TF-\d{4}-00001", summary["linked_rows"][0])
+    # Why row 3 was refused, in the result the run page shows (a re-trial: only a count).
+    assert summary["refused"] == [
+        "row 3, estimated_budget: '1e7' is not an amount of money (allowed: yuan with at most "
+        "2 decimals, e.g. 86000000.00 or 86,000,000.00)"
+    ]
     with unit_of_work() as s:
         assert s.scalar(select(func.count(Issue.id))) == 1
         assert s.scalar(select(Issue.estimated_budget_fen)) == 100_000
