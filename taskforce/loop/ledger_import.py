@@ -73,11 +73,15 @@ class RowError:
 class ImportResult:
     rows: int = 0
     imported: list[str] = field(default_factory=list)
-    linked_duplicates: list[str] = field(default_factory=list)
     # (spreadsheet row, the issue it was linked to): an operator looks the row up.
     linked_rows: list[tuple[int, str]] = field(default_factory=list)
     already_imported: int = 0
     errors: list[RowError] = field(default_factory=list)
+
+    @property
+    def linked_duplicates(self) -> list[str]:
+        """The issues rows were linked to as duplicate reports, in row order."""
+        return [number for _, number in self.linked_rows]
 
 
 def read_ledger(path: Path) -> pd.DataFrame:
@@ -314,11 +318,10 @@ def _import_row(
     except DomainError as exc:
         result.errors.append(RowError(line, exc.field or "row", str(exc).split(": ", 1)[-1]))
         return
-    (result.linked_duplicates if outcome.duplicate else result.imported).append(
-        outcome.issue_number
-    )
     if outcome.duplicate:
         result.linked_rows.append((line, outcome.issue_number))
+    else:
+        result.imported.append(outcome.issue_number)
 
 
 def error_report(result: ImportResult) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from taskforce.budget.models import AuditFinding
 from tests.budget.conftest import csv_text
+from tests.run_logs import run_records
 
 
 @pytest.mark.slow
@@ -160,8 +161,6 @@ def test_line_approval_flow_takes_reviews_from_the_ui(prefect_server, books):
 def test_a_reserve_draw_says_in_its_log_what_it_charged_to_which_emergency(prefect_server, books):
     """An operator trial: a successful draw's log held only Prefect's first and last lines,
     and the form may name the emergency by its first characters."""
-    import logging
-
     from flows.budget import reserve_draw
     from taskforce.budget.forms import ReserveDrawForm
     from taskforce.emergency.models import Emergency
@@ -180,17 +179,8 @@ def test_a_reserve_draw_says_in_its_log_what_it_charged_to_which_emergency(prefe
         voucher="R-9",
         approver="E1",
     )
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = records.append
-    logger = logging.getLogger("prefect.flow_runs")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)  # the suite's is WARNING (tests/conftest.py)
-    try:
+    with run_records() as records:
         result = reserve_draw(form=form, actor="E1")
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(logging.NOTSET)
     said = [r.getMessage() for r in records]
     assert result["emergency_id"] == public_id
     assert (

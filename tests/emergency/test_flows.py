@@ -31,6 +31,7 @@ from taskforce.loop.models import Issue
 from taskforce.notify.models import OutboxMessage
 from taskforce.trail.models import TrailEntry
 from tests.gateway.server import start_gateway
+from tests.run_logs import run_records
 
 __all__ = ["start_gateway"]  # the real gateway fixture, shared with tests/gateway
 
@@ -533,20 +534,10 @@ def test_a_refused_form_is_one_line_per_level_in_its_runs_log_not_a_traceback(
 
 
 def _logged_by_runs(call) -> list[str]:
-    """What `call` logged at INFO to its flow and task runs' loggers (the run's Logs tab;
-    the suite's own level is WARNING, tests/conftest.py)."""
-    captured = _Records()
-    loggers = [logging.getLogger(name) for name in ("prefect.flow_runs", "prefect.task_runs")]
-    for logger in loggers:
-        logger.addHandler(captured)
-        logger.setLevel(logging.INFO)
-    try:
+    """What `call` logged at INFO to its flow and task runs' loggers (the run's Logs tab)."""
+    with run_records() as records:
         call()
-    finally:
-        for logger in loggers:
-            logger.removeHandler(captured)
-            logger.setLevel(logging.NOTSET)
-    return [r.getMessage() for r in captured.records if r.levelno == logging.INFO]
+    return [r.getMessage() for r in records if r.levelno == logging.INFO]
 
 
 def _recorded(engine, public_id: str, column: str):

@@ -3,7 +3,6 @@
 import asyncio
 import datetime as dt
 import gc
-import logging
 
 import pytest
 from sqlalchemy import func, select
@@ -32,6 +31,7 @@ from taskforce.loop.forms import (
 )
 from taskforce.loop.models import Issue, Stage, TaskLevel, TaskNode
 from taskforce.trail import verify
+from tests.run_logs import run_records
 
 
 def _coordinate(budget="100000"):
@@ -334,12 +334,6 @@ def test_an_amount_the_form_cannot_take_is_refused_before_a_run_starts(prefect_s
 def test_a_steps_run_log_says_what_it_did_and_a_duplicate_names_its_issue(flow_db):
     """An operator trial: a report linked as a duplicate said so only in its artifact and
     result; the run's log (where an operator looks first) said nothing of it."""
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = records.append
-    logger = logging.getLogger("prefect.flow_runs")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)  # the suite's is WARNING (tests/conftest.py)
 
     async def scenario():
         first = await report_issue_flow(
@@ -350,11 +344,8 @@ def test_a_steps_run_log_says_what_it_did_and_a_duplicate_names_its_issue(flow_d
         )
         return first, again
 
-    try:
+    with run_records() as records:
         first, again = asyncio.run(scenario())
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(logging.NOTSET)
     said = [r.getMessage() for r in records]
     number = first.issue_number
     assert again.duplicate and again.issue_number == number
