@@ -3,6 +3,8 @@ the same lead unit is linked to that issue instead of opening another.
 
 Similarity is difflib's ratio of the case-folded titles, at least
 `loop.duplicate_title_similarity`; among several, the most similar one, the oldest on a tie.
+Titles that name different numbers are different matters however alike the rest
+(`title_numbers`): 1号泵站 and 2号泵站, 二期 and 三期, 2025年 and 2026年.
 One report reads its lead unit's open titles (`find_duplicate`); an import of many rows reads
 each lead unit's once and keeps them as it goes (`OpenTitles`).
 """
@@ -11,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import re
 import threading
+import unicodedata
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
@@ -30,6 +34,7 @@ class Candidate(NamedTuple):
     folded: str
     folded_length: int
     chars: int  # a bit per distinct character (_char_mask)
+    numbers: frozenset[str]  # title_numbers
 
 
 # A bit per character ever seen, shared by all titles; new characters are added under a
@@ -50,9 +55,46 @@ def _char_mask(text: str) -> int:
         return sum(map(_BIT_OF.__getitem__, chars))
 
 
+# A number in a title: digits (full-width too, with , or . inside), or Chinese numerals
+# after 第 or before a measure word (三号, 二期, 第一批). Chinese numerals elsewhere are words
+# (统一, 进一步, 十四五), not numbers.
+_CHINESE_NUMERALS = "零〇一二两三四五六七八九十百千万亿"
+_MEASURE_WORDS = "号期批次届轮年月日季度个座栋层区段线条项台辆处所户家"
+_NUMBER = re.compile(
+    rf"\d+(?:[.,，]\d+)*"
+    rf"|(?<=第)[{_CHINESE_NUMERALS}]+"
+    rf"|[{_CHINESE_NUMERALS}]+(?=[{_MEASURE_WORDS}])"
+)
+
+
+def _number_text(token: str) -> str:
+    """The number as compared: ASCII digits without separators or leading zeros (１２, 12 and
+    012 are one number); Chinese numerals as written (三 and 3 are taken as different)."""
+    if not token[0].isdigit():
+        return token
+    digits = "".join(str(unicodedata.decimal(c, c)) for c in token if c not in ",，")
+    whole, dot, fraction = digits.partition(".")
+    return (whole.lstrip("0") or "0") + dot + fraction
+
+
+def title_numbers(title: str) -> frozenset[str]:
+    """The numbers a title names (see _NUMBER)."""
+    return frozenset(_number_text(m.group()) for m in _NUMBER.finditer(title))
+
+
+def name_different_numbers(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Whether two titles' numbers make them different matters: each names a number the other
+    lacks (1号 and 2号). A title without numbers, or with some of the other's only (泵站故障,
+    or 1号泵站故障 again as 2026年1号泵站故障), may still be the same matter: its similarity
+    decides."""
+    return bool(a) and bool(b) and not (a <= b or b <= a)
+
+
 def candidate(issue_id: int, title: str) -> Candidate:
     folded = title.casefold()
-    return Candidate(issue_id, len(title), folded, len(folded), _char_mask(folded))
+    return Candidate(
+        issue_id, len(title), folded, len(folded), _char_mask(folded), title_numbers(folded)
+    )
 
 
 def _similar(a: str, b: str) -> float:
@@ -105,12 +147,16 @@ def best_match(title: str, candidates: Iterable[Candidate], threshold: float) ->
     query = title.casefold()
     size = len(query)
     query_chars = _char_mask(query)
+    query_numbers = title_numbers(query)
     shortest, longest = title_length_bounds(len(title), threshold)
     matcher = difflib.SequenceMatcher(None)
     matcher.set_seq1(query)
     best_id, best_ratio, floor = None, -1.0, threshold  # floor: max(threshold, best_ratio)
-    for row_id, length, other, other_length, other_chars in candidates:
+    for row_id, length, other, other_length, other_chars, other_numbers in candidates:
         if length < shortest or length > longest:
+            continue
+        # (Two truth tests first: most titles name no number, and a call costs more.)
+        if query_numbers and other_numbers and name_different_numbers(query_numbers, other_numbers):
             continue
         # Each character of the title that the other lacks occurs at least once unmatched:
         # one AND and a bit count (a set difference per title was most of an import's time).
