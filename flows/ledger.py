@@ -17,6 +17,7 @@ from flows.loop import Operator, OperatorParam
 from taskforce.context import Context
 from taskforce.db import session_factory
 from taskforce.loop.ledger_import import ImportResult, error_report, import_ledger
+from taskforce.reports.render import md_cell  # a ledger's value may hold | or a line break
 
 
 @task(name="import-ledger-rows")
@@ -35,6 +36,34 @@ def import_rows(path: str, operator: str) -> ImportResult:
 
 
 REFUSED_SHOWN = 20
+
+
+def import_markdown(result: ImportResult) -> str:
+    """The artifact: the counts, then every linked row and every refused row once, each in
+    its table (the result holds the first refusals only)."""
+    md = [
+        "# 台账导入 Ledger import",
+        "",
+        "| | |",
+        "|---|---:|",
+        f"| 行数 rows | {result.rows} |",
+        f"| 已导入 imported | {len(result.imported)} |",
+        f"| 作为重复上报关联 linked as duplicate reports | {len(result.linked_rows)} |",
+        f"| 此前已导入 already imported | {result.already_imported} |",
+        f"| 未导入 invalid rows | {len({e.row for e in result.errors})} |",
+    ]
+    if result.linked_rows:
+        md += ["", "## 作为重复上报关联的行 Rows linked as duplicate reports", ""]
+        md += ["| 行 row | 并入问题 joined issue |", "|---:|---|"]
+        md += [f"| {row} | {number} |" for row, number in result.linked_rows]
+    errors = error_report(result)
+    if len(errors):
+        md += ["", "## 未导入的行 Refused rows", ""]
+        md += ["| 行 row | 字段 field | 问题 problem |", "|---:|---|---|"]
+        md += [
+            f"| {r.row} | {md_cell(r.field)} | {md_cell(r.message)} |" for r in errors.itertuples()
+        ]
+    return "\n".join(md)
 
 
 @flow(name="import-issue-ledger", flow_run_name="import ledger {path}", log_prints=True)
@@ -56,16 +85,11 @@ def import_issue_ledger_flow(
         "invalid_rows": len({e.row for e in result.errors}),
         # Why, for the first rows (the artifact lists every one): the result is what the run
         # page and `prefect flow-run logs` show.
-        "refused": [f"row {e.row}, {e.field}: {e.message}" for e in result.errors[:REFUSED_SHOWN]],
+        "refused": [f"row {e.row}, {e.where}: {e.message}" for e in result.errors[:REFUSED_SHOWN]],
     }
     if flow_run.get_id():
-        md = ["# 台账导入 Ledger import", "", *(f"- {k}: **{v}**" for k, v in summary.items())]
-        errors = error_report(result)
-        if len(errors):
-            md += ["", "| row 行 | field 字段 | problem 问题 |", "|---|---|---|"]
-            md += [f"| {r.row} | {r.field} | {r.message} |" for r in errors.itertuples()]
         create_markdown_artifact(
-            "\n".join(md), key="ledger-import", description="Ledger import result"
+            import_markdown(result), key="ledger-import", description="Ledger import result"
         )
     print(summary)
     return summary

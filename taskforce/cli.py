@@ -277,7 +277,7 @@ def import_issues(path: str = typer.Argument(..., help="The ledger (台账), .cs
     for row, issue_number in result.linked_rows:
         console.print(f"  row {row}: linked to {issue_number} as a duplicate report (no new issue)")
     for e in result.errors:
-        console.print(f"  row {e.row}, {escape(e.field)}: {escape(e.message)}")
+        console.print(f"  row {e.row}, {escape(e.where)}: {escape(e.message)}")
     if result.errors:
         if hint := missing_organisation_hint():
             console.print(f"hint: {hint}")

@@ -65,8 +65,14 @@ CLASSIFICATION_WORDS["机密"] = Classification.secret.value
 @dataclass
 class RowError:
     row: int  # as the operator sees it in the spreadsheet (header is row 1)
-    field: str
+    field: str  # the form's field (estimated_budget)
     message: str
+    column: str = ""  # the field as the ledger's header names it (预估经费), if it does
+
+    @property
+    def where(self) -> str:
+        """What the operator looks for in the spreadsheet: its column, else the field."""
+        return self.column or self.field
 
 
 @dataclass
@@ -120,11 +126,20 @@ def read_ledger(path: Path) -> pd.DataFrame:
         raise DomainError(
             f"unknown columns {unknown}", field="columns", allowed=", ".join(sorted(set(COLUMNS)))
         )
+    headers = {COLUMNS[str(c).strip()]: str(c).strip() for c in frame.columns}
     frame = frame.rename(columns=lambda c: COLUMNS[str(c).strip()])
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise DomainError(f"missing columns {missing}", field="columns")
+    frame.attrs["headers"] = headers  # form field -> the header as the file has it
     return frame
+
+
+def _column(field_path: str, headers: dict[str, str]) -> str:
+    """A problem's place as the ledger names it: 预估经费 for estimated_budget, 相关单位.1 for
+    related_units.1 (the second unit); "" where the file has no such column (the row)."""
+    name, dot, rest = field_path.partition(".")
+    return headers[name] + dot + rest if name in headers else ""
 
 
 def _row_key(row: dict) -> str:
@@ -283,6 +298,9 @@ def import_ledger(
             done.add(key)
         if on_progress:
             on_progress(index + 1, len(rows))
+    headers = frame.attrs.get("headers", {})
+    for error in result.errors:
+        error.column = _column(error.field, headers)
     return result
 
 
@@ -325,4 +343,7 @@ def _import_row(
 
 
 def error_report(result: ImportResult) -> pd.DataFrame:
-    return pd.DataFrame([e.__dict__ for e in result.errors], columns=["row", "field", "message"])
+    """The refused rows: spreadsheet row, its column as the ledger names it, the problem."""
+    return pd.DataFrame(
+        [(e.row, e.where, e.message) for e in result.errors], columns=["row", "field", "message"]
+    )

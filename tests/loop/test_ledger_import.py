@@ -324,8 +324,25 @@ def test_a_row_with_an_unknown_unit_lists_its_other_problems_too(engine, policy,
     assert "unknown unit 'moon'" in problems["received_by"]
     assert "unknown unit '火星局'" in problems["related_units"]
     assert "'绝密'" in problems["classification"]
+    # Each named as the ledger's header names it (a trial: 预估经费 was reported as
+    # estimated_budget, a name the spreadsheet does not have).
+    columns = {e.field: e.where for e in result.errors}
+    assert columns == {
+        "received_by": "首接单位",
+        "related_units": "相关单位",
+        "classification": "密级",
+        "estimated_budget": "预估经费",
+    }, columns
     with factory() as s:
         assert s.scalar(select(func.count(Issue.id))) == 0
+
+
+def test_a_ledger_with_english_headers_has_its_problems_named_by_them(
+    engine, policy, clock, tmp_path
+):
+    ledger = [{"title": "窗口排队时间长", "reporting_unit": "commerce", "estimated_budget": "五万"}]
+    _, result = _import_csv(engine, policy, clock, tmp_path, ledger)
+    assert [(e.row, e.where) for e in result.errors] == [(2, "estimated_budget")]
 
 
 def test_a_refused_title_is_not_repeated_and_long_values_are_cut(engine, policy, clock, tmp_path):
