@@ -8,7 +8,7 @@ class DomainError(ValueError):
     def __init__(
         self, message: str, *, field: str | None = None, allowed: str | None = None
     ) -> None:
-        self.field, self.allowed = field, allowed
+        self.message, self.field, self.allowed = message, field, allowed
         text = f"{field}: {message}" if field else message
         if allowed:
             text += f" (allowed: {allowed})"

@@ -24,7 +24,7 @@ from taskforce.emergency.dispatch import (
 )
 from taskforce.emergency.drill import DrillReport, drill_report
 from taskforce.emergency.forms import EmergencyIntake, OpenResult, ReserveDrawForm
-from taskforce.emergency.models import EmergencyStatus
+from taskforce.emergency.models import Emergency, EmergencyStatus
 from taskforce.emergency.paging import FirstPage, first_page
 from taskforce.emergency.queries import get_emergency
 from taskforce.emergency.responders import require_recorder, require_responder
@@ -99,11 +99,11 @@ def acknowledge(
     """`member`: the actor is an operator (a form's entry), who must be a member the
     emergency pages and cleared for it (taskforce/emergency/responders.py)."""
     with unit_of_work() as session:
+        # Read under the row's lock: whether this run acknowledged, or someone before it.
+        emergency = _typed(session, public_id)
+        public_id, before = emergency.public_id, emergency.acknowledged_at
         if member:
             require_responder(session, context(), public_id, actor)
-        # Read under the row's lock: whether this run acknowledged, or someone before it.
-        emergency = get_emergency(session, public_id, lock=True)  # a short id made whole
-        public_id, before = emergency.public_id, emergency.acknowledged_at
         # Resolving sets acknowledged_at too: a resolved emergency was not "acknowledged".
         done = "acknowledged" if emergency.resolved_at is None else "resolved"
         if emergency.status == EmergencyStatus.closed:
@@ -122,10 +122,10 @@ def acknowledge(
 def resolve(public_id: str, actor: str, note: str = "", *, member: bool = False) -> EmergencyState:
     """`member`: as for `acknowledge`."""
     with unit_of_work() as session:
+        emergency = _typed(session, public_id)
+        public_id, before = emergency.public_id, emergency.resolved_at
         if member:
             require_responder(session, context(), public_id, actor)
-        emergency = get_emergency(session, public_id, lock=True)  # a short id made whole
-        public_id, before = emergency.public_id, emergency.resolved_at
         after = service.resolve(session, context(), public_id, actor=actor, note=note)
     # Closed next by the sweep (service.close_resolved) or the drill flow; a drill's report
     # is its follow-up, not an issue.
@@ -136,6 +136,12 @@ def resolve(public_id: str, actor: str, note: str = "", *, member: bool = False)
     )
     _said(public_id, f"resolved by {actor}: {then}", before, "resolved")
     return after
+
+
+def _typed(session, public_id: str) -> Emergency:
+    """The emergency an operator's form names, under its row's lock: a short id made whole;
+    first characters several ids share are refused listing them at the office's time."""
+    return get_emergency(session, public_id, lock=True, timezone=context().policy.timezone)
 
 
 def _said(public_id: str, done: str, earlier: dt.datetime | None, what: str) -> None:
@@ -198,8 +204,8 @@ def record_deadline(public_id: str, name: str, actor: str, note: str = "") -> bo
     with unit_of_work() as session:
         # A deadline recorded as met stops its missed-deadline escalation: a responder or the
         # executive office, cleared for the emergency.
+        public_id = _typed(session, public_id).public_id
         require_recorder(session, context(), public_id, actor)
-        public_id = get_emergency(session, public_id).public_id  # a short id made whole
         recorded = service.record_deadline_met(
             session, context(), public_id, name, actor=actor, note=note
         )

@@ -656,7 +656,7 @@ def draw_reserve(
     seen = fingerprint(form)
     if (done := previous_result(session, key, seen=seen)) is not None:
         return DrawResult.model_validate(done)
-    emergency = find_emergency(session, form.emergency)
+    emergency = find_emergency(session, form.emergency, timezone=ctx.policy.timezone)
     if emergency is None:
         raise NotFound(
             f"no emergency {form.emergency!r}",
@@ -703,17 +703,16 @@ def draw_reserve(
     return result
 
 
-def find_emergency(session: Session, ref: str) -> Emergency | None:
+def find_emergency(session: Session, ref: str, *, timezone: str | None = None) -> Emergency | None:
     ref = ref.strip()
     if ref.isdigit():
         found = session.get(Emergency, int(ref))
         if found is not None:
             return found
     try:  # the whole id, or its first characters (taskforce/emergency/queries.py)
-        return get_emergency(session, ref)
+        return get_emergency(session, ref, timezone=timezone)
     except NotFound:
         return None
-    except DomainError as exc:  # first characters several ids share: this form's field
-        raise DomainError(
-            f"{ref!r} begins the ids of several emergencies", field="emergency", allowed=exc.allowed
-        ) from None
+    except DomainError as exc:  # first characters several ids share: said as the emergency
+        # forms say it (an operator trial), under this form's field
+        raise DomainError(exc.message, field="emergency", allowed=exc.allowed) from None

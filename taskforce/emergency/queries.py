@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from taskforce.clock import local_minute
 from taskforce.context import Context
 from taskforce.emergency.models import OPEN_DEDUP_WHERE, Emergency, EmergencyStatus, Level
 from taskforce.errors import DomainError, NotFound
@@ -43,12 +44,15 @@ UUID_LENGTH = 36
 _CANDIDATES_SHOWN = 5
 
 
-def get_emergency(session: Session, public_id: str, *, lock: bool = False) -> Emergency:
+def get_emergency(
+    session: Session, public_id: str, *, lock: bool = False, timezone: str | None = None
+) -> Emergency:
     """The emergency of an id, or of the first characters of one (at least SHORT_ID_MIN)
-    when no other emergency's id begins with them."""
+    when no other emergency's id begins with them. `timezone`: the office's, for the opening
+    times a refusal lists (UTC without it)."""
     public_id = str(public_id).lower()  # ids are stored in lower case
     if len(public_id) < UUID_LENGTH:
-        public_id = _whole_id(session, public_id)
+        public_id = _whole_id(session, public_id, timezone)
     query = select(Emergency).where(Emergency.public_id == public_id)
     if lock:
         query = query.with_for_update()
@@ -58,7 +62,7 @@ def get_emergency(session: Session, public_id: str, *, lock: bool = False) -> Em
     return emergency
 
 
-def _whole_id(session: Session, typed: str) -> str:
+def _whole_id(session: Session, typed: str, timezone: str | None) -> str:
     """The one id that begins with `typed` (an operator trial: people type the first eight
     characters of an id they read in a page, as they would a commit's)."""
     if len(typed) < SHORT_ID_MIN or typed.strip("0123456789abcdef-"):
@@ -82,7 +86,7 @@ def _whole_id(session: Session, typed: str) -> str:
         count = len(found) if len(found) <= _CANDIDATES_SHOWN else f"more than {_CANDIDATES_SHOWN}"
         shown = "; ".join(
             f"{row.public_id} (level {row.level.value}{', drill' if row.is_drill else ''}, "
-            f"opened {row.opened_at:%Y-%m-%d %H:%M} UTC)"
+            f"opened {_opened(row.opened_at, timezone)})"
             for row in found[:_CANDIDATES_SHOWN]
         )
         raise DomainError(
@@ -92,6 +96,13 @@ def _whole_id(session: Session, typed: str) -> str:
             allowed=f"more of the id, or the whole of one of: {shown}",
         )
     return found[0].public_id
+
+
+def _opened(instant: dt.datetime, timezone: str | None) -> str:
+    """As pages and answers show a time: the office's local minute, its zone named."""
+    if timezone is None:
+        return f"{instant:%Y-%m-%d %H:%M} UTC"
+    return f"{local_minute(instant, timezone)} {timezone}"
 
 
 def find_open(session: Session, source: str, dedup_key: str) -> Emergency | None:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from taskforce.budget.models import FiscalYear, LedgerEntry
-from taskforce.clock import local_minute
+from taskforce.clock import ManualClock, local_minute
 from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.emergency import service
@@ -597,3 +597,48 @@ def test_an_answer_says_in_its_runs_log_who_gave_it_or_that_it_was_given_before(
             .order_by(TrailEntry.id)
         ).all()
     assert who == ["L1", "L1"]  # the second answers changed nothing
+
+
+def test_characters_two_emergencies_share_are_refused_by_every_form_alike_at_office_time(
+    engine, policy, prefect_server
+):
+    """An operator trial: the acknowledge form and the reserve draw's refused first characters
+    two ids share in different words (the one lower-cased and counted, the other "several"),
+    and listed the emergencies' opening times in UTC where pages show the office's time."""
+    from flows.emergency import AnswerForm, acknowledge_emergency
+    from taskforce.budget.forms import ReserveDrawForm as BudgetDrawForm
+    from taskforce.budget.service import draw_reserve
+
+    clock = ManualClock(dt.datetime(2026, 3, 9, 1, 2, 3, tzinfo=dt.UTC))
+    ctx = Context(policy=policy, clock=clock)
+    first = _open(engine, ctx, key="shared-1").emergency_id
+    second = _open(engine, ctx, key="shared-2").emergency_id  # the same instant: same prefix
+    typed = first[:8].upper()
+    with pytest.raises(DomainError) as acknowledging:
+        acknowledge_emergency(AnswerForm(emergency_id=typed, actor="W1"))
+    form = BudgetDrawForm(
+        fiscal_year=2026,
+        emergency=typed,
+        entry_date=dt.date(2026, 3, 9),
+        amount=Decimal("1000.00"),
+        payee="Pumps Ltd",
+        description="pumps",
+        voucher="R-1",
+        approver="E1",
+    )
+    with unit_of_work(engine) as s, pytest.raises(DomainError) as drawing:
+        draw_reserve(s, ctx, form, actor="E1")
+    said = {acknowledging.value.field: acknowledging.value, drawing.value.field: drawing.value}
+    assert set(said) == {"emergency_id", "emergency"}
+    assert said["emergency_id"].message == said["emergency"].message
+    assert said["emergency_id"].allowed == said["emergency"].allowed
+    assert f"{first[:8]!r} begins the ids of 2 emergencies" in said["emergency"].message
+    opened = f"opened 2026-03-09 09:02 {policy.timezone}"  # 01:02 UTC in Shanghai
+    allowed = said["emergency"].allowed
+    assert first in allowed and second in allowed and allowed.count(opened) == 2, allowed
+    assert "UTC" not in allowed
+    with unit_of_work(engine) as s:
+        assert not s.scalars(
+            select(Emergency.acknowledged_at).where(Emergency.acknowledged_at.is_not(None))
+        ).all()
+        assert s.scalar(select(func.count(LedgerEntry.id))) == 0
