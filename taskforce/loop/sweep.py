@@ -182,7 +182,10 @@ def _open_items(session: Session, due_by=None) -> pd.DataFrame:
             frame[col] = _as_dates(frame[col])
     frame["done"] = frame["done"].astype(bool)
     for col in ("interview_requested_at", "escalated_at"):
-        frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
+        # At microseconds, as stored: pandas 3 infers whole seconds from a column of None
+        # or of whole-second times, and then refuses the clock's now (an operator trial:
+        # the deployed sweep failed every run).
+        frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601").dt.as_unit("us")
     frame["start_date"] = frame["start_date"].fillna(frame["due_date"])
     return frame
 

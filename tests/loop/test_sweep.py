@@ -187,3 +187,30 @@ def test_deviation_analysis_uses_latest_progress_note(loop, clock):
     result = _sweep(loop)
     assert list(result.deviation["reason"]) == ["接口未开放"]
     assert result.deviation["deviation"].iloc[0] < 0
+
+
+def test_a_sweep_at_a_time_with_microseconds_steps_red_items(loop, engine, clock):
+    """An operator trial: the deployed sweep failed with pandas 3 ("Invalid value '2026-11-29
+    03:32:48.304465+00:00' for dtype 'datetime64[s, UTC]'"): with no interview requested
+    yet the column was read at whole seconds, and a real clock has microseconds. The tests'
+    clock reads whole hours."""
+    r = loop.report()
+    loop.coordinate(r.issue_number)
+    loop.plan(r.issue_number, items=2, due_in=10)
+    _sweep(loop)
+    clock.advance(days=12, seconds=48.304465)  # red since yesterday; now 01:00:48.304465
+    interviewed = _sweep(loop)
+    assert len(interviewed.newly_red) == 2
+    clock.advance(days=4, microseconds=1)  # past the window: escalated
+    escalated = _sweep(loop)
+    assert len(escalated.escalated) == 2
+    with unit_of_work(engine) as s:
+        times = s.execute(
+            select(TaskNode.interview_requested_at, TaskNode.escalated_at).where(
+                TaskNode.interview_requested_at.is_not(None)
+            )
+        ).all()
+    assert len(times) == 2
+    for asked, raised in times:  # stored to the microsecond, as the clock read them
+        assert asked.replace(tzinfo=dt.UTC) == dt.datetime(2026, 3, 21, 1, 0, 48, 304465, dt.UTC)
+        assert raised.replace(tzinfo=dt.UTC) == dt.datetime(2026, 3, 25, 1, 0, 48, 304466, dt.UTC)
