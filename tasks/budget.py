@@ -25,6 +25,7 @@ from taskforce.budget.forms import (
 from taskforce.budget.performance import PerformanceResult, run_performance_audit
 from taskforce.budget.report import (
     audit_table,
+    output_dir,
     performance_table,
     render_audit,
     render_performance,
@@ -119,6 +120,7 @@ def import_ledger(path: str, actor: str) -> dict:
 
 @task(name="run-budget-audit", cache_policy=NO_CACHE)
 def audit(week: str) -> AuditResult:
+    output_dir()  # the reports' folder, refused before the audit is recorded
     with unit_of_work() as session:
         return run_audit(session, _ctx(), week)
 
@@ -143,6 +145,7 @@ def publish_audit(result: AuditResult) -> dict[str, str]:
 
 @task(name="run-performance-audit", cache_policy=NO_CACHE)
 def performance_audit(half: str) -> PerformanceResult:
+    output_dir()  # the reports' folder, refused before the audit is recorded
     with unit_of_work() as session:
         return run_performance_audit(session, _ctx(), half)
 

@@ -40,6 +40,14 @@ def _fail(exc: DomainError) -> None:
     raise typer.Exit(2)
 
 
+def _require_organisation() -> None:
+    """An audit of a database never given its organisation found nothing and passed (exit 0,
+    "台账合规": an operator trial); it is refused as the reviews are."""
+    if hint := missing_organisation_hint():
+        errors.print(f"[red]refused[/]: {escape(hint)}")
+        raise typer.Exit(2)
+
+
 def _yuan(text: str, field: str) -> Decimal:
     """An amount typed on the command line (money.to_fen's rules), refused by its field."""
     try:
@@ -150,16 +158,18 @@ def audit(
     """Run the weekly compliance audit for a week and write its reports."""
     from taskforce.budget.audit import run_audit
     from taskforce.budget.periods import last_complete_week
-    from taskforce.budget.report import write_audit_reports
+    from taskforce.budget.report import output_dir, write_audit_reports
 
+    _require_organisation()
     ctx = Context.default()
     label = week or last_complete_week(ctx.today()).label
     try:
+        folder = output_dir(out)  # refused before the audit is recorded
         with unit_of_work() as session:
             result = run_audit(session, ctx, label, actor="cli")
     except DomainError as exc:
         _fail(exc)
-    paths = write_audit_reports(result, out)
+    paths = write_audit_reports(result, folder)
     s = result.summary
     console.print(f"{label}: {s['open']} open findings ({s['new']} new, {s['resolved']} resolved)")
     for name, path in paths.items():
@@ -174,14 +184,16 @@ def performance(
     """Run the semi-annual performance audit and write its reports."""
     from taskforce.budget.performance import run_performance_audit
     from taskforce.budget.periods import last_complete_half
-    from taskforce.budget.report import write_performance_reports
+    from taskforce.budget.report import output_dir, write_performance_reports
 
+    _require_organisation()
     ctx = Context.default()
     label = half or last_complete_half(ctx.today()).label
     try:
+        folder = output_dir(out)  # refused before the audit is recorded
         with unit_of_work() as session:
             result = run_performance_audit(session, ctx, label, actor="cli")
     except DomainError as exc:
         _fail(exc)
-    for name, path in write_performance_reports(result, out).items():
+    for name, path in write_performance_reports(result, folder).items():
         console.print(f"  {name}: {path}")

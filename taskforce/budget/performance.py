@@ -37,12 +37,14 @@ COLUMNS = [
     "scheduled_to_date_fen",
     "execution_bp",  # spent to date / amount, in basis points (exact integers)
     "issue",
+    "issue_classification",  # its title and action item are read at it (report._redact_lines)
     "issue_title",
     "issue_stage",
     "outcome",
     "satisfaction",
     "action_item",
     "action_progress",
+    "approved_by_end",  # approved by the half's last day: in the base execution is measured on
     "assessment",
 ]
 
@@ -55,10 +57,26 @@ class PerformanceResult:
     summary: dict[str, Any]
 
 
-def _assess(row: dict[str, Any]) -> str:
+# What a line's assessment may read (the reports translate it: assessment.<text>).
+ASSESSMENTS = (
+    "over budget",
+    "target met",
+    "solved, satisfaction below target",
+    "target not met (partly)",
+    "target not met (unsolved)",
+    "not started",
+    "in progress",
+)
+
+
+def _assess(row: dict[str, Any], satisfaction_target: int) -> str:
     if row["amount_fen"] and row["spent_to_date_fen"] > row["amount_fen"]:
         return "over budget"
     if row["outcome"] == "solved":
+        # Solved is the outcome; the target is met when the public is satisfied too (an
+        # operator trial: "target met" at satisfaction 65 against kpi_targets.satisfaction 90).
+        if row["satisfaction"] is not None and row["satisfaction"] < satisfaction_target:
+            return "solved, satisfaction below target"
         return "target met"
     if row["outcome"] in ("partly", "unsolved"):
         return f"target not met ({row['outcome']})"
@@ -72,6 +90,7 @@ def run_performance_audit(
 ) -> PerformanceResult:
     period = within_recorded_years(session, started(half_year(half), ctx.today(), "half"), "half")
     year = period.start.year
+    cutoff = ctx.end_of(period.end)
     lines = session.execute(
         select(
             BudgetLine.id,
@@ -89,6 +108,8 @@ def run_performance_audit(
             Issue.stage,
             TaskNode.title,
             TaskNode.progress_percent,
+            Issue.classification,
+            (BudgetLine.approved_at <= cutoff).label("approved_by_end"),
         )
         .outerjoin(Unit, Unit.id == BudgetLine.owner_unit_id)
         .outerjoin(Issue, Issue.id == BudgetLine.issue_id)
@@ -119,7 +140,6 @@ def run_performance_audit(
     )
     issue_ids = select(BudgetLine.issue_id).where(BudgetLine.fiscal_year == year).scalar_subquery()
     latest: dict[int, tuple[int, str, int]] = {}
-    cutoff = ctx.end_of(period.end)
     for issue_id, round_, outcome, satisfaction in session.execute(
         select(
             Evaluation.issue_id, Evaluation.round, Evaluation.outcome, Evaluation.satisfaction
@@ -145,19 +165,23 @@ def run_performance_audit(
             "scheduled_to_date_fen": int(scheduled.get(r[0], 0) or 0),
             "execution_bp": (total_fen * 10_000 // int(r[8])) if r[8] else 0,
             "issue": r[10] or "",
+            "issue_classification": Classification(r[15]).value if r[15] else "",
             "issue_title": r[11] or "",
             "issue_stage": str(getattr(r[12], "value", r[12]) or ""),
             "outcome": evaluation[1] if evaluation else "",
             "satisfaction": evaluation[2] if evaluation else None,
             "action_item": r[13] or "",
             "action_progress": r[14],
+            "approved_by_end": bool(r[16]) and LineStatus(r[2]) == LineStatus.approved,
         }
-        row["assessment"] = _assess(row)
+        row["assessment"] = _assess(row, ctx.policy.kpi_targets.satisfaction)
         rows.append(row)
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    # Budgeted means approved: a proposed, in-review or rejected line is listed with its
-    # status but is not part of the base the execution is measured against.
-    approved = frame["status"] == LineStatus.approved.value
+    # Budgeted means approved by the half's end: a proposed, in-review or rejected line, or
+    # one approved since, is listed but is not part of the base execution is measured on
+    # (an operator trial: H1 audited in November measured H1's spending on November's
+    # lines, 4.23 % where the semi-annual review said 11.0 %).
+    approved = frame["approved_by_end"].astype(bool)
     amount = int(frame.loc[approved, "amount_fen"].sum()) if not frame.empty else 0
     spent = int(frame["spent_to_date_fen"].sum()) if not frame.empty else 0
     summary = {
@@ -170,6 +194,10 @@ def run_performance_audit(
         "spent_to_date_fen": spent,
         "execution_bp": spent * 10_000 // amount if amount else 0,
         "by_assessment": frame["assessment"].value_counts().to_dict() if not frame.empty else {},
+        # A half still running is audited to date (as the weekly audit's week): the reports
+        # say so (an operator trial: 2026-H2 audited in November read as the whole half).
+        "in_progress": ctx.today() <= period.end,
+        "as_of": min(ctx.today(), period.end).isoformat(),
     }
     events.record(
         session,

@@ -24,6 +24,7 @@ from taskforce.org.names import owner_names
 from taskforce.policy.loader import PROJECT_ROOT
 from taskforce.policy.schema import Classification
 from taskforce.reports import translator, write_workbook
+from taskforce.reports.folders import writable_folder
 
 TEMPLATES = PROJECT_ROOT / "reports" / "templates"
 REPORTS_DIR_ENV = "TASKFORCE_REPORTS_DIR"  # where generated reports go (default reports/out/)
@@ -34,8 +35,14 @@ REDACTED = {
 }
 
 
-def output_dir() -> Path:
-    return Path(os.environ.get(REPORTS_DIR_ENV) or PROJECT_ROOT / "reports" / "out") / "budget"
+def output_dir(out: Path | None = None) -> Path:
+    """`out`, else $TASKFORCE_REPORTS_DIR/budget, else reports/out/budget: made now, and
+    refused naming where it came from when it cannot be written (before an audit runs)."""
+    if out is not None:
+        return writable_folder(Path(out), field="out")
+    env_root = os.environ.get(REPORTS_DIR_ENV)
+    root = Path(env_root or PROJECT_ROOT / "reports" / "out") / "budget"
+    return writable_folder(root, field=REPORTS_DIR_ENV if env_root else "out")
 
 
 def _environment() -> Environment:
@@ -99,17 +106,33 @@ def render_performance(
     return (
         _environment()
         .get_template(name)
-        .render(summary=result.summary, lines=lines.to_dict("records"), locale=locale)
+        .render(
+            summary=result.summary,
+            lines=lines.to_dict("records"),
+            locale=locale,
+            t=translator(locale),
+        )
     )
 
 
 def _redact_lines(lines: pd.DataFrame, clearance: Classification, locale: str) -> pd.DataFrame:
+    """A line's own text at its classification; its issue's title and action item at the
+    issue's too (an operator trial: an internal line funding a secret issue showed the
+    issue's title to internal readers)."""
     if lines.empty:
         return lines
     out = lines.copy()
-    hidden = ~out["classification"].map(lambda c: Classification(c).readable_by(clearance))
-    for column in ("purpose", "output_target", "benefit_target", "issue_title", "action_item"):
-        out.loc[hidden, column] = REDACTED.get(locale, REDACTED["en"])
+
+    def unreadable(column: str) -> pd.Series:
+        return ~out[column].map(lambda c: not c or Classification(c).readable_by(clearance))
+
+    line_hidden = unreadable("classification")
+    issue_hidden = line_hidden | unreadable("issue_classification")
+    withheld = REDACTED.get(locale, REDACTED["en"])
+    for column in ("purpose", "output_target", "benefit_target"):
+        out.loc[line_hidden, column] = withheld
+    for column in ("issue_title", "action_item"):
+        out.loc[issue_hidden, column] = withheld
     return out
 
 
@@ -134,7 +157,7 @@ _SUMMARY_ZH = {
     "severe_new": "本周新增严重问题",
     "resolved": "本周已整改",
     "lines": "预算行数",
-    "in_progress": "本周尚未结束",
+    "in_progress": "本期尚未结束",
     "as_of": "台账截至",
     "budget_cny": "年度预算（元）",
     "allocated_cny": "已批预算行（元）",
@@ -172,8 +195,7 @@ def write_audit_reports(
     *,
     clearance: Classification = Classification.internal,
 ) -> dict[str, Path]:
-    out_dir = Path(out_dir or output_dir())
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_dir(out_dir)
     stem = f"budget-audit-{result.week}"
     written: dict[str, Path] = {}
     for locale in LOCALES:
@@ -200,8 +222,7 @@ def write_performance_reports(
     *,
     clearance: Classification = Classification.internal,
 ) -> dict[str, Path]:
-    out_dir = Path(out_dir or output_dir())
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_dir(out_dir)
     stem = f"budget-performance-{result.half}"
     written: dict[str, Path] = {}
     for locale in LOCALES:

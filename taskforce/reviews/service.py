@@ -42,6 +42,7 @@ from taskforce.process import collector_paused
 from taskforce.registers.models import Review
 from taskforce.registers.service import prune_lessons, record_lesson, sweep_risks
 from taskforce.reports import render_report, translator
+from taskforce.reports.folders import writable_folder
 from taskforce.reports.i18n import LOCALES
 from taskforce.reports.render import fmt_kpi
 from taskforce.reports.workbook import write_workbooks
@@ -541,11 +542,13 @@ def report_link(path: str | Path) -> str:
 
 
 def output_dir(ctx: Context, period: Period, out_root: Path | None = None) -> Path:
-    """<root>/<kind>/<period>: root is out_root, else $TASKFORCE_REPORTS_DIR, else review.output_dir."""
-    root = (
-        out_root or os.environ.get(REPORTS_DIR_ENV) or PROJECT_ROOT / ctx.policy.review.output_dir
-    )
-    return Path(root) / period.kind.value / period.label
+    """<root>/<kind>/<period>: root is out_root, else $TASKFORCE_REPORTS_DIR, else
+    review.output_dir. Made now, and refused naming where it came from when it cannot be
+    written: before the review acts (its improvement issues) or writes anything."""
+    env_root = os.environ.get(REPORTS_DIR_ENV)
+    root = out_root or env_root or PROJECT_ROOT / ctx.policy.review.output_dir
+    field = "out" if out_root else REPORTS_DIR_ENV if env_root else "review.output_dir"
+    return writable_folder(Path(root) / period.kind.value / period.label, field=field)
 
 
 def workbook_paths(period: Period, audience: Classification, locales, out_dir: Path) -> dict:

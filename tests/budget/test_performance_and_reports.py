@@ -8,9 +8,13 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from taskforce.budget.models import BudgetLine
-from taskforce.budget.performance import run_performance_audit
-from taskforce.budget.report import write_audit_reports, write_performance_reports
-from taskforce.loop.models import Evaluation, Outcome
+from taskforce.budget.performance import ASSESSMENTS, run_performance_audit
+from taskforce.budget.report import (
+    performance_table,
+    write_audit_reports,
+    write_performance_reports,
+)
+from taskforce.loop.models import Evaluation, Issue, Outcome
 from taskforce.policy.schema import Classification
 from tests.budget.conftest import csv_text
 
@@ -108,3 +112,92 @@ def test_reports_in_three_formats_withhold_secret_lines(books, tmp_path):
     assert perf_book.sheetnames == ["summary", "lines"]
     perf_summary = {r[0]: r[2] for r in perf_book["summary"].iter_rows(min_row=2, values_only=True)}
     assert "amount_cny" in perf_summary and "execution_percent" in perf_summary, perf_summary
+
+
+def _evaluate(books, code: str, outcome: Outcome, satisfaction: int) -> None:
+    with books.tx() as s:
+        issue_id = s.scalar(select(BudgetLine.issue_id).where(BudgetLine.code == code))
+        s.add(
+            Evaluation(
+                issue_id=issue_id,
+                round=1,
+                outcome=outcome,
+                satisfaction=satisfaction,
+                lessons="",
+                evaluated_at=dt.datetime(2026, 5, 1, tzinfo=dt.UTC),
+            )
+        )
+
+
+def test_solved_meets_the_target_only_at_the_satisfaction_target(books):
+    """An operator trial: "target met" at satisfaction 65 against kpi_targets.satisfaction
+    (90, "不低于": 90 itself meets it)."""
+    target = books.ctx.policy.kpi_targets.satisfaction
+    books.set_year("100000000.00")
+    books.line("AT", "1000.00")
+    books.line("BELOW", "1000.00")
+    books.line("PARTLY", "1000.00")
+    _evaluate(books, "AT", Outcome.solved, target)
+    _evaluate(books, "BELOW", Outcome.solved, target - 1)
+    _evaluate(books, "PARTLY", Outcome.partly, 100)
+    lines = _performance(books, "2026-H1").lines.set_index("code")
+    assert lines.loc["AT", "assessment"] == "target met"
+    assert lines.loc["BELOW", "assessment"] == "solved, satisfaction below target"
+    assert lines.loc["PARTLY", "assessment"] == "target not met (partly)"
+    assert set(lines["assessment"]) <= set(ASSESSMENTS)
+
+
+def test_a_half_is_measured_on_the_lines_approved_by_its_end(books):
+    """An operator trial: 2026-H1 audited in November measured H1's spending against every
+    line approved by November (4.23 %), where the semi-annual review said 11.0 %."""
+    books.set_year("100000000.00")
+    # Proposed, reviewed and approved 15 minutes on (Books.line): approved at 23:59 on
+    # 30 June, the half's last minute, and at 00:01 on 1 July, Shanghai time.
+    books.clock.set(dt.datetime(2026, 6, 30, 15, 44, tzinfo=dt.UTC))
+    books.line("BY-END", "1000.00")
+    books.clock.set(dt.datetime(2026, 6, 30, 15, 46, tzinfo=dt.UTC))
+    books.line("SINCE", "9000.00")
+    with books.tx() as s:
+        approved = dict(s.execute(select(BudgetLine.code, BudgetLine.approved_at)).all())
+    assert approved["BY-END"] == dt.datetime(2026, 6, 30, 15, 59, tzinfo=dt.UTC)
+    assert approved["SINCE"] == dt.datetime(2026, 6, 30, 16, 1, tzinfo=dt.UTC)
+    books.import_csv(csv_text("V1,2026-06-10,BY-END,,400.00,,,"))
+    result = _performance(books, "2026-H1")
+    assert result.summary["amount_fen"] == 100_000  # BY-END only
+    assert result.summary["execution_bp"] == 4_000  # 400 of 1,000, not of 10,000
+    lines = result.lines.set_index("code")
+    assert lines.loc["BY-END", "approved_by_end"] and not lines.loc["SINCE", "approved_by_end"]
+    assert not result.summary["in_progress"]  # audited on 1 July: the half has ended
+
+
+def test_performance_reports_in_chinese_say_a_running_half_and_withhold_a_secret_issue(
+    books, tmp_path
+):
+    """An operator trial: an internal line funding a secret issue showed the issue's title to
+    internal readers; the Chinese page read "solved (81.0) target met" and "- (nan)"; a half
+    still running read as the whole half."""
+    books.set_year("100000000.00")
+    books.line("SECRET-ISSUE", "1000.00")
+    books.line("PLAIN", "1000.00")
+    _evaluate(books, "PLAIN", Outcome.solved, 95)
+    with books.tx() as s:
+        line = s.scalar(select(BudgetLine).where(BudgetLine.code == "SECRET-ISSUE"))
+        issue = s.get(Issue, line.issue_id)
+        issue.classification = Classification.secret
+        secret_title, number = issue.title, issue.number
+    result = _performance(books, "2026-H1")  # on 9 March: H1 is running
+    assert result.summary["in_progress"] and result.summary["as_of"] == "2026-03-09"
+    paths = write_performance_reports(result, tmp_path)
+    zh = paths["html_zh-CN"].read_text("utf-8")
+    texts = {name: path.read_text("utf-8") for name, path in paths.items() if name != "xlsx"}
+    cells = {str(c.value) for row in load_workbook(paths["xlsx"])["lines"].iter_rows() for c in row}
+    table = {str(v) for row in performance_table(result) for v in row.values()}
+    for where, text in [*texts.items(), ("xlsx", " ".join(cells)), ("table", " ".join(table))]:
+        assert secret_title not in text, where
+    assert number in zh  # the issue's number stays: the line is readable
+    assert "已解决 (95)" in zh and "达到目标" in zh and "未启动" in zh
+    assert "target met" not in zh and "solved" not in zh and "nan" not in zh
+    assert "本半年尚未结束" in zh and "2026-03-09" in zh
+    assert "has not ended" in texts["html_en"] and "has not ended" in texts["md"]
+    cleared = write_performance_reports(result, tmp_path / "s", clearance=Classification.secret)
+    assert secret_title in cleared["html_zh-CN"].read_text("utf-8")

@@ -264,3 +264,52 @@ def test_init_says_what_it_loaded_in_words(tmp_path):
     org = load_org()
     counts = f"{len(org.units)} units, {len(org.groups)} groups, {len(org.members)} members"
     assert f"loaded {counts}" in out and "{" not in out.split("loaded")[1][:40]
+
+
+def test_a_folder_reports_cannot_be_written_in_is_refused_before_anything_is_recorded(tmp_path):
+    """An operator trial: `budget audit --out /proc/nope` committed its trail entry, then
+    failed with a traceback (exit 1, which means "found a problem"); a review with
+    TASKFORCE_REPORTS_DIR there committed its duplicate-linked improvement reports first."""
+    url, engine = _database(tmp_path / "tf.db")
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    trail = _count(engine, TrailEntry)
+    for args, field in [
+        (("budget", "audit", "--week", "2026-W10", "--out", str(blocked / "out")), "out"),
+        (("budget", "performance", "--half", "2026-H1", "--out", str(blocked)), "out"),
+    ]:
+        done = _cli(*args, url=url, tmp_path=tmp_path)
+        assert done.returncode == 2, done.stdout + done.stderr
+        _no_traceback(done)
+        said = " ".join(done.stderr.split())
+        assert f"{field}: cannot make the folder" in said and str(blocked) in said, said
+        assert "allowed: a folder this user may write in" in said
+    review = subprocess.run(
+        [sys.executable, "-m", "taskforce.cli", "review", "run", "monthly", "--period", "2026-10"],
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "TASKFORCE_DATABASE_URL": url,
+            "TASKFORCE_REPORTS_DIR": str(blocked),
+        },
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert review.returncode == 2, review.stdout + review.stderr
+    _no_traceback(review)
+    assert "TASKFORCE_REPORTS_DIR: cannot make the folder" in " ".join(review.stderr.split())
+    assert _count(engine, TrailEntry) == trail and _count(engine, Review) == 0
+    assert _count(engine, Issue) == 0
+
+
+def test_a_budget_audit_of_a_database_without_its_organisation_is_refused(tmp_path):
+    """It found nothing and passed: exit 0, "未发现问题：台账合规" (an operator trial)."""
+    url, engine = _database(tmp_path / "tf.db", organisation=False)
+    for args in (("budget", "audit", "--week", "2026-W10"), ("budget", "performance")):
+        done = _cli(*args, url=url, tmp_path=tmp_path)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "the database has no organisation yet: run `taskforce init`" in " ".join(
+            done.stderr.split()
+        )
+    assert _count(engine, TrailEntry) == 0
