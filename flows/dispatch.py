@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import pandas as pd
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
+from taskforce.clock import local_minute
+from taskforce.context import Context
+from taskforce.reports.audience import withhold
 from tasks import loop as steps
 from tasks.notify import deliver_pending_notifications
 
 COCKPIT_ROWS = 500  # the UI table shows the most urgent items first
+_ITEM_TEXT = ("item", "reason")  # an action item's title and its latest progress note
 
 
 @flow(name="dispatch-sweep", log_prints=True)
@@ -46,7 +51,9 @@ def _artifacts(result, summary: dict) -> None:
             f"| {o['issue']} | {o['what']} | {o['due'][:10]} | {o['late_days']} |"
             for o in result.overdue_stages
         ]
-    if result.deviation is not None and len(result.deviation):
+    # Read in the Prefect UI at its clearance: a secret issue's items and notes are withheld.
+    deviation = None if result.deviation is None else withhold(result.deviation, _ITEM_TEXT)
+    if deviation is not None and len(deviation):
         md += [
             "",
             "## 偏差分析 Deviation analysis",
@@ -54,7 +61,7 @@ def _artifacts(result, summary: dict) -> None:
             "| issue | item | owner | colour | deviation | days late | why |",
             "|---|---|---|---|---|---|---|",
         ]
-        for r in result.deviation.head(50).itertuples():
+        for r in deviation.head(50).itertuples():
             md.append(
                 f"| {r.issue} | {r.item} | {r.owner} | {r.colour} | {r.deviation:+d} pts | {r.days_late} | "
                 f"{r.reason} |"
@@ -62,7 +69,7 @@ def _artifacts(result, summary: dict) -> None:
     create_markdown_artifact(
         "\n".join(md), key="dispatch-summary", description="Dispatch sweep summary"
     )
-    table = result.cockpit.head(COCKPIT_ROWS).copy()
+    table = withhold(result.cockpit.head(COCKPIT_ROWS), _ITEM_TEXT)
     table["due"] = table["due"].astype(str)
     create_table_artifact(
         table.to_dict(orient="records"),
@@ -73,14 +80,26 @@ def _artifacts(result, summary: dict) -> None:
 
 @flow(name="issue-board", log_prints=True)
 def issue_board_flow() -> list[dict]:
-    """Which issues wait for which step, and since when."""
-    board = steps.issue_board()
+    """Which issues wait for which step, and since when (office time); a secret issue's
+    title withheld, as everywhere in the Prefect UI (an operator trial)."""
+    timezone = Context.default().policy.timezone
+    board = withhold(steps.issue_board(), ("title",))
     rows = board.assign(
-        stage_entered_at=board["stage_entered_at"].astype(str),
-        stage_due_at=board["stage_due_at"].astype(str),
+        stage_entered_at=[_local(t, timezone) for t in board["stage_entered_at"]],
+        stage_due_at=[_local(t, timezone) for t in board["stage_due_at"]],
     ).to_dict(orient="records")
     if flow_run.get_id():
         create_table_artifact(
-            rows, key="issue-board", description="Open issues and the step each waits for"
+            rows,
+            key="issue-board",
+            description=f"Open issues and the step each waits for (times: {timezone})",
         )
     return rows
+
+
+def _local(instant, timezone: str) -> str:
+    if instant is None or pd.isna(instant):
+        return ""
+    stamp = pd.Timestamp(instant)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp  # stored in UTC
+    return local_minute(stamp.to_pydatetime(), timezone)

@@ -732,6 +732,7 @@ def cockpit(
             items["colour"] = colours_frame(items, today, ctx.policy.progress)
     columns = [
         "issue",
+        "classification",  # the issue's: the UI withholds what its readers are not cleared for
         "item_id",
         "item",
         "owner",
@@ -749,11 +750,12 @@ def cockpit(
             row
             for chunk in bulk.chunks(items["issue_id"].unique().tolist(), IN_CHUNK)
             for row in session.execute(
-                select(Issue.id, Issue.number).where(Issue.id.in_(chunk))
+                select(Issue.id, Issue.number, Issue.classification).where(Issue.id.in_(chunk))
             ).all()
         ],
-        columns=["issue_id", "issue"],
+        columns=["issue_id", "issue", "classification"],
     )
+    issues["classification"] = [Classification(c).value for c in issues["classification"]]
     units = pd.DataFrame(
         session.execute(select(Unit.id, Unit.name)).all(), columns=["owner_unit_id", "owner"]
     )
@@ -802,11 +804,19 @@ def stage_of_issues(session: Session) -> pd.DataFrame:
     from taskforce.loop.states import NEXT_STEP
 
     frame = pd.read_sql(
-        select(Issue.number, Issue.title, Issue.stage, Issue.stage_entered_at, Issue.stage_due_at)
+        select(
+            Issue.number,
+            Issue.title,
+            Issue.classification,
+            Issue.stage,
+            Issue.stage_entered_at,
+            Issue.stage_due_at,
+        )
         .where(Issue.stage != Stage.closed)
         .order_by(Issue.stage_entered_at),
         session.connection(),
     )
+    frame["classification"] = [Classification(c).value for c in frame["classification"]]
     frame["stage"] = frame["stage"].astype(str).str.replace("Stage.", "", regex=False)
     frame["waits_for"] = frame["stage"].map(lambda s: NEXT_STEP[Stage(s)])
     return frame

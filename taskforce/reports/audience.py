@@ -41,3 +41,24 @@ def assert_cleared(context: Any, audience: Classification | str, path: str = "co
     elif isinstance(context, list | tuple):
         for i, value in enumerate(context):
             assert_cleared(value, audience, f"{path}[{i}]")
+
+
+# Who reads the Prefect UI (run names, logs, artifacts): the office's operators, cleared for
+# internal material (E3, E4 in config/org.yaml); what is above it is withheld there.
+PREFECT_UI_CLEARANCE = Classification.internal
+WITHHELD = "[密级高于本视图，不予显示 withheld: above this view's clearance]"
+
+
+def withhold(frame, columns: Iterable[str], audience: Classification | str = PREFECT_UI_CLEARANCE):
+    """A copy of a pandas frame with `columns` withheld on the rows whose `classification`
+    the audience may not read (the task cockpit and issue board in the Prefect UI)."""
+    out = frame.copy()
+    if out.empty:
+        return out
+    allowed = {c.value for c in cleared_for(audience)}
+    hidden = ~out["classification"].isin(allowed)
+    for column in columns:
+        if column in out.columns:
+            out[column] = out[column].astype(object)
+            out.loc[hidden, column] = WITHHELD
+    return out

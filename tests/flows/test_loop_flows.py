@@ -3,6 +3,7 @@
 import asyncio
 import datetime as dt
 import gc
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
@@ -355,3 +356,54 @@ def test_a_steps_run_log_says_what_it_did_and_a_duplicate_names_its_issue(flow_d
         f"{again.stage}" in said
     ), said
     assert not any("窗口排队时间长" in line for line in said)  # a title may be classified
+
+
+def test_the_cockpit_and_issue_board_withhold_a_secret_issues_text_in_the_ui(flow_db):
+    """An operator trial: the `issue-board` artifact listed a secret issue's title (and its
+    times in raw UTC); the task cockpit lists every open item's title the same way. The
+    Prefect UI is read at internal clearance (taskforce/reports/audience.py)."""
+    from prefect.client.orchestration import get_client
+
+    from flows.dispatch import issue_board_flow
+    from taskforce.reports.audience import WITHHELD
+
+    async def scenario():
+        secret = await report_issue_flow(
+            ReportIssueForm(
+                title="某涉密系统漏洞排查", reporting_unit="tax", classification="secret"
+            )
+        )
+        plain = await report_issue_flow(
+            ReportIssueForm(title="窗口排队时间长", reporting_unit="tax")
+        )
+        for number in (secret.issue_number, plain.issue_number):
+            await coordinate_flow(number, _coordinate())
+            await file_plan_flow(number, _plan())
+        return secret.issue_number, plain.issue_number
+
+    secret, plain = asyncio.run(scenario())
+    dispatch_sweep_flow()
+    board = {row["number"]: row for row in issue_board_flow()}
+    assert board[secret]["title"] == WITHHELD and board[secret]["classification"] == "secret"
+    assert board[plain]["title"] == "窗口排队时间长"
+    with unit_of_work() as s:
+        entered = s.scalar(select(Issue.stage_entered_at).where(Issue.number == plain))
+    shanghai = entered.replace(tzinfo=dt.UTC).astimezone(ZoneInfo("Asia/Shanghai"))
+    assert board[plain]["stage_entered_at"] == shanghai.strftime("%Y-%m-%d %H:%M")
+    with get_client(sync_client=True) as client:
+        artifacts = {a.key: a for a in client.read_latest_artifacts()}
+    shown = str(_table(artifacts["task-cockpit"].data)) + str(_table(artifacts["issue-board"].data))
+    assert "某涉密系统漏洞排查" not in shown and "窗口排队时间长" in shown
+    cockpit = [row for row in _table(artifacts["task-cockpit"].data) if row["issue"] == secret]
+    assert cockpit and all(row["item"] == WITHHELD for row in cockpit)
+    assert all(
+        row["item"] == "梳理"
+        for row in _table(artifacts["task-cockpit"].data)
+        if row["issue"] == plain
+    )
+
+
+def _table(data) -> list[dict]:
+    import json
+
+    return json.loads(data) if isinstance(data, str) else data
