@@ -110,9 +110,11 @@ class ReviewOutcome:
         lines.append(f"- {t('summary.missed', missed=len(missed), targeted=len(targeted))}")
         for k in missed:
             lines.append(f"  - {t('kpi.' + k['code'])}")
-        lines.append(
-            f"- {t('section.actions')}: " + (", ".join(a.issue_number for a in self.actions) or "—")
-        )
+        shown = [
+            a.issue_number + (f" ({t('act.status.linked')})" if a.duplicate else "")
+            for a in self.actions
+        ]
+        lines.append(f"- {t('section.actions')}: " + (", ".join(shown) or "—"))
         lines.append(f"- {t('files')}:")
         lines.extend(f"  - `{path}`" for path in self.files.values())
         return "\n".join(lines)
@@ -575,6 +577,11 @@ def render(
         actions_rows = content.issues_by_number(
             conn, [a.issue_number for a in actions], data.audience
         )
+    # Opened by this review, or an earlier review's issue for the KPI still open (a review
+    # of an older period lists those: an operator trial read them as new).
+    linked = {a.issue_number for a in actions if a.duplicate}
+    for row in actions_rows:
+        row["status"] = "linked" if row["number"] in linked else "new"
     period, tz = data.period, ctx.policy.timezone
     stem = f"{period.kind.value}-{period.label}"
     xlsx = workbook_paths(period, data.audience, locales, out_dir)

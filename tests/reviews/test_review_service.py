@@ -307,3 +307,28 @@ def test_a_quarter_links_every_target_missed_again_to_its_kpis_open_issue(engine
     assert _count(engine, Issue, Issue.origin == "review") == len(opened) + sum(
         not a.duplicate for a in quarter.actions
     )
+
+
+def test_a_review_says_which_improvement_issues_it_opened_and_which_were_already_open(
+    engine, ctx, tmp_path
+):
+    """An operator trial: the Act section of reviews run after a later one listed the later
+    review's issues under "作为新问题纳入闭环", as if each review had opened them."""
+    first = run_review(engine, ctx, "monthly", "2026-11", out_root=tmp_path)
+    ctx.clock.set(f.utc(2027, 1, 1, 1))
+    second = run_review(engine, ctx, "monthly", "2026-12", out_root=tmp_path)
+    opened = [a for a in first.actions if not a.duplicate]
+    linked = [a for a in second.actions if a.duplicate]
+    assert opened and linked
+    folder = tmp_path / "monthly"
+    zh_first = (folder / "2026-11" / "monthly-2026-11.zh-CN.internal.html").read_text("utf-8")
+    zh_second = (folder / "2026-12" / "monthly-2026-12.zh-CN.internal.html").read_text("utf-8")
+    en_second = (folder / "2026-12" / "monthly-2026-12.en.internal.md").read_text("utf-8")
+    assert "作为新问题" not in zh_first + zh_second
+    act_first = zh_first[zh_first.index("改进措施") :]
+    act_second = zh_second[zh_second.index("改进措施") :]
+    assert act_first.count("本次新建") == len(opened) and "沿用此前" not in act_first
+    assert act_second.count("沿用此前仍未关闭的整改问题") == len(linked)
+    assert en_second.count("already open, from an earlier review") == len(linked)
+    summary = second.summary_markdown("en")
+    assert all(f"{a.issue_number} (already open" in summary for a in linked), summary
