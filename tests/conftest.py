@@ -151,8 +151,9 @@ def clock():
 
     from taskforce.clock import ManualClock
 
-    # A Monday morning in Shanghai, far from holidays.
-    return ManualClock(dt.datetime(2026, 3, 9, 1, 0, tzinfo=dt.UTC))
+    # A Monday morning in Shanghai, far from holidays; with microseconds, as a real clock
+    # reads (whole hours hid a sweep that failed at every real time under pandas 3).
+    return ManualClock(dt.datetime(2026, 3, 9, 1, 0, 0, 304465, tzinfo=dt.UTC))
 
 
 @pytest.fixture(scope="session")

@@ -194,6 +194,7 @@ def test_a_sweep_at_a_time_with_microseconds_steps_red_items(loop, engine, clock
     03:32:48.304465+00:00' for dtype 'datetime64[s, UTC]'"): with no interview requested
     yet the column was read at whole seconds, and a real clock has microseconds. The tests'
     clock reads whole hours."""
+    clock.set(dt.datetime(2026, 3, 9, 1, 0, tzinfo=dt.UTC))  # whole seconds first
     r = loop.report()
     loop.coordinate(r.issue_number)
     loop.plan(r.issue_number, items=2, due_in=10)
