@@ -473,15 +473,27 @@ def check_unapproved_spending(state: _State, policy: Policy) -> list[Finding]:
                 str(entry.entry_id),
                 GroupKind.executive.value,
                 int(entry.fiscal_year),
-                f"entry {entry.external_ref} of {entry.entry_date}: {_yuan(entry.amount_fen)} CNY "
+                f"{_named(entry, 'entry', '台账分录')[0]} of {entry.entry_date}: "
+                f"{_yuan(entry.amount_fen)} CNY "
                 "spent without a budget line",
                 int(entry.amount_fen),
                 {"external_ref": entry.external_ref, "entry_date": str(entry.entry_date)},
-                summary_zh=f"台账分录 {entry.external_ref}（{entry.entry_date}）："
+                summary_zh=f"{_named(entry, 'entry', '台账分录')[1]}（{entry.entry_date}）："
                 f"{_yuan(entry.amount_fen)} 元支出无对应预算行",
             )
         )
     return out
+
+
+# A ledger row without a voucher number is kept under a hash of its content ("row:b538…",
+# ledger.content_ref): a reader is told it had none, and its entry number to find it by.
+def _named(entry, kind_en: str, kind_zh: str) -> tuple[str, str]:
+    """("entry voucher:V-17", "台账分录 voucher:V-17"), or ("entry 12 (no voucher)",
+    "无凭证号的台账分录 12")."""
+    ref = str(entry.external_ref)
+    if ref.startswith("row:"):
+        return f"{kind_en} {entry.entry_id} (no voucher)", f"无凭证号的{kind_zh} {entry.entry_id}"
+    return f"{kind_en} {ref}", f"{kind_zh} {ref}"
 
 
 def check_overspend(state: _State, policy: Policy) -> list[Finding]:
@@ -723,10 +735,11 @@ def check_reserve_without_emergency(state: _State, policy: Policy) -> list[Findi
                 str(entry.entry_id),
                 GroupKind.executive.value,
                 int(entry.fiscal_year),
-                f"reserve draw {entry.external_ref} of {entry.entry_date}: {_yuan(entry.amount_fen)} CNY, {why}",
+                f"{_named(entry, 'reserve draw', '应急预留动用')[0]} of {entry.entry_date}: "
+                f"{_yuan(entry.amount_fen)} CNY, {why}",
                 int(entry.amount_fen),
                 {"external_ref": entry.external_ref, "reason": why},
-                summary_zh=f"应急预留动用 {entry.external_ref}（{entry.entry_date}）："
+                summary_zh=f"{_named(entry, 'reserve draw', '应急预留动用')[1]}（{entry.entry_date}）："
                 f"{_yuan(entry.amount_fen)} 元，{why_zh}",
             )
         )

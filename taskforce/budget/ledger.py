@@ -365,6 +365,10 @@ def amounts_to_fen(text: pd.Series) -> tuple[pd.Series, pd.Series]:
     message[text == ""] = "missing"
     bad = ~ok & (text != "")
     message[bad] = "'" + text[bad] + "' is not an amount in yuan with at most two decimals"
+    # Digits beyond what the ledger holds (13 before the point: under ten trillion yuan)
+    # say so, not "not an amount" (an operator trial typed 99999999999999999).
+    too_large = bad & cleaned.str.fullmatch(r"\d{14,}(?:\.\d*)?")
+    message[too_large] = "'" + text[too_large] + "' is too large (at most 13 digits of yuan)"
     negative = bad & cleaned.str.match(_NEGATIVE)
     message[negative] = "'" + text[negative] + "' is not positive"
     zero = ok & (fen == 0)

@@ -96,6 +96,21 @@ def test_unapproved_spending_without_any_line(clean):
     result = clean.audit(WEEK)
     (key,) = keys(result)
     assert key.startswith("unapproved_spending:ledger_entry:")
+    row = result.findings.iloc[0]
+    assert row["summary"].startswith("entry voucher:V9 of 2026-03-12: 10.00 CNY")
+    assert row["summary_zh"].startswith("台账分录 voucher:V9（2026-03-12）：10.00 元")
+
+
+def test_a_payment_without_a_voucher_is_named_by_its_entry_not_its_content_hash(clean):
+    """An operator trial: a row with an empty voucher was "row:b5388dd19093…" in the
+    findings (its content's hash, the ledger's key for it)."""
+    clean.import_csv(csv_text(",2026-03-12,,,10,ACME,,"))
+    result = clean.audit(WEEK)
+    row = result.findings.iloc[0]
+    entry_id = row["subject_id"]
+    assert row["summary"].startswith(f"entry {entry_id} (no voucher) of 2026-03-12: 10.00 CNY")
+    assert row["summary_zh"].startswith(f"无凭证号的台账分录 {entry_id}（2026-03-12）：10.00 元")
+    assert "row:" not in row["summary"] + row["summary_zh"]
 
 
 def test_unapproved_spending_before_the_line_was_approved(clean):

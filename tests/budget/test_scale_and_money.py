@@ -174,3 +174,24 @@ def test_random_ledgers_sum_to_the_fen_through_import_and_audit(money_books, row
         expected.values()
     )
     assert after.findings.empty
+
+
+@pytest.mark.parametrize(
+    ("typed", "says"),
+    [
+        ("9999999999999.99", ""),  # 13 digits of yuan: the most the ledger holds
+        ("99999999999999", "'99999999999999' is too large (at most 13 digits of yuan)"),
+        ("99,999,999,999,999.00", "is too large (at most 13 digits of yuan)"),
+        ("12.345", "is not an amount in yuan with at most two decimals"),
+        ("五万", "is not an amount in yuan with at most two decimals"),
+        ("-5", "'-5' is not positive"),
+    ],
+)
+def test_an_amount_the_ledger_cannot_hold_says_why(typed, says):
+    """An operator trial: 99999999999999999 was "not an amount in yuan with at most two
+    decimals"; it is one, too large."""
+    _, error = amounts_to_fen(pd.Series([typed]))
+    if says:
+        assert says in error[0], error[0]
+    else:
+        assert error[0] == ""
