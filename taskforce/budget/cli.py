@@ -162,7 +162,8 @@ def audit(
 
     _require_organisation()
     ctx = Context.default()
-    label = week or last_complete_week(ctx.today()).label
+    # An empty --week is refused by the parser (an operator trial: it meant the default).
+    label = last_complete_week(ctx.today()).label if week is None else week
     try:
         folder = output_dir(out)  # refused before the audit is recorded
         with unit_of_work() as session:
@@ -188,7 +189,7 @@ def performance(
 
     _require_organisation()
     ctx = Context.default()
-    label = half or last_complete_half(ctx.today()).label
+    label = last_complete_half(ctx.today()).label if half is None else half
     try:
         folder = output_dir(out)  # refused before the audit is recorded
         with unit_of_work() as session:

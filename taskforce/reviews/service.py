@@ -127,7 +127,7 @@ def resolve_period(kind: ReviewKind | str, label: str | None, ctx: Context) -> P
     in the closed loop), and a period in progress or to come has missed them all so far —
     a mistyped year would open real issues."""
     kind = ReviewKind(kind)
-    if not label:
+    if label is None:  # "" typed is refused by parse_period, not taken as the default
         return _after_programme_start(last_complete_period(kind, ctx.today()), ctx)
     period = _after_programme_start(parse_period(kind, label), ctx)
     ends = period.ends_at(ctx.policy.timezone)

@@ -313,3 +313,22 @@ def test_a_budget_audit_of_a_database_without_its_organisation_is_refused(tmp_pa
             done.stderr.split()
         )
     assert _count(engine, TrailEntry) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("review", "run", "monthly", "--period", ""), "period: '' is not a monthly period"),
+        (("budget", "audit", "--week", ""), "week: '' is not an ISO week"),
+        (("budget", "performance", "--half", ""), "half: '' is not a half-year"),
+    ],
+)
+def test_an_empty_period_typed_is_refused_not_taken_as_the_last_one(tmp_path, args, says):
+    """An operator trial: `--period ''` built the last complete period's review, as if no
+    period had been given (a variable left empty in a script)."""
+    url, engine = _database(tmp_path / "tf.db")
+    done = _cli(*args, url=url, tmp_path=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    _no_traceback(done)
+    assert says in " ".join(done.stderr.split())
+    assert _count(engine, TrailEntry) == 0 and _count(engine, Review) == 0
