@@ -107,21 +107,22 @@ def kpi_frame(current: KpiSet, locale: str) -> pd.DataFrame:
     """The workbook's KPI sheet: each KPI with its target, status, previous value, change.
 
     As the report shows them, still numbers: a rate in percent ("问题解决率 %": 44.4, not
-    0.444), other values to two decimals; the other units are in the KPIs' names."""
+    0.444), a count whole, a multiple to two decimals, the rest to one (reports/render.py:
+    fmt_kpi); the other units are in the KPIs' names."""
     t = translator(locale)
     rows = []
     for k in current.kpis.values():
-        percent = BY_CODE[k.code].unit == "ratio"
+        unit = BY_CODE[k.code].unit
         rows.append(
             {
-                t("kpi"): t(f"kpi.{k.code}") + (" %" if percent else ""),
-                t("value"): _shown(k.value, percent),
+                t("kpi"): t(f"kpi.{k.code}") + (" %" if unit == "ratio" else ""),
+                t("value"): _shown(k.value, unit),
                 # Whether the target is a floor or a ceiling (≥ 80 % resolved, ≤ 1.8 × the
                 # planned duration): the number alone does not say which side is met.
                 t("target_rule"): t(f"target_rule.{k.target_rule}") if k.target_rule else None,
-                t("target"): _shown(k.target, percent),
+                t("target"): _shown(k.target, unit),
                 t("status"): t(f"status.{k.status}") if k.status else None,
-                t("previous"): _shown(k.previous, percent),
+                t("previous"): _shown(k.previous, unit),
                 t("change"): (
                     t(f"change.{k.change}") + (t(f"trend.{k.trend}") if k.trend else "")
                     if k.change
@@ -130,14 +131,21 @@ def kpi_frame(current: KpiSet, locale: str) -> pd.DataFrame:
                 t("basis"): k.basis,
             }
         )
-    # Counts stay whole numbers beside a missing one (a float column would show 27.0).
-    return pd.DataFrame(rows).astype({t("basis"): "Int64"})
+    # Counts stay whole numbers beside a missing one or a rate in the same column (a float
+    # column would show 27.0: an operator trial read "2.0" warnings): the columns of values
+    # are kept as Python numbers, each as its unit shows it.
+    frame = pd.DataFrame(rows, dtype=object)
+    return frame.astype({t("basis"): "Int64"})
 
 
-def _shown(value: float | None, percent: bool) -> float | None:
+def _shown(value: float | None, unit: str) -> float | int | None:
     if value is None or value != value:  # missing (None or NaN)
         return None
-    return round(value * 100, 1) if percent else round(value, 2)
+    if unit == "ratio":
+        return round(value * 100, 1)
+    if unit == "count":
+        return round(float(value))  # an int (numpy floats too, through float)
+    return round(value, 2 if unit == "times" else 1)
 
 
 def read_period_ledgers(

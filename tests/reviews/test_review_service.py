@@ -124,6 +124,10 @@ def test_files_in_both_locales_and_the_ledgers(engine, ctx, tmp_path):
     assert kpis["指标"][1:5] == ("本期值", "达标条件", "目标", "状态")
     assert kpis["问题解决率 %"][1:5] == (50.0, "≥", 80.0, "未达标")
     assert kpis["实际工期与计划工期之比"][2] == "≤"
+    # A count whole, as the report shows it (an operator trial read "2.0" warnings and 33.0
+    # red items: the value column was all floats).
+    counts = [kpis[name] for name in ("预警数", "红灯行动项")]
+    assert counts and all(type(row[1]) is int for row in counts), counts
     assert all(type(row[7]) is int for row in list(kpis.values())[1:] if row[7] is not None)
     assert all(
         v is None or v == round(v, 2)
