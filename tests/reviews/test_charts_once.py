@@ -103,6 +103,8 @@ def test_an_empty_list_says_whether_it_may_hide_records():
     macros = _environment(TEMPLATES_DIR, True).get_template("_macros.html.j2").module
     t = translator("zh-CN")
     columns = [("title", "title", "")]
-    assert "本报告阅读范围内无。" in str(macros.rows_table(columns, [], t, empty="none_readable"))
+    assert "无（仅列出本报告阅读范围内的记录）。" in str(
+        macros.rows_table(columns, [], t, empty="none_readable")
+    )
     plain = str(macros.rows_table(columns, [], t))
     assert "无。" in plain and "阅读范围" not in plain

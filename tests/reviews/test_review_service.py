@@ -175,8 +175,10 @@ def test_a_public_build_says_targets_were_missed_though_it_may_not_list_their_is
     # Its lagging items are all internal: the empty list says so, not "none" (the KPI table
     # counts them); a table of counts that is empty says plain "none".
     lagging_section = zh.split("## 滞后行动项（红灯、黄灯）", 1)[1].split("\n## ", 1)[0]
-    assert "本报告阅读范围内无。" in lagging_section, lagging_section
-    assert "None within this report&#39;s audience." in en  # (HTML-escaped)
+    # Worded for a database with nothing to list as well (an operator trial: "none within
+    # this audience" when nothing existed at all).
+    assert "无（仅列出本报告阅读范围内的记录）。" in lagging_section, lagging_section
+    assert "None (only records within this report&#39;s audience are listed)." in en
     internal = run_review(engine, ctx, "monthly", "2026-11", out_root=tmp_path, locales=["zh-CN"])
     listed = (folder / "monthly-2026-11.zh-CN.internal.md").read_text(encoding="utf-8")
     assert all(a.issue_number in listed for a in internal.actions)
