@@ -25,6 +25,7 @@ from taskforce.policy.loader import PROJECT_ROOT
 from taskforce.policy.schema import Classification
 from taskforce.reports import translator, write_workbook
 from taskforce.reports.folders import writable_folder
+from taskforce.reports.workbook import SheetView
 
 TEMPLATES = PROJECT_ROOT / "reports" / "templates"
 REPORTS_DIR_ENV = "TASKFORCE_REPORTS_DIR"  # where generated reports go (default reports/out/)
@@ -137,12 +138,71 @@ def _redact_lines(lines: pd.DataFrame, clearance: Classification, locale: str) -
 
 
 def _money_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """fen columns become exact Decimal yuan columns for spreadsheets."""
+    """fen columns become exact Decimal yuan columns for spreadsheets, basis points a
+    percentage (as the summary sheet and the HTML show them), each in its place."""
     out = frame.copy()
     for column in [c for c in out.columns if c.endswith("_fen")]:
-        out[column.removesuffix("_fen") + "_cny"] = out[column].map(lambda v: to_yuan(int(v or 0)))
-        out = out.drop(columns=column)
+        out[column] = out[column].map(lambda v: to_yuan(int(v or 0)))
+        out = out.rename(columns={column: column.removesuffix("_fen") + "_cny"})
+    for column in [c for c in out.columns if c.endswith("_bp")]:
+        out[column] = out[column].map(lambda v: Decimal(int(v or 0)) / 100)
+        out = out.rename(columns={column: column.removesuffix("_bp") + "_percent"})
     return out
+
+
+# The findings' and lines' columns as a meeting reads them, in both languages (an operator
+# trial: `finding_key`, `execution_bp` were no headers for a leadership meeting).
+_HEADERS = {
+    "finding_key": "发现编号 finding",
+    "check": "检查项 check",
+    "severity": "严重程度 severity",
+    "owner": "责任方 owner",
+    "owner_unit": "责任单位 owner",
+    "subject_type": "对象类型 subject type",
+    "subject_id": "对象 subject",
+    "fiscal_year": "预算年度 fiscal year",
+    "amount_cny": "金额（元） amount (CNY)",
+    "summary": "说明 (English)",
+    "summary_zh": "说明（中文）",
+    "classification": "密级 classification",
+    "status": "状态 status",
+    "first_seen_week": "首次发现周 first seen",
+    "last_seen_week": "最近发现周 last seen",
+    "resolved_week": "整改周 resolved",
+    "line_id": "预算行编号 line id",
+    "code": "预算行 line",
+    "is_reserve": "应急预留 reserve",
+    "approved_by": "批准人 approved by",
+    "approved_at": "批准时间 approved at",
+    "cross_department": "跨部门 cross-department",
+    "purpose": "用途 purpose",
+    "output_target": "产出目标 output target",
+    "benefit_target": "效益目标 benefit target",
+    "spent_in_half_cny": "本半年支出（元） spent in the half (CNY)",
+    "spent_to_date_cny": "累计支出（元） spent to date (CNY)",
+    "scheduled_to_date_cny": "计划拨付（元） scheduled to date (CNY)",
+    "execution_percent": "执行率（%） execution (%)",
+    "issue": "关联问题 issue",
+    "issue_classification": "问题密级 issue classification",
+    "issue_title": "问题名称 issue title",
+    "issue_stage": "问题环节 issue stage",
+    "outcome": "评估结果 outcome",
+    "satisfaction": "满意度 satisfaction",
+    "action_item": "行动项 action item",
+    "action_progress": "行动项进度（%） action progress (%)",
+    "approved_by_end": "期末前已批准 approved by the period's end",
+    "assessment": "绩效判断 assessment",
+}
+
+
+def _sheet(frame: pd.DataFrame, clearance: Classification) -> SheetView:
+    """A findings or lines sheet: bilingual headers, and a first row saying its audience."""
+    zh = translator("zh-CN")(f"audience.{clearance.value}")
+    note = (
+        f"阅读范围：{zh}；密级更高的内容不予显示。 Audience: {clearance.value}; "
+        "content classified above it is withheld."
+    )
+    return SheetView.of(frame, {str(c): _HEADERS.get(str(c), str(c)) for c in frame.columns}, note)
 
 
 # The summary sheet's items as the office names them (the HTML reports' labels).
@@ -210,7 +270,11 @@ def write_audit_reports(
     summary = _summary_sheet(result.summary)
     findings = _money_columns(redact(result.findings, clearance, "en"))
     written["xlsx"] = write_workbook(
-        {"summary": summary, "findings": findings, "lines": _money_columns(result.lines)},
+        {
+            "summary": summary,
+            "findings": _sheet(findings, clearance),
+            "lines": _sheet(_money_columns(result.lines), clearance),
+        },
         out_dir / f"{stem}.xlsx",
     )
     return written
@@ -238,7 +302,9 @@ def write_performance_reports(
     written["xlsx"] = write_workbook(
         {
             "summary": summary,
-            "lines": _money_columns(_redact_lines(result.lines, clearance, "en")),
+            "lines": _sheet(
+                _money_columns(_redact_lines(result.lines, clearance, "en")), clearance
+            ),
         },
         out_dir / f"{stem}.xlsx",
     )

@@ -24,7 +24,7 @@ def _performance(books, half):
         return run_performance_audit(s, books.ctx, half)
 
 
-def test_input_against_output_per_line(books):
+def test_input_against_output_per_line(books, tmp_path):
     books.set_year("100000000.00")
     books.line("A-1", "1000.00")
     books.line("A-2", "500.00")
@@ -56,6 +56,13 @@ def test_input_against_output_per_line(books):
     assert h1.loc["A-1", "output_target"] == "system live in 12 districts"
     assert h1.loc["A-2", "assessment"] == "over budget"
     assert h1.loc["P-1", "status"] == "proposed"
+    sheet = load_workbook(
+        write_performance_reports(_performance(books, "2026-H1"), tmp_path)["xlsx"]
+    )
+    rows = list(sheet["lines"].iter_rows(values_only=True))
+    by_code = {row[0]: row for row in rows[2:]}
+    assert by_code["A-1"][rows[1].index("执行率（%） execution (%)")] == 40  # a percentage
+    assert by_code["A-1"][rows[1].index("金额（元） amount (CNY)")] == 1000  # yuan, not fen
     summary = _performance(books, "2026-H1").summary
     assert summary["amount_fen"] == 150_000  # A-1 + A-2, not the proposed 9,000
     assert summary["execution_bp"] == 90_001 * 10_000 // 150_000  # 400.00 + 500.01 of 1,500
@@ -97,8 +104,12 @@ def test_reports_in_three_formats_withhold_secret_lines(books, tmp_path):
     assert summary["budget_cny"] == ("年度预算（元）", audit.summary["budget_fen"] / 100)
     assert summary["spent_cny"][1] == audit.summary["spent_fen"] / 100
     assert not any(item.endswith("_fen") for item in summary), summary
-    header = [c.value for c in book["findings"][1]]
-    assert "amount_cny" in header and "summary_zh" in header
+    # Headers a meeting reads, in both languages, under a row that says the sheet's audience
+    # (an operator trial: `finding_key`, `execution_bp`, and no clearance stated).
+    assert book["findings"]["A1"].value.startswith("阅读范围：内部；密级更高的内容不予显示。")
+    header = [c.value for c in book["findings"][2]]
+    assert "金额（元） amount (CNY)" in header and "说明（中文）" in header
+    assert not any(h.endswith(("_fen", "_key", "_bp")) for h in header), header
     cells = {str(c.value) for row in book["findings"].iter_rows() for c in row}
     assert any(c.startswith("A-1：截至本周末") for c in cells)
     assert not any(c.startswith(("S-1:", "S-1：")) for c in cells), cells  # withheld in both
@@ -110,6 +121,10 @@ def test_reports_in_three_formats_withhold_secret_lines(books, tmp_path):
     assert "产出目标" in perf["html_zh-CN"].read_text("utf-8")
     perf_book = load_workbook(perf["xlsx"])
     assert perf_book.sheetnames == ["summary", "lines"]
+    lines = list(perf_book["lines"].iter_rows(values_only=True))
+    assert lines[0][0].startswith("阅读范围：内部") and "执行率（%） execution (%)" in lines[1]
+    execution = lines[1].index("执行率（%） execution (%)")
+    assert {row[execution] for row in lines[2:]} == {0}  # no spending yet
     perf_summary = {r[0]: r[2] for r in perf_book["summary"].iter_rows(min_row=2, values_only=True)}
     assert "amount_cny" in perf_summary and "execution_percent" in perf_summary, perf_summary
 
