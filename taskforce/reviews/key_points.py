@@ -140,9 +140,14 @@ def key_points(current: KpiSet, counts: dict, period: Period, t: Translate) -> l
     overdue = sum(s["overdue"] for s in current.details.get("stages", []))
     if overdue:
         points.append(t("points.stages_overdue", n=overdue))
+    budget = current.details.get("budget")
+    if budget and not budget["approved_fen"] and budget["spent_fen"]:
+        # No rate to give, but money went out with no approved line: a matter for the
+        # meeting, not a "—" (an operator trial).
+        (spent,) = format_yuan_alike([budget["spent_fen"]], t("lang"))
+        points.append(t("points.spent_without_lines", year=budget["year"], spent=spent))
     if not points:
         points.append(t("points.none"))
-    budget = current.details.get("budget")
     rate = current.kpis.get("budget_execution_rate")
     if budget and budget["approved_fen"] and rate is not None and rate.value is not None:
         # In one unit, both in 万元 or both in 元 (format_yuan_alike).

@@ -166,3 +166,17 @@ def test_the_ledger_line_appears_when_the_period_s_last_month_has_no_entry():
         "资金台账最后一笔记录在 2026-08-31，其后至 2026-09-30 没有记录："
         "如有支出尚未导入，执行率会偏低。"
     )
+
+
+def test_money_spent_with_no_approved_line_is_a_matter_for_the_meeting():
+    """An operator trial: FY2026 set, 50,000 yuan paid, no line approved: the key points said
+    nothing needed a decision, and the execution rate read "—"."""
+    kpis = _kpis(budget_execution_rate=Kpi("budget_execution_rate", "ratio", "up", None))
+    kpis.details["budget"] = {"year": 2026, "approved_fen": 0, "spent_fen": 50_000_00}
+    zh, en = translator("zh-CN"), translator("en")
+    assert key_points(kpis, NOTHING, Q3, zh) == [
+        "2026 年尚无已批准的项目预算，资金台账却已记录支出 5万元：请补办预算审批（见预算合规检查）。"
+    ]
+    assert "no project budget line approved yet" in key_points(kpis, NOTHING, Q3, en)[0]
+    kpis.details["budget"]["spent_fen"] = 0  # nothing spent: nothing to say (as before)
+    assert key_points(kpis, NOTHING, Q3, zh) == [zh("points.none")]
