@@ -91,6 +91,7 @@ def render_audit(
             locale=locale,
             names=owner_names(locale),
             t=translator(locale),
+            clearance=clearance.value,  # said at the top: who may read this copy
         )
     )
 
@@ -112,6 +113,7 @@ def render_performance(
             lines=lines.to_dict("records"),
             locale=locale,
             t=translator(locale),
+            clearance=clearance.value,
         )
     )
 

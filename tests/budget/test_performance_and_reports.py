@@ -115,10 +115,17 @@ def test_reports_in_three_formats_withhold_secret_lines(books, tmp_path):
     assert not any(c.startswith(("S-1:", "S-1：")) for c in cells), cells  # withheld in both
     cleared = write_audit_reports(audit, tmp_path / "secret", clearance=Classification.secret)
     assert "S-1: 0.00 CNY" in cleared["md"].read_text("utf-8")
+    # Each copy says whom it is for (an operator trial: neither HTML nor XLSX said).
+    assert "阅读范围: 内部 · 密级更高的内容不予显示" in html
+    assert "Audience 阅读范围: secret" in cleared["md"].read_text("utf-8")
+    assert "阅读范围: 秘密" in cleared["html_zh-CN"].read_text("utf-8")
 
     perf = write_performance_reports(_performance(books, "2026-H1"), tmp_path)
     assert "system live in 12 districts" in perf["md"].read_text("utf-8")
     assert "产出目标" in perf["html_zh-CN"].read_text("utf-8")
+    assert "Audience: internal · content classified above it is withheld" in (
+        perf["html_en"].read_text("utf-8")
+    )
     perf_book = load_workbook(perf["xlsx"])
     assert perf_book.sheetnames == ["summary", "lines"]
     lines = list(perf_book["lines"].iter_rows(values_only=True))
