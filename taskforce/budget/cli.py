@@ -26,8 +26,9 @@ from taskforce.money import (
 from taskforce.org.service import active_member, missing_organisation_hint
 
 app = typer.Typer(help="Budget (预算): fiscal year, ledger import, audits.", no_args_is_help=True)
-console = Console()
-errors = Console(stderr=True)
+console = Console(soft_wrap=True)  # a path printed whole, not cut at 80 columns
+# A refusal is one line, however wide (off a terminal rich would wrap it at 80 columns).
+errors = Console(stderr=True, soft_wrap=True)
 M = TypeVar("M", bound=BaseModel)
 SHOWN_ROWS = 50  # rows of a notice table printed; the rest are counted
 
@@ -196,5 +197,14 @@ def performance(
             result = run_performance_audit(session, ctx, label, actor="cli")
     except DomainError as exc:
         _fail(exc)
-    for name, path in write_performance_reports(result, folder).items():
+    paths = write_performance_reports(result, folder)
+    s = result.summary
+    # What the audit found, before where its files are (an operator trial: paths only).
+    console.print(
+        f"{label}: {s['lines']} lines; executed {s['execution_bp'] / 100:.2f} % "
+        f"({format_yuan(s['spent_to_date_fen'], 'en')} of {format_yuan(s['amount_fen'], 'en')} "
+        f"approved by {s['end']})"
+        + (f"; not ended, as of {s['as_of']}" if s["in_progress"] else "")
+    )
+    for name, path in paths.items():
         console.print(f"  {name}: {path}")

@@ -59,6 +59,8 @@ class PerformanceResult:
 
 # What a line's assessment may read (the reports translate it: assessment.<text>).
 ASSESSMENTS = (
+    "not approved",
+    "approved after the period",
     "over budget",
     "target met",
     "solved, satisfaction below target",
@@ -69,7 +71,19 @@ ASSESSMENTS = (
 )
 
 
+def _basis_points(part: int, whole: int) -> int:
+    """part / whole in basis points, rounded half up as the reviews round (51.815 % is
+    51.82 %, not 51.81 %: an operator trial compared the two); 0 of nothing."""
+    return (part * 20_000 + whole) // (2 * whole) if whole else 0
+
+
 def _assess(row: dict[str, Any], satisfaction_target: int) -> str:
+    # Outside the base first: listed, said so, not assessed as if budgeted in the half (an
+    # operator trial: lines approved in July read "not started" in H1's report).
+    if row["status"] != LineStatus.approved.value:
+        return "not approved"
+    if not row["approved_by_end"]:
+        return "approved after the period"
     if row["amount_fen"] and row["spent_to_date_fen"] > row["amount_fen"]:
         return "over budget"
     if row["outcome"] == "solved":
@@ -163,7 +177,7 @@ def run_performance_audit(
             "spent_in_half_fen": half_fen,
             "spent_to_date_fen": total_fen,
             "scheduled_to_date_fen": int(scheduled.get(r[0], 0) or 0),
-            "execution_bp": (total_fen * 10_000 // int(r[8])) if r[8] else 0,
+            "execution_bp": _basis_points(total_fen, int(r[8])),
             "issue": r[10] or "",
             "issue_classification": Classification(r[15]).value if r[15] else "",
             "issue_title": r[11] or "",
@@ -192,7 +206,7 @@ def run_performance_audit(
         "amount_fen": amount,
         "spent_in_half_fen": int(frame["spent_in_half_fen"].sum()) if not frame.empty else 0,
         "spent_to_date_fen": spent,
-        "execution_bp": spent * 10_000 // amount if amount else 0,
+        "execution_bp": _basis_points(spent, amount),
         "by_assessment": frame["assessment"].value_counts().to_dict() if not frame.empty else {},
         # A half still running is audited to date (as the weekly audit's week): the reports
         # say so (an operator trial: 2026-H2 audited in November read as the whole half).

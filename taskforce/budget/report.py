@@ -168,6 +168,7 @@ _HEADERS = {
     "summary_zh": "说明（中文）",
     "classification": "密级 classification",
     "status": "状态 status",
+    "status_now": "当前状态 status now",
     "first_seen_week": "首次发现周 first seen",
     "last_seen_week": "最近发现周 last seen",
     "resolved_week": "整改周 resolved",
@@ -183,11 +184,13 @@ _HEADERS = {
     "spent_in_half_cny": "本半年支出（元） spent in the half (CNY)",
     "spent_to_date_cny": "累计支出（元） spent to date (CNY)",
     "scheduled_to_date_cny": "计划拨付（元） scheduled to date (CNY)",
+    "spent_cny": "已支出（元） spent (CNY)",
+    "scheduled_cny": "计划拨付（元） scheduled (CNY)",
     "execution_percent": "执行率（%） execution (%)",
     "issue": "关联问题 issue",
     "issue_classification": "问题密级 issue classification",
     "issue_title": "问题名称 issue title",
-    "issue_stage": "问题环节 issue stage",
+    "issue_stage": "问题当前环节 issue stage (now)",
     "outcome": "评估结果 outcome",
     "satisfaction": "满意度 satisfaction",
     "action_item": "行动项 action item",
@@ -195,6 +198,19 @@ _HEADERS = {
     "approved_by_end": "期末前已批准 approved by the period's end",
     "assessment": "绩效判断 assessment",
 }
+
+
+def _in_both_languages(lines: pd.DataFrame) -> pd.DataFrame:
+    """The performance lines' outcome and assessment as the sheet's headers are: 已解决 solved
+    (an operator trial: English values in a bilingual sheet)."""
+    zh, en = translator("zh-CN"), translator("en")
+    # A line's status and its issue's stage are today's, where the rest is the half's.
+    out = lines.rename(columns={"status": "status_now"})
+    for column, prefix in (("outcome", "outcome."), ("assessment", "assessment.")):
+        out[column] = [
+            f"{zh(prefix + v)} {en(prefix + v)}" if v else "" for v in out[column].fillna("")
+        ]
+    return out
 
 
 def _sheet(frame: pd.DataFrame, clearance: Classification) -> SheetView:
@@ -305,7 +321,8 @@ def write_performance_reports(
         {
             "summary": summary,
             "lines": _sheet(
-                _money_columns(_redact_lines(result.lines, clearance, "en")), clearance
+                _in_both_languages(_money_columns(_redact_lines(result.lines, clearance, "zh-CN"))),
+                clearance,
             ),
         },
         out_dir / f"{stem}.xlsx",

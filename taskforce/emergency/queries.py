@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from taskforce.clock import local_minute
 from taskforce.context import Context
 from taskforce.emergency.models import OPEN_DEDUP_WHERE, Emergency, EmergencyStatus, Level
 from taskforce.errors import DomainError, NotFound
@@ -99,10 +99,11 @@ def _whole_id(session: Session, typed: str, timezone: str | None) -> str:
 
 
 def _opened(instant: dt.datetime, timezone: str | None) -> str:
-    """As pages and answers show a time: the office's local minute, its zone named."""
+    """The office's local time, its zone named; to the second, since the ids listed were
+    made in the same minute (a re-trial: two lines told apart by their ids alone)."""
     if timezone is None:
-        return f"{instant:%Y-%m-%d %H:%M} UTC"
-    return f"{local_minute(instant, timezone)} {timezone}"
+        return f"{instant:%Y-%m-%d %H:%M:%S} UTC"
+    return f"{instant.astimezone(ZoneInfo(timezone)):%Y-%m-%d %H:%M:%S} {timezone}"
 
 
 def find_open(session: Session, source: str, dedup_key: str) -> Emergency | None:

@@ -4,7 +4,7 @@ the same lead unit is linked to that issue instead of opening another.
 Similarity is difflib's ratio of the case-folded titles, at least
 `loop.duplicate_title_similarity`; among several, the most similar one, the oldest on a tie.
 Titles that name different numbers are different matters however alike the rest
-(`title_numbers`): 1号泵站 and 2号泵站, 二期 and 三期, 2025年 and 2026年.
+(`title_numbers`): 1号泵站 and 2号泵站, 二期 and 三期, 2025年 and 2026年; 一号 and 1号 are one.
 One report reads its lead unit's open titles (`find_duplicate`); an import of many rows reads
 each lead unit's once and keeps them as it goes (`OpenTitles`).
 """
@@ -67,11 +67,34 @@ _NUMBER = re.compile(
 )
 
 
+_CHINESE_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"〇": 0, "两": 2}
+_CHINESE_UNITS = {"十": 10, "百": 100, "千": 1000}
+_CHINESE_SECTIONS = {"万": 10**4, "亿": 10**8}
+
+
+def _chinese_number(token: str) -> int:
+    """三 → 3, 十二 → 12, 二百零五 → 205, 一万二千 → 12000; digit by digit when there is no
+    unit (二〇二六 → 2026), as years are written."""
+    if not any(c in _CHINESE_UNITS or c in _CHINESE_SECTIONS for c in token):
+        return int("".join(str(_CHINESE_DIGITS[c]) for c in token))
+    total = section = digit = 0
+    for c in token:
+        if c in _CHINESE_DIGITS:
+            digit = _CHINESE_DIGITS[c]
+        elif c in _CHINESE_UNITS:
+            section += (digit or 1) * _CHINESE_UNITS[c]  # 十二: the 一 of 一十 is not written
+            digit = 0
+        else:
+            total = (total + section + digit) * _CHINESE_SECTIONS[c]
+            section = digit = 0
+    return total + section + digit
+
+
 def _number_text(token: str) -> str:
-    """The number as compared: ASCII digits without separators or leading zeros (１２, 12 and
-    012 are one number); Chinese numerals as written (三 and 3 are taken as different)."""
+    """The number as compared: digits without separators or leading zeros, whichever way
+    written (１２, 12, 012 and 十二 are one number: an operator trial's 一号 and 1号)."""
     if not token[0].isdigit():
-        return token
+        return str(_chinese_number(token))
     digits = "".join(str(unicodedata.decimal(c, c)) for c in token if c not in ",，")
     whole, dot, fraction = digits.partition(".")
     return (whole.lstrip("0") or "0") + dot + fraction

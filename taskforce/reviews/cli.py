@@ -18,13 +18,14 @@ from taskforce.reviews.periods import ReviewKind
 app = typer.Typer(
     help="PDCA reviews and their reports (周调度 / 月度复盘 / 季度 / 半年度).", no_args_is_help=True
 )
-console = Console()
-errors = Console(stderr=True)
+console = Console(soft_wrap=True)  # a path printed whole, not cut at 80 columns
+# A refusal is one line, however wide (off a terminal rich would wrap it at 80 columns).
+errors = Console(stderr=True, soft_wrap=True)
 
 
 def _refuse(exc: DomainError) -> None:
     """Refused input: the reason on stderr, exit 2 (as every command; README "Exit codes")."""
-    errors.print(f"[red]{escape(str(exc))}[/]")
+    errors.print(f"[red]refused[/]: {escape(str(exc))}")
     if hint := missing_organisation_hint():
         errors.print(f"hint: {hint}")
     raise typer.Exit(2) from exc

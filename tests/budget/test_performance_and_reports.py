@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from openpyxl import load_workbook
 from sqlalchemy import select
 
 from taskforce.budget.models import BudgetLine
-from taskforce.budget.performance import ASSESSMENTS, run_performance_audit
+from taskforce.budget.performance import ASSESSMENTS, _basis_points, run_performance_audit
 from taskforce.budget.report import (
     performance_table,
     write_audit_reports,
@@ -56,6 +57,7 @@ def test_input_against_output_per_line(books, tmp_path):
     assert h1.loc["A-1", "output_target"] == "system live in 12 districts"
     assert h1.loc["A-2", "assessment"] == "over budget"
     assert h1.loc["P-1", "status"] == "proposed"
+    assert h1.loc["P-1", "assessment"] == "not approved"
     sheet = load_workbook(
         write_performance_reports(_performance(books, "2026-H1"), tmp_path)["xlsx"]
     )
@@ -110,6 +112,9 @@ def test_reports_in_three_formats_withhold_secret_lines(books, tmp_path):
     header = [c.value for c in book["findings"][2]]
     assert "金额（元） amount (CNY)" in header and "说明（中文）" in header
     assert not any(h.endswith(("_fen", "_key", "_bp")) for h in header), header
+    line_header = [c.value for c in book["lines"][2]]
+    assert "已支出（元） spent (CNY)" in line_header, line_header
+    assert not any("_" in h for h in line_header), line_header  # every one in words
     cells = {str(c.value) for row in book["findings"].iter_rows() for c in row}
     assert any(c.startswith("A-1：截至本周末") for c in cells)
     assert not any(c.startswith(("S-1:", "S-1：")) for c in cells), cells  # withheld in both
@@ -189,6 +194,9 @@ def test_a_half_is_measured_on_the_lines_approved_by_its_end(books):
     assert result.summary["execution_bp"] == 4_000  # 400 of 1,000, not of 10,000
     lines = result.lines.set_index("code")
     assert lines.loc["BY-END", "approved_by_end"] and not lines.loc["SINCE", "approved_by_end"]
+    # Listed, and said to be outside the half (a re-trial: it read "not started").
+    assert lines.loc["SINCE", "assessment"] == "approved after the period"
+    assert lines.loc["BY-END", "assessment"] == "in progress"
     assert not result.summary["in_progress"]  # audited on 1 July: the half has ended
 
 
@@ -218,8 +226,21 @@ def test_performance_reports_in_chinese_say_a_running_half_and_withhold_a_secret
         assert secret_title not in text, where
     assert number in zh  # the issue's number stays: the line is readable
     assert "已解决 (95)" in zh and "达到目标" in zh and "未启动" in zh
+    sheet = list(load_workbook(paths["xlsx"])["lines"].iter_rows(values_only=True))
+    values = {v for row in sheet[2:] for v in row if isinstance(v, str)}
+    assert {"已解决 solved", "达到目标 target met", "未启动 not started"} <= values, values
+    assert "当前状态 status now" in sheet[1] and "问题当前环节 issue stage (now)" in sheet[1]
     assert "target met" not in zh and "solved" not in zh and "nan" not in zh
     assert "本半年尚未结束" in zh and "2026-03-09" in zh
     assert "has not ended" in texts["html_en"] and "has not ended" in texts["md"]
     cleared = write_performance_reports(result, tmp_path / "s", clearance=Classification.secret)
     assert secret_title in cleared["html_zh-CN"].read_text("utf-8")
+
+
+@pytest.mark.parametrize(
+    ("part", "whole", "basis_points"),
+    [(51_815, 100_000, 5_182), (51_814, 100_000, 5_181), (1, 3, 3_333), (2, 3, 6_667), (5, 0, 0)],
+)
+def test_execution_is_rounded_half_up_as_the_reviews_round(part, whole, basis_points):
+    """A re-trial: 13,732,000 of 26,500,000 (51.8188… %) read 51.81 %, the review 51.8 %."""
+    assert _basis_points(part, whole) == basis_points

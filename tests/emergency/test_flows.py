@@ -633,7 +633,7 @@ def test_characters_two_emergencies_share_are_refused_by_every_form_alike_at_off
     assert said["emergency_id"].message == said["emergency"].message
     assert said["emergency_id"].allowed == said["emergency"].allowed
     assert f"{first[:8]!r} begins the ids of 2 emergencies" in said["emergency"].message
-    opened = f"opened 2026-03-09 09:02 {policy.timezone}"  # 01:02 UTC in Shanghai
+    opened = f"opened 2026-03-09 09:02:03 {policy.timezone}"  # 01:02:03 UTC in Shanghai
     allowed = said["emergency"].allowed
     assert first in allowed and second in allowed and allowed.count(opened) == 2, allowed
     assert "UTC" not in allowed

@@ -30,9 +30,13 @@ THRESHOLD = 0.88  # config/taskforce.yaml's default; the unit tests below do not
         ("012号泵站出水管破裂", {"12"}),  # leading zeros
         ("2025年度预算执行偏差", {"2025"}),
         ("预算追加1,000万元", {"1000"}),
-        ("地铁二期工程延误", {"二"}),
-        ("第一批名单未公布", {"一"}),
-        ("三号线站台积水", {"三"}),
+        ("地铁二期工程延误", {"2"}),
+        ("第一批名单未公布", {"1"}),
+        ("三号线站台积水", {"3"}),
+        ("城东一号泵站出水管破裂", {"1"}),  # as 1号: one number however written
+        ("第十二批名单", {"12"}),
+        ("二〇二六年度预算", {"2026"}),  # a year, digit by digit
+        ("二百零五号楼", {"205"}),
         ("统一审批流程", set()),  # a word, not a number
         ("进一步压减材料", set()),
         ("十四五规划中期评估", set()),
@@ -74,6 +78,14 @@ def test_titles_differing_only_in_their_number_are_linked_only_when_it_is_the_sa
     for report in (f"{second}号{words}", f"0{second}号{words}"):
         linked = best_match(report, [candidate(7, open_title)], THRESHOLD)
         assert linked == (7 if first == second else None)
+
+
+def test_a_number_written_in_chinese_or_in_digits_is_the_same_matter():
+    """A re-trial: 城东一号泵站 and 城东1号泵站, 地铁二期 and 地铁2期 became two issues."""
+    rows = [(1, "城东1号泵站出水管破裂需紧急抢修"), (2, "地铁二期工程征地拆迁进度滞后")]
+    assert most_similar("城东一号泵站出水管破裂需紧急抢修", rows, THRESHOLD) == 1
+    assert most_similar("地铁2期工程征地拆迁进度滞后", rows, THRESHOLD) == 2
+    assert most_similar("地铁三期工程征地拆迁进度滞后", rows, THRESHOLD) is None
 
 
 def test_the_most_similar_title_with_the_same_number_wins_over_a_closer_one_without():

@@ -333,8 +333,9 @@ def test_a_review_says_which_improvement_issues_it_opened_and_which_were_already
     assert "作为新问题" not in zh_first + zh_second
     act_first = zh_first[zh_first.index("改进措施") :]
     act_second = zh_second[zh_second.index("改进措施") :]
-    assert act_first.count("本次新建") == len(opened) and "沿用此前" not in act_first
-    assert act_second.count("沿用此前仍未关闭的整改问题") == len(linked)
-    assert en_second.count("already open, from an earlier review") == len(linked)
+    assert act_first.count("本次新建") == len(opened) and "沿用" not in act_first
+    assert act_second.count("沿用其他复盘提出、仍未关闭的整改问题") == len(linked)
+    # "another": a review of an older period links a later one's issues too (a re-trial)
+    assert en_second.count("already open, from another review") == len(linked)
     summary = second.summary_markdown("en")
     assert all(f"{a.issue_number} (already open" in summary for a in linked), summary

@@ -281,8 +281,10 @@ def test_a_folder_reports_cannot_be_written_in_is_refused_before_anything_is_rec
         done = _cli(*args, url=url, tmp_path=tmp_path)
         assert done.returncode == 2, done.stdout + done.stderr
         _no_traceback(done)
-        said = " ".join(done.stderr.split())
-        assert f"{field}: cannot make the folder" in said and str(blocked) in said, said
+        # One line however long (a re-trial: off a terminal it was cut at 80 columns).
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        said = done.stderr.strip()
+        assert f"refused: {field}: cannot make the folder" in said and str(blocked) in said
         assert "allowed: a folder this user may write in" in said
     review = subprocess.run(
         [sys.executable, "-m", "taskforce.cli", "review", "run", "monthly", "--period", "2026-10"],
@@ -298,7 +300,8 @@ def test_a_folder_reports_cannot_be_written_in_is_refused_before_anything_is_rec
     )
     assert review.returncode == 2, review.stdout + review.stderr
     _no_traceback(review)
-    assert "TASKFORCE_REPORTS_DIR: cannot make the folder" in " ".join(review.stderr.split())
+    assert review.stderr.strip().startswith("refused: TASKFORCE_REPORTS_DIR: cannot make")
+    assert len(review.stderr.strip().splitlines()) == 1, review.stderr
     assert _count(engine, TrailEntry) == trail and _count(engine, Review) == 0
     assert _count(engine, Issue) == 0
 
@@ -332,3 +335,16 @@ def test_an_empty_period_typed_is_refused_not_taken_as_the_last_one(tmp_path, ar
     _no_traceback(done)
     assert says in " ".join(done.stderr.split())
     assert _count(engine, TrailEntry) == 0 and _count(engine, Review) == 0
+
+
+def test_the_performance_audit_says_what_it_found_before_where_its_files_are(tmp_path):
+    """A re-trial: `budget performance` printed its files' paths only."""
+    url, _ = _database(tmp_path / "tf.db")
+    year = ("budget", "set-year", "2026", "86000000.00", "--decided-by", "L1", "--actor", "E1")
+    assert _cli(*year, url=url, tmp_path=tmp_path).returncode == 0
+    done = _cli("budget", "performance", "--half", "2026-H1", url=url, tmp_path=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first == (
+        "2026-H1: 0 lines; executed 0.00 % (CNY 0.00 of CNY 0.00 approved by 2026-06-30)"
+    ), first
