@@ -28,14 +28,14 @@ from taskforce.trail.models import TrailEntry
 from tests.conftest import ROOT
 
 
-def _cli(*args: str, url: str, tmp_path) -> subprocess.CompletedProcess:
+def _cli(*args: str, url: str, tmp_path, reports=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "taskforce.cli", *args],
         cwd=ROOT,
         env={
             "PATH": "/usr/bin:/bin",
             "TASKFORCE_DATABASE_URL": url,
-            "TASKFORCE_REPORTS_DIR": str(tmp_path / "reports"),
+            "TASKFORCE_REPORTS_DIR": str(reports or tmp_path / "reports"),
         },
         capture_output=True,
         text=True,
@@ -286,17 +286,15 @@ def test_a_folder_reports_cannot_be_written_in_is_refused_before_anything_is_rec
         said = done.stderr.strip()
         assert f"refused: {field}: cannot make the folder" in said and str(blocked) in said
         assert "allowed: a folder this user may write in" in said
-    review = subprocess.run(
-        [sys.executable, "-m", "taskforce.cli", "review", "run", "monthly", "--period", "2026-10"],
-        cwd=ROOT,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "TASKFORCE_DATABASE_URL": url,
-            "TASKFORCE_REPORTS_DIR": str(blocked),
-        },
-        capture_output=True,
-        text=True,
-        timeout=180,
+    review = _cli(
+        "review",
+        "run",
+        "monthly",
+        "--period",
+        "2026-10",
+        url=url,
+        tmp_path=tmp_path,
+        reports=blocked,
     )
     assert review.returncode == 2, review.stdout + review.stderr
     _no_traceback(review)
