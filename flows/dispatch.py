@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pandas as pd
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from taskforce.clock import local_minute
+from taskforce.clock import last_day, local_minute
 from taskforce.context import Context
 from taskforce.reports.audience import withhold
 from tasks import loop as steps
@@ -84,10 +86,16 @@ def issue_board_flow() -> list[dict]:
     title withheld, as everywhere in the Prefect UI (an operator trial)."""
     timezone = Context.default().policy.timezone
     board = withhold(steps.issue_board(), ("title",))
-    rows = board.assign(
-        stage_entered_at=[_local(t, timezone) for t in board["stage_entered_at"]],
-        stage_due_at=[_local(t, timezone) for t in board["stage_due_at"]],
-    ).to_dict(orient="records")
+    # A stage's deadline is the end of a working day: shown as that day (due by 10 Nov),
+    # not as the midnight it expires (11 Nov 00:00 read as a day late: an operator trial).
+    rows = (
+        board.assign(
+            stage_entered_at=[_local(t, timezone) for t in board["stage_entered_at"]],
+            due_by=[_last_day(t, timezone) for t in board["stage_due_at"]],
+        )
+        .drop(columns="stage_due_at")
+        .to_dict(orient="records")
+    )
     if flow_run.get_id():
         create_table_artifact(
             rows,
@@ -100,6 +108,16 @@ def issue_board_flow() -> list[dict]:
 def _local(instant, timezone: str) -> str:
     if instant is None or pd.isna(instant):
         return ""
+    return local_minute(_utc(instant), timezone)
+
+
+def _last_day(instant, timezone: str) -> str:
+    if instant is None or pd.isna(instant):
+        return ""
+    return last_day(_utc(instant), timezone).isoformat()
+
+
+def _utc(instant) -> dt.datetime:
     stamp = pd.Timestamp(instant)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp  # stored in UTC
-    return local_minute(stamp.to_pydatetime(), timezone)
+    return stamp.to_pydatetime()

@@ -51,6 +51,12 @@ def local_minute(instant: dt.datetime, timezone: str) -> str:
     return instant.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
 
 
+def last_day(deadline: dt.datetime, timezone: str) -> dt.date:
+    """The day a day-based deadline (`end_of_day`) falls due: the last day to act, which is
+    what an operator reads ("due by 10 Nov"), not the midnight after it."""
+    return local_date(deadline - dt.timedelta(microseconds=1), timezone)
+
+
 def end_of_day(day: dt.date, timezone: str) -> dt.datetime:
     """The instant a day-based deadline expires: midnight after `day`, local time, as UTC."""
     nxt = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), ZoneInfo(timezone))

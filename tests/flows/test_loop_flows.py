@@ -379,9 +379,10 @@ def test_the_cockpit_and_issue_board_withhold_a_secret_issues_text_in_the_ui(flo
         for number in (secret.issue_number, plain.issue_number):
             await coordinate_flow(number, _coordinate())
             await file_plan_flow(number, _plan())
-        return secret.issue_number, plain.issue_number
+        waiting = await report_issue_flow(ReportIssueForm(title="路灯不亮", reporting_unit="tax"))
+        return secret.issue_number, plain.issue_number, waiting.issue_number
 
-    secret, plain = asyncio.run(scenario())
+    secret, plain, waiting = asyncio.run(scenario())
     dispatch_sweep_flow()
     board = {row["number"]: row for row in issue_board_flow()}
     assert board[secret]["title"] == WITHHELD and board[secret]["classification"] == "secret"
@@ -390,6 +391,14 @@ def test_the_cockpit_and_issue_board_withhold_a_secret_issues_text_in_the_ui(flo
         entered = s.scalar(select(Issue.stage_entered_at).where(Issue.number == plain))
     shanghai = entered.replace(tzinfo=dt.UTC).astimezone(ZoneInfo("Asia/Shanghai"))
     assert board[plain]["stage_entered_at"] == shanghai.strftime("%Y-%m-%d %H:%M")
+    # A stage due at the end of a day shows that day, not the midnight after it (a re-trial).
+    with unit_of_work() as s:
+        expires = s.scalar(select(Issue.stage_due_at).where(Issue.number == waiting))
+    midnight = expires.replace(tzinfo=dt.UTC).astimezone(ZoneInfo("Asia/Shanghai"))
+    assert midnight.time() == dt.time(0)
+    assert board[waiting]["due_by"] == (midnight.date() - dt.timedelta(days=1)).isoformat()
+    assert board[plain]["due_by"] == ""  # executing: no stage deadline
+    assert "stage_due_at" not in board[plain]
     with get_client(sync_client=True) as client:
         artifacts = {a.key: a for a in client.read_latest_artifacts()}
     shown = str(_table(artifacts["task-cockpit"].data)) + str(_table(artifacts["issue-board"].data))
