@@ -355,7 +355,8 @@ def main() -> None:
         print(f"configuration error:\n{exc}", file=sys.stderr)
         sys.exit(2)
     except DomainError as exc:  # bad input: say which field and what is allowed, no traceback
-        print(f"error: {exc}", file=sys.stderr)
+        # "refused:", as the budget and review commands say it: the input, not the system.
+        print(f"refused: {exc}", file=sys.stderr)
         if hint := missing_organisation_hint():
             print(f"hint: {hint}", file=sys.stderr)
         sys.exit(2)

@@ -9,6 +9,7 @@ hash of its content when the ledger has none).
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,27 @@ class ImportResult:
         return [number for _, number in self.linked_rows]
 
 
+def _csv_text(path: Path) -> str:
+    """The file's text: UTF-8 (with or without a byte-order mark), else GB18030, which
+    Excel on Chinese Windows writes (the budget ledger's import reads both too)."""
+    data = path.read_bytes()
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise DomainError(
+        f"{path.name} is neither UTF-8 nor GB18030 text",
+        field="path",
+        allowed="comma-separated UTF-8 or GB18030 text with a header row",
+    )
+
+
+def _one_line(exc: Exception) -> str:
+    # pandas' parser ends its messages with a line break: a refusal is one line.
+    return " ".join(str(exc).split())
+
+
 def read_ledger(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DomainError(
@@ -100,24 +122,28 @@ def read_ledger(path: Path) -> pd.DataFrame:
         raise DomainError(
             f"{path.name} is neither CSV nor XLSX", field="path", allowed=".csv, .xlsx"
         )
+    # Decoded before the parse: its refusal (a DomainError is a ValueError) must not be
+    # caught below as an unreadable workbook.
+    text = _csv_text(path) if suffix == ".csv" else None
     try:
-        if suffix == ".csv":
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        if text is not None:
+            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
         else:
             frame = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
     except pd.errors.EmptyDataError:
         raise DomainError(
             f"{path.name} is empty", field="path", allowed="a header row and data rows"
         ) from None
-    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+    except pd.errors.ParserError as exc:
         raise DomainError(
-            f"{path.name} is not a readable CSV file ({exc})",
+            f"{path.name} is not a readable CSV file ({_one_line(exc)})",
             field="path",
-            allowed="comma-separated UTF-8 text with a header row",
+            allowed="comma-separated UTF-8 or GB18030 text with a header row",
         ) from None
     except (BadZipFile, KeyError, ValueError, OSError) as exc:
         raise DomainError(
-            f"{path.name} is not a readable Excel workbook ({type(exc).__name__}: {exc})",
+            f"{path.name} is not a readable Excel workbook "
+            f"({type(exc).__name__}: {_one_line(exc)})",
             field="path",
             allowed="an .xlsx file saved by Excel or LibreOffice, or a .csv export",
         ) from None

@@ -137,6 +137,42 @@ def test_missing_file_is_a_clear_error(engine, policy, clock, tmp_path):
         )
 
 
+def test_a_gb18030_export_is_read_as_a_utf8_one(engine, policy, clock, tmp_path):
+    """Excel on Chinese Windows saves CSV in GB18030; the import refused it as "not a readable
+    CSV file" where the budget ledger's import read it."""
+    ctx, factory = Context(policy=policy, clock=clock), session_factory(engine)
+    path = tmp_path / "ledger.csv"
+    pd.DataFrame(ROWS[:1]).to_csv(path, index=False, encoding="gb18030")
+    assert "企业开办".encode("gb18030") in path.read_bytes()  # not UTF-8 text
+    result = import_ledger(factory, ctx, path, actor="import")
+    assert len(result.imported) == 1 and not result.errors
+    with factory() as s:
+        assert s.scalar(select(Issue.title)) == "企业开办材料重复提交"
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"\xff\xfe\x00bad", r"ledger\.csv is neither UTF-8 nor GB18030 text"),
+        (
+            "标题,上报单位\n甲,tax\n乙,tax,多,余\n".encode(),
+            r"ledger\.csv is not a readable CSV file \(Error tokenizing data\. C error: "
+            r"Expected 2 fields in line 3, saw 4\) \(allowed:",
+        ),
+    ],
+)
+def test_an_unreadable_csv_is_refused_on_one_line(engine, policy, clock, tmp_path, content, says):
+    path = tmp_path / "ledger.csv"
+    path.write_bytes(content)
+    with pytest.raises(DomainError, match=says) as refused:
+        import_ledger(
+            session_factory(engine), Context(policy=policy, clock=clock), path, actor="import"
+        )
+    assert "\n" not in str(refused.value)
+    with session_factory(engine)() as s:
+        assert s.scalar(select(func.count(Issue.id))) == 0
+
+
 def _seed_open_issues(session) -> None:
     """Open and closed issues of three lead units, with titles the benchmark's ledger repeats."""
     from benchmarks.dataset import PLACES, PROBLEMS, TOPICS

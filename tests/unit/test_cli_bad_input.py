@@ -150,7 +150,7 @@ def test_files_that_are_not_ledgers_are_refused_by_name(tmp_path):
         done = _cli("import-issues", str(path), url=url, tmp_path=tmp_path)
         assert done.returncode == 2
         _no_traceback(done)
-        assert f"error: path: {path.name} {says}" in done.stderr
+        assert f"refused: path: {path.name} {says}" in done.stderr
     assert _count(engine, Issue) == 0
 
 
