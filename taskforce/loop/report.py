@@ -17,6 +17,7 @@ from taskforce.loop.models import Issue, IssueReport, IssueUnit, Stage
 from taskforce.money import to_fen
 from taskforce.org.models import Unit
 from taskforce.org.service import unknown_unit
+from taskforce.policy.schema import Classification
 
 
 def _units(session: Session, codes: set[str]) -> dict[str, Unit]:
@@ -102,7 +103,9 @@ def report_issue(
             action="issue.duplicate_linked",
             subject_type="issue",
             subject_id=original.number,
-            classification=original.classification,
+            # The entry holds the report's title: a secret report linked to an internal
+            # issue must not be readable at the issue's level.
+            classification=max(original.classification, form.classification, key=_rank),
             # A review's missed target linked to its open improvement issue is listed in the
             # review's Act section, which review_published announces: no notice each.
             notify=None if origin == "review" else "duplicate_linked",
@@ -201,3 +204,7 @@ def report_issue(
     )
     remember(session, key, "report_issue", result.model_dump(), now, seen=seen)
     return result
+
+
+def _rank(classification) -> int:
+    return Classification(classification).rank
