@@ -94,7 +94,14 @@ class ImportResult:
 def _csv_text(path: Path) -> str:
     """The file's text: UTF-8 (with or without a byte-order mark), else GB18030, which
     Excel on Chinese Windows writes (the budget ledger's import reads both too)."""
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DomainError(
+            f"{path.name} cannot be read ({exc.strerror or exc})",
+            field="path",
+            allowed="a .csv or .xlsx file this user may read",
+        ) from None
     for encoding in ("utf-8-sig", "gb18030"):
         try:
             return data.decode(encoding)
