@@ -27,7 +27,8 @@ from taskforce.loop.plan import plan_due
 from taskforce.loop.states import load_issue, move, require_step
 from taskforce.money import format_yuan, to_fen
 from taskforce.org.models import Group, Member, Unit
-from taskforce.org.service import unknown_unit
+from taskforce.org.service import active_member, unknown_unit
+from taskforce.org.service import director as executive_director
 from taskforce.policy.schema import GroupKind
 
 
@@ -85,6 +86,36 @@ def _working_group_of(session: Session, unit_ids: list[int]) -> str | None:
     return row
 
 
+def _flagging_director(session: Session, form: CoordinateForm) -> str | None:
+    """The member code of the executive director who flagged the matter as major, or None
+    when it is not flagged. SPEC §2.2: only the executive director's flag makes a matter
+    within the executive's authority major (before, any operator's tick did)."""
+    if not form.flagged_major:
+        if form.flagged_by:
+            raise DomainError(
+                "given, but the matter is not flagged as major",
+                field="flagged_by",
+                allowed="empty, unless 'flagged_major' is set",
+            )
+        return None
+    chief = executive_director(session)
+    allowed = f"the executive director's member code: {chief.code} {chief.name}"
+    if not form.flagged_by:
+        raise DomainError(
+            "a matter is flagged as major by the executive director: whose flag is it?",
+            field="flagged_by",
+            allowed=allowed,
+        )
+    member = active_member(session, form.flagged_by, field="flagged_by")
+    if not member.director:
+        raise DomainError(
+            f"{member.code} {member.name} is not the executive director",
+            field="flagged_by",
+            allowed=allowed,
+        )
+    return member.code
+
+
 def start_planning(session: Session, ctx: Context, issue: Issue, decided_on) -> Deadline:
     deadline = plan_due(ctx, decided_on, issue.deadline)
     move(issue, Stage.planning)
@@ -132,6 +163,7 @@ def coordinate(
         for code in wanted:
             if code not in units:
                 raise unknown_unit(session, code, field)
+    flagged_by = _flagging_director(session, form)
     now = ctx.now()
     if issue.stage == Stage.reported:
         move(issue, Stage.coordinating)
@@ -199,6 +231,7 @@ def coordinate(
             "solution": form.solution,
             "deadline": form.deadline,
             "budget": str(form.budget),
+            "flagged_major_by": flagged_by,
         },
         context=common,
     )

@@ -101,7 +101,15 @@ class CoordinateForm(Form):
     flagged_major: bool = Field(
         False,
         title="Major matter 重大事项",
-        description="Flag as major (the executive director's call): goes to the leadership group.",
+        description="Flag as major (the executive director's call): goes to the leadership "
+        "group. Give the director's member code under 'Flagged by'.",
+    )
+    flagged_by: str | None = Field(
+        None,
+        max_length=64,
+        title="Flagged by 提出人 (member code)",
+        description="Only with 'Major matter': the executive director's member code (SPEC "
+        "§2.2: a matter within the executive's authority is major when the director says so).",
     )
 
     @field_validator("responsible")

@@ -41,7 +41,15 @@ class Loop:
         )
 
     def coordinate(
-        self, number, *, budget="100000", units=("market-reg",), major=False, days=60, key=None
+        self,
+        number,
+        *,
+        budget="100000",
+        units=("market-reg",),
+        major=False,
+        days=60,
+        key=None,
+        flagged_by="",
     ):
         share = 100 // len(units)
         shares = [share] * (len(units) - 1) + [100 - share * (len(units) - 1)]
@@ -50,6 +58,8 @@ class Loop:
             solution="统一材料清单，一次提交",
             budget=budget,
             flagged_major=major,
+            # E1: the executive director (config/org.yaml), who flags a major matter.
+            flagged_by=("E1" if major else None) if flagged_by == "" else flagged_by,
             deadline=self.ctx.today() + dt.timedelta(days=days),
             responsible=[
                 ResponsibleUnit(unit=u, share_percent=p) for u, p in zip(units, shares, strict=True)
