@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from flows.loop import IssueNumber, IssueNumberParam, Operator, OperatorParam
+from taskforce.clock import as_utc, last_day, local_minute
 from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.errors import DomainError
@@ -38,6 +39,7 @@ from taskforce.loop.models import (
     TaskLevel,
     TaskNode,
 )
+from taskforce.reports.audience import PREFECT_UI_CLEARANCE, WITHHELD
 from tasks import loop as steps
 
 FORMS = {
@@ -96,18 +98,26 @@ def read_state(issue_number: str) -> dict:
             Stage.evaluating: "evaluate",
             Stage.closed: None,
         }[issue.stage]
+        # The state is this run's artifact: what the Prefect UI (internal clearance) may not
+        # read is withheld (an operator trial read a secret issue's title and items here).
+        shown = issue.classification.readable_by(PREFECT_UI_CLEARANCE)
+        timezone = ctx.policy.timezone
         return {
             "number": issue.number,
-            "title": issue.title,
+            "title": issue.title if shown else WITHHELD,
             "stage": issue.stage.value,
             "round": issue.round,
             "next_step": step,
-            "since": issue.stage_entered_at.isoformat(),
-            "due": issue.stage_due_at.isoformat() if issue.stage_due_at else None,
+            # Office time, as the issue board and the messages give it (was UTC).
+            "since": local_minute(as_utc(issue.stage_entered_at), timezone),
+            "due": last_day(as_utc(issue.stage_due_at), timezone).isoformat()
+            if issue.stage_due_at
+            else None,
             # changes with every step applied: the key of the next wait
             "wait_key": f"{issue.stage.value}-{issue.round}-{pending_vote}-{reports}",
             "open_items": [
-                {"id": i, "title": t, "percent": p, "colour": c} for i, t, p, c in open_items
+                {"id": i, "title": t if shown else WITHHELD, "percent": p, "colour": c}
+                for i, t, p, c in open_items
             ],
         }
 
@@ -116,11 +126,11 @@ def _state_markdown(state: dict) -> str:
     lines = [
         f"# {state['number']} {state['title']}",
         "",
-        f"- stage 阶段: **{state['stage']}** (round {state['round']}) since {state['since'][:16]}",
+        f"- stage 阶段: **{state['stage']}** (round {state['round']}) since {state['since']}",
         f"- waits for 待办: **{state['next_step'] or 'nothing — closed 已销号'}**",
     ]
     if state["due"]:
-        lines.append(f"- due 时限: {state['due'][:16]}")
+        lines.append(f"- due by 时限: {state['due']}")
     if state["open_items"]:
         lines += ["", "| item | progress | colour |", "|---|---|---|"]
         lines += [

@@ -41,6 +41,7 @@ from taskforce.loop.forms import (
 )
 from taskforce.policy.schema import Classification
 from taskforce.process import freeze_startup_objects
+from taskforce.reports.audience import PREFECT_UI_CLEARANCE, WITHHELD
 from tasks import loop as steps
 from tasks.notify import deliver_pending_notifications, trail_position
 
@@ -111,6 +112,11 @@ async def _name_run(name: str) -> None:
         await ctx.client.set_flow_run_name(ctx.flow_run.id, name)
 
 
+def _shown_in_ui(result: StepResult | ReportResult) -> bool:
+    level = getattr(result, "classification", None)
+    return level is not None and Classification(level).readable_by(PREFECT_UI_CLEARANCE)
+
+
 def _key(explicit: str | None) -> str:
     return explicit or f"flow-run:{flow_run.get_id()}"
 
@@ -136,8 +142,14 @@ async def _publish(result: StepResult | ReportResult, step: str, caused: range) 
     if flow_run.get_id():
         get_run_logger().info(_outcome(result, step))
     lines = [f"## {number}: {step}", "", f"- stage now: **{result.stage}**"]
-    for k, v in getattr(result, "detail", {}).items():
-        lines.append(f"- {k}: {v}")
+    detail = getattr(result, "detail", {})
+    if detail and not _shown_in_ui(result):
+        # The details name action items and reasons: a secret issue's stay out of the UI
+        # (an operator trial read a secret plan's items in this artifact).
+        lines.append(f"- detail: {WITHHELD}")
+    else:
+        for k, v in detail.items():
+            lines.append(f"- {k}: {v}")
     # A step appends a handful of entries; a range far longer means another process wrote
     # at the same moment, whose rows the delivery flow sends within the minute.
     delivery = asyncio.to_thread(

@@ -51,6 +51,11 @@ def local_minute(instant: dt.datetime, timezone: str) -> str:
     return instant.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
 
 
+def as_utc(instant: dt.datetime) -> dt.datetime:
+    """A stored instant, aware: SQLite hands datetimes back naive (they are stored in UTC)."""
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
+
+
 def last_day(deadline: dt.datetime, timezone: str) -> dt.date:
     """The day a day-based deadline (`end_of_day`) falls due: the last day to act, which is
     what an operator reads ("due by 10 Nov"), not the midnight after it."""

@@ -298,7 +298,12 @@ def coordinate(
             },
         )
         detail = {"major": False, "plan_due": deadline.due.isoformat()}
-    result = StepResult(issue_number=issue.number, stage=issue.stage.value, detail=detail)
+    result = StepResult(
+        issue_number=issue.number,
+        stage=issue.stage.value,
+        classification=issue.classification,
+        detail=detail,
+    )
     remember(session, key, "coordinate", result.model_dump(), now, seen=seen)
     return result
 
@@ -395,6 +400,7 @@ def leadership_vote(
         result = StepResult(
             issue_number=issue.number,
             stage=issue.stage.value,
+            classification=issue.classification,
             detail={"passed": False, "reason": decision.outcome_reasons},
         )
         remember(session, key, "leadership_vote", result.model_dump(), now, seen=seen)
@@ -484,6 +490,11 @@ def leadership_vote(
         },
         context={**common, **detail},
     )
-    result = StepResult(issue_number=issue.number, stage=issue.stage.value, detail=detail)
+    result = StepResult(
+        issue_number=issue.number,
+        stage=issue.stage.value,
+        classification=issue.classification,
+        detail=detail,
+    )
     remember(session, key, "leadership_vote", result.model_dump(), now, seen=seen)
     return result

@@ -134,6 +134,7 @@ def evaluate(
     result = StepResult(
         issue_number=issue.number,
         stage=issue.stage.value,
+        classification=issue.classification,
         detail={"outcome": form.outcome.value, "returns": issue.returns_count},
     )
     remember(session, key, "evaluate", result.model_dump(), now, seen=seen)

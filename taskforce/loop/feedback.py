@@ -16,6 +16,7 @@ from taskforce.loop.models import Colour, Issue, ProgressReport, Stage, TaskLeve
 from taskforce.loop.states import load_issue, move, require_step
 from taskforce.loop.sweep_state import dates_written
 from taskforce.org.models import Unit
+from taskforce.reports.audience import PREFECT_UI_CLEARANCE
 
 
 def turned_red_events(
@@ -199,7 +200,12 @@ def report_progress(
             payload={"evaluation_due": due.due},
         )
         detail["evaluation_due"] = due.due.isoformat()
-    result = StepResult(issue_number=issue.number, stage=issue.stage.value, detail=detail)
+    result = StepResult(
+        issue_number=issue.number,
+        stage=issue.stage.value,
+        classification=issue.classification,
+        detail=detail,
+    )
     remember(session, key, "progress", result.model_dump(), now, seen=seen)
     return result
 
@@ -218,6 +224,11 @@ def _open_items(session: Session, issue: Issue, shown: int = 20) -> str:
     ).all()
     if not rows:
         return f"none: {issue.number} has no open action item"
-    listed = ", ".join(f"{row.id} {row.title[:40]}" for row in rows[:shown])
+    # Item titles only where the Prefect UI may read them: this refusal is a run's log line
+    # and state message there (an operator trial read a secret item's title in it).
+    titled = issue.classification.readable_by(PREFECT_UI_CLEARANCE)
+    listed = ", ".join(
+        f"{row.id} {row.title[:40]}" if titled else str(row.id) for row in rows[:shown]
+    )
     more = ", …" if len(rows) > shown else ""
     return f"the open action items of {issue.number}: {listed}{more}"

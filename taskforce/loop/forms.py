@@ -221,4 +221,7 @@ class EvaluateForm(Form):
 class StepResult(BaseModel):
     issue_number: str
     stage: str
+    # The issue's: whether the Prefect UI (read at internal clearance) may show `detail`,
+    # which names action items and reasons. None in a result remembered before it was kept.
+    classification: Classification | None = None
     detail: dict = Field(default_factory=dict)

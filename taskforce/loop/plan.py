@@ -186,6 +186,7 @@ def file_plan(
     result = StepResult(
         issue_number=issue.number,
         stage=issue.stage.value,
+        classification=issue.classification,
         detail={
             "plan_id": plan.id,
             "action_items": items,

@@ -410,9 +410,46 @@ def test_the_cockpit_and_issue_board_withhold_a_secret_issues_text_in_the_ui(flo
         for row in _table(artifacts["task-cockpit"].data)
         if row["issue"] == plain
     )
+    # The step's own artifact: the plan's items named for the internal issue, withheld for
+    # the secret one (a re-trial read "action_item_ids: 7 机密：…" there).
+    secret_step = artifacts[f"issue-{secret.lower()}"].data
+    plain_step = artifacts[f"issue-{plain.lower()}"].data
+    assert "stage now: **executing**" in secret_step and WITHHELD in secret_step
+    assert "梳理" not in secret_step and "action_item_ids" not in secret_step
+    assert "action_item_ids" in plain_step and "梳理" in plain_step
 
 
 def _table(data) -> list[dict]:
     import json
 
     return json.loads(data) if isinstance(data, str) else data
+
+
+def test_the_lifecycle_state_withholds_a_secret_issue_and_gives_office_time(flow_db):
+    """The `issue-lifecycle` artifact showed a secret issue's title and items, and its time
+    in UTC beside the board's office time (a re-trial)."""
+    from flows.lifecycle import _state_markdown, read_state
+    from taskforce.reports.audience import WITHHELD
+
+    async def scenario():
+        secret = await report_issue_flow(
+            ReportIssueForm(
+                title="某涉密系统漏洞排查", reporting_unit="tax", classification="secret"
+            )
+        )
+        plain = await report_issue_flow(ReportIssueForm(title="路灯不亮", reporting_unit="tax"))
+        for number in (secret.issue_number, plain.issue_number):
+            await coordinate_flow(number, _coordinate())
+            await file_plan_flow(number, _plan())
+        return secret.issue_number, plain.issue_number
+
+    secret, plain = asyncio.run(scenario())
+    hidden, shown = read_state(secret), read_state(plain)
+    assert hidden["title"] == WITHHELD and {i["title"] for i in hidden["open_items"]} == {WITHHELD}
+    assert shown["title"] == "路灯不亮" and {i["title"] for i in shown["open_items"]} == {"梳理"}
+    page = _state_markdown(hidden)
+    assert "某涉密系统漏洞排查" not in page and "梳理" not in page
+    with unit_of_work() as s:
+        entered = s.scalar(select(Issue.stage_entered_at).where(Issue.number == plain))
+    local = entered.replace(tzinfo=dt.UTC).astimezone(ZoneInfo("Asia/Shanghai"))
+    assert shown["since"] == local.strftime("%Y-%m-%d %H:%M")

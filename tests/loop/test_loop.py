@@ -520,3 +520,16 @@ def test_the_vote_request_says_why_the_matter_is_major(loop, engine):
     )
     assert "A major matter because the budget of" in en.body
     assert "exceeds the executive group's authority; it involves more than one region (" in en.body
+
+
+def test_a_secret_issues_items_are_listed_by_id_alone_in_a_refusal(loop, engine):
+    """The refusal is a run's log line and state message in the Prefect UI, read at internal
+    clearance: a re-trial read a secret item's title there."""
+    r = loop.report(title="某涉密系统整改", classification="secret")
+    loop.coordinate(r.issue_number)
+    loop.plan(r.issue_number, items=2)
+    first, second = loop.items(r.issue_number)
+    with pytest.raises(DomainError, match=f"no action item {first + 99}") as refused:
+        loop.progress(r.issue_number, first + 99, 10)
+    assert refused.value.allowed == f"the open action items of {r.issue_number}: {first}, {second}"
+    assert "行动项" not in str(refused.value)
