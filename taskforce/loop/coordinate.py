@@ -116,6 +116,13 @@ def _flagging_director(session: Session, form: CoordinateForm) -> str | None:
     return member.code
 
 
+def _years_after(day, years: int):
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February, and the year `years` later is not a leap year
+        return day.replace(year=day.year + years, day=28)
+
+
 def start_planning(session: Session, ctx: Context, issue: Issue, decided_on) -> Deadline:
     deadline = plan_due(ctx, decided_on, issue.deadline)
     move(issue, Stage.planning)
@@ -148,11 +155,17 @@ def coordinate(
         )
     if pending is not None:
         _withdraw(session, ctx, issue, pending, actor=actor)
-    if form.deadline <= today:
+    horizon = ctx.policy.loop.deadline_horizon_years
+    latest = _years_after(today, horizon)
+    if form.deadline <= today or form.deadline > latest:
+        # A date past the horizon is a typing slip (9999-12-31 was taken, and the plan's
+        # colour dates then overflowed with a traceback: an operator trial).
         raise DomainError(
-            f"{form.deadline} is not after today ({today})",
+            f"{form.deadline} is not after today ({today})"
+            if form.deadline <= today
+            else f"{form.deadline} is more than {horizon} years away",
             field="deadline",
-            allowed="a future date",
+            allowed=f"a date after today, up to {latest} (loop.deadline_horizon_years)",
         )
     codes = {*form.participants, *(r.unit for r in form.responsible)}
     units = {u.code: u for u in session.scalars(select(Unit).where(Unit.code.in_(codes)))}

@@ -84,6 +84,9 @@ class Loop(Strict):
     evaluation_deadline_working_days: PositiveInt
     returns_before_warning: PositiveInt
     duplicate_title_similarity: Annotated[float, Field(gt=0, le=1)]
+    # The latest deadline a coordination may set, in years from today (not a SPEC number:
+    # a bound on typing slips such as 9999-12-31).
+    deadline_horizon_years: Annotated[int, Field(ge=1, le=100)] = 10
 
 
 class Progress(Strict):

@@ -299,3 +299,25 @@ def test_red_item_escalated_only_when_red_for_more_than_the_window(
     assert steps.fresh.empty  # the interview was requested already
     assert steps.overdue["id"].tolist() == ([1] if escalated else [])
     assert bool(steps.stepped[0]) is escalated
+
+
+def test_a_deadline_up_to_the_horizon_is_taken_and_one_day_more_is_refused(loop, engine):
+    """loop.deadline_horizon_years (10): 9999-12-31 was taken, and filing the plan then
+    failed with an OverflowError traceback (an operator trial)."""
+    from taskforce.db import unit_of_work
+    from taskforce.errors import DomainError
+    from taskforce.loop.models import Meeting
+
+    today = loop.ctx.today()
+    latest = today.replace(year=today.year + loop.ctx.policy.loop.deadline_horizon_years)
+    for days, says in (((latest - today).days + 1, "is more than 10 years away"),
+                       ((dt.date(9999, 12, 31) - today).days, "9999-12-31 is more than")):  # fmt: skip
+        r = loop.report(title=f"期限{days}")
+        with pytest.raises(DomainError, match=says) as refused:
+            loop.coordinate(r.issue_number, days=days)
+        assert refused.value.field == "deadline" and str(latest) in refused.value.allowed
+        with unit_of_work(engine) as s:
+            assert s.scalar(select(func.count()).select_from(Meeting)) == 0
+    r = loop.report(title="十年期限")
+    assert loop.coordinate(r.issue_number, days=(latest - today).days).stage == "planning"
+    assert loop.plan(r.issue_number, due_in=(latest - today).days).stage == "executing"
