@@ -67,6 +67,7 @@ from taskforce.loop.report import report_issue
 from taskforce.org.models import Group
 from taskforce.policy.schema import Classification
 from taskforce.reports.i18n import translator
+from taskforce.text import as_one_line, as_text
 
 __all__ = [
     "OPEN_STATUSES",
@@ -897,11 +898,13 @@ def close_with_follow_up(
         result = report_issue(
             session,
             ctx,
+            # A monitoring system's title may hold line breaks or control characters, which
+            # a typed form refuses (taskforce/text.py): copied, they are dropped.
             ReportIssueForm(
-                title=t("follow_up.title", **facts)[:300],
-                description=(t("follow_up.description", **facts) + f"\n\n{emergency.description}")[
-                    :20_000
-                ],
+                title=as_one_line(t("follow_up.title", **facts))[:300],
+                description=as_text(
+                    t("follow_up.description", **facts) + f"\n\n{emergency.description}"
+                )[:20_000],
                 reporting_unit=rule.reporting_unit,
                 category=rule.category,
                 classification=emergency.classification,

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from taskforce.loop.models import Ballot, Outcome
 from taskforce.money import Yuan
 from taskforce.policy.schema import Classification
+from taskforce.text import OneLine, Text
 
 UnitCode = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
 
@@ -27,14 +28,14 @@ class Form(BaseModel):
 class ReportIssueForm(Form):
     """问题上报 — report an issue to the executive group."""
 
-    title: str = Field(
+    title: OneLine = Field(
         ...,
         title="Title 标题",
         min_length=2,
         max_length=300,
         description="One line naming the problem.",
     )
-    description: str = Field("", title="Description 问题描述", max_length=20_000)
+    description: Text = Field("", title="Description 问题描述", max_length=20_000)
     reporting_unit: UnitCode = Field(
         ...,
         title="Reporting unit 上报单位",
@@ -46,7 +47,7 @@ class ReportIssueForm(Form):
         description="The unit that first received the report becomes its lead unit (首接负责制). "
         "Defaults to the reporting unit.",
     )
-    category: str = Field("general", title="Category 类别", min_length=1, max_length=64)
+    category: OneLine = Field("general", title="Category 类别", min_length=1, max_length=64)
     related_units: list[UnitCode] = Field(
         default_factory=list, title="Related units 相关单位", max_length=50
     )
@@ -93,7 +94,7 @@ class CoordinateForm(Form):
         title="Responsible units 责任分工",
         description="Shares must add up to 100.",
     )
-    solution: str = Field(..., min_length=2, max_length=20_000, title="Solution outline 解决方案")
+    solution: Text = Field(..., min_length=2, max_length=20_000, title="Solution outline 解决方案")
     deadline: dt.date = Field(
         ..., title="Deadline 完成时限", description="The date the issue must be solved by."
     )
@@ -125,14 +126,14 @@ class CoordinateForm(Form):
 class ExpertOpinionInput(Form):
     expert: str = Field(..., title="Expert 专家 (member code)", max_length=64)
     supports: bool = Field(..., title="Supports 是否支持")
-    opinion: str = Field(..., min_length=2, max_length=5_000, title="Opinion 论证意见")
+    opinion: Text = Field(..., min_length=2, max_length=5_000, title="Opinion 论证意见")
 
 
 class LeadershipVoteForm(Form):
     """议题预审 → 专家论证 → 集体表决: record the leadership group's handling of a major matter."""
 
     pre_review_passed: bool = Field(..., title="Agenda pre-review passed 议题预审通过")
-    pre_review_note: str = Field("", max_length=5_000, title="Pre-review note 预审意见")
+    pre_review_note: Text = Field("", max_length=5_000, title="Pre-review note 预审意见")
     expert_opinions: list[ExpertOpinionInput] = Field(
         default_factory=list, max_length=20, title="Expert review 专家论证"
     )
@@ -164,7 +165,7 @@ class LeadershipVoteForm(Form):
 
 
 class ActionItemInput(Form):
-    title: str = Field(..., min_length=2, max_length=300, title="Action item 行动项")
+    title: OneLine = Field(..., min_length=2, max_length=300, title="Action item 行动项")
     owner_unit: UnitCode = Field(..., title="Owner unit 责任单位")
     start_date: dt.date | None = Field(
         None,
@@ -174,13 +175,13 @@ class ActionItemInput(Form):
     due_date: dt.date = Field(
         ..., title="Due 到期日", description="No later than the issue deadline."
     )
-    deliverable: str = Field(
+    deliverable: Text = Field(
         ..., min_length=2, max_length=2_000, title="Deliverable standard 交付标准"
     )
 
 
 class SubProjectInput(Form):
-    title: str = Field(..., min_length=2, max_length=300, title="Sub-project 子项目")
+    title: OneLine = Field(..., min_length=2, max_length=300, title="Sub-project 子项目")
     action_items: list[ActionItemInput] = Field(
         ..., min_length=1, max_length=100, title="Action items 行动项"
     )
@@ -189,7 +190,7 @@ class SubProjectInput(Form):
 class PlanForm(Form):
     """方案制定 — the three-level task tree 总目标-子项目-行动项."""
 
-    goal: str = Field(..., min_length=2, max_length=300, title="Goal 总目标")
+    goal: OneLine = Field(..., min_length=2, max_length=300, title="Goal 总目标")
     sub_projects: list[SubProjectInput] = Field(
         ..., min_length=1, max_length=50, title="Sub-projects 子项目"
     )
@@ -200,14 +201,14 @@ class ProgressForm(Form):
 
     task_id: int = Field(..., ge=1, title="Action item id 行动项编号")
     percent: int = Field(..., ge=0, le=100, title="Progress % 完成进度")
-    note: str = Field(
+    note: Text = Field(
         "",
         max_length=5_000,
         title="Note 进展说明",
         description="Why behind, if behind (偏差原因); required when the percent is lower than "
         "the last report (进度回退须说明原因).",
     )
-    reported_by: str = Field(..., min_length=1, max_length=100, title="Reported by 报告人")
+    reported_by: OneLine = Field(..., min_length=1, max_length=100, title="Reported by 报告人")
 
 
 class EvaluateForm(Form):
@@ -215,7 +216,7 @@ class EvaluateForm(Form):
 
     outcome: Outcome = Field(..., title="Outcome 评估结论")
     satisfaction: int = Field(..., ge=0, le=100, title="Satisfaction 满意度 (0–100)")
-    lessons: str = Field("", max_length=20_000, title="Lessons 经验教训")
+    lessons: Text = Field("", max_length=20_000, title="Lessons 经验教训")
 
 
 class StepResult(BaseModel):

@@ -30,6 +30,7 @@ from taskforce.org.models import Unit
 from taskforce.org.service import listing
 from taskforce.policy.schema import Classification
 from taskforce.reports.i18n import translator
+from taskforce.text import as_one_line, as_text
 
 COLUMNS = {  # ledger header (zh-CN or en) -> form field
     "编号": "ledger_no",
@@ -229,6 +230,13 @@ def _form(row: dict, units: UnitNames) -> ReportIssueForm:
             return str(value)  # the form's own checks still run on the rest of the row
 
     data = {k: v for k, v in row.items() if k != "ledger_no" and str(v).strip() != ""}
+    # A cell's line breaks (Alt+Enter) and pasted control characters are the spreadsheet's,
+    # not the matter's: a title is one line (taskforce/text.py), a description text.
+    for name in ("title", "category"):
+        if isinstance(data.get(name), str):
+            data[name] = as_one_line(data[name])
+    if isinstance(data.get("description"), str):
+        data["description"] = as_text(data["description"])
     if "related_units" in data:
         # Separated as the office writes a list: 、 (the enumeration comma), ， or ；, or
         # ASCII , and ;.

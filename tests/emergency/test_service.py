@@ -561,6 +561,18 @@ def test_a_follow_up_of_an_emergency_opened_by_form_names_its_source_in_words(en
     assert "来源 执行办公室表单" in description and "operator" not in description
 
 
+def test_a_follow_up_of_a_multi_line_alert_title_is_one_line(engine, ctx):
+    """A monitoring system may title an alert over lines (and with controls); the follow-up
+    issue's form takes a title of one visible line only (taskforce/text.py)."""
+    e = _open(engine, ctx, level="II", title="数据平台中断\n节点 3\t\u202e宕机")
+    with unit_of_work(engine) as s:
+        service.resolve(s, ctx, e.emergency_id, actor="E1")
+        st = service.close_with_follow_up(s, ctx, e.emergency_id, actor="E1")
+        issue = s.get(Issue, st.follow_up_issue_id)
+    assert issue.title.endswith("数据平台中断 节点 3 宕机")
+    assert "\n" not in issue.title and "\u202e" not in issue.description
+
+
 def test_a_drill_is_marked_everywhere_and_closes_without_an_issue(engine, ctx):
     e = _open(engine, ctx, level="II", source="drill", is_drill=True)
     _page(engine, ctx, e.emergency_id)

@@ -173,6 +173,19 @@ def test_an_unreadable_csv_is_refused_on_one_line(engine, policy, clock, tmp_pat
         assert s.scalar(select(func.count(Issue.id))) == 0
 
 
+def test_a_title_cell_over_lines_is_imported_on_one_line(engine, policy, clock, tmp_path):
+    """A cell written with Alt+Enter holds a line break; a title is one line (text.py)."""
+    ctx, factory = Context(policy=policy, clock=clock), session_factory(engine)
+    path = tmp_path / "ledger.csv"
+    rows = [{**ROWS[0], "标题": "企业开办\n材料重复提交", "问题描述": "第一行\n第二行\x0b"}]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    result = import_ledger(factory, ctx, path, actor="import")
+    assert len(result.imported) == 1 and not result.errors
+    with factory() as s:
+        issue = s.scalars(select(Issue)).one()
+        assert (issue.title, issue.description) == ("企业开办 材料重复提交", "第一行\n第二行")
+
+
 def _seed_open_issues(session) -> None:
     """Open and closed issues of three lead units, with titles the benchmark's ledger repeats."""
     from benchmarks.dataset import PLACES, PROBLEMS, TOPICS

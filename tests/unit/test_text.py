@@ -1,0 +1,71 @@
+"""Operators' text (taskforce/text.py): one visible line for titles, no invisible controls."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from taskforce.loop.forms import ActionItemInput, PlanForm, ReportIssueForm
+from taskforce.text import check_one_line, check_text
+
+
+@pytest.mark.parametrize(
+    ("title", "says"),
+    [
+        ("\u200b\u200b\u200b", "must not be empty (it has no visible character)"),
+        ("\u3000\ufeff\u2060\u200d", "must not be empty"),
+        ("\u202e机密文件\u202c", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+        ("\u2067隔离\u2069", "U+2067 (RIGHT-TO-LEFT ISOLATE)"),
+        ("与\x00空字符", "must not contain NUL"),
+        ("响\x07铃", "U+0007"),
+        ("标题\n换行", "must be one line"),
+        ("标题\t制表", "must be one line"),
+        ("标题\u2028分行", "must be one line"),
+    ],
+)
+def test_a_title_no_reader_can_see_as_typed_is_refused_by_field(title, says):
+    with pytest.raises(ValidationError) as refused:
+        ReportIssueForm(title=title, reporting_unit="tax")
+    (error,) = refused.value.errors()
+    assert error["loc"] == ("title",) and says in error["msg"]
+
+
+def test_a_description_may_hold_lines_and_tabs_but_not_controls():
+    form = ReportIssueForm(title="窗口排队", reporting_unit="tax", description="一\n二\t三\r\n")
+    assert form.description.startswith("一\n二\t三")
+    with pytest.raises(ValidationError, match=r"U\+202E"):
+        ReportIssueForm(title="窗口排队", reporting_unit="tax", description="\u202e倒序")
+
+
+def test_a_nested_title_is_refused_by_its_path():
+    item = {
+        "title": "\u200b\u200b",
+        "owner_unit": "tax",
+        "due_date": "2026-12-31",
+        "deliverable": "清单",
+    }
+    with pytest.raises(ValidationError) as refused:
+        PlanForm(
+            goal="一次办结",
+            sub_projects=[{"title": "清单", "action_items": [item]}],
+        )
+    assert ("sub_projects", 0, "action_items", 0, "title") in [
+        e["loc"] for e in refused.value.errors()
+    ]
+    assert ActionItemInput(
+        title="梳理 清单", owner_unit="tax", due_date="2026-12-31", deliverable="清单"
+    )
+
+
+@given(st.text(st.characters(categories=["L", "N", "P", "S"]), min_size=1, max_size=50))
+def test_any_visible_line_is_taken_as_it_is(line):
+    assert check_one_line(line) == line
+    assert check_text(line + "\n" + line) == line + "\n" + line
+
+
+def test_copied_text_keeps_what_a_reader_sees_and_drops_the_rest():
+    from taskforce.text import as_one_line, as_text
+
+    assert as_one_line("城东\n泵站\t故障\u202e  告警\x00") == "城东 泵站 故障 告警"
+    assert as_text("第一行\n第二行\t\u202e\x07") == "第一行\n第二行\t"
+    assert check_one_line(as_one_line("a\r\nb")) == "a b"
