@@ -58,6 +58,16 @@ class WorkCalendar:
             )
         return WorkdayAnswer(day.weekday() < 5, day.year not in self._configured_years)
 
+    def has_data_for(self, year: int) -> bool:
+        """Whether the holidays of `year` are known (the package's or config's), not assumed."""
+        if year in self._configured_years:
+            return True
+        try:
+            chinese_calendar.is_workday(dt.date(year, 1, 1))
+        except NotImplementedError:
+            return False
+        return True
+
     def is_workday(self, day: dt.date) -> bool:
         return self.check(day).is_workday
 

@@ -11,6 +11,7 @@ from rich.table import Table
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoResultFound
 
 from taskforce.budget.cli import app as budget_app
+from taskforce.context import Context
 from taskforce.db import DATABASE_URL_ENV, database_url, get_engine, unit_of_work
 from taskforce.emergency.cli import app as emergency_app
 from taskforce.gateway.cli import app as gateway_app
@@ -66,6 +67,23 @@ def config_check() -> None:
     console.print(
         f"[green]config OK[/] ({config_dir()}; {len(channels.channels)} notification channels)"
     )
+    for warning in calendar_warnings(Context(policy=policy)):
+        console.print(f"[yellow]warning[/]: {warning}")
+
+
+def calendar_warnings(ctx: Context) -> list[str]:
+    """This year's and next year's holidays, if unknown: deadlines reach into next year
+    weeks ahead, and without its holidays they count them as working days (an operator
+    trial: 1 January 2027 counted; chinese-calendar 1.11.0 knows years up to 2026)."""
+    this_year = ctx.today().year
+    return [
+        f"no Chinese holiday data for {year}: its deadlines count Monday-Friday, holidays "
+        "and make-up days (调休) ignored, and the decision trail records that; add the "
+        "State Council's holidays to config/taskforce.yaml calendar.extra_holidays and "
+        "extra_workdays (or upgrade chinese-calendar) once they are published"
+        for year in (this_year, this_year + 1)
+        if not ctx.calendar.has_data_for(year)
+    ]
 
 
 @app.command()

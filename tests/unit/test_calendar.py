@@ -80,3 +80,29 @@ def test_configured_data_wins_over_the_package():
 def test_working_days_between(cal):
     assert cal.working_days_between(D(2026, 3, 9), D(2026, 3, 16)) == 5
     assert cal.working_days_between(D(2026, 3, 16), D(2026, 3, 9)) == 0
+
+
+def test_config_check_warns_of_a_year_whose_holidays_are_unknown(policy):
+    """chinese-calendar 1.11.0 knows years up to 2026: in November 2026 deadlines reach into
+    2027, whose New Year's Day was counted as a working day while config-check said OK.
+    (Years far ahead here, so that a package that learns 2027 does not break the test.)"""
+    from taskforce.cli import calendar_warnings
+    from taskforce.clock import ManualClock
+    from taskforce.context import Context
+
+    november = ManualClock(dt.datetime(2097, 11, 29, 2, tzinfo=dt.UTC))
+    warnings = calendar_warnings(Context(policy=policy, clock=november))
+    assert [w.split(":")[0] for w in warnings] == [
+        "no Chinese holiday data for 2097",
+        "no Chinese holiday data for 2098",
+    ]
+    assert all("calendar.extra_holidays" in w for w in warnings)
+    known = policy.model_copy(
+        update={"calendar": CalendarPolicy(extra_holidays=[dt.date(2098, 1, 1)])}
+    )
+    (warning,) = calendar_warnings(Context(policy=known, clock=november))
+    assert warning.startswith("no Chinese holiday data for 2097:")
+    this_year = ManualClock(dt.datetime(2025, 11, 29, 2, tzinfo=dt.UTC))
+    assert calendar_warnings(Context(policy=policy, clock=this_year)) == []  # 2025, 2026 known
+    assert WorkCalendar().has_data_for(2026) and not WorkCalendar().has_data_for(2097)
+    assert WorkCalendar(CalendarPolicy(extra_workdays=[dt.date(2097, 2, 6)])).has_data_for(2097)
