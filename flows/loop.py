@@ -121,15 +121,35 @@ def _key(explicit: str | None) -> str:
     return explicit or f"flow-run:{flow_run.get_id()}"
 
 
-def _outcome(result: StepResult | ReportResult, step: str) -> str:
+def _outcome(result: StepResult | ReportResult, step: str, *, replayed: bool = False) -> str:
     """The step's one line in the run's log (numbers and stages: a title may be classified).
-    An operator trial: a report linked as a duplicate said so only in its artifact."""
+    Operator trials: a report linked as a duplicate, a vote's result and a replayed key
+    were said only in the artifact, or not at all."""
+    if replayed:
+        return (
+            f"{result.issue_number}: {step}: done already by an earlier run with this key; "
+            f"nothing changed; stage now {result.stage}"
+        )
     if getattr(result, "duplicate", False):
         return (
             f"linked to {result.issue_number} as a duplicate report (no new issue); "
             f"{result.issue_number} is at stage {result.stage}"
         )
+    detail = getattr(result, "detail", {})
+    if "passed" in detail:
+        return f"{result.issue_number}: {_vote_words(detail)}; stage now {result.stage}"
     return f"{result.issue_number}: {step}; stage now {result.stage}"
+
+
+def _vote_words(detail: dict) -> str:
+    """'leadership vote passed (5 yes of 7 members, 5 needed)' — counts only."""
+    verdict = "passed" if detail["passed"] else "did not pass"
+    if "yes" not in detail:  # refused at the agenda pre-review: no ballot was cast
+        return "agenda pre-review did not pass (no vote taken)"
+    return (
+        f"leadership vote {verdict} ({detail['yes']} yes of {detail['members']} members, "
+        f"{detail['required']} needed)"
+    )
 
 
 async def _publish(result: StepResult | ReportResult, step: str, caused: range) -> None:
@@ -140,7 +160,8 @@ async def _publish(result: StepResult | ReportResult, step: str, caused: range) 
     """
     number = result.issue_number
     if flow_run.get_id():
-        get_run_logger().info(_outcome(result, step))
+        # A step applied appends to the trail; a key's replay returns the first result alone.
+        get_run_logger().info(_outcome(result, step, replayed=not caused))
     lines = [f"## {number}: {step}", "", f"- stage now: **{result.stage}**"]
     detail = getattr(result, "detail", {})
     if detail and not _shown_in_ui(result):

@@ -151,8 +151,16 @@ def test_flow_retry_with_same_key_changes_nothing(flow_db):
         b = await report_issue_flow(form, idempotency_key="k-1")  # a retry: the same input
         return a, b
 
-    a, b = asyncio.run(scenario())
+    with run_records() as records:
+        a, b = asyncio.run(scenario())
     assert a == b
+    said = [r.getMessage() for r in records]
+    # The retry's log says it changed nothing (a re-trial: it read as the first run's).
+    assert f"{a.issue_number}: reported; stage now reported" in said, said
+    assert (
+        f"{a.issue_number}: reported: done already by an earlier run with this key; "
+        "nothing changed; stage now reported" in said
+    ), said
     # Another report under the same key is refused, not answered with the first one.
     different = ReportIssueForm(title="完全不同", reporting_unit="tax")
     with pytest.raises(DomainError, match="'k-1' was already used for a different input"):
@@ -453,3 +461,30 @@ def test_the_lifecycle_state_withholds_a_secret_issue_and_gives_office_time(flow
         entered = s.scalar(select(Issue.stage_entered_at).where(Issue.number == plain))
     local = entered.replace(tzinfo=dt.UTC).astimezone(ZoneInfo("Asia/Shanghai"))
     assert shown["since"] == local.strftime("%Y-%m-%d %H:%M")
+
+
+@pytest.mark.parametrize(
+    ("detail", "says"),
+    [
+        (
+            {"passed": True, "yes": 5, "no": 2, "members": 7, "required": 5},
+            "TF-2026-00001: leadership vote passed (5 yes of 7 members, 5 needed); stage now planning",
+        ),
+        (
+            {"passed": False, "yes": 4, "no": 3, "members": 7, "required": 5, "reason": "…"},
+            "TF-2026-00001: leadership vote did not pass (4 yes of 7 members, 5 needed); "
+            "stage now planning",
+        ),
+        (
+            {"passed": False, "reason": "议程不成熟"},
+            "TF-2026-00001: agenda pre-review did not pass (no vote taken); stage now planning",
+        ),
+    ],
+)
+def test_a_votes_log_line_says_whether_it_passed(detail, says):
+    """A re-trial: a failed vote (4 of 7) logged only 'leadership vote; stage now …'."""
+    from flows.loop import _outcome
+    from taskforce.loop.forms import StepResult
+
+    result = StepResult(issue_number="TF-2026-00001", stage="planning", detail=detail)
+    assert _outcome(result, "leadership vote") == says
