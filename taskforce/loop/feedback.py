@@ -16,6 +16,7 @@ from taskforce.loop.models import Colour, Issue, ProgressReport, Stage, TaskLeve
 from taskforce.loop.states import load_issue, move, require_step
 from taskforce.loop.sweep_state import dates_written
 from taskforce.org.models import Unit
+from taskforce.org.service import active_member
 from taskforce.reports.audience import PREFECT_UI_CLEARANCE
 
 
@@ -115,6 +116,9 @@ def report_progress(
         )
     if item.done:
         raise IllegalTransition(f"action item {item.id} is already complete", field="task_id")
+    # Who reported is on the record (and the trail): a member the office knows, not free
+    # text (an operator trial recorded "nobody-at-all 🙃").
+    active_member(session, form.reported_by, field="reported_by")
     if form.percent < item.progress_percent and not form.note.strip():
         # Progress going back is news for the office (rework, a wrong earlier figure): it is
         # taken, but with its reason on the trail, not as a silent correction.

@@ -208,7 +208,13 @@ class ProgressForm(Form):
         description="Why behind, if behind (偏差原因); required when the percent is lower than "
         "the last report (进度回退须说明原因).",
     )
-    reported_by: OneLine = Field(..., min_length=1, max_length=100, title="Reported by 报告人")
+    reported_by: OneLine = Field(
+        ...,
+        min_length=1,
+        max_length=100,
+        title="Reported by 报告人",
+        description="The member code of who reports (config/org.yaml), e.g. W1.",
+    )
 
 
 class EvaluateForm(Form):

@@ -533,3 +533,22 @@ def test_a_secret_issues_items_are_listed_by_id_alone_in_a_refusal(loop, engine)
         loop.progress(r.issue_number, first + 99, 10)
     assert refused.value.allowed == f"the open action items of {r.issue_number}: {first}, {second}"
     assert "行动项" not in str(refused.value)
+
+
+def test_progress_reported_by_someone_the_office_does_not_know_is_refused(loop, engine):
+    """A re-trial recorded progress "reported by" free text ("nobody-at-all 🙃")."""
+    from taskforce.loop import feedback as fb
+    from taskforce.loop.forms import ProgressForm
+    from taskforce.loop.models import ProgressReport
+
+    r = loop.report()
+    loop.coordinate(r.issue_number)
+    loop.plan(r.issue_number, items=1)
+    (item,) = loop.items(r.issue_number)
+    trail = _count(engine, TrailEntry)
+    form = ProgressForm(task_id=item, percent=10, reported_by="nobody-at-all")
+    with pytest.raises(NotFound, match="reported_by: no active member 'nobody-at-all'") as refused:
+        loop._run(fb.report_progress, r.issue_number, form)
+    assert "W1" in refused.value.allowed
+    assert _count(engine, TrailEntry) == trail and _count(engine, ProgressReport) == 0
+    assert loop.progress(r.issue_number, item, 10).detail["percent"] == 10  # W1 may
