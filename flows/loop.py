@@ -112,6 +112,21 @@ async def _name_run(name: str) -> None:
         await ctx.client.set_flow_run_name(ctx.flow_run.id, name)
 
 
+def _detail(result: StepResult | ReportResult) -> list[str]:
+    """The step's details as the artifact's list items."""
+    detail = getattr(result, "detail", {})
+    if detail and not _shown_in_ui(result):
+        # The details name action items and reasons: a secret issue's stay out of the UI
+        # (an operator trial read a secret plan's items in this artifact).
+        return [f"- detail: {WITHHELD}"]
+    # A list as words, not Python's brackets and quotes (a re-trial read
+    # "reasons: ['involves more than one region (east, west)']").
+    return [
+        f"- {k}: {'; '.join(str(x) for x in v) if isinstance(v, list | tuple) else v}"
+        for k, v in detail.items()
+    ]
+
+
 def _shown_in_ui(result: StepResult | ReportResult) -> bool:
     level = getattr(result, "classification", None)
     return level is not None and Classification(level).readable_by(PREFECT_UI_CLEARANCE)
@@ -162,15 +177,7 @@ async def _publish(result: StepResult | ReportResult, step: str, caused: range) 
     if flow_run.get_id():
         # A step applied appends to the trail; a key's replay returns the first result alone.
         get_run_logger().info(_outcome(result, step, replayed=not caused))
-    lines = [f"## {number}: {step}", "", f"- stage now: **{result.stage}**"]
-    detail = getattr(result, "detail", {})
-    if detail and not _shown_in_ui(result):
-        # The details name action items and reasons: a secret issue's stay out of the UI
-        # (an operator trial read a secret plan's items in this artifact).
-        lines.append(f"- detail: {WITHHELD}")
-    else:
-        for k, v in detail.items():
-            lines.append(f"- {k}: {v}")
+    lines = [f"## {number}: {step}", "", f"- stage now: **{result.stage}**", *_detail(result)]
     # A step appends a handful of entries; a range far longer means another process wrote
     # at the same moment, whose rows the delivery flow sends within the minute.
     delivery = asyncio.to_thread(

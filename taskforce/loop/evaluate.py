@@ -32,12 +32,14 @@ def evaluate(
     if (done := previous_result(session, key, seen=seen)) is not None:
         return StepResult.model_validate(done)
     issue = load_issue(session, issue_number)
-    require_step(issue, "evaluate")
-    if (left := open_action_items(session, issue.id)) > 0:
+    # Executing with items open is the usual early evaluation: say what is left, not only
+    # the stage it needs (an operator trial read "'evaluate' needs stage evaluating").
+    if issue.stage == Stage.executing and (left := open_action_items(session, issue.id)) > 0:
         raise IllegalTransition(
             f"{issue.number} has {left} open action items; evaluate when all are done",
             field="issue_number",
         )
+    require_step(issue, "evaluate")
     now = ctx.now()
     session.add(
         Evaluation(

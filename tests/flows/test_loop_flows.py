@@ -488,3 +488,25 @@ def test_a_votes_log_line_says_whether_it_passed(detail, says):
 
     result = StepResult(issue_number="TF-2026-00001", stage="planning", detail=detail)
     assert _outcome(result, "leadership vote") == says
+
+
+def test_a_steps_details_are_words_and_a_secret_issues_are_withheld():
+    from flows.loop import _detail
+    from taskforce.loop.forms import StepResult
+    from taskforce.reports.audience import WITHHELD
+
+    reasons = ["involves more than one region (east, west)", "flagged"]
+    internal = StepResult(
+        issue_number="TF-2026-00001",
+        stage="coordinating",
+        classification="internal",
+        detail={"major": True, "reasons": reasons},
+    )
+    assert _detail(internal) == [
+        "- major: True",
+        "- reasons: involves more than one region (east, west); flagged",
+    ]
+    secret = internal.model_copy(update={"classification": "secret"})
+    assert _detail(secret) == [f"- detail: {WITHHELD}"]
+    unknown = internal.model_copy(update={"classification": None})  # remembered before
+    assert _detail(unknown) == [f"- detail: {WITHHELD}"]

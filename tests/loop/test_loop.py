@@ -223,8 +223,9 @@ def test_illegal_transitions_change_nothing(loop, engine):
     loop.plan(r.issue_number, items=2)
     first = loop.items(r.issue_number)[0]
     loop.progress(r.issue_number, first, 100)
-    with pytest.raises(IllegalTransition):
-        loop.evaluate(r.issue_number)  # one item still open: stage is executing
+    # One item still open: stage is executing; the refusal says what is left (a re-trial).
+    with pytest.raises(IllegalTransition, match="has 1 open action items; evaluate when all"):
+        loop.evaluate(r.issue_number)
     assert _issue(engine, r.issue_number).stage == Stage.executing
     loop.progress(r.issue_number, loop.items(r.issue_number)[1], 100)
     loop.evaluate(r.issue_number)
