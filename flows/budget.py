@@ -113,6 +113,16 @@ def _collect_reviews(
             result = t.review(form, given.reviewer, _run_key(f":review-{attempt}"))
         except DomainError as exc:
             logger.error("review refused: %s", exc)
+            continue
+        logger.info(
+            "%s review by %s: %s; %s %s is now %s",
+            result["stage"],
+            given.reviewer,
+            "approved" if given.approved else "not approved",
+            subject.value,
+            line_code or adjustment_id,
+            result["status"],
+        )
     return result
 
 

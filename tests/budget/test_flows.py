@@ -141,14 +141,20 @@ def test_line_approval_flow_takes_reviews_from_the_ui(prefect_server, books):
             form=form, actor="W3", poll_seconds=1
         )
 
-    thread = threading.Thread(target=run)
-    thread.start()
-    deadline = time.monotonic() + 120
-    # Out of order first: refused with its rule, and the flow asks again.
-    for reviewer in ("V1", "C1", "V1", "E1"):
-        _resume(name, {"reviewer": reviewer, "approved": True, "comment": ""}, deadline)
-    thread.join(timeout=120)
+    with run_records() as records:
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + 120
+        # Out of order first: refused with its rule, and the flow asks again.
+        for reviewer in ("V1", "C1", "V1", "E1"):
+            _resume(name, {"reviewer": reviewer, "approved": True, "comment": ""}, deadline)
+        thread.join(timeout=120)
     assert outcome["result"]["status"] == "approved"
+    # Each review is said in the log, the last with the outcome (a re-trial: the run ended
+    # with "Finished in state Completed()" alone).
+    said = [r.getMessage() for r in records]
+    assert "compliance review by C1: approved; line F-1 is now in_review" in said, said
+    assert "executive review by E1: approved; line F-1 is now approved" in said, said
     assert (
         books.scalar(select(BudgetLine.status).where(BudgetLine.code == "F-1"))
         == LineStatus.approved
