@@ -112,19 +112,31 @@ async def _name_run(name: str) -> None:
         await ctx.client.set_flow_run_name(ctx.flow_run.id, name)
 
 
+# Details that are numbers, dates and verdicts, never an issue's words: shown for every
+# issue. The others (item titles, reasons) only where the UI may read the issue.
+_DETAILS_WITHOUT_TEXT = frozenset(
+    {"plan_id", "item_ids", "on_time", "due", "plan_due", "decision_id", "major", "passed",
+     "yes", "no", "abstain", "absent", "required", "members", "task_id", "percent", "colour",
+     "evaluation_due", "outcome", "returns"}
+)  # fmt: skip
+
+
 def _detail(result: StepResult | ReportResult) -> list[str]:
-    """The step's details as the artifact's list items."""
+    """The step's details as the artifact's list items; a secret issue's text withheld (an
+    operator trial read a secret plan's item titles here), its ids and dates still shown
+    (the progress form asks for the ids)."""
     detail = getattr(result, "detail", {})
-    if detail and not _shown_in_ui(result):
-        # The details name action items and reasons: a secret issue's stay out of the UI
-        # (an operator trial read a secret plan's items in this artifact).
-        return [f"- detail: {WITHHELD}"]
-    # A list as words, not Python's brackets and quotes (a re-trial read
-    # "reasons: ['involves more than one region (east, west)']").
-    return [
-        f"- {k}: {'; '.join(str(x) for x in v) if isinstance(v, list | tuple) else v}"
-        for k, v in detail.items()
-    ]
+    shown = _shown_in_ui(result)
+    lines = []
+    for k, v in detail.items():
+        if not shown and k not in _DETAILS_WITHOUT_TEXT:
+            v = WITHHELD
+        elif isinstance(v, list | tuple):
+            # Words, not Python's brackets and quotes (a re-trial read
+            # "reasons: ['involves more than one region (east, west)']").
+            v = "; ".join(str(x) for x in v)
+        lines.append(f"- {k}: {v}")
+    return lines
 
 
 def _shown_in_ui(result: StepResult | ReportResult) -> bool:
@@ -153,6 +165,11 @@ def _outcome(result: StepResult | ReportResult, step: str, *, replayed: bool = F
     detail = getattr(result, "detail", {})
     if "passed" in detail:
         return f"{result.issue_number}: {_vote_words(detail)}; stage now {result.stage}"
+    if detail.get("major") is True:  # the coordination referred it: say so (a re-trial)
+        return (
+            f"{result.issue_number}: {step}; a major matter, referred to the leadership group "
+            f"(pre-review, expert review, vote); stage now {result.stage}"
+        )
     return f"{result.issue_number}: {step}; stage now {result.stage}"
 
 

@@ -192,6 +192,7 @@ def file_plan(
             "action_items": items,
             # The ids the progress form asks for (an operator trial found them nowhere).
             "action_item_ids": _ids_and_titles(made),
+            "item_ids": [item.id for item in made],  # shown for a secret issue too
             "on_time": plan.on_time,
             "due": due.due.isoformat(),
         },

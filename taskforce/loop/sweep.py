@@ -40,6 +40,8 @@ from taskforce.loop import red_digest
 from taskforce.loop.colours import colours_frame, next_red_step_days
 from taskforce.loop.models import (
     Colour,
+    Decision,
+    DecisionStatus,
     Issue,
     ProgressReport,
     Stage,
@@ -803,6 +805,19 @@ def stage_of_issues(session: Session) -> pd.DataFrame:
     """Which issues wait for which step, and since when — for operators at a glance."""
     from taskforce.loop.states import NEXT_STEP
 
+    # A major matter in coordination waits for the leadership group's vote, not for another
+    # coordination (a re-trial: the board said "coordinate" where the lifecycle said the vote).
+    vote_pending = (
+        select(Decision.id)
+        .where(
+            Decision.issue_id == Issue.id,
+            Decision.round == Issue.round,
+            Decision.status.in_(
+                [DecisionStatus.pre_review, DecisionStatus.expert_review, DecisionStatus.voting]
+            ),
+        )
+        .exists()
+    )
     frame = pd.read_sql(
         select(
             Issue.number,
@@ -811,6 +826,7 @@ def stage_of_issues(session: Session) -> pd.DataFrame:
             Issue.stage,
             Issue.stage_entered_at,
             Issue.stage_due_at,
+            vote_pending.label("vote_pending"),
         )
         .where(Issue.stage != Stage.closed)
         .order_by(Issue.stage_entered_at),
@@ -818,5 +834,10 @@ def stage_of_issues(session: Session) -> pd.DataFrame:
     )
     frame["classification"] = [Classification(c).value for c in frame["classification"]]
     frame["stage"] = frame["stage"].astype(str).str.replace("Stage.", "", regex=False)
-    frame["waits_for"] = frame["stage"].map(lambda s: NEXT_STEP[Stage(s)])
-    return frame
+    frame["waits_for"] = [
+        "leadership_vote"
+        if pending and stage == Stage.coordinating.value
+        else NEXT_STEP[Stage(stage)]
+        for stage, pending in zip(frame["stage"], frame["vote_pending"].astype(bool), strict=True)
+    ]
+    return frame.drop(columns="vote_pending")

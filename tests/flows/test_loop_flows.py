@@ -422,8 +422,15 @@ def test_the_cockpit_and_issue_board_withhold_a_secret_issues_text_in_the_ui(flo
     # the secret one (a re-trial read "action_item_ids: 7 机密：…" there).
     secret_step = artifacts[f"issue-{secret.lower()}"].data
     plain_step = artifacts[f"issue-{plain.lower()}"].data
-    assert "stage now: **executing**" in secret_step and WITHHELD in secret_step
-    assert "梳理" not in secret_step and "action_item_ids" not in secret_step
+    assert "stage now: **executing**" in secret_step
+    assert f"- action_item_ids: {WITHHELD}" in secret_step and "梳理" not in secret_step
+    with unit_of_work() as s:
+        secret_items = s.scalars(
+            select(TaskNode.id)
+            .join(Issue, Issue.id == TaskNode.issue_id)
+            .where(Issue.number == secret, TaskNode.level == TaskLevel.action_item)
+        ).all()
+    assert secret_items and f"- item_ids: {'; '.join(map(str, secret_items))}" in secret_step
     assert "action_item_ids" in plain_step and "梳理" in plain_step
 
 
@@ -491,7 +498,7 @@ def test_a_votes_log_line_says_whether_it_passed(detail, says):
 
 
 def test_a_steps_details_are_words_and_a_secret_issues_are_withheld():
-    from flows.loop import _detail
+    from flows.loop import _detail, _outcome
     from taskforce.loop.forms import StepResult
     from taskforce.reports.audience import WITHHELD
 
@@ -507,6 +514,10 @@ def test_a_steps_details_are_words_and_a_secret_issues_are_withheld():
         "- reasons: involves more than one region (east, west); flagged",
     ]
     secret = internal.model_copy(update={"classification": "secret"})
-    assert _detail(secret) == [f"- detail: {WITHHELD}"]
+    assert _detail(secret) == ["- major: True", f"- reasons: {WITHHELD}"]
     unknown = internal.model_copy(update={"classification": None})  # remembered before
-    assert _detail(unknown) == [f"- detail: {WITHHELD}"]
+    assert _detail(unknown) == ["- major: True", f"- reasons: {WITHHELD}"]
+    assert _outcome(internal, "coordinated") == (
+        "TF-2026-00001: coordinated; a major matter, referred to the leadership group "
+        "(pre-review, expert review, vote); stage now coordinating"
+    )

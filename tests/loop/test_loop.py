@@ -553,3 +553,23 @@ def test_progress_reported_by_someone_the_office_does_not_know_is_refused(loop, 
     assert "W1" in refused.value.allowed
     assert _count(engine, TrailEntry) == trail and _count(engine, ProgressReport) == 0
     assert loop.progress(r.issue_number, item, 10).detail["percent"] == 10  # W1 may
+
+
+def test_the_issue_board_says_a_major_matter_waits_for_the_vote(loop, engine):
+    """A re-trial: the board said "coordinate" for a matter referred to the leadership group
+    (the lifecycle artifact said the vote)."""
+    from taskforce.loop.sweep import stage_of_issues
+
+    major = loop.report(title="重大事项问题")
+    loop.coordinate(major.issue_number, major=True)
+    plain = loop.report(title="普通问题", unit="tax")
+    with unit_of_work(engine) as s:
+        board = stage_of_issues(s).set_index("number")
+    assert board.loc[major.issue_number, "stage"] == "coordinating"
+    assert board.loc[major.issue_number, "waits_for"] == "leadership_vote"
+    assert board.loc[plain.issue_number, "waits_for"] == "coordinate"
+    assert "vote_pending" not in board.columns
+    loop.vote(major.issue_number, yes=4, no=3)  # fails: back to coordination
+    with unit_of_work(engine) as s:
+        board = stage_of_issues(s).set_index("number")
+    assert board.loc[major.issue_number, "waits_for"] == "coordinate"
