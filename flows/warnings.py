@@ -25,6 +25,7 @@ from taskforce.loop.models import Issue, TaskNode
 from taskforce.org.service import active_member
 from taskforce.policy.schema import Classification
 from taskforce.registers.models import Risk
+from taskforce.text import OneLine, Text
 
 
 class WarningSubject(StrEnum):
@@ -63,7 +64,7 @@ class RaiseWarningForm(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     colour: WarningColour = Field(..., title="Colour 预警级别")
-    title: str = Field(..., min_length=2, max_length=300, title="Title 标题")
+    title: OneLine = Field(..., min_length=2, max_length=300, title="Title 标题")
     subject_type: WarningSubject = Field(
         WarningSubject.issue,
         title="Concerns 对象类型",
@@ -94,7 +95,7 @@ class HandleWarningForm(BaseModel):
         title="Handled by 处置人",
         description="Your member code (config/org.yaml), e.g. E1: the trail names you.",
     )
-    note: str = Field("", max_length=2_000, title="Note 处置说明")
+    note: Text = Field("", max_length=2_000, title="Note 处置说明")
 
 
 def _same_cause_or_refused(session, form: RaiseWarningForm, subject_id: str) -> None:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from taskforce.authority import Approver
 from taskforce.money import PositiveYuan, SignedYuan
 from taskforce.policy.schema import Classification
+from taskforce.text import OneLine, Text
 
 UnitCode = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
 LineCode = Annotated[
@@ -72,15 +73,15 @@ class ProposeLineForm(Form):
     action_item_id: int | None = Field(
         None, title="Action item 关联行动项", ge=1, description="Id of the action item it pays for."
     )
-    purpose: str = Field(..., title="Purpose 用途", min_length=2, max_length=2000)
-    output_target: str = Field(
+    purpose: Text = Field(..., title="Purpose 用途", min_length=2, max_length=2000)
+    output_target: Text = Field(
         ...,
         title="Output target 产出目标",
         min_length=2,
         max_length=2000,
         description="What the money produces, measurably (e.g. 'one-window system live in 12 districts').",
     )
-    benefit_target: str = Field(
+    benefit_target: Text = Field(
         ...,
         title="Benefit target 效益目标",
         min_length=2,
@@ -126,7 +127,7 @@ class ProposeAdjustmentForm(Form):
         title="Change (CNY) 调整金额",
         description="Positive to increase the line, negative to reduce it; not zero.",
     )
-    reason: str = Field(..., title="Reason 调整理由", min_length=2, max_length=2000)
+    reason: Text = Field(..., title="Reason 调整理由", min_length=2, max_length=2000)
 
     @model_validator(mode="after")
     def _not_zero(self) -> ProposeAdjustmentForm:
@@ -152,7 +153,7 @@ class ReviewForm(Form):
         description="Member code (config/org.yaml). Their group decides which review this is.",
     )
     approved: bool = Field(..., title="Approve 通过")
-    comment: str = Field("", title="Comment 意见", max_length=4000)
+    comment: Text = Field("", title="Comment 意见", max_length=4000)
 
     @model_validator(mode="after")
     def _subject(self) -> ReviewForm:
@@ -169,9 +170,9 @@ class DisbursementForm(Form):
     line_code: LineCode = Field(..., title="Line code 预算行编号")
     entry_date: dt.date = Field(..., title="Date 支付日期")
     amount: PositiveYuan = Field(..., title="Amount (CNY) 金额")
-    payee: str = Field("", title="Payee 收款人", max_length=200)
-    description: str = Field("", title="Description 摘要", max_length=2000)
-    voucher: str = Field(
+    payee: Text = Field("", title="Payee 收款人", max_length=200)
+    description: Text = Field("", title="Description 摘要", max_length=2000)
+    voucher: OneLine = Field(
         ...,
         title="Voucher number 凭证号",
         min_length=1,
@@ -209,9 +210,9 @@ class ReserveDrawForm(Form):
     )
     entry_date: dt.date = Field(..., title="Date 支付日期")
     amount: PositiveYuan = Field(..., title="Amount (CNY) 金额")
-    payee: str = Field("", title="Payee 收款人", max_length=200)
-    description: str = Field(..., title="Description 摘要", min_length=2, max_length=2000)
-    voucher: str = Field(..., title="Voucher number 凭证号", min_length=1, max_length=150)
+    payee: Text = Field("", title="Payee 收款人", max_length=200)
+    description: Text = Field(..., title="Description 摘要", min_length=2, max_length=2000)
+    voucher: OneLine = Field(..., title="Voucher number 凭证号", min_length=1, max_length=150)
     # Only the groups the authority table lets approve money are offered (an expert
     # or the compliance officer was, and was refused by the run).
     approved_by: Approver = Field(

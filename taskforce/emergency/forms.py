@@ -16,6 +16,7 @@ from taskforce.budget.forms import ApprovingMember
 from taskforce.emergency.models import Level
 from taskforce.money import PositiveYuan
 from taskforce.policy.schema import Classification
+from taskforce.text import Text
 
 WorkingGroupCode = Annotated[
     str,
@@ -124,5 +125,5 @@ class ReserveDrawForm(Form):
     cross_department: bool = Field(
         False, title="Cross-department 跨部门", description="A cross-department allocation."
     )
-    payee: str = Field("", title="Payee 收款方", max_length=200)
-    description: str = Field("", title="Purpose 用途", max_length=2_000)
+    payee: Text = Field("", title="Payee 收款方", max_length=200)
+    description: Text = Field("", title="Purpose 用途", max_length=2_000)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from taskforce.policy.schema import MAX_MATRIX_SIZE, Classification
 from taskforce.registers.models import MilestoneKind, RiskCategory, RiskStrategy
+from taskforce.text import OneLine, Text
 
 Code = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9-]{1,31}$", max_length=32)]
 UnitCode = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
@@ -22,7 +23,7 @@ class RiskForm(Form):
     """风险登记 — add a risk to the register, or update it (same code)."""
 
     code: Code = Field(..., title="Code 编号", description="Stable code, e.g. R-POL-01.")
-    title: str = Field(..., title="Risk 风险", min_length=2, max_length=300)
+    title: OneLine = Field(..., title="Risk 风险", min_length=2, max_length=300)
     category: RiskCategory = Field(
         ...,
         title="Category 类别",
@@ -52,7 +53,7 @@ class RiskForm(Form):
     owner_unit: UnitCode = Field(
         ..., title="Owner unit 责任单位", description="A unit code of config/org.yaml."
     )
-    plan: str = Field("", title="Response plan 应对预案", max_length=20_000)
+    plan: Text = Field("", title="Response plan 应对预案", max_length=20_000)
     classification: Classification = Field(Classification.internal, title="Classification 密级")
 
 
@@ -60,14 +61,14 @@ class MilestoneForm(Form):
     """里程碑 — add a milestone, or update it (same code)."""
 
     code: Code = Field(..., title="Code 编号", description="Stable code, e.g. M-ORG-01.")
-    title: str = Field(..., title="Milestone 里程碑", min_length=2, max_length=300)
+    title: OneLine = Field(..., title="Milestone 里程碑", min_length=2, max_length=300)
     kind: MilestoneKind = Field(
         ...,
         title="Kind 类型",
         description="organisational 组织 / progress 进度 / outcome 成果 / benefit 效益 / risk 风险",
     )
     due_date: dt.date = Field(..., title="Due date 到期日")
-    target: str = Field(..., title="Measurable target 可衡量目标", min_length=2, max_length=5_000)
+    target: Text = Field(..., title="Measurable target 可衡量目标", min_length=2, max_length=5_000)
     achieved: bool = Field(False, title="Achieved 已达成")
     achieved_on: dt.date | None = Field(None, title="Achieved on 达成日期")
     issue: str | None = Field(

@@ -69,3 +69,33 @@ def test_copied_text_keeps_what_a_reader_sees_and_drops_the_rest():
     assert as_one_line("城东\n泵站\t故障\u202e  告警\x00") == "城东 泵站 故障 告警"
     assert as_text("第一行\n第二行\t\u202e\x07") == "第一行\n第二行\t"
     assert check_one_line(as_one_line("a\r\nb")) == "a b"
+
+
+def _forms():
+    from flows.warnings import HandleWarningForm, RaiseWarningForm
+    from taskforce.budget.forms import DisbursementForm, ProposeLineForm, ReviewForm
+    from taskforce.emergency.forms import ReserveDrawForm
+    from taskforce.registers.forms import MilestoneForm, RiskForm
+
+    return [
+        (RaiseWarningForm, "title", "\u200b\u200b", "must not be empty"),
+        (HandleWarningForm, "note", "已处置\x00", "must not contain NUL"),
+        (RiskForm, "title", "\u202e风险", "U+202E"),
+        (RiskForm, "plan", "预案\x1b[31m", "U+001B"),
+        (MilestoneForm, "title", "里程碑\n第二行", "must be one line"),
+        (ProposeLineForm, "purpose", "用途\u2066", "U+2066"),
+        (ReviewForm, "comment", "意见\x00", "must not contain NUL"),
+        (DisbursementForm, "voucher", "V-1\t2", "must be one line"),
+        (ReserveDrawForm, "payee", "收款\x00方", "must not contain NUL"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(9))
+def test_the_other_operator_forms_refuse_what_no_reader_sees(case):
+    """A re-trial: warnings, registers, budget and reserve-draw forms took NUL, overrides and
+    zero-width titles that the loop's forms refuse."""
+    model, field, value, says = _forms()[case]
+    with pytest.raises(ValidationError) as refused:
+        model.model_validate({field: value})
+    mine = [e for e in refused.value.errors() if e["loc"] == (field,)]
+    assert mine and says in mine[0]["msg"], refused.value.errors()
