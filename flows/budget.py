@@ -73,7 +73,13 @@ def _run_key(suffix: str = "") -> str | None:
 def set_fiscal_year(
     form: SetFiscalYearForm = form_of(SetFiscalYearForm), actor: Actor = ACTOR
 ) -> dict:
-    return t.set_fiscal_year(form, actor, _run_key())
+    result = t.set_fiscal_year(form, actor, _run_key())
+    get_run_logger().info(
+        f"fiscal year {result['year']}: total {format_yuan(result['total_fen'])}, emergency "
+        f"reserve {format_yuan(result['reserve_fen'])} (line {result['reserve_line_code']})"
+        + ("" if result["changed"] else "; unchanged, as set before")
+    )
+    return result
 
 
 def _collect_reviews(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from enum import StrEnum
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -25,6 +25,7 @@ from taskforce.loop.models import Issue, TaskNode
 from taskforce.org.service import active_member
 from taskforce.policy.schema import Classification
 from taskforce.registers.models import Risk
+from taskforce.reports.audience import PREFECT_UI_CLEARANCE
 from taskforce.text import OneLine, Text
 
 
@@ -113,10 +114,13 @@ def _same_cause_or_refused(session, form: RaiseWarningForm, subject_id: str) -> 
         and earlier.title == form.title
     )
     if not same:
+        # The refusal is a log line in the Prefect UI (internal clearance): a secret
+        # warning's title stays out of it.
+        title = earlier.title if earlier.classification.readable_by(PREFECT_UI_CLEARANCE) else ""
         raise DomainError(
             f"{form.dedup_key!r} was already used for warning {earlier.id} "
-            f"({earlier.colour.value}, {earlier.subject_type} {earlier.subject_id}: "
-            f"{earlier.title})",
+            f"({earlier.colour.value}, {earlier.subject_type} {earlier.subject_id}"
+            f"{': ' + title if title else ''})",
             field="dedup_key",
             allowed="a key not used before, or none (each warning then gets its own)",
         )
@@ -160,10 +164,21 @@ def _handle(form: HandleWarningForm) -> str:
 def raise_warning(form: RaiseWarningForm = form_of(RaiseWarningForm)) -> dict:
     """Raise a warning by hand; its deadline follows its colour (config warnings.*)."""
     warning_id = _raise(form)
+    # What happened, in the run's log (a re-trial: it ended with Prefect's lines alone).
+    # Ids and colours only: the title may be classified.
+    get_run_logger().info(
+        f"warning {warning_id} raised ({form.colour.value}) on {form.subject_type.value} "
+        f"{form.subject_id} by {form.actor}"
+        if warning_id is not None
+        else f"no new warning: one of the same cause is still open on "
+        f"{form.subject_type.value} {form.subject_id}"
+    )
     return {"warning_id": warning_id, "raised": warning_id is not None}
 
 
 @flow(name="handle-warning")
 def handle_warning(form: HandleWarningForm = form_of(HandleWarningForm)) -> str:
     """Mark a warning handled: it will not be escalated."""
-    return _handle(form)
+    status = _handle(form)
+    get_run_logger().info(f"warning {form.warning_id} is now {status} (by {form.actor})")
+    return status

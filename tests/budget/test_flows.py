@@ -85,6 +85,13 @@ def test_the_budget_flows_refuse_an_actor_the_office_does_not_know(prefect_serve
     assert books.scalar(select(func.count(TrailEntry.id))) == 0
     assert books.scalar(select(func.count()).select_from(FiscalYear)) == 0
     assert books.scalar(select(func.count(LedgerEntry.id))) == 0
+    # A member sets it; the run's log says what was set (a re-trial: Prefect's lines alone).
+    with run_records() as records:
+        set_fiscal_year(form=year, actor="E1")
+    said = [r.getMessage() for r in records]
+    assert any(
+        line.startswith("fiscal year 2026: total 10,000万元, emergency reserve ") for line in said
+    ), said
 
 
 def _paused_run(name: str, deadline: float):

@@ -436,8 +436,13 @@ def test_warning_forms(engine, prefect_server):
     form = RaiseWarningForm(
         colour="orange", title="跨区协调受阻", subject_id=number, actor="E1", dedup_key="x"
     )
-    first = raise_warning(form)
-    assert first["raised"] and raise_warning(form) == {"warning_id": None, "raised": False}
+    with run_records() as records:
+        first = raise_warning(form)
+        assert first["raised"] and raise_warning(form) == {"warning_id": None, "raised": False}
+    said = [r.getMessage() for r in records]  # ids and colours: the title may be classified
+    assert f"warning {first['warning_id']} raised (orange) on issue {number} by E1" in said
+    assert f"no new warning: one of the same cause is still open on issue {number}" in said
+    assert not any("跨区协调受阻" in line for line in said)
     # The same key for a different warning is refused, not swallowed; an unknown raiser too.
     other = RaiseWarningForm(
         colour="red", title="另一件事", subject_id=number, actor="E1", dedup_key="x"
@@ -446,8 +451,18 @@ def test_warning_forms(engine, prefect_server):
         raise_warning(other)
     with pytest.raises(NotFound, match="actor: no active member 'nobody'"):
         raise_warning(form.model_copy(update={"actor": "nobody", "dedup_key": "y"}))
+    # A secret warning's title stays out of the refusal (a log line in the Prefect UI).
+    hidden = form.model_copy(
+        update={"title": "涉密事项", "classification": "secret", "dedup_key": "s"}
+    )
+    assert raise_warning(hidden)["raised"]
+    with pytest.raises(
+        DomainError, match=r"'s' was already used for warning \d+ \(orange, issue"
+    ) as refused:
+        raise_warning(hidden.model_copy(update={"colour": "red"}))
+    assert "涉密事项" not in str(refused.value)
     with unit_of_work(engine) as s:
-        assert s.scalar(select(func.count()).select_from(EarlyWarning)) == 1
+        assert s.scalar(select(func.count()).select_from(EarlyWarning)) == 2
     # Orange is the leadership group's to handle (§5): the executive director may not.
     with pytest.raises(DomainError, match=r"actor: E1 may not handle warning \d+ \(orange\)"):
         handle_warning(HandleWarningForm(warning_id=first["warning_id"], actor="E1"))
