@@ -278,7 +278,9 @@ def import_issues(path: str = typer.Argument(..., help="The ledger (台账), .cs
     from taskforce.db import session_factory
     from taskforce.loop.ledger_import import import_ledger
 
-    with Progress(console=console) as progress:
+    # A bar on a terminal only, gone once done: piped, it left "importing ━━━" without a
+    # line break on stdout, also before a refusal (a re-trial).
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         bar = progress.add_task("importing", total=None)
         result = import_ledger(
             session_factory(),

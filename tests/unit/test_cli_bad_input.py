@@ -151,6 +151,7 @@ def test_files_that_are_not_ledgers_are_refused_by_name(tmp_path):
         assert done.returncode == 2
         _no_traceback(done)
         assert f"refused: path: {path.name} {says}" in done.stderr
+        assert done.stdout == ""  # no progress bar drawn into a pipe
     assert _count(engine, Issue) == 0
 
 
