@@ -31,8 +31,8 @@ from taskforce.loop.forms import (
     ProgressForm,
 )
 from taskforce.loop.models import (
+    PENDING_DECISION,
     Decision,
-    DecisionStatus,
     Issue,
     ProgressReport,
     Stage,
@@ -69,9 +69,7 @@ def read_state(issue_number: str) -> dict:
             select(func.count(Decision.id)).where(
                 Decision.issue_id == issue.id,
                 Decision.round == issue.round,
-                Decision.status.in_(
-                    [DecisionStatus.pre_review, DecisionStatus.expert_review, DecisionStatus.voting]
-                ),
+                Decision.status.in_(PENDING_DECISION),
             )
         )
         reports = s.scalar(

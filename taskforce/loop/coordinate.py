@@ -13,6 +13,7 @@ from taskforce.errors import DomainError, IllegalTransition
 from taskforce.idempotency import fingerprint, previous_result, remember
 from taskforce.loop.forms import CoordinateForm, LeadershipVoteForm, StepResult
 from taskforce.loop.models import (
+    PENDING_DECISION,
     Ballot,
     Decision,
     DecisionStatus,
@@ -37,9 +38,7 @@ def _open_decision(session: Session, issue: Issue) -> Decision | None:
         select(Decision).where(
             Decision.issue_id == issue.id,
             Decision.round == issue.round,
-            Decision.status.in_(
-                [DecisionStatus.pre_review, DecisionStatus.expert_review, DecisionStatus.voting]
-            ),
+            Decision.status.in_(PENDING_DECISION),
         )
     ).one_or_none()
 

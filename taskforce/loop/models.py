@@ -51,6 +51,10 @@ class DecisionStatus(StrEnum):
     rejected = "rejected"
 
 
+# A major matter's decision still with the leadership group: the issue waits for its vote.
+PENDING_DECISION = (DecisionStatus.pre_review, DecisionStatus.expert_review, DecisionStatus.voting)
+
+
 class Ballot(StrEnum):
     yes = "yes"
     no = "no"

@@ -39,9 +39,9 @@ from taskforce.idempotency import CommandRecord
 from taskforce.loop import red_digest
 from taskforce.loop.colours import colours_frame, next_red_step_days
 from taskforce.loop.models import (
+    PENDING_DECISION,
     Colour,
     Decision,
-    DecisionStatus,
     Issue,
     ProgressReport,
     Stage,
@@ -812,9 +812,7 @@ def stage_of_issues(session: Session) -> pd.DataFrame:
         .where(
             Decision.issue_id == Issue.id,
             Decision.round == Issue.round,
-            Decision.status.in_(
-                [DecisionStatus.pre_review, DecisionStatus.expert_review, DecisionStatus.voting]
-            ),
+            Decision.status.in_(PENDING_DECISION),
         )
         .exists()
     )
