@@ -74,9 +74,11 @@ def set_fiscal_year(
     form: SetFiscalYearForm = form_of(SetFiscalYearForm), actor: Actor = ACTOR
 ) -> dict:
     result = t.set_fiscal_year(form, actor, _run_key())
+    locale = Context.default().policy.locale
     get_run_logger().info(
-        f"fiscal year {result['year']}: total {format_yuan(result['total_fen'])}, emergency "
-        f"reserve {format_yuan(result['reserve_fen'])} (line {result['reserve_line_code']})"
+        f"fiscal year {result['year']}: total {format_yuan(result['total_fen'], locale)}, "
+        f"emergency reserve {format_yuan(result['reserve_fen'], locale)} "
+        f"(line {result['reserve_line_code']})"
         + ("" if result["changed"] else "; unchanged, as set before")
     )
     return result
