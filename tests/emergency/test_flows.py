@@ -452,14 +452,14 @@ def test_warning_forms(engine, prefect_server):
     with pytest.raises(NotFound, match="actor: no active member 'nobody'"):
         raise_warning(form.model_copy(update={"actor": "nobody", "dedup_key": "y"}))
     # A secret warning's title stays out of the refusal (a log line in the Prefect UI).
-    hidden = form.model_copy(
-        update={"title": "涉密事项", "classification": "secret", "dedup_key": "s"}
+    hidden = RaiseWarningForm(
+        **{**form.model_dump(), "title": "涉密事项", "classification": "secret", "dedup_key": "s"}
     )
     assert raise_warning(hidden)["raised"]
     with pytest.raises(
         DomainError, match=r"'s' was already used for warning \d+ \(orange, issue"
     ) as refused:
-        raise_warning(hidden.model_copy(update={"colour": "red"}))
+        raise_warning(RaiseWarningForm(**{**hidden.model_dump(), "colour": "red"}))
     assert "涉密事项" not in str(refused.value)
     with unit_of_work(engine) as s:
         assert s.scalar(select(func.count()).select_from(EarlyWarning)) == 2
