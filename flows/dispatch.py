@@ -9,7 +9,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from taskforce.clock import last_day, local_minute
+from taskforce.clock import as_utc, last_day, local_minute
 from taskforce.context import Context
 from taskforce.reports.audience import withhold
 from tasks import loop as steps
@@ -118,6 +118,5 @@ def _last_day(instant, timezone: str) -> str:
 
 
 def _utc(instant) -> dt.datetime:
-    stamp = pd.Timestamp(instant)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp  # stored in UTC
-    return stamp.to_pydatetime()
+    """A board cell (a pandas Timestamp, naive when SQLite stored it) as an aware instant."""
+    return as_utc(pd.Timestamp(instant).to_pydatetime())

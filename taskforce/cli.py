@@ -67,8 +67,8 @@ def config_check() -> None:
     console.print(
         f"[green]config OK[/] ({config_dir()}; {len(channels.channels)} notification channels)"
     )
-    for warning in calendar_warnings(Context(policy=policy)):
-        console.print(f"[yellow]warning[/]: {warning}")
+    for warning in calendar_warnings(Context.default(policy=policy)):
+        console.print(f"[yellow]warning[/]: {warning}", soft_wrap=True)  # one line to grep
 
 
 def calendar_warnings(ctx: Context) -> list[str]:

@@ -31,8 +31,8 @@ class Context:
             object.__setattr__(self, "calendar", WorkCalendar(self.policy.calendar))
 
     @classmethod
-    def default(cls, clock: Clock | None = None) -> Context:
-        return cls(policy=load_policy(), clock=clock or _process_clock)
+    def default(cls, clock: Clock | None = None, *, policy: Policy | None = None) -> Context:
+        return cls(policy=policy or load_policy(), clock=clock or _process_clock)
 
     def now(self):
         return self.clock.now()

@@ -106,3 +106,26 @@ def test_config_check_warns_of_a_year_whose_holidays_are_unknown(policy):
     assert calendar_warnings(Context(policy=policy, clock=this_year)) == []  # 2025, 2026 known
     assert WorkCalendar().has_data_for(2026) and not WorkCalendar().has_data_for(2097)
     assert WorkCalendar(CalendarPolicy(extra_workdays=[dt.date(2097, 2, 6)])).has_data_for(2097)
+
+
+def test_config_check_prints_each_calendar_warning_on_one_line():
+    """Off a terminal (a script, CI's log) rich wrapped the warning at 80 columns, so a
+    `grep warning:` found half of it (a re-trial of the operator trial)."""
+    from typer.testing import CliRunner
+
+    from taskforce.cli import app
+    from taskforce.clock import ManualClock
+    from taskforce.context import use_clock
+
+    previous = use_clock(ManualClock(dt.datetime(2097, 11, 29, 2, tzinfo=dt.UTC)))
+    try:
+        result = CliRunner().invoke(app, ["config-check"], env={"COLUMNS": "80"})
+    finally:
+        use_clock(previous)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert [w.split(":")[1].strip() for w in warnings] == [
+        "no Chinese holiday data for 2097",
+        "no Chinese holiday data for 2098",
+    ]
+    assert all(w.endswith("once they are published") for w in warnings), result.output
