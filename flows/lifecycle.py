@@ -17,7 +17,7 @@ from prefect.context import FlowRunContext
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from flows.loop import IssueNumber, IssueNumberParam, Operator, OperatorParam
+from flows.loop import IssueNumber, IssueNumberParam, Operator, OperatorParam, outcome_line
 from taskforce.clock import as_utc, last_day, local_minute
 from taskforce.context import Context
 from taskforce.db import unit_of_work
@@ -142,6 +142,11 @@ def _wait_key(wait: str, attempt: int) -> str:
     return f"{wait}-retry{attempt}" if attempt else wait
 
 
+def _waited_for(wait: str, waited: set[str]) -> bool:
+    """Whether this run suspended for `wait` before (its first attempt or a retry)."""
+    return any(key == wait or key.startswith(f"{wait}-retry") for key in waited)
+
+
 def _waited_before() -> set[str]:
     """The keys this run has suspended under before (Prefect keeps them on the run)."""
     ctx = FlowRunContext.get()
@@ -180,6 +185,7 @@ async def issue_lifecycle_flow(
     # run (Prefect re-runs a suspended flow from the top) replays the same attempts.
     refused: dict[str, int] = {}
     waited = _waited_before()
+    first = True
     while True:
         state = read_state(issue_number)
         await acreate_markdown_artifact(
@@ -202,6 +208,20 @@ async def issue_lifecycle_flow(
         # could be taken on a replay if the data had changed meanwhile.
         while _wait_key(wait, attempt + 1) in waited:
             attempt += 1
+        if first and waited and not _waited_for(wait, waited):
+            # Resumed, but the step it waited for was applied meanwhile through its own
+            # deployment: the form that resumed it answers a wait that is gone. Say so (a
+            # re-trial: it was dropped without a word, and the run waited for the next step).
+            get_run_logger().warning(
+                "%s moved on to %s (stage %s) while this run waited: the step it waited "
+                "for was applied by another run, and the form sent to resume it was not "
+                "applied. Resume with the %s form.",
+                issue_number,
+                step,
+                state["stage"],
+                step,
+            )
+        first = False
         try:
             # Prefect builds the form from the resumed input here, with the form's own checks
             # (shares adding up to 100, a vote's ballots), which the UI's schema cannot make:
@@ -212,9 +232,10 @@ async def issue_lifecycle_flow(
             form = form_type.model_validate(
                 form.model_dump() if hasattr(form, "model_dump") else form
             )
-            TASKS[step](
+            result = TASKS[step](
                 issue_number, form, operator, f"lifecycle:{issue_number}:{step}:{state['wait_key']}"
             )
+            get_run_logger().info(outcome_line(result, step))  # as the step's own flow says it
         except (DomainError, ValidationError) as exc:
             if isinstance(exc, ValidationError) and exc.title not in _form_titles(form_type):
                 raise  # not the operator's form (e.g. Prefect's own state): a fault, not input

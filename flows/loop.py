@@ -148,7 +148,7 @@ def _key(explicit: str | None) -> str:
     return explicit or f"flow-run:{flow_run.get_id()}"
 
 
-def _outcome(result: StepResult | ReportResult, step: str, *, replayed: bool = False) -> str:
+def outcome_line(result: StepResult | ReportResult, step: str, *, replayed: bool = False) -> str:
     """The step's one line in the run's log (numbers and stages: a title may be classified).
     Operator trials: a report linked as a duplicate, a vote's result and a replayed key
     were said only in the artifact, or not at all."""
@@ -193,7 +193,7 @@ async def _publish(result: StepResult | ReportResult, step: str, caused: range) 
     number = result.issue_number
     if flow_run.get_id():
         # A step applied appends to the trail; a key's replay returns the first result alone.
-        get_run_logger().info(_outcome(result, step, replayed=not caused))
+        get_run_logger().info(outcome_line(result, step, replayed=not caused))
     lines = [f"## {number}: {step}", "", f"- stage now: **{result.stage}**", *_detail(result)]
     # A step appends a handful of entries; a range far longer means another process wrote
     # at the same moment, whose rows the delivery flow sends within the minute.

@@ -3,6 +3,7 @@ each run starts in a process of its own, as a worker starts it."""
 
 import asyncio
 import contextlib
+import contextvars
 import datetime as dt
 import threading
 from collections.abc import Callable, Iterator
@@ -25,7 +26,11 @@ def serving(*deployments) -> Iterator[None]:
     for deployment in deployments:
         runner.add_deployment(deployment)
     loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(runner.start(),), daemon=True)
+    # In the caller's context, so that its `temporary_settings` reach the runs it starts.
+    context = contextvars.copy_context()
+    thread = threading.Thread(
+        target=context.run, args=(loop.run_until_complete, runner.start()), daemon=True
+    )
     thread.start()
     try:
         yield

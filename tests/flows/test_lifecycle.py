@@ -6,20 +6,29 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.flow_runs import resume_flow_run
+from prefect.settings import PREFECT_LOGGING_LEVEL, temporary_settings
 from sqlalchemy import func, select
 
 from flows.lifecycle import issue_lifecycle_flow
+from taskforce.context import Context
 from taskforce.db import unit_of_work
+from taskforce.loop import coordinate
+from taskforce.loop.forms import CoordinateForm
 from taskforce.loop.models import Issue, Stage, TaskLevel, TaskNode
 from taskforce.trail.models import TrailEntry
-from tests.flows.serving import ended_log, reported, serving, wait_for
+from tests.flows.serving import ended_log, reported, run_log, serving, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def served_lifecycle(flow_db):
-    with serving(issue_lifecycle_flow.to_deployment("test-lifecycle")):
+    # The runs' own info lines (each step's outcome), which the suite's level leaves out: the
+    # served runs are processes of their own, started with these settings.
+    with (
+        temporary_settings(updates={PREFECT_LOGGING_LEVEL: "INFO"}),
+        serving(issue_lifecycle_flow.to_deployment("test-lifecycle")),
+    ):
         yield
 
 
@@ -121,6 +130,12 @@ def test_lifecycle_walks_the_loop_with_forms(served_lifecycle):
     # The coordination's line names the field in one line; its waits are not errors.
     (coordinate,) = [m for m in messages if m.startswith("coordinate refused: ")]
     assert "responsible: Value error, shares must add up to 100" in coordinate
+    # Each step applied says what it did, as the step's own flow does (a re-trial: the
+    # lifecycle run logged nothing of the steps it applied).
+    assert f"{number}: leadership vote passed (5 yes of 7 members, 5 needed); " in "\n".join(
+        messages
+    )
+    assert f"{number}: evaluate; stage now closed" in messages, messages
     with unit_of_work() as s:
         # each step applied once although the flow re-ran from the top after every resume
         actions = list(s.scalars(select(TrailEntry.action)))
@@ -128,3 +143,40 @@ def test_lifecycle_walks_the_loop_with_forms(served_lifecycle):
         assert actions.count("decision.vote_closed") == 1, actions
         assert actions.count("issue.closed") == 1
         assert s.scalar(select(func.count(Issue.id))) == 1
+
+
+def test_a_form_for_a_step_applied_meanwhile_is_not_applied_and_says_so(served_lifecycle):
+    """A re-trial: the run waited for the coordination, which was then applied through its
+    own deployment; the coordination form that resumed the run was dropped without a word."""
+    number = reported("生命周期过期表单")
+    run = run_deployment(
+        "issue-lifecycle/test-lifecycle", parameters={"issue_number": number}, timeout=0
+    )
+    wait_for(lambda: _state(run.id).is_paused(), what="the run to wait for the coordination")
+    form = {
+        "participants": ["tax"],
+        "responsible": [{"unit": "tax", "share_percent": 100}],
+        "solution": "统一口径",
+        "deadline": str(dt.date.today() + dt.timedelta(days=40)),
+    }
+    with unit_of_work() as s:  # as the `coordinate` deployment's run would apply it
+        coordinate.coordinate(
+            s, Context.default(), number, CoordinateForm(**form), actor="other-run", key="other"
+        )
+    assert _stage(number) == Stage.planning
+    before = _state(run.id).id
+    resume_flow_run(run.id, run_input={**form, "solution": "另一个方案"})
+    wait_for(
+        lambda: (st := _state(run.id)).is_paused() and st.id != before,
+        what="the run to wait for the plan",
+    )
+    said = f"{number} moved on to plan (stage planning) while this run waited"
+
+    def the_warning():  # the run's log lines reach the API in batches, after its state
+        return [m.message for m in run_log(run.id) if m.message.startswith(said)]
+
+    (warning,) = wait_for(the_warning, timeout=30, what="the run's warning")
+    assert warning.endswith("Resume with the plan form."), warning
+    with unit_of_work() as s:
+        actions = list(s.scalars(select(TrailEntry.action).where(TrailEntry.subject_id == number)))
+    assert actions.count("meeting.recorded") == 1, actions  # the stale form applied nothing

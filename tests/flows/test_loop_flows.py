@@ -490,15 +490,15 @@ def test_the_lifecycle_state_withholds_a_secret_issue_and_gives_office_time(flow
 )
 def test_a_votes_log_line_says_whether_it_passed(detail, says):
     """A re-trial: a failed vote (4 of 7) logged only 'leadership vote; stage now …'."""
-    from flows.loop import _outcome
+    from flows.loop import outcome_line
     from taskforce.loop.forms import StepResult
 
     result = StepResult(issue_number="TF-2026-00001", stage="planning", detail=detail)
-    assert _outcome(result, "leadership vote") == says
+    assert outcome_line(result, "leadership vote") == says
 
 
 def test_a_steps_details_are_words_and_a_secret_issues_are_withheld():
-    from flows.loop import _detail, _outcome
+    from flows.loop import _detail, outcome_line
     from taskforce.loop.forms import StepResult
     from taskforce.reports.audience import WITHHELD
 
@@ -517,7 +517,7 @@ def test_a_steps_details_are_words_and_a_secret_issues_are_withheld():
     assert _detail(secret) == ["- major: True", f"- reasons: {WITHHELD}"]
     unknown = internal.model_copy(update={"classification": None})  # remembered before
     assert _detail(unknown) == ["- major: True", f"- reasons: {WITHHELD}"]
-    assert _outcome(internal, "coordinated") == (
+    assert outcome_line(internal, "coordinated") == (
         "TF-2026-00001: coordinated; a major matter, referred to the leadership group "
         "(pre-review, expert review, vote); stage now coordinating"
     )
