@@ -14,6 +14,7 @@ from sqlalchemy.orm import aliased
 
 from taskforce.budget.models import AuditFinding, BudgetLine, LedgerEntry
 from taskforce.bulk import chunks
+from taskforce.emergency.models import Emergency
 from taskforce.kpi.frames import days, flags, instants, raw_frame
 from taskforce.loop.colours import colour_sql
 from taskforce.loop.models import Colour, Evaluation, Issue, Plan, Stage, TaskLevel, TaskNode
@@ -22,7 +23,7 @@ from taskforce.org.models import Unit
 from taskforce.policy.schema import Classification, Policy, Progress
 from taskforce.registers.models import CaseLesson, Milestone, Risk
 from taskforce.registers.service import risk_colour
-from taskforce.reports.audience import cleared_for
+from taskforce.reports.audience import WITHHELD, cleared_for
 from taskforce.reviews.periods import Period
 
 
@@ -435,6 +436,13 @@ def budget_ledger(conn, period: Period | None, audience: Classification) -> pd.D
     where = [line_ok]
     if period is not None:
         where.append(LedgerEntry.entry_date.between(period.first_day, period.last_day))
+    # A reserve draw's text is its emergency's too (by default "emergency <id>: <title>"):
+    # above the audience, the amount stays (the line's execution adds up) and the text is
+    # withheld. The reserve line itself is internal; a secret emergency's title was listed
+    # in an internal review's workbook (a classification audit).
+    emergency_hidden = and_(
+        LedgerEntry.emergency_id.is_not(None), Emergency.classification.not_in(allowed)
+    )
     frame = raw_frame(
         conn,
         select(
@@ -443,10 +451,11 @@ def budget_ledger(conn, period: Period | None, audience: Classification) -> pd.D
             BudgetLine.purpose,
             LedgerEntry.kind,
             LedgerEntry.amount_fen,
-            LedgerEntry.payee,
-            LedgerEntry.description,
+            case((emergency_hidden, WITHHELD), else_=LedgerEntry.payee).label("payee"),
+            case((emergency_hidden, WITHHELD), else_=LedgerEntry.description).label("description"),
         )
         .outerjoin(BudgetLine, BudgetLine.id == LedgerEntry.line_id)
+        .outerjoin(Emergency, Emergency.id == LedgerEntry.emergency_id)
         .where(*where)
         .order_by(LedgerEntry.entry_date, LedgerEntry.id),
     )

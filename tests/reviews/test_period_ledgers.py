@@ -15,6 +15,7 @@ import zipfile
 
 import pytest
 from openpyxl import load_workbook
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
@@ -234,3 +235,34 @@ def test_an_unknown_locale_is_refused_before_anything_starts(engine, ctx, tmp_pa
     with pytest.raises(DomainError, match="locale"):
         run_review(engine, ctx, "monthly", "2026-11", out_root=tmp_path / "out", locales=["fr"])
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("level", [Classification.internal, Classification.secret])
+def test_a_reserve_draws_text_is_shown_only_to_those_cleared_for_its_emergency(engine, level):
+    """A classification audit: a draw's default text is "emergency <id>: <title>", on the
+    reserve line (internal), so a secret emergency's title reached the internal review's
+    资金台账. Above the audience its text is withheld; its amount still counts."""
+    from taskforce.budget.models import LedgerKind
+    from taskforce.emergency.models import Emergency, Level
+    from taskforce.reports.audience import WITHHELD
+
+    with Session(engine) as s, s.begin():
+        f.fiscal_year(s, 2026, 100_000_000)
+        reserve = f.budget_line(s, year=2026, amount_fen=10_000_000, is_reserve=True)
+        f.emergency(s, level=Level.II, opened_at=f.utc(2026, 11, 3), title="冷却泄漏",
+                    classification=level)  # fmt: skip
+        emergency = s.scalars(select(Emergency)).one()
+        draw = f.ledger(s, reserve, on=d(2026, 11, 3), amount_fen=100_000,
+                        kind=LedgerKind.reserve_draw,
+                        description=f"emergency {emergency.public_id}: 冷却泄漏")  # fmt: skip
+        draw.emergency_id, draw.payee = emergency.id, "应急物资供应商"
+        public_id = emergency.public_id
+    with engine.connect() as conn:
+        internal = content.budget_ledger(conn, NOVEMBER, Classification.internal)
+        secret = content.budget_ledger(conn, NOVEMBER, Classification.secret)
+    assert list(secret.description) == [f"emergency {public_id}: 冷却泄漏"]
+    assert list(secret.payee) == ["应急物资供应商"]
+    shown = level == Classification.internal
+    assert list(internal.description) == [secret.description[0] if shown else WITHHELD]
+    assert list(internal.payee) == ["应急物资供应商" if shown else WITHHELD]
+    assert list(internal.amount) == list(secret.amount) == [1000]
