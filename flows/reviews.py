@@ -22,6 +22,7 @@ from pydantic import Field
 
 from taskforce.policy import load_policy
 from taskforce.policy.schema import Classification
+from taskforce.reports.audience import PREFECT_UI_CLEARANCE
 from taskforce.reports.i18n import translator
 from taskforce.reports.render import fmt_kpi
 from taskforce.reviews.periods import ReviewKind
@@ -136,6 +137,10 @@ def _publish(outcome: ReviewOutcome) -> None:
         key=f"{base}-kpis",
         description=f"KPIs of {outcome.period} against targets and the previous period",
     )
+    if not Classification(outcome.audience).readable_by(PREFECT_UI_CLEARANCE):
+        # The UI is read at internal clearance: no link to a secret review's report (its
+        # paths stay in the summary; whoever may open the files knows where they are).
+        return
     for name, path in outcome.files.items():
         if name.endswith(".html"):
             create_link_artifact(

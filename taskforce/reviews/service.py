@@ -647,6 +647,10 @@ def store(
         subject_type="review",
         subject_id=f"{period.kind.value}:{period.label}",
         payload={"files": files, "audience": data.audience.value},
+        # The notice links the report: at the report's audience, so that readers not
+        # cleared for a secret review get a reference only (a classification audit: it went
+        # to everyone at internal, with the secret report's link); internal at the least.
+        classification=max(data.audience, Classification.internal, key=lambda c: c.rank),
         notify="review_published" if created else None,
         # Keys of taskforce/notify/templates/<locale>/review_published.j2: title, summary, path.
         context=_notice(ctx, data, files),

@@ -77,6 +77,12 @@ def test_monthly_review_flow(prefect_server, engine, tmp_path, monkeypatch, in_d
     progress = artifacts["review-monthly-progress"]
     assert progress.type == "progress" and progress.data == 100
 
+    # The secret edition's run: the UI (internal clearance) gets no link to its report.
+    secret = monthly_review(period="2026-11", audience="secret", locales=["en"], return_state=True)
+    assert secret.result()["files"]["en.html"].endswith("monthly-2026-11.en.secret.html")
+    shown = _artifacts(secret.state_details.flow_run_id)
+    assert "review-monthly-summary" in shown and "review-monthly-en-html" not in shown, shown
+
     again = monthly_review(period="2026-11", locales=["en"])
     assert not again["created"]
     assert again["improvement_issues"] == first["improvement_issues"]

@@ -339,3 +339,19 @@ def test_a_review_says_which_improvement_issues_it_opened_and_which_were_already
     assert en_second.count("already open, from another review") == len(linked)
     summary = second.summary_markdown("en")
     assert all(f"{a.issue_number} (already open" in summary for a in linked), summary
+
+
+@pytest.mark.parametrize("audience", ["public", "internal", "secret"])
+def test_a_reviews_notice_is_classified_at_its_audience(engine, ctx, tmp_path, audience):
+    """A classification audit: a secret review was announced at internal, to members cleared
+    for internal only, with its report's link. Now at the report's audience (internal at the
+    least), so they get a reference only."""
+    run_review(engine, ctx, "monthly", "2026-11", audience=audience, out_root=tmp_path)
+    with Session(engine) as s:
+        levels = s.scalars(
+            select(OutboxMessage.classification).where(
+                OutboxMessage.event_kind == "review_published"
+            )
+        ).all()
+    expected = "secret" if audience == "secret" else "internal"
+    assert levels and {level.value for level in levels} == {expected}
