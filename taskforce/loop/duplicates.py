@@ -1,6 +1,10 @@
 """Duplicate reports (首接负责制): a report whose title is near-identical to an open issue of
 the same lead unit is linked to that issue instead of opening another.
 
+Only to an issue the report's own classification may read: an internal report is never
+linked to a secret issue (a classification audit: the link, its number and stage in the
+report's log confirmed a guessed secret title to an internal reader); it opens an issue.
+
 Similarity is difflib's ratio of the case-folded titles, at least
 `loop.duplicate_title_similarity`; among several, the most similar one, the oldest on a tie.
 Titles that name different numbers are different matters however alike the rest
@@ -24,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from taskforce.context import Context
 from taskforce.loop.models import Issue, Stage
+from taskforce.policy.schema import Classification
 
 
 class Candidate(NamedTuple):
@@ -136,8 +141,15 @@ def title_length_bounds(length: int, threshold: float) -> tuple[int, int]:
     ) + 1
 
 
-def find_duplicate(session: Session, ctx: Context, lead_unit_id: int, title: str) -> Issue | None:
-    """An open issue of the same lead unit whose title is near-identical."""
+def readable_at(clearance: Classification) -> list[Classification]:
+    return [c for c in Classification if c.readable_by(clearance)]
+
+
+def find_duplicate(
+    session: Session, ctx: Context, lead_unit_id: int, title: str, clearance: Classification
+) -> Issue | None:
+    """An open issue of the same lead unit, readable at `clearance` (the report's own
+    classification), whose title is near-identical."""
     threshold = ctx.policy.loop.duplicate_title_similarity
     shortest, longest = title_length_bounds(len(title), threshold)
     rows = session.execute(
@@ -145,6 +157,7 @@ def find_duplicate(session: Session, ctx: Context, lead_unit_id: int, title: str
         .where(
             Issue.lead_unit_id == lead_unit_id,
             Issue.stage != Stage.closed,
+            Issue.classification.in_(readable_at(clearance)),
             func.length(Issue.title).between(shortest, longest),
         )
         .order_by(Issue.id)  # the oldest wins a tie, as in OpenTitles
@@ -197,7 +210,8 @@ def best_match(title: str, candidates: Iterable[Candidate], threshold: float) ->
 
 
 class OpenTitles:
-    """The open issues' titles of each lead unit, read once, for many reports in a row.
+    """The open issues' titles of each lead unit (and clearance), read once, for many reports
+    in a row.
 
     An import reports each of its rows in a transaction of its own; reading the lead unit's
     thousands of open titles again for every row was most of its time (47 of 55 ms a row at
@@ -210,20 +224,31 @@ class OpenTitles:
     """
 
     def __init__(self) -> None:
-        self._by_unit: dict[int, list[Candidate]] = {}
-        self._staged: list[tuple[int, Candidate]] = []
+        self._by_unit: dict[tuple[int, Classification], list[Candidate]] = {}
+        self._staged: list[tuple[int, Classification, Candidate]] = []
 
-    def find(self, session: Session, ctx: Context, lead_unit_id: int, title: str) -> Issue | None:
-        """find_duplicate, against the unit's titles read once."""
+    def find(
+        self,
+        session: Session,
+        ctx: Context,
+        lead_unit_id: int,
+        title: str,
+        clearance: Classification,
+    ) -> Issue | None:
+        """find_duplicate, against the unit's titles (readable at `clearance`) read once."""
         best = best_match(
-            title, self._titles(session, lead_unit_id), ctx.policy.loop.duplicate_title_similarity
+            title,
+            self._titles(session, lead_unit_id, clearance),
+            ctx.policy.loop.duplicate_title_similarity,
         )
         issue = session.get(Issue, best) if best is not None else None
         # Closed since the unit was read (by another process): no longer a duplicate target.
         return issue if issue is not None and issue.stage != Stage.closed else None
 
-    def stage(self, lead_unit_id: int, issue_id: int, title: str) -> None:
-        self._staged.append((lead_unit_id, candidate(issue_id, title)))
+    def stage(
+        self, lead_unit_id: int, issue_id: int, title: str, classification: Classification
+    ) -> None:
+        self._staged.append((lead_unit_id, classification, candidate(issue_id, title)))
 
     @contextlib.contextmanager
     def row(self) -> Iterator[None]:
@@ -235,17 +260,23 @@ class OpenTitles:
         except BaseException:
             self._staged.clear()
             raise
-        for unit_id, entry in self._staged:
-            if unit_id in self._by_unit:  # (otherwise read with it when first wanted)
-                self._by_unit[unit_id].append(entry)
+        for unit_id, classification, entry in self._staged:
+            for (unit, clearance), titles in self._by_unit.items():
+                # (a list not read yet reads the new issue with the others when first wanted)
+                if unit == unit_id and classification.readable_by(clearance):
+                    titles.append(entry)
         self._staged.clear()
 
-    def _titles(self, session: Session, unit_id: int) -> list[Candidate]:
-        if unit_id not in self._by_unit:
+    def _titles(self, session: Session, unit_id: int, clearance: Classification) -> list[Candidate]:
+        if (unit_id, clearance) not in self._by_unit:
             rows = session.execute(
                 select(Issue.id, Issue.title)
-                .where(Issue.lead_unit_id == unit_id, Issue.stage != Stage.closed)
+                .where(
+                    Issue.lead_unit_id == unit_id,
+                    Issue.stage != Stage.closed,
+                    Issue.classification.in_(readable_at(clearance)),
+                )
                 .order_by(Issue.id)
             ).all()
-            self._by_unit[unit_id] = [candidate(i, t) for i, t in rows]
-        return self._by_unit[unit_id]
+            self._by_unit[unit_id, clearance] = [candidate(i, t) for i, t in rows]
+        return self._by_unit[unit_id, clearance]

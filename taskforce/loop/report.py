@@ -67,8 +67,16 @@ def report_issue(
     original: Issue | None = None
     if form.duplicate_of:
         original = session.scalar(select(Issue).where(Issue.number == form.duplicate_of))
+        if original is not None and not original.classification.readable_by(form.classification):
+            # Linked, its number and stage would be shown at the report's level; refused as
+            # one that does not exist, so the refusal says no more (taskforce.loop.duplicates).
+            original = None
         if original is None:
-            raise NotFound(f"no issue {form.duplicate_of}", field="duplicate_of")
+            raise NotFound(
+                f"no issue {form.duplicate_of} at this report's classification "
+                f"({form.classification.value}) or below",
+                field="duplicate_of",
+            )
         if original.stage == Stage.closed:
             raise DomainError(
                 f"{form.duplicate_of} is closed; report a new issue instead", field="duplicate_of"
@@ -78,9 +86,9 @@ def report_issue(
         # share a title template ("批次告警 3", "批次告警 4"), not an incident.
         original = None
     elif open_titles is not None:
-        original = open_titles.find(session, ctx, lead.id, form.title)
+        original = open_titles.find(session, ctx, lead.id, form.title, form.classification)
     else:
-        original = find_duplicate(session, ctx, lead.id, form.title)
+        original = find_duplicate(session, ctx, lead.id, form.title, form.classification)
 
     if original is not None:
         session.add(
@@ -166,7 +174,7 @@ def report_issue(
         session.add(IssueUnit(issue_id=issue.id, unit_id=units[code].id, round=0))
     session.flush()
     if open_titles is not None:
-        open_titles.stage(lead.id, issue.id, form.title)
+        open_titles.stage(lead.id, issue.id, form.title, form.classification)
     events.record(
         session,
         ctx.policy,

@@ -3,7 +3,7 @@ higher of the report's and the issue's level (SPEC §7), so a secret report link
 internal issue is not readable, nor announced, at the issue's level."""
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from taskforce.context import Context
 from taskforce.db import unit_of_work
@@ -34,7 +34,7 @@ def _linked(engine) -> tuple[TrailEntry, list[Classification]]:
     ("issue_level", "report_level", "entry_level"),
     [
         ("internal", "secret", "secret"),  # the report's title is secret
-        ("secret", "internal", "secret"),  # the issue's own title is in the notice
+        ("secret", "secret", "secret"),
         ("public", "internal", "internal"),
         ("internal", "internal", "internal"),
     ],
@@ -48,3 +48,23 @@ def test_a_duplicate_reports_entry_is_at_the_higher_level(
     entry, notices = _linked(engine)
     assert entry.classification == Classification(entry_level)
     assert notices and set(notices) == {Classification(entry_level)}
+
+
+def test_an_internal_report_is_never_linked_to_a_secret_issue(loop, engine):
+    """A classification audit: an internal report of a guessed title was linked to the
+    secret issue of that title, and its log ("linked to TF-… as a duplicate report; … at
+    stage …") confirmed the guess to an internal reader. It opens an issue of its own; a
+    secret report of the same title still joins the secret issue."""
+    from taskforce.errors import NotFound
+    from taskforce.loop.models import Issue
+
+    hidden = loop.report(title="北区化工园区爆炸隐患排查", classification="secret")
+    guessed = loop.report(title="北区化工园区爆炸隐患排查", classification="internal")
+    assert not guessed.duplicate and guessed.issue_number != hidden.issue_number
+    cleared = loop.report(title="北区化工园区爆炸隐患排查。", classification="secret")
+    assert cleared.duplicate and cleared.issue_number == hidden.issue_number
+    # Named outright, refused as an issue that does not exist: nothing more is said.
+    with pytest.raises(NotFound, match=r"duplicate_of: no issue TF-\S+ at this report's"):
+        loop.report(title="另一份报告", classification="internal", duplicate_of=hidden.issue_number)
+    with unit_of_work(engine) as s:
+        assert s.scalar(select(func.count(Issue.id))) == 2

@@ -264,6 +264,7 @@ def test_an_import_links_the_same_duplicates_as_row_by_row_reports(engine, polic
 def test_open_titles_keep_only_committed_issues_and_skip_closed_ones(engine, policy, clock):
     from taskforce.loop.duplicates import OpenTitles
     from taskforce.loop.models import Stage
+    from taskforce.policy.schema import Classification
     from tests.reviews import factories as f
 
     ctx = Context(policy=policy, clock=clock)
@@ -274,21 +275,29 @@ def test_open_titles_keep_only_committed_issues_and_skip_closed_ones(engine, pol
         unit_id = first.lead_unit_id
         first_id = first.id
     titles = OpenTitles()
+    internal, secret = Classification.internal, Classification.secret
     with factory() as s:
-        assert titles.find(s, ctx, unit_id, "东区企业开办材料重复提交。").id == first_id
+        assert titles.find(s, ctx, unit_id, "东区企业开办材料重复提交。", internal).id == first_id
         # A staged issue whose block (its transaction) failed is never a duplicate target;
         # one whose block ended well is.
         with pytest.raises(RuntimeError), titles.row():
-            titles.stage(unit_id, 10_000, "西区融资担保难")
+            titles.stage(unit_id, 10_000, "西区融资担保难", internal)
             raise RuntimeError("the commit failed")
-        assert titles.find(s, ctx, unit_id, "西区融资担保难") is None
+        assert titles.find(s, ctx, unit_id, "西区融资担保难", internal) is None
         with titles.row():
-            titles.stage(unit_id, first_id, "北区融资担保难")
-        assert titles.find(s, ctx, unit_id, "北区融资担保难").id == first_id
+            titles.stage(unit_id, first_id, "北区融资担保难", internal)
+        assert titles.find(s, ctx, unit_id, "北区融资担保难", internal).id == first_id
+        # A staged secret issue: a secret row's duplicate target, never an internal row's
+        # (the secret list, read first here, gets the internal issues as well).
+        assert titles.find(s, ctx, unit_id, "东区企业开办材料重复提交。", secret).id == first_id
+        with titles.row():
+            titles.stage(unit_id, first_id, "南区污水管网改造", secret)  # (an id that exists)
+        assert titles.find(s, ctx, unit_id, "南区污水管网改造", secret).id == first_id
+        assert titles.find(s, ctx, unit_id, "南区污水管网改造", internal) is None
     with factory() as s, s.begin():  # closed by someone else after the unit was read
         s.get(Issue, first_id).stage = Stage.closed
     with factory() as s:
-        assert titles.find(s, ctx, unit_id, "东区企业开办材料重复提交。") is None
+        assert titles.find(s, ctx, unit_id, "东区企业开办材料重复提交。", internal) is None
 
 
 def _import_csv(engine, policy, clock, tmp_path, rows: list[dict]):
