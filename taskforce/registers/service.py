@@ -59,6 +59,15 @@ def _apply(row, values: dict) -> dict:
     return changes
 
 
+def _higher(was: Classification | None, now: Classification) -> Classification:
+    """An update's entry holds the old text beside the new ("changes": from, to): at the
+    higher of the two classifications (a classification audit: a secret risk lowered to
+    public recorded its secret title and plan at public)."""
+    if was is None:
+        return now
+    return max(Classification(was), Classification(now), key=lambda c: c.rank)
+
+
 def _plain(value):
     return value.isoformat() if isinstance(value, dt.date) else value
 
@@ -75,6 +84,7 @@ def upsert_risk(session: Session, ctx: Context, form: RiskForm, *, actor: str) -
     if created:
         risk = Risk(code=form.code, reviewed_at=now)
         session.add(risk)
+    was = risk.classification
     changes = _apply(
         risk,
         {
@@ -101,7 +111,7 @@ def upsert_risk(session: Session, ctx: Context, form: RiskForm, *, actor: str) -
             action="risk.created" if created else "risk.updated",
             subject_type="risk",
             subject_id=risk.code,
-            classification=risk.classification,
+            classification=_higher(was, risk.classification),
             payload={"score": score, "changes": changes},
         )
     raised = _warn_if_crossed(session, ctx, risk, score, actor)
@@ -194,6 +204,7 @@ def upsert_milestone(
     if created:
         ms = Milestone(code=form.code)
         session.add(ms)
+    was = ms.classification
     achieved_on = form.achieved_on or ((ms.achieved_on or ctx.today()) if form.achieved else None)
     changes = _apply(
         ms,
@@ -218,7 +229,7 @@ def upsert_milestone(
             action="milestone.created" if created else "milestone.updated",
             subject_type="milestone",
             subject_id=ms.code,
-            classification=ms.classification,
+            classification=_higher(was, ms.classification),
             payload={"changes": changes},
         )
     colour = milestone_colour(

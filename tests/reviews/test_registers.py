@@ -199,3 +199,39 @@ def test_semiannual_sweep_warns_for_risks_entered_without_the_form(engine, polic
         f.risk(s, code="R-C", probability=4, impact=5)  # 20: red
         assert sweep_risks(s, ctx) == ["R-B:yellow", "R-C:red"]
         assert sweep_risks(s, ctx) == []  # once
+
+
+def test_a_lowered_classification_records_the_old_text_at_the_old_level(engine, policy, clock):
+    """A classification audit: a secret risk updated to public recorded its secret title and
+    plan (the entry's "from") at public; likewise a milestone. The update's entry is at the
+    higher of the two levels; the next one, with nothing secret in it, at the new level."""
+    ctx = Context(policy=policy, clock=clock)
+    secret_risk = _risk(title="边境口岸走私渠道", plan="布控方案", classification="secret")
+    milestone = MilestoneForm(
+        code="M-OPS-01", title="专项行动收网", kind="organisational",
+        due_date=dt.date(2026, 6, 1), target="收网", classification="secret",
+    )  # fmt: skip
+    with Session(engine) as s, s.begin():
+        upsert_risk(s, ctx, secret_risk, actor="op")
+        lowered = secret_risk.model_copy(update={"title": "口岸风险", "plan": "常规"})
+        upsert_risk(s, ctx, RiskForm(**{**lowered.model_dump(), "classification": "public"}),
+                    actor="op")  # fmt: skip
+        upsert_risk(s, ctx, RiskForm(**{**lowered.model_dump(), "classification": "public",
+                                        "plan": "常规巡查"}), actor="op")  # fmt: skip
+        upsert_milestone(s, ctx, milestone, actor="op")
+        upsert_milestone(s, ctx, MilestoneForm(**{**milestone.model_dump(),
+                                                  "classification": "internal"}), actor="op")  # fmt: skip
+    with Session(engine) as s:
+        entries = s.execute(
+            select(TrailEntry.action, TrailEntry.classification, TrailEntry.payload).order_by(
+                TrailEntry.id
+            )
+        ).all()
+    assert [(a, c.value) for a, c, _p in entries] == [
+        ("risk.created", "secret"),
+        ("risk.updated", "secret"),  # from 边境口岸走私渠道 to 口岸风险
+        ("risk.updated", "public"),
+        ("milestone.created", "secret"),
+        ("milestone.updated", "secret"),
+    ]
+    assert "边境口岸走私渠道" in str(entries[1].payload)  # (the canonical JSON text)
