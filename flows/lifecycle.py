@@ -21,7 +21,7 @@ from flows.loop import IssueNumber, IssueNumberParam, Operator, OperatorParam, o
 from taskforce.clock import as_utc, last_day, local_minute
 from taskforce.context import Context
 from taskforce.db import unit_of_work
-from taskforce.errors import DomainError
+from taskforce.errors import DomainError, problem_text
 from taskforce.loop.colours import colour_sql
 from taskforce.loop.forms import (
     CoordinateForm,
@@ -166,7 +166,8 @@ def _why_refused(exc: DomainError | ValidationError) -> str:
     if isinstance(exc, DomainError):
         return str(exc)
     return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'form'}: {err['msg']}" for err in exc.errors()
+        f"{'.'.join(str(p) for p in err['loc']) or 'form'}: {problem_text(err)}"
+        for err in exc.errors()
     )
 
 

@@ -21,3 +21,16 @@ class NotFound(DomainError):
 
 class IllegalTransition(DomainError):
     """The step is not possible in the subject's current state; nothing was changed."""
+
+
+# pydantic heads the message of a validator's own ValueError or assertion with these words,
+# which tell an operator nothing ("responsible: Value error, shares must add up to 100").
+_PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def problem_text(error: dict) -> str:
+    """The message of one of pydantic's `errors()`, as an operator reads it."""
+    message = str(error["msg"])
+    for prefix in _PYDANTIC_PREFIXES:
+        message = message.removeprefix(prefix)
+    return message

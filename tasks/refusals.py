@@ -23,7 +23,7 @@ import os
 
 from prefect.context import FlowRunContext
 
-from taskforce.errors import DomainError
+from taskforce.errors import DomainError, problem_text
 
 # The loggers Prefect's engines log a run's exceptions to (and send to the server's UI).
 RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
@@ -109,6 +109,10 @@ class WaitIsNotAnError(logging.Filter):
 
 
 def _with_format(problem: str) -> str:
+    # Prefect's line is "form.responsible: Value error, shares …": pydantic's words dropped.
+    field, colon, message = problem.partition(": ")
+    if colon:
+        problem = field + colon + problem_text({"msg": message})
     # pydantic says what it could not read ("invalid date separator, expected `-`", even for
     # 2027年1月29日), not what it takes.
     if "should be a valid date" in problem:

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from taskforce.context import Context
 from taskforce.db import unit_of_work
-from taskforce.errors import DomainError
+from taskforce.errors import DomainError, problem_text
 from taskforce.money import (
     TYPED_YUAN,
     TYPED_YUAN_ALLOWED,
@@ -71,7 +71,7 @@ def _form(model: type[M], **values) -> M:
         field = ".".join(str(p) for p in error["loc"]) or "form"
         given = error.get("input")
         shown = str(given) if isinstance(given, Decimal) else repr(given)  # not Decimal('0.00')
-        raise DomainError(f"{error['msg']} (got {shown})", field=field) from None
+        raise DomainError(f"{problem_text(error)} (got {shown})", field=field) from None
 
 
 # A negative total ("-5") is an argument to refuse with the form's reason, not an option.

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from taskforce.context import Context
-from taskforce.errors import DomainError, NotFound
+from taskforce.errors import DomainError, NotFound, problem_text
 from taskforce.loop.duplicates import OpenTitles
 from taskforce.loop.forms import ReportIssueForm
 from taskforce.loop.models import IssueReport
@@ -306,7 +306,7 @@ def _problem(err: dict) -> tuple[str, str]:
         got = f" or {CLASSIFICATION_ALLOWED}{got}"
     if where == "estimated_budget":  # pydantic says "a valid decimal", not what one looks like
         got = f"{got} (allowed: {TYPED_YUAN_ALLOWED})"
-    return where, err["msg"] + got
+    return where, problem_text(err) + got
 
 
 def import_ledger(

@@ -10,6 +10,7 @@ from typing import TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from taskforce.errors import problem_text
 from taskforce.policy.schema import Organisation, Policy
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -89,7 +90,7 @@ def _describe(shown: str, err: dict) -> str:
         return f"{shown}: {key}: required key is missing"
     got = err.get("input")
     got_txt = "" if isinstance(got, dict | list) else f" (got {got!r})"
-    return f"{shown}: {key}: {err['msg']}{got_txt}"
+    return f"{shown}: {key}: {problem_text(err)}{got_txt}"
 
 
 @functools.cache

@@ -457,3 +457,12 @@ def test_budget_amounts_may_be_written_as_a_spreadsheet_writes_them(
     assert "'1,0,0'" in problems[5][1] and "'12,000.123'" in problems[6][1]
     for row, typed in ((5, "1,0,0"), (7, "1e7"), (8, "+5"), (9, "1_000")):
         assert problems[row][1].startswith(f"{typed!r} is not an amount of money"), problems[row]
+
+
+def test_a_rows_problem_is_said_without_pydantics_words(engine, policy, clock, tmp_path):
+    """A trial: `row 2, 标题: Value error, must not be empty …`: pydantic's "Value error, "
+    told the office nothing."""
+    ledger = [{"标题": "\u200b\u200b", "上报单位": "commerce"}]
+    _factory, result = _import_csv(engine, policy, clock, tmp_path, ledger)
+    (error,) = result.errors
+    assert error.message == "must not be empty (it has no visible character)", error.message

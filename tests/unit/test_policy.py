@@ -58,7 +58,7 @@ def test_threshold_order_checked(config_copy):
 
 def test_bad_timezone(config_copy):
     _edit(config_copy / "taskforce.yaml", lambda d: d.update(timezone="Mars/Olympus"))
-    with pytest.raises(ConfigError, match="timezone: .*unknown timezone"):
+    with pytest.raises(ConfigError, match="timezone: unknown timezone"):  # no "Value error, "
         load_policy(config_copy)
 
 
