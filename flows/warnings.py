@@ -36,19 +36,26 @@ class WarningSubject(StrEnum):
     other = "other"
 
 
-def _checked_subject(session, kind: WarningSubject, subject_id: str) -> str:
+def _checked_subject(
+    session, kind: WarningSubject, subject_id: str
+) -> tuple[str, Classification | None]:
     """A warning about a record names one that exists (a mistyped issue number raised a
     warning about nothing, announced all the same). Returns the id as the system stores it
-    ("0012" is item 12), so the warning is settled when its subject completes."""
+    ("0012" is item 12), so the warning is settled when its subject completes, and the
+    record's classification (an item's is its issue's)."""
     if kind is WarningSubject.issue:
-        found = session.scalar(select(Issue.id).where(Issue.number == subject_id))
+        found = session.scalar(select(Issue.classification).where(Issue.number == subject_id))
     elif kind is WarningSubject.task:
-        found = subject_id.isdigit() and session.get(TaskNode, int(subject_id))
+        found = subject_id.isdigit() and session.scalar(
+            select(Issue.classification)
+            .join(TaskNode, TaskNode.issue_id == Issue.id)
+            .where(TaskNode.id == int(subject_id))
+        )
         subject_id = str(int(subject_id)) if found else subject_id
     elif kind is WarningSubject.risk:
-        found = session.scalar(select(Risk.id).where(Risk.code == subject_id))
+        found = session.scalar(select(Risk.classification).where(Risk.code == subject_id))
     else:
-        return subject_id
+        return subject_id, None
     if not found:
         raise NotFound(
             f"no {kind.value} {subject_id!r}",
@@ -56,7 +63,21 @@ def _checked_subject(session, kind: WarningSubject, subject_id: str) -> str:
             allowed=f"the {kind.value}'s number or code as the system shows it, or "
             "subject_type 'other' for a matter with no record",
         )
-    return subject_id
+    return subject_id, Classification(found)
+
+
+def _at_least_the_subjects(form: RaiseWarningForm, subject: Classification | None) -> None:
+    """A warning's title speaks of its subject: below the subject's classification it would
+    reach readers not cleared for the subject (a classification audit: an internal warning
+    about a secret issue was announced at internal)."""
+    level = Classification(form.classification)
+    if subject is not None and not subject.readable_by(level):
+        raise DomainError(
+            f"{form.subject_type.value} {form.subject_id} is {subject.value}; a warning "
+            f"about it may not be {level.value}",
+            field="classification",
+            allowed=f"{subject.value} or higher",
+        )
 
 
 class RaiseWarningForm(BaseModel):
@@ -131,7 +152,8 @@ def _raise(form: RaiseWarningForm) -> int | None:
     with unit_of_work() as session:
         # The trail names who raised it: a person the office knows.
         active_member(session, form.actor, field="actor")
-        subject_id = _checked_subject(session, form.subject_type, form.subject_id)
+        subject_id, subject_level = _checked_subject(session, form.subject_type, form.subject_id)
+        _at_least_the_subjects(form, subject_level)
         if form.dedup_key:
             _same_cause_or_refused(session, form, subject_id)
         warning = warnings.raise_warning(

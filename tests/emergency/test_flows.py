@@ -474,6 +474,27 @@ def test_warning_forms(engine, prefect_server):
     assert (
         handle_warning(HandleWarningForm(warning_id=first["warning_id"], actor=" L1 ")) == "handled"
     )
+    # About a secret issue, a warning below secret is refused (its title speaks of the
+    # issue, and an internal warning is announced to internal readers); secret is taken.
+    with unit_of_work(engine) as s:
+        hidden_issue = report_issue(
+            s,
+            Context.default(),
+            ReportIssueForm(title="涉密问题", reporting_unit="tax", classification="secret"),
+            actor="E1",
+        ).issue_number
+    about = RaiseWarningForm(colour="yellow", title="进展受阻", subject_id=hidden_issue, actor="E1")
+    with pytest.raises(
+        DomainError,
+        match=rf"classification: issue {hidden_issue} is secret; a warning about it may not be "
+        r"internal \(allowed: secret or higher\)",
+    ):
+        raise_warning(about)
+    with unit_of_work(engine) as s:
+        assert s.scalar(select(func.count()).select_from(EarlyWarning)) == 2
+    assert raise_warning(RaiseWarningForm(**{**about.model_dump(), "classification": "secret"}))[
+        "raised"
+    ]
 
 
 def test_deadline_form(engine, policy, prefect_server):

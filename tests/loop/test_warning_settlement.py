@@ -153,8 +153,8 @@ def test_a_warning_raised_by_hand_on_an_item_typed_with_leading_zeros_is_settled
     loop.plan(r.issue_number, items=1)
     (item,) = loop.items(r.issue_number)
     with unit_of_work(engine) as s:
-        subject = _checked_subject(s, WarningSubject.task, f"000{item}")
-        assert subject == str(item)
+        subject, level = _checked_subject(s, WarningSubject.task, f"000{item}")
+        assert (subject, level) == (str(item), "internal")  # the item's issue's level
         raise_warning(
             s,
             loop.ctx,
