@@ -350,6 +350,8 @@ def runner_deployments():
     """Every deployment as a RunnerDeployment, for `serve` (no work pool needed)."""
     import importlib
 
+    from prefect.schedules import Cron
+
     out = []
     policy = load_policy()
     for spec in SPECS:
@@ -364,7 +366,9 @@ def runner_deployments():
                 tags=list(spec.tags),
                 parameters=spec.parameters,
                 concurrency_limit=resolve_concurrency(spec),
-                schedules=[{"cron": cron, "timezone": policy.timezone}] if cron else None,
+                # A Cron object: `to_deployment` takes no dict here (a dict crashed `taskforce
+                # serve` at start-up: an operator trial).
+                schedules=[Cron(cron, timezone=policy.timezone)] if cron else None,
             )
         )
     return out

@@ -81,3 +81,17 @@ def test_emergency_response_runs_at_once_come_from_config():
         "work_queue_name": "responses",
     }
     assert pools["dispatch-pending-emergencies"] == {"name": "taskforce-emergency"}
+
+
+def test_taskforce_serve_builds_every_deployment_with_its_schedule():
+    """An operator trial: `taskforce serve` (the README's one process for a small office)
+    crashed at start-up building its deployments (`to_deployment` took no schedule dict)."""
+    from flows.deployments import resolve_cron, runner_deployments
+
+    timezone = load_policy().timezone
+    served = {d.name: d for d in runner_deployments()}
+    assert set(served) == {spec.name for spec in SPECS}
+    for spec in SPECS:
+        schedules = [s.schedule for s in served[spec.name].schedules or []]
+        cron = resolve_cron(spec)
+        assert [(s.cron, s.timezone) for s in schedules] == ([(cron, timezone)] if cron else [])
