@@ -1,3 +1,4 @@
+import pytest
 import yaml
 
 from flows.deployments import SPECS, render_prefect_yaml
@@ -95,3 +96,26 @@ def test_taskforce_serve_builds_every_deployment_with_its_schedule():
         schedules = [s.schedule for s in served[spec.name].schedules or []]
         cron = resolve_cron(spec)
         assert [(s.cron, s.timezone) for s in schedules] == ([(cron, timezone)] if cron else [])
+
+
+@pytest.mark.slow  # a process per flow module
+def test_every_deployed_flow_tidies_its_refusals():
+    """An operator trial: `raise-warning` refused an unknown member with three tracebacks
+    ("Engine execution exited with unexpected exception"): its module was the one that
+    never imported `tasks`, which installs the run-log filters. Each entrypoint is loaded
+    as a worker loads it, in a process of its own."""
+    import subprocess
+    import sys
+
+    check = (
+        "import logging, sys; from prefect.flows import load_flow_from_entrypoint; "
+        "load_flow_from_entrypoint(sys.argv[1]); "
+        "names = {type(f).__name__ for f in logging.getLogger('prefect.flow_runs').filters}; "
+        "sys.exit(0 if 'RefusalWithoutTraceback' in names else 3)"
+    )
+    modules = {spec.entrypoint.split(":")[0]: spec.entrypoint for spec in SPECS}
+    runs = {
+        path: subprocess.Popen([sys.executable, "-c", check, entrypoint], cwd=PROJECT_ROOT)
+        for path, entrypoint in modules.items()
+    }
+    assert {path: run.wait(120) for path, run in runs.items()} == dict.fromkeys(modules, 0)
