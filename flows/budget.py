@@ -37,6 +37,7 @@ from taskforce.budget.periods import iso_week, last_complete_half, last_complete
 from taskforce.context import Context
 from taskforce.errors import DomainError
 from taskforce.money import format_yuan, to_fen
+from taskforce.text import Text
 from tasks import budget as t
 
 ReviewTimeoutHours = Annotated[int, Field(ge=1, le=24 * 90)]
@@ -61,7 +62,7 @@ class ReviewInput(RunInput):
         ..., title="Reviewer 审查人", min_length=1, max_length=64, description="Your member code."
     )
     approved: bool = Field(..., title="Approve 通过")
-    comment: str = Field("", title="Comment 意见", max_length=4000)
+    comment: Text = Field("", title="Comment 意见", max_length=4000)
 
 
 def _run_key(suffix: str = "") -> str | None:

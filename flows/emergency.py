@@ -30,12 +30,15 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from flows.parameters import described, form_of
+from taskforce.db import unit_of_work
 from taskforce.emergency.forms import EmergencyIntake, ReserveDrawForm
 from taskforce.emergency.models import EmergencyStatus
 from taskforce.emergency.paging import rows_to_send
 from taskforce.emergency.service import UNACKNOWLEDGED
 from taskforce.errors import DomainError
+from taskforce.org.service import active_member
 from taskforce.policy import load_policy
+from taskforce.text import Text
 from tasks import emergency as t
 from tasks.notify import deliver_pending_notifications
 
@@ -251,6 +254,9 @@ def _summary(result: dict) -> str:
     return "\n".join(lines)
 
 
+OFFICE = "executive-office"  # an emergency opened by the executive office, no one named
+
+
 class OpenEmergencyForm(EmergencyIntake):
     """开启应急事项 — open an emergency by hand; it pages on-call and runs the response."""
 
@@ -261,11 +267,12 @@ class OpenEmergencyForm(EmergencyIntake):
         description="Leave empty for a new emergency; repeat a key to attach to its open emergency.",
     )
     opened_by: str = Field(
-        "executive-office",
+        OFFICE,
         min_length=1,
         max_length=100,
         title="Opened by 开启人",
-        description="Who opens it (a member code or the office): recorded in the decision trail.",
+        description="Who opens it: a member code of config/org.yaml (e.g. E1), or "
+        "executive-office; recorded in the decision trail.",
     )
 
 
@@ -273,6 +280,11 @@ class OpenEmergencyForm(EmergencyIntake):
 def open_emergency(form: OpenEmergencyForm = form_of(OpenEmergencyForm)) -> dict:
     """Operators open an emergency from the Prefect UI; it goes the same way as a webhook's."""
     intake = EmergencyIntake.model_validate(form.model_dump(exclude={"dedup_key", "opened_by"}))
+    if form.opened_by != OFFICE:
+        # The trail names who opened it: a person the office knows (an operator trial's
+        # "nobody-here" was recorded as the actor three times), or the office itself.
+        with unit_of_work() as session:
+            active_member(session, form.opened_by, field="opened_by")
     result = t.open_emergency(
         intake,
         source="operator",
@@ -333,7 +345,7 @@ class AnswerForm(BaseModel):
         title="Who 处置人",
         description="Your member code (config/org.yaml), e.g. E1: the trail names you.",
     )
-    note: str = Field("", max_length=2_000, title="Note 备注")
+    note: Text = Field("", max_length=2_000, title="Note 备注")
 
 
 @flow(name="acknowledge-emergency")
@@ -364,7 +376,7 @@ class DeadlineForm(BaseModel):
         "(level I), solution 形成解决方案 (level II).",
     )
     actor: str = Field(..., min_length=1, max_length=100, title="Who 记录人")
-    note: str = Field("", max_length=2_000, title="Note 备注")
+    note: Text = Field("", max_length=2_000, title="Note 备注")
 
 
 @flow(name="record-emergency-deadline")

@@ -43,9 +43,13 @@ def check_one_line(value: str) -> str:
     check_text(value)
     if any(ch in _LINE_BREAKS or ch == "\t" for ch in value):
         raise ValueError("must be one line (no line breaks or tabs)")
-    if not any(_visible(ch) for ch in value):
+    if not has_visible(value):
         raise ValueError("must not be empty (it has no visible character)")
     return value
+
+
+def has_visible(value: str) -> bool:
+    return any(_visible(ch) for ch in value)
 
 
 def _visible(ch: str) -> bool:

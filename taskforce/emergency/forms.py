@@ -16,7 +16,7 @@ from taskforce.budget.forms import ApprovingMember
 from taskforce.emergency.models import Level
 from taskforce.money import PositiveYuan
 from taskforce.policy.schema import Classification
-from taskforce.text import Text
+from taskforce.text import Text, as_one_line, as_text, has_visible
 
 WorkingGroupCode = Annotated[
     str,
@@ -77,12 +77,24 @@ class EmergencyIntake(Form):
         description="Free-form context from the source (labels, links); kept with the emergency.",
     )
 
+    # Text arriving from a monitoring system (and typed in the form, which is the same model)
+    # is cleaned, not refused: an alert must open an emergency. An operator trial paged a
+    # title with a right-to-left override and a BEL (`emergency list` rang the terminal and
+    # read backwards) and broke a page title over two lines. NUL stays refused (below).
     @field_validator("title")
     @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("title must not be empty")
+    def _one_visible_line(cls, v: str) -> str:
+        if "\x00" in v:
+            return v
+        v = as_one_line(v)
+        if not has_visible(v):
+            raise ValueError("title must not be empty (it has no visible character)")
         return v
+
+    @field_validator("description")
+    @classmethod
+    def _without_controls(cls, v: str) -> str:
+        return v if "\x00" in v else as_text(v)
 
     @model_validator(mode="after")
     def _no_nul(self) -> EmergencyIntake:

@@ -295,6 +295,28 @@ def test_operator_form_opens_an_emergency(engine, prefect_server):
         assert opened_by == ["E2"]
     with pytest.raises(ValidationError, match="opened_by"):
         OpenEmergencyForm(level=Level.III, title="x", working_group="wg:approval", opened_by="")
+    # An operator trial: "nobody-here" opened one, recorded as the actor three times.
+    nobody = OpenEmergencyForm(
+        level=Level.III, title="另一故障", working_group="wg:approval", opened_by="nobody-here"
+    )
+    with pytest.raises(NotFound, match="opened_by: no active member 'nobody-here'"):
+        open_emergency(nobody)
+    with unit_of_work(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Emergency)) == 1
+    # Its title a page's: one visible line, no override or bell (an alert's text is cleaned,
+    # not refused, as a webhook's is); an answer's note is typed, and refused.
+    cleaned = OpenEmergencyForm(
+        level=Level.III, title="第一行\u202e反转\n第二行\u0007", working_group="wg:approval"
+    )
+    assert cleaned.title == "第一行反转 第二行"
+    assert (
+        OpenEmergencyForm.model_validate(
+            {**cleaned.model_dump(), "description": "a\u202eb\nc"}
+        ).description
+        == "ab\nc"
+    )
+    with pytest.raises(ValidationError, match="note"):
+        AnswerForm(emergency_id=result["emergency_id"], actor="W1", note="ok\u202e\u0007")
     # The id the operator needs next is on the run's artifact, not only in the result.
     from prefect.client.orchestration import get_client
 

@@ -175,6 +175,21 @@ def test_native_bad_fields(gateway, engine, ctx, change, status, code, field):
     _nothing_written(engine)
 
 
+def test_an_alerts_invisible_characters_are_dropped_not_refused(gateway, engine, ctx):
+    """An operator trial: a title with a right-to-left override, a line break and a BEL was
+    stored and paged as is (`emergency list` rang the terminal and read backwards). An
+    alert must still open an emergency: they are dropped, the line break a space."""
+    payload = {**TRIGGER, "title": "告警\u202e反转\n第二行\u0007", "description": "a\u202eb\nc"}
+    r = gateway.signed(NATIVE, payload, timestamp=_now(ctx))
+    assert r.status_code == 202, r.text
+    with unit_of_work(engine) as s:
+        title, description = s.execute(select(Emergency.title, Emergency.description)).one()
+    assert (title, description) == ("告警反转 第二行", "ab\nc")
+    # Nothing visible is left: refused, as an empty title is.
+    blank = {**TRIGGER, "dedup_key": "blank", "title": "\u202e\u200b\u0007"}
+    _error(gateway.signed(NATIVE, blank, timestamp=_now(ctx)), 422, "invalid_body", "title")
+
+
 def test_native_malformed_json(gateway, engine, ctx):
     _error(gateway.signed(NATIVE, b'{"level": "I",', timestamp=_now(ctx)), 400, "malformed_json")
     _error(gateway.signed(NATIVE, b"[1, 2]", timestamp=_now(ctx)), 422, "invalid_body")
