@@ -66,7 +66,10 @@ def list_emergencies(
             _Line(
                 e.public_id,
                 f"{e.level.value}级{' 演练' if e.is_drill else ''}",
-                t("emergency_status." + e.status.value),
+                # A drill (or one closed without its issue) is not "turned into an issue".
+                t(f"emergency_status.{e.status.value}")
+                if e.follow_up_issue_id is None
+                else t("emergency_status.closed_with_issue"),
                 local_minute(e.opened_at, tz),
                 f"{names.get(group, group)} ×{e.pages_at_step}" if e.pages_at_step else "—",
                 local_minute(e.acknowledged_at, tz) if e.acknowledged_at else "—",

@@ -81,3 +81,18 @@ def test_on_a_terminal_of_80_columns_each_emergency_is_a_block_with_its_title_wh
 def test_bad_options_are_refused_by_name(engine, args, complaint):
     result = CliRunner().invoke(app, ["emergency", "list", *args])
     assert result.exit_code == 2 and complaint in " ".join(result.output.split())
+
+
+def test_a_closed_drill_is_not_said_to_be_turned_into_an_issue(engine, ctx):
+    """An operator trial: `emergency list --all` showed a closed drill as 已结案（已转问题）,
+    though a drill closes without an issue (its drill report is its follow-up)."""
+    real = _open(engine, ctx, "r", "III", "真实告警")
+    drill = open_one(engine, ctx, "III", "d", title="演练告警", is_drill=True).emergency_id
+    with unit_of_work(engine) as s:
+        for public_id in (real, drill):
+            service.resolve(s, ctx, public_id, actor="W3")
+        service.close_resolved(s, ctx)
+    shown = _list("--all")
+    rows = {i: next(line for line in shown.splitlines() if i in line) for i in (real, drill)}
+    assert "已结案（已转问题）" in rows[real], rows
+    assert "已结案" in rows[drill] and "已转问题" not in rows[drill], rows
