@@ -19,7 +19,7 @@ from flows.parameters import form_of
 from taskforce.context import Context
 from taskforce.db import unit_of_work
 from taskforce.emergency import warnings
-from taskforce.emergency.models import EarlyWarning, WarningColour
+from taskforce.emergency.models import EarlyWarning, WarningColour, WarningStatus
 from taskforce.errors import DomainError, NotFound
 from taskforce.loop.models import Issue, TaskNode
 from taskforce.org.service import active_member
@@ -172,14 +172,18 @@ def _raise(form: RaiseWarningForm) -> int | None:
 
 
 @task(name="handle-warning", cache_policy=NO_CACHE)
-def _handle(form: HandleWarningForm) -> str:
+def _handle(form: HandleWarningForm) -> tuple[str, bool]:
+    """The warning's status, and whether this form handled it (not someone before)."""
     with unit_of_work() as session:
+        before = session.scalar(
+            select(EarlyWarning.status).where(EarlyWarning.id == form.warning_id)
+        )
         # Handling stops the escalation: handle_warning checks who may (a member of a group
         # that handles the colour).
         warning = warnings.handle_warning(
             session, Context.default(), form.warning_id, actor=form.actor, note=form.note
         )
-        return warning.status.value
+        return warning.status.value, before != WarningStatus.handled
 
 
 @flow(name="raise-warning")
@@ -201,6 +205,12 @@ def raise_warning(form: RaiseWarningForm = form_of(RaiseWarningForm)) -> dict:
 @flow(name="handle-warning")
 def handle_warning(form: HandleWarningForm = form_of(HandleWarningForm)) -> str:
     """Mark a warning handled: it will not be escalated."""
-    status = _handle(form)
-    get_run_logger().info(f"warning {form.warning_id} is now {status} (by {form.actor})")
+    status, handled_now = _handle(form)
+    if handled_now:
+        get_run_logger().info(f"warning {form.warning_id} is now {status} (by {form.actor})")
+    else:  # an operator trial: this said "is now handled (by E2)" where E3 had handled it
+        get_run_logger().info(
+            f"warning {form.warning_id} was handled already; nothing changed (the trail "
+            "names who handled it)"
+        )
     return status

@@ -493,8 +493,18 @@ def test_warning_forms(engine, prefect_server):
         handle_warning(HandleWarningForm(warning_id=first["warning_id"], actor="L9"))
     with unit_of_work(engine) as s:
         assert s.get(EarlyWarning, first["warning_id"]).status == WarningStatus.open
-    assert (
-        handle_warning(HandleWarningForm(warning_id=first["warning_id"], actor=" L1 ")) == "handled"
+    with run_records() as records:
+        handled = HandleWarningForm(warning_id=first["warning_id"], actor=" L1 ")
+        assert handle_warning(handled) == "handled"
+        # Again, by another: nothing changes, and the log says so (it said "is now handled
+        # (by L2)": an operator trial).
+        assert handle_warning(HandleWarningForm(warning_id=first["warning_id"], actor="L2"))
+    said = [r.getMessage() for r in records]
+    n = first["warning_id"]
+    assert f"warning {n} is now handled (by L1)" in said, said
+    assert not any(f"warning {n} is now handled (by L2)" in line for line in said), said
+    assert any(
+        line.startswith(f"warning {n} was handled already; nothing changed") for line in said
     )
     # About a secret issue, a warning below secret is refused (its title speaks of the
     # issue, and an internal warning is announced to internal readers); secret is taken.
