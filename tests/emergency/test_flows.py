@@ -127,8 +127,15 @@ def test_sweep_flow_dispatches_pending(engine, policy, deployment):
     from flows.emergency import dispatch_pending_emergencies
 
     e = _open(engine, Context(policy=policy), key="sweep")
-    result = dispatch_pending_emergencies()
+    with run_records() as records:
+        result = dispatch_pending_emergencies()
+        again = dispatch_pending_emergencies()  # nothing left to do: nothing said
     assert result["dispatched"] == [e.emergency_id]
+    # What it did is in its log (an operator trial: only "Finished in state Completed()"),
+    # once: the second run, with nothing to do, says nothing of its own.
+    ours = [r.getMessage() for r in records if r.getMessage().split(" ", 1)[0].isdigit()]
+    assert ours == [f"1 response runs started: {e.emergency_id}"], ours
+    assert not any(again.values())
     with unit_of_work(engine) as s:
         assert service.state(s, e.emergency_id).flow_run_id
 
@@ -241,8 +248,14 @@ def test_the_response_run_ends_without_waiting_and_the_sweep_carries_on(engine, 
         service.acknowledge(s, ctx, e.emergency_id, actor="E1")
         service.resolve(s, ctx, e.emergency_id, actor="E1")
     assert len(paged_by) == 2 and paged_by[1] == "escalation"  # the overdue page, repeated
-    swept = dispatch_pending_emergencies()
+    with run_records() as records:
+        swept = dispatch_pending_emergencies()
     assert swept["closed_with_follow_up"] == [e.emergency_id]
+    assert any(
+        r.getMessage().startswith("1 closed (resolved; a follow-up issue each")
+        and r.getMessage().endswith(e.emergency_id)
+        for r in records
+    )
     with unit_of_work(engine) as s:
         assert service.state(s, e.emergency_id).follow_up_issue_id is not None
 
