@@ -270,4 +270,18 @@ def performance_audit(
     label = half or last_complete_half(Context.default().today()).label
     result = t.performance_audit(label)
     paths = t.publish_performance(result)
+    summary = result.summary
+    # Counts and sums only (a line's purpose may be classified): an operator trial found
+    # the run's log empty.
+    get_run_logger().info(
+        "%s: %s budget lines, %s allocated, %s spent to date (%.2f%%)%s",
+        label,
+        summary["lines"],
+        format_yuan(summary["amount_fen"], "en"),
+        format_yuan(summary["spent_to_date_fen"], "en"),
+        summary["execution_bp"] / 100,
+        "; " + ", ".join(f"{n} {k}" for k, n in sorted(summary["by_assessment"].items()))
+        if summary["by_assessment"]
+        else "",
+    )
     return {"half": label, "summary": result.summary, "reports": paths}

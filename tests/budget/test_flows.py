@@ -200,3 +200,22 @@ def test_a_reserve_draw_says_in_its_log_what_it_charged_to_which_emergency(prefe
         f"drew CNY 50,000.00 from the reserve for emergency {public_id}: ledger entry "
         f"{result['entry_id']} (voucher:R-9); reserve left CNY 50,000.00" in said
     ), said
+
+
+@pytest.mark.prefect
+def test_the_performance_audit_says_what_it_found_in_its_log(prefect_server, books, tmp_path,
+                                                             monkeypatch):  # fmt: skip
+    """An operator trial: `budget-performance-audit` logged nothing of its own."""
+    from flows.budget import performance_audit
+
+    monkeypatch.setenv("TASKFORCE_REPORTS_DIR", str(tmp_path))
+    books.set_year("100000000.00")
+    books.line("A-1", "100.00")
+    with run_records() as records:
+        result = performance_audit(half="2026-H1")
+    said = [r.getMessage() for r in records]
+    assert result["summary"]["lines"] == 1
+    assert any(
+        line.startswith("2026-H1: 1 budget lines, CNY 100.00 allocated, CNY 0.00 spent to date")
+        for line in said
+    ), said
