@@ -46,6 +46,26 @@ class ReserveDraw:
     remaining_fen: int
 
 
+def reserve_drawn(session: Session, year: int) -> int:
+    """What has been paid out of the year's reserve so far (0 when the year has no budget):
+    the entries on its reserve line, or without one the year's reserve draws."""
+    line_id = session.scalar(
+        select(BudgetLine.id).where(BudgetLine.fiscal_year == year, BudgetLine.is_reserve.is_(True))
+    )
+    return _drawn(session, year, line_id)
+
+
+def _drawn(session: Session, year: int, line_id: int | None) -> int:
+    drawn = select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0))
+    if line_id is not None:
+        drawn = drawn.where(LedgerEntry.line_id == line_id)
+    else:
+        drawn = drawn.where(
+            LedgerEntry.fiscal_year == year, LedgerEntry.kind == LedgerKind.reserve_draw
+        )
+    return int(session.scalar(drawn) or 0)
+
+
 def reserve_left(session: Session, year: int) -> tuple[int | None, int]:
     """The year's reserve line (if the budget made one) and what is left of the reserve.
 
@@ -57,10 +77,8 @@ def reserve_left(session: Session, year: int) -> tuple[int | None, int]:
             BudgetLine.fiscal_year == year, BudgetLine.is_reserve.is_(True)
         )
     ).first()
-    drawn = select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0))
     if line is not None:
-        used = session.scalar(drawn.where(LedgerEntry.line_id == line.id))
-        return line.id, line.amount_fen - int(used or 0)
+        return line.id, line.amount_fen - _drawn(session, year, line.id)
     reserve_fen = session.scalar(select(FiscalYear.reserve_fen).where(FiscalYear.year == year))
     if reserve_fen is None:
         raise NotFound(
@@ -68,10 +86,7 @@ def reserve_left(session: Session, year: int) -> tuple[int | None, int]:
             field="fiscal_year",
             allowed="a year whose budget has been set",
         )
-    used = session.scalar(
-        drawn.where(LedgerEntry.fiscal_year == year, LedgerEntry.kind == LedgerKind.reserve_draw)
-    )
-    return None, reserve_fen - int(used or 0)
+    return None, reserve_fen - _drawn(session, year, None)
 
 
 def draw_on_reserve(

@@ -34,7 +34,7 @@ from taskforce.budget.models import (
     LineStatus,
     ReviewStage,
 )
-from taskforce.budget.reserve import draw_on_reserve, reserve_left
+from taskforce.budget.reserve import draw_on_reserve, reserve_drawn, reserve_left
 from taskforce.context import Context
 from taskforce.emergency.models import Emergency
 from taskforce.emergency.queries import get_emergency
@@ -112,6 +112,24 @@ def minimum_total_fen(allocated_fen: int, policy: Policy) -> int | None:
     return total
 
 
+def minimum_total_for_drawn_fen(drawn_fen: int, policy: Policy) -> int | None:
+    """The least annual total whose reserve (its share, rounded up to the fen) still covers
+    `drawn_fen` already drawn from it; None when something was drawn and the share is 0."""
+    if drawn_fen <= 0:
+        return 0
+    share = policy.budget.emergency_reserve_share
+    if share <= 0:
+        return None
+    # ceil(total × share) ≥ drawn needs total × share > drawn − 1: start at the least such
+    # total and step the fen the division may have rounded away.
+    total = int((Decimal(drawn_fen - 1) / share).to_integral_value(rounding=ROUND_FLOOR)) + 1
+    while total > 0 and required_reserve_fen(total - 1, policy) >= drawn_fen:
+        total -= 1
+    while required_reserve_fen(total, policy) < drawn_fen:
+        total += 1
+    return total
+
+
 def required_stages(amount_fen: int, cross_department: bool, policy: Policy) -> list[ReviewStage]:
     """三审 in policy order; the final approval is the executive group's when the amount is
     within its authority (SPEC §1), otherwise the leadership group's."""
@@ -141,18 +159,7 @@ def set_fiscal_year(
         )
     total = to_fen(form.total)
     reserve = required_reserve_fen(total, ctx.policy)
-    allocated = _allocated_fen(session, form.year)
-    if allocated > total - reserve:
-        raise DomainError(
-            f"approved lines already allocate {format_yuan(allocated, 'en')}, more than the "
-            f"{format_yuan(total - reserve, 'en')} left after the emergency reserve",
-            field="total",
-            allowed=(
-                f"at least {_yuan(least)} CNY"
-                if (least := minimum_total_fen(allocated, ctx.policy)) is not None
-                else "no total: budget.emergency_reserve_share is 1 in config/taskforce.yaml"
-            ),
-        )
+    _check_total_covers(session, ctx.policy, form.year, total, reserve)
     now = ctx.now()
     year = session.get(FiscalYear, form.year)
     previous = (
@@ -214,6 +221,39 @@ def set_fiscal_year(
     )
     remember(session, key, "budget.set_fiscal_year", result.model_dump(), now, seen=seen)
     return result
+
+
+def _check_total_covers(
+    session: Session, policy: Policy, year: int, total: int, reserve: int
+) -> None:
+    """A new total must leave room for what is already committed: the approved lines after
+    the reserve, and in the reserve what has already been drawn from it (a total cut below
+    them made the leadership's decision the author of the overspend the weekly audit then
+    found). Refused naming both and the least total that covers them."""
+    allocated = _allocated_fen(session, year)
+    drawn = reserve_drawn(session, year)
+    problems = []
+    if allocated > total - reserve:
+        problems.append(
+            f"approved lines already allocate {format_yuan(allocated, 'en')}, more than the "
+            f"{format_yuan(total - reserve, 'en')} left after the emergency reserve"
+        )
+    if drawn > reserve:
+        problems.append(
+            f"{format_yuan(drawn, 'en')} has already been drawn from the emergency reserve, "
+            f"more than the reserve of {format_yuan(reserve, 'en')} this total would leave "
+            f"(budget.emergency_reserve_share {policy.budget.emergency_reserve_share})"
+        )
+    if not problems:
+        return
+    for_lines = minimum_total_fen(allocated, policy) if allocated else 0
+    for_drawn = minimum_total_for_drawn_fen(drawn, policy)
+    if for_lines is None or for_drawn is None:
+        share = policy.budget.emergency_reserve_share
+        allowed = f"no total: budget.emergency_reserve_share is {share} in config/taskforce.yaml"
+    else:
+        allowed = f"at least {_yuan(max(for_lines, for_drawn))} CNY"
+    raise DomainError("; ".join(problems), field="total", allowed=allowed)
 
 
 def _allocated_fen(session: Session, year: int, *, excluding: int | None = None) -> int:

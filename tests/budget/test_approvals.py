@@ -432,6 +432,78 @@ def test_the_least_total_for_an_awkward_allocation_is_exact_to_the_fen(books):
     books.set_year("29444444.45")
 
 
+def _year_state(books) -> tuple:
+    """The year, its reserve line, its trail entries and notices: what a refusal leaves."""
+    return (
+        books.scalar(select(FiscalYear.total_fen)),
+        books.scalar(select(FiscalYear.reserve_fen)),
+        books.scalar(select(BudgetLine.amount_fen).where(BudgetLine.is_reserve.is_(True))),
+        books.scalars(select(TrailEntry.action)).count("budget.year_set"),
+        books.scalar(
+            select(func.count(OutboxMessage.id)).where(
+                OutboxMessage.event_kind == "budget_year_set"
+            )
+        ),
+    )
+
+
+def test_a_total_whose_reserve_is_below_what_was_drawn_from_it_is_refused(books):
+    """An operator trial: after a draw of 100,000.00 from the reserve, `budget set-year 2026
+    100` was accepted with a reserve of 10.00; only the next weekly audit saw the overspend.
+    The least total is the one whose reserve (its share, rounded up to the fen) covers what
+    was drawn: exactly that is accepted, one fen less is refused."""
+    books.set_year("86000000.00")
+    drawn = _draw(books, add_emergency(books), "100000.00")
+    drawn_fen = 10_000_000
+    assert books.scalar(select(LedgerEntry.amount_fen).where(LedgerEntry.id == drawn.entry_id)) == (
+        drawn_fen
+    )
+    before = _year_state(books)
+    with pytest.raises(DomainError) as refused:
+        books.set_year("100")
+    assert refused.value.field == "total"
+    assert "CNY 100,000.00 has already been drawn from the emergency reserve" in str(refused.value)
+    assert "reserve of CNY 10.00" in str(refused.value)
+    assert _year_state(books) == before  # nothing changed, nothing announced
+
+    share = books.ctx.policy.budget.emergency_reserve_share
+    least = int(Decimal(drawn_fen - 1) / share) + 1  # ceil(least × share) ≥ drawn, not below
+    required = service.required_reserve_fen
+    assert required(least, books.ctx.policy) >= drawn_fen > required(least - 1, books.ctx.policy)
+    least_yuan = f"{Decimal(least) / 100:.2f}"
+    assert refused.value.allowed == f"at least {least_yuan} CNY"
+    with pytest.raises(DomainError, match="drawn from the emergency reserve"):
+        books.set_year(f"{Decimal(least - 1) / 100:.2f}")  # one fen short
+    assert _year_state(books) == before
+    accepted = books.set_year(least_yuan)  # exactly enough
+    assert accepted.total_fen == least and accepted.reserve_fen >= drawn_fen
+    with books.tx() as s:
+        assert service.reserve_left_fen(s, YEAR) == accepted.reserve_fen - drawn_fen >= 0
+
+
+def test_a_total_short_for_the_lines_and_the_draws_names_both_and_the_least_for_both(books):
+    books.set_year("1000000.00")  # 900,000 allocatable after the 10 % reserve of 100,000
+    books.line("A-1", "450000.00")
+    _draw(books, add_emergency(books), "60000.00")
+    before = _year_state(books)
+    with pytest.raises(DomainError) as refused:
+        books.set_year("100")
+    message = str(refused.value)
+    assert refused.value.field == "total"
+    assert "approved lines already allocate CNY 450,000.00" in message
+    assert "CNY 60,000.00 has already been drawn from the emergency reserve" in message
+    policy = books.ctx.policy
+    for_lines = service.minimum_total_fen(45_000_000, policy)
+    share = policy.budget.emergency_reserve_share
+    for_drawn = int(Decimal(6_000_000 - 1) / share) + 1
+    least = max(for_lines, for_drawn)
+    assert refused.value.allowed == f"at least {Decimal(least) / 100:.2f} CNY"
+    assert _year_state(books) == before
+    with pytest.raises(DomainError):
+        books.set_year(f"{Decimal(least - 1) / 100:.2f}")
+    assert books.set_year(f"{Decimal(least) / 100:.2f}").total_fen == least
+
+
 def test_the_reserve_line_is_not_adjusted_it_follows_the_year(books):
     """SPEC §4: the reserve is the year's share, set with the fiscal year. An adjustment of it
     (once approved through the three reviews) left it at any amount."""

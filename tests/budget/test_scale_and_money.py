@@ -195,3 +195,33 @@ def test_an_amount_the_ledger_cannot_hold_says_why(typed, says):
         assert says in error[0], error[0]
     else:
         assert error[0] == ""
+
+
+@given(
+    drawn=st.integers(min_value=0, max_value=10**15),
+    share=st.decimals(min_value=Decimal("0.0001"), max_value=1, places=4),
+)
+def test_the_least_total_covering_a_reserve_draw_is_exact_to_the_fen(drawn, share):
+    """budget set-year refuses a total whose reserve is below what was drawn from it and
+    names this total: its reserve covers the draw, one fen less does not."""
+    from taskforce.budget.service import minimum_total_for_drawn_fen, required_reserve_fen
+    from taskforce.policy import load_policy
+
+    base = load_policy()
+    budget = base.budget.model_copy(update={"emergency_reserve_share": share})
+    policy = base.model_copy(update={"budget": budget})
+    least = minimum_total_for_drawn_fen(drawn, policy)
+    assert required_reserve_fen(least, policy) >= drawn
+    if least > 0:
+        assert required_reserve_fen(least - 1, policy) < drawn
+
+
+def test_no_total_covers_a_draw_when_the_reserve_share_is_zero():
+    from taskforce.budget.service import minimum_total_for_drawn_fen
+    from taskforce.policy import load_policy
+
+    base = load_policy()
+    budget = base.budget.model_copy(update={"emergency_reserve_share": Decimal(0)})
+    policy = base.model_copy(update={"budget": budget})
+    assert minimum_total_for_drawn_fen(1, policy) is None
+    assert minimum_total_for_drawn_fen(0, policy) == 0
