@@ -339,14 +339,23 @@ def settle_warnings(
     *,
     reason: str,
     actor: str,
+    colours: list[WarningColour | str] | None = None,
+    source: str | None = None,
 ) -> list[int]:
-    """Close the warnings whose cause is gone: the action item completed, the issue closed.
+    """Close the warnings whose cause is gone: the action item completed, the issue closed,
+    a risk's score fell below their threshold.
 
-    Open and escalated warnings of these subjects are marked handled at this instant (in
+    Open and escalated warnings of these subjects (only of these `colours`, and only those
+    raised by `source`, when given) are marked handled at this instant (in
     time if before their deadline, as the KPIs count them) with a `warning.settled` trail
     entry naming the reason. No message: nobody has anything left to do. Without this, a
     warning outlived its subject and was reported late forever (预警按时处置率)."""
     now = ctx.now()
+    among = []
+    if colours is not None:
+        among.append(EarlyWarning.colour.in_([WarningColour(c) for c in colours]))
+    if source is not None:
+        among.append(EarlyWarning.source == source)
     warnings = [
         warning
         for chunk in bulk.chunks([str(i) for i in subject_ids])  # an issue's thousands of items
@@ -356,6 +365,7 @@ def settle_warnings(
                 EarlyWarning.subject_type == subject_type,
                 EarlyWarning.subject_id.in_(chunk),
                 EarlyWarning.status.in_([WarningStatus.open, WarningStatus.escalated]),
+                *among,
             )
             .order_by(EarlyWarning.id)
             .with_for_update()

@@ -60,7 +60,8 @@ class Risk(Base):
     plan: Mapped[str] = mapped_column(Text, default="")
     classification: Mapped[Classification] = classification_column()
     reviewed_at: Mapped[dt.datetime]
-    warned_colour: Mapped[str | None] = mapped_column(String(16))  # highest warning raised so far
+    # The highest warning standing: lowered with the score, its warnings above then settled.
+    warned_colour: Mapped[str | None] = mapped_column(String(16))
 
 
 class Milestone(Base):

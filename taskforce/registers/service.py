@@ -2,19 +2,21 @@
 
 Upserts by code: submitting the same form twice changes nothing and writes no
 second trail entry. A risk whose score reaches a warning threshold raises that
-warning once (dedup key risk:<code>:<colour>).
+warning once (dedup key risk:<code>:<colour>); a score fallen below it settles that
+warning, and reaching it again later raises a new one (risk:<code>:<colour>:<n>).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from taskforce import events
 from taskforce.context import Context
-from taskforce.emergency.warnings import raise_warning
+from taskforce.emergency.models import EarlyWarning
+from taskforce.emergency.warnings import raise_warning, settle_warnings
 from taskforce.errors import DomainError, NotFound
 from taskforce.loop.models import Colour, Issue
 from taskforce.org.models import Unit
@@ -24,6 +26,7 @@ from taskforce.registers.forms import MilestoneForm, MilestoneResult, RiskForm, 
 from taskforce.registers.models import CaseLesson, Milestone, Risk
 
 WARNING_ORDER = ("yellow", "orange", "red")
+RISK_SOURCE = "risk"  # the source of the warnings the register raises
 
 
 def risk_colour(score: int, policy: Policy) -> str | None:
@@ -128,20 +131,39 @@ def upsert_risk(session: Session, ctx: Context, form: RiskForm, *, actor: str) -
 def _warn_if_crossed(
     session: Session, ctx: Context, risk: Risk, score: int, actor: str
 ) -> str | None:
-    """Raise the warning of the highest threshold the score reaches, once per risk and colour
-    (SPEC §6: a risk whose score crosses a threshold raises a warning of §5)."""
+    """Raise the warning of the highest threshold the score reaches, once per crossing
+    (SPEC §6: a risk whose score crosses a threshold raises a warning of §5).
+
+    A score fallen below a threshold settles the risk's warnings above its new colour (their
+    cause is gone: they were escalated and reported late for ever) and lowers
+    `warned_colour` to it, so the score reaching the threshold again later is a new crossing
+    with a new warning (a risk lowered to 1×1 and raised to 5×5 again warned no more)."""
     colour = risk_colour(score, ctx.policy)
-    if colour is None or _rank(colour) <= _rank(risk.warned_colour):
+    if _rank(colour) < _rank(risk.warned_colour):
+        settle_warnings(
+            session,
+            ctx,
+            "risk",
+            [risk.code],
+            reason=f"risk score fell to {risk.probability}×{risk.impact}={score}, "
+            f"below the {WARNING_ORDER[_rank(colour) + 1]} threshold",
+            actor=actor,
+            colours=list(WARNING_ORDER[_rank(colour) + 1 :]),
+            source=RISK_SOURCE,
+        )
+        risk.warned_colour = colour
+        return None
+    if colour is None or _rank(colour) == _rank(risk.warned_colour):
         return None
     warning = raise_warning(
         session,
         ctx,
         colour=colour,
-        source="risk",
+        source=RISK_SOURCE,
         subject_type="risk",
         subject_id=risk.code,
         title=f"{risk.code} {risk.title} ({risk.probability}×{risk.impact}={score})",
-        dedup_key=f"risk:{risk.code}:{colour}",
+        dedup_key=_dedup_key(session, risk, colour),
         actor=actor,
         classification=risk.classification,
     )
@@ -149,15 +171,33 @@ def _warn_if_crossed(
     return colour if warning is not None else None
 
 
+def _dedup_key(session: Session, risk: Risk, colour: str) -> str:
+    """risk:<code>:<colour> for the risk's first warning of a colour; the later crossings'
+    (each after the earlier warning was settled or handled) count on: …:2, …:3."""
+    earlier = session.scalar(
+        select(func.count(EarlyWarning.id)).where(
+            EarlyWarning.subject_type == "risk",
+            EarlyWarning.subject_id == risk.code,
+            EarlyWarning.source == RISK_SOURCE,
+            EarlyWarning.colour == colour,
+        )
+    )
+    key = f"risk:{risk.code}:{colour}"
+    return f"{key}:{earlier + 1}" if earlier else key
+
+
 def sweep_risks(session: Session, ctx: Context, *, actor: str = "review") -> list[str]:
-    """Raise the warning of every risk whose score reached a threshold above what it has raised.
+    """Raise the warning of every risk whose score reached a threshold above what it has raised,
+    and settle the warnings of every risk whose score fell below theirs.
 
     The semi-annual risk audit runs this over the whole register (rows loaded
-    into the register without the form included); each cause still warns once.
+    into the register without the form included); each crossing still warns once.
     """
     lowest = min(ctx.policy.risk.warning_thresholds.values())
     rows = session.scalars(
-        select(Risk).where(Risk.probability * Risk.impact >= lowest).order_by(Risk.code)
+        select(Risk)
+        .where((Risk.probability * Risk.impact >= lowest) | Risk.warned_colour.is_not(None))
+        .order_by(Risk.code)
     ).all()
     raised = []
     for risk in rows:

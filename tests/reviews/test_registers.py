@@ -1,4 +1,5 @@
 import datetime as dt
+import json
 
 import pytest
 from pydantic import ValidationError
@@ -43,7 +44,7 @@ def test_risk_colour_thresholds_include_the_threshold(policy, score, colour):
     assert risk_colour(score, policy) == colour
 
 
-def test_risk_warning_is_raised_once_per_colour(engine, policy, clock):
+def test_risk_warning_is_raised_once_per_crossing(engine, policy, clock):
     ctx = Context(policy=policy, clock=clock)
     with Session(engine) as s, s.begin():
         first = upsert_risk(s, ctx, _risk(), actor="op")  # 2×4 = 8: no warning
@@ -51,17 +52,163 @@ def test_risk_warning_is_raised_once_per_colour(engine, policy, clock):
         up = upsert_risk(s, ctx, _risk(probability=3), actor="op")  # 12: yellow
         assert up.warning_raised == "yellow"
         again = upsert_risk(s, ctx, _risk(probability=3, plan="act"), actor="op")
-        assert again.changed and again.warning_raised is None
-        down_up = upsert_risk(s, ctx, _risk(probability=2), actor="op")
+        assert again.changed and again.warning_raised is None  # the same crossing: not twice
+        down_up = upsert_risk(s, ctx, _risk(probability=2), actor="op")  # 8: yellow settled
         assert down_up.warning_raised is None
-        back = upsert_risk(s, ctx, _risk(probability=3), actor="op")  # yellow again: not twice
-        assert back.warning_raised is None
+        back = upsert_risk(s, ctx, _risk(probability=3), actor="op")  # a new crossing: warns
+        assert back.warning_raised == "yellow"
         red = upsert_risk(s, ctx, _risk(probability=5, impact=4), actor="op")  # 20: red
         assert red.warning_raised == "red"
     with Session(engine) as s:
-        keys = s.scalars(select(EarlyWarning.dedup_key).order_by(EarlyWarning.id)).all()
-        assert keys == ["risk:R-POL-01:yellow", "risk:R-POL-01:red"]
+        rows = s.execute(
+            select(EarlyWarning.dedup_key, EarlyWarning.status).order_by(EarlyWarning.id)
+        ).all()
+        assert [(k, st.value) for k, st in rows] == [
+            ("risk:R-POL-01:yellow", "handled"),  # settled when the score fell to 8
+            ("risk:R-POL-01:yellow:2", "open"),
+            ("risk:R-POL-01:red", "open"),
+        ]
         assert s.scalar(select(Risk.warned_colour)) == "red"
+
+
+def _on_the_matrix_at(score: int, size: int) -> tuple[int, int]:
+    """A probability × impact of the matrix whose product is `score`."""
+    return next(
+        (p, score // p) for p in range(1, size + 1) if score % p == 0 and score // p <= size
+    )
+
+
+def _highest_below(threshold: int, size: int) -> int:
+    """The highest score the matrix can rate below `threshold` (on 5×5: 9, 12, 16)."""
+    return max(p * i for p in range(1, size + 1) for i in range(1, size + 1) if p * i < threshold)
+
+
+def _rated(code: str, score: int, policy) -> RiskForm:
+    probability, impact = _on_the_matrix_at(score, policy.risk.matrix_size)
+    return _risk(code=code, probability=probability, impact=impact)
+
+
+def _risk_warnings(engine, code: str) -> list[tuple[str, str, str]]:
+    with Session(engine) as s:
+        return [
+            (w.dedup_key, w.colour.value, w.status.value)
+            for w in s.scalars(
+                select(EarlyWarning)
+                .where(EarlyWarning.subject_type == "risk", EarlyWarning.subject_id == code)
+                .order_by(EarlyWarning.id)
+            )
+        ]
+
+
+def test_a_lowered_risk_settles_its_warnings_and_warns_again_when_raised_again(
+    engine, policy, clock
+):
+    """An operator trial: a risk at 4×4 (orange), 5×4 (red), lowered to 1×1, then 5×5 raised
+    no warning, and the orange warning stayed open (and escalated) after the lowering."""
+    from taskforce.emergency.warnings import escalate_overdue_warnings
+
+    ctx = Context(policy=policy, clock=clock)
+    with Session(engine) as s, s.begin():
+        assert upsert_risk(s, ctx, _risk(probability=4, impact=4), actor="op").warning_raised == (
+            "orange"
+        )
+        assert upsert_risk(s, ctx, _risk(probability=5, impact=4), actor="op").warning_raised == (
+            "red"
+        )
+    clock.advance(hours=policy.warnings.red.deadline_hours + 1)  # red overdue, orange not
+    with Session(engine) as s, s.begin():
+        assert len(escalate_overdue_warnings(s, ctx)) == 1
+    with Session(engine) as s, s.begin():
+        lowered = upsert_risk(s, ctx, _risk(probability=1, impact=1), actor="op")
+        assert (lowered.colour, lowered.warning_raised) == (None, None)
+        assert s.scalar(select(Risk.warned_colour)) is None
+    assert _risk_warnings(engine, "R-POL-01") == [
+        ("risk:R-POL-01:orange", "orange", "handled"),
+        ("risk:R-POL-01:red", "red", "handled"),
+    ]
+    with Session(engine) as s:
+        settled = s.execute(
+            select(TrailEntry.actor, TrailEntry.payload)
+            .where(TrailEntry.action == "warning.settled")
+            .order_by(TrailEntry.id)
+        ).all()
+    assert [(actor, json.loads(payload)["was"]) for actor, payload in settled] == [
+        ("op", "open"),  # orange
+        ("op", "escalated"),  # red
+    ]
+    assert all("1×1=1" in json.loads(payload)["reason"] for _a, payload in settled)
+    # The orange warning's deadline passes: settled, it escalates no more.
+    clock.advance(hours=policy.warnings.orange.deadline_hours)
+    with Session(engine) as s, s.begin():
+        assert escalate_overdue_warnings(s, ctx) == []
+        again = upsert_risk(s, ctx, _risk(probability=5, impact=5), actor="op")
+        assert again.warning_raised == "red"  # the highest threshold reached, as at first
+    assert _risk_warnings(engine, "R-POL-01")[2:] == [("risk:R-POL-01:red:2", "red", "open")]
+
+
+@pytest.mark.parametrize("colour", ["yellow", "orange", "red"])
+def test_a_threshold_reached_left_and_reached_again_warns_twice(engine, policy, clock, colour):
+    """At a threshold exactly: warned; the highest score below it: settled (and the colour
+    below stays); at the threshold again: a new warning of that colour only."""
+    ctx = Context(policy=policy, clock=clock)
+    size = policy.risk.matrix_size
+    at = policy.risk.warning_thresholds[colour]
+    below = _highest_below(at, size)
+    under = risk_colour(below, policy)  # the colour below it, or None below yellow
+    code = f"R-{colour.upper()}"
+    with Session(engine) as s, s.begin():
+        if under is not None:  # the colour below first: it stays when the risk comes down
+            assert upsert_risk(s, ctx, _rated(code, below, policy), actor="op").warning_raised == (
+                under
+            )
+        assert upsert_risk(s, ctx, _rated(code, at, policy), actor="op").warning_raised == colour
+        down = upsert_risk(s, ctx, _rated(code, below, policy), actor="op")
+        assert (down.colour, down.warning_raised) == (under, None)
+        assert s.scalar(select(Risk.warned_colour).where(Risk.code == code)) == under
+        back = upsert_risk(s, ctx, _rated(code, at, policy), actor="op")
+        assert back.warning_raised == colour
+    kept = [(f"risk:{code}:{under}", under, "open")] if under else []
+    assert _risk_warnings(engine, code) == [
+        *kept,
+        (f"risk:{code}:{colour}", colour, "handled"),
+        (f"risk:{code}:{colour}:2", colour, "open"),
+    ]
+
+
+def test_lowering_a_risk_leaves_an_operators_warning_about_it_open(engine, policy, clock):
+    """Only the register's own warnings are settled: one raised by hand about the risk has
+    its own cause, which the register's score does not tell."""
+    from taskforce.emergency.warnings import raise_warning
+
+    ctx = Context(policy=policy, clock=clock)
+    with Session(engine) as s, s.begin():
+        upsert_risk(s, ctx, _risk(probability=4, impact=4), actor="op")
+        raise_warning(
+            s, ctx, colour="orange", source="manual", subject_type="risk",
+            subject_id="R-POL-01", title="border crossing closed", dedup_key="by-hand-1",
+        )  # fmt: skip
+        upsert_risk(s, ctx, _risk(probability=1, impact=1), actor="op")
+    assert _risk_warnings(engine, "R-POL-01") == [
+        ("risk:R-POL-01:orange", "orange", "handled"),
+        ("by-hand-1", "orange", "open"),
+    ]
+
+
+def test_semiannual_sweep_settles_the_warnings_of_risks_lowered_without_the_form(
+    engine, policy, clock
+):
+    from taskforce.registers.service import sweep_risks
+    from tests.reviews import factories as f
+
+    ctx = Context(policy=policy, clock=clock)
+    with Session(engine) as s, s.begin():
+        row = f.risk(s, code="R-L", probability=5, impact=5)
+        assert sweep_risks(s, ctx) == ["R-L:red"]
+        row.probability = row.impact = 1  # lowered in the register, not through the form
+        s.flush()
+        assert sweep_risks(s, ctx) == []
+        assert row.warned_colour is None
+    assert _risk_warnings(engine, "R-L") == [("risk:R-L:red", "red", "handled")]
 
 
 def test_same_risk_form_twice_writes_one_trail_entry(engine, policy, clock):
