@@ -701,7 +701,8 @@ def draw_reserve(
         raise NotFound(
             f"no emergency {form.emergency!r}",
             field="emergency",
-            allowed="an emergency id or public id",
+            allowed="an emergency's id as its pages show it, whole or its first 8 characters "
+            "or more",
         )
     if form.entry_date.year != form.fiscal_year:
         raise DomainError(

@@ -276,7 +276,11 @@ def handle_warning(
         select(EarlyWarning).where(EarlyWarning.id == warning_id).with_for_update()
     ).one_or_none()
     if warning is None:
-        raise NotFound(f"no warning {warning_id}", field="warning_id")
+        raise NotFound(
+            f"no warning {warning_id}",
+            field="warning_id",
+            allowed="a warning's number, as raise-warning's log and its notice give it",
+        )
     _check_handler(session, ctx, warning, actor)
     if warning.status == WarningStatus.handled:
         return warning

@@ -279,8 +279,10 @@ def test_reserve_draw_names_its_emergency_by_the_first_characters_of_its_id(book
 
 def test_reserve_draw_refused_for_an_unknown_emergency_and_beyond_the_reserve(books):
     books.set_year("1000000.00")
-    with pytest.raises(NotFound, match="emergency"):
+    with pytest.raises(NotFound, match="emergency") as refused:
         _draw(books, 999)
+    # What to type, as the form's help says it (a trial: "an emergency id or public id").
+    assert "first 8 characters or more" in refused.value.allowed
     emergency = add_emergency(books)
     _draw(books, emergency, "99999.99", voucher="R-1")
     with pytest.raises(DomainError, match="amount"):

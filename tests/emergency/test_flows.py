@@ -504,6 +504,8 @@ def test_warning_forms(engine, prefect_server):
     # Handling stops the escalation: an unknown handler is refused and nothing changes.
     with pytest.raises(NotFound, match="actor: no active member 'L9'"):
         handle_warning(HandleWarningForm(warning_id=first["warning_id"], actor="L9"))
+    with pytest.raises(NotFound, match=r"warning_id: no warning 999 \(allowed: a warning's"):
+        handle_warning(HandleWarningForm(warning_id=999, actor="L1"))
     with unit_of_work(engine) as s:
         assert s.get(EarlyWarning, first["warning_id"]).status == WarningStatus.open
     with run_records() as records:
