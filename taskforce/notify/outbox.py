@@ -31,13 +31,14 @@ def audiences_for(event_kind: str, routing: Notifications, context: dict[str, An
         )
     out: list[str] = []
     for tag in routing.routing[event_kind]:
+        values = [tag]
         if tag.startswith("{") and tag.endswith("}"):
             value = context.get(tag[1:-1])
-            if not value:
-                continue  # nothing concerned, e.g. an issue without a working group
-            tag = str(value)
-        if tag not in out:
-            out.append(tag)
+            # nothing concerned (an issue without a working group), one group, or several
+            values = [str(v) for v in value] if isinstance(value, list | tuple) else [value]
+        for one in values:
+            if one and str(one) not in out:
+                out.append(str(one))
     return out
 
 

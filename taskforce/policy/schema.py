@@ -379,14 +379,23 @@ class ReviewPolicy(Strict):
     # beside the KPI reads and charts (below it, starting a process costs more than it saves).
     workbook_process_from_nodes: NonNegativeInt = 200_000
     default_audience: Classification = Classification.internal
-    # SPEC §3's "who" of each cadence: the group whose review it is hears of its report
-    # ("{conducted_by}" in notifications.routing.review_published).
-    conducted_by: dict[Literal["weekly", "monthly", "quarterly", "semiannual"], str] = {
-        "weekly": "executive",
-        "monthly": "executive",
-        "quarterly": "leadership",
-        "semiannual": "evaluator",
+    # SPEC §3's "who" of each cadence: the groups whose review it is hear of its report
+    # ("{conducted_by}" in notifications.routing.review_published). A group's code, or
+    # `working_group` for every working group (the weekly dispatch is theirs with the
+    # executive group's: an operator trial found them left out).
+    conducted_by: dict[Literal["weekly", "monthly", "quarterly", "semiannual"], list[str]] = {
+        "weekly": ["executive", "working_group"],
+        "monthly": ["executive"],
+        "quarterly": ["leadership"],
+        "semiannual": ["evaluator"],
     }
+
+    @field_validator("conducted_by", mode="before")
+    @classmethod
+    def _one_group_or_several(cls, value):
+        if isinstance(value, dict):
+            return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
+        return value
 
 
 class Policy(Strict):

@@ -33,11 +33,11 @@ from taskforce.loop.forms import ReportIssueForm
 from taskforce.loop.models import Issue, Stage, TaskNode
 from taskforce.loop.report import report_issue
 from taskforce.money import format_yuan
-from taskforce.org.models import Unit
+from taskforce.org.models import Group, Unit
 from taskforce.org.names import owner_names
 from taskforce.org.service import director
 from taskforce.policy.loader import PROJECT_ROOT
-from taskforce.policy.schema import Classification
+from taskforce.policy.schema import Classification, GroupKind
 from taskforce.process import collector_paused
 from taskforce.registers.models import Review
 from taskforce.registers.service import prune_lessons, record_lesson, sweep_risks
@@ -653,12 +653,23 @@ def store(
         classification=max(data.audience, Classification.internal, key=lambda c: c.rank),
         notify="review_published" if created else None,
         # Keys of taskforce/notify/templates/<locale>/review_published.j2: title, summary, path.
-        context=_notice(ctx, data, files),
+        context=_notice(ctx, data, files, _conducted_by(session, ctx, data)),
     )
     return review, created
 
 
-def _notice(ctx: Context, data: ReviewData, files: dict[str, str]) -> dict:
+def _conducted_by(session: Session, ctx: Context, data: ReviewData) -> list[str]:
+    """The group codes of review.conducted_by for this cadence (`working_group`: each)."""
+    named = ctx.policy.review.conducted_by.get(data.period.kind.value, [])
+    codes = [code for code in named if code != GroupKind.working_group.value]
+    if GroupKind.working_group.value in named:
+        codes += session.scalars(
+            select(Group.code).where(Group.kind == GroupKind.working_group).order_by(Group.code)
+        )
+    return codes
+
+
+def _notice(ctx: Context, data: ReviewData, files: dict[str, str], conducted_by: list[str]) -> dict:
     t = translator(ctx.policy.locale)
     missed = [t(f"kpi.{k.code}") for k in data.current.kpis.values() if k.status == "missed"]
     html = files.get(f"{ctx.policy.locale}.html") or next(
@@ -672,7 +683,7 @@ def _notice(ctx: Context, data: ReviewData, files: dict[str, str]) -> dict:
         if missed
         else t("act.none"),
         "path": report_link(html) if html else None,
-        "conducted_by": ctx.policy.review.conducted_by.get(data.period.kind.value),
+        "conducted_by": conducted_by,
     }
 
 

@@ -261,6 +261,21 @@ def test_weekly_dispatch_does_not_act(engine, ctx, tmp_path):
     assert "overspend" not in md and "budget_line:" not in md
 
 
+def test_the_weekly_dispatch_is_announced_to_the_working_groups_too(engine, ctx, tmp_path):
+    """SPEC §3: the weekly dispatch is the executive group's and the working groups' (an
+    operator trial: its notice reached the executive and leadership groups only)."""
+    from taskforce.org.models import Group
+    from taskforce.policy.schema import GroupKind
+
+    run_review(engine, ctx, "weekly", "2026-W47", out_root=tmp_path, locales=["zh-CN"])
+    with Session(engine) as s:
+        audiences = s.scalars(
+            select(OutboxMessage.audience).where(OutboxMessage.event_kind == "review_published")
+        ).all()
+        working = s.scalars(select(Group.code).where(Group.kind == GroupKind.working_group)).all()
+    assert working and sorted(audiences) == sorted(["executive", "leadership", *working])
+
+
 def test_rerun_after_the_data_changed_drops_stale_lessons_not_issues(engine, ctx, tmp_path):
     first = run_review(engine, ctx, "monthly", "2026-11", out_root=tmp_path, locales=["en"])
     # Satisfaction is corrected to meet its target: 80 → 100 makes the mean (100 + 95) / 2 = 97.5.
