@@ -12,6 +12,7 @@ follow-up).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import time
@@ -20,10 +21,13 @@ import uuid
 import httpx
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.context import FlowRunContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.emergency import default_dispatcher
 from flows.parameters import described
+from taskforce.calendar import WorkCalendar
+from taskforce.context import Context
 from taskforce.emergency.drill import render_markdown
 from taskforce.emergency.forms import EmergencyIntake
 from taskforce.emergency.models import Level
@@ -79,6 +83,29 @@ def _gateway_running(url: str) -> bool:
         return False
 
 
+def drill_day(today: dt.date, first_day: int, calendar: WorkCalendar) -> dt.date:
+    """The month's drill day: the first working day on or after `first_day` (holidays and
+    make-up days of the Chinese calendar). The schedule fires every day of a range from
+    `first_day` (config reviews.quarterly_drill); the runs on other days end at once. A
+    cron of one day drilled on 15 February 2026, 15 August and 15 November: a holiday and
+    two weekends (an operator trial), paging on-call people on their day off."""
+    day = today.replace(day=first_day)
+    while not calendar.is_workday(day):
+        day += dt.timedelta(days=1)
+    return day
+
+
+def _first_day_of(cron: str) -> int:
+    """The first day of month of a cron's day field ("15-28" → 15; "15" → 15)."""
+    return int(cron.split()[2].split(",")[0].split("-")[0])
+
+
+def _scheduled() -> bool:
+    """Started by the deployment's schedule, not by an operator (who drills when asked)."""
+    context = FlowRunContext.get()
+    return bool(context and context.flow_run and context.flow_run.auto_scheduled)
+
+
 @flow(name="quarterly-drill", log_prints=True)
 def quarterly_drill(
     options: DrillOptions = described(
@@ -88,6 +115,12 @@ def quarterly_drill(
     """Run the quarterly emergency drill and write its report."""
     logger = get_run_logger()
     policy = load_policy()
+    if _scheduled():
+        ctx = Context.default(policy=policy)
+        day = drill_day(ctx.today(), _first_day_of(policy.reviews.quarterly_drill), ctx.calendar)
+        if ctx.today() != day:
+            logger.info("not the drill day: this quarter's is %s (a working day)", day)
+            return {"drill_day": day.isoformat(), "drilled": False}
     drill, gateway = policy.emergency.drill, policy.gateway
     url = options.gateway_url or f"http://{gateway.host}:{gateway.port}"
     dedup_key = f"drill:{uuid.uuid4()}"
