@@ -22,6 +22,7 @@ import logging
 import os
 
 from prefect.context import FlowRunContext
+from prefect.exceptions import ParameterTypeError
 
 from taskforce.errors import DomainError, problem_text
 
@@ -46,6 +47,12 @@ def _message(record: logging.LogRecord) -> str | None:
 class RefusalWithoutTraceback(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ParameterTypeError):
+            # A form refused before the run's body: `ParametersRefusedToRunLog` has said why,
+            # by field, on one line; the engine then logged its traceback (an operator trial).
+            record.msg = "Refused before the run started: the form (the line before says why)"
+            record.args, record.exc_info, record.exc_text = (), None, None
+            return True
         if isinstance(exc, DomainError) and (message := _message(record)) is not None:
             if message.startswith(ENGINE_EXITED):
                 # The run's last line: a refusal, not the crash these words suggest.
@@ -128,5 +135,6 @@ def tidy_run_logs() -> None:
             if not any(isinstance(f, kind) for f in logger.filters):
                 logger.addFilter(kind())
     engine = logging.getLogger(ENGINE_LOGGER)
-    if not any(isinstance(f, ParametersRefusedToRunLog) for f in engine.filters):
-        engine.addFilter(ParametersRefusedToRunLog())
+    for kind in (ParametersRefusedToRunLog, RefusalWithoutTraceback):
+        if not any(isinstance(f, kind) for f in engine.filters):
+            engine.addFilter(kind())

@@ -152,3 +152,17 @@ def test_a_record_whose_arguments_do_not_fit_is_passed_on_not_raised(kind, monke
     record.args = ("Validation of flow parameters failed with error:",)  # one for "%s %s"
     record.msg = "%s %s"
     assert kind().filter(record)
+
+
+def test_a_form_refused_before_the_run_loses_the_engines_traceback():
+    """An operator trial: after the one-line reason (ParametersRefusedToRunLog), the engine
+    logged "Engine execution exited with unexpected exception" and a ParameterTypeError's
+    traceback."""
+    from prefect.exceptions import ParameterTypeError
+
+    exc = ParameterTypeError("Flow run received invalid parameters:\n - form.due_date: …")
+    record = _record(exc, "Engine execution exited with unexpected exception")
+    assert RefusalWithoutTraceback().filter(record)
+    assert record.exc_info is None
+    assert "Traceback" not in logging.Formatter().format(record)
+    assert record.getMessage().startswith("Refused before the run started")
