@@ -35,7 +35,7 @@ from taskforce.emergency.forms import EmergencyIntake, ReserveDrawForm
 from taskforce.emergency.models import EmergencyStatus
 from taskforce.emergency.paging import rows_to_send
 from taskforce.emergency.service import UNACKNOWLEDGED
-from taskforce.errors import DomainError
+from taskforce.errors import DomainError, NotFound
 from taskforce.org.service import active_member
 from taskforce.policy import load_policy
 from taskforce.text import Text
@@ -284,7 +284,12 @@ def open_emergency(form: OpenEmergencyForm = form_of(OpenEmergencyForm)) -> dict
         # The trail names who opened it: a person the office knows (an operator trial's
         # "nobody-here" was recorded as the actor three times), or the office itself.
         with unit_of_work() as session:
-            active_member(session, form.opened_by, field="opened_by")
+            try:
+                active_member(session, form.opened_by, field="opened_by")
+            except NotFound as exc:  # the office itself is allowed too (a re-trial)
+                raise NotFound(
+                    exc.message, field="opened_by", allowed=f"{OFFICE}, or {exc.allowed}"
+                ) from None
     result = t.open_emergency(
         intake,
         source="operator",

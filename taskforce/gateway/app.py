@@ -40,7 +40,7 @@ from taskforce.emergency import service
 from taskforce.emergency.dispatch import BackgroundDispatch, Dispatcher, no_dispatcher
 from taskforce.emergency.forms import EmergencyIntake, nul_path
 from taskforce.emergency.models import Level
-from taskforce.errors import DomainError, NotFound
+from taskforce.errors import DomainError, NotFound, problem_text
 from taskforce.gateway import auth
 from taskforce.gateway.errors import GatewayError
 from taskforce.gateway.group_commit import GroupCommit
@@ -880,7 +880,7 @@ def _invalid(errors, *, prefix: str | None = None) -> GatewayError:
         message = {
             "missing": "field required",
             "extra_forbidden": "unknown field",
-        }.get(kind, err.get("msg", "invalid"))
+        }.get(kind) or (problem_text(err) if "msg" in err else "invalid")
         ctx = err.get("ctx") or {}
         if "expected" in ctx:
             # Enums and literals: name the value sent and the values allowed.

@@ -312,8 +312,9 @@ def test_operator_form_opens_an_emergency(engine, prefect_server):
     nobody = OpenEmergencyForm(
         level=Level.III, title="另一故障", working_group="wg:approval", opened_by="nobody-here"
     )
-    with pytest.raises(NotFound, match="opened_by: no active member 'nobody-here'"):
+    with pytest.raises(NotFound, match="opened_by: no active member 'nobody-here'") as refused:
         open_emergency(nobody)
+    assert refused.value.allowed.startswith("executive-office, or a member code")
     with unit_of_work(engine) as s:
         assert s.scalar(select(func.count()).select_from(Emergency)) == 1
     # Its title a page's: one visible line, no override or bell (an alert's text is cleaned,
