@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from taskforce.context import Context
 from taskforce.loop.models import Issue, Stage
 from taskforce.policy.schema import Classification
+from taskforce.reports.audience import cleared_for
 
 
 class Candidate(NamedTuple):
@@ -141,10 +142,6 @@ def title_length_bounds(length: int, threshold: float) -> tuple[int, int]:
     ) + 1
 
 
-def readable_at(clearance: Classification) -> list[Classification]:
-    return [c for c in Classification if c.readable_by(clearance)]
-
-
 def find_duplicate(
     session: Session, ctx: Context, lead_unit_id: int, title: str, clearance: Classification
 ) -> Issue | None:
@@ -157,7 +154,7 @@ def find_duplicate(
         .where(
             Issue.lead_unit_id == lead_unit_id,
             Issue.stage != Stage.closed,
-            Issue.classification.in_(readable_at(clearance)),
+            Issue.classification.in_(cleared_for(clearance)),
             func.length(Issue.title).between(shortest, longest),
         )
         .order_by(Issue.id)  # the oldest wins a tie, as in OpenTitles
@@ -274,7 +271,7 @@ class OpenTitles:
                 .where(
                     Issue.lead_unit_id == unit_id,
                     Issue.stage != Stage.closed,
-                    Issue.classification.in_(readable_at(clearance)),
+                    Issue.classification.in_(cleared_for(clearance)),
                 )
                 .order_by(Issue.id)
             ).all()
