@@ -180,12 +180,8 @@ def draw_on_reserve(
         if line_id
         else None
     )
-    classification = max(
-        (
-            Classification(emergency.classification),
-            Classification(line_class or Classification.public),
-        ),
-        key=lambda c: c.rank,
+    classification = Classification.highest(
+        emergency.classification, line_class or Classification.public
     )
     events.record(
         session,

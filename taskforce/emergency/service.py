@@ -618,10 +618,8 @@ def _raise_level(
     before = {"level": emergency.level.value, "leading_group": emergency.leading_group}
     # The delivery's text goes on the trail and in the notice: at the stricter of the two
     # classifications, so a secret report never reaches a channel cleared for public.
-    emergency.classification = max(
-        Classification(emergency.classification),
-        Classification(intake.classification),
-        key=lambda c: c.rank,
+    emergency.classification = Classification.highest(
+        emergency.classification, intake.classification
     )
     deadlines = dict(emergency.deadlines or {})
     for name, hours in rule.deadlines_hours.items():

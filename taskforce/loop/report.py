@@ -113,7 +113,7 @@ def report_issue(
             subject_id=original.number,
             # The entry holds the report's title: a secret report linked to an internal
             # issue must not be readable at the issue's level.
-            classification=max(original.classification, form.classification, key=_rank),
+            classification=Classification.highest(original.classification, form.classification),
             # A review's missed target linked to its open improvement issue is listed in the
             # review's Act section, which review_published announces: no notice each.
             notify=None if origin == "review" else "duplicate_linked",
@@ -212,7 +212,3 @@ def report_issue(
     )
     remember(session, key, "report_issue", result.model_dump(), now, seen=seen)
     return result
-
-
-def _rank(classification) -> int:
-    return Classification(classification).rank

@@ -46,6 +46,11 @@ class Classification(StrEnum):
     def readable_by(self, clearance: Classification) -> bool:
         return clearance.rank >= self.rank
 
+    @staticmethod
+    def highest(*levels: Classification | str) -> Classification:
+        """The strictest of these: where text of several records meets (SPEC §7)."""
+        return max((Classification(level) for level in levels), key=lambda c: c.rank)
+
 
 _CLASSIFICATION_RANK = {
     Classification.public: 0,

@@ -68,7 +68,7 @@ def _higher(was: Classification | None, now: Classification) -> Classification:
     public recorded its secret title and plan at public)."""
     if was is None:
         return now
-    return max(Classification(was), Classification(now), key=lambda c: c.rank)
+    return Classification.highest(was, now)
 
 
 def _plain(value):

@@ -650,7 +650,7 @@ def store(
         # The notice links the report: at the report's audience, so that readers not
         # cleared for a secret review get a reference only (a classification audit: it went
         # to everyone at internal, with the secret report's link); internal at the least.
-        classification=max(data.audience, Classification.internal, key=lambda c: c.rank),
+        classification=Classification.highest(data.audience, Classification.internal),
         notify="review_published" if created else None,
         # Keys of taskforce/notify/templates/<locale>/review_published.j2: title, summary, path.
         context=_notice(ctx, data, files, _conducted_by(session, ctx, data)),
