@@ -99,3 +99,44 @@ def test_the_other_operator_forms_refuse_what_no_reader_sees(case):
         model.model_validate({field: value})
     mine = [e for e in refused.value.errors() if e["loc"] == (field,)]
     assert mine and says in mine[0]["msg"], refused.value.errors()
+
+
+def test_the_dropped_characters_are_the_controls_but_tab_and_line_breaks_and_the_bidi_ones():
+    # `as_text` matches one character class rather than asking unicodedata per character:
+    # the class must be exactly what `check_text` refuses (NUL aside, which it names).
+    from taskforce.text import _BIDI_CONTROLS, _DROPPED, _control
+
+    for code in range(0x110000):
+        ch = chr(code)
+        assert bool(_DROPPED.match(ch)) == (_control(ch) or ch in _BIDI_CONTROLS), hex(code)
+
+
+_MIXED = st.text(
+    st.one_of(
+        st.characters(),
+        st.sampled_from("\t\n\r \x85\u2028\u2029\u202e\u2066\x07\x1c\x7f\x9f\u3000\u200b"),
+    ),
+    max_size=40,
+)
+
+
+@given(_MIXED)
+def test_copied_text_is_cleaned_character_by_character(value):
+    from taskforce.text import as_one_line, as_text
+
+    kept = "".join(ch for ch in value if check_text_accepts(ch))
+    assert as_text(value) == kept
+    line = "".join(" " if ch in "\t\n\r\u2028\u2029" else ch for ch in kept)
+    while "  " in line:
+        line = line.replace("  ", " ")
+    assert as_one_line(value) == line.strip()
+    if as_one_line(value).strip() and "\x00" not in value:
+        check_text(as_one_line(value))
+
+
+def check_text_accepts(ch: str) -> bool:
+    try:
+        check_text(ch)
+    except ValueError:
+        return False
+    return True
