@@ -34,9 +34,12 @@ from pathlib import Path
 from fastapi import FastAPI, Response
 from starlette.types import ASGIApp
 
-from taskforce.gateway.app import create_app, freeze_startup_objects
+from taskforce.gateway.app import create_app, default_context, freeze_startup_objects
 
 PROFILE_ENV = "TASKFORCE_BENCH_GATEWAY_PROFILE"
+# `process` or `thread`: where the intake is written and paged (default: as the production
+# gateway, config/taskforce.yaml gateway.intake_process), to compare the two in one run.
+INTAKE_ENV = "TASKFORCE_BENCH_GATEWAY_INTAKE"
 _PYSPY_ENV = "TASKFORCE_BENCH_GATEWAY_PYSPY"  # read by benchmarks/figures/gateway.py
 GC_LOG_ENV = "TASKFORCE_BENCH_GATEWAY_GC_LOG"
 
@@ -127,13 +130,27 @@ def _log_gc_pauses(path: Path) -> Callable[[], None]:
     return dump
 
 
+def intake_in_process() -> bool:
+    """As the production gateway (gateway.intake_process), unless INTAKE_ENV says."""
+    chosen = os.environ.get(INTAKE_ENV) or (
+        "process" if default_context().policy.gateway.intake_process else "thread"
+    )
+    if chosen not in ("process", "thread"):
+        raise SystemExit(f"{INTAKE_ENV} must be process or thread, not {chosen!r}")
+    return chosen == "process"
+
+
 def app() -> FastAPI | ASGIApp:
     dumps: list[Callable[[], None]] = []
     if os.environ.get(PROFILE_ENV):
         dumps.append(_profile_every_thread(Path(os.environ[PROFILE_ENV])))
     if os.environ.get(GC_LOG_ENV):
         dumps.append(_log_gc_pauses(Path(os.environ[GC_LOG_ENV])))
-    gateway = create_app(dispatcher=instant_dispatcher, background_dispatch=True)
+    gateway = create_app(
+        dispatcher=instant_dispatcher,
+        background_dispatch=True,
+        intake_process=intake_in_process(),
+    )
 
     @gateway.post("/bench/empty", status_code=202, include_in_schema=False)
     async def empty() -> Response:

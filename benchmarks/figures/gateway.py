@@ -42,6 +42,7 @@ import httpx
 from sqlalchemy import text
 
 from benchmarks.core import Bench, Result
+from benchmarks.gateway_server import intake_in_process
 from taskforce.gateway.auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from taskforce.policy import load_policy
 
@@ -508,7 +509,8 @@ def run(bench: Bench) -> list[Result]:
     base_p99 = _p99_ms([t for _s, t, _b in empty["results"]])
     ratio = rate / base_rate
     setup = (
-        f"uvicorn {workers} worker(s), {_server_loop_and_http()}, {CONCURRENCY} clients, "
+        f"uvicorn {workers} worker(s), {_server_loop_and_http()}, intake "
+        f"{'in a child process' if intake_in_process() else 'in a thread'}, {CONCURRENCY} clients, "
         f"client CPU {ours['cpu']:.1f} s over {ours['wall']:.1f} s wall; "
         f"server CPU per request {cpu_ours / count * 1000:.2f} ms "
         f"(empty endpoint {cpu_empty / count * 1000:.2f} ms); by thread: "

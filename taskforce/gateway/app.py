@@ -44,6 +44,7 @@ from taskforce.errors import DomainError, NotFound, problem_text
 from taskforce.gateway import auth
 from taskforce.gateway.errors import GatewayError
 from taskforce.gateway.group_commit import GroupCommit
+from taskforce.gateway.intake_process import IntakeProcess
 from taskforce.gateway.schemas import (
     NUL_CHECKED,
     Accepted,
@@ -94,19 +95,35 @@ def create_app(
     engine: Engine | None = None,
     environ: Mapping[str, str] | None = None,
     background_dispatch: bool = False,
+    intake_process: bool = False,
 ) -> FastAPI:
     """The gateway app. `engine` defaults to TASKFORCE_DATABASE_URL's, `environ` to os.environ.
 
     With `background_dispatch`, a new emergency is answered 202 as `pending_dispatch` right
     after its commit and its flow run is started by a background thread (see
     `BackgroundDispatch`); without it, the request starts the run before answering.
+    With `intake_process` too (the production gateway's `gateway.intake_process`), the
+    writing and that thread are in a child process (see intake_process.py).
     """
+    if intake_process and not background_dispatch:
+        raise ValueError(
+            "intake_process needs background_dispatch (the child pages and dispatches)"
+        )
     env = environ if environ is not None else os.environ
-    writer = GroupCommit(engine)
+    group_commit = GroupCommit(engine)
+    writer: GroupCommit | IntakeProcess = group_commit
+    if intake_process:
+        writer = IntakeProcess(
+            engine,
+            ctx_factory,
+            dispatcher,
+            paging_hold_seconds=ctx_factory().policy.gateway.paging_hold_seconds,
+        )
     # One dispatch thread either way: without background dispatch the request waits for
-    # its emergency's outcome, and a burst is still paged and dispatched in batches.
+    # its emergency's outcome, and a burst is still paged and dispatched in batches. (With
+    # an intake process, the child's pages and dispatches: this one is never started.)
     dispatch_queue = BackgroundDispatch(
-        engine, ctx_factory, dispatcher, write_lock=writer.write_lock
+        engine, ctx_factory, dispatcher, write_lock=group_commit.write_lock
     )
 
     @contextlib.asynccontextmanager
@@ -115,6 +132,11 @@ def create_app(
         # machinery, the app): a 100-130 ms pause that every request in flight waited out
         # (benchmarks/figures/gateway.py, p99). A server can afford one collection first.
         freeze_startup_objects(collect_first=True)
+        if isinstance(writer, IntakeProcess):
+            writer.start()
+            yield
+            await run_in_threadpool(writer.close)  # the child pages what it holds, then exits
+            return
         dispatch_queue.start()
         yield
         await run_in_threadpool(dispatch_queue.close)  # start what was queued before exiting
@@ -126,6 +148,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.dispatch_queue = dispatch_queue  # closed by the lifespan (or a test's server)
+    app.state.intake_process = writer if isinstance(writer, IntakeProcess) else None
 
     @app.exception_handler(GatewayError)
     async def _gateway_error(_request: Request, exc: GatewayError) -> JSONResponse:
@@ -162,7 +185,9 @@ def create_app(
             raise GatewayError(422, "invalid", str(exc), exc.field) from None
         dispatched = False
         status = result.status
-        if result.created:
+        if intake_process:  # the child pages and dispatches what it opened
+            pass
+        elif result.created:
             done = dispatch_queue.submit(result.emergency_id, actor=f"gateway:{source}")
             if not background_dispatch:
                 outcome = await asyncio.wrap_future(done)

@@ -36,6 +36,7 @@ def create_production_app() -> FastAPI:
             connect_retries=gateway.dispatch_connect_retries,
         ),
         background_dispatch=True,
+        intake_process=gateway.intake_process,
     )
 
 

@@ -246,16 +246,26 @@ class GroupCommit:
                 batch = [p for p in batch if p.ctx is not ctx]
                 self._write(ctx, same)
 
-    def _write(self, ctx: Context, batch: list[_Pending]) -> None:
+    def write(
+        self, ctx: Context, requests: list[service.IntakeRequest]
+    ) -> list[OpenResult | Exception]:
+        """Write a batch in one transaction (one by one if it fails as a whole): each
+        request's outcome, or the exception its own transaction raised."""
         if self.checkpointer is None:
             self.checkpointer = WalCheckpointer(self.engine or get_engine())
         try:
             with self.write_lock.intake(), unit_of_work(self.engine) as session:
-                outcomes = service.open_emergencies(session, ctx, [p.request for p in batch])
+                outcomes: list[OpenResult | Exception] = list(
+                    service.open_emergencies(session, ctx, requests)
+                )
             self.checkpointer.wrote()
         except Exception:
-            log.warning("group commit of %d webhooks failed; writing one by one", len(batch))
-            outcomes = [self._write_one(ctx, p.request) for p in batch]
+            log.warning("group commit of %d webhooks failed; writing one by one", len(requests))
+            outcomes = [self._write_one(ctx, r) for r in requests]
+        return outcomes
+
+    def _write(self, ctx: Context, batch: list[_Pending]) -> None:
+        outcomes = self.write(ctx, [p.request for p in batch])
         # One wake-up per event loop, not one per request.
         by_loop: dict[asyncio.AbstractEventLoop, list] = {}
         for pending, outcome in zip(batch, outcomes, strict=True):

@@ -209,6 +209,10 @@ class GatewayPolicy(Strict):
     dispatch_timeout_seconds: PositiveInt
     dispatch_connect_retries: NonNegativeInt
     deployment: Annotated[str, Field(pattern=r"^[^/]+/[^/]+$")]
+    # The production gateway's writing and paging in a child process (intake_process.py).
+    intake_process: bool = True
+    # How long that child may hold a burst's pages while webhooks keep coming.
+    paging_hold_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
     native: NativeGatewayPolicy
     alertmanager: AlertmanagerPolicy
     pagerduty: PagerDutyPolicy

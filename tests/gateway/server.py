@@ -76,6 +76,8 @@ class Gateway:
         self.sock.close()
         # What the lifespan (off here: it would freeze the test process's objects) does.
         self.app.state.dispatch_queue.close()
+        if self.app.state.intake_process is not None:
+            self.app.state.intake_process.close()
 
     def signed(
         self,
