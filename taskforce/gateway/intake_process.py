@@ -29,6 +29,7 @@ import asyncio
 import logging
 import multiprocessing
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -277,6 +278,10 @@ def _child(
 ) -> None:
     # The server's end, copied by the fork: closed, so the pipe ends when the server's does.
     parent_end.close()
+    # Ctrl-C and a service manager's SIGTERM reach the whole process group: the child
+    # ends when the server closes the pipe, after paging what it holds, not before.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     engine.dispose(close=False)  # the server's pooled connections are not this process's
     _forget_inherited_threads()
     writer = GroupCommit(engine)

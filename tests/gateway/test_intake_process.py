@@ -86,6 +86,15 @@ def test_a_burst_is_committed_by_the_child_paged_and_dispatched(engine, ctx, rec
             replies = list(pool.map(lambda k: _send(gateway.url, ctx, k), keys))
         writer = gateway.app.state.intake_process
         assert writer.pid is not None and writer.pid != os.getpid()
+        # Ctrl-C or a service manager's SIGTERM reaches the process group: the child stays
+        # until the server closes the pipe (below), so it pages what it holds first.
+        child = writer.pid
+        os.kill(child, signal.SIGINT)
+        os.kill(child, signal.SIGTERM)
+        after = _send(gateway.url, ctx, "burst-after-signals")
+        assert after.status_code == 202 and after.json()["created"], after.text
+        assert writer.pid == child and writer._process.is_alive()
+        created_after = after.json()["emergency_id"]
     finally:
         gateway.stop()  # closes the pipe: the child pages what it held, dispatches, exits
 
@@ -93,7 +102,7 @@ def test_a_burst_is_committed_by_the_child_paged_and_dispatched(engine, ctx, rec
     created = [r.json()["emergency_id"] for r in replies if r.json()["created"]]
     assert len(created) == 30 == len(set(created))
     stored = _emergencies(engine, "burst-")
-    assert {e.public_id for e in stored} == set(created)
+    assert {e.public_id for e in stored} == {*created, created_after}
     assert sum(e.repeats for e in stored) == 10  # each duplicate attached once, exactly
     # The child paged each one once and started its flow run (the dispatcher's run id).
     assert {e.status for e in stored} == {EmergencyStatus.dispatched}
