@@ -429,7 +429,7 @@ def create_app(
         transactions are (an SQLite transaction takes the database's write lock, which the
         intake holds)."""
         problems: dict[int, list[dict]] = {}
-        with writer.write_lock, unit_of_work(engine) as session:
+        with group_commit.write_lock, unit_of_work(engine) as session:
             for i, key, intake in intakes:
                 if service.find_open(session, source, key) is not None:
                     continue

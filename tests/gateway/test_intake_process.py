@@ -25,7 +25,7 @@ from taskforce.gateway.app import create_app
 from taskforce.gateway.auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from taskforce.gateway.intake_process import HeldPaging, IntakeProcessError, _answer, _outcome
 from taskforce.trail import verify
-from tests.gateway.server import ENV, SECRET, Gateway
+from tests.gateway.server import ENV, SECRET, TOKEN, Gateway
 
 pytestmark = pytest.mark.slow  # a uvicorn server and a forked writer per test
 
@@ -95,6 +95,17 @@ def test_a_burst_is_committed_by_the_child_paged_and_dispatched(engine, ctx, rec
         assert after.status_code == 202 and after.json()["created"], after.text
         assert writer.pid == child and writer._process.is_alive()
         created_after = after.json()["emergency_id"]
+        # Alertmanager's alerts go through the child too (its refusals are checked first,
+        # in the server process: tests/gateway/test_cli.py).
+        alert = {"status": "firing", "labels": {"severity": "warning"}, "fingerprint": "am-1"}
+        hook = {"version": "4", "status": "firing", "alerts": [alert]}
+        am = httpx.post(
+            f"{gateway.url}/v1/alertmanager",
+            json=hook,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=60,
+        )
+        assert am.status_code == 202 and am.json()["results"][0]["outcome"] == "opened", am.text
     finally:
         gateway.stop()  # closes the pipe: the child pages what it held, dispatches, exits
 
@@ -110,6 +121,8 @@ def test_a_burst_is_committed_by_the_child_paged_and_dispatched(engine, ctx, rec
     for public_id in created:
         assert receiver.deliveries(f"emergency:{public_id}:page"), public_id
     assert not writer._process.is_alive()
+    (from_alertmanager,) = _emergencies(engine, "am-")
+    assert from_alertmanager.status == EmergencyStatus.dispatched
     with unit_of_work(engine) as s:
         assert verify(s).ok
 
