@@ -9,6 +9,7 @@ warning, and reaching it again later raises a new one (risk:<code>:<colour>:<n>)
 from __future__ import annotations
 
 import datetime as dt
+from typing import NamedTuple
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -117,20 +118,26 @@ def upsert_risk(session: Session, ctx: Context, form: RiskForm, *, actor: str) -
             classification=_higher(was, risk.classification),
             payload={"score": score, "changes": changes},
         )
-    raised = _warn_if_crossed(session, ctx, risk, score, actor)
+    crossing = _warn_if_crossed(session, ctx, risk, score, actor)
     return RiskResult(
         code=risk.code,
         created=created,
         changed=bool(changes),
         score=score,
         colour=colour,
-        warning_raised=raised,
+        warning_raised=crossing.raised,
+        warnings_settled=crossing.settled,
     )
+
+
+class _Crossing(NamedTuple):
+    raised: str | None  # the colour of the warning raised, if any
+    settled: list[int]  # the ids of the warnings settled (the score fell below them)
 
 
 def _warn_if_crossed(
     session: Session, ctx: Context, risk: Risk, score: int, actor: str
-) -> str | None:
+) -> _Crossing:
     """Raise the warning of the highest threshold the score reaches, once per crossing
     (SPEC §6: a risk whose score crosses a threshold raises a warning of §5).
 
@@ -140,7 +147,7 @@ def _warn_if_crossed(
     with a new warning (a risk lowered to 1×1 and raised to 5×5 again warned no more)."""
     colour = risk_colour(score, ctx.policy)
     if _rank(colour) < _rank(risk.warned_colour):
-        settle_warnings(
+        settled = settle_warnings(
             session,
             ctx,
             "risk",
@@ -152,9 +159,9 @@ def _warn_if_crossed(
             source=RISK_SOURCE,
         )
         risk.warned_colour = colour
-        return None
+        return _Crossing(None, settled)
     if colour is None or _rank(colour) == _rank(risk.warned_colour):
-        return None
+        return _Crossing(None, [])
     warning = raise_warning(
         session,
         ctx,
@@ -168,7 +175,7 @@ def _warn_if_crossed(
         classification=risk.classification,
     )
     risk.warned_colour = colour
-    return colour if warning is not None else None
+    return _Crossing(colour if warning is not None else None, [])
 
 
 def _dedup_key(session: Session, risk: Risk, colour: str) -> str:
@@ -202,7 +209,7 @@ def sweep_risks(session: Session, ctx: Context, *, actor: str = "review") -> lis
     raised = []
     for risk in rows:
         score = risk.probability * risk.impact
-        if (colour := _warn_if_crossed(session, ctx, risk, score, actor)) is not None:
+        if (colour := _warn_if_crossed(session, ctx, risk, score, actor).raised) is not None:
             raised.append(f"{risk.code}:{colour}")
     return raised
 
