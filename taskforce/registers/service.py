@@ -83,7 +83,15 @@ def upsert_risk(session: Session, ctx: Context, form: RiskForm, *, actor: str) -
     if unit is None:
         raise unknown_unit(session, form.owner_unit, "owner_unit")
     now = ctx.now()
-    risk = session.scalar(select(Risk).where(Risk.code == form.code))
+    # Locked, and read as committed once the lock is ours: a second transaction raising the
+    # same risk at once waits for the first and finds its crossing warned (it raised a second
+    # warning for it, or failed on the first's dedup key). SQLite's BEGIN IMMEDIATE queues.
+    risk = session.scalar(
+        select(Risk)
+        .where(Risk.code == form.code)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     created = risk is None
     if created:
         risk = Risk(code=form.code, reviewed_at=now)
@@ -205,6 +213,8 @@ def sweep_risks(session: Session, ctx: Context, *, actor: str = "review") -> lis
         select(Risk)
         .where((Risk.probability * Risk.impact >= lowest) | Risk.warned_colour.is_not(None))
         .order_by(Risk.code)
+        .with_for_update()  # as upsert_risk: one transaction at a time decides a crossing
+        .execution_options(populate_existing=True)
     ).all()
     raised = []
     for risk in rows:
