@@ -21,19 +21,21 @@ write to.
 
 from __future__ import annotations
 
+import re
 import ssl
 import uuid
 from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from flows.parameters import described, form_of
 from taskforce.db import unit_of_work
 from taskforce.emergency.forms import EmergencyIntake, ReserveDrawForm
 from taskforce.emergency.models import EmergencyStatus
 from taskforce.emergency.paging import rows_to_send
+from taskforce.emergency.queries import ID_IN_WORDS, SHORT_ID_MIN, UUID_LENGTH
 from taskforce.emergency.service import UNACKNOWLEDGED
 from taskforce.errors import DomainError, NotFound
 from taskforce.org.service import active_member
@@ -42,13 +44,37 @@ from taskforce.text import Text
 from tasks import emergency as t
 from tasks.notify import deliver_pending_notifications
 
+_ID_PATTERN = r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{0,4}){0,3}(-[0-9a-fA-F]{0,12})?$"
+
+
+def _an_emergency_id(value: object) -> object:
+    """Refuse what is not an id (or its first characters) in words, before the pattern
+    (kept for the UI's form) would refuse it with the pattern alone."""
+    if isinstance(value, str) and not re.fullmatch(_ID_PATTERN, value.strip()):
+        raise ValueError(
+            f"not an emergency id ({_what_is_wrong(value.strip())}); allowed: {ID_IN_WORDS}"
+        )
+    return value
+
+
+def _what_is_wrong(typed: str) -> str:
+    if len(typed) < SHORT_ID_MIN:
+        return f"{len(typed)} characters, fewer than {SHORT_ID_MIN}"
+    if len(typed) > UUID_LENGTH:
+        return f"{len(typed)} characters, more than {UUID_LENGTH}"
+    if odd := next((c for c in typed if c not in "0123456789abcdefABCDEF-"), None):
+        return f"{odd!r} is neither a hexadecimal digit nor a dash"
+    return "its dashes are not where an id has them"
+
+
 EmergencyId = Annotated[
     str,
+    BeforeValidator(_an_emergency_id),
     AfterValidator(str.lower),
     Field(
         # A whole id, or its first 8 characters or more (taskforce/emergency/queries.py), in
         # either case (a UUID's hex digits are; ids pasted from other tools may be upper).
-        pattern=r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{0,4}){0,3}(-[0-9a-fA-F]{0,12})?$",
+        pattern=_ID_PATTERN,
         max_length=36,
         title="Emergency id 应急事项编号",
         description="The emergency's id as its pages, the gateway's answer or `taskforce "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 
 from flows.parameters import ACTOR, Actor, form_of
 from taskforce.context import Context
@@ -31,6 +31,13 @@ def _upsert_milestone(form: MilestoneForm, actor: str) -> MilestoneResult:
 def upsert_risk_flow(form: RiskForm = form_of(RiskForm), actor: Actor = ACTOR) -> RiskResult:
     """风险登记 Add or update a risk (same code = update); a score crossing a threshold warns once."""
     result = _upsert_risk(form, actor)
+    if result.warnings_settled:  # ids only: a warning's title may be classified
+        get_run_logger().info(
+            "risk %s now scores %s, below their threshold: settled warnings %s",
+            result.code,
+            result.score,
+            ", ".join(str(i) for i in result.warnings_settled),
+        )
     print(result.model_dump())
     return result
 

@@ -18,7 +18,13 @@ from taskforce.gateway.cli import app as gateway_app
 from taskforce.money import format_yuan, to_fen
 from taskforce.notify.cli import app as notify_app
 from taskforce.org.service import missing_organisation_hint
-from taskforce.policy import ConfigError, config_dir, load_org, load_policy
+from taskforce.policy import (
+    ConfigError,
+    check_policy_against_org,
+    config_dir,
+    load_org,
+    load_policy,
+)
 from taskforce.reviews.cli import app as review_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -62,7 +68,7 @@ def config_check() -> None:
     from taskforce.notify.channels import load_channels
 
     policy = load_policy()
-    load_org()
+    check_policy_against_org(policy, load_org())
     channels = load_channels(overflow=policy.notifications.overflow)
     console.print(
         f"[green]config OK[/] ({config_dir()}; {len(channels.channels)} notification channels)"

@@ -252,7 +252,8 @@ def _check_total_covers(
         share = policy.budget.emergency_reserve_share
         allowed = f"no total: budget.emergency_reserve_share is {share} in config/taskforce.yaml"
     else:
-        allowed = f"at least {_yuan(max(for_lines, for_drawn))} CNY"
+        # As the amounts beside it (it wrote 29999999.91 CNY by CNY 3,000,000.00).
+        allowed = f"at least {format_yuan(max(for_lines, for_drawn), 'en')}"
     raise DomainError("; ".join(problems), field="total", allowed=allowed)
 
 

@@ -42,6 +42,15 @@ class EmergencyState:
 SHORT_ID_MIN = 8
 UUID_LENGTH = 36
 _CANDIDATES_SHOWN = 5
+# What an emergency id looks like, in words: a refusal names it so (a pattern in a refusal
+# told an operator nothing). The example has the shape new_public_id makes (a UUID v7).
+ID_IN_WORDS = (
+    "an emergency's id as its pages, the gateway's answer and `taskforce emergency list` "
+    "show it: 36 characters, 32 hexadecimal digits (0-9 and a-f) in groups of 8, 4, 4, 4 and "
+    "12 joined by dashes, e.g. 019ac3f2-5b1e-7c40-9a8d-2f6e1b7c9d03; or its first "
+    f"{SHORT_ID_MIN} characters or more (e.g. 019ac3f2) when no other emergency's id begins "
+    "with them"
+)
 
 
 def get_emergency(
@@ -69,7 +78,7 @@ def _whole_id(session: Session, typed: str, timezone: str | None) -> str:
         raise NotFound(
             f"no emergency {typed!r}",
             field="emergency_id",
-            allowed=f"the id as its pages show it, or its first {SHORT_ID_MIN} characters or more",
+            allowed=ID_IN_WORDS,
         )
     # `typed` holds no LIKE wildcard (checked above). Neither database's index serves this
     # LIKE (SQLite's is case-insensitive; PostgreSQL's index has a collation): a scan of the

@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from taskforce.errors import problem_text
-from taskforce.policy.schema import Organisation, Policy
+from taskforce.policy.schema import GroupKind, Organisation, Policy
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR_ENV = "TASKFORCE_CONFIG_DIR"
@@ -118,3 +118,24 @@ def load_policy(directory: Path | None = None) -> Policy:
 def load_org(directory: Path | None = None) -> Organisation:
     path = (directory or config_dir()) / "org.yaml"
     return _cached_org(str(path), _mtime(path))
+
+
+def check_policy_against_org(
+    policy: Policy, org: Organisation, directory: Path | None = None
+) -> None:
+    """What each file is valid on its own but the two disagree on: a group code of
+    config/taskforce.yaml that config/org.yaml has no group for (a typo such as `wg-typo` in
+    review.conducted_by notified no one). ConfigError, one line per problem."""
+    folder = directory or config_dir()
+    shown, org_shown = _display(folder / "taskforce.yaml"), _display(folder / "org.yaml")
+    groups = sorted(g.code for g in org.groups)
+    allowed = ", ".join(groups) + ", or working_group (every working group)"
+    problems = [
+        f"{shown}: review.conducted_by.{cadence}: {code!r} is not a group of "
+        f"{org_shown} (allowed: {allowed})"
+        for cadence, codes in policy.review.conducted_by.items()
+        for code in codes
+        if code != GroupKind.working_group.value and code not in groups
+    ]
+    if problems:
+        raise ConfigError("\n".join(problems))

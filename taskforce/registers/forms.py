@@ -93,6 +93,8 @@ class RiskResult(BaseModel):
     score: int
     colour: str | None  # the warning level the score reaches, if any
     warning_raised: str | None  # colour of the warning raised by this change, if any
+    # Ids of the risk's warnings this change settled (its score fell below their threshold).
+    warnings_settled: list[int] = []
 
 
 class MilestoneResult(BaseModel):

@@ -9,6 +9,7 @@ warning, and reaching it again later raises a new one (risk:<code>:<colour>:<n>)
 from __future__ import annotations
 
 import datetime as dt
+from typing import NamedTuple
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -82,7 +83,15 @@ def upsert_risk(session: Session, ctx: Context, form: RiskForm, *, actor: str) -
     if unit is None:
         raise unknown_unit(session, form.owner_unit, "owner_unit")
     now = ctx.now()
-    risk = session.scalar(select(Risk).where(Risk.code == form.code))
+    # Locked, and read as committed once the lock is ours: a second transaction raising the
+    # same risk at once waits for the first and finds its crossing warned (it raised a second
+    # warning for it, or failed on the first's dedup key). SQLite's BEGIN IMMEDIATE queues.
+    risk = session.scalar(
+        select(Risk)
+        .where(Risk.code == form.code)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     created = risk is None
     if created:
         risk = Risk(code=form.code, reviewed_at=now)
@@ -117,20 +126,26 @@ def upsert_risk(session: Session, ctx: Context, form: RiskForm, *, actor: str) -
             classification=_higher(was, risk.classification),
             payload={"score": score, "changes": changes},
         )
-    raised = _warn_if_crossed(session, ctx, risk, score, actor)
+    crossing = _warn_if_crossed(session, ctx, risk, score, actor)
     return RiskResult(
         code=risk.code,
         created=created,
         changed=bool(changes),
         score=score,
         colour=colour,
-        warning_raised=raised,
+        warning_raised=crossing.raised,
+        warnings_settled=crossing.settled,
     )
+
+
+class _Crossing(NamedTuple):
+    raised: str | None  # the colour of the warning raised, if any
+    settled: list[int]  # the ids of the warnings settled (the score fell below them)
 
 
 def _warn_if_crossed(
     session: Session, ctx: Context, risk: Risk, score: int, actor: str
-) -> str | None:
+) -> _Crossing:
     """Raise the warning of the highest threshold the score reaches, once per crossing
     (SPEC §6: a risk whose score crosses a threshold raises a warning of §5).
 
@@ -140,7 +155,7 @@ def _warn_if_crossed(
     with a new warning (a risk lowered to 1×1 and raised to 5×5 again warned no more)."""
     colour = risk_colour(score, ctx.policy)
     if _rank(colour) < _rank(risk.warned_colour):
-        settle_warnings(
+        settled = settle_warnings(
             session,
             ctx,
             "risk",
@@ -152,9 +167,9 @@ def _warn_if_crossed(
             source=RISK_SOURCE,
         )
         risk.warned_colour = colour
-        return None
+        return _Crossing(None, settled)
     if colour is None or _rank(colour) == _rank(risk.warned_colour):
-        return None
+        return _Crossing(None, [])
     warning = raise_warning(
         session,
         ctx,
@@ -168,7 +183,7 @@ def _warn_if_crossed(
         classification=risk.classification,
     )
     risk.warned_colour = colour
-    return colour if warning is not None else None
+    return _Crossing(colour if warning is not None else None, [])
 
 
 def _dedup_key(session: Session, risk: Risk, colour: str) -> str:
@@ -198,11 +213,13 @@ def sweep_risks(session: Session, ctx: Context, *, actor: str = "review") -> lis
         select(Risk)
         .where((Risk.probability * Risk.impact >= lowest) | Risk.warned_colour.is_not(None))
         .order_by(Risk.code)
+        .with_for_update()  # as upsert_risk: one transaction at a time decides a crossing
+        .execution_options(populate_existing=True)
     ).all()
     raised = []
     for risk in rows:
         score = risk.probability * risk.impact
-        if (colour := _warn_if_crossed(session, ctx, risk, score, actor)) is not None:
+        if (colour := _warn_if_crossed(session, ctx, risk, score, actor).raised) is not None:
             raised.append(f"{risk.code}:{colour}")
     return raised
 

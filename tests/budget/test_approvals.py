@@ -416,7 +416,7 @@ def test_a_total_too_small_for_the_approved_lines_names_the_least_total_that_wor
         books.set_year("999999.99")
     # 1,000,000.00 less its reserve of 100,000.00 still covers the 900,000.00 approved; the
     # message used to add the reserve of the total typed instead (900,100.00: refused again).
-    assert "at least 1000000.00 CNY" in str(refused.value)
+    assert "at least CNY 1,000,000.00" in str(refused.value)
     assert books.scalar(select(FiscalYear.total_fen)) == 100_000_000  # unchanged
     books.set_year("1000000.00")  # the total the message names is accepted
 
@@ -428,7 +428,7 @@ def test_the_least_total_for_an_awkward_allocation_is_exact_to_the_fen(books):
         books.set_year("1000.00")
     # 26,500,000 / 0.9 = 29,444,444.44…: the reserve of 29,444,444.44 is 2,944,444.45 (rounded
     # up to the fen), leaving 26,499,999.99; one fen more leaves 26,500,000.00.
-    assert "at least 29444444.45 CNY" in str(refused.value)
+    assert "at least CNY 29,444,444.45" in str(refused.value)
     with pytest.raises(DomainError):
         books.set_year("29444444.44")
     books.set_year("29444444.45")
@@ -473,7 +473,8 @@ def test_a_total_whose_reserve_is_below_what_was_drawn_from_it_is_refused(books)
     required = service.required_reserve_fen
     assert required(least, books.ctx.policy) >= drawn_fen > required(least - 1, books.ctx.policy)
     least_yuan = f"{Decimal(least) / 100:.2f}"
-    assert refused.value.allowed == f"at least {least_yuan} CNY"
+    # In the format of the amounts beside it (it wrote "29999999.91 CNY" by "CNY 100,000.00").
+    assert refused.value.allowed == f"at least CNY {Decimal(least) / 100:,.2f}"
     with pytest.raises(DomainError, match="drawn from the emergency reserve"):
         books.set_year(f"{Decimal(least - 1) / 100:.2f}")  # one fen short
     assert _year_state(books) == before
@@ -499,7 +500,7 @@ def test_a_total_short_for_the_lines_and_the_draws_names_both_and_the_least_for_
     share = policy.budget.emergency_reserve_share
     for_drawn = int(Decimal(6_000_000 - 1) / share) + 1
     least = max(for_lines, for_drawn)
-    assert refused.value.allowed == f"at least {Decimal(least) / 100:.2f} CNY"
+    assert refused.value.allowed == f"at least CNY {Decimal(least) / 100:,.2f}"
     assert _year_state(books) == before
     with pytest.raises(DomainError):
         books.set_year(f"{Decimal(least - 1) / 100:.2f}")

@@ -92,6 +92,46 @@ def test_too_little_or_not_an_id_is_refused_as_not_found(engine, ctx, typed, say
         assert says in refused.value.allowed
 
 
+@pytest.mark.parametrize(
+    ("typed", "wrong"),
+    [
+        ("019ac3f", "7 characters, fewer than 8"),
+        ("019ac3f2-5b1e-7c40-9a8d-2f6e1b7c9d030", "37 characters, more than 36"),
+        ("019ac3f2 5b1e", "' ' is neither a hexadecimal digit nor a dash"),
+        ("019ac3g2", "'g' is neither a hexadecimal digit nor a dash"),
+        ("019ac3f25b1e", "its dashes are not where an id has them"),
+    ],
+)
+def test_a_malformed_id_is_refused_in_words_with_an_id_as_the_system_makes_them(typed, wrong):
+    """acknowledge-emergency refused a short id with the pattern alone (^[0-9a-fA-F]{8}(-…):
+    the refusal says what was wrong and what an id looks like, its example one the system
+    would make (new_public_id: a UUID version 7)."""
+    import datetime as dt
+    import re
+
+    from flows.emergency import AnswerForm
+    from taskforce.emergency.service import new_public_id
+    from taskforce.errors import problem_text
+
+    with pytest.raises(ValidationError) as refused:
+        AnswerForm(emergency_id=typed, actor="E1")
+    (error,) = refused.value.errors()
+    said = problem_text(error)
+    assert error["loc"] == ("emergency_id",)
+    assert said.startswith(f"not an emergency id ({wrong}); allowed: an emergency's id as")
+    assert "36 characters, 32 hexadecimal digits (0-9 and a-f) in groups of 8, 4, 4, 4 and 12" in (
+        said
+    )
+    assert "first 8 characters or more (e.g. 019ac3f2)" in said
+    assert "[0-9" not in said and "^" not in said  # no pattern
+    example = re.search(r"e\.g\. ([0-9a-f-]{36});", said).group(1)
+    made = new_public_id(dt.datetime(2026, 11, 29, 13, 0, tzinfo=dt.UTC))
+    assert [i for i, c in enumerate(example) if c == "-"] == [8, 13, 18, 23]
+    assert [i for i, c in enumerate(made) if c == "-"] == [8, 13, 18, 23]
+    assert example[14] == made[14] == "7" and example[19] in "89ab" and made[19] in "89ab"
+    assert AnswerForm(emergency_id=example, actor="E1").emergency_id == example
+
+
 def test_the_answer_form_takes_a_whole_id_or_its_first_eight_characters():
     from flows.emergency import AnswerForm
 

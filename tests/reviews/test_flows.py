@@ -27,6 +27,7 @@ from taskforce.registers.models import Review
 from taskforce.trail.models import TrailEntry
 from tests.conftest import ROOT
 from tests.reviews import factories as f
+from tests.run_logs import run_records
 
 
 @pytest.fixture
@@ -117,6 +118,40 @@ def test_upsert_risk_flow_warns_once(prefect_server, engine):
             )
         ).all()
         assert actors and set(actors) == {"E1"}
+
+
+@pytest.mark.prefect
+def test_upsert_risk_flow_logs_the_ids_of_the_warnings_a_lowered_risk_settled(
+    prefect_server, engine
+):
+    """A risk lowered below its thresholds settled its warnings, and the run's log did not
+    say which: the line names the risk and the warnings' ids, never their (secret) titles."""
+    title = "Secret vendor exposure"
+
+    def form(probability: int, impact: int) -> RiskForm:
+        return RiskForm(
+            code="R-MKT-02", title=title, category="market", probability=probability,
+            impact=impact, strategy="transfer", owner_unit="commerce", classification="secret",
+        )  # fmt: skip
+
+    assert upsert_risk_flow(form=form(4, 4), actor="E1").warning_raised == "orange"
+    assert upsert_risk_flow(form=form(5, 5), actor="E1").warning_raised == "red"
+    with run_records() as records:
+        lowered = upsert_risk_flow(form=form(1, 2), actor="E1")
+    with Session(engine) as s:
+        ids = s.scalars(
+            select(EarlyWarning.id)
+            .where(EarlyWarning.subject_id == "R-MKT-02", EarlyWarning.status == "handled")
+            .order_by(EarlyWarning.id)
+        ).all()
+    assert len(ids) == 2 and lowered.warnings_settled == ids
+    said = [r.getMessage() for r in records]
+    line = f"risk R-MKT-02 now scores 2, below their threshold: settled warnings {ids[0]}, {ids[1]}"
+    assert line in said, said
+    assert not any(title in message for message in said), said
+    with run_records() as records:  # nothing settled: no such line
+        upsert_risk_flow(form=form(1, 1), actor="E1")
+    assert not any("settled warnings" in r.getMessage() for r in records)
 
 
 @pytest.mark.parametrize(

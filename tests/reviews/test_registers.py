@@ -382,3 +382,76 @@ def test_a_lowered_classification_records_the_old_text_at_the_old_level(engine, 
         ("milestone.updated", "secret"),
     ]
     assert "边境口岸走私渠道" in str(entries[1].payload)  # (the canonical JSON text)
+
+
+def _until_waiting(engine, racing, started) -> None:
+    """Until the racing transaction waits for the first one's lock (or has finished).
+    SQLite: its `BEGIN IMMEDIATE` queues every writer, so started is all there is to know."""
+    from sqlalchemy import text
+
+    started.wait(30)
+    if engine.dialect.name == "sqlite":
+        return
+    for _ in range(600):
+        racing.join(0.05)
+        with engine.connect() as probe:
+            waiting = probe.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                )
+            )
+        if waiting or not racing.is_alive():
+            return
+
+
+@pytest.mark.parametrize("second", ["form", "sweep"])
+def test_two_transactions_raising_one_risk_again_at_once_raise_one_warning(
+    engine, policy, clock, second
+):
+    """A risk lowered, then raised again by two transactions at once (the form submitted
+    twice, or the form while the semi-annual sweep runs): the second computed the same
+    dedup key `risk:<code>:orange:2` and failed on it with an IntegrityError (a review), or,
+    having waited for the risk's row, counted the first's warning and raised a second one
+    (…:3) for the one crossing. It waits for the first and finds the crossing warned."""
+    import threading
+
+    from taskforce.registers.service import sweep_risks
+
+    ctx = Context(policy=policy, clock=clock)
+    with Session(engine) as s, s.begin():
+        assert upsert_risk(s, ctx, _risk(probability=4, impact=4), actor="op").warning_raised
+        upsert_risk(s, ctx, _risk(probability=1, impact=1), actor="op")
+        if second == "sweep":  # raised in the register, not through the form
+            s.scalar(select(Risk)).probability = s.scalar(select(Risk)).impact = 4
+    raised = _risk(probability=4, impact=4)
+    started, outcome = threading.Event(), []
+
+    def race():
+        started.set()
+        try:
+            with Session(engine) as s, s.begin():
+                if second == "sweep":
+                    outcome.append(sweep_risks(s, ctx))
+                else:
+                    outcome.append(upsert_risk(s, ctx, raised, actor="op2").warning_raised)
+        except Exception as exc:  # the test's assertion shows it
+            outcome.append(exc)
+
+    with Session(engine) as s, s.begin():
+        assert upsert_risk(s, ctx, raised, actor="op").warning_raised == "orange"
+        racing = threading.Thread(target=race)
+        racing.start()
+        _until_waiting(engine, racing, started)
+    racing.join(30)
+    assert outcome == [[] if second == "sweep" else None]
+    assert _risk_warnings(engine, "R-POL-01") == [
+        ("risk:R-POL-01:orange", "orange", "handled"),
+        ("risk:R-POL-01:orange:2", "orange", "open"),
+    ]
+    with Session(engine) as s:
+        assert s.scalar(select(Risk.warned_colour)) == "orange"
+        updates = s.scalars(
+            select(TrailEntry.actor).where(TrailEntry.action == "risk.updated")
+        ).all()
+    assert "op2" not in updates  # the second form changed nothing: the first had

@@ -142,3 +142,38 @@ def test_the_risk_matrix_is_2_to_10(config_copy, size, ok):
     else:
         with pytest.raises(ConfigError, match=r"risk\.matrix_size"):
             load_policy(config_copy)
+
+
+def test_config_check_refuses_a_review_group_org_yaml_does_not_have(config_copy):
+    """review.conducted_by named `wg-typo` and config-check said OK: the review's notice
+    then went to a tag no channel or member has. Each file is valid alone; the two disagree."""
+    from typer.testing import CliRunner
+
+    from taskforce.cli import app
+
+    def mutate(d):
+        d["review"]["conducted_by"]["weekly"] = ["executive", "wg-typo"]
+        d["review"]["conducted_by"]["quarterly"] = "leadershp"
+
+    _edit(config_copy / "taskforce.yaml", mutate)
+    env = {"TASKFORCE_CONFIG_DIR": str(config_copy), "COLUMNS": "200"}
+    result = CliRunner().invoke(app, ["config-check"], env=env)
+    assert isinstance(result.exception, ConfigError), result.output
+    lines = str(result.exception).splitlines()
+    assert len(lines) == 2, lines
+    quarterly, weekly = sorted(lines, key=lambda line: "weekly" in line)
+    assert "taskforce.yaml: review.conducted_by.weekly: 'wg-typo' is not a group" in weekly
+    assert "review.conducted_by.quarterly: 'leadershp' is not a group" in quarterly
+    for code in ("leadership", "executive", "wg:data", "evaluator", "working_group"):
+        assert code in weekly  # what is allowed
+    assert "config OK" not in result.output
+
+    _edit(
+        config_copy / "taskforce.yaml",
+        lambda d: d["review"]["conducted_by"].update(
+            weekly=["executive", "working_group", "wg:data"], quarterly="leadership"
+        ),
+    )
+    result = CliRunner().invoke(app, ["config-check"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "config OK" in result.output
