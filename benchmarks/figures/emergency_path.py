@@ -8,11 +8,13 @@ The production path on 127.0.0.1, one emergency at a time:
   child process the runner starts (that is how served and worker-run deployments run);
 * the gateway as `taskforce gateway serve` runs it (uvicorn, `create_production_app`:
   commit, 202, then a background thread pages on-call and starts the flow run through
-  the Prefect API);
+  the Prefect API; with gateway.intake_process, the commit and that thread are in the
+  gateway's child process, which pages once webhooks pause for 50 ms);
 * a loopback HTTP receiver as the only Apprise target (json://), every audience.
 
 A run is timed from just before the webhook is sent to the arrival of its first page at
-the receiver. The page comes from the gateway's dispatch thread (`BackgroundDispatch`):
+the receiver. The page comes from the gateway's dispatch thread (`BackgroundDispatch`, in
+its intake process):
 right after the intake commit it writes the page (outbox rows + trail entry, one
 transaction) and sends it through Apprise, and only then starts the flow run; its
 paging step finds the emergency paged
@@ -273,6 +275,13 @@ def _check_paged_by_the_gateway(bench: Bench, public_id: str) -> None:
         raise RuntimeError(f"emergency {public_id}: paged by {paged_by}, not the gateway")
 
 
+def _intake_process() -> bool:
+    """Whether the served gateway writes and pages in a child (its config, copied)."""
+    from taskforce.policy import load_policy
+
+    return load_policy().gateway.intake_process
+
+
 def _p95(values: list[float]) -> float:
     if len(values) < 2:
         return values[0]
@@ -295,7 +304,8 @@ def run(bench: Bench) -> list[Result]:
     p50, p95 = statistics.median(ours), _p95(ours)
     e50, e95 = statistics.median(empty), _p95(empty)
     detail = (
-        "first page sent by the gateway's dispatch thread before it starts the flow run; "
+        "first page sent by the gateway's dispatch thread before it starts the flow run "
+        f"(intake {'in a child process' if _intake_process() else 'in a thread'}); "
         f"served Runner (poll {POLL_SECONDS} s, a child process per flow run); "
         f"{count} each, one at a time; empty run p50 {e50:.2f} s p95 {e95:.2f} s"
     )
