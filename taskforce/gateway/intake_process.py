@@ -104,6 +104,8 @@ class IntakeProcess:
                 self._fork()
 
     def _fork(self) -> None:
+        if self._conn is not None:  # the pipe of a child that ended: not to be inherited
+            self._conn.close()
         engine = self.engine or get_engine()
         context = multiprocessing.get_context("fork")
         parent_end, child_end = context.Pipe()
