@@ -184,8 +184,15 @@ def pyspy_report(path: Path, top: int = 25) -> None:
     per_thread: dict[str, Counter] = {}
     own: dict[str, Counter] = {}
     samples: Counter = Counter()
-    for line in path.read_text(encoding="utf-8").splitlines():
+    lines = path.read_text(encoding="utf-8").splitlines()
+    # With --subprocesses each stack starts with its process and its parents ("process 7:…;
+    # process 9:…;thread (…): …"). The gateway's intake child (gateway.intake_process) has
+    # threads named as the server's (MainThread): a process started by multiprocessing has
+    # its threads shown as "child process: <name>".
+    children = {_process_of(line) for line in lines if "BaseProcess._bootstrap" in line}
+    for line in lines:
         stack, _, count = line.rpartition(" ")
+        process = _process_of(stack)
         thread, *frames = stack.split(";")
         # "thread (123): gateway-group-commit" -> the name; "process 1:..." lines come first
         # with --subprocesses, the thread after them.
@@ -193,6 +200,8 @@ def pyspy_report(path: Path, top: int = 25) -> None:
             thread, *frames = frames
         name = thread.split(": ", 1)[-1].rstrip('"')
         name = "anyio workers" if name.startswith("AnyIO") else name
+        if process in children:
+            name = f"child process: {name}"
         n = int(count)
         samples[name] += n
         labels = [_frame_label(f) for f in frames]
@@ -213,6 +222,16 @@ def pyspy_report(path: Path, top: int = 25) -> None:
         print(f"\n===== {name}: {n:,} samples; inclusive / own share of the thread's samples")
         for label, k in per_thread[name].most_common(top):
             print(f"  {k / n:6.1%} {own[name][label] / n:6.1%}  {label}")
+
+
+def _process_of(stack: str) -> str | None:
+    """'process 7:"…";process 9:"…";thread (…): …' -> 'process 9' (None without one)."""
+    process = None
+    for part in stack.split(";"):
+        if not part.startswith("process "):
+            break
+        process = part.split(":", 1)[0]
+    return process
 
 
 def _frame_label(frame: str) -> str:

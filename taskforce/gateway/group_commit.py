@@ -32,7 +32,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, event
@@ -188,40 +188,28 @@ class IntakeFirstLock:
             self._changed.notify_all()
 
 
-@dataclass
-class _Pending:
-    ctx: Context
-    request: service.IntakeRequest
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future
+class BatchingThread:
+    """Requests an event loop queues, taken in batches by one thread of the process: every
+    request waiting (up to `max_batch`) at once, a lone one without waiting for company.
+    The thread starts with the first request and ends after IDLE_SECONDS without one.
+    Subclasses say what a batch is done with (`_handle`)."""
 
+    thread_name = "gateway-batches"
 
-class GroupCommit:
-    def __init__(self, engine: Engine | None, *, max_batch: int = 256) -> None:
-        self.engine, self.max_batch = engine, max_batch
-        # Made with the first batch: an app that never writes (e.g. `taskforce gateway
-        # openapi`) opens no database.
-        self.checkpointer: WalCheckpointer | None = None
-        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+    def __init__(self, max_batch: int) -> None:
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        # Held around every transaction of this writer; other writers of the process (the
-        # background dispatch) take it too, so they queue here instead of in SQLite's busy
-        # handler, which sleeps in steps of up to 100 ms.
-        self.write_lock = IntakeFirstLock()
 
-    async def open(self, ctx: Context, request: service.IntakeRequest) -> OpenResult:
-        """Open (or repeat) an emergency; returns once it is committed. Raises DomainError."""
-        loop = asyncio.get_running_loop()
-        item = _Pending(ctx, request, loop, loop.create_future())
+    def _enqueue(self, item: object) -> None:
         self._queue.put(item)
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(
-                    target=self._run, name="gateway-group-commit", daemon=True
+                    target=self._run, name=self.thread_name, daemon=True
                 )
                 self._thread.start()
-        return await item.future
 
     def _run(self) -> None:
         while True:
@@ -239,12 +227,72 @@ class GroupCommit:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            # One context per transaction (in practice the gateway has one).
-            while batch:
-                ctx = batch[0].ctx
-                same = [p for p in batch if p.ctx is ctx]
-                batch = [p for p in batch if p.ctx is not ctx]
-                self._write(ctx, same)
+            self._handle(batch)
+
+    def _handle(self, batch: list) -> None:
+        raise NotImplementedError
+
+
+def settle(outcomes: Iterable[tuple[asyncio.AbstractEventLoop, asyncio.Future, object]]) -> None:
+    """Answer the waiting requests from the batch's thread, one wake-up per event loop:
+    an exception is raised in its request, anything else is its result."""
+    by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+    for loop, future, outcome in outcomes:
+        by_loop.setdefault(loop, []).append((future, outcome))
+    for loop, settled in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle_all, settled)
+        except RuntimeError:  # that loop has closed: nobody is waiting for the answer
+            log.warning("%d webhooks committed after their server stopped", len(settled))
+
+
+def _settle_all(settled: list[tuple[asyncio.Future, object]]) -> None:
+    for future, outcome in settled:
+        if future.cancelled():  # the client went away; the emergency is committed regardless
+            continue
+        if isinstance(outcome, Exception):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+@dataclass
+class _Pending:
+    ctx: Context
+    request: service.IntakeRequest
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+
+
+class GroupCommit(BatchingThread):
+    thread_name = "gateway-group-commit"
+
+    def __init__(self, engine: Engine | None, *, max_batch: int = 256) -> None:
+        super().__init__(max_batch)
+        self.engine = engine
+        # Made with the first batch: an app that never writes (e.g. `taskforce gateway
+        # openapi`) opens no database.
+        self.checkpointer: WalCheckpointer | None = None
+        # Held around every transaction of this writer; other writers of the process (the
+        # background dispatch) take it too, so they queue here instead of in SQLite's busy
+        # handler, which sleeps in steps of up to 100 ms.
+        self.write_lock = IntakeFirstLock()
+
+    async def open(self, ctx: Context, request: service.IntakeRequest) -> OpenResult:
+        """Open (or repeat) an emergency; returns once it is committed. Raises DomainError."""
+        loop = asyncio.get_running_loop()
+        item = _Pending(ctx, request, loop, loop.create_future())
+        self._enqueue(item)
+        return await item.future
+
+    def _handle(self, batch: list[_Pending]) -> None:
+        # One context per transaction (in practice the gateway has one).
+        while batch:
+            ctx = batch[0].ctx
+            same = [p for p in batch if p.ctx is ctx]
+            batch = [p for p in batch if p.ctx is not ctx]
+            outcomes = self.write(ctx, [p.request for p in same])
+            settle((p.loop, p.future, o) for p, o in zip(same, outcomes, strict=True))
 
     def write(
         self, ctx: Context, requests: list[service.IntakeRequest]
@@ -264,31 +312,9 @@ class GroupCommit:
             outcomes = [self._write_one(ctx, r) for r in requests]
         return outcomes
 
-    def _write(self, ctx: Context, batch: list[_Pending]) -> None:
-        outcomes = self.write(ctx, [p.request for p in batch])
-        # One wake-up per event loop, not one per request.
-        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
-        for pending, outcome in zip(batch, outcomes, strict=True):
-            by_loop.setdefault(pending.loop, []).append((pending.future, outcome))
-        for loop, settled in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_settle_all, settled)
-            except RuntimeError:  # that loop has closed: nobody is waiting for the answer
-                log.warning("%d webhooks committed after their server stopped", len(settled))
-
     def _write_one(self, ctx: Context, r: service.IntakeRequest) -> OpenResult | Exception:
         try:
             with self.write_lock.intake(), unit_of_work(self.engine) as session:
                 return r.open_alone(session, ctx)
         except Exception as exc:  # answered to its own request (DomainError → 4xx, else 500)
             return exc
-
-
-def _settle_all(settled: list[tuple[asyncio.Future, OpenResult | Exception]]) -> None:
-    for future, outcome in settled:
-        if future.cancelled():  # the client went away; the emergency is committed regardless
-            continue
-        if isinstance(outcome, Exception):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-import queue
 import signal
 import threading
 import time
@@ -45,7 +44,7 @@ from taskforce.emergency import service
 from taskforce.emergency.dispatch import BackgroundDispatch, Dispatcher
 from taskforce.emergency.forms import EmergencyIntake, OpenResult
 from taskforce.errors import DomainError, IllegalTransition, NotFound
-from taskforce.gateway.group_commit import IDLE_SECONDS, GroupCommit
+from taskforce.gateway.group_commit import BatchingThread, GroupCommit, settle
 
 log = logging.getLogger(__name__)
 # The child starts its held paging once no batch came for this long: a burst's batches
@@ -70,8 +69,10 @@ class _Pending:
     future: asyncio.Future
 
 
-class IntakeProcess:
+class IntakeProcess(BatchingThread):
     """`GroupCommit.open`, the writing done by a child process (see the module)."""
+
+    thread_name = "gateway-intake-pipe"
 
     def __init__(
         self,
@@ -82,12 +83,10 @@ class IntakeProcess:
         paging_hold_seconds: float,
         max_batch: int = 256,
     ) -> None:
+        super().__init__(max_batch)
         self.engine = engine
         self.ctx_factory, self.dispatcher = ctx_factory, dispatcher
-        self.paging_hold_seconds, self.max_batch = paging_hold_seconds, max_batch
-        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self.paging_hold_seconds = paging_hold_seconds
         self._conn: Connection | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
         self._closed = False
@@ -126,13 +125,7 @@ class IntakeProcess:
         del ctx  # the child writes with its own context (its clock, the same policy)
         loop = asyncio.get_running_loop()
         item = _Pending(request, loop, loop.create_future())
-        self._queue.put(item)
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="gateway-intake-pipe", daemon=True
-                )
-                self._thread.start()
+        self._enqueue(item)
         return await item.future
 
     def close(self) -> None:
@@ -153,23 +146,9 @@ class IntakeProcess:
                 )
                 process.kill()
 
-    def _run(self) -> None:
-        while True:
-            try:
-                first = self._queue.get(timeout=IDLE_SECONDS)
-            except queue.Empty:
-                with self._lock:
-                    if self._queue.empty():
-                        self._thread = None
-                        return
-                continue
-            batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            _settle(batch, self._exchange(batch))
+    def _handle(self, batch: list[_Pending]) -> None:
+        answers = self._exchange(batch)
+        settle((p.loop, p.future, _outcome(a)) for p, a in zip(batch, answers, strict=True))
 
     def _exchange(self, batch: list[_Pending]) -> list[Any]:
         """The child's answers to `batch`, or IntakeProcessError for each."""
@@ -243,27 +222,6 @@ def _outcome(answer: Any) -> OpenResult | Exception:
         kind, message, field, allowed = answer[1:]
         return _ERRORS[kind](message, field=field, allowed=allowed)
     return IntakeProcessError(f"the intake writer failed ({answer[1]}; see its log)")
-
-
-def _settle(batch: list[_Pending], answers: list[Any]) -> None:
-    by_loop: dict[asyncio.AbstractEventLoop, list] = {}
-    for pending, answer in zip(batch, answers, strict=True):
-        by_loop.setdefault(pending.loop, []).append((pending.future, _outcome(answer)))
-    for loop, settled in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_settle_all, settled)
-        except RuntimeError:  # that loop has closed: nobody is waiting for the answer
-            log.warning("%d webhooks committed after their server stopped", len(settled))
-
-
-def _settle_all(settled: list[tuple[asyncio.Future, OpenResult | Exception]]) -> None:
-    for future, outcome in settled:
-        if future.cancelled():  # the client went away; the emergency is committed regardless
-            continue
-        if isinstance(outcome, Exception):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
 
 
 # --- the child ---------------------------------------------------------------------------

@@ -36,6 +36,28 @@ def test_the_report_shares_samples_by_thread_and_function(tmp_path, capsys):
     assert "===== anyio workers" not in out  # under 5 % of the samples: listed, not opened
 
 
+def test_the_intake_childs_threads_are_reported_apart_from_the_servers(tmp_path, capsys):
+    raw = tmp_path / "burst.txt"
+    raw.write_text(
+        'process 7:"python -m uvicorn";thread (11): MainThread;run (server.py:1);'
+        "native_intake (taskforce/gateway/app.py:240) 60\n"
+        'process 7:"python -m uvicorn";process 9:"python -m uvicorn";thread (21): MainThread;'
+        "_bootstrap (process.py:1);"
+        "BaseProcess._bootstrap (multiprocessing/process.py:314);"
+        "GroupCommit.write (taskforce/gateway/group_commit.py:260) 30\n"
+        'process 7:"python -m uvicorn";process 9:"python -m uvicorn";'
+        "thread (22): emergency-dispatch;"
+        "page_many (taskforce/emergency/dispatch.py:1) 10\n",
+        encoding="utf-8",
+    )
+    pyspy_report(raw)
+    out = capsys.readouterr().out
+    assert "60.0%  MainThread" in out and "30.0%  child process: MainThread" in out
+    assert "10.0%  child process: emergency-dispatch" in out
+    server = out.split("===== MainThread", 1)[1].split("=====", 1)[0]
+    assert "GroupCommit.write" not in server and "native_intake (app.py)" in server
+
+
 def test_the_report_of_an_empty_file_says_what_is_missing(tmp_path):
     empty = tmp_path / "burst.txt"
     empty.write_text("", encoding="utf-8")
@@ -57,5 +79,6 @@ def test_the_quick_gateway_figure_samples_its_burst_with_py_spy(tmp_path, monkey
     capsys.readouterr()
     pyspy_report(raw)
     out = capsys.readouterr().out
-    assert "===== MainThread" in out or "===== gateway-group-commit" in out, out
-    assert "GroupCommit._write (group_commit.py)" in out or "native_intake (app.py)" in out, out
+    assert "===== MainThread" in out, out
+    main = out.split("===== MainThread", 1)[1].split("=====", 1)[0]
+    assert "native_intake (app.py)" in main, out  # the server's event loop, not the child's
