@@ -10,8 +10,9 @@ no batch came for `PAGING_IDLE_SECONDS`, or when the oldest held emergency has w
 `gateway.paging_hold_seconds`.
 
 Why: a webhook costs the server about 0.25 ms of event loop and 0.25 ms of writing, and
-in one process both need the interpreter lock, so intake ran at a third of the empty
-endpoint's rate on two cores; in two processes each half has its own. The writer's child
+in one process both need the interpreter lock, so intake ran at 0.3-0.48 of the empty
+endpoint's rate on two cores (0.2 on PostgreSQL); in two processes each half has its own
+(0.45-0.60, and 0.42). The writer's child
 without the hold was slower than one process: its paging (Apprise's sixteen senders) took
 as much of the child's lock as the writer, where in one process the event loop crowds it
 out until the burst is over (benchmarks/RESULTS.md, sessions 7, 22 and 24).
