@@ -22,6 +22,7 @@ from taskforce.loop.models import Issue
 from taskforce.notify.models import OutboxMessage
 from taskforce.policy.schema import Classification, GroupKind
 from taskforce.trail.models import TrailEntry
+from tests.locks import until_waiting_for_a_lock
 
 LEADERSHIP = [f"member-L{i}" for i in range(1, 8)]
 
@@ -983,7 +984,6 @@ def test_two_escalations_of_one_overdue_page_at_once_repage_it_once(engine, ctx,
     find nothing due (it paged on-call a second time: a review)."""
     import threading
 
-    from sqlalchemy import text
     from sqlalchemy.orm import Session
 
     from taskforce.emergency.dispatch import dispatch_pending
@@ -997,17 +997,7 @@ def test_two_escalations_of_one_overdue_page_at_once_repage_it_once(engine, ctx,
         assert repage.action == "repage"
         racing = threading.Thread(target=lambda: second.append(_escalate(engine, ctx)))
         racing.start()
-        for _ in range(600):  # until the sweep waits for the lock (or has finished)
-            racing.join(0.05)
-            with engine.connect() as probe:
-                waiting = probe.scalar(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND datname = current_database()"
-                    )
-                )
-            if waiting or not racing.is_alive():
-                break
+        until_waiting_for_a_lock(engine, racing)  # the sweep waits for the lock (or is done)
     racing.join(30)
     assert second == [[]]
     with unit_of_work(engine) as s:

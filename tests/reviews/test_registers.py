@@ -19,6 +19,7 @@ from taskforce.registers.service import (
     upsert_risk,
 )
 from taskforce.trail.models import TrailEntry
+from tests.locks import until_waiting_for_a_lock
 
 
 def _risk(**over) -> RiskForm:
@@ -384,27 +385,6 @@ def test_a_lowered_classification_records_the_old_text_at_the_old_level(engine, 
     assert "边境口岸走私渠道" in str(entries[1].payload)  # (the canonical JSON text)
 
 
-def _until_waiting(engine, racing, started) -> None:
-    """Until the racing transaction waits for the first one's lock (or has finished).
-    SQLite: its `BEGIN IMMEDIATE` queues every writer, so started is all there is to know."""
-    from sqlalchemy import text
-
-    started.wait(30)
-    if engine.dialect.name == "sqlite":
-        return
-    for _ in range(600):
-        racing.join(0.05)
-        with engine.connect() as probe:
-            waiting = probe.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND datname = current_database()"
-                )
-            )
-        if waiting or not racing.is_alive():
-            return
-
-
 @pytest.mark.parametrize("second", ["form", "sweep"])
 def test_two_transactions_raising_one_risk_again_at_once_raise_one_warning(
     engine, policy, clock, second
@@ -442,7 +422,8 @@ def test_two_transactions_raising_one_risk_again_at_once_raise_one_warning(
         assert upsert_risk(s, ctx, raised, actor="op").warning_raised == "orange"
         racing = threading.Thread(target=race)
         racing.start()
-        _until_waiting(engine, racing, started)
+        started.wait(30)
+        until_waiting_for_a_lock(engine, racing)
     racing.join(30)
     assert outcome == [[] if second == "sweep" else None]
     assert _risk_warnings(engine, "R-POL-01") == [
